@@ -1,0 +1,98 @@
+package emu
+
+// Register indexes into CPU.R, in the hardware encoding order (SDM Vol. 2
+// §2.1.5, Table 2-2: the ModRM/REX register numbers). x86asm.RAX..R15 map
+// onto these by regIndex.
+const (
+	RAX = iota
+	RCX
+	RDX
+	RBX
+	RSP
+	RBP
+	RSI
+	RDI
+	R8
+	R9
+	R10
+	R11
+	R12
+	R13
+	R14
+	R15
+)
+
+// RFLAGS bits (SDM Vol. 1 §3.4.3, Figure 3-8).
+//
+//	 11 10  9  8  7  6  5  4  3  2  1  0
+//	+--+--+--+--+--+--+--+--+--+--+--+--+
+//	|OF|DF|IF|TF|SF|ZF| 0|AF| 0|PF| 1|CF|
+//	+--+--+--+--+--+--+--+--+--+--+--+--+
+const (
+	FlagCF   uint64 = 1 << 0
+	flagRes1 uint64 = 1 << 1 // reserved, always 1
+	FlagPF   uint64 = 1 << 2
+	FlagAF   uint64 = 1 << 4
+	FlagZF   uint64 = 1 << 6
+	FlagSF   uint64 = 1 << 7
+	FlagTF   uint64 = 1 << 8
+	FlagIF   uint64 = 1 << 9
+	FlagDF   uint64 = 1 << 10
+	FlagOF   uint64 = 1 << 11
+
+	// FlagsArith are the six status flags the ALU writes.
+	FlagsArith = FlagCF | FlagPF | FlagAF | FlagZF | FlagSF | FlagOF
+	// flagsWritable are the bits POPF/IRETQ may change at CPL 0 in this
+	// machine (no AC/ID/VM/RF/NT emulation).
+	flagsWritable = FlagsArith | FlagTF | FlagIF | FlagDF
+)
+
+// exitKind tells the step loop that the instruction just executed needs the
+// machine's attention. exec sets c.exit; zero means "nothing special", which
+// is the only case on the hot path.
+type exitKind uint8
+
+const (
+	exitNone      exitKind = iota
+	exitFault              // c.fault describes an exception; architectural state is as before the instruction
+	exitInt3               // INT3 executed: RIP is past the 0xCC, deliver #BP as a trap
+	exitIret               // IRETQ popped RIP/CS/RFLAGS/RSP/SS: unblock NMIs, serialize
+	exitSTI                // STI set IF from 0 to 1: open the one-instruction interrupt shadow
+	exitHlt                // HLT: wait for an interrupt
+	exitSerialize          // a serializing instruction (CPUID)
+)
+
+// faultInfo describes an exception raised by an instruction (a fault: the
+// saved RIP is the faulting instruction's).
+type faultInfo struct {
+	vector  Vector
+	errCode uint64
+	hasErr  bool
+	addr    uint64 // CR2 for #PF
+	access  Access // what the access tried to do, for #PF
+}
+
+// CPU is one emulated x86-64 logical processor in 64-bit mode at CPL 0.
+// Its fields are used directly by the interpreter; nothing outside emu
+// touches them (read a copy via Machine.Regs).
+type CPU struct {
+	R      [16]uint64 // general-purpose registers, hardware order (RAX..R15)
+	RIP    uint64
+	RFLAGS uint64
+	GSBase uint64
+
+	ID int
+	m  *Machine
+
+	// Set by exec when the instruction needs the step loop; see exitKind.
+	exit  exitKind
+	fault faultInfo
+
+	cpuState // machine-owned state (interrupts, caches, scheduling): machine.go
+}
+
+// setFault records an exception raised by the current instruction.
+func (c *CPU) setFault(v Vector, errCode uint64, hasErr bool) {
+	c.exit = exitFault
+	c.fault = faultInfo{vector: v, errCode: errCode, hasErr: hasErr}
+}

@@ -1,0 +1,128 @@
+package emu
+
+// EventKind says what an Event records. The values are stable: the trace
+// format stores them (format declares the same names).
+type EventKind uint8
+
+const (
+	EvInsn        EventKind = 1  // an instruction retired (or faulted: see Fault kind)
+	EvWrite       EventKind = 2  // a memory store (one per access, <= 8 bytes)
+	EvPercpuRead  EventKind = 3  // a load from a declared per-CPU slot
+	EvTrap        EventKind = 4  // exception/interrupt/NMI delivered
+	EvIret        EventKind = 5  // IRETQ returned from a trap frame
+	EvPerm        EventKind = 6  // page permission change (or map/unmap)
+	EvSerialize   EventKind = 7  // the CPU serialized (CPUID, IRETQ, ...)
+	EvSwitch      EventKind = 8  // the slice's scheduler switched tasks
+	EvService     EventKind = 9  // a native kernel service ran
+	EvMarker      EventKind = 10 // a scenario marker
+	EvFault       EventKind = 11 // a fault with no handler (oops), panic, BUG
+	EvInject      EventKind = 12 // an interrupt/NMI was raised (made pending) on a CPU
+	EvHalt        EventKind = 13 // the CPU halted (HLT) waiting for an interrupt
+	maxEventKinds           = 14
+)
+
+var eventKindNames = [...]string{
+	EvInsn: "insn", EvWrite: "write", EvPercpuRead: "percpu_read", EvTrap: "trap",
+	EvIret: "iret", EvPerm: "perm", EvSerialize: "serialize", EvSwitch: "switch",
+	EvService: "service", EvMarker: "marker", EvFault: "fault", EvInject: "inject",
+	EvHalt: "halt",
+}
+
+func (k EventKind) String() string {
+	if int(k) < len(eventKindNames) && eventKindNames[k] != "" {
+		return eventKindNames[k]
+	}
+	return "kind?"
+}
+
+// EventKinds lists every kind in numeric order.
+func EventKinds() []EventKind {
+	ks := make([]EventKind, 0, maxEventKinds-1)
+	for k := EvInsn; k < maxEventKinds; k++ {
+		ks = append(ks, k)
+	}
+	return ks
+}
+
+// Event is one thing the machine did. It is a flat record: fields a kind does
+// not use are zero (and null in a trace). The machine reuses one Event per CPU,
+// so a Sink must copy what it keeps before returning.
+//
+// Field use by kind:
+//
+//	common      Seq CPU Task Depth RIP
+//	insn        Len Bytes Op RSP Flags
+//	write       Addr Size Old New Alias(+AliasAddr) Percpu(+PercpuCPU, PercpuOff)
+//	percpu_read Addr Size New(value read) PercpuCPU PercpuOff
+//	trap        Vector Handler(new RIP) RSP(new RSP) IST Flags(saved RFLAGS) ErrCode Addr(CR2 for #PF)
+//	iret        Handler(RIP returned to) RSP(restored) Flags(restored RFLAGS)
+//	perm        Addr(page) Size(pages) PermOld PermNew Service
+//	serialize   Cause
+//	switch      Old(prev task) New(next task)
+//	service     Service Args Ret
+//	marker      Arg0(id) Args[1] (value)
+//	fault       Vector ErrCode Addr Msg
+//	inject      Vector Addr(target CPU)
+//	halt        -
+type Event struct {
+	Seq   uint64
+	Kind  EventKind
+	CPU   uint16
+	Task  uint32 // the task the CPU was running (set by the slice's switch marker)
+	Depth uint8  // trap nesting depth on this CPU: 0 = task context
+	RIP   uint64
+
+	Len   uint8
+	Bytes [15]byte
+	Op    uint16 // x86asm.Op of the instruction
+	RSP   uint64
+	Flags uint64
+
+	Addr      uint64
+	Size      uint32
+	Old, New  uint64
+	Alias     bool   // the store went through the text-poke alias mapping
+	AliasAddr uint64 // the alias virtual address written
+	Percpu    bool   // Addr is inside a CPU's per-CPU area
+	PercpuCPU uint16 // whose area
+	PercpuOff uint32 // offset within the per-CPU section (= the per-CPU symbol's value)
+
+	Vector  Vector
+	Handler uint64
+	IST     uint8
+	ErrCode uint64
+
+	PermOld, PermNew Perm
+	Cause            SerializeCause
+	Service          ServiceID
+	Args             [4]uint64
+	Ret              uint64
+	Msg              string
+}
+
+// SerializeCause says why a CPU serialized.
+type SerializeCause uint8
+
+const (
+	SerIret  SerializeCause = 1 // IRETQ
+	SerCPUID SerializeCause = 2 // CPUID
+	SerStart SerializeCause = 3 // CPU start
+)
+
+func (s SerializeCause) String() string {
+	switch s {
+	case SerIret:
+		return "iretq"
+	case SerCPUID:
+		return "cpuid"
+	case SerStart:
+		return "start"
+	}
+	return "cause?"
+}
+
+// Sink receives the machine's events in sequence order. A nil Sink costs
+// nothing: the machine does not build events then. Event must not retain e.
+type Sink interface {
+	Event(e *Event)
+}

@@ -1,0 +1,112 @@
+package emu
+
+// dcEntries is the size of each CPU's direct-mapped decode-page cache.
+const dcEntries = 64
+
+// decodePage holds one CPU's decoded instructions for one executable page,
+// indexed by the page offset of their first byte.
+type decodePage struct {
+	vpn   uint64
+	pg    *page
+	gen   uint64 // pg.f.codeGen when insts were last known to match memory
+	xgen  uint64 // Machine.xgen when pg was resolved
+	insts [pageSize]*inst
+}
+
+func (dp *decodePage) reset() {
+	dp.insts = [pageSize]*inst{}
+	dp.gen = dp.pg.f.codeGen
+}
+
+// fetch returns the decoded instruction at c.RIP. ok=false means the fetch
+// faulted (c.exit is set) or the emulator cannot go on (err != nil).
+func (c *CPU) fetch() (in *inst, ok bool, err error) {
+	rip := c.RIP
+	vpn := rip >> pageShift
+	dp := c.dc[vpn&(dcEntries-1)]
+	if dp == nil || dp.vpn != vpn || dp.xgen != c.m.xgen {
+		dp = c.decodePageSlow(vpn)
+		if dp == nil {
+			c.pageFault(rip, AccessExec, c.lookup(vpn) != nil)
+			return nil, false, nil
+		}
+	}
+	if dp.gen != dp.pg.f.codeGen && !c.m.cfg.Quirks.StaleFetch {
+		dp.reset() // coherent fetch: bytes changed, decode again
+	}
+	in = dp.insts[rip&pageMask]
+	if in != nil {
+		return in, true, nil
+	}
+	in, ok, err = c.decodeAt(rip)
+	if ok {
+		dp.insts[rip&pageMask] = in
+	}
+	return in, ok, err
+}
+
+// decodePageSlow finds or creates the decode page for an executable vpn, or
+// returns nil when the page is unmapped or not executable.
+func (c *CPU) decodePageSlow(vpn uint64) *decodePage {
+	p := c.lookup(vpn)
+	if p == nil || p.perm&PermX == 0 {
+		return nil
+	}
+	dp := c.dmap[vpn]
+	if dp == nil || dp.pg != p {
+		dp = &decodePage{vpn: vpn, pg: p, gen: p.f.codeGen}
+		c.dmap[vpn] = dp
+	}
+	dp.xgen = c.m.xgen
+	c.dc[vpn&(dcEntries-1)] = dp
+	return dp
+}
+
+// decodeAt reads up to 15 bytes at rip (stopping at the first byte that is
+// not executable) and decodes them.
+func (c *CPU) decodeAt(rip uint64) (*inst, bool, error) {
+	var buf [15]byte
+	n := 0
+	for ; n < len(buf); n++ {
+		a := rip + uint64(n)
+		p := c.lookup(a >> pageShift)
+		if p == nil || p.perm&PermX == 0 {
+			break
+		}
+		buf[n] = p.f.data[a&pageMask]
+	}
+	in, err := decodeInst(buf[:n], rip)
+	if err != nil {
+		if n < len(buf) && n < 15 {
+			// Maybe the instruction runs into a page we may not fetch.
+			if probe, perr := decodeInst(append(buf[:n:n], make([]byte, 15-n)...), rip); perr == nil && int(probe.len) > n {
+				a := rip + uint64(n)
+				c.pageFault(a, AccessExec, c.lookup(a>>pageShift) != nil)
+				return nil, false, nil
+			}
+		}
+		return nil, false, c.m.wrapErr(c, err)
+	}
+	if sv, ok := c.m.natives[rip]; ok {
+		in.native = uint16(sv)
+	}
+	if _, ok := c.m.watches[rip]; ok {
+		in.watch = true
+	}
+	return in, true, nil
+}
+
+// serialize drops this CPU's decodes of bytes that changed since it last
+// serialized (they were only kept in the stale-fetch model).
+func (c *CPU) serialize(cause SerializeCause) {
+	for _, dp := range c.dmap {
+		if dp.gen != dp.pg.f.codeGen {
+			dp.reset()
+		}
+	}
+	if c.m.sink != nil {
+		e := c.event(EvSerialize)
+		e.Cause = cause
+		c.m.emit(c, e)
+	}
+}

@@ -1,0 +1,450 @@
+package emu
+
+import (
+	"bytes"
+	"debug/elf"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Address-space layout (docs/slice-abi.md).
+const (
+	percpuBase   uint64 = 0xffff888000000000
+	bootStackTop uint64 = 0xffffc90000000000
+	bootStackGap uint64 = 0x10000
+	bootStackLen uint64 = 0x4000
+	moduleBase   uint64 = 0xffffffffa0000000
+	aliasBase    uint64 = 0xffffe00000000000
+)
+
+// GateType is an IDT gate type (SDM Vol. 3 §6.11).
+type GateType uint8
+
+const (
+	GateInterrupt GateType = 0 // clears IF on delivery
+	GateTrap      GateType = 1 // leaves IF alone
+)
+
+// Gate is one vector-table entry of a slice.
+type Gate struct {
+	Vector  Vector
+	Type    GateType
+	IST     uint8
+	Handler uint64
+}
+
+// Section is one allocated section of the slice.
+type Section struct {
+	Name string
+	Addr uint64
+	Size uint64
+	Perm Perm
+	Data []byte // nil for NOBITS
+}
+
+// Symbol is one slice symbol. Per-CPU symbols have zero-based addresses
+// (offsets into the per-CPU section).
+type Symbol struct {
+	Name    string
+	Addr    uint64
+	Size    uint64
+	Section string
+	Func    bool
+	PerCPU  bool
+}
+
+// Image is a parsed slice ELF, ready to be loaded into any number of
+// machines. It is immutable.
+type Image struct {
+	Raw      []byte
+	Sections []Section
+	Symbols  []Symbol // sorted by (PerCPU, Addr)
+	Entry    uint64   // pt_start
+	gates    [256]*Gate
+	percpu   []byte // per-CPU template
+	byName   map[string]*Symbol
+	text     []*Symbol // non-per-CPU symbols sorted by address, for Describe
+}
+
+// FormatError is a problem with a slice ELF.
+type FormatError struct {
+	File string
+	Msg  string
+}
+
+func (e *FormatError) Error() string { return "slice " + e.File + ": " + e.Msg }
+
+// ErrNotX8664 is returned (wrapped in a FormatError) for an ELF that is not
+// a 64-bit x86-64 executable.
+var ErrNotX8664 = errors.New("not an x86-64 ELF executable")
+
+const percpuSection = ".data..percpu"
+const vectorSection = ".pt.vectors"
+
+// LoadImage parses a slice ELF. name is used in error messages.
+func LoadImage(name string, raw []byte) (*Image, error) {
+	bad := func(format string, a ...any) error {
+		return &FormatError{File: name, Msg: fmt.Sprintf(format, a...)}
+	}
+	f, err := elf.NewFile(bytes.NewReader(raw))
+	if err != nil {
+		return nil, bad("not an ELF file: %v", err)
+	}
+	if f.Class != elf.ELFCLASS64 || f.Machine != elf.EM_X86_64 || f.Type != elf.ET_EXEC {
+		return nil, &FormatError{File: name, Msg: fmt.Sprintf("%v (class %v, machine %v, type %v)", ErrNotX8664, f.Class, f.Machine, f.Type)}
+	}
+	img := &Image{Raw: raw, byName: make(map[string]*Symbol)}
+	var percpuIdx = -1
+	for i, s := range f.Sections {
+		if s.Flags&elf.SHF_ALLOC == 0 || s.Size == 0 {
+			continue
+		}
+		if s.Name == percpuSection {
+			percpuIdx = i
+			if s.Type == elf.SHT_NOBITS {
+				img.percpu = make([]byte, s.Size)
+			} else if img.percpu, err = s.Data(); err != nil {
+				return nil, bad("section %s: %v", s.Name, err)
+			}
+			continue
+		}
+		perm := PermR
+		if s.Flags&elf.SHF_WRITE != 0 {
+			perm |= PermW
+		}
+		if s.Flags&elf.SHF_EXECINSTR != 0 {
+			perm |= PermX
+		}
+		sec := Section{Name: s.Name, Addr: s.Addr, Size: s.Size, Perm: perm}
+		if s.Type != elf.SHT_NOBITS {
+			if sec.Data, err = s.Data(); err != nil {
+				return nil, bad("section %s: %v", s.Name, err)
+			}
+		}
+		img.Sections = append(img.Sections, sec)
+	}
+	// No page may be shared by sections with different permissions.
+	pagePerm := map[uint64]Perm{}
+	for _, s := range img.Sections {
+		for vpn := s.Addr >> pageShift; vpn <= (s.Addr+s.Size-1)>>pageShift; vpn++ {
+			if p, ok := pagePerm[vpn]; ok && p != s.Perm {
+				return nil, bad("section %s shares page %#x with a section of different permissions (%v vs %v): align sections to 4 KiB", s.Name, vpn<<pageShift, s.Perm, p)
+			}
+			pagePerm[vpn] = s.Perm
+		}
+	}
+	syms, err := f.Symbols()
+	if err != nil {
+		return nil, bad("no symbol table: %v", err)
+	}
+	for _, s := range syms {
+		if s.Name == "" || elf.ST_TYPE(s.Info) == elf.STT_SECTION || elf.ST_TYPE(s.Info) == elf.STT_FILE {
+			continue
+		}
+		if s.Section == elf.SHN_UNDEF || s.Section == elf.SHN_ABS && !strings.HasPrefix(s.Name, "__") {
+			continue
+		}
+		sym := Symbol{Name: s.Name, Addr: s.Value, Size: s.Size, Func: elf.ST_TYPE(s.Info) == elf.STT_FUNC}
+		if int(s.Section) < len(f.Sections) && s.Section < elf.SHN_LORESERVE {
+			sym.Section = f.Sections[s.Section].Name
+			sym.PerCPU = int(s.Section) == percpuIdx
+		}
+		img.Symbols = append(img.Symbols, sym)
+	}
+	sort.SliceStable(img.Symbols, func(i, j int) bool {
+		a, b := img.Symbols[i], img.Symbols[j]
+		if a.PerCPU != b.PerCPU {
+			return !a.PerCPU
+		}
+		if a.Addr != b.Addr {
+			return a.Addr < b.Addr
+		}
+		return a.Name < b.Name
+	})
+	for i := range img.Symbols {
+		s := &img.Symbols[i]
+		if _, dup := img.byName[s.Name]; !dup || elf.STB_GLOBAL == 0 {
+			img.byName[s.Name] = s
+		}
+		if !s.PerCPU && s.Section != "" {
+			img.text = append(img.text, s)
+		}
+	}
+	start, ok := img.byName["pt_start"]
+	if !ok || start.PerCPU {
+		return nil, bad("no pt_start symbol (the boot entry every CPU starts at)")
+	}
+	img.Entry = start.Addr
+	if err := img.parseVectors(f, name); err != nil {
+		return nil, err
+	}
+	return img, nil
+}
+
+func (img *Image) parseVectors(f *elf.File, name string) error {
+	s := f.Section(vectorSection)
+	if s == nil {
+		return &FormatError{File: name, Msg: "no " + vectorSection + " section (the vector table)"}
+	}
+	data, err := s.Data()
+	if err != nil || len(data)%16 != 0 {
+		return &FormatError{File: name, Msg: fmt.Sprintf("%s: %d bytes, want a multiple of 16 (%v)", vectorSection, len(data), err)}
+	}
+	for i := 0; i < len(data); i += 16 {
+		g := &Gate{Vector: Vector(data[i]), Type: GateType(data[i+1]), IST: data[i+2], Handler: binary.LittleEndian.Uint64(data[i+8:])}
+		if g.Type > GateTrap || g.IST > 7 {
+			return &FormatError{File: name, Msg: fmt.Sprintf("%s entry %d (vector %d): bad type %d or IST %d", vectorSection, i/16, g.Vector, g.Type, g.IST)}
+		}
+		if img.gates[g.Vector] != nil {
+			return &FormatError{File: name, Msg: fmt.Sprintf("%s: vector %d defined twice", vectorSection, g.Vector)}
+		}
+		img.gates[g.Vector] = g
+	}
+	return nil
+}
+
+// Gate returns the vector-table entry for v, or nil.
+func (img *Image) Gate(v Vector) *Gate { return img.gates[v] }
+
+// Lookup returns the symbol named name.
+func (img *Image) Lookup(name string) (*Symbol, bool) {
+	s, ok := img.byName[name]
+	return s, ok
+}
+
+// Resolve evaluates "symbol", "symbol+off" or a number to an address.
+func (img *Image) Resolve(expr string) (uint64, error) {
+	expr = strings.TrimSpace(expr)
+	name, off := expr, uint64(0)
+	if i := strings.LastIndexAny(expr, "+"); i > 0 {
+		o, err := strconv.ParseUint(strings.TrimSpace(expr[i+1:]), 0, 64)
+		if err != nil {
+			return 0, fmt.Errorf("address %q: bad offset: %v", expr, err)
+		}
+		name, off = strings.TrimSpace(expr[:i]), o
+	}
+	if v, err := strconv.ParseUint(name, 0, 64); err == nil {
+		return v + off, nil
+	}
+	s, ok := img.byName[name]
+	if !ok {
+		return 0, fmt.Errorf("address %q: no symbol %q in the slice", expr, name)
+	}
+	return s.Addr + off, nil
+}
+
+// Describe renders addr as "symbol+0xoff (0xaddr)".
+func (img *Image) Describe(addr uint64) string {
+	if s := img.SymbolAt(addr); s != nil {
+		if addr == s.Addr {
+			return fmt.Sprintf("%s (%#x)", s.Name, addr)
+		}
+		return fmt.Sprintf("%s+%#x (%#x)", s.Name, addr-s.Addr, addr)
+	}
+	return fmt.Sprintf("%#x", addr)
+}
+
+// SymbolAt returns the non-per-CPU symbol containing addr (or the nearest
+// one below it within its section), or nil.
+func (img *Image) SymbolAt(addr uint64) *Symbol {
+	i := sort.Search(len(img.text), func(i int) bool { return img.text[i].Addr > addr }) - 1
+	for ; i >= 0; i-- {
+		s := img.text[i]
+		if s.Size == 0 && i > 0 && img.text[i-1].Addr == s.Addr {
+			continue
+		}
+		if s.Size != 0 && addr >= s.Addr+s.Size {
+			return nil
+		}
+		return s
+	}
+	return nil
+}
+
+// load maps the image into m and prepares every CPU's boot state.
+func (m *Machine) load() error {
+	img := m.img
+	for _, s := range img.Sections {
+		first, last := s.Addr>>pageShift, (s.Addr+s.Size-1)>>pageShift
+		for vpn := first; vpn <= last; vpn++ {
+			if m.mem.page(vpn) == nil {
+				m.mem.mapFrame(vpn, new(frame), s.Perm, false)
+			}
+		}
+		if s.Data != nil {
+			m.mem.poke(s.Addr, s.Data)
+		}
+	}
+	for sv := SvcTextPoke; sv < maxServices; sv++ {
+		if s, ok := img.byName[serviceSymbols[sv]]; ok && !s.PerCPU {
+			m.natives[s.Addr] = sv
+		}
+	}
+	// Per-CPU areas.
+	m.percpuSize = uint64(len(img.percpu))
+	if m.percpuSize > 0 {
+		m.percpuStrd = (m.percpuSize+pageMask)&^pageMask + pageSize
+		for i, c := range m.cpus {
+			base := percpuBase + uint64(i)*m.percpuStrd
+			m.mem.mapNew(base, int((m.percpuSize+pageMask)>>pageShift), PermRW)
+			m.mem.poke(base, img.percpu)
+			c.GSBase = base
+		}
+		m.percpuLo = percpuBase
+		m.percpuSpan = uint64(len(m.cpus)) * m.percpuStrd
+	}
+	// Boot stacks and registers.
+	for i, c := range m.cpus {
+		top := bootStackTop + uint64(i)*bootStackGap + bootStackLen
+		m.mem.mapNew(top-bootStackLen, int(bootStackLen>>pageShift), PermRW)
+		c.R[RSP] = top
+		c.R[RDI] = uint64(i)
+		c.R[RSI] = uint64(len(m.cpus))
+		c.RIP = img.Entry
+		c.RFLAGS = flagRes1
+	}
+	if err := m.writeBootParams(); err != nil {
+		return err
+	}
+	// Declared per-CPU slots whose loads are recorded.
+	if len(m.cfg.PercpuSlots) > 0 {
+		m.percpuSlots = make([]bool, m.percpuSize)
+		for _, name := range m.cfg.PercpuSlots {
+			s, ok := img.byName[name]
+			if !ok || !s.PerCPU {
+				return fmt.Errorf("per-CPU slot %q: no such per-CPU symbol in the slice", name)
+			}
+			size := s.Size
+			if size == 0 {
+				size = 8
+			}
+			for o := s.Addr; o < s.Addr+size && o < m.percpuSize; o++ {
+				m.percpuSlots[o] = true
+			}
+		}
+		m.watchReads = m.percpuSize > 0
+	}
+	// Injection rules.
+	m.hits = make([]uint64, len(m.cfg.Inject))
+	for i := range m.cfg.Inject {
+		r := &m.cfg.Inject[i]
+		if r.CPU < 0 || r.CPU >= len(m.cpus) {
+			return fmt.Errorf("inject rule %d: cpu %d: the machine has %d CPUs", i+1, r.CPU, len(m.cpus))
+		}
+		a, err := img.Resolve(r.At)
+		if err != nil {
+			return fmt.Errorf("inject rule %d: %w", i+1, err)
+		}
+		r.addr = a
+		m.watches[a] = append(m.watches[a], i)
+	}
+	return nil
+}
+
+// writeBootParams fills pt_ncpus, pt_boot_tasks and the scenario's params.
+func (m *Machine) writeBootParams() error {
+	img := m.img
+	put := func(name string, off uint64, v uint64) error {
+		s, ok := img.byName[name]
+		if !ok || s.PerCPU {
+			return fmt.Errorf("slice has no symbol %q", name)
+		}
+		var b [8]byte
+		binary.LittleEndian.PutUint64(b[:], v)
+		if !m.mem.poke(s.Addr+off, b[:]) {
+			return fmt.Errorf("symbol %q at %#x is not mapped", name, s.Addr)
+		}
+		return nil
+	}
+	if _, ok := img.byName["pt_ncpus"]; ok {
+		if err := put("pt_ncpus", 0, uint64(len(m.cpus))); err != nil {
+			return err
+		}
+	}
+	if len(m.cfg.Tasks) > 0 {
+		s, ok := img.byName["pt_boot_tasks"]
+		if !ok {
+			return fmt.Errorf("scenario has tasks but the slice has no pt_boot_tasks symbol")
+		}
+		if s.Size != 0 && uint64(len(m.cfg.Tasks))*32 > s.Size {
+			return fmt.Errorf("scenario has %d tasks; pt_boot_tasks holds %d", len(m.cfg.Tasks), s.Size/32)
+		}
+		for i, t := range m.cfg.Tasks {
+			if t.CPU < 0 || t.CPU >= len(m.cpus) {
+				return fmt.Errorf("task %d (%s): cpu %d: the machine has %d CPUs", t.ID, t.Entry, t.CPU, len(m.cpus))
+			}
+			entry, err := img.Resolve(t.Entry)
+			if err != nil {
+				return fmt.Errorf("task %d: %w", t.ID, err)
+			}
+			base := uint64(i) * 32
+			for j, v := range []uint64{t.ID, uint64(t.CPU), entry, t.Arg} {
+				if err := put("pt_boot_tasks", base+uint64(j)*8, v); err != nil {
+					return err
+				}
+			}
+		}
+		if err := put("pt_boot_ntasks", 0, uint64(len(m.cfg.Tasks))); err != nil {
+			return err
+		}
+	}
+	for _, p := range m.cfg.Params {
+		s, ok := img.byName[p.Name]
+		if !ok {
+			return fmt.Errorf("param %q: no such symbol in the slice", p.Name)
+		}
+		if s.PerCPU || (s.Size != 0 && s.Size != 8) {
+			return fmt.Errorf("param %q: symbol is %d bytes%s; params must be 8-byte globals", p.Name, s.Size, map[bool]string{true: " (per-CPU)"}[s.PerCPU])
+		}
+		if pg := m.mem.page(s.Addr >> pageShift); pg == nil || pg.perm&PermW == 0 {
+			return fmt.Errorf("param %q: symbol at %#x is not in a writable section", p.Name, s.Addr)
+		}
+		if err := put(p.Name, 0, p.Value); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// istTop reads IST pointer n from c's per-CPU cpu_tss_ist array.
+func (m *Machine) istTop(c *CPU, n uint8) (uint64, bool) {
+	s, ok := m.img.byName["cpu_tss_ist"]
+	if !ok || !s.PerCPU {
+		return 0, false
+	}
+	var b [8]byte
+	if !m.mem.peek(c.GSBase+s.Addr+8*uint64(n), b[:]) {
+		return 0, false
+	}
+	v := binary.LittleEndian.Uint64(b[:])
+	return v, v != 0
+}
+
+// Error is an emulator failure at a point in the guest: the run cannot go
+// on (an unsupported instruction, a broken slice).
+type Error struct {
+	CPU   int
+	RIP   uint64
+	Where string // symbol+offset
+	Bytes []byte
+	Err   error
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("cpu%d at %s: %v", e.CPU, e.Where, e.Err)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+func (m *Machine) wrapErr(c *CPU, err error) error {
+	e := &Error{CPU: c.ID, RIP: c.RIP, Where: m.img.Describe(c.RIP), Err: err}
+	var u *UnsupportedError
+	if errors.As(err, &u) {
+		e.Bytes = u.Bytes
+	}
+	return e
+}

@@ -1,0 +1,300 @@
+package emu
+
+import (
+	"fmt"
+)
+
+// Quirks are the per-run choices where real CPUs and hypervisors differ or
+// the architecture leaves room. They are part of a run's identity and are
+// recorded in its trace.
+type Quirks struct {
+	// NMIInSTIShadow lets an NMI be delivered in the one-instruction shadow
+	// after an STI that set IF (Andy Lutomirski's point 1 in seed 002: it
+	// differs between CPUs and hypervisors).
+	NMIInSTIShadow bool
+	// StaleFetch selects the adversarial cross-modifying-code model: a CPU
+	// keeps executing its cached decode of changed bytes until it serializes
+	// (SDM Vol. 3 §8.1.3). Off, fetch is always coherent with memory.
+	StaleFetch bool
+}
+
+// StopReason says why a run ended.
+type StopReason uint8
+
+const (
+	StopNone      StopReason = iota
+	StopDone                 // every CPU finished (pt_cpu_done) and is idle
+	StopBudget               // the instruction budget ran out
+	StopOops                 // an exception no handler claims, or a double fault
+	StopPanic                // panic() or pt_bug()
+	StopHung                 // no CPU can make progress and not all are done
+	StopDecisions            // a replayed decision log ran out (strict replay)
+	StopError                // the emulator cannot go on (see Result.Err)
+)
+
+func (s StopReason) String() string {
+	return [...]string{"running", "done", "budget", "oops", "panic", "hung", "decisions-exhausted", "error"}[s]
+}
+
+// maskable vectors a CPU can have pending, as bits of cpuState.irqs (the
+// APIC delivers the highest vector first).
+var irqVectors = [...]Vector{VecReschedule, VecCallFunction, VecTimer}
+
+func irqBit(v Vector) uint8 {
+	for i, iv := range irqVectors {
+		if iv == v {
+			return 1 << i
+		}
+	}
+	return 0
+}
+
+// cpuState is the machine-owned part of a CPU.
+type cpuState struct {
+	tlb    [tlbEntries]tlbEntry
+	tlbGen uint64
+
+	dc     [dcEntries]*decodePage // direct-mapped decode-page cache
+	dmap   map[uint64]*decodePage // all decode pages of this CPU
+	dcxGen uint64                 // Machine.xgen the dc array was filled under
+
+	// attention is non-zero when the step loop must look at interrupts,
+	// the STI shadow or HLT before the next instruction.
+	attention bool
+	nmiPend   bool
+	irqs      uint8 // pending maskable vectors (irqVectors bits)
+	shadow    bool  // in the STI shadow: the next instruction runs first
+	nmiBlock  bool  // an NMI was delivered and no IRETQ has run since
+	halted    bool
+	done      bool // called pt_cpu_done
+
+	task  uint32
+	depth uint8
+
+	injectedAt uint64 // RIP where a watch rule last fired (not re-counted until it executes)
+
+	ev Event // reused event record
+
+	stats CPUStats
+}
+
+// CPUStats counts what one CPU did.
+type CPUStats struct {
+	Insns    uint64
+	Traps    [256]uint64 // deliveries by vector
+	Services [maxServices]uint64
+}
+
+func (c *CPU) updateAttention() {
+	c.attention = c.nmiPend || c.irqs != 0 || c.shadow || c.halted
+}
+
+// Machine is the emulated SMP machine: memory, CPUs, the loaded slice and
+// the run's decision source. It is not safe for concurrent use; a run is
+// single-threaded and deterministic.
+type Machine struct {
+	mem  *Memory
+	cpus []*CPU
+	sink Sink
+	cfg  Config
+
+	img *Image
+
+	natives map[uint64]ServiceID
+	watches map[uint64][]int // rip -> indexes into cfg.Inject
+	hits    []uint64         // per inject rule: arrivals counted
+
+	// per-CPU areas [percpuLo, percpuLo+percpuSpan) for declared-slot reads
+	watchReads  bool
+	percpuLo    uint64
+	percpuSpan  uint64
+	percpuSlots []bool // per byte of the per-CPU section: a declared slot
+	percpuSize  uint64
+	percpuStrd  uint64
+
+	xgen uint64 // bumped when an executable mapping changes: decode caches re-resolve
+
+	seq      uint64
+	insns    uint64
+	stop     StopReason
+	stopMsg  string
+	err      error
+	modNext  uint64    // next module_alloc address
+	aliasTo  [2]uint64 // text page each text-poke alias page stands for
+	decision []Decision
+	src      DecisionSource
+}
+
+// Config describes one run.
+type Config struct {
+	CPUs     int
+	Quirks   Quirks
+	MaxInsns uint64 // 0: no budget
+	// Tasks are written into pt_boot_tasks before boot.
+	Tasks []Task
+	// Params are u64 values written to the named slice symbols before boot.
+	Params []Param
+	// Inject raises interrupts when a CPU reaches an address.
+	Inject []InjectRule
+	// PercpuSlots are per-CPU symbols whose loads are recorded.
+	PercpuSlots []string
+	Sink        Sink
+}
+
+// Task is one task the slice's boot code creates.
+type Task struct {
+	ID    uint64
+	CPU   int
+	Entry string
+	Arg   uint64
+}
+
+// Param is a named u64 written into the slice before boot.
+type Param struct {
+	Name  string
+	Value uint64
+}
+
+// InjectRule raises Vector on CPU when CPU's RIP arrives at At (a
+// "symbol+offset" expression) for the Hit-th time (0: every time).
+type InjectRule struct {
+	Vector Vector
+	CPU    int
+	At     string
+	Hit    uint64
+
+	addr uint64
+}
+
+// MaxCPUs is the largest machine.
+const MaxCPUs = 64
+
+// New builds a machine for img and cfg, loads the slice into every CPU's
+// view and prepares boot state. It does not run anything.
+func New(img *Image, cfg Config) (*Machine, error) {
+	if cfg.CPUs < 1 || cfg.CPUs > MaxCPUs {
+		return nil, fmt.Errorf("emu: %d CPUs: must be 1..%d", cfg.CPUs, MaxCPUs)
+	}
+	m := &Machine{
+		mem:     newMemory(),
+		sink:    cfg.Sink,
+		cfg:     cfg,
+		img:     img,
+		natives: make(map[uint64]ServiceID),
+		watches: make(map[uint64][]int),
+		modNext: moduleBase,
+	}
+	for i := 0; i < cfg.CPUs; i++ {
+		c := &CPU{ID: i, m: m}
+		c.dmap = make(map[uint64]*decodePage)
+		c.ev.CPU = uint16(i)
+		m.cpus = append(m.cpus, c)
+	}
+	if err := m.load(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// CPUs returns the number of CPUs.
+func (m *Machine) CPUs() int { return len(m.cpus) }
+
+// Image returns the loaded slice.
+func (m *Machine) Image() *Image { return m.img }
+
+// emit stamps e with the next sequence number and the CPU's context and
+// hands it to the sink. Callers check m.sink != nil first.
+func (m *Machine) emit(c *CPU, e *Event) {
+	e.Seq = m.seq
+	m.seq++
+	e.Task = c.task
+	e.Depth = c.depth
+	m.sink.Event(e)
+}
+
+// resetEvent clears the per-kind fields of c's reused event.
+func (c *CPU) event(kind EventKind) *Event {
+	e := &c.ev
+	*e = Event{Kind: kind, CPU: uint16(c.ID), RIP: c.RIP}
+	return e
+}
+
+func (m *Machine) emitWrite(c *CPU, p *page, addr uint64, size int, old, v uint64) {
+	e := c.event(EvWrite)
+	e.Addr = addr
+	e.Size = uint32(size)
+	e.Old, e.New = old, v
+	if p.alias {
+		e.Alias = true
+		e.AliasAddr = addr
+		e.Addr = m.aliasTarget(addr)
+	}
+	m.tagPercpu(e, e.Addr)
+	m.emit(c, e)
+}
+
+func (m *Machine) tagPercpu(e *Event, addr uint64) {
+	if m.percpuStrd == 0 || addr < percpuBase {
+		return
+	}
+	off := addr - percpuBase
+	cpu := off / m.percpuStrd
+	in := off % m.percpuStrd
+	if cpu < uint64(len(m.cpus)) && in < m.percpuSize {
+		e.Percpu = true
+		e.PercpuCPU = uint16(cpu)
+		e.PercpuOff = uint32(in)
+	}
+}
+
+func (m *Machine) percpuRead(c *CPU, addr uint64, size int) {
+	off := (addr - percpuBase) % m.percpuStrd
+	if off >= m.percpuSize || !m.percpuSlots[off] || m.sink == nil {
+		return
+	}
+	// Re-read the value without events (read() is mid-flight).
+	var buf [8]byte
+	m.mem.peek(addr, buf[:size])
+	e := c.event(EvPercpuRead)
+	e.Addr = addr
+	e.Size = uint32(size)
+	e.New = loadLE(buf[:], size)
+	m.tagPercpu(e, addr)
+	m.emit(c, e)
+}
+
+// codeWritten notes a store into a frame that is mapped executable. Decode
+// pages compare their generation with the frame's: in the coherent model
+// every fetch does, in the stale model only serialization does.
+func (m *Machine) codeWritten(f *frame, addr uint64, size int) {
+	f.codeGen++
+}
+
+// raise makes v pending on c (an interrupt, IPI or NMI).
+func (m *Machine) raise(c *CPU, v Vector, from *CPU) {
+	if v == VecNMI {
+		c.nmiPend = true
+	} else {
+		c.irqs |= irqBit(v)
+	}
+	c.updateAttention()
+	if m.sink != nil {
+		src := from
+		if src == nil {
+			src = c
+		}
+		e := src.event(EvInject)
+		e.Vector = v
+		e.Addr = uint64(c.ID)
+		m.emit(src, e)
+	}
+}
+
+// Stopped reports why the run stopped (StopNone while it runs).
+func (m *Machine) Stopped() (StopReason, string) { return m.stop, m.stopMsg }
+
+func (m *Machine) halt(r StopReason, msg string) {
+	if m.stop == StopNone {
+		m.stop, m.stopMsg = r, msg
+	}
+}

@@ -1,0 +1,301 @@
+package emu
+
+import (
+	"encoding/binary"
+	"sort"
+)
+
+const (
+	pageShift = 12
+	pageSize  = 1 << pageShift
+	pageMask  = pageSize - 1
+)
+
+// frame is one 4 KiB page of "physical" memory. Several virtual pages may map
+// it (the text-poke alias maps kernel text a second time, writable).
+type frame struct {
+	data [pageSize]byte
+	// codeGen counts writes to this frame while some mapping of it was
+	// executable; decode caches compare it to drop stale decodes.
+	codeGen uint64
+	// execMaps counts the mappings of this frame that are executable.
+	execMaps int
+}
+
+// page is one virtual 4 KiB mapping.
+type page struct {
+	f     *frame
+	vpn   uint64
+	perm  Perm
+	alias bool // a text-poke alias: stores here are "through the alias"
+}
+
+// Memory is the machine's sparse virtual address space. It is shared by all
+// CPUs; each CPU keeps a small direct-mapped TLB in front of it.
+type Memory struct {
+	pages map[uint64]*page // vpn -> mapping
+	gen   uint64           // bumped on map/unmap: CPU TLBs flush when it changes
+}
+
+func newMemory() *Memory { return &Memory{pages: make(map[uint64]*page)} }
+
+// mapFrame maps frame f at virtual page vpn with perm.
+func (m *Memory) mapFrame(vpn uint64, f *frame, perm Perm, alias bool) *page {
+	if old := m.pages[vpn]; old != nil {
+		m.unmap(vpn)
+	}
+	p := &page{f: f, vpn: vpn, perm: perm, alias: alias}
+	if perm&PermX != 0 {
+		f.execMaps++
+	}
+	m.pages[vpn] = p
+	m.gen++
+	return p
+}
+
+// mapNew maps n fresh zeroed pages starting at the page-aligned addr.
+func (m *Memory) mapNew(addr uint64, n int, perm Perm) {
+	for i := 0; i < n; i++ {
+		m.mapFrame(addr>>pageShift+uint64(i), new(frame), perm, false)
+	}
+}
+
+func (m *Memory) unmap(vpn uint64) {
+	p := m.pages[vpn]
+	if p == nil {
+		return
+	}
+	if p.perm&PermX != 0 {
+		p.f.execMaps--
+	}
+	delete(m.pages, vpn)
+	m.gen++
+}
+
+// setPerm changes a mapping's permission and reports the old one.
+func (m *Memory) setPerm(p *page, perm Perm) Perm {
+	old := p.perm
+	if old&PermX != 0 {
+		p.f.execMaps--
+	}
+	if perm&PermX != 0 {
+		p.f.execMaps++
+	}
+	p.perm = perm
+	return old
+}
+
+func (m *Memory) page(vpn uint64) *page { return m.pages[vpn] }
+
+// sortedVPNs returns the mapped virtual page numbers in order (for
+// deterministic iteration and for dumps).
+func (m *Memory) sortedVPNs() []uint64 {
+	v := make([]uint64, 0, len(m.pages))
+	for k := range m.pages {
+		v = append(v, k)
+	}
+	sort.Slice(v, func(i, j int) bool { return v[i] < v[j] })
+	return v
+}
+
+// peek reads bytes without permission checks or events (for the loader,
+// native services and dumps). It reports whether every byte was mapped.
+func (m *Memory) peek(addr uint64, buf []byte) bool {
+	for i := range buf {
+		a := addr + uint64(i)
+		p := m.pages[a>>pageShift]
+		if p == nil {
+			return false
+		}
+		buf[i] = p.f.data[a&pageMask]
+	}
+	return true
+}
+
+// poke writes bytes without permission checks or events (loader only).
+func (m *Memory) poke(addr uint64, buf []byte) bool {
+	for i := range buf {
+		a := addr + uint64(i)
+		p := m.pages[a>>pageShift]
+		if p == nil {
+			return false
+		}
+		p.f.data[a&pageMask] = buf[i]
+	}
+	return true
+}
+
+// tlbEntries is the size of each CPU's direct-mapped translation cache.
+const tlbEntries = 64
+
+type tlbEntry struct {
+	vpn uint64
+	p   *page
+}
+
+// lookup translates a virtual page number through the CPU's TLB.
+func (c *CPU) lookup(vpn uint64) *page {
+	e := &c.tlb[vpn&(tlbEntries-1)]
+	if e.p != nil && e.vpn == vpn {
+		return e.p
+	}
+	return c.lookupSlow(vpn)
+}
+
+func (c *CPU) lookupSlow(vpn uint64) *page {
+	mem := c.m.mem
+	if c.tlbGen != mem.gen {
+		c.tlb = [tlbEntries]tlbEntry{}
+		c.tlbGen = mem.gen
+	}
+	p := mem.pages[vpn]
+	if p != nil {
+		c.tlb[vpn&(tlbEntries-1)] = tlbEntry{vpn: vpn, p: p}
+	}
+	return p
+}
+
+// pageFault raises #PF for an access to addr (SDM Vol. 3 §4.7: error code
+// bit 0 P = the page was present, bit 1 W/R = write, bit 4 I/D = fetch).
+func (c *CPU) pageFault(addr uint64, acc Access, present bool) {
+	var ec uint64
+	if present {
+		ec |= 1
+	}
+	if acc == AccessWrite {
+		ec |= 2
+	}
+	if acc == AccessExec {
+		ec |= 1 << 4
+	}
+	c.exit = exitFault
+	c.fault = faultInfo{vector: VecPF, errCode: ec, hasErr: true, addr: addr, access: acc}
+}
+
+// read loads size (1, 2, 4 or 8) bytes little-endian from addr. On a fault it
+// raises #PF and returns ok=false; the caller must then leave architectural
+// state unchanged and return.
+func (c *CPU) read(addr uint64, size int) (uint64, bool) {
+	off := addr & pageMask
+	if off+uint64(size) > pageSize {
+		return c.readSplit(addr, size)
+	}
+	p := c.lookup(addr >> pageShift)
+	if p == nil || p.perm&PermR == 0 {
+		c.pageFault(addr, AccessRead, p != nil)
+		return 0, false
+	}
+	if c.m.watchReads && addr-c.m.percpuLo < c.m.percpuSpan {
+		c.m.percpuRead(c, addr, size)
+	}
+	d := p.f.data[off:]
+	switch size {
+	case 1:
+		return uint64(d[0]), true
+	case 2:
+		return uint64(binary.LittleEndian.Uint16(d)), true
+	case 4:
+		return uint64(binary.LittleEndian.Uint32(d)), true
+	default:
+		return binary.LittleEndian.Uint64(d), true
+	}
+}
+
+func (c *CPU) readSplit(addr uint64, size int) (uint64, bool) {
+	var v uint64
+	for i := 0; i < size; i++ {
+		b, ok := c.read(addr+uint64(i), 1)
+		if !ok {
+			return 0, false
+		}
+		v |= b << (8 * i)
+	}
+	return v, true
+}
+
+// write stores the low size bytes of v at addr. On a fault it raises #PF and
+// returns false having changed nothing.
+func (c *CPU) write(addr uint64, size int, v uint64) bool {
+	off := addr & pageMask
+	if off+uint64(size) > pageSize {
+		return c.writeSplit(addr, size, v)
+	}
+	p := c.lookup(addr >> pageShift)
+	if p == nil || p.perm&PermW == 0 {
+		c.pageFault(addr, AccessWrite, p != nil)
+		return false
+	}
+	c.commitWrite(p, addr, size, v)
+	return true
+}
+
+// commitWrite performs a permitted store and tells the machine about it.
+func (c *CPU) commitWrite(p *page, addr uint64, size int, v uint64) {
+	off := addr & pageMask
+	d := p.f.data[off:]
+	if c.m.sink != nil {
+		c.m.emitWrite(c, p, addr, size, loadLE(d, size), v)
+	}
+	switch size {
+	case 1:
+		d[0] = byte(v)
+	case 2:
+		binary.LittleEndian.PutUint16(d, uint16(v))
+	case 4:
+		binary.LittleEndian.PutUint32(d, uint32(v))
+	default:
+		binary.LittleEndian.PutUint64(d, v)
+	}
+	if p.f.execMaps != 0 {
+		c.m.codeWritten(p.f, addr, size)
+	}
+}
+
+func (c *CPU) writeSplit(addr uint64, size int, v uint64) bool {
+	// Check every byte first so that a fault changes nothing.
+	for i := 0; i < size; i++ {
+		a := addr + uint64(i)
+		p := c.lookup(a >> pageShift)
+		if p == nil || p.perm&PermW == 0 {
+			c.pageFault(a, AccessWrite, p != nil)
+			return false
+		}
+	}
+	for i := 0; i < size; i++ {
+		a := addr + uint64(i)
+		c.commitWrite(c.lookup(a>>pageShift), a, 1, v>>(8*i))
+	}
+	return true
+}
+
+// push decrements RSP by 8 and stores v there. On a fault RSP is unchanged.
+func (c *CPU) push(v uint64) bool {
+	sp := c.R[RSP] - 8
+	if !c.write(sp, 8, v) {
+		return false
+	}
+	c.R[RSP] = sp
+	return true
+}
+
+// pop loads 8 bytes at RSP and increments RSP. On a fault RSP is unchanged.
+func (c *CPU) pop() (uint64, bool) {
+	v, ok := c.read(c.R[RSP], 8)
+	if !ok {
+		return 0, false
+	}
+	c.R[RSP] += 8
+	return v, true
+}
+
+func loadLE(d []byte, size int) uint64 {
+	switch size {
+	case 1:
+		return uint64(d[0])
+	case 2:
+		return uint64(binary.LittleEndian.Uint16(d))
+	case 4:
+		return uint64(binary.LittleEndian.Uint32(d))
+	}
+	return binary.LittleEndian.Uint64(d)
+}

@@ -1,0 +1,224 @@
+package emu
+
+import (
+	"fmt"
+)
+
+// DecisionKind says what a scheduling decision does.
+type DecisionKind uint8
+
+const (
+	DecStep DecisionKind = 1 // run CPU for N steps
+	DecIRQ  DecisionKind = 2 // raise maskable vector V on CPU
+	DecNMI  DecisionKind = 3 // raise an NMI on CPU
+)
+
+// Decision is one choice of the scheduler. A run is fully determined by its
+// scenario and its decision sequence.
+type Decision struct {
+	Kind   DecisionKind
+	CPU    uint16
+	N      uint32 // steps, for DecStep
+	Vector Vector // for DecIRQ
+}
+
+func (d Decision) String() string {
+	switch d.Kind {
+	case DecStep:
+		return fmt.Sprintf("step cpu%d %d", d.CPU, d.N)
+	case DecIRQ:
+		return fmt.Sprintf("irq cpu%d %s", d.CPU, d.Vector.Name())
+	case DecNMI:
+		return fmt.Sprintf("nmi cpu%d", d.CPU)
+	}
+	return "decision?"
+}
+
+// DecisionSource supplies decisions. Next sees the machine so that a source
+// can choose among runnable CPUs; ok=false ends the run.
+type DecisionSource interface {
+	Next(m *Machine) (d Decision, ok bool)
+}
+
+// Schedule parameterises the random source.
+type Schedule struct {
+	QuantumMin, QuantumMax uint32  // steps per decision (uniform, inclusive)
+	TimerRate              float64 // chance per decision of a timer IRQ on a random CPU
+	NMIRate                float64 // chance per decision of an NMI on a random CPU
+}
+
+// Rand is a small deterministic generator (SplitMix64; Steele, Lea, Flood,
+// OOPSLA 2014) whose output never changes across Go versions.
+type Rand struct{ s uint64 }
+
+// NewRand seeds a generator.
+func NewRand(seed uint64) *Rand { return &Rand{s: seed} }
+
+// Uint64 returns the next value.
+func (r *Rand) Uint64() uint64 {
+	r.s += 0x9e3779b97f4a7c15
+	z := r.s
+	z = (z ^ z>>30) * 0xbf58476d1ce4e5b9
+	z = (z ^ z>>27) * 0x94d049bb133111eb
+	return z ^ z>>31
+}
+
+// Intn returns a value in [0, n).
+func (r *Rand) Intn(n int) int { return int(r.Uint64() % uint64(n)) }
+
+// Float returns a value in [0, 1).
+func (r *Rand) Float() float64 { return float64(r.Uint64()>>11) / (1 << 53) }
+
+// RandomSource chooses decisions from a seed.
+type RandomSource struct {
+	Sched Schedule
+	rnd   *Rand
+	run   []int // scratch: runnable CPUs
+}
+
+// NewRandomSource returns a seeded source.
+func NewRandomSource(seed uint64, s Schedule) *RandomSource {
+	if s.QuantumMin == 0 {
+		s.QuantumMin = 1
+	}
+	if s.QuantumMax < s.QuantumMin {
+		s.QuantumMax = s.QuantumMin
+	}
+	return &RandomSource{Sched: s, rnd: NewRand(seed)}
+}
+
+// Next implements DecisionSource.
+func (r *RandomSource) Next(m *Machine) (Decision, bool) {
+	if r.Sched.TimerRate > 0 && r.rnd.Float() < r.Sched.TimerRate {
+		return Decision{Kind: DecIRQ, CPU: uint16(r.rnd.Intn(len(m.cpus))), Vector: VecTimer}, true
+	}
+	if r.Sched.NMIRate > 0 && r.rnd.Float() < r.Sched.NMIRate {
+		return Decision{Kind: DecNMI, CPU: uint16(r.rnd.Intn(len(m.cpus)))}, true
+	}
+	r.run = r.run[:0]
+	for _, c := range m.cpus {
+		if c.runnable() {
+			r.run = append(r.run, c.ID)
+		}
+	}
+	if len(r.run) == 0 {
+		return Decision{}, false
+	}
+	cpu := r.run[r.rnd.Intn(len(r.run))]
+	span := r.Sched.QuantumMax - r.Sched.QuantumMin + 1
+	n := r.Sched.QuantumMin + uint32(r.rnd.Intn(int(span)))
+	return Decision{Kind: DecStep, CPU: uint16(cpu), N: n}, true
+}
+
+// LogSource replays a recorded decision log. When the log runs out it hands
+// over to Then (if set) or ends the run.
+type LogSource struct {
+	Log  []Decision
+	Then DecisionSource
+	i    int
+}
+
+// Next implements DecisionSource.
+func (l *LogSource) Next(m *Machine) (Decision, bool) {
+	if l.i < len(l.Log) {
+		d := l.Log[l.i]
+		l.i++
+		return d, true
+	}
+	if l.Then != nil {
+		return l.Then.Next(m)
+	}
+	return Decision{}, false
+}
+
+// Result summarises a finished run.
+type Result struct {
+	Stop      StopReason
+	Msg       string
+	Err       error // set for StopError
+	Insns     uint64
+	Events    uint64
+	Decisions []Decision
+	CPUs      []CPUStats
+}
+
+// Run executes decisions from src until the run stops. The decisions taken
+// are returned in Result.Decisions; feeding them back through a LogSource
+// reproduces the run exactly.
+func (m *Machine) Run(src DecisionSource) Result {
+	m.src = src
+	if m.seq == 0 && m.insns == 0 {
+		for _, c := range m.cpus {
+			c.serialize(SerStart)
+		}
+	}
+	for m.stop == StopNone {
+		if m.allDone() {
+			m.halt(StopDone, "all CPUs finished")
+			break
+		}
+		d, ok := src.Next(m)
+		if !ok {
+			if _, isLog := src.(*LogSource); isLog {
+				m.halt(StopDecisions, "decision log exhausted")
+			} else {
+				m.halt(StopHung, m.hungMessage())
+			}
+			break
+		}
+		if int(d.CPU) >= len(m.cpus) {
+			m.fail(fmt.Errorf("decision %d (%v): no CPU %d", len(m.decision), d, d.CPU))
+			break
+		}
+		m.decision = append(m.decision, d)
+		c := m.cpus[d.CPU]
+		switch d.Kind {
+		case DecStep:
+			m.runCPU(c, int(d.N))
+		case DecIRQ:
+			if irqBit(d.Vector) == 0 {
+				m.fail(fmt.Errorf("decision %d: vector %s is not a maskable vector the machine raises", len(m.decision)-1, d.Vector.Name()))
+				break
+			}
+			m.raise(c, d.Vector, nil)
+		case DecNMI:
+			m.raise(c, VecNMI, nil)
+		default:
+			m.fail(fmt.Errorf("decision %d: unknown kind %d", len(m.decision)-1, d.Kind))
+		}
+	}
+	res := Result{Stop: m.stop, Msg: m.stopMsg, Err: m.err, Insns: m.insns, Events: m.seq, Decisions: m.decision}
+	for _, c := range m.cpus {
+		res.CPUs = append(res.CPUs, c.stats)
+	}
+	return res
+}
+
+// allDone reports whether every CPU called pt_cpu_done and is idle with
+// nothing it could take.
+func (m *Machine) allDone() bool {
+	for _, c := range m.cpus {
+		if !c.done || !c.halted || c.runnable() {
+			return false
+		}
+	}
+	return true
+}
+
+func (m *Machine) hungMessage() string {
+	msg := "no CPU can make progress:"
+	for _, c := range m.cpus {
+		state := "running"
+		switch {
+		case c.halted && c.RFLAGS&FlagIF == 0:
+			state = "halted with interrupts off"
+		case c.halted:
+			state = "halted"
+		}
+		if c.done {
+			state += ", done"
+		}
+		msg += fmt.Sprintf(" cpu%d %s at %s;", c.ID, state, m.img.Describe(c.RIP))
+	}
+	return msg
+}

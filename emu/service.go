@@ -1,0 +1,252 @@
+package emu
+
+// service runs a native kernel service at its entry (c.RIP) with the System
+// V arguments, sets RAX and returns to the caller as RET would. Everything
+// the service does is recorded as events after the service event itself.
+func (m *Machine) service(c *CPU, sv ServiceID) {
+	args := [4]uint64{c.R[RDI], c.R[RSI], c.R[RDX], c.R[RCX]}
+	var ret uint64
+	if sv == SvcModuleAlloc {
+		ret = m.modNext
+	}
+	if sv == SvcTextPoke {
+		ret = args[0]
+	}
+	if m.sink != nil {
+		e := c.event(EvService)
+		e.Service = sv
+		e.Args = args
+		e.Ret = ret
+		m.emit(c, e)
+	}
+	c.stats.Services[sv]++
+	switch sv {
+	case SvcTextPoke:
+		if !m.textPoke(c, args[0], args[1], args[2]) {
+			return
+		}
+	case SvcSetMemoryRO, SvcSetMemoryRW, SvcSetMemoryX, SvcSetMemoryNX:
+		ret = m.setMemory(c, sv, args[0], int64(int32(args[1])))
+	case SvcModuleAlloc:
+		ret = m.moduleAlloc(c, args[0])
+	case SvcSendIPI:
+		target, vec := int64(args[0]), Vector(args[1])
+		if irqBit(vec) == 0 && vec != VecNMI {
+			m.oops(c, vec, 0, 0, "pt_send_ipi: vector "+vec.Name()+" is not an IPI/IRQ vector the machine delivers")
+			return
+		}
+		for _, t := range m.cpus {
+			if target == int64(t.ID) || target == -2 || (target == -1 && t != c) {
+				m.raise(t, vec, c)
+			}
+		}
+	case SvcPanic, SvcBug:
+		msg := "BUG() " + hex(args[0])
+		if sv == SvcPanic {
+			msg = "panic: " + m.cString(args[0], 200)
+		}
+		msg += " at " + m.img.Describe(c.RIP) + " called from " + m.callerOf(c)
+		if m.sink != nil {
+			e := c.event(EvFault)
+			e.Service = sv
+			e.Msg = msg
+			m.emit(c, e)
+		}
+		m.halt(StopPanic, "cpu"+itoa(c.ID)+": "+msg)
+		return
+	case SvcMarker:
+		if m.sink != nil {
+			e := c.event(EvMarker)
+			e.Args[0], e.Args[1] = args[0], args[1]
+			m.emit(c, e)
+		}
+	case SvcSwitch:
+		if m.sink != nil {
+			e := c.event(EvSwitch)
+			e.Old, e.New = args[0], args[1]
+			m.emit(c, e)
+		}
+		c.task = uint32(args[1])
+	case SvcExit:
+		c.done = true
+	}
+	// Return to the caller.
+	rip, ok := c.pop()
+	if !ok {
+		c.exit = exitNone
+		m.oops(c, VecDF, 0, c.R[RSP], "native "+sv.String()+": cannot pop the return address")
+		return
+	}
+	c.R[RAX] = ret
+	c.RIP = rip
+}
+
+func hex(v uint64) string {
+	const digits = "0123456789abcdef"
+	if v == 0 {
+		return "0x0"
+	}
+	var b [18]byte
+	n := len(b)
+	for v > 0 {
+		n--
+		b[n] = digits[v&15]
+		v >>= 4
+	}
+	n -= 2
+	b[n], b[n+1] = '0', 'x'
+	return string(b[n:])
+}
+
+func (m *Machine) cString(addr uint64, max int) string {
+	var out []byte
+	var b [1]byte
+	for i := 0; i < max; i++ {
+		if !m.mem.peek(addr+uint64(i), b[:]) || b[0] == 0 {
+			break
+		}
+		out = append(out, b[0])
+	}
+	return string(out)
+}
+
+func (m *Machine) callerOf(c *CPU) string {
+	var b [8]byte
+	if !m.mem.peek(c.R[RSP], b[:]) {
+		return "?"
+	}
+	return m.img.Describe(loadLE(b[:], 8))
+}
+
+// textPoke copies n bytes from src to kernel text at addr through a
+// temporary writable alias of the target page(s), as the kernel's
+// text_poke() does with its poking_mm: the text mapping itself stays r-x.
+func (m *Machine) textPoke(c *CPU, addr, src, n uint64) bool {
+	if n == 0 {
+		return true
+	}
+	if n > 2*pageSize {
+		m.oops(c, VecGP, 0, addr, "text_poke: length "+hex(n)+" too large")
+		return false
+	}
+	buf := make([]byte, n)
+	if !m.mem.peek(src, buf) {
+		m.oops(c, VecPF, 0, src, "text_poke: source "+hex(src)+" unmapped")
+		return false
+	}
+	first, last := addr>>pageShift, (addr+n-1)>>pageShift
+	// Map the alias.
+	for vpn := first; vpn <= last; vpn++ {
+		pg := m.mem.page(vpn)
+		if pg == nil {
+			m.oops(c, VecPF, 0, vpn<<pageShift, "text_poke: target "+hex(vpn<<pageShift)+" unmapped")
+			return false
+		}
+		av := aliasBase>>pageShift + (vpn - first)
+		m.mem.mapFrame(av, pg.f, PermRW, true)
+		m.aliasTo[vpn-first] = vpn << pageShift
+		m.permEvent(c, av<<pageShift, 0, PermRW, SvcTextPoke, true, vpn<<pageShift)
+	}
+	// Store through it, in the widest naturally sized pieces.
+	off := addr & pageMask
+	for i := uint64(0); i < n; {
+		size := uint64(8)
+		for size > 1 && (i+size > n || (off+i)%size != 0) {
+			size >>= 1
+		}
+		var v uint64
+		for k := uint64(0); k < size; k++ {
+			v |= uint64(buf[i+k]) << (8 * k)
+		}
+		if !c.write(aliasBase+off+i, int(size), v) {
+			c.exit = exitNone
+			m.oops(c, VecPF, 0, addr+i, "text_poke: alias store faulted")
+			return false
+		}
+		i += size
+	}
+	// Tear the alias down.
+	for vpn := first; vpn <= last; vpn++ {
+		av := aliasBase>>pageShift + (vpn - first)
+		m.mem.unmap(av)
+		m.permEvent(c, av<<pageShift, PermRW, 0, SvcTextPoke, true, vpn<<pageShift)
+	}
+	return true
+}
+
+// aliasTarget maps an address in the text-poke alias window back to the
+// kernel text address it stands for.
+func (m *Machine) aliasTarget(a uint64) uint64 {
+	i := (a - aliasBase) >> pageShift
+	if i < uint64(len(m.aliasTo)) {
+		return m.aliasTo[i] + a&pageMask
+	}
+	return a
+}
+
+func (m *Machine) permEvent(c *CPU, addr uint64, old, new Perm, sv ServiceID, alias bool, aliasOf uint64) {
+	if m.sink == nil {
+		return
+	}
+	e := c.event(EvPerm)
+	e.Addr = addr
+	e.Size = 1
+	e.PermOld, e.PermNew = old, new
+	e.Service = sv
+	if alias {
+		e.Alias = true
+		e.AliasAddr = addr
+		e.Addr = aliasOf
+	}
+	m.emit(c, e)
+}
+
+// setMemory implements set_memory_{ro,rw,x,nx}(addr, numpages). It returns 0
+// or -EINVAL (as the kernel's) for an unaligned or unmapped range.
+func (m *Machine) setMemory(c *CPU, sv ServiceID, addr uint64, n int64) uint64 {
+	const einval = ^uint64(22 - 1) // -22
+	if addr&pageMask != 0 || n < 0 || n > 1<<20 {
+		return einval
+	}
+	for i := int64(0); i < n; i++ {
+		if m.mem.page(addr>>pageShift+uint64(i)) == nil {
+			return einval
+		}
+	}
+	for i := int64(0); i < n; i++ {
+		pg := m.mem.page(addr>>pageShift + uint64(i))
+		np := pg.perm
+		switch sv {
+		case SvcSetMemoryRO:
+			np &^= PermW
+		case SvcSetMemoryRW:
+			np |= PermW
+		case SvcSetMemoryX:
+			np |= PermX
+		case SvcSetMemoryNX:
+			np &^= PermX
+		}
+		old := m.mem.setPerm(pg, np)
+		if (old^np)&PermX != 0 {
+			m.xgen++ // executable mappings changed: decode caches re-resolve
+		}
+		m.permEvent(c, pg.vpn<<pageShift, old, np, sv, false, 0)
+	}
+	return 0
+}
+
+// moduleAlloc maps fresh rw- pages (module_alloc memory is not executable
+// until set_memory_x) with a guard page after them.
+func (m *Machine) moduleAlloc(c *CPU, size uint64) uint64 {
+	if size == 0 || size > 1<<24 {
+		return 0
+	}
+	n := (size + pageMask) >> pageShift
+	addr := m.modNext
+	m.mem.mapNew(addr, int(n), PermRW)
+	for i := uint64(0); i < n; i++ {
+		m.permEvent(c, addr+i<<pageShift, 0, PermRW, SvcModuleAlloc, false, 0)
+	}
+	m.modNext += (n + 1) << pageShift
+	return addr
+}

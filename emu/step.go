@@ -1,0 +1,302 @@
+package emu
+
+import "golang.org/x/arch/x86/x86asm"
+
+// runCPU runs up to n steps on c. A step is one instruction, one event
+// delivery, or (for a halted CPU) nothing. It returns early when the CPU
+// halts with nothing to wake it or the machine stops.
+func (m *Machine) runCPU(c *CPU, n int) {
+	sink := m.sink
+	for ; n > 0; n-- {
+		if c.attention {
+			switch m.boundary(c) {
+			case bdDelivered:
+				continue
+			case bdIdle:
+				return
+			}
+			if m.stop != StopNone {
+				return
+			}
+		}
+		in, ok, err := c.fetch()
+		if !ok {
+			if err != nil {
+				m.fail(err)
+				return
+			}
+			m.fault(c) // #PF on fetch: delivered with RIP at the instruction
+			if m.stop != StopNone {
+				return
+			}
+			continue
+		}
+		if in.native|uint16(b2u(in.watch)) != 0 {
+			if in.watch && c.injectedAt != c.RIP && m.watchHit(c) {
+				c.injectedAt = c.RIP
+				continue // deliver before this instruction
+			}
+			if in.native != 0 {
+				m.service(c, ServiceID(in.native))
+				c.stats.Insns++
+				m.insns++
+				if m.stop != StopNone || m.budgetOut() {
+					return
+				}
+				continue
+			}
+		}
+		c.injectedAt = 0
+		if sink != nil {
+			e := &c.ev
+			*e = Event{Kind: EvInsn, CPU: uint16(c.ID), RIP: c.RIP, Len: in.len, Bytes: in.raw,
+				Op: uint16(in.op), RSP: c.R[RSP], Flags: c.RFLAGS}
+			m.emit(c, e)
+		}
+		c.exec(in)
+		c.stats.Insns++
+		m.insns++
+		if c.exit != exitNone {
+			m.afterExit(c, in)
+			if m.stop != StopNone {
+				return
+			}
+		}
+		if m.budgetOut() {
+			return
+		}
+	}
+}
+
+func b2u(b bool) uint8 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func (m *Machine) budgetOut() bool {
+	if m.cfg.MaxInsns != 0 && m.insns >= m.cfg.MaxInsns {
+		m.halt(StopBudget, "instruction budget exhausted")
+		return true
+	}
+	return false
+}
+
+type bdResult uint8
+
+const (
+	bdRun       bdResult = iota // execute the next instruction
+	bdDelivered                 // an event was delivered (a step was used)
+	bdIdle                      // halted with nothing deliverable
+)
+
+// boundary applies the instruction-boundary rules (SDM Vol. 3 §6.8.3,
+// §6.9): NMI first unless blocked, then maskable interrupts when IF=1 and
+// the CPU is not in the STI shadow. Delivering any event ends the shadow.
+func (m *Machine) boundary(c *CPU) bdResult {
+	inhibit := c.shadow
+	c.shadow = false
+	defer c.updateAttention()
+	if c.nmiPend && !c.nmiBlock && (!inhibit || m.cfg.Quirks.NMIInSTIShadow) {
+		c.nmiPend = false
+		c.halted = false
+		m.deliver(c, VecNMI, false, 0, 0)
+		return bdDelivered
+	}
+	if c.irqs != 0 && c.RFLAGS&FlagIF != 0 && !inhibit {
+		for i, v := range irqVectors {
+			if c.irqs&(1<<i) != 0 {
+				c.irqs &^= 1 << i
+				c.halted = false
+				m.deliver(c, v, false, 0, 0)
+				return bdDelivered
+			}
+		}
+	}
+	if c.halted {
+		return bdIdle
+	}
+	return bdRun
+}
+
+// runnable reports whether stepping c can do anything.
+func (c *CPU) runnable() bool {
+	if !c.halted {
+		return true
+	}
+	if c.nmiPend && !c.nmiBlock {
+		return true
+	}
+	return c.irqs != 0 && c.RFLAGS&FlagIF != 0
+}
+
+// afterExit handles what exec flagged.
+func (m *Machine) afterExit(c *CPU, in *inst) {
+	x := c.exit
+	c.exit = exitNone
+	switch x {
+	case exitFault:
+		m.fault(c)
+	case exitInt3:
+		m.deliver(c, VecBP, false, 0, 0)
+	case exitIret:
+		c.nmiBlock = false
+		if c.depth > 0 {
+			c.depth--
+		}
+		if m.sink != nil {
+			e := c.event(EvIret)
+			e.RIP = in.addr
+			e.Handler = c.RIP
+			e.RSP = c.R[RSP]
+			e.Flags = c.RFLAGS
+			m.emit(c, e)
+		}
+		c.serialize(SerIret)
+	case exitSTI:
+		c.shadow = true
+	case exitHlt:
+		c.halted = true
+		if m.sink != nil {
+			m.emit(c, c.event(EvHalt))
+		}
+	case exitSerialize:
+		c.serialize(SerCPUID)
+	}
+	c.updateAttention()
+}
+
+// fault delivers the exception recorded in c.fault (RIP is the faulting
+// instruction's).
+func (m *Machine) fault(c *CPU) {
+	f := c.fault
+	c.exit = exitNone
+	m.deliver(c, f.vector, f.hasErr, f.errCode, f.addr)
+}
+
+// deliver performs an exception/interrupt delivery through the vector table
+// (SDM Vol. 3 §6.14.2, 64-bit mode: the stack is aligned to 16 and SS:RSP is
+// always pushed). A vector with no entry, or a fault while pushing the frame,
+// is an oops that stops the run.
+func (m *Machine) deliver(c *CPU, v Vector, hasErr bool, errCode, cr2 uint64) {
+	g := m.img.gates[v]
+	if g == nil {
+		m.oops(c, v, errCode, cr2, "no handler for "+v.Name())
+		return
+	}
+	sp := c.R[RSP]
+	if g.IST != 0 {
+		ist, ok := m.istTop(c, g.IST)
+		if !ok {
+			m.oops(c, v, errCode, cr2, "IST stack pointer unreadable")
+			return
+		}
+		sp = ist
+	}
+	sp &^= 15
+	frame := [6]uint64{0x18, c.R[RSP], c.RFLAGS, 0x10, c.RIP, errCode}
+	n := 5
+	if hasErr {
+		n = 6
+	}
+	stackTop := sp
+	for i := 0; i < n; i++ {
+		sp -= 8
+		if !c.write(sp, 8, frame[i]) {
+			c.exit = exitNone
+			m.oops(c, VecDF, 0, c.fault.addr, "double fault: cannot push the "+v.Name()+" frame")
+			return
+		}
+	}
+	if m.sink != nil {
+		e := c.event(EvTrap)
+		e.Vector = v
+		e.Handler = g.Handler
+		e.RSP = sp
+		e.IST = g.IST
+		e.Flags = c.RFLAGS
+		e.ErrCode = errCode
+		e.Addr = cr2
+		e.Size = uint32(stackTop - sp)
+		m.emit(c, e)
+	}
+	c.R[RSP] = sp
+	c.RIP = g.Handler
+	c.RFLAGS &^= FlagTF
+	if g.Type == GateInterrupt {
+		c.RFLAGS &^= FlagIF
+	}
+	if v == VecNMI {
+		c.nmiBlock = true
+	}
+	if c.depth < 255 {
+		c.depth++
+	}
+	c.stats.Traps[v]++
+	c.updateAttention()
+}
+
+func (m *Machine) oops(c *CPU, v Vector, errCode, addr uint64, msg string) {
+	text := m.img.Describe(c.RIP)
+	full := "oops: " + msg + " at " + text
+	if m.sink != nil {
+		e := c.event(EvFault)
+		e.Vector = v
+		e.ErrCode = errCode
+		e.Addr = addr
+		e.Msg = full
+		m.emit(c, e)
+	}
+	m.halt(StopOops, "cpu"+itoa(c.ID)+": "+full)
+}
+
+func (m *Machine) fail(err error) {
+	if m.err == nil {
+		m.err = err
+	}
+	m.halt(StopError, err.Error())
+}
+
+func itoa(i int) string {
+	if i == 0 {
+		return "0"
+	}
+	var b [20]byte
+	n := len(b)
+	neg := i < 0
+	if neg {
+		i = -i
+	}
+	for i > 0 {
+		n--
+		b[n] = byte('0' + i%10)
+		i /= 10
+	}
+	if neg {
+		n--
+		b[n] = '-'
+	}
+	return string(b[n:])
+}
+
+// watchHit counts an arrival at a watched address and raises the rules that
+// fire. It reports whether anything was raised.
+func (m *Machine) watchHit(c *CPU) bool {
+	raised := false
+	for _, i := range m.watches[c.RIP] {
+		r := &m.cfg.Inject[i]
+		if r.CPU != c.ID {
+			continue
+		}
+		m.hits[i]++
+		if r.Hit == 0 || m.hits[i] == r.Hit {
+			m.raise(c, r.Vector, nil)
+			raised = true
+		}
+	}
+	return raised
+}
+
+// OpName returns the mnemonic of an x86asm.Op stored in Event.Op.
+func OpName(op uint16) string { return x86asm.Op(op).String() }
