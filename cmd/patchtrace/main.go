@@ -1,0 +1,149 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+)
+
+// Exit codes (documented in doc.go).
+const (
+	exitOK      = 0
+	exitFinding = 1 // analysis found something, or a check did not match
+	exitError   = 2 // the command could not do its job
+	exitUsage   = 64
+)
+
+// version is the tool version recorded in traces.
+var version = "0.1.0-dev"
+
+type command struct {
+	name  string
+	args  string
+	help  string
+	run   func(env *cmdEnv, args []string) int
+	about string // longer description for "help CMD"
+}
+
+type cmdEnv struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+}
+
+func commands() []command {
+	return []command{
+		{"run", "[SCENARIO] [flags]", "run a scenario on the emulated machine and print a summary", cmdRun,
+			"Runs SCENARIO (a built-in id, a directory or a scenario.toml; default text-poke-bp)\n" +
+				"with recording off and prints what every CPU did: instructions, traps by vector,\n" +
+				"native services called, the slice's per-CPU counters and the decision-log length.\n" +
+				"Exit status 0 when the run finished cleanly, 1 when it stopped on an oops, panic\n" +
+				"or hang, 2 on an error."},
+		{"scenarios", "[--json]", "list the built-in scenarios", cmdScenarios,
+			"Lists the built-in scenarios: id, seed mail, expected verdict and mechanism."},
+		{"version", "", "print the tool version", func(e *cmdEnv, _ []string) int {
+			fmt.Fprintln(e.stdout, "patchtrace", version)
+			return exitOK
+		}, "Prints the tool version."},
+	}
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	env := &cmdEnv{stdin: stdin, stdout: stdout, stderr: stderr}
+	if len(args) == 0 {
+		usage(stderr)
+		return exitUsage
+	}
+	name := args[0]
+	switch name {
+	case "-h", "-help", "--help", "help":
+		if len(args) > 1 {
+			for _, c := range commands() {
+				if c.name == args[1] {
+					return c.run(env, []string{"--help"})
+				}
+			}
+		}
+		usage(stdout)
+		return exitOK
+	}
+	for _, c := range commands() {
+		if c.name == name {
+			return c.run(env, args[1:])
+		}
+	}
+	fmt.Fprintf(stderr, "patchtrace: unknown command %q\n\n", name)
+	usage(stderr)
+	return exitUsage
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "patchtrace — record and analyze live kernel text patching on an emulated SMP x86-64 machine")
+	fmt.Fprintln(w, "\nusage: patchtrace COMMAND [args]\n\ncommands:")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.help)
+	}
+	fmt.Fprintln(w, "\nRun 'patchtrace COMMAND --help' for a command's flags.")
+	fmt.Fprintln(w, "Exit status: 0 success, 1 finding or failed expectation, 2 error, 64 usage.")
+}
+
+// newFlags makes a command's FlagSet whose --help prints the command's
+// description and flags to stdout.
+func newFlags(env *cmdEnv, name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(env.stderr)
+	var c command
+	for _, cc := range commands() {
+		if cc.name == name {
+			c = cc
+		}
+	}
+	fs.Usage = func() {
+		w := fs.Output()
+		fmt.Fprintf(w, "usage: patchtrace %s %s\n\n%s\n", c.name, c.args, c.about)
+		var any bool
+		fs.VisitAll(func(*flag.Flag) { any = true })
+		if any {
+			fmt.Fprintln(w, "\nflags:")
+			fs.PrintDefaults()
+		}
+	}
+	return fs
+}
+
+// parseFlags parses args (flags may follow positional arguments) and
+// returns the positional ones. done is set with the exit code when the
+// command must return immediately (--help or a usage error).
+func parseFlags(env *cmdEnv, fs *flag.FlagSet, args []string) (pos []string, code int, done bool) {
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				fs.SetOutput(env.stdout)
+				fs.Usage()
+				return nil, exitOK, true
+			}
+			return nil, exitUsage, true
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, 0, false
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}
+
+func errorf(env *cmdEnv, format string, a ...any) int {
+	msg := fmt.Sprintf(format, a...)
+	if !strings.HasPrefix(msg, "patchtrace") {
+		msg = "patchtrace: " + msg
+	}
+	fmt.Fprintln(env.stderr, msg)
+	return exitError
+}

@@ -1,0 +1,96 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/patchtrace/patchtrace/emu"
+)
+
+func cmdRun(env *cmdEnv, args []string) int {
+	fs := newFlags(env, "run")
+	seed := fs.Uint64("seed", 1, "seed of the random scheduler")
+	cpus := fs.Int("cpus", 0, "number of CPUs (default: the scenario's)")
+	maxInsns := fs.Uint64("max-insns", 0, "instruction budget (default: the scenario's)")
+	pos, code, done := parseFlags(env, fs, args)
+	if done {
+		return code
+	}
+	if len(pos) > 1 {
+		fs.Usage()
+		return exitUsage
+	}
+	arg := ""
+	if len(pos) == 1 {
+		arg = pos[0]
+	}
+	spec, err := loadScenario(arg)
+	if err != nil {
+		return errorf(env, "%v", err)
+	}
+	m, src, err := emu.Setup(spec, emu.Options{Seed: *seed, CPUs: *cpus, MaxInsns: *maxInsns})
+	if err != nil {
+		return errorf(env, "%v", err)
+	}
+	start := time.Now()
+	res := m.Run(src)
+	elapsed := time.Since(start)
+	if res.Err != nil {
+		return errorf(env, "run %s: %v", spec.ID, res.Err)
+	}
+	printSummary(env, spec.ID, spec.SeedMail, *seed, m, res, elapsed)
+	switch res.Stop {
+	case emu.StopDone, emu.StopBudget:
+		return exitOK
+	}
+	return exitFinding
+}
+
+func printSummary(env *cmdEnv, id, mail string, seed uint64, m *emu.Machine, res emu.Result, elapsed time.Duration) {
+	w := env.stdout
+	fmt.Fprintf(w, "scenario %s (seed mail %s): %d CPUs, seed %d\n", id, mail, m.CPUs(), seed)
+	rate := float64(res.Insns) / elapsed.Seconds() / 1e6
+	fmt.Fprintf(w, "stopped: %s (%s) after %d instructions, %d decisions, %.2fs (%.1f Minstr/s)\n\n",
+		res.Stop, res.Msg, res.Insns, len(res.Decisions), elapsed.Seconds(), rate)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "CPU\tINSNS\tTRAPS\tSERVICES")
+	for i, st := range res.CPUs {
+		var traps, svcs []string
+		for v, n := range st.Traps {
+			if n != 0 {
+				traps = append(traps, fmt.Sprintf("%s:%d", emu.Vector(v).Name(), n))
+			}
+		}
+		for s, n := range st.Services {
+			if n != 0 {
+				svcs = append(svcs, fmt.Sprintf("%s:%d", emu.ServiceID(s), n))
+			}
+		}
+		fmt.Fprintf(tw, "cpu%d\t%d\t%s\t%s\n", i, st.Insns, orDash(strings.Join(traps, " ")), orDash(strings.Join(svcs, " ")))
+	}
+	tw.Flush()
+	counters := m.Image().Counters()
+	if len(counters) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "\nper-CPU counters:")
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, s := range counters {
+		var vals []string
+		for c := 0; c < m.CPUs(); c++ {
+			v, _ := m.PercpuU64(c, s.Name)
+			vals = append(vals, fmt.Sprintf("cpu%d=%d", c, v))
+		}
+		fmt.Fprintf(tw, "  %s\t%s\n", s.Name, strings.Join(vals, " "))
+	}
+	tw.Flush()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

@@ -1,0 +1,49 @@
+package emu
+
+import "encoding/binary"
+
+// Regs is a copy of one CPU's architectural state.
+type Regs struct {
+	R      [16]uint64
+	RIP    uint64
+	RFLAGS uint64
+	GSBase uint64
+}
+
+// Regs returns a copy of cpu's registers.
+func (m *Machine) Regs(cpu int) Regs {
+	c := m.cpus[cpu]
+	return Regs{R: c.R, RIP: c.RIP, RFLAGS: c.RFLAGS, GSBase: c.GSBase}
+}
+
+// PercpuU64 reads the 8-byte per-CPU variable name in cpu's area.
+func (m *Machine) PercpuU64(cpu int, name string) (uint64, bool) {
+	s, ok := m.img.byName[name]
+	if !ok || !s.PerCPU || cpu < 0 || cpu >= len(m.cpus) {
+		return 0, false
+	}
+	var b [8]byte
+	if !m.mem.peek(m.cpus[cpu].GSBase+s.Addr, b[:]) {
+		return 0, false
+	}
+	return binary.LittleEndian.Uint64(b[:]), true
+}
+
+// ReadMem copies memory at addr into buf without events or permission
+// checks; it reports whether every byte was mapped.
+func (m *Machine) ReadMem(addr uint64, buf []byte) bool { return m.mem.peek(addr, buf) }
+
+// Counters returns the slice's 8-byte per-CPU variables (candidates for the
+// per-CPU counters a summary prints), in address order.
+func (img *Image) Counters() []Symbol {
+	var out []Symbol
+	for _, s := range img.Symbols {
+		if s.PerCPU && s.Size == 8 && !s.Func {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// Seq returns the number of events emitted so far.
+func (m *Machine) Seq() uint64 { return m.seq }

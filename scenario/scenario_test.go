@@ -1,0 +1,79 @@
+package scenario
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+)
+
+const valid = `
+id = "t"
+expect = ["cmc"]
+slice = "t.elf"
+cpus = 4
+[quirks]
+fetch = "stale"
+[params]
+rounds = 3
+[[task]]
+entry = "main"
+cpus = "1-"
+[[task]]
+entry = "p"
+cpus = [0]
+[[inject]]
+kind = "nmi"
+cpu = 1
+at = "f+3"
+hit = 1
+[contract]
+must_call = [{ site = "traced_fn", handlers = ["h"] }]
+`
+
+func TestParseValid(t *testing.T) {
+	s, err := Parse("t.toml", []byte(valid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Tasks[0].CPUs.Resolve(s.CPUs); !reflect.DeepEqual(got, []int{1, 2, 3}) {
+		t.Errorf("open range resolved to %v", got)
+	}
+	if got := s.Tasks[0].CPUs.Resolve(8); len(got) != 7 {
+		t.Errorf("open range on 8 CPUs: %v", got)
+	}
+	if s.Expect.Clean() || s.Expect.String() != "cmc" {
+		t.Errorf("expect = %v", s.Expect)
+	}
+	if s.Params["rounds"] != 3 || s.Quirks.Fetch != "stale" || s.Schedule.Quantum[1] != 64 {
+		t.Errorf("parsed %+v", s)
+	}
+	if s.Text != valid {
+		t.Error("Text not kept verbatim")
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	for _, tc := range []struct{ name, edit, want string }{
+		{"unknown top key", `cpuz = 3`, "unknown key cpuz"},
+		{"unknown nested key", "[schedule]\nquantm = [1,2]", "unknown key schedule.quantm"},
+		{"bad expect", `expect = "dirty"`, `expect = "dirty"`},
+		{"cpu out of range", "[[task]]\nentry = \"x\"\ncpus = [9]", "cpu 9: the scenario has 4 CPUs"},
+		{"bad fetch", "[quirks]\nfetch = \"maybe\"", `quirks.fetch = "maybe"`},
+		{"bad inject kind", "[[inject]]\nkind = \"smi\"\ncpu = 0\nat = \"x\"", `kind "smi"`},
+		{"syntax", `cpus = = 4`, "line 1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			text := tc.edit + "\nid = \"t\"\nslice = \"t.elf\"\n"
+			if !strings.Contains(tc.edit, "cpus =") || strings.Contains(tc.edit, "[[task]]") {
+				text = "cpus = 4\n" + text
+			}
+			if strings.HasPrefix(tc.edit, "[") {
+				text = "id = \"t\"\nslice = \"t.elf\"\ncpus = 4\n" + tc.edit + "\n"
+			}
+			_, err := Parse("s.toml", []byte(text))
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.HasPrefix(err.Error(), "s.toml: ") {
+				t.Fatalf("error %v, want one naming the file and containing %q", err, tc.want)
+			}
+		})
+	}
+}
