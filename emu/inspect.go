@@ -47,3 +47,36 @@ func (img *Image) Counters() []Symbol {
 
 // Seq returns the number of events emitted so far.
 func (m *Machine) Seq() uint64 { return m.seq }
+
+// StateHash digests the whole machine state: every CPU's registers and
+// interrupt state and every mapped page's permission and contents (FNV-1a,
+// in address order). Equal runs give equal hashes.
+func (m *Machine) StateHash() uint64 {
+	h := uint64(14695981039346656037)
+	mix := func(v uint64) {
+		for i := 0; i < 8; i++ {
+			h ^= v & 0xff
+			h *= 1099511628211
+			v >>= 8
+		}
+	}
+	for _, c := range m.cpus {
+		for _, r := range c.R {
+			mix(r)
+		}
+		mix(c.RIP)
+		mix(c.RFLAGS)
+		mix(uint64(b2u(c.nmiPend)) | uint64(c.irqs)<<8 | uint64(b2u(c.nmiBlock))<<16 | uint64(b2u(c.halted))<<24 | uint64(b2u(c.done))<<32)
+		mix(uint64(c.task))
+	}
+	for _, vpn := range m.mem.sortedVPNs() {
+		p := m.mem.pages[vpn]
+		mix(vpn)
+		mix(uint64(p.perm))
+		for _, b := range p.f.data {
+			h ^= uint64(b)
+			h *= 1099511628211
+		}
+	}
+	return h
+}
