@@ -1,0 +1,257 @@
+package emu
+
+// exec executes one decoded instruction on c.
+//
+// Contract (DESIGN §3): on success RIP is the next instruction or the branch
+// target. An instruction that faults (a #PF from c.read/c.write/c.push/
+// c.pop, #UD, #DE) returns with c.exit = exitFault and no architectural
+// effect: RIP still addresses it, and no register, flag or memory byte has
+// changed. Every implementation therefore does its fallible memory accesses
+// first (at most one store, last) and commits registers and flags after.
+// The one exception is a REP string instruction, which, like hardware,
+// keeps the iterations completed before the faulting one (SDM Vol. 2 REP:
+// the instruction is restartable).
+//
+// The hot forms are handled here without calls; the rest in execCold. exec
+// allocates nothing and does no map lookups or interface dispatch.
+func (c *CPU) exec(in *inst) {
+	s := &in.sem
+	next := c.RIP + uint64(in.len)
+	switch s.op {
+	case opNop:
+	case opMovRR: // SDM Vol. 2 MOV
+		c.setReg(s.r, s.rsh, s, c.R[s.rm&15]>>s.rmsh)
+	case opMovRM:
+		v, ok := c.read(c.ea(in), int(s.size))
+		if !ok {
+			return
+		}
+		c.setReg(s.r, s.rsh, s, v)
+	case opMovMR:
+		if !c.write(c.ea(in), int(s.size), c.R[s.r&15]>>s.rsh) {
+			return
+		}
+	case opMovRI:
+		c.setReg(s.r, s.rsh, s, s.imm)
+	case opMovMI:
+		if !c.write(c.ea(in), int(s.size), s.imm) {
+			return
+		}
+	case opLea: // SDM Vol. 2 LEA: the offset, truncated to the operand size
+		c.setReg(s.r, 0, s, c.ea(in))
+	case opAluRR: // SDM Vol. 2 ADD OR ADC SBB AND SUB XOR CMP TEST
+		r, f := alu(s, c.R[s.r&15]>>s.rsh, c.R[s.rm&15]>>s.rmsh, c.RFLAGS)
+		if s.sub < aluCmp {
+			c.setReg(s.r, s.rsh, s, r)
+		}
+		c.RFLAGS = f
+	case opAluRI:
+		r, f := alu(s, c.R[s.r&15]>>s.rsh, s.imm, c.RFLAGS)
+		if s.sub < aluCmp {
+			c.setReg(s.r, s.rsh, s, r)
+		}
+		c.RFLAGS = f
+	case opAluRM:
+		b, ok := c.read(c.ea(in), int(s.size))
+		if !ok {
+			return
+		}
+		r, f := alu(s, c.R[s.r&15]>>s.rsh, b, c.RFLAGS)
+		if s.sub < aluCmp {
+			c.setReg(s.r, s.rsh, s, r)
+		}
+		c.RFLAGS = f
+	case opAluMR:
+		a := c.ea(in)
+		v, ok := c.read(a, int(s.size))
+		if !ok {
+			return
+		}
+		r, f := alu(s, v, c.R[s.r&15]>>s.rsh, c.RFLAGS)
+		if s.sub < aluCmp && !c.write(a, int(s.size), r) {
+			return
+		}
+		c.RFLAGS = f
+	case opAluMI:
+		a := c.ea(in)
+		v, ok := c.read(a, int(s.size))
+		if !ok {
+			return
+		}
+		r, f := alu(s, v, s.imm, c.RFLAGS)
+		if s.sub < aluCmp && !c.write(a, int(s.size), r) {
+			return
+		}
+		c.RFLAGS = f
+	case opJcc: // SDM Vol. 2 Jcc
+		if cond(c.RFLAGS, s.sub) {
+			c.RIP = s.target
+			return
+		}
+	case opJmp: // SDM Vol. 2 JMP
+		c.RIP = s.target
+		return
+	case opCall: // SDM Vol. 2 CALL
+		if !c.push(next) {
+			return
+		}
+		c.RIP = s.target
+		return
+	case opRet: // SDM Vol. 2 RET: pop RIP, then release imm16 bytes
+		v, ok := c.pop()
+		if !ok {
+			return
+		}
+		c.R[RSP] += s.imm
+		c.RIP = v
+		return
+	case opPushR: // SDM Vol. 2 PUSH: PUSH RSP pushes the old value
+		if !c.push(c.R[s.r&15]) {
+			return
+		}
+	case opPopR: // SDM Vol. 2 POP: POP RSP loads RSP with the popped value
+		v, ok := c.pop()
+		if !ok {
+			return
+		}
+		c.R[s.r&15] = v
+	default:
+		c.execCold(in, next)
+		return
+	}
+	c.RIP = next
+}
+
+// execCold executes the less frequent forms. Each family function returns
+// true when the instruction completed and RIP should move to next; false
+// when it faulted or set RIP itself.
+func (c *CPU) execCold(in *inst, next uint64) {
+	s := &in.sem
+	var ok bool
+	switch s.op {
+	case opUD:
+		c.setFault(VecUD, 0, false)
+	case opMovzx, opMovsx:
+		ok = c.execMovx(in)
+	case opXchg:
+		ok = c.execXchg(in)
+	case opXadd:
+		ok = c.execXadd(in)
+	case opCmpxchg:
+		ok = c.execCmpxchg(in)
+	case opCmov:
+		ok = c.execCmov(in)
+	case opSetcc:
+		ok = c.execSetcc(in)
+	case opBswap:
+		ok = c.execBswap(in)
+	case opCbw, opCwd:
+		ok = c.execCbw(in)
+	case opUnary:
+		ok = c.execUnary(in)
+	case opMulDiv:
+		ok = c.execMulDiv(in)
+	case opImul:
+		ok = c.execImul(in)
+	case opShift:
+		ok = c.execShift(in)
+	case opShxd:
+		ok = c.execShxd(in)
+	case opBt:
+		ok = c.execBt(in)
+	case opBscan:
+		ok = c.execBscan(in)
+	case opJmpR, opJmpM, opCallR, opCallM, opJrcxz:
+		ok = c.execBranch(in, next)
+	case opPushI, opPushM, opPopM, opPushf, opPopf, opLeave:
+		ok = c.execStack(in)
+	case opMovs, opStos, opLods, opCmps, opScas:
+		ok = c.execString(in)
+	case opInt3, opIretq, opSti, opCli, opHlt, opCpuid,
+		opClc, opStc, opCmc, opCld, opStd, opSahf, opLahf:
+		ok = c.execSystem(in, next)
+	default:
+		// A semantics value exec does not know: only a decoder bug gets here.
+		c.setFault(VecUD, 0, false)
+	}
+	if ok {
+		c.RIP = next
+	}
+}
+
+// ea computes the memory operand's address (SDM Vol. 1 §3.7.5: base +
+// index*scale + displacement; RIP-relative from the next instruction; with
+// the GS base added for a %gs: operand, §3.4.4).
+func (c *CPU) ea(in *inst) uint64 {
+	s := &in.sem
+	a := uint64(s.disp)
+	if s.mf&mBase != 0 {
+		a += c.R[s.base&15]
+	}
+	if s.mf&mIndex != 0 {
+		a += c.R[s.index&15] << (s.scale & 3)
+	}
+	if s.mf&(mRIP|mGS|mAddr32) != 0 {
+		a = c.eaRare(in, a)
+	}
+	return a
+}
+
+func (c *CPU) eaRare(in *inst, a uint64) uint64 {
+	s := &in.sem
+	if s.mf&mRIP != 0 {
+		a += c.RIP + uint64(in.len)
+	}
+	if s.mf&mAddr32 != 0 {
+		a = uint64(uint32(a))
+	}
+	if s.mf&mGS != 0 {
+		a += c.GSBase
+	}
+	return a
+}
+
+// setReg writes v to register idx at the operand size of s (SDM Vol. 1
+// §3.4.1.1: a 32-bit result is zero-extended to 64 bits; 8- and 16-bit
+// results leave the other bits unchanged). sh is 8 for AH/CH/DH/BH.
+func (c *CPU) setReg(idx, sh uint8, s *semantics, v uint64) {
+	i := idx & 15
+	if s.size >= 4 {
+		c.R[i] = v & s.mask
+		return
+	}
+	m := s.mask << (sh & 63)
+	c.R[i] = c.R[i]&^m | v<<(sh&63)&m
+}
+
+// loadRM reads the r/m operand at size bytes; addr is its address when it
+// is memory.
+func (c *CPU) loadRM(in *inst, size uint8) (v, addr uint64, ok bool) {
+	s := &in.sem
+	if s.mf&mMem != 0 {
+		addr = c.ea(in)
+		v, ok = c.read(addr, int(size))
+		return v, addr, ok
+	}
+	return c.R[s.rm&15] >> (s.rmsh & 63) & sizeMask(size), 0, true
+}
+
+// storeRM writes the r/m operand at the instruction's operand size; addr
+// comes from loadRM. For memory it may fault (and then changes nothing).
+func (c *CPU) storeRM(in *inst, addr, v uint64) bool {
+	s := &in.sem
+	if s.mf&mMem != 0 {
+		return c.write(addr, int(s.size), v)
+	}
+	c.setReg(s.rm, s.rmsh, s, v)
+	return true
+}
+
+// sizeMask returns the mask of an operand of size bytes (1, 2, 4, 8).
+func sizeMask(size uint8) uint64 { return ^uint64(0) >> (64 - 8*uint(size&15)) }
+
+// signExtend sign-extends the low size bytes of v to 64 bits.
+func signExtend(v uint64, size uint8) uint64 {
+	sh := 64 - 8*uint(size&15)
+	return uint64(int64(v<<sh) >> sh)
+}

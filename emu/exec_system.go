@@ -1,0 +1,115 @@
+package emu
+
+// System and flag-control instructions: INT3, IRETQ, STI, CLI, HLT, CPUID,
+// CLC, STC, CMC, CLD, STD, SAHF, LAHF. The first six need the step loop
+// and say so in c.exit.
+
+// execSystem executes s.op; see the cases for SDM references.
+func (c *CPU) execSystem(in *inst, next uint64) bool {
+	s := &in.sem
+	switch s.op {
+	case opInt3:
+		// SDM Vol. 2 INT3: a trap; the saved RIP is after the 0xCC.
+		c.RIP = next
+		c.exit = exitInt3
+		return false
+	case opIretq:
+		// SDM Vol. 2 IRET/IRETQ in 64-bit mode: pop RIP, CS, RFLAGS, RSP,
+		// SS. CS and SS are discarded (CPL 0 to CPL 0); all five are read
+		// before anything changes.
+		sp := c.R[RSP]
+		var v [5]uint64
+		for i := range v {
+			x, ok := c.read(sp+8*uint64(i), 8)
+			if !ok {
+				return false
+			}
+			v[i] = x
+		}
+		c.RIP = v[0]
+		c.RFLAGS = v[2]&flagsWritable | flagRes1
+		c.R[RSP] = v[3]
+		c.exit = exitIret
+		return false
+	case opSti:
+		// SDM Vol. 2 STI: IF := 1. If IF was 0, interrupts stay blocked
+		// until after the next instruction (the STI shadow).
+		if c.RFLAGS&FlagIF == 0 {
+			c.exit = exitSTI
+		}
+		c.RFLAGS |= FlagIF
+	case opCli:
+		c.RFLAGS &^= FlagIF
+	case opHlt:
+		// SDM Vol. 2 HLT: RIP moves past it; the CPU waits for an
+		// interrupt.
+		c.RIP = next
+		c.exit = exitHlt
+		return false
+	case opCpuid:
+		c.cpuid()
+		c.exit = exitSerialize // SDM Vol. 3 §10.3 (§8.3): CPUID is serializing
+	case opClc:
+		c.RFLAGS &^= FlagCF
+	case opStc:
+		c.RFLAGS |= FlagCF
+	case opCmc:
+		c.RFLAGS ^= FlagCF
+	case opCld:
+		c.RFLAGS &^= FlagDF
+	case opStd:
+		c.RFLAGS |= FlagDF
+	case opSahf:
+		// SDM Vol. 2 SAHF: SF ZF AF PF CF := AH bits 7 6 4 2 0.
+		const m = FlagSF | FlagZF | FlagAF | FlagPF | FlagCF
+		c.RFLAGS = c.RFLAGS&^m | c.R[RAX]>>8&m
+	case opLahf:
+		// SDM Vol. 2 LAHF: AH := SF:ZF:0:AF:0:PF:1:CF.
+		const m = FlagSF | FlagZF | FlagAF | FlagPF | FlagCF
+		c.R[RAX] = c.R[RAX]&^0xff00 | (c.RFLAGS&m|flagRes1)<<8
+	}
+	return true
+}
+
+// CPUID values (SDM Vol. 2 CPUID). They are fixed, so runs are
+// deterministic, and advertise only what the interpreter implements:
+//
+//	leaf        EAX         EBX            ECX                  EDX
+//	0           7 (max)     "Patc"         "ceVM"               "hTra"   vendor "PatchTraceVM"
+//	1           0x00000600  APIC ID<<24    POPCNT (bit 23)      CMOV (bit 15)
+//	7, ECX=0    0           BMI1 (bit 3: TZCNT)  0              0
+//	0x80000000  0x80000001  0              0                    0
+//	0x80000001  0           0              LAHF-SAHF (0), LZCNT (5)  NX (20), LM (29)
+//
+// Every other leaf (and sub-leaf of 7) returns zeros. The upper halves of
+// RAX, RBX, RCX and RDX are cleared.
+func (c *CPU) cpuid() {
+	leaf, sub := uint32(c.R[RAX]), uint32(c.R[RCX])
+	var a, b, cx, d uint32
+	switch leaf {
+	case 0:
+		a = 7
+		b = le32("Patc")
+		d = le32("hTra")
+		cx = le32("ceVM")
+	case 1:
+		a = 0x600
+		b = uint32(c.ID&0xff) << 24
+		cx = 1 << 23
+		d = 1 << 15
+	case 7:
+		if sub == 0 {
+			b = 1 << 3
+		}
+	case 0x80000000:
+		a = 0x80000001
+	case 0x80000001:
+		cx = 1<<0 | 1<<5
+		d = 1<<20 | 1<<29
+	}
+	c.R[RAX], c.R[RBX], c.R[RCX], c.R[RDX] = uint64(a), uint64(b), uint64(cx), uint64(d)
+}
+
+func le32(s string) uint32 {
+	return uint32(s[0]) | uint32(s[1])<<8 | uint32(s[2])<<16 | uint32(s[3])<<24
+}
