@@ -1,0 +1,325 @@
+package format
+
+import (
+	"encoding/binary"
+	"fmt"
+	"slices"
+	"sort"
+
+	"github.com/apache/arrow/go/v15/arrow"
+)
+
+// Batch is one decoded record batch. Its rows stay valid until Release.
+type Batch struct {
+	index int
+	rec   arrow.Record
+	n     int
+	cols  [NumColumns]colView
+	names *[NumColumns][]string
+}
+
+// colView is a validated view of one column's buffers.
+type colView struct {
+	valid []byte // nil: no nulls
+	vals  []byte // fixed-width values, dictionary indices or bit-packed booleans
+	offs  []byte // binary/string offsets
+	data  []byte
+}
+
+func (c *colView) ok(i int) bool { return c.valid == nil || c.valid[i>>3]&(1<<(i&7)) != 0 }
+
+func (c *colView) varAt(i int) []byte {
+	return c.data[binary.LittleEndian.Uint32(c.offs[4*i:]):binary.LittleEndian.Uint32(c.offs[4*i+4:])]
+}
+
+// Index returns the batch's position in the file.
+func (b *Batch) Index() int { return b.index }
+
+// Len returns the number of rows.
+func (b *Batch) Len() int { return b.n }
+
+// Record returns the batch as an Arrow record (owned by the Batch).
+func (b *Batch) Record() arrow.Record { return b.rec }
+
+// Release frees the batch.
+func (b *Batch) Release() {
+	if b.rec != nil {
+		b.rec.Release()
+		b.rec = nil
+	}
+}
+
+// Seq returns row i's sequence number.
+func (b *Batch) Seq(i int) uint64 { return le64(b.cols[ColSeq].vals, i) }
+
+// Search returns the first row with Seq >= seq (Len if none).
+func (b *Batch) Search(seq uint64) int {
+	return sort.Search(b.n, func(i int) bool { return b.Seq(i) >= seq })
+}
+
+// Row fills r with row i. Strings in r are the reader's (Msg is copied).
+func (b *Batch) Row(i int, r *Row) {
+	*r = Row{}
+	c := &b.cols
+	r.Seq = le64(c[ColSeq].vals, i)
+	r.Kind = Kind(c[ColKind].vals[i] + 1)
+	r.CPU = le16(c[ColCPU].vals, i)
+	r.Task = le32(c[ColTask].vals, i)
+	r.Depth = c[ColDepth].vals[i]
+	r.RIP = le64(c[ColRIP].vals, i)
+	if c[ColLen].ok(i) {
+		r.Len = c[ColLen].vals[i]
+	}
+	if c[ColBytes].ok(i) {
+		copy(r.Bytes[:], c[ColBytes].varAt(i))
+	}
+	if c[ColOp].ok(i) {
+		r.Op = le16(c[ColOp].vals, i)
+	}
+	if c[ColRSP].ok(i) {
+		r.RSP = le64(c[ColRSP].vals, i)
+	}
+	if c[ColRFlags].ok(i) {
+		r.RFlags = le64(c[ColRFlags].vals, i)
+	}
+	if c[ColAddr].ok(i) {
+		r.Addr, r.HasAddr = le64(c[ColAddr].vals, i), true
+	}
+	if c[ColSize].ok(i) {
+		r.Size = le32(c[ColSize].vals, i)
+	}
+	if c[ColOld].ok(i) {
+		r.Old = le64(c[ColOld].vals, i)
+	}
+	if c[ColNew].ok(i) {
+		r.New = le64(c[ColNew].vals, i)
+	}
+	if c[ColAlias].ok(i) {
+		r.Alias = c[ColAlias].vals[i>>3]&(1<<(i&7)) != 0
+	}
+	if c[ColAliasAddr].ok(i) {
+		r.AliasAddr = le64(c[ColAliasAddr].vals, i)
+	}
+	if c[ColPercpuCPU].ok(i) {
+		r.Percpu, r.PercpuCPU = true, le16(c[ColPercpuCPU].vals, i)
+	}
+	if c[ColPercpuOff].ok(i) {
+		r.PercpuOff = le32(c[ColPercpuOff].vals, i)
+	}
+	if c[ColPercpuVar].ok(i) {
+		r.PercpuVar = b.names[ColPercpuVar][le16(c[ColPercpuVar].vals, i)]
+	}
+	if c[ColVector].ok(i) {
+		r.Vector, r.HasVector = c[ColVector].vals[i], true
+	}
+	if c[ColHandler].ok(i) {
+		r.Handler = le64(c[ColHandler].vals, i)
+	}
+	if c[ColIST].ok(i) {
+		r.IST = c[ColIST].vals[i]
+	}
+	if c[ColErrCode].ok(i) {
+		r.ErrCode, r.HasErrCode = le64(c[ColErrCode].vals, i), true
+	}
+	if c[ColPermOld].ok(i) {
+		r.PermOld = c[ColPermOld].vals[i]
+	}
+	if c[ColPermNew].ok(i) {
+		r.PermNew = c[ColPermNew].vals[i]
+	}
+	if c[ColCause].ok(i) {
+		r.Cause = Cause(c[ColCause].vals[i] + 1)
+	}
+	if c[ColService].ok(i) {
+		r.Service = Service(c[ColService].vals[i] + 1)
+	}
+	for k := 0; k < 4; k++ {
+		if c[ColArg0+k].ok(i) {
+			r.Args[k] = le64(c[ColArg0+k].vals, i)
+		}
+	}
+	if c[ColRet].ok(i) {
+		r.Ret = le64(c[ColRet].vals, i)
+	}
+	if c[ColMsg].ok(i) {
+		r.Msg = string(c[ColMsg].varAt(i))
+	}
+}
+
+// bind validates a decoded record against the schema, so that Row never
+// reads out of bounds, and sets up the column views.
+func (r *Reader) bind(b *Batch) error {
+	rec := b.rec
+	if rec.NumCols() != int64(NumColumns) {
+		return fmt.Errorf("%d columns, want %d", rec.NumCols(), NumColumns)
+	}
+	if rec.NumRows() < 0 || rec.NumRows() > MaxBatchRows {
+		return fmt.Errorf("%d rows", rec.NumRows())
+	}
+	n := int(rec.NumRows())
+	b.n = n
+	b.names = &r.names
+	for i, c := range Columns {
+		d := rec.Column(i).Data()
+		if err := checkData(d, c.Type, n, &b.cols[i]); err != nil {
+			return fmt.Errorf("column %s: %w", c.Name, err)
+		}
+		if c.Common && b.cols[i].valid != nil {
+			for j := 0; j < n; j++ {
+				if !b.cols[i].ok(j) {
+					return fmt.Errorf("column %s: row %d is null", c.Name, j)
+				}
+			}
+			b.cols[i].valid = nil
+		}
+		if dt, ok := c.Type.(*arrow.DictionaryType); ok {
+			names, err := r.dictNames(i, d.Dictionary())
+			if err != nil {
+				return fmt.Errorf("column %s dictionary: %w", c.Name, err)
+			}
+			cv := &b.cols[i]
+			w := dt.IndexType.(arrow.FixedWidthDataType).BitWidth() / 8
+			for j := 0; j < n; j++ {
+				if !cv.ok(j) {
+					continue
+				}
+				var idx int
+				if w == 1 {
+					idx = int(int8(cv.vals[j]))
+				} else {
+					idx = int(int16(le16(cv.vals, j)))
+				}
+				if idx < 0 || idx >= len(names) {
+					return fmt.Errorf("column %s: row %d: dictionary index %d out of range", c.Name, j, idx)
+				}
+			}
+		}
+	}
+	for j := 0; j < n; j++ {
+		if b.cols[ColBytes].ok(j) && len(b.cols[ColBytes].varAt(j)) > 15 {
+			return fmt.Errorf("column bytes: row %d: %d bytes", j, len(b.cols[ColBytes].varAt(j)))
+		}
+		if j > 0 && b.Seq(j) <= b.Seq(j-1) {
+			return fmt.Errorf("row %d: seq %d not after %d", j, b.Seq(j), b.Seq(j-1))
+		}
+	}
+	return nil
+}
+
+// dictNames returns (and on first use records and checks) a dictionary
+// column's values.
+func (r *Reader) dictNames(col int, d arrow.ArrayData) ([]string, error) {
+	if d == nil {
+		return nil, fmt.Errorf("missing")
+	}
+	var cv colView
+	if err := checkData(d, arrow.BinaryTypes.String, d.Len(), &cv); err != nil {
+		return nil, err
+	}
+	if r.names[col] != nil {
+		if len(r.names[col]) != d.Len() {
+			return nil, fmt.Errorf("%d values, the first batch had %d", d.Len(), len(r.names[col]))
+		}
+		return r.names[col], nil
+	}
+	names := make([]string, d.Len())
+	for j := range names {
+		if !cv.ok(j) {
+			return nil, fmt.Errorf("value %d is null", j)
+		}
+		names[j] = string(cv.varAt(j))
+	}
+	var want []string
+	switch col {
+	case ColKind:
+		want = enumNames(kindNames())
+	case ColCause:
+		want = enumNames(Causes)
+	case ColService:
+		want = enumNames(Services)
+	}
+	if want != nil && !slices.Equal(names, want) {
+		return nil, fmt.Errorf("values %q, want %q", names, want)
+	}
+	r.names[col] = names
+	return names, nil
+}
+
+// checkData checks that d has the buffers an array of type t and length n
+// needs, and fills cv.
+func checkData(d arrow.ArrayData, t arrow.DataType, n int, cv *colView) error {
+	if d.Len() != n || d.Offset() != 0 {
+		return fmt.Errorf("length %d offset %d, want %d rows", d.Len(), d.Offset(), n)
+	}
+	if !arrow.TypeEqual(d.DataType(), t) {
+		return fmt.Errorf("type %s, want %s", d.DataType(), t)
+	}
+	bufs := d.Buffers()
+	blen := func(i int) int {
+		if i >= len(bufs) || bufs[i] == nil {
+			return 0
+		}
+		return bufs[i].Len()
+	}
+	bytesOf := func(i int, m int) []byte {
+		if m == 0 {
+			return nil
+		}
+		return bufs[i].Bytes()[:m]
+	}
+	bm := (n + 7) / 8
+	*cv = colView{}
+	if blen(0) > 0 {
+		if blen(0) < bm {
+			return fmt.Errorf("validity bitmap of %d bytes for %d rows", blen(0), n)
+		}
+		cv.valid = bytesOf(0, bm)
+	} else if d.NullN() > 0 && n > 0 {
+		return fmt.Errorf("%d nulls without a validity bitmap", d.NullN())
+	}
+	switch t := t.(type) {
+	case *arrow.DictionaryType:
+		w := t.IndexType.(arrow.FixedWidthDataType).BitWidth() / 8
+		if blen(1) < n*w {
+			return fmt.Errorf("index buffer of %d bytes for %d rows", blen(1), n)
+		}
+		cv.vals = bytesOf(1, n*w)
+	case *arrow.BooleanType:
+		if blen(1) < bm {
+			return fmt.Errorf("value bitmap of %d bytes for %d rows", blen(1), n)
+		}
+		cv.vals = bytesOf(1, bm)
+	case *arrow.BinaryType, *arrow.StringType:
+		if blen(1) < 4*(n+1) && !(n == 0 && blen(1) == 0) {
+			return fmt.Errorf("offset buffer of %d bytes for %d rows", blen(1), n)
+		}
+		if n == 0 {
+			return nil
+		}
+		cv.offs = bytesOf(1, 4*(n+1))
+		cv.data = bytesOf(2, blen(2))
+		prev := int32(binary.LittleEndian.Uint32(cv.offs))
+		if prev < 0 {
+			return fmt.Errorf("negative offset")
+		}
+		for j := 1; j <= n; j++ {
+			o := int32(binary.LittleEndian.Uint32(cv.offs[4*j:]))
+			if o < prev {
+				return fmt.Errorf("offsets decrease at row %d", j-1)
+			}
+			prev = o
+		}
+		if int(prev) > len(cv.data) {
+			return fmt.Errorf("offsets reach %d, data has %d bytes", prev, len(cv.data))
+		}
+	case arrow.FixedWidthDataType:
+		w := t.BitWidth() / 8
+		if blen(1) < n*w {
+			return fmt.Errorf("value buffer of %d bytes for %d rows", blen(1), n)
+		}
+		cv.vals = bytesOf(1, n*w)
+	default:
+		return fmt.Errorf("unsupported type %s", t)
+	}
+	return nil
+}

@@ -1,0 +1,277 @@
+package format
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/apache/arrow/go/v15/arrow"
+)
+
+// Symbol is one entry of the slice's symbol table.
+type Symbol struct {
+	Name    string `json:"name"`
+	Addr    uint64 `json:"addr"`
+	Size    uint64 `json:"size"`
+	Section string `json:"section"`
+}
+
+// Drop records events the recorder lost: Count events after sequence
+// number AfterSeq.
+type Drop struct {
+	AfterSeq uint64 `json:"after_seq"`
+	Count    uint64 `json:"count"`
+}
+
+// BatchInfo describes one record batch: the sequence range it covers.
+type BatchInfo struct {
+	FirstSeq, LastSeq uint64
+	Rows              int
+}
+
+// Meta is a trace's schema-level metadata. The writer takes the fields
+// known when a run starts; [Final] carries those known only at its end.
+type Meta struct {
+	Version      int // the file's format version (set by the reader; the writer writes FormatVersion)
+	Scenario     string
+	ScenarioText string
+	ELF          []byte
+	CPUs         int
+	Quirks       map[string]string
+	Seed         uint64
+	Symbols      []Symbol
+	ToolVersion  string
+
+	// OpNames is the op dictionary: OpNames[Row.Op] is the mnemonic.
+	// PercpuVars is the percpu_var dictionary. Both are stored as Arrow
+	// dictionaries, not metadata; the reader fills them from the first batch.
+	OpNames    []string
+	PercpuVars []string
+
+	// Final values, read from the footer. A truncated file has Status
+	// StatusWriting and no Final values.
+	Status string
+	Events uint64
+	Final
+	Batches []BatchInfo
+}
+
+// Final is what is known only when a run ends; pass it to Writer.SetFinal.
+type Final struct {
+	Dropped         []Drop
+	Decisions       []byte // opaque to format; encoding named by DecisionsFormat
+	DecisionsFormat string
+	DecisionCount   int
+}
+
+// headerValues returns the metadata values (in MetaKeys order) known at
+// the start; late keys get their placeholder.
+func (m *Meta) headerValues() ([]string, error) {
+	quirks, err := json.Marshal(nonNilMap(m.Quirks))
+	if err != nil {
+		return nil, fmt.Errorf("format: encode quirks: %w", err)
+	}
+	syms := slices.Clone(m.Symbols)
+	if syms == nil {
+		syms = []Symbol{}
+	}
+	slices.SortStableFunc(syms, func(a, b Symbol) int {
+		if a.Addr != b.Addr {
+			if a.Addr < b.Addr {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(a.Name, b.Name)
+	})
+	symJSON, err := json.Marshal(syms)
+	if err != nil {
+		return nil, fmt.Errorf("format: encode symbols: %w", err)
+	}
+	vals := make([]string, len(MetaKeys))
+	for i, k := range MetaKeys {
+		switch k.Key {
+		case KeyFormatVersion:
+			vals[i] = strconv.Itoa(FormatVersion)
+		case KeyScenario:
+			vals[i] = m.Scenario
+		case KeyScenarioText:
+			vals[i] = m.ScenarioText
+		case KeyELF:
+			vals[i] = base64.StdEncoding.EncodeToString(m.ELF)
+		case KeyCPUs:
+			vals[i] = strconv.Itoa(m.CPUs)
+		case KeyQuirks:
+			vals[i] = string(quirks)
+		case KeySeed:
+			vals[i] = strconv.FormatUint(m.Seed, 10)
+		case KeySymbols:
+			vals[i] = string(symJSON)
+		case KeyToolVersion:
+			vals[i] = m.ToolVersion
+		case KeyStatus:
+			vals[i] = StatusWriting
+		default:
+			if !k.Late {
+				return nil, fmt.Errorf("format: metadata key %s has no encoder", k.Key)
+			}
+		}
+	}
+	return vals, nil
+}
+
+// finalValues fills the late keys of vals.
+func finalValues(vals []string, f *Final, events uint64, batches []BatchInfo) error {
+	dropped := f.Dropped
+	if dropped == nil {
+		dropped = []Drop{}
+	}
+	dj, err := json.Marshal(dropped)
+	if err != nil {
+		return fmt.Errorf("format: encode dropped: %w", err)
+	}
+	var idx strings.Builder
+	idx.WriteByte('[')
+	for i, b := range batches {
+		if i > 0 {
+			idx.WriteByte(',')
+		}
+		fmt.Fprintf(&idx, "[%d,%d,%d]", b.FirstSeq, b.LastSeq, b.Rows)
+	}
+	idx.WriteByte(']')
+	for i, k := range MetaKeys {
+		switch k.Key {
+		case KeyStatus:
+			vals[i] = StatusComplete
+		case KeyEvents:
+			vals[i] = strconv.FormatUint(events, 10)
+		case KeyDropped:
+			vals[i] = string(dj)
+		case KeyDecisions:
+			vals[i] = base64.StdEncoding.EncodeToString(f.Decisions)
+		case KeyDecisionsFormat:
+			vals[i] = f.DecisionsFormat
+		case KeyDecisionCount:
+			vals[i] = strconv.Itoa(f.DecisionCount)
+		case KeyBatchIndex:
+			vals[i] = idx.String()
+		}
+	}
+	return nil
+}
+
+func nonNilMap(m map[string]string) map[string]string {
+	if m == nil {
+		return map[string]string{}
+	}
+	return m
+}
+
+func metaKeyNames() []string {
+	ks := make([]string, len(MetaKeys))
+	for i, k := range MetaKeys {
+		ks[i] = k.Key
+	}
+	return ks
+}
+
+// versionOf returns the format version recorded in md. ok is false when
+// md has no version key (the file is not a trace).
+func versionOf(md arrow.Metadata) (v int, ok bool, err error) {
+	i := md.FindKey(KeyFormatVersion)
+	if i < 0 {
+		return 0, false, nil
+	}
+	v, err = strconv.Atoi(md.Values()[i])
+	if err != nil || v < 1 {
+		return 0, true, fmt.Errorf("bad %s %q", KeyFormatVersion, md.Values()[i])
+	}
+	return v, true, nil
+}
+
+// decodeMeta parses trace metadata. final says whether the late keys must
+// hold final values (footer) or may be placeholders (header).
+func decodeMeta(md arrow.Metadata) (*Meta, error) {
+	get := func(k string) (string, bool) {
+		i := md.FindKey(k)
+		if i < 0 {
+			return "", false
+		}
+		return md.Values()[i], true
+	}
+	m := &Meta{}
+	v, _, err := versionOf(md)
+	if err != nil {
+		return nil, err
+	}
+	m.Version = v
+	for _, k := range MetaKeys {
+		if _, ok := get(k.Key); !ok {
+			return nil, fmt.Errorf("metadata key %s missing", k.Key)
+		}
+	}
+	m.Scenario, _ = get(KeyScenario)
+	m.ScenarioText, _ = get(KeyScenarioText)
+	m.ToolVersion, _ = get(KeyToolVersion)
+	s, _ := get(KeyELF)
+	if m.ELF, err = base64.StdEncoding.DecodeString(s); err != nil {
+		return nil, fmt.Errorf("metadata %s: %w", KeyELF, err)
+	}
+	s, _ = get(KeyCPUs)
+	if m.CPUs, err = strconv.Atoi(s); err != nil || m.CPUs < 0 {
+		return nil, fmt.Errorf("metadata %s: bad value %q", KeyCPUs, s)
+	}
+	s, _ = get(KeySeed)
+	if m.Seed, err = strconv.ParseUint(s, 10, 64); err != nil {
+		return nil, fmt.Errorf("metadata %s: bad value %q", KeySeed, s)
+	}
+	s, _ = get(KeyQuirks)
+	if err := json.Unmarshal([]byte(s), &m.Quirks); err != nil {
+		return nil, fmt.Errorf("metadata %s: %w", KeyQuirks, err)
+	}
+	s, _ = get(KeySymbols)
+	if err := json.Unmarshal([]byte(s), &m.Symbols); err != nil {
+		return nil, fmt.Errorf("metadata %s: %w", KeySymbols, err)
+	}
+	m.Status, _ = get(KeyStatus)
+	switch m.Status {
+	case StatusWriting:
+		return m, nil
+	case StatusComplete:
+	default:
+		return nil, fmt.Errorf("metadata %s: unknown status %q", KeyStatus, m.Status)
+	}
+	s, _ = get(KeyEvents)
+	if m.Events, err = strconv.ParseUint(s, 10, 64); err != nil {
+		return nil, fmt.Errorf("metadata %s: bad value %q", KeyEvents, s)
+	}
+	s, _ = get(KeyDropped)
+	if err := json.Unmarshal([]byte(s), &m.Dropped); err != nil {
+		return nil, fmt.Errorf("metadata %s: %w", KeyDropped, err)
+	}
+	s, _ = get(KeyDecisions)
+	if m.Decisions, err = base64.StdEncoding.DecodeString(s); err != nil {
+		return nil, fmt.Errorf("metadata %s: %w", KeyDecisions, err)
+	}
+	m.DecisionsFormat, _ = get(KeyDecisionsFormat)
+	s, _ = get(KeyDecisionCount)
+	if m.DecisionCount, err = strconv.Atoi(s); err != nil || m.DecisionCount < 0 {
+		return nil, fmt.Errorf("metadata %s: bad value %q", KeyDecisionCount, s)
+	}
+	s, _ = get(KeyBatchIndex)
+	var idx [][3]uint64
+	if err := json.Unmarshal([]byte(s), &idx); err != nil {
+		return nil, fmt.Errorf("metadata %s: %w", KeyBatchIndex, err)
+	}
+	m.Batches = make([]BatchInfo, len(idx))
+	for i, e := range idx {
+		if e[2] > 1<<31 {
+			return nil, fmt.Errorf("metadata %s: batch %d has %d rows", KeyBatchIndex, i, e[2])
+		}
+		m.Batches[i] = BatchInfo{FirstSeq: e[0], LastSeq: e[1], Rows: int(e[2])}
+	}
+	return m, nil
+}

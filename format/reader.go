@@ -1,0 +1,542 @@
+package format
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"iter"
+	"os"
+	"sort"
+
+	"github.com/apache/arrow/go/v15/arrow"
+	"github.com/apache/arrow/go/v15/arrow/ipc"
+	"github.com/apache/arrow/go/v15/arrow/memory"
+)
+
+// ReadOption configures a Reader.
+type ReadOption func(*readOptions)
+
+type readOptions struct {
+	mem  memory.Allocator
+	name string
+}
+
+// WithReadAllocator sets the Arrow allocator used to decode batches.
+func WithReadAllocator(mem memory.Allocator) ReadOption {
+	return func(o *readOptions) { o.mem = mem }
+}
+
+// WithName sets the file name used in errors (Open sets the path).
+func WithName(name string) ReadOption { return func(o *readOptions) { o.name = name } }
+
+var arrowMagic = []byte("ARROW1")
+
+// Reader reads a trace file. Batches decode independently, so a Reader
+// can seek by sequence number without reading the whole file. Methods
+// are not safe for concurrent use.
+type Reader struct {
+	name   string
+	ra     io.ReaderAt
+	size   int64
+	mem    memory.Allocator
+	closer io.Closer
+
+	schema *arrow.Schema
+	meta   *Meta
+	// The stream prefix (schema and dictionary messages, after the
+	// magic) and the record-batch messages (from the footer, or found by
+	// scanning a file with no usable footer). A batch decodes as the
+	// stream prefix + its message.
+	prefix    []byte
+	blocks    []block
+	truncated *Error
+
+	infos []BatchInfo
+	known []bool
+	names [NumColumns][]string // dictionary values, from the first batch
+}
+
+// Open opens the trace file at path.
+func Open(path string, opts ...ReadOption) (*Reader, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("format: %w", err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("format: %w", err)
+	}
+	r, err := NewReader(f, st.Size(), append([]ReadOption{WithName(path)}, opts...)...)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	r.closer = f
+	return r, nil
+}
+
+// NewReader reads a trace of size bytes from ra. It checks the magic, the
+// format version, the schema and the metadata, and decodes the first batch.
+// A file without a footer (a killed run) is read up to its last complete
+// batch; Truncated then reports it.
+func NewReader(ra io.ReaderAt, size int64, opts ...ReadOption) (*Reader, error) {
+	o := readOptions{mem: memory.DefaultAllocator}
+	for _, f := range opts {
+		f(&o)
+	}
+	r := &Reader{name: o.name, ra: ra, size: size, mem: limitAlloc{o.mem}}
+	if err := r.open(); err != nil {
+		r.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+func (r *Reader) open() error {
+	if r.size <= 0 {
+		return fileErr(r.name, "empty file", ErrNotTrace)
+	}
+	head := make([]byte, min(r.size, 8))
+	if _, err := r.ra.ReadAt(head, 0); err != nil && !(err == io.EOF && len(head) > 0) {
+		return fileErr(r.name, "read header", err)
+	}
+	if len(head) < len(arrowMagic) {
+		if bytes.HasPrefix(arrowMagic, head) {
+			return fileErr(r.name, fmt.Sprintf("cut after %d bytes, inside the Arrow magic", len(head)), ErrTruncated)
+		}
+		return fileErr(r.name, "not an Arrow IPC file (no ARROW1 magic)", ErrNotTrace)
+	}
+	if !bytes.HasPrefix(head, arrowMagic) {
+		return fileErr(r.name, "not an Arrow IPC file (no ARROW1 magic)", ErrNotTrace)
+	}
+	var footErr error
+	if r.size >= 8+10+6 {
+		tail := make([]byte, 6)
+		if _, err := r.ra.ReadAt(tail, r.size-6); err == nil && bytes.Equal(tail, arrowMagic) {
+			ft, err := readFooter(r.ra, r.size)
+			if err == nil {
+				err = r.openComplete(ft)
+				if err == nil || errors.Is(err, ErrNewerVersion) || errors.Is(err, ErrNotTrace) {
+					return err
+				}
+			}
+			footErr = err
+			*r = Reader{name: r.name, ra: r.ra, size: r.size, mem: r.mem}
+		}
+	}
+	return r.openStream(footErr)
+}
+
+// readPrefix reads the schema message and the dictionary messages that
+// follow it (msgs, from a scan), checks the version and schema, and keeps
+// the prefix bytes for decoding batches. md, when not nil, replaces the
+// header's metadata (a complete file's footer metadata).
+func (r *Reader) readPrefix(msgs []block, md *arrow.Metadata) (n int, err error) {
+	end := msgs[0].end()
+	n = 1
+	for ; n < len(msgs) && msgs[n].typ == msgDictionary; n++ {
+		end = msgs[n].end()
+	}
+	buf := make([]byte, end)
+	if _, err := r.ra.ReadAt(buf, 0); err != nil {
+		return 0, fileErr(r.name, "read schema", err)
+	}
+	if md == nil {
+		m := msgs[0]
+		if m.metaLen < 8 || binary.LittleEndian.Uint32(buf[m.off:]) != 0xFFFFFFFF {
+			return 0, fileErr(r.name, "schema message without continuation marker", ErrNotTrace)
+		}
+		k, v, err := messageKV(buf[m.off+8 : m.off+m.metaLen])
+		if err != nil {
+			return 0, fileErr(r.name, "schema", err)
+		}
+		hm := arrow.NewMetadata(k, v)
+		md = &hm
+	}
+	if err := r.checkVersion(*md); err != nil {
+		return 0, err
+	}
+	r.prefix = buf[8:]
+	var schema *arrow.Schema
+	err = safely(func() error {
+		sm := r.prefix[:msgs[0].end()-8]
+		sr, err := ipc.NewReader(bytes.NewReader(append(sm[:len(sm):len(sm)], eos...)), ipc.WithAllocator(r.mem))
+		if err != nil {
+			return err
+		}
+		defer sr.Release()
+		schema = sr.Schema()
+		return nil
+	})
+	if err != nil {
+		return 0, fileErr(r.name, "schema", err)
+	}
+	return n, r.setSchema(arrow.NewSchema(schema.Fields(), md))
+}
+
+func (r *Reader) openComplete(ft *footer) error {
+	var msgs []block
+	for off := int64(8); off < ft.start; {
+		b, err := readBlock(r.ra, off, ft.start)
+		if err != nil || b.typ == msgRecord {
+			break
+		}
+		msgs = append(msgs, b)
+		off = b.end()
+	}
+	if len(msgs) == 0 || msgs[0].typ != msgSchema {
+		return fileErr(r.name, "no schema message after the Arrow magic", nil)
+	}
+	md := arrow.NewMetadata(ft.keys, ft.vals)
+	if _, err := r.readPrefix(msgs, &md); err != nil {
+		return err
+	}
+	n := len(ft.recs)
+	if r.meta.Status != StatusComplete {
+		return fileErr(r.name, fmt.Sprintf("footer metadata has status %q", r.meta.Status), nil)
+	}
+	if len(r.meta.Batches) != n {
+		return fileErr(r.name, fmt.Sprintf("batch index lists %d batches, the footer %d", len(r.meta.Batches), n), nil)
+	}
+	var rows uint64
+	for i, b := range r.meta.Batches {
+		if b.Rows > MaxBatchRows || (b.Rows > 0 && b.FirstSeq > b.LastSeq) ||
+			(i > 0 && b.Rows > 0 && r.meta.Batches[i-1].Rows > 0 && b.FirstSeq <= r.meta.Batches[i-1].LastSeq) {
+			return batchErr(r.name, i, "batch index entry out of order", nil)
+		}
+		rows += uint64(b.Rows)
+	}
+	if rows != r.meta.Events {
+		return fileErr(r.name, fmt.Sprintf("batch index has %d rows, metadata says %d events", rows, r.meta.Events), nil)
+	}
+	r.blocks = ft.recs
+	r.infos = r.meta.Batches
+	r.known = make([]bool, n)
+	for i := range r.known {
+		r.known[i] = true
+	}
+	return r.loadFirst()
+}
+
+func (r *Reader) openStream(footErr error) error {
+	msgs, stop := scanStream(r.ra, r.size)
+	if len(msgs) == 0 || msgs[0].typ != msgSchema {
+		if errors.Is(stop, io.ErrUnexpectedEOF) || stop == errCleanEnd {
+			return fileErr(r.name, "cut before the schema was written", ErrTruncated)
+		}
+		return fileErr(r.name, "no schema message after the Arrow magic", ErrNotTrace)
+	}
+	i, err := r.readPrefix(msgs, nil)
+	if err != nil {
+		return err
+	}
+	for j := i; j < len(msgs); j++ {
+		if t := msgs[j].typ; t != msgRecord {
+			msgs = msgs[:j]
+			stop = fmt.Errorf("unexpected message type %d", t)
+			break
+		}
+	}
+	r.blocks = msgs[i:]
+	r.infos = make([]BatchInfo, len(r.blocks))
+	r.known = make([]bool, len(r.blocks))
+	var events uint64
+	for j, b := range r.blocks {
+		r.infos[j].Rows = int(b.rows)
+		events += uint64(b.rows)
+	}
+	var why string
+	switch {
+	case footErr != nil:
+		why = "the footer is unreadable: " + footErr.Error()
+	case stop == nil:
+		why = "no footer after the end-of-stream marker"
+	case stop == errCleanEnd:
+		why = "the file ends after the last complete batch, with no footer"
+	case errors.Is(stop, io.ErrUnexpectedEOF):
+		why = "the file ends inside a batch or inside the footer"
+	default:
+		why = "the bytes after the last complete batch are not a batch (an incomplete footer?): " + stop.Error()
+	}
+	r.truncated = fileErr(r.name, fmt.Sprintf("truncated after %d events (%d complete batches; %s)", events, len(r.blocks), why), ErrTruncated)
+	return r.loadFirst()
+}
+
+var eos = []byte{0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0}
+
+// setSchema checks the version, the schema and the metadata.
+func (r *Reader) checkVersion(md arrow.Metadata) error {
+	v, ok, err := versionOf(md)
+	if !ok {
+		return fileErr(r.name, "an Arrow file without patchtrace metadata (no "+KeyFormatVersion+" key)", ErrNotTrace)
+	}
+	if err != nil {
+		return fileErr(r.name, err.Error(), ErrNotTrace)
+	}
+	if v > FormatVersion {
+		return fileErr(r.name, fmt.Sprintf("trace format version %d; this patchtrace reads versions up to %d: upgrade it", v, FormatVersion), ErrNewerVersion)
+	}
+	return nil
+}
+
+func (r *Reader) setSchema(s *arrow.Schema) error {
+	md := s.Metadata()
+	v, _, _ := versionOf(md)
+	if s.NumFields() != len(Columns) {
+		return fileErr(r.name, fmt.Sprintf("schema has %d columns, format version %d has %d", s.NumFields(), v, len(Columns)), nil)
+	}
+	for i, c := range Columns {
+		f := s.Field(i)
+		if f.Name != c.Name || !arrow.TypeEqual(f.Type, c.Type) {
+			return fileErr(r.name, fmt.Sprintf("schema column %d is %s %s, want %s %s", i, f.Name, f.Type, c.Name, c.Type), nil)
+		}
+	}
+	m, err := decodeMeta(md)
+	if err != nil {
+		return fileErr(r.name, "metadata", err)
+	}
+	r.schema = s
+	r.meta = m
+	return nil
+}
+
+// loadFirst decodes the first batch: it validates early and captures the
+// dictionaries.
+func (r *Reader) loadFirst() error {
+	if len(r.infos) == 0 {
+		return nil
+	}
+	b, err := r.Batch(0)
+	if err != nil {
+		return err
+	}
+	b.Release()
+	return nil
+}
+
+// Close releases the reader (and closes the file Open opened).
+func (r *Reader) Close() error {
+	if r.closer != nil {
+		err := r.closer.Close()
+		r.closer = nil
+		return err
+	}
+	return nil
+}
+
+// Meta returns the trace metadata. OpNames and PercpuVars are the file's
+// dictionaries (nil if it has no batch).
+func (r *Reader) Meta() *Meta {
+	m := *r.meta
+	m.OpNames = r.names[ColOp]
+	m.PercpuVars = r.names[ColPercpuVar]
+	return &m
+}
+
+// Symbols returns the slice's symbol table, sorted by address.
+func (r *Reader) Symbols() []Symbol { return r.meta.Symbols }
+
+// Schema returns the file's Arrow schema, with its metadata.
+func (r *Reader) Schema() *arrow.Schema { return r.schema }
+
+// Truncated reports whether the file was cut short (it has no usable
+// footer). Every complete batch is still readable.
+func (r *Reader) Truncated() bool { return r.truncated != nil }
+
+// TruncatedError says how the file was cut ("truncated after N events
+// ..."), wrapping ErrTruncated; nil for a complete file.
+func (r *Reader) TruncatedError() error {
+	if r.truncated == nil {
+		return nil
+	}
+	return r.truncated
+}
+
+// NumBatches returns the number of readable record batches.
+func (r *Reader) NumBatches() int { return len(r.infos) }
+
+// NumEvents returns the number of readable rows.
+func (r *Reader) NumEvents() uint64 {
+	var n uint64
+	for _, b := range r.infos {
+		n += uint64(b.Rows)
+	}
+	return n
+}
+
+// OpName returns the mnemonic of op (Row.Op).
+func (r *Reader) OpName(op uint16) string {
+	if int(op) < len(r.names[ColOp]) {
+		return r.names[ColOp][op]
+	}
+	return fmt.Sprintf("op(%d)", op)
+}
+
+// BatchInfo returns batch i's sequence range, decoding the batch if the
+// file has no index for it.
+func (r *Reader) BatchInfo(i int) (BatchInfo, error) {
+	if i < 0 || i >= len(r.infos) {
+		return BatchInfo{}, batchErr(r.name, i, fmt.Sprintf("no such batch (the file has %d)", len(r.infos)), nil)
+	}
+	if !r.known[i] {
+		b, err := r.Batch(i)
+		if err != nil {
+			return BatchInfo{}, err
+		}
+		b.Release()
+	}
+	return r.infos[i], nil
+}
+
+// Seek returns the index of the first batch holding an event with
+// sequence number >= seq (NumBatches if there is none).
+func (r *Reader) Seek(seq uint64) (int, error) {
+	var err error
+	i := sort.Search(len(r.infos), func(i int) bool {
+		if err != nil {
+			return true
+		}
+		var bi BatchInfo
+		bi, err = r.BatchInfo(i)
+		return bi.Rows > 0 && bi.LastSeq >= seq
+	})
+	if err != nil {
+		return 0, err
+	}
+	return i, nil
+}
+
+// Events iterates over every readable row in order. The *Row is reused
+// between iterations. Iteration stops at the first error.
+func (r *Reader) Events() iter.Seq2[*Row, error] { return r.EventsFrom(0) }
+
+// EventsFrom iterates over the rows with Seq >= seq.
+func (r *Reader) EventsFrom(seq uint64) iter.Seq2[*Row, error] {
+	return func(yield func(*Row, error) bool) {
+		first, err := r.Seek(seq)
+		if err != nil {
+			yield(nil, err)
+			return
+		}
+		var row Row
+		for i := first; i < len(r.infos); i++ {
+			b, err := r.Batch(i)
+			if err != nil {
+				yield(nil, err)
+				return
+			}
+			j := 0
+			if i == first {
+				j = b.Search(seq)
+			}
+			for ; j < b.Len(); j++ {
+				b.Row(j, &row)
+				if !yield(&row, nil) {
+					b.Release()
+					return
+				}
+			}
+			b.Release()
+		}
+	}
+}
+
+// Batch decodes batch i. Release it when done.
+func (r *Reader) Batch(i int) (*Batch, error) {
+	if i < 0 || i >= len(r.infos) {
+		return nil, batchErr(r.name, i, fmt.Sprintf("no such batch (the file has %d)", len(r.infos)), nil)
+	}
+	var rec arrow.Record
+	err := safely(func() error {
+		var err error
+		rec, err = r.record(i)
+		return err
+	})
+	if err != nil {
+		return nil, batchErr(r.name, i, "decode", err)
+	}
+	b := &Batch{index: i, rec: rec}
+	if err := r.bind(b); err != nil {
+		rec.Release()
+		return nil, batchErr(r.name, i, "", err)
+	}
+	info := BatchInfo{Rows: b.n}
+	if b.n > 0 {
+		info.FirstSeq, info.LastSeq = b.Seq(0), b.Seq(b.n-1)
+	}
+	if r.known[i] && r.infos[i] != info {
+		rec.Release()
+		return nil, batchErr(r.name, i, fmt.Sprintf("holds seq %d..%d (%d rows), the index says %d..%d (%d rows)",
+			info.FirstSeq, info.LastSeq, info.Rows, r.infos[i].FirstSeq, r.infos[i].LastSeq, r.infos[i].Rows), nil)
+	}
+	if !r.known[i] {
+		if info.Rows != r.infos[i].Rows {
+			rec.Release()
+			return nil, batchErr(r.name, i, fmt.Sprintf("has %d rows, its header says %d", info.Rows, r.infos[i].Rows), nil)
+		}
+		r.infos[i], r.known[i] = info, true
+	}
+	return b, nil
+}
+
+func (r *Reader) record(i int) (arrow.Record, error) {
+	blk := r.blocks[i]
+	buf := make([]byte, len(r.prefix)+int(blk.metaLen+blk.bodyLen)+len(eos))
+	copy(buf, r.prefix)
+	if _, err := r.ra.ReadAt(buf[len(r.prefix):len(buf)-len(eos)], blk.off); err != nil {
+		return nil, err
+	}
+	copy(buf[len(buf)-len(eos):], eos)
+	sr, err := ipc.NewReader(bytes.NewReader(buf), ipc.WithAllocator(r.mem))
+	if err != nil {
+		return nil, err
+	}
+	defer sr.Release()
+	if !sr.Next() {
+		if sr.Err() != nil {
+			return nil, sr.Err()
+		}
+		return nil, errors.New("no record batch in message")
+	}
+	rec := sr.Record()
+	rec.Retain()
+	return rec, nil
+}
+
+// safely runs f, turning a panic in the Arrow library into an error.
+func safely(f func() error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("malformed Arrow data: %v", p)
+		}
+	}()
+	return f()
+}
+
+// limitAlloc refuses absurd allocations (a corrupt length field) with a
+// panic that safely turns into an error.
+type limitAlloc struct{ memory.Allocator }
+
+const maxAlloc = 512 << 20
+
+func (a limitAlloc) Allocate(n int) []byte {
+	if n < 0 || n > maxAlloc {
+		panic(fmt.Sprintf("allocation of %d bytes refused", n))
+	}
+	return a.Allocator.Allocate(n)
+}
+
+func (a limitAlloc) Reallocate(n int, b []byte) []byte {
+	if n < 0 || n > maxAlloc {
+		panic(fmt.Sprintf("allocation of %d bytes refused", n))
+	}
+	return a.Allocator.Reallocate(n, b)
+}
+
+// le reads little-endian values from validated buffers.
+func le16(b []byte, i int) uint16 { return binary.LittleEndian.Uint16(b[2*i:]) }
+func le32(b []byte, i int) uint32 { return binary.LittleEndian.Uint32(b[4*i:]) }
+func le64(b []byte, i int) uint64 { return binary.LittleEndian.Uint64(b[8*i:]) }

@@ -1,0 +1,417 @@
+package format
+
+import (
+	"fmt"
+	"strconv"
+
+	"github.com/apache/arrow/go/v15/arrow"
+)
+
+// FormatVersion is the trace format version this package writes and the
+// newest it reads. It is stored under [KeyFormatVersion]. Any change to the
+// column table, an enum or a metadata key bumps it (see the compatibility
+// promise in docs/trace-format.md); testdata/schema.golden pins each version.
+const FormatVersion = 1
+
+// Kind says what a row records. The numbers are stable and equal to
+// emu.EventKind; the trace stores the names (column "kind").
+type Kind uint8
+
+const (
+	KindInsn       Kind = 1  // an instruction retired
+	KindWrite      Kind = 2  // a memory store
+	KindPercpuRead Kind = 3  // a load from a declared per-CPU slot
+	KindTrap       Kind = 4  // an exception, interrupt or NMI was delivered
+	KindIret       Kind = 5  // IRETQ returned through a trap frame
+	KindPerm       Kind = 6  // page permissions changed
+	KindSerialize  Kind = 7  // the CPU serialized
+	KindSwitch     Kind = 8  // the slice's scheduler switched tasks
+	KindService    Kind = 9  // a native kernel service ran
+	KindMarker     Kind = 10 // a scenario marker
+	KindFault      Kind = 11 // an unhandled fault (oops), panic or BUG
+	KindInject     Kind = 12 // an interrupt or NMI was raised on a CPU
+	KindHalt       Kind = 13 // the CPU halted waiting for an interrupt
+	numKinds            = 14
+)
+
+// KindInfo documents one event kind.
+type KindInfo struct {
+	Kind    Kind
+	Name    string // the stable name stored in the "kind" column
+	Doc     string
+	Example Query // a DuckDB query over the Parquet export
+}
+
+// Query is a documented example query. SQL reads 'trace.parquet'.
+type Query struct {
+	Title string
+	SQL   string
+}
+
+// Kinds is the kind table, in numeric order.
+var Kinds = []KindInfo{
+	{KindInsn, "insn", "An instruction retired. `rsp` and `rflags` are the values before it executed; IF is bit 9 of `rflags`.",
+		Query{"Instructions per CPU and the hottest addresses with their mnemonic",
+			`SELECT cpu, printf('%x', rip) AS rip, op, count(*) AS n
+FROM read_parquet('trace.parquet')
+WHERE kind = 'insn'
+GROUP BY ALL ORDER BY n DESC LIMIT 10;`}},
+	{KindWrite, "write", "A memory store (one row per access of at most 8 bytes), with the old and new value. Stores through the text-poke alias have `alias` true; stores into a per-CPU area name the CPU, offset and variable.",
+		Query{"Every store that went through the text-poke alias",
+			`SELECT seq, cpu, printf('%x', addr) AS addr, size,
+       printf('%x', old) AS old, printf('%x', new) AS new,
+       printf('%x', alias_addr) AS alias_addr
+FROM read_parquet('trace.parquet')
+WHERE kind = 'write' AND alias
+ORDER BY seq;`}},
+	{KindPercpuRead, "percpu_read", "A load from a declared per-CPU slot; `new` is the value read.",
+		Query{"Per-CPU variable reads by variable and reading CPU",
+			`SELECT percpu_var, cpu, percpu_cpu, count(*) AS reads
+FROM read_parquet('trace.parquet')
+WHERE kind = 'percpu_read'
+GROUP BY ALL ORDER BY ALL;`}},
+	{KindTrap, "trap", "An exception, interrupt or NMI was delivered. `rip` is the saved RIP (after the 0xCC for int3), `handler` the new RIP, `rsp` the RSP after the frame was pushed, `rflags` the saved RFLAGS.",
+		Query{"Trap deliveries by vector and nesting depth",
+			`SELECT vector, depth, ist, count(*) AS n
+FROM read_parquet('trace.parquet')
+WHERE kind = 'trap'
+GROUP BY ALL ORDER BY ALL;`}},
+	{KindIret, "iret", "IRETQ returned from a trap frame: `handler` is the RIP returned to, `rsp` and `rflags` the restored values.",
+		Query{"Where each CPU returned to from traps",
+			`SELECT cpu, depth, printf('%x', handler) AS returned_to, count(*) AS n
+FROM read_parquet('trace.parquet')
+WHERE kind = 'iret'
+GROUP BY ALL ORDER BY n DESC;`}},
+	{KindPerm, "perm", "Page permissions changed: `addr` is the first page, `size` the page count, `perm_old`/`perm_new` the r=1 w=2 x=4 bits, `service` the service that changed them.",
+		Query{"Permission changes that left a page writable and executable",
+			`SELECT seq, cpu, service, printf('%x', addr) AS page, size AS pages, perm_old, perm_new
+FROM read_parquet('trace.parquet')
+WHERE kind = 'perm' AND (perm_new & 6) = 6
+ORDER BY seq;`}},
+	{KindSerialize, "serialize", "The CPU serialized: from now on it fetches the current bytes. `cause` says why.",
+		Query{"Serializations per CPU and cause",
+			`SELECT cpu, cause, count(*) AS n
+FROM read_parquet('trace.parquet')
+WHERE kind = 'serialize'
+GROUP BY ALL ORDER BY ALL;`}},
+	{KindSwitch, "switch", "The slice's scheduler switched tasks on `cpu`: `old` is the previous task id, `new` the next (0 is the CPU's boot/idle context).",
+		Query{"The context-switch timeline",
+			`SELECT seq, cpu, old AS prev_task, new AS next_task
+FROM read_parquet('trace.parquet')
+WHERE kind = 'switch'
+ORDER BY seq;`}},
+	{KindService, "service", "A native kernel service ran: its arguments (`arg0`..`arg3`) and return value.",
+		Query{"Native service calls with their arguments",
+			`SELECT seq, cpu, service, printf('%x', arg0) AS arg0, arg1, arg2, ret
+FROM read_parquet('trace.parquet')
+WHERE kind = 'service'
+ORDER BY seq;`}},
+	{KindMarker, "marker", "A scenario marker (`pt_marker(id, value)`): `arg0` is the id, `arg1` the value, `msg` an optional name.",
+		Query{"Markers in order",
+			`SELECT seq, cpu, task, arg0 AS id, arg1 AS value, msg
+FROM read_parquet('trace.parquet')
+WHERE kind = 'marker'
+ORDER BY seq;`}},
+	{KindFault, "fault", "A fault no handler claimed (an oops), a panic or a BUG; the run ends. `msg` says what happened.",
+		Query{"The fault that ended the run",
+			`SELECT seq, cpu, task, printf('%x', rip) AS rip, vector, err_code, printf('%x', addr) AS addr, msg
+FROM read_parquet('trace.parquet')
+WHERE kind = 'fault';`}},
+	{KindInject, "inject", "An interrupt or NMI was raised (made pending): `cpu` is the CPU that raised it (or the scheduler's), `addr` the target CPU.",
+		Query{"Raised interrupts by vector and target CPU",
+			`SELECT vector, addr AS target_cpu, count(*) AS n
+FROM read_parquet('trace.parquet')
+WHERE kind = 'inject'
+GROUP BY ALL ORDER BY ALL;`}},
+	{KindHalt, "halt", "The CPU executed HLT and waits for an interrupt.",
+		Query{"When each CPU halted",
+			`SELECT cpu, min(seq) AS first, count(*) AS halts
+FROM read_parquet('trace.parquet')
+WHERE kind = 'halt'
+GROUP BY cpu ORDER BY cpu;`}},
+}
+
+// String returns the kind's stable name.
+func (k Kind) String() string {
+	if k >= 1 && k < numKinds {
+		return Kinds[k-1].Name
+	}
+	return "kind(" + strconv.Itoa(int(k)) + ")"
+}
+
+// Valid reports whether k is a kind of this format version.
+func (k Kind) Valid() bool { return k >= 1 && k < numKinds }
+
+// Service names a native kernel service; numbers equal emu.ServiceID.
+type Service uint8
+
+// Cause says why a CPU serialized; numbers equal emu.SerializeCause.
+type Cause uint8
+
+// EnumValue is one named value of an enum.
+type EnumValue struct {
+	Value uint8
+	Name  string
+	Doc   string
+}
+
+// Services is the service enum (column "service"), in numeric order from 1.
+var Services = []EnumValue{
+	{1, "text_poke", "text_poke(addr, src, len): write kernel text through a writable alias"},
+	{2, "set_memory_ro", "set_memory_ro(addr, npages)"},
+	{3, "set_memory_rw", "set_memory_rw(addr, npages)"},
+	{4, "set_memory_x", "set_memory_x(addr, npages)"},
+	{5, "set_memory_nx", "set_memory_nx(addr, npages)"},
+	{6, "module_alloc", "module_alloc(size): returns rw- pages"},
+	{7, "pt_send_ipi", "pt_send_ipi(cpu, vector): cpu -1 is all but self, -2 all"},
+	{8, "panic", "panic(msg)"},
+	{9, "pt_bug", "pt_bug(id): BUG()"},
+	{10, "pt_marker", "pt_marker(id, value)"},
+	{11, "pt_switch", "pt_switch(prev, next): the scheduler notes a context switch"},
+	{12, "pt_cpu_done", "pt_cpu_done(): this CPU has finished its work"},
+}
+
+// Causes is the serialization-cause enum (column "cause"), numbered from 1.
+var Causes = []EnumValue{
+	{1, "iretq", "IRETQ"},
+	{2, "cpuid", "CPUID"},
+	{3, "start", "the CPU started"},
+}
+
+// Vectors names the vectors the machine uses (column "vector" stores the
+// number). Numbers as in SDM Vol. 3 Table 6-1 and Linux irq_vectors.h.
+var Vectors = []EnumValue{
+	{0, "#DE", "divide error"},
+	{1, "#DB", "debug"},
+	{2, "NMI", "non-maskable interrupt"},
+	{3, "#BP", "breakpoint (int3); the saved RIP is after the 0xCC"},
+	{4, "#OF", "overflow"},
+	{5, "#BR", "bound range"},
+	{6, "#UD", "invalid opcode"},
+	{7, "#NM", "device not available"},
+	{8, "#DF", "double fault (error code)"},
+	{10, "#TS", "invalid TSS (error code)"},
+	{11, "#NP", "segment not present (error code)"},
+	{12, "#SS", "stack fault (error code)"},
+	{13, "#GP", "general protection (error code)"},
+	{14, "#PF", "page fault (error code; addr is CR2)"},
+	{16, "#MF", "x87 error"},
+	{17, "#AC", "alignment check (error code)"},
+	{18, "#MC", "machine check"},
+	{0xec, "timer", "LOCAL_TIMER_VECTOR"},
+	{0xfb, "ipi-call-function", "CALL_FUNCTION_VECTOR (sync_core IPIs)"},
+	{0xfd, "ipi-reschedule", "RESCHEDULE_VECTOR"},
+}
+
+// Perms documents the permission bits of columns perm_old and perm_new.
+var Perms = []EnumValue{
+	{1, "r", "readable"},
+	{2, "w", "writable"},
+	{4, "x", "executable"},
+}
+
+func (s Service) String() string {
+	if s >= 1 && int(s) <= len(Services) {
+		return Services[s-1].Name
+	}
+	return "service(" + strconv.Itoa(int(s)) + ")"
+}
+
+func (c Cause) String() string {
+	if c >= 1 && int(c) <= len(Causes) {
+		return Causes[c-1].Name
+	}
+	return "cause(" + strconv.Itoa(int(c)) + ")"
+}
+
+// VectorName returns the vector's name ("#BP", "NMI", "timer") or "vec 0x..".
+func VectorName(v uint8) string {
+	for _, e := range Vectors {
+		if e.Value == v {
+			return e.Name
+		}
+	}
+	return fmt.Sprintf("vec %#02x", v)
+}
+
+// PermString prints permission bits as "r-x".
+func PermString(p uint8) string {
+	b := []byte("---")
+	if p&1 != 0 {
+		b[0] = 'r'
+	}
+	if p&2 != 0 {
+		b[1] = 'w'
+	}
+	if p&4 != 0 {
+		b[2] = 'x'
+	}
+	return string(b)
+}
+
+// Use says that a kind fills a column. When Cond is empty the column is
+// never null for that kind; otherwise it is non-null exactly when Cond
+// (a condition on the Row) holds.
+type Use struct {
+	Kind Kind
+	Cond string
+}
+
+// Column is one column of the event table.
+type Column struct {
+	Name string
+	Type arrow.DataType
+	Doc  string
+	// Common columns are never null, for every kind. Otherwise Uses lists
+	// the kinds that fill the column; it is null for every other kind.
+	Common bool
+	Uses   []Use
+	// Enum names the enum a column's values come from ("" if none).
+	Enum string
+}
+
+var (
+	dictKind    = &arrow.DictionaryType{IndexType: arrow.PrimitiveTypes.Int8, ValueType: arrow.BinaryTypes.String}
+	dictOp      = &arrow.DictionaryType{IndexType: arrow.PrimitiveTypes.Int16, ValueType: arrow.BinaryTypes.String}
+	dictPercpu  = &arrow.DictionaryType{IndexType: arrow.PrimitiveTypes.Int16, ValueType: arrow.BinaryTypes.String}
+	dictCause   = &arrow.DictionaryType{IndexType: arrow.PrimitiveTypes.Int8, ValueType: arrow.BinaryTypes.String}
+	dictService = &arrow.DictionaryType{IndexType: arrow.PrimitiveTypes.Int8, ValueType: arrow.BinaryTypes.String}
+	u8          = arrow.PrimitiveTypes.Uint8
+	u16         = arrow.PrimitiveTypes.Uint16
+	u32         = arrow.PrimitiveTypes.Uint32
+	u64         = arrow.PrimitiveTypes.Uint64
+)
+
+func uses(kinds ...Kind) []Use {
+	u := make([]Use, len(kinds))
+	for i, k := range kinds {
+		u[i] = Use{Kind: k}
+	}
+	return u
+}
+
+// Columns is the event table, in column order. It is the one declaration of
+// the schema: [Schema], the Col* index constants (columns_gen.go),
+// docs/trace-format.md and testdata/schema.golden are generated from it.
+var Columns = []Column{
+	{Name: "seq", Type: u64, Common: true,
+		Doc: "Global sequence number: the event order across all CPUs. Strictly increasing through the file; each batch covers a contiguous range."},
+	{Name: "kind", Type: dictKind, Common: true, Enum: "kind",
+		Doc: "Event kind name (dictionary-encoded string; the dictionary index is the kind number minus 1)."},
+	{Name: "cpu", Type: u16, Common: true, Doc: "The CPU the event happened on."},
+	{Name: "task", Type: u32, Common: true, Doc: "The task the CPU was running (0 = the CPU's boot/idle context)."},
+	{Name: "depth", Type: u8, Common: true, Doc: "Trap nesting depth on this CPU: 0 = task context, 1 = in a handler, 2 = a handler interrupted a handler, ..."},
+	{Name: "rip", Type: u64, Common: true, Doc: "The CPU's RIP: the instruction's address for insn, the saved RIP for trap, the IRETQ's address for iret, the service or fault address otherwise."},
+
+	{Name: "len", Type: u8, Uses: uses(KindInsn), Doc: "Instruction length in bytes (1-15)."},
+	{Name: "bytes", Type: arrow.BinaryTypes.Binary, Uses: uses(KindInsn), Doc: "The instruction's encoding as executed (`len` bytes); differs from memory when the CPU ran a stale decode."},
+	{Name: "op", Type: dictOp, Uses: uses(KindInsn), Enum: "op", Doc: "Mnemonic (dictionary-encoded string, x86asm names such as `MOV`, `CALL`, `INT3`)."},
+	{Name: "rsp", Type: u64, Uses: uses(KindInsn, KindTrap, KindIret), Doc: "insn: RSP before the instruction; trap: RSP after the frame was pushed (on the IST stack when `ist` > 0); iret: the restored RSP."},
+	{Name: "rflags", Type: u64, Uses: uses(KindInsn, KindTrap, KindIret), Doc: "insn: RFLAGS before the instruction (IF is bit 9, 0x200); trap: the saved RFLAGS; iret: the restored RFLAGS."},
+
+	{Name: "addr", Type: u64, Uses: []Use{{KindWrite, ""}, {KindPercpuRead, ""}, {KindTrap, "HasAddr"}, {KindPerm, ""}, {KindFault, "HasAddr"}, {KindInject, ""}},
+		Doc: "write/percpu_read: the virtual address accessed; trap: CR2 of a page fault; perm: the first page; fault: the faulting address; inject: the target CPU."},
+	{Name: "size", Type: u32, Uses: uses(KindWrite, KindPercpuRead, KindPerm), Doc: "write/percpu_read: access size in bytes (1, 2, 4 or 8); perm: number of 4 KiB pages."},
+	{Name: "old", Type: u64, Uses: uses(KindWrite, KindSwitch), Doc: "write: the value before the store (little-endian, `size` bytes); switch: the previous task."},
+	{Name: "new", Type: u64, Uses: uses(KindWrite, KindPercpuRead, KindSwitch), Doc: "write: the value stored; percpu_read: the value read; switch: the next task."},
+	{Name: "alias", Type: arrow.FixedWidthTypes.Boolean, Uses: uses(KindWrite), Doc: "The store went through the text-poke alias mapping (the only legal way to change kernel text)."},
+	{Name: "alias_addr", Type: u64, Uses: []Use{{KindWrite, "Alias"}}, Doc: "The alias virtual address actually written; `addr` is the text address it maps to."},
+	{Name: "percpu_cpu", Type: u16, Uses: []Use{{KindWrite, "Percpu"}, {KindPercpuRead, ""}}, Doc: "Whose per-CPU area the address is in."},
+	{Name: "percpu_off", Type: u32, Uses: []Use{{KindWrite, "Percpu"}, {KindPercpuRead, ""}}, Doc: "Offset within the per-CPU section (the per-CPU symbol's value plus the offset into it)."},
+	{Name: "percpu_var", Type: dictPercpu, Uses: []Use{{KindWrite, "Percpu && PercpuVar != \"\""}, {KindPercpuRead, "PercpuVar != \"\""}}, Enum: "percpu_var",
+		Doc: "The per-CPU variable's symbol name (dictionary-encoded string; the dictionary is the trace's per-CPU variable list)."},
+
+	{Name: "vector", Type: u8, Uses: []Use{{KindTrap, ""}, {KindFault, "HasVector"}, {KindInject, ""}}, Enum: "vector", Doc: "Interrupt/exception vector number (see the vector table)."},
+	{Name: "handler", Type: u64, Uses: uses(KindTrap, KindIret), Doc: "trap: the handler's address (the new RIP); iret: the RIP returned to."},
+	{Name: "ist", Type: u8, Uses: uses(KindTrap), Doc: "IST index of the stack used (0 = the current stack)."},
+	{Name: "err_code", Type: u64, Uses: []Use{{KindTrap, "HasErrCode"}, {KindFault, "HasErrCode"}}, Doc: "The error code pushed (only for vectors that push one)."},
+	{Name: "perm_old", Type: u8, Uses: uses(KindPerm), Enum: "perm", Doc: "Page permissions before: r=1 w=2 x=4 (0 = unmapped)."},
+	{Name: "perm_new", Type: u8, Uses: uses(KindPerm), Enum: "perm", Doc: "Page permissions after: r=1 w=2 x=4 (0 = unmapped)."},
+	{Name: "cause", Type: dictCause, Uses: uses(KindSerialize), Enum: "cause", Doc: "Why the CPU serialized (dictionary-encoded string)."},
+	{Name: "service", Type: dictService, Uses: uses(KindPerm, KindService), Enum: "service", Doc: "The native service (dictionary-encoded string)."},
+	{Name: "arg0", Type: u64, Uses: uses(KindService, KindMarker), Doc: "service: first argument (RDI); marker: the marker id."},
+	{Name: "arg1", Type: u64, Uses: uses(KindService, KindMarker), Doc: "service: second argument (RSI); marker: the value."},
+	{Name: "arg2", Type: u64, Uses: uses(KindService), Doc: "service: third argument (RDX)."},
+	{Name: "arg3", Type: u64, Uses: uses(KindService), Doc: "service: fourth argument (RCX)."},
+	{Name: "ret", Type: u64, Uses: uses(KindService), Doc: "service: the return value (RAX)."},
+	{Name: "msg", Type: arrow.BinaryTypes.String, Uses: []Use{{KindMarker, "Msg != \"\""}, {KindFault, ""}}, Doc: "marker: an optional name; fault: what happened, as a person would say it."},
+}
+
+// MetaKey documents one schema-level metadata key.
+type MetaKey struct {
+	Key  string
+	Doc  string
+	Late bool // final value known only at the end: the header holds a placeholder, the footer the value
+}
+
+// Schema-level metadata keys.
+const (
+	KeyFormatVersion   = "patchtrace.format_version"
+	KeyScenario        = "patchtrace.scenario"
+	KeyScenarioText    = "patchtrace.scenario_text"
+	KeyELF             = "patchtrace.elf"
+	KeyCPUs            = "patchtrace.cpus"
+	KeyQuirks          = "patchtrace.quirks"
+	KeySeed            = "patchtrace.seed"
+	KeySymbols         = "patchtrace.symbols"
+	KeyToolVersion     = "patchtrace.tool_version"
+	KeyStatus          = "patchtrace.status"
+	KeyEvents          = "patchtrace.events"
+	KeyDropped         = "patchtrace.dropped"
+	KeyDecisions       = "patchtrace.decisions"
+	KeyDecisionsFormat = "patchtrace.decisions_format"
+	KeyDecisionCount   = "patchtrace.decision_count"
+	KeyBatchIndex      = "patchtrace.batch_index"
+)
+
+// Status values of [KeyStatus].
+const (
+	StatusWriting  = "writing"  // header placeholder: the writer had not finished
+	StatusComplete = "complete" // the writer finished; see KeyDropped for losses
+)
+
+// MetaKeys is the metadata table, in the order the keys are written.
+var MetaKeys = []MetaKey{
+	{KeyFormatVersion, "Format version, decimal (`1`). Readers refuse a newer version.", false},
+	{KeyScenario, "Scenario name.", false},
+	{KeyScenarioText, "The scenario file's full text.", false},
+	{KeyELF, "The kernel slice ELF, standard base64: the trace is self-contained.", false},
+	{KeyCPUs, "Number of CPUs, decimal.", false},
+	{KeyQuirks, "CPU quirks of the run: a JSON object of string to string, keys sorted.", false},
+	{KeySeed, "Scheduler seed, decimal u64.", false},
+	{KeySymbols, "Symbol table: a JSON array of `{\"name\",\"addr\",\"size\",\"section\"}` (addr and size are JSON integers, addr up to 2^64-1), sorted by addr then name.", false},
+	{KeyToolVersion, "Version of the patchtrace that wrote the file.", false},
+	{KeyStatus, "`writing` in the header, `complete` in the footer of a finished file. A file without a footer was cut short (see Crash tolerance).", true},
+	{KeyEvents, "Number of rows, decimal (empty in the header).", true},
+	{KeyDropped, "Events lost: a JSON array of `{\"after_seq\",\"count\"}`, `[]` when none (empty in the header).", true},
+	{KeyDecisions, "The run's decision log, standard base64 of bytes in the encoding named by `patchtrace.decisions_format` (empty in the header).", true},
+	{KeyDecisionsFormat, "Name of the decision-log encoding, defined by the recorder (empty in the header).", true},
+	{KeyDecisionCount, "Number of decisions in the log, decimal (empty in the header).", true},
+	{KeyBatchIndex, "Seek index: a JSON array with one `[first_seq, last_seq, rows]` per record batch, in file order (empty in the header).", true},
+}
+
+// Schema returns the event table's Arrow schema with no metadata.
+func Schema() *arrow.Schema { return baseSchema }
+
+var baseSchema = func() *arrow.Schema {
+	fs := make([]arrow.Field, len(Columns))
+	for i, c := range Columns {
+		fs[i] = arrow.Field{Name: c.Name, Type: c.Type, Nullable: !c.Common}
+	}
+	return arrow.NewSchema(fs, nil)
+}()
+
+// kindMask[k] has bit i set when column i can be non-null for kind k.
+var kindMask = func() (m [numKinds]uint64) {
+	for i, c := range Columns {
+		for k := Kind(1); k < numKinds; k++ {
+			if c.Common {
+				m[k] |= 1 << i
+			}
+		}
+		for _, u := range c.Uses {
+			m[u.Kind] |= 1 << i
+		}
+	}
+	return m
+}()
