@@ -1,0 +1,194 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * entry.S - the vector table and the entry stubs.
+ *
+ * Every stub turns the hardware frame into a struct pt_regs, calls a C
+ * handler with a pointer to it and returns with IRETQ through the (possibly
+ * modified) frame: a handler redirects the interrupted context by writing
+ * regs->ip, regs->flags or regs->sp, exactly as in the kernel.
+ *
+ * All gates are interrupt gates: IF is clear from delivery to IRETQ, so an
+ * IPI can never land in the middle of a handler. text_poke_bp() depends on
+ * that: a CPU in do_int3() cannot acknowledge the patcher's sync IPI until it
+ * has finished looking at bp_int3_addr.
+ */
+#include "entry.h"
+
+	.text
+
+/* #BP: on the interrupted stack, with the call-emulation gap. */
+IDTENTRY asm_exc_int3, do_int3, create_gap=1
+PT_VECTOR X86_TRAP_BP, asm_exc_int3
+
+/* Faults no scenario expects: they all end in die(), an oops. */
+IDTENTRY asm_exc_invalid_op, do_invalid_op
+PT_VECTOR X86_TRAP_UD, asm_exc_invalid_op
+
+IDTENTRY asm_exc_general_protection, do_general_protection, has_error_code=1
+PT_VECTOR X86_TRAP_GP, asm_exc_general_protection
+
+IDTENTRY asm_exc_page_fault, do_page_fault, has_error_code=1
+PT_VECTOR X86_TRAP_PF, asm_exc_page_fault
+
+/* #DF means the stack is gone: take it on a stack of its own. */
+IDTENTRY asm_exc_double_fault, do_double_fault, has_error_code=1
+PT_VECTOR X86_TRAP_DF, asm_exc_double_fault, GATE_INTERRUPT, IST_DF
+
+/* Maskable interrupts. */
+IRQENTRY asm_sysvec_apic_timer_interrupt, LOCAL_TIMER_VECTOR, do_timer_interrupt
+PT_VECTOR LOCAL_TIMER_VECTOR, asm_sysvec_apic_timer_interrupt
+
+IRQENTRY asm_sysvec_call_function, CALL_FUNCTION_VECTOR, do_call_function
+PT_VECTOR CALL_FUNCTION_VECTOR, asm_sysvec_call_function
+
+IRQENTRY asm_sysvec_reschedule_ipi, RESCHEDULE_VECTOR, do_reschedule_ipi
+PT_VECTOR RESCHEDULE_VECTOR, asm_sysvec_reschedule_ipi
+
+/*
+ * NMI, on IST2.
+ *
+ * The hardware blocks NMIs from delivery until the next IRETQ, but *any*
+ * IRETQ unblocks them: if do_nmi() takes a #BP (an int3 in code the NMI
+ * handler runs), the #BP's IRETQ lets a second NMI in while the first is
+ * still running. That NMI is delivered at the top of the same IST stack
+ * and would overwrite the first one's IRETQ frame. This is the problem
+ * Linux's "nested NMI" entry code solves; this is the same idea, simplified
+ * for a machine without user mode or SYSCALL gaps:
+ *
+ *  - The outer NMI copies its hardware frame below NMI_HEADER and builds
+ *    pt_regs on the copy; a nested NMI can only overwrite the top
+ *    NMI_HEADER bytes, which the outer NMI no longer needs.
+ *  - nmi_state (per CPU): 0 = no NMI handler running, 1 = running,
+ *    2 = running and another NMI arrived meanwhile (latched).
+ *  - A nested NMI (nmi_state != 0) only latches and returns at once, like
+ *    Linux turning the outer NMI's return into repeat_nmi. NMI handlers
+ *    therefore never nest: the outer NMI runs do_nmi() once more for it
+ *    before returning.
+ *  - Between the outer NMI clearing nmi_state and its IRETQ, an NMI may
+ *    arrive with nmi_state == 0. Its interrupted RSP is then inside the NMI
+ *    stack, below the outer's frame: that one builds its frame below the
+ *    interrupted RSP and runs as an ordinary NMI. The outer handler has
+ *    already finished, so handlers still do not overlap.
+ */
+SYM_FUNC_START(asm_exc_nmi)
+	/*
+	 * NMIs are blocked until our own IRETQ, so scratch space just under
+	 * the hardware frame is ours: 16(%rsp) is the frame from here on.
+	 */
+	pushq	%rdx
+	pushq	%rax
+
+	cmpq	$0, %gs:nmi_state
+	jne	.Lnmi_latch
+
+	/* Is the interrupted RSP inside this CPU's NMI stack? */
+	movq	16+3*8(%rsp), %rdx		/* interrupted RSP */
+	movq	%gs:nmi_stack_top, %rax
+	cmpq	%rax, %rdx
+	ja	.Lnmi_outermost
+	subq	$IST_STACK_SIZE, %rax
+	cmpq	%rax, %rdx
+	jbe	.Lnmi_outermost
+	/* In an outer NMI's exit path: stack below it. */
+	andq	$-16, %rdx
+	jmp	.Lnmi_copy_frame
+
+.Lnmi_outermost:
+	movq	%gs:nmi_stack_top, %rdx
+	subq	$NMI_HEADER, %rdx
+
+.Lnmi_copy_frame:
+	/* %rdx: where the copied frame ends (its SS slot is at -8). */
+	movq	16+4*8(%rsp), %rax		/* ss */
+	movq	%rax, -1*8(%rdx)
+	movq	16+3*8(%rsp), %rax		/* sp */
+	movq	%rax, -2*8(%rdx)
+	movq	16+2*8(%rsp), %rax		/* flags */
+	movq	%rax, -3*8(%rdx)
+	movq	16+1*8(%rsp), %rax		/* cs */
+	movq	%rax, -4*8(%rdx)
+	movq	16+0*8(%rsp), %rax		/* ip */
+	movq	%rax, -5*8(%rdx)
+	movq	$1, %gs:nmi_state
+
+	/* Move onto the copy; fetch the scratch registers from the old spot. */
+	movq	%rsp, %rax
+	leaq	-5*8(%rdx), %rsp
+	pushq	$-1				/* orig_ax */
+	pushq	%rdi
+	pushq	%rsi
+	pushq	8(%rax)				/* rdx */
+	pushq	%rcx
+	pushq	(%rax)				/* rax */
+	pushq	%r8
+	pushq	%r9
+	pushq	%r10
+	pushq	%r11
+	pushq	%rbx
+	pushq	%rbp
+	pushq	%r12
+	pushq	%r13
+	pushq	%r14
+	pushq	%r15
+
+.Lnmi_repeat:
+	movq	%rsp, %rdi
+	call	do_nmi
+	/*
+	 * Leave nmi_state at 0 in one instruction, so a latch cannot slip in
+	 * between reading and clearing it. If an NMI was latched, handle it
+	 * now, on this same frame.
+	 */
+	xorl	%eax, %eax
+	xchgq	%rax, %gs:nmi_state
+	cmpq	$1, %rax
+	je	.Lnmi_return
+	movq	$1, %gs:nmi_state
+	jmp	.Lnmi_repeat
+
+.Lnmi_return:
+	POP_REGS_AND_ORIG_AX
+	iretq
+
+.Lnmi_latch:
+	/* An NMI handler is running on this CPU: let it run do_nmi() again. */
+	movq	$2, %gs:nmi_state
+	popq	%rax
+	popq	%rdx
+	iretq
+SYM_FUNC_END(asm_exc_nmi)
+PT_VECTOR X86_TRAP_NMI, asm_exc_nmi, GATE_INTERRUPT, IST_NMI
+
+/*
+ * switch_to(prev, next): save prev's callee-saved registers and stack
+ * pointer, load next's. Called from schedule() with IRQs off; returns when
+ * someone switches back to prev. A new task's stack is prepared by
+ * task_create() so that the first switch "returns" into ret_from_fork with
+ * %rbx = entry and %r12 = arg (the kernel uses the same registers for
+ * kernel threads).
+ */
+SYM_FUNC_START(switch_to)
+	pushq	%rbp
+	pushq	%rbx
+	pushq	%r12
+	pushq	%r13
+	pushq	%r14
+	pushq	%r15
+	movq	%rsp, TASK_SP(%rdi)
+	movq	TASK_SP(%rsi), %rsp
+	popq	%r15
+	popq	%r14
+	popq	%r13
+	popq	%r12
+	popq	%rbx
+	popq	%rbp
+	ret
+SYM_FUNC_END(switch_to)
+
+SYM_FUNC_START(ret_from_fork)
+	/* schedule() ran with IRQs off; a task starts with them on. */
+	sti
+	movq	%r12, %rdi
+	call	*%rbx
+	call	task_exit			/* does not return */
+SYM_FUNC_END(ret_from_fork)

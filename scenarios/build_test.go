@@ -1,0 +1,156 @@
+package scenarios_test
+
+import (
+	"bytes"
+	"debug/elf"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/patchtrace/patchtrace/scenario"
+	"github.com/patchtrace/patchtrace/scenarios"
+)
+
+// scenarioDirs lists the embedded scenarios (directories with a
+// scenario.toml).
+func scenarioDirs(t *testing.T) []string {
+	t.Helper()
+	files, err := fs.Glob(scenarios.FS, "*/scenario.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) == 0 {
+		t.Fatal("no scenarios embedded")
+	}
+	dirs := make([]string, len(files))
+	for i, f := range files {
+		dirs[i] = path.Dir(f)
+	}
+	return dirs
+}
+
+// TestRebuild rebuilds every slice from source and requires the result to
+// be byte-identical to the embedded ELF: the checked-in binaries are what
+// the sources say, and the build is reproducible.
+func TestRebuild(t *testing.T) {
+	for _, tool := range []string{"bash", "cc", "ld", "objdump"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			if os.Getenv("CI") == "true" {
+				t.Fatalf("%s not found: CI must be able to rebuild the slices", tool)
+			}
+			t.Skipf("%s not found: cannot rebuild the slices (install gcc and binutils)", tool)
+		}
+	}
+	out := t.TempDir()
+	cmd := exec.Command("bash", "build.sh", out)
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build.sh: %v\n%s", err, msg)
+	}
+	embedded, err := fs.Glob(scenarios.FS, "*/*.elf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range embedded {
+		want, err := fs.ReadFile(scenarios.FS, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(filepath.Join(out, filepath.FromSlash(name)))
+		if err != nil {
+			t.Errorf("%s: not rebuilt: %v", name, err)
+			continue
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("scenarios/%s differs from a rebuild of its sources (%d vs %d bytes): run scenarios/build.sh and commit the result", name, len(want), len(got))
+		}
+	}
+	// Every scenario build.sh produced must be embedded.
+	built, err := filepath.Glob(filepath.Join(out, "*", "*.elf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(built) != len(embedded) {
+		t.Errorf("build.sh built %d slices, %d are embedded: commit the new ELFs", len(built), len(embedded))
+	}
+}
+
+// TestScenarioSymbols loads each scenario and checks that its slice defines
+// every symbol the scenario names: task entries, params (8-byte, in a
+// writable section), must_call sites and handlers, return slots (per-CPU).
+func TestScenarioSymbols(t *testing.T) {
+	for _, dir := range scenarioDirs(t) {
+		t.Run(dir, func(t *testing.T) {
+			s, err := scenario.Load(scenarios.FS, dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.ID != dir {
+				t.Errorf("id = %q, want the directory name %q", s.ID, dir)
+			}
+			if s.Slice != dir+".elf" {
+				t.Errorf("slice = %q, want %q (build.sh's output name)", s.Slice, dir+".elf")
+			}
+			f, err := elf.NewFile(bytes.NewReader(s.ELF))
+			if err != nil {
+				t.Fatal(err)
+			}
+			syms, err := f.Symbols()
+			if err != nil {
+				t.Fatal(err)
+			}
+			byName := make(map[string]elf.Symbol, len(syms))
+			for _, sym := range syms {
+				byName[sym.Name] = sym
+			}
+			section := func(sym elf.Symbol) *elf.Section {
+				if int(sym.Section) >= len(f.Sections) {
+					return nil
+				}
+				return f.Sections[sym.Section]
+			}
+			need := func(what, name string) (elf.Symbol, bool) {
+				sym, ok := byName[name]
+				if !ok {
+					t.Errorf("%s %q: no such symbol in %s", what, name, s.Slice)
+				}
+				return sym, ok
+			}
+			for _, task := range s.Tasks {
+				if sym, ok := need("task entry", task.Entry); ok && elf.ST_TYPE(sym.Info) != elf.STT_FUNC {
+					t.Errorf("task entry %q is not a function", task.Entry)
+				}
+			}
+			for _, p := range s.ParamNames() {
+				sym, ok := need("param", p)
+				if !ok {
+					continue
+				}
+				sec := section(sym)
+				if sym.Size != 8 || sec == nil || sec.Flags&elf.SHF_WRITE == 0 || sec.Name == ".data..percpu" {
+					t.Errorf("param %q: want an 8-byte global in a writable section", p)
+				}
+			}
+			for _, mc := range s.Contract.MustCall {
+				need("must_call site", mc.Site)
+				for _, h := range mc.Handlers {
+					need("must_call handler", h)
+				}
+			}
+			for _, slot := range s.Contract.ReturnSlots {
+				if sym, ok := need("return slot", slot); ok {
+					if sec := section(sym); sec == nil || sec.Name != ".data..percpu" {
+						t.Errorf("return slot %q is not a per-CPU variable", slot)
+					}
+				}
+			}
+			for _, in := range s.Inject {
+				at, _, _ := strings.Cut(in.At, "+")
+				need("inject at", at)
+			}
+		})
+	}
+}
