@@ -451,7 +451,29 @@ func (d *decoder) mem(m x86asm.Mem) bool {
 		}
 	}
 	s.disp = m.Disp
+	if !d.moffs() {
+		// x86asm zero-extends a ModRM disp32; the SDM sign-extends it
+		// (§2.2.1.3). Only MOV's moffs (A0-A3) carries a full 64-bit
+		// address.
+		s.disp = int64(int32(m.Disp))
+	}
 	return true
+}
+
+// moffs reports whether the instruction is MOV AL/AX/EAX/RAX to or from a
+// moffs operand (opcodes A0-A3), whose address is an 8-byte immediate.
+func (d *decoder) moffs() bool {
+	for _, b := range d.in.raw[:d.in.len] {
+		switch {
+		case b == 0x66 || b == 0x67 || b == 0xf0 || b == 0xf2 || b == 0xf3 ||
+			b == 0x2e || b == 0x36 || b == 0x3e || b == 0x26 || b == 0x64 || b == 0x65:
+			continue
+		case b&0xf0 == 0x40:
+			continue
+		}
+		return b >= 0xa0 && b <= 0xa3
+	}
+	return false
 }
 
 func (d *decoder) imm(a x86asm.Arg) bool {

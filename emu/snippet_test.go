@@ -87,9 +87,7 @@ func runSnippet(t testing.TB, code []byte, in ArchState, scratchAddr uint64, scr
 		}
 	}
 	if scratch != nil {
-		if !m.mem.peek(scratchAddr, scratch) {
-			t.Fatal("scratch page vanished")
-		}
+		copyPages(t, m, scratchAddr, scratch, false)
 	}
 	res.State = ArchState{R: c.R, RFLAGS: c.RFLAGS}
 	res.RIP = c.RIP
@@ -118,10 +116,25 @@ func newSnippetMachine(t testing.TB, code []byte, scratchAddr uint64, scratch []
 			t.Fatalf("scratch %#x overlaps the snippet code", scratchAddr)
 		}
 		m.mem.mapNew(scratchAddr, sp, PermRW)
-		if !m.mem.poke(scratchAddr, scratch) {
-			t.Fatal("poke scratch")
-		}
+		copyPages(t, m, scratchAddr, scratch, true)
 	}
 	c.RIP = snippetCodeBase
 	return m, c
+}
+
+// copyPages copies b into (in=true) or out of the page-aligned mapping at
+// addr, a page at a time.
+func copyPages(t testing.TB, m *Machine, addr uint64, b []byte, in bool) {
+	t.Helper()
+	for off := 0; off < len(b); off += pageSize {
+		p := m.mem.page((addr + uint64(off)) >> pageShift)
+		if p == nil {
+			t.Fatalf("page %#x not mapped", addr+uint64(off))
+		}
+		if in {
+			copy(p.f.data[:], b[off:])
+		} else {
+			copy(b[off:], p.f.data[:])
+		}
+	}
 }
