@@ -11,10 +11,26 @@ type decodePage struct {
 	gen   uint64 // pg.f.codeGen when insts were last known to match memory
 	xgen  uint64 // Machine.xgen when pg was resolved
 	insts [pageSize]*inst
+	used  []uint16 // offsets of the non-nil insts
 }
 
+// reset drops the decodes whose bytes no longer match memory (an
+// instruction is still valid exactly when its bytes are unchanged) and
+// marks the page current. Instructions running into the next page are
+// dropped unconditionally.
 func (dp *decodePage) reset() {
-	dp.insts = [pageSize]*inst{}
+	data := &dp.pg.f.data
+	kept := dp.used[:0]
+	for _, o := range dp.used {
+		in, off := dp.insts[o], int(o)
+		end := off + int(in.len)
+		if end > pageSize || string(data[off:end]) != string(in.raw[:in.len]) {
+			dp.insts[off] = nil
+			continue
+		}
+		kept = append(kept, o)
+	}
+	dp.used = kept
 	dp.gen = dp.pg.f.codeGen
 }
 
@@ -41,6 +57,7 @@ func (c *CPU) fetch() (in *inst, ok bool, err error) {
 	in, ok, err = c.decodeAt(rip)
 	if ok {
 		dp.insts[rip&pageMask] = in
+		dp.used = append(dp.used, uint16(rip&pageMask))
 	}
 	return in, ok, err
 }

@@ -293,6 +293,11 @@ func (m *Machine) load() error {
 			m.mem.mapNew(base, int((m.percpuSize+pageMask)>>pageShift), PermRW)
 			m.mem.poke(base, img.percpu)
 			c.GSBase = base
+			if s, ok := img.byName["this_cpu_off"]; ok && s.PerCPU {
+				var b [8]byte
+				binary.LittleEndian.PutUint64(b[:], base)
+				m.mem.poke(base+s.Addr, b[:])
+			}
 		}
 		m.percpuLo = percpuBase
 		m.percpuSpan = uint64(len(m.cpus)) * m.percpuStrd

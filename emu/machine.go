@@ -65,6 +65,7 @@ type cpuState struct {
 	irqs      uint8 // pending maskable vectors (irqVectors bits)
 	shadow    bool  // in the STI shadow: the next instruction runs first
 	nmiBlock  bool  // an NMI was delivered and no IRETQ has run since
+	booted    bool  // executed STI once: NMIs are deliverable from then on
 	halted    bool
 	done      bool // called pt_cpu_done
 

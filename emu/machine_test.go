@@ -27,10 +27,10 @@ func cat(parts ...[]byte) []byte {
 }
 
 const (
-	testText    = 0xffffffff81000000
-	testHandler = 0xffffffff81001000 // one handler page; each vector's handler at testHandler + 0x100*i
-	testData    = 0xffffffff81002000 // rw- page
-	testRX      = 0xffffffff81003000 // r-x data page for store faults
+	testText    uint64 = 0xffffffff81000000
+	testHandler uint64 = 0xffffffff81001000 // one handler page; each vector's handler at testHandler + 0x100*i
+	testData    uint64 = 0xffffffff81002000 // rw- page
+	testRX      uint64 = 0xffffffff81003000 // r-x data page for store faults
 )
 
 // recorder keeps copies of every event.
@@ -63,7 +63,7 @@ func testImage(t testing.TB, code []byte, gates ...testGate) *Image {
 	img := &Image{Entry: testText, byName: map[string]*Symbol{}}
 	hpage := make([]byte, pageSize)
 	for i, g := range gates {
-		addr := uint64(testHandler + 0x100*i)
+		addr := testHandler + uint64(0x100*i)
 		copy(hpage[0x100*i:], g.code)
 		img.gates[g.v] = &Gate{Vector: g.v, Type: g.typ, IST: g.ist, Handler: addr}
 		img.Symbols = append(img.Symbols, Symbol{Name: "handler_" + strings.TrimPrefix(g.v.Name(), "#"), Addr: addr, Size: 0x100, Section: ".text", Func: true})
@@ -97,6 +97,7 @@ func newTestMachine(t testing.TB, img *Image, q Quirks) (*Machine, *recorder) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	m.cpus[0].booted = true // as if boot code had run STI; TestNMIHeldUntilFirstSTI covers the rule
 	return m, rec
 }
 
@@ -227,7 +228,7 @@ func TestISTSwitch(t *testing.T) {
 	img := testImage(t, cat(asmNop, asmSelf), testGate{v: VecNMI, ist: 1, code: asmSelf})
 	m, rec := newTestMachine(t, img, Quirks{})
 	c := m.cpus[0]
-	istTop := uint64(testData + 0x800)
+	istTop := testData + 0x800
 	var b [8]byte
 	binary.LittleEndian.PutUint64(b[:], istTop)
 	m.mem.poke(c.GSBase+8, b[:]) // cpu_tss_ist[1]
@@ -254,9 +255,9 @@ func TestStoreToExecutablePageFaults(t *testing.T) {
 		t.Fatalf("want #PF, got %+v", traps)
 	}
 	if traps[0].ErrCode != 3 || traps[0].Addr != testRX+0x10 || traps[0].RIP != testText {
-		t.Errorf("#PF errcode %d addr %#x rip %#x; want 3 (present, write), %#x, the mov", traps[0].ErrCode, traps[0].Addr, traps[0].RIP, uint64(testRX+0x10))
+		t.Errorf("#PF errcode %d addr %#x rip %#x; want 3 (present, write), %#x, the mov", traps[0].ErrCode, traps[0].Addr, traps[0].RIP, testRX+0x10)
 	}
-	if len(rec.kinds(EvWrite)) != 5 { // only the five frame pushes
+	if len(rec.kinds(EvWrite)) != 6 { // only the frame pushes: SS RSP RFLAGS CS RIP error code
 		t.Errorf("writes: %+v", rec.kinds(EvWrite))
 	}
 	var b [8]byte
@@ -312,5 +313,22 @@ func TestUnsupportedInstructionError(t *testing.T) {
 		if !strings.Contains(msg, want) {
 			t.Errorf("error %q does not name %q", msg, want)
 		}
+	}
+}
+
+func TestNMIHeldUntilFirstSTI(t *testing.T) {
+	img := testImage(t, cat(asmNop, asmSti, asmNop, asmNop, asmSelf), testGate{v: VecNMI, code: asmSelf})
+	m, rec := newTestMachine(t, img, Quirks{})
+	m.cpus[0].booted = false
+	m.raise(m.cpus[0], VecNMI, nil)
+	step(m) // nop: the NMI waits, boot has not enabled interrupts yet
+	step(m) // sti
+	if n := len(rec.kinds(EvTrap)); n != 0 {
+		t.Fatalf("NMI delivered before the first STI")
+	}
+	step(m) // shadowed nop
+	step(m) // NMI
+	if tr := rec.kinds(EvTrap); len(tr) != 1 || tr[0].Vector != VecNMI || tr[0].RIP != testText+3 {
+		t.Fatalf("want the NMI after the STI shadow, got %+v", tr)
 	}
 }

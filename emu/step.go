@@ -98,7 +98,7 @@ func (m *Machine) boundary(c *CPU) bdResult {
 	inhibit := c.shadow
 	c.shadow = false
 	defer c.updateAttention()
-	if c.nmiPend && !c.nmiBlock && (!inhibit || m.cfg.Quirks.NMIInSTIShadow) {
+	if c.nmiPend && !c.nmiBlock && c.booted && (!inhibit || m.cfg.Quirks.NMIInSTIShadow) {
 		c.nmiPend = false
 		c.halted = false
 		m.deliver(c, VecNMI, false, 0, 0)
@@ -125,7 +125,7 @@ func (c *CPU) runnable() bool {
 	if !c.halted {
 		return true
 	}
-	if c.nmiPend && !c.nmiBlock {
+	if c.nmiPend && !c.nmiBlock && c.booted {
 		return true
 	}
 	return c.irqs != 0 && c.RFLAGS&FlagIF != 0
@@ -156,6 +156,7 @@ func (m *Machine) afterExit(c *CPU, in *inst) {
 		c.serialize(SerIret)
 	case exitSTI:
 		c.shadow = true
+		c.booted = true
 	case exitHlt:
 		c.halted = true
 		if m.sink != nil {
