@@ -29,3 +29,30 @@ func BenchmarkTextPokeBP(b *testing.B) {
 	// Guest instructions per run.
 	b.ReportMetric(float64(insns)/float64(b.N), "insns/op")
 }
+
+// BenchmarkFentryLoop runs the Unicorn anchor workload (bench-fentry,
+// shared/anchors/unicorn/guest.S) with recording off: directly comparable
+// with the anchor's "nohook" Minstr/s.
+func BenchmarkFentryLoop(b *testing.B) {
+	spec := loadBuiltin(b, "bench-fentry")
+	spec.Params = map[string]uint64{"bench_iters": 1_000_000}
+	img, err := LoadImage(spec.ID, spec.ELF)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	var insns uint64
+	for b.Loop() {
+		m, src, err := SetupImage(spec, img, Options{Seed: 1})
+		if err != nil {
+			b.Fatal(err)
+		}
+		res := m.Run(src)
+		if res.Stop != StopDone {
+			b.Fatalf("stop %v: %v %s", res.Stop, res.Err, res.Msg)
+		}
+		insns += res.Insns
+	}
+	// Guest instructions per second of wall time, emulation only.
+	b.ReportMetric(float64(insns)/b.Elapsed().Seconds()/1e6, "Minstr/s")
+}

@@ -1,6 +1,9 @@
 package emu
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"strings"
+)
 
 // Regs is a copy of one CPU's architectural state.
 type Regs struct {
@@ -33,12 +36,13 @@ func (m *Machine) PercpuU64(cpu int, name string) (uint64, bool) {
 // checks; it reports whether every byte was mapped.
 func (m *Machine) ReadMem(addr uint64, buf []byte) bool { return m.mem.peek(addr, buf) }
 
-// Counters returns the slice's 8-byte per-CPU variables (candidates for the
-// per-CPU counters a summary prints), in address order.
+// Counters returns the slice's per-CPU counters: 8-byte per-CPU variables
+// named *_calls, *_count or *_ticks, in address order.
 func (img *Image) Counters() []Symbol {
 	var out []Symbol
 	for _, s := range img.Symbols {
-		if s.PerCPU && s.Size == 8 && !s.Func {
+		counter := strings.HasSuffix(s.Name, "_calls") || strings.HasSuffix(s.Name, "_count") || strings.HasSuffix(s.Name, "_ticks")
+		if s.PerCPU && s.Size == 8 && !s.Func && counter {
 			out = append(out, s)
 		}
 	}

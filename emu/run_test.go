@@ -90,3 +90,41 @@ func TestReplayDecisionLog(t *testing.T) {
 		t.Fatalf("replay: stop %v/%v insns %d/%d, state equal %v", rep.Stop, res.Stop, rep.Insns, res.Insns, m.StateHash() == orig.StateHash())
 	}
 }
+
+// TestBenchFentryMatchesModel runs the Unicorn anchor loop and checks the
+// guest's results against a Go model of guest.S, and the exact instruction
+// count the anchor documents (2 + 20.5 N for the loop).
+func TestBenchFentryMatchesModel(t *testing.T) {
+	spec := loadBuiltin(t, "bench-fentry")
+	const n = 1000
+	spec.Params = map[string]uint64{"bench_iters": n}
+	m, src, err := Setup(spec, Options{Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := m.Run(src)
+	if res.Stop != StopDone {
+		t.Fatalf("stop %v: %s %v", res.Stop, res.Msg, res.Err)
+	}
+	var rdx uint64
+	for i := uint64(0); i < n; i++ {
+		rax := (i + 0x1234) ^ rdx
+		if i&1 == 0 {
+			rdx += rax
+		}
+	}
+	if got, _ := m.PercpuU64(0, "bench_result"); got != rdx {
+		t.Errorf("bench_result = %#x, model %#x", got, rdx)
+	}
+	if got, _ := m.PercpuU64(0, "bench_slot"); got != n-1 {
+		t.Errorf("bench_slot = %d, want %d", got, n-1)
+	}
+	// The loop is 2 + 20.5 n instructions; the task around it is a constant.
+	m2, src2, _ := Setup(spec, Options{Seed: 1})
+	spec.Params["bench_iters"] = 2 * n
+	m3, src3, _ := Setup(spec, Options{Seed: 1})
+	r2, r3 := m2.Run(src2), m3.Run(src3)
+	if d := r3.Insns - r2.Insns; d != 20*n+n/2 {
+		t.Errorf("%d more iterations took %d more instructions, want %d", n, d, 20*n+n/2)
+	}
+}

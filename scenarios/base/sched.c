@@ -17,6 +17,8 @@
 #include "percpu.h"
 
 DEFINE_PER_CPU(unsigned long, cpu_number);
+/* Filled by the emulator at boot: this CPU's per-CPU area (this_cpu_ptr). */
+DEFINE_PER_CPU(unsigned long, this_cpu_off);
 /* Read by the machine at delivery to find IST stacks (slot 0 unused). */
 DEFINE_PER_CPU(unsigned long, cpu_tss_ist[N_IST]);
 DEFINE_PER_CPU(void *, current_task);
