@@ -45,7 +45,7 @@ type snippetResult struct {
 // with its *UnsupportedError.
 func execSnippet(t testing.TB, code []byte, in ArchState, scratchAddr uint64, scratch []byte) (ArchState, error) {
 	t.Helper()
-	r, err := runSnippet(t, code, in, scratchAddr, scratch)
+	r, err := runSnippet(t, code, in, scratchAddr, scratch, 0)
 	return r.State, err
 }
 
@@ -53,9 +53,12 @@ func execSnippet(t testing.TB, code []byte, in ArchState, scratchAddr uint64, sc
 // is a test bug, not a hang).
 const maxSnippetInsns = 1 << 16
 
-func runSnippet(t testing.TB, code []byte, in ArchState, scratchAddr uint64, scratch []byte) (snippetResult, error) {
+// runSnippet is execSnippet with a GS base, reporting exits and the final
+// RIP too.
+func runSnippet(t testing.TB, code []byte, in ArchState, scratchAddr uint64, scratch []byte, gsBase uint64) (snippetResult, error) {
 	t.Helper()
 	m, c := newSnippetMachine(t, code, scratchAddr, scratch)
+	c.GSBase = gsBase
 	c.R = in.R
 	c.RFLAGS = in.RFLAGS | flagRes1
 	end := snippetCodeBase + uint64(len(code))
