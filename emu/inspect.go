@@ -84,3 +84,6 @@ func (m *Machine) StateHash() uint64 {
 	}
 	return h
 }
+
+// PercpuSize is the size of the per-CPU section (each CPU's area).
+func (img *Image) PercpuSize() uint64 { return uint64(len(img.percpu)) }

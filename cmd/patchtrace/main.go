@@ -41,6 +41,21 @@ func commands() []command {
 				"native services called, the slice's per-CPU counters and the decision-log length.\n" +
 				"Exit status 0 when the run finished cleanly, 1 when it stopped on an oops, panic\n" +
 				"or hang, 2 on an error."},
+		{"record", "[SCENARIO] [-o FILE] [flags]", "run a scenario and record every event into a trace file", cmdRecord,
+			"Runs SCENARIO (default text-poke-bp) and records every instruction, memory write,\n" +
+				"trap, permission change, serialization, context switch, service call and marker\n" +
+				"into a zstd-compressed Arrow IPC file (default SCENARIO-seedN.arrow). The file is\n" +
+				"self-contained: it carries the scenario text, the slice ELF, the symbols and the\n" +
+				"decision log. It is written under a temporary name and renamed when complete; an\n" +
+				"existing file is only replaced with --force. See docs/trace-format.md."},
+		{"inspect", "FILE [--json] [--symbols]", "describe a trace: metadata, events per kind and CPU, completeness", cmdInspect,
+			"Prints a trace's metadata (scenario, CPUs, seed, quirks, tool version), the number\n" +
+				"of events per kind and per CPU, the decision-log length, the symbol count and\n" +
+				"whether the file is complete or truncated (a killed run: every complete batch is\n" +
+				"still read, and a warning says where it ends)."},
+		{"export", "FILE --parquet OUT [--force]", "export a trace's events as zstd Parquet", cmdExport,
+			"Writes the same rows and columns as zstd-compressed Parquet (via pqarrow), for\n" +
+				"DuckDB, Spark, polars and pandas. The trace metadata is carried over."},
 		{"scenarios", "[--json]", "list the built-in scenarios", cmdScenarios,
 			"Lists the built-in scenarios: id, seed mail, expected verdict and mechanism."},
 		{"version", "", "print the tool version", func(e *cmdEnv, _ []string) int {

@@ -1,0 +1,255 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/patchtrace/patchtrace/emu"
+	"github.com/patchtrace/patchtrace/format"
+	"github.com/patchtrace/patchtrace/record"
+)
+
+func cmdRecord(env *cmdEnv, args []string) int {
+	fs := newFlags(env, "record")
+	out := fs.String("o", "", "output trace file (default SCENARIO-seedN.arrow)")
+	seed := fs.Uint64("seed", 1, "seed of the random scheduler")
+	cpus := fs.Int("cpus", 0, "number of CPUs (default: the scenario's)")
+	maxInsns := fs.Uint64("max-insns", 0, "instruction budget (default: the scenario's)")
+	force := fs.Bool("force", false, "replace an existing output file")
+	batch := fs.Int("batch-rows", 0, "rows per record batch (default: the format's)")
+	pos, code, done := parseFlags(env, fs, args)
+	if done {
+		return code
+	}
+	if len(pos) > 1 {
+		fs.Usage()
+		return exitUsage
+	}
+	arg := ""
+	if len(pos) == 1 {
+		arg = pos[0]
+	}
+	spec, err := loadScenario(arg)
+	if err != nil {
+		return errorf(env, "%v", err)
+	}
+	path := *out
+	if path == "" {
+		path = fmt.Sprintf("%s-seed%d.arrow", spec.ID, *seed)
+	}
+	start := time.Now()
+	res, err := record.Run(spec, path, record.Options{
+		Options:   emu.Options{Seed: *seed, CPUs: *cpus, MaxInsns: *maxInsns},
+		Force:     *force,
+		BatchRows: *batch,
+	})
+	if err != nil {
+		return errorf(env, "%v", err)
+	}
+	elapsed := time.Since(start)
+	st, _ := os.Stat(path)
+	var size int64
+	if st != nil {
+		size = st.Size()
+	}
+	fmt.Fprintf(env.stdout, "wrote %s: %d events (%d instructions), %d bytes (%.2f B/event), %d decisions, %.2fs\n",
+		path, res.Events, res.Insns, size, float64(size)/float64(max(res.Events, 1)), len(res.Decisions), elapsed.Seconds())
+	fmt.Fprintf(env.stdout, "run stopped: %s (%s)\n", res.Stop, res.Msg)
+	switch res.Stop {
+	case emu.StopDone, emu.StopBudget:
+		return exitOK
+	}
+	return exitFinding
+}
+
+type inspectReport struct {
+	File       string            `json:"file"`
+	Version    int               `json:"format_version"`
+	Scenario   string            `json:"scenario"`
+	CPUs       int               `json:"cpus"`
+	Seed       uint64            `json:"seed"`
+	Quirks     map[string]string `json:"quirks"`
+	Tool       string            `json:"tool_version"`
+	Status     string            `json:"status"`
+	Truncated  bool              `json:"truncated"`
+	Warning    string            `json:"warning,omitempty"`
+	Events     uint64            `json:"events"`
+	Batches    int               `json:"batches"`
+	Decisions  int               `json:"decisions"`
+	Dropped    []format.Drop     `json:"dropped"`
+	ByKind     map[string]uint64 `json:"events_by_kind"`
+	ByCPU      map[string]uint64 `json:"events_by_cpu"`
+	Symbols    int               `json:"symbols"`
+	ELFBytes   int               `json:"elf_bytes"`
+	SymbolList []format.Symbol   `json:"symbol_table,omitempty"`
+}
+
+func cmdInspect(env *cmdEnv, args []string) int {
+	fs := newFlags(env, "inspect")
+	asJSON := fs.Bool("json", false, "print JSON")
+	syms := fs.Bool("symbols", false, "also list the symbol table")
+	pos, code, done := parseFlags(env, fs, args)
+	if done {
+		return code
+	}
+	if len(pos) != 1 {
+		fs.Usage()
+		return exitUsage
+	}
+	r, err := format.Open(pos[0])
+	if err != nil {
+		return errorf(env, "inspect: %v", err)
+	}
+	defer r.Close()
+	md := r.Meta()
+	rep := inspectReport{
+		File: pos[0], Version: md.Version, Scenario: md.Scenario, CPUs: md.CPUs, Seed: md.Seed,
+		Quirks: md.Quirks, Tool: md.ToolVersion, Status: md.Status, Truncated: r.Truncated(),
+		Batches: r.NumBatches(), Decisions: md.DecisionCount, Dropped: md.Dropped,
+		ByKind: map[string]uint64{}, ByCPU: map[string]uint64{}, Symbols: len(md.Symbols), ELFBytes: len(md.ELF),
+	}
+	if rep.Dropped == nil {
+		rep.Dropped = []format.Drop{}
+	}
+	if *syms {
+		rep.SymbolList = md.Symbols
+	}
+	for row, err := range r.Events() {
+		if err != nil {
+			return errorf(env, "inspect: %v", err)
+		}
+		rep.Events++
+		rep.ByKind[row.Kind.String()]++
+		rep.ByCPU[fmt.Sprintf("cpu%d", row.CPU)]++
+	}
+	if r.Truncated() {
+		rep.Warning = r.TruncatedError().Error()
+		fmt.Fprintf(env.stderr, "patchtrace: warning: %s\n", rep.Warning)
+	}
+	if *asJSON {
+		enc := json.NewEncoder(env.stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return errorf(env, "%v", err)
+		}
+		return exitOK
+	}
+	w := env.stdout
+	fmt.Fprintf(w, "%s: patchtrace trace, format version %d, written by %s\n", rep.File, rep.Version, rep.Tool)
+	fmt.Fprintf(w, "scenario %s on %d CPUs, seed %d, quirks %s\n", rep.Scenario, rep.CPUs, rep.Seed, quirkString(rep.Quirks))
+	state := "complete"
+	if rep.Truncated {
+		state = "TRUNCATED: " + rep.Warning
+	}
+	fmt.Fprintf(w, "%d events in %d batches, %s; %d decisions; %d symbols; slice ELF %d bytes; dropped events: %s\n\n",
+		rep.Events, rep.Batches, state, rep.Decisions, rep.Symbols, rep.ELFBytes, dropString(rep.Dropped))
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "KIND\tEVENTS")
+	for _, k := range sortedKeys(rep.ByKind) {
+		fmt.Fprintf(tw, "%s\t%d\n", k, rep.ByKind[k])
+	}
+	fmt.Fprintln(tw, "\nCPU\tEVENTS")
+	for _, k := range sortedKeys(rep.ByCPU) {
+		fmt.Fprintf(tw, "%s\t%d\n", k, rep.ByCPU[k])
+	}
+	tw.Flush()
+	if *syms {
+		fmt.Fprintln(w, "\nsymbols:")
+		for _, s := range md.Symbols {
+			fmt.Fprintf(w, "  %#018x %6d %-16s %s\n", s.Addr, s.Size, s.Section, s.Name)
+		}
+	}
+	return exitOK
+}
+
+func quirkString(q map[string]string) string {
+	var parts []string
+	for _, k := range sortedKeys(q) {
+		parts = append(parts, k+"="+q[k])
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, " ")
+}
+
+func dropString(d []format.Drop) string {
+	if len(d) == 0 {
+		return "none"
+	}
+	var parts []string
+	for _, x := range d {
+		parts = append(parts, fmt.Sprintf("%d after seq %d", x.Count, x.AfterSeq))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if len(keys[i]) != len(keys[j]) && strings.HasPrefix(keys[i], "cpu") && strings.HasPrefix(keys[j], "cpu") {
+			return len(keys[i]) < len(keys[j])
+		}
+		return keys[i] < keys[j]
+	})
+	return keys
+}
+
+func cmdExport(env *cmdEnv, args []string) int {
+	fset := newFlags(env, "export")
+	out := fset.String("parquet", "", "write the events as zstd Parquet to this file (required)")
+	force := fset.Bool("force", false, "replace an existing output file")
+	pos, code, done := parseFlags(env, fset, args)
+	if done {
+		return code
+	}
+	if len(pos) != 1 || *out == "" {
+		fset.Usage()
+		return exitUsage
+	}
+	if !*force {
+		if _, err := os.Lstat(*out); err == nil {
+			return errorf(env, "export: %s: %v (use --force to replace it)", *out, fs.ErrExist)
+		}
+	}
+	r, err := format.Open(pos[0])
+	if err != nil {
+		return errorf(env, "export: %v", err)
+	}
+	defer r.Close()
+	if r.Truncated() {
+		fmt.Fprintf(env.stderr, "patchtrace: warning: %v; exporting the complete batches\n", r.TruncatedError())
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(*out), filepath.Base(*out)+".*.partial")
+	if err != nil {
+		return errorf(env, "export: %v", err)
+	}
+	// Hide Close from the exporter: the file is closed (and synced) here.
+	if err := format.ExportParquet(r, struct{ io.Writer }{tmp}); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return errorf(env, "export: %v", err)
+	}
+	if err := errors.Join(tmp.Sync(), tmp.Close()); err != nil {
+		os.Remove(tmp.Name())
+		return errorf(env, "export: %v", err)
+	}
+	if err := os.Rename(tmp.Name(), *out); err != nil {
+		os.Remove(tmp.Name())
+		return errorf(env, "export: %v", err)
+	}
+	fmt.Fprintf(env.stdout, "wrote %s: %d events\n", *out, r.NumEvents())
+	return exitOK
+}

@@ -1,0 +1,218 @@
+// Package record is the bridge from a running machine to a trace file: a
+// Sink that turns every machine event into a trace row, the metadata that
+// makes a trace self-contained (scenario text, slice ELF, symbols, quirks,
+// seed, decision log), and the writer lifecycle (temporary name, rename on
+// success, --force).
+package record
+
+import (
+	"fmt"
+	"strconv"
+
+	"github.com/patchtrace/patchtrace/emu"
+	"github.com/patchtrace/patchtrace/format"
+	"github.com/patchtrace/patchtrace/scenario"
+	"golang.org/x/arch/x86/x86asm"
+)
+
+// ToolVersion is recorded in every trace; the CLI sets it.
+var ToolVersion = "0.1.0-dev"
+
+// Appender is what a Recorder writes rows to (a *format.Writer).
+type Appender interface {
+	Append(r *format.Row) error
+}
+
+// Recorder implements emu.Sink. It converts each event into a format.Row in
+// place (no allocation per event) and appends it. The first append error is
+// kept and later events are counted as dropped.
+type Recorder struct {
+	w          Appender
+	row        format.Row
+	percpuName []string // per-CPU section offset -> variable name ("" if none)
+	err        error
+	errSeq     uint64
+	dropped    uint64
+}
+
+var _ emu.Sink = (*Recorder)(nil)
+
+// NewRecorder returns a recorder for img's events appending to w.
+func NewRecorder(w Appender, img *emu.Image) *Recorder {
+	r := &Recorder{w: w}
+	size := img.PercpuSize()
+	r.percpuName = make([]string, size)
+	for _, s := range img.Symbols {
+		if !s.PerCPU || s.Size == 0 {
+			continue
+		}
+		for o := s.Addr; o < s.Addr+s.Size && o < size; o++ {
+			if r.percpuName[o] == "" {
+				r.percpuName[o] = s.Name
+			}
+		}
+	}
+	return r
+}
+
+// Err returns the first write error and how many events were dropped after
+// it.
+func (r *Recorder) Err() (error, uint64, uint64) { return r.err, r.errSeq, r.dropped }
+
+// Event implements emu.Sink.
+func (r *Recorder) Event(e *emu.Event) {
+	if r.err != nil {
+		r.dropped++
+		return
+	}
+	row := &r.row
+	*row = format.Row{
+		Seq: e.Seq, Kind: format.Kind(e.Kind), CPU: e.CPU, Task: e.Task, Depth: e.Depth, RIP: e.RIP,
+	}
+	switch e.Kind {
+	case emu.EvInsn:
+		row.Len, row.Bytes, row.Op, row.RSP, row.RFlags = e.Len, e.Bytes, e.Op, e.RSP, e.Flags
+	case emu.EvWrite, emu.EvPercpuRead:
+		row.Addr, row.HasAddr, row.Size, row.Old, row.New = e.Addr, true, e.Size, e.Old, e.New
+		row.Alias, row.AliasAddr = e.Alias, e.AliasAddr
+		if e.Percpu {
+			row.Percpu, row.PercpuCPU, row.PercpuOff = true, e.PercpuCPU, e.PercpuOff
+			if int(e.PercpuOff) < len(r.percpuName) {
+				row.PercpuVar = r.percpuName[e.PercpuOff]
+			}
+		}
+	case emu.EvTrap:
+		row.Vector, row.HasVector, row.Handler, row.RSP, row.IST, row.RFlags = uint8(e.Vector), true, e.Handler, e.RSP, e.IST, e.Flags
+		row.ErrCode, row.HasErrCode = e.ErrCode, true
+		row.Addr, row.HasAddr, row.Size = e.Addr, true, e.Size
+	case emu.EvIret:
+		row.Handler, row.RSP, row.RFlags = e.Handler, e.RSP, e.Flags
+	case emu.EvPerm:
+		row.Addr, row.HasAddr, row.Size, row.PermOld, row.PermNew, row.Service = e.Addr, true, e.Size, uint8(e.PermOld), uint8(e.PermNew), format.Service(e.Service)
+		row.Alias, row.AliasAddr = e.Alias, e.AliasAddr
+	case emu.EvSerialize:
+		row.Cause = format.Cause(e.Cause)
+	case emu.EvSwitch:
+		row.Old, row.New = e.Old, e.New
+	case emu.EvService:
+		row.Service, row.Args, row.Ret = format.Service(e.Service), e.Args, e.Ret
+	case emu.EvMarker:
+		row.Args = e.Args
+	case emu.EvFault:
+		row.Vector, row.HasVector, row.ErrCode, row.HasErrCode = uint8(e.Vector), true, e.ErrCode, true
+		row.Addr, row.HasAddr, row.Msg, row.Service = e.Addr, true, e.Msg, format.Service(e.Service)
+	case emu.EvInject:
+		row.Vector, row.HasVector, row.Addr, row.HasAddr = uint8(e.Vector), true, e.Addr, true
+	}
+	if err := r.w.Append(row); err != nil {
+		r.err, r.errSeq = err, e.Seq
+	}
+}
+
+// OpNames is the op dictionary: OpNames[x86asm.Op] is its mnemonic, so an
+// insn row's op index is the x86asm.Op value itself.
+func OpNames() []string {
+	var names []string
+	for op := 0; ; op++ {
+		s := x86asm.Op(op).String()
+		if op > 0 && (s == "" || s[0] == 'O' && len(s) > 3 && s[:3] == "Op(") {
+			break
+		}
+		if op == 0 {
+			s = "?"
+		}
+		names = append(names, s)
+	}
+	return names
+}
+
+// Meta builds the trace metadata for a run of spec on img.
+func Meta(spec *scenario.Spec, img *emu.Image, cpus int, seed uint64) format.Meta {
+	md := format.Meta{
+		Scenario:     spec.ID,
+		ScenarioText: spec.Text,
+		ELF:          img.Raw,
+		CPUs:         cpus,
+		Seed:         seed,
+		ToolVersion:  ToolVersion,
+		Quirks: map[string]string{
+			"nmi_in_sti_shadow": strconv.FormatBool(spec.Quirks.NMIInSTIShadow),
+			"fetch":             spec.Quirks.Fetch,
+		},
+		OpNames: OpNames(),
+	}
+	seen := map[string]bool{}
+	for _, s := range img.Symbols {
+		sec := s.Section
+		md.Symbols = append(md.Symbols, format.Symbol{Name: s.Name, Addr: s.Addr, Size: s.Size, Section: sec})
+		if s.PerCPU && s.Size > 0 && !seen[s.Name] {
+			seen[s.Name] = true
+			md.PercpuVars = append(md.PercpuVars, s.Name)
+		}
+	}
+	return md
+}
+
+// Options configure Run.
+type Options struct {
+	emu.Options
+	Force     bool // replace an existing output file
+	BatchRows int  // rows per record batch (0: the format's default)
+}
+
+// Result is a recorded run.
+type Result struct {
+	emu.Result
+	Machine *emu.Machine
+	Path    string
+	Events  uint64
+}
+
+// Run records spec into a trace at path: the file appears under its name
+// only when the run and the write both finished (a failed or killed run
+// leaves nothing under path; see format.CreateFile).
+func Run(spec *scenario.Spec, path string, opt Options) (*Result, error) {
+	img, err := emu.LoadImage(spec.ID+"/"+spec.Slice, spec.ELF)
+	if err != nil {
+		return nil, fmt.Errorf("record %s: %w", spec.ID, err)
+	}
+	cfg, _, err := emu.ConfigFor(spec, opt.Options)
+	if err != nil {
+		return nil, err
+	}
+	var wopts []format.Option
+	if opt.BatchRows > 0 {
+		wopts = append(wopts, format.WithBatchRows(opt.BatchRows))
+	}
+	f, err := format.CreateFile(path, Meta(spec, img, cfg.CPUs, opt.Seed), opt.Force, wopts...)
+	if err != nil {
+		return nil, fmt.Errorf("record %s: %w", spec.ID, err)
+	}
+	rec := NewRecorder(f, img)
+	o := opt.Options
+	o.Sink = rec
+	m, src, err := emu.SetupImage(spec, img, o)
+	if err != nil {
+		f.Abort()
+		return nil, err
+	}
+	res := m.Run(src)
+	if werr, seq, _ := rec.Err(); werr != nil {
+		f.Abort()
+		return nil, fmt.Errorf("record %s: writing event %d: %w", spec.ID, seq, werr)
+	}
+	f.SetFinal(format.Final{
+		Decisions:       emu.EncodeDecisions(res.Decisions),
+		DecisionsFormat: emu.DecisionsFormat,
+		DecisionCount:   len(res.Decisions),
+	})
+	events := f.Events()
+	if err := f.Close(); err != nil {
+		return nil, fmt.Errorf("record %s: %w", spec.ID, err)
+	}
+	if res.Err != nil {
+		// The trace up to the failure is kept: it shows where the run stopped.
+		return &Result{Result: res, Machine: m, Path: path, Events: events}, fmt.Errorf("record %s: %w (trace kept in %s)", spec.ID, res.Err, path)
+	}
+	return &Result{Result: res, Machine: m, Path: path, Events: events}, nil
+}
