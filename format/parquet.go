@@ -4,23 +4,28 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/apache/arrow/go/v15/arrow"
+	"github.com/apache/arrow/go/v15/arrow/array"
 	"github.com/apache/arrow/go/v15/parquet"
 	"github.com/apache/arrow/go/v15/parquet/compress"
 	"github.com/apache/arrow/go/v15/parquet/pqarrow"
 )
 
 // ExportParquet writes every readable row of r to w as a zstd-compressed
-// Parquet file: the same columns (dictionary columns stay dictionary-encoded
-// strings), one row group per batch, and the trace's schema metadata as
-// Parquet key-value metadata (plus the Arrow schema under ARROW:schema).
+// Parquet file: the same rows and columns, one row group per batch, with
+// the trace's schema metadata as Parquet key-value metadata. Dictionary
+// columns (kind, op, percpu_var, cause, service) are written as plain
+// strings, which Parquet dictionary-encodes itself: every Parquet reader
+// then sees VARCHAR/utf8.
 func ExportParquet(r *Reader, w io.Writer) error {
+	schema := ParquetSchema(r.schema.Metadata())
 	props := parquet.NewWriterProperties(
 		parquet.WithCompression(compress.Codecs.Zstd),
 		parquet.WithAllocator(r.mem),
 		parquet.WithMaxRowGroupLength(MaxBatchRows),
-		parquet.WithCreatedBy("patchtrace format v"+fmt.Sprint(FormatVersion)),
+		parquet.WithCreatedBy(fmt.Sprintf("patchtrace format v%d", FormatVersion)),
 	)
-	fw, err := pqarrow.NewFileWriter(r.schema, w, props, pqarrow.NewArrowWriterProperties(pqarrow.WithStoreSchema()))
+	fw, err := pqarrow.NewFileWriter(schema, w, props, pqarrow.NewArrowWriterProperties(pqarrow.WithStoreSchema()))
 	if err != nil {
 		return fmt.Errorf("format: parquet: %w", err)
 	}
@@ -31,7 +36,11 @@ func ExportParquet(r *Reader, w io.Writer) error {
 			return err
 		}
 		if b.Len() > 0 {
-			err = safely(func() error { return fw.Write(b.Record()) })
+			err = safely(func() error {
+				rec := plainRecord(r, b, schema)
+				defer rec.Release()
+				return fw.Write(rec)
+			})
 		}
 		b.Release()
 		if err != nil {
@@ -43,4 +52,52 @@ func ExportParquet(r *Reader, w io.Writer) error {
 		return fmt.Errorf("format: parquet: %w", err)
 	}
 	return nil
+}
+
+// ParquetSchema is the schema of a Parquet export: the trace schema with
+// dictionary columns as utf8, and the given metadata.
+func ParquetSchema(md arrow.Metadata) *arrow.Schema {
+	fs := baseSchema.Fields()
+	for i, f := range fs {
+		if _, ok := f.Type.(*arrow.DictionaryType); ok {
+			fs[i].Type = arrow.BinaryTypes.String
+		}
+	}
+	return arrow.NewSchema(fs, &md)
+}
+
+// plainRecord returns b's record with dictionary columns as strings.
+func plainRecord(r *Reader, b *Batch, schema *arrow.Schema) arrow.Record {
+	cols := make([]arrow.Array, NumColumns)
+	for i, c := range Columns {
+		dt, ok := c.Type.(*arrow.DictionaryType)
+		if !ok {
+			cols[i] = b.rec.Column(i)
+			cols[i].Retain()
+			continue
+		}
+		w := dt.IndexType.(arrow.FixedWidthDataType).BitWidth() / 8
+		names := r.names[i]
+		cv := &b.cols[i]
+		sb := array.NewStringBuilder(r.mem)
+		sb.Reserve(b.n)
+		for j := 0; j < b.n; j++ {
+			if !cv.ok(j) {
+				sb.AppendNull()
+				continue
+			}
+			if w == 1 {
+				sb.Append(names[cv.vals[j]])
+			} else {
+				sb.Append(names[le16(cv.vals, j)])
+			}
+		}
+		cols[i] = sb.NewArray()
+		sb.Release()
+	}
+	rec := array.NewRecord(schema, cols, int64(b.n))
+	for _, a := range cols {
+		a.Release()
+	}
+	return rec
 }

@@ -144,11 +144,11 @@ func (r *Reader) readPrefix(msgs []block, md *arrow.Metadata) (n int, err error)
 	if _, err := r.ra.ReadAt(buf, 0); err != nil {
 		return 0, fileErr(r.name, "read schema", err)
 	}
+	m := msgs[0]
+	if m.metaLen < 8 || binary.LittleEndian.Uint32(buf[m.off:]) != 0xFFFFFFFF {
+		return 0, fileErr(r.name, "schema message without continuation marker", ErrNotTrace)
+	}
 	if md == nil {
-		m := msgs[0]
-		if m.metaLen < 8 || binary.LittleEndian.Uint32(buf[m.off:]) != 0xFFFFFFFF {
-			return 0, fileErr(r.name, "schema message without continuation marker", ErrNotTrace)
-		}
 		k, v, err := messageKV(buf[m.off+8 : m.off+m.metaLen])
 		if err != nil {
 			return 0, fileErr(r.name, "schema", err)
@@ -158,6 +158,9 @@ func (r *Reader) readPrefix(msgs []block, md *arrow.Metadata) (n int, err error)
 	}
 	if err := r.checkVersion(*md); err != nil {
 		return 0, err
+	}
+	if err := checkSchemaMessage(buf[m.off+8 : m.off+m.metaLen]); err != nil {
+		return 0, fileErr(r.name, "schema is not a trace schema", err)
 	}
 	r.prefix = buf[8:]
 	var schema *arrow.Schema
@@ -520,7 +523,7 @@ func safely(f func() error) (err error) {
 // panic that safely turns into an error.
 type limitAlloc struct{ memory.Allocator }
 
-const maxAlloc = 512 << 20
+const maxAlloc = 64 << 20
 
 func (a limitAlloc) Allocate(n int) []byte {
 	if n < 0 || n > maxAlloc {

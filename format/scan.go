@@ -21,7 +21,7 @@ const (
 	msgDictionary = 2
 	msgRecord     = 3
 
-	maxMetaLen = 64 << 20 // schema messages carry the ELF; batches are small
+	maxMetaLen = 16 << 20 // schema messages carry the ELF; batches are small
 )
 
 // block is one message in the file.
@@ -327,4 +327,55 @@ func messageKV(meta []byte) (keys, vals []string, err error) {
 		return nil, nil, fmt.Errorf("schema: %w", err)
 	}
 	return schemaKV(sc)
+}
+
+// checkSchemaMessage checks a Schema message against the shape of a trace
+// schema before the Arrow library decodes it: the library sizes slices by
+// the vector lengths it finds, so a corrupt length could exhaust memory.
+// Schema: fields (1), custom_metadata (2). Field: type_type (2),
+// children (5), custom_metadata (6).
+func checkSchemaMessage(meta []byte) error {
+	msg, err := fbRoot(meta)
+	if err != nil {
+		return err
+	}
+	if msg.u8(1) != msgSchema {
+		return errors.New("not a schema message")
+	}
+	sc, err := msg.table(2)
+	if err != nil {
+		return fmt.Errorf("schema: %w", err)
+	}
+	n, pos, ok := sc.vector(1, 4)
+	if !ok || n != NumColumns {
+		return fmt.Errorf("schema has %d fields, want %d", n, NumColumns)
+	}
+	if _, present := sc.field(2, 4); present {
+		if kn, _, ok := sc.vector(2, 4); !ok || kn > 1024 {
+			return errors.New("schema metadata out of range")
+		}
+	}
+	for i := 0; i < n; i++ {
+		p := pos + 4*i
+		f, err := fbAt(meta, p+int(binary.LittleEndian.Uint32(meta[p:])))
+		if err != nil {
+			return fmt.Errorf("field %d: %w", i, err)
+		}
+		switch f.u8(2) {
+		case 2, 4, 5, 6: // Int, Binary, Utf8, Bool
+		default:
+			return fmt.Errorf("field %d: type %d", i, f.u8(2))
+		}
+		if _, present := f.field(5, 4); present {
+			if cn, _, ok := f.vector(5, 4); !ok || cn != 0 {
+				return fmt.Errorf("field %d: children", i)
+			}
+		}
+		if _, present := f.field(6, 4); present {
+			if kn, _, ok := f.vector(6, 4); !ok || kn > 64 {
+				return fmt.Errorf("field %d: metadata out of range", i)
+			}
+		}
+	}
+	return nil
 }

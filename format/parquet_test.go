@@ -1,0 +1,154 @@
+package format
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"slices"
+	"testing"
+
+	"github.com/apache/arrow/go/v15/arrow"
+	"github.com/apache/arrow/go/v15/arrow/array"
+	"github.com/apache/arrow/go/v15/parquet/file"
+	"github.com/apache/arrow/go/v15/parquet/pqarrow"
+)
+
+func TestExportParquet(t *testing.T) {
+	mem := checkedAlloc(t)
+	rows := fixtureRows()
+	data := writeTrace(t, rows, WithBatchRows(7))
+	for _, truncated := range []bool{false, true} {
+		d := data
+		if truncated {
+			d = cutBeforeFooter(t, data)
+		}
+		r, err := NewReader(bytes.NewReader(d), int64(len(d)), WithReadAllocator(mem))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var pq bytes.Buffer
+		if err := ExportParquet(r, &pq); err != nil {
+			t.Fatal(err)
+		}
+		got, md := readParquet(t, pq.Bytes(), r)
+		r.Close()
+		compareRows(t, got, rows)
+		status := StatusComplete
+		if truncated {
+			status = StatusWriting
+		}
+		for _, k := range MetaKeys {
+			v, ok := md[k.Key]
+			if !ok {
+				t.Errorf("parquet metadata lacks %s", k.Key)
+			}
+			if k.Key == KeyStatus && v != status {
+				t.Errorf("parquet %s = %q, want %q", k.Key, v, status)
+			}
+		}
+	}
+}
+
+// readParquet reads a Parquet export back with pqarrow and decodes its rows
+// with the reader's row decoding (the Arrow schema is restored from the
+// file, dictionaries included).
+func readParquet(t *testing.T, data []byte, r *Reader) ([]Row, map[string]string) {
+	t.Helper()
+	pf, err := file.NewParquetReader(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pf.Close()
+	md := map[string]string{}
+	kv := pf.MetaData().KeyValueMetadata()
+	for i, k := range kv.Keys() {
+		md[k] = kv.Values()[i]
+	}
+	fr, err := pqarrow.NewFileReader(pf, pqarrow.ArrowReadProperties{BatchSize: 1 << 20}, r.mem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rr, err := fr.GetRecordReader(context.Background(), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rr.Release()
+	var rows []Row
+	for rr.Next() {
+		b := &Batch{rec: ourDictionaries(t, rr.Record(), r)}
+		if err := r.bind(b); err != nil {
+			t.Fatal(err)
+		}
+		var row Row
+		for i := 0; i < b.Len(); i++ {
+			b.Row(i, &row)
+			rows = append(rows, row)
+		}
+		b.Release()
+	}
+	if rr.Err() != nil && rr.Err() != io.EOF {
+		t.Fatalf("read parquet after %d rows: %v", len(rows), rr.Err())
+	}
+	return rows, md
+}
+
+// ourDictionaries converts a record read from Parquet (dictionary columns
+// are exported as strings) to the trace
+// schema, mapping each string to its index in the trace's dictionary.
+func ourDictionaries(t *testing.T, rec arrow.Record, r *Reader) arrow.Record {
+	t.Helper()
+	if rec.NumCols() != int64(len(Columns)) {
+		t.Fatalf("parquet has %d columns", rec.NumCols())
+	}
+	cols := make([]arrow.Array, len(Columns))
+	for i, c := range Columns {
+		f := rec.Schema().Field(i)
+		if f.Name != c.Name {
+			t.Fatalf("parquet column %d is %s, want %s", i, f.Name, c.Name)
+		}
+		dt, ok := c.Type.(*arrow.DictionaryType)
+		if !ok {
+			if !arrow.TypeEqual(f.Type, c.Type) || f.Nullable == c.Common {
+				t.Fatalf("parquet column %s is %s, want %s", c.Name, f.Type, c.Type)
+			}
+			cols[i] = rec.Column(i)
+			cols[i].Retain()
+			continue
+		}
+		src, ok := rec.Column(i).(*array.String)
+		if !ok {
+			t.Fatalf("parquet column %s is %s, want utf8", c.Name, f.Type)
+		}
+		names := r.names[i]
+		ib := array.NewBuilder(r.mem, dt.IndexType)
+		for j := 0; j < src.Len(); j++ {
+			if src.IsNull(j) {
+				ib.AppendNull()
+				continue
+			}
+			name := src.Value(j)
+			k := slices.Index(names, name)
+			if k < 0 {
+				t.Fatalf("parquet column %s row %d: %q is not in the dictionary", c.Name, j, name)
+			}
+			switch b := ib.(type) {
+			case *array.Int8Builder:
+				b.Append(int8(k))
+			case *array.Int16Builder:
+				b.Append(int16(k))
+			}
+		}
+		idx := ib.NewArray()
+		ib.Release()
+		dict := array.MakeFromData(stringData(r.mem, names))
+		dict.Data().Release()
+		cols[i] = array.NewDictionaryArray(dt, idx, dict)
+		idx.Release()
+		dict.Release()
+	}
+	out := array.NewRecord(Schema(), cols, rec.NumRows())
+	for _, c := range cols {
+		c.Release()
+	}
+	return out
+}
