@@ -45,10 +45,10 @@ const (
 	opPopR
 
 	// Data movement (exec_move.go).
-	opMovzx  // r := zero-extend(rm of ssize)
-	opMovsx  // r := sign-extend(rm of ssize); also MOVSXD
-	opXchg   // r <-> rm
-	opXadd   // rm, r
+	opMovzx // r := zero-extend(rm of ssize)
+	opMovsx // r := sign-extend(rm of ssize); also MOVSXD
+	opXchg  // r <-> rm
+	opXadd  // rm, r
 	opCmpxchg
 	opCmov  // sub = condition code
 	opSetcc // sub = condition code; rm is the 8-bit destination
@@ -66,7 +66,7 @@ const (
 	opShxd  // sub = 0 SHLD, 1 SHRD; rm, r, count imm or CL
 
 	// Bit operations (exec_bit.go).
-	opBt   // sub = btKind; rm, r or imm (mImm)
+	opBt    // sub = btKind; rm, r or imm (mImm)
 	opBscan // sub = scanKind: BSF BSR TZCNT LZCNT POPCNT; r := f(rm)
 
 	// Control transfer (exec_branch.go).

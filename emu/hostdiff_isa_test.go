@@ -56,17 +56,17 @@ func testSeed(t testing.TB) uint64 {
 //	       mod |  reg  |  r/m            scale| index | base
 //	REX    0100 W R X B: W = 64-bit operand, R/X/B extend reg/index/base(rm)
 type diffEnc struct {
-	lock   bool
-	p66    bool
-	pfx    []byte // mandatory prefixes (F3 for TZCNT...), before REX
-	rexW   bool
-	rex    bool // emit a REX byte even if W=R=X=B=0
-	op     []byte
-	opreg  int // -1, or a register encoded in the low 3 bits of the last opcode byte
-	modrm  bool
-	reg    int // ModRM.reg: a register number or a /digit
-	rm     diffRM
-	imm    []byte
+	lock  bool
+	p66   bool
+	pfx   []byte // mandatory prefixes (F3 for TZCNT...), before REX
+	rexW  bool
+	rex   bool // emit a REX byte even if W=R=X=B=0
+	op    []byte
+	opreg int // -1, or a register encoded in the low 3 bits of the last opcode byte
+	modrm bool
+	reg   int // ModRM.reg: a register number or a /digit
+	rm    diffRM
+	imm   []byte
 }
 
 type diffRM struct {
@@ -159,20 +159,20 @@ func appendLE(b []byte, n int, v uint64) []byte {
 
 // diffSpec describes an instruction form for the generator.
 type diffSpec struct {
-	name   string
-	sizes  []int  // operand sizes (bytes) to test
-	pfx    []byte // mandatory prefix
-	op8    []byte // opcode for 8-bit operands
-	opv    []byte // opcode for 16/32/64-bit operands
-	digit  int    // ModRM.reg /digit, or -1 for a register operand
-	rmSize int    // size of the r/m operand if fixed (MOVZX/MOVSX source, SETcc)
-	noRM   bool   // no ModRM (accumulator forms, opcode+reg forms)
-	opreg  bool   // register in the opcode's low bits
+	name             string
+	sizes            []int  // operand sizes (bytes) to test
+	pfx              []byte // mandatory prefix
+	op8              []byte // opcode for 8-bit operands
+	opv              []byte // opcode for 16/32/64-bit operands
+	digit            int    // ModRM.reg /digit, or -1 for a register operand
+	rmSize           int    // size of the r/m operand if fixed (MOVZX/MOVSX source, SETcc)
+	noRM             bool   // no ModRM (accumulator forms, opcode+reg forms)
+	opreg            bool   // register in the opcode's low bits
 	regOnly, memOnly bool
-	imm    int  // immediate bytes: 0, 1, or -1 for 2 (16-bit) / 4 bytes
-	lock   bool // may take LOCK with a memory destination
-	count  int  // shifts: 0 none, 1 the constant 1, 2 CL, 3 imm8
-	implicit []int
+	imm              int  // immediate bytes: 0, 1, or -1 for 2 (16-bit) / 4 bytes
+	lock             bool // may take LOCK with a memory destination
+	count            int  // shifts: 0 none, 1 the constant 1, 2 CL, 3 imm8
+	implicit         []int
 	// encSetup adjusts the encoding; setup adjusts the input state (e.g.
 	// bounds a bit offset).
 	encSetup func(g *diffGen, c *diffCase)
@@ -181,12 +181,12 @@ type diffSpec struct {
 
 // diffCase is one generated instruction and input state.
 type diffCase struct {
-	spec  *diffSpec
-	size  int
-	enc   diffEnc
-	code  []byte
-	in    ArchState
-	mem   []byte
+	spec   *diffSpec
+	size   int
+	enc    diffEnc
+	code   []byte
+	in     ArchState
+	mem    []byte
 	count  uint64 // shift count operand (CL or imm8)
 	legacy bool   // no REX: 8-bit registers 4-7 are AH..BH
 }

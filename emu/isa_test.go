@@ -582,8 +582,8 @@ func TestFaultAtomicity(t *testing.T) {
 
 func TestCPUID(t *testing.T) {
 	tests := []struct {
-		leaf, sub      uint64
-		a, b, c, d     uint64
+		leaf, sub  uint64
+		a, b, c, d uint64
 	}{
 		{0, 0, 7, le64("Patc"), le64("ceVM"), le64("hTra")},
 		{1, 0, 0x600, 3 << 24, 1 << 23, 1 << 15},
@@ -618,6 +618,61 @@ func TestCPUID(t *testing.T) {
 }
 
 func le64(s string) uint64 { return uint64(le32(s)) }
+
+// TestFlagTable checks the flag table's invariants and that every decoded
+// form names a flag class.
+func TestFlagTable(t *testing.T) {
+	for fc := range numFlagClasses {
+		e := flagTable[fc]
+		if e.undefined&^e.writes != 0 {
+			t.Errorf("class %d: undefined %#x not a subset of written %#x", fc, e.undefined, e.writes)
+		}
+		if e.writes&^flagsWritable != 0 {
+			t.Errorf("class %d: writes %#x outside the writable flags", fc, e.writes)
+		}
+	}
+	tests := []struct {
+		code  string
+		count uint64
+		want  uint64
+	}{
+		{"48 01 c8", 0, 0},   // add
+		{"21 c8", 0, FlagAF}, // and
+		{"48 f7 e1", 0, FlagSF | FlagZF | FlagAF | FlagPF},          // mul
+		{"48 f7 f1", 0, FlagsArith},                                 // div
+		{"d1 e0", 1, FlagAF},                                        // shl by 1: OF defined
+		{"c1 e0 05", 5, FlagAF | FlagOF},                            // shl by 5
+		{"c1 e0 00", 0, 0},                                          // shl by 0: no flag changes
+		{"c0 e0 09", 9, FlagAF | FlagOF | FlagCF},                   // shl r8 by 9 >= width
+		{"c0 f8 09", 9, FlagAF | FlagOF},                            // sar r8 by 9: CF is the sign
+		{"d1 c0", 1, 0},                                             // rol by 1
+		{"c1 c0 03", 3, FlagOF},                                     // rol by 3
+		{"66 0f a4 c1 11", 17, FlagsArith},                          // shld r16 by 17 > width
+		{"0f bc c1", 0, FlagCF | FlagOF | FlagSF | FlagAF | FlagPF}, // bsf
+		{"f3 0f b8 c1", 0, 0},                                       // popcnt
+		{"0f a3 c8", 0, FlagOF | FlagSF | FlagAF | FlagPF},          // bt
+	}
+	for _, tt := range tests {
+		t.Run(tt.code, func(t *testing.T) {
+			code, _ := hexenc.DecodeString(strings.ReplaceAll(tt.code, " ", ""))
+			in, err := decodeInst(code, snippetCodeBase)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := undefinedFlagsCount(in, tt.count); got != tt.want {
+				t.Errorf("undefinedFlagsCount = %#x, want %#x", got, tt.want)
+			}
+			if in.sem.mf&mCL == 0 {
+				if got := undefinedFlags(in.sem.op, in); got != tt.want {
+					t.Errorf("undefinedFlags = %#x, want %#x", got, tt.want)
+				}
+			}
+			if u := undefinedFlags(in.sem.op, in); u&^writtenFlags(in) != 0 {
+				t.Errorf("undefined %#x not written (%#x)", u, writtenFlags(in))
+			}
+		})
+	}
+}
 
 // FuzzDecodeExec: arbitrary bytes through decodeInst and exec on a
 // snippet machine never panic, and decodeInst returns an error exactly
