@@ -19,6 +19,13 @@ if ! command -v cc >/dev/null || ! command -v ld >/dev/null || ! command -v objd
   fi
 fi
 
+say "python venv (.venv) with the pinned requirements"
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+.venv/bin/pip install -q --disable-pip-version-check -r requirements.txt
+export PATCHTRACE_PYTHON="$PWD/.venv/bin/python"
+
 say "go mod download"
 go mod download
 
@@ -28,16 +35,14 @@ go vet ./...
 say "CLI builds without cgo"
 CGO_ENABLED=0 go build -o /dev/null ./cmd/patchtrace
 
-say "go test"
-CI=${CI:-} go test -count=1 ./...
+say "go test (includes host-differential ISA tests, the slice rebuild check, pyarrow/DuckDB interop)"
+go test -count=1 ./...
 
-if [ -f requirements.txt ]; then
-  say "python interop (pyarrow, duckdb) in .venv"
-  if [ ! -x .venv/bin/python ]; then
-    python3 -m venv .venv
-  fi
-  .venv/bin/pip install -q -r requirements.txt
-  if [ -x tests/interop.sh ]; then
-    PYTHON=.venv/bin/python tests/interop.sh
-  fi
+say "go test -race (the concurrent trace writer)"
+go test -count=1 -race -short ./format/ ./record/
+
+if compgen -G "notebooks/*.ipynb" >/dev/null; then
+  say "notebooks"
+  go build -o .venv/bin/patchtrace ./cmd/patchtrace
+  PATH="$PWD/.venv/bin:$PATH" .venv/bin/python tests/run_notebooks.py notebooks/*.ipynb
 fi

@@ -236,6 +236,7 @@ func cmdExport(env *cmdEnv, args []string) int {
 	if err != nil {
 		return errorf(env, "export: %v", err)
 	}
+	tmp.Chmod(0o644)
 	// Hide Close from the exporter: the file is closed (and synced) here.
 	if err := format.ExportParquet(r, struct{ io.Writer }{tmp}); err != nil {
 		tmp.Close()
