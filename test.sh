@@ -21,7 +21,11 @@ fi
 
 say "python venv (.venv) with the pinned requirements"
 if [ ! -x .venv/bin/python ]; then
-  python3 -m venv .venv
+  python3 -m venv .venv || {
+    say "installing python3-venv"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+    python3 -m venv .venv
+  }
 fi
 .venv/bin/pip install -q --disable-pip-version-check -r requirements.txt
 export PATCHTRACE_PYTHON="$PWD/.venv/bin/python"
