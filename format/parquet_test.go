@@ -3,7 +3,12 @@ package format
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
 	"slices"
 	"testing"
 
@@ -151,4 +156,61 @@ func ourDictionaries(t *testing.T, rec arrow.Record, r *Reader) arrow.Record {
 		c.Release()
 	}
 	return out
+}
+
+// TestInteropFiles writes a sample trace, its Parquet export and the Go
+// reader's counts to $PATCHTRACE_INTEROP_DIR, for testdata/interop_check.py
+// (skipped when the variable is unset).
+func TestInteropFiles(t *testing.T) {
+	dir := os.Getenv("PATCHTRACE_INTEROP_DIR")
+	if dir == "" {
+		t.Skip("PATCHTRACE_INTEROP_DIR not set")
+	}
+	rows := loopRows(150000)
+	for _, r := range fixtureRows() {
+		if r.Seq != math.MaxUint64 {
+			r.Seq += 150000
+		}
+		rows = append(rows, r)
+	}
+	data := writeTrace(t, rows)
+	arrowPath := filepath.Join(dir, "trace.arrow")
+	if err := os.WriteFile(arrowPath, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Open(arrowPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var pq bytes.Buffer
+	if err := ExportParquet(r, &pq); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "trace.parquet"), pq.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	exp := map[string]any{}
+	kinds, cpus := map[string]int{}, map[string]int{}
+	var n int
+	var maxSeq uint64
+	for row, err := range r.Events() {
+		if err != nil {
+			t.Fatal(err)
+		}
+		n++
+		kinds[row.Kind.String()]++
+		cpus[strconv.Itoa(int(row.CPU))]++
+		maxSeq = max(maxSeq, row.Seq)
+	}
+	md := map[string]string{}
+	sm := r.Schema().Metadata()
+	for _, k := range []string{KeyFormatVersion, KeyScenario, KeyStatus, KeyEvents, KeySeed, KeyELF} {
+		md[k] = sm.Values()[sm.FindKey(k)]
+	}
+	exp["rows"], exp["kinds"], exp["cpus"], exp["max_seq"], exp["metadata"] = n, kinds, cpus, maxSeq, md
+	js, _ := json.MarshalIndent(exp, "", "  ")
+	if err := os.WriteFile(filepath.Join(dir, "expected.json"), js, 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
