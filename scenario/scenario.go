@@ -133,16 +133,29 @@ type Inject struct {
 
 // Contract is what the analyzers may assume about the slice.
 type Contract struct {
-	MustCall    []MustCall `toml:"must_call"`
-	ReturnSlots []string   `toml:"return_slots"`
-	Alias       bool       `toml:"alias"`
+	// MustCall lists call sites that must call one of their handlers on
+	// every pass (the missed-call analyzer).
+	MustCall []MustCall `toml:"must_call"`
+	// ReturnSlots are per-CPU 8-byte variables that hold a return address or
+	// an emulated-call target between the write that fills them and the
+	// read that consumes them (the return-slot analyzer).
+	ReturnSlots []string `toml:"return_slots"`
+	// Alias says kernel text changes only through text_poke's alias (the wx
+	// analyzer flags any other store to an executable page regardless).
+	Alias bool `toml:"alias"`
 }
 
-// MustCall declares a site that must always call one of Handlers.
+// MustCall declares a site that must call one of Handlers on every pass:
+// from the CPU executing (or trapping at) Site until it executes Site+5,
+// some handler's entry must have run in that context. FromMarker and
+// UntilMarker, when non-zero, limit the rule to passes that start after a
+// pt_marker(FromMarker, ...) and before the next pt_marker(UntilMarker, ...)
+// (the window in which the call is meant to be in place).
 type MustCall struct {
-	Site     string   `toml:"site"`
-	Handlers []string `toml:"handlers"`
-	When     string   `toml:"when"`
+	Site        string   `toml:"site"`
+	Handlers    []string `toml:"handlers"`
+	FromMarker  uint64   `toml:"from_marker"`
+	UntilMarker uint64   `toml:"until_marker"`
 }
 
 // Expect is the expected verdict: clean, or the analyzer ids that must
