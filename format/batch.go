@@ -71,7 +71,7 @@ func (b *Batch) Row(i int, r *Row) {
 		r.Len = c[ColLen].vals[i]
 	}
 	if c[ColBytes].ok(i) {
-		copy(r.Bytes[:], c[ColBytes].varAt(i))
+		copy(r.Bytes[:], c[ColBytes].vals[15*i:15*i+15])
 	}
 	if c[ColOp].ok(i) {
 		r.Op = le16(c[ColOp].vals, i)
@@ -196,9 +196,6 @@ func (r *Reader) bind(b *Batch) error {
 		}
 	}
 	for j := 0; j < n; j++ {
-		if b.cols[ColBytes].ok(j) && len(b.cols[ColBytes].varAt(j)) > 15 {
-			return fmt.Errorf("column bytes: row %d: %d bytes", j, len(b.cols[ColBytes].varAt(j)))
-		}
 		if j > 0 && b.Seq(j) <= b.Seq(j-1) {
 			return fmt.Errorf("row %d: seq %d not after %d", j, b.Seq(j), b.Seq(j-1))
 		}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/apache/arrow/go/v15/arrow"
 	"github.com/apache/arrow/go/v15/arrow/array"
+	"github.com/apache/arrow/go/v15/arrow/memory"
 	"github.com/apache/arrow/go/v15/parquet"
 	"github.com/apache/arrow/go/v15/parquet/compress"
 	"github.com/apache/arrow/go/v15/parquet/pqarrow"
@@ -16,14 +17,19 @@ import (
 // the trace's schema metadata as Parquet key-value metadata. Dictionary
 // columns (kind, op, percpu_var, cause, service) are written as plain
 // strings, which Parquet dictionary-encodes itself: every Parquet reader
-// then sees VARCHAR/utf8.
+// then sees VARCHAR/utf8. The bytes column holds only the len bytes
+// (binary), and seq is delta-encoded.
 func ExportParquet(r *Reader, w io.Writer) error {
 	schema := ParquetSchema(r.schema.Metadata())
 	props := parquet.NewWriterProperties(
 		parquet.WithCompression(compress.Codecs.Zstd),
-		parquet.WithAllocator(r.mem),
+		// The v15 delta encoder does not free all its buffers: keep
+		// them off the caller's (possibly checked) allocator.
+		parquet.WithAllocator(memory.DefaultAllocator),
 		parquet.WithMaxRowGroupLength(MaxBatchRows),
 		parquet.WithCreatedBy(fmt.Sprintf("patchtrace format v%d", FormatVersion)),
+		parquet.WithDictionaryFor("seq", false),
+		parquet.WithEncodingFor("seq", parquet.Encodings.DeltaBinaryPacked),
 	)
 	fw, err := pqarrow.NewFileWriter(schema, w, props, pqarrow.NewArrowWriterProperties(pqarrow.WithStoreSchema()))
 	if err != nil {
@@ -55,7 +61,7 @@ func ExportParquet(r *Reader, w io.Writer) error {
 }
 
 // ParquetSchema is the schema of a Parquet export: the trace schema with
-// dictionary columns as utf8, and the given metadata.
+// dictionary columns as utf8, bytes as binary, and the given metadata.
 func ParquetSchema(md arrow.Metadata) *arrow.Schema {
 	fs := baseSchema.Fields()
 	for i, f := range fs {
@@ -63,6 +69,7 @@ func ParquetSchema(md arrow.Metadata) *arrow.Schema {
 			fs[i].Type = arrow.BinaryTypes.String
 		}
 	}
+	fs[ColBytes].Type = arrow.BinaryTypes.Binary
 	return arrow.NewSchema(fs, &md)
 }
 
@@ -70,6 +77,25 @@ func ParquetSchema(md arrow.Metadata) *arrow.Schema {
 func plainRecord(r *Reader, b *Batch, schema *arrow.Schema) arrow.Record {
 	cols := make([]arrow.Array, NumColumns)
 	for i, c := range Columns {
+		if i == ColBytes {
+			bb := array.NewBinaryBuilder(r.mem, arrow.BinaryTypes.Binary)
+			bb.Reserve(b.n)
+			cv, lens := &b.cols[ColBytes], &b.cols[ColLen]
+			for j := 0; j < b.n; j++ {
+				if !cv.ok(j) {
+					bb.AppendNull()
+					continue
+				}
+				n := 15
+				if lens.ok(j) {
+					n = min(n, int(lens.vals[j]))
+				}
+				bb.Append(cv.vals[15*j : 15*j+n])
+			}
+			cols[i] = bb.NewArray()
+			bb.Release()
+			continue
+		}
 		dt, ok := c.Type.(*arrow.DictionaryType)
 		if !ok {
 			cols[i] = b.rec.Column(i)

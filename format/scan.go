@@ -362,7 +362,7 @@ func checkSchemaMessage(meta []byte) error {
 			return fmt.Errorf("field %d: %w", i, err)
 		}
 		switch f.u8(2) {
-		case 2, 4, 5, 6: // Int, Binary, Utf8, Bool
+		case 2, 4, 5, 6, 15: // Int, Binary, Utf8, Bool, FixedSizeBinary
 		default:
 			return fmt.Errorf("field %d: type %d", i, f.u8(2))
 		}

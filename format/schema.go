@@ -304,7 +304,7 @@ var Columns = []Column{
 	{Name: "rip", Type: u64, Common: true, Doc: "The CPU's RIP: the instruction's address for insn, the saved RIP for trap, the IRETQ's address for iret, the service or fault address otherwise."},
 
 	{Name: "len", Type: u8, Uses: uses(KindInsn), Doc: "Instruction length in bytes (1-15)."},
-	{Name: "bytes", Type: arrow.BinaryTypes.Binary, Uses: uses(KindInsn), Doc: "The instruction's encoding as executed (`len` bytes); differs from memory when the CPU ran a stale decode."},
+	{Name: "bytes", Type: &arrow.FixedSizeBinaryType{ByteWidth: 15}, Uses: uses(KindInsn), Doc: "The instruction's encoding as executed: the first `len` bytes, zero-padded to 15 (fixed width compresses far better than variable-length binary; the Parquet export stores the `len` bytes only). It differs from memory when the CPU ran a stale decode."},
 	{Name: "op", Type: dictOp, Uses: uses(KindInsn), Enum: "op", Doc: "Mnemonic (dictionary-encoded string, x86asm names such as `MOV`, `CALL`, `INT3`)."},
 	{Name: "rsp", Type: u64, Uses: uses(KindInsn, KindTrap, KindIret), Doc: "insn: RSP before the instruction; trap: RSP after the frame was pushed (on the IST stack when `ist` > 0); iret: the restored RSP."},
 	{Name: "rflags", Type: u64, Uses: uses(KindInsn, KindTrap, KindIret), Doc: "insn: RFLAGS before the instruction (IF is bit 9, 0x200); trap: the saved RFLAGS; iret: the restored RFLAGS."},

@@ -274,9 +274,6 @@ func newBatch(rows int) *batch {
 		case *arrow.BinaryType, *arrow.StringType:
 			cb.offs = make([]byte, 4*(rows+1))
 			cb.filled = 1
-			if i == ColBytes {
-				cb.data = make([]byte, 0, 15*rows)
-			}
 		case arrow.FixedWidthDataType:
 			cb.width = t.BitWidth() / 8
 			cb.fixed = make([]byte, rows*cb.width)
@@ -314,14 +311,6 @@ func (c *colBuf) fill(n int) {
 	for ; c.filled <= n; c.filled++ {
 		binary.LittleEndian.PutUint32(c.offs[4*c.filled:], end)
 	}
-}
-
-func (c *colBuf) bytes(n int, v []byte) {
-	c.fill(n)
-	c.data = append(c.data, v...)
-	binary.LittleEndian.PutUint32(c.offs[4*(n+1):], uint32(len(c.data)))
-	c.filled = n + 2
-	c.setValid(n)
 }
 
 func (c *colBuf) str(n int, v string) {
@@ -377,7 +366,8 @@ func (w *Writer) Append(r *Row) error {
 	switch r.Kind {
 	case KindInsn:
 		c[ColLen].u8(n, r.Len)
-		c[ColBytes].bytes(n, r.Bytes[:r.Len])
+		copy(c[ColBytes].fixed[15*n:], r.Bytes[:r.Len])
+		c[ColBytes].setValid(n)
 		c[ColOp].u16(n, r.Op)
 		c[ColRSP].u64(n, r.RSP)
 		c[ColRFlags].u64(n, r.RFlags)
