@@ -2,9 +2,10 @@ package scenarios
 
 import "embed"
 
-// FS holds every built-in scenario: <id>/scenario.toml and the prebuilt
-// slice it names, <id>/<id>.elf. Sources are not embedded; build.sh
-// rebuilds the ELFs from them.
+// FS holds every built-in scenario: <id>/scenario.toml, the prebuilt slice
+// it names (<id>/<id>.elf), and the slice sources (<id>/*.c, *.S, *.h and
+// base/*), which findings point into. build.sh rebuilds the ELFs from the
+// sources.
 //
-//go:embed */scenario.toml */*.elf
+//go:embed */scenario.toml */*.elf */*.c */*.S */*.h
 var FS embed.FS

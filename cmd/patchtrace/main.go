@@ -56,6 +56,15 @@ func commands() []command {
 		{"export", "FILE --parquet OUT [--force]", "export a trace's events as zstd Parquet", cmdExport,
 			"Writes the same rows and columns as zstd-compressed Parquet (via pqarrow), for\n" +
 				"DuckDB, Spark, polars and pandas. The trace metadata is carried over."},
+		{"analyze", "FILE... [--format text|json|sarif|junit] [--only IDS] [-o OUT]", "run the analyzers over traces and report findings", cmdAnalyze,
+			"Replays each trace (memory, page permissions, per-CPU context) and runs the\n" +
+				"analyzers: missed-call, return-slot, wx, cmc, trap. Each finding names the\n" +
+				"analyzer, CPU, task/context, sequence range, rip as symbol+offset, a message,\n" +
+				"the evidence events and the cross-CPU story around it. --format sarif writes\n" +
+				"SARIF 2.1.0 (one rule per analyzer, located in the slice source when known);\n" +
+				"--format junit writes one testcase per analyzer per trace. A truncated trace is\n" +
+				"analyzed up to its last complete batch, with a warning.\n" +
+				"Exit status: 0 clean, 1 findings, 2 error."},
 		{"scenarios", "[--json]", "list the built-in scenarios", cmdScenarios,
 			"Lists the built-in scenarios: id, seed mail, expected verdict and mechanism."},
 		{"version", "", "print the tool version", func(e *cmdEnv, _ []string) int {

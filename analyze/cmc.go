@@ -1,0 +1,160 @@
+package analyze
+
+import (
+	"fmt"
+
+	"github.com/patchtrace/patchtrace/format"
+	"github.com/patchtrace/patchtrace/replay"
+)
+
+// cmc checks cross-modifying code (SDM Vol. 3 §8.1.3, seed 003): a CPU that
+// executes bytes another CPU changed must serialize first — unless the change
+// is the int3 guard itself. An instruction at A executed on CPU c is
+// accepted when every byte of it that changed since c last serialized is
+// byte A, and every such change installed or removed an int3 (0xCC): that is
+// the one-byte write the text_poke_bp protocol relies on being atomic.
+// Anything else — a tail rewritten while c could still hold the old decode,
+// five bytes written in one go — is a finding. Only stores to pages that
+// were executable when written count (fresh code is not "modified").
+type cmc struct {
+	hist     map[uint64]*byteHist // code byte -> its recent writes
+	pageLast map[uint64]uint64    // code page -> seq of its last write
+	lastVPN  uint64
+	lastSeq  uint64
+	haveLast bool
+}
+
+const histLen = 4
+
+// byteHist keeps the last few writes of one code byte.
+type byteHist struct {
+	n      int
+	writes [histLen]codeWrite
+}
+
+type codeWrite struct {
+	seq      uint64
+	old, new byte
+	cpu      uint16
+	alias    bool
+}
+
+func (*cmc) ID() string { return "cmc" }
+func (*cmc) Doc() string {
+	return "A CPU executed bytes changed since its last serialization without the int3 guard in place (cross-modifying code)."
+}
+
+func (a *cmc) Start(*Context) error {
+	a.hist = map[uint64]*byteHist{}
+	a.pageLast = map[uint64]uint64{}
+	return nil
+}
+
+func (a *cmc) Event(ctx *Context, r *format.Row) {
+	st := ctx.St
+	switch r.Kind {
+	case replay.KWrite:
+		if st.Mem.Perm(r.Addr)&replay.PermX == 0 {
+			return
+		}
+		for i := uint64(0); i < uint64(r.Size); i++ {
+			addr := r.Addr + i
+			h := a.hist[addr]
+			if h == nil {
+				h = &byteHist{}
+				a.hist[addr] = h
+			}
+			h.writes[h.n%histLen] = codeWrite{seq: r.Seq, old: byte(r.Old >> (8 * i)), new: byte(r.New >> (8 * i)), cpu: r.CPU, alias: r.Alias}
+			h.n++
+			a.pageLast[addr>>12] = r.Seq
+			if (addr+1)>>12 != addr>>12 {
+				a.pageLast[(addr+1)>>12] = r.Seq
+			}
+		}
+		a.haveLast = false
+	case replay.KInsn:
+		c := st.CPUs[r.CPU]
+		vpn := r.RIP >> 12
+		if !a.haveLast || a.lastVPN != vpn {
+			a.lastVPN, a.lastSeq, a.haveLast = vpn, a.pageLast[vpn], true
+			if end := (r.RIP + uint64(r.Len) - 1) >> 12; end != vpn && a.pageLast[end] > a.lastSeq {
+				a.lastSeq = a.pageLast[end]
+			}
+		}
+		if a.lastSeq == 0 || (c.Serialized && a.lastSeq <= c.LastSerialize) {
+			return // nothing on this page changed since this CPU serialized
+		}
+		a.check(ctx, r, c)
+	}
+}
+
+func (a *cmc) check(ctx *Context, r *format.Row, c replay.CPU) {
+	var changed []uint64
+	var evidence []uint64
+	guarded := true
+	for i := uint64(0); i < uint64(r.Len); i++ {
+		addr := r.RIP + i
+		h := a.hist[addr]
+		if h == nil {
+			continue
+		}
+		for k := 0; k < min(h.n, histLen); k++ {
+			w := h.writes[(h.n-1-k)%histLen]
+			if c.Serialized && w.seq <= c.LastSerialize {
+				break
+			}
+			if len(changed) == 0 || changed[len(changed)-1] != addr {
+				changed = append(changed, addr)
+			}
+			evidence = append(evidence, w.seq)
+			if i != 0 || (w.old != 0xcc && w.new != 0xcc) {
+				guarded = false
+			}
+		}
+		if h.n > histLen {
+			// Older writes fell out of the history; be conservative only if
+			// the oldest kept one is still after the serialization.
+			w := h.writes[h.n%histLen]
+			if !c.Serialized || w.seq > c.LastSerialize {
+				guarded = false
+			}
+		}
+	}
+	if len(changed) == 0 || guarded {
+		return
+	}
+	var now [15]byte
+	ctx.St.Mem.Read(r.RIP, now[:r.Len])
+	executed := r.Instruction()
+	state := "the same bytes memory holds now"
+	if string(now[:r.Len]) != string(executed) {
+		state = "memory now holds " + hexBytes(now[:r.Len]) + ": it ran a stale decode"
+	}
+	since := "it never serialized"
+	if c.Serialized {
+		since = fmt.Sprintf("its last serialization was seq %d", c.LastSerialize)
+	}
+	evidence = append([]uint64{r.Seq}, evidence...)
+	ctx.Report(Finding{
+		CPU: int(r.CPU), Task: r.Task, SeqFirst: minSeq(evidence), SeqLast: r.Seq, RIP: r.RIP, Evidence: evidence,
+		Message: fmt.Sprintf("cpu%d executed %s (bytes %s, %s) after %s changed without the int3 guard; %s",
+			r.CPU, ctx.Describe(r.RIP), hexBytes(executed), state, describeRange(ctx, changed), since),
+	}, fmt.Sprintf("%#x", r.RIP))
+}
+
+func describeRange(ctx *Context, addrs []uint64) string {
+	if len(addrs) == 1 {
+		return ctx.Describe(addrs[0])
+	}
+	return fmt.Sprintf("%s..%s (%d bytes)", ctx.Describe(addrs[0]), ctx.Describe(addrs[len(addrs)-1]), len(addrs))
+}
+
+func minSeq(s []uint64) uint64 {
+	m := s[0]
+	for _, v := range s {
+		m = min(m, v)
+	}
+	return m
+}
+
+func (*cmc) Finish(*Context) {}

@@ -1,0 +1,302 @@
+package analyze
+
+import (
+	"encoding/json"
+	"encoding/xml"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// Locator maps a symbol to a source file and line (for SARIF); ok=false when
+// unknown.
+type Locator func(scenario, symbol string) (file string, line int, ok bool)
+
+// WriteText prints results for a person.
+func WriteText(w io.Writer, results []*Result) error {
+	for _, res := range results {
+		for _, warn := range res.Warnings {
+			fmt.Fprintf(w, "%s: warning: %s\n", res.File, warn)
+		}
+		if len(res.Findings) == 0 {
+			fmt.Fprintf(w, "%s: %s: clean (%d events; analyzers: %s)\n", res.File, res.Scenario, res.Events, strings.Join(res.Analyzers, ", "))
+			continue
+		}
+		fmt.Fprintf(w, "%s: %s: %d finding(s) (%d events)\n", res.File, res.Scenario, len(res.Findings), res.Events)
+		for _, f := range res.Findings {
+			times := ""
+			if f.Count > 1 {
+				times = fmt.Sprintf(" [%d times; first shown]", f.Count)
+			}
+			fmt.Fprintf(w, "\n%s %s: cpu%d %s at %s (seq %d..%d)%s\n  %s\n", f.Severity, f.Analyzer, f.CPU, f.Context, f.Where, f.SeqFirst, f.SeqLast, times, f.Message)
+			if len(f.Story) > 0 {
+				fmt.Fprintln(w, "  what happened:")
+				for _, l := range f.Story {
+					fmt.Fprintf(w, "    %s\n", l)
+				}
+			}
+			fmt.Fprintf(w, "  evidence: seq %s\n", joinSeqs(f.Evidence))
+		}
+		fmt.Fprintln(w)
+	}
+	return nil
+}
+
+func joinSeqs(s []uint64) string {
+	parts := make([]string, len(s))
+	for i, v := range s {
+		parts[i] = fmt.Sprint(v)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// WriteJSON writes the results as a JSON array.
+func WriteJSON(w io.Writer, results []*Result) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(results)
+}
+
+// SARIF 2.1.0 (OASIS), the subset code-scanning UIs read.
+type sarifLog struct {
+	Schema  string     `json:"$schema"`
+	Version string     `json:"version"`
+	Runs    []sarifRun `json:"runs"`
+}
+
+type sarifRun struct {
+	Tool        sarifTool         `json:"tool"`
+	Results     []sarifResult     `json:"results"`
+	Invocations []sarifInvocation `json:"invocations"`
+}
+
+type sarifInvocation struct {
+	ExecutionSuccessful        bool                `json:"executionSuccessful"`
+	ToolExecutionNotifications []sarifNotification `json:"toolExecutionNotifications,omitempty"`
+}
+
+type sarifNotification struct {
+	Level   string       `json:"level"`
+	Message sarifMessage `json:"message"`
+}
+
+type sarifTool struct {
+	Driver sarifDriver `json:"driver"`
+}
+
+type sarifDriver struct {
+	Name           string      `json:"name"`
+	Version        string      `json:"version"`
+	InformationURI string      `json:"informationUri"`
+	Rules          []sarifRule `json:"rules"`
+}
+
+type sarifRule struct {
+	ID                   string             `json:"id"`
+	Name                 string             `json:"name"`
+	ShortDescription     sarifMessage       `json:"shortDescription"`
+	FullDescription      sarifMessage       `json:"fullDescription"`
+	DefaultConfiguration sarifConfiguration `json:"defaultConfiguration"`
+}
+
+type sarifConfiguration struct {
+	Level string `json:"level"`
+}
+
+type sarifMessage struct {
+	Text string `json:"text"`
+}
+
+type sarifResult struct {
+	RuleID     string            `json:"ruleId"`
+	RuleIndex  int               `json:"ruleIndex"`
+	Level      string            `json:"level"`
+	Message    sarifMessage      `json:"message"`
+	Locations  []sarifLocation   `json:"locations"`
+	CodeFlows  []sarifCodeFlow   `json:"codeFlows,omitempty"`
+	Properties map[string]any    `json:"properties"`
+	Finger     map[string]string `json:"partialFingerprints"`
+}
+
+type sarifLocation struct {
+	PhysicalLocation *sarifPhysical `json:"physicalLocation,omitempty"`
+	LogicalLocations []sarifLogical `json:"logicalLocations,omitempty"`
+	Message          *sarifMessage  `json:"message,omitempty"`
+}
+
+type sarifPhysical struct {
+	ArtifactLocation sarifArtifact `json:"artifactLocation"`
+	Region           *sarifRegion  `json:"region,omitempty"`
+}
+
+type sarifArtifact struct {
+	URI string `json:"uri"`
+}
+
+type sarifRegion struct {
+	StartLine int `json:"startLine"`
+}
+
+type sarifLogical struct {
+	Name               string `json:"name"`
+	FullyQualifiedName string `json:"fullyQualifiedName"`
+	Kind               string `json:"kind"`
+}
+
+type sarifCodeFlow struct {
+	ThreadFlows []sarifThreadFlow `json:"threadFlows"`
+}
+
+type sarifThreadFlow struct {
+	Locations []sarifThreadFlowLocation `json:"locations"`
+}
+
+type sarifThreadFlowLocation struct {
+	Location sarifLocation `json:"location"`
+}
+
+// WriteSARIF writes one SARIF 2.1.0 run with a rule per analyzer and a
+// result per finding, located in the slice source when loc knows the symbol.
+func WriteSARIF(w io.Writer, results []*Result, toolVersion string, loc Locator) error {
+	run := sarifRun{Tool: sarifTool{Driver: sarifDriver{Name: "patchtrace", Version: toolVersion,
+		InformationURI: "https://github.com/patchtrace/patchtrace"}}, Results: []sarifResult{}}
+	index := map[string]int{}
+	for i, a := range All() {
+		index[a.ID()] = i
+		run.Tool.Driver.Rules = append(run.Tool.Driver.Rules, sarifRule{
+			ID: a.ID(), Name: ruleName(a.ID()), ShortDescription: sarifMessage{a.Doc()}, FullDescription: sarifMessage{a.Doc()},
+			DefaultConfiguration: sarifConfiguration{Level: "error"},
+		})
+	}
+	inv := sarifInvocation{ExecutionSuccessful: true}
+	for _, res := range results {
+		for _, warn := range res.Warnings {
+			inv.ToolExecutionNotifications = append(inv.ToolExecutionNotifications, sarifNotification{Level: "warning", Message: sarifMessage{res.File + ": " + warn}})
+		}
+		for _, f := range res.Findings {
+			l := sarifLocation{LogicalLocations: []sarifLogical{{Name: f.Symbol, FullyQualifiedName: f.Where, Kind: "function"}}}
+			if loc != nil && f.Symbol != "" {
+				if file, line, ok := loc(res.Scenario, f.Symbol); ok {
+					l.PhysicalLocation = &sarifPhysical{ArtifactLocation: sarifArtifact{URI: file}, Region: &sarifRegion{StartLine: line}}
+				}
+			}
+			if l.PhysicalLocation == nil {
+				l.PhysicalLocation = &sarifPhysical{ArtifactLocation: sarifArtifact{URI: res.File}}
+			}
+			r := sarifResult{
+				RuleID: f.Analyzer, RuleIndex: index[f.Analyzer], Level: sarifLevel(f.Severity),
+				Message:   sarifMessage{fmt.Sprintf("%s (cpu%d, %s, seq %d..%d in %s)", f.Message, f.CPU, f.Context, f.SeqFirst, f.SeqLast, res.File)},
+				Locations: []sarifLocation{l},
+				Properties: map[string]any{"cpu": f.CPU, "task": f.Task, "seqFirst": f.SeqFirst, "seqLast": f.SeqLast,
+					"evidence": f.Evidence, "trace": res.File, "scenario": res.Scenario, "count": f.Count},
+				Finger: map[string]string{"patchtrace/v1": res.Scenario + "|" + f.Analyzer + "|" + f.Where},
+			}
+			if len(f.Story) > 0 {
+				var tf sarifThreadFlow
+				for _, s := range f.Story {
+					m := sarifMessage{s}
+					tf.Locations = append(tf.Locations, sarifThreadFlowLocation{Location: sarifLocation{Message: &m}})
+				}
+				r.CodeFlows = []sarifCodeFlow{{ThreadFlows: []sarifThreadFlow{tf}}}
+			}
+			run.Results = append(run.Results, r)
+		}
+	}
+	run.Invocations = []sarifInvocation{inv}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(sarifLog{Schema: "https://json.schemastore.org/sarif-2.1.0.json", Version: "2.1.0", Runs: []sarifRun{run}})
+}
+
+func ruleName(id string) string {
+	var b strings.Builder
+	up := true
+	for _, r := range id {
+		if r == '-' {
+			up = true
+			continue
+		}
+		if up && r >= 'a' && r <= 'z' {
+			r -= 'a' - 'A'
+		}
+		up = false
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+func sarifLevel(s Severity) string {
+	if s == SevWarning {
+		return "warning"
+	}
+	return "error"
+}
+
+// JUnit XML: one testsuite per trace, one testcase per analyzer.
+type junitSuites struct {
+	XMLName xml.Name     `xml:"testsuites"`
+	Tests   int          `xml:"tests,attr"`
+	Fails   int          `xml:"failures,attr"`
+	Suites  []junitSuite `xml:"testsuite"`
+}
+
+type junitSuite struct {
+	Name   string      `xml:"name,attr"`
+	Tests  int         `xml:"tests,attr"`
+	Fails  int         `xml:"failures,attr"`
+	Errors int         `xml:"errors,attr"`
+	Cases  []junitCase `xml:"testcase"`
+	Out    string      `xml:"system-out,omitempty"`
+}
+
+type junitCase struct {
+	Class   string        `xml:"classname,attr"`
+	Name    string        `xml:"name,attr"`
+	Failure *junitFailure `xml:"failure,omitempty"`
+}
+
+type junitFailure struct {
+	Message string `xml:"message,attr"`
+	Type    string `xml:"type,attr"`
+	Text    string `xml:",chardata"`
+}
+
+// WriteJUnit writes JUnit XML.
+func WriteJUnit(w io.Writer, results []*Result) error {
+	var all junitSuites
+	for _, res := range results {
+		s := junitSuite{Name: "patchtrace " + res.Scenario + " (" + res.File + ")", Out: strings.Join(res.Warnings, "\n")}
+		for _, id := range res.Analyzers {
+			c := junitCase{Class: "patchtrace." + res.Scenario, Name: id}
+			var text strings.Builder
+			n := 0
+			for _, f := range res.Findings {
+				if f.Analyzer != id {
+					continue
+				}
+				n++
+				fmt.Fprintf(&text, "cpu%d %s at %s (seq %d..%d, %d times): %s\n", f.CPU, f.Context, f.Where, f.SeqFirst, f.SeqLast, f.Count, f.Message)
+				for _, l := range f.Story {
+					fmt.Fprintf(&text, "    %s\n", l)
+				}
+			}
+			if n > 0 {
+				c.Failure = &junitFailure{Message: fmt.Sprintf("%d finding(s)", n), Type: id, Text: text.String()}
+				s.Fails++
+			}
+			s.Tests++
+			s.Cases = append(s.Cases, c)
+		}
+		all.Tests += s.Tests
+		all.Fails += s.Fails
+		all.Suites = append(all.Suites, s)
+	}
+	io.WriteString(w, xml.Header)
+	enc := xml.NewEncoder(w)
+	enc.Indent("", "  ")
+	if err := enc.Encode(all); err != nil {
+		return err
+	}
+	_, err := io.WriteString(w, "\n")
+	return err
+}

@@ -1,0 +1,54 @@
+package analyze
+
+import (
+	"bufio"
+	"io/fs"
+	"path"
+	"regexp"
+	"strings"
+)
+
+// SourceLocator finds where a symbol is defined in a scenario's slice
+// sources inside fsys (laid out as <scenario>/*.c|*.S plus base/): an
+// assembly label "name:" or a C function definition "... name(" at the start
+// of a line. Paths are returned as "scenarios/<dir>/<file>".
+func SourceLocator(fsys fs.FS) Locator {
+	cache := map[string][]srcFile{}
+	return func(scenario, symbol string) (string, int, bool) {
+		files, ok := cache[scenario]
+		if !ok {
+			for _, dir := range []string{scenario, "base"} {
+				ents, _ := fs.ReadDir(fsys, dir)
+				for _, e := range ents {
+					if ext := path.Ext(e.Name()); ext != ".c" && ext != ".S" {
+						continue
+					}
+					b, err := fs.ReadFile(fsys, path.Join(dir, e.Name()))
+					if err == nil {
+						files = append(files, srcFile{path: "scenarios/" + dir + "/" + e.Name(), text: string(b), asm: path.Ext(e.Name()) == ".S"})
+					}
+				}
+			}
+			cache[scenario] = files
+		}
+		asmDef := regexp.MustCompile(`^\s*` + regexp.QuoteMeta(symbol) + `:`)
+		cDef := regexp.MustCompile(`^[A-Za-z_].*[\s*]` + regexp.QuoteMeta(symbol) + `\s*\(`)
+		for _, f := range files {
+			sc := bufio.NewScanner(strings.NewReader(f.text))
+			line := 0
+			for sc.Scan() {
+				line++
+				t := sc.Text()
+				if (f.asm && asmDef.MatchString(t)) || (!f.asm && cDef.MatchString(t) && !strings.HasSuffix(strings.TrimSpace(t), ";")) {
+					return f.path, line, true
+				}
+			}
+		}
+		return "", 0, false
+	}
+}
+
+type srcFile struct {
+	path, text string
+	asm        bool
+}

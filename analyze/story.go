@@ -1,0 +1,160 @@
+package analyze
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/patchtrace/patchtrace/format"
+	"github.com/patchtrace/patchtrace/replay"
+)
+
+// storyDepth is how many notable events per CPU a story can draw on.
+const storyDepth = 24
+
+// storyWindow keeps, per CPU, the last notable events (traps, returns,
+// services, markers, switches, alias and per-CPU stores, function entries)
+// so that a finding can be told as the interleaving that led to it.
+type storyWindow struct {
+	ring [][storyDepth]format.Row
+	n    []int
+	text [][storyDepth]string // rendered when added: memory may change later
+}
+
+func newStoryWindow(cpus int) *storyWindow {
+	return &storyWindow{ring: make([][storyDepth]format.Row, cpus), n: make([]int, cpus), text: make([][storyDepth]string, cpus)}
+}
+
+func notable(st *replay.State, r *format.Row) bool {
+	switch r.Kind {
+	case replay.KInsn:
+		s, ok := st.Syms.At(r.RIP)
+		return ok && s.Addr == r.RIP
+	case replay.KWrite:
+		return r.Alias || r.PercpuVar != ""
+	case replay.KHalt:
+		return false
+	}
+	return true
+}
+
+func (w *storyWindow) add(st *replay.State, r *format.Row) {
+	c := int(r.CPU)
+	if c >= len(w.ring) || !notable(st, r) {
+		return
+	}
+	i := w.n[c] % storyDepth
+	w.ring[c][i] = *r
+	w.text[c][i] = tellRow(st, r)
+	w.n[c]++
+}
+
+// tell returns the last few notable events of the finding's CPU and of every
+// other CPU that acted in the same stretch, merged in sequence order.
+func (w *storyWindow) tell(st *replay.State, cpu int, evidence []uint64) []string {
+	type line struct {
+		seq  uint64
+		text string
+	}
+	var lines []line
+	var lo uint64
+	if cpu < len(w.ring) && w.n[cpu] > 0 {
+		k := min(w.n[cpu], 8)
+		first := (w.n[cpu] - k) % storyDepth
+		lo = w.ring[cpu][first].Seq
+	}
+	for _, ev := range evidence {
+		if ev < lo {
+			lo = ev
+		}
+	}
+	for c := range w.ring {
+		cnt := min(w.n[c], storyDepth)
+		var mine []line
+		for j := 0; j < cnt; j++ {
+			i := (w.n[c] - cnt + j) % storyDepth
+			if r := &w.ring[c][i]; r.Seq >= lo {
+				mine = append(mine, line{r.Seq, w.text[c][i]})
+			}
+		}
+		if c != cpu && len(mine) > 4 {
+			mine = mine[len(mine)-4:]
+		}
+		lines = append(lines, mine...)
+	}
+	sort.Slice(lines, func(i, j int) bool { return lines[i].seq < lines[j].seq })
+	if len(lines) > 16 {
+		lines = lines[len(lines)-16:]
+	}
+	out := make([]string, len(lines))
+	for i, l := range lines {
+		out[i] = l.text
+	}
+	return out
+}
+
+func hexBytes(b []byte) string {
+	var sb strings.Builder
+	for i, x := range b {
+		if i > 0 {
+			sb.WriteByte(' ')
+		}
+		fmt.Fprintf(&sb, "%02x", x)
+	}
+	return sb.String()
+}
+
+// tellRow renders one event as a person would tell it.
+func tellRow(st *replay.State, r *format.Row) string {
+	d := st.Syms.Describe
+	head := fmt.Sprintf("seq %d cpu%d task %d", r.Seq, r.CPU, r.Task)
+	if r.Depth > 0 {
+		head += fmt.Sprintf(" (trap depth %d)", r.Depth)
+	}
+	var what string
+	switch r.Kind {
+	case replay.KInsn:
+		what = fmt.Sprintf("enters %s", d(r.RIP))
+	case replay.KWrite:
+		switch {
+		case r.Alias:
+			what = fmt.Sprintf("text_poke writes %s (%d bytes, %#x -> %#x) through the alias %#x", d(r.Addr), r.Size, r.Old, r.New, r.AliasAddr)
+		default:
+			what = fmt.Sprintf("%s writes per-CPU %s[cpu%d] = %s (was %s)", d(r.RIP), r.PercpuVar, r.PercpuCPU, d(r.New), d(r.Old))
+		}
+	case replay.KPercpuRead:
+		what = fmt.Sprintf("%s reads per-CPU %s[cpu%d] = %s", d(r.RIP), r.PercpuVar, r.PercpuCPU, d(r.New))
+	case replay.KTrap:
+		what = fmt.Sprintf("takes %s at %s -> %s", format.VectorName(r.Vector), d(r.RIP), d(r.Handler))
+		if r.Vector == 3 {
+			var b [5]byte
+			st.Mem.Read(r.RIP-1, b[:])
+			what = fmt.Sprintf("hits int3 at %s (bytes %s) -> %s", d(r.RIP-1), hexBytes(b[:]), d(r.Handler))
+		}
+	case replay.KIret:
+		what = fmt.Sprintf("iretq from %s back to %s", d(r.RIP), d(r.Handler))
+	case replay.KPerm:
+		what = fmt.Sprintf("%s: page %#x %s -> %s", r.Service, r.Addr, format.PermString(r.PermOld), format.PermString(r.PermNew))
+		if r.Alias {
+			what = fmt.Sprintf("%s: alias of %s %s -> %s", r.Service, d(r.Addr), format.PermString(r.PermOld), format.PermString(r.PermNew))
+		}
+	case replay.KSerialize:
+		what = fmt.Sprintf("serializes (%s)", r.Cause)
+	case replay.KSwitch:
+		what = fmt.Sprintf("switches task %d -> %d", r.Old, r.New)
+	case replay.KService:
+		what = fmt.Sprintf("calls %s(%#x, %#x, %#x)", r.Service, r.Args[0], r.Args[1], r.Args[2])
+		if r.Service == 1 { // text_poke
+			what = fmt.Sprintf("calls text_poke(%s, %d bytes)", d(r.Args[0]), r.Args[2])
+		}
+	case replay.KMarker:
+		what = fmt.Sprintf("marker %d (%d)", r.Args[0], r.Args[1])
+	case replay.KFault:
+		what = r.Msg
+	case replay.KInject:
+		what = fmt.Sprintf("%s raised on cpu%d", format.VectorName(r.Vector), r.Addr)
+	default:
+		what = r.Kind.String()
+	}
+	return head + ": " + what
+}

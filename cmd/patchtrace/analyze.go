@@ -1,0 +1,103 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/patchtrace/patchtrace/analyze"
+	"github.com/patchtrace/patchtrace/scenarios"
+)
+
+func cmdAnalyze(env *cmdEnv, args []string) int {
+	fs := newFlags(env, "analyze")
+	formatName := fs.String("format", "text", "output format: text, json, sarif or junit")
+	only := fs.String("only", "", "comma-separated analyzer ids to run (default all: "+strings.Join(analyze.IDs(), ",")+")")
+	out := fs.String("o", "", "write the report to this file instead of stdout (written whole or not at all)")
+	force := fs.Bool("force", false, "replace an existing -o file")
+	pos, code, done := parseFlags(env, fs, args)
+	if done {
+		return code
+	}
+	if len(pos) == 0 {
+		fs.Usage()
+		return exitUsage
+	}
+	var ids []string
+	if *only != "" {
+		ids = strings.Split(*only, ",")
+	}
+	if _, err := analyze.Select(ids); err != nil {
+		return errorf(env, "analyze: %v", err)
+	}
+	var render func(io.Writer, []*analyze.Result) error
+	switch *formatName {
+	case "text":
+		render = analyze.WriteText
+	case "json":
+		render = analyze.WriteJSON
+	case "sarif":
+		loc := analyze.SourceLocator(scenarios.FS)
+		render = func(w io.Writer, rs []*analyze.Result) error { return analyze.WriteSARIF(w, rs, version, loc) }
+	case "junit":
+		render = analyze.WriteJUnit
+	default:
+		return errorf(env, "analyze: unknown --format %q (text, json, sarif, junit)", *formatName)
+	}
+	if *out != "" && !*force {
+		if _, err := os.Lstat(*out); err == nil {
+			return errorf(env, "analyze: %s exists (use --force to replace it)", *out)
+		}
+	}
+	var results []*analyze.Result
+	findings := 0
+	for _, path := range pos {
+		as, _ := analyze.Select(ids) // fresh analyzer state per trace
+		res, err := analyze.AnalyzeFile(path, as)
+		if err != nil {
+			return errorf(env, "analyze: %v", err)
+		}
+		for _, w := range res.Warnings {
+			if *out != "" || *formatName != "text" {
+				fmt.Fprintf(env.stderr, "patchtrace: warning: %s: %s\n", path, w)
+			}
+		}
+		findings += len(res.Findings)
+		results = append(results, res)
+	}
+	var buf bytes.Buffer
+	if err := render(&buf, results); err != nil {
+		return errorf(env, "analyze: %v", err)
+	}
+	if *out == "" {
+		env.stdout.Write(buf.Bytes())
+	} else if err := writeFileAtomic(*out, buf.Bytes()); err != nil {
+		return errorf(env, "analyze: %v", err)
+	}
+	if findings > 0 {
+		return exitFinding
+	}
+	return exitOK
+}
+
+// writeFileAtomic writes data to a temporary file next to path and renames
+// it into place, so path is never left half-written.
+func writeFileAtomic(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*.partial")
+	if err != nil {
+		return err
+	}
+	_, werr := tmp.Write(data)
+	err = errors.Join(werr, tmp.Chmod(0o644), tmp.Sync(), tmp.Close())
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+	}
+	return err
+}

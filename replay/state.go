@@ -1,0 +1,303 @@
+// Package replay reads a trace back as an ordered event stream and keeps the
+// machine state the events imply: memory contents (the slice image plus every
+// recorded store), page permissions, per-CPU context (task, trap depth, last
+// serialization), and the symbol table. Memory grows with the pages a run
+// touches, never with the number of events, so a trace of any length is
+// replayed in bounded memory.
+//
+// The stream is format.Row values, whether they come from a trace file
+// (FromReader) or straight from a running machine (the recorder's rows):
+// analyzers see the same thing in both cases.
+package replay
+
+import (
+	"bytes"
+	"debug/elf"
+	"encoding/binary"
+	"fmt"
+	"iter"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/patchtrace/patchtrace/format"
+	"github.com/patchtrace/patchtrace/scenario"
+)
+
+// Event kinds as format numbers them (see docs/trace-format.md).
+const (
+	KInsn       format.Kind = 1
+	KWrite      format.Kind = 2
+	KPercpuRead format.Kind = 3
+	KTrap       format.Kind = 4
+	KIret       format.Kind = 5
+	KPerm       format.Kind = 6
+	KSerialize  format.Kind = 7
+	KSwitch     format.Kind = 8
+	KService    format.Kind = 9
+	KMarker     format.Kind = 10
+	KFault      format.Kind = 11
+	KInject     format.Kind = 12
+	KHalt       format.Kind = 13
+)
+
+// Permission bits as the trace stores them.
+const (
+	PermR uint8 = 1
+	PermW uint8 = 2
+	PermX uint8 = 4
+)
+
+const pageShift = 12
+const pageSize = 1 << pageShift
+
+// Symbols is a trace's symbol table.
+type Symbols struct {
+	text   []format.Symbol // non-per-CPU, by address
+	percpu []format.Symbol // per-CPU (zero-based), by address
+	byName map[string]format.Symbol
+}
+
+// NewSymbols indexes syms.
+func NewSymbols(syms []format.Symbol) *Symbols {
+	s := &Symbols{byName: make(map[string]format.Symbol, len(syms))}
+	for _, sym := range syms {
+		if sym.Section == ".data..percpu" {
+			s.percpu = append(s.percpu, sym)
+		} else if sym.Section != "" {
+			s.text = append(s.text, sym)
+		}
+		if _, dup := s.byName[sym.Name]; !dup {
+			s.byName[sym.Name] = sym
+		}
+	}
+	sort.SliceStable(s.text, func(i, j int) bool { return s.text[i].Addr < s.text[j].Addr })
+	sort.SliceStable(s.percpu, func(i, j int) bool { return s.percpu[i].Addr < s.percpu[j].Addr })
+	return s
+}
+
+// Lookup finds a symbol by name.
+func (s *Symbols) Lookup(name string) (format.Symbol, bool) {
+	sym, ok := s.byName[name]
+	return sym, ok
+}
+
+// Resolve evaluates "symbol", "symbol+off" or a number.
+func (s *Symbols) Resolve(expr string) (uint64, error) {
+	expr = strings.TrimSpace(expr)
+	name, off := expr, uint64(0)
+	if i := strings.LastIndex(expr, "+"); i > 0 {
+		o, err := strconv.ParseUint(strings.TrimSpace(expr[i+1:]), 0, 64)
+		if err != nil {
+			return 0, fmt.Errorf("address %q: bad offset: %v", expr, err)
+		}
+		name, off = strings.TrimSpace(expr[:i]), o
+	}
+	if v, err := strconv.ParseUint(name, 0, 64); err == nil {
+		return v + off, nil
+	}
+	sym, ok := s.byName[name]
+	if !ok {
+		return 0, fmt.Errorf("address %q: no symbol %q in the trace", expr, name)
+	}
+	return sym.Addr + off, nil
+}
+
+// At returns the symbol containing addr, or false.
+func (s *Symbols) At(addr uint64) (format.Symbol, bool) {
+	i := sort.Search(len(s.text), func(i int) bool { return s.text[i].Addr > addr }) - 1
+	for ; i >= 0; i-- {
+		sym := s.text[i]
+		if sym.Size == 0 && i > 0 && s.text[i-1].Addr == sym.Addr {
+			continue
+		}
+		if sym.Size != 0 && addr >= sym.Addr+sym.Size {
+			return format.Symbol{}, false
+		}
+		return sym, true
+	}
+	return format.Symbol{}, false
+}
+
+// Describe renders addr as "symbol+0xoff", or hex when no symbol covers it.
+func (s *Symbols) Describe(addr uint64) string {
+	if sym, ok := s.At(addr); ok {
+		if addr == sym.Addr {
+			return sym.Name
+		}
+		return fmt.Sprintf("%s+%#x", sym.Name, addr-sym.Addr)
+	}
+	return fmt.Sprintf("%#x", addr)
+}
+
+// Page is one page of reconstructed memory.
+type Page struct {
+	Data [pageSize]byte
+	Perm uint8
+}
+
+// Memory is the reconstructed address space.
+type Memory struct {
+	pages map[uint64]*Page
+}
+
+// Page returns the page holding addr, or nil if it was never mapped or written.
+func (m *Memory) Page(addr uint64) *Page { return m.pages[addr>>pageShift] }
+
+// Perm returns the permission of addr's page (0 if unmapped).
+func (m *Memory) Perm(addr uint64) uint8 {
+	if p := m.pages[addr>>pageShift]; p != nil {
+		return p.Perm
+	}
+	return 0
+}
+
+// Read copies memory at addr into buf; unmapped bytes read as zero and ok
+// is false.
+func (m *Memory) Read(addr uint64, buf []byte) bool {
+	ok := true
+	for i := range buf {
+		a := addr + uint64(i)
+		p := m.pages[a>>pageShift]
+		if p == nil {
+			buf[i], ok = 0, false
+			continue
+		}
+		buf[i] = p.Data[a&(pageSize-1)]
+	}
+	return ok
+}
+
+// U64 reads a little-endian u64.
+func (m *Memory) U64(addr uint64) uint64 {
+	var b [8]byte
+	m.Read(addr, b[:])
+	return binary.LittleEndian.Uint64(b[:])
+}
+
+func (m *Memory) page(vpn uint64) *Page {
+	p := m.pages[vpn]
+	if p == nil {
+		p = &Page{}
+		m.pages[vpn] = p
+	}
+	return p
+}
+
+func (m *Memory) store(addr uint64, size int, v uint64) {
+	for i := 0; i < size; i++ {
+		a := addr + uint64(i)
+		m.page(a >> pageShift).Data[a&(pageSize-1)] = byte(v >> (8 * i))
+	}
+}
+
+// CPU is the replayed context of one CPU.
+type CPU struct {
+	Task          uint32
+	Depth         uint8
+	LastSerialize uint64 // seq of the CPU's last serialize event
+	Serialized    bool   // it has serialized at least once
+}
+
+// State is the machine state implied by the events applied so far.
+type State struct {
+	Meta     *format.Meta
+	Spec     *scenario.Spec // the scenario recorded in the trace (nil if it does not parse)
+	Syms     *Symbols
+	Mem      *Memory
+	CPUs     []CPU
+	Seq      uint64 // seq of the last applied event
+	Applied  uint64
+	Warnings []string
+}
+
+// NewState builds the state at the start of a run from a trace's metadata:
+// the slice image is loaded from the ELF the trace carries.
+func NewState(md *format.Meta) (*State, error) {
+	st := &State{Meta: md, Syms: NewSymbols(md.Symbols), Mem: &Memory{pages: make(map[uint64]*Page)}}
+	if md.CPUs < 1 || md.CPUs > 64 {
+		return nil, fmt.Errorf("replay: trace says %d CPUs", md.CPUs)
+	}
+	st.CPUs = make([]CPU, md.CPUs)
+	if md.ScenarioText != "" {
+		spec, err := scenario.Parse(md.Scenario+"/scenario.toml", []byte(md.ScenarioText))
+		if err != nil {
+			st.Warnings = append(st.Warnings, "scenario text does not parse: "+err.Error())
+		} else {
+			st.Spec = spec
+		}
+	}
+	if len(md.ELF) == 0 {
+		return st, nil
+	}
+	f, err := elf.NewFile(bytes.NewReader(md.ELF))
+	if err != nil {
+		return nil, fmt.Errorf("replay: the trace's slice ELF: %w", err)
+	}
+	for _, s := range f.Sections {
+		if s.Flags&elf.SHF_ALLOC == 0 || s.Size == 0 || s.Name == ".data..percpu" {
+			continue
+		}
+		perm := PermR
+		if s.Flags&elf.SHF_WRITE != 0 {
+			perm |= PermW
+		}
+		if s.Flags&elf.SHF_EXECINSTR != 0 {
+			perm |= PermX
+		}
+		var data []byte
+		if s.Type != elf.SHT_NOBITS {
+			if data, err = s.Data(); err != nil {
+				return nil, fmt.Errorf("replay: the trace's slice ELF, section %s: %w", s.Name, err)
+			}
+		}
+		for vpn := s.Addr >> pageShift; vpn <= (s.Addr+s.Size-1)>>pageShift; vpn++ {
+			st.Mem.page(vpn).Perm = perm
+		}
+		for i, b := range data {
+			a := s.Addr + uint64(i)
+			st.Mem.page(a >> pageShift).Data[a&(pageSize-1)] = b
+		}
+	}
+	return st, nil
+}
+
+// Apply updates the state with one event. Call it in sequence order.
+func (st *State) Apply(r *format.Row) {
+	st.Seq = r.Seq
+	st.Applied++
+	if int(r.CPU) < len(st.CPUs) {
+		c := &st.CPUs[r.CPU]
+		c.Task, c.Depth = r.Task, r.Depth
+		switch r.Kind {
+		case KSerialize:
+			c.LastSerialize, c.Serialized = r.Seq, true
+		case KSwitch:
+			c.Task = uint32(r.New)
+		}
+	}
+	switch r.Kind {
+	case KWrite:
+		st.Mem.store(r.Addr, int(r.Size), r.New)
+	case KPerm:
+		if !r.Alias {
+			for i := uint64(0); i < uint64(max(r.Size, 1)); i++ {
+				p := st.Mem.page(r.Addr>>pageShift + i)
+				p.Perm = r.PermNew
+			}
+		}
+	}
+}
+
+// Rows iterates a trace file's events.
+func Rows(r *format.Reader) iter.Seq2[*format.Row, error] { return r.Events() }
+
+// VPNs returns the known page numbers in address order.
+func (m *Memory) VPNs() []uint64 {
+	v := make([]uint64, 0, len(m.pages))
+	for k := range m.pages {
+		v = append(v, k)
+	}
+	sort.Slice(v, func(i, j int) bool { return v[i] < v[j] })
+	return v
+}
