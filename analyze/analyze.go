@@ -146,8 +146,26 @@ type Result struct {
 	Findings  []*Finding `json:"findings"`
 }
 
-// Run feeds rows through the state and the analyzers.
-func Run(st *replay.State, rows iter.Seq2[*format.Row, error], as []Analyzer) (*Result, error) {
+// Live analyzes rows as they are produced (by a running machine through the
+// recorder, or by a trace reader): the one implementation behind both
+// `analyze` and in-process checks.
+type Live struct {
+	ctx *Context
+	as  []Analyzer
+	res *Result
+}
+
+// NewLive prepares the state for a run described by md and starts the
+// analyzers.
+func NewLive(md *format.Meta, as []Analyzer) (*Live, error) {
+	st, err := replay.NewState(md)
+	if err != nil {
+		return nil, err
+	}
+	return newLive(st, as)
+}
+
+func newLive(st *replay.State, as []Analyzer) (*Live, error) {
 	ctx := &Context{St: st, byKey: map[string]*Finding{}, story: newStoryWindow(len(st.CPUs))}
 	res := &Result{Scenario: st.Meta.Scenario, Warnings: append([]string{}, st.Warnings...)}
 	for _, a := range as {
@@ -157,30 +175,50 @@ func Run(st *replay.State, rows iter.Seq2[*format.Row, error], as []Analyzer) (*
 			return nil, fmt.Errorf("analyzer %s: %w", a.ID(), err)
 		}
 	}
-	var rowErr error
-	for r, err := range rows {
-		if err != nil {
-			rowErr = err
-			break
-		}
-		st.Apply(r)
-		ctx.story.add(st, r)
-		for _, a := range as {
-			ctx.analyzer = a.ID()
-			a.Event(ctx, r)
-		}
+	return &Live{ctx: ctx, as: as, res: res}, nil
+}
+
+// Append implements record.Appender: it applies one row and runs the
+// analyzers on it.
+func (l *Live) Append(r *format.Row) error {
+	l.ctx.St.Apply(r)
+	l.ctx.story.add(l.ctx.St, r)
+	for _, a := range l.as {
+		l.ctx.analyzer = a.ID()
+		a.Event(l.ctx, r)
 	}
-	for _, a := range as {
-		ctx.analyzer = a.ID()
-		a.Finish(ctx)
+	return nil
+}
+
+// Finish ends the stream and returns the result.
+func (l *Live) Finish() *Result {
+	for _, a := range l.as {
+		l.ctx.analyzer = a.ID()
+		a.Finish(l.ctx)
 	}
-	res.Events = st.Applied
-	sort.SliceStable(ctx.findings, func(i, j int) bool { return ctx.findings[i].SeqFirst < ctx.findings[j].SeqFirst })
-	res.Findings = ctx.findings
+	res := l.res
+	res.Events = l.ctx.St.Applied
+	sort.SliceStable(l.ctx.findings, func(i, j int) bool { return l.ctx.findings[i].SeqFirst < l.ctx.findings[j].SeqFirst })
+	res.Findings = l.ctx.findings
 	if res.Findings == nil {
 		res.Findings = []*Finding{}
 	}
-	return res, rowErr
+	return res
+}
+
+// Run feeds rows through the state and the analyzers.
+func Run(st *replay.State, rows iter.Seq2[*format.Row, error], as []Analyzer) (*Result, error) {
+	l, err := newLive(st, as)
+	if err != nil {
+		return nil, err
+	}
+	for r, err := range rows {
+		if err != nil {
+			return l.Finish(), err
+		}
+		l.Append(r)
+	}
+	return l.Finish(), nil
 }
 
 // AnalyzeFile opens a trace and runs the analyzers over it. A truncated

@@ -158,7 +158,44 @@ type Options struct {
 	emu.Options
 	Force     bool // replace an existing output file
 	BatchRows int  // rows per record batch (0: the format's default)
+	// Tee also receives every row (e.g. analyze.Live for in-process
+	// analysis); with an empty path it is the only destination.
+	Tee Appender
 }
+
+// multi appends to several appenders.
+type multi []Appender
+
+func (m multi) Append(r *format.Row) error {
+	for _, a := range m {
+		if err := a.Append(r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// fileLike is where a run's rows go: a *format.File, or memOnly when there
+// is no file.
+type fileLike interface {
+	Appender
+	SetFinal(format.Final)
+	Events() uint64
+	Close() error
+	Abort() error
+}
+
+// memOnly hands rows to an appender without writing a file.
+type memOnly struct {
+	Appender
+	n uint64
+}
+
+func (m *memOnly) Append(r *format.Row) error { m.n++; return m.Appender.Append(r) }
+func (m *memOnly) SetFinal(format.Final)      {}
+func (m *memOnly) Events() uint64             { return m.n }
+func (m *memOnly) Close() error               { return nil }
+func (m *memOnly) Abort() error               { return nil }
 
 // Result is a recorded run.
 type Result struct {
@@ -170,7 +207,8 @@ type Result struct {
 
 // Run records spec into a trace at path: the file appears under its name
 // only when the run and the write both finished (a failed or killed run
-// leaves nothing under path; see format.CreateFile).
+// leaves nothing under path; see format.CreateFile). With an empty path
+// rows go only to opt.Tee.
 func Run(spec *scenario.Spec, path string, opt Options) (*Result, error) {
 	img, err := emu.LoadImage(spec.ID+"/"+spec.Slice, spec.ELF)
 	if err != nil {
@@ -184,11 +222,24 @@ func Run(spec *scenario.Spec, path string, opt Options) (*Result, error) {
 	if opt.BatchRows > 0 {
 		wopts = append(wopts, format.WithBatchRows(opt.BatchRows))
 	}
-	f, err := format.CreateFile(path, Meta(spec, img, cfg.CPUs, opt.Seed), opt.Force, wopts...)
-	if err != nil {
-		return nil, fmt.Errorf("record %s: %w", spec.ID, err)
+	var f fileLike
+	if path == "" {
+		if opt.Tee == nil {
+			return nil, fmt.Errorf("record %s: no output", spec.ID)
+		}
+		f = &memOnly{Appender: opt.Tee}
+	} else {
+		ff, err := format.CreateFile(path, Meta(spec, img, cfg.CPUs, opt.Seed), opt.Force, wopts...)
+		if err != nil {
+			return nil, fmt.Errorf("record %s: %w", spec.ID, err)
+		}
+		f = ff
 	}
-	rec := NewRecorder(f, img)
+	var dst Appender = f
+	if opt.Tee != nil && path != "" {
+		dst = multi{f, opt.Tee}
+	}
+	rec := NewRecorder(dst, img)
 	o := opt.Options
 	o.Sink = rec
 	m, src, err := emu.SetupImage(spec, img, o)

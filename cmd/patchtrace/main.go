@@ -65,6 +65,14 @@ func commands() []command {
 				"--format junit writes one testcase per analyzer per trace. A truncated trace is\n" +
 				"analyzed up to its last complete batch, with a warning.\n" +
 				"Exit status: 0 clean, 1 findings, 2 error."},
+		{"check", "[IDS...] [--seeds N] [--json] [--out DIR]", "record and analyze built-in scenarios and compare with their expected verdicts", cmdCheck,
+			"Runs each scenario (all built-in ones by default) for seeds 1..N with the\n" +
+				"analyzers attached in process, and prints one row per scenario: expected verdict,\n" +
+				"what the analyzers found (per analyzer, summed over seeds), events and time.\n" +
+				"A clean scenario must have no finding on any seed; a finding scenario must have\n" +
+				"findings from each expected analyzer on every seed. With --out, every run's trace\n" +
+				"(DIR/ID/seedN.arrow), its JSON report and check.json are kept (CI artifacts).\n" +
+				"Exit status: 0 all rows as expected, 1 some row differs, 2 error."},
 		{"scenarios", "[--json]", "list the built-in scenarios", cmdScenarios,
 			"Lists the built-in scenarios: id, seed mail, expected verdict and mechanism."},
 		{"version", "", "print the tool version", func(e *cmdEnv, _ []string) int {
