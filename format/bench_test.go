@@ -1,0 +1,103 @@
+package format
+
+import (
+	"bytes"
+	"io"
+	"testing"
+)
+
+// countWriter counts bytes and drops them.
+type countWriter struct{ n int64 }
+
+func (c *countWriter) Write(p []byte) (int, error) { c.n += int64(len(p)); return len(p), nil }
+
+// BenchmarkWrite appends tight-loop instruction rows (the repetitive case)
+// and writes them compressed, in the background (default) or serially.
+func BenchmarkWrite(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		opts []Option
+	}{{"background", nil}, {"serial", []Option{WithSerial()}}} {
+		b.Run(bc.name, func(b *testing.B) {
+			const n = 1 << 20
+			rows := loopRows(10 * 1024) // cycled; a 1Mi-row slice would be GC-scanned
+			var total, size int64
+			b.ReportAllocs()
+			for b.Loop() {
+				cw := &countWriter{}
+				w, err := NewWriter(cw, fixtureMeta(), bc.opts...)
+				if err != nil {
+					b.Fatal(err)
+				}
+				for i := range n {
+					r := &rows[i%len(rows)]
+					r.Seq = uint64(i)
+					if err := w.Append(r); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if err := w.Close(); err != nil {
+					b.Fatal(err)
+				}
+				total += n
+				size += cw.n
+			}
+			// rows/s: rows appended, encoded, compressed and written per second.
+			b.ReportMetric(float64(total)/b.Elapsed().Seconds(), "rows/s")
+			// B/row: file bytes per row (metadata included).
+			b.ReportMetric(float64(size)/float64(total), "B/row")
+		})
+	}
+}
+
+// BenchmarkAppend measures Append alone: no batch fills.
+func BenchmarkAppend(b *testing.B) {
+	rows := loopRows(4096)
+	b.ReportAllocs()
+	var w *Writer
+	seq := uint64(0)
+	for b.Loop() {
+		if w == nil || seq%MaxBatchRows == MaxBatchRows-1 {
+			b.StopTimer()
+			if w != nil {
+				w.abort()
+			}
+			var err error
+			if w, err = NewWriter(io.Discard, fixtureMeta(), WithBatchRows(MaxBatchRows)); err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+		}
+		r := &rows[seq%4096]
+		r.Seq = seq
+		seq++
+		if err := w.Append(r); err != nil {
+			b.Fatal(err)
+		}
+	}
+	w.abort()
+}
+
+// BenchmarkRead decodes every row of a 1Mi-row tight-loop trace.
+func BenchmarkRead(b *testing.B) {
+	const n = 1 << 20
+	data := writeTrace(b, loopRows(n))
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	var total int64
+	for b.Loop() {
+		r, err := NewReader(bytes.NewReader(data), int64(len(data)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, err := range r.Events() {
+			if err != nil {
+				b.Fatal(err)
+			}
+			total++
+		}
+		r.Close()
+	}
+	// rows/s: rows decoded into Row values per second.
+	b.ReportMetric(float64(total)/b.Elapsed().Seconds(), "rows/s")
+}
