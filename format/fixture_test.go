@@ -72,7 +72,7 @@ func fixtureRows() []Row {
 			Percpu: true, PercpuCPU: 1, PercpuOff: 0x40},
 		insn(12, 2, text, 4, 0xcc),
 		{Seq: 13, Kind: KindTrap, CPU: 2, Task: 3, Depth: 1, RIP: text + 1, Vector: 3, HasVector: true, Handler: text + 0x200,
-			RSP: 0xffffc90000023fd8, IST: 0, RFlags: 0x246},
+			RSP: 0xffffc90000023fd8, IST: 0, RFlags: 0x246, Size: 40},
 		{Seq: 14, Kind: KindTrap, CPU: 3, Task: 4, Depth: 2, RIP: text + 0x30, Vector: 14, HasVector: true, Handler: text + 0x300,
 			RSP: 0xffffc90000030000, IST: 7, RFlags: math.MaxUint64, ErrCode: 2, HasErrCode: true, Addr: 0xdead000, HasAddr: true},
 		{Seq: 15, Kind: KindTrap, CPU: 0, Depth: 3, RIP: text + 0x44, Vector: 2, HasVector: true, Handler: text + 0x400, RSP: 16, IST: 2},
@@ -81,6 +81,8 @@ func fixtureRows() []Row {
 		{Seq: 18, Kind: KindSerialize, CPU: 1, Task: 2, RIP: text + 0x20, Cause: 2},
 		{Seq: 19, Kind: KindPerm, CPU: 0, Task: 1, RIP: text + 0x500, Addr: 0xffffffffa0000000, HasAddr: true, Size: 3, PermOld: 3, PermNew: 5, Service: 2},
 		{Seq: 20, Kind: KindPerm, CPU: 0, Task: 1, RIP: text + 0x500, Addr: 0xffffffffa0003000, HasAddr: true, Size: 1, PermOld: 0, PermNew: 7, Service: 6},
+		{Seq: 20, Kind: KindPerm, CPU: 0, Task: 1, RIP: text + 0x100, Addr: text, HasAddr: true, Size: 1, PermOld: 0, PermNew: 3, Service: 1,
+			Alias: true, AliasAddr: 0xffffe00000000000},
 		{Seq: 21, Kind: KindSwitch, CPU: 1, Task: 2, Depth: 1, RIP: text + 0x600, Old: 2, New: 0},
 		{Seq: 22, Kind: KindService, CPU: 0, Task: 1, RIP: text + 0x100, Service: 1, Args: [4]uint64{text, 0xffffc90000003e00, 5, 0}, Ret: text},
 		{Seq: 23, Kind: KindService, CPU: 3, Task: 4, RIP: text + 0x700, Service: 7, Args: [4]uint64{math.MaxUint64 - 1, 0xfb, math.MaxUint64, 1}, Ret: 0},
@@ -93,8 +95,14 @@ func fixtureRows() []Row {
 		insn(30, 3, text+0x20, 7, 0x0f, 0xa2),
 		{Seq: 31, Kind: KindFault, CPU: 3, Task: 4, Depth: 1, RIP: text + 0x31, Vector: 14, HasVector: true, ErrCode: 0x11, HasErrCode: true,
 			Addr: 0xffffffff81000031, HasAddr: true, Msg: "oops: #PF fetching from a non-executable page at pt_tramp+0x31"},
-		{Seq: 32, Kind: KindFault, CPU: 0, Task: 1, RIP: text + 0x900, Msg: "panic: \"ünïcode\"\n"},
+		{Seq: 32, Kind: KindFault, CPU: 0, Task: 1, RIP: text + 0x900, Service: 8, Msg: "panic: \"ünïcode\"\n"},
 		{Seq: math.MaxUint64, Kind: KindFault, CPU: 1, RIP: 0, Msg: "BUG"},
+	}
+	// Keep seq strictly increasing (rows inserted above reuse a number).
+	for i := 1; i < len(rows); i++ {
+		if rows[i].Seq <= rows[i-1].Seq {
+			rows[i].Seq = rows[i-1].Seq + 1
+		}
 	}
 	return rows
 }

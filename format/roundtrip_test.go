@@ -193,6 +193,8 @@ func columnStored(c Column, r *Row) bool {
 			return r.PercpuVar != ""
 		case `Msg != ""`:
 			return r.Msg != ""
+		case "Service != 0":
+			return r.Service != 0
 		default:
 			panic("unknown condition " + u.Cond)
 		}

@@ -82,7 +82,7 @@ GROUP BY ALL ORDER BY ALL;`}},
 FROM read_parquet('trace.parquet')
 WHERE kind = 'iret'
 GROUP BY ALL ORDER BY n DESC;`}},
-	{KindPerm, "perm", "Page permissions changed: `addr` is the first page, `size` the page count, `perm_old`/`perm_new` the r=1 w=2 x=4 bits, `service` the service that changed them.",
+	{KindPerm, "perm", "Page permissions changed: `addr` is the first page, `size` the page count, `perm_old`/`perm_new` the r=1 w=2 x=4 bits, `service` the service that changed them. For the text-poke alias page (`alias` true), `alias_addr` is the alias page and `addr` the text page it maps.",
 		Query{"Permission changes that left a page writable and executable",
 			`SELECT seq, cpu, service, printf('%x', addr) AS page, size AS pages, perm_old, perm_new
 FROM read_parquet('trace.parquet')
@@ -311,11 +311,11 @@ var Columns = []Column{
 
 	{Name: "addr", Type: u64, Uses: []Use{{KindWrite, ""}, {KindPercpuRead, ""}, {KindTrap, "HasAddr"}, {KindPerm, ""}, {KindFault, "HasAddr"}, {KindInject, ""}},
 		Doc: "write/percpu_read: the virtual address accessed; trap: CR2 of a page fault; perm: the first page; fault: the faulting address; inject: the target CPU."},
-	{Name: "size", Type: u32, Uses: uses(KindWrite, KindPercpuRead, KindPerm), Doc: "write/percpu_read: access size in bytes (1, 2, 4 or 8); perm: number of 4 KiB pages."},
+	{Name: "size", Type: u32, Uses: uses(KindWrite, KindPercpuRead, KindTrap, KindPerm), Doc: "write/percpu_read: access size in bytes (1, 2, 4 or 8); trap: stack bytes used by the delivery (the frame, error code and alignment); perm: number of 4 KiB pages."},
 	{Name: "old", Type: u64, Uses: uses(KindWrite, KindSwitch), Doc: "write: the value before the store (little-endian, `size` bytes); switch: the previous task."},
 	{Name: "new", Type: u64, Uses: uses(KindWrite, KindPercpuRead, KindSwitch), Doc: "write: the value stored; percpu_read: the value read; switch: the next task."},
-	{Name: "alias", Type: arrow.FixedWidthTypes.Boolean, Uses: uses(KindWrite), Doc: "The store went through the text-poke alias mapping (the only legal way to change kernel text)."},
-	{Name: "alias_addr", Type: u64, Uses: []Use{{KindWrite, "Alias"}}, Doc: "The alias virtual address actually written; `addr` is the text address it maps to."},
+	{Name: "alias", Type: arrow.FixedWidthTypes.Boolean, Uses: uses(KindWrite, KindPerm), Doc: "write: the store went through the text-poke alias mapping (the only legal way to change kernel text); perm: the change maps or unmaps the text-poke alias page."},
+	{Name: "alias_addr", Type: u64, Uses: []Use{{KindWrite, "Alias"}, {KindPerm, "Alias"}}, Doc: "The alias virtual address (written, or whose page changed); `addr` is the text address it maps to."},
 	{Name: "percpu_cpu", Type: u16, Uses: []Use{{KindWrite, "Percpu"}, {KindPercpuRead, ""}}, Doc: "Whose per-CPU area the address is in."},
 	{Name: "percpu_off", Type: u32, Uses: []Use{{KindWrite, "Percpu"}, {KindPercpuRead, ""}}, Doc: "Offset within the per-CPU section (the per-CPU symbol's value plus the offset into it)."},
 	{Name: "percpu_var", Type: dictPercpu, Uses: []Use{{KindWrite, "Percpu && PercpuVar != \"\""}, {KindPercpuRead, "PercpuVar != \"\""}}, Enum: "percpu_var",
@@ -328,7 +328,7 @@ var Columns = []Column{
 	{Name: "perm_old", Type: u8, Uses: uses(KindPerm), Enum: "perm", Doc: "Page permissions before: r=1 w=2 x=4 (0 = unmapped)."},
 	{Name: "perm_new", Type: u8, Uses: uses(KindPerm), Enum: "perm", Doc: "Page permissions after: r=1 w=2 x=4 (0 = unmapped)."},
 	{Name: "cause", Type: dictCause, Uses: uses(KindSerialize), Enum: "cause", Doc: "Why the CPU serialized (dictionary-encoded string)."},
-	{Name: "service", Type: dictService, Uses: uses(KindPerm, KindService), Enum: "service", Doc: "The native service (dictionary-encoded string)."},
+	{Name: "service", Type: dictService, Uses: []Use{{KindPerm, ""}, {KindService, ""}, {KindFault, "Service != 0"}}, Enum: "service", Doc: "The native service (dictionary-encoded string); fault: the service that raised it (panic, pt_bug), null for an oops."},
 	{Name: "arg0", Type: u64, Uses: uses(KindService, KindMarker), Doc: "service: first argument (RDI); marker: the marker id."},
 	{Name: "arg1", Type: u64, Uses: uses(KindService, KindMarker), Doc: "service: second argument (RSI); marker: the value."},
 	{Name: "arg2", Type: u64, Uses: uses(KindService), Doc: "service: third argument (RDX)."},

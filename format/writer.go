@@ -402,6 +402,7 @@ func (w *Writer) Append(r *Row) error {
 		c[ColRSP].u64(n, r.RSP)
 		c[ColIST].u8(n, r.IST)
 		c[ColRFlags].u64(n, r.RFlags)
+		c[ColSize].u32(n, r.Size)
 		if r.HasErrCode {
 			c[ColErrCode].u64(n, r.ErrCode)
 		}
@@ -418,6 +419,10 @@ func (w *Writer) Append(r *Row) error {
 		c[ColPermOld].u8(n, r.PermOld)
 		c[ColPermNew].u8(n, r.PermNew)
 		c[ColService].u8(n, uint8(r.Service-1))
+		c[ColAlias].bool(n, r.Alias)
+		if r.Alias {
+			c[ColAliasAddr].u64(n, r.AliasAddr)
+		}
 	case KindSerialize:
 		c[ColCause].u8(n, uint8(r.Cause-1))
 	case KindSwitch:
@@ -445,6 +450,9 @@ func (w *Writer) Append(r *Row) error {
 		}
 		if r.HasAddr {
 			c[ColAddr].u64(n, r.Addr)
+		}
+		if r.Service != 0 {
+			c[ColService].u8(n, uint8(r.Service-1))
 		}
 		c[ColMsg].str(n, r.Msg)
 	case KindInject:
@@ -478,7 +486,8 @@ func (w *Writer) check(r *Row) error {
 		msg = fmt.Sprintf("instruction length %d", r.Len)
 	case r.Kind == KindInsn && int(r.Op) >= w.nOps:
 		msg = fmt.Sprintf("op %d has no name (Meta.OpNames has %d)", r.Op, w.nOps)
-	case (r.Kind == KindPerm || r.Kind == KindService) && (r.Service < 1 || int(r.Service) > len(Services)):
+	case (r.Kind == KindPerm || r.Kind == KindService) && (r.Service < 1 || int(r.Service) > len(Services)),
+		r.Kind == KindFault && int(r.Service) > len(Services):
 		msg = fmt.Sprintf("unknown service %d", r.Service)
 	case r.Kind == KindSerialize && (r.Cause < 1 || int(r.Cause) > len(Causes)):
 		msg = fmt.Sprintf("unknown serialize cause %d", r.Cause)
