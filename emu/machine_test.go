@@ -332,3 +332,30 @@ func TestNMIHeldUntilFirstSTI(t *testing.T) {
 		t.Fatalf("want the NMI after the STI shadow, got %+v", tr)
 	}
 }
+
+// TestSTIShadowSurvivesInjectionAtShadowedInstruction: an NMI raised by an
+// injection rule at the instruction after STI (the rule looks at the
+// boundary again before the instruction runs) must still wait for the
+// shadowed instruction when NMIs are blocked in the shadow.
+func TestSTIShadowSurvivesInjectionAtShadowedInstruction(t *testing.T) {
+	for _, tc := range []struct {
+		quirk   bool
+		wantRIP uint64
+	}{{false, testText + 2}, {true, testText + 1}} {
+		img := testImage(t, cat(asmSti, asmNop, asmNop, asmSelf), testGate{v: VecNMI, code: asmSelf})
+		rec := &recorder{}
+		img.Symbols = append(img.Symbols)
+		m, err := New(img, Config{CPUs: 1, Quirks: Quirks{NMIInSTIShadow: tc.quirk}, Sink: rec,
+			Inject: []InjectRule{{Vector: VecNMI, CPU: 0, At: "pt_start+1", Hit: 1}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 5; i++ {
+			step(m)
+		}
+		traps := rec.kinds(EvTrap)
+		if len(traps) != 1 || traps[0].RIP != tc.wantRIP {
+			t.Fatalf("quirk %v: want the NMI at %#x, got %+v", tc.quirk, tc.wantRIP, traps)
+		}
+	}
+}

@@ -8,12 +8,15 @@ import "golang.org/x/arch/x86/x86asm"
 func (m *Machine) runCPU(c *CPU, n int) {
 	sink := m.sink
 	for ; n > 0; n-- {
+		shadowed := false // this instruction runs in the STI shadow
 		if c.attention {
 			switch m.boundary(c) {
 			case bdDelivered:
 				continue
 			case bdIdle:
 				return
+			case bdShadow:
+				shadowed = true
 			}
 			if m.stop != StopNone {
 				return
@@ -37,6 +40,10 @@ func (m *Machine) runCPU(c *CPU, n int) {
 				continue // deliver before this instruction
 			}
 			if in.native != 0 {
+				if shadowed {
+					c.shadow = false
+					c.updateAttention()
+				}
 				m.service(c, ServiceID(in.native))
 				c.stats.Insns++
 				m.insns++
@@ -52,6 +59,11 @@ func (m *Machine) runCPU(c *CPU, n int) {
 			*e = Event{Kind: EvInsn, CPU: uint16(c.ID), RIP: c.RIP, Len: in.len, Bytes: in.raw,
 				Op: uint16(in.op), RSP: c.R[RSP], Flags: c.RFLAGS}
 			m.emit(c, e)
+		}
+		if shadowed {
+			// The shadow covers exactly this instruction (SDM Vol. 2 STI).
+			c.shadow = false
+			c.updateAttention()
 		}
 		c.exec(in)
 		c.stats.Insns++
@@ -87,16 +99,19 @@ type bdResult uint8
 
 const (
 	bdRun       bdResult = iota // execute the next instruction
+	bdShadow                    // execute the next instruction; it is in the STI shadow
 	bdDelivered                 // an event was delivered (a step was used)
 	bdIdle                      // halted with nothing deliverable
 )
 
 // boundary applies the instruction-boundary rules (SDM Vol. 3 §6.8.3,
 // §6.9): NMI first unless blocked, then maskable interrupts when IF=1 and
-// the CPU is not in the STI shadow. Delivering any event ends the shadow.
+// the CPU is not in the STI shadow. Delivering any event ends the shadow
+// (deliver clears it); otherwise the shadow lasts until the next instruction
+// has executed, however many times the boundary is looked at before (an
+// injection rule firing at that instruction looks again).
 func (m *Machine) boundary(c *CPU) bdResult {
 	inhibit := c.shadow
-	c.shadow = false
 	defer c.updateAttention()
 	if c.nmiPend && !c.nmiBlock && c.booted && (!inhibit || m.cfg.Quirks.NMIInSTIShadow) {
 		c.nmiPend = false
@@ -116,6 +131,9 @@ func (m *Machine) boundary(c *CPU) bdResult {
 	}
 	if c.halted {
 		return bdIdle
+	}
+	if inhibit {
+		return bdShadow
 	}
 	return bdRun
 }
@@ -224,6 +242,7 @@ func (m *Machine) deliver(c *CPU, v Vector, hasErr bool, errCode, cr2 uint64) {
 	}
 	c.R[RSP] = sp
 	c.RIP = g.Handler
+	c.shadow = false // delivering an event ends the STI shadow
 	c.RFLAGS &^= FlagTF
 	if g.Type == GateInterrupt {
 		c.RFLAGS &^= FlagIF
