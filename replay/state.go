@@ -205,6 +205,7 @@ type State struct {
 	Spec     *scenario.Spec // the scenario recorded in the trace (nil if it does not parse)
 	Syms     *Symbols
 	Mem      *Memory
+	Image    *Memory // the slice image as loaded, before any event
 	CPUs     []CPU
 	Seq      uint64 // seq of the last applied event
 	Applied  uint64
@@ -214,7 +215,7 @@ type State struct {
 // NewState builds the state at the start of a run from a trace's metadata:
 // the slice image is loaded from the ELF the trace carries.
 func NewState(md *format.Meta) (*State, error) {
-	st := &State{Meta: md, Syms: NewSymbols(md.Symbols), Mem: &Memory{pages: make(map[uint64]*Page)}}
+	st := &State{Meta: md, Syms: NewSymbols(md.Symbols), Mem: &Memory{pages: make(map[uint64]*Page)}, Image: &Memory{pages: make(map[uint64]*Page)}}
 	if md.CPUs < 1 || md.CPUs > 64 {
 		return nil, fmt.Errorf("replay: trace says %d CPUs", md.CPUs)
 	}
@@ -234,6 +235,7 @@ func NewState(md *format.Meta) (*State, error) {
 	if err != nil {
 		return nil, fmt.Errorf("replay: the trace's slice ELF: %w", err)
 	}
+	st.Image = &Memory{pages: make(map[uint64]*Page)}
 	for _, s := range f.Sections {
 		if s.Flags&elf.SHF_ALLOC == 0 || s.Size == 0 || s.Name == ".data..percpu" {
 			continue
@@ -257,6 +259,12 @@ func NewState(md *format.Meta) (*State, error) {
 		for i, b := range data {
 			a := s.Addr + uint64(i)
 			st.Mem.page(a >> pageShift).Data[a&(pageSize-1)] = b
+		}
+		if perm&PermX != 0 {
+			for vpn := s.Addr >> pageShift; vpn <= (s.Addr+s.Size-1)>>pageShift; vpn++ {
+				p := *st.Mem.page(vpn)
+				st.Image.pages[vpn] = &p
+			}
 		}
 	}
 	return st, nil
