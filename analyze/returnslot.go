@@ -2,6 +2,9 @@ package analyze
 
 import (
 	"fmt"
+	"strings"
+
+	"golang.org/x/arch/x86/x86asm"
 
 	"github.com/patchtrace/patchtrace/format"
 	"github.com/patchtrace/patchtrace/replay"
@@ -15,9 +18,46 @@ import (
 // context that is being redirected (the int3 handler's interrupted task); a
 // load consumes it. A slot stored again before it was consumed, or consumed
 // by a different task than the one it was filled for, is a finding.
+//
+// Stacks: every 8-byte store is tagged with what made it — a CALL pushing
+// its return address, a PUSH, or any other store (a MOV, a trap frame). A
+// RET through a word a CALL pushed, or a PUSH put there (a trampoline's
+// "push target; ret"), returns where its own call or trampoline meant. A RET
+// through any other word must land on a return address: right after a CALL
+// instruction (in the code as built or as it is now), right after a
+// must_call site (an emulated call's return), or at a ret_from_* entry (a
+// new task's hand-built first frame, docs/slice-abi.md). Anything else — a
+// function entry a forgotten pop left on the stack — is a finding.
 type returnSlot struct {
 	slots map[string]bool
 	state map[slotKey]*slotFill
+
+	prov     map[uint64]stackWord // 8-byte word -> what last stored it
+	cpu      []cpuTrack
+	isCall   []bool // by op index
+	isRet    []bool
+	isPush   []bool
+	siteRets map[uint64]bool // must_call site + 5
+}
+
+// Stack word provenance.
+const (
+	provStore uint8 = iota
+	provCall
+	provPush
+)
+
+type stackWord struct {
+	kind uint8
+	seq  uint64
+	rip  uint64
+}
+
+// cpuTrack is what the previous events on one CPU tell about the next write.
+type cpuTrack struct {
+	op      uint16 // last instruction's op
+	rip     uint64
+	pending bool // the last instruction's own push/call store has not been seen yet
 }
 
 type slotKey struct {
@@ -42,7 +82,22 @@ func (*returnSlot) Doc() string {
 func (a *returnSlot) Start(ctx *Context) error {
 	a.slots = map[string]bool{}
 	a.state = map[slotKey]*slotFill{}
+	a.prov = map[uint64]stackWord{}
+	a.cpu = make([]cpuTrack, len(ctx.St.CPUs))
+	a.siteRets = map[uint64]bool{}
+	names := ctx.St.Meta.OpNames
+	a.isCall, a.isRet, a.isPush = make([]bool, len(names)), make([]bool, len(names)), make([]bool, len(names))
+	for i, n := range names {
+		a.isCall[i] = n == "CALL"
+		a.isRet[i] = n == "RET"
+		a.isPush[i] = n == "PUSH" || n == "PUSHF"
+	}
 	if ctx.St.Spec != nil {
+		for _, mc := range ctx.St.Spec.Contract.MustCall {
+			if site, err := ctx.St.Syms.Resolve(mc.Site); err == nil {
+				a.siteRets[site+5] = true
+			}
+		}
 		for _, s := range ctx.St.Spec.Contract.ReturnSlots {
 			if _, ok := ctx.St.Syms.Lookup(s); !ok {
 				return fmt.Errorf("contract return_slots: no symbol %q in the trace", s)
@@ -54,12 +109,18 @@ func (a *returnSlot) Start(ctx *Context) error {
 }
 
 func (a *returnSlot) Event(ctx *Context, r *format.Row) {
-	if len(a.slots) == 0 {
-		return
-	}
 	switch r.Kind {
+	case replay.KInsn:
+		if int(r.Op) < len(a.isRet) && a.isRet[r.Op] {
+			a.checkRet(ctx, r)
+		}
+		t := &a.cpu[r.CPU]
+		t.op, t.rip = r.Op, r.RIP
+		t.pending = int(r.Op) < len(a.isCall) && (a.isCall[r.Op] || a.isPush[r.Op])
+		return
 	case replay.KWrite:
-		if !a.slots[r.PercpuVar] {
+		a.trackStore(r)
+		if len(a.slots) == 0 || !a.slots[r.PercpuVar] {
 			return
 		}
 		k := slotKey{r.PercpuVar, r.PercpuCPU}
@@ -80,7 +141,7 @@ func (a *returnSlot) Event(ctx *Context, r *format.Row) {
 		}
 		a.state[k] = &slotFill{seq: r.Seq, value: r.New, task: r.Task, depth: owner, rip: r.RIP}
 	case replay.KPercpuRead:
-		if !a.slots[r.PercpuVar] {
+		if len(a.slots) == 0 || !a.slots[r.PercpuVar] {
 			return
 		}
 		f := a.state[slotKey{r.PercpuVar, r.PercpuCPU}]
@@ -100,3 +161,74 @@ func (a *returnSlot) Event(ctx *Context, r *format.Row) {
 }
 
 func (*returnSlot) Finish(*Context) {}
+
+// trackStore tags the stored 8-byte word with what stored it. The first
+// store after a CALL or PUSH is that instruction's; any later one before
+// the next instruction (a trap frame, a service) is a plain store.
+func (a *returnSlot) trackStore(r *format.Row) {
+	if r.Size != 8 || r.Alias {
+		return
+	}
+	t := &a.cpu[r.CPU]
+	w := stackWord{kind: provStore, seq: r.Seq, rip: r.RIP}
+	if t.pending {
+		if a.isCall[t.op] {
+			w.kind = provCall
+		} else {
+			w.kind = provPush
+		}
+		t.pending = false
+	}
+	a.prov[r.Addr] = w
+}
+
+// checkRet judges a RET by the word it pops.
+func (a *returnSlot) checkRet(ctx *Context, r *format.Row) {
+	st := ctx.St
+	target := st.Mem.U64(r.RSP)
+	w, known := a.prov[r.RSP]
+	if known && w.kind != provStore {
+		return
+	}
+	if a.siteRets[target] || isReturnAddress(st.Mem, target) || isReturnAddress(st.Image, target) {
+		return
+	}
+	// A new task's first switch returns into ret_from_* through a frame the
+	// scheduler built by hand (Linux's copy_thread/ret_from_fork).
+	if sym, ok := st.Syms.At(target); ok && sym.Addr == target && strings.HasPrefix(sym.Name, "ret_from_") {
+		return
+	}
+	by := "a word that was never stored in this run"
+	ev := []uint64{r.Seq}
+	first := r.Seq
+	if known {
+		by = fmt.Sprintf("a word stored at seq %d by %s, not by a call", w.seq, ctx.Describe(w.rip))
+		ev = []uint64{w.seq, r.Seq}
+		first = w.seq
+	}
+	ctx.Report(Finding{
+		CPU: int(r.CPU), Task: r.Task, SeqFirst: first, SeqLast: r.Seq, RIP: r.RIP, Evidence: ev,
+		Context: contextName(r),
+		Message: fmt.Sprintf("ret at %s returns to %s through %s (stack %#x): no call produced that return address",
+			ctx.Describe(r.RIP), ctx.Describe(target), by, r.RSP),
+	}, fmt.Sprintf("ret|%#x|%#x", r.RIP, target))
+}
+
+// isReturnAddress reports whether the bytes before addr in mem decode as a
+// CALL that ends exactly at addr.
+func isReturnAddress(mem *replay.Memory, addr uint64) bool {
+	if mem == nil {
+		return false
+	}
+	var buf [7]byte
+	if !mem.Read(addr-7, buf[:]) {
+		return false
+	}
+	for k := 2; k <= 7; k++ {
+		in, err := x86asm.Decode(buf[7-k:], 64)
+		if err == nil && in.Len == k && in.Op == x86asm.CALL {
+			return true
+		}
+	}
+	return false
+}
