@@ -1,0 +1,182 @@
+package analyze_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/patchtrace/patchtrace/analyze"
+	"github.com/patchtrace/patchtrace/emu"
+	"github.com/patchtrace/patchtrace/record"
+	"github.com/patchtrace/patchtrace/scenario"
+	"github.com/patchtrace/patchtrace/scenarios"
+	"golang.org/x/arch/x86/x86asm"
+)
+
+// catalogWant is what each built-in scenario must show on its default seed:
+// nothing for the clean rows; for the finding rows, a finding of the
+// expected analyzer on the CPU the injection plan or mechanism picks, in the
+// symbol where the mechanism goes wrong.
+var catalogWant = map[string][]want{
+	"text-poke-bp":          nil,
+	"text-poke-bp-nosync":   {{"cmc", -1, "traced_fn"}},
+	"ftrace-int3-skip":      {{"missed-call", -1, "lp_fn1"}},
+	"ftrace-emulate-percpu": nil,
+	"ftrace-sti-shadow-nmi": {{"return-slot", 1, "int3_hook"}},
+	"ftrace-sti-shadow":     nil,
+	"ftrace-double-int3":    nil,
+	"int3-emulate-call":     nil,
+	"exc-tramp-nopop":       {{"return-slot", -1, "traced_fn"}},
+	"exc-tramp":             nil,
+	"dyn-tramp-wx":          {{"wx", 0, ""}},
+	"dyn-tramp-ro":          nil,
+}
+
+// analyzeRun runs spec live with every analyzer and returns the result.
+func analyzeRun(t testing.TB, spec *scenario.Spec, img *emu.Image, opt emu.Options) *analyze.Result {
+	t.Helper()
+	cfg, _, err := emu.ConfigFor(spec, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	md := record.Meta(spec, img, cfg.CPUs, opt.Seed)
+	live, err := analyze.NewLive(&md, analyze.All())
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := record.Run(spec, "", record.Options{Options: opt, Tee: live})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Stop == emu.StopError || res.Stop == emu.StopHung {
+		t.Fatalf("%s seed %d: run stopped: %v %s", spec.ID, opt.Seed, res.Stop, res.Msg)
+	}
+	return live.Finish()
+}
+
+func TestCatalogVerdicts(t *testing.T) {
+	for id, wants := range catalogWant {
+		t.Run(id, func(t *testing.T) {
+			spec, err := scenario.Load(scenarios.FS, id)
+			if err != nil {
+				t.Fatalf("built-in scenario %s: %v", id, err)
+			}
+			if got := spec.Expect.Clean(); got != (len(wants) == 0) {
+				t.Fatalf("scenario file expects %v, the test %v", spec.Expect, wants)
+			}
+			img, err := emu.LoadImage(id, spec.ELF)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res := analyzeRun(t, spec, img, emu.Options{Seed: 1})
+			if len(wants) == 0 {
+				if len(res.Findings) > 0 {
+					t.Fatalf("want clean, got:\n%s", summary(res))
+				}
+				return
+			}
+			for _, w := range wants {
+				if !hasFinding(res, w) {
+					t.Errorf("no %s finding (cpu %d, symbol %q); got:\n%s", w.analyzer, w.cpu, w.symbol, summary(res))
+				}
+			}
+		})
+	}
+}
+
+func hasFinding(res *analyze.Result, w want) bool {
+	for _, f := range res.Findings {
+		if f.Analyzer == w.analyzer && (w.cpu < 0 || f.CPU == w.cpu) && (w.symbol == "" || f.Symbol == w.symbol) {
+			return true
+		}
+	}
+	return false
+}
+
+// TestCleanRowsStayClean runs every clean scenario over many seeds, moving
+// each injection rule across the instructions of the function it targets,
+// so the NMI/IRQ lands at every point of the window. (A scenario whose NMI
+// trampoline shared the IRQ slot, say, would fail here.)
+func TestCleanRowsStayClean(t *testing.T) {
+	seeds := 50
+	if testing.Short() {
+		seeds = 6
+	}
+	for id, wants := range catalogWant {
+		if len(wants) != 0 {
+			continue
+		}
+		t.Run(id, func(t *testing.T) {
+			t.Parallel()
+			spec, err := scenario.Load(scenarios.FS, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			img, err := emu.LoadImage(id, spec.ELF)
+			if err != nil {
+				t.Fatal(err)
+			}
+			shrinkParams(spec)
+			points := make([][]string, len(spec.Inject))
+			for i, in := range spec.Inject {
+				points[i] = instructionsOf(t, img, in.At)
+			}
+			orig := append([]scenario.Inject(nil), spec.Inject...)
+			for seed := 1; seed <= seeds; seed++ {
+				for i := range spec.Inject {
+					spec.Inject[i] = orig[i]
+					if len(points[i]) > 0 {
+						spec.Inject[i].At = points[i][(seed+i)%len(points[i])]
+					}
+				}
+				res := analyzeRun(t, spec, img, emu.Options{Seed: uint64(seed)})
+				if len(res.Findings) > 0 {
+					var at []string
+					for _, in := range spec.Inject {
+						at = append(at, in.Kind+"@"+in.At)
+					}
+					t.Fatalf("seed %d, injections %s: want clean, got:\n%s", seed, strings.Join(at, ", "), summary(res))
+				}
+			}
+		})
+	}
+}
+
+// shrinkParams scales the scenario's loop counts down so many seeds run fast.
+func shrinkParams(spec *scenario.Spec) {
+	for k, v := range spec.Params {
+		switch {
+		case strings.Contains(k, "round") && v > 20:
+			spec.Params[k] = 20
+		case (k == "calls" || strings.HasSuffix(k, "_calls") || strings.HasSuffix(k, "iters")) && v > 400:
+			spec.Params[k] = 400
+		}
+	}
+}
+
+// instructionsOf returns "sym+off" for every instruction of the function
+// named by expr's symbol (decoded from the image), or nil if it cannot.
+func instructionsOf(t testing.TB, img *emu.Image, expr string) []string {
+	name, _, _ := strings.Cut(expr, "+")
+	sym, ok := img.Lookup(strings.TrimSpace(name))
+	if !ok || sym.Size == 0 || !sym.Func {
+		return nil
+	}
+	for _, s := range img.Sections {
+		if sym.Addr < s.Addr || sym.Addr+sym.Size > s.Addr+s.Size || s.Data == nil {
+			continue
+		}
+		code := s.Data[sym.Addr-s.Addr : sym.Addr-s.Addr+sym.Size]
+		var out []string
+		for off := 0; off < len(code); {
+			in, err := x86asm.Decode(code[off:], 64)
+			if err != nil {
+				break
+			}
+			out = append(out, fmt.Sprintf("%s+%#x", sym.Name, off))
+			off += in.Len
+		}
+		return out
+	}
+	return nil
+}
