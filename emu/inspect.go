@@ -49,6 +49,11 @@ func (img *Image) Counters() []Symbol {
 	return out
 }
 
+// Runnable reports whether stepping cpu can do anything now: it is not
+// halted, or it is halted with an NMI or an enabled interrupt to take. A
+// DecisionSource outside emu uses it to choose among CPUs (explore).
+func (m *Machine) Runnable(cpu int) bool { return m.cpus[cpu].runnable() }
+
 // Seq returns the number of events emitted so far.
 func (m *Machine) Seq() uint64 { return m.seq }
 

@@ -161,6 +161,10 @@ type Options struct {
 	// Tee also receives every row (e.g. analyze.Live for in-process
 	// analysis); with an empty path it is the only destination.
 	Tee Appender
+	// Source, when set, supplies the run's decisions instead of the seeded
+	// random source (explore writes a minimised run by replaying its log
+	// through an emu.LogSource).
+	Source emu.DecisionSource
 }
 
 // multi appends to several appenders.
@@ -247,7 +251,11 @@ func Run(spec *scenario.Spec, path string, opt Options) (*Result, error) {
 		f.Abort()
 		return nil, err
 	}
-	res := m.Run(src)
+	var ds emu.DecisionSource = src
+	if opt.Source != nil {
+		ds = opt.Source
+	}
+	res := m.Run(ds)
 	if werr, seq, _ := rec.Err(); werr != nil {
 		f.Abort()
 		return nil, fmt.Errorf("record %s: writing event %d: %w", spec.ID, seq, werr)
