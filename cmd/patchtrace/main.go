@@ -75,10 +75,7 @@ func commands() []command {
 				"Exit status: 0 all rows as expected, 1 some row differs, 2 error."},
 		{"scenarios", "[--json]", "list the built-in scenarios", cmdScenarios,
 			"Lists the built-in scenarios: id, seed mail, expected verdict and mechanism."},
-		{"version", "", "print the tool version", func(e *cmdEnv, _ []string) int {
-			fmt.Fprintln(e.stdout, "patchtrace", version)
-			return exitOK
-		}, "Prints the tool version."},
+		{"version", "", "print the tool version", cmdVersion, "Prints the tool version."},
 	}
 }
 
@@ -178,4 +175,13 @@ func errorf(env *cmdEnv, format string, a ...any) int {
 	}
 	fmt.Fprintln(env.stderr, msg)
 	return exitError
+}
+
+func cmdVersion(env *cmdEnv, args []string) int {
+	fs := newFlags(env, "version")
+	if _, code, done := parseFlags(env, fs, args); done {
+		return code
+	}
+	fmt.Fprintln(env.stdout, "patchtrace", version)
+	return exitOK
 }

@@ -1,0 +1,129 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = run(args, nil, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestHelpForEveryCommand(t *testing.T) {
+	for _, c := range commands() {
+		t.Run(c.name, func(t *testing.T) {
+			code, out, _ := runCLI(t, c.name, "--help")
+			if code != exitOK || !strings.Contains(out, "usage: patchtrace "+c.name) {
+				t.Fatalf("exit %d, output %q", code, out)
+			}
+		})
+	}
+	code, out, _ := runCLI(t, "help")
+	if code != exitOK || !strings.Contains(out, "commands:") {
+		t.Fatalf("help: exit %d %q", code, out)
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{nil, exitUsage, "usage: patchtrace COMMAND"},
+		{[]string{"frobnicate"}, exitUsage, `unknown command "frobnicate"`},
+		{[]string{"run", "no-such-scenario"}, exitError, `unknown scenario "no-such-scenario"`},
+		{[]string{"run", "--seed", "x"}, exitUsage, "invalid value"},
+		{[]string{"inspect"}, exitUsage, "usage: patchtrace inspect"},
+		{[]string{"inspect", "/nonexistent/t.arrow"}, exitError, "/nonexistent/t.arrow"},
+		{[]string{"analyze", "--only", "nope", "x.arrow"}, exitError, `unknown analyzer "nope"`},
+		{[]string{"analyze", "--format", "pdf", "x.arrow"}, exitError, `unknown --format "pdf"`},
+	} {
+		code, out, errs := runCLI(t, tc.args...)
+		if code != tc.code || !strings.Contains(out+errs, tc.msg) {
+			t.Errorf("%v: exit %d (want %d), output %q %q (want %q)", tc.args, code, tc.code, out, errs, tc.msg)
+		}
+	}
+}
+
+func TestRunSummary(t *testing.T) {
+	code, out, errs := runCLI(t, "run", "text-poke-bp", "--seed", "2")
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	for _, want := range []string{"stopped: done", "cpu3", "#BP:", "text_poke:", "handler_calls", "decisions"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("summary lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// TestTruncatedTraceAnalyzed cuts a trace at several points: analyze reads
+// what is complete, warns, and never panics or loses its output.
+func TestTruncatedTraceAnalyzed(t *testing.T) {
+	dir := t.TempDir()
+	trace := filepath.Join(dir, "t.arrow")
+	if code, _, errs := runCLI(t, "record", "text-poke-bp-nosync", "-o", trace, "--batch-rows", "4096"); code != exitOK {
+		t.Fatalf("record: %s", errs)
+	}
+	full, err := os.ReadFile(trace)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, frac := range []float64{0.95, 0.6, 0.3} {
+		cut := filepath.Join(dir, "cut.arrow")
+		if err := os.WriteFile(cut, full[:int(float64(len(full))*frac)], 0o644); err != nil {
+			t.Fatal(err)
+		}
+		code, out, errs := runCLI(t, "analyze", cut, "--format", "json")
+		if code == exitError {
+			t.Fatalf("cut at %.0f%%: error: %s", frac*100, errs)
+		}
+		var res []struct {
+			Truncated bool     `json:"truncated"`
+			Warnings  []string `json:"warnings"`
+			Events    uint64   `json:"events"`
+		}
+		if err := json.Unmarshal([]byte(out), &res); err != nil {
+			t.Fatalf("cut at %.0f%%: %v", frac*100, err)
+		}
+		if !res[0].Truncated || res[0].Events == 0 || !strings.Contains(strings.Join(res[0].Warnings, " "), "truncated") || !strings.Contains(errs, "truncated") {
+			t.Errorf("cut at %.0f%%: %+v, stderr %q", frac*100, res[0], errs)
+		}
+	}
+	// A file that is not a trace.
+	junk := filepath.Join(dir, "junk.arrow")
+	os.WriteFile(junk, []byte("not a trace at all"), 0o644)
+	if code, _, errs := runCLI(t, "analyze", junk); code != exitError || !strings.Contains(errs, "junk.arrow") {
+		t.Errorf("junk file: exit %d, %q", code, errs)
+	}
+}
+
+func TestAnalyzeOutputNotOverwritten(t *testing.T) {
+	dir := t.TempDir()
+	trace := filepath.Join(dir, "t.arrow")
+	if code, _, errs := runCLI(t, "record", "text-poke-bp", "-o", trace); code != exitOK {
+		t.Fatal(errs)
+	}
+	out := filepath.Join(dir, "report.sarif")
+	os.WriteFile(out, []byte("keep"), 0o644)
+	if code, _, _ := runCLI(t, "analyze", trace, "--format", "sarif", "-o", out); code != exitError {
+		t.Fatalf("overwrote without --force (exit %d)", code)
+	}
+	if b, _ := os.ReadFile(out); string(b) != "keep" {
+		t.Fatal("existing report changed")
+	}
+	if code, _, errs := runCLI(t, "analyze", trace, "--format", "sarif", "-o", out, "--force"); code != exitOK {
+		t.Fatalf("clean trace: exit %d %s", code, errs)
+	}
+	if code, _, _ := runCLI(t, "record", "text-poke-bp", "-o", trace); code != exitError {
+		t.Fatal("record replaced an existing trace without --force")
+	}
+}
