@@ -15,21 +15,22 @@ const storyDepth = 24
 // storyWindow keeps, per CPU, the last notable events (traps, returns,
 // services, markers, switches, alias and per-CPU stores, function entries)
 // so that a finding can be told as the interleaving that led to it.
+//
+// Rows are kept raw and told only when a finding asks; the one thing telling
+// needs from memory (the bytes at an int3) is captured when the row is kept.
 type storyWindow struct {
 	ring [][storyDepth]format.Row
 	n    []int
-	text [][storyDepth]string // rendered when added: memory may change later
 }
 
 func newStoryWindow(cpus int) *storyWindow {
-	return &storyWindow{ring: make([][storyDepth]format.Row, cpus), n: make([]int, cpus), text: make([][storyDepth]string, cpus)}
+	return &storyWindow{ring: make([][storyDepth]format.Row, cpus), n: make([]int, cpus)}
 }
 
 func notable(st *replay.State, r *format.Row) bool {
 	switch r.Kind {
 	case replay.KInsn:
-		s, ok := st.Syms.At(r.RIP)
-		return ok && s.Addr == r.RIP
+		return st.Syms.IsEntry(r.RIP)
 	case replay.KWrite:
 		return r.Alias || r.PercpuVar != ""
 	case replay.KHalt:
@@ -45,7 +46,9 @@ func (w *storyWindow) add(st *replay.State, r *format.Row) {
 	}
 	i := w.n[c] % storyDepth
 	w.ring[c][i] = *r
-	w.text[c][i] = tellRow(st, r)
+	if r.Kind == replay.KTrap && r.Vector == 3 {
+		st.Mem.Read(r.RIP-1, w.ring[c][i].Bytes[:5]) // the site as it was
+	}
 	w.n[c]++
 }
 
@@ -74,7 +77,7 @@ func (w *storyWindow) tell(st *replay.State, cpu int, evidence []uint64) []strin
 		for j := 0; j < cnt; j++ {
 			i := (w.n[c] - cnt + j) % storyDepth
 			if r := &w.ring[c][i]; r.Seq >= lo {
-				mine = append(mine, line{r.Seq, w.text[c][i]})
+				mine = append(mine, line{r.Seq, tellRow(st, r)})
 			}
 		}
 		if c != cpu && len(mine) > 4 {
@@ -127,9 +130,7 @@ func tellRow(st *replay.State, r *format.Row) string {
 	case replay.KTrap:
 		what = fmt.Sprintf("takes %s at %s -> %s", format.VectorName(r.Vector), d(r.RIP), d(r.Handler))
 		if r.Vector == 3 {
-			var b [5]byte
-			st.Mem.Read(r.RIP-1, b[:])
-			what = fmt.Sprintf("hits int3 at %s (bytes %s) -> %s", d(r.RIP-1), hexBytes(b[:]), d(r.Handler))
+			what = fmt.Sprintf("hits int3 at %s (bytes %s) -> %s", d(r.RIP-1), hexBytes(r.Bytes[:5]), d(r.Handler))
 		}
 	case replay.KIret:
 		what = fmt.Sprintf("iretq from %s back to %s", d(r.RIP), d(r.Handler))

@@ -56,6 +56,19 @@ type Symbols struct {
 	text   []format.Symbol // non-per-CPU, by address
 	percpu []format.Symbol // per-CPU (zero-based), by address
 	byName map[string]format.Symbol
+	// entries is a bitmap of sized function-symbol starts over
+	// [entryLo, entryLo+len(entries)*64).
+	entryLo uint64
+	entries []uint64
+}
+
+// IsEntry reports whether addr is the first byte of a sized symbol.
+func (s *Symbols) IsEntry(addr uint64) bool {
+	i := addr - s.entryLo
+	if addr < s.entryLo || i/64 >= uint64(len(s.entries)) {
+		return false
+	}
+	return s.entries[i/64]&(1<<(i%64)) != 0
 }
 
 // NewSymbols indexes syms.
@@ -73,6 +86,19 @@ func NewSymbols(syms []format.Symbol) *Symbols {
 	}
 	sort.SliceStable(s.text, func(i, j int) bool { return s.text[i].Addr < s.text[j].Addr })
 	sort.SliceStable(s.percpu, func(i, j int) bool { return s.percpu[i].Addr < s.percpu[j].Addr })
+	if n := len(s.text); n > 0 {
+		lo, hi := s.text[0].Addr, s.text[n-1].Addr
+		if hi-lo < 64<<20 { // a slice's image; beyond that, no bitmap
+			s.entryLo = lo
+			s.entries = make([]uint64, (hi-lo)/64+1)
+			for _, sym := range s.text {
+				if sym.Size > 0 {
+					i := sym.Addr - lo
+					s.entries[i/64] |= 1 << (i % 64)
+				}
+			}
+		}
+	}
 	return s
 }
 

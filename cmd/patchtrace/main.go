@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/patchtrace/patchtrace/record"
 	"io"
 	"os"
 	"strings"
@@ -84,6 +85,7 @@ func main() {
 }
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	record.ToolVersion = version
 	env := &cmdEnv{stdin: stdin, stdout: stdout, stderr: stderr}
 	if len(args) == 0 {
 		usage(stderr)
