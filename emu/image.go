@@ -290,13 +290,13 @@ func (m *Machine) load() error {
 		m.percpuStrd = (m.percpuSize+pageMask)&^pageMask + pageSize
 		for i, c := range m.cpus {
 			base := percpuBase + uint64(i)*m.percpuStrd
-			m.mem.mapNew(base, int((m.percpuSize+pageMask)>>pageShift), PermRW)
-			m.mem.poke(base, img.percpu)
+			m.bootMap(c, base, int((m.percpuSize+pageMask)>>pageShift), PermRW)
+			m.bootPoke(c, base, img.percpu)
 			c.GSBase = base
 			if s, ok := img.byName["this_cpu_off"]; ok && s.PerCPU {
 				var b [8]byte
 				binary.LittleEndian.PutUint64(b[:], base)
-				m.mem.poke(base+s.Addr, b[:])
+				m.bootPoke(c, base+s.Addr, b[:])
 			}
 		}
 		m.percpuLo = percpuBase
@@ -305,7 +305,7 @@ func (m *Machine) load() error {
 	// Boot stacks and registers.
 	for i, c := range m.cpus {
 		top := bootStackTop + uint64(i)*bootStackGap + bootStackLen
-		m.mem.mapNew(top-bootStackLen, int(bootStackLen>>pageShift), PermRW)
+		m.bootMap(c, top-bootStackLen, int(bootStackLen>>pageShift), PermRW)
 		c.R[RSP] = top
 		c.R[RDI] = uint64(i)
 		c.R[RSI] = uint64(len(m.cpus))
@@ -360,7 +360,7 @@ func (m *Machine) writeBootParams() error {
 		}
 		var b [8]byte
 		binary.LittleEndian.PutUint64(b[:], v)
-		if !m.mem.poke(s.Addr+off, b[:]) {
+		if !m.bootPoke(m.cpus[0], s.Addr+off, b[:]) {
 			return fmt.Errorf("symbol %q at %#x is not mapped", name, s.Addr)
 		}
 		return nil
@@ -452,4 +452,60 @@ func (m *Machine) wrapErr(c *CPU, err error) error {
 		e.Bytes = u.Bytes
 	}
 	return e
+}
+
+// bootWrite and bootMapping are what the machine does to memory before the
+// first instruction; Run records them as the first events of a trace, so a
+// replay of the trace alone reconstructs memory exactly.
+type bootWrite struct {
+	cpu  *CPU
+	addr uint64
+	data []byte
+}
+
+type bootMapping struct {
+	cpu   *CPU
+	addr  uint64
+	pages int
+	perm  Perm
+}
+
+func (m *Machine) bootPoke(c *CPU, addr uint64, data []byte) bool {
+	if !m.mem.poke(addr, data) {
+		return false
+	}
+	m.boot = append(m.boot, bootWrite{c, addr, append([]byte(nil), data...)})
+	return true
+}
+
+func (m *Machine) bootMap(c *CPU, addr uint64, pages int, perm Perm) {
+	m.mem.mapNew(addr, pages, perm)
+	m.bootMaps = append(m.bootMaps, bootMapping{c, addr, pages, perm})
+}
+
+// emitBoot records the boot mappings (perm events) and the non-zero boot
+// stores (write events, 8 bytes at a time).
+func (m *Machine) emitBoot() {
+	for _, bm := range m.bootMaps {
+		e := bm.cpu.event(EvPerm)
+		e.Addr, e.Size, e.PermOld, e.PermNew = bm.addr, uint32(bm.pages), 0, bm.perm
+		m.emit(bm.cpu, e)
+	}
+	for _, bw := range m.boot {
+		for off := 0; off < len(bw.data); off += 8 {
+			chunk := bw.data[off:min(off+8, len(bw.data))]
+			var v uint64
+			for i, b := range chunk {
+				v |= uint64(b) << (8 * i)
+			}
+			if v == 0 {
+				continue
+			}
+			e := bw.cpu.event(EvWrite)
+			e.Addr, e.Size, e.New = bw.addr+uint64(off), uint32(len(chunk)), v
+			m.tagPercpu(e, e.Addr)
+			m.emit(bw.cpu, e)
+		}
+	}
+	m.boot, m.bootMaps = nil, nil
 }

@@ -124,6 +124,8 @@ type Machine struct {
 	aliasTo  [2]uint64 // text page each text-poke alias page stands for
 	decision []Decision
 	src      DecisionSource
+	boot     []bootWrite
+	bootMaps []bootMapping
 }
 
 // Config describes one run.

@@ -344,7 +344,6 @@ func TestSTIShadowSurvivesInjectionAtShadowedInstruction(t *testing.T) {
 	}{{false, testText + 2}, {true, testText + 1}} {
 		img := testImage(t, cat(asmSti, asmNop, asmNop, asmSelf), testGate{v: VecNMI, code: asmSelf})
 		rec := &recorder{}
-		img.Symbols = append(img.Symbols)
 		m, err := New(img, Config{CPUs: 1, Quirks: Quirks{NMIInSTIShadow: tc.quirk}, Sink: rec,
 			Inject: []InjectRule{{Vector: VecNMI, CPU: 0, At: "pt_start+1", Hit: 1}}})
 		if err != nil {

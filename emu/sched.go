@@ -148,6 +148,9 @@ type Result struct {
 func (m *Machine) Run(src DecisionSource) Result {
 	m.src = src
 	if m.seq == 0 && m.insns == 0 {
+		if m.sink != nil {
+			m.emitBoot()
+		}
 		for _, c := range m.cpus {
 			c.serialize(SerStart)
 		}

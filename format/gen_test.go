@@ -57,7 +57,7 @@ func TestGenerated(t *testing.T) {
 // format version.
 func pinnedSchemaHash(v int) string {
 	return map[int]string{
-		1: "28a8333dc03be0ebac521f51adbf0534c4ca2caca81c32dd710a84870baad470",
+		1: "056fa1550a31aba5a3112795c7ccac9d6290473cf9e0b8cc480e27998b2732cd", // re-pinned before v1 first shipped: perm rows may have no service (boot mappings)
 	}[v]
 }
 

@@ -328,7 +328,7 @@ var Columns = []Column{
 	{Name: "perm_old", Type: u8, Uses: uses(KindPerm), Enum: "perm", Doc: "Page permissions before: r=1 w=2 x=4 (0 = unmapped)."},
 	{Name: "perm_new", Type: u8, Uses: uses(KindPerm), Enum: "perm", Doc: "Page permissions after: r=1 w=2 x=4 (0 = unmapped)."},
 	{Name: "cause", Type: dictCause, Uses: uses(KindSerialize), Enum: "cause", Doc: "Why the CPU serialized (dictionary-encoded string)."},
-	{Name: "service", Type: dictService, Uses: []Use{{KindPerm, ""}, {KindService, ""}, {KindFault, "Service != 0"}}, Enum: "service", Doc: "The native service (dictionary-encoded string); fault: the service that raised it (panic, pt_bug), null for an oops."},
+	{Name: "service", Type: dictService, Uses: []Use{{KindPerm, "Service != 0"}, {KindService, ""}, {KindFault, "Service != 0"}}, Enum: "service", Doc: "The native service (dictionary-encoded string); perm: the service that changed the permissions, null for the mappings the machine makes before the first instruction (per-CPU areas, boot stacks); fault: the service that raised it (panic, pt_bug), null for an oops."},
 	{Name: "arg0", Type: u64, Uses: uses(KindService, KindMarker), Doc: "service: first argument (RDI); marker: the marker id."},
 	{Name: "arg1", Type: u64, Uses: uses(KindService, KindMarker), Doc: "service: second argument (RSI); marker: the value."},
 	{Name: "arg2", Type: u64, Uses: uses(KindService), Doc: "service: third argument (RDX)."},

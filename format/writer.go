@@ -418,7 +418,9 @@ func (w *Writer) Append(r *Row) error {
 		c[ColSize].u32(n, r.Size)
 		c[ColPermOld].u8(n, r.PermOld)
 		c[ColPermNew].u8(n, r.PermNew)
-		c[ColService].u8(n, uint8(r.Service-1))
+		if r.Service != 0 {
+			c[ColService].u8(n, uint8(r.Service-1))
+		}
 		c[ColAlias].bool(n, r.Alias)
 		if r.Alias {
 			c[ColAliasAddr].u64(n, r.AliasAddr)
@@ -486,8 +488,8 @@ func (w *Writer) check(r *Row) error {
 		msg = fmt.Sprintf("instruction length %d", r.Len)
 	case r.Kind == KindInsn && int(r.Op) >= w.nOps:
 		msg = fmt.Sprintf("op %d has no name (Meta.OpNames has %d)", r.Op, w.nOps)
-	case (r.Kind == KindPerm || r.Kind == KindService) && (r.Service < 1 || int(r.Service) > len(Services)),
-		r.Kind == KindFault && int(r.Service) > len(Services):
+	case r.Kind == KindService && (r.Service < 1 || int(r.Service) > len(Services)),
+		(r.Kind == KindFault || r.Kind == KindPerm) && int(r.Service) > len(Services):
 		msg = fmt.Sprintf("unknown service %d", r.Service)
 	case r.Kind == KindSerialize && (r.Cause < 1 || int(r.Cause) > len(Causes)):
 		msg = fmt.Sprintf("unknown serialize cause %d", r.Cause)
