@@ -5,7 +5,9 @@
  * keep calling traced_fn.
  *
  * Markers: 1 = a round starts, 2 = the call is in place on every CPU,
- * 3 = the nop is back on every CPU (value: the round).
+ * 3 = the nop is back on every CPU, 4 = text_poke_bp() is about to put the
+ * nop back (value: the round). Between 2 and 4 every pass must call
+ * handler; from 4 on, a CPU that hits the int3 skips the site, as intended.
  */
 #include "slice.h"
 #include "percpu.h"
@@ -13,6 +15,7 @@
 #define MARKER_ROUND		1
 #define MARKER_PATCHED		2
 #define MARKER_UNPATCHED	3
+#define MARKER_UNPATCHING	4
 
 /* [params], written by the machine before boot. */
 u64 patch_rounds = 150;
@@ -76,6 +79,7 @@ void patcher_main(unsigned long arg)
 		pt_marker(MARKER_PATCHED, round);
 		spin(READ_ONCE(dwell));
 
+		pt_marker(MARKER_UNPATCHING, round);
 		text_poke_bp(site, nop5, MCOUNT_INSN_SIZE, skip);
 		pt_marker(MARKER_UNPATCHED, round);
 		spin(READ_ONCE(dwell));
