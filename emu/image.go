@@ -248,6 +248,10 @@ func (img *Image) Describe(addr uint64) string {
 	return fmt.Sprintf("%#x", addr)
 }
 
+// maxSizelessSpan bounds how far past a sizeless label (an assembly symbol
+// without .size) an address is still described relative to it.
+const maxSizelessSpan = 0x10000
+
 // SymbolAt returns the non-per-CPU symbol containing addr (or the nearest
 // one below it within its section), or nil.
 func (img *Image) SymbolAt(addr uint64) *Symbol {
@@ -259,6 +263,9 @@ func (img *Image) SymbolAt(addr uint64) *Symbol {
 		}
 		if s.Size != 0 && addr >= s.Addr+s.Size {
 			return nil
+		}
+		if s.Size == 0 && addr-s.Addr >= maxSizelessSpan {
+			return nil // far past a sizeless label: not its code
 		}
 		return s
 	}

@@ -115,17 +115,18 @@ type Machine struct {
 
 	xgen uint64 // bumped when an executable mapping changes: decode caches re-resolve
 
-	seq      uint64
-	insns    uint64
-	stop     StopReason
-	stopMsg  string
-	err      error
-	modNext  uint64    // next module_alloc address
-	aliasTo  [2]uint64 // text page each text-poke alias page stands for
-	decision []Decision
-	src      DecisionSource
-	boot     []bootWrite
-	bootMaps []bootMapping
+	seq       uint64
+	insns     uint64
+	stop      StopReason
+	stopMsg   string
+	err       error
+	modNext   uint64    // next module_alloc address
+	aliasTo   [2]uint64 // text page each text-poke alias page stands for
+	decision  []Decision
+	src       DecisionSource
+	boot      []bootWrite
+	taskDepth map[uint32]uint8 // trap depth of each switched-out task
+	bootMaps  []bootMapping
 }
 
 // Config describes one run.

@@ -358,3 +358,25 @@ func TestSTIShadowSurvivesInjectionAtShadowedInstruction(t *testing.T) {
 		}
 	}
 }
+
+// TestInjectEveryArrivalDoesNotLivelock: a rule with hit = 0 fires on each
+// arrival, but the handler's return to the watched instruction is not an
+// arrival (it would fire forever).
+func TestInjectEveryArrivalDoesNotLivelock(t *testing.T) {
+	// pt_start: nop; jmp pt_start  — the nop is watched.
+	img := testImage(t, cat(asmNop, []byte{0xeb, 0xfd}), testGate{v: VecNMI, code: asmIretq})
+	rec := &recorder{}
+	m, err := New(img, Config{CPUs: 1, Sink: rec, Inject: []InjectRule{{Vector: VecNMI, CPU: 0, At: "pt_start", Hit: 0}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.cpus[0].booted = true
+	for i := 0; i < 30; i++ {
+		step(m)
+	}
+	nmis := len(rec.kinds(EvTrap))
+	loops := len(rec.kinds(EvInsn)) // nops, jmps and iretqs
+	if nmis < 5 || nmis > loops/3+1 {
+		t.Fatalf("%d NMIs over %d instructions: want one per pass through the loop", nmis, loops)
+	}
+}

@@ -66,6 +66,13 @@ func (m *Machine) service(c *CPU, sv ServiceID) {
 			e.Old, e.New = args[0], args[1]
 			m.emit(c, e)
 		}
+		// Trap depth belongs to the task: the incoming one resumes at the
+		// depth it was switched out at (0 for a task that never ran).
+		if m.taskDepth == nil {
+			m.taskDepth = map[uint32]uint8{}
+		}
+		m.taskDepth[uint32(args[0])] = c.depth
+		c.depth = m.taskDepth[uint32(args[1])]
 		c.task = uint32(args[1])
 	case SvcExit:
 		c.done = true

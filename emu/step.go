@@ -53,7 +53,11 @@ func (m *Machine) runCPU(c *CPU, n int) {
 				continue
 			}
 		}
-		c.injectedAt = 0
+		if c.injectedAt == c.RIP {
+			// The instruction a rule fired at runs now; a later arrival
+			// counts again (the handler's IRETQ back to it does not).
+			c.injectedAt = 0
+		}
 		if sink != nil {
 			e := &c.ev
 			*e = Event{Kind: EvInsn, CPU: uint16(c.ID), RIP: c.RIP, Len: in.len, Bytes: in.raw,

@@ -140,6 +140,9 @@ func (s *Symbols) At(addr uint64) (format.Symbol, bool) {
 		if sym.Size != 0 && addr >= sym.Addr+sym.Size {
 			return format.Symbol{}, false
 		}
+		if sym.Size == 0 && addr-sym.Addr >= 0x10000 {
+			return format.Symbol{}, false // far past a sizeless label
+		}
 		return sym, true
 	}
 	return format.Symbol{}, false
