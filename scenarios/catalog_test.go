@@ -170,12 +170,9 @@ type pass struct {
 }
 
 type wcpu struct {
-	// The machine's Event.Depth counts the CPU's open traps, so it carries
-	// over a context switch made inside an IRQ (a task first run from
-	// irqentry_exit starts at depth 1). corr turns it into the running
-	// task's own depth: saved holds each switched-out task's.
-	corr     int
-	saved    map[uint32]int
+	// Event.Depth is the running task's own trap depth: the machine saves
+	// and restores it at pt_switch (a task first run from irqentry_exit
+	// starts at 0).
 	slots    map[uint32]*slotState
 	lastW    map[ctx]map[uint32]uint64 // what each context last wrote to each slot
 	passes   map[ctx]*pass
@@ -238,7 +235,7 @@ func newWatcher(t *testing.T, img *emu.Image, spec *scenario.Spec) *watcher {
 	}
 	w.cpus = make([]wcpu, spec.CPUs)
 	for i := range w.cpus {
-		w.cpus[i] = wcpu{saved: map[uint32]int{}, slots: map[uint32]*slotState{}, lastW: map[ctx]map[uint32]uint64{},
+		w.cpus[i] = wcpu{slots: map[uint32]*slotState{}, lastW: map[ctx]map[uint32]uint64{},
 			passes: map[ctx]*pass{}, ifAtTrap: map[ctx]uint64{}}
 	}
 	return w
@@ -266,7 +263,7 @@ func (w *watcher) isHandler(rip uint64) bool {
 
 // ctxOf: the task and its own trap depth.
 func (w *watcher) ctxOf(e *emu.Event) ctx {
-	return ctx{e.Task, uint8(int(e.Depth) - w.cpus[e.CPU].corr)}
+	return ctx{e.Task, e.Depth}
 }
 
 // slotCtx: the context a slot access belongs to. The int3 handler runs one
@@ -320,9 +317,6 @@ func (w *watcher) Event(e *emu.Event) {
 		}
 	case emu.EvSwitch:
 		w.switches = append(w.switches, *e)
-		cs.saved[uint32(e.Old)] = int(e.Depth) - cs.corr
-		cs.corr = int(e.Depth) - cs.saved[uint32(e.New)] // 0 for a new task
-		delete(cs.saved, uint32(e.New))
 	case emu.EvWrite:
 		if !e.Percpu || e.PercpuCPU != e.CPU {
 			return
