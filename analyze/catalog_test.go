@@ -180,3 +180,45 @@ func instructionsOf(t testing.TB, img *emu.Image, expr string) []string {
 	}
 	return nil
 }
+
+// TestMissedCallCountMatchesSlice: ftrace-int3-skip's slice counts, on its
+// own, every pass whose livepatch callback did not run (missed_calls); the
+// analyzer, from the events alone, must count the same passes.
+func TestMissedCallCountMatchesSlice(t *testing.T) {
+	spec, err := scenario.Load(scenarios.FS, "ftrace-int3-skip")
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := emu.LoadImage(spec.ID, spec.ELF)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for seed := uint64(1); seed <= 3; seed++ {
+		md := record.Meta(spec, img, spec.CPUs, seed)
+		live, err := analyze.NewLive(&md, analyze.All())
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := record.Run(spec, "", record.Options{Options: emu.Options{Seed: seed}, Tee: live})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var slice uint64
+		for c := 0; c < spec.CPUs; c++ {
+			v, ok := res.Machine.PercpuU64(c, "missed_calls")
+			if !ok {
+				t.Fatal("no missed_calls counter")
+			}
+			slice += v
+		}
+		found := 0
+		for _, f := range live.Finish().Findings {
+			if f.Analyzer == "missed-call" {
+				found += f.Count
+			}
+		}
+		if slice == 0 || uint64(found) != slice {
+			t.Errorf("seed %d: analyzer found %d missed calls, the slice counted %d", seed, found, slice)
+		}
+	}
+}

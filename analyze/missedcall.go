@@ -12,10 +12,11 @@ import (
 // ftrace to "always call its code"). A pass through a site starts when a CPU
 // executes the instruction at the site (the call, the nop, or the int3 that
 // guards it) and ends when that same context executes site+5, the function
-// body. Some allowed handler's entry must have run in between, in that
-// context or one nested in it (an NMI's own pass does not count for the task
-// it interrupted). Passes are keyed by CPU, task and trap depth, so a task
-// preempted mid-pass is matched with itself.
+// body. Some allowed handler's entry must have run in between, in that same
+// context: a handler entered by an interrupt or NMI nested in the pass (at a
+// deeper trap depth) is that context's own call, not this pass's. Passes are
+// keyed by CPU, task and trap depth, so a task preempted mid-pass is matched
+// with itself.
 type missedCall struct {
 	rules  []callRule
 	passes map[passKey]*pass
@@ -94,7 +95,7 @@ func (a *missedCall) Event(ctx *Context, r *format.Row) {
 			ru := &a.rules[i]
 			if name, ok := ru.handlers[r.RIP]; ok {
 				for k, p := range a.passes {
-					if k.rule == i && k.cpu == r.CPU && k.task == r.Task && k.depth <= r.Depth && !p.entered {
+					if k.rule == i && k.cpu == r.CPU && k.task == r.Task && k.depth == r.Depth && !p.entered {
 						p.entered, p.via = true, name
 					}
 				}
