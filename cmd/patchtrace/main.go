@@ -74,7 +74,14 @@ func commands() []command {
 				"findings from each expected analyzer on every seed. With --out, every run's trace\n" +
 				"(DIR/ID/seedN.arrow), its JSON report and check.json are kept (CI artifacts).\n" +
 				"Exit status: 0 all rows as expected, 1 some row differs, 2 error."},
-		{"scenarios", "[--json]", "list the built-in scenarios", cmdScenarios,
+		{"bench", "[--iters N] [--json]", "measure emulation, recording, trace size and analysis on fixed workloads", cmdBench,
+			"Prints the performance figures of DESIGN §7 for fixed workloads: emulate-only\n" +
+				"throughput (bench-fentry, the Unicorn anchor's guest.S as a slice, and text-poke-bp),\n" +
+				"emulate+record throughput with every event written zstd-compressed to disk, trace\n" +
+				"bytes per instruction and per event, replay+analyze throughput with every analyzer,\n" +
+				"and peak heap while recording and analyzing. Wall-clock figures: run on an idle\n" +
+				"machine and compare medians (go test -bench gives repeatable runs)."},
+		{"scenarios", "[--json] [--markdown]", "list the built-in scenarios", cmdScenarios,
 			"Lists the built-in scenarios: id, seed mail, expected verdict and mechanism."},
 		{"version", "", "print the tool version", cmdVersion, "Prints the tool version."},
 	}
