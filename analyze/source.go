@@ -9,7 +9,8 @@ import (
 )
 
 // SourceLocator finds where a symbol is defined in a scenario's slice
-// sources inside fsys (laid out as <scenario>/*.c|*.S plus base/): an
+// sources inside fsys (laid out as <scenario>/*.c|*.S, base/, and the
+// lib/<name>/ directories <scenario>/uses lists): an
 // assembly label "name:" or a C function definition "... name(" at the start
 // of a line. Paths are returned as "scenarios/<dir>/<file>".
 func SourceLocator(fsys fs.FS) Locator {
@@ -17,7 +18,13 @@ func SourceLocator(fsys fs.FS) Locator {
 	return func(scenario, symbol string) (string, int, bool) {
 		files, ok := cache[scenario]
 		if !ok {
-			for _, dir := range []string{scenario, "base"} {
+			dirs := []string{scenario, "base"}
+			if uses, err := fs.ReadFile(fsys, path.Join(scenario, "uses")); err == nil {
+				for _, lib := range strings.Fields(string(uses)) {
+					dirs = append(dirs, path.Join("lib", lib))
+				}
+			}
+			for _, dir := range dirs {
 				ents, _ := fs.ReadDir(fsys, dir)
 				for _, e := range ents {
 					if ext := path.Ext(e.Name()); ext != ".c" && ext != ".S" {

@@ -3,7 +3,8 @@
 #
 # build.sh [OUTDIR] - build every built-in scenario's kernel slice.
 #
-# For each scenarios/<id>/scenario.toml, compiles scenarios/base/*.{S,c} and
+# For each scenarios/<id>/scenario.toml, compiles scenarios/base/*.{S,c},
+# the shared libraries scenarios/<id>/uses names (scenarios/lib/<name>/) and
 # scenarios/<id>/*.{S,c} with the flags of docs/slice-abi.md, links them with
 # base/slice.lds into OUTDIR/<id>/<id>.elf (default OUTDIR: this directory,
 # i.e. in place), and checks that every instruction in the result is one the
@@ -133,10 +134,26 @@ for toml in */scenario.toml; do
 
 	mkdir -p "$tmp/$id"
 	objs=()
-	srcs=(base/*.S base/*.c "$id"/*.S "$id"/*.c)
+	srcs=(base/*.S base/*.c)
+	incs=(-Ibase)
+	# Shared code: each line of <id>/uses names a directory lib/<name>
+	# whose sources are linked in too (the ftrace model, trampolines).
+	if [ -f "$id/uses" ]; then
+		while read -r lib; do
+			[ -n "$lib" ] || continue
+			if [ ! -d "lib/$lib" ]; then
+				echo "build.sh: $id/uses: no lib/$lib" >&2
+				exit 1
+			fi
+			srcs+=(lib/"$lib"/*.S lib/"$lib"/*.c)
+			incs+=(-Ilib/"$lib")
+		done <"$id/uses"
+	fi
+	srcs+=("$id"/*.S "$id"/*.c)
+	incs+=(-I"$id")
 	for src in "${srcs[@]}"; do
 		obj="$tmp/$id/${src//\//__}.o"
-		flags=("${CFLAGS[@]}" -Ibase -I"$id")
+		flags=("${CFLAGS[@]}" "${incs[@]}")
 		case "$src" in
 		*.S) flags+=(-D__ASSEMBLY__) ;;
 		*.fentry.c) flags+=("${FENTRY_CFLAGS[@]}") ;;
