@@ -1,0 +1,180 @@
+package explore
+
+import (
+	"fmt"
+	"hash/fnv"
+	"slices"
+
+	"github.com/patchtrace/patchtrace/analyze"
+	"github.com/patchtrace/patchtrace/emu"
+	"github.com/patchtrace/patchtrace/format"
+	"github.com/patchtrace/patchtrace/record"
+	"github.com/patchtrace/patchtrace/scenario"
+	"golang.org/x/arch/x86/x86asm"
+)
+
+// Machine is a prepared scenario: the parsed slice, the machine
+// configuration and the trace metadata the analyzers start from, built once
+// and shared (read-only) by every run of an exploration.
+type Machine struct {
+	Spec *scenario.Spec
+	Img  *emu.Image
+	cfg  emu.Config
+	md   format.Meta
+}
+
+// NewMachine prepares spec (as returned by Prepare) for repeated runs.
+func NewMachine(spec *scenario.Spec) (*Machine, error) {
+	img, err := emu.LoadImage(spec.ID+"/"+spec.Slice, spec.ELF)
+	if err != nil {
+		return nil, fmt.Errorf("scenario %s: %w", spec.ID, err)
+	}
+	cfg, _, err := emu.ConfigFor(spec, emu.Options{})
+	if err != nil {
+		return nil, err
+	}
+	return &Machine{Spec: spec, Img: img, cfg: cfg, md: record.Meta(spec, img, cfg.CPUs, 0)}, nil
+}
+
+// CPUs is the machine's CPU count.
+func (pm *Machine) CPUs() int { return pm.cfg.CPUs }
+
+// Outcome is one run checked by the analyzers.
+type Outcome struct {
+	Result   emu.Result
+	Findings []*analyze.Finding
+	// Seqs[i] is the number of events emitted before decision i ran, so
+	// the events of decision i are Seqs[i] .. Seqs[i+1]-1.
+	Seqs []uint64
+	Hash uint64 // ScheduleHash of Result.Decisions
+	// Syncs counts synchronisation events: service calls, markers, trap
+	// deliveries, locked and serialising instructions, STI/CLI/POPF/IRETQ.
+	Syncs uint64
+}
+
+// ScheduleHash identifies a schedule: FNV-1a (64 bit) of its encoded
+// decision log (emu.EncodeDecisions). Shards are compared by it.
+func ScheduleHash(ds []emu.Decision) uint64 {
+	h := fnv.New64a()
+	h.Write(emu.EncodeDecisions(ds))
+	return h.Sum64()
+}
+
+// Run executes one schedule from src with the analyzers ids (all when
+// empty) attached through record.Recorder and analyze.Live, as check does,
+// with no trace file. An emulator error is returned as an error.
+func (pm *Machine) Run(src emu.DecisionSource, ids []string) (*Outcome, error) {
+	as, err := analyze.Select(ids)
+	if err != nil {
+		return nil, err
+	}
+	live, err := analyze.NewLive(&pm.md, as)
+	if err != nil {
+		return nil, err
+	}
+	t := &tap{rec: record.NewRecorder(live, pm.Img)}
+	cfg := pm.cfg
+	cfg.Sink = t
+	cfg.Inject = slices.Clone(cfg.Inject)
+	m, err := emu.New(pm.Img, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("scenario %s: %w", pm.Spec.ID, err)
+	}
+	if u, ok := src.(tapUser); ok {
+		u.useTap(t)
+	}
+	p := &probe{src: src}
+	res := m.Run(p)
+	if res.Err != nil {
+		return nil, fmt.Errorf("scenario %s: %w", pm.Spec.ID, res.Err)
+	}
+	if err, seq, _ := t.rec.Err(); err != nil {
+		return nil, fmt.Errorf("scenario %s: event %d: %w", pm.Spec.ID, seq, err)
+	}
+	return &Outcome{Result: res, Findings: live.Finish().Findings, Seqs: p.seqs, Hash: ScheduleHash(res.Decisions), Syncs: t.syncs}, nil
+}
+
+// Replay runs log exactly (an emu.LogSource: the run ends when the log
+// does).
+func (pm *Machine) Replay(log []emu.Decision, ids []string) (*Outcome, error) {
+	return pm.Run(&emu.LogSource{Log: log}, ids)
+}
+
+// probe notes the event count at each decision.
+type probe struct {
+	src  emu.DecisionSource
+	seqs []uint64
+}
+
+func (p *probe) Next(m *emu.Machine) (emu.Decision, bool) {
+	d, ok := p.src.Next(m)
+	if ok {
+		p.seqs = append(p.seqs, m.Seq())
+	}
+	return d, ok
+}
+
+// tap sits between the machine and the recorder. It notes which CPUs
+// executed PAUSE (cpu_relax: a spin-wait iteration) since the last look,
+// and counts synchronisation events (PCT's change points are placed among
+// them; see doc.go).
+type tap struct {
+	rec     *record.Recorder
+	paused  uint64 // bit per CPU
+	syncs   uint64 // synchronisation events so far
+	syncCPU int    // CPU of the last one
+}
+
+var _ emu.Sink = (*tap)(nil)
+
+var opPause = uint16(x86asm.PAUSE)
+
+// syncOps are instructions that synchronise with other CPUs or change
+// what may interrupt this one.
+var syncOps = func() (t [1 << 12]bool) {
+	for _, op := range []x86asm.Op{x86asm.XCHG, x86asm.CMPXCHG, x86asm.CMPXCHG16B, x86asm.CMPXCHG8B, x86asm.XADD,
+		x86asm.STI, x86asm.CLI, x86asm.IRETQ, x86asm.POPF, x86asm.POPFQ, x86asm.CPUID, x86asm.MFENCE, x86asm.INT} {
+		t[op] = true
+	}
+	return t
+}()
+
+func (t *tap) Event(e *emu.Event) {
+	switch e.Kind {
+	case emu.EvInsn:
+		if e.Op == opPause {
+			t.paused |= 1 << (e.CPU & 63)
+		} else if int(e.Op) < len(syncOps) && syncOps[e.Op] || locked(e) {
+			t.syncs++
+			t.syncCPU = int(e.CPU)
+		}
+	case emu.EvService, emu.EvMarker, emu.EvTrap:
+		t.syncs++
+		t.syncCPU = int(e.CPU)
+	}
+	t.rec.Event(e)
+}
+
+// locked reports a LOCK prefix among the instruction's legacy prefixes.
+func locked(e *emu.Event) bool {
+	for _, b := range e.Bytes[:min(int(e.Len), 4)] {
+		switch b {
+		case 0xf0:
+			return true
+		case 0xf2, 0xf3, 0x2e, 0x36, 0x3e, 0x26, 0x64, 0x65, 0x66, 0x67:
+			continue
+		}
+		return false
+	}
+	return false
+}
+
+// takePaused returns and clears the PAUSE bit of cpu.
+func (t *tap) takePaused(cpu int) bool {
+	bit := uint64(1) << cpu
+	p := t.paused&bit != 0
+	t.paused &^= bit
+	return p
+}
+
+type tapUser interface{ useTap(*tap) }
