@@ -74,6 +74,8 @@ func commands() []command {
 				"findings from each expected analyzer on every seed. With --out, every run's trace\n" +
 				"(DIR/ID/seedN.arrow), its JSON report and check.json are kept (CI artifacts).\n" +
 				"Exit status: 0 all rows as expected, 1 some row differs, 2 error."},
+		{"explore", "SCENARIO [--budget N|--time D] [--strategy random|pct|bounded] [--shard i/n] [-o DIR] [--all]", "search schedules and NMI/IRQ placements for a violation and write the minimal failing trace", cmdExplore, exploreAbout},
+		{"replay", "FILE [--verify] [--until SEQ]", "re-execute a recorded run from its trace; verify it event by event or show the state at an event", cmdReplay, replayAbout},
 		{"bench", "[--iters N] [--json]", "measure emulation, recording, trace size and analysis on fixed workloads", cmdBench,
 			"Prints the performance figures of DESIGN §7 for fixed workloads: emulate-only\n" +
 				"throughput (bench-fentry, the Unicorn anchor's guest.S as a slice, and text-poke-bp),\n" +

@@ -1,0 +1,245 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/patchtrace/patchtrace/analyze"
+	"github.com/patchtrace/patchtrace/explore"
+)
+
+const exploreAbout = "Runs many schedules of SCENARIO with recording off, each checked by the analyzers in\n" +
+	"process (the same code as `analyze`), varying CPU interleavings and where NMIs and\n" +
+	"timer interrupts arrive. The scenario's injection plan is ignored unless --inject-plan:\n" +
+	"a finding must come from the schedule alone. Strategies: random (seeded swarm\n" +
+	"schedules), pct (priority schedules with d-1 change points) and bounded (every schedule\n" +
+	"within --bound deviations of round robin; says \"exhausted: N schedules\" when done).\n" +
+	"On the first violation (every distinct one with --all) the decision log is minimised\n" +
+	"by delta debugging and the minimal failing run is written as a trace with its findings\n" +
+	"under DIR/scenario=ID/shard=I/, next to findings.parquet and summary.json; DuckDB reads\n" +
+	"all shards as one table: read_parquet('DIR/**/*.parquet', hive_partitioning=true).\n" +
+	"--shard i/n runs the i-th of n disjoint parts of the same search. Without --budget\n" +
+	"and --time, random and pct run 1000 schedules. See the explore package doc for the\n" +
+	"choice-point model.\n" +
+	"Exit status: 0 no violation, 1 violation found, 2 error."
+
+// paramFlag collects repeated NAME=VALUE flags.
+type paramFlag map[string]uint64
+
+func (p paramFlag) String() string {
+	var parts []string
+	for k, v := range p {
+		parts = append(parts, fmt.Sprintf("%s=%d", k, v))
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ",")
+}
+
+func (p paramFlag) Set(s string) error {
+	for _, kv := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return fmt.Errorf("want NAME=VALUE, got %q", kv)
+		}
+		n, err := strconv.ParseUint(strings.ReplaceAll(v, "_", ""), 0, 64)
+		if err != nil {
+			return fmt.Errorf("param %s: %v", k, err)
+		}
+		p[k] = n
+	}
+	return nil
+}
+
+func cmdExplore(env *cmdEnv, args []string) int {
+	fs := newFlags(env, "explore")
+	budget := fs.Int64("budget", 0, "schedules to run, counted over all shards (bounded: a cap on this shard's)")
+	dur := fs.Duration("time", 0, "stop exploring after this long (e.g. 30s, 5m)")
+	strategy := fs.String("strategy", explore.Random, "search strategy: random, pct or bounded")
+	shard := fs.String("shard", "", "i/n: run part i (0-based) of n disjoint parts")
+	outDir := fs.String("o", "explore-out", "output directory")
+	all := fs.Bool("all", false, "keep going after the first violation and minimise every distinct one")
+	seed := fs.Uint64("seed", 1, "base seed of the random and pct schedules")
+	plan := fs.Bool("inject-plan", false, "follow the scenario's [[inject]] plan (by default exploration ignores it)")
+	inject := fs.String("inject", "nmi,timer", "what the strategies inject: nmi, timer, nmi,timer or none")
+	params := paramFlag{}
+	fs.Var(params, "param", "NAME=VALUE: override a scenario param (repeatable; small values make small instances)")
+	quantum := fs.Uint("quantum", 0, "steps per decision: random: the largest (default: varied per schedule); pct: every quantum (default 1); bounded: the round-robin quantum (default 64)")
+	rate := fs.Float64("rate", 0, "random: NMI and timer rate each, per step (default: varied per schedule)")
+	depth := fs.Int("depth", 0, "pct: d, the bug depth (d-1 priority change points; default 3)")
+	injections := fs.Int("injections", 0, "pct: injections per schedule (default: varied; -1: none)")
+	bound := fs.Int("bound", 0, "bounded: k, the most deviations from round robin (default 1)")
+	only := fs.String("only", "", "comma-separated analyzer ids (default all: "+strings.Join(analyze.IDs(), ",")+")")
+	maxInsns := fs.Uint64("max-insns", 0, "per-schedule instruction budget (default: the scenario's)")
+	jobs := fs.Int("j", runtime.NumCPU(), "schedules run in parallel")
+	shrinkRuns := fs.Int("shrink-runs", 0, fmt.Sprintf("candidate runs per minimisation (default %d)", explore.DefaultShrinkRuns))
+	noShrink := fs.Bool("no-shrink", false, "write the failing run as found, without minimising it")
+	quiet := fs.Bool("q", false, "no progress display")
+	pos, code, done := parseFlags(env, fs, args)
+	if done {
+		return code
+	}
+	if len(pos) != 1 || *jobs < 1 || *budget < 0 {
+		fs.Usage()
+		return exitUsage
+	}
+	spec, err := loadScenario(pos[0])
+	if err != nil {
+		return errorf(env, "explore: %v", err)
+	}
+	opt := explore.Options{
+		Strategy: *strategy, Budget: *budget, Time: *dur, Seed: *seed, All: *all,
+		KeepInject: *plan, Params: params, MaxInsns: *maxInsns, Quantum: uint32(*quantum), Rate: *rate,
+		Depth: *depth, Injections: *injections, Bound: *bound, Workers: *jobs,
+		ShrinkRuns: *shrinkRuns, NoShrink: *noShrink, OutDir: *outDir,
+	}
+	switch *inject {
+	case "nmi,timer", "timer,nmi", "":
+		opt.Inject = explore.InjectNMI | explore.InjectTimer
+	case "nmi":
+		opt.Inject = explore.InjectNMI
+	case "timer":
+		opt.Inject = explore.InjectTimer
+	case "none":
+		opt.NoInject = true
+	default:
+		return errorf(env, "explore: --inject %q: want nmi, timer, nmi,timer or none", *inject)
+	}
+	if *only != "" {
+		opt.Analyzers = strings.Split(*only, ",")
+		if _, err := analyze.Select(opt.Analyzers); err != nil {
+			return errorf(env, "explore: %v", err)
+		}
+	}
+	if *shard != "" {
+		i, n, ok := strings.Cut(*shard, "/")
+		si, err1 := strconv.Atoi(i)
+		sn, err2 := strconv.Atoi(n)
+		if !ok || err1 != nil || err2 != nil || sn < 1 || si < 0 || si >= sn {
+			return errorf(env, "explore: --shard %q: want i/n with 0 <= i < n", *shard)
+		}
+		opt.Shard, opt.Shards = si, sn
+	}
+	if opt.Budget == 0 && opt.Time == 0 && opt.Strategy != explore.Bounded {
+		opt.Budget = 1000
+	}
+	if !*quiet {
+		p := newProgress(env.stderr, spec.ID)
+		opt.Progress, opt.ProgressEvery = p.update, p.every
+		defer p.end()
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	res, err := explore.Explore(ctx, spec, opt)
+	if err != nil {
+		return errorf(env, "explore %s: %v", spec.ID, err)
+	}
+	printExplore(env.stdout, res, &opt)
+	if len(res.Violations) > 0 {
+		return exitFinding
+	}
+	return exitOK
+}
+
+func printExplore(w io.Writer, res *explore.Result, opt *explore.Options) {
+	shard := ""
+	if res.Shards > 1 {
+		shard = fmt.Sprintf(", shard %d/%d", res.Shard, res.Shards)
+	}
+	plan := "no injection plan"
+	if opt.KeepInject {
+		plan = "with the injection plan"
+	}
+	fmt.Fprintf(w, "explore %s: %s%s, seed %d, %s", res.Scenario, res.Strategy, shard, opt.Seed, plan)
+	if len(opt.Params) > 0 {
+		fmt.Fprintf(w, ", params %s", paramFlag(opt.Params))
+	}
+	fmt.Fprintf(w, "\n%s in %.1fs (%.1f schedules/s)\n", res.Summary(), res.Elapsed.Seconds(), float64(res.Schedules)/max(res.Elapsed.Seconds(), 1e-9))
+	for _, v := range res.Violations {
+		fmt.Fprintf(w, "\n%s: schedule %d (%s)\n", v.Target, v.Schedule, v.Desc)
+		fmt.Fprintf(w, "  found after %.2fs, %d schedules before it\n", v.Found.Seconds(), v.SchedulesBefore)
+		log := v.Decisions
+		if v.Minimized != nil {
+			log = v.Minimized
+			complete := "a fixpoint"
+			if !v.Shrink.Complete {
+				complete = "the run budget, not a fixpoint"
+			}
+			fmt.Fprintf(w, "  minimised in %d runs (%s): %d -> %d decisions, %d -> %d injections, %d -> %d steps\n", v.Shrink.Runs, complete,
+				v.Shrink.DecisionsFrom, v.Shrink.DecisionsTo, v.Shrink.InjectionsFrom, v.Shrink.InjectionsTo, v.Shrink.StepsFrom, v.Shrink.StepsTo)
+		}
+		if len(log) <= 40 {
+			for _, d := range log {
+				fmt.Fprintf(w, "    %v\n", d)
+			}
+		}
+		fs := v.MinFindings
+		if fs == nil {
+			fs = v.Findings
+		}
+		for _, f := range fs {
+			fmt.Fprintf(w, "  %s cpu%d %s: %s\n", f.Analyzer, f.CPU, f.Where, f.Message)
+		}
+		if v.Trace != "" {
+			fmt.Fprintf(w, "  trace:    %s\n  findings: %s\n", v.Trace, v.Report)
+		}
+	}
+	if res.Dir != "" {
+		fmt.Fprintf(w, "\nresults: %s (findings.parquet, summary.json)\n", res.Dir)
+	}
+}
+
+// progress draws the explore progress: a line redrawn with \r on a
+// terminal, plain lines every few seconds otherwise.
+type progress struct {
+	mu    sync.Mutex
+	w     io.Writer
+	id    string
+	tty   bool
+	every time.Duration
+	drawn bool
+}
+
+func newProgress(w io.Writer, id string) *progress {
+	p := &progress{w: w, id: id, every: 5 * time.Second}
+	if f, ok := w.(*os.File); ok {
+		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+			p.tty, p.every = true, 200*time.Millisecond
+		}
+	}
+	return p
+}
+
+func (p *progress) update(s explore.Progress) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	best := s.Best
+	if best == "" {
+		best = "none yet"
+	}
+	line := fmt.Sprintf("explore %s: %s, %d schedules, %.0f/s, best: %s, %s", p.id, s.Phase, s.Schedules, s.PerSecond, best, s.Elapsed.Round(100*time.Millisecond))
+	if p.tty {
+		fmt.Fprintf(p.w, "\r%s\x1b[K", line)
+		p.drawn = true
+		return
+	}
+	if s.Phase != "done" {
+		fmt.Fprintln(p.w, line)
+	}
+}
+
+func (p *progress) end() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.drawn {
+		fmt.Fprintln(p.w)
+	}
+}

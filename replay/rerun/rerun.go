@@ -1,0 +1,384 @@
+// Package rerun re-executes a recorded run from its trace alone: the
+// scenario text, the slice ELF, the CPU count and the decision log the
+// trace carries are enough to build the same machine and feed it the same
+// decisions (emu.LogSource). Verify compares every re-executed event with
+// the trace's, in lockstep, and reports the first divergence; Until stops
+// after a given event and snapshots the machine (registers, must_call
+// sites, per-CPU return slots, stacks).
+//
+// It imports emu, so it lives apart from package replay, which analyze
+// imports and which must not reach the emulator.
+package rerun
+
+import (
+	"errors"
+	"fmt"
+	"iter"
+
+	"github.com/patchtrace/patchtrace/emu"
+	"github.com/patchtrace/patchtrace/format"
+	"github.com/patchtrace/patchtrace/record"
+	"github.com/patchtrace/patchtrace/scenario"
+)
+
+// Run is a recorded run, ready to re-execute.
+type Run struct {
+	Meta      *format.Meta
+	Spec      *scenario.Spec
+	Img       *emu.Image
+	Decisions []emu.Decision
+	cfg       emu.Config
+}
+
+// ErrNoDecisions is returned for a trace without a decision log (a
+// truncated trace: the log is written when the run ends).
+var ErrNoDecisions = errors.New("rerun: the trace has no decision log (truncated?)")
+
+// FromMeta prepares the re-execution of the run md describes.
+func FromMeta(md *format.Meta) (*Run, error) {
+	if md.ScenarioText == "" || len(md.ELF) == 0 {
+		return nil, fmt.Errorf("rerun: the trace carries no scenario text or slice ELF")
+	}
+	if md.DecisionsFormat != "" && md.DecisionsFormat != emu.DecisionsFormat {
+		return nil, fmt.Errorf("rerun: decision log format %q, want %q", md.DecisionsFormat, emu.DecisionsFormat)
+	}
+	if md.Decisions == nil && md.DecisionCount == 0 && md.Status != format.StatusComplete {
+		return nil, ErrNoDecisions
+	}
+	ds, err := emu.DecodeDecisions(md.Decisions)
+	if err != nil {
+		return nil, fmt.Errorf("rerun: %w", err)
+	}
+	if md.DecisionCount != 0 && md.DecisionCount != len(ds) {
+		return nil, fmt.Errorf("rerun: decision log holds %d decisions, metadata says %d", len(ds), md.DecisionCount)
+	}
+	spec, err := scenario.Parse(md.Scenario+"/scenario.toml", []byte(md.ScenarioText))
+	if err != nil {
+		return nil, fmt.Errorf("rerun: the trace's scenario: %w", err)
+	}
+	spec.ELF = md.ELF
+	img, err := emu.LoadImage(md.Scenario+"/"+spec.Slice, md.ELF)
+	if err != nil {
+		return nil, fmt.Errorf("rerun: the trace's slice: %w", err)
+	}
+	cfg, _, err := emu.ConfigFor(spec, emu.Options{Seed: md.Seed, CPUs: md.CPUs})
+	if err != nil {
+		return nil, fmt.Errorf("rerun: %w", err)
+	}
+	return &Run{Meta: md, Spec: spec, Img: img, Decisions: ds, cfg: cfg}, nil
+}
+
+// Machine builds a fresh machine for the run, sending events to sink.
+func (r *Run) Machine(sink emu.Sink) (*emu.Machine, error) {
+	cfg := r.cfg
+	cfg.Sink = sink
+	cfg.Inject = append([]emu.InjectRule(nil), cfg.Inject...)
+	return emu.New(r.Img, cfg)
+}
+
+// Execute re-executes the run on a fresh machine with sink attached (nil:
+// no events) until the decision log runs out, or, when until >= 0, until
+// the step that emits event number until has run (decisions are then
+// split into single steps, which runs the same machine: nothing else
+// happens between the steps of one decision).
+func (r *Run) Execute(sink emu.Sink, until int64) (*emu.Machine, emu.Result, error) {
+	if until >= 0 && sink == nil {
+		sink = discard{} // events must be emitted to be counted
+	}
+	m, err := r.Machine(sink)
+	if err != nil {
+		return nil, emu.Result{}, err
+	}
+	var src emu.DecisionSource = &emu.LogSource{Log: r.Decisions}
+	if until >= 0 {
+		src = &stepper{log: r.Decisions, until: uint64(until)}
+	}
+	res := m.Run(src)
+	if res.Err != nil {
+		return m, res, fmt.Errorf("rerun: %w", res.Err)
+	}
+	return m, res, nil
+}
+
+// Until re-executes the run up to the step that emits event seq and
+// returns the machine's state there. It fails when the run has fewer
+// events.
+func (r *Run) Until(seq uint64) (*State, error) {
+	m, _, err := r.Execute(nil, int64(seq))
+	if err != nil {
+		return nil, err
+	}
+	if m.Seq() <= seq {
+		return nil, fmt.Errorf("rerun: the run has %d events; there is no event %d", m.Seq(), seq)
+	}
+	st := Snapshot(m, r.Spec, m.Seq())
+	if stop, _ := m.Stopped(); stop == emu.StopHung {
+		// The stepper ended the run, not the machine.
+		st.Stop = fmt.Sprintf("stopped after the step that emitted event %d", seq)
+	}
+	return st, nil
+}
+
+type discard struct{}
+
+func (discard) Event(*emu.Event) {}
+
+// stepper replays a log one step at a time and ends the run once event
+// until has been emitted.
+type stepper struct {
+	log   []emu.Decision
+	i     int
+	left  uint32 // steps left of log[i]
+	until uint64
+	begun bool
+}
+
+func (s *stepper) Next(m *emu.Machine) (emu.Decision, bool) {
+	if m.Seq() > s.until {
+		return emu.Decision{}, false
+	}
+	for s.i < len(s.log) {
+		d := s.log[s.i]
+		if d.Kind != emu.DecStep {
+			s.i++
+			return d, true
+		}
+		if !s.begun {
+			s.left, s.begun = d.N, true
+		}
+		if s.left == 0 {
+			s.i++
+			s.begun = false
+			continue
+		}
+		s.left--
+		return emu.Decision{Kind: emu.DecStep, CPU: d.CPU, N: 1}, true
+	}
+	return emu.Decision{}, false
+}
+
+// Divergence is the first difference between a re-execution and its
+// trace.
+type Divergence struct {
+	Seq      uint64 // the event's sequence number
+	CPU      uint16
+	Kind     string // the expected event's kind ("" when the trace ended)
+	Field    string // the first column that differs ("event" when one side has no event)
+	Expected string
+	Got      string
+}
+
+func (d *Divergence) Error() string {
+	return fmt.Sprintf("diverged at seq %d (cpu %d, %s): %s: expected %s, got %s", d.Seq, d.CPU, d.Kind, d.Field, d.Expected, d.Got)
+}
+
+// Verify re-executes the run and compares every event, as the recorder
+// turns it into a row, with the trace's rows, in lockstep; the run stops
+// at the first divergence. It returns the number of identical events and
+// the divergence, if any. An error means the comparison could not be made
+// (the trace cannot be read, the emulator failed).
+func (r *Run) Verify(rows iter.Seq2[*format.Row, error]) (uint64, *Divergence, error) {
+	next, stop := iter.Pull2(rows)
+	defer stop()
+	v := &verifier{next: next}
+	rec := record.NewRecorder(v, r.Img)
+	m, err := r.Machine(rec)
+	if err != nil {
+		return 0, nil, err
+	}
+	res := m.Run(&untilDiverged{src: &emu.LogSource{Log: r.Decisions}, v: v})
+	if v.err != nil {
+		return v.n, nil, v.err
+	}
+	if v.div != nil {
+		return v.n, v.div, nil
+	}
+	if res.Err != nil {
+		return v.n, nil, fmt.Errorf("rerun: %w", res.Err)
+	}
+	// The trace must have ended too.
+	want, err, ok := next()
+	if err != nil {
+		return v.n, nil, err
+	}
+	if ok {
+		return v.n, &Divergence{Seq: want.Seq, CPU: want.CPU, Kind: want.Kind.String(), Field: "event",
+			Expected: describe(want), Got: "end of run (" + res.Stop.String() + ")"}, nil
+	}
+	return v.n, nil, nil
+}
+
+type untilDiverged struct {
+	src emu.DecisionSource
+	v   *verifier
+}
+
+func (u *untilDiverged) Next(m *emu.Machine) (emu.Decision, bool) {
+	if u.v.div != nil || u.v.err != nil {
+		return emu.Decision{}, false
+	}
+	return u.src.Next(m)
+}
+
+// verifier is the recorder's appender during Verify.
+type verifier struct {
+	next func() (*format.Row, error, bool)
+	n    uint64
+	div  *Divergence
+	err  error
+}
+
+var errStop = errors.New("rerun: diverged")
+
+func (v *verifier) Append(got *format.Row) error {
+	if v.div != nil || v.err != nil {
+		return errStop
+	}
+	want, err, ok := v.next()
+	if err != nil {
+		v.err = err
+		return errStop
+	}
+	if !ok {
+		v.div = &Divergence{Seq: got.Seq, CPU: got.CPU, Field: "event", Expected: "end of trace", Got: describe(got)}
+		return errStop
+	}
+	g := Stored(got)
+	for _, f := range fields {
+		if e, a := f.get(want), f.get(&g); e != a {
+			v.div = &Divergence{Seq: want.Seq, CPU: want.CPU, Kind: want.Kind.String(), Field: f.name, Expected: e, Got: a}
+			return errStop
+		}
+	}
+	v.n++
+	return nil
+}
+
+func describe(r *format.Row) string {
+	return fmt.Sprintf("%s event %d on cpu %d at rip %#x", r.Kind, r.Seq, r.CPU, r.RIP)
+}
+
+// Stored returns what a trace reader gives back for r once written: the
+// columns r's kind stores (format's writer) and zero for the rest.
+func Stored(r *format.Row) format.Row {
+	o := format.Row{Seq: r.Seq, Kind: r.Kind, CPU: r.CPU, Task: r.Task, Depth: r.Depth, RIP: r.RIP}
+	switch r.Kind {
+	case format.KindInsn:
+		o.Len, o.Op, o.RSP, o.RFlags = r.Len, r.Op, r.RSP, r.RFlags
+		copy(o.Bytes[:], r.Bytes[:min(int(r.Len), len(r.Bytes))])
+	case format.KindWrite:
+		o.Addr, o.HasAddr, o.Size, o.Old, o.New, o.Alias = r.Addr, true, r.Size, r.Old, r.New, r.Alias
+		if r.Alias {
+			o.AliasAddr = r.AliasAddr
+		}
+		if r.Percpu {
+			o.Percpu, o.PercpuCPU, o.PercpuOff, o.PercpuVar = true, r.PercpuCPU, r.PercpuOff, r.PercpuVar
+		}
+	case format.KindPercpuRead:
+		o.Addr, o.HasAddr, o.Size, o.New = r.Addr, true, r.Size, r.New
+		o.Percpu, o.PercpuCPU, o.PercpuOff, o.PercpuVar = true, r.PercpuCPU, r.PercpuOff, r.PercpuVar
+	case format.KindTrap:
+		o.Vector, o.HasVector, o.Handler, o.RSP, o.IST, o.RFlags, o.Size = r.Vector, true, r.Handler, r.RSP, r.IST, r.RFlags, r.Size
+		if r.HasErrCode {
+			o.ErrCode, o.HasErrCode = r.ErrCode, true
+		}
+		if r.HasAddr {
+			o.Addr, o.HasAddr = r.Addr, true
+		}
+	case format.KindIret:
+		o.Handler, o.RSP, o.RFlags = r.Handler, r.RSP, r.RFlags
+	case format.KindPerm:
+		o.Addr, o.HasAddr, o.Size, o.PermOld, o.PermNew, o.Service, o.Alias = r.Addr, true, r.Size, r.PermOld, r.PermNew, r.Service, r.Alias
+		if r.Alias {
+			o.AliasAddr = r.AliasAddr
+		}
+	case format.KindSerialize:
+		o.Cause = r.Cause
+	case format.KindSwitch:
+		o.Old, o.New = r.Old, r.New
+	case format.KindService:
+		o.Service, o.Args, o.Ret = r.Service, r.Args, r.Ret
+	case format.KindMarker:
+		o.Args[0], o.Args[1], o.Msg = r.Args[0], r.Args[1], r.Msg
+	case format.KindFault:
+		if r.HasVector {
+			o.Vector, o.HasVector = r.Vector, true
+		}
+		if r.HasErrCode {
+			o.ErrCode, o.HasErrCode = r.ErrCode, true
+		}
+		if r.HasAddr {
+			o.Addr, o.HasAddr = r.Addr, true
+		}
+		o.Service, o.Msg = r.Service, r.Msg
+	case format.KindInject:
+		o.Vector, o.HasVector, o.Addr, o.HasAddr = r.Vector, true, r.Addr, true
+	}
+	return o
+}
+
+type field struct {
+	name string
+	get  func(*format.Row) string
+}
+
+func hex(v uint64) string { return fmt.Sprintf("%#x", v) }
+func dec(v uint64) string { return fmt.Sprint(v) }
+
+// fields are compared in column order (docs/trace-format.md names).
+var fields = []field{
+	{"seq", func(r *format.Row) string { return dec(r.Seq) }},
+	{"kind", func(r *format.Row) string { return r.Kind.String() }},
+	{"cpu", func(r *format.Row) string { return dec(uint64(r.CPU)) }},
+	{"task", func(r *format.Row) string { return dec(uint64(r.Task)) }},
+	{"depth", func(r *format.Row) string { return dec(uint64(r.Depth)) }},
+	{"rip", func(r *format.Row) string { return hex(r.RIP) }},
+	{"len", func(r *format.Row) string { return dec(uint64(r.Len)) }},
+	{"bytes", func(r *format.Row) string { return fmt.Sprintf("% x", r.Instruction()) }},
+	{"op", func(r *format.Row) string { return dec(uint64(r.Op)) }},
+	{"rsp", func(r *format.Row) string { return hex(r.RSP) }},
+	{"rflags", func(r *format.Row) string { return hex(r.RFlags) }},
+	{"addr", func(r *format.Row) string {
+		if !r.HasAddr {
+			return "null"
+		}
+		return hex(r.Addr)
+	}},
+	{"size", func(r *format.Row) string { return dec(uint64(r.Size)) }},
+	{"old", func(r *format.Row) string { return hex(r.Old) }},
+	{"new", func(r *format.Row) string { return hex(r.New) }},
+	{"alias", func(r *format.Row) string { return fmt.Sprint(r.Alias) }},
+	{"alias_addr", func(r *format.Row) string { return hex(r.AliasAddr) }},
+	{"percpu_cpu", func(r *format.Row) string {
+		if !r.Percpu {
+			return "null"
+		}
+		return dec(uint64(r.PercpuCPU))
+	}},
+	{"percpu_off", func(r *format.Row) string { return hex(uint64(r.PercpuOff)) }},
+	{"percpu_var", func(r *format.Row) string { return r.PercpuVar }},
+	{"vector", func(r *format.Row) string {
+		if !r.HasVector {
+			return "null"
+		}
+		return dec(uint64(r.Vector))
+	}},
+	{"handler", func(r *format.Row) string { return hex(r.Handler) }},
+	{"ist", func(r *format.Row) string { return dec(uint64(r.IST)) }},
+	{"err_code", func(r *format.Row) string {
+		if !r.HasErrCode {
+			return "null"
+		}
+		return hex(r.ErrCode)
+	}},
+	{"perm_old", func(r *format.Row) string { return dec(uint64(r.PermOld)) }},
+	{"perm_new", func(r *format.Row) string { return dec(uint64(r.PermNew)) }},
+	{"cause", func(r *format.Row) string { return dec(uint64(r.Cause)) }},
+	{"service", func(r *format.Row) string { return dec(uint64(r.Service)) }},
+	{"arg0", func(r *format.Row) string { return hex(r.Args[0]) }},
+	{"arg1", func(r *format.Row) string { return hex(r.Args[1]) }},
+	{"arg2", func(r *format.Row) string { return hex(r.Args[2]) }},
+	{"arg3", func(r *format.Row) string { return hex(r.Args[3]) }},
+	{"ret", func(r *format.Row) string { return hex(r.Ret) }},
+	{"msg", func(r *format.Row) string { return fmt.Sprintf("%q", r.Msg) }},
+}
