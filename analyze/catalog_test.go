@@ -18,18 +18,19 @@ import (
 // expected analyzer on the CPU the injection plan or mechanism picks, in the
 // symbol where the mechanism goes wrong.
 var catalogWant = map[string][]want{
-	"text-poke-bp":          nil,
-	"text-poke-bp-nosync":   {{"cmc", -1, "traced_fn"}},
-	"ftrace-int3-skip":      {{"missed-call", -1, "lp_fn1"}},
-	"ftrace-emulate-percpu": nil,
-	"ftrace-sti-shadow-nmi": {{"return-slot", 1, "int3_hook"}},
-	"ftrace-sti-shadow":     nil,
-	"ftrace-double-int3":    nil,
-	"int3-emulate-call":     nil,
-	"exc-tramp-nopop":       {{"return-slot", -1, "traced_fn"}},
-	"exc-tramp":             nil,
-	"dyn-tramp-wx":          {{"wx", 0, ""}},
-	"dyn-tramp-ro":          nil,
+	"text-poke-bp":             nil,
+	"text-poke-bp-nosync":      {{"cmc", -1, "traced_fn"}},
+	"text-poke-bp-early-clear": {{"trap", -1, "traced_fn"}},
+	"ftrace-int3-skip":         {{"missed-call", -1, "lp_fn1"}},
+	"ftrace-emulate-percpu":    nil,
+	"ftrace-sti-shadow-nmi":    {{"return-slot", 1, "int3_hook"}},
+	"ftrace-sti-shadow":        nil,
+	"ftrace-double-int3":       nil,
+	"int3-emulate-call":        nil,
+	"exc-tramp-nopop":          {{"return-slot", -1, "traced_fn"}},
+	"exc-tramp":                nil,
+	"dyn-tramp-wx":             {{"wx", 0, ""}},
+	"dyn-tramp-ro":             nil,
 }
 
 // analyzeRun runs spec live with every analyzer and returns the result.

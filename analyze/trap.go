@@ -10,41 +10,67 @@ import (
 
 // trapCheck reports exceptions no handler claimed (the oops, panic and BUG
 // fault events) and handlers that returned (IRETQ) into the middle of an
-// instruction. An address is an instruction boundary if an instruction has
-// already started there in this run, or decoding its function from the start
-// lands on it in the slice image as built or in the code bytes now (a patch
-// site holding an int3 misaligns the current decode of what follows it, so
-// neither view alone is enough).
+// instruction: an address is a boundary if decoding its function from the
+// start over the code bytes at the time reaches it, reading a temporary int3
+// guard as the instruction it stands for (see boundary).
+//
+// A slice's oops path may name the faulting instruction first with
+// pt_marker(0xffff, regs->ip) (scenarios/base's die()); the finding is then
+// placed there rather than at panic(), and an unclaimed int3 is named as such.
 type trapCheck struct {
-	started map[uint64]bool // addresses some instruction has started at
+	oopsIP   []uint64 // per CPU: ip from the last die marker
+	lastTrap []trapSeen
 }
+
+type trapSeen struct {
+	vector uint8
+	rip    uint64
+	seq    uint64
+}
+
+// markerOopsIP is the marker id die() uses to name the faulting ip.
+const markerOopsIP = 0xffff
 
 func (*trapCheck) ID() string { return "trap" }
 func (*trapCheck) Doc() string {
 	return "An int3 or fault that no handler claimed (an oops, panic or BUG), or a handler that returned to a non-instruction boundary."
 }
-func (a *trapCheck) Start(*Context) error {
-	a.started = map[uint64]bool{}
+func (a *trapCheck) Start(ctx *Context) error {
+	a.oopsIP = make([]uint64, len(ctx.St.CPUs))
+	a.lastTrap = make([]trapSeen, len(ctx.St.CPUs))
 	return nil
 }
 
 func (a *trapCheck) Event(ctx *Context, r *format.Row) {
 	switch r.Kind {
-	case replay.KInsn:
-		a.started[r.RIP] = true
+	case replay.KTrap:
+		a.lastTrap[r.CPU] = trapSeen{r.Vector, r.RIP, r.Seq}
+	case replay.KMarker:
+		if r.Args[0] == markerOopsIP {
+			a.oopsIP[r.CPU] = r.Args[1]
+		}
 	case replay.KFault:
+		rip, msg, ev := r.RIP, r.Msg, []uint64{r.Seq}
+		first := r.Seq
+		if ip := a.oopsIP[r.CPU]; ip != 0 {
+			rip = ip
+			t := a.lastTrap[r.CPU]
+			if t.rip == ip && t.seq != 0 {
+				ev, first = []uint64{t.seq, r.Seq}, t.seq
+				if t.vector == 3 {
+					rip = ip - 1
+					msg = fmt.Sprintf("int3 at %s claimed by no handler (%s)", ctx.Describe(rip), r.Msg)
+				} else {
+					msg = fmt.Sprintf("%s at %s claimed by no handler (%s)", format.VectorName(t.vector), ctx.Describe(rip), r.Msg)
+				}
+			}
+		}
 		ctx.Report(Finding{
-			CPU: int(r.CPU), Task: r.Task, SeqFirst: r.Seq, SeqLast: r.Seq, RIP: r.RIP, Evidence: []uint64{r.Seq},
-			Message: r.Msg,
-		}, fmt.Sprintf("fault|%#x", r.RIP))
+			CPU: int(r.CPU), Task: r.Task, SeqFirst: first, SeqLast: r.Seq, RIP: rip, Evidence: ev,
+			Message: msg,
+		}, fmt.Sprintf("fault|%#x", rip))
 	case replay.KIret:
-		if a.started[r.Handler] {
-			return
-		}
-		if _, _, ok := boundary(ctx.St.Syms, ctx.St.Image, r.Handler); ok {
-			return
-		}
-		start, insn, ok := boundary(ctx.St.Syms, ctx.St.Mem, r.Handler)
+		start, insn, ok := boundary(ctx.St.Syms, ctx.St.Image, ctx.St.Mem, r.Handler)
 		if ok {
 			return
 		}
@@ -58,33 +84,48 @@ func (a *trapCheck) Event(ctx *Context, r *format.Row) {
 
 func (*trapCheck) Finish(*Context) {}
 
-// boundary decodes the function containing addr from its start, on the
-// code bytes in mem, and reports whether addr starts an instruction; if not
-// it returns the instruction that covers it. Addresses outside any sized
-// function symbol, or code that does not decode, are given the benefit of
+// boundary decodes the function containing addr from its start, over the
+// code bytes now, and reports whether addr starts an instruction; if not it
+// returns the instruction that covers it. An int3 that is not in the image
+// as built is a text_poke_bp guard: it stands for the instruction under it,
+// so decoding skips the image instruction's length there (the bytes after a
+// guard are a half-written instruction, not code). Addresses outside any
+// sized function symbol, or code that does not decode, get the benefit of
 // the doubt.
-func boundary(syms *replay.Symbols, mem *replay.Memory, addr uint64) (start uint64, insn []byte, ok bool) {
+func boundary(syms *replay.Symbols, image, mem *replay.Memory, addr uint64) (start uint64, insn []byte, ok bool) {
 	sym, found := syms.At(addr)
 	if !found || sym.Size == 0 || addr == sym.Addr {
 		return 0, nil, true
 	}
 	code := make([]byte, sym.Size+15)
+	orig := make([]byte, sym.Size+15)
 	if !mem.Read(sym.Addr, code[:sym.Size]) {
 		return 0, nil, true
 	}
+	haveOrig := image != nil && image.Read(sym.Addr, orig[:sym.Size])
 	for off := uint64(0); off < sym.Size; {
 		a := sym.Addr + off
 		if a == addr {
 			return 0, nil, true
 		}
-		in, err := x86asm.Decode(code[off:], 64)
-		if err != nil || in.Len == 0 {
-			return 0, nil, true
+		var n int
+		if code[off] == 0xcc && haveOrig && orig[off] != 0xcc {
+			in, err := x86asm.Decode(orig[off:], 64)
+			if err != nil || in.Len == 0 {
+				return 0, nil, true
+			}
+			n = in.Len
+		} else {
+			in, err := x86asm.Decode(code[off:], 64)
+			if err != nil || in.Len == 0 {
+				return 0, nil, true
+			}
+			n = in.Len
 		}
-		if a+uint64(in.Len) > addr {
-			return a, code[off : off+uint64(in.Len)], false
+		if a+uint64(n) > addr {
+			return a, code[off : off+uint64(n)], false
 		}
-		off += uint64(in.Len)
+		off += uint64(n)
 	}
 	return 0, nil, true
 }

@@ -1,5 +1,7 @@
 package emu
 
+import "fmt"
+
 // service runs a native kernel service at its entry (c.RIP) with the System
 // V arguments, sets RAX and returns to the caller as RET would. Everything
 // the service does is recorded as events after the service event itself.
@@ -122,7 +124,13 @@ func (m *Machine) callerOf(c *CPU) string {
 	if !m.mem.peek(c.R[RSP], b[:]) {
 		return "?"
 	}
-	return m.img.Describe(loadLE(b[:], 8))
+	ret := loadLE(b[:], 8)
+	// The call may be the last instruction of a noreturn function: name the
+	// return address after the function the call is in.
+	if s := m.img.SymbolAt(ret - 1); s != nil {
+		return fmt.Sprintf("%s+%#x (%#x)", s.Name, ret-s.Addr, ret)
+	}
+	return m.img.Describe(ret)
 }
 
 // textPoke copies n bytes from src to kernel text at addr through a

@@ -18,6 +18,14 @@
  *   old instruction while memory holds the new one (and one that had never
  *   decoded the site would see the new one: the CPUs disagree).
  *
+ * mode 2, text_poke_bp_early_clear(): all three syncs, but
+ *   bp_patching_in_progress is cleared right after the first byte is
+ *   restored, before the last sync -- the order seed 003's code is careful
+ *   not to use ("bp_patching_in_progress = false; smp_wmb();" comes after the
+ *   last on_each_cpu()). A CPU that is between taking the int3 and asking
+ *   the int3 notifier, or that still runs its decode of the int3, finds
+ *   nobody claiming it: an unhandled int3, an oops.
+ *
  * Markers: 1 = a round starts, 2 = the call is in place on every CPU,
  * 3 = the nop is back on every CPU, 4 = about to put the nop back
  * (value: the round).
@@ -32,6 +40,7 @@
 
 #define MODE_NOSYNC		0
 #define MODE_PLAIN		1
+#define MODE_EARLY_CLEAR	2
 
 /* [params], written by the machine before boot. */
 u64 patch_rounds = 60;
@@ -122,6 +131,35 @@ static void text_poke_bp_nosync(void *addr, const void *opcode, size_t len, void
 	spin_unlock(&text_mutex);
 }
 
+/*
+ * text_poke_bp() with its three syncs, but the in-progress flag cleared
+ * before the last one: an int3 still in flight on another CPU is orphaned.
+ */
+static void text_poke_bp_early_clear(void *addr, const void *opcode, size_t len, void *handler)
+{
+	unsigned char int3 = INT3_INSN_OPCODE;
+
+	spin_lock(&text_mutex);
+	WRITE_ONCE(bp_handler, handler);
+	WRITE_ONCE(bp_addr, addr);
+	WRITE_ONCE(bp_in_progress, true);
+	smp_wmb();
+
+	text_poke(addr, &int3, INT3_INSN_SIZE);
+	sync_core_all();
+
+	text_poke((u8 *)addr + INT3_INSN_SIZE, (const u8 *)opcode + INT3_INSN_SIZE,
+		  len - INT3_INSN_SIZE);
+	sync_core_all();
+
+	text_poke(addr, opcode, INT3_INSN_SIZE);
+	WRITE_ONCE(bp_in_progress, false);	/* too early: before the sync */
+	smp_wmb();
+	sync_core_all();
+
+	spin_unlock(&text_mutex);
+}
+
 /* No int3 at all: write the whole instruction, then sync. */
 static void text_poke_plain(void *addr, const void *opcode, size_t len)
 {
@@ -133,10 +171,16 @@ static void text_poke_plain(void *addr, const void *opcode, size_t len)
 
 static void patch(void *addr, const void *opcode, size_t len, void *handler)
 {
-	if (READ_ONCE(mode) == MODE_PLAIN)
+	switch (READ_ONCE(mode)) {
+	case MODE_PLAIN:
 		text_poke_plain(addr, opcode, len);
-	else
+		break;
+	case MODE_EARLY_CLEAR:
+		text_poke_bp_early_clear(addr, opcode, len, handler);
+		break;
+	default:
 		text_poke_bp_nosync(addr, opcode, len, handler);
+	}
 }
 
 static bool site_is(const u8 *insn)

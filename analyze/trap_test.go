@@ -1,0 +1,72 @@
+package analyze_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/patchtrace/patchtrace/analyze"
+	"github.com/patchtrace/patchtrace/emu"
+	"github.com/patchtrace/patchtrace/format"
+	"github.com/patchtrace/patchtrace/record"
+	"github.com/patchtrace/patchtrace/scenario"
+	"github.com/patchtrace/patchtrace/scenarios"
+)
+
+// TestTrapReturnIntoInstruction feeds hand-made events over text-poke-bp's
+// slice: IRETQs to traced_fn+5 (after the nop5) are fine; to traced_fn+1 they
+// land inside the 5-byte instruction, whether the site holds the nop, a call,
+// or a text_poke_bp int3 guard standing for one.
+func TestTrapReturnIntoInstruction(t *testing.T) {
+	spec, err := scenario.Load(scenarios.FS, "text-poke-bp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := emu.LoadImage(spec.ID, spec.ELF)
+	if err != nil {
+		t.Fatal(err)
+	}
+	site, _ := img.Lookup("traced_fn")
+	md := record.Meta(spec, img, spec.CPUs, 1)
+	for _, tc := range []struct {
+		name    string
+		poke    []byte // written at the site first (through the alias)
+		target  uint64
+		finding bool
+	}{
+		{"after the nop", nil, site.Addr + 5, false},
+		{"inside the nop", nil, site.Addr + 1, true},
+		{"after an int3 guard", []byte{0xcc}, site.Addr + 5, false},
+		{"inside an int3-guarded site", []byte{0xcc}, site.Addr + 1, true},
+		{"inside a call", []byte{0xe8, 1, 2, 3, 4}, site.Addr + 2, true},
+		{"function entry", nil, site.Addr, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			live, err := analyze.NewLive(&md, []analyze.Analyzer{mustSelect(t, "trap")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			seq := uint64(0)
+			for i, b := range tc.poke {
+				live.Append(&format.Row{Seq: seq, Kind: format.Kind(emu.EvWrite), CPU: 0, RIP: 1, Addr: site.Addr + uint64(i), HasAddr: true,
+					Size: 1, New: uint64(b), Alias: true, AliasAddr: 0xffffe00000000000})
+				seq++
+			}
+			live.Append(&format.Row{Seq: seq, Kind: format.Kind(emu.EvIret), CPU: 1, RIP: site.Addr - 0x100, Handler: tc.target})
+			res := live.Finish()
+			if got := len(res.Findings) > 0; got != tc.finding {
+				t.Fatalf("finding %v, want %v: %+v", got, tc.finding, res.Findings)
+			}
+			if tc.finding && !strings.Contains(res.Findings[0].Message, "inside the") {
+				t.Errorf("message %q", res.Findings[0].Message)
+			}
+		})
+	}
+}
+
+func mustSelect(t *testing.T, id string) analyze.Analyzer {
+	as, err := analyze.Select([]string{id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return as[0]
+}
