@@ -27,9 +27,13 @@ type Appender interface {
 // place (no allocation per event) and appends it. The first append error is
 // kept and later events are counted as dropped.
 type Recorder struct {
-	w          Appender
-	row        format.Row
-	percpuName []string // per-CPU section offset -> variable name ("" if none)
+	w Appender
+	// rows holds one Row per kind. Event assigns every field its kind
+	// uses, so the fields a kind does not use stay zero without clearing
+	// the whole Row for every event.
+	rows       [16]format.Row
+	percpuName []string   // per-CPU section offset -> variable name ("" if none)
+	kinds      [16]uint64 // events seen per kind
 	err        error
 	errSeq     uint64
 	dropped    uint64
@@ -52,6 +56,9 @@ func NewRecorder(w Appender, img *emu.Image) *Recorder {
 			}
 		}
 	}
+	for k := range r.rows {
+		r.rows[k].Kind = format.Kind(k)
+	}
 	return r
 }
 
@@ -59,22 +66,29 @@ func NewRecorder(w Appender, img *emu.Image) *Recorder {
 // it.
 func (r *Recorder) Err() (error, uint64, uint64) { return r.err, r.errSeq, r.dropped }
 
+// Kinds returns how many events of each kind (indexed by kind number)
+// the recorder has seen.
+func (r *Recorder) Kinds() []uint64 { return r.kinds[:format.KindHalt+1] }
+
 // Event implements emu.Sink.
 func (r *Recorder) Event(e *emu.Event) {
-	if r.err != nil {
+	if r.err != nil || int(e.Kind) >= len(r.rows) {
+		if r.err == nil {
+			r.err, r.errSeq = fmt.Errorf("unknown event kind %d", e.Kind), e.Seq
+		}
 		r.dropped++
 		return
 	}
-	row := &r.row
-	*row = format.Row{
-		Seq: e.Seq, Kind: format.Kind(e.Kind), CPU: e.CPU, Task: e.Task, Depth: e.Depth, RIP: e.RIP,
-	}
+	r.kinds[e.Kind]++
+	row := &r.rows[e.Kind]
+	row.Seq, row.CPU, row.Task, row.Depth, row.RIP = e.Seq, e.CPU, e.Task, e.Depth, e.RIP
 	switch e.Kind {
 	case emu.EvInsn:
 		row.Len, row.Bytes, row.Op, row.RSP, row.RFlags = e.Len, e.Bytes, e.Op, e.RSP, e.Flags
 	case emu.EvWrite, emu.EvPercpuRead:
 		row.Addr, row.HasAddr, row.Size, row.Old, row.New = e.Addr, true, e.Size, e.Old, e.New
 		row.Alias, row.AliasAddr = e.Alias, e.AliasAddr
+		row.Percpu, row.PercpuCPU, row.PercpuOff, row.PercpuVar = false, 0, 0, ""
 		if e.Percpu {
 			row.Percpu, row.PercpuCPU, row.PercpuOff = true, e.PercpuCPU, e.PercpuOff
 			if int(e.PercpuOff) < len(r.percpuName) {
@@ -207,6 +221,9 @@ type Result struct {
 	Machine *emu.Machine
 	Path    string
 	Events  uint64
+	// Kinds counts the events of each kind (indexed by kind number) the
+	// machine emitted.
+	Kinds []uint64
 }
 
 // Run records spec into a trace at path: the file appears under its name
@@ -271,7 +288,7 @@ func Run(spec *scenario.Spec, path string, opt Options) (*Result, error) {
 	}
 	if res.Err != nil {
 		// The trace up to the failure is kept: it shows where the run stopped.
-		return &Result{Result: res, Machine: m, Path: path, Events: events}, fmt.Errorf("record %s: %w (trace kept in %s)", spec.ID, res.Err, path)
+		return &Result{Result: res, Machine: m, Path: path, Events: events, Kinds: rec.Kinds()}, fmt.Errorf("record %s: %w (trace kept in %s)", spec.ID, res.Err, path)
 	}
-	return &Result{Result: res, Machine: m, Path: path, Events: events}, nil
+	return &Result{Result: res, Machine: m, Path: path, Events: events, Kinds: rec.Kinds()}, nil
 }
