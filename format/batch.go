@@ -16,6 +16,8 @@ type Batch struct {
 	n     int
 	cols  [NumColumns]colView
 	names *[NumColumns][]string
+
+	rflags64 bool // a version 1 file: rflags is uint64
 }
 
 // colView is a validated view of one column's buffers.
@@ -80,7 +82,11 @@ func (b *Batch) Row(i int, r *Row) {
 		r.RSP = le64(c[ColRSP].vals, i)
 	}
 	if c[ColRFlags].ok(i) {
-		r.RFlags = le64(c[ColRFlags].vals, i)
+		if b.rflags64 {
+			r.RFlags = le64(c[ColRFlags].vals, i)
+		} else {
+			r.RFlags = uint64(le32(c[ColRFlags].vals, i))
+		}
 	}
 	if c[ColAddr].ok(i) {
 		r.Addr, r.HasAddr = le64(c[ColAddr].vals, i), true
@@ -161,7 +167,11 @@ func (r *Reader) bind(b *Batch) error {
 	b.names = &r.names
 	for i, c := range Columns {
 		d := rec.Column(i).Data()
-		if err := checkData(d, c.Type, n, &b.cols[i]); err != nil {
+		t := c.Type
+		if i == ColRFlags && b.rflags64 {
+			t = arrow.PrimitiveTypes.Uint64
+		}
+		if err := checkData(d, t, n, &b.cols[i]); err != nil {
 			return fmt.Errorf("column %s: %w", c.Name, err)
 		}
 		if c.Common && b.cols[i].valid != nil {

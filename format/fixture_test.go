@@ -5,6 +5,8 @@ import (
 	"math"
 	"testing"
 
+	"github.com/apache/arrow/go/v15/arrow"
+	"github.com/apache/arrow/go/v15/arrow/array"
 	"github.com/apache/arrow/go/v15/arrow/memory"
 )
 
@@ -74,7 +76,7 @@ func fixtureRows() []Row {
 		{Seq: 13, Kind: KindTrap, CPU: 2, Task: 3, Depth: 1, RIP: text + 1, Vector: 3, HasVector: true, Handler: text + 0x200,
 			RSP: 0xffffc90000023fd8, IST: 0, RFlags: 0x246, Size: 40},
 		{Seq: 14, Kind: KindTrap, CPU: 3, Task: 4, Depth: 2, RIP: text + 0x30, Vector: 14, HasVector: true, Handler: text + 0x300,
-			RSP: 0xffffc90000030000, IST: 7, RFlags: math.MaxUint64, ErrCode: 2, HasErrCode: true, Addr: 0xdead000, HasAddr: true},
+			RSP: 0xffffc90000030000, IST: 7, RFlags: math.MaxUint32, ErrCode: 2, HasErrCode: true, Addr: 0xdead000, HasAddr: true},
 		{Seq: 15, Kind: KindTrap, CPU: 0, Depth: 3, RIP: text + 0x44, Vector: 2, HasVector: true, Handler: text + 0x400, RSP: 16, IST: 2},
 		{Seq: 16, Kind: KindIret, CPU: 2, Task: 3, Depth: 1, RIP: text + 0x210, Handler: text + 5, RSP: 0xffffc90000023ff0, RFlags: 0x202},
 		{Seq: 17, Kind: KindSerialize, CPU: 2, Task: 3, RIP: text + 0x210, Cause: 1},
@@ -168,4 +170,16 @@ func checkedAlloc(t *testing.T) *memory.CheckedAllocator {
 	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
 	t.Cleanup(func() { mem.AssertSize(t, 0) })
 	return mem
+}
+
+// stringData returns a string array's data (retained) holding vals.
+func stringData(mem memory.Allocator, vals []string) arrow.ArrayData {
+	b := array.NewStringBuilder(mem)
+	defer b.Release()
+	b.AppendValues(vals, nil)
+	a := b.NewStringArray()
+	defer a.Release()
+	d := a.Data()
+	d.Retain()
+	return d
 }

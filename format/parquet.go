@@ -96,6 +96,22 @@ func plainRecord(r *Reader, b *Batch, schema *arrow.Schema) arrow.Record {
 			bb.Release()
 			continue
 		}
+		if i == ColRFlags && b.rflags64 {
+			// A version 1 file: export as the current format's uint32.
+			ub := array.NewUint32Builder(r.mem)
+			ub.Reserve(b.n)
+			cv := &b.cols[i]
+			for j := 0; j < b.n; j++ {
+				if cv.ok(j) {
+					ub.Append(uint32(le64(cv.vals, j)))
+				} else {
+					ub.AppendNull()
+				}
+			}
+			cols[i] = ub.NewArray()
+			ub.Release()
+			continue
+		}
 		dt, ok := c.Type.(*arrow.DictionaryType)
 		if !ok {
 			cols[i] = b.rec.Column(i)

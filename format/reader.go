@@ -56,6 +56,16 @@ type Reader struct {
 	infos []BatchInfo
 	known []bool
 	names [NumColumns][]string // dictionary values, from the first batch
+
+	rflags64 bool // a version 1 file: rflags is uint64
+}
+
+// columnType is column i's type in files of format version v.
+func columnType(v, i int) arrow.DataType {
+	if v == 1 && i == ColRFlags {
+		return arrow.PrimitiveTypes.Uint64
+	}
+	return Columns[i].Type
 }
 
 // Open opens the trace file at path.
@@ -293,10 +303,11 @@ func (r *Reader) setSchema(s *arrow.Schema) error {
 	}
 	for i, c := range Columns {
 		f := s.Field(i)
-		if f.Name != c.Name || !arrow.TypeEqual(f.Type, c.Type) {
-			return fileErr(r.name, fmt.Sprintf("schema column %d is %s %s, want %s %s", i, f.Name, f.Type, c.Name, c.Type), nil)
+		if t := columnType(v, i); f.Name != c.Name || !arrow.TypeEqual(f.Type, t) {
+			return fileErr(r.name, fmt.Sprintf("schema column %d is %s %s, want %s %s", i, f.Name, f.Type, c.Name, t), nil)
 		}
 	}
+	r.rflags64 = v == 1
 	m, err := decodeMeta(md)
 	if err != nil {
 		return fileErr(r.name, "metadata", err)
@@ -461,7 +472,7 @@ func (r *Reader) Batch(i int) (*Batch, error) {
 	if err != nil {
 		return nil, batchErr(r.name, i, "decode", err)
 	}
-	b := &Batch{index: i, rec: rec}
+	b := &Batch{index: i, rec: rec, rflags64: r.rflags64}
 	if err := r.bind(b); err != nil {
 		rec.Release()
 		return nil, batchErr(r.name, i, "", err)

@@ -11,7 +11,7 @@ import (
 // newest it reads. It is stored under [KeyFormatVersion]. Any change to the
 // column table, an enum or a metadata key bumps it (see the compatibility
 // promise in docs/trace-format.md); testdata/schema.golden pins each version.
-const FormatVersion = 1
+const FormatVersion = 2
 
 // Kind says what a row records. The numbers are stable and equal to
 // emu.EventKind; the trace stores the names (column "kind").
@@ -307,7 +307,7 @@ var Columns = []Column{
 	{Name: "bytes", Type: &arrow.FixedSizeBinaryType{ByteWidth: 15}, Uses: uses(KindInsn), Doc: "The instruction's encoding as executed: the first `len` bytes, zero-padded to 15 (fixed width compresses far better than variable-length binary; the Parquet export stores the `len` bytes only). It differs from memory when the CPU ran a stale decode."},
 	{Name: "op", Type: dictOp, Uses: uses(KindInsn), Enum: "op", Doc: "Mnemonic (dictionary-encoded string, x86asm names such as `MOV`, `CALL`, `INT3`)."},
 	{Name: "rsp", Type: u64, Uses: uses(KindInsn, KindTrap, KindIret), Doc: "insn: RSP before the instruction; trap: RSP after the frame was pushed (on the IST stack when `ist` > 0); iret: the restored RSP."},
-	{Name: "rflags", Type: u64, Uses: uses(KindInsn, KindTrap, KindIret), Doc: "insn: RFLAGS before the instruction (IF is bit 9, 0x200); trap: the saved RFLAGS; iret: the restored RFLAGS."},
+	{Name: "rflags", Type: u32, Uses: uses(KindInsn, KindTrap, KindIret), Doc: "insn: RFLAGS before the instruction (IF is bit 9, 0x200); trap: the saved RFLAGS; iret: the restored RFLAGS. 32 bits: the upper half of RFLAGS is reserved (zero). Version 1 stored it as `uint64`."},
 
 	{Name: "addr", Type: u64, Uses: []Use{{KindWrite, ""}, {KindPercpuRead, ""}, {KindTrap, "HasAddr"}, {KindPerm, ""}, {KindFault, "HasAddr"}, {KindInject, ""}},
 		Doc: "write/percpu_read: the virtual address accessed; trap: CR2 of a page fault; perm: the first page; fault: the faulting address; inject: the target CPU."},

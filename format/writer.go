@@ -2,18 +2,16 @@ package format
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
-	"math/bits"
+	"runtime"
 	"sync"
 
 	"github.com/apache/arrow/go/v15/arrow"
-	"github.com/apache/arrow/go/v15/arrow/array"
-	"github.com/apache/arrow/go/v15/arrow/ipc"
 	"github.com/apache/arrow/go/v15/arrow/memory"
+	flatbuffers "github.com/google/flatbuffers/go"
 )
 
 // DefaultBatchRows is the default number of rows per record batch.
@@ -27,38 +25,59 @@ type Option func(*writerOptions)
 
 type writerOptions struct {
 	batchRows int
-	mem       memory.Allocator
 	serial    bool
+	workers   int
 }
 
 // WithBatchRows sets the rows per record batch (1..MaxBatchRows).
 func WithBatchRows(n int) Option { return func(o *writerOptions) { o.batchRows = n } }
 
-// WithAllocator sets the Arrow allocator (tests pass a checked one).
-func WithAllocator(mem memory.Allocator) Option { return func(o *writerOptions) { o.mem = mem } }
+// WithAllocator is accepted for compatibility and has no effect: the
+// writer encodes batches itself and allocates from the Go heap.
+func WithAllocator(mem memory.Allocator) Option { return func(o *writerOptions) {} }
 
 // WithSerial makes the writer encode and write batches on the appending
-// goroutine instead of a background one. The bytes written are the same.
+// goroutine instead of background ones. The bytes written are the same.
 func WithSerial() Option { return func(o *writerOptions) { o.serial = true } }
+
+// WithEncoders sets how many goroutines compress batches in the
+// background (default: GOMAXPROCS, at most 4). The bytes written do not
+// depend on it.
+func WithEncoders(n int) Option { return func(o *writerOptions) { o.workers = n } }
+
+// batchSets is how many batches exist: one filling, the others being
+// compressed and written.
+const batchSets = 3
 
 // Writer writes a trace as an Arrow IPC file with zstd-compressed batches.
 // Append rows in sequence order, then SetFinal and Close. Full batches are
-// encoded, compressed and written by a background goroutine while the next
-// one fills. A Writer is not safe for concurrent use.
+// compressed by background goroutines (one column at a time, in parallel)
+// and written in order while the next one fills. A Writer is not safe for
+// concurrent use.
 type Writer struct {
-	opts   writerOptions
-	schema *arrow.Schema // carries the metadata; its late values are set at Close
-	out    *fileOut
-	fw     *ipc.FileWriter
+	opts       writerOptions
+	keys, vals []string // metadata; vals get their final values at Close
+	out        *bufio.Writer
+	pos        int64
+	dictBlocks []fileBlock
+	recBlocks  []fileBlock
+	// The output goroutine's, reused for every batch.
+	fb      *flatbuffers.Builder
+	wbufs   [][]byte
+	wnodes  []ipcNode
+	wlayout []ipcBuffer
+	wmsg    []byte
 
-	dicts     [NumColumns]arrow.ArrayData
 	percpuIdx map[string]int16
 	nOps      int
 
 	cur     *batch
+	enc     *colEncoder // serial mode
 	free    chan *batch
-	full    chan *batch
-	done    chan struct{}
+	full    chan *batch    // to the output goroutine, in file order
+	jobs    chan colJob    // to the encoders
+	done    chan struct{}  // the output goroutine ended
+	workers sync.WaitGroup // the encoders
 	mu      sync.Mutex
 	bgErr   error
 	written int // batches handed to the encoder
@@ -75,13 +94,14 @@ type Writer struct {
 // flushed) at once, so even a run killed before its first batch leaves a
 // file that names its scenario.
 func NewWriter(w io.Writer, meta Meta, opts ...Option) (*Writer, error) {
-	o := writerOptions{batchRows: DefaultBatchRows, mem: memory.DefaultAllocator}
+	o := writerOptions{batchRows: DefaultBatchRows, workers: min(runtime.GOMAXPROCS(0), 4)}
 	for _, f := range opts {
 		f(&o)
 	}
 	if o.batchRows < 1 || o.batchRows > MaxBatchRows {
 		return nil, fmt.Errorf("format: batch rows %d out of range 1..%d", o.batchRows, MaxBatchRows)
 	}
+	o.workers = max(o.workers, 1)
 	if len(meta.OpNames) > 1<<15 {
 		return nil, fmt.Errorf("format: %d op names, at most %d", len(meta.OpNames), 1<<15)
 	}
@@ -92,54 +112,82 @@ func NewWriter(w io.Writer, meta Meta, opts ...Option) (*Writer, error) {
 	if err != nil {
 		return nil, err
 	}
-	md := arrow.NewMetadata(metaKeyNames(), vals)
-	schema := arrow.NewSchema(baseSchema.Fields(), &md)
-	if !lateMetadataWorks() {
-		return nil, errors.New("format: this arrow version copies schema metadata; footer metadata cannot be set (see RATIONALE.md)")
-	}
-
-	wr := &Writer{opts: o, schema: schema, nOps: len(meta.OpNames), percpuIdx: make(map[string]int16, len(meta.PercpuVars))}
+	wr := &Writer{opts: o, keys: metaKeyNames(), vals: vals, nOps: len(meta.OpNames),
+		percpuIdx: make(map[string]int16, len(meta.PercpuVars)), fb: flatbuffers.NewBuilder(4096)}
 	for i, v := range meta.PercpuVars {
 		wr.percpuIdx[v] = int16(i)
 	}
-	// ipc.FileWriter (arrow v15) keeps the dictionaries it wrote and never
-	// releases them, so they come from the Go heap, not o.mem.
-	gomem := memory.DefaultAllocator
-	wr.dicts[ColKind] = stringData(gomem, enumNames(kindNames()))
-	wr.dicts[ColOp] = stringData(gomem, meta.OpNames)
-	wr.dicts[ColPercpuVar] = stringData(gomem, meta.PercpuVars)
-	wr.dicts[ColCause] = stringData(gomem, enumNames(Causes))
-	wr.dicts[ColService] = stringData(gomem, enumNames(Services))
-
-	header, err := headerBytes(schema, o.mem)
-	if err != nil {
-		wr.releaseDicts()
+	wr.out = bufio.NewWriterSize(w, 1<<20)
+	if err := wr.writeHeader(meta); err != nil {
 		return nil, err
 	}
-	wr.out = &fileOut{w: bufio.NewWriterSize(w, 1<<20), skip: header}
-	if _, err := wr.out.w.Write(header); err != nil {
-		wr.releaseDicts()
-		return nil, fmt.Errorf("format: write header: %w", err)
-	}
-	if err := wr.out.w.Flush(); err != nil {
-		wr.releaseDicts()
-		return nil, fmt.Errorf("format: write header: %w", err)
-	}
-	wr.fw, err = ipc.NewFileWriter(wr.out, ipc.WithSchema(schema), ipc.WithZstd(), ipc.WithAllocator(o.mem))
-	if err != nil {
-		wr.releaseDicts()
-		return nil, fmt.Errorf("format: %w", err)
-	}
-
 	wr.cur = newBatch(o.batchRows)
-	if !o.serial {
-		wr.free = make(chan *batch, 1)
-		wr.full = make(chan *batch, 1)
-		wr.done = make(chan struct{})
-		wr.free <- newBatch(o.batchRows)
-		go wr.loop()
+	if o.serial {
+		wr.enc = newColEncoder()
+		return wr, nil
 	}
+	wr.free = make(chan *batch, batchSets)
+	wr.full = make(chan *batch, batchSets)
+	wr.jobs = make(chan colJob, batchSets*NumColumns)
+	wr.done = make(chan struct{})
+	for range batchSets - 1 {
+		wr.free <- newBatch(o.batchRows)
+	}
+	for range o.workers {
+		wr.workers.Add(1)
+		go wr.encodeLoop()
+	}
+	go wr.outputLoop()
 	return wr, nil
+}
+
+// writeHeader writes the magic, the schema message (with the header
+// metadata) and one dictionary message per dictionary column, and flushes.
+func (w *Writer) writeHeader(meta Meta) error {
+	var hdr []byte
+	hdr = append(hdr, "ARROW1\x00\x00"...)
+	hdr = append(hdr, schemaMessage(w.keys, w.vals)...)
+	enc := newColEncoder()
+	for i, c := range Columns {
+		if dictID[i] < 0 {
+			continue
+		}
+		var names []string
+		switch i {
+		case ColKind:
+			names = enumNames(kindNames())
+		case ColOp:
+			names = meta.OpNames
+		case ColPercpuVar:
+			names = meta.PercpuVars
+		case ColCause:
+			names = enumNames(Causes)
+		case ColService:
+			names = enumNames(Services)
+		default:
+			return fmt.Errorf("format: column %s: no dictionary", c.Name)
+		}
+		offs := make([]byte, 4*(len(names)+1))
+		var data []byte
+		for j, s := range names {
+			data = append(data, s...)
+			binary.LittleEndian.PutUint32(offs[4*(j+1):], uint32(len(data)))
+		}
+		bufs := [][]byte{nil, enc.compress(nil, offs, levelDict), enc.compress(nil, data, levelDict)}
+		layout, body := bodyLayout(nil, bufs)
+		msg := dictionaryMessage(dictID[i], int64(len(names)), []ipcNode{{int64(len(names)), 0}}, layout, body)
+		w.dictBlocks = append(w.dictBlocks, fileBlock{off: int64(len(hdr)), metaLen: int32(len(msg)), bodyLen: body})
+		hdr = append(hdr, msg...)
+		hdr = appendBody(hdr, bufs)
+	}
+	if _, err := w.out.Write(hdr); err != nil {
+		return fmt.Errorf("format: write header: %w", err)
+	}
+	if err := w.out.Flush(); err != nil {
+		return fmt.Errorf("format: write header: %w", err)
+	}
+	w.pos = int64(len(hdr))
+	return nil
 }
 
 func kindNames() []EnumValue {
@@ -158,87 +206,6 @@ func enumNames(ev []EnumValue) []string {
 	return s
 }
 
-func stringData(mem memory.Allocator, vals []string) arrow.ArrayData {
-	b := array.NewStringBuilder(mem)
-	defer b.Release()
-	b.AppendValues(vals, nil)
-	a := b.NewStringArray()
-	defer a.Release()
-	d := a.Data()
-	d.Retain()
-	return d
-}
-
-// headerBytes is what an ipc.FileWriter writes first for schema: the magic,
-// padding and the schema message. It is produced by the stream writer, which
-// encodes the schema message the same way; fileOut checks that it does.
-func headerBytes(schema *arrow.Schema, mem memory.Allocator) ([]byte, error) {
-	var buf bytes.Buffer
-	buf.WriteString("ARROW1\x00\x00")
-	sw := ipc.NewWriter(&buf, ipc.WithSchema(schema), ipc.WithAllocator(mem))
-	if err := sw.Close(); err != nil {
-		return nil, fmt.Errorf("format: encode schema: %w", err)
-	}
-	b := buf.Bytes()
-	eos := []byte{0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0}
-	if !bytes.HasSuffix(b, eos) {
-		return nil, errors.New("format: encode schema: no end-of-stream marker")
-	}
-	return b[:len(b)-len(eos)], nil
-}
-
-var (
-	lateOnce sync.Once
-	lateOK   bool
-)
-
-// lateMetadataWorks checks that a schema's metadata values can be updated
-// in place (arrow v15 returns the backing slice from Metadata().Values()).
-// The writer relies on it to put final values in the footer.
-func lateMetadataWorks() bool {
-	lateOnce.Do(func() {
-		md := arrow.NewMetadata([]string{"k"}, []string{"a"})
-		s := arrow.NewSchema(nil, &md)
-		s.Metadata().Values()[0] = "b"
-		lateOK = s.Metadata().Values()[0] == "b"
-	})
-	return lateOK
-}
-
-// fileOut is the io.WriteSeeker given to ipc.FileWriter. The header was
-// written ahead; the FileWriter's identical header bytes are checked and
-// skipped. Seek only reports the position.
-type fileOut struct {
-	w    *bufio.Writer
-	pos  int64
-	skip []byte
-}
-
-func (o *fileOut) Write(p []byte) (int, error) {
-	n := len(p)
-	if len(o.skip) > 0 {
-		k := min(len(p), len(o.skip))
-		if !bytes.Equal(p[:k], o.skip[:k]) {
-			return 0, errors.New("format: arrow wrote a header that differs from the one written ahead")
-		}
-		o.skip, p = o.skip[k:], p[k:]
-	}
-	if len(p) > 0 {
-		if _, err := o.w.Write(p); err != nil {
-			return 0, err
-		}
-	}
-	o.pos += int64(n)
-	return n, nil
-}
-
-func (o *fileOut) Seek(off int64, whence int) (int64, error) {
-	if off == 0 && whence == io.SeekCurrent {
-		return o.pos, nil
-	}
-	return 0, errors.New("format: writer output is not seekable")
-}
-
 // colBuf holds one column of a batch as raw little-endian Arrow buffers.
 type colBuf struct {
 	width  int    // bytes per value (fixed-width and dictionary-index columns)
@@ -252,9 +219,13 @@ type colBuf struct {
 type batch struct {
 	n        int
 	cols     [NumColumns]colBuf
-	dirty    uint64 // columns with values to clear
+	dirty    uint64 // columns with values (the others are all null)
 	firstSeq uint64
 	lastSeq  uint64
+	gap      bool // seq is not firstSeq, firstSeq+1, ...
+
+	out     [NumColumns]colOut // the encoded buffers
+	pending sync.WaitGroup     // columns not yet encoded
 }
 
 func newBatch(rows int) *batch {
@@ -298,6 +269,15 @@ func (c *colBuf) u64(n int, v uint64) {
 	binary.LittleEndian.PutUint64(c.fixed[8*n:], v)
 	c.setValid(n)
 }
+func (c *colBuf) rflags(n int, v uint64) {
+	putRFlags(c.fixed, n, v)
+	c.setValid(n)
+}
+
+// putRFlags stores an rflags value (its low 32 bits: the writer rejects
+// the others) at row n.
+func putRFlags(b []byte, n int, v uint64) { binary.LittleEndian.PutUint32(b[4*n:], uint32(v)) }
+
 func (c *colBuf) bool(n int, v bool) {
 	if v {
 		c.fixed[n>>3] |= 1 << (n & 7)
@@ -321,21 +301,10 @@ func (c *colBuf) str(n int, v string) {
 	c.setValid(n)
 }
 
-// reset clears what the last batch wrote.
+// reset readies an encoded batch for refilling (the encoders cleared
+// the column buffers).
 func (b *batch) reset() {
-	n := b.n
-	for i := range b.cols {
-		c := &b.cols[i]
-		if b.dirty&(1<<i) != 0 {
-			clear(c.fixed[:min(len(c.fixed), max(n*c.width, (n+7)/8))])
-			if c.valid != nil {
-				clear(c.valid[:(n+7)/8])
-			}
-		}
-		c.data = c.data[:0]
-		c.filled = 1
-	}
-	b.n, b.dirty = 0, 0
+	b.n, b.dirty, b.gap = 0, 0, false
 }
 
 // Append adds one row. Rows must come in strictly increasing Seq order.
@@ -344,6 +313,10 @@ func (b *batch) reset() {
 // are returned by the next Append that completes a batch, and by Close.
 // Append allocates nothing.
 func (w *Writer) Append(r *Row) error {
+	if r.Kind == KindInsn && w.err == nil && !w.closed && (r.Seq > w.lastSeq || w.events == 0) &&
+		r.Len-1 < 15 && int(r.Op) < w.nOps && r.RFlags>>32 == 0 {
+		return w.appendInsn(r)
+	}
 	if w.err != nil {
 		return w.err
 	}
@@ -370,7 +343,7 @@ func (w *Writer) Append(r *Row) error {
 		c[ColBytes].setValid(n)
 		c[ColOp].u16(n, r.Op)
 		c[ColRSP].u64(n, r.RSP)
-		c[ColRFlags].u64(n, r.RFlags)
+		c[ColRFlags].rflags(n, r.RFlags)
 	case KindWrite:
 		c[ColAddr].u64(n, r.Addr)
 		c[ColSize].u32(n, r.Size)
@@ -401,7 +374,7 @@ func (w *Writer) Append(r *Row) error {
 		c[ColHandler].u64(n, r.Handler)
 		c[ColRSP].u64(n, r.RSP)
 		c[ColIST].u8(n, r.IST)
-		c[ColRFlags].u64(n, r.RFlags)
+		c[ColRFlags].rflags(n, r.RFlags)
 		c[ColSize].u32(n, r.Size)
 		if r.HasErrCode {
 			c[ColErrCode].u64(n, r.ErrCode)
@@ -412,7 +385,7 @@ func (w *Writer) Append(r *Row) error {
 	case KindIret:
 		c[ColHandler].u64(n, r.Handler)
 		c[ColRSP].u64(n, r.RSP)
-		c[ColRFlags].u64(n, r.RFlags)
+		c[ColRFlags].rflags(n, r.RFlags)
 	case KindPerm:
 		c[ColAddr].u64(n, r.Addr)
 		c[ColSize].u32(n, r.Size)
@@ -465,6 +438,62 @@ func (w *Writer) Append(r *Row) error {
 	b.dirty |= mask
 	if n == 0 {
 		b.firstSeq = r.Seq
+	} else if r.Seq != b.lastSeq+1 {
+		b.gap = true
+	}
+	b.lastSeq = r.Seq
+	w.lastSeq = r.Seq
+	w.events++
+	b.n = n + 1
+	if b.n == w.opts.batchRows {
+		return w.flush()
+	}
+	return nil
+}
+
+// insnMask is kindMask[KindInsn]: the columns an insn row fills.
+var insnMask = kindMask[KindInsn]
+
+// appendInsn is Append for a valid insn row (the common case, kept
+// short: no per-column calls).
+func (w *Writer) appendInsn(r *Row) error {
+	b := w.cur
+	n := b.n
+	c := &b.cols
+	binary.LittleEndian.PutUint64(c[ColSeq].fixed[8*n:], r.Seq)
+	c[ColKind].fixed[n] = uint8(KindInsn - 1)
+	binary.LittleEndian.PutUint16(c[ColCPU].fixed[2*n:], r.CPU)
+	binary.LittleEndian.PutUint32(c[ColTask].fixed[4*n:], r.Task)
+	c[ColDepth].fixed[n] = r.Depth
+	binary.LittleEndian.PutUint64(c[ColRIP].fixed[8*n:], r.RIP)
+	c[ColLen].fixed[n] = r.Len
+	// The first Len bytes, zero-padded to 15, as two overlapping 8-byte
+	// stores (bytes 0-7 and 7-14) masked to the length.
+	lo := binary.LittleEndian.Uint64(r.Bytes[0:8])
+	hi := binary.LittleEndian.Uint64(r.Bytes[7:15])
+	if l := uint(r.Len); l < 8 {
+		lo &= 1<<(8*l) - 1
+		hi = 0
+	} else if l < 15 {
+		hi &= 1<<(8*(l-7)) - 1
+	}
+	by := c[ColBytes].fixed[15*n : 15*n+15]
+	binary.LittleEndian.PutUint64(by[0:8], lo)
+	binary.LittleEndian.PutUint64(by[7:15], hi)
+	binary.LittleEndian.PutUint16(c[ColOp].fixed[2*n:], r.Op)
+	binary.LittleEndian.PutUint64(c[ColRSP].fixed[8*n:], r.RSP)
+	putRFlags(c[ColRFlags].fixed, n, r.RFlags)
+	i, bit := n>>3, byte(1)<<(n&7)
+	c[ColLen].valid[i] |= bit
+	c[ColBytes].valid[i] |= bit
+	c[ColOp].valid[i] |= bit
+	c[ColRSP].valid[i] |= bit
+	c[ColRFlags].valid[i] |= bit
+	b.dirty |= insnMask
+	if n == 0 {
+		b.firstSeq = r.Seq
+	} else if r.Seq != b.lastSeq+1 {
+		b.gap = true
 	}
 	b.lastSeq = r.Seq
 	w.lastSeq = r.Seq
@@ -488,6 +517,8 @@ func (w *Writer) check(r *Row) error {
 		msg = fmt.Sprintf("instruction length %d", r.Len)
 	case r.Kind == KindInsn && int(r.Op) >= w.nOps:
 		msg = fmt.Sprintf("op %d has no name (Meta.OpNames has %d)", r.Op, w.nOps)
+	case (r.Kind == KindInsn || r.Kind == KindTrap || r.Kind == KindIret) && r.RFlags>>32 != 0:
+		msg = fmt.Sprintf("rflags %#x has reserved upper bits set", r.RFlags)
 	case r.Kind == KindService && (r.Service < 1 || int(r.Service) > len(Services)),
 		(r.Kind == KindFault || r.Kind == KindPerm) && int(r.Service) > len(Services):
 		msg = fmt.Sprintf("unknown service %d", r.Service)
@@ -504,18 +535,25 @@ func (w *Writer) check(r *Row) error {
 	return &Error{Batch: len(w.index), Row: w.cur.n, Msg: fmt.Sprintf("seq %d: %s", r.Seq, msg)}
 }
 
-// flush hands the current batch to the encoder.
+// flush hands the current batch to the encoders.
 func (w *Writer) flush() error {
 	b := w.cur
 	w.index = append(w.index, BatchInfo{FirstSeq: b.firstSeq, LastSeq: b.lastSeq, Rows: b.n})
 	w.written++
 	if w.opts.serial {
+		for i := range NumColumns {
+			w.enc.encodeColumn(b, i)
+		}
 		err := w.writeBatch(b)
 		b.reset()
 		if err != nil {
 			w.err = err
 		}
 		return err
+	}
+	b.pending.Add(NumColumns)
+	for _, i := range encodeOrder {
+		w.jobs <- colJob{b, i}
 	}
 	w.full <- b
 	w.cur = <-w.free
@@ -528,9 +566,25 @@ func (w *Writer) flush() error {
 	return err
 }
 
-func (w *Writer) loop() {
+// colJob asks an encoder to compress one column of a batch.
+type colJob struct {
+	b   *batch
+	col int
+}
+
+func (w *Writer) encodeLoop() {
+	defer w.workers.Done()
+	enc := newColEncoder()
+	for j := range w.jobs {
+		enc.encodeColumn(j.b, j.col)
+		j.b.pending.Done()
+	}
+}
+
+func (w *Writer) outputLoop() {
 	defer close(w.done)
 	for b := range w.full {
+		b.pending.Wait()
 		w.mu.Lock()
 		failed := w.bgErr != nil
 		w.mu.Unlock()
@@ -546,62 +600,58 @@ func (w *Writer) loop() {
 	}
 }
 
-func (w *Writer) writeBatch(b *batch) (err error) {
-	rec := w.record(b)
-	defer rec.Release()
-	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("format: encode batch: %v", p)
+// writeBatch writes an encoded batch as a RecordBatch message and flushes.
+func (w *Writer) writeBatch(b *batch) error {
+	bufs := w.wbufs[:0]
+	nodes := w.wnodes[:0]
+	for i := range NumColumns {
+		o := &b.out[i]
+		nodes = append(nodes, ipcNode{int64(b.n), int64(o.nulls)})
+		bufs = append(bufs, o.bufs[:o.nb]...)
+	}
+	var body int64
+	w.wlayout, body = bodyLayout(w.wlayout[:0], bufs)
+	msg := recordMessage(w.wmsg[:0], w.fb, int64(b.n), nodes, w.wlayout, body)
+	w.wbufs, w.wnodes, w.wmsg = bufs, nodes, msg
+	w.recBlocks = append(w.recBlocks, fileBlock{off: w.pos, metaLen: int32(len(msg)), bodyLen: body})
+	if _, err := w.out.Write(msg); err != nil {
+		return fmt.Errorf("format: write batch: %w", err)
+	}
+	var pad [8]byte
+	for _, p := range bufs {
+		if _, err := w.out.Write(p); err != nil {
+			return fmt.Errorf("format: write batch: %w", err)
 		}
-	}()
-	if err := w.fw.Write(rec); err != nil {
+		if k := pad8(len(p)) - len(p); k > 0 {
+			w.out.Write(pad[:k])
+		}
+	}
+	if err := w.out.Flush(); err != nil {
 		return fmt.Errorf("format: write batch: %w", err)
 	}
-	if err := w.out.w.Flush(); err != nil {
-		return fmt.Errorf("format: write batch: %w", err)
-	}
+	w.pos += int64(len(msg)) + body
 	return nil
 }
 
-// record wraps the batch's buffers (no copy) as an Arrow record.
-func (w *Writer) record(b *batch) arrow.Record {
-	n := b.n
-	bm := (n + 7) / 8
-	cols := make([]arrow.Array, NumColumns)
-	for i, c := range Columns {
-		cb := &b.cols[i]
-		var valid *memory.Buffer
-		nulls := 0
-		if cb.valid != nil {
-			set := 0
-			for _, x := range cb.valid[:bm] {
-				set += bits.OnesCount8(x)
-			}
-			nulls = n - set
-			if nulls > 0 {
-				valid = memory.NewBufferBytes(cb.valid[:bm])
-			}
-		}
-		var d *array.Data
-		switch t := c.Type.(type) {
-		case *arrow.DictionaryType:
-			d = array.NewDataWithDictionary(t, n, []*memory.Buffer{valid, memory.NewBufferBytes(cb.fixed[:n*cb.width])}, nulls, 0, w.dicts[i].(*array.Data))
-		case *arrow.BooleanType:
-			d = array.NewData(t, n, []*memory.Buffer{valid, memory.NewBufferBytes(cb.fixed[:bm])}, nil, nulls, 0)
-		case *arrow.BinaryType, *arrow.StringType:
-			cb.fill(n)
-			d = array.NewData(t, n, []*memory.Buffer{valid, memory.NewBufferBytes(cb.offs[:4*(n+1)]), memory.NewBufferBytes(cb.data)}, nil, nulls, 0)
-		default:
-			d = array.NewData(t, n, []*memory.Buffer{valid, memory.NewBufferBytes(cb.fixed[:n*cb.width])}, nil, nulls, 0)
-		}
-		cols[i] = array.MakeFromData(d)
-		d.Release()
+func pad8(n int) int { return (n + 7) &^ 7 }
+
+// bodyLayout appends to layout the places of bufs in a message body,
+// each padded to 8 bytes, and returns the body length.
+func bodyLayout(layout []ipcBuffer, bufs [][]byte) ([]ipcBuffer, int64) {
+	off := int64(0)
+	for _, p := range bufs {
+		layout = append(layout, ipcBuffer{off, int64(len(p))})
+		off += int64(pad8(len(p)))
 	}
-	rec := array.NewRecord(w.schema, cols, int64(n))
-	for _, a := range cols {
-		a.Release()
+	return layout, off
+}
+
+func appendBody(dst []byte, bufs [][]byte) []byte {
+	for _, p := range bufs {
+		dst = append(dst, p...)
+		dst = append(dst, make([]byte, pad8(len(p))-len(p))...)
 	}
-	return rec
+	return dst
 }
 
 // SetFinal records what is known at the end of the run; Close writes it
@@ -628,38 +678,30 @@ func (w *Writer) Close() error {
 	if err == nil {
 		err = w.finish()
 	}
-	w.releaseDicts()
 	w.closed = true
 	w.err = err
 	return err
 }
 
-// stop ends the background goroutine.
+// stop ends the background goroutines.
 func (w *Writer) stop() {
 	if w.full != nil {
+		close(w.jobs)
 		close(w.full)
 		<-w.done
+		w.workers.Wait()
 		w.full = nil
 	}
 }
 
-func (w *Writer) finish() (err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("format: write footer: %v", p)
-		}
-	}()
-	vals := w.schema.Metadata().Values()
-	if err := finalValues(vals, &w.final, w.events, w.index); err != nil {
+func (w *Writer) finish() error {
+	if err := finalValues(w.vals, &w.final, w.events, w.index); err != nil {
 		return err
 	}
-	if err := w.fw.Close(); err != nil {
+	if _, err := w.out.Write(footerBytes(w.keys, w.vals, w.dictBlocks, w.recBlocks)); err != nil {
 		return fmt.Errorf("format: write footer: %w", err)
 	}
-	if len(w.out.skip) != 0 {
-		return errors.New("format: arrow wrote a shorter header than the one written ahead")
-	}
-	if err := w.out.w.Flush(); err != nil {
+	if err := w.out.Flush(); err != nil {
 		return fmt.Errorf("format: write footer: %w", err)
 	}
 	return nil
@@ -671,18 +713,8 @@ func (w *Writer) abort() {
 		return
 	}
 	w.stop()
-	w.releaseDicts()
 	w.closed = true
 	if w.err == nil {
 		w.err = errors.New("format: writer aborted")
-	}
-}
-
-func (w *Writer) releaseDicts() {
-	for i, d := range w.dicts {
-		if d != nil {
-			d.Release()
-			w.dicts[i] = nil
-		}
 	}
 }

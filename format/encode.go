@@ -1,0 +1,171 @@
+package format
+
+import (
+	"encoding/binary"
+	"math/bits"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// Arrow IPC body compression (BodyCompression ZSTD, method BUFFER): each
+// buffer is stored as its uncompressed length (int64, little-endian)
+// followed by one zstd frame; an empty buffer is stored as nothing.
+
+// colOut is one column of a batch, encoded.
+type colOut struct {
+	nulls int
+	nb    int       // buffers: 2, or 3 for strings
+	bufs  [3][]byte // validity, values (or offsets, data); reused
+}
+
+// Compression levels (klauspost/compress/zstd), chosen per column by
+// measurement on the bench-fentry and text-poke-bp traces (see
+// RATIONALE.md "Encodings and size"): the "better" level finds the long
+// periodic matches of the address and flag columns and is faster than the
+// default level on them, because long matches mean fewer steps.
+const (
+	levelFast     = zstd.SpeedFastest
+	levelDefault  = zstd.SpeedDefault
+	levelBetter   = zstd.SpeedBetterCompression
+	levelValidity = levelDefault
+	levelDict     = levelDefault
+	numLevels     = 5
+)
+
+// columnLevel is the level for each column's values.
+var columnLevel = func() (l [NumColumns]zstd.EncoderLevel) {
+	for i := range l {
+		l[i] = levelDefault
+	}
+	for _, i := range []int{ColKind, ColRIP, ColRSP, ColRFlags, ColPercpuOff, ColPercpuVar} {
+		l[i] = levelBetter
+	}
+	return l
+}()
+
+// encodeOrder lists the columns most expensive to compress first, so that
+// a batch's last jobs are short ones.
+var encodeOrder = func() []int {
+	first := []int{ColRFlags, ColOld, ColNew, ColRIP, ColRSP, ColBytes, ColAddr, ColSize}
+	seen := map[int]bool{}
+	var order []int
+	for _, i := range first {
+		order = append(order, i)
+		seen[i] = true
+	}
+	for i := range NumColumns {
+		if !seen[i] {
+			order = append(order, i)
+		}
+	}
+	return order
+}()
+
+// colEncoder compresses columns; each encoding goroutine has its own.
+type colEncoder struct {
+	enc     [numLevels]*zstd.Encoder
+	counter counterEncoder
+}
+
+func newColEncoder() *colEncoder { return &colEncoder{} }
+
+func (e *colEncoder) encoder(l zstd.EncoderLevel) *zstd.Encoder {
+	if e.enc[l] == nil {
+		z, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(l), zstd.WithEncoderConcurrency(1),
+			zstd.WithEncoderCRC(false), zstd.WithWindowSize(1<<20))
+		if err != nil {
+			panic(err) // only for invalid options
+		}
+		e.enc[l] = z
+	}
+	return e.enc[l]
+}
+
+// compress appends src as a compressed body buffer.
+func (e *colEncoder) compress(dst, src []byte, l zstd.EncoderLevel) []byte {
+	if len(src) == 0 {
+		return dst
+	}
+	dst = binary.LittleEndian.AppendUint64(dst, uint64(len(src)))
+	return e.encoder(l).EncodeAll(src, dst)
+}
+
+// zeros appends n zero bytes as a compressed body buffer.
+func zeros(dst []byte, n int) []byte {
+	if n == 0 {
+		return dst
+	}
+	dst = binary.LittleEndian.AppendUint64(dst, uint64(n))
+	return zeroFrame(dst, n)
+}
+
+// encodeColumn compresses column i of b into b.out[i] and clears the
+// column's buffers for the next batch.
+func (e *colEncoder) encodeColumn(b *batch, i int) {
+	c := &b.cols[i]
+	o := &b.out[i]
+	n := b.n
+	bm := (n + 7) / 8
+	dirty := b.dirty&(1<<i) != 0
+
+	o.nulls = 0
+	v := o.bufs[0][:0]
+	if c.valid != nil && n > 0 {
+		switch {
+		case !dirty:
+			o.nulls = n
+			v = zeros(v, bm)
+		default:
+			set := 0
+			for _, x := range c.valid[:bm] {
+				set += bits.OnesCount8(x)
+			}
+			if o.nulls = n - set; o.nulls == n {
+				// Filled by no row (a kind that uses the column only under
+				// a condition): all zeros, like a column no row uses.
+				dirty = false
+				v = zeros(v, bm)
+			} else if o.nulls > 0 {
+				v = e.compress(v, c.valid[:bm], levelValidity)
+			}
+		}
+	}
+	o.bufs[0] = v
+
+	if c.offs != nil { // string
+		o.nb = 3
+		if dirty {
+			c.fill(n)
+			o.bufs[1] = e.compress(o.bufs[1][:0], c.offs[:4*(n+1)], levelDefault)
+		} else {
+			o.bufs[1] = zeros(o.bufs[1][:0], 4*(n+1))
+		}
+		o.bufs[2] = e.compress(o.bufs[2][:0], c.data, levelDefault)
+		c.data = c.data[:0]
+		c.filled = 1
+	} else {
+		o.nb = 2
+		size := n * c.width
+		if c.width == 0 { // boolean
+			size = bm
+		}
+		vals := o.bufs[1][:0]
+		switch {
+		case size == 0:
+		case !dirty:
+			vals = zeros(vals, size)
+		case i == ColSeq && !b.gap:
+			vals = binary.LittleEndian.AppendUint64(vals, uint64(size))
+			vals = e.counter.frame(vals, b.firstSeq, n)
+		default:
+			vals = e.compress(vals, c.fixed[:size], columnLevel[i])
+		}
+		o.bufs[1] = vals
+		if dirty {
+			clear(c.fixed[:size])
+		}
+	}
+	if dirty && c.valid != nil {
+		clear(c.valid[:bm])
+	}
+}
