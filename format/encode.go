@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"math/bits"
 
+	"github.com/apache/arrow/go/v15/arrow"
+
 	"github.com/klauspost/compress/zstd"
 )
 
@@ -18,11 +20,12 @@ type colOut struct {
 	bufs  [3][]byte // validity, values (or offsets, data); reused
 }
 
-// Compression levels (klauspost/compress/zstd), chosen per column by
-// measurement on the bench-fentry and text-poke-bp traces (see
-// RATIONALE.md "Encodings and size"): the "better" level finds the long
-// periodic matches of the address and flag columns and is faster than the
-// default level on them, because long matches mean fewer steps.
+// How each column's values are compressed: with zenc (zenc.go), the
+// row-aligned encoder, or with klauspost/compress/zstd at a level. Chosen
+// per column by measurement on the bench-fentry and text-poke-bp traces
+// (RATIONALE.md "Compression"): zenc for the wide columns, where rows repeat
+// at a loop's period or at the sum of two periods, which it looks for;
+// klauspost for the narrow ones of interleaved runs, where it is faster.
 const (
 	levelFast     = zstd.SpeedFastest
 	levelDefault  = zstd.SpeedDefault
@@ -30,17 +33,44 @@ const (
 	levelValidity = levelDefault
 	levelDict     = levelDefault
 	numLevels     = 5
+	codecZenc     = zstd.EncoderLevel(0) // not a klauspost level
 )
 
-// columnLevel is the level for each column's values.
-var columnLevel = func() (l [NumColumns]zstd.EncoderLevel) {
-	for i := range l {
+// columnCodec is the codec for each column's values.
+var columnCodec = func() (l [NumColumns]zstd.EncoderLevel) {
+	for i, c := range Columns {
 		l[i] = levelDefault
+		if t, ok := c.Type.(arrow.FixedWidthDataType); ok && t.BitWidth() >= 64 {
+			l[i] = codecZenc
+		}
 	}
-	for _, i := range []int{ColKind, ColRIP, ColRSP, ColRFlags, ColPercpuOff, ColPercpuVar} {
+	for _, i := range []int{ColKind} {
 		l[i] = levelBetter
 	}
+	for _, i := range []int{ColBytes, ColRFlags, ColSize} {
+		l[i] = codecZenc
+	}
+	for _, i := range []int{ColOld, ColNew} {
+		l[i] = levelDefault
+	}
 	return l
+}()
+
+// columnWidth is the bytes per row of each column's values buffer (1 for
+// booleans: zenc then sees bytes).
+var columnWidth = func() (w [NumColumns]int) {
+	for i, c := range Columns {
+		w[i] = 1
+		switch t := c.Type.(type) {
+		case *arrow.DictionaryType:
+			w[i] = t.IndexType.(arrow.FixedWidthDataType).BitWidth() / 8
+		case *arrow.FixedSizeBinaryType:
+			w[i] = t.ByteWidth
+		case arrow.FixedWidthDataType:
+			w[i] = max(1, t.BitWidth()/8)
+		}
+	}
+	return w
 }()
 
 // encodeOrder lists the columns most expensive to compress first, so that
@@ -64,6 +94,7 @@ var encodeOrder = func() []int {
 // colEncoder compresses columns; each encoding goroutine has its own.
 type colEncoder struct {
 	enc     [numLevels]*zstd.Encoder
+	zenc    zenc
 	counter counterEncoder
 }
 
@@ -81,12 +112,15 @@ func (e *colEncoder) encoder(l zstd.EncoderLevel) *zstd.Encoder {
 	return e.enc[l]
 }
 
-// compress appends src as a compressed body buffer.
-func (e *colEncoder) compress(dst, src []byte, l zstd.EncoderLevel) []byte {
+// compress appends src, rows of width bytes, as a compressed body buffer.
+func (e *colEncoder) compress(dst, src []byte, l zstd.EncoderLevel, width int) []byte {
 	if len(src) == 0 {
 		return dst
 	}
 	dst = binary.LittleEndian.AppendUint64(dst, uint64(len(src)))
+	if l == codecZenc {
+		return e.zenc.encode(dst, src, width)
+	}
 	return e.encoder(l).EncodeAll(src, dst)
 }
 
@@ -126,7 +160,7 @@ func (e *colEncoder) encodeColumn(b *batch, i int) {
 				dirty = false
 				v = zeros(v, bm)
 			} else if o.nulls > 0 {
-				v = e.compress(v, c.valid[:bm], levelValidity)
+				v = e.compress(v, c.valid[:bm], levelValidity, 1)
 			}
 		}
 	}
@@ -136,11 +170,11 @@ func (e *colEncoder) encodeColumn(b *batch, i int) {
 		o.nb = 3
 		if dirty {
 			c.fill(n)
-			o.bufs[1] = e.compress(o.bufs[1][:0], c.offs[:4*(n+1)], levelDefault)
+			o.bufs[1] = e.compress(o.bufs[1][:0], c.offs[:4*(n+1)], levelDefault, 4)
 		} else {
 			o.bufs[1] = zeros(o.bufs[1][:0], 4*(n+1))
 		}
-		o.bufs[2] = e.compress(o.bufs[2][:0], c.data, levelDefault)
+		o.bufs[2] = e.compress(o.bufs[2][:0], c.data, levelDefault, 1)
 		c.data = c.data[:0]
 		c.filled = 1
 	} else {
@@ -158,7 +192,7 @@ func (e *colEncoder) encodeColumn(b *batch, i int) {
 			vals = binary.LittleEndian.AppendUint64(vals, uint64(size))
 			vals = e.counter.frame(vals, b.firstSeq, n)
 		default:
-			vals = e.compress(vals, c.fixed[:size], columnLevel[i])
+			vals = e.compress(vals, c.fixed[:size], columnCodec[i], columnWidth[i])
 		}
 		o.bufs[1] = vals
 		if dirty {

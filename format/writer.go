@@ -173,7 +173,7 @@ func (w *Writer) writeHeader(meta Meta) error {
 			data = append(data, s...)
 			binary.LittleEndian.PutUint32(offs[4*(j+1):], uint32(len(data)))
 		}
-		bufs := [][]byte{nil, enc.compress(nil, offs, levelDict), enc.compress(nil, data, levelDict)}
+		bufs := [][]byte{nil, enc.compress(nil, offs, levelDict, 4), enc.compress(nil, data, levelDict, 1)}
 		layout, body := bodyLayout(nil, bufs)
 		msg := dictionaryMessage(dictID[i], int64(len(names)), []ipcNode{{int64(len(names)), 0}}, layout, body)
 		w.dictBlocks = append(w.dictBlocks, fileBlock{off: int64(len(hdr)), metaLen: int32(len(msg)), bodyLen: body})

@@ -1,0 +1,207 @@
+package format
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// zencInputs returns buffers shaped like trace columns: periodic rows with
+// noise, interleaved streams, constants, random bytes, short ones.
+func zencInputs() map[string]struct {
+	data  []byte
+	width int
+} {
+	rng := rand.New(rand.NewPCG(7, 9))
+	in := map[string]struct {
+		data  []byte
+		width int
+	}{}
+	add := func(name string, w int, data []byte) {
+		in[name] = struct {
+			data  []byte
+			width int
+		}{data, w}
+	}
+	periodic := func(n, w, period int, noise float64) []byte {
+		b := make([]byte, n*w)
+		base := make([]byte, period*w)
+		for i := range base {
+			base[i] = byte(rng.IntN(4))
+		}
+		for r := range n {
+			copy(b[r*w:], base[(r%period)*w:(r%period+1)*w])
+			if rng.Float64() < noise {
+				b[r*w+rng.IntN(w)] = byte(rng.Uint32())
+			}
+		}
+		return b
+	}
+	for _, w := range []int{1, 2, 4, 8, 15} {
+		for _, noise := range []float64{0, 0.01, 0.2} {
+			add(fmt.Sprintf("periodic-w%d-n%v", w, noise), w, periodic(70000, w, 51, noise))
+		}
+	}
+	// Four interleaved periodic streams, in random quanta.
+	{
+		const w = 8
+		var streams [4][]byte
+		for k := range streams {
+			streams[k] = periodic(40000, w, 20+k, 0.02)
+		}
+		var b []byte
+		var pos [4]int
+		for len(b) < 200000*w {
+			k := rng.IntN(4)
+			q := 1 + rng.IntN(64)
+			for range q {
+				if pos[k] >= 40000 {
+					break
+				}
+				b = append(b, streams[k][pos[k]*w:(pos[k]+1)*w]...)
+				pos[k]++
+			}
+			if pos[0] >= 40000 && pos[1] >= 40000 && pos[2] >= 40000 && pos[3] >= 40000 {
+				break
+			}
+		}
+		add("interleaved-w8", w, b)
+	}
+	rnd := make([]byte, 300000)
+	for i := range rnd {
+		rnd[i] = byte(rng.Uint32())
+	}
+	add("random", 1, rnd)
+	add("random-w8", 8, rnd[:240000])
+	add("zeros", 8, make([]byte, 524288))
+	ramp := make([]byte, 8*65536)
+	for i := range 65536 {
+		binary.LittleEndian.PutUint64(ramp[8*i:], uint64(i)*3+0xffffffff81000000)
+	}
+	add("ramp", 8, ramp)
+	for _, n := range []int{0, 1, 7, 8, 9, 100, 1023, 1024, 5000} {
+		add(fmt.Sprintf("short-%d", n), 1, periodic(n, 1, 5, 0.1))
+	}
+	add("big", 8, periodic(700000, 8, 51, 0.01)) // > 4 MiB: windowed frame
+	return in
+}
+
+func TestZenc(t *testing.T) {
+	dec, err := zstd.NewReader(nil, zstd.WithDecoderMaxMemory(1<<30))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dec.Close()
+	var z zenc
+	ref, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1))
+	for name, c := range zencInputs() {
+		frame := z.encode(nil, c.data, c.width)
+		got, err := dec.DecodeAll(frame, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if !bytes.Equal(got, c.data) {
+			t.Fatalf("%s: decoded %d bytes, differ from the %d encoded", name, len(got), len(c.data))
+		}
+		t.Logf("%-24s %8d -> %7d bytes (klauspost default: %7d)", name, len(c.data), len(frame), len(ref.EncodeAll(c.data, nil)))
+	}
+}
+
+// TestZencReferenceDecoder decodes zenc frames with the zstd command.
+func TestZencReferenceDecoder(t *testing.T) {
+	zstdCmd, err := exec.LookPath("zstd")
+	if err != nil {
+		t.Skip("no zstd command")
+	}
+	dir := t.TempDir()
+	var z zenc
+	for name, c := range zencInputs() {
+		p := filepath.Join(dir, name+".zst")
+		if err := os.WriteFile(p, z.encode(nil, c.data, c.width), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command(zstdCmd, "-q", "-d", "-c", "--memory=64MB", p).Output()
+		if err != nil {
+			t.Fatalf("%s: zstd -d: %v", name, err)
+		}
+		if !bytes.Equal(out, c.data) {
+			t.Fatalf("%s: zstd decoded %d bytes, differ from the %d encoded", name, len(out), len(c.data))
+		}
+	}
+}
+
+func TestNCountRoundTrip(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for i := range 2000 {
+		nsym := 2 + rng.IntN(50)
+		hist := make([]uint32, nsym)
+		total := 0
+		for s := range hist {
+			if rng.IntN(3) > 0 {
+				hist[s] = uint32(rng.IntN(1 << rng.IntN(12)))
+			}
+			total += int(hist[s])
+		}
+		if total < 2 {
+			continue
+		}
+		maxSym := 0
+		for s, n := range hist {
+			if n > 0 {
+				maxSym = s
+			}
+		}
+		log := optimalLog(total, maxSym, 9)
+		norm := normalize(nil, hist[:maxSym+1], total, log)
+		sum := 0
+		for s, v := range norm {
+			if (v == 0) != (hist[s] == 0) || v < 0 {
+				t.Fatalf("case %d: symbol %d count %d normalized to %d", i, s, hist[s], v)
+			}
+			sum += int(v)
+		}
+		if sum != 1<<log {
+			t.Fatalf("case %d: sum %d, want %d", i, sum, 1<<log)
+		}
+		hdr := writeNCount(nil, norm, log)
+		got, glog, n, err := readNCount(append(hdr, 0, 0, 0, 0), 63)
+		if err != nil || glog != log || n != len(hdr) {
+			t.Fatalf("case %d: read %v log %d len %d, wrote log %d len %d", i, err, glog, n, log, len(hdr))
+		}
+		for len(got) < len(norm) {
+			got = append(got, 0)
+		}
+		for s := range norm {
+			if got[s] != norm[s] {
+				t.Fatalf("case %d: symbol %d: read %d, wrote %d", i, s, got[s], norm[s])
+			}
+		}
+	}
+}
+
+func FuzzZenc(f *testing.F) {
+	f.Add([]byte("abcabcabcabcabcabcabcabcabcabc0123456789"), uint8(3))
+	f.Add(make([]byte, 1000), uint8(8))
+	dec, _ := zstd.NewReader(nil)
+	var z zenc
+	f.Fuzz(func(t *testing.T, seed []byte, w uint8) {
+		width := []int{1, 2, 4, 8, 15}[int(w)%5]
+		// Expand the seed into a longer, repetitive buffer.
+		data := make([]byte, 0, 64*len(seed))
+		for i := 0; i < 64 && len(seed) > 0; i++ {
+			data = append(data, seed[:len(seed)-i%len(seed)]...)
+		}
+		frame := z.encode(nil, data, width)
+		got, err := dec.DecodeAll(frame, nil)
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("width %d, %d bytes: %v", width, len(data), err)
+		}
+	})
+}
