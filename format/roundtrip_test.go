@@ -216,6 +216,8 @@ func TestAppendRejects(t *testing.T) {
 		{"service 0", Row{Seq: 100, Kind: KindService}},
 		{"service 13", Row{Seq: 100, Kind: KindPerm, Service: 13}},
 		{"cause 4", Row{Seq: 100, Kind: KindSerialize, Cause: 4}},
+		{"rflags upper bits", Row{Seq: 100, Kind: KindInsn, Op: 1, Len: 1, RFlags: 1 << 32}},
+		{"trap rflags upper bits", Row{Seq: 100, Kind: KindTrap, RFlags: 1 << 40}},
 		{"unknown percpu var", Row{Seq: 100, Kind: KindPercpuRead, PercpuVar: "nope"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -246,6 +248,64 @@ func TestAppendRejects(t *testing.T) {
 				t.Fatalf("read %d rows, want 2", len(rows))
 			}
 		})
+	}
+}
+
+// TestAppendInsn checks that AppendInsn stores what Append stores for the
+// same fields (bytes past the length ignored) and rejects what Append
+// rejects.
+func TestAppendInsn(t *testing.T) {
+	rows := fixtureRows()
+	var a, b bytes.Buffer
+	wa, err := NewWriter(&a, fixtureMeta(), WithBatchRows(3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wb, err := NewWriter(&b, fixtureMeta(), WithBatchRows(3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range rows {
+		r := rows[i]
+		if err := wa.Append(&r); err != nil {
+			t.Fatal(err)
+		}
+		if r.Kind != KindInsn {
+			if err := wb.Append(&r); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		by := r.Bytes
+		for j := int(r.Len); j < len(by); j++ {
+			by[j] = 0xee // garbage past the instruction
+		}
+		if err := wb.AppendInsn(r.Seq, r.CPU, r.Task, r.Depth, r.RIP, r.Len, &by, r.Op, r.RSP, r.RFlags); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, bad := range []Row{
+		{Seq: 1, Len: 1}, // seq not after the last
+		{Seq: 1 << 40, Len: 0},
+		{Seq: 1 << 40, Len: 16},
+		{Seq: 1 << 40, Len: 1, Op: uint16(len(fixtureOps))},
+		{Seq: 1 << 40, Len: 1, RFlags: 1 << 32},
+	} {
+		bad.Kind = KindInsn
+		errA := wa.Append(&bad)
+		errB := wb.AppendInsn(bad.Seq, bad.CPU, bad.Task, bad.Depth, bad.RIP, bad.Len, &bad.Bytes, bad.Op, bad.RSP, bad.RFlags)
+		if errA == nil || errB == nil || errA.Error() != errB.Error() {
+			t.Errorf("%+v: Append: %v; AppendInsn: %v", bad, errA, errB)
+		}
+	}
+	if err := wa.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := wb.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(a.Bytes(), b.Bytes()) {
+		t.Fatal("AppendInsn and Append wrote different files")
 	}
 }
 

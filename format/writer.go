@@ -69,6 +69,8 @@ type Writer struct {
 	wmsg    []byte
 
 	percpuIdx map[string]int16
+	lastVar   string // the last per-CPU variable looked up, and its index
+	lastIdx   int16
 	nOps      int
 
 	cur     *batch
@@ -315,7 +317,11 @@ func (b *batch) reset() {
 func (w *Writer) Append(r *Row) error {
 	if r.Kind == KindInsn && w.err == nil && !w.closed && (r.Seq > w.lastSeq || w.events == 0) &&
 		r.Len-1 < 15 && int(r.Op) < w.nOps && r.RFlags>>32 == 0 {
-		return w.appendInsn(r)
+		return w.appendInsn(r.Seq, r.CPU, r.Task, r.Depth, r.RIP, r.Len, &r.Bytes, r.Op, r.RSP, r.RFlags)
+	}
+	if r.Kind == KindWrite && w.err == nil && !w.closed && (r.Seq > w.lastSeq || w.events == 0) &&
+		(!r.Percpu || r.PercpuVar == "" || r.PercpuVar == w.lastVar) {
+		return w.appendWrite(r)
 	}
 	if w.err != nil {
 		return w.err
@@ -357,7 +363,7 @@ func (w *Writer) Append(r *Row) error {
 			c[ColPercpuCPU].u16(n, r.PercpuCPU)
 			c[ColPercpuOff].u32(n, r.PercpuOff)
 			if r.PercpuVar != "" {
-				c[ColPercpuVar].u16(n, uint16(w.percpuIdx[r.PercpuVar]))
+				c[ColPercpuVar].u16(n, uint16(w.lastIdx))
 			}
 		}
 	case KindPercpuRead:
@@ -367,7 +373,7 @@ func (w *Writer) Append(r *Row) error {
 		c[ColPercpuCPU].u16(n, r.PercpuCPU)
 		c[ColPercpuOff].u32(n, r.PercpuOff)
 		if r.PercpuVar != "" {
-			c[ColPercpuVar].u16(n, uint16(w.percpuIdx[r.PercpuVar]))
+			c[ColPercpuVar].u16(n, uint16(w.lastIdx))
 		}
 	case KindTrap:
 		c[ColVector].u8(n, r.Vector)
@@ -454,24 +460,37 @@ func (w *Writer) Append(r *Row) error {
 // insnMask is kindMask[KindInsn]: the columns an insn row fills.
 var insnMask = kindMask[KindInsn]
 
-// appendInsn is Append for a valid insn row (the common case, kept
-// short: no per-column calls).
-func (w *Writer) appendInsn(r *Row) error {
+// AppendInsn appends an insn row given by its fields, as Append would with
+// a Row holding them (the same checks and errors), without the Row: the
+// recorder's path for the most common event. bytes holds the instruction
+// in its first n bytes; the rest is ignored.
+func (w *Writer) AppendInsn(seq uint64, cpu uint16, task uint32, depth uint8, rip uint64, n uint8, bytes *[15]byte, op uint16, rsp, rflags uint64) error {
+	if w.err == nil && !w.closed && (seq > w.lastSeq || w.events == 0) && n-1 < 15 && int(op) < w.nOps && rflags>>32 == 0 {
+		return w.appendInsn(seq, cpu, task, depth, rip, n, bytes, op, rsp, rflags)
+	}
+	r := Row{Seq: seq, Kind: KindInsn, CPU: cpu, Task: task, Depth: depth, RIP: rip, Len: n, Op: op, RSP: rsp, RFlags: rflags}
+	copy(r.Bytes[:], bytes[:min(int(n), 15)])
+	return w.Append(&r)
+}
+
+// appendInsn stores a valid insn row (the common case, kept short: no
+// per-column calls).
+func (w *Writer) appendInsn(seq uint64, cpu uint16, task uint32, depth uint8, rip uint64, ilen uint8, bytes *[15]byte, op uint16, rsp, rflags uint64) error {
 	b := w.cur
 	n := b.n
 	c := &b.cols
-	binary.LittleEndian.PutUint64(c[ColSeq].fixed[8*n:], r.Seq)
+	binary.LittleEndian.PutUint64(c[ColSeq].fixed[8*n:], seq)
 	c[ColKind].fixed[n] = uint8(KindInsn - 1)
-	binary.LittleEndian.PutUint16(c[ColCPU].fixed[2*n:], r.CPU)
-	binary.LittleEndian.PutUint32(c[ColTask].fixed[4*n:], r.Task)
-	c[ColDepth].fixed[n] = r.Depth
-	binary.LittleEndian.PutUint64(c[ColRIP].fixed[8*n:], r.RIP)
-	c[ColLen].fixed[n] = r.Len
-	// The first Len bytes, zero-padded to 15, as two overlapping 8-byte
+	binary.LittleEndian.PutUint16(c[ColCPU].fixed[2*n:], cpu)
+	binary.LittleEndian.PutUint32(c[ColTask].fixed[4*n:], task)
+	c[ColDepth].fixed[n] = depth
+	binary.LittleEndian.PutUint64(c[ColRIP].fixed[8*n:], rip)
+	c[ColLen].fixed[n] = ilen
+	// The first ilen bytes, zero-padded to 15, as two overlapping 8-byte
 	// stores (bytes 0-7 and 7-14) masked to the length.
-	lo := binary.LittleEndian.Uint64(r.Bytes[0:8])
-	hi := binary.LittleEndian.Uint64(r.Bytes[7:15])
-	if l := uint(r.Len); l < 8 {
+	lo := binary.LittleEndian.Uint64(bytes[0:8])
+	hi := binary.LittleEndian.Uint64(bytes[7:15])
+	if l := uint(ilen); l < 8 {
 		lo &= 1<<(8*l) - 1
 		hi = 0
 	} else if l < 15 {
@@ -480,9 +499,9 @@ func (w *Writer) appendInsn(r *Row) error {
 	by := c[ColBytes].fixed[15*n : 15*n+15]
 	binary.LittleEndian.PutUint64(by[0:8], lo)
 	binary.LittleEndian.PutUint64(by[7:15], hi)
-	binary.LittleEndian.PutUint16(c[ColOp].fixed[2*n:], r.Op)
-	binary.LittleEndian.PutUint64(c[ColRSP].fixed[8*n:], r.RSP)
-	putRFlags(c[ColRFlags].fixed, n, r.RFlags)
+	binary.LittleEndian.PutUint16(c[ColOp].fixed[2*n:], op)
+	binary.LittleEndian.PutUint64(c[ColRSP].fixed[8*n:], rsp)
+	putRFlags(c[ColRFlags].fixed, n, rflags)
 	i, bit := n>>3, byte(1)<<(n&7)
 	c[ColLen].valid[i] |= bit
 	c[ColBytes].valid[i] |= bit
@@ -490,6 +509,62 @@ func (w *Writer) appendInsn(r *Row) error {
 	c[ColRSP].valid[i] |= bit
 	c[ColRFlags].valid[i] |= bit
 	b.dirty |= insnMask
+	if n == 0 {
+		b.firstSeq = seq
+	} else if seq != b.lastSeq+1 {
+		b.gap = true
+	}
+	b.lastSeq = seq
+	w.lastSeq = seq
+	w.events++
+	b.n = n + 1
+	if b.n == w.opts.batchRows {
+		return w.flush()
+	}
+	return nil
+}
+
+// writeMask is kindMask[KindWrite]: the columns a write row can fill.
+var writeMask = kindMask[KindWrite]
+
+// appendWrite is Append for a valid write row whose per-CPU variable (if
+// any) is the last one looked up.
+func (w *Writer) appendWrite(r *Row) error {
+	b := w.cur
+	n := b.n
+	c := &b.cols
+	binary.LittleEndian.PutUint64(c[ColSeq].fixed[8*n:], r.Seq)
+	c[ColKind].fixed[n] = uint8(KindWrite - 1)
+	binary.LittleEndian.PutUint16(c[ColCPU].fixed[2*n:], r.CPU)
+	binary.LittleEndian.PutUint32(c[ColTask].fixed[4*n:], r.Task)
+	c[ColDepth].fixed[n] = r.Depth
+	binary.LittleEndian.PutUint64(c[ColRIP].fixed[8*n:], r.RIP)
+	binary.LittleEndian.PutUint64(c[ColAddr].fixed[8*n:], r.Addr)
+	binary.LittleEndian.PutUint32(c[ColSize].fixed[4*n:], r.Size)
+	binary.LittleEndian.PutUint64(c[ColOld].fixed[8*n:], r.Old)
+	binary.LittleEndian.PutUint64(c[ColNew].fixed[8*n:], r.New)
+	i, bit := n>>3, byte(1)<<(n&7)
+	c[ColAddr].valid[i] |= bit
+	c[ColSize].valid[i] |= bit
+	c[ColOld].valid[i] |= bit
+	c[ColNew].valid[i] |= bit
+	c[ColAlias].valid[i] |= bit
+	if r.Alias {
+		c[ColAlias].fixed[i] |= bit
+		binary.LittleEndian.PutUint64(c[ColAliasAddr].fixed[8*n:], r.AliasAddr)
+		c[ColAliasAddr].valid[i] |= bit
+	}
+	if r.Percpu {
+		binary.LittleEndian.PutUint16(c[ColPercpuCPU].fixed[2*n:], r.PercpuCPU)
+		c[ColPercpuCPU].valid[i] |= bit
+		binary.LittleEndian.PutUint32(c[ColPercpuOff].fixed[4*n:], r.PercpuOff)
+		c[ColPercpuOff].valid[i] |= bit
+		if r.PercpuVar != "" {
+			binary.LittleEndian.PutUint16(c[ColPercpuVar].fixed[2*n:], uint16(w.lastIdx))
+			c[ColPercpuVar].valid[i] |= bit
+		}
+	}
+	b.dirty |= writeMask
 	if n == 0 {
 		b.firstSeq = r.Seq
 	} else if r.Seq != b.lastSeq+1 {
@@ -525,8 +600,13 @@ func (w *Writer) check(r *Row) error {
 	case r.Kind == KindSerialize && (r.Cause < 1 || int(r.Cause) > len(Causes)):
 		msg = fmt.Sprintf("unknown serialize cause %d", r.Cause)
 	case r.PercpuVar != "" && (r.Kind == KindPercpuRead || r.Kind == KindWrite && r.Percpu):
-		if _, ok := w.percpuIdx[r.PercpuVar]; !ok {
-			msg = fmt.Sprintf("per-CPU variable %q not in Meta.PercpuVars", r.PercpuVar)
+		if r.PercpuVar != w.lastVar {
+			idx, ok := w.percpuIdx[r.PercpuVar]
+			if !ok {
+				msg = fmt.Sprintf("per-CPU variable %q not in Meta.PercpuVars", r.PercpuVar)
+				break
+			}
+			w.lastVar, w.lastIdx = r.PercpuVar, idx
 		}
 	}
 	if msg == "" {

@@ -28,6 +28,9 @@ type Appender interface {
 // kept and later events are counted as dropped.
 type Recorder struct {
 	w Appender
+	// fw is w when it is a trace writer: insn events go to it without a
+	// Row.
+	fw *format.Writer
 	// rows holds one Row per kind. Event assigns every field its kind
 	// uses, so the fields a kind does not use stay zero without clearing
 	// the whole Row for every event.
@@ -44,6 +47,12 @@ var _ emu.Sink = (*Recorder)(nil)
 // NewRecorder returns a recorder for img's events appending to w.
 func NewRecorder(w Appender, img *emu.Image) *Recorder {
 	r := &Recorder{w: w}
+	switch fw := w.(type) {
+	case *format.Writer:
+		r.fw = fw
+	case *format.File:
+		r.fw = fw.Writer
+	}
 	size := img.PercpuSize()
 	r.percpuName = make([]string, size)
 	for _, s := range img.Symbols {
@@ -80,6 +89,12 @@ func (r *Recorder) Event(e *emu.Event) {
 		return
 	}
 	r.kinds[e.Kind]++
+	if e.Kind == emu.EvInsn && r.fw != nil {
+		if err := r.fw.AppendInsn(e.Seq, e.CPU, e.Task, e.Depth, e.RIP, e.Len, &e.Bytes, e.Op, e.RSP, e.Flags); err != nil {
+			r.err, r.errSeq = err, e.Seq
+		}
+		return
+	}
 	row := &r.rows[e.Kind]
 	row.Seq, row.CPU, row.Task, row.Depth, row.RIP = e.Seq, e.CPU, e.Task, e.Depth, e.RIP
 	switch e.Kind {
