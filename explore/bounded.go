@@ -19,14 +19,14 @@ type Deviation struct {
 // name. It records how many alternatives each choice point at or after
 // expandFrom offered, so the search can enumerate the next deviation.
 type boundedSource struct {
-	q       uint32
-	kinds   []emu.Decision
-	devs    []Deviation
-	di      int
-	choice  int
-	next    int
-	pending emu.Decision
-	hasPend bool
+	q      uint32
+	kinds  []emu.Decision
+	devs   []Deviation
+	di     int
+	choice int
+	next   int
+	pend   []emu.Decision // decisions of the current choice point still to hand out
+	tick   ticker
 
 	expandFrom int
 	alts       []int // alts[i-expandFrom]: alternatives at choice point i
@@ -34,23 +34,30 @@ type boundedSource struct {
 	applied    []string // the deviations as taken, for reports
 }
 
-func newBoundedSource(q uint32, in Inject, devs []Deviation) *boundedSource {
-	s := &boundedSource{q: q, kinds: in.kinds(), devs: devs}
+func newBoundedSource(q uint32, in Inject, devs []Deviation, tick uint64) *boundedSource {
+	s := &boundedSource{q: q, kinds: in.kinds(), devs: devs, tick: ticker{every: tick}}
 	if len(devs) > 0 {
 		s.expandFrom = devs[len(devs)-1].Index + 1
 	}
 	return s
 }
 
-func (s *boundedSource) step(c int) emu.Decision {
+// step runs c for a quantum, after its clock tick if one is due.
+func (s *boundedSource) step(c int) (emu.Decision, bool) {
 	s.next = c + 1
-	return emu.Decision{Kind: emu.DecStep, CPU: uint16(c), N: s.q}
+	d := emu.Decision{Kind: emu.DecStep, CPU: uint16(c), N: s.q}
+	if s.tick.due(c, s.q) {
+		s.pend = append(s.pend, d)
+		return emu.Decision{Kind: emu.DecIRQ, CPU: uint16(c), Vector: emu.VecTimer}, true
+	}
+	return d, true
 }
 
 func (s *boundedSource) Next(m *emu.Machine) (emu.Decision, bool) {
-	if s.hasPend {
-		s.hasPend = false
-		return s.pending, true
+	if len(s.pend) > 0 {
+		d := s.pend[0]
+		s.pend = s.pend[1:]
+		return d, true
 	}
 	n := m.CPUs()
 	def := rrNext(m, s.next%n)
@@ -73,19 +80,40 @@ func (s *boundedSource) Next(m *emu.Machine) (emu.Decision, bool) {
 		s.di++
 		if a < len(s.switches) {
 			s.applied = append(s.applied, fmt.Sprintf("@%d cpu%d for cpu%d", i, s.switches[a], def))
-			return s.step(s.switches[a]), true
+			return s.step(s.switches[a])
 		}
 		a -= len(s.switches)
 		if a/n < len(s.kinds) {
 			d := s.kinds[a/n]
 			d.CPU = uint16(a % n)
 			s.applied = append(s.applied, fmt.Sprintf("@%d %v", i, d))
-			s.pending, s.hasPend = s.step(def), true
+			st, _ := s.step(def)
+			s.pend = append([]emu.Decision{st}, s.pend...)
 			return d, true
 		}
 		s.applied = append(s.applied, fmt.Sprintf("@%d alternative %d does not exist", i, s.devs[s.di-1].Alt))
 	}
-	return s.step(def), true
+	return s.step(def)
+}
+
+// ticker is the default schedules' clock: a timer interrupt on a CPU
+// before every `every` steps of its own (every == 0: none).
+type ticker struct {
+	every uint64
+	own   [emu.MaxCPUs]uint64
+}
+
+// due counts n steps for cpu and reports whether a tick comes first.
+func (t *ticker) due(cpu int, n uint32) bool {
+	if t.every == 0 {
+		return false
+	}
+	t.own[cpu] += uint64(n)
+	if t.own[cpu] >= t.every {
+		t.own[cpu] -= t.every
+		return true
+	}
+	return false
 }
 
 // desc describes the schedule: its deviations as taken.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"runtime"
 	"sort"
 	"strings"
@@ -68,10 +69,16 @@ type Options struct {
 	Injections int
 	// Bound is the bounded strategy's k: at most k deviations (0: 1).
 	Bound int
+	// Tick is the clock of the pct and bounded schedules: a timer
+	// interrupt on a CPU every Tick steps of its own. 0: from the
+	// scenario's schedule (mean quantum / timer_rate steps; none when
+	// timer_rate is 0); negative: none.
+	Tick int
 
-	Analyzers  []string // analyzer ids (default all)
-	Workers    int      // parallel schedules (0: GOMAXPROCS)
-	ShrinkRuns int      // candidate runs per minimisation (0: DefaultShrinkRuns)
+	Analyzers  []string      // analyzer ids (default all)
+	Workers    int           // parallel schedules (0: GOMAXPROCS)
+	ShrinkRuns int           // candidate runs per minimisation (0: DefaultShrinkRuns)
+	ShrinkTime time.Duration // time per minimisation (0: DefaultShrinkTime)
 	NoShrink   bool
 
 	// OutDir receives DIR/scenario=<id>/shard=<i>/findings.parquet, and per
@@ -209,6 +216,9 @@ func (o *Options) normalize(cpus int) error {
 	if o.Workers <= 0 {
 		o.Workers = runtime.GOMAXPROCS(0)
 	}
+	if o.ShrinkTime <= 0 {
+		o.ShrinkTime = DefaultShrinkTime
+	}
 	if o.ProgressEvery <= 0 {
 		o.ProgressEvery = 250 * time.Millisecond
 	}
@@ -263,6 +273,7 @@ type engine struct {
 	pm    *Machine
 	start time.Time
 	count atomic.Int64 // schedules run (all workers), for progress and the bounded budget
+	tick  uint64       // Options.Tick resolved
 	phase atomic.Value // string
 	nviol atomic.Int64
 	best  atomic.Value // string
@@ -306,7 +317,7 @@ func Explore(ctx context.Context, spec *scenario.Spec, opt Options) (*Result, er
 		ectx, cancel = context.WithTimeout(ctx, opt.Time)
 		defer cancel()
 	}
-	e := &engine{ctx: ectx, opt: &opt, pm: pm, start: start}
+	e := &engine{ctx: ectx, opt: &opt, pm: pm, start: start, tick: tickFor(&opt, prepared)}
 
 	var st strategy
 	switch opt.Strategy {
@@ -374,7 +385,9 @@ func Explore(ctx context.Context, spec *scenario.Spec, opt Options) (*Result, er
 			if ctx.Err() != nil {
 				break
 			}
-			min, out, ss, err := Shrink(ctx, pm, v.Decisions, v.Target, opt.ShrinkRuns, opt.Workers)
+			sctx, cancel := context.WithTimeout(ctx, opt.ShrinkTime)
+			min, out, ss, err := Shrink(sctx, pm, v.Decisions, v.Target, opt.ShrinkRuns, opt.Workers)
+			cancel()
 			if err != nil {
 				stopProgress()
 				return nil, fmt.Errorf("minimise %s: %w", v.Target, err)
@@ -402,6 +415,19 @@ func Explore(ctx context.Context, spec *scenario.Spec, opt Options) (*Result, er
 		opt.Progress(e.snapshot("done"))
 	}
 	return res, nil
+}
+
+// tickFor resolves Options.Tick.
+func tickFor(o *Options, spec *scenario.Spec) uint64 {
+	switch {
+	case o.Tick > 0:
+		return uint64(o.Tick)
+	case o.Tick < 0 || spec.Schedule.TimerRate <= 0:
+		return 0
+	}
+	q := spec.Schedule.Quantum
+	mean := float64(q[0]+q[1]) / 2
+	return uint64(math.Ceil(mean / spec.Schedule.TimerRate))
 }
 
 func sortedFindings(fs []*analyze.Finding) []*analyze.Finding {

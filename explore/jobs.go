@@ -144,7 +144,7 @@ func (r *randomStrategy) job(j int64) (func(*engine) jobOut, bool) {
 		if e.opt.Rate > 0 {
 			base.NMIRate, base.TimerRate = e.opt.Rate, e.opt.Rate
 		}
-		cfg := drawSwarm(rnd, e.pm.CPUs(), base, e.opt.Inject)
+		cfg := drawSwarm(rnd, e.pm.CPUs(), base, e.opt.Inject, e.pm.Spec.Schedule.TimerRate > 0)
 		desc := fmt.Sprintf("random: quantum %d-%d, nmi rate %.3g/step, timer rate %.3g/step, cpu weights %v", cfg.QMin, cfg.QMax, cfg.NMIRate, cfg.TimerRate, cfg.Weights)
 		s, _, err := e.runOne(g, desc, newRandomSource(rnd.Uint64(), cfg))
 		return jobOut{scheds: []sched{s}, err: err}
@@ -161,7 +161,7 @@ type pctStrategy struct {
 // calibrate measures k, the number of sync events in a run, with the
 // round-robin schedule (not counted as a schedule).
 func (p *pctStrategy) calibrate() error {
-	out, err := p.e.pm.Run(newBoundedSource(p.e.opt.Quantum, 0, nil), []string{"trap"})
+	out, err := p.e.pm.Run(newBoundedSource(p.e.opt.Quantum, 0, nil, p.e.tick), []string{"trap"})
 	if err != nil {
 		return fmt.Errorf("pct calibration run: %w", err)
 	}
@@ -185,7 +185,7 @@ func (p *pctStrategy) job(j int64) (func(*engine) jobOut, bool) {
 		m = max(m, 0)
 		cfg := drawPCT(rnd, e.pm.CPUs(), e.opt.Depth, p.k, e.opt.Quantum, m, e.opt.Inject)
 		desc := fmt.Sprintf("pct: d=%d over %d sync events, priorities %v, change points %v, %d injections", e.opt.Depth, p.k, cfg.Prio, cfg.Changes, len(cfg.Injects))
-		s, _, err := e.runOne(g, desc, newPCTSource(cfg))
+		s, _, err := e.runOne(g, desc, newPCTSource(cfg, e.tick))
 		return jobOut{scheds: []sched{s}, err: err}
 	}, true
 }
@@ -203,7 +203,7 @@ type boundedStrategy struct {
 }
 
 func (b *boundedStrategy) root() error {
-	src := newBoundedSource(b.e.opt.Quantum, b.e.opt.Inject, nil)
+	src := newBoundedSource(b.e.opt.Quantum, b.e.opt.Inject, nil, b.e.tick)
 	var s sched
 	var err error
 	if b.e.opt.Shard == 0 {
@@ -253,7 +253,7 @@ func (b *boundedStrategy) dfs(e *engine, idx int64, devs []Deviation, jo *jobOut
 		jo.cut = true
 		return false
 	}
-	src := newBoundedSource(e.opt.Quantum, e.opt.Inject, devs)
+	src := newBoundedSource(e.opt.Quantum, e.opt.Inject, devs, e.tick)
 	s, _, err := e.runOne(idx, src.desc(), src)
 	if err != nil {
 		jo.err = err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/patchtrace/patchtrace/analyze"
 	"github.com/patchtrace/patchtrace/emu"
@@ -48,8 +49,11 @@ type ShrinkStats struct {
 	Complete       bool   `json:"complete"` // reached a fixpoint within the run budget
 }
 
-// DefaultShrinkRuns bounds the candidate runs one minimisation may make.
-const DefaultShrinkRuns = 3000
+// Minimisation budgets: candidate runs and time per violation.
+const (
+	DefaultShrinkRuns = 3000
+	DefaultShrinkTime = 2 * time.Minute
+)
 
 // Shrink minimises a failing decision log: the result, replayed through an
 // emu.LogSource, still shows a finding matching t, and no single step of
@@ -59,9 +63,13 @@ const DefaultShrinkRuns = 3000
 //  1. truncate: keep the decisions up to the one whose events include the
 //     finding (the analyzers report while streaming, so a prefix of a run
 //     shows every finding its events show), then the fewest steps of the
-//     last one (binary search);
-//  2. ddmin (Zeller and Hildebrandt, TSE 2002) over whole decisions, by
-//     removing complements of ever finer partitions;
+//     last one (binary search); then, once, ddmin over the injections
+//     alone (an injection-heavy log is mostly noise);
+//  2. ddmin (Zeller and Hildebrandt, TSE 2002) over chunks of decisions,
+//     halving the chunk size when a sweep removes nothing, with three
+//     ways to take a chunk out: postpone (its steps go to each CPU's next
+//     step after it: fewer context switches, same work), delete, advance
+//     (its steps go to each CPU's previous step);
 //  3. drop each remaining injection on its own;
 //  4. shrink each step count (binary search for the smallest that still
 //     reproduces).
@@ -89,6 +97,7 @@ func Shrink(ctx context.Context, pm *Machine, log []emu.Decision, t Target, maxR
 	}
 	best := out
 	cur, best = sh.truncate(cur, best)
+	cur, best = sh.ddminInjections(cur, best)
 	for !sh.out() {
 		before := slices.Clone(cur)
 		cur, best = sh.ddmin(cur, best, opPostpone)
@@ -335,6 +344,61 @@ func (sh *shrinker) ddmin(cur []emu.Decision, best *Outcome, op chunkOp) ([]emu.
 				continue
 			}
 			cur, best, reduced = c, o, true
+			start = starts[i]
+		}
+		if !reduced {
+			if size == 1 {
+				break
+			}
+			size = (size + 1) / 2
+		}
+	}
+	return cur, best
+}
+
+// ddminInjections runs ddmin over the injections only (whole chunks of
+// them removed at once): a log from an injection-heavy schedule is mostly
+// injections, and the steps around them must stay.
+func (sh *shrinker) ddminInjections(cur []emu.Decision, best *Outcome) ([]emu.Decision, *Outcome) {
+	inj := func(log []emu.Decision) []int {
+		var idx []int
+		for i, d := range log {
+			if d.Kind != emu.DecStep {
+				idx = append(idx, i)
+			}
+		}
+		return idx
+	}
+	without := func(log []emu.Decision, drop []int) []emu.Decision {
+		out := make([]emu.Decision, 0, len(log))
+		j := 0
+		for i, d := range log {
+			if j < len(drop) && drop[j] == i {
+				j++
+				continue
+			}
+			out = append(out, d)
+		}
+		return out
+	}
+	idx := inj(cur)
+	size := len(idx)
+	for size >= 1 && len(idx) > 0 && !sh.out() {
+		reduced := false
+		for start := 0; start < len(idx) && !sh.out(); {
+			var cands [][]emu.Decision
+			var starts []int
+			for st := start; st < len(idx) && len(cands) < sh.workers; st += size {
+				cands = append(cands, without(cur, idx[st:min(st+size, len(idx))]))
+				starts = append(starts, st)
+			}
+			i, c, o := sh.first(cands)
+			if i < 0 {
+				start = starts[len(starts)-1] + size
+				continue
+			}
+			cur, best, reduced = c, o, true
+			idx = inj(cur)
 			start = starts[i]
 		}
 		if !reduced {

@@ -85,7 +85,7 @@ var (
 
 // drawSwarm draws schedule i's shape; fixed fields of base (non-zero QMax,
 // non-negative rates) are kept.
-func drawSwarm(r *emu.Rand, cpus int, base SwarmConfig, in Inject) SwarmConfig {
+func drawSwarm(r *emu.Rand, cpus int, base SwarmConfig, in Inject, needClock bool) SwarmConfig {
 	c := SwarmConfig{QMin: base.QMin, QMax: base.QMax, NMIRate: base.NMIRate, TimerRate: base.TimerRate}
 	if c.QMax == 0 {
 		c.QMin, c.QMax = 1, swarmQMax[r.Intn(len(swarmQMax))]
@@ -97,7 +97,11 @@ func drawSwarm(r *emu.Rand, cpus int, base SwarmConfig, in Inject) SwarmConfig {
 		c.NMIRate = swarmRates[r.Intn(len(swarmRates))]
 	}
 	if c.TimerRate < 0 {
-		c.TimerRate = swarmRates[r.Intn(len(swarmRates))]
+		rates := swarmRates
+		if needClock {
+			rates = rates[1:] // the scenario's tasks take turns on timer interrupts
+		}
+		c.TimerRate = rates[r.Intn(len(rates))]
 	}
 	if in&InjectNMI == 0 {
 		c.NMIRate = 0
@@ -249,18 +253,25 @@ type pctSource struct {
 	steps     uint64
 	skipUntil []uint64
 	t         *tap
+	tick      ticker
+	pend      []emu.Decision
 }
 
 // spinYield is how many steps of other CPUs a spinning CPU waits for.
 const spinYield = 64
 
-func newPCTSource(cfg PCTConfig) *pctSource {
-	return &pctSource{cfg: cfg, prio: slices.Clone(cfg.Prio), last: -1, skipUntil: make([]uint64, len(cfg.Prio))}
+func newPCTSource(cfg PCTConfig, tick uint64) *pctSource {
+	return &pctSource{cfg: cfg, prio: slices.Clone(cfg.Prio), last: -1, skipUntil: make([]uint64, len(cfg.Prio)), tick: ticker{every: tick}}
 }
 
 func (s *pctSource) useTap(t *tap) { s.t = t }
 
 func (s *pctSource) Next(m *emu.Machine) (emu.Decision, bool) {
+	if len(s.pend) > 0 {
+		d := s.pend[0]
+		s.pend = s.pend[1:]
+		return d, true
+	}
 	syncs := s.t.syncs
 	if s.ii < len(s.cfg.Injects) && s.cfg.Injects[s.ii].At <= syncs {
 		d := s.cfg.Injects[s.ii].D
@@ -296,7 +307,12 @@ func (s *pctSource) Next(m *emu.Machine) (emu.Decision, bool) {
 	}
 	s.last = best
 	s.steps += uint64(s.cfg.Quantum)
-	return emu.Decision{Kind: emu.DecStep, CPU: uint16(best), N: s.cfg.Quantum}, true
+	d := emu.Decision{Kind: emu.DecStep, CPU: uint16(best), N: s.cfg.Quantum}
+	if s.tick.due(best, s.cfg.Quantum) {
+		s.pend = append(s.pend, d)
+		return emu.Decision{Kind: emu.DecIRQ, CPU: uint16(best), Vector: emu.VecTimer}, true
+	}
+	return d, true
 }
 
 // ---- round robin (the bounded strategy's default schedule, PCT's

@@ -1,0 +1,230 @@
+package rerun_test
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/patchtrace/patchtrace/emu"
+	"github.com/patchtrace/patchtrace/explore"
+	"github.com/patchtrace/patchtrace/format"
+	"github.com/patchtrace/patchtrace/record"
+	"github.com/patchtrace/patchtrace/replay/rerun"
+	"github.com/patchtrace/patchtrace/scenario"
+	"github.com/patchtrace/patchtrace/scenarios"
+)
+
+// small is the instance every test here records: text-poke-bp with one
+// patch round (about 12,000 events).
+func recordSmall(t *testing.T, seed uint64) string {
+	t.Helper()
+	spec, err := scenario.Load(scenarios.FS, "text-poke-bp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, err = explore.Prepare(spec, map[string]uint64{"patch_rounds": 1, "calls": 60, "dwell": 8}, 0, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "t.arrow")
+	if _, err := record.Run(spec, path, record.Options{Options: emu.Options{Seed: seed}, BatchRows: 4096}); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func open(t *testing.T, path string) (*format.Reader, *rerun.Run) {
+	t.Helper()
+	r, err := format.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	run, err := rerun.FromMeta(r.Meta())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, run
+}
+
+func TestVerifyRecorded(t *testing.T) {
+	for _, seed := range []uint64{1, 7} {
+		path := recordSmall(t, seed)
+		r, run := open(t, path)
+		n, div, err := run.Verify(r.Events())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if div != nil {
+			t.Fatalf("seed %d: %v", seed, div)
+		}
+		if n != r.NumEvents() || n == 0 {
+			t.Fatalf("seed %d: verified %d events, the trace has %d", seed, n, r.NumEvents())
+		}
+	}
+}
+
+// rewrite copies the trace at src to a new file, passing each row and
+// the final metadata through the edit functions.
+func rewrite(t *testing.T, src string, editRow func(*format.Row), editFinal func(*format.Final)) string {
+	t.Helper()
+	r, err := format.Open(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	md := *r.Meta()
+	dst := filepath.Join(t.TempDir(), "altered.arrow")
+	f, err := format.CreateFile(dst, md, false, format.WithBatchRows(4096))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for row, err := range r.Events() {
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := *row
+		if editRow != nil {
+			editRow(&c)
+		}
+		if err := f.Append(&c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fin := md.Final
+	if editFinal != nil {
+		editFinal(&fin)
+	}
+	f.SetFinal(fin)
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}
+
+func TestVerifyReportsDivergence(t *testing.T) {
+	path := recordSmall(t, 3)
+	// Pick an instruction and a write deep in the run to alter.
+	r, _ := open(t, path)
+	var insnSeq, writeSeq uint64
+	for row, err := range r.Events() {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if row.Seq > r.NumEvents()/2 && insnSeq == 0 && row.Kind == format.KindInsn {
+			insnSeq = row.Seq
+		}
+		if row.Seq > 2*r.NumEvents()/3 && writeSeq == 0 && row.Kind == format.KindWrite {
+			writeSeq = row.Seq
+		}
+	}
+	if insnSeq == 0 || writeSeq == 0 {
+		t.Fatal("trace too short for the test")
+	}
+	cases := []struct {
+		name      string
+		row       func(*format.Row)
+		final     func(*format.Final)
+		seq       uint64 // 0: only check that it diverges
+		field     string
+		wantInMsg string
+	}{
+		{name: "insn rip", row: func(r *format.Row) {
+			if r.Seq == insnSeq {
+				r.RIP++
+			}
+		}, seq: insnSeq, field: "rip"},
+		{name: "write value", row: func(r *format.Row) {
+			if r.Seq == writeSeq {
+				r.New ^= 0x10
+			}
+		}, seq: writeSeq, field: "new"},
+		{name: "decision log", final: func(f *format.Final) {
+			ds, err := emu.DecodeDecisions(f.Decisions)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Lengthen the 20th step decision: the CPUs interleave differently.
+			for i, k := 0, 0; i < len(ds); i++ {
+				if ds[i].Kind == emu.DecStep {
+					if k == 20 {
+						ds[i].N += 3
+						break
+					}
+					k++
+				}
+			}
+			f.Decisions = emu.EncodeDecisions(ds)
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			alt := rewrite(t, path, c.row, c.final)
+			r, run := open(t, alt)
+			n, div, err := run.Verify(r.Events())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if div == nil {
+				t.Fatalf("no divergence reported (%d events identical)", n)
+			}
+			t.Logf("%v", div)
+			if c.seq != 0 && (div.Seq != c.seq || div.Field != c.field) {
+				t.Fatalf("divergence at seq %d field %s, want seq %d field %s", div.Seq, div.Field, c.seq, c.field)
+			}
+			if c.seq != 0 && n != c.seq {
+				t.Fatalf("%d identical events before the divergence, want %d", n, c.seq)
+			}
+			if !strings.Contains(div.Error(), "expected") || div.Expected == div.Got {
+				t.Fatalf("divergence does not show expected vs got: %v", div)
+			}
+		})
+	}
+}
+
+// TestUntil checks the state at an event against the trace: each CPU's
+// RIP is where its next instruction, trap or service event happens.
+func TestUntil(t *testing.T) {
+	path := recordSmall(t, 5)
+	r, run := open(t, path)
+	for _, seq := range []uint64{0, r.NumEvents() / 3, 2 * r.NumEvents() / 3, r.NumEvents() - 1} {
+		st, err := run.Until(seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Events <= seq || len(st.CPUs) != run.Meta.CPUs {
+			t.Fatalf("until %d: state after %d events, %d CPUs", seq, st.Events, len(st.CPUs))
+		}
+		next := map[uint16]uint64{}
+		for row, err := range r.EventsFrom(st.Events) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch row.Kind {
+			case format.KindInsn, format.KindTrap, format.KindService:
+				if _, ok := next[row.CPU]; !ok {
+					next[row.CPU] = row.RIP
+				}
+			}
+			if len(next) == len(st.CPUs) {
+				break
+			}
+		}
+		for cpu, rip := range next {
+			if got := st.CPUs[cpu].Regs.RIP; got != rip {
+				t.Errorf("until %d: cpu%d rip %#x, the trace's next event there is at %#x", seq, cpu, got, rip)
+			}
+		}
+		if len(st.Sites) != 1 || st.Sites[0].Site != "traced_fn" || len(st.Sites[0].Bytes) != 5 {
+			t.Errorf("until %d: must_call sites %+v", seq, st.Sites)
+		}
+		var b strings.Builder
+		st.WriteText(&b)
+		if !strings.Contains(b.String(), "must_call sites:") || !strings.Contains(b.String(), "cpu3") {
+			t.Errorf("until %d: text output:\n%s", seq, b.String())
+		}
+	}
+	if _, err := run.Until(r.NumEvents()); err == nil {
+		t.Error("until past the last event: no error")
+	}
+}
