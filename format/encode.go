@@ -93,6 +93,7 @@ var encodeOrder = func() []int {
 
 // colEncoder compresses columns; each encoding goroutine has its own.
 type colEncoder struct {
+	valid   []byte // a validity bitmap being built
 	enc     [numLevels]*zstd.Encoder
 	zenc    zenc
 	counter counterEncoder
@@ -150,8 +151,17 @@ func (e *colEncoder) encodeColumn(b *batch, i int) {
 			o.nulls = n
 			v = zeros(v, bm)
 		default:
+			// The rows of kinds that always fill the column (derived
+			// from the kind column) and those whose condition held (set
+			// by Append).
+			valid := e.valid[:0]
+			valid = append(valid, make([]byte, bm)...)
+			e.valid = valid
+			kindBits(valid, b.cols[ColKind].fixed[:n], pureKinds[i])
 			set := 0
-			for _, x := range c.valid[:bm] {
+			for k, x := range c.valid[:bm] {
+				x |= valid[k]
+				valid[k] = x
 				set += bits.OnesCount8(x)
 			}
 			if o.nulls = n - set; o.nulls == n {
@@ -160,7 +170,7 @@ func (e *colEncoder) encodeColumn(b *batch, i int) {
 				dirty = false
 				v = zeros(v, bm)
 			} else if o.nulls > 0 {
-				v = e.compress(v, c.valid[:bm], levelValidity, 1)
+				v = e.compress(v, valid, levelValidity, 1)
 			}
 		}
 	}
@@ -195,11 +205,53 @@ func (e *colEncoder) encodeColumn(b *batch, i int) {
 			vals = e.compress(vals, c.fixed[:size], columnCodec[i], columnWidth[i])
 		}
 		o.bufs[1] = vals
-		if dirty {
+		if dirty && !Columns[i].Common {
+			// Common columns are written in every row: nothing to clear
+			// (and the kind column is read by the other columns' jobs).
 			clear(c.fixed[:size])
 		}
 	}
 	if dirty && c.valid != nil {
 		clear(c.valid[:bm])
+	}
+}
+
+// pureKinds[i] has bit k-1 set when kind k fills column i in every row
+// (a Use with no condition): Append's fast paths do not set those validity
+// bits; the encoder derives them from the kind column.
+var pureKinds = func() (m [NumColumns]uint16) {
+	for i, c := range Columns {
+		for _, u := range c.Uses {
+			if u.Cond == "" {
+				m[i] |= 1 << (u.Kind - 1)
+			}
+		}
+	}
+	return m
+}()
+
+// kindBits sets bit j of dst (len(dst) >= (len(kinds)+7)/8, zeroed) when
+// kinds[j] (a kind number minus 1, as the kind column stores it) is in
+// mask. Eight rows at a time: a byte of y is zero where the row's kind is
+// k; those become 0x80, then one bit each.
+func kindBits(dst, kinds []byte, mask uint16) {
+	if mask == 0 {
+		return
+	}
+	const lo7, ones = 0x7f7f7f7f7f7f7f7f, 0x0101010101010101
+	full := len(kinds) / 8
+	for j := 0; j < full; j++ {
+		x := binary.LittleEndian.Uint64(kinds[8*j:])
+		var acc uint64
+		for m := mask; m != 0; m &= m - 1 {
+			y := x ^ uint64(bits.TrailingZeros16(m))*ones
+			acc |= ^((y&lo7 + lo7) | y | lo7)
+		}
+		dst[j] = bits.Reverse8(byte(((acc >> 7) * 0x8040201008040201) >> 56))
+	}
+	for j := 8 * full; j < len(kinds); j++ {
+		if mask>>kinds[j]&1 != 0 {
+			dst[j>>3] |= 1 << (j & 7)
+		}
 	}
 }

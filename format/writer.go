@@ -8,6 +8,7 @@ import (
 	"io"
 	"runtime"
 	"sync"
+	"unsafe"
 
 	"github.com/apache/arrow/go/v15/arrow"
 	"github.com/apache/arrow/go/v15/arrow/memory"
@@ -228,6 +229,10 @@ type batch struct {
 
 	out     [NumColumns]colOut // the encoded buffers
 	pending sync.WaitGroup     // columns not yet encoded
+
+	rows  int                        // capacity
+	base  [NumColumns]unsafe.Pointer // &cols[i].fixed[0]
+	vbase [NumColumns]unsafe.Pointer // &cols[i].valid[0]
 }
 
 func newBatch(rows int) *batch {
@@ -254,7 +259,39 @@ func newBatch(rows int) *batch {
 			panic("format: column " + c.Name + " has an unsupported type")
 		}
 	}
+	for i := range b.cols {
+		if f := b.cols[i].fixed; len(f) > 0 {
+			b.base[i] = unsafe.Pointer(&f[0])
+		}
+		if v := b.cols[i].valid; len(v) > 0 {
+			b.vbase[i] = unsafe.Pointer(&v[0])
+		}
+	}
+	b.rows = rows
 	return b
+}
+
+// The fast append paths store through raw pointers to the column
+// buffers: a row index below the batch's capacity is always in bounds
+// (each buffer holds rows values), and the stores are the buffers'
+// little-endian layout only on a little-endian machine.
+var littleEndian = func() bool {
+	x := uint16(1)
+	return *(*byte)(unsafe.Pointer(&x)) == 1
+}()
+
+func (b *batch) p8(col, n int, v uint8) { *(*uint8)(unsafe.Add(b.base[col], n)) = v }
+func (b *batch) p16(col, n int, v uint16) {
+	*(*uint16)(unsafe.Add(b.base[col], 2*n)) = v
+}
+func (b *batch) p32(col, n int, v uint32) {
+	*(*uint32)(unsafe.Add(b.base[col], 4*n)) = v
+}
+func (b *batch) p64(col, n int, v uint64) {
+	*(*uint64)(unsafe.Add(b.base[col], 8*n)) = v
+}
+func (b *batch) setValid(col, n int) {
+	*(*uint8)(unsafe.Add(b.vbase[col], n>>3)) |= 1 << (n & 7)
 }
 
 func (c *colBuf) setValid(n int)    { c.valid[n>>3] |= 1 << (n & 7) }
@@ -315,11 +352,11 @@ func (b *batch) reset() {
 // are returned by the next Append that completes a batch, and by Close.
 // Append allocates nothing.
 func (w *Writer) Append(r *Row) error {
-	if r.Kind == KindInsn && w.err == nil && !w.closed && (r.Seq > w.lastSeq || w.events == 0) &&
+	if r.Kind == KindInsn && littleEndian && w.err == nil && !w.closed && (r.Seq > w.lastSeq || w.events == 0) &&
 		r.Len-1 < 15 && int(r.Op) < w.nOps && r.RFlags>>32 == 0 {
 		return w.appendInsn(r.Seq, r.CPU, r.Task, r.Depth, r.RIP, r.Len, &r.Bytes, r.Op, r.RSP, r.RFlags)
 	}
-	if r.Kind == KindWrite && w.err == nil && !w.closed && (r.Seq > w.lastSeq || w.events == 0) &&
+	if r.Kind == KindWrite && littleEndian && w.err == nil && !w.closed && (r.Seq > w.lastSeq || w.events == 0) &&
 		(!r.Percpu || r.PercpuVar == "" || r.PercpuVar == w.lastVar) {
 		return w.appendWrite(r)
 	}
@@ -465,7 +502,7 @@ var insnMask = kindMask[KindInsn]
 // recorder's path for the most common event. bytes holds the instruction
 // in its first n bytes; the rest is ignored.
 func (w *Writer) AppendInsn(seq uint64, cpu uint16, task uint32, depth uint8, rip uint64, n uint8, bytes *[15]byte, op uint16, rsp, rflags uint64) error {
-	if w.err == nil && !w.closed && (seq > w.lastSeq || w.events == 0) && n-1 < 15 && int(op) < w.nOps && rflags>>32 == 0 {
+	if littleEndian && w.err == nil && !w.closed && (seq > w.lastSeq || w.events == 0) && n-1 < 15 && int(op) < w.nOps && rflags>>32 == 0 {
 		return w.appendInsn(seq, cpu, task, depth, rip, n, bytes, op, rsp, rflags)
 	}
 	r := Row{Seq: seq, Kind: KindInsn, CPU: cpu, Task: task, Depth: depth, RIP: rip, Len: n, Op: op, RSP: rsp, RFlags: rflags}
@@ -478,14 +515,16 @@ func (w *Writer) AppendInsn(seq uint64, cpu uint16, task uint32, depth uint8, ri
 func (w *Writer) appendInsn(seq uint64, cpu uint16, task uint32, depth uint8, rip uint64, ilen uint8, bytes *[15]byte, op uint16, rsp, rflags uint64) error {
 	b := w.cur
 	n := b.n
-	c := &b.cols
-	binary.LittleEndian.PutUint64(c[ColSeq].fixed[8*n:], seq)
-	c[ColKind].fixed[n] = uint8(KindInsn - 1)
-	binary.LittleEndian.PutUint16(c[ColCPU].fixed[2*n:], cpu)
-	binary.LittleEndian.PutUint32(c[ColTask].fixed[4*n:], task)
-	c[ColDepth].fixed[n] = depth
-	binary.LittleEndian.PutUint64(c[ColRIP].fixed[8*n:], rip)
-	c[ColLen].fixed[n] = ilen
+	if uint(n) >= uint(b.rows) {
+		panic("format: batch overflow")
+	}
+	b.p64(ColSeq, n, seq)
+	b.p8(ColKind, n, uint8(KindInsn-1))
+	b.p16(ColCPU, n, cpu)
+	b.p32(ColTask, n, task)
+	b.p8(ColDepth, n, depth)
+	b.p64(ColRIP, n, rip)
+	b.p8(ColLen, n, ilen)
 	// The first ilen bytes, zero-padded to 15, as two overlapping 8-byte
 	// stores (bytes 0-7 and 7-14) masked to the length.
 	lo := binary.LittleEndian.Uint64(bytes[0:8])
@@ -496,18 +535,14 @@ func (w *Writer) appendInsn(seq uint64, cpu uint16, task uint32, depth uint8, ri
 	} else if l < 15 {
 		hi &= 1<<(8*(l-7)) - 1
 	}
-	by := c[ColBytes].fixed[15*n : 15*n+15]
-	binary.LittleEndian.PutUint64(by[0:8], lo)
-	binary.LittleEndian.PutUint64(by[7:15], hi)
-	binary.LittleEndian.PutUint16(c[ColOp].fixed[2*n:], op)
-	binary.LittleEndian.PutUint64(c[ColRSP].fixed[8*n:], rsp)
-	putRFlags(c[ColRFlags].fixed, n, rflags)
-	i, bit := n>>3, byte(1)<<(n&7)
-	c[ColLen].valid[i] |= bit
-	c[ColBytes].valid[i] |= bit
-	c[ColOp].valid[i] |= bit
-	c[ColRSP].valid[i] |= bit
-	c[ColRFlags].valid[i] |= bit
+	by := unsafe.Add(b.base[ColBytes], 15*n)
+	*(*uint64)(by) = lo
+	*(*uint64)(unsafe.Add(by, 7)) = hi
+	b.p16(ColOp, n, op)
+	b.p64(ColRSP, n, rsp)
+	b.p32(ColRFlags, n, uint32(rflags))
+	// Validity: every column an insn row fills is filled by every insn
+	// row (pureKinds); the encoder derives those bits from the kind.
 	b.dirty |= insnMask
 	if n == 0 {
 		b.firstSeq = seq
@@ -532,36 +567,34 @@ var writeMask = kindMask[KindWrite]
 func (w *Writer) appendWrite(r *Row) error {
 	b := w.cur
 	n := b.n
-	c := &b.cols
-	binary.LittleEndian.PutUint64(c[ColSeq].fixed[8*n:], r.Seq)
-	c[ColKind].fixed[n] = uint8(KindWrite - 1)
-	binary.LittleEndian.PutUint16(c[ColCPU].fixed[2*n:], r.CPU)
-	binary.LittleEndian.PutUint32(c[ColTask].fixed[4*n:], r.Task)
-	c[ColDepth].fixed[n] = r.Depth
-	binary.LittleEndian.PutUint64(c[ColRIP].fixed[8*n:], r.RIP)
-	binary.LittleEndian.PutUint64(c[ColAddr].fixed[8*n:], r.Addr)
-	binary.LittleEndian.PutUint32(c[ColSize].fixed[4*n:], r.Size)
-	binary.LittleEndian.PutUint64(c[ColOld].fixed[8*n:], r.Old)
-	binary.LittleEndian.PutUint64(c[ColNew].fixed[8*n:], r.New)
-	i, bit := n>>3, byte(1)<<(n&7)
-	c[ColAddr].valid[i] |= bit
-	c[ColSize].valid[i] |= bit
-	c[ColOld].valid[i] |= bit
-	c[ColNew].valid[i] |= bit
-	c[ColAlias].valid[i] |= bit
+	if uint(n) >= uint(b.rows) {
+		panic("format: batch overflow")
+	}
+	b.p64(ColSeq, n, r.Seq)
+	b.p8(ColKind, n, uint8(KindWrite-1))
+	b.p16(ColCPU, n, r.CPU)
+	b.p32(ColTask, n, r.Task)
+	b.p8(ColDepth, n, r.Depth)
+	b.p64(ColRIP, n, r.RIP)
+	b.p64(ColAddr, n, r.Addr)
+	b.p32(ColSize, n, r.Size)
+	b.p64(ColOld, n, r.Old)
+	b.p64(ColNew, n, r.New)
+	// addr, size, old, new and alias are filled by every write row
+	// (pureKinds); the others only under their condition.
 	if r.Alias {
-		c[ColAlias].fixed[i] |= bit
-		binary.LittleEndian.PutUint64(c[ColAliasAddr].fixed[8*n:], r.AliasAddr)
-		c[ColAliasAddr].valid[i] |= bit
+		*(*uint8)(unsafe.Add(b.base[ColAlias], n>>3)) |= 1 << (n & 7)
+		b.p64(ColAliasAddr, n, r.AliasAddr)
+		b.setValid(ColAliasAddr, n)
 	}
 	if r.Percpu {
-		binary.LittleEndian.PutUint16(c[ColPercpuCPU].fixed[2*n:], r.PercpuCPU)
-		c[ColPercpuCPU].valid[i] |= bit
-		binary.LittleEndian.PutUint32(c[ColPercpuOff].fixed[4*n:], r.PercpuOff)
-		c[ColPercpuOff].valid[i] |= bit
+		b.p16(ColPercpuCPU, n, r.PercpuCPU)
+		b.setValid(ColPercpuCPU, n)
+		b.p32(ColPercpuOff, n, r.PercpuOff)
+		b.setValid(ColPercpuOff, n)
 		if r.PercpuVar != "" {
-			binary.LittleEndian.PutUint16(c[ColPercpuVar].fixed[2*n:], uint16(w.lastIdx))
-			c[ColPercpuVar].valid[i] |= bit
+			b.p16(ColPercpuVar, n, uint16(w.lastIdx))
+			b.setValid(ColPercpuVar, n)
 		}
 	}
 	b.dirty |= writeMask

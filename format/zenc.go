@@ -166,7 +166,24 @@ func (z *zenc) block(dst, src []byte, start, end, width int, rep *[3]uint32, las
 	reps := *rep
 	lit := start // first byte not yet covered
 	// Row starts from the first one at or after start.
-	p := (start + width - 1) / width * width
+	// rowStart rounds a position down to a row start; aligned reports
+	// whether an offset is a whole number of rows. Widths that are powers
+	// of two avoid the division.
+	mask := width - 1
+	pow2 := width&mask == 0
+	rowStart := func(x int) int {
+		if pow2 {
+			return x &^ mask
+		}
+		return x / width * width
+	}
+	aligned := func(o int) bool {
+		if pow2 {
+			return o&mask == 0
+		}
+		return o%width == 0
+	}
+	p := rowStart(start + width - 1)
 	misses := 0
 	for p+zencMinMatch <= end {
 		var off, ml int
@@ -191,7 +208,7 @@ func (z *zenc) block(dst, src []byte, start, end, width int, rep *[3]uint32, las
 				break // the sums only when a repeat offset matched
 			}
 			o := int(o32)
-			if o <= p && o <= zencMaxWin && o%width == 0 && binary.LittleEndian.Uint64(src[p-o:]) == v {
+			if o <= p && o <= zencMaxWin && aligned(o) && binary.LittleEndian.Uint64(src[p-o:]) == v {
 				consider(o)
 			}
 		}
@@ -228,14 +245,14 @@ func (z *zenc) block(dst, src []byte, start, end, width int, rep *[3]uint32, las
 		z.seqs = append(z.seqs, zseqc{ll: uint32(ll), ml: uint32(ml), ov: resolveOffset(&reps, uint32(off), ll)})
 		lit = p + ml
 		// Remember the row starts of the last few rows of the match.
-		q := (lit - 1) / width * width
+		q := rowStart(lit - 1)
 		for k := 0; k < 2 && q > p && q+16 <= end; k++ {
 			a, b := binary.LittleEndian.Uint64(src[q:]), binary.LittleEndian.Uint64(src[q+8:])
 			z.table[hash8(a)] = uint32(q) + z.base
 			z.long[hash16(a, b)] = uint32(q) + z.base
 			q -= width
 		}
-		p = (lit + width - 1) / width * width
+		p = rowStart(lit + width - 1)
 	}
 	z.lits = append(z.lits, src[lit:end]...)
 	mark := len(dst)
