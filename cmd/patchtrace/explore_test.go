@@ -1,0 +1,135 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/patchtrace/patchtrace/explore"
+)
+
+// TestExploreThenReplay is the issue's "done when", on a small instance:
+// explore finds the finding from a random start and writes a minimised
+// trace; analyze confirms it; replay --verify passes; replay --until
+// prints the state.
+func TestExploreThenReplay(t *testing.T) {
+	dir := t.TempDir()
+	code, out, errs := runCLI(t, "explore", "ftrace-int3-skip", "--param", "rounds=4", "--budget", "50", "-o", dir, "-q")
+	if code != exitFinding || !strings.Contains(out, "violation: missed-call") {
+		t.Fatalf("explore: exit %d\n%s\n%s", code, out, errs)
+	}
+	t.Logf("%s", out)
+	traces, _ := filepath.Glob(filepath.Join(dir, "scenario=ftrace-int3-skip", "shard=0", "*.arrow"))
+	if len(traces) != 1 {
+		t.Fatalf("traces: %v", traces)
+	}
+	trace := traces[0]
+	if code, out, errs := runCLI(t, "analyze", trace); code != exitFinding || !strings.Contains(out, "missed-call") {
+		t.Fatalf("analyze: exit %d\n%s\n%s", code, out, errs)
+	}
+	code, out, errs = runCLI(t, "replay", trace, "--verify")
+	if code != exitOK || !strings.HasPrefix(out, "verified: ") || !strings.Contains(out, " events identical") {
+		t.Fatalf("replay --verify: exit %d\n%s\n%s", code, out, errs)
+	}
+	code, out, errs = runCLI(t, "replay", trace, "--until", "100")
+	for _, want := range []string{"state after 101 events", "cpu0  rip ", "stack:", "must_call sites:", "lp_fn1"} {
+		if code != exitOK || !strings.Contains(out, want) {
+			t.Fatalf("replay --until: exit %d, no %q in\n%s\n%s", code, want, out, errs)
+		}
+	}
+	var sum explore.Summary
+	js, err := os.ReadFile(filepath.Join(dir, "scenario=ftrace-int3-skip", "shard=0", "summary.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(js, &sum); err != nil {
+		t.Fatal(err)
+	}
+	if len(sum.Violations) != 1 || sum.Violations[0].Target.Analyzer != "missed-call" || len(sum.Violations[0].Decisions) == 0 {
+		t.Fatalf("summary.json: %s", js)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "scenario=ftrace-int3-skip", "shard=0", "findings.parquet")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestExploreBoundedClean(t *testing.T) {
+	code, out, errs := runCLI(t, "explore", "text-poke-bp", "--strategy", "bounded", "--bound", "1", "--quantum", "1024",
+		"--param", "patch_rounds=1,calls=4,dwell=2", "-o", t.TempDir(), "-q")
+	if code != exitOK || !strings.Contains(out, "\nexhausted: ") || !strings.Contains(out, " schedules, no violation") {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errs)
+	}
+}
+
+func TestExploreUsage(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{"explore"}, exitUsage, "usage: patchtrace explore"},
+		{[]string{"explore", "text-poke-bp", "--shard", "2/2"}, exitError, "--shard"},
+		{[]string{"explore", "text-poke-bp", "--strategy", "dfs"}, exitError, "unknown strategy"},
+		{[]string{"explore", "text-poke-bp", "--inject", "ipi"}, exitError, "--inject"},
+		{[]string{"explore", "text-poke-bp", "--param", "rounds"}, exitUsage, "NAME=VALUE"},
+		{[]string{"explore", "text-poke-bp", "--only", "nope"}, exitError, "unknown analyzer"},
+		{[]string{"replay"}, exitUsage, "usage: patchtrace replay"},
+		{[]string{"replay", "/nonexistent.arrow"}, exitError, "replay"},
+	} {
+		code, out, errs := runCLI(t, c.args...)
+		if code != c.code || !strings.Contains(out+errs, c.msg) {
+			t.Errorf("%v: exit %d, want %d with %q\n%s%s", c.args, code, c.code, c.msg, out, errs)
+		}
+	}
+}
+
+func TestExploreProgressLines(t *testing.T) {
+	var b bytes.Buffer
+	p := newProgress(&b, "x")
+	if p.tty || p.every < time.Second {
+		t.Fatalf("a buffer is not a terminal: %+v", p)
+	}
+	p.update(explore.Progress{Phase: "explore", Schedules: 1234, PerSecond: 56, Best: "cmc in traced_fn (schedule 3)", Elapsed: 2 * time.Second})
+	p.end()
+	if got := b.String(); !strings.Contains(got, "1234 schedules, 56/s, best: cmc in traced_fn (schedule 3)") || strings.Contains(got, "\r") {
+		t.Fatalf("progress line %q", got)
+	}
+}
+
+// TestExploreShardsDuckDB writes two shards' findings and has DuckDB read
+// them as one Hive-partitioned table (skipped without PATCHTRACE_PYTHON,
+// as the other interop tests).
+func TestExploreShardsDuckDB(t *testing.T) {
+	py := os.Getenv("PATCHTRACE_PYTHON")
+	if py == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("PATCHTRACE_PYTHON is not set: run the tests through ./test.sh")
+		}
+		t.Skip("PATCHTRACE_PYTHON not set (./test.sh sets it to the venv's python)")
+	}
+	dir := t.TempDir()
+	for _, shard := range []string{"0/2", "1/2"} {
+		code, out, errs := runCLI(t, "explore", "dyn-tramp-wx", "--param", "calls=50,dwell=200", "--budget", "4", "--shard", shard, "-o", dir, "-q")
+		if code != exitFinding {
+			t.Fatalf("shard %s: exit %d\n%s\n%s", shard, code, out, errs)
+		}
+	}
+	script := `
+import sys, duckdb
+q = "SELECT count(DISTINCT shard), count(*) FILTER (WHERE minimized), min(decision_count) FILTER (WHERE minimized), any_value(scenario), any_value(analyzer) FROM read_parquet('" + sys.argv[1] + "/**/*.parquet', hive_partitioning = true)"
+print(*duckdb.sql(q).fetchall()[0])
+`
+	res, err := exec.Command(py, "-c", script, dir).CombinedOutput()
+	if err != nil {
+		t.Fatalf("duckdb: %v\n%s", err, res)
+	}
+	f := strings.Fields(string(res))
+	if len(f) != 5 || f[0] != "2" || f[1] == "0" || f[3] != "dyn-tramp-wx" || f[4] != "wx" {
+		t.Fatalf("duckdb answered %q", res)
+	}
+}
