@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -456,5 +457,31 @@ func TestShrinkKeepsFinding(t *testing.T) {
 			t.Errorf("runs %d: made %d runs", runs, st.Runs)
 		}
 		t.Logf("budget %d runs: %d -> %d decisions (%d runs, complete %v)", runs, len(v.Decisions), len(min), st.Runs, st.Complete)
+	}
+}
+
+// TestProgress: snapshots arrive while exploring and a final "done" one
+// counts every schedule.
+func TestProgress(t *testing.T) {
+	spec := load(t, "text-poke-bp")
+	var mu sync.Mutex
+	var snaps []explore.Progress
+	res, err := explore.Explore(context.Background(), spec, explore.Options{
+		Budget: 20, NoShrink: true, Params: map[string]uint64{"patch_rounds": 1, "calls": 20, "dwell": 2},
+		ProgressEvery: time.Millisecond, Progress: func(p explore.Progress) {
+			mu.Lock()
+			snaps = append(snaps, p)
+			mu.Unlock()
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(snaps) < 2 {
+		t.Fatalf("%d snapshots", len(snaps))
+	}
+	last := snaps[len(snaps)-1]
+	if last.Phase != "done" || last.Schedules != res.Schedules || last.Violations != 0 {
+		t.Fatalf("last snapshot %+v, result %d schedules", last, res.Schedules)
 	}
 }
