@@ -81,6 +81,7 @@ func cmdExplore(env *cmdEnv, args []string) int {
 	maxInsns := fs.Uint64("max-insns", 0, "per-schedule instruction budget (default: the scenario's)")
 	jobs := fs.Int("j", runtime.NumCPU(), "schedules run in parallel")
 	shrinkRuns := fs.Int("shrink-runs", 0, fmt.Sprintf("candidate runs per minimisation (default %d)", explore.DefaultShrinkRuns))
+	shrinkTime := fs.Duration("shrink-time", explore.DefaultShrinkTime, "time per minimisation")
 	noShrink := fs.Bool("no-shrink", false, "write the failing run as found, without minimising it")
 	quiet := fs.Bool("q", false, "no progress display")
 	pos, code, done := parseFlags(env, fs, args)
@@ -99,7 +100,7 @@ func cmdExplore(env *cmdEnv, args []string) int {
 		Strategy: *strategy, Budget: *budget, Time: *dur, Seed: *seed, All: *all,
 		KeepInject: *plan, Params: params, MaxInsns: *maxInsns, Quantum: uint32(*quantum), Rate: *rate,
 		Depth: *depth, Injections: *injections, Bound: *bound, Workers: *jobs,
-		ShrinkRuns: *shrinkRuns, NoShrink: *noShrink, OutDir: *outDir,
+		ShrinkRuns: *shrinkRuns, ShrinkTime: *shrinkTime, NoShrink: *noShrink, OutDir: *outDir,
 	}
 	switch *inject {
 	case "nmi,timer", "timer,nmi", "":

@@ -244,12 +244,18 @@ func (v *verifier) Append(got *format.Row) error {
 		return errStop
 	}
 	g := Stored(got)
+	if *want == g {
+		v.n++
+		return nil
+	}
 	for _, f := range fields {
 		if e, a := f.get(want), f.get(&g); e != a {
 			v.div = &Divergence{Seq: want.Seq, CPU: want.CPU, Kind: want.Kind.String(), Field: f.name, Expected: e, Got: a}
 			return errStop
 		}
 	}
+	// Equal in every compared column (a difference only in a field the
+	// trace does not store).
 	v.n++
 	return nil
 }

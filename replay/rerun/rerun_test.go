@@ -14,15 +14,21 @@ import (
 	"github.com/patchtrace/patchtrace/scenarios"
 )
 
-// small is the instance every test here records: text-poke-bp with one
-// patch round (about 12,000 events).
+// recordSmall records the instance most tests here use: text-poke-bp with
+// one patch round (about 12,000 events).
 func recordSmall(t *testing.T, seed uint64) string {
+	return recordScenario(t, "text-poke-bp", map[string]uint64{"patch_rounds": 1, "calls": 60, "dwell": 8}, seed)
+}
+
+// recordScenario records scenario id (with its injection plan) with the
+// seeded random scheduler, as `patchtrace record` does.
+func recordScenario(t *testing.T, id string, params map[string]uint64, seed uint64) string {
 	t.Helper()
-	spec, err := scenario.Load(scenarios.FS, "text-poke-bp")
+	spec, err := scenario.Load(scenarios.FS, id)
 	if err != nil {
 		t.Fatal(err)
 	}
-	spec, err = explore.Prepare(spec, map[string]uint64{"patch_rounds": 1, "calls": 60, "dwell": 8}, 0, true)
+	spec, err = explore.Prepare(spec, params, 0, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,18 +54,28 @@ func open(t *testing.T, path string) (*format.Reader, *rerun.Run) {
 }
 
 func TestVerifyRecorded(t *testing.T) {
-	for _, seed := range []uint64{1, 7} {
-		path := recordSmall(t, seed)
+	for _, c := range []struct {
+		id     string
+		params map[string]uint64
+		seed   uint64
+	}{
+		{"text-poke-bp", map[string]uint64{"patch_rounds": 1, "calls": 60, "dwell": 8}, 1},
+		{"text-poke-bp", map[string]uint64{"patch_rounds": 1, "calls": 60, "dwell": 8}, 7},
+		{"dyn-tramp-ro", map[string]uint64{"calls": 20, "dwell": 100}, 2},              // an injection plan
+		{"text-poke-bp-nosync", map[string]uint64{"patch_rounds": 2, "calls": 100}, 3}, // stale fetch
+	} {
+		seed := c.seed
+		path := recordScenario(t, c.id, c.params, seed)
 		r, run := open(t, path)
 		n, div, err := run.Verify(r.Events())
 		if err != nil {
 			t.Fatal(err)
 		}
 		if div != nil {
-			t.Fatalf("seed %d: %v", seed, div)
+			t.Fatalf("%s seed %d: %v", c.id, seed, div)
 		}
 		if n != r.NumEvents() || n == 0 {
-			t.Fatalf("seed %d: verified %d events, the trace has %d", seed, n, r.NumEvents())
+			t.Fatalf("%s seed %d: verified %d events, the trace has %d", c.id, seed, n, r.NumEvents())
 		}
 	}
 }
