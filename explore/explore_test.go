@@ -3,6 +3,7 @@ package explore_test
 import (
 	"context"
 	"flag"
+	"hash/fnv"
 	"maps"
 	"slices"
 	"strings"
@@ -133,7 +134,8 @@ func TestExploreFindsFindingRows(t *testing.T) {
 // strategy must exhaust without a violation: round robin with the given
 // quantum (and the scenario's clock tick), at most k deviations (context
 // switches, NMIs, timer interrupts), on a small instance. With -long the
-// rows that name a long bound use it instead.
+// rows that name a long bound use it instead, and the rows marked long
+// (several seconds each) run too.
 var cleanRows = []struct {
 	id      string
 	params  map[string]uint64
@@ -142,19 +144,23 @@ var cleanRows = []struct {
 	min     int64 // the search must have run at least this many schedules
 	longQ   uint32
 	longK   int
+	long    bool
 }{
 	{id: "text-poke-bp", params: map[string]uint64{"patch_rounds": 1, "calls": 10, "dwell": 4}, quantum: 64, k: 1, min: 300, longQ: 512, longK: 2},
 	{id: "dyn-tramp-ro", params: map[string]uint64{"calls": 20, "dwell": 100}, quantum: 1024, k: 1, min: 40, longQ: 256, longK: 1},
 	{id: "exc-tramp", params: map[string]uint64{"calls": 20}, quantum: 1024, k: 1, min: 40, longQ: 256, longK: 1},
-	{id: "ftrace-double-int3", params: map[string]uint64{"rounds": 1}, quantum: 1024, k: 1, min: 40, longQ: 256, longK: 1},
+	{id: "ftrace-double-int3", params: map[string]uint64{"rounds": 1}, quantum: 1024, k: 1, min: 40, longQ: 256, longK: 1, long: true},
 	{id: "ftrace-emulate-percpu", params: map[string]uint64{"rounds": 1}, quantum: 1024, k: 1, min: 40, longQ: 256, longK: 1},
-	{id: "ftrace-sti-shadow", params: map[string]uint64{"rounds": 1}, quantum: 1024, k: 1, min: 40, longQ: 256, longK: 1},
-	{id: "int3-emulate-call", params: map[string]uint64{"patch_rounds": 1, "calls": 20, "dwell": 4}, quantum: 1024, k: 1, min: 40, longQ: 256, longK: 1},
+	{id: "ftrace-sti-shadow", params: map[string]uint64{"rounds": 1}, quantum: 1024, k: 1, min: 40, longQ: 256, longK: 1, long: true},
+	{id: "int3-emulate-call", params: map[string]uint64{"patch_rounds": 1, "calls": 20, "dwell": 4}, quantum: 1024, k: 1, min: 40, longQ: 256, longK: 1, long: true},
 }
 
 func TestBoundedExhaustsCleanRows(t *testing.T) {
 	for _, row := range cleanRows {
 		t.Run(row.id, func(t *testing.T) {
+			if row.long && !*long {
+				t.Skip("long tier (-long)")
+			}
 			spec := load(t, row.id)
 			if !spec.Expect.Clean() {
 				t.Fatalf("%s is a finding row in the catalog; the table says clean", row.id)
@@ -483,5 +489,25 @@ func TestProgress(t *testing.T) {
 	last := snaps[len(snaps)-1]
 	if last.Phase != "done" || last.Schedules != res.Schedules || last.Violations != 0 {
 		t.Fatalf("last snapshot %+v, result %d schedules", last, res.Schedules)
+	}
+}
+
+// TestScheduleHash: the hash is FNV-1a of the encoded log, whatever its
+// length (it is computed in chunks).
+func TestScheduleHash(t *testing.T) {
+	var ds []emu.Decision
+	r := emu.NewRand(1)
+	for i := 0; i < 10000; i++ {
+		ds = append(ds, emu.Decision{Kind: emu.DecStep, CPU: uint16(r.Intn(4)), N: uint32(1 + r.Intn(300))})
+		if i%7 == 0 {
+			ds = append(ds, emu.Decision{Kind: emu.DecIRQ, CPU: 1, Vector: emu.VecTimer}, emu.Decision{Kind: emu.DecNMI, CPU: 2})
+		}
+	}
+	for _, n := range []int{0, 1, 4095, 4096, 4097, len(ds)} {
+		h := fnv.New64a()
+		h.Write(emu.EncodeDecisions(ds[:n]))
+		if got := explore.ScheduleHash(ds[:n]); got != h.Sum64() {
+			t.Fatalf("%d decisions: %016x, want %016x", n, got, h.Sum64())
+		}
 	}
 }

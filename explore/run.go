@@ -55,8 +55,12 @@ type Outcome struct {
 // ScheduleHash identifies a schedule: FNV-1a (64 bit) of its encoded
 // decision log (emu.EncodeDecisions). Shards are compared by it.
 func ScheduleHash(ds []emu.Decision) uint64 {
+	// The encoding is the concatenation of each decision's: hash it in
+	// chunks rather than building a long run's whole log at once.
 	h := fnv.New64a()
-	h.Write(emu.EncodeDecisions(ds))
+	for i := 0; i < len(ds); i += 4096 {
+		h.Write(emu.EncodeDecisions(ds[i:min(i+4096, len(ds))]))
+	}
 	return h.Sum64()
 }
 
