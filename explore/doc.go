@@ -51,25 +51,42 @@
 // Lopsided weights stall one CPU for long stretches, which is what opens
 // a race window a few instructions wide.
 //
-// pct: PCT (Burckhardt et al., ASPLOS 2010) over CPUs. A calibration run
-// (the round-robin default schedule below, not counted) gives k, the
-// length of a run in steps. Each schedule draws distinct priorities
-// d..d+n-1 for the n CPUs, d-1 change points uniform in [1, k] steps, and
-// m injections (NMI or timer, random CPU) at uniform steps in [0, k), m
-// drawn from {0, 1, 2, 4} (or Options.Injections). Each choice point steps
-// the highest-priority runnable CPU for Options.Quantum steps (default 8),
-// cut short so that change points and injections land exactly; at the
-// i-th change point the CPU that ran up to it drops to priority i, below
-// every initial priority. Spinning is yielding (CHESS's fairness rule): a
-// CPU that executed PAUSE (cpu_relax) during its quantum is passed over at
-// the next choice point, so a high-priority CPU spinning on a lock cannot
-// starve its holder.
+// pct: PCT (Burckhardt et al., ASPLOS 2010) over CPUs, with change points
+// counted in synchronisation events rather than instructions: service
+// calls (text_poke, set_memory_*, IPIs, ...), markers, trap and interrupt
+// deliveries, LOCK-prefixed and XCHG/CMPXCHG/XADD instructions, CPUID,
+// MFENCE, STI, CLI, POPF and IRETQ. (Among instructions, a change point
+// would almost never land in a window a few instructions wide; among
+// synchronisation events it lands after a given text_poke with
+// probability about 1/k.) A calibration run (the round-robin default
+// schedule below, not counted) gives k, the number of such events in a
+// run. Each schedule draws distinct priorities d..d+n-1 for the n CPUs,
+// d-1 change points uniform in [1, k] events, and m injections (NMI or
+// timer, random CPU) after uniform event counts in [0, k), m drawn from
+// {0, 1, 2, 4} (or Options.Injections). Each choice point steps the
+// highest-priority runnable CPU for Options.Quantum steps (default 1, so
+// that a change point takes effect right after its event); once the
+// event count reaches the i-th change point, the CPU that ran last drops
+// to priority i, below every initial priority. Spinning is yielding
+// (after CHESS's fairness rule): a CPU that executed PAUSE (cpu_relax) in
+// its last quantum is passed over for the next 64 steps, or until every
+// runnable CPU is being passed over, so a high-priority CPU spinning on a
+// lock cannot starve its holder.
+//
+// The clock: pct and bounded schedules give each CPU a timer interrupt
+// every Options.Tick steps of its own (default: the scenario's mean
+// quantum / timer_rate; none when timer_rate is 0). It is part of the
+// default schedule, not a deviation: the slices' schedulers rotate tasks
+// on timer interrupts, and without a clock a CPU with two tasks runs one
+// of them forever. For the same reason the random strategy draws a
+// non-zero timer rate when the scenario's timer_rate is non-zero.
 //
 // bounded: systematic search with a deviation bound k (Options.Bound,
 // default 1; Musuvathi and Qadeer's preemption bounding, PLDI 2007,
 // extended to injections). The default schedule is round robin: at each
 // choice point, step the first runnable CPU after the one stepped last
-// (cyclically) for Options.Quantum steps (default 64). At choice point i,
+// (cyclically) for Options.Quantum steps (default 64), preceded by its
+// clock tick when one is due. At choice point i,
 // with def the default CPU, R the other runnable CPUs in increasing order,
 // n the CPU count and K the enabled injection kinds (NMI, then timer), the
 // alternatives are numbered
