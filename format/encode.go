@@ -47,7 +47,7 @@ var columnCodec = func() (l [NumColumns]zstd.EncoderLevel) {
 	for _, i := range []int{ColKind} {
 		l[i] = levelBetter
 	}
-	for _, i := range []int{ColBytes, ColRFlags, ColSize} {
+	for _, i := range []int{ColRFlags, ColSize} {
 		l[i] = codecZenc
 	}
 	for _, i := range []int{ColOld, ColNew} {
