@@ -71,7 +71,11 @@
 // (after CHESS's fairness rule): a CPU that executed PAUSE (cpu_relax) in
 // its last quantum is passed over for the next 64 steps, or until every
 // runnable CPU is being passed over, so a high-priority CPU spinning on a
-// lock cannot starve its holder.
+// lock cannot starve its holder. A CPU that waits without spinning (a
+// caller that loops until the patcher is done) can still starve the CPU it
+// waits for: PCT assumes threads that terminate on their own. So after
+// four times the calibration run's length in steps, a PCT schedule turns
+// round robin (fair) for the rest of the run.
 //
 // The clock: pct and bounded schedules give each CPU a timer interrupt
 // every Options.Tick steps of its own (default: the scenario's mean

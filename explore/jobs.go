@@ -154,8 +154,9 @@ func (r *randomStrategy) job(j int64) (func(*engine) jobOut, bool) {
 // ---- PCT ----
 
 type pctStrategy struct {
-	e *engine
-	k uint64 // expected sync events of a run
+	e     *engine
+	k     uint64 // sync events of the calibration run
+	steps uint64 // its instructions
 }
 
 // calibrate measures k, the number of sync events in a run, with the
@@ -166,10 +167,15 @@ func (p *pctStrategy) calibrate() error {
 		return fmt.Errorf("pct calibration run: %w", err)
 	}
 	p.k = max(out.Syncs, 1)
+	p.steps = out.Result.Insns
 	return nil
 }
 
 var pctInjectMenu = []int{0, 1, 2, 4}
+
+// pctFairFactor: a PCT schedule turns round robin after this many times
+// the calibration run's length.
+const pctFairFactor = 4
 
 func (p *pctStrategy) job(j int64) (func(*engine) jobOut, bool) {
 	g, ok := index(p.e.opt, j)
@@ -184,6 +190,7 @@ func (p *pctStrategy) job(j int64) (func(*engine) jobOut, bool) {
 		}
 		m = max(m, 0)
 		cfg := drawPCT(rnd, e.pm.CPUs(), e.opt.Depth, p.k, e.opt.Quantum, m, e.opt.Inject)
+		cfg.FairAt = max(pctFairFactor*p.steps, 10000)
 		desc := fmt.Sprintf("pct: d=%d over %d sync events, priorities %v, change points %v, %d injections", e.opt.Depth, p.k, cfg.Prio, cfg.Changes, len(cfg.Injects))
 		s, _, err := e.runOne(g, desc, newPCTSource(cfg, e.tick))
 		return jobOut{scheds: []sched{s}, err: err}

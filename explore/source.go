@@ -180,6 +180,7 @@ func (s *randomSource) Next(m *emu.Machine) (emu.Decision, bool) {
 // and injection points, counted in synchronisation events (see tap).
 type PCTConfig struct {
 	Quantum uint32     // steps per decision
+	FairAt  uint64     // scheduled steps after which the schedule is round robin (0: never)
 	Prio    []int      // per CPU; higher runs first
 	Changes []uint64   // sorted: the d-1 change points, as sync-event counts
 	Injects []injectAt // sorted by At
@@ -272,6 +273,9 @@ func (s *pctSource) Next(m *emu.Machine) (emu.Decision, bool) {
 		s.pend = s.pend[1:]
 		return d, true
 	}
+	if s.cfg.FairAt != 0 && s.steps >= s.cfg.FairAt {
+		return s.fair(m)
+	}
 	syncs := s.t.syncs
 	if s.ii < len(s.cfg.Injects) && s.cfg.Injects[s.ii].At <= syncs {
 		d := s.cfg.Injects[s.ii].D
@@ -311,6 +315,24 @@ func (s *pctSource) Next(m *emu.Machine) (emu.Decision, bool) {
 	if s.tick.due(best, s.cfg.Quantum) {
 		s.pend = append(s.pend, d)
 		return emu.Decision{Kind: emu.DecIRQ, CPU: uint16(best), Vector: emu.VecTimer}, true
+	}
+	return d, true
+}
+
+// fair is round robin: past FairAt, a CPU whose loop waits on a CPU of
+// lower priority without spinning (a caller looping until the patcher is
+// done) would otherwise keep the machine until its instruction budget.
+func (s *pctSource) fair(m *emu.Machine) (emu.Decision, bool) {
+	c := rrNext(m, (s.last+1)%m.CPUs())
+	if c < 0 {
+		return emu.Decision{}, false
+	}
+	s.last = c
+	s.steps += uint64(s.cfg.Quantum)
+	d := emu.Decision{Kind: emu.DecStep, CPU: uint16(c), N: s.cfg.Quantum}
+	if s.tick.due(c, s.cfg.Quantum) {
+		s.pend = append(s.pend, d)
+		return emu.Decision{Kind: emu.DecIRQ, CPU: uint16(c), Vector: emu.VecTimer}, true
 	}
 	return d, true
 }
