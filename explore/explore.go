@@ -142,7 +142,8 @@ type Result struct {
 	// this shard's part).
 	Exhausted bool
 	Stopped   string // why exploration ended: "exhausted", "budget", "time", "violation", "canceled"
-	Elapsed   time.Duration
+	Elapsed   time.Duration // everything, minimisation and writing included
+	Explored  time.Duration // the exploration phase
 	// Digest is the sum (mod 2^64) of the schedule hashes: the digests of
 	// n shards add up to the unsharded run's.
 	Digest     uint64
@@ -376,6 +377,7 @@ func Explore(ctx context.Context, spec *scenario.Spec, opt Options) (*Result, er
 	}
 	res.Stopped = stopped
 	res.Exhausted = stopped == "exhausted"
+	res.Explored = time.Since(start)
 	// The bounded strategy's root belongs to shard 0 only; others ran it
 	// just to enumerate.
 	res.Violations = violations

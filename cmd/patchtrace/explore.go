@@ -163,7 +163,8 @@ func printExplore(w io.Writer, res *explore.Result, opt *explore.Options) {
 	if len(opt.Params) > 0 {
 		fmt.Fprintf(w, ", params %s", paramFlag(opt.Params))
 	}
-	fmt.Fprintf(w, "\n%s in %.1fs (%.1f schedules/s)\n", res.Summary(), res.Elapsed.Seconds(), float64(res.Schedules)/max(res.Elapsed.Seconds(), 1e-9))
+	fmt.Fprintf(w, "\n%s; explored in %.1fs (%.1f schedules/s), %.1fs in all\n", res.Summary(), res.Explored.Seconds(),
+		float64(res.Schedules)/max(res.Explored.Seconds(), 1e-9), res.Elapsed.Seconds())
 	for _, v := range res.Violations {
 		fmt.Fprintf(w, "\n%s: schedule %d (%s)\n", v.Target, v.Schedule, v.Desc)
 		fmt.Fprintf(w, "  found after %.2fs, %d schedules before it\n", v.Found.Seconds(), v.SchedulesBefore)
