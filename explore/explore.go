@@ -141,7 +141,7 @@ type Result struct {
 	// Exhausted: the bounded strategy ran every schedule of its bound (in
 	// this shard's part).
 	Exhausted bool
-	Stopped   string // why exploration ended: "exhausted", "budget", "time", "violation", "canceled"
+	Stopped   string        // why exploration ended: "exhausted", "budget", "time", "violation", "canceled"
 	Elapsed   time.Duration // everything, minimisation and writing included
 	Explored  time.Duration // the exploration phase
 	// Digest is the sum (mod 2^64) of the schedule hashes: the digests of
