@@ -2,13 +2,10 @@ package analyze_test
 
 import (
 	"flag"
+	"github.com/patchtrace/patchtrace/internal/memstat"
 	"os"
 	"path/filepath"
-	"runtime"
-	"runtime/metrics"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/patchtrace/patchtrace/analyze"
 	"github.com/patchtrace/patchtrace/emu"
@@ -52,35 +49,6 @@ func BenchmarkAnalyzeFentry(b *testing.B) {
 	b.ReportMetric(float64(events)*float64(b.N)/b.Elapsed().Seconds(), "events/s")
 }
 
-// peakHeap samples the live heap while fn runs and returns its maximum.
-func peakHeap(fn func()) uint64 {
-	runtime.GC()
-	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
-	var peak uint64
-	var mu sync.Mutex
-	done := make(chan struct{})
-	go func() {
-		t := time.NewTicker(5 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				metrics.Read(sample)
-				mu.Lock()
-				peak = max(peak, sample[0].Value.Uint64())
-				mu.Unlock()
-			}
-		}
-	}()
-	fn()
-	close(done)
-	mu.Lock()
-	defer mu.Unlock()
-	return peak
-}
-
 // TestAnalyzeMemoryBounded analyzes a ~100M-event trace (with -long; a
 // 10M-event one otherwise) and reports the peak heap; memory must not grow
 // with the trace, so the 10M and 100M figures should be alike.
@@ -95,7 +63,7 @@ func TestAnalyzeMemoryBounded(t *testing.T) {
 	path, events := recordFentry(t, t.TempDir(), iters)
 	var res *analyze.Result
 	var err error
-	peak := peakHeap(func() { res, err = analyze.AnalyzeFile(path, analyze.All()) })
+	peak := memstat.PeakHeap(func() { res, err = analyze.AnalyzeFile(path, analyze.All()) })
 	if err != nil || res.Events != events {
 		t.Fatalf("%v: %d events of %d", err, res.Events, events)
 	}

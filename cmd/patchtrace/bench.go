@@ -3,11 +3,10 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/patchtrace/patchtrace/internal/memstat"
 	"os"
 	"path/filepath"
 	"runtime"
-	"runtime/metrics"
-	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -70,7 +69,7 @@ func cmdBench(env *cmdEnv, args []string) int {
 	path := filepath.Join(tmp, "bench.arrow")
 	var rres *record.Result
 	start := time.Now()
-	peakRec := peakHeap(func() { rres, err = record.Run(spec, path, record.Options{Options: emu.Options{Seed: 1}}) })
+	peakRec := memstat.PeakHeap(func() { rres, err = record.Run(spec, path, record.Options{Options: emu.Options{Seed: 1}}) })
 	el := time.Since(start)
 	if err != nil {
 		return errorf(env, "bench: %v", err)
@@ -86,7 +85,7 @@ func cmdBench(env *cmdEnv, args []string) int {
 	// 3. Replay and analyze with every analyzer.
 	var ares *analyze.Result
 	start = time.Now()
-	peakAn := peakHeap(func() { ares, err = analyze.AnalyzeFile(path, analyze.All()) })
+	peakAn := memstat.PeakHeap(func() { ares, err = analyze.AnalyzeFile(path, analyze.All()) })
 	el = time.Since(start)
 	if err != nil {
 		return errorf(env, "bench: %v", err)
@@ -108,33 +107,4 @@ func cmdBench(env *cmdEnv, args []string) int {
 	tw.Flush()
 	fmt.Fprintln(env.stdout, "\nbench-fentry is shared/anchors/unicorn/guest.S as a slice; compare with that anchor's run.sh (Minstr/s for nohook / count / trace / trace+memw).")
 	return exitOK
-}
-
-// peakHeap samples the live heap while fn runs and returns its maximum.
-func peakHeap(fn func()) uint64 {
-	runtime.GC()
-	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
-	var peak uint64
-	var mu sync.Mutex
-	done := make(chan struct{})
-	go func() {
-		t := time.NewTicker(10 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				metrics.Read(sample)
-				mu.Lock()
-				peak = max(peak, sample[0].Value.Uint64())
-				mu.Unlock()
-			}
-		}
-	}()
-	fn()
-	close(done)
-	mu.Lock()
-	defer mu.Unlock()
-	return peak
 }

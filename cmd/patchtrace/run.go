@@ -1,36 +1,25 @@
 package main
 
 import (
+	"flag"
 	"fmt"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/patchtrace/patchtrace/emu"
+	"github.com/patchtrace/patchtrace/scenario"
 )
 
 func cmdRun(env *cmdEnv, args []string) int {
 	fs := newFlags(env, "run")
-	seed := fs.Uint64("seed", 1, "seed of the random scheduler")
-	cpus := fs.Int("cpus", 0, "number of CPUs (default: the scenario's)")
-	maxInsns := fs.Uint64("max-insns", 0, "instruction budget (default: the scenario's)")
-	pos, code, done := parseFlags(env, fs, args)
+	rf := addRunFlags(fs)
+	spec, code, done := parseScenarioArgs(env, fs, args)
 	if done {
 		return code
 	}
-	if len(pos) > 1 {
-		fs.Usage()
-		return exitUsage
-	}
-	arg := ""
-	if len(pos) == 1 {
-		arg = pos[0]
-	}
-	spec, err := loadScenario(arg)
-	if err != nil {
-		return errorf(env, "%v", err)
-	}
-	m, src, err := emu.Setup(spec, emu.Options{Seed: *seed, CPUs: *cpus, MaxInsns: *maxInsns})
+	seed := &rf.opt.Seed
+	m, src, err := emu.Setup(spec, rf.opt)
 	if err != nil {
 		return errorf(env, "%v", err)
 	}
@@ -93,4 +82,37 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// runFlags are the flags of the commands that run one scenario.
+type runFlags struct{ opt emu.Options }
+
+func addRunFlags(fs *flag.FlagSet) *runFlags {
+	rf := &runFlags{}
+	fs.Uint64Var(&rf.opt.Seed, "seed", 1, "seed of the random scheduler")
+	fs.IntVar(&rf.opt.CPUs, "cpus", 0, "number of CPUs (default: the scenario's)")
+	fs.Uint64Var(&rf.opt.MaxInsns, "max-insns", 0, "instruction budget (default: the scenario's)")
+	return rf
+}
+
+// parseScenarioArgs parses flags and the optional SCENARIO argument and
+// loads it (default text-poke-bp).
+func parseScenarioArgs(env *cmdEnv, fs *flag.FlagSet, args []string) (*scenario.Spec, int, bool) {
+	pos, code, done := parseFlags(env, fs, args)
+	if done {
+		return nil, code, true
+	}
+	if len(pos) > 1 {
+		fs.Usage()
+		return nil, exitUsage, true
+	}
+	arg := ""
+	if len(pos) == 1 {
+		arg = pos[0]
+	}
+	spec, err := loadScenario(arg)
+	if err != nil {
+		return nil, errorf(env, "%v", err), true
+	}
+	return spec, 0, false
 }

@@ -21,34 +21,21 @@ import (
 func cmdRecord(env *cmdEnv, args []string) int {
 	fs := newFlags(env, "record")
 	out := fs.String("o", "", "output trace file (default SCENARIO-seedN.arrow)")
-	seed := fs.Uint64("seed", 1, "seed of the random scheduler")
-	cpus := fs.Int("cpus", 0, "number of CPUs (default: the scenario's)")
-	maxInsns := fs.Uint64("max-insns", 0, "instruction budget (default: the scenario's)")
+	rf := addRunFlags(fs)
 	force := fs.Bool("force", false, "replace an existing output file")
 	batch := fs.Int("batch-rows", 0, "rows per record batch (default: the format's)")
-	pos, code, done := parseFlags(env, fs, args)
+	spec, code, done := parseScenarioArgs(env, fs, args)
 	if done {
 		return code
 	}
-	if len(pos) > 1 {
-		fs.Usage()
-		return exitUsage
-	}
-	arg := ""
-	if len(pos) == 1 {
-		arg = pos[0]
-	}
-	spec, err := loadScenario(arg)
-	if err != nil {
-		return errorf(env, "%v", err)
-	}
+	seed := &rf.opt.Seed
 	path := *out
 	if path == "" {
 		path = fmt.Sprintf("%s-seed%d.arrow", spec.ID, *seed)
 	}
 	start := time.Now()
 	res, err := record.Run(spec, path, record.Options{
-		Options:   emu.Options{Seed: *seed, CPUs: *cpus, MaxInsns: *maxInsns},
+		Options:   rf.opt,
 		Force:     *force,
 		BatchRows: *batch,
 	})
