@@ -157,11 +157,9 @@ func (e *colEncoder) encodeColumn(b *batch, i int) {
 			valid := e.valid[:0]
 			valid = append(valid, make([]byte, bm)...)
 			e.valid = valid
-			kindBits(valid, b.cols[ColKind].fixed[:n], pureKinds[i])
+			kindValidity(valid, &b.kindMap, pureKinds[i], c.valid[:bm])
 			set := 0
-			for k, x := range c.valid[:bm] {
-				x |= valid[k]
-				valid[k] = x
+			for _, x := range valid {
 				set += bits.OnesCount8(x)
 			}
 			if o.nulls = n - set; o.nulls == n {
@@ -218,7 +216,7 @@ func (e *colEncoder) encodeColumn(b *batch, i int) {
 
 // pureKinds[i] has bit k-1 set when kind k fills column i in every row
 // (a Use with no condition): Append's fast paths do not set those validity
-// bits; the encoder derives them from the kind column.
+// bits; the encoder derives them from the rows of each kind (kindMap).
 var pureKinds = func() (m [NumColumns]uint16) {
 	for i, c := range Columns {
 		for _, u := range c.Uses {
@@ -230,28 +228,23 @@ var pureKinds = func() (m [NumColumns]uint16) {
 	return m
 }()
 
-// kindBits sets bit j of dst (len(dst) >= (len(kinds)+7)/8, zeroed) when
-// kinds[j] (a kind number minus 1, as the kind column stores it) is in
-// mask. Eight rows at a time: a byte of y is zero where the row's kind is
-// k; those become 0x80, then one bit each.
-func kindBits(dst, kinds []byte, mask uint16) {
-	if mask == 0 {
-		return
-	}
-	const lo7, ones = 0x7f7f7f7f7f7f7f7f, 0x0101010101010101
-	full := len(kinds) / 8
-	for j := 0; j < full; j++ {
-		x := binary.LittleEndian.Uint64(kinds[8*j:])
-		var acc uint64
+// kindValidity sets dst (bm bytes) to the rows of the kinds in mask
+// (kindMap: one bitmap of rows per kind) or'ed with cond (the rows whose
+// condition held).
+func kindValidity(dst []byte, kindMap *[numKinds - 1][]uint64, mask uint16, cond []byte) {
+	n := len(dst)
+	for w := 0; 8*w < n; w++ {
+		var x uint64
 		for m := mask; m != 0; m &= m - 1 {
-			y := x ^ uint64(bits.TrailingZeros16(m))*ones
-			acc |= ^((y&lo7 + lo7) | y | lo7)
+			x |= kindMap[bits.TrailingZeros16(m)][w]
 		}
-		dst[j] = bits.Reverse8(byte(((acc >> 7) * 0x8040201008040201) >> 56))
-	}
-	for j := 8 * full; j < len(kinds); j++ {
-		if mask>>kinds[j]&1 != 0 {
-			dst[j>>3] |= 1 << (j & 7)
+		if 8*w+8 <= n {
+			x |= binary.LittleEndian.Uint64(cond[8*w:])
+			binary.LittleEndian.PutUint64(dst[8*w:], x)
+			continue
+		}
+		for k := 8 * w; k < n; k++ {
+			dst[k] = byte(x>>(8*(k-8*w))) | cond[k]
 		}
 	}
 }

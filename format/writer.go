@@ -42,8 +42,9 @@ func WithAllocator(mem memory.Allocator) Option { return func(o *writerOptions) 
 func WithSerial() Option { return func(o *writerOptions) { o.serial = true } }
 
 // WithEncoders sets how many goroutines compress batches in the
-// background (default: GOMAXPROCS, at most 4). The bytes written do not
-// depend on it.
+// background (default: GOMAXPROCS-1, at least 1, at most 4; the appending
+// goroutine also compresses while it waits for a free batch). The bytes
+// written do not depend on it.
 func WithEncoders(n int) Option { return func(o *writerOptions) { o.workers = n } }
 
 // batchSets is how many batches exist: one filling, the others being
@@ -75,7 +76,7 @@ type Writer struct {
 	nOps      int
 
 	cur     *batch
-	enc     *colEncoder // serial mode
+	enc     *colEncoder // serial mode, and the appending goroutine's help
 	free    chan *batch
 	full    chan *batch    // to the output goroutine, in file order
 	jobs    chan colJob    // to the encoders
@@ -97,7 +98,7 @@ type Writer struct {
 // flushed) at once, so even a run killed before its first batch leaves a
 // file that names its scenario.
 func NewWriter(w io.Writer, meta Meta, opts ...Option) (*Writer, error) {
-	o := writerOptions{batchRows: DefaultBatchRows, workers: min(runtime.GOMAXPROCS(0), 4)}
+	o := writerOptions{batchRows: DefaultBatchRows, workers: min(runtime.GOMAXPROCS(0)-1, 4)}
 	for _, f := range opts {
 		f(&o)
 	}
@@ -131,7 +132,7 @@ func NewWriter(w io.Writer, meta Meta, opts ...Option) (*Writer, error) {
 	}
 	wr.free = make(chan *batch, batchSets)
 	wr.full = make(chan *batch, batchSets)
-	wr.jobs = make(chan colJob, batchSets*NumColumns)
+	wr.jobs = make(chan colJob, batchSets*(NumColumns+1))
 	wr.done = make(chan struct{})
 	for range batchSets - 1 {
 		wr.free <- newBatch(o.batchRows)
@@ -230,9 +231,13 @@ type batch struct {
 	out     [NumColumns]colOut // the encoded buffers
 	pending sync.WaitGroup     // columns not yet encoded
 
-	rows  int                        // capacity
-	base  [NumColumns]unsafe.Pointer // &cols[i].fixed[0]
-	vbase [NumColumns]unsafe.Pointer // &cols[i].valid[0]
+	rows    int                        // capacity
+	log     []byte                     // insn rows, insnRecord bytes each, to be transposed
+	logBase unsafe.Pointer             // &log[0]
+	logN    int                        // records in log
+	kindMap [numKinds - 1][]uint64     // rows of each kind (index kind-1), set by transpose
+	base    [NumColumns]unsafe.Pointer // &cols[i].fixed[0]
+	vbase   [NumColumns]unsafe.Pointer // &cols[i].valid[0]
 }
 
 func newBatch(rows int) *batch {
@@ -268,6 +273,8 @@ func newBatch(rows int) *batch {
 		}
 	}
 	b.rows = rows
+	b.log = make([]byte, insnRecord*rows)
+	b.logBase = unsafe.Pointer(&b.log[0])
 	return b
 }
 
@@ -518,29 +525,22 @@ func (w *Writer) appendInsn(seq uint64, cpu uint16, task uint32, depth uint8, ri
 	if uint(n) >= uint(b.rows) {
 		panic("format: batch overflow")
 	}
-	b.p64(ColSeq, n, seq)
-	b.p8(ColKind, n, uint8(KindInsn-1))
-	b.p16(ColCPU, n, cpu)
-	b.p32(ColTask, n, task)
-	b.p8(ColDepth, n, depth)
-	b.p64(ColRIP, n, rip)
-	b.p8(ColLen, n, ilen)
-	// The first ilen bytes, zero-padded to 15, as two overlapping 8-byte
-	// stores (bytes 0-7 and 7-14) masked to the length.
-	lo := binary.LittleEndian.Uint64(bytes[0:8])
-	hi := binary.LittleEndian.Uint64(bytes[7:15])
-	if l := uint(ilen); l < 8 {
-		lo &= 1<<(8*l) - 1
-		hi = 0
-	} else if l < 15 {
-		hi &= 1<<(8*(l-7)) - 1
-	}
-	by := unsafe.Add(b.base[ColBytes], 15*n)
-	*(*uint64)(by) = lo
-	*(*uint64)(unsafe.Add(by, 7)) = hi
-	b.p16(ColOp, n, op)
-	b.p64(ColRSP, n, rsp)
-	b.p32(ColRFlags, n, uint32(rflags))
+	// One 64-byte record in the insn log (one write stream, one cache
+	// line per row); an encoding goroutine moves it into the columns.
+	p := unsafe.Add(b.logBase, insnRecord*b.logN)
+	*(*uint64)(p) = seq
+	*(*uint64)(unsafe.Add(p, 8)) = rip
+	*(*uint64)(unsafe.Add(p, 16)) = rsp
+	*(*uint32)(unsafe.Add(p, 24)) = uint32(rflags)
+	*(*uint32)(unsafe.Add(p, 28)) = task
+	*(*uint16)(unsafe.Add(p, 32)) = cpu
+	*(*uint16)(unsafe.Add(p, 34)) = op
+	*(*uint8)(unsafe.Add(p, 36)) = depth
+	*(*uint8)(unsafe.Add(p, 37)) = ilen
+	*(*uint64)(unsafe.Add(p, 40)) = binary.LittleEndian.Uint64(bytes[0:8])
+	*(*uint64)(unsafe.Add(p, 47)) = binary.LittleEndian.Uint64(bytes[7:15])
+	*(*uint32)(unsafe.Add(p, 56)) = uint32(n)
+	b.logN++
 	// Validity: every column an insn row fills is filled by every insn
 	// row (pureKinds); the encoder derives those bits from the kind.
 	b.dirty |= insnMask
@@ -557,6 +557,61 @@ func (w *Writer) appendInsn(seq uint64, cpu uint16, task uint32, depth uint8, ri
 		return w.flush()
 	}
 	return nil
+}
+
+// insnRecord is the size of an insn log record: seq 0, rip 8, rsp 16,
+// rflags 24, task 28, cpu 32, op 34, depth 36, len 37, bytes 40-54 (as
+// given: the tail past len is masked here), row 56.
+const insnRecord = 64
+
+// transpose moves the insn log into the columns. It runs on an encoding
+// goroutine before the batch's columns are compressed.
+func (b *batch) transpose() {
+	for k := 0; k < b.logN; k++ {
+		p := unsafe.Add(b.logBase, insnRecord*k)
+		n := int(*(*uint32)(unsafe.Add(p, 56)))
+		if uint(n) >= uint(b.rows) {
+			panic("format: bad insn log")
+		}
+		b.p64(ColSeq, n, *(*uint64)(p))
+		b.p8(ColKind, n, uint8(KindInsn-1))
+		b.p16(ColCPU, n, *(*uint16)(unsafe.Add(p, 32)))
+		b.p32(ColTask, n, *(*uint32)(unsafe.Add(p, 28)))
+		b.p8(ColDepth, n, *(*uint8)(unsafe.Add(p, 36)))
+		b.p64(ColRIP, n, *(*uint64)(unsafe.Add(p, 8)))
+		ilen := *(*uint8)(unsafe.Add(p, 37))
+		b.p8(ColLen, n, ilen)
+		// The first ilen bytes, zero-padded to 15, as two overlapping
+		// 8-byte stores (bytes 0-7 and 7-14) masked to the length.
+		lo := *(*uint64)(unsafe.Add(p, 40))
+		hi := *(*uint64)(unsafe.Add(p, 47))
+		if l := uint(ilen); l < 8 {
+			lo &= 1<<(8*l) - 1
+			hi = 0
+		} else if l < 15 {
+			hi &= 1<<(8*(l-7)) - 1
+		}
+		by := unsafe.Add(b.base[ColBytes], 15*n)
+		*(*uint64)(by) = lo
+		*(*uint64)(unsafe.Add(by, 7)) = hi
+		b.p16(ColOp, n, *(*uint16)(unsafe.Add(p, 34)))
+		b.p64(ColRSP, n, *(*uint64)(unsafe.Add(p, 16)))
+		b.p32(ColRFlags, n, *(*uint32)(unsafe.Add(p, 24)))
+	}
+	b.logN = 0
+	// One bitmap of rows per kind, for the validity the encoder derives.
+	words := (b.n + 63) / 64
+	for k := range b.kindMap {
+		if len(b.kindMap[k]) < words {
+			b.kindMap[k] = make([]uint64, words)
+		}
+		clear(b.kindMap[k][:words])
+	}
+	for r, k := range b.cols[ColKind].fixed[:b.n] {
+		if int(k) < len(b.kindMap) {
+			b.kindMap[k][r>>6] |= 1 << (r & 63)
+		}
+	}
 }
 
 // writeMask is kindMask[KindWrite]: the columns a write row can fill.
@@ -654,6 +709,7 @@ func (w *Writer) flush() error {
 	w.index = append(w.index, BatchInfo{FirstSeq: b.firstSeq, LastSeq: b.lastSeq, Rows: b.n})
 	w.written++
 	if w.opts.serial {
+		b.transpose()
 		for i := range NumColumns {
 			w.enc.encodeColumn(b, i)
 		}
@@ -664,12 +720,27 @@ func (w *Writer) flush() error {
 		}
 		return err
 	}
-	b.pending.Add(NumColumns)
-	for _, i := range encodeOrder {
-		w.jobs <- colJob{b, i}
-	}
+	b.pending.Add(NumColumns + 1)
+	w.jobs <- colJob{b, -1} // transpose, then queue the columns
 	w.full <- b
-	w.cur = <-w.free
+	// Take a free batch; while there is none (compression is behind),
+	// encode columns here: this goroutine would wait anyway, and the
+	// core it runs on is then free.
+	for w.cur = nil; w.cur == nil; {
+		select {
+		case w.cur = <-w.free:
+			continue
+		default:
+		}
+		if w.enc == nil {
+			w.enc = newColEncoder()
+		}
+		select {
+		case w.cur = <-w.free:
+		case j := <-w.jobs:
+			w.do(w.enc, j)
+		}
+	}
 	w.mu.Lock()
 	err := w.bgErr
 	w.mu.Unlock()
@@ -679,7 +750,8 @@ func (w *Writer) flush() error {
 	return err
 }
 
-// colJob asks an encoder to compress one column of a batch.
+// colJob asks an encoder to compress one column of a batch (col >= 0)
+// or to transpose its insn log (col < 0).
 type colJob struct {
 	b   *batch
 	col int
@@ -689,9 +761,23 @@ func (w *Writer) encodeLoop() {
 	defer w.workers.Done()
 	enc := newColEncoder()
 	for j := range w.jobs {
-		enc.encodeColumn(j.b, j.col)
-		j.b.pending.Done()
+		w.do(enc, j)
 	}
+}
+
+// do runs a job: a column (col >= 0) or the batch's transposition, which
+// then queues the batch's columns. The queue has room for every job of
+// the batches in flight, so queueing never blocks.
+func (w *Writer) do(enc *colEncoder, j colJob) {
+	if j.col < 0 {
+		j.b.transpose()
+		for _, i := range encodeOrder {
+			w.jobs <- colJob{j.b, i}
+		}
+	} else {
+		enc.encodeColumn(j.b, j.col)
+	}
+	j.b.pending.Done()
 }
 
 func (w *Writer) outputLoop() {
@@ -799,9 +885,11 @@ func (w *Writer) Close() error {
 // stop ends the background goroutines.
 func (w *Writer) stop() {
 	if w.full != nil {
-		close(w.jobs)
+		// The output goroutine ends after the last batch's jobs are done
+		// (a transposition queues more jobs): only then close the queue.
 		close(w.full)
 		<-w.done
+		close(w.jobs)
 		w.workers.Wait()
 		w.full = nil
 	}

@@ -119,26 +119,3 @@ func BenchmarkCounterFrame(b *testing.B) {
 	// ns/value: time per counter value encoded.
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*DefaultBatchRows), "ns/value")
 }
-
-func TestKindBits(t *testing.T) {
-	rng := rand.New(rand.NewPCG(5, 6))
-	for range 200 {
-		n := rng.IntN(300)
-		kinds := make([]byte, n)
-		for i := range kinds {
-			kinds[i] = byte(rng.IntN(numKinds - 1))
-		}
-		mask := uint16(rng.Uint32()) & (1<<(numKinds-1) - 1)
-		got := make([]byte, (n+7)/8)
-		kindBits(got, kinds, mask)
-		want := make([]byte, (n+7)/8)
-		for i, k := range kinds {
-			if mask>>k&1 != 0 {
-				want[i>>3] |= 1 << (i & 7)
-			}
-		}
-		if !bytes.Equal(got, want) {
-			t.Fatalf("n %d mask %#x: got %x, want %x", n, mask, got, want)
-		}
-	}
-}
