@@ -44,10 +44,7 @@ var columnCodec = func() (l [NumColumns]zstd.EncoderLevel) {
 			l[i] = codecZenc
 		}
 	}
-	for _, i := range []int{ColKind} {
-		l[i] = levelBetter
-	}
-	for _, i := range []int{ColRFlags, ColSize} {
+	for _, i := range []int{ColKind, ColRFlags, ColSize, ColPercpuOff, ColPercpuVar} {
 		l[i] = codecZenc
 	}
 	for _, i := range []int{ColOld, ColNew} {
