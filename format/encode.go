@@ -96,7 +96,12 @@ type colEncoder struct {
 	counter counterEncoder
 }
 
-func newColEncoder() *colEncoder { return &colEncoder{} }
+func newColEncoder() *colEncoder {
+	if e, ok := encoderPool.Get().(*colEncoder); ok {
+		return e
+	}
+	return &colEncoder{}
+}
 
 func (e *colEncoder) encoder(l zstd.EncoderLevel) *zstd.Encoder {
 	if e.enc[l] == nil {

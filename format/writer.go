@@ -152,6 +152,7 @@ func (w *Writer) writeHeader(meta Meta) error {
 	hdr = append(hdr, "ARROW1\x00\x00"...)
 	hdr = append(hdr, schemaMessage(w.keys, w.vals)...)
 	enc := newColEncoder()
+	defer encoderPool.Put(enc)
 	for i, c := range Columns {
 		if dictID[i] < 0 {
 			continue
@@ -240,7 +241,19 @@ type batch struct {
 	vbase   [NumColumns]unsafe.Pointer // &cols[i].valid[0]
 }
 
+// Batches and encoders are reused across writers (a process that records
+// many runs, a benchmark): a batch set is ~15 MB and an encoder's tables a
+// few MB, which would otherwise be allocated and zeroed for every run.
+var (
+	batchPool   sync.Pool
+	encoderPool sync.Pool
+)
+
+// newBatch returns a clean batch of rows rows, from the pool if it has one.
 func newBatch(rows int) *batch {
+	if b, ok := batchPool.Get().(*batch); ok && b.rows == rows {
+		return b
+	}
 	b := &batch{}
 	bm := (rows + 7) / 8
 	for i, c := range Columns {
@@ -760,6 +773,7 @@ type colJob struct {
 func (w *Writer) encodeLoop() {
 	defer w.workers.Done()
 	enc := newColEncoder()
+	defer encoderPool.Put(enc)
 	for j := range w.jobs {
 		w.do(enc, j)
 	}
@@ -877,9 +891,26 @@ func (w *Writer) Close() error {
 	if err == nil {
 		err = w.finish()
 	}
+	w.recycle()
 	w.closed = true
 	w.err = err
 	return err
+}
+
+// recycle gives the writer's clean batches (all of them after a Close
+// that flushed) and its encoder to the pools.
+func (w *Writer) recycle() {
+	if b := w.cur; b != nil && b.n == 0 && b.dirty == 0 && b.logN == 0 {
+		batchPool.Put(b)
+	}
+	w.cur = nil
+	for w.free != nil && len(w.free) > 0 {
+		batchPool.Put(<-w.free)
+	}
+	if w.enc != nil {
+		encoderPool.Put(w.enc)
+		w.enc = nil
+	}
 }
 
 // stop ends the background goroutines.
@@ -914,6 +945,7 @@ func (w *Writer) abort() {
 		return
 	}
 	w.stop()
+	w.recycle()
 	w.closed = true
 	if w.err == nil {
 		w.err = errors.New("format: writer aborted")

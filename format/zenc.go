@@ -763,6 +763,17 @@ type fseCTable struct {
 	log        uint8
 	stateTable []uint16
 	tt         []symbolTT
+	cumul      []int   // scratch
+	symbols    []uint8 // scratch
+}
+
+// resize returns s with length n, reusing its array when it is large
+// enough (the contents are not kept: callers overwrite them).
+func resize[T any](s []T, n int) []T {
+	if cap(s) >= n {
+		return s[:n]
+	}
+	return make([]T, n)
 }
 
 type symbolTT struct {
@@ -785,8 +796,10 @@ func (t *fseCTable) rle() {
 func (t *fseCTable) build(norm []int16, log uint8) error {
 	size := 1 << log
 	high := size - 1
-	cumul := make([]int, len(norm)+1)
-	symbols := make([]uint8, size)
+	t.cumul = resize(t.cumul, len(norm)+1)
+	t.symbols = resize(t.symbols, size)
+	cumul, symbols := t.cumul, t.symbols
+	cumul[0] = 0
 	for s, v := range norm {
 		if v == -1 {
 			cumul[s+1] = cumul[s] + 1
@@ -815,12 +828,13 @@ func (t *fseCTable) build(norm []int16, log uint8) error {
 		return errors.New("fse: bad spread")
 	}
 	t.log = log
-	t.stateTable = append(t.stateTable[:0], make([]uint16, size)...)
+	t.stateTable = resize(t.stateTable, size)
 	for u, s := range symbols {
 		t.stateTable[cumul[s]] = uint16(size + u)
 		cumul[s]++
 	}
-	t.tt = append(t.tt[:0], make([]symbolTT, len(norm))...)
+	t.tt = resize(t.tt, len(norm))
+	clear(t.tt)
 	total := int32(0)
 	for s, v := range norm {
 		switch v {
