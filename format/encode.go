@@ -97,7 +97,11 @@ type colEncoder struct {
 }
 
 func newColEncoder() *colEncoder {
-	if e, ok := encoderPool.Get().(*colEncoder); ok {
+	pool.Lock()
+	defer pool.Unlock()
+	if n := len(pool.encs); n > 0 {
+		e := pool.encs[n-1]
+		pool.encs = pool.encs[:n-1]
 		return e
 	}
 	return &colEncoder{}

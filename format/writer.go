@@ -152,7 +152,7 @@ func (w *Writer) writeHeader(meta Meta) error {
 	hdr = append(hdr, "ARROW1\x00\x00"...)
 	hdr = append(hdr, schemaMessage(w.keys, w.vals)...)
 	enc := newColEncoder()
-	defer encoderPool.Put(enc)
+	defer putEncoder(enc)
 	for i, c := range Columns {
 		if dictID[i] < 0 {
 			continue
@@ -244,16 +244,47 @@ type batch struct {
 // Batches and encoders are reused across writers (a process that records
 // many runs, a benchmark): a batch set is ~15 MB and an encoder's tables a
 // few MB, which would otherwise be allocated and zeroed for every run.
-var (
-	batchPool   sync.Pool
-	encoderPool sync.Pool
+// The pools keep at most one writer's worth (a deterministic bound, unlike
+// sync.Pool, which may drop an object and leave the next writer to
+// allocate another while the pool still holds the first).
+var pool struct {
+	sync.Mutex
+	batches []*batch
+	encs    []*colEncoder
+}
+
+const (
+	maxPooledBatches  = batchSets
+	maxPooledEncoders = 6
 )
+
+func putBatch(b *batch) {
+	pool.Lock()
+	defer pool.Unlock()
+	if len(pool.batches) < maxPooledBatches {
+		pool.batches = append(pool.batches, b)
+	}
+}
+
+func putEncoder(e *colEncoder) {
+	pool.Lock()
+	defer pool.Unlock()
+	if len(pool.encs) < maxPooledEncoders {
+		pool.encs = append(pool.encs, e)
+	}
+}
 
 // newBatch returns a clean batch of rows rows, from the pool if it has one.
 func newBatch(rows int) *batch {
-	if b, ok := batchPool.Get().(*batch); ok && b.rows == rows {
-		return b
+	pool.Lock()
+	for i, b := range pool.batches {
+		if b.rows == rows {
+			pool.batches = append(pool.batches[:i], pool.batches[i+1:]...)
+			pool.Unlock()
+			return b
+		}
 	}
+	pool.Unlock()
 	b := &batch{}
 	bm := (rows + 7) / 8
 	for i, c := range Columns {
@@ -773,7 +804,7 @@ type colJob struct {
 func (w *Writer) encodeLoop() {
 	defer w.workers.Done()
 	enc := newColEncoder()
-	defer encoderPool.Put(enc)
+	defer putEncoder(enc)
 	for j := range w.jobs {
 		w.do(enc, j)
 	}
@@ -901,14 +932,14 @@ func (w *Writer) Close() error {
 // that flushed) and its encoder to the pools.
 func (w *Writer) recycle() {
 	if b := w.cur; b != nil && b.n == 0 && b.dirty == 0 && b.logN == 0 {
-		batchPool.Put(b)
+		putBatch(b)
 	}
 	w.cur = nil
 	for w.free != nil && len(w.free) > 0 {
-		batchPool.Put(<-w.free)
+		putBatch(<-w.free)
 	}
 	if w.enc != nil {
-		encoderPool.Put(w.enc)
+		putEncoder(w.enc)
 		w.enc = nil
 	}
 }
