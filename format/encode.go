@@ -27,28 +27,28 @@ type colOut struct {
 // at a loop's period or at the sum of two periods, which it looks for;
 // klauspost for the narrow ones of interleaved runs, where it is faster.
 const (
-	levelFast     = zstd.SpeedFastest
 	levelDefault  = zstd.SpeedDefault
-	levelBetter   = zstd.SpeedBetterCompression
 	levelValidity = levelDefault
 	levelDict     = levelDefault
 	numLevels     = 5
 	codecZenc     = zstd.EncoderLevel(0) // not a klauspost level
 )
 
-// columnCodec is the codec for each column's values.
+// zencColumns are the columns compressed with zenc; the others (and every
+// validity bitmap, offsets and dictionary) with klauspost's default level.
+var zencColumns = []int{
+	ColRIP, ColRSP, ColRFlags, ColAddr, ColSize, ColAliasAddr, ColHandler, ColErrCode,
+	ColArg0, ColArg1, ColArg2, ColArg3, ColRet, ColKind, ColPercpuOff, ColPercpuVar, ColBytes,
+}
+
+// columnCodec is the codec for each column's values. (seq without gaps
+// and all-null buffers take neither: see encodeColumn.)
 var columnCodec = func() (l [NumColumns]zstd.EncoderLevel) {
-	for i, c := range Columns {
+	for i := range l {
 		l[i] = levelDefault
-		if t, ok := c.Type.(arrow.FixedWidthDataType); ok && t.BitWidth() >= 64 {
-			l[i] = codecZenc
-		}
 	}
-	for _, i := range []int{ColKind, ColRFlags, ColSize, ColPercpuOff, ColPercpuVar} {
+	for _, i := range zencColumns {
 		l[i] = codecZenc
-	}
-	for _, i := range []int{ColOld, ColNew} {
-		l[i] = levelDefault
 	}
 	return l
 }()
