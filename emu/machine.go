@@ -74,7 +74,8 @@ type cpuState struct {
 
 	injectedAt uint64 // RIP where a watch rule last fired (not re-counted until it executes)
 
-	ev Event // reused event record
+	ev     Event // reused event record
+	insnEv Event // reused record for insn events (only its insn fields are set)
 
 	stats CPUStats
 }
