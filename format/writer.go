@@ -529,14 +529,20 @@ func (w *Writer) Append(r *Row) error {
 		c[ColAddr].u64(n, r.Addr)
 	case KindHalt:
 	}
+	return w.endRow(b, n, r.Seq, mask)
+}
+
+// endRow finishes row n of batch b: the columns it touched (mask), the
+// batch's sequence range, and a flush when the batch is full.
+func (w *Writer) endRow(b *batch, n int, seq uint64, mask uint64) error {
 	b.dirty |= mask
 	if n == 0 {
-		b.firstSeq = r.Seq
-	} else if r.Seq != b.lastSeq+1 {
+		b.firstSeq = seq
+	} else if seq != b.lastSeq+1 {
 		b.gap = true
 	}
-	b.lastSeq = r.Seq
-	w.lastSeq = r.Seq
+	b.lastSeq = seq
+	w.lastSeq = seq
 	w.events++
 	b.n = n + 1
 	if b.n == w.opts.batchRows {
@@ -587,20 +593,7 @@ func (w *Writer) appendInsn(seq uint64, cpu uint16, task uint32, depth uint8, ri
 	b.logN++
 	// Validity: every column an insn row fills is filled by every insn
 	// row (pureKinds); the encoder derives those bits from the kind.
-	b.dirty |= insnMask
-	if n == 0 {
-		b.firstSeq = seq
-	} else if seq != b.lastSeq+1 {
-		b.gap = true
-	}
-	b.lastSeq = seq
-	w.lastSeq = seq
-	w.events++
-	b.n = n + 1
-	if b.n == w.opts.batchRows {
-		return w.flush()
-	}
-	return nil
+	return w.endRow(b, n, seq, insnMask)
 }
 
 // insnRecord is the size of an insn log record: seq 0, rip 8, rsp 16,
@@ -696,20 +689,7 @@ func (w *Writer) appendWrite(r *Row) error {
 			b.setValid(ColPercpuVar, n)
 		}
 	}
-	b.dirty |= writeMask
-	if n == 0 {
-		b.firstSeq = r.Seq
-	} else if r.Seq != b.lastSeq+1 {
-		b.gap = true
-	}
-	b.lastSeq = r.Seq
-	w.lastSeq = r.Seq
-	w.events++
-	b.n = n + 1
-	if b.n == w.opts.batchRows {
-		return w.flush()
-	}
-	return nil
+	return w.endRow(b, n, r.Seq, writeMask)
 }
 
 // check rejects a row the format cannot store.
