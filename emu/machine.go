@@ -26,14 +26,16 @@ const (
 	StopDone                 // every CPU finished (pt_cpu_done) and is idle
 	StopBudget               // the instruction budget ran out
 	StopOops                 // an exception no handler claims, or a double fault
-	StopPanic                // panic() or pt_bug()
+	StopPanic                // panic()
 	StopHung                 // no CPU can make progress and not all are done
 	StopDecisions            // a replayed decision log ran out (strict replay)
 	StopError                // the emulator cannot go on (see Result.Err)
+	StopBug                  // pt_bug() (BUG())
+	StopUnsupported          // a valid instruction the interpreter does not implement (see Result.Err)
 )
 
 func (s StopReason) String() string {
-	return [...]string{"running", "done", "budget", "oops", "panic", "hung", "decisions-exhausted", "error"}[s]
+	return [...]string{"running", "done", "budget", "oops", "panic", "hung", "decisions-exhausted", "error", "bug", "unsupported"}[s]
 }
 
 // maskable vectors a CPU can have pending, as bits of cpuState.irqs (the

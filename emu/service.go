@@ -54,7 +54,11 @@ func (m *Machine) service(c *CPU, sv ServiceID) {
 			e.Msg = msg
 			m.emit(c, e)
 		}
-		m.halt(StopPanic, "cpu"+itoa(c.ID)+": "+msg)
+		stop := StopBug
+		if sv == SvcPanic {
+			stop = StopPanic
+		}
+		m.halt(stop, "cpu"+itoa(c.ID)+": "+msg)
 		return
 	case SvcMarker:
 		if m.sink != nil {
