@@ -44,6 +44,8 @@ func fixtureFinal() Final {
 		Decisions:       []byte{0, 1, 2, 0xff},
 		DecisionsFormat: "test-v1",
 		DecisionCount:   4,
+		Outcome:         OutcomeBudget,
+		OutcomeDetail:   "instruction budget exhausted",
 	}
 }
 

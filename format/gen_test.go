@@ -59,6 +59,7 @@ func pinnedSchemaHash(v int) string {
 	return map[int]string{
 		1: "056fa1550a31aba5a3112795c7ccac9d6290473cf9e0b8cc480e27998b2732cd", // re-pinned before v1 first shipped: perm rows may have no service (boot mappings)
 		2: "66ee3382ca7e398bd7a7177870c6d152836c94180d7a58e4509d27141bc65720", // rflags is uint32
+		3: "45bba261b0921411ab1c4c4467b37b855e796c322f8bb2a2996637028c86dbbb", // the run outcome (patchtrace.outcome, patchtrace.outcome_detail)
 	}[v]
 }
 
@@ -169,7 +170,7 @@ func genGolden() string {
 	for _, e := range []struct {
 		name string
 		vals []EnumValue
-	}{{"services", Services}, {"causes", Causes}, {"vectors", Vectors}, {"perms", Perms}} {
+	}{{"services", Services}, {"causes", Causes}, {"vectors", Vectors}, {"perms", Perms}, {"outcomes", Outcomes}} {
 		fmt.Fprintf(&b, "\n%s\n", e.name)
 		for _, v := range e.vals {
 			fmt.Fprintf(&b, "%3d %s\n", v.Value, v.Name)
@@ -180,6 +181,9 @@ func genGolden() string {
 		late := ""
 		if k.Late {
 			late = " (footer)"
+		}
+		if k.Since > 0 {
+			late += fmt.Sprintf(" (since %d)", k.Since)
 		}
 		fmt.Fprintf(&b, "%s%s\n", k.Key, late)
 	}
@@ -297,6 +301,7 @@ number minus 1).
 		{"Serialization causes (`cause`)", "Dictionary-encoded names.", Causes},
 		{"Vectors (`vector`)", "The column stores the number; these are the names used in messages.", Vectors},
 		{"Permission bits (`perm_old`, `perm_new`)", "A bit set: `perm_new & 2 <> 0` is writable; `(perm_new & 6) = 6` is writable and executable.", Perms},
+		{"Run outcomes (`patchtrace.outcome`)", "The metadata stores the name; the number is the emulator's stop reason. See Run outcome below for how each is judged.", Outcomes},
 	} {
 		p("\n### %s\n\n%s\n\n| value | name | meaning |\n| --- | --- | --- |\n", e.title, e.intro)
 		for _, v := range e.vals {
@@ -315,6 +320,9 @@ number minus 1).
 		doc := k.Doc
 		if k.Late {
 			doc += " *Footer.*"
+		}
+		if k.Since > 0 {
+			doc += fmt.Sprintf(" *Since version %d.*", k.Since)
 		}
 		p("| `%s` | %s |\n", k.Key, mdEscape(doc))
 	}
@@ -339,6 +347,21 @@ leaves a ` + "`.partial`" + ` file with no footer. patchtrace reads it through i
 returns every complete batch, saying "truncated after N events"; its metadata is the header's
 (status ` + "`writing`" + `, no decision log). pyarrow can read such a file as a stream after the
 8-byte magic: ` + "`pyarrow.ipc.open_stream(data[8:])`" + `, reading batches until the error.
+
+## Run outcome
+
+` + "`patchtrace.outcome`" + ` says why the run ended and ` + "`patchtrace.outcome_detail`" + ` what ended it. Only
+` + "`done`" + ` can be clean (or ` + "`budget`" + ` when the scenario declares ` + "`contract.terminates = false`" + `):
+` + "`patchtrace analyze`" + ` reports ` + "`oops`" + `, ` + "`panic`" + ` and ` + "`bug`" + ` as ` + "`trap`" + ` findings, ` + "`budget`" + `
+and ` + "`hung`" + ` as ` + "`progress`" + ` findings (the CPUs that did not finish and the loop each was
+spinning in), and ` + "`unsupported`" + ` and ` + "`error`" + ` as an incomplete run (exit status 2). A
+` + "`decisions-exhausted`" + ` run is a replayed prefix (explore's minimised failing runs stop after the
+violation): its findings are reported; without one it is incomplete. A truncated file has no
+outcome (the header's placeholder) and is incomplete.
+
+Files of versions 1 and 2 do not record the outcome: patchtrace warns "outcome not recorded" and
+judges what the events show: a ` + "`fault`" + ` event is a ` + "`trap`" + ` finding, and a CPU that never called
+` + "`pt_cpu_done`" + ` is a ` + "`progress`" + ` finding.
 
 ## Seeking by sequence number
 

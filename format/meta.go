@@ -65,6 +65,11 @@ type Final struct {
 	Decisions       []byte // opaque to format; encoding named by DecisionsFormat
 	DecisionsFormat string
 	DecisionCount   int
+	// Outcome is why the run ended, one of [Outcomes] ("" in a file that
+	// does not record it: version 1 and 2 files and truncated ones).
+	// OutcomeDetail is the stop message.
+	Outcome       string
+	OutcomeDetail string
 }
 
 // headerValues returns the metadata values (in MetaKeys order) known at
@@ -158,6 +163,13 @@ func finalValues(vals []string, f *Final, events uint64, batches []BatchInfo) er
 			vals[i] = strconv.Itoa(f.DecisionCount)
 		case KeyBatchIndex:
 			vals[i] = idx.String()
+		case KeyOutcome:
+			if f.Outcome != "" && !ValidOutcome(f.Outcome) {
+				return fmt.Errorf("format: unknown outcome %q", f.Outcome)
+			}
+			vals[i] = f.Outcome
+		case KeyOutcomeDetail:
+			vals[i] = f.OutcomeDetail
 		}
 	}
 	return nil
@@ -209,7 +221,7 @@ func decodeMeta(md arrow.Metadata) (*Meta, error) {
 	}
 	m.Version = v
 	for _, k := range MetaKeys {
-		if _, ok := get(k.Key); !ok {
+		if _, ok := get(k.Key); !ok && v >= k.Since {
 			return nil, fmt.Errorf("metadata key %s missing", k.Key)
 		}
 	}
@@ -272,6 +284,12 @@ func decodeMeta(md arrow.Metadata) (*Meta, error) {
 			return nil, fmt.Errorf("metadata %s: batch %d has %d rows", KeyBatchIndex, i, e[2])
 		}
 		m.Batches[i] = BatchInfo{FirstSeq: e[0], LastSeq: e[1], Rows: int(e[2])}
+	}
+	// Absent before version 3: the outcome is not recorded.
+	m.Outcome, _ = get(KeyOutcome)
+	m.OutcomeDetail, _ = get(KeyOutcomeDetail)
+	if m.Outcome != "" && !ValidOutcome(m.Outcome) {
+		return nil, fmt.Errorf("metadata %s: unknown outcome %q", KeyOutcome, m.Outcome)
 	}
 	return m, nil
 }

@@ -11,7 +11,7 @@ import (
 // newest it reads. It is stored under [KeyFormatVersion]. Any change to the
 // column table, an enum or a metadata key bumps it (see the compatibility
 // promise in docs/trace-format.md); testdata/schema.golden pins each version.
-const FormatVersion = 2
+const FormatVersion = 3
 
 // Kind says what a row records. The numbers are stable and equal to
 // emu.EventKind; the trace stores the names (column "kind").
@@ -342,6 +342,9 @@ type MetaKey struct {
 	Key  string
 	Doc  string
 	Late bool // final value known only at the end: the header holds a placeholder, the footer the value
+	// Since is the first format version with the key (0: every version).
+	// Files of an older version are read without it.
+	Since int
 }
 
 // Schema-level metadata keys.
@@ -362,7 +365,47 @@ const (
 	KeyDecisionsFormat = "patchtrace.decisions_format"
 	KeyDecisionCount   = "patchtrace.decision_count"
 	KeyBatchIndex      = "patchtrace.batch_index"
+	KeyOutcome         = "patchtrace.outcome"
+	KeyOutcomeDetail   = "patchtrace.outcome_detail"
 )
+
+// Outcomes are the values of [KeyOutcome]: why the run ended. Names and
+// numbers equal the emulator's stop reasons (emu.StopReason); the trace
+// stores the name.
+var Outcomes = []EnumValue{
+	{1, "done", "every CPU finished its work (`pt_cpu_done`) and is idle"},
+	{2, "budget", "the instruction budget ran out with CPUs not finished"},
+	{3, "oops", "an exception no handler claimed, or a double fault"},
+	{4, "panic", "the slice called `panic()`"},
+	{5, "hung", "no CPU could make progress and not all had finished"},
+	{6, "decisions-exhausted", "a replayed decision log ended (a run replayed as a prefix, e.g. a minimised failing run)"},
+	{7, "error", "the emulator could not go on (an internal limit or an inconsistent decision)"},
+	{8, "bug", "the slice called `BUG()` (`pt_bug`)"},
+	{9, "unsupported", "a valid instruction the emulator does not implement; the detail names its bytes and address"},
+}
+
+// Outcome values of [KeyOutcome] the readers of traces judge by name.
+const (
+	OutcomeDone        = "done"
+	OutcomeBudget      = "budget"
+	OutcomeOops        = "oops"
+	OutcomePanic       = "panic"
+	OutcomeHung        = "hung"
+	OutcomeDecisions   = "decisions-exhausted"
+	OutcomeError       = "error"
+	OutcomeBug         = "bug"
+	OutcomeUnsupported = "unsupported"
+)
+
+// ValidOutcome reports whether s is one of [Outcomes].
+func ValidOutcome(s string) bool {
+	for _, o := range Outcomes {
+		if o.Name == s {
+			return true
+		}
+	}
+	return false
+}
 
 // Status values of [KeyStatus].
 const (
@@ -372,22 +415,24 @@ const (
 
 // MetaKeys is the metadata table, in the order the keys are written.
 var MetaKeys = []MetaKey{
-	{KeyFormatVersion, "Format version, decimal (`1`). Readers refuse a newer version.", false},
-	{KeyScenario, "Scenario name.", false},
-	{KeyScenarioText, "The scenario file's full text.", false},
-	{KeyELF, "The kernel slice ELF, standard base64: the trace is self-contained.", false},
-	{KeyCPUs, "Number of CPUs, decimal.", false},
-	{KeyQuirks, "CPU quirks of the run: a JSON object of string to string, keys sorted.", false},
-	{KeySeed, "Scheduler seed, decimal u64.", false},
-	{KeySymbols, "Symbol table: a JSON array of `{\"name\",\"addr\",\"size\",\"section\"}` (addr and size are JSON integers, addr up to 2^64-1), sorted by addr then name.", false},
-	{KeyToolVersion, "Version of the patchtrace that wrote the file.", false},
-	{KeyStatus, "`writing` in the header, `complete` in the footer of a finished file. A file without a footer was cut short (see Crash tolerance).", true},
-	{KeyEvents, "Number of rows, decimal (empty in the header).", true},
-	{KeyDropped, "Events lost: a JSON array of `{\"after_seq\",\"count\"}`, `[]` when none (empty in the header).", true},
-	{KeyDecisions, "The run's decision log, standard base64 of bytes in the encoding named by `patchtrace.decisions_format` (empty in the header).", true},
-	{KeyDecisionsFormat, "Name of the decision-log encoding, defined by the recorder (empty in the header).", true},
-	{KeyDecisionCount, "Number of decisions in the log, decimal (empty in the header).", true},
-	{KeyBatchIndex, "Seek index: a JSON array with one `[first_seq, last_seq, rows]` per record batch, in file order (empty in the header).", true},
+	{KeyFormatVersion, "Format version, decimal (`3`). Readers refuse a newer version.", false, 0},
+	{KeyScenario, "Scenario name.", false, 0},
+	{KeyScenarioText, "The scenario file's full text.", false, 0},
+	{KeyELF, "The kernel slice ELF, standard base64: the trace is self-contained.", false, 0},
+	{KeyCPUs, "Number of CPUs, decimal.", false, 0},
+	{KeyQuirks, "CPU quirks of the run: a JSON object of string to string, keys sorted.", false, 0},
+	{KeySeed, "Scheduler seed, decimal u64.", false, 0},
+	{KeySymbols, "Symbol table: a JSON array of `{\"name\",\"addr\",\"size\",\"section\"}` (addr and size are JSON integers, addr up to 2^64-1), sorted by addr then name.", false, 0},
+	{KeyToolVersion, "Version of the patchtrace that wrote the file.", false, 0},
+	{KeyStatus, "`writing` in the header, `complete` in the footer of a finished file. A file without a footer was cut short (see Crash tolerance).", true, 0},
+	{KeyEvents, "Number of rows, decimal (empty in the header).", true, 0},
+	{KeyDropped, "Events lost: a JSON array of `{\"after_seq\",\"count\"}`, `[]` when none (empty in the header).", true, 0},
+	{KeyDecisions, "The run's decision log, standard base64 of bytes in the encoding named by `patchtrace.decisions_format` (empty in the header).", true, 0},
+	{KeyDecisionsFormat, "Name of the decision-log encoding, defined by the recorder (empty in the header).", true, 0},
+	{KeyDecisionCount, "Number of decisions in the log, decimal (empty in the header).", true, 0},
+	{KeyBatchIndex, "Seek index: a JSON array with one `[first_seq, last_seq, rows]` per record batch, in file order (empty in the header).", true, 0},
+	{KeyOutcome, "Why the run ended: one of the outcome values below (`done`, `budget`, `oops`, ...); empty in the header. Files of versions 1 and 2 do not have it: their outcome is not recorded.", true, 3},
+	{KeyOutcomeDetail, "What ended the run, as a person would say it: the stop message (the fault and where, the unsupported instruction's bytes and symbol+offset, the emulator error); empty in the header. Since version 3.", true, 3},
 }
 
 // Schema returns the event table's Arrow schema with no metadata.

@@ -182,6 +182,16 @@ func Meta(spec *scenario.Spec, img *emu.Image, cpus int, seed uint64) format.Met
 	return md
 }
 
+// Outcome returns the trace outcome (format.Outcomes) of a finished run
+// and its detail: the stop message, or the emulator error.
+func Outcome(res emu.Result) (outcome, detail string) {
+	detail = res.Msg
+	if detail == "" && res.Err != nil {
+		detail = res.Err.Error()
+	}
+	return res.Stop.String(), detail
+}
+
 // Options configure Run.
 type Options struct {
 	emu.Options
@@ -292,10 +302,13 @@ func Run(spec *scenario.Spec, path string, opt Options) (*Result, error) {
 		f.Abort()
 		return nil, fmt.Errorf("record %s: writing event %d: %w", spec.ID, seq, werr)
 	}
+	outcome, detail := Outcome(res)
 	f.SetFinal(format.Final{
 		Decisions:       emu.EncodeDecisions(res.Decisions),
 		DecisionsFormat: emu.DecisionsFormat,
 		DecisionCount:   len(res.Decisions),
+		Outcome:         outcome,
+		OutcomeDetail:   detail,
 	})
 	events := f.Events()
 	if err := f.Close(); err != nil {

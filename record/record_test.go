@@ -102,6 +102,36 @@ func TestRoundTrip(t *testing.T) {
 			t.Fatalf("decision %d: %v, want %v", i, ds[i], res.Decisions[i])
 		}
 	}
+	if md.Outcome != format.OutcomeDone || md.OutcomeDetail != "all CPUs finished" {
+		t.Errorf("outcome %q %q, want done", md.Outcome, md.OutcomeDetail)
+	}
+}
+
+// TestOutcomes: every stop reason is a trace outcome of the same number
+// and name, and a run stopped on its budget records it with the message.
+func TestOutcomes(t *testing.T) {
+	for s := emu.StopDone; s <= emu.StopUnsupported; s++ {
+		o := format.Outcomes[s-1]
+		if o.Name != s.String() || o.Value != uint8(s) {
+			t.Errorf("stop %d %q: trace outcome %d %q", s, s, o.Value, o.Name)
+		}
+	}
+	if len(format.Outcomes) != int(emu.StopUnsupported) {
+		t.Errorf("%d trace outcomes, %d stop reasons", len(format.Outcomes), emu.StopUnsupported)
+	}
+	spec := small(load(t, "text-poke-bp"))
+	path := filepath.Join(t.TempDir(), "t.arrow")
+	if _, err := Run(spec, path, Options{Options: emu.Options{Seed: 1, MaxInsns: 2000}}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := format.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if md := r.Meta(); md.Outcome != format.OutcomeBudget || md.OutcomeDetail != "instruction budget exhausted" {
+		t.Errorf("outcome %q %q, want budget", md.Outcome, md.OutcomeDetail)
+	}
 }
 
 func TestRecordingDoesNotChangeTheRun(t *testing.T) {

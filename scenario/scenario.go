@@ -143,6 +143,17 @@ type Contract struct {
 	// Alias says kernel text changes only through text_poke's alias (the wx
 	// analyzer flags any other store to an executable page regardless).
 	Alias bool `toml:"alias"`
+	// Terminates, when set false, declares the scenario open-ended: its
+	// CPUs are not meant to finish, so a run that ends on the instruction
+	// budget is not a finding of the progress analyzer. Unset means true:
+	// every CPU must reach pt_cpu_done.
+	Terminates *bool `toml:"terminates"`
+}
+
+// OpenEnded reports whether the scenario declares contract.terminates =
+// false.
+func (s *Spec) OpenEnded() bool {
+	return s.Contract.Terminates != nil && !*s.Contract.Terminates
 }
 
 // MustCall declares a site that must call one of Handlers on every pass:

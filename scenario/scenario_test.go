@@ -50,6 +50,27 @@ func TestParseValid(t *testing.T) {
 	if s.Text != valid {
 		t.Error("Text not kept verbatim")
 	}
+	if s.OpenEnded() {
+		t.Error("a scenario without contract.terminates is open-ended")
+	}
+}
+
+func TestTerminates(t *testing.T) {
+	for _, tc := range []struct {
+		line string
+		open bool
+	}{{"terminates = false", true}, {"terminates = true", false}, {"", false}} {
+		s, err := Parse("t.toml", []byte(valid+tc.line+"\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.OpenEnded() != tc.open {
+			t.Errorf("%q: open-ended %v, want %v", tc.line, s.OpenEnded(), tc.open)
+		}
+	}
+	if _, err := Parse("t.toml", []byte(valid+"terminates = \"no\"\n")); err == nil {
+		t.Error("terminates = \"no\" parsed")
+	}
 }
 
 func TestParseErrors(t *testing.T) {

@@ -58,10 +58,36 @@ func TestRunSummary(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
-	for _, want := range []string{"stopped: done", "cpu3", "#BP:", "text_poke:", "handler_calls", "decisions"} {
+	for _, want := range []string{"outcome: done (all CPUs finished)", "cpu3", "#BP:", "text_poke:", "handler_calls", "decisions"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("summary lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// TestOutcomeShown: a run that ends on its instruction budget says so in
+// run, record and inspect (text and JSON), and does not exit 0.
+func TestOutcomeShown(t *testing.T) {
+	code, out, errs := runCLI(t, "run", "text-poke-bp", "--max-insns", "3000")
+	if code != exitFinding || !strings.Contains(out, "outcome: budget (instruction budget exhausted)") {
+		t.Fatalf("run: exit %d\n%s%s", code, out, errs)
+	}
+	trace := filepath.Join(t.TempDir(), "t.arrow")
+	code, out, errs = runCLI(t, "record", "text-poke-bp", "--max-insns", "3000", "-o", trace)
+	if code != exitFinding || !strings.Contains(out, "outcome: budget (instruction budget exhausted)") {
+		t.Fatalf("record: exit %d\n%s%s", code, out, errs)
+	}
+	code, out, errs = runCLI(t, "inspect", trace)
+	if code != exitOK || !strings.Contains(out, "outcome: budget (instruction budget exhausted)") {
+		t.Fatalf("inspect: exit %d\n%s%s", code, out, errs)
+	}
+	code, out, errs = runCLI(t, "inspect", trace, "--json")
+	var rep struct {
+		Outcome string `json:"outcome"`
+		Detail  string `json:"outcome_detail"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); code != exitOK || err != nil || rep.Outcome != "budget" || rep.Detail != "instruction budget exhausted" {
+		t.Fatalf("inspect --json: exit %d %v %+v\n%s", code, err, rep, errs)
 	}
 }
 

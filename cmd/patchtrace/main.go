@@ -39,21 +39,28 @@ func commands() []command {
 		{"run", "[SCENARIO] [flags]", "run a scenario on the emulated machine and print a summary", cmdRun,
 			"Runs SCENARIO (a built-in id, a directory or a scenario.toml; default text-poke-bp)\n" +
 				"with recording off and prints what every CPU did: instructions, traps by vector,\n" +
-				"native services called, the slice's per-CPU counters and the decision-log length.\n" +
-				"Exit status 0 when the run finished cleanly, 1 when it stopped on an oops, panic\n" +
-				"or hang, 2 on an error."},
+				"native services called, the slice's per-CPU counters, the decision-log length\n" +
+				"and the run's outcome (done, oops, panic, bug, budget, hung, unsupported, error).\n" +
+				"Exit status 0 when every CPU finished (outcome done; budget too when the scenario\n" +
+				"declares contract.terminates = false), 1 when the run ended on an oops, panic,\n" +
+				"BUG, the instruction budget or a hang, 2 when the emulator could not go on\n" +
+				"(unsupported: a valid instruction it does not implement; error)."},
 		{"record", "[SCENARIO] [-o FILE] [flags]", "run a scenario and record every event into a trace file", cmdRecord,
 			"Runs SCENARIO (default text-poke-bp) and records every instruction, memory write,\n" +
 				"trap, permission change, serialization, context switch, service call and marker\n" +
 				"into a zstd-compressed Arrow IPC file (default SCENARIO-seedN.arrow). The file is\n" +
 				"self-contained: it carries the scenario text, the slice ELF, the symbols and the\n" +
-				"decision log. It is written under a temporary name and renamed when complete; an\n" +
-				"existing file is only replaced with --force. See docs/trace-format.md."},
+				"decision log, and its footer the run's outcome (patchtrace.outcome). It is written\n" +
+				"under a temporary name and renamed when complete; an existing file is only\n" +
+				"replaced with --force. See docs/trace-format.md. Exit status as for run; a run\n" +
+				"that stopped on an emulator error keeps its trace."},
 		{"inspect", "FILE [--json] [--symbols]", "describe a trace: metadata, events per kind and CPU, completeness", cmdInspect,
-			"Prints a trace's metadata (scenario, CPUs, seed, quirks, tool version), the number\n" +
-				"of events per kind and per CPU, the decision-log length, the symbol count and\n" +
-				"whether the file is complete or truncated (a killed run: every complete batch is\n" +
-				"still read, and a warning says where it ends)."},
+			"Prints a trace's metadata (scenario, CPUs, seed, quirks, tool version), the run's\n" +
+				"outcome and what ended it, the number of events per kind and per CPU, the\n" +
+				"decision-log length, the symbol count and whether the file is complete or\n" +
+				"truncated (a killed run: every complete batch is still read, and a warning says\n" +
+				"where it ends). Files of format versions 1 and 2 have no outcome: a warning says\n" +
+				"it is not recorded."},
 		{"export", "FILE --parquet OUT [--force]", "export a trace's events as zstd Parquet", cmdExport,
 			"Writes the same rows and columns as zstd-compressed Parquet (via pqarrow), for\n" +
 				"DuckDB, Spark, polars and pandas. The trace metadata is carried over."},

@@ -26,23 +26,42 @@ func cmdRun(env *cmdEnv, args []string) int {
 	start := time.Now()
 	res := m.Run(src)
 	elapsed := time.Since(start)
-	if res.Err != nil {
-		return errorf(env, "run %s: %v", spec.ID, res.Err)
-	}
 	printSummary(env, spec.ID, spec.SeedMail, *seed, m, res, elapsed)
+	return outcomeExit(env, spec, res)
+}
+
+// outcomeExit is the exit status of a run by its outcome: 0 when every
+// CPU finished (or an open-ended scenario ran out of budget), 1 when it
+// ended on an oops, panic, BUG, the budget or a hang, 2 when the emulator
+// could not go on (unsupported instruction, error).
+func outcomeExit(env *cmdEnv, spec *scenario.Spec, res emu.Result) int {
 	switch res.Stop {
-	case emu.StopDone, emu.StopBudget:
+	case emu.StopDone:
 		return exitOK
+	case emu.StopBudget:
+		if spec.OpenEnded() {
+			return exitOK
+		}
+	case emu.StopUnsupported, emu.StopError:
+		fmt.Fprintf(env.stderr, "patchtrace: run %s incomplete: %s: %s\n", spec.ID, res.Stop, outcomeDetail(res))
+		return exitError
 	}
 	return exitFinding
+}
+
+func outcomeDetail(res emu.Result) string {
+	if res.Msg == "" && res.Err != nil {
+		return res.Err.Error()
+	}
+	return res.Msg
 }
 
 func printSummary(env *cmdEnv, id, mail string, seed uint64, m *emu.Machine, res emu.Result, elapsed time.Duration) {
 	w := env.stdout
 	fmt.Fprintf(w, "scenario %s (seed mail %s): %d CPUs, seed %d\n", id, mail, m.CPUs(), seed)
 	rate := float64(res.Insns) / elapsed.Seconds() / 1e6
-	fmt.Fprintf(w, "stopped: %s (%s) after %d instructions, %d decisions, %.2fs (%.1f Minstr/s)\n\n",
-		res.Stop, res.Msg, res.Insns, len(res.Decisions), elapsed.Seconds(), rate)
+	fmt.Fprintf(w, "outcome: %s (%s) after %d instructions, %d decisions, %.2fs (%.1f Minstr/s)\n\n",
+		res.Stop, outcomeDetail(res), res.Insns, len(res.Decisions), elapsed.Seconds(), rate)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "CPU\tINSNS\tTRAPS\tSERVICES")
 	for i, st := range res.CPUs {

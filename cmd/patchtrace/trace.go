@@ -39,7 +39,7 @@ func cmdRecord(env *cmdEnv, args []string) int {
 		Force:     *force,
 		BatchRows: *batch,
 	})
-	if err != nil {
+	if err != nil && (res == nil || res.Stop != emu.StopError && res.Stop != emu.StopUnsupported) {
 		return errorf(env, "%v", err)
 	}
 	elapsed := time.Since(start)
@@ -50,12 +50,8 @@ func cmdRecord(env *cmdEnv, args []string) int {
 	}
 	fmt.Fprintf(env.stdout, "wrote %s: %d events (%d instructions), %d bytes (%.2f B/event), %d decisions, %.2fs\n",
 		path, res.Events, res.Insns, size, float64(size)/float64(max(res.Events, 1)), len(res.Decisions), elapsed.Seconds())
-	fmt.Fprintf(env.stdout, "run stopped: %s (%s)\n", res.Stop, res.Msg)
-	switch res.Stop {
-	case emu.StopDone, emu.StopBudget:
-		return exitOK
-	}
-	return exitFinding
+	fmt.Fprintf(env.stdout, "outcome: %s (%s)\n", res.Stop, outcomeDetail(res.Result))
+	return outcomeExit(env, spec, res.Result)
 }
 
 type inspectReport struct {
@@ -67,6 +63,8 @@ type inspectReport struct {
 	Quirks     map[string]string `json:"quirks"`
 	Tool       string            `json:"tool_version"`
 	Status     string            `json:"status"`
+	Outcome    string            `json:"outcome"` // "" when not recorded (format versions 1, 2; truncated files)
+	Detail     string            `json:"outcome_detail"`
 	Truncated  bool              `json:"truncated"`
 	Warning    string            `json:"warning,omitempty"`
 	Events     uint64            `json:"events"`
@@ -101,6 +99,7 @@ func cmdInspect(env *cmdEnv, args []string) int {
 	rep := inspectReport{
 		File: pos[0], Version: md.Version, Scenario: md.Scenario, CPUs: md.CPUs, Seed: md.Seed,
 		Quirks: md.Quirks, Tool: md.ToolVersion, Status: md.Status, Truncated: r.Truncated(),
+		Outcome: md.Outcome, Detail: md.OutcomeDetail,
 		Batches: r.NumBatches(), Decisions: md.DecisionCount, Dropped: md.Dropped,
 		ByKind: map[string]uint64{}, ByCPU: map[string]uint64{}, Symbols: len(md.Symbols), ELFBytes: len(md.ELF),
 	}
@@ -121,6 +120,9 @@ func cmdInspect(env *cmdEnv, args []string) int {
 	if r.Truncated() {
 		rep.Warning = r.TruncatedError().Error()
 		fmt.Fprintf(env.stderr, "patchtrace: warning: %s\n", rep.Warning)
+	} else if rep.Outcome == "" {
+		rep.Warning = fmt.Sprintf("outcome not recorded (format version %d)", rep.Version)
+		fmt.Fprintf(env.stderr, "patchtrace: warning: %s\n", rep.Warning)
 	}
 	if *asJSON {
 		enc := json.NewEncoder(env.stdout)
@@ -137,8 +139,16 @@ func cmdInspect(env *cmdEnv, args []string) int {
 	if rep.Truncated {
 		state = "TRUNCATED: " + rep.Warning
 	}
-	fmt.Fprintf(w, "%d events in %d batches, %s; %d decisions; %d symbols; slice ELF %d bytes; dropped events: %s\n\n",
+	fmt.Fprintf(w, "%d events in %d batches, %s; %d decisions; %d symbols; slice ELF %d bytes; dropped events: %s\n",
 		rep.Events, rep.Batches, state, rep.Decisions, rep.Symbols, rep.ELFBytes, dropString(rep.Dropped))
+	switch {
+	case rep.Truncated:
+		fmt.Fprintf(w, "outcome: unknown (the file was cut before its footer)\n\n")
+	case rep.Outcome == "":
+		fmt.Fprintf(w, "outcome: not recorded (format version %d)\n\n", rep.Version)
+	default:
+		fmt.Fprintf(w, "outcome: %s (%s)\n\n", rep.Outcome, rep.Detail)
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "KIND\tEVENTS")
 	for _, k := range sortedKeys(rep.ByKind) {
