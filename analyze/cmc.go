@@ -11,14 +11,20 @@ import (
 // executes bytes another CPU changed must serialize first — unless the change
 // is the int3 guard itself. An instruction at A executed on CPU c is
 // accepted when every byte of it that changed since c last serialized is
-// byte A, and every such change installed or removed an int3 (0xCC): that is
-// the one-byte write the text_poke_bp protocol relies on being atomic.
-// Anything else — a tail rewritten while c could still hold the old decode,
-// five bytes written in one go — is a finding. Only stores to pages that
-// were executable when written count (fresh code is not "modified").
+// byte A, and every such change installed or removed an int3 (0xCC) through
+// the text-poke alias (the patcher's own write): that is the one-byte write
+// the text_poke_bp protocol relies on being atomic. Anything else — a tail
+// rewritten while c could still hold the old decode, five bytes written in
+// one go, a first byte changed to anything but an int3, an 0xCC stored by
+// some other write — is a finding, whichever page of the instruction the
+// changed bytes are on. Only stores to pages that were executable when
+// written, or had been and were made non-executable for the store
+// (set_memory_nx, store, set_memory_x), count: fresh code is not
+// "modified".
 type cmc struct {
 	hist     map[uint64]*byteHist // code byte -> its recent writes
 	pageLast map[uint64]uint64    // code page -> seq of its last write
+	lostX    map[uint64]bool      // pages made non-executable after being executable
 	lastVPN  uint64
 	lastSeq  uint64
 	haveLast bool
@@ -47,18 +53,28 @@ func (*cmc) Doc() string {
 func (a *cmc) Start(*Context) error {
 	a.hist = map[uint64]*byteHist{}
 	a.pageLast = map[uint64]uint64{}
+	a.lostX = map[uint64]bool{}
 	return nil
 }
 
 func (a *cmc) Event(ctx *Context, r *format.Row) {
 	st := ctx.St
 	switch r.Kind {
+	case replay.KPerm:
+		if !r.Alias && r.PermOld&replay.PermX != 0 && r.PermNew&replay.PermX == 0 {
+			for i := uint64(0); i < uint64(max(r.Size, 1)); i++ {
+				a.lostX[r.Addr>>12+i] = true
+			}
+		}
 	case replay.KWrite:
-		if st.Mem.Perm(r.Addr)&replay.PermX == 0 {
+		if !a.codePage(st, r.Addr) && !a.codePage(st, r.Addr+uint64(max(r.Size, 1))-1) {
 			return
 		}
 		for i := uint64(0); i < uint64(r.Size); i++ {
 			addr := r.Addr + i
+			if !a.codePage(st, addr) {
+				continue
+			}
 			h := a.hist[addr]
 			if h == nil {
 				h = &byteHist{}
@@ -67,9 +83,6 @@ func (a *cmc) Event(ctx *Context, r *format.Row) {
 			h.writes[h.n%histLen] = codeWrite{seq: r.Seq, old: byte(r.Old >> (8 * i)), new: byte(r.New >> (8 * i)), cpu: r.CPU, alias: r.Alias}
 			h.n++
 			a.pageLast[addr>>12] = r.Seq
-			if (addr+1)>>12 != addr>>12 {
-				a.pageLast[(addr+1)>>12] = r.Seq
-			}
 		}
 		a.haveLast = false
 	case replay.KInsn:
@@ -77,15 +90,23 @@ func (a *cmc) Event(ctx *Context, r *format.Row) {
 		vpn := r.RIP >> 12
 		if !a.haveLast || a.lastVPN != vpn {
 			a.lastVPN, a.lastSeq, a.haveLast = vpn, a.pageLast[vpn], true
-			if end := (r.RIP + uint64(r.Len) - 1) >> 12; end != vpn && a.pageLast[end] > a.lastSeq {
-				a.lastSeq = a.pageLast[end]
-			}
 		}
-		if a.lastSeq == 0 || (c.Serialized && a.lastSeq <= c.LastSerialize) {
-			return // nothing on this page changed since this CPU serialized
+		last := a.lastSeq
+		if end := (r.RIP + uint64(max(r.Len, 1)) - 1) >> 12; end != vpn {
+			// The instruction runs into the next page: its changes count.
+			last = max(last, a.pageLast[end])
+		}
+		if last == 0 || (c.Serialized && last <= c.LastSerialize) {
+			return // nothing of this instruction's pages changed since this CPU serialized
 		}
 		a.check(ctx, r, c)
 	}
+}
+
+// codePage reports whether a store to addr may change code: its page is
+// executable, or was made non-executable after being executable.
+func (a *cmc) codePage(st *replay.State, addr uint64) bool {
+	return st.Mem.Perm(addr)&replay.PermX != 0 || len(a.lostX) != 0 && a.lostX[addr>>12]
 }
 
 func (a *cmc) check(ctx *Context, r *format.Row, c replay.CPU) {
@@ -107,7 +128,7 @@ func (a *cmc) check(ctx *Context, r *format.Row, c replay.CPU) {
 				changed = append(changed, addr)
 			}
 			evidence = append(evidence, w.seq)
-			if i != 0 || (w.old != 0xcc && w.new != 0xcc) {
+			if i != 0 || !w.alias || (w.old != 0xcc && w.new != 0xcc) {
 				guarded = false
 			}
 		}

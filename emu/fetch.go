@@ -6,25 +6,55 @@ const dcEntries = 64
 // decodePage holds one CPU's decoded instructions for one executable page,
 // indexed by the page offset of their first byte.
 type decodePage struct {
-	vpn   uint64
-	pg    *page
-	gen   uint64 // pg.f.codeGen when insts were last known to match memory
-	xgen  uint64 // Machine.xgen when pg was resolved
-	insts [pageSize]*inst
-	used  []uint16 // offsets of the non-nil insts
+	vpn  uint64
+	pg   *page
+	gen  uint64 // pg.f.codeGen when insts were last known to match memory
+	tail *frame // next page's frame, while some inst runs into it
+	// tailGen is tail.codeGen when the insts running into it were last
+	// known to match it (tailStale forces a check).
+	tailGen uint64
+	xgen    uint64 // Machine.xgen when pg was resolved
+	insts   [pageSize]*inst
+	used    []uint16 // offsets of the non-nil insts
 }
 
-// reset drops the decodes whose bytes no longer match memory (an
-// instruction is still valid exactly when its bytes are unchanged) and
-// marks the page current. Instructions running into the next page are
-// dropped unconditionally.
-func (dp *decodePage) reset() {
+// tailStale is a tailGen no frame reaches: the next check validates.
+const tailStale = ^uint64(0)
+
+// changed reports whether the bytes of some decode may have changed: its
+// page's or, for an instruction crossing the page boundary, the next
+// page's (SDM Vol. 3 §8.1.3: the bytes of the whole instruction count).
+func (dp *decodePage) changed() bool {
+	return dp.gen != dp.pg.f.codeGen || dp.tail != nil && dp.tailGen != dp.tail.codeGen
+}
+
+// reset drops the decodes whose bytes no longer match memory as c sees it
+// (an instruction is still valid exactly when its bytes are unchanged,
+// including those on the next page, which must still be executable) and
+// marks the page current.
+func (dp *decodePage) reset(c *CPU) {
 	data := &dp.pg.f.data
+	var next *page
+	if dp.tail != nil {
+		if p := c.lookup(dp.vpn + 1); p != nil && p.perm&PermX != 0 {
+			next = p
+		}
+	}
+	crossing := false
 	kept := dp.used[:0]
 	for _, o := range dp.used {
 		in, off := dp.insts[o], int(o)
 		end := off + int(in.len)
-		if end > pageSize || string(data[off:end]) != string(in.raw[:in.len]) {
+		var same bool
+		if end <= pageSize {
+			same = string(data[off:end]) == string(in.raw[:in.len])
+		} else if next != nil {
+			head := pageSize - off
+			same = string(data[off:]) == string(in.raw[:head]) &&
+				string(next.f.data[:end-pageSize]) == string(in.raw[head:in.len])
+			crossing = crossing || same
+		}
+		if !same {
 			dp.insts[off] = nil
 			continue
 		}
@@ -32,6 +62,22 @@ func (dp *decodePage) reset() {
 	}
 	dp.used = kept
 	dp.gen = dp.pg.f.codeGen
+	dp.tail = nil
+	if crossing {
+		dp.tail, dp.tailGen = next.f, next.f.codeGen
+	}
+}
+
+// addTail notes that a decode on dp runs into the next page, whose frame is
+// f. The oldest generation is kept, so a decode made before a later change
+// of f is still checked.
+func (dp *decodePage) addTail(f *frame) {
+	switch {
+	case dp.tail == nil:
+		dp.tail, dp.tailGen = f, f.codeGen
+	case dp.tail != f:
+		dp.tail, dp.tailGen = f, tailStale
+	}
 }
 
 // fetch returns the decoded instruction at c.RIP. ok=false means the fetch
@@ -47,8 +93,8 @@ func (c *CPU) fetch() (in *inst, ok bool, err error) {
 			return nil, false, nil
 		}
 	}
-	if dp.gen != dp.pg.f.codeGen && !c.m.cfg.Quirks.StaleFetch {
-		dp.reset() // coherent fetch: bytes changed, decode again
+	if dp.changed() && !c.m.cfg.Quirks.StaleFetch {
+		dp.reset(c) // coherent fetch: bytes changed, decode again
 	}
 	in = dp.insts[rip&pageMask]
 	if in != nil {
@@ -56,8 +102,12 @@ func (c *CPU) fetch() (in *inst, ok bool, err error) {
 	}
 	in, ok, err = c.decodeAt(rip)
 	if ok {
-		dp.insts[rip&pageMask] = in
-		dp.used = append(dp.used, uint16(rip&pageMask))
+		off := rip & pageMask
+		dp.insts[off] = in
+		dp.used = append(dp.used, uint16(off))
+		if off+uint64(in.len) > pageSize {
+			dp.addTail(c.lookup(vpn + 1).f)
+		}
 	}
 	return in, ok, err
 }
@@ -73,6 +123,10 @@ func (c *CPU) decodePageSlow(vpn uint64) *decodePage {
 	if dp == nil || dp.pg != p {
 		dp = &decodePage{vpn: vpn, pg: p, gen: p.f.codeGen}
 		c.dmap[vpn] = dp
+	} else if dp.tail != nil {
+		// An executable mapping changed: the next page may be gone or
+		// no longer executable.
+		dp.tailGen = tailStale
 	}
 	dp.xgen = c.m.xgen
 	c.dc[vpn&(dcEntries-1)] = dp
@@ -117,8 +171,8 @@ func (c *CPU) decodeAt(rip uint64) (*inst, bool, error) {
 // serialized (they were only kept in the stale-fetch model).
 func (c *CPU) serialize(cause SerializeCause) {
 	for _, dp := range c.dmap {
-		if dp.gen != dp.pg.f.codeGen {
-			dp.reset()
+		if dp.changed() {
+			dp.reset(c)
 		}
 	}
 	if c.m.sink != nil {

@@ -124,7 +124,7 @@ type Machine struct {
 	stopMsg   string
 	err       error
 	modNext   uint64    // next module_alloc address
-	aliasTo   [2]uint64 // text page each text-poke alias page stands for
+	aliasTo   [3]uint64 // text page each text-poke alias page stands for (8 KiB span at most 3)
 	decision  []Decision
 	src       DecisionSource
 	boot      []bootWrite
@@ -268,13 +268,6 @@ func (m *Machine) percpuRead(c *CPU, addr uint64, size int) {
 	e.New = loadLE(buf[:], size)
 	m.tagPercpu(e, addr)
 	m.emit(c, e)
-}
-
-// codeWritten notes a store into a frame that is mapped executable. Decode
-// pages compare their generation with the frame's: in the coherent model
-// every fetch does, in the stale model only serialization does.
-func (m *Machine) codeWritten(f *frame, addr uint64, size int) {
-	f.codeGen++
 }
 
 // raise makes v pending on c (an interrupt, IPI or NMI).

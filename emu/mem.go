@@ -15,11 +15,11 @@ const (
 // it (the text-poke alias maps kernel text a second time, writable).
 type frame struct {
 	data [pageSize]byte
-	// codeGen counts writes to this frame while some mapping of it was
-	// executable; decode caches compare it to drop stale decodes.
+	// codeGen counts stores to this frame, whatever the permissions of
+	// its mappings: bytes changed while no mapping was executable
+	// (set_memory_nx, a store, set_memory_x) are changed code all the same.
+	// Decode caches compare it to find decodes that may be stale.
 	codeGen uint64
-	// execMaps counts the mappings of this frame that are executable.
-	execMaps int
 }
 
 // page is one virtual 4 KiB mapping.
@@ -45,9 +45,6 @@ func (m *Memory) mapFrame(vpn uint64, f *frame, perm Perm, alias bool) *page {
 		m.unmap(vpn)
 	}
 	p := &page{f: f, vpn: vpn, perm: perm, alias: alias}
-	if perm&PermX != 0 {
-		f.execMaps++
-	}
 	m.pages[vpn] = p
 	m.gen++
 	return p
@@ -65,9 +62,6 @@ func (m *Memory) unmap(vpn uint64) {
 	if p == nil {
 		return
 	}
-	if p.perm&PermX != 0 {
-		p.f.execMaps--
-	}
 	delete(m.pages, vpn)
 	m.gen++
 }
@@ -75,12 +69,6 @@ func (m *Memory) unmap(vpn uint64) {
 // setPerm changes a mapping's permission and reports the old one.
 func (m *Memory) setPerm(p *page, perm Perm) Perm {
 	old := p.perm
-	if old&PermX != 0 {
-		p.f.execMaps--
-	}
-	if perm&PermX != 0 {
-		p.f.execMaps++
-	}
 	p.perm = perm
 	return old
 }
@@ -246,9 +234,10 @@ func (c *CPU) commitWrite(p *page, addr uint64, size int, v uint64) {
 	default:
 		binary.LittleEndian.PutUint64(d, v)
 	}
-	if p.f.execMaps != 0 {
-		c.m.codeWritten(p.f, addr, size)
-	}
+	// Any store may change code (decode pages compare the generation: in
+	// the coherent model every fetch does, in the stale model only
+	// serialization does).
+	p.f.codeGen++
 }
 
 func (c *CPU) writeSplit(addr uint64, size int, v uint64) bool {

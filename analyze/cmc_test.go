@@ -1,0 +1,144 @@
+package analyze_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/patchtrace/patchtrace/analyze"
+	"github.com/patchtrace/patchtrace/emu"
+	"github.com/patchtrace/patchtrace/format"
+	"github.com/patchtrace/patchtrace/record"
+	"github.com/patchtrace/patchtrace/scenario"
+	"github.com/patchtrace/patchtrace/scenarios"
+)
+
+// cmcStep is one hand-made event of a cmc test.
+type cmcStep struct {
+	kind  emu.EventKind
+	cpu   uint16
+	addr  uint64 // write, perm: target; insn: RIP
+	bytes []byte // write: new bytes (old ones are memory's); insn: the instruction
+	alias bool   // write through the text-poke alias
+	perm  [2]uint8
+}
+
+// TestCMCRules feeds hand-made events over text-poke-bp's slice to the cmc
+// analyzer. CPU 1 serializes first; CPU 0 (the patcher) then changes code
+// and CPU 1 executes it. Each rule of the analyzer has a case on each side.
+func TestCMCRules(t *testing.T) {
+	spec, err := scenario.Load(scenarios.FS, "text-poke-bp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := emu.LoadImage(spec.ID, spec.ELF)
+	if err != nil {
+		t.Fatal(err)
+	}
+	site, _ := img.Lookup("traced_fn") // a nop5 at the function's entry
+	site5 := site.Addr
+	nop5 := []byte{0x0f, 0x1f, 0x44, 0x00, 0x00}
+	call := []byte{0xe8, 1, 2, 3, 4}
+	// .text is one page; .rodata follows it. Making .rodata executable
+	// gives an instruction that crosses from .text into it.
+	rodata := uint64(0xffffffff81001000)
+	for _, s := range img.Sections {
+		if s.Name == ".rodata" {
+			rodata = s.Addr
+		}
+	}
+	cross := rodata - 2 // 2 bytes on .text, 3 on .rodata
+	makeX := cmcStep{kind: emu.EvPerm, addr: rodata, perm: [2]uint8{1, 5}}
+	write := func(addr uint64, alias bool, b ...byte) cmcStep {
+		return cmcStep{kind: emu.EvWrite, addr: addr, bytes: b, alias: alias}
+	}
+	insn := func(cpu uint16, addr uint64, b ...byte) cmcStep {
+		return cmcStep{kind: emu.EvInsn, cpu: cpu, addr: addr, bytes: b}
+	}
+	ser := cmcStep{kind: emu.EvSerialize, cpu: 1}
+	md := record.Meta(spec, img, spec.CPUs, 1)
+	for _, tc := range []struct {
+		name    string
+		steps   []cmcStep
+		finding bool
+	}{
+		{"int3 installed by the patcher, int3 executed",
+			[]cmcStep{ser, write(site5, true, 0xcc), insn(1, site5, 0xcc)}, false},
+		{"int3 installed by the patcher, old instruction executed",
+			[]cmcStep{ser, write(site5, true, 0xcc), insn(1, site5, nop5...)}, false},
+		{"int3 removed by the patcher",
+			[]cmcStep{write(site5, true, 0xcc), ser, write(site5, true, 0x0f), insn(1, site5, nop5...)}, false},
+		{"first byte changed to something not an int3",
+			[]cmcStep{ser, write(site5, true, 0xe8), insn(1, site5, 0xe8, 0x1f, 0x44, 0x00, 0x00)}, true},
+		{"int3 stored by something other than the patcher",
+			[]cmcStep{ser, write(site5, false, 0xcc), insn(1, site5, 0xcc)}, true},
+		{"int3 stored at a byte other than the first",
+			[]cmcStep{ser, write(site5+1, true, 0xcc), insn(1, site5, 0x0f, 0xcc, 0x44, 0x00, 0x00)}, true},
+		{"tail rewritten without a serialization",
+			[]cmcStep{write(site5, true, 0xcc), ser, write(site5+1, true, 1, 2, 3, 4), insn(1, site5, nop5...)}, true},
+		{"tail rewritten before the serialization",
+			[]cmcStep{write(site5, true, 0xcc), write(site5+1, true, 1, 2, 3, 4), ser, insn(1, site5, 0xcc, 1, 2, 3, 4)}, false},
+		{"five bytes in one go",
+			[]cmcStep{ser, write(site5, true, call...), insn(1, site5, call...)}, true},
+		// One-byte instructions: the int3 itself is the guard; any other
+		// one-byte change is not.
+		{"one-byte instruction: int3 installed",
+			[]cmcStep{ser, write(site5+4, true, 0xcc), insn(1, site5+4, 0xcc)}, false},
+		{"one-byte instruction: changed to ret",
+			[]cmcStep{ser, write(site5+4, true, 0xc3), insn(1, site5+4, 0xc3)}, true},
+		// An instruction crossing into the next page: a change of the
+		// bytes there counts like one on the first page.
+		{"second page changed, crossing instruction executed",
+			[]cmcStep{makeX, ser, write(rodata, true, 0xaa), insn(0, cross-1, 0x90), insn(1, cross, 0xb8, 0, 0, 0xaa, 0)}, true},
+		{"second page changed before the serialization",
+			[]cmcStep{makeX, write(rodata, true, 0xaa), ser, insn(1, cross-1, 0x90), insn(1, cross, 0xb8, 0, 0, 0xaa, 0)}, false},
+		// set_memory_nx, a store, set_memory_x: still changed code.
+		{"store while not executable",
+			[]cmcStep{ser, {kind: emu.EvPerm, addr: site5 &^ 0xfff, perm: [2]uint8{5, 3}}, write(site5, false, call...),
+				{kind: emu.EvPerm, addr: site5 &^ 0xfff, perm: [2]uint8{3, 5}}, insn(1, site5, call...)}, true},
+		{"store to a fresh page made executable",
+			[]cmcStep{ser, {kind: emu.EvPerm, addr: 0xffffffffa0000000, perm: [2]uint8{0, 3}}, write(0xffffffffa0000000, false, call...),
+				{kind: emu.EvPerm, addr: 0xffffffffa0000000, perm: [2]uint8{3, 5}}, insn(1, 0xffffffffa0000000, call...)}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			live, err := analyze.NewLive(&md, []analyze.Analyzer{mustSelect(t, "cmc")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			mem := map[uint64]byte{}
+			for i := uint64(0); i < 8; i++ {
+				mem[site5+i] = nop5[min(i, 4)]
+			}
+			for seq, s := range tc.steps {
+				r := &format.Row{Seq: uint64(seq) + 1, Kind: format.Kind(s.kind), CPU: s.cpu, RIP: site5 - 0x100}
+				switch s.kind {
+				case emu.EvWrite:
+					r.Addr, r.HasAddr, r.Size, r.Alias = s.addr, true, uint32(len(s.bytes)), s.alias
+					if s.alias {
+						r.AliasAddr = 0xffffe00000000000 + s.addr&0xfff
+					}
+					for i, b := range s.bytes {
+						r.Old |= uint64(mem[s.addr+uint64(i)]) << (8 * i)
+						r.New |= uint64(b) << (8 * i)
+						mem[s.addr+uint64(i)] = b
+					}
+				case emu.EvPerm:
+					r.Addr, r.HasAddr, r.Size = s.addr, true, 1
+					r.PermOld, r.PermNew = s.perm[0], s.perm[1]
+				case emu.EvInsn:
+					r.RIP, r.Len = s.addr, uint8(len(s.bytes))
+					copy(r.Bytes[:], s.bytes)
+				}
+				if err := live.Append(r); err != nil {
+					t.Fatal(err)
+				}
+			}
+			res := live.Finish()
+			if got := len(res.Findings) > 0; got != tc.finding {
+				t.Fatalf("finding %v, want %v: %+v", got, tc.finding, res.Findings)
+			}
+			if tc.finding && !strings.Contains(res.Findings[0].Message, "without the int3 guard") {
+				t.Errorf("message %q", res.Findings[0].Message)
+			}
+		})
+	}
+}
