@@ -20,7 +20,10 @@ import (
 // by a different task than the one it was filled for, is a finding.
 //
 // Stacks: every 8-byte store is tagged with what made it — a CALL pushing
-// its return address, a PUSH, or any other store (a MOV, a trap frame). A
+// its return address, a PUSH, or any other store (a MOV, a trap frame); a
+// narrower or unaligned store that overlaps a tagged word retags it as any
+// other store, whatever width it had (a 4-byte MOV over the low half of a
+// return address leaves nothing the CALL vouched for). A
 // RET through a word a CALL pushed, or a PUSH put there (a trampoline's
 // "push target; ret"), returns where its own call or trampoline meant. A RET
 // through any other word must land on a return address: right after a CALL
@@ -32,12 +35,13 @@ type returnSlot struct {
 	slots map[string]bool
 	state map[slotKey]*slotFill
 
-	prov     map[uint64]stackWord // 8-byte word -> what last stored it
-	cpu      []cpuTrack
-	isCall   []bool // by op index
-	isRet    []bool
-	isPush   []bool
-	siteRets map[uint64]bool // must_call site + 5
+	prov      map[uint64]stackWord // 8-byte word -> what last stored it
+	unaligned int                  // words in prov not 8-byte aligned
+	cpu       []cpuTrack
+	isCall    []bool // by op index
+	isRet     []bool
+	isPush    []bool
+	siteRets  map[uint64]bool // must_call site + 5
 }
 
 // Stack word provenance.
@@ -51,6 +55,11 @@ type stackWord struct {
 	kind uint8
 	seq  uint64
 	rip  uint64
+	// partial: the last store to touch the word was not exactly it (at,
+	// size: that store's address and width).
+	partial bool
+	at      uint64
+	size    uint8
 }
 
 // cpuTrack is what the previous events on one CPU tell about the next write.
@@ -83,6 +92,7 @@ func (a *returnSlot) Start(ctx *Context) error {
 	a.slots = map[string]bool{}
 	a.state = map[slotKey]*slotFill{}
 	a.prov = map[uint64]stackWord{}
+	a.unaligned = 0
 	a.cpu = make([]cpuTrack, len(ctx.St.CPUs))
 	a.siteRets = map[uint64]bool{}
 	names := ctx.St.Meta.OpNames
@@ -164,9 +174,17 @@ func (*returnSlot) Finish(*Context) {}
 
 // trackStore tags the stored 8-byte word with what stored it. The first
 // store after a CALL or PUSH is that instruction's; any later one before
-// the next instruction (a trap frame, a service) is a plain store.
+// the next instruction (a trap frame, a service) is a plain store. A store
+// of any width that overlaps a tracked word without being exactly that
+// word (1, 2 or 4 bytes into it, or an unaligned 8-byte store straddling
+// it) makes the word a plain store too: the bytes a RET pops are no longer
+// the ones the CALL pushed.
 func (a *returnSlot) trackStore(r *format.Row) {
-	if r.Size != 8 || r.Alias {
+	if r.Alias || r.Size == 0 {
+		return
+	}
+	if r.Size != 8 {
+		a.clobber(r)
 		return
 	}
 	t := &a.cpu[r.CPU]
@@ -179,7 +197,44 @@ func (a *returnSlot) trackStore(r *format.Row) {
 		}
 		t.pending = false
 	}
-	a.prov[r.Addr] = w
+	a.clobber(r)
+	a.set(r.Addr, w)
+}
+
+// set records a word's provenance; words not 8-byte aligned are also
+// counted, so clobber only scans for them when there are any.
+func (a *returnSlot) set(addr uint64, w stackWord) {
+	if _, ok := a.prov[addr]; !ok && addr&7 != 0 {
+		a.unaligned++
+	}
+	a.prov[addr] = w
+}
+
+// clobber marks every tracked word the store [r.Addr, r.Addr+r.Size)
+// overlaps, other than the word it stores exactly, as a plain store.
+func (a *returnSlot) clobber(r *format.Row) {
+	lo, hi := r.Addr, r.Addr+uint64(r.Size) // hi exclusive
+	hit := func(p uint64) {
+		if p == lo && r.Size == 8 {
+			return
+		}
+		if w, ok := a.prov[p]; ok && p < hi && p+8 > lo {
+			w.kind, w.seq, w.rip = provStore, r.Seq, r.RIP
+			w.partial, w.at, w.size = true, lo, uint8(r.Size)
+			a.prov[p] = w
+		}
+	}
+	if a.unaligned == 0 {
+		// Only aligned words: at most the two the store's ends fall in.
+		hit(lo &^ 7)
+		if last := (hi - 1) &^ 7; last != lo&^7 {
+			hit(last)
+		}
+		return
+	}
+	for p := lo - 7; p != hi; p++ {
+		hit(p)
+	}
 }
 
 // checkRet judges a RET by the word it pops.
@@ -203,6 +258,9 @@ func (a *returnSlot) checkRet(ctx *Context, r *format.Row) {
 	first := r.Seq
 	if known {
 		by = fmt.Sprintf("a word stored at seq %d by %s, not by a call", w.seq, ctx.Describe(w.rip))
+		if w.partial {
+			by = fmt.Sprintf("a word a %d-byte store at %#x (seq %d, by %s) overwrote in part", w.size, w.at, w.seq, ctx.Describe(w.rip))
+		}
 		ev = []uint64{w.seq, r.Seq}
 		first = w.seq
 	}

@@ -1,0 +1,96 @@
+package analyze_test
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestReturnSlotPartialOverwrite: a CALL pushes a genuine return address;
+// a store overlapping that word (1, 2 or 4 bytes into it, or an unaligned
+// 8-byte store straddling it) zeroes part of it before the RET pops it.
+// The RET then goes nowhere a call produced and must be a finding, however
+// narrow the store was; a store next to the word, not into it, leaves the
+// CALL's word intact and the RET clean.
+func TestReturnSlotPartialOverwrite(t *testing.T) {
+	const slot = uint64(0xffffffff81111f00) // a task stack word
+	for _, tc := range []struct {
+		name    string
+		addr    uint64 // the store (it writes zeros)
+		size    uint32
+		finding bool
+	}{
+		{"untouched", 0, 0, false},
+		{"1 byte, top", slot + 7, 1, true},
+		{"1 byte, low", slot, 1, true},
+		{"2 bytes", slot + 6, 2, true},
+		{"2 bytes, low", slot, 2, true},
+		{"4 bytes, high half", slot + 4, 4, true},
+		{"4 bytes, low half", slot, 4, true},
+		{"8 bytes unaligned, over the high half", slot + 4, 8, true},
+		{"8 bytes unaligned, over the low half", slot - 4, 8, true},
+		{"8 bytes unaligned, one byte in", slot - 7, 8, true},
+		{"1 byte just below", slot - 1, 1, false},
+		{"4 bytes just below", slot - 4, 4, false},
+		{"8 bytes just below", slot - 8, 8, false},
+		{"1 byte just above", slot + 8, 1, false},
+		{"8 bytes just above", slot + 8, 8, false},
+		{"8 bytes unaligned, just above", slot + 8 + 3, 8, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFeed(t, "text-poke-bp", "return-slot")
+			c := ctx{cpu: 1, task: 2}
+			ret := f.callReturn("caller_main")
+			f.insn(c, ret-5, "CALL", slot+8)
+			f.write(c, ret-5, slot, 8, ret, false)
+			callee := f.sym("traced_fn", 0)
+			f.insn(c, callee, "MOV", slot)
+			if tc.size != 0 {
+				f.write(c, callee, tc.addr, tc.size, 0, false)
+			}
+			f.insn(c, callee+8, "RET", slot)
+			res := f.finish()
+			if got := len(res.Findings) > 0; got != tc.finding {
+				t.Fatalf("finding %v, want %v:\n%s", got, tc.finding, summary(res))
+			}
+			if tc.finding && !strings.Contains(res.Findings[0].Message, "overwrote in part") {
+				t.Errorf("message %q does not say the word was partly overwritten", res.Findings[0].Message)
+			}
+		})
+	}
+}
+
+// TestReturnSlotUnalignedWords: the same with the CALL's word itself not
+// 8-byte aligned (RSP is whatever the code made it).
+func TestReturnSlotUnalignedWords(t *testing.T) {
+	const slot = uint64(0xffffffff81111f04)
+	for _, tc := range []struct {
+		name    string
+		addr    uint64
+		size    uint32
+		finding bool
+	}{
+		{"untouched", 0, 0, false},
+		{"1 byte, top", slot + 7, 1, true},
+		{"4 bytes at the aligned word above", slot + 4, 4, true},
+		{"8 bytes aligned, over the low half", slot - 4, 8, true},
+		{"4 bytes just below", slot - 4, 4, false},
+		{"8 bytes aligned, just above", slot + 12, 8, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFeed(t, "text-poke-bp", "return-slot")
+			c := ctx{cpu: 1, task: 2}
+			ret := f.callReturn("caller_main")
+			f.insn(c, ret-5, "CALL", slot+8)
+			f.write(c, ret-5, slot, 8, ret, false)
+			callee := f.sym("traced_fn", 0)
+			if tc.size != 0 {
+				f.write(c, callee, tc.addr, tc.size, 0, false)
+			}
+			f.insn(c, callee+8, "RET", slot)
+			res := f.finish()
+			if got := len(res.Findings) > 0; got != tc.finding {
+				t.Fatalf("finding %v, want %v:\n%s", got, tc.finding, summary(res))
+			}
+		})
+	}
+}
