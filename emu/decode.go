@@ -1,6 +1,7 @@
 package emu
 
 import (
+	"bytes"
 	"fmt"
 
 	"golang.org/x/arch/x86/x86asm"
@@ -22,7 +23,8 @@ import (
 type semOp uint8
 
 const (
-	opUD semOp = iota // raises #UD: UD0/UD1/UD2, a LOCK prefix where it is not allowed
+	opUD semOp = iota // raises #UD: UD0/UD1/UD2, a LOCK prefix where it is not allowed, bytes that are no instruction
+	opGP              // raises #GP(0): an instruction longer than 15 bytes (SDM Vol. 2 §2.3.11)
 
 	// Hot forms, inlined in exec.
 	opNop
@@ -222,13 +224,20 @@ type semantics struct {
 	target uint64
 }
 
-// UnsupportedError reports an instruction the interpreter does not
-// implement, or bytes x86asm cannot decode. The machine wraps it with the
-// CPU and symbol+offset.
+// UnsupportedError reports bytes the interpreter cannot execute: a valid
+// instruction it does not implement, or bytes it cannot decode and does not
+// know to be invalid (Undecoded). Bytes that are no instruction are not an
+// error: they decode to an instruction that raises #UD. The machine wraps
+// it with the CPU and symbol+offset and stops the run with StopUnsupported.
 type UnsupportedError struct {
 	Addr   uint64
 	Bytes  []byte
 	Reason string
+	// Undecoded is set when x86asm could not decode the bytes and the
+	// opcode maps do not say they are invalid: they may be a valid
+	// instruction x86asm does not know (or one cut short by the end of the
+	// bytes given).
+	Undecoded bool
 }
 
 func (e *UnsupportedError) Error() string {
@@ -305,15 +314,19 @@ func decodeInst(code []byte, addr uint64) (*inst, error) {
 		return in, nil
 	}
 	x, err := x86asm.Decode(code, 64)
-	if err != nil {
-		n := min(len(code), 15)
-		return nil, &UnsupportedError{Addr: addr, Bytes: append([]byte(nil), code[:n]...), Reason: "x86asm: " + err.Error()}
+	if k, n := classifyUndecoded(code); k == undUD {
+		// No instruction, whatever x86asm made of it (it decodes some
+		// opcodes 64-bit mode does not have, e.g. 0F 24 MOV from TR0).
+		in := udInst(code, addr, n, &semantics{op: opUD})
+		if err == nil && x.Len == n {
+			in.op = x.Op
+		}
+		return in, nil
 	}
-	if x.Op == 0 || x.Len <= 0 || x.Len > 15 {
-		// x86asm reports some prefix-only or unknown encodings as Op 0
-		// without an error (e.g. 66 e8: CALL with a 16-bit operand size).
-		n := min(len(code), 15)
-		return nil, &UnsupportedError{Addr: addr, Bytes: append([]byte(nil), code[:n]...), Reason: "x86asm: unrecognized instruction"}
+	if err != nil || x.Op == 0 || x.Len <= 0 || x.Len > 15 {
+		// x86asm reports a truncated instruction, and some prefix-only or
+		// unknown encodings, as Op 0 without an error.
+		return decodeUndecoded(code, addr, err)
 	}
 	in.len = uint8(x.Len)
 	copy(in.raw[:], code[:x.Len])
@@ -329,6 +342,75 @@ func decodeInst(code []byte, addr uint64) (*inst, error) {
 	s.top = s.size*8 - 1
 	s.mask = ^uint64(0) >> (64 - 8*uint(s.size))
 	return in, nil
+}
+
+// decodeUndecoded handles bytes x86asm did not decode: #UD where the opcode
+// maps say they are no instruction, a hint NOP x86asm does not know, #GP(0)
+// for an instruction longer than 15 bytes (SDM Vol. 2 §2.3.11: the limit
+// is checked when the instruction is decoded, so code holds at least 15
+// bytes for it to apply), else an *UnsupportedError.
+func decodeUndecoded(code []byte, addr uint64, err error) (*inst, error) {
+	if k, n := classifyUndecoded(code); k == undNop {
+		in := udInst(code, addr, n, &semantics{op: opNop})
+		in.op = x86asm.NOP
+		return in, nil
+	}
+	if len(code) >= 15 && tooLong(code[:15]) {
+		return udInst(code, addr, 15, &semantics{op: opGP}), nil
+	}
+	n := min(len(code), 15)
+	reason := "x86asm: unrecognized instruction"
+	if err != nil {
+		reason = "x86asm: " + err.Error()
+	}
+	return nil, &UnsupportedError{Addr: addr, Bytes: append([]byte(nil), code[:n]...), Reason: reason, Undecoded: true}
+}
+
+// udInst builds the instruction of the first n bytes of code whose whole
+// effect is s.op (a fault or a NOP): no operands.
+func udInst(code []byte, addr uint64, n int, s *semantics) *inst {
+	in := &inst{addr: addr, len: uint8(n)}
+	copy(in.raw[:], code[:n])
+	in.sem = semantics{op: s.op, fc: fcNone, size: 8, top: 63, mask: ^uint64(0), base: noReg, index: noReg}
+	return in
+}
+
+// tooLong reports whether the instruction starting with the 15 bytes b is
+// longer than 15 bytes. x86asm stops at 15 bytes, so the redundant
+// prefixes (all but the last of each legacy prefix byte, and a REX not
+// directly before the opcode, which hardware ignores) are dropped and the
+// rest decoded with zeros after it: the length does not depend on the
+// value of a byte past the fifteenth (an immediate or displacement, or a
+// ModRM/opcode byte that alone makes it longer than 15).
+func tooLong(b []byte) bool {
+	p := 0
+	for p < len(b) && (isLegacyPrefix(b[p]) || b[p]&0xf0 == 0x40) {
+		p++
+	}
+	if p == len(b) {
+		return true // fifteen prefixes and no opcode yet
+	}
+	var short []byte
+	for i := 0; i < p; i++ {
+		c := b[i]
+		if c&0xf0 == 0x40 {
+			if i == p-1 {
+				short = append(short, c)
+			}
+			continue
+		}
+		if bytes.IndexByte(b[i+1:p], c) < 0 {
+			short = append(short, c)
+		}
+	}
+	dropped := p - len(short)
+	if dropped == 0 {
+		return false
+	}
+	short = append(short, b[p:]...)
+	short = append(short, make([]byte, 15)...)
+	x, err := x86asm.Decode(short, 64)
+	return err == nil && x.Op != 0 && x.Len+dropped > 15
 }
 
 type decoder struct {
@@ -562,7 +644,17 @@ func (d *decoder) decode() string {
 		s.op = opUD
 
 	case x86asm.MOV:
+		if a0 == x86asm.CS {
+			// SDM Vol. 2 MOV: "#UD if an attempt is made to load the CS
+			// register" (8E /1).
+			s.op = opUD
+			return ""
+		}
 		return d.twoOp(opMovRR, opMovRM, opMovMR, opMovRI, opMovMI)
+	case x86asm.XBEGIN, x86asm.XABORT:
+		// SDM Vol. 2 XBEGIN/XABORT: #UD if CPUID.(EAX=7,ECX=0):EBX.RTM
+		// [bit 11] = 0, as this machine's CPUID says.
+		s.op = opUD
 	case x86asm.MOVZX, x86asm.MOVSX, x86asm.MOVSXD:
 		s.op = opMovzx
 		if x.Op != x86asm.MOVZX {

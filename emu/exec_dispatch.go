@@ -129,8 +129,10 @@ func (c *CPU) execCold(in *inst, next uint64) {
 	s := &in.sem
 	var ok bool
 	switch s.op {
-	case opUD:
+	case opUD: // SDM Vol. 3 §6.15 "Interrupt 6—Invalid Opcode Exception (#UD)": a fault, no error code
 		c.setFault(VecUD, 0, false)
+	case opGP: // SDM Vol. 2 §2.3.11: longer than 15 bytes is #GP(0)
+		c.setFault(VecGP, 0, true)
 	case opMovzx, opMovsx:
 		ok = c.execMovx(in)
 	case opXchg:

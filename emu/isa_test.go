@@ -412,7 +412,8 @@ func TestUnsupportedInstruction(t *testing.T) {
 		{"int 0x80", []byte{0xcd, 0x80}, `"cd 80" (int $0x80)`, "only INT3"},
 		{"push ax", []byte{0x66, 0x50}, `"66 50" (push %ax)`, "16-bit"},
 		{"iretd", []byte{0xcf}, `"cf" (iret`, "not implemented"},
-		{"x86asm error", []byte{0x0f, 0xff}, `"0f ff" (bad)`, "x86asm"},
+		{"x86asm error", []byte{0x0f, 0x38, 0xff, 0xc0}, `"0f 38 ff c0" (bad)`, "x86asm"},
+		{"x87", []byte{0xd9, 0xc0}, `"d9 c0" (fld %st)`, "not implemented"},
 		{"truncated", []byte{0x48, 0x8b}, `"48 8b" (bad)`, "x86asm"},
 		{"empty", nil, `"" (bad)`, "x86asm"},
 	}

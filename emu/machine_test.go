@@ -305,7 +305,7 @@ func TestUnsupportedInstructionError(t *testing.T) {
 	m, _ := newTestMachine(t, img, Quirks{})
 	res := m.Run(&LogSource{Log: []Decision{{Kind: DecStep, CPU: 0, N: 5}}})
 	var e *Error
-	if res.Stop != StopError || !errors.As(res.Err, &e) {
+	if res.Stop != StopUnsupported || !errors.As(res.Err, &e) {
 		t.Fatalf("stop %v err %v", res.Stop, res.Err)
 	}
 	msg := res.Err.Error()

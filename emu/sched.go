@@ -135,7 +135,7 @@ func (l *LogSource) Next(m *Machine) (Decision, bool) {
 type Result struct {
 	Stop      StopReason
 	Msg       string
-	Err       error // set for StopError
+	Err       error // set for StopError and StopUnsupported
 	Insns     uint64
 	Events    uint64
 	Decisions []Decision

@@ -1,6 +1,10 @@
 package emu
 
-import "golang.org/x/arch/x86/x86asm"
+import (
+	"errors"
+
+	"golang.org/x/arch/x86/x86asm"
+)
 
 // runCPU runs up to n steps on c. A step is one instruction, one event
 // delivery, or (for a halted CPU) nothing. It returns early when the CPU
@@ -281,6 +285,11 @@ func (m *Machine) oops(c *CPU, v Vector, errCode, addr uint64, msg string) {
 func (m *Machine) fail(err error) {
 	if m.err == nil {
 		m.err = err
+	}
+	var u *UnsupportedError
+	if errors.As(err, &u) {
+		m.halt(StopUnsupported, err.Error())
+		return
 	}
 	m.halt(StopError, err.Error())
 }

@@ -1,0 +1,193 @@
+package emu
+
+// Bytes x86asm cannot decode are not all invalid: x86asm does not know
+// every valid instruction (the hint NOPs 0F 19-0F 1F, most VEX/EVEX forms,
+// some system instructions), and it reports a truncated instruction as a
+// prefix-only one. So the interpreter decides #UD itself, from the SDM's
+// opcode maps, and only where the map leaves no doubt; everything else it
+// cannot decode is an unsupported instruction (the run stops, honestly),
+// never a guess. The corpus in testdata/insn/invalid.txt checks every rule
+// here against the host CPU (TestHostInvalidCorpus).
+
+// undecodedKind classifies bytes x86asm did not decode.
+type undecodedKind uint8
+
+const (
+	undUnknown undecodedKind = iota // maybe valid: unsupported
+	undUD                           // #UD: not an instruction in 64-bit mode
+	undNop                          // a hint NOP (0F 19, 0F 1C-0F 1F) x86asm does not know
+)
+
+// isLegacyPrefix reports whether b is a legacy prefix (SDM Vol. 2 §2.1.1:
+// groups 1-4).
+func isLegacyPrefix(b byte) bool {
+	switch b {
+	case 0xf0, 0xf2, 0xf3, 0x2e, 0x36, 0x3e, 0x26, 0x64, 0x65, 0x66, 0x67:
+		return true
+	}
+	return false
+}
+
+// invalidOneByte marks the one-byte opcodes that are invalid in 64-bit mode
+// (SDM Vol. 2 Appendix A, Table A-2, the entries marked i64): PUSH/POP ES,
+// CS, SS, DS; DAA, DAS, AAA, AAS; PUSHA, POPA; the group-1 alias 82; far
+// CALL; INTO; AAM, AAD; SALC (D6, undocumented, Intel and AMD alike); far
+// JMP. 62 (BOUND), C4 (LES) and C5 (LDS) are the EVEX and VEX escapes in
+// 64-bit mode and handled apart.
+var invalidOneByte = [256]bool{
+	0x06: true, 0x07: true, 0x0e: true, 0x16: true, 0x17: true, 0x1e: true, 0x1f: true,
+	0x27: true, 0x2f: true, 0x37: true, 0x3f: true, 0x60: true, 0x61: true, 0x82: true,
+	0x9a: true, 0xce: true, 0xd4: true, 0xd5: true, 0xd6: true, 0xea: true,
+}
+
+// invalidTwoByte marks the 0F xx opcodes that raise #UD whatever follows
+// (SDM Vol. 2 Appendix A, Table A-3, blank cells, and UD0 0F FF / UD2
+// 0F 0B): 0F 04, 0A, 0C, 0E, 0F (AMD's FEMMS and 3DNow!, which Intel
+// leaves undefined and AMD removed after family 15h), 24-27 (MOV to/from
+// test registers, 386 only), 36, 39, 3B-3F, 7A, 7B, A6, A7.
+var invalidTwoByte = [256]bool{
+	0x04: true, 0x0a: true, 0x0b: true, 0x0c: true, 0x0e: true, 0x0f: true,
+	0x24: true, 0x25: true, 0x26: true, 0x27: true, 0x36: true, 0x39: true,
+	0x3b: true, 0x3c: true, 0x3d: true, 0x3e: true, 0x3f: true,
+	0x7a: true, 0x7b: true, 0xa6: true, 0xa7: true, 0xff: true,
+}
+
+// classifyUndecoded decides what bytes x86asm rejected are. For undUD and
+// undNop, n is the number of bytes the verdict rests on (and for undNop the
+// instruction's length); changing a later byte cannot change it.
+func classifyUndecoded(code []byte) (k undecodedKind, n int) {
+	p := 0
+	sawVEXBlocker := false // 66, F2, F3, F0 or REX before a VEX/EVEX escape: #UD (SDM Vol. 2 §2.3.2)
+prefixes:
+	for ; p < len(code) && p < 15; p++ {
+		switch b := code[p]; {
+		case b == 0x66 || b == 0xf2 || b == 0xf3 || b == 0xf0 || b&0xf0 == 0x40:
+			sawVEXBlocker = true
+		case isLegacyPrefix(b):
+		default:
+			break prefixes
+		}
+	}
+	if p >= len(code) || p >= 15 {
+		// No opcode: the bytes ran out, or fifteen bytes of prefixes (the
+		// length limit's #GP(0), which decodeInst finds by padding).
+		return undUnknown, 0
+	}
+	op := code[p]
+	p++
+	if invalidOneByte[op] {
+		return undUD, p
+	}
+	modrm := func() (mod, reg, rm byte, ok bool) {
+		if p >= len(code) {
+			return 0, 0, 0, false
+		}
+		m := code[p]
+		return m >> 6, m >> 3 & 7, m & 7, true
+	}
+	switch op {
+	case 0xc4, 0xc5, 0x62:
+		// VEX (C4, C5) and EVEX (62) escapes: whether the instruction is
+		// valid depends on the CPU's vector extensions, so only the rule
+		// that holds on every CPU is applied (SDM Vol. 2 §2.3.2, §2.7.1).
+		if sawVEXBlocker {
+			return undUD, p
+		}
+		return undUnknown, 0
+	case 0x8c: // MOV r/m, Sreg: Sreg 6 and 7 do not exist (SDM Vol. 2 MOV)
+		if _, reg, _, ok := modrm(); ok && reg > 5 {
+			return undUD, p + 1
+		}
+	case 0x8e: // MOV Sreg, r/m: not CS, and Sreg 6 and 7 do not exist
+		if _, reg, _, ok := modrm(); ok && (reg == 1 || reg > 5) {
+			return undUD, p + 1
+		}
+	case 0x8d: // LEA with a register source (SDM Vol. 2 LEA: #UD)
+		if mod, _, _, ok := modrm(); ok && mod == 3 {
+			return undUD, p + 1
+		}
+	case 0xfe: // group 4: only /0 INC and /1 DEC (Table A-6)
+		if _, reg, _, ok := modrm(); ok && reg >= 2 {
+			return undUD, p + 1
+		}
+	case 0xff: // group 5: /7 reserved; far CALL/JMP (/3, /5) need memory
+		if mod, reg, _, ok := modrm(); ok && (reg == 7 || mod == 3 && (reg == 3 || reg == 5)) {
+			return undUD, p + 1
+		}
+	case 0xc6, 0xc7: // group 11: /0 MOV; /7 is XABORT/XBEGIN (C6 F8, C7 F8)
+		if mod, reg, rm, ok := modrm(); ok {
+			switch {
+			case reg >= 1 && reg <= 6:
+				return undUD, p + 1
+			case reg == 7 && (mod != 3 || rm != 0):
+				return undUD, p + 1
+			}
+		}
+	case 0x8f: // group 1A: only /0 POP (Intel; AMD's XOP escape is gone since family 17h)
+		if _, reg, _, ok := modrm(); ok && reg != 0 {
+			return undUD, p + 1
+		}
+	case 0x0f:
+		if p >= len(code) {
+			return undUnknown, 0
+		}
+		op2 := code[p]
+		p++
+		if invalidTwoByte[op2] {
+			return undUD, p
+		}
+		switch op2 {
+		case 0x00: // group 6: /6 and /7 reserved
+			if _, reg, _, ok := modrm(); ok && reg >= 6 {
+				return undUD, p + 1
+			}
+		case 0xc7: // group 9: /0 reserved; /1 CMPXCHG8B/16B needs memory
+			if mod, reg, _, ok := modrm(); ok && (reg == 0 || reg == 1 && mod == 3) {
+				return undUD, p + 1
+			}
+		case 0x19, 0x1c, 0x1d, 0x1e, 0x1f:
+			// NOP Ev (SDM Vol. 2 NOP, Table A-3 note: "0F 19-0F 1F are
+			// reserved NOPs"): the operand is never accessed. With CET and
+			// CLDEMOTE off, 0F 1E and 0F 1C are NOPs as well.
+			if m := modrmLen(code[p:]); m > 0 {
+				return undNop, p + m
+			}
+		}
+	}
+	return undUnknown, 0
+}
+
+// modrmLen returns the length of the ModRM byte at b[0] with its SIB and
+// displacement (SDM Vol. 2 §2.1.5, Tables 2-2 and 2-3; in 64-bit mode the
+// 32-bit address size uses the same forms), or 0 if b is too short.
+func modrmLen(b []byte) int {
+	if len(b) == 0 {
+		return 0
+	}
+	mod, rm := b[0]>>6, b[0]&7
+	n := 1
+	if mod == 3 {
+		return n
+	}
+	if rm == 4 {
+		if len(b) < 2 {
+			return 0
+		}
+		n++
+		if mod == 0 && b[1]&7 == 5 {
+			n += 4
+		}
+	} else if mod == 0 && rm == 5 {
+		n += 4
+	}
+	switch mod {
+	case 1:
+		n++
+	case 2:
+		n += 4
+	}
+	if len(b) < n {
+		return 0
+	}
+	return n
+}
