@@ -23,9 +23,11 @@ type trapCheck struct {
 }
 
 type trapSeen struct {
-	vector uint8
-	rip    uint64
-	seq    uint64
+	vector  uint8
+	rip     uint64
+	seq     uint64
+	errCode uint64
+	addr    uint64
 }
 
 // markerOopsIP is the marker id die() uses to name the faulting ip.
@@ -44,7 +46,7 @@ func (a *trapCheck) Start(ctx *Context) error {
 func (a *trapCheck) Event(ctx *Context, r *format.Row) {
 	switch r.Kind {
 	case replay.KTrap:
-		a.lastTrap[r.CPU] = trapSeen{r.Vector, r.RIP, r.Seq}
+		a.lastTrap[r.CPU] = trapSeen{r.Vector, r.RIP, r.Seq, r.ErrCode, r.Addr}
 	case replay.KMarker:
 		if r.Args[0] == markerOopsIP {
 			a.oopsIP[r.CPU] = r.Args[1]
@@ -52,6 +54,11 @@ func (a *trapCheck) Event(ctx *Context, r *format.Row) {
 	case replay.KFault:
 		rip, msg, ev := r.RIP, r.Msg, []uint64{r.Seq}
 		first := r.Seq
+		if r.HasVector && r.Service == 0 {
+			// The machine's own oops (no handler, or the frame could not be
+			// pushed): name what the exception carries.
+			msg += faultDetail(r.Vector, r.ErrCode, r.Addr)
+		}
 		if ip := a.oopsIP[r.CPU]; ip != 0 {
 			rip = ip
 			t := a.lastTrap[r.CPU]
@@ -61,7 +68,7 @@ func (a *trapCheck) Event(ctx *Context, r *format.Row) {
 					rip = ip - 1
 					msg = fmt.Sprintf("int3 at %s claimed by no handler (%s)", ctx.Describe(rip), r.Msg)
 				} else {
-					msg = fmt.Sprintf("%s at %s claimed by no handler (%s)", format.VectorName(t.vector), ctx.Describe(rip), r.Msg)
+					msg = fmt.Sprintf("%s%s at %s claimed by no handler (%s)", format.VectorName(t.vector), faultDetail(t.vector, t.errCode, t.addr), ctx.Describe(rip), r.Msg)
 				}
 			}
 		}
@@ -83,6 +90,45 @@ func (a *trapCheck) Event(ctx *Context, r *format.Row) {
 }
 
 func (*trapCheck) Finish(*Context) {}
+
+// faultDetail is what an exception carries beyond its RIP (SDM Vol. 3
+// §6.15): the fault address (CR2) and error code of a #PF, the DR6 of a
+// #DB (the trap event's addr column), the error code of the vectors that
+// push one (for #GP/#SS/#NP from a selector check: the selector, RPL bits
+// cleared). Empty for the rest.
+func faultDetail(vector uint8, errCode, addr uint64) string {
+	switch vector {
+	case 14:
+		return fmt.Sprintf(" (address %#x, error code %#x: %s)", addr, errCode, pfBits(errCode))
+	case 1:
+		if addr != 0 {
+			return fmt.Sprintf(" (DR6 %#x)", addr)
+		}
+	case 8, 10, 11, 12, 13, 17:
+		return fmt.Sprintf(" (error code %#x)", errCode)
+	}
+	return ""
+}
+
+// pfBits spells out a #PF error code (SDM Vol. 3 §4.7, Figure 4-12).
+func pfBits(ec uint64) string {
+	s := "not present"
+	if ec&1 != 0 {
+		s = "protection"
+	}
+	switch {
+	case ec&(1<<4) != 0:
+		s += ", fetch"
+	case ec&2 != 0:
+		s += ", write"
+	default:
+		s += ", read"
+	}
+	if ec&(1<<3) != 0 {
+		s += ", reserved bit"
+	}
+	return s
+}
 
 // boundary decodes the function containing addr from its start, over the
 // code bytes now, and reports whether addr starts an instruction; if not it

@@ -70,3 +70,61 @@ func mustSelect(t *testing.T, id string) analyze.Analyzer {
 	}
 	return as[0]
 }
+
+// TestTrapFindingNamesWhatTheFaultCarries: an exception that ends in die()
+// (marker 0xffff naming regs->ip, then panic) or in the machine's oops
+// names the #PF fault address (CR2) and error code, and a #GP's error code
+// (the selector IRETQ rejected), not only the RIP.
+func TestTrapFindingNamesWhatTheFaultCarries(t *testing.T) {
+	spec, err := scenario.Load(scenarios.FS, "text-poke-bp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := emu.LoadImage(spec.ID, spec.ELF)
+	if err != nil {
+		t.Fatal(err)
+	}
+	site, _ := img.Lookup("traced_fn")
+	md := record.Meta(spec, img, spec.CPUs, 1)
+	const cr2 = 0xffffffff81f00008
+	for _, tc := range []struct {
+		name  string
+		rows  []format.Row
+		wants []string
+	}{
+		{"#PF through die()", []format.Row{
+			{Kind: format.Kind(emu.EvTrap), RIP: site.Addr, Vector: 14, HasVector: true, ErrCode: 2, HasErrCode: true, Addr: cr2, HasAddr: true},
+			{Kind: format.Kind(emu.EvMarker), Args: [4]uint64{0xffff, site.Addr}},
+			{Kind: format.Kind(emu.EvFault), Msg: "panic: Oops", Service: format.Service(emu.SvcPanic), HasVector: true, HasErrCode: true, HasAddr: true},
+		}, []string{"#PF", "address 0xffffffff81f00008", "error code 0x2", "not present, write", "claimed by no handler"}},
+		{"#GP from IRETQ through die()", []format.Row{
+			{Kind: format.Kind(emu.EvTrap), RIP: site.Addr, Vector: 13, HasVector: true, ErrCode: 0x4564, HasErrCode: true, HasAddr: true},
+			{Kind: format.Kind(emu.EvMarker), Args: [4]uint64{0xffff, site.Addr}},
+			{Kind: format.Kind(emu.EvFault), Msg: "panic: Oops", Service: format.Service(emu.SvcPanic), HasVector: true, HasErrCode: true, HasAddr: true},
+		}, []string{"#GP", "error code 0x4564"}},
+		{"#PF with no handler", []format.Row{
+			{Kind: format.Kind(emu.EvFault), RIP: site.Addr, Msg: "oops: no handler for #PF at traced_fn", Vector: 14, HasVector: true, ErrCode: 0x11, HasErrCode: true, Addr: cr2, HasAddr: true},
+		}, []string{"no handler for #PF", "address 0xffffffff81f00008", "error code 0x11", "protection, fetch"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			live, err := analyze.NewLive(&md, []analyze.Analyzer{mustSelect(t, "trap")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range tc.rows {
+				r := tc.rows[i]
+				r.Seq, r.CPU = uint64(i)+1, 1
+				live.Append(&r)
+			}
+			res := live.Finish()
+			if len(res.Findings) != 1 {
+				t.Fatalf("findings %+v", res.Findings)
+			}
+			for _, w := range tc.wants {
+				if !strings.Contains(res.Findings[0].Message, w) {
+					t.Errorf("message %q does not name %q", res.Findings[0].Message, w)
+				}
+			}
+		})
+	}
+}

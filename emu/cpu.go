@@ -53,13 +53,15 @@ const (
 type exitKind uint8
 
 const (
-	exitNone      exitKind = iota
-	exitFault              // c.fault describes an exception; architectural state is as before the instruction
-	exitInt3               // INT3 executed: RIP is past the 0xCC, deliver #BP as a trap
-	exitIret               // IRETQ popped RIP/CS/RFLAGS/RSP/SS: unblock NMIs, serialize
-	exitSTI                // STI set IF from 0 to 1: open the one-instruction interrupt shadow
-	exitHlt                // HLT: wait for an interrupt
-	exitSerialize          // a serializing instruction (CPUID)
+	exitNone        exitKind = iota
+	exitFault                // c.fault describes an exception; architectural state is as before the instruction
+	exitInt3                 // INT3 executed: RIP is past the 0xCC, deliver #BP as a trap
+	exitIret                 // IRETQ popped RIP/CS/RFLAGS/RSP/SS: unblock NMIs, serialize
+	exitSTI                  // STI set IF from 0 to 1: open the one-instruction interrupt shadow
+	exitHlt                  // HLT: wait for an interrupt
+	exitSerialize            // a serializing instruction (CPUID)
+	exitMovSS                // MOV SS loaded SS: open the one-instruction MOV SS shadow
+	exitUnsupported          // a valid instruction asked for what the machine does not model (c.unsup says what); nothing changed
 )
 
 // faultInfo describes an exception raised by an instruction (a fault: the
@@ -70,6 +72,9 @@ type faultInfo struct {
 	hasErr  bool
 	addr    uint64 // CR2 for #PF
 	access  Access // what the access tried to do, for #PF
+	// noncanon: a memory access to a non-canonical address raised #GP(0);
+	// a stack reference turns it into #SS(0) (stackFault).
+	noncanon bool
 }
 
 // CPU is one emulated x86-64 logical processor in 64-bit mode at CPL 0.
@@ -80,6 +85,12 @@ type CPU struct {
 	RIP    uint64
 	RFLAGS uint64
 	GSBase uint64
+	// SS is the stack-segment selector: what delivery pushes, IRETQ and
+	// MOV SS load (gdt.go). CS is always selKernelCS (CPL 0, 64-bit mode).
+	SS uint16
+	// DR6 is the debug status register (SDM Vol. 3 §17.2.3): BS is set
+	// when a single-step #DB is delivered; nothing clears it but software.
+	DR6 uint64
 
 	ID int
 	m  *Machine
@@ -87,6 +98,7 @@ type CPU struct {
 	// Set by exec when the instruction needs the step loop; see exitKind.
 	exit  exitKind
 	fault faultInfo
+	unsup string // for exitUnsupported
 
 	cpuState // machine-owned state (interrupts, caches, scheduling): machine.go
 }

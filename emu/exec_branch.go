@@ -24,6 +24,16 @@ func (c *CPU) execBranch(in *inst, next uint64) bool {
 		}
 		t = s.target
 	}
+	if !canonical(t) {
+		// SDM Vol. 2 JMP and CALL, 64-Bit Mode Exceptions: #GP(0) if the
+		// target offset is non-canonical, raised by the branch itself
+		// (RIP at it, nothing pushed). Direct branches need no check: a
+		// rel32 from canonical code reaches no non-canonical address
+		// unless the code sits within 2 GiB of the hole, where no slice
+		// is loaded.
+		c.setFault(VecGP, 0, true)
+		return false
+	}
 	if (s.op == opCallR || s.op == opCallM) && !c.push(next) {
 		return false
 	}

@@ -102,6 +102,14 @@ func (c *CPU) exec(in *inst) {
 		if !ok {
 			return
 		}
+		if !canonical(v) {
+			// SDM Vol. 2 RET, 64-Bit Mode Exceptions: #GP(0) if the
+			// return address is non-canonical; a fault, so RSP is as
+			// before the RET.
+			c.R[RSP] -= 8
+			c.setFault(VecGP, 0, true)
+			return
+		}
 		c.R[RSP] += s.imm
 		c.RIP = v
 		return

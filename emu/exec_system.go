@@ -14,21 +14,45 @@ func (c *CPU) execSystem(in *inst, next uint64) bool {
 		c.exit = exitInt3
 		return false
 	case opIretq:
-		// SDM Vol. 2 IRET/IRETQ in 64-bit mode: pop RIP, CS, RFLAGS, RSP,
-		// SS. CS and SS are discarded (CPL 0 to CPL 0); all five are read
-		// before anything changes.
+		// SDM Vol. 2 IRET/IRETQ in 64-bit mode (Operation: IA-32e-MODE,
+		// PROTECTED-MODE-RETURN at CPL 0): pop RIP, CS, RFLAGS, RSP, SS
+		// (all five, even without a privilege change: Vol. 3 §6.14.3).
+		// CS and SS are the low 16 bits of their slots. Everything is read
+		// and checked before anything changes, so a fault leaves RIP at the
+		// IRETQ and RSP at the frame (a fault, SDM Vol. 3 §6.5). Checks in
+		// the SDM's order: CS (checkIretCS), SS (checkSS against CS.RPL),
+		// then the new RIP must be canonical (#GP(0)). RSP is loaded as
+		// popped: IRET does not check it (a later stack access faults).
 		sp := c.R[RSP]
 		var v [5]uint64
 		for i := range v {
 			x, ok := c.read(sp+8*uint64(i), 8)
 			if !ok {
+				c.stackFault()
 				return false
 			}
 			v[i] = x
 		}
+		cs, ss := uint16(v[1]), uint16(v[4])
+		f := checkIretCS(cs)
+		if f == nil {
+			f = checkSS(ss, cs&3)
+		}
+		if f == nil && !canonical(v[0]) {
+			f = &selFault{vector: VecGP}
+		}
+		if f != nil {
+			if f.unsupported != "" {
+				c.exit, c.unsup = exitUnsupported, f.unsupported
+				return false
+			}
+			c.setFault(f.vector, f.errCode, true)
+			return false
+		}
 		c.RIP = v[0]
 		c.RFLAGS = v[2]&flagsWritable | flagRes1
 		c.R[RSP] = v[3]
+		c.SS = ss
 		c.exit = exitIret
 		return false
 	case opSti:

@@ -192,7 +192,7 @@ func New(img *Image, cfg Config) (*Machine, error) {
 		modNext: moduleBase,
 	}
 	for i := 0; i < cfg.CPUs; i++ {
-		c := &CPU{ID: i, m: m}
+		c := &CPU{ID: i, m: m, SS: selKernelSS, DR6: dr6Init}
 		c.dmap = make(map[uint64]*decodePage)
 		c.ev.CPU = uint16(i)
 		m.cpus = append(m.cpus, c)

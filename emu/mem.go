@@ -143,9 +143,23 @@ func (c *CPU) lookupSlow(vpn uint64) *page {
 	return p
 }
 
-// pageFault raises #PF for an access to addr (SDM Vol. 3 §4.7: error code
-// bit 0 P = the page was present, bit 1 W/R = write, bit 4 I/D = fetch).
+// pageFault raises the exception for a failed access to addr. A
+// non-canonical address raises #GP(0) with no CR2 (SDM Vol. 3 §6.15
+// Interrupt 13: "a memory address that is in non-canonical form"; the
+// paging structures are never consulted, §4.1.1); stack references turn it
+// into #SS(0) (stackFault). Otherwise it is #PF (SDM Vol. 3 §4.7, §6.15
+// Interrupt 14): CR2 := addr, and the error code has bit 0 P = the page was
+// present (a protection violation), bit 1 W/R = a write, bit 4 I/D = an
+// instruction fetch (reported because NX is enabled: IA32_EFER.NXE = 1,
+// CPUID advertises NX); U/S (bit 2) is 0 at CPL 0, and RSVD (bit 3), PK,
+// SS and SGX are 0 because the machine has no reserved-bit, protection-key,
+// shadow-stack or enclave checks.
 func (c *CPU) pageFault(addr uint64, acc Access, present bool) {
+	c.exit = exitFault
+	if !canonical(addr) {
+		c.fault = faultInfo{vector: VecGP, hasErr: true, access: acc, noncanon: true}
+		return
+	}
 	var ec uint64
 	if present {
 		ec |= 1
@@ -156,8 +170,19 @@ func (c *CPU) pageFault(addr uint64, acc Access, present bool) {
 	if acc == AccessExec {
 		ec |= 1 << 4
 	}
-	c.exit = exitFault
 	c.fault = faultInfo{vector: VecPF, errCode: ec, hasErr: true, addr: addr, access: acc}
+}
+
+// stackFault is called after a failed access through the stack segment
+// (PUSH, POP, CALL, RET, IRETQ, a memory operand based on RSP or RBP): a
+// non-canonical address there is #SS(0), not #GP(0) (SDM Vol. 3 §6.15
+// Interrupt 12, and the "64-Bit Mode Exceptions" of PUSH, POP, CALL, RET,
+// IRET in Vol. 2: "#SS(0) If a memory address referencing the SS segment is
+// in a non-canonical form").
+func (c *CPU) stackFault() {
+	if c.fault.noncanon {
+		c.fault.vector = VecSS
+	}
 }
 
 // read loads size (1, 2, 4 or 8) bytes little-endian from addr. On a fault it
@@ -190,6 +215,13 @@ func (c *CPU) read(addr uint64, size int) (uint64, bool) {
 }
 
 func (c *CPU) readSplit(addr uint64, size int) (uint64, bool) {
+	if end := addr + uint64(size) - 1; !canonical(end) {
+		// An access whose last byte is non-canonical is #GP(0) (#SS(0))
+		// before any byte is translated (SDM Vol. 3 §6.15 Interrupt 13);
+		// only a page-crossing access can straddle the hole.
+		c.pageFault(end, AccessRead, false)
+		return 0, false
+	}
 	var v uint64
 	for i := 0; i < size; i++ {
 		b, ok := c.read(addr+uint64(i), 1)
@@ -241,6 +273,10 @@ func (c *CPU) commitWrite(p *page, addr uint64, size int, v uint64) {
 }
 
 func (c *CPU) writeSplit(addr uint64, size int, v uint64) bool {
+	if end := addr + uint64(size) - 1; !canonical(end) {
+		c.pageFault(end, AccessWrite, false) // see readSplit
+		return false
+	}
 	// Check every byte first so that a fault changes nothing.
 	for i := 0; i < size; i++ {
 		a := addr + uint64(i)
@@ -261,6 +297,7 @@ func (c *CPU) writeSplit(addr uint64, size int, v uint64) bool {
 func (c *CPU) push(v uint64) bool {
 	sp := c.R[RSP] - 8
 	if !c.write(sp, 8, v) {
+		c.stackFault()
 		return false
 	}
 	c.R[RSP] = sp
@@ -271,6 +308,7 @@ func (c *CPU) push(v uint64) bool {
 func (c *CPU) pop() (uint64, bool) {
 	v, ok := c.read(c.R[RSP], 8)
 	if !ok {
+		c.stackFault()
 		return 0, false
 	}
 	c.R[RSP] += 8

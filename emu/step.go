@@ -166,7 +166,16 @@ func (m *Machine) afterExit(c *CPU, in *inst) {
 	c.exit = exitNone
 	switch x {
 	case exitFault:
+		if c.fault.noncanon && in.sem.mf&(mMem|mBase|mGS) == mMem|mBase && (in.sem.base&15 == RSP || in.sem.base&15 == RBP) {
+			// A memory operand based on RSP or RBP is a stack-segment
+			// reference (SDM Vol. 1 §3.7.4, Table 3-5; no segment
+			// override): non-canonical is #SS(0) (SDM Vol. 3 §6.15
+			// Interrupt 12).
+			c.fault.vector = VecSS
+		}
 		m.fault(c)
+	case exitUnsupported:
+		m.fail(m.wrapErr(c, &UnsupportedError{Addr: in.addr, Bytes: append([]byte(nil), in.raw[:in.len]...), Reason: c.unsup}))
 	case exitInt3:
 		m.deliver(c, VecBP, false, 0, 0)
 	case exitIret:
@@ -225,7 +234,10 @@ func (m *Machine) deliver(c *CPU, v Vector, hasErr bool, errCode, cr2 uint64) {
 		sp = ist
 	}
 	sp &^= 15
-	frame := [6]uint64{0x18, c.R[RSP], c.RFLAGS, 0x10, c.RIP, errCode}
+	// Same-privilege delivery pushes SS unchanged (64-bit mode: SS is
+	// pushed unconditionally; it is only nulled on a privilege change,
+	// SDM Vol. 3 §6.14.4); CS is always the kernel's.
+	frame := [6]uint64{uint64(c.SS), c.R[RSP], c.RFLAGS, selKernelCS, c.RIP, errCode}
 	n := 5
 	if hasErr {
 		n = 6

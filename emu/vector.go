@@ -87,3 +87,9 @@ func (v Vector) Name() string {
 	const hex = "0123456789abcdef"
 	return "vec 0x" + string(hex[v>>4]) + string(hex[v&15])
 }
+
+// DR6, the debug status register (SDM Vol. 3 §17.2.3, Figure 17-3).
+const (
+	dr6Init uint64 = 0xffff0ff0 // its value after reset: reserved bits read as 1
+	dr6BS   uint64 = 1 << 14    // BS: the #DB was a single-step trap (TF)
+)
