@@ -94,3 +94,39 @@ func TestReturnSlotUnalignedWords(t *testing.T) {
 		})
 	}
 }
+
+// TestReturnSlotConsumedByAnotherTask: a per-CPU return slot filled by
+// the int3 handler for the task it interrupted must be consumed by that
+// task; another task reading it first takes a return address its own trap
+// did not produce. A slot holding 0 (cleared) carries nothing to take.
+func TestReturnSlotConsumedByAnotherTask(t *testing.T) {
+	const slot = "ftrace_bp_call_return"
+	for _, tc := range []struct {
+		name     string
+		value    uint64
+		consumer uint32
+		finding  bool
+	}{
+		{"by the task it was filled for", 1, 2, false},
+		{"by another task", 1, 3, true},
+		{"cleared, by another task", 0, 3, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFeed(t, "ftrace-emulate-percpu", "return-slot")
+			v := tc.value
+			if v != 0 {
+				v = f.sym("lp_fn1", 5)
+			}
+			// Task 2's #BP handler (depth 1) fills the slot for task 2.
+			f.percpuWrite(ctx{cpu: 1, task: 2, depth: 1}, f.sym("int3_hook", 0), slot, 1, v)
+			f.percpuRead(ctx{cpu: 1, task: tc.consumer}, f.sym("ftrace_emulate_call", 0), slot, 1, v)
+			res := f.finish()
+			if got := len(res.Findings) > 0; got != tc.finding {
+				t.Fatalf("finding %v, want %v:\n%s", got, tc.finding, summary(res))
+			}
+			if tc.finding && !strings.Contains(res.Findings[0].Message, "filled at seq 0 for task 2") {
+				t.Errorf("message %q", res.Findings[0].Message)
+			}
+		})
+	}
+}
