@@ -22,16 +22,16 @@ type Quirks struct {
 type StopReason uint8
 
 const (
-	StopNone      StopReason = iota
-	StopDone                 // every CPU finished (pt_cpu_done) and is idle
-	StopBudget               // the instruction budget ran out
-	StopOops                 // an exception no handler claims, or a double fault
-	StopPanic                // panic()
-	StopHung                 // no CPU can make progress and not all are done
-	StopDecisions            // a replayed decision log ran out (strict replay)
-	StopError                // the emulator cannot go on (see Result.Err)
-	StopBug                  // pt_bug() (BUG())
-	StopUnsupported          // a valid instruction the interpreter does not implement (see Result.Err)
+	StopNone        StopReason = iota
+	StopDone                   // every CPU finished (pt_cpu_done) and is idle
+	StopBudget                 // the instruction or decision budget ran out (see Config)
+	StopOops                   // an exception no handler claims, or a double fault
+	StopPanic                  // panic()
+	StopHung                   // no CPU can make progress and not all are done
+	StopDecisions              // a replayed decision log ran out (strict replay)
+	StopError                  // the emulator cannot go on (see Result.Err)
+	StopBug                    // pt_bug() (BUG())
+	StopUnsupported            // a valid instruction the interpreter does not implement (see Result.Err)
 )
 
 func (s StopReason) String() string {
@@ -126,6 +126,8 @@ type Machine struct {
 	modNext   uint64    // next module_alloc address
 	aliasTo   [3]uint64 // text page each text-poke alias page stands for (8 KiB span at most 3)
 	decision  []Decision
+	delivered uint64 // deliveries (exceptions, interrupts, NMIs), for the decision budget
+	budget    Budget
 	src       DecisionSource
 	boot      []bootWrite
 	taskDepth map[uint32]uint8 // trap depth of each switched-out task
@@ -134,9 +136,15 @@ type Machine struct {
 
 // Config describes one run.
 type Config struct {
-	CPUs     int
-	Quirks   Quirks
-	MaxInsns uint64 // 0: no budget
+	CPUs   int
+	Quirks Quirks
+	// MaxInsns is the instruction budget; 0: DefaultMaxInsns. MaxDecisions
+	// bounds decisions plus deliveries (a run whose every decision is an
+	// interrupt retires no instruction); 0: DefaultMaxDecisions(MaxInsns).
+	// NoBudget lifts both (the run may never end). See Budget.
+	MaxInsns     uint64
+	MaxDecisions uint64
+	NoBudget     bool
 	// Tasks are written into pt_boot_tasks before boot.
 	Tasks []Task
 	// Params are u64 values written to the named slice symbols before boot.
@@ -183,6 +191,7 @@ func New(img *Image, cfg Config) (*Machine, error) {
 		return nil, fmt.Errorf("emu: %d CPUs: must be 1..%d", cfg.CPUs, MaxCPUs)
 	}
 	m := &Machine{
+		budget:  cfg.Budget(),
 		mem:     newMemory(),
 		sink:    cfg.Sink,
 		cfg:     cfg,

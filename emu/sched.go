@@ -131,6 +131,65 @@ func (l *LogSource) Next(m *Machine) (Decision, bool) {
 	return Decision{}, false
 }
 
+// Budget defaults: every run is bounded unless Config.NoBudget says
+// otherwise (RATIONALE.md, resource limits).
+const (
+	// DefaultMaxInsns is the instruction budget of a run whose scenario and
+	// options set none: five times the longest built-in workload
+	// (bench-fentry, 20.5M instructions).
+	DefaultMaxInsns = 100_000_000
+	// decisionSlack is added to the decision budget so that tiny
+	// instruction budgets still leave room for interrupt decisions.
+	decisionSlack = 1 << 16
+)
+
+// DefaultMaxDecisions is the decision budget (decisions plus deliveries)
+// that goes with an instruction budget of maxInsns: a run that makes
+// progress takes at most one step decision per instruction and delivers
+// at most one event per instruction or interrupt decision, so twice the
+// instruction budget plus a slack is reached only by a run whose decisions
+// are mostly interrupts (timer_rate or nmi_rate near 1) that retire no
+// instruction.
+func DefaultMaxDecisions(maxInsns uint64) uint64 {
+	if maxInsns > (1<<63)-decisionSlack {
+		return 1<<64 - 1
+	}
+	return 2*maxInsns + decisionSlack
+}
+
+// Budget is a run's effective bounds: zero fields are unbounded (only with
+// Config.NoBudget).
+type Budget struct {
+	MaxInsns     uint64
+	MaxDecisions uint64
+}
+
+// Budget returns the effective budget of c: its fields, with the defaults
+// filled in, or none at all with NoBudget.
+func (c Config) Budget() Budget {
+	if c.NoBudget {
+		return Budget{}
+	}
+	b := Budget{MaxInsns: c.MaxInsns, MaxDecisions: c.MaxDecisions}
+	if b.MaxInsns == 0 {
+		b.MaxInsns = DefaultMaxInsns
+	}
+	if b.MaxDecisions == 0 {
+		b.MaxDecisions = DefaultMaxDecisions(b.MaxInsns)
+	}
+	return b
+}
+
+// decisionBudgetOut stops the run when its decisions plus deliveries reach
+// the decision budget.
+func (m *Machine) decisionBudgetOut() bool {
+	if m.budget.MaxDecisions != 0 && uint64(len(m.decision))+m.delivered >= m.budget.MaxDecisions {
+		m.halt(StopBudget, fmt.Sprintf("decision budget exhausted: %d decisions and %d deliveries (limit %d)", len(m.decision), m.delivered, m.budget.MaxDecisions))
+		return true
+	}
+	return false
+}
+
 // Result summarises a finished run.
 type Result struct {
 	Stop      StopReason
@@ -158,6 +217,9 @@ func (m *Machine) Run(src DecisionSource) Result {
 	for m.stop == StopNone {
 		if m.allDone() {
 			m.halt(StopDone, "all CPUs finished")
+			break
+		}
+		if m.decisionBudgetOut() {
 			break
 		}
 		d, ok := src.Next(m)
@@ -225,3 +287,6 @@ func (m *Machine) hungMessage() string {
 	}
 	return msg
 }
+
+// Budget returns the run's effective budget.
+func (m *Machine) Budget() Budget { return m.budget }

@@ -11,6 +11,7 @@ type Options struct {
 	Seed     uint64
 	CPUs     int    // 0: the scenario's
 	MaxInsns uint64 // 0: the scenario's
+	NoBudget bool   // run unbounded (no instruction or decision budget)
 	NoInject bool   // ignore the scenario's injection plan (exploration)
 	Sink     Sink
 }
@@ -40,7 +41,7 @@ func SetupImage(spec *scenario.Spec, img *Image, opt Options) (*Machine, *Random
 
 // ConfigFor turns a scenario and options into a machine configuration.
 func ConfigFor(spec *scenario.Spec, opt Options) (Config, Schedule, error) {
-	cfg := Config{CPUs: spec.CPUs, MaxInsns: spec.MaxInsns, Sink: opt.Sink}
+	cfg := Config{CPUs: spec.CPUs, MaxInsns: spec.MaxInsns, NoBudget: opt.NoBudget, Sink: opt.Sink}
 	if opt.CPUs != 0 {
 		cfg.CPUs = opt.CPUs
 	}

@@ -99,7 +99,7 @@ func b2u(b bool) uint8 {
 }
 
 func (m *Machine) budgetOut() bool {
-	if m.cfg.MaxInsns != 0 && m.insns >= m.cfg.MaxInsns {
+	if m.budget.MaxInsns != 0 && m.insns >= m.budget.MaxInsns {
 		m.halt(StopBudget, "instruction budget exhausted")
 		return true
 	}
@@ -219,6 +219,7 @@ func (m *Machine) fault(c *CPU) {
 // always pushed). A vector with no entry, or a fault while pushing the frame,
 // is an oops that stops the run.
 func (m *Machine) deliver(c *CPU, v Vector, hasErr bool, errCode, cr2 uint64) {
+	m.delivered++
 	g := m.img.gates[v]
 	if g == nil {
 		m.oops(c, v, errCode, cr2, "no handler for "+v.Name())

@@ -53,10 +53,21 @@ type Meta struct {
 
 	// Final values, read from the footer. A truncated file has Status
 	// StatusWriting and no Final values.
+	// Budget is the run's effective budget (nil: not recorded, as in files
+	// older than version 3).
+	Budget *Budget
+
 	Status string
 	Events uint64
 	Final
 	Batches []BatchInfo
+}
+
+// Budget is a run's instruction and decision budget as recorded under
+// [KeyBudget]; 0 is unbounded.
+type Budget struct {
+	MaxInsns     uint64 `json:"max_insns"`
+	MaxDecisions uint64 `json:"max_decisions"`
 }
 
 // Final is what is known only when a run ends; pass it to Writer.SetFinal.
@@ -119,6 +130,14 @@ func (m *Meta) headerValues() ([]string, error) {
 			vals[i] = m.ToolVersion
 		case KeyStatus:
 			vals[i] = StatusWriting
+		case KeyBudget:
+			if m.Budget != nil {
+				b, err := json.Marshal(m.Budget)
+				if err != nil {
+					return nil, fmt.Errorf("format: encode budget: %w", err)
+				}
+				vals[i] = string(b)
+			}
 		default:
 			if !k.Late {
 				return nil, fmt.Errorf("format: metadata key %s has no encoder", k.Key)
@@ -247,6 +266,14 @@ func decodeMeta(md arrow.Metadata) (*Meta, error) {
 	s, _ = get(KeySymbols)
 	if err := json.Unmarshal([]byte(s), &m.Symbols); err != nil {
 		return nil, fmt.Errorf("metadata %s: %w", KeySymbols, err)
+	}
+	if s, _ = get(KeyBudget); s != "" {
+		m.Budget = new(Budget)
+		dec := json.NewDecoder(strings.NewReader(s))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(m.Budget); err != nil {
+			return nil, fmt.Errorf("metadata %s: %w", KeyBudget, err)
+		}
 	}
 	m.Status, _ = get(KeyStatus)
 	switch m.Status {

@@ -367,6 +367,7 @@ const (
 	KeyBatchIndex      = "patchtrace.batch_index"
 	KeyOutcome         = "patchtrace.outcome"
 	KeyOutcomeDetail   = "patchtrace.outcome_detail"
+	KeyBudget          = "patchtrace.budget"
 )
 
 // Outcomes are the values of [KeyOutcome]: why the run ended. Names and
@@ -374,7 +375,7 @@ const (
 // stores the name.
 var Outcomes = []EnumValue{
 	{1, "done", "every CPU finished its work (`pt_cpu_done`) and is idle"},
-	{2, "budget", "the instruction budget ran out with CPUs not finished"},
+	{2, "budget", "the instruction or decision budget ran out with CPUs not finished"},
 	{3, "oops", "an exception no handler claimed, or a double fault"},
 	{4, "panic", "the slice called `panic()`"},
 	{5, "hung", "no CPU could make progress and not all had finished"},
@@ -433,6 +434,7 @@ var MetaKeys = []MetaKey{
 	{KeyBatchIndex, "Seek index: a JSON array with one `[first_seq, last_seq, rows]` per record batch, in file order (empty in the header).", true, 0},
 	{KeyOutcome, "Why the run ended: one of the outcome values below (`done`, `budget`, `oops`, ...); empty in the header. Files of versions 1 and 2 do not have it: their outcome is not recorded.", true, 3},
 	{KeyOutcomeDetail, "What ended the run, as a person would say it: the stop message (the fault and where, the unsupported instruction's bytes and symbol+offset, the emulator error); empty in the header. Since version 3.", true, 3},
+	{KeyBudget, "The run's effective budget: a JSON object `{\"max_insns\",\"max_decisions\"}` (decimal integers; 0 is unbounded, as with `--no-budget`), so a replay stops where the recording did; empty when not recorded.", false, 3},
 }
 
 // Schema returns the event table's Arrow schema with no metadata.

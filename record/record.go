@@ -275,7 +275,10 @@ func Run(spec *scenario.Spec, path string, opt Options) (*Result, error) {
 		}
 		f = &memOnly{Appender: opt.Tee}
 	} else {
-		ff, err := format.CreateFile(path, Meta(spec, img, cfg.CPUs, opt.Seed), opt.Force, wopts...)
+		md := Meta(spec, img, cfg.CPUs, opt.Seed)
+		b := cfg.Budget()
+		md.Budget = &format.Budget{MaxInsns: b.MaxInsns, MaxDecisions: b.MaxDecisions}
+		ff, err := format.CreateFile(path, md, opt.Force, wopts...)
 		if err != nil {
 			return nil, fmt.Errorf("record %s: %w", spec.ID, err)
 		}

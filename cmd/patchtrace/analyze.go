@@ -32,7 +32,7 @@ func cmdAnalyze(env *cmdEnv, args []string) int {
 		ids = strings.Split(*only, ",")
 	}
 	if _, err := analyze.Select(ids); err != nil {
-		return errorf(env, "analyze: %v", err)
+		return usageErr(env, fs, "analyze: --only: %v", err)
 	}
 	var render func(io.Writer, []*analyze.Result) error
 	switch *formatName {
@@ -46,7 +46,7 @@ func cmdAnalyze(env *cmdEnv, args []string) int {
 	case "junit":
 		render = analyze.WriteJUnit
 	default:
-		return errorf(env, "analyze: unknown --format %q (text, json, sarif, junit)", *formatName)
+		return usageErr(env, fs, "analyze: unknown --format %q (text, json, sarif, junit)", *formatName)
 	}
 	if *out != "" && !*force {
 		if _, err := os.Lstat(*out); err == nil {

@@ -43,8 +43,17 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"run", "--seed", "x"}, exitUsage, "invalid value"},
 		{[]string{"inspect"}, exitUsage, "usage: patchtrace inspect"},
 		{[]string{"inspect", "/nonexistent/t.arrow"}, exitError, "/nonexistent/t.arrow"},
-		{[]string{"analyze", "--only", "nope", "x.arrow"}, exitError, `unknown analyzer "nope"`},
-		{[]string{"analyze", "--format", "pdf", "x.arrow"}, exitError, `unknown --format "pdf"`},
+		// Bad flag values are usage errors like unknown flags (issue 17).
+		{[]string{"analyze", "--only", "nope", "x.arrow"}, exitUsage, `unknown analyzer "nope"`},
+		{[]string{"analyze", "--format", "xml", "x.arrow"}, exitUsage, `unknown --format "xml"`},
+		{[]string{"version", "extra"}, exitUsage, `unexpected argument "extra"`},
+		{[]string{"record", "--batch-rows", "-5", "-o", "/nonexistent/x.arrow"}, exitUsage, "--batch-rows -5"},
+		{[]string{"run", "--cpus", "65"}, exitUsage, "--cpus 65"},
+		{[]string{"run", "--cpus", "-1"}, exitUsage, "--cpus -1"},
+		{[]string{"run", "--no-budget", "--max-insns", "5"}, exitUsage, "contradict"},
+		{[]string{"explore", "--rate", "NaN", "text-poke-bp"}, exitUsage, "--rate NaN"},
+		{[]string{"explore", "--shard", "3/2", "text-poke-bp"}, exitUsage, "--shard"},
+		{[]string{"explore", "--only", "bogus", "text-poke-bp"}, exitUsage, `unknown analyzer "bogus"`},
 	} {
 		code, out, errs := runCLI(t, tc.args...)
 		if code != tc.code || !strings.Contains(out+errs, tc.msg) {

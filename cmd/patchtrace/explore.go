@@ -92,6 +92,14 @@ func cmdExplore(env *cmdEnv, args []string) int {
 		fs.Usage()
 		return exitUsage
 	}
+	switch *strategy {
+	case explore.Random, explore.PCT, explore.Bounded:
+	default:
+		return usageErr(env, fs, "explore: unknown strategy %q (random, pct, bounded)", *strategy)
+	}
+	if !(*rate >= 0 && *rate < 1) {
+		return usageErr(env, fs, "explore: --rate %v: must be in [0, 1)", *rate)
+	}
 	spec, err := loadScenario(pos[0])
 	if err != nil {
 		return errorf(env, "explore: %v", err)
@@ -112,12 +120,12 @@ func cmdExplore(env *cmdEnv, args []string) int {
 	case "none":
 		opt.NoInject = true
 	default:
-		return errorf(env, "explore: --inject %q: want nmi, timer, nmi,timer or none", *inject)
+		return usageErr(env, fs, "explore: --inject %q: want nmi, timer, nmi,timer or none", *inject)
 	}
 	if *only != "" {
 		opt.Analyzers = strings.Split(*only, ",")
 		if _, err := analyze.Select(opt.Analyzers); err != nil {
-			return errorf(env, "explore: %v", err)
+			return usageErr(env, fs, "explore: --only: %v", err)
 		}
 	}
 	if *shard != "" {
@@ -125,7 +133,7 @@ func cmdExplore(env *cmdEnv, args []string) int {
 		si, err1 := strconv.Atoi(i)
 		sn, err2 := strconv.Atoi(n)
 		if !ok || err1 != nil || err2 != nil || sn < 1 || si < 0 || si >= sn {
-			return errorf(env, "explore: --shard %q: want i/n with 0 <= i < n", *shard)
+			return usageErr(env, fs, "explore: --shard %q: want i/n with 0 <= i < n", *shard)
 		}
 		opt.Shard, opt.Shards = si, sn
 	}

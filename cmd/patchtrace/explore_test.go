@@ -73,11 +73,11 @@ func TestExploreUsage(t *testing.T) {
 		msg  string
 	}{
 		{[]string{"explore"}, exitUsage, "usage: patchtrace explore"},
-		{[]string{"explore", "text-poke-bp", "--shard", "2/2"}, exitError, "--shard"},
-		{[]string{"explore", "text-poke-bp", "--strategy", "dfs"}, exitError, "unknown strategy"},
-		{[]string{"explore", "text-poke-bp", "--inject", "ipi"}, exitError, "--inject"},
+		{[]string{"explore", "text-poke-bp", "--shard", "2/2"}, exitUsage, "--shard"},
+		{[]string{"explore", "text-poke-bp", "--strategy", "dfs"}, exitUsage, "unknown strategy"},
+		{[]string{"explore", "text-poke-bp", "--inject", "ipi"}, exitUsage, "--inject"},
 		{[]string{"explore", "text-poke-bp", "--param", "rounds"}, exitUsage, "NAME=VALUE"},
-		{[]string{"explore", "text-poke-bp", "--only", "nope"}, exitError, "unknown analyzer"},
+		{[]string{"explore", "text-poke-bp", "--only", "nope"}, exitUsage, "unknown analyzer"},
 		{[]string{"replay"}, exitUsage, "usage: patchtrace replay"},
 		{[]string{"replay", "/nonexistent.arrow"}, exitError, "replay"},
 	} {

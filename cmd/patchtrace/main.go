@@ -10,7 +10,7 @@ import (
 	"strings"
 )
 
-// Exit codes (documented in doc.go).
+// Exit codes (documented in README.md and the usage text).
 const (
 	exitOK      = 0
 	exitFinding = 1 // analysis found something, or a check did not match
@@ -137,7 +137,7 @@ func usage(w io.Writer) {
 		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.help)
 	}
 	fmt.Fprintln(w, "\nRun 'patchtrace COMMAND --help' for a command's flags.")
-	fmt.Fprintln(w, "Exit status: 0 success, 1 finding or failed expectation, 2 error, 64 usage.")
+	fmt.Fprintln(w, "Exit status: 0 success, 1 finding or failed expectation, 2 error, 64 usage error\n(unknown command or flag, bad flag value, wrong arguments).")
 }
 
 // newFlags makes a command's FlagSet whose --help prints the command's
@@ -186,6 +186,15 @@ func parseFlags(env *cmdEnv, fs *flag.FlagSet, args []string) (pos []string, cod
 	}
 }
 
+// usageErr reports a bad flag value or argument: the message, then where
+// to look, and exit status 64 (every usage error exits 64; errors in the
+// work itself exit 2).
+func usageErr(env *cmdEnv, fs *flag.FlagSet, format string, a ...any) int {
+	errorf(env, format, a...)
+	fmt.Fprintf(env.stderr, "run 'patchtrace %s --help' for usage\n", fs.Name())
+	return exitUsage
+}
+
 func errorf(env *cmdEnv, format string, a ...any) int {
 	msg := fmt.Sprintf(format, a...)
 	if !strings.HasPrefix(msg, "patchtrace") {
@@ -197,8 +206,12 @@ func errorf(env *cmdEnv, format string, a ...any) int {
 
 func cmdVersion(env *cmdEnv, args []string) int {
 	fs := newFlags(env, "version")
-	if _, code, done := parseFlags(env, fs, args); done {
+	pos, code, done := parseFlags(env, fs, args)
+	if done {
 		return code
+	}
+	if len(pos) > 0 {
+		return usageErr(env, fs, "version: unexpected argument %q", pos[0])
 	}
 	fmt.Fprintln(env.stdout, "patchtrace", version)
 	return exitOK

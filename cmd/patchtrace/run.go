@@ -18,6 +18,9 @@ func cmdRun(env *cmdEnv, args []string) int {
 	if done {
 		return code
 	}
+	if code, bad := rf.check(env, fs); bad {
+		return code
+	}
 	seed := &rf.opt.Seed
 	m, src, err := emu.Setup(spec, rf.opt)
 	if err != nil {
@@ -110,8 +113,20 @@ func addRunFlags(fs *flag.FlagSet) *runFlags {
 	rf := &runFlags{}
 	fs.Uint64Var(&rf.opt.Seed, "seed", 1, "seed of the random scheduler")
 	fs.IntVar(&rf.opt.CPUs, "cpus", 0, "number of CPUs (default: the scenario's)")
-	fs.Uint64Var(&rf.opt.MaxInsns, "max-insns", 0, "instruction budget (default: the scenario's)")
+	fs.Uint64Var(&rf.opt.MaxInsns, "max-insns", 0, "instruction budget (default: the scenario's max_insns, or 100000000 when it sets none)")
+	fs.BoolVar(&rf.opt.NoBudget, "no-budget", false, "run without an instruction or decision budget: the run may never end")
 	return rf
+}
+
+// check validates the run flags' values (a usage error exits 64).
+func (rf *runFlags) check(env *cmdEnv, fs *flag.FlagSet) (int, bool) {
+	switch {
+	case rf.opt.CPUs < 0 || rf.opt.CPUs > emu.MaxCPUs:
+		return usageErr(env, fs, "%s: --cpus %d: must be 1..%d", fs.Name(), rf.opt.CPUs, emu.MaxCPUs), true
+	case rf.opt.NoBudget && rf.opt.MaxInsns != 0:
+		return usageErr(env, fs, "%s: --no-budget and --max-insns contradict each other", fs.Name()), true
+	}
+	return 0, false
 }
 
 // parseScenarioArgs parses flags and the optional SCENARIO argument and

@@ -28,6 +28,12 @@ func cmdRecord(env *cmdEnv, args []string) int {
 	if done {
 		return code
 	}
+	if code, bad := rf.check(env, fs); bad {
+		return code
+	}
+	if *batch < 0 {
+		return usageErr(env, fs, "record: --batch-rows %d: must be 0 (the format's default) or positive", *batch)
+	}
 	seed := &rf.opt.Seed
 	path := *out
 	if path == "" {

@@ -65,6 +65,12 @@ func FromMeta(md *format.Meta) (*Run, error) {
 	if err != nil {
 		return nil, fmt.Errorf("rerun: %w", err)
 	}
+	if b := md.Budget; b != nil {
+		// The budget the run was recorded with (--max-insns, --no-budget):
+		// the scenario's own would stop the replay elsewhere.
+		cfg.MaxInsns, cfg.MaxDecisions = b.MaxInsns, b.MaxDecisions
+		cfg.NoBudget = b.MaxInsns == 0 && b.MaxDecisions == 0
+	}
 	return &Run{Meta: md, Spec: spec, Img: img, Decisions: ds, cfg: cfg}, nil
 }
 
