@@ -16,19 +16,20 @@ func TestReplayVerifyHonoursRecordedMaxInsns(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		args []string
+		code int // a run ended by its budget is not a clean exit
 		want format.Budget
 	}{
-		{"max-insns", []string{"--max-insns", "20011"}, format.Budget{MaxInsns: 20011, MaxDecisions: 2*20011 + 1<<16}},
-		{"no-budget", []string{"--no-budget"}, format.Budget{}},
+		{"max-insns", []string{"--max-insns", "20011"}, exitFinding, format.Budget{MaxInsns: 20011, MaxDecisions: 2*20011 + 1<<16}},
+		{"no-budget", []string{"--no-budget"}, exitOK, format.Budget{}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			trace := filepath.Join(t.TempDir(), "t.arrow")
 			args := append([]string{"record", "text-poke-bp", "-o", trace}, tc.args...)
 			code, out, errs := runCLI(t, args...)
-			if code != exitOK {
-				t.Fatalf("record: exit %d: %s", code, errs)
+			if code != tc.code {
+				t.Fatalf("record: exit %d, want %d: %s", code, tc.code, errs)
 			}
-			if tc.want.MaxInsns != 0 && !strings.Contains(out, "run stopped: budget") {
+			if tc.want.MaxInsns != 0 && !strings.Contains(out, "outcome: budget") {
 				t.Fatalf("the recording did not stop on its budget: %s", out)
 			}
 			r, err := format.Open(trace)
