@@ -54,7 +54,7 @@ type Analyzer interface {
 
 // Registered analyzers, by id.
 func All() []Analyzer {
-	return []Analyzer{&missedCall{}, &returnSlot{}, &wx{}, &cmc{}, &trapCheck{}}
+	return []Analyzer{&missedCall{}, &returnSlot{}, &wx{}, &cmc{}, &trapCheck{}, &progress{}}
 }
 
 // IDs lists the registered analyzer ids.
@@ -90,11 +90,17 @@ func Select(ids []string) ([]Analyzer, error) {
 // Context is what analyzers share: the replay state, the story window and
 // the findings so far.
 type Context struct {
-	St       *replay.State
-	analyzer string
-	findings []*Finding
-	byKey    map[string]*Finding
-	story    *storyWindow
+	St *replay.State
+	// Outcome is how the run ended (format.Outcomes; "" when the trace does
+	// not record it) and OutcomeDetail what ended it; Truncated says the
+	// events stop before the run's end. Analyzers read them in Finish.
+	Outcome       string
+	OutcomeDetail string
+	Truncated     bool
+	analyzer      string
+	findings      []*Finding
+	byKey         map[string]*Finding
+	story         *storyWindow
 }
 
 // Report adds a finding for the current analyzer. Findings with the same
@@ -137,14 +143,58 @@ func (ctx *Context) Describe(addr uint64) string { return ctx.St.Syms.Describe(a
 
 // Result is the outcome of analyzing one trace.
 type Result struct {
-	File      string     `json:"file"`
-	Scenario  string     `json:"scenario"`
-	Analyzers []string   `json:"analyzers"`
-	Events    uint64     `json:"events"`
-	Truncated bool       `json:"truncated"`
-	Warnings  []string   `json:"warnings"`
-	Findings  []*Finding `json:"findings"`
+	File      string   `json:"file"`
+	Scenario  string   `json:"scenario"`
+	Analyzers []string `json:"analyzers"`
+	Events    uint64   `json:"events"`
+	// Outcome is how the run ended ("" when not recorded: format versions
+	// 1 and 2, or a truncated file) and OutcomeDetail what ended it.
+	Outcome       string `json:"outcome"`
+	OutcomeDetail string `json:"outcome_detail"`
+	Truncated     bool   `json:"truncated"`
+	// Incomplete says why the trace cannot be judged whole ("" when it
+	// can): the run stopped on an emulator limit or error, the file was
+	// cut short, or the run did not finish and nothing selected judges it.
+	// An incomplete result is never clean (see Verdict).
+	Incomplete string     `json:"incomplete,omitempty"`
+	Verdict    string     `json:"verdict"` // see Verdict
+	Warnings   []string   `json:"warnings"`
+	Findings   []*Finding `json:"findings"`
 }
+
+// Verdicts of a Result.
+const (
+	VerdictClean      = "clean"      // every CPU finished and nothing was found
+	VerdictFindings   = "findings"   // some analyzer reported
+	VerdictIncomplete = "incomplete" // see Result.Incomplete (it wins over findings)
+)
+
+// judge sets Verdict from the findings and Incomplete.
+func (r *Result) judge() {
+	switch {
+	case r.Incomplete != "":
+		r.Verdict = VerdictIncomplete
+	case len(r.Findings) > 0:
+		r.Verdict = VerdictFindings
+	default:
+		r.Verdict = VerdictClean
+	}
+}
+
+// judgedBy names the analyzer that reports each outcome that is a finding.
+var judgedBy = map[string]string{
+	format.OutcomeOops: "trap", format.OutcomePanic: "trap", format.OutcomeBug: "trap",
+	format.OutcomeBudget: "progress", format.OutcomeHung: "progress",
+}
+
+// Option configures AnalyzeFile.
+type Option func(*options)
+
+type options struct{ allowTruncated bool }
+
+// AllowTruncated judges a truncated trace by the events it has: it is still
+// marked truncated, but not incomplete.
+func AllowTruncated() Option { return func(o *options) { o.allowTruncated = true } }
 
 // Live analyzes rows as they are produced (by a running machine through the
 // recorder, or by a trace reader): the one implementation behind both
@@ -190,6 +240,13 @@ func (l *Live) Append(r *format.Row) error {
 	return nil
 }
 
+// SetOutcome tells the analyzers how the run ended (record.Outcome of the
+// machine's result); call it before Finish. Without it the outcome is
+// not recorded and the analyzers judge by the events alone.
+func (l *Live) SetOutcome(outcome, detail string) {
+	l.ctx.Outcome, l.ctx.OutcomeDetail = outcome, detail
+}
+
 // Finish ends the stream and returns the result.
 func (l *Live) Finish() *Result {
 	for _, a := range l.as {
@@ -203,7 +260,52 @@ func (l *Live) Finish() *Result {
 	if res.Findings == nil {
 		res.Findings = []*Finding{}
 	}
+	res.Outcome, res.OutcomeDetail, res.Truncated = l.ctx.Outcome, l.ctx.OutcomeDetail, l.ctx.Truncated
+	l.judgeOutcome(res)
+	res.judge()
 	return res
+}
+
+// judgeOutcome marks a result whose run did not end in a way the selected
+// analyzers can call clean.
+func (l *Live) judgeOutcome(res *Result) {
+	o, detail := res.Outcome, res.OutcomeDetail
+	if detail != "" {
+		detail = ": " + detail
+	}
+	switch o {
+	case format.OutcomeDone:
+		return
+	case format.OutcomeUnsupported:
+		res.Incomplete = "the run is incomplete: it stopped on an instruction the emulator does not implement" + detail
+		return
+	case format.OutcomeError:
+		res.Incomplete = "the run is incomplete: the emulator could not go on" + detail
+		return
+	case "":
+		if !res.Truncated {
+			res.Warnings = append(res.Warnings, fmt.Sprintf("outcome not recorded (format version %d): judged by the events alone", l.ctx.St.Meta.Version))
+		}
+		return
+	case format.OutcomeDecisions:
+		if len(res.Findings) == 0 {
+			res.Incomplete = "the run is incomplete: it replayed a decision log that ended before every CPU finished (outcome decisions-exhausted" + detail + "), and shows no finding up to there"
+		}
+		return
+	case format.OutcomeBudget:
+		if l.ctx.St.Spec != nil && l.ctx.St.Spec.OpenEnded() {
+			return
+		}
+	}
+	id := judgedBy[o]
+	for _, f := range res.Findings {
+		if f.Analyzer == id {
+			return
+		}
+	}
+	if len(res.Findings) == 0 {
+		res.Incomplete = fmt.Sprintf("the run ended with outcome %s%s, which the %s analyzer judges, and it did not run or report", o, detail, id)
+	}
 }
 
 // Run feeds rows through the state and the analyzers.
@@ -222,25 +324,46 @@ func Run(st *replay.State, rows iter.Seq2[*format.Row, error], as []Analyzer) (*
 }
 
 // AnalyzeFile opens a trace and runs the analyzers over it. A truncated
-// trace is analyzed up to its last complete batch, with a warning.
-func AnalyzeFile(path string, as []Analyzer) (*Result, error) {
+// trace is analyzed up to its last complete batch, with a warning, and is
+// incomplete unless AllowTruncated is given.
+func AnalyzeFile(path string, as []Analyzer, opts ...Option) (*Result, error) {
+	var o options
+	for _, f := range opts {
+		f(&o)
+	}
 	r, err := format.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer r.Close()
-	st, err := replay.NewState(r.Meta())
+	md := r.Meta()
+	st, err := replay.NewState(md)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	res, err := Run(st, r.Events(), as)
+	l, err := newLive(st, as)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
+	l.ctx.Truncated = r.Truncated()
+	if !l.ctx.Truncated {
+		l.SetOutcome(md.Outcome, md.OutcomeDetail)
+	}
+	for row, err := range r.Events() {
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		l.Append(row)
+	}
+	res := l.Finish()
 	res.File = path
 	if r.Truncated() {
-		res.Truncated = true
-		res.Warnings = append(res.Warnings, r.TruncatedError().Error()+": analyzed up to there")
+		cut := r.TruncatedError().Error()
+		res.Warnings = append(res.Warnings, cut+": analyzed up to there")
+		if !o.allowTruncated {
+			res.Incomplete = "the trace is truncated (" + cut + "): findings up to the cut are reported, the rest of the run is unknown"
+			res.judge()
+		}
 	}
 	return res, nil
 }

@@ -18,11 +18,17 @@ func WriteText(w io.Writer, results []*Result) error {
 		for _, warn := range res.Warnings {
 			fmt.Fprintf(w, "%s: warning: %s\n", res.File, warn)
 		}
+		fmt.Fprintf(w, "%s: %s: run outcome: %s\n", res.File, res.Scenario, OutcomeText(res))
+		if res.Incomplete != "" {
+			fmt.Fprintf(w, "%s: %s: INCOMPLETE: %s\n", res.File, res.Scenario, res.Incomplete)
+		}
 		if len(res.Findings) == 0 {
-			fmt.Fprintf(w, "%s: %s: clean (%d events; analyzers: %s)\n", res.File, res.Scenario, res.Events, strings.Join(res.Analyzers, ", "))
+			if res.Incomplete == "" {
+				fmt.Fprintf(w, "%s: %s: clean%s (%d events; analyzers: %s)\n", res.File, res.Scenario, truncNote(res), res.Events, strings.Join(res.Analyzers, ", "))
+			}
 			continue
 		}
-		fmt.Fprintf(w, "%s: %s: %d finding(s) (%d events)\n", res.File, res.Scenario, len(res.Findings), res.Events)
+		fmt.Fprintf(w, "%s: %s: %d finding(s)%s (%d events)\n", res.File, res.Scenario, len(res.Findings), truncNote(res), res.Events)
 		for _, f := range res.Findings {
 			times := ""
 			if f.Count > 1 {
@@ -40,6 +46,26 @@ func WriteText(w io.Writer, results []*Result) error {
 		fmt.Fprintln(w)
 	}
 	return nil
+}
+
+// OutcomeText says how a result's run ended, for people.
+func OutcomeText(res *Result) string {
+	switch {
+	case res.Truncated:
+		return "unknown (the trace is truncated)"
+	case res.Outcome == "":
+		return "not recorded"
+	case res.OutcomeDetail == "":
+		return res.Outcome
+	}
+	return res.Outcome + " (" + res.OutcomeDetail + ")"
+}
+
+func truncNote(res *Result) string {
+	if res.Truncated {
+		return " up to the cut of a TRUNCATED trace"
+	}
+	return ""
 }
 
 func joinSeqs(s []uint64) string {
@@ -173,6 +199,12 @@ func WriteSARIF(w io.Writer, results []*Result, toolVersion string, loc Locator)
 		for _, warn := range res.Warnings {
 			inv.ToolExecutionNotifications = append(inv.ToolExecutionNotifications, sarifNotification{Level: "warning", Message: sarifMessage{res.File + ": " + warn}})
 		}
+		if res.Incomplete != "" {
+			// The analysis could not judge the whole run: not a pass.
+			inv.ExecutionSuccessful = false
+			inv.ToolExecutionNotifications = append(inv.ToolExecutionNotifications, sarifNotification{Level: "error",
+				Message: sarifMessage{res.File + ": incomplete: " + res.Incomplete + "; run outcome: " + OutcomeText(res)}})
+		}
 		for _, f := range res.Findings {
 			l := sarifLocation{LogicalLocations: []sarifLogical{{Name: f.Symbol, FullyQualifiedName: f.Where, Kind: "function"}}}
 			if loc != nil && f.Symbol != "" {
@@ -188,7 +220,8 @@ func WriteSARIF(w io.Writer, results []*Result, toolVersion string, loc Locator)
 				Message:   sarifMessage{fmt.Sprintf("%s (cpu%d, %s, seq %d..%d in %s)", f.Message, f.CPU, f.Context, f.SeqFirst, f.SeqLast, res.File)},
 				Locations: []sarifLocation{l},
 				Properties: map[string]any{"cpu": f.CPU, "task": f.Task, "seqFirst": f.SeqFirst, "seqLast": f.SeqLast,
-					"evidence": f.Evidence, "trace": res.File, "scenario": res.Scenario, "count": f.Count},
+					"evidence": f.Evidence, "trace": res.File, "scenario": res.Scenario, "count": f.Count,
+					"outcome": res.Outcome, "truncated": res.Truncated},
 				Finger: map[string]string{"patchtrace/v1": res.Scenario + "|" + f.Analyzer + "|" + f.Where},
 			}
 			if len(f.Story) > 0 {
@@ -237,6 +270,7 @@ type junitSuites struct {
 	XMLName xml.Name     `xml:"testsuites"`
 	Tests   int          `xml:"tests,attr"`
 	Fails   int          `xml:"failures,attr"`
+	Errors  int          `xml:"errors,attr"`
 	Suites  []junitSuite `xml:"testsuite"`
 }
 
@@ -253,6 +287,8 @@ type junitCase struct {
 	Class   string        `xml:"classname,attr"`
 	Name    string        `xml:"name,attr"`
 	Failure *junitFailure `xml:"failure,omitempty"`
+	Error   *junitFailure `xml:"error,omitempty"`
+	Out     string        `xml:"system-out,omitempty"`
 }
 
 type junitFailure struct {
@@ -261,11 +297,25 @@ type junitFailure struct {
 	Text    string `xml:",chardata"`
 }
 
-// WriteJUnit writes JUnit XML.
+// WriteJUnit writes JUnit XML: per trace a testcase "run" for how the run
+// ended (an error when the result is incomplete: the run stopped on an
+// emulator limit or error, or the trace is truncated), then one per
+// analyzer (a failure when it reported).
 func WriteJUnit(w io.Writer, results []*Result) error {
 	var all junitSuites
 	for _, res := range results {
 		s := junitSuite{Name: "patchtrace " + res.Scenario + " (" + res.File + ")", Out: strings.Join(res.Warnings, "\n")}
+		rc := junitCase{Class: "patchtrace." + res.Scenario, Name: "run", Out: "run outcome: " + OutcomeText(res)}
+		if res.Truncated {
+			rc.Out += "; the trace is TRUNCATED"
+		}
+		if res.Incomplete != "" {
+			rc.Error = &junitFailure{Message: "incomplete: " + res.Incomplete, Type: "incomplete",
+				Text: res.Incomplete + "\nrun outcome: " + OutcomeText(res) + "\n"}
+			s.Errors++
+		}
+		s.Tests++
+		s.Cases = append(s.Cases, rc)
 		for _, id := range res.Analyzers {
 			c := junitCase{Class: "patchtrace." + res.Scenario, Name: id}
 			var text strings.Builder
@@ -289,6 +339,7 @@ func WriteJUnit(w io.Writer, results []*Result) error {
 		}
 		all.Tests += s.Tests
 		all.Fails += s.Fails
+		all.Errors += s.Errors
 		all.Suites = append(all.Suites, s)
 	}
 	io.WriteString(w, xml.Header)

@@ -20,6 +20,7 @@ import (
 type trapCheck struct {
 	oopsIP   []uint64 // per CPU: ip from the last die marker
 	lastTrap []trapSeen
+	faults   int // fault events seen
 }
 
 type trapSeen struct {
@@ -52,6 +53,7 @@ func (a *trapCheck) Event(ctx *Context, r *format.Row) {
 			a.oopsIP[r.CPU] = r.Args[1]
 		}
 	case replay.KFault:
+		a.faults++
 		rip, msg, ev := r.RIP, r.Msg, []uint64{r.Seq}
 		first := r.Seq
 		if r.HasVector && r.Service == 0 {
@@ -89,7 +91,27 @@ func (a *trapCheck) Event(ctx *Context, r *format.Row) {
 	}
 }
 
-func (*trapCheck) Finish(*Context) {}
+// Finish reports a run whose outcome is an oops, panic or BUG but whose
+// events hold no fault (so no event above reported it): the run still did
+// not end cleanly.
+func (a *trapCheck) Finish(ctx *Context) {
+	switch ctx.Outcome {
+	case format.OutcomeOops, format.OutcomePanic, format.OutcomeBug:
+	default:
+		return
+	}
+	if a.faults > 0 {
+		return
+	}
+	cpu := 0
+	fmt.Sscanf(ctx.OutcomeDetail, "cpu%d:", &cpu)
+	if cpu < 0 || cpu >= len(a.oopsIP) {
+		cpu = 0
+	}
+	ctx.Report(Finding{CPU: cpu, SeqFirst: ctx.St.Seq, SeqLast: ctx.St.Seq, RIP: a.oopsIP[cpu],
+		Message: fmt.Sprintf("the run ended with outcome %s (%s), and the trace holds no fault event for it", ctx.Outcome, ctx.OutcomeDetail)},
+		"outcome")
+}
 
 // faultDetail is what an exception carries beyond its RIP (SDM Vol. 3
 // §6.15): the fault address (CR2) and error code of a #PF, the DR6 of a

@@ -95,6 +95,7 @@ func (pm *Machine) Run(src emu.DecisionSource, ids []string) (*Outcome, error) {
 	if err, seq, _ := t.rec.Err(); err != nil {
 		return nil, fmt.Errorf("scenario %s: event %d: %w", pm.Spec.ID, seq, err)
 	}
+	live.SetOutcome(record.Outcome(res))
 	return &Outcome{Result: res, Findings: live.Finish().Findings, Seqs: p.seqs, Hash: ScheduleHash(res.Decisions), Syncs: t.syncs}, nil
 }
 

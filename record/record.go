@@ -198,13 +198,18 @@ type Options struct {
 	Force     bool // replace an existing output file
 	BatchRows int  // rows per record batch (0: the format's default)
 	// Tee also receives every row (e.g. analyze.Live for in-process
-	// analysis); with an empty path it is the only destination.
+	// analysis); with an empty path it is the only destination. A Tee with
+	// a SetOutcome(outcome, detail string) method is told the run's outcome
+	// when the run ends.
 	Tee Appender
 	// Source, when set, supplies the run's decisions instead of the seeded
 	// random source (explore writes a minimised run by replaying its log
 	// through an emu.LogSource).
 	Source emu.DecisionSource
 }
+
+// outcomeSetter is a Tee that wants the run's outcome (analyze.Live).
+type outcomeSetter interface{ SetOutcome(outcome, detail string) }
 
 // multi appends to several appenders.
 type multi []Appender
@@ -313,6 +318,9 @@ func Run(spec *scenario.Spec, path string, opt Options) (*Result, error) {
 		Outcome:         outcome,
 		OutcomeDetail:   detail,
 	})
+	if o, ok := opt.Tee.(outcomeSetter); ok {
+		o.SetOutcome(outcome, detail)
+	}
 	events := f.Events()
 	if err := f.Close(); err != nil {
 		return nil, fmt.Errorf("record %s: %w", spec.ID, err)

@@ -19,6 +19,7 @@ func cmdAnalyze(env *cmdEnv, args []string) int {
 	only := fs.String("only", "", "comma-separated analyzer ids to run (default all: "+strings.Join(analyze.IDs(), ",")+")")
 	out := fs.String("o", "", "write the report to this file instead of stdout (written whole or not at all)")
 	force := fs.Bool("force", false, "replace an existing -o file")
+	allowTrunc := fs.Bool("allow-truncated", false, "judge a truncated trace by the events it has (default: it is incomplete, exit status 2)")
 	pos, code, done := parseFlags(env, fs, args)
 	if done {
 		return code
@@ -53,11 +54,15 @@ func cmdAnalyze(env *cmdEnv, args []string) int {
 			return errorf(env, "analyze: %s exists (use --force to replace it)", *out)
 		}
 	}
+	var opts []analyze.Option
+	if *allowTrunc {
+		opts = append(opts, analyze.AllowTruncated())
+	}
 	var results []*analyze.Result
-	findings := 0
+	findings, incomplete := 0, 0
 	for _, path := range pos {
 		as, _ := analyze.Select(ids) // fresh analyzer state per trace
-		res, err := analyze.AnalyzeFile(path, as)
+		res, err := analyze.AnalyzeFile(path, as, opts...)
 		if err != nil {
 			return errorf(env, "analyze: %v", err)
 		}
@@ -65,6 +70,10 @@ func cmdAnalyze(env *cmdEnv, args []string) int {
 			if *out != "" || *formatName != "text" {
 				fmt.Fprintf(env.stderr, "patchtrace: warning: %s: %s\n", path, w)
 			}
+		}
+		if res.Incomplete != "" {
+			incomplete++
+			fmt.Fprintf(env.stderr, "patchtrace: analyze: %s: incomplete: %s\n", path, res.Incomplete)
 		}
 		findings += len(res.Findings)
 		results = append(results, res)
@@ -77,6 +86,9 @@ func cmdAnalyze(env *cmdEnv, args []string) int {
 		env.stdout.Write(buf.Bytes())
 	} else if err := writeFileAtomic(*out, buf.Bytes()); err != nil {
 		return errorf(env, "analyze: %v", err)
+	}
+	if incomplete > 0 {
+		return exitError
 	}
 	if findings > 0 {
 		return exitFinding

@@ -64,15 +64,23 @@ func commands() []command {
 		{"export", "FILE --parquet OUT [--force]", "export a trace's events as zstd Parquet", cmdExport,
 			"Writes the same rows and columns as zstd-compressed Parquet (via pqarrow), for\n" +
 				"DuckDB, Spark, polars and pandas. The trace metadata is carried over."},
-		{"analyze", "FILE... [--format text|json|sarif|junit] [--only IDS] [-o OUT]", "run the analyzers over traces and report findings", cmdAnalyze,
+		{"analyze", "FILE... [--format text|json|sarif|junit] [--only IDS] [--allow-truncated] [-o OUT]", "run the analyzers over traces and report findings", cmdAnalyze,
 			"Replays each trace (memory, page permissions, per-CPU context) and runs the\n" +
-				"analyzers: missed-call, return-slot, wx, cmc, trap. Each finding names the\n" +
-				"analyzer, CPU, task/context, sequence range, rip as symbol+offset, a message,\n" +
+				"analyzers: missed-call, return-slot, wx, cmc, trap, progress. Each finding names\n" +
+				"the analyzer, CPU, task/context, sequence range, rip as symbol+offset, a message,\n" +
 				"the evidence events and the cross-CPU story around it. --format sarif writes\n" +
 				"SARIF 2.1.0 (one rule per analyzer, located in the slice source when known);\n" +
-				"--format junit writes one testcase per analyzer per trace. A truncated trace is\n" +
-				"analyzed up to its last complete batch, with a warning.\n" +
-				"Exit status: 0 clean, 1 findings, 2 error."},
+				"--format junit writes per trace a testcase \"run\" and one per analyzer.\n" +
+				"Every output says how the run ended (the outcome the trace records). Only a run\n" +
+				"whose CPUs all finished (done) can be clean: an oops, panic or BUG is a trap\n" +
+				"finding, the instruction budget or a hang a progress finding (unless the scenario\n" +
+				"declares contract.terminates = false and ran out of budget). A run that stopped\n" +
+				"on an instruction the emulator does not implement or on an emulator error, and a\n" +
+				"truncated trace (analyzed up to its last complete batch), are incomplete: exit\n" +
+				"status 2, SARIF executionSuccessful false with an error notification, a JUnit\n" +
+				"error on the \"run\" testcase, \"incomplete\" in JSON. --allow-truncated judges a\n" +
+				"truncated trace by the events it has (still marked truncated).\n" +
+				"Exit status: 0 clean, 1 findings, 2 error or incomplete."},
 		{"check", "[IDS...] [--seeds N] [--json] [--out DIR]", "record and analyze built-in scenarios and compare with their expected verdicts", cmdCheck,
 			"Runs each scenario (all built-in ones by default) for seeds 1..N with the\n" +
 				"analyzers attached in process, and prints one row per scenario: expected verdict,\n" +

@@ -1,0 +1,173 @@
+package main
+
+import (
+	"encoding/json"
+	"encoding/xml"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/patchtrace/patchtrace/emu"
+	"github.com/patchtrace/patchtrace/format"
+	"github.com/patchtrace/patchtrace/record"
+)
+
+// errorTrace records a run the emulator stops with an error (a decision
+// for a CPU the machine does not have) and returns its path.
+func errorTrace(t *testing.T, dir string) string {
+	t.Helper()
+	spec, err := loadScenario("text-poke-bp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "error.arrow")
+	log := []emu.Decision{{Kind: emu.DecStep, CPU: 0, N: 40}, {Kind: emu.DecStep, CPU: 1, N: 40}, {Kind: emu.DecStep, CPU: 99, N: 1}}
+	res, err := record.Run(spec, path, record.Options{Source: &emu.LogSource{Log: log}})
+	if err == nil || res == nil || res.Stop != emu.StopError {
+		t.Fatalf("run: %v", err)
+	}
+	return path
+}
+
+// unsupportedTrace writes the trace of a run that stopped on an
+// instruction the emulator does not implement: a real run's events, with
+// the outcome the machine records for such a stop.
+func unsupportedTrace(t *testing.T, dir string) string {
+	t.Helper()
+	spec, err := loadScenario("text-poke-bp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := emu.LoadImage(spec.ID, spec.ELF)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "unsupported.arrow")
+	f, err := format.CreateFile(path, record.Meta(spec, img, spec.CPUs, 1), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, src, err := emu.SetupImage(spec, img, emu.Options{Seed: 1, MaxInsns: 500, Sink: record.NewRecorder(f, img)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := m.Run(src)
+	f.SetFinal(format.Final{Decisions: emu.EncodeDecisions(res.Decisions), DecisionsFormat: emu.DecisionsFormat, DecisionCount: len(res.Decisions),
+		Outcome: format.OutcomeUnsupported, OutcomeDetail: "cpu1: unsupported instruction 0f 0d 08 at start_cpu+0x3"})
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// truncatedTrace records a finished run and cuts its file short.
+func truncatedTrace(t *testing.T, dir string) string {
+	t.Helper()
+	full := filepath.Join(dir, "full.arrow")
+	if code, _, errs := runCLI(t, "record", "text-poke-bp-nosync", "-o", full, "--batch-rows", "4096"); code != exitOK {
+		t.Fatalf("record: %s", errs)
+	}
+	b, err := os.ReadFile(full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "cut.arrow")
+	if err := os.WriteFile(path, b[:len(b)*6/10], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestAnalyzeIncomplete: a trace whose run stopped on an emulator error or
+// an unsupported instruction, and a truncated trace, are never clean:
+// analyze exits 2 in every output format, and each output says why.
+func TestAnalyzeIncomplete(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name, path, reason string
+	}{
+		{"error", errorTrace(t, dir), "no CPU 99"},
+		{"unsupported", unsupportedTrace(t, dir), "unsupported instruction 0f 0d 08 at start_cpu+0x3"},
+		{"truncated", truncatedTrace(t, dir), "truncated"},
+	} {
+		for _, fmtName := range []string{"text", "json", "sarif", "junit"} {
+			t.Run(tc.name+"/"+fmtName, func(t *testing.T) {
+				code, out, errs := runCLI(t, "analyze", tc.path, "--format", fmtName)
+				if code != exitError {
+					t.Fatalf("exit %d, want %d\n%s%s", code, exitError, out, errs)
+				}
+				if !strings.Contains(errs, "incomplete") || !strings.Contains(errs, tc.reason) {
+					t.Errorf("stderr does not say why: %q", errs)
+				}
+				switch fmtName {
+				case "text":
+					if !strings.Contains(out, "INCOMPLETE: ") || !strings.Contains(out, tc.reason) || strings.Contains(out, ": clean") {
+						t.Errorf("text:\n%s", out)
+					}
+				case "json":
+					var rs []struct {
+						Verdict    string `json:"verdict"`
+						Incomplete string `json:"incomplete"`
+						Truncated  bool   `json:"truncated"`
+						Outcome    string `json:"outcome"`
+					}
+					if err := json.Unmarshal([]byte(out), &rs); err != nil || len(rs) != 1 {
+						t.Fatalf("json: %v\n%s", err, out)
+					}
+					if rs[0].Verdict != "incomplete" || !strings.Contains(rs[0].Incomplete, tc.reason) || rs[0].Truncated != (tc.name == "truncated") {
+						t.Errorf("json: %+v", rs[0])
+					}
+				case "sarif":
+					var log struct {
+						Runs []struct {
+							Invocations []struct {
+								ExecutionSuccessful bool `json:"executionSuccessful"`
+								Notes               []struct {
+									Level   string `json:"level"`
+									Message struct{ Text string }
+								} `json:"toolExecutionNotifications"`
+							}
+						}
+					}
+					if err := json.Unmarshal([]byte(out), &log); err != nil {
+						t.Fatal(err)
+					}
+					inv := log.Runs[0].Invocations[0]
+					found := false
+					for _, n := range inv.Notes {
+						found = found || n.Level == "error" && strings.Contains(n.Message.Text, tc.reason)
+					}
+					if inv.ExecutionSuccessful || !found {
+						t.Errorf("sarif invocation %+v", inv)
+					}
+				case "junit":
+					var suites struct {
+						Errors int `xml:"errors,attr"`
+						Suites []struct {
+							Cases []struct {
+								Name  string `xml:"name,attr"`
+								Error *struct {
+									Message string `xml:"message,attr"`
+								} `xml:"error"`
+							} `xml:"testcase"`
+						} `xml:"testsuite"`
+					}
+					if err := xml.Unmarshal([]byte(out), &suites); err != nil {
+						t.Fatal(err)
+					}
+					c := suites.Suites[0].Cases[0]
+					if suites.Errors != 1 || c.Name != "run" || c.Error == nil || !strings.Contains(c.Error.Message, tc.reason) {
+						t.Errorf("junit:\n%s", out)
+					}
+				}
+			})
+		}
+	}
+	// --allow-truncated judges what the truncated trace has.
+	cut := filepath.Join(dir, "cut.arrow")
+	code, out, errs := runCLI(t, "analyze", cut, "--allow-truncated", "--format", "junit")
+	if code == exitError || !strings.Contains(out, "TRUNCATED") || strings.Contains(out, "<error") {
+		t.Errorf("--allow-truncated: exit %d\n%s%s", code, out, errs)
+	}
+}
