@@ -6,7 +6,7 @@ package emu
 // prefix-only one. So the interpreter decides #UD itself, from the SDM's
 // opcode maps, and only where the map leaves no doubt; everything else it
 // cannot decode is an unsupported instruction (the run stops, honestly),
-// never a guess. The corpus in testdata/insn/invalid.txt checks every rule
+// never a guess. The corpus in testdata/insn/ud/invalid.txt checks every rule
 // here against the host CPU (TestHostInvalidCorpus).
 
 // undecodedKind classifies bytes x86asm did not decode.
@@ -52,16 +52,24 @@ var invalidTwoByte = [256]bool{
 	0x7a: true, 0x7b: true, 0xa6: true, 0xa7: true, 0xff: true,
 }
 
-// classifyUndecoded decides what bytes x86asm rejected are. For undUD and
-// undNop, n is the number of bytes the verdict rests on (and for undNop the
-// instruction's length); changing a later byte cannot change it.
+// classifyUndecoded decides what bytes are when the opcode maps settle it:
+// undUD for no instruction, undNop for a hint NOP x86asm does not know,
+// else undUnknown. For undUD and undNop, n is the number of bytes the
+// verdict rests on (for undNop the instruction's length): changing a later
+// byte cannot change it.
 func classifyUndecoded(code []byte) (k undecodedKind, n int) {
 	p := 0
+	lock := false
+	var mand byte // the last of 66, F2, F3 (mandatory-prefix position)
 	sawVEXBlocker := false // 66, F2, F3, F0 or REX before a VEX/EVEX escape: #UD (SDM Vol. 2 §2.3.2)
 prefixes:
 	for ; p < len(code) && p < 15; p++ {
 		switch b := code[p]; {
-		case b == 0x66 || b == 0xf2 || b == 0xf3 || b == 0xf0 || b&0xf0 == 0x40:
+		case b == 0xf0:
+			lock, sawVEXBlocker = true, true
+		case b == 0x66 || b == 0xf2 || b == 0xf3:
+			mand, sawVEXBlocker = b, true
+		case b&0xf0 == 0x40:
 			sawVEXBlocker = true
 		case isLegacyPrefix(b):
 		default:
@@ -78,83 +86,190 @@ prefixes:
 	if invalidOneByte[op] {
 		return undUD, p
 	}
-	modrm := func() (mod, reg, rm byte, ok bool) {
-		if p >= len(code) {
-			return 0, 0, 0, false
-		}
-		m := code[p]
-		return m >> 6, m >> 3 & 7, m & 7, true
+	haveModRM := p < len(code)
+	var mod, reg, rm byte
+	if haveModRM {
+		mod, reg, rm = code[p]>>6, code[p]>>3&7, code[p]&7
 	}
 	switch op {
 	case 0xc4, 0xc5, 0x62:
 		// VEX (C4, C5) and EVEX (62) escapes: whether the instruction is
-		// valid depends on the CPU's vector extensions, so only the rule
-		// that holds on every CPU is applied (SDM Vol. 2 §2.3.2, §2.7.1).
+		// valid depends on the CPU's vector extensions, so only the rules
+		// that hold on every CPU are applied (SDM Vol. 2 §2.3.2, §2.3.5,
+		// §2.7.1).
 		if sawVEXBlocker {
 			return undUD, p
 		}
+		switch {
+		case !haveModRM:
+		case op == 0xc4 && code[p]&0x1f != 1 && code[p]&0x1f != 2 && code[p]&0x1f != 3:
+			return undUD, p + 1 // VEX.mmmmm: only the 0F, 0F 38 and 0F 3A maps
+		case op == 0x62 && code[p]&7 == 0:
+			return undUD, p + 1 // EVEX.mmm = 0 is reserved
+		case op == 0x62 && p+1 < len(code) && code[p+1]&4 == 0:
+			return undUD, p + 2 // EVEX P1 bit 2 must be 1
+		}
 		return undUnknown, 0
+	}
+	if lock {
+		if ud, n := lockInvalid(code, p-1); ud {
+			return undUD, n
+		}
+	}
+	if !haveModRM && op != 0x0f {
+		return undUnknown, 0
+	}
+	switch op {
 	case 0x8c: // MOV r/m, Sreg: Sreg 6 and 7 do not exist (SDM Vol. 2 MOV)
-		if _, reg, _, ok := modrm(); ok && reg > 5 {
+		if reg > 5 {
 			return undUD, p + 1
 		}
 	case 0x8e: // MOV Sreg, r/m: not CS, and Sreg 6 and 7 do not exist
-		if _, reg, _, ok := modrm(); ok && (reg == 1 || reg > 5) {
+		if reg == 1 || reg > 5 {
 			return undUD, p + 1
 		}
 	case 0x8d: // LEA with a register source (SDM Vol. 2 LEA: #UD)
-		if mod, _, _, ok := modrm(); ok && mod == 3 {
+		if mod == 3 {
 			return undUD, p + 1
 		}
 	case 0xfe: // group 4: only /0 INC and /1 DEC (Table A-6)
-		if _, reg, _, ok := modrm(); ok && reg >= 2 {
+		if reg >= 2 {
 			return undUD, p + 1
 		}
 	case 0xff: // group 5: /7 reserved; far CALL/JMP (/3, /5) need memory
-		if mod, reg, _, ok := modrm(); ok && (reg == 7 || mod == 3 && (reg == 3 || reg == 5)) {
+		if reg == 7 || mod == 3 && (reg == 3 || reg == 5) {
 			return undUD, p + 1
 		}
 	case 0xc6, 0xc7: // group 11: /0 MOV; /7 is XABORT/XBEGIN (C6 F8, C7 F8)
-		if mod, reg, rm, ok := modrm(); ok {
-			switch {
-			case reg >= 1 && reg <= 6:
-				return undUD, p + 1
-			case reg == 7 && (mod != 3 || rm != 0):
-				return undUD, p + 1
-			}
+		if reg >= 1 && reg <= 6 || reg == 7 && (mod != 3 || rm != 0) {
+			return undUD, p + 1
 		}
 	case 0x8f: // group 1A: only /0 POP (Intel; AMD's XOP escape is gone since family 17h)
-		if _, reg, _, ok := modrm(); ok && reg != 0 {
+		if reg != 0 {
 			return undUD, p + 1
 		}
 	case 0x0f:
-		if p >= len(code) {
-			return undUnknown, 0
-		}
-		op2 := code[p]
-		p++
-		if invalidTwoByte[op2] {
+		return classifyTwoByte(code, p, mand)
+	}
+	return undUnknown, 0
+}
+
+// classifyTwoByte is classifyUndecoded for the 0F map; code[p] is the
+// second opcode byte and mand the mandatory-prefix byte (0, 66, F2, F3).
+func classifyTwoByte(code []byte, p int, mand byte) (undecodedKind, int) {
+	if p >= len(code) {
+		return undUnknown, 0
+	}
+	op := code[p]
+	p++
+	if invalidTwoByte[op] {
+		return undUD, p
+	}
+	switch op {
+	case 0x37: // GETSEC: #UD if CR4.SMXE = 0 (SDM Vol. 2 GETSEC), as here
+		return undUD, p
+	case 0xaa: // RSM: #UD outside SMM (SDM Vol. 2 RSM)
+		return undUD, p
+	case 0xb8: // JMPE (reserved, Table A-3) unless F3 makes it POPCNT
+		if mand != 0xf3 {
 			return undUD, p
 		}
-		switch op2 {
-		case 0x00: // group 6: /6 and /7 reserved
-			if _, reg, _, ok := modrm(); ok && reg >= 6 {
-				return undUD, p + 1
-			}
-		case 0xc7: // group 9: /0 reserved; /1 CMPXCHG8B/16B needs memory
-			if mod, reg, _, ok := modrm(); ok && (reg == 0 || reg == 1 && mod == 3) {
-				return undUD, p + 1
-			}
-		case 0x19, 0x1c, 0x1d, 0x1e, 0x1f:
-			// NOP Ev (SDM Vol. 2 NOP, Table A-3 note: "0F 19-0F 1F are
-			// reserved NOPs"): the operand is never accessed. With CET and
-			// CLDEMOTE off, 0F 1E and 0F 1C are NOPs as well.
-			if m := modrmLen(code[p:]); m > 0 {
-				return undNop, p + m
-			}
+		return undUnknown, 0
+	case 0x78, 0x79: // VMREAD/VMWRITE: #UD outside VMX operation (SDM Vol. 3 ch. 31)
+		if mand == 0 {
+			return undUD, p
+		}
+		return undUnknown, 0
+	}
+	if p >= len(code) {
+		return undUnknown, 0
+	}
+	mod, reg := code[p]>>6, code[p]>>3&7
+	switch op {
+	case 0x00: // group 6: /6 and /7 reserved
+		if reg >= 6 {
+			return undUD, p + 1
+		}
+	case 0x20, 0x22: // MOV from/to CR1, CR5, CR6, CR7 (SDM Vol. 2 MOV CR: #UD)
+		if reg == 1 || reg >= 5 {
+			return undUD, p + 1
+		}
+	case 0xba: // group 8: /0-/3 reserved
+		if reg < 4 {
+			return undUD, p + 1
+		}
+	case 0xb2, 0xb4, 0xb5, 0xc3: // LSS, LFS, LGS, MOVNTI: memory only
+		if mod == 3 {
+			return undUD, p + 1
+		}
+	case 0xc7: // group 9 (Table A-6): with a register only /6 RDRAND and
+		// /7 RDSEED/RDPID; with memory, /0 and /2 are reserved
+		if mod == 3 && reg < 6 || mod != 3 && (reg == 0 || reg == 2) {
+			return undUD, p + 1
+		}
+	case 0x19, 0x1c, 0x1d, 0x1e, 0x1f:
+		// NOP Ev (SDM Vol. 2 NOP, Table A-3 note: "0F 19-0F 1F are
+		// reserved NOPs"): the operand is never accessed. With CET and
+		// CLDEMOTE off, 0F 1E and 0F 1C are NOPs as well.
+		if m := modrmLen(code[p:]); m > 0 {
+			return undNop, p + m
 		}
 	}
 	return undUnknown, 0
+}
+
+// lockInvalid reports whether LOCK makes the instruction whose opcode is
+// at code[q] #UD (SDM Vol. 2 LOCK: only ADD ADC AND BTC BTR BTS CMPXCHG
+// CMPXCHG8B CMPXCHG16B DEC INC NEG NOT OR SBB SUB XOR XADD XCHG, and only
+// with a memory destination), and on how many bytes that rests. It is
+// false when the bytes run out before it is settled.
+func lockInvalid(code []byte, q int) (bool, int) {
+	op := code[q]
+	m := q + 1 // ModRM position
+	if op == 0x0f {
+		if m >= len(code) {
+			return false, 0
+		}
+		op2 := code[m]
+		m++
+		switch op2 {
+		case 0xab, 0xb3, 0xbb, 0xb0, 0xb1, 0xc0, 0xc1, 0xba, 0xc7:
+		default:
+			return true, m
+		}
+		if m >= len(code) {
+			return false, 0
+		}
+		reg := code[m] >> 3 & 7
+		switch {
+		case code[m]>>6 == 3,
+			op2 == 0xba && reg < 5, // BT and the reserved /0-/3
+			op2 == 0xc7 && reg != 1:
+			return true, m + 1
+		}
+		return false, 0
+	}
+	switch {
+	case op < 0x40 && op&7 <= 1 && op&0x38 != 0x38: // ALU Eb,Gb and Ev,Gv, not CMP
+	case op == 0x80 || op == 0x81 || op == 0x83:
+	case op == 0x86 || op == 0x87:
+	case op == 0xf6 || op == 0xf7:
+	case op == 0xfe || op == 0xff:
+	default:
+		return true, m
+	}
+	if m >= len(code) {
+		return false, 0
+	}
+	mod, reg := code[m]>>6, code[m]>>3&7
+	switch {
+	case mod == 3,
+		(op == 0x80 || op == 0x81 || op == 0x83) && reg == 7, // CMP
+		(op == 0xf6 || op == 0xf7) && reg != 2 && reg != 3, // only NOT, NEG
+		(op == 0xfe || op == 0xff) && reg > 1: // only INC, DEC
+		return true, m + 1
+	}
+	return false, 0
 }
 
 // modrmLen returns the length of the ModRM byte at b[0] with its SIB and

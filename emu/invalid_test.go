@@ -19,7 +19,7 @@ func hexBytes(t testing.TB, s string) []byte {
 // TestDecodeInvalid: bytes that are no instruction in 64-bit mode decode to
 // an instruction raising #UD (or #GP(0) past 15 bytes), with the length the
 // verdict rests on; valid instructions the interpreter lacks stay
-// *UnsupportedError. testdata/insn/invalid.txt checks the same rules
+// *UnsupportedError. testdata/insn/ud/invalid.txt checks the same rules
 // against the host CPU.
 func TestDecodeInvalid(t *testing.T) {
 	tests := []struct {

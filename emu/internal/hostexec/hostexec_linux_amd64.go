@@ -141,6 +141,18 @@ func Scratch() (mem []byte, addr uint64) {
 	return scratch, uint64(uintptr(unsafe.Pointer(unsafe.SliceData(scratch))))
 }
 
+// CodeAddr returns the address snippets run at (the start of the code
+// page), or 0 if it cannot be mapped. A process that lets a snippet fault
+// (a test's child process, see doc.go) can compare it with the PC of the
+// Go runtime's crash report to tell a fault of the snippet's first
+// instruction from any other.
+func CodeAddr() uint64 {
+	if setup() != nil {
+		return 0
+	}
+	return uint64(uintptr(unsafe.Pointer(unsafe.SliceData(codePage))))
+}
+
 func fill(b []byte, v byte) {
 	for i := range b {
 		b[i] = v
