@@ -60,7 +60,7 @@ var invalidTwoByte = [256]bool{
 func classifyUndecoded(code []byte) (k undecodedKind, n int) {
 	p := 0
 	lock := false
-	var mand byte // the last of 66, F2, F3 (mandatory-prefix position)
+	var mand byte          // the last of 66, F2, F3 (mandatory-prefix position)
 	sawVEXBlocker := false // 66, F2, F3, F0 or REX before a VEX/EVEX escape: #UD (SDM Vol. 2 §2.3.2)
 prefixes:
 	for ; p < len(code) && p < 15; p++ {
@@ -265,8 +265,8 @@ func lockInvalid(code []byte, q int) (bool, int) {
 	switch {
 	case mod == 3,
 		(op == 0x80 || op == 0x81 || op == 0x83) && reg == 7, // CMP
-		(op == 0xf6 || op == 0xf7) && reg != 2 && reg != 3, // only NOT, NEG
-		(op == 0xfe || op == 0xff) && reg > 1: // only INC, DEC
+		(op == 0xf6 || op == 0xf7) && reg != 2 && reg != 3,   // only NOT, NEG
+		(op == 0xfe || op == 0xff) && reg > 1:                // only INC, DEC
 		return true, m + 1
 	}
 	return false, 0
