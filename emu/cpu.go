@@ -61,6 +61,7 @@ const (
 	exitHlt                  // HLT: wait for an interrupt
 	exitSerialize            // a serializing instruction (CPUID)
 	exitMovSS                // MOV SS loaded SS: open the one-instruction MOV SS shadow
+	exitInt1                 // INT1 executed: RIP is past the 0xF1, deliver #DB as a trap
 	exitUnsupported          // a valid instruction asked for what the machine does not model (c.unsup says what); nothing changed
 )
 
@@ -90,7 +91,11 @@ type CPU struct {
 	SS uint16
 	// DR6 is the debug status register (SDM Vol. 3 §17.2.3): BS is set
 	// when a single-step #DB is delivered; nothing clears it but software.
+	// DR0-DR3 and DR7 hold what software wrote; no breakpoint they could
+	// enable is modelled, so enabling one ends the run unsupported.
 	DR6 uint64
+	DR  [4]uint64
+	DR7 uint64
 
 	ID int
 	m  *Machine

@@ -107,6 +107,11 @@ const (
 	opStd
 	opSahf
 	opLahf
+	opMovToSS   // MOV SS, r/m16 (decode_system.go)
+	opMovFromSS // MOV r/m, SS
+	opMovToDR   // MOV DRn, r64: sub = n, rm = the register
+	opMovFromDR // MOV r64, DRn: sub = n, rm = the register
+	opInt1      // INT1 (ICEBP, 0xF1)
 
 	numSemOps
 )
@@ -644,6 +649,9 @@ func (d *decoder) decode() string {
 		s.op = opUD
 
 	case x86asm.MOV:
+		if sys, reason := d.movSys(); sys {
+			return reason
+		}
 		if a0 == x86asm.CS {
 			// SDM Vol. 2 MOV: "#UD if an attempt is made to load the CS
 			// register" (8E /1).
@@ -896,6 +904,8 @@ func (d *decoder) decode() string {
 			return "only INT3 (0xCC) is supported"
 		}
 		s.op = opInt3
+	case x86asm.ICEBP:
+		s.op = opInt1
 	case x86asm.IRETQ:
 		s.op, s.fc = opIretq, fcAll
 	case x86asm.STI:

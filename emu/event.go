@@ -54,7 +54,7 @@ func EventKinds() []EventKind {
 //	insn        Len Bytes Op RSP Flags
 //	write       Addr Size Old New Alias(+AliasAddr) Percpu(+PercpuCPU, PercpuOff)
 //	percpu_read Addr Size New(value read) PercpuCPU PercpuOff
-//	trap        Vector Handler(new RIP) RSP(new RSP) IST Flags(saved RFLAGS) ErrCode Addr(CR2 for #PF)
+//	trap        Vector Handler(new RIP) RSP(new RSP) IST Flags(saved RFLAGS) ErrCode Addr(CR2 for #PF, DR6 for #DB)
 //	iret        Handler(RIP returned to) RSP(restored) Flags(restored RFLAGS)
 //	perm        Addr(page) Size(pages) PermOld PermNew Service
 //	serialize   Cause

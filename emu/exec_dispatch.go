@@ -178,7 +178,8 @@ func (c *CPU) execCold(in *inst, next uint64) {
 	case opMovs, opStos, opLods, opCmps, opScas:
 		ok = c.execString(in)
 	case opInt3, opIretq, opSti, opCli, opHlt, opCpuid,
-		opClc, opStc, opCmc, opCld, opStd, opSahf, opLahf:
+		opClc, opStc, opCmc, opCld, opStd, opSahf, opLahf,
+		opMovToSS, opMovFromSS, opMovToDR, opMovFromDR, opInt1:
 		ok = c.execSystem(in, next)
 	default:
 		// A semantics value exec does not know: only a decoder bug gets here.

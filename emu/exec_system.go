@@ -1,8 +1,8 @@
 package emu
 
-// System and flag-control instructions: INT3, IRETQ, STI, CLI, HLT, CPUID,
-// CLC, STC, CMC, CLD, STD, SAHF, LAHF. The first six need the step loop
-// and say so in c.exit.
+// System and flag-control instructions: INT3, INT1, IRETQ, STI, CLI, HLT,
+// CPUID, MOV to/from SS and debug registers, CLC, STC, CMC, CLD, STD,
+// SAHF, LAHF. Those that need the step loop say so in c.exit.
 
 // execSystem executes s.op; see the cases for SDM references.
 func (c *CPU) execSystem(in *inst, next uint64) bool {
@@ -55,6 +55,68 @@ func (c *CPU) execSystem(in *inst, next uint64) bool {
 		c.SS = ss
 		c.exit = exitIret
 		return false
+	case opInt1:
+		// SDM Vol. 2 INT1 (ICEBP, F1): a #DB trap, delivered like a
+		// hardware debug exception; the saved RIP is after the F1, and no
+		// DR6 bit is set (SDM Vol. 3 §17.2.3: "INT1 ... does not set any
+		// bits in DR6").
+		c.RIP = next
+		c.exit = exitInt1
+		return false
+	case opMovToSS:
+		// SDM Vol. 2 MOV (to SS, 64-bit mode): the selector is checked as
+		// checkSS says at CPL 0; a load opens the MOV SS shadow (SDM Vol.
+		// 3 §6.8.3: interrupts, NMIs and debug exceptions, single-step
+		// included, are held until after the next instruction).
+		sel, _, ok := c.loadRM(in, 2)
+		if !ok {
+			return false
+		}
+		if f := checkSS(uint16(sel), 0); f != nil {
+			c.setFault(f.vector, f.errCode, true)
+			return false
+		}
+		c.SS = uint16(sel)
+		c.exit = exitMovSS
+	case opMovFromSS:
+		// SDM Vol. 2 MOV (from a segment register): a 16-bit store to
+		// memory; a 32- or 64-bit register destination is zero-extended.
+		if s.mf&mMem != 0 {
+			return c.write(c.ea(in), 2, uint64(c.SS))
+		}
+		c.setReg(s.rm, 0, s, uint64(c.SS))
+	case opMovFromDR:
+		// SDM Vol. 2 MOV—Move to/from Debug Registers, at CPL 0 with
+		// CR4.DE = 0: DR4 and DR5 alias DR6 and DR7 (Vol. 3 §17.2.2).
+		c.R[s.rm&15] = c.debugReg(s.sub)
+	case opMovToDR:
+		v := c.R[s.rm&15]
+		n := s.sub
+		switch n {
+		case 4, 5:
+			n += 2
+		}
+		if n >= 6 && v>>32 != 0 {
+			// #GP(0): a 1 in bits 63:32 of DR6 or DR7.
+			c.setFault(VecGP, 0, true)
+			return false
+		}
+		// Reserved bits read as the SDM fixes them (Vol. 3 §17.2.3,
+		// §17.2.4): DR6 keeps B0-B3, BD, BS, BT (bit 11 BLD and bit 16
+		// RTM read 1: neither is advertised); DR7 bit 10 reads 1, bits 11,
+		// 12, 14 and 15 read 0.
+		switch n {
+		case 6:
+			c.DR6 = v&0xe00f | dr6Init
+		case 7:
+			if v&dr7Enables != 0 {
+				c.exit, c.unsup = exitUnsupported, "MOV to DR7 enables a hardware breakpoint or general detect: not modelled"
+				return false
+			}
+			c.DR7 = v&0xffff23ff | dr7Init
+		default:
+			c.DR[n&3] = v
+		}
 	case opSti:
 		// SDM Vol. 2 STI: IF := 1. If IF was 0, interrupts stay blocked
 		// until after the next instruction (the STI shadow).
@@ -136,4 +198,16 @@ func (c *CPU) cpuid() {
 
 func le32(s string) uint32 {
 	return uint32(s[0]) | uint32(s[1])<<8 | uint32(s[2])<<16 | uint32(s[3])<<24
+}
+
+// debugReg reads DRn (DR4 and DR5 alias DR6 and DR7: SDM Vol. 3 §17.2.2,
+// CR4.DE = 0).
+func (c *CPU) debugReg(n uint8) uint64 {
+	switch n {
+	case 4, 6:
+		return c.DR6
+	case 5, 7:
+		return c.DR7
+	}
+	return c.DR[n&3]
 }

@@ -238,3 +238,302 @@ func TestUnhandledPageFaultOopsCarriesCR2(t *testing.T) {
 		t.Fatalf("stop %v faults %+v", res.Stop, f)
 	}
 }
+
+// Hand-assembled (checked against GNU as).
+var (
+	asmPushf   = []byte{0x9c}
+	asmPopf    = []byte{0x9d}
+	asmOrTF    = []byte{0x48, 0x81, 0x0c, 0x24, 0x00, 0x01, 0x00, 0x00} // orq $0x100,(%rsp)
+	asmMovSS   = []byte{0x8e, 0xd0}                                     // mov %eax,%ss
+	asmMovFSS  = []byte{0x8c, 0xd1}                                     // mov %ss,%ecx
+	asmRdDR6   = []byte{0x0f, 0x21, 0xf0}                               // mov %dr6,%rax
+	asmWrDR6   = []byte{0x0f, 0x23, 0xf3}                               // mov %rbx,%dr6
+	asmWrDR7   = []byte{0x0f, 0x23, 0xfb}                               // mov %rbx,%dr7
+	asmInt1    = []byte{0xf1}
+	asmSetTF   = cat(asmPushf, asmOrTF, asmPopf) // RFLAGS.TF := 1
+	setTFLen   = uint64(len(asmSetTF))
+	dbHandler  = testGate{v: VecDB, code: asmIretq}
+	bpHandler  = testGate{v: VecBP, code: asmSelf}
+	gpHandler  = testGate{v: VecGP, code: asmSelf}
+	nmiHandler = testGate{v: VecNMI, code: asmSelf}
+)
+
+// dbTraps returns the saved RIPs (where each #DB trap returns to) of the #DB
+// deliveries and checks each reports BS in DR6.
+func dbTraps(t *testing.T, rec *recorder) []uint64 {
+	t.Helper()
+	var rips []uint64
+	for _, e := range rec.kinds(EvTrap) {
+		if e.Vector != VecDB {
+			continue
+		}
+		if e.Addr&dr6BS == 0 {
+			t.Errorf("#DB at %#x: DR6 %#x without BS", e.RIP, e.Addr)
+		}
+		rips = append(rips, e.RIP)
+	}
+	return rips
+}
+
+func TestSingleStepOneTrapPerInstruction(t *testing.T) {
+	// pushf (a copy without TF); set TF; nop; nop; popf (clears TF);
+	// nop; jmp . The #DB handler is a bare IRETQ, which restores TF.
+	code := cat(asmPushf, asmSetTF, asmNop, asmNop, asmPopf, asmNop, asmSelf)
+	img := testImage(t, code, dbHandler)
+	m, rec := newTestMachine(t, img, Quirks{})
+	for i := 0; i < 30; i++ {
+		step(m)
+	}
+	base := testText + 1 + setTFLen
+	// The POPF that set TF does not trap; each later instruction does,
+	// including the POPF that clears TF; the nop after it does not. The
+	// handler (TF cleared on delivery) never traps.
+	want := []uint64{base + 1, base + 2, base + 3}
+	got := dbTraps(t, rec)
+	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] || got[2] != want[2] {
+		t.Fatalf("#DB traps return to %#x, want %#x", got, want)
+	}
+	if c := m.cpus[0]; c.RFLAGS&FlagTF != 0 || c.RIP != base+4 || c.DR6 != dr6Init|dr6BS {
+		t.Fatalf("end: RFLAGS %#x RIP %#x DR6 %#x", c.RFLAGS, c.RIP, c.DR6)
+	}
+}
+
+func TestSingleStepOverIretq(t *testing.T) {
+	// IRETQ loads TF from the frame: it does not trap itself; the
+	// instruction it returns to does (kprobes' single-step of an
+	// out-of-line copy).
+	code := cat(asmIretq, asmNop, asmNop, asmSelf)
+	img := testImage(t, code, dbHandler)
+	m, rec := newTestMachine(t, img, Quirks{})
+	c := m.cpus[0]
+	sp := testData + 0x800
+	for i, v := range []uint64{testText + 2, 0x10, flagRes1 | FlagTF, testData + 0x400, 0x18} {
+		poke64(m, sp+8*uint64(i), v)
+	}
+	c.R[RSP] = sp
+	for i := 0; i < 6; i++ {
+		step(m)
+	}
+	if got := dbTraps(t, rec); len(got) != 2 || got[0] != testText+3 || got[1] != testText+4 {
+		t.Fatalf("#DB traps return to %#x, want after each nop", got)
+	}
+}
+
+func TestTFClearedOnDelivery(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		code []byte
+		v    Vector
+		pre  func(m *Machine)
+	}{
+		{"#BP", cat(asmSetTF, asmInt3, asmSelf), VecBP, nil},
+		{"#GP", cat(asmSetTF, []byte{0xff, 0xe0}, asmSelf), VecGP, func(m *Machine) { m.cpus[0].R[RAX] = nonCanon }},
+		{"NMI", cat(asmSetTF, asmNop, asmSelf), VecNMI, func(m *Machine) { m.raise(m.cpus[0], VecNMI, nil) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			img := testImage(t, tc.code, bpHandler, gpHandler, nmiHandler, testGate{v: VecDB, code: asmSelf})
+			m, rec := newTestMachine(t, img, Quirks{})
+			c := m.cpus[0]
+			for i := 0; i < 3; i++ {
+				step(m)
+			}
+			if c.RFLAGS&FlagTF == 0 {
+				t.Fatal("TF not set by the POPF")
+			}
+			if tc.pre != nil {
+				tc.pre(m)
+			}
+			for i := 0; i < 4; i++ {
+				step(m)
+			}
+			traps := rec.kinds(EvTrap)
+			if len(traps) != 1 || traps[0].Vector != tc.v {
+				t.Fatalf("traps %+v, want one %s (and no #DB: the handler must not single-step)", traps, tc.v.Name())
+			}
+			if c.RFLAGS&FlagTF != 0 {
+				t.Fatalf("TF still set in the %s handler: RFLAGS %#x", tc.v.Name(), c.RFLAGS)
+			}
+			if traps[0].Flags&FlagTF == 0 {
+				t.Fatalf("the %s frame's RFLAGS %#x lost TF", tc.v.Name(), traps[0].Flags)
+			}
+		})
+	}
+}
+
+func TestMovSSShadow(t *testing.T) {
+	t.Run("single-step held one instruction", func(t *testing.T) {
+		// TF set; mov %eax,%ss; nop; nop: the trap after MOV SS is held
+		// and merges with the nop's: one #DB for the pair.
+		code := cat(asmSetTF, asmMovSS, asmNop, asmNop, asmSelf)
+		img := testImage(t, code, dbHandler)
+		m, rec := newTestMachine(t, img, Quirks{})
+		m.cpus[0].R[RAX] = 0x18
+		for i := 0; i < 12; i++ {
+			step(m)
+		}
+		b := testText + setTFLen
+		if got := dbTraps(t, rec); len(got) != 3 || got[0] != b+3 || got[1] != b+4 || got[2] != b+4 {
+			// After the pair, then the second nop, then the jmp . (its
+			// target is itself).
+			t.Fatalf("#DB traps return to %#x, want %#x %#x %#x", got, b+3, b+4, b+4)
+		}
+	})
+	t.Run("NMI and interrupt held one instruction", func(t *testing.T) {
+		code := cat(asmMovSS, asmNop, asmNop, asmSelf)
+		img := testImage(t, code, nmiHandler, testGate{v: VecTimer, code: asmSelf})
+		m, rec := newTestMachine(t, img, Quirks{NMIInSTIShadow: true})
+		c := m.cpus[0]
+		c.R[RAX] = 0
+		c.RFLAGS |= FlagIF
+		step(m) // mov ss (null: allowed at CPL 0)
+		m.raise(c, VecTimer, nil)
+		m.raise(c, VecNMI, nil)
+		step(m) // the shadowed nop runs first, whatever the STI quirk says
+		if n := len(rec.kinds(EvTrap)); n != 0 || c.RIP != testText+3 {
+			t.Fatalf("delivered inside the MOV SS shadow: %d traps, RIP %#x", n, c.RIP)
+		}
+		step(m)
+		if tr := rec.kinds(EvTrap); len(tr) != 1 || tr[0].Vector != VecNMI || tr[0].RIP != testText+3 {
+			t.Fatalf("traps %+v, want the NMI first, after the shadowed nop", tr)
+		}
+		if c.SS != 0 || peek64(m, c.R[RSP]+32) != 0 {
+			t.Fatalf("SS %#x, frame SS %#x: want the null SS loaded and pushed", c.SS, peek64(m, c.R[RSP]+32))
+		}
+	})
+	t.Run("INT3 in the shadow: the held #DB is taken at the handler", func(t *testing.T) {
+		// SDM Vol. 3 §6.8.3; CVE-2018-8897.
+		code := cat(asmSetTF, asmMovSS, asmInt3, asmSelf)
+		img := testImage(t, code, bpHandler, testGate{v: VecDB, code: asmSelf})
+		m, rec := newTestMachine(t, img, Quirks{})
+		m.cpus[0].R[RAX] = 0x18
+		for i := 0; i < 6; i++ {
+			step(m)
+		}
+		tr := rec.kinds(EvTrap)
+		if len(tr) != 2 || tr[0].Vector != VecBP || tr[1].Vector != VecDB || tr[1].RIP != testHandler {
+			t.Fatalf("traps %+v, want #BP then #DB before the #BP handler's first instruction", tr)
+		}
+	})
+}
+
+func TestMovSSSelectors(t *testing.T) {
+	for _, tc := range []struct {
+		sel     uint64
+		vec     Vector
+		errCode uint64
+	}{
+		{0x18, 0, 0},
+		{0, 0, 0},
+		{0xdead0018, 0, 0}, // a 16-bit load: the upper bits are not the selector
+		{0x2b, VecGP, 0x28},
+		{0x10, VecGP, 0x10},
+		{0x3, VecGP, 0},
+		{0x80, VecGP, 0x80},
+	} {
+		t.Run(hex(tc.sel), func(t *testing.T) {
+			img := testImage(t, cat(asmMovSS, asmMovFSS, asmSelf), faultGates()...)
+			m, rec := newTestMachine(t, img, Quirks{})
+			c := m.cpus[0]
+			c.R[RAX] = tc.sel
+			c.R[RCX] = ^uint64(0)
+			step(m)
+			step(m)
+			tr := rec.kinds(EvTrap)
+			if tc.vec == 0 {
+				if len(tr) != 0 || c.SS != uint16(tc.sel) || c.R[RCX] != uint64(uint16(tc.sel)) {
+					t.Fatalf("traps %+v SS %#x RCX %#x", tr, c.SS, c.R[RCX])
+				}
+				return
+			}
+			if len(tr) != 1 || tr[0].Vector != tc.vec || tr[0].ErrCode != tc.errCode || tr[0].RIP != testText || c.SS != selKernelSS {
+				t.Fatalf("traps %+v SS %#x, want %s(%#x) at the MOV with SS unchanged", tr, c.SS, tc.vec.Name(), tc.errCode)
+			}
+		})
+	}
+}
+
+func TestDebugRegisters(t *testing.T) {
+	t.Run("DR6 readable in the #DB handler", func(t *testing.T) {
+		img := testImage(t, cat(asmSetTF, asmNop, asmSelf), testGate{v: VecDB, code: cat(asmRdDR6, asmWrDR6, asmSelf)})
+		m, _ := newTestMachine(t, img, Quirks{})
+		c := m.cpus[0]
+		c.R[RBX] = 0
+		for i := 0; i < 7; i++ {
+			step(m)
+		}
+		if c.R[RAX] != dr6Init|dr6BS || c.DR6 != dr6Init {
+			t.Fatalf("read DR6 %#x (want %#x), DR6 after writing 0: %#x (want %#x)", c.R[RAX], dr6Init|dr6BS, c.DR6, dr6Init)
+		}
+	})
+	t.Run("INT1", func(t *testing.T) {
+		img := testImage(t, cat(asmInt1, asmSelf), testGate{v: VecDB, code: asmSelf})
+		m, rec := newTestMachine(t, img, Quirks{})
+		step(m)
+		step(m)
+		tr := rec.kinds(EvTrap)
+		if len(tr) != 1 || tr[0].Vector != VecDB || tr[0].RIP != testText+1 || tr[0].Addr&dr6BS != 0 {
+			t.Fatalf("traps %+v, want a #DB trap after the F1 without BS", tr)
+		}
+	})
+	t.Run("enabling a breakpoint is unsupported", func(t *testing.T) {
+		img := testImage(t, cat(asmWrDR7, asmSelf))
+		m, _ := newTestMachine(t, img, Quirks{})
+		m.cpus[0].R[RBX] = 1 // L0
+		res := m.Run(&LogSource{Log: []Decision{{Kind: DecStep, CPU: 0, N: 2}}})
+		if res.Stop != StopUnsupported || !strings.Contains(res.Msg, "DR7") {
+			t.Fatalf("stop %v %q", res.Stop, res.Msg)
+		}
+	})
+}
+
+// TestNestedDeliveryOnSameISTClobbersFrame: delivery through an IST gate
+// always starts at the IST top (SDM Vol. 3 §6.14.5), so an exception taken
+// inside an NMI handler on the same IST overwrites the NMI's live frame,
+// as on hardware (the 2012 NMI nesting bugs: Steven Rostedt, "x86: Add
+// workaround to NMI iret woes", commit 3f3c8b8c4b2a).
+func TestNestedDeliveryOnSameISTClobbersFrame(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		handler []byte // NMI handler code
+		v       Vector
+		saved   uint64 // the RIP the nested frame saves (handler offset)
+	}{
+		{"#BP", cat(asmNop, asmInt3, asmSelf), VecBP, 2},
+		{"#DB single-step", cat(asmSetTF, asmNop, asmSelf), VecDB, setTFLen + 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			img := testImage(t, cat(asmNop, asmNop, asmSelf),
+				testGate{v: VecNMI, ist: 1, code: tc.handler},
+				testGate{v: VecBP, ist: 1, code: asmSelf},
+				testGate{v: VecDB, ist: 1, code: asmSelf})
+			m, rec := newTestMachine(t, img, Quirks{})
+			c := m.cpus[0]
+			top := testData + 0x800
+			setIST(m, 1, top)
+			step(m) // nop
+			m.raise(c, VecNMI, nil)
+			step(m) // NMI on IST 1
+			if got := peek64(m, top-40); got != testText+1 {
+				t.Fatalf("NMI frame RIP %#x, want %#x", got, testText+1)
+			}
+			for i := 0; i < 6 && len(rec.kinds(EvTrap)) < 2; i++ {
+				step(m)
+			}
+			tr := rec.kinds(EvTrap)
+			if len(tr) != 2 || tr[1].Vector != tc.v || tr[1].IST != 1 {
+				t.Fatalf("traps %+v, want NMI then %s on IST 1", tr, tc.v.Name())
+			}
+			if c.R[RSP] != top-40 {
+				t.Fatalf("nested RSP %#x, want the IST top again (%#x)", c.R[RSP], top-40)
+			}
+			// The NMI's saved RIP (pt_start+1) and RSP are gone: the slot
+			// now holds the NMI handler's own address.
+			if got := peek64(m, top-40); got != testHandler+tc.saved {
+				t.Fatalf("frame RIP %#x, want the nested frame's %#x", got, testHandler+tc.saved)
+			}
+			if got := peek64(m, top-16); got != top-40 {
+				t.Fatalf("frame RSP %#x, want the NMI handler's RSP %#x", got, top-40)
+			}
+		})
+	}
+}

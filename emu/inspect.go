@@ -77,6 +77,17 @@ func (m *Machine) StateHash() uint64 {
 		mix(c.RFLAGS)
 		mix(uint64(b2u(c.nmiPend)) | uint64(c.irqs)<<8 | uint64(b2u(c.nmiBlock))<<16 | uint64(b2u(c.halted))<<24 | uint64(b2u(c.done))<<32)
 		mix(uint64(c.task))
+		if c.SS != selKernelSS || c.DR6 != dr6Init || c.DR7 != dr7Init || c.DR != [4]uint64{} || c.dbPend || c.ssShadow {
+			// Segment and debug state, mixed only when it left its reset
+			// values so that hashes of runs that never touch it stay as
+			// they were.
+			mix(uint64(c.SS) | uint64(b2u(c.dbPend))<<16 | uint64(b2u(c.ssShadow))<<24)
+			mix(c.DR6)
+			mix(c.DR7)
+			for _, d := range c.DR {
+				mix(d)
+			}
+		}
 	}
 	for _, vpn := range m.mem.sortedVPNs() {
 		p := m.mem.pages[vpn]

@@ -65,7 +65,9 @@ type cpuState struct {
 	attention bool
 	nmiPend   bool
 	irqs      uint8 // pending maskable vectors (irqVectors bits)
-	shadow    bool  // in the STI shadow: the next instruction runs first
+	shadow    bool  // in the STI or MOV SS shadow: the next instruction runs first
+	ssShadow  bool  // the shadow is MOV SS's: NMIs and #DB are held too
+	dbPend    bool  // a single-step #DB trap is pending
 	nmiBlock  bool  // an NMI was delivered and no IRETQ has run since
 	booted    bool  // executed STI once: NMIs are deliverable from then on
 	halted    bool
@@ -90,7 +92,7 @@ type CPUStats struct {
 }
 
 func (c *CPU) updateAttention() {
-	c.attention = c.nmiPend || c.irqs != 0 || c.shadow || c.halted
+	c.attention = c.nmiPend || c.irqs != 0 || c.shadow || c.halted || c.dbPend
 }
 
 // Machine is the emulated SMP machine: memory, CPUs, the loaded slice and
@@ -201,7 +203,7 @@ func New(img *Image, cfg Config) (*Machine, error) {
 		modNext: moduleBase,
 	}
 	for i := 0; i < cfg.CPUs; i++ {
-		c := &CPU{ID: i, m: m, SS: selKernelSS, DR6: dr6Init}
+		c := &CPU{ID: i, m: m, SS: selKernelSS, DR6: dr6Init, DR7: dr7Init}
 		c.dmap = make(map[uint64]*decodePage)
 		c.ev.CPU = uint16(i)
 		m.cpus = append(m.cpus, c)

@@ -45,14 +45,18 @@ func (m *Machine) runCPU(c *CPU, n int) {
 			}
 			if in.native != 0 {
 				if shadowed {
-					c.shadow = false
+					c.shadow, c.ssShadow = false, false
 					c.updateAttention()
 				}
+				tf := c.RFLAGS&FlagTF != 0
 				m.service(c, ServiceID(in.native))
 				c.stats.Insns++
 				m.insns++
 				if m.stop != StopNone || m.budgetOut() {
 					return
+				}
+				if tf {
+					c.singleStep() // a native stub steps as one instruction
 				}
 				continue
 			}
@@ -72,18 +76,37 @@ func (m *Machine) runCPU(c *CPU, n int) {
 			m.emit(c, e)
 		}
 		if shadowed {
-			// The shadow covers exactly this instruction (SDM Vol. 2 STI).
-			c.shadow = false
+			// The shadow covers exactly this instruction (SDM Vol. 2 STI,
+			// Vol. 3 §6.8.3).
+			c.shadow, c.ssShadow = false, false
 			c.updateAttention()
 		}
+		// TF as the instruction starts decides whether it single-steps
+		// (SDM Vol. 3 §17.3.1.4): the POPF or IRETQ that sets TF does not
+		// trap, the instruction after it does; one that clears TF still
+		// does.
+		tf := c.RFLAGS&FlagTF != 0
 		c.exec(in)
 		c.stats.Insns++
 		m.insns++
 		if c.exit != exitNone {
+			x := c.exit
 			m.afterExit(c, in)
 			if m.stop != StopNone {
 				return
 			}
+			if x == exitFault || x == exitInt3 || x == exitInt1 {
+				// A faulting instruction did not complete: no trap (it
+				// single-steps when it re-executes). INT3 and INT1 deliver
+				// with TF cleared and no single-step trap of their own
+				// (SDM Vol. 3 §17.3.1.4: INT n/INTO clear TF, "the
+				// processor clears the TF flag before calling the
+				// exception handler").
+				tf = false
+			}
+		}
+		if tf {
+			c.singleStep()
 		}
 		if m.budgetOut() {
 			return
@@ -115,16 +138,42 @@ const (
 	bdIdle                      // halted with nothing deliverable
 )
 
-// boundary applies the instruction-boundary rules (SDM Vol. 3 §6.8.3,
-// §6.9): NMI first unless blocked, then maskable interrupts when IF=1 and
-// the CPU is not in the STI shadow. Delivering any event ends the shadow
-// (deliver clears it); otherwise the shadow lasts until the next instruction
-// has executed, however many times the boundary is looked at before (an
-// injection rule firing at that instruction looks again).
+// singleStep makes a single-step #DB pending: a trap delivered at the next
+// instruction boundary (SDM Vol. 3 §17.3.1.4, §6.15 Interrupt 1), unless a
+// MOV SS shadow holds it one more instruction.
+func (c *CPU) singleStep() {
+	c.dbPend = true
+	c.attention = true
+}
+
+// boundary applies the instruction-boundary rules in the priority order of
+// SDM Vol. 3 §6.9, Table 6-2: a single-step #DB trap from the previous
+// instruction (priority 4) first, then NMI (5) unless blocked, then
+// maskable interrupts (6) when IF=1. The STI shadow holds maskable
+// interrupts (and NMIs, unless Quirks.NMIInSTIShadow) for one instruction;
+// the MOV SS shadow holds all three (SDM Vol. 3 §6.8.3: "inhibits
+// interrupts, debug exceptions, and single-step trap exceptions ... until
+// the instruction boundary following the next instruction"). Delivering
+// any event ends the shadow (deliver clears it); otherwise the shadow lasts
+// until the next instruction has executed, however many times the boundary
+// is looked at before (an injection rule firing at that instruction looks
+// again). A held single-step trap is not lost: it is delivered after the
+// shadowed instruction, or, if that instruction raised an exception, before
+// the first instruction of its handler (as pending debug exceptions are,
+// SDM Vol. 3 §6.8.3; the MOV SS + INT3 case of CVE-2018-8897).
 func (m *Machine) boundary(c *CPU) bdResult {
 	inhibit := c.shadow
 	defer c.updateAttention()
-	if c.nmiPend && !c.nmiBlock && c.booted && (!inhibit || m.cfg.Quirks.NMIInSTIShadow) {
+	if c.dbPend && !c.ssShadow {
+		// SDM Vol. 3 §17.2.3: BS reports the single-step; the other DR6
+		// bits keep what they held.
+		c.dbPend = false
+		c.halted = false
+		c.DR6 |= dr6BS
+		m.deliver(c, VecDB, false, 0, c.DR6)
+		return bdDelivered
+	}
+	if c.nmiPend && !c.nmiBlock && c.booted && (!inhibit || m.cfg.Quirks.NMIInSTIShadow && !c.ssShadow) {
 		c.nmiPend = false
 		c.halted = false
 		m.deliver(c, VecNMI, false, 0, 0)
@@ -151,7 +200,7 @@ func (m *Machine) boundary(c *CPU) bdResult {
 
 // runnable reports whether stepping c can do anything.
 func (c *CPU) runnable() bool {
-	if !c.halted {
+	if !c.halted || c.dbPend {
 		return true
 	}
 	if c.nmiPend && !c.nmiBlock && c.booted {
@@ -178,6 +227,10 @@ func (m *Machine) afterExit(c *CPU, in *inst) {
 		m.fail(m.wrapErr(c, &UnsupportedError{Addr: in.addr, Bytes: append([]byte(nil), in.raw[:in.len]...), Reason: c.unsup}))
 	case exitInt3:
 		m.deliver(c, VecBP, false, 0, 0)
+	case exitInt1:
+		m.deliver(c, VecDB, false, 0, c.DR6)
+	case exitMovSS:
+		c.shadow, c.ssShadow = true, true
 	case exitIret:
 		c.nmiBlock = false
 		if c.depth > 0 {
@@ -266,7 +319,11 @@ func (m *Machine) deliver(c *CPU, v Vector, hasErr bool, errCode, cr2 uint64) {
 	}
 	c.R[RSP] = sp
 	c.RIP = g.Handler
-	c.shadow = false // delivering an event ends the STI shadow
+	c.shadow, c.ssShadow = false, false // delivering an event ends the STI or MOV SS shadow
+	// SDM Vol. 3 §6.12.1 ("Flag Usage By Exception- or Interrupt-Handler
+	// Procedure") and §17.3.1.4: delivery through an interrupt
+	// or trap gate clears TF (after pushing RFLAGS), so a handler is not
+	// single-stepped; IRETQ restores it from the frame.
 	c.RFLAGS &^= FlagTF
 	if g.Type == GateInterrupt {
 		c.RFLAGS &^= FlagIF

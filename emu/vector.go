@@ -92,4 +92,7 @@ func (v Vector) Name() string {
 const (
 	dr6Init uint64 = 0xffff0ff0 // its value after reset: reserved bits read as 1
 	dr6BS   uint64 = 1 << 14    // BS: the #DB was a single-step trap (TF)
+
+	dr7Init    uint64 = 0x400        // DR7 after reset (SDM Vol. 3 §17.2.4, Table 10-1)
+	dr7Enables uint64 = 0xff | 1<<13 // L0-L3, G0-G3 and GD: what would arm a breakpoint
 )

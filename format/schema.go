@@ -182,7 +182,7 @@ var Causes = []EnumValue{
 // number). Numbers as in SDM Vol. 3 Table 6-1 and Linux irq_vectors.h.
 var Vectors = []EnumValue{
 	{0, "#DE", "divide error"},
-	{1, "#DB", "debug"},
+	{1, "#DB", "debug (addr is DR6)"},
 	{2, "NMI", "non-maskable interrupt"},
 	{3, "#BP", "breakpoint (int3); the saved RIP is after the 0xCC"},
 	{4, "#OF", "overflow"},
@@ -310,7 +310,7 @@ var Columns = []Column{
 	{Name: "rflags", Type: u32, Uses: uses(KindInsn, KindTrap, KindIret), Doc: "insn: RFLAGS before the instruction (IF is bit 9, 0x200); trap: the saved RFLAGS; iret: the restored RFLAGS. 32 bits: the upper half of RFLAGS is reserved (zero). Version 1 stored it as `uint64`."},
 
 	{Name: "addr", Type: u64, Uses: []Use{{KindWrite, ""}, {KindPercpuRead, ""}, {KindTrap, "HasAddr"}, {KindPerm, ""}, {KindFault, "HasAddr"}, {KindInject, ""}},
-		Doc: "write/percpu_read: the virtual address accessed; trap: CR2 of a page fault; perm: the first page; fault: the faulting address; inject: the target CPU."},
+		Doc: "write/percpu_read: the virtual address accessed; trap: CR2 of a page fault, DR6 of a #DB; perm: the first page; fault: the faulting address; inject: the target CPU."},
 	{Name: "size", Type: u32, Uses: uses(KindWrite, KindPercpuRead, KindTrap, KindPerm), Doc: "write/percpu_read: access size in bytes (1, 2, 4 or 8); trap: stack bytes used by the delivery (the frame, error code and alignment); perm: number of 4 KiB pages."},
 	{Name: "old", Type: u64, Uses: uses(KindWrite, KindSwitch), Doc: "write: the value before the store (little-endian, `size` bytes); switch: the previous task."},
 	{Name: "new", Type: u64, Uses: uses(KindWrite, KindPercpuRead, KindSwitch), Doc: "write: the value stored; percpu_read: the value read; switch: the next task."},
