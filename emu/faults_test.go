@@ -82,7 +82,7 @@ func TestIretqSelectorChecks(t *testing.T) {
 			res := m.Run(&LogSource{Log: []Decision{{Kind: DecStep, CPU: 0, N: 2}}})
 			if tc.unsup != "" {
 				var u *UnsupportedError
-				if !errors.As(res.Err, &u) || !strings.Contains(res.Err.Error(), tc.unsup) || !strings.Contains(res.Err.Error(), "48 cf") {
+				if res.Stop != StopUnsupported || !errors.As(res.Err, &u) || !strings.Contains(res.Err.Error(), tc.unsup) || !strings.Contains(res.Err.Error(), "48 cf") {
 					t.Fatalf("stop %v err %v, want an unsupported error naming %q and the IRETQ", res.Stop, res.Err, tc.unsup)
 				}
 				return
