@@ -210,6 +210,61 @@ func (r *Reader) bind(b *Batch) error {
 			return fmt.Errorf("row %d: seq %d not after %d", j, b.Seq(j), b.Seq(j-1))
 		}
 	}
+	return r.checkValues(b)
+}
+
+// Value ranges the reader enforces, so that no consumer loops or indexes
+// by a corrupt value (see RATIONALE.md "Integrity and resource limits").
+const (
+	// MaxTrapFrame bounds a trap row's size (stack bytes used by a
+	// delivery: at most a 48-byte frame with error code and 16-byte
+	// alignment; the bound leaves room).
+	MaxTrapFrame = 4096
+	// MaxPermPages bounds a perm row's size (pages whose permissions
+	// changed): 64 GiB of address space.
+	MaxPermPages = 1 << 24
+)
+
+// checkValues checks the values the schema constrains: cpu and percpu_cpu
+// below the trace's CPU count, an access size of 1, 2, 4 or 8 bytes, an
+// instruction length of 1..15, bounded trap and perm sizes.
+func (r *Reader) checkValues(b *Batch) error {
+	c := &b.cols
+	cpus := r.meta.CPUs
+	for j := 0; j < b.n; j++ {
+		if cpu := int(le16(c[ColCPU].vals, j)); cpu >= cpus {
+			return fmt.Errorf("row %d: cpu %d, the trace has %d CPUs", j, cpu, cpus)
+		}
+		if c[ColPercpuCPU].ok(j) {
+			if cpu := int(le16(c[ColPercpuCPU].vals, j)); cpu >= cpus {
+				return fmt.Errorf("row %d: percpu_cpu %d, the trace has %d CPUs", j, cpu, cpus)
+			}
+		}
+		k := Kind(c[ColKind].vals[j] + 1)
+		if k == KindInsn && c[ColLen].ok(j) {
+			if l := c[ColLen].vals[j]; l < 1 || l > 15 {
+				return fmt.Errorf("row %d: instruction length %d", j, l)
+			}
+		}
+		if !c[ColSize].ok(j) {
+			continue
+		}
+		size := le32(c[ColSize].vals, j)
+		switch k {
+		case KindWrite, KindPercpuRead:
+			if size != 1 && size != 2 && size != 4 && size != 8 {
+				return fmt.Errorf("row %d: %s of %d bytes (1, 2, 4 or 8)", j, Kinds[k-1].Name, size)
+			}
+		case KindTrap:
+			if size > MaxTrapFrame {
+				return fmt.Errorf("row %d: trap frame of %d bytes (at most %d)", j, size, MaxTrapFrame)
+			}
+		case KindPerm:
+			if size > MaxPermPages {
+				return fmt.Errorf("row %d: perm change of %d pages (at most %d)", j, size, MaxPermPages)
+			}
+		}
+	}
 	return nil
 }
 
@@ -255,7 +310,7 @@ func (r *Reader) dictNames(col int, d arrow.ArrayData) ([]string, error) {
 // checkData checks that d has the buffers an array of type t and length n
 // needs, and fills cv.
 func checkData(d arrow.ArrayData, t arrow.DataType, n int, cv *colView) error {
-	if d.Len() != n || d.Offset() != 0 {
+	if n < 0 || d.Len() != n || d.Offset() != 0 {
 		return fmt.Errorf("length %d offset %d, want %d rows", d.Len(), d.Offset(), n)
 	}
 	if !arrow.TypeEqual(d.DataType(), t) {

@@ -18,6 +18,11 @@ var (
 	// on an otherwise usable file; it is returned as an error only when
 	// nothing at all can be read.
 	ErrTruncated = errors.New("trace truncated")
+	// ErrCorrupt: the file is damaged, not merely cut short: a checksum
+	// does not match, a complete file's footer is unreadable, or a batch
+	// holds values the format does not allow. The error names the batch
+	// (and row) when it is about one.
+	ErrCorrupt = errors.New("trace corrupt")
 )
 
 // Error is a positional format error: what went wrong, and where.
@@ -65,4 +70,19 @@ func fileErr(file, msg string, err error) *Error {
 
 func batchErr(file string, batch int, msg string, err error) *Error {
 	return &Error{File: file, Batch: batch, Row: -1, Msg: msg, Err: err}
+}
+
+// corruption wraps the detail of a corrupt file so that errors.Is finds
+// both the detail and ErrCorrupt, and prints only the detail.
+type corruption struct{ err error }
+
+func (c corruption) Error() string   { return c.err.Error() }
+func (c corruption) Unwrap() []error { return []error{c.err, ErrCorrupt} }
+
+// corruptErr is an error about a corrupt file (batch -1) or batch.
+func corruptErr(file string, batch int, err error) *Error {
+	if e, ok := err.(*Error); ok && errors.Is(e, ErrCorrupt) {
+		return e
+	}
+	return &Error{File: file, Batch: batch, Row: -1, Msg: "corrupt", Err: corruption{err}}
 }

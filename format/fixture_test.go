@@ -93,7 +93,7 @@ func fixtureRows() []Row {
 		{Seq: 24, Kind: KindMarker, CPU: 1, Task: 2, RIP: text + 0x800, Args: [4]uint64{1, 42}},
 		{Seq: 25, Kind: KindMarker, CPU: 1, Task: 2, RIP: text + 0x800, Args: [4]uint64{2, 0}, Msg: "patched"},
 		{Seq: 26, Kind: KindInject, CPU: 0, RIP: text, Vector: 2, HasVector: true, Addr: 3, HasAddr: true},
-		{Seq: 27, Kind: KindInject, CPU: 65535, Task: math.MaxUint32, Depth: 255, RIP: math.MaxUint64, Vector: 0xec, HasVector: true, Addr: 0, HasAddr: true},
+		{Seq: 27, Kind: KindInject, CPU: 3, Task: math.MaxUint32, Depth: 255, RIP: math.MaxUint64, Vector: 0xec, HasVector: true, Addr: 0, HasAddr: true},
 		{Seq: 28, Kind: KindHalt, CPU: 2, Task: 0, RIP: text + 0x900},
 		insn(29, 3, text+0x10, 2, 0x48, 0x8b, 0x04, 0x25, 0x00, 0x00, 0x00, 0x00, 0x65, 0x48, 0x8b, 0x04, 0x25, 0x00, 0x00),
 		insn(30, 3, text+0x20, 7, 0x0f, 0xa2),

@@ -59,7 +59,7 @@ func pinnedSchemaHash(v int) string {
 	return map[int]string{
 		1: "056fa1550a31aba5a3112795c7ccac9d6290473cf9e0b8cc480e27998b2732cd", // re-pinned before v1 first shipped: perm rows may have no service (boot mappings)
 		2: "66ee3382ca7e398bd7a7177870c6d152836c94180d7a58e4509d27141bc65720", // rflags is uint32
-		3: "fdffa7ec7f53d2057497294b2ed900a23ef8cd8095a2d360a2b8e11c6b43253c", // the run outcome (patchtrace.outcome, patchtrace.outcome_detail) and budget (patchtrace.budget); re-pinned before version 3 shipped
+		3: "7efd6551f97d88b4545ed0e4e5539202e285e0aa77f51815706846f2f9bfc3b3", // the run outcome (patchtrace.outcome, patchtrace.outcome_detail), budget (patchtrace.budget) and checksums (patchtrace.checksums, patchtrace.metadata_checksum); re-pinned before version 3 shipped
 	}[v]
 }
 

@@ -2,8 +2,10 @@ package format
 
 import (
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"hash/crc32"
 	"slices"
 	"strconv"
 	"strings"
@@ -61,6 +63,10 @@ type Meta struct {
 	Events uint64
 	Final
 	Batches []BatchInfo
+
+	// Checksums of a complete version 3 file (see KeyChecksums): the
+	// header's, then one per record batch.
+	checksums []uint32
 }
 
 // Budget is a run's instruction and decision budget as recorded under
@@ -147,8 +153,31 @@ func (m *Meta) headerValues() ([]string, error) {
 	return vals, nil
 }
 
-// finalValues fills the late keys of vals.
-func finalValues(vals []string, f *Final, events uint64, batches []BatchInfo) error {
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// metaChecksum is the CRC-32C of the metadata (every key and value but
+// KeyMetaChecksum's, in order, each as a u32 length and its bytes).
+func metaChecksum(keys, vals []string) uint32 {
+	var crc uint32
+	var n [4]byte
+	add := func(s string) {
+		binary.LittleEndian.PutUint32(n[:], uint32(len(s)))
+		crc = crc32.Update(crc, castagnoli, n[:])
+		crc = crc32.Update(crc, castagnoli, []byte(s))
+	}
+	for i, k := range keys {
+		if k == KeyMetaChecksum {
+			continue
+		}
+		add(k)
+		add(vals[i])
+	}
+	return crc
+}
+
+// finalValues fills the late keys of vals (KeyMetaChecksum last, over the
+// others).
+func finalValues(keys, vals []string, f *Final, events uint64, batches []BatchInfo, sums []uint32) error {
 	dropped := f.Dropped
 	if dropped == nil {
 		dropped = []Drop{}
@@ -189,6 +218,20 @@ func finalValues(vals []string, f *Final, events uint64, batches []BatchInfo) er
 			vals[i] = f.Outcome
 		case KeyOutcomeDetail:
 			vals[i] = f.OutcomeDetail
+		case KeyChecksums:
+			b := []byte{'['}
+			for j, c := range sums {
+				if j > 0 {
+					b = append(b, ',')
+				}
+				b = strconv.AppendUint(b, uint64(c), 10)
+			}
+			vals[i] = string(append(b, ']'))
+		}
+	}
+	for i, k := range keys {
+		if k == KeyMetaChecksum {
+			vals[i] = strconv.FormatUint(uint64(metaChecksum(keys, vals)), 10)
 		}
 	}
 	return nil
@@ -243,6 +286,19 @@ func decodeMeta(md arrow.Metadata) (*Meta, error) {
 		if _, ok := get(k.Key); !ok && v >= k.Since {
 			return nil, fmt.Errorf("metadata key %s missing", k.Key)
 		}
+	}
+	// The footer metadata's own checksum first, so that damage anywhere
+	// in it is reported as such rather than as a bad value.
+	if sum, _ := get(KeyMetaChecksum); v >= 3 && sum != "" {
+		want, err := strconv.ParseUint(sum, 10, 32)
+		if err != nil {
+			return nil, fmt.Errorf("metadata %s: bad value %q: %w", KeyMetaChecksum, sum, ErrCorrupt)
+		}
+		if got := metaChecksum(md.Keys(), md.Values()); uint32(want) != got {
+			return nil, fmt.Errorf("footer metadata checksum %08x, computed %08x: %w", want, got, ErrCorrupt)
+		}
+	} else if st, _ := get(KeyStatus); v >= 3 && st != StatusWriting {
+		return nil, fmt.Errorf("footer metadata without %s: %w", KeyMetaChecksum, ErrCorrupt)
 	}
 	m.Scenario, _ = get(KeyScenario)
 	m.ScenarioText, _ = get(KeyScenarioText)
@@ -317,6 +373,15 @@ func decodeMeta(md arrow.Metadata) (*Meta, error) {
 	m.OutcomeDetail, _ = get(KeyOutcomeDetail)
 	if m.Outcome != "" && !ValidOutcome(m.Outcome) {
 		return nil, fmt.Errorf("metadata %s: unknown outcome %q", KeyOutcome, m.Outcome)
+	}
+	if v >= 3 {
+		s, _ = get(KeyChecksums)
+		if err := json.Unmarshal([]byte(s), &m.checksums); err != nil {
+			return nil, fmt.Errorf("metadata %s: %w", KeyChecksums, err)
+		}
+		if len(m.checksums) != len(m.Batches)+1 {
+			return nil, fmt.Errorf("metadata %s: %d checksums for %d batches", KeyChecksums, len(m.checksums), len(m.Batches))
+		}
 	}
 	return m, nil
 }

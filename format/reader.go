@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"iter"
 	"os"
@@ -58,6 +59,7 @@ type Reader struct {
 	names [NumColumns][]string // dictionary values, from the first batch
 
 	rflags64 bool // a version 1 file: rflags is uint64
+	version  int  // the file's format version
 }
 
 // columnType is column i's type in files of format version v.
@@ -122,22 +124,45 @@ func (r *Reader) open() error {
 	if !bytes.HasPrefix(head, arrowMagic) {
 		return fileErr(r.name, "not an Arrow IPC file (no ARROW1 magic)", ErrNotTrace)
 	}
-	var footErr error
 	if r.size >= 8+10+6 {
 		tail := make([]byte, 6)
 		if _, err := r.ra.ReadAt(tail, r.size-6); err == nil && bytes.Equal(tail, arrowMagic) {
+			// The writer writes the closing magic last: a file that ends
+			// with it was finished, so a footer or batch that does not
+			// read is damage, not a cut (a killed run never leaves it).
 			ft, err := readFooter(r.ra, r.size)
-			if err == nil {
-				err = r.openComplete(ft)
-				if err == nil || errors.Is(err, ErrNewerVersion) || errors.Is(err, ErrNotTrace) {
-					return err
-				}
+			if err != nil {
+				return corruptErr(r.name, -1, fmt.Errorf("the file ends with the Arrow footer magic, but its footer is unreadable: %w", err))
 			}
-			footErr = err
-			*r = Reader{name: r.name, ra: r.ra, size: r.size, mem: r.mem}
+			err = r.openComplete(ft)
+			if err == nil || errors.Is(err, ErrNewerVersion) || errors.Is(err, ErrNotTrace) {
+				return err
+			}
+			return markCorrupt(r.name, err)
 		}
 	}
-	return r.openStream(footErr)
+	return r.openStream(nil)
+}
+
+// markCorrupt makes err (an error reading a finished file) say that the
+// file is corrupt.
+func markCorrupt(name string, err error) error {
+	if errors.Is(err, ErrCorrupt) {
+		return err
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		ne := *e
+		detail := errors.New(e.Msg)
+		if e.Err != nil && e.Msg != "" {
+			detail = fmt.Errorf("%s: %w", e.Msg, e.Err)
+		} else if e.Err != nil {
+			detail = e.Err
+		}
+		ne.Msg, ne.Err = "corrupt", corruption{detail}
+		return &ne
+	}
+	return corruptErr(name, -1, err)
 }
 
 // readPrefix reads the schema message and the dictionary messages that
@@ -158,19 +183,47 @@ func (r *Reader) readPrefix(msgs []block, md *arrow.Metadata) (n int, err error)
 	if m.metaLen < 8 || binary.LittleEndian.Uint32(buf[m.off:]) != 0xFFFFFFFF {
 		return 0, fileErr(r.name, "schema message without continuation marker", ErrNotTrace)
 	}
-	if md == nil {
-		k, v, err := messageKV(buf[m.off+8 : m.off+m.metaLen])
-		if err != nil {
-			return 0, fileErr(r.name, "schema", err)
-		}
-		hm := arrow.NewMetadata(k, v)
-		md = &hm
+	k, v, err := messageKV(buf[m.off+8 : m.off+m.metaLen])
+	if err != nil {
+		return 0, fileErr(r.name, "schema", err)
 	}
-	if err := r.checkVersion(*md); err != nil {
+	hm := arrow.NewMetadata(k, v)
+	if err := r.checkVersion(hm); err != nil {
 		return 0, err
+	}
+	r.version, _, _ = versionOf(hm)
+	if md == nil {
+		md = &hm
+	} else if fv, _, _ := versionOf(*md); fv != r.version {
+		return 0, corruptErr(r.name, -1, fmt.Errorf("the footer says format version %d, the header %d", fv, r.version))
 	}
 	if err := checkSchemaMessage(buf[m.off+8 : m.off+m.metaLen]); err != nil {
 		return 0, fileErr(r.name, "schema is not a trace schema", err)
+	}
+	fm, err := decodeMeta(*md)
+	if err != nil {
+		if md != &hm {
+			return 0, corruptErr(r.name, -1, fmt.Errorf("footer metadata: %w", err))
+		}
+		return 0, fileErr(r.name, "metadata", err)
+	}
+	if md != &hm {
+		// A finished file: decodeMeta checked the footer metadata's own
+		// checksum; the header's is checked here.
+		if fm.checksums != nil {
+			if got := crc32.Checksum(buf, castagnoli); got != fm.checksums[0] {
+				return 0, corruptErr(r.name, -1, fmt.Errorf("header checksum %08x, computed %08x (the schema or a dictionary is damaged)", fm.checksums[0], got))
+			}
+		}
+	}
+	for j := 1; j < n; j++ {
+		d := msgs[j]
+		if d.metaLen < 8 || binary.LittleEndian.Uint32(buf[d.off:]) != 0xFFFFFFFF {
+			return 0, fileErr(r.name, "dictionary message without continuation marker", ErrNotTrace)
+		}
+		if err := checkDictionaryMessage(buf[d.off+8:d.off+d.metaLen], buf[d.off+d.metaLen:d.end()], r.version); err != nil {
+			return 0, corruptErr(r.name, -1, fmt.Errorf("dictionary message %d: %w", j-1, err))
+		}
 	}
 	r.prefix = buf[8:]
 	var schema *arrow.Schema
@@ -187,7 +240,7 @@ func (r *Reader) readPrefix(msgs []block, md *arrow.Metadata) (n int, err error)
 	if err != nil {
 		return 0, fileErr(r.name, "schema", err)
 	}
-	return n, r.setSchema(arrow.NewSchema(schema.Fields(), md))
+	return n, r.setSchema(arrow.NewSchema(schema.Fields(), md), fm)
 }
 
 func (r *Reader) openComplete(ft *footer) error {
@@ -295,7 +348,7 @@ func (r *Reader) checkVersion(md arrow.Metadata) error {
 	return nil
 }
 
-func (r *Reader) setSchema(s *arrow.Schema) error {
+func (r *Reader) setSchema(s *arrow.Schema, m *Meta) error {
 	md := s.Metadata()
 	v, _, _ := versionOf(md)
 	if s.NumFields() != len(Columns) {
@@ -308,10 +361,6 @@ func (r *Reader) setSchema(s *arrow.Schema) error {
 		}
 	}
 	r.rflags64 = v == 1
-	m, err := decodeMeta(md)
-	if err != nil {
-		return fileErr(r.name, "metadata", err)
-	}
 	r.schema = s
 	r.meta = m
 	return nil
@@ -367,6 +416,26 @@ func (r *Reader) TruncatedError() error {
 		return nil
 	}
 	return r.truncated
+}
+
+// Verified reports whether the file's bytes are covered by checksums
+// (a complete file of format version 3 or later): every batch Batch
+// returns, the header and the footer metadata were checked against them.
+// Older versions and truncated files (which have no footer) cannot be
+// verified beyond the structural and value checks every file gets;
+// Unverified says why.
+func (r *Reader) Verified() bool { return r.meta != nil && r.meta.checksums != nil }
+
+// Unverified says why the file's bytes are not covered by checksums
+// ("" when they are).
+func (r *Reader) Unverified() string {
+	switch {
+	case r.Verified():
+		return ""
+	case r.truncated != nil:
+		return "the file has no footer, so its batches are not covered by checksums"
+	}
+	return fmt.Sprintf("format version %d has no checksums: damage to the file cannot be detected", r.meta.Version)
 }
 
 // NumBatches returns the number of readable record batches.
@@ -463,19 +532,23 @@ func (r *Reader) Batch(i int) (*Batch, error) {
 	if i < 0 || i >= len(r.infos) {
 		return nil, batchErr(r.name, i, fmt.Sprintf("no such batch (the file has %d)", len(r.infos)), nil)
 	}
+	buf, err := r.message(i)
+	if err != nil {
+		return nil, corruptErr(r.name, i, err)
+	}
 	var rec arrow.Record
-	err := safely(func() error {
+	err = safely(func() error {
 		var err error
-		rec, err = r.record(i)
+		rec, err = r.record(buf)
 		return err
 	})
 	if err != nil {
-		return nil, batchErr(r.name, i, "decode", err)
+		return nil, corruptErr(r.name, i, fmt.Errorf("decode: %w", err))
 	}
 	b := &Batch{index: i, rec: rec, rflags64: r.rflags64}
 	if err := r.bind(b); err != nil {
 		rec.Release()
-		return nil, batchErr(r.name, i, "", err)
+		return nil, corruptErr(r.name, i, err)
 	}
 	info := BatchInfo{Rows: b.n}
 	if b.n > 0 {
@@ -483,27 +556,50 @@ func (r *Reader) Batch(i int) (*Batch, error) {
 	}
 	if r.known[i] && r.infos[i] != info {
 		rec.Release()
-		return nil, batchErr(r.name, i, fmt.Sprintf("holds seq %d..%d (%d rows), the index says %d..%d (%d rows)",
-			info.FirstSeq, info.LastSeq, info.Rows, r.infos[i].FirstSeq, r.infos[i].LastSeq, r.infos[i].Rows), nil)
+		return nil, corruptErr(r.name, i, fmt.Errorf("holds seq %d..%d (%d rows), the index says %d..%d (%d rows)",
+			info.FirstSeq, info.LastSeq, info.Rows, r.infos[i].FirstSeq, r.infos[i].LastSeq, r.infos[i].Rows))
 	}
 	if !r.known[i] {
 		if info.Rows != r.infos[i].Rows {
 			rec.Release()
-			return nil, batchErr(r.name, i, fmt.Sprintf("has %d rows, its header says %d", info.Rows, r.infos[i].Rows), nil)
+			return nil, corruptErr(r.name, i, fmt.Errorf("has %d rows, its header says %d", info.Rows, r.infos[i].Rows))
 		}
 		r.infos[i], r.known[i] = info, true
 	}
 	return b, nil
 }
 
-func (r *Reader) record(i int) (arrow.Record, error) {
+// message reads batch i's message and checks it (its checksum when the
+// file has them, then its shape) before the Arrow library sees it. It
+// returns the stream to decode: the prefix, the message and an
+// end-of-stream marker.
+func (r *Reader) message(i int) ([]byte, error) {
 	blk := r.blocks[i]
+	if blk.metaLen < 8 || blk.metaLen > maxMetaLen || blk.bodyLen < 0 || blk.bodyLen > r.size {
+		return nil, fmt.Errorf("message of %d+%d bytes", blk.metaLen, blk.bodyLen)
+	}
 	buf := make([]byte, len(r.prefix)+int(blk.metaLen+blk.bodyLen)+len(eos))
 	copy(buf, r.prefix)
-	if _, err := r.ra.ReadAt(buf[len(r.prefix):len(buf)-len(eos)], blk.off); err != nil {
-		return nil, err
+	m := buf[len(r.prefix) : len(buf)-len(eos)]
+	if _, err := r.ra.ReadAt(m, blk.off); err != nil {
+		return nil, fmt.Errorf("read: %w", err)
+	}
+	if sums := r.meta.checksums; sums != nil {
+		if got := crc32.Checksum(m, castagnoli); got != sums[i+1] {
+			return nil, corruption{fmt.Errorf("checksum %08x, computed %08x: the batch's bytes are damaged", sums[i+1], got)}
+		}
+	}
+	if binary.LittleEndian.Uint32(m) != 0xFFFFFFFF {
+		return nil, corruption{errors.New("no continuation marker")}
+	}
+	if err := checkRecordMessage(m[8:blk.metaLen], m[blk.metaLen:], r.version); err != nil {
+		return nil, corruption{err}
 	}
 	copy(buf[len(buf)-len(eos):], eos)
+	return buf, nil
+}
+
+func (r *Reader) record(buf []byte) (arrow.Record, error) {
 	sr, err := ipc.NewReader(bytes.NewReader(buf), ipc.WithAllocator(r.mem))
 	if err != nil {
 		return nil, err

@@ -368,6 +368,8 @@ const (
 	KeyOutcome         = "patchtrace.outcome"
 	KeyOutcomeDetail   = "patchtrace.outcome_detail"
 	KeyBudget          = "patchtrace.budget"
+	KeyChecksums       = "patchtrace.checksums"
+	KeyMetaChecksum    = "patchtrace.metadata_checksum"
 )
 
 // Outcomes are the values of [KeyOutcome]: why the run ended. Names and
@@ -435,6 +437,8 @@ var MetaKeys = []MetaKey{
 	{KeyOutcome, "Why the run ended: one of the outcome values below (`done`, `budget`, `oops`, ...); empty in the header. Files of versions 1 and 2 do not have it: their outcome is not recorded.", true, 3},
 	{KeyOutcomeDetail, "What ended the run, as a person would say it: the stop message (the fault and where, the unsupported instruction's bytes and symbol+offset, the emulator error); empty in the header. Since version 3.", true, 3},
 	{KeyBudget, "The run's effective budget: a JSON object `{\"max_insns\",\"max_decisions\"}` (decimal integers; 0 is unbounded, as with `--no-budget`), so a replay stops where the recording did; empty when not recorded.", false, 3},
+	{KeyChecksums, "CRC-32C (Castagnoli) checksums as a JSON array of integers: first of the file's header (bytes 0 to the end of the last dictionary message), then of each record batch message (from its continuation marker to the end of its padded body), in file order (empty in the header).", true, 3},
+	{KeyMetaChecksum, "CRC-32C (Castagnoli) of the footer metadata, decimal: over every other key and value in file order, each as its length (u32 little-endian) and bytes (empty in the header).", true, 3},
 }
 
 // Schema returns the event table's Arrow schema with no metadata.

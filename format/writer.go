@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"runtime"
 	"sync"
@@ -87,6 +88,7 @@ type Writer struct {
 	written int // batches handed to the encoder
 
 	index   []BatchInfo
+	sums    []uint32 // CRC-32C of the header, then of each batch message
 	events  uint64
 	lastSeq uint64
 	final   Final
@@ -185,6 +187,7 @@ func (w *Writer) writeHeader(meta Meta) error {
 		hdr = append(hdr, msg...)
 		hdr = appendBody(hdr, bufs)
 	}
+	w.sums = append(w.sums[:0], crc32.Checksum(hdr, castagnoli))
 	if _, err := w.out.Write(hdr); err != nil {
 		return fmt.Errorf("format: write header: %w", err)
 	}
@@ -842,14 +845,18 @@ func (w *Writer) writeBatch(b *batch) error {
 		return fmt.Errorf("format: write batch: %w", err)
 	}
 	var pad [8]byte
+	crc := crc32.Update(0, castagnoli, msg)
 	for _, p := range bufs {
 		if _, err := w.out.Write(p); err != nil {
 			return fmt.Errorf("format: write batch: %w", err)
 		}
+		crc = crc32.Update(crc, castagnoli, p)
 		if k := pad8(len(p)) - len(p); k > 0 {
 			w.out.Write(pad[:k])
+			crc = crc32.Update(crc, castagnoli, pad[:k])
 		}
 	}
+	w.sums = append(w.sums, crc)
 	if err := w.out.Flush(); err != nil {
 		return fmt.Errorf("format: write batch: %w", err)
 	}
@@ -938,7 +945,7 @@ func (w *Writer) stop() {
 }
 
 func (w *Writer) finish() error {
-	if err := finalValues(w.vals, &w.final, w.events, w.index); err != nil {
+	if err := finalValues(w.keys, w.vals, &w.final, w.events, w.index, w.sums); err != nil {
 		return err
 	}
 	if _, err := w.out.Write(footerBytes(w.keys, w.vals, w.dictBlocks, w.recBlocks)); err != nil {
