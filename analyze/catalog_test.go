@@ -27,6 +27,7 @@ var catalogWant = map[string][]want{
 	"ftrace-sti-shadow":        nil,
 	"ftrace-double-int3":       nil,
 	"int3-emulate-call":        nil,
+	"int3-emulate-ret":         {{"missed-call", -1, "traced_fn"}},
 	"exc-tramp-nopop":          {{"return-slot", -1, "traced_fn"}},
 	"exc-tramp":                nil,
 	"dyn-tramp-wx":             {{"wx", 0, ""}},
@@ -182,44 +183,54 @@ func instructionsOf(t testing.TB, img *emu.Image, expr string) []string {
 	return nil
 }
 
-// TestMissedCallCountMatchesSlice: ftrace-int3-skip's slice counts, on its
-// own, every pass whose livepatch callback did not run (missed_calls); the
+// TestMissedCallCountMatchesSlice: the missed-call rows count, on their
+// own, every pass that missed its call: ftrace-int3-skip every pass whose
+// livepatch callback did not run (missed_calls; the pass reaches the body
+// without a call), int3-emulate-ret every int3 that emulated a RET and
+// skipped traced_fn (emulated_rets; the pass never reaches the body). The
 // analyzer, from the events alone, must count the same passes.
 func TestMissedCallCountMatchesSlice(t *testing.T) {
-	spec, err := scenario.Load(scenarios.FS, "ftrace-int3-skip")
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err := emu.LoadImage(spec.ID, spec.ELF)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for seed := uint64(1); seed <= 3; seed++ {
-		md := record.Meta(spec, img, spec.CPUs, seed)
-		live, err := analyze.NewLive(&md, analyze.All())
-		if err != nil {
-			t.Fatal(err)
-		}
-		res, err := record.Run(spec, "", record.Options{Options: emu.Options{Seed: seed}, Tee: live})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var slice uint64
-		for c := 0; c < spec.CPUs; c++ {
-			v, ok := res.Machine.PercpuU64(c, "missed_calls")
-			if !ok {
-				t.Fatal("no missed_calls counter")
+	for _, tc := range []struct{ id, counter string }{
+		{"ftrace-int3-skip", "missed_calls"},
+		{"int3-emulate-ret", "emulated_rets"},
+	} {
+		t.Run(tc.id, func(t *testing.T) {
+			spec, err := scenario.Load(scenarios.FS, tc.id)
+			if err != nil {
+				t.Fatal(err)
 			}
-			slice += v
-		}
-		found := 0
-		for _, f := range live.Finish().Findings {
-			if f.Analyzer == "missed-call" {
-				found += f.Count
+			img, err := emu.LoadImage(spec.ID, spec.ELF)
+			if err != nil {
+				t.Fatal(err)
 			}
-		}
-		if slice == 0 || uint64(found) != slice {
-			t.Errorf("seed %d: analyzer found %d missed calls, the slice counted %d", seed, found, slice)
-		}
+			for seed := uint64(1); seed <= 3; seed++ {
+				md := record.Meta(spec, img, spec.CPUs, seed)
+				live, err := analyze.NewLive(&md, analyze.All())
+				if err != nil {
+					t.Fatal(err)
+				}
+				res, err := record.Run(spec, "", record.Options{Options: emu.Options{Seed: seed}, Tee: live})
+				if err != nil {
+					t.Fatal(err)
+				}
+				var slice uint64
+				for c := 0; c < spec.CPUs; c++ {
+					v, ok := res.Machine.PercpuU64(c, tc.counter)
+					if !ok {
+						t.Fatalf("no %s counter", tc.counter)
+					}
+					slice += v
+				}
+				found := 0
+				for _, f := range live.Finish().Findings {
+					if f.Analyzer == "missed-call" {
+						found += f.Count
+					}
+				}
+				if slice == 0 || uint64(found) != slice {
+					t.Errorf("seed %d: analyzer found %d missed calls, the slice counted %d", seed, found, slice)
+				}
+			}
+		})
 	}
 }

@@ -105,7 +105,7 @@ func (f *feed) percpuRead(c ctx, rip uint64, name string, owner uint16, v uint64
 }
 
 // trap delivers vector from rip (the saved RIP) to handler; c is the
-// context the handler runs as.
+// context interrupted (the row carries the depth before the delivery).
 func (f *feed) trap(c ctx, rip uint64, vector uint8, handler, rsp uint64) uint64 {
 	return f.add(c, &format.Row{Kind: replay.KTrap, RIP: rip, Vector: vector, Handler: handler, RSP: rsp, Size: 40})
 }
@@ -137,6 +137,13 @@ func (f *feed) perm(c ctx, page uint64, pages uint32, old, new uint8) uint64 {
 }
 
 func (f *feed) finish() *analyze.Result { return f.live.Finish() }
+
+// symExpr resolves "sym" or "sym+off".
+func (f *feed) symExpr(expr string) (uint64, error) {
+	return replay.NewSymbols(f.md.Symbols).Resolve(expr)
+}
+
+func haltRow() *format.Row { return &format.Row{Kind: replay.KHalt} }
 
 // callReturn is the address right after the first CALL in function fn:
 // a genuine return address of the image.

@@ -2,6 +2,7 @@ package analyze
 
 import (
 	"fmt"
+	"sort"
 	"strings"
 
 	"github.com/patchtrace/patchtrace/format"
@@ -9,17 +10,47 @@ import (
 )
 
 // missedCall checks the scenario's must_call sites (seed 000: livepatch needs
-// ftrace to "always call its code"). A pass through a site starts when a CPU
-// executes the instruction at the site (the call, the nop, or the int3 that
-// guards it) and ends when that same context executes site+5, the function
-// body. Some allowed handler's entry must have run in between, in that same
-// context: a handler entered by an interrupt or NMI nested in the pass (at a
-// deeper trap depth) is that context's own call, not this pass's. Passes are
-// keyed by CPU, task and trap depth, so a task preempted mid-pass is matched
-// with itself.
+// ftrace to "always call its code"). A pass through a site starts when a
+// context (a CPU's task at one trap depth) executes the instruction at the
+// site (the call, the nop, or the int3 that guards it), with the stack
+// pointer it had there, and ends one of two ways:
+//   - the same context executes site+5, the function body: the pass is
+//     complete;
+//   - the context leaves the site's frame without getting there: a RET pops
+//     the word at or above the site's stack pointer (the function returned),
+//     an IRETQ resumes the context with its stack pointer above it (an int3
+//     handler that emulated a RET and skipped the whole function), an IRETQ
+//     ends the context itself (a handler's pass cut off by its own return),
+//     the context's task died (its CPU reported pt_cpu_done while the task
+//     was switched out), or the run ended done with the CPU idle. The pass
+//     was abandoned.
+//
+// Either way some allowed handler's entry must have run in between, in that
+// same context: a handler entered by an interrupt or NMI nested in the pass
+// (at a deeper trap depth) is that context's own call, not this pass's. (A
+// livepatch handler that redirects regs->ip to a new function abandons the
+// old function's pass with the handler entered, which is what it is for.)
+//
+// A pass interrupted by an interrupt, or whose task is preempted, is only
+// paused: the interrupt's IRETQ resumes the context at or below the site's
+// stack pointer, and the task resumes later on its CPU (nothing migrates).
+// A pass still pending when the stream ends in a context that was still
+// live (the run stopped on its budget or an error, or the trace is cut
+// short) is not judged: whether it would have reached the body is unknown,
+// and the run's outcome, not this analyzer, says the run did not finish.
+//
+// Passes are kept per context as a stack (a handler may pass through the
+// site again, deeper), keyed by CPU, task and trap depth, so a task
+// preempted mid-pass is matched with itself. Frame exits are only read from
+// RET and IRETQ rows and from site hits: right after pt_switch the CPU runs
+// the incoming task's switch_to on the outgoing task's stack, so stack
+// pointers of other instructions do not belong to the task the row names.
 type missedCall struct {
 	rules  []callRule
-	passes map[passKey]*pass
+	passes map[ctxKey][]*pass
+	isRet  []bool // by op index
+	done   []bool // by CPU: reported pt_cpu_done
+	halted []bool // by CPU: its last event is a HLT
 }
 
 type callRule struct {
@@ -32,27 +63,34 @@ type callRule struct {
 	checked, bad uint64
 }
 
-type passKey struct {
+type ctxKey struct {
 	cpu   uint16
 	task  uint32
 	depth uint8
-	rule  int
 }
 
 type pass struct {
+	rule    int
 	seq     uint64
+	rsp     uint64 // RSP at the site
 	entered bool
 	via     string
 }
 
 func (*missedCall) ID() string { return "missed-call" }
 func (*missedCall) Doc() string {
-	return "A must-call site (scenario contract) was passed through with none of its allowed handlers entered in between."
+	return "A must-call site (scenario contract) was passed through, or left without reaching its end (a handler that skipped the function, a context that ended mid-pass), with none of its allowed handlers entered in between."
 }
 
 func (a *missedCall) Start(ctx *Context) error {
-	a.passes = map[passKey]*pass{}
+	a.passes = map[ctxKey][]*pass{}
 	a.rules = nil
+	a.done = make([]bool, len(ctx.St.CPUs))
+	a.halted = make([]bool, len(ctx.St.CPUs))
+	a.isRet = make([]bool, len(ctx.St.Meta.OpNames))
+	for i, n := range ctx.St.Meta.OpNames {
+		a.isRet[i] = n == "RET"
+	}
 	if ctx.St.Spec == nil {
 		return nil
 	}
@@ -79,6 +117,10 @@ func (a *missedCall) Event(ctx *Context, r *format.Row) {
 	if len(a.rules) == 0 {
 		return
 	}
+	if int(r.CPU) < len(a.halted) {
+		a.halted[r.CPU] = r.Kind == replay.KHalt
+	}
+	k := ctxKey{cpu: r.CPU, task: r.Task, depth: r.Depth}
 	switch r.Kind {
 	case replay.KMarker:
 		for i := range a.rules {
@@ -90,28 +132,55 @@ func (a *missedCall) Event(ctx *Context, r *format.Row) {
 				ru.open = false
 			}
 		}
+	case replay.KIret:
+		// The row carries the depth returned to: every deeper context of
+		// this task on this CPU has ended, and the one resumed must still
+		// be inside (at or below) each of its passes' frames.
+		for key, ps := range a.passes {
+			if key.cpu == r.CPU && key.task == r.Task && key.depth > r.Depth && len(ps) > 0 {
+				a.abandon(ctx, key, 0, r, fmt.Sprintf("the IRETQ at %s ended that context", ctx.Describe(r.RIP)))
+			}
+		}
+		a.abandon(ctx, k, r.RSP, r, fmt.Sprintf("the IRETQ at %s resumed it at %s with its stack above the site's frame", ctx.Describe(r.RIP), ctx.Describe(r.Handler)))
+	case replay.KService:
+		if r.Service == svcCPUDone && int(r.CPU) < len(a.done) {
+			a.done[r.CPU] = true
+			// Every task of this CPU has exited: passes of any other than
+			// the reporting one can never end.
+			for key, ps := range a.passes {
+				if key.cpu == r.CPU && key.task != r.Task && len(ps) > 0 {
+					a.abandon(ctx, key, 0, r, fmt.Sprintf("task %d exited (cpu%d reported pt_cpu_done)", key.task, r.CPU))
+				}
+			}
+		}
 	case replay.KInsn:
+		if int(r.Op) < len(a.isRet) && a.isRet[r.Op] {
+			// The RET pops the word at r.RSP: frames at or below it are gone.
+			a.abandon(ctx, k, r.RSP+1, r, fmt.Sprintf("the RET at %s returned from the site's frame", ctx.Describe(r.RIP)))
+		}
 		for i := range a.rules {
 			ru := &a.rules[i]
 			if name, ok := ru.handlers[r.RIP]; ok {
-				for k, p := range a.passes {
-					if k.rule == i && k.cpu == r.CPU && k.task == r.Task && k.depth == r.Depth && !p.entered {
-						p.entered, p.via = true, name
-					}
+				if p := a.innermost(k, i); p != nil && !p.entered {
+					p.entered, p.via = true, name
 				}
 			}
-			key := passKey{cpu: r.CPU, task: r.Task, depth: r.Depth, rule: i}
 			switch r.RIP {
 			case ru.site:
+				a.abandon(ctx, k, r.RSP, r, fmt.Sprintf("the context came back to %s from a shallower frame", ctx.Describe(ru.site)))
+				if p := a.innermost(k, i); p != nil && p.rsp == r.RSP {
+					continue // the site again in the same frame: the pass goes on
+				}
 				if ru.open {
-					a.passes[key] = &pass{seq: r.Seq}
+					a.passes[k] = append(a.passes[k], &pass{rule: i, seq: r.Seq, rsp: r.RSP})
 				}
 			case ru.body:
-				p := a.passes[key]
+				a.abandon(ctx, k, r.RSP, r, fmt.Sprintf("the context reached %s in a shallower frame", ctx.Describe(ru.body)))
+				p := a.innermost(k, i)
 				if p == nil {
 					continue
 				}
-				delete(a.passes, key)
+				a.remove(k, p)
 				ru.checked++
 				if p.entered {
 					continue
@@ -128,7 +197,99 @@ func (a *missedCall) Event(ctx *Context, r *format.Row) {
 	}
 }
 
-func (*missedCall) Finish(*Context) {}
+// innermost is context k's innermost pending pass through rule i's site.
+func (a *missedCall) innermost(k ctxKey, i int) *pass {
+	ps := a.passes[k]
+	for j := len(ps) - 1; j >= 0; j-- {
+		if ps[j].rule == i {
+			return ps[j]
+		}
+	}
+	return nil
+}
+
+func (a *missedCall) remove(k ctxKey, p *pass) {
+	ps := a.passes[k]
+	for j := range ps {
+		if ps[j] == p {
+			a.passes[k] = append(ps[:j], ps[j+1:]...)
+			break
+		}
+	}
+	if len(a.passes[k]) == 0 {
+		delete(a.passes, k)
+	}
+}
+
+// abandon judges and drops context k's passes whose site stack pointer is
+// below rsp (rsp 0: all of them): they ended, at row r, without reaching
+// the site's end, for the reason how.
+func (a *missedCall) abandon(ctx *Context, k ctxKey, rsp uint64, r *format.Row, how string) {
+	ps := a.passes[k]
+	if len(ps) == 0 {
+		return
+	}
+	keep := ps[:0]
+	var gone []*pass
+	for _, p := range ps {
+		if rsp == 0 || p.rsp < rsp {
+			gone = append(gone, p)
+		} else {
+			keep = append(keep, p)
+		}
+	}
+	if len(keep) == 0 {
+		delete(a.passes, k)
+	} else {
+		a.passes[k] = keep
+	}
+	for _, p := range gone {
+		a.judgeAbandoned(ctx, k, p, r.Seq, how)
+	}
+}
+
+func (a *missedCall) judgeAbandoned(ctx *Context, k ctxKey, p *pass, last uint64, how string) {
+	ru := &a.rules[p.rule]
+	ru.checked++
+	if p.entered {
+		return
+	}
+	ru.bad++
+	ctx.Report(Finding{
+		CPU: int(k.cpu), Task: k.task, SeqFirst: p.seq, SeqLast: last, RIP: ru.site, Evidence: []uint64{p.seq, last},
+		Context: keyName(k),
+		Message: fmt.Sprintf("pass through %s (seq %d..%d) never reached %s: %s, and none of %s was entered: missed call",
+			ctx.Describe(ru.site), p.seq, last, ctx.Describe(ru.body), how, strings.Join(ru.names, ", ")),
+	}, fmt.Sprintf("abandoned|%d", p.rule))
+}
+
+// Finish judges the passes still pending on CPUs that finished: a CPU that
+// reported pt_cpu_done and then halted runs no task again, so a pass left
+// on it can never end. Passes in contexts still live when the stream
+// stopped are left unjudged (see the type's comment).
+func (a *missedCall) Finish(ctx *Context) {
+	var keys []ctxKey
+	for k, ps := range a.passes {
+		if len(ps) > 0 && int(k.cpu) < len(a.done) && a.done[k.cpu] && a.halted[k.cpu] {
+			keys = append(keys, k)
+		}
+	}
+	sort.Slice(keys, func(i, j int) bool { return a.passes[keys[i]][0].seq < a.passes[keys[j]][0].seq })
+	for _, k := range keys {
+		r := &format.Row{Seq: ctx.St.Seq}
+		a.abandon(ctx, k, 0, r, fmt.Sprintf("the run ended with cpu%d finished and idle", k.cpu))
+	}
+}
+
+// svcCPUDone is pt_cpu_done in the trace's service enum (format.Services).
+const svcCPUDone format.Service = 12
+
+func keyName(k ctxKey) string {
+	if k.depth == 0 {
+		return fmt.Sprintf("task %d", k.task)
+	}
+	return fmt.Sprintf("task %d, trap depth %d", k.task, k.depth)
+}
 
 // contextName tells which context a row ran in.
 func contextName(r *format.Row) string {

@@ -1,0 +1,188 @@
+package analyze_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/patchtrace/patchtrace/emu"
+)
+
+// TestMissedCallPasses feeds hand-made passes through int3-emulate-call's
+// must_call site (traced_fn, handlers func_a and func_b, from marker 1):
+// passes that reach the site's end, passes a handler made leave the
+// function without reaching it, passes paused by an interrupt or a
+// preemption, and passes the stream ends in the middle of.
+func TestMissedCallPasses(t *testing.T) {
+	const (
+		S  = uint64(0xffffffff81111f00) // task 2's stack at the site
+		S3 = uint64(0xffffffff81119f00) // task 3's stack, above task 2's
+		bp = 3                          // #BP
+	)
+	task2, irq2 := ctx{cpu: 1, task: 2}, ctx{cpu: 1, task: 2, depth: 1}
+	task3, irq3 := ctx{cpu: 1, task: 3}, ctx{cpu: 1, task: 3, depth: 1}
+	idle, idleIRQ := ctx{cpu: 1, task: 0}, ctx{cpu: 1, task: 0, depth: 1}
+	for _, tc := range []struct {
+		name string
+		run  func(f *feed)
+		want string // "" clean, else a substring of the one finding's message
+	}{
+		{"the site calls a handler", func(f *feed) {
+			f.insn(task2, f.site(), "CALL", S)
+			f.handlerRuns(task2, "func_a", S-8)
+			f.insn(task2, f.body(), "PUSH", S)
+		}, ""},
+		{"int3 handler emulates the call", func(f *feed) {
+			f.int3(task2, S, "func_a", S-8)
+			f.handlerRuns(task2, "func_a", S-8)
+			f.insn(task2, f.body(), "PUSH", S)
+		}, ""},
+		{"int3 handler skips the call", func(f *feed) {
+			f.int3(task2, S, "", S)
+			f.insn(task2, f.body(), "PUSH", S)
+		}, "reached traced_fn+0x5 without entering"},
+		{"int3 handler emulates a ret and skips the function", func(f *feed) {
+			ret := f.callReturn("caller_main")
+			f.int3(task2, S, "caller_main", S+8)
+			f.insn(task2, ret, "MOV", S+8)
+		}, "resumed it at caller_main"},
+		{"int3 handler sends the pass to the function's ret", func(f *feed) {
+			f.int3(task2, S, "traced_fn+0x40", S)
+			f.insn(task2, f.sym("traced_fn", 0x40), "RET", S)
+		}, "the RET at traced_fn+0x40 returned from the site's frame"},
+		{"a handler redirects the function (livepatch), the new one returns", func(f *feed) {
+			f.insn(task2, f.site(), "CALL", S)
+			f.insn(task2, f.sym("func_a", 0), "PUSH", S-8)
+			f.insn(task2, f.sym("func_a", 0x30), "RET", S-8) // to a new function, not site+5
+			f.insn(task2, f.sym("caller_main", 0), "MOV", S)
+			f.insn(task2, f.sym("caller_main", 0x10), "RET", S)
+		}, ""},
+		{"an interrupt in the pass returns into it", func(f *feed) {
+			f.insn(task2, f.site(), "CALL", S)
+			f.insn(task2, f.sym("func_a", 0), "PUSH", S-8)
+			f.trap(task2, f.sym("func_a", 1), 0xec, f.sym("asm_sysvec_apic_timer_interrupt", 0), S-64)
+			f.insn(irq2, f.sym("asm_sysvec_apic_timer_interrupt", 0), "PUSH", S-64)
+			f.insn(irq2, f.sym("asm_sysvec_apic_timer_interrupt", 0x20), "RET", S-72)
+			f.iret(task2, f.sym("asm_sysvec_apic_timer_interrupt", 0x47), f.sym("func_a", 1), S-16)
+			f.insn(task2, f.sym("func_a", 0x30), "RET", S-8)
+			f.insn(task2, f.body(), "PUSH", S)
+		}, ""},
+		{"a task preempted mid-pass resumes after another task's passes", func(f *feed) {
+			f.insn(task2, f.site(), "CALL", S)
+			f.insn(task2, f.sym("func_a", 0), "PUSH", S-8)
+			f.trap(task2, f.sym("func_a", 1), 0xec, f.sym("asm_sysvec_apic_timer_interrupt", 0), S-64)
+			f.switchTo(irq2, 3)
+			// Task 3 (on a stack above task 2's) passes the site and returns
+			// from its callers, then is preempted back to task 2.
+			f.insn(task3, f.site(), "CALL", S3)
+			f.handlerRuns(task3, "func_b", S3-8)
+			f.insn(task3, f.body(), "PUSH", S3)
+			f.insn(task3, f.sym("traced_fn", 0x40), "RET", S3)
+			f.insn(task3, f.sym("caller_main", 0x40), "RET", S3+0x40)
+			f.trap(task3, f.sym("caller_main", 0x10), 0xec, f.sym("asm_sysvec_apic_timer_interrupt", 0), S3+0x10)
+			f.switchTo(irq3, 2)
+			f.insn(irq2, f.sym("asm_sysvec_apic_timer_interrupt", 0x47), "IRETQ", S-64)
+			f.iret(task2, f.sym("asm_sysvec_apic_timer_interrupt", 0x47), f.sym("func_a", 1), S-16)
+			f.insn(task2, f.sym("func_a", 0x30), "RET", S-8)
+			f.insn(task2, f.body(), "PUSH", S)
+		}, ""},
+		{"the site again in the same frame (an int3 handler that retries)", func(f *feed) {
+			f.int3(task2, S, "traced_fn", S)
+			f.insn(task2, f.site(), "CALL", S)
+			f.handlerRuns(task2, "func_b", S-8)
+			f.insn(task2, f.body(), "PUSH", S)
+			f.insn(task2, f.sym("traced_fn", 0x40), "RET", S)
+		}, ""},
+		{"a handler passes through the site again, deeper", func(f *feed) {
+			f.insn(task2, f.site(), "CALL", S)
+			f.insn(task2, f.sym("func_a", 0), "PUSH", S-8)
+			f.insn(task2, f.site(), "CALL", S-0x100)
+			f.handlerRuns(task2, "func_b", S-0x108)
+			f.insn(task2, f.body(), "PUSH", S-0x100)
+			f.insn(task2, f.sym("traced_fn", 0x40), "RET", S-0x100)
+			f.insn(task2, f.sym("func_a", 0x30), "RET", S-8)
+			f.insn(task2, f.body(), "PUSH", S)
+		}, ""},
+		{"an interrupt handler's pass cut off by its own IRETQ", func(f *feed) {
+			const S1 = S - 0x200
+			f.insn(irq2, f.site(), "INT", S1)
+			f.trap(irq2, f.site()+1, bp, f.sym("asm_exc_int3", 0), S1-40)
+			f.iret(irq2, f.sym("asm_exc_int3", 0x59), f.sym("asm_sysvec_apic_timer_interrupt", 0x40), S1-8)
+			f.insn(irq2, f.sym("asm_sysvec_apic_timer_interrupt", 0x47), "IRETQ", S1-8)
+			f.iret(task2, f.sym("asm_sysvec_apic_timer_interrupt", 0x47), f.sym("caller_main", 0x10), S)
+		}, "the IRETQ at asm_sysvec_apic_timer_interrupt+0x47 ended that context"},
+		{"a task that exits mid-pass", func(f *feed) {
+			f.int3(task2, S, "", 0)
+			f.switchTo(irq2, 0)
+			f.service(idle, emu.SvcExit)
+		}, "task 2 exited (cpu1 reported pt_cpu_done)"},
+		{"pending when the stream ends on a running CPU: unknown", func(f *feed) {
+			f.insn(task2, f.site(), "CALL", S)
+			f.insn(task2, f.sym("func_a", 0), "PUSH", S-8)
+		}, ""},
+		{"pending when the stream ends, int3 handler never returned: unknown", func(f *feed) {
+			f.int3(task2, S, "", 0)
+		}, ""},
+		{"pending on a CPU that finished and halted", func(f *feed) {
+			f.insn(idleIRQ, f.site(), "INT", S)
+			f.service(idle, emu.SvcExit)
+			f.add(idle, haltRow())
+		}, "the run ended with cpu1 finished and idle"},
+		{"pending on a CPU that finished but did not halt: unknown", func(f *feed) {
+			f.insn(idleIRQ, f.site(), "INT", S)
+			f.service(idle, emu.SvcExit)
+		}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFeed(t, "int3-emulate-call", "missed-call")
+			f.marker(ctx{cpu: 0, task: 1}, 1, 0)
+			tc.run(f)
+			res := f.finish()
+			if tc.want == "" {
+				if len(res.Findings) != 0 {
+					t.Fatalf("want clean, got:\n%s", summary(res))
+				}
+				return
+			}
+			if len(res.Findings) != 1 || !strings.Contains(res.Findings[0].Message, tc.want) {
+				t.Fatalf("want one finding saying %q, got:\n%s", tc.want, summary(res))
+			}
+			if fd := res.Findings[0]; fd.Symbol != "traced_fn" || fd.CPU != 1 || len(fd.Evidence) != 2 {
+				t.Errorf("finding at %s cpu%d evidence %v: want traced_fn on cpu1 with the site hit and the end", fd.Where, fd.CPU, fd.Evidence)
+			}
+		})
+	}
+}
+
+func (f *feed) site() uint64 { return f.sym("traced_fn", 0) }
+func (f *feed) body() uint64 { return f.sym("traced_fn", 5) }
+
+// handlerRuns is a handler entered with rsp that returns with a RET.
+func (f *feed) handlerRuns(c ctx, name string, rsp uint64) {
+	f.insn(c, f.sym(name, 0), "PUSH", rsp)
+	f.insn(c, f.sym(name, 0x30), "RET", rsp)
+}
+
+// int3 hits the int3 at the site with rsp and, unless to is "", has the
+// #BP handler (one depth deeper) IRETQ back to to (symbol[+off]) with
+// stack pointer back.
+func (f *feed) int3(c ctx, rsp uint64, to string, back uint64) {
+	f.t.Helper()
+	h := ctx{cpu: c.cpu, task: c.task, depth: c.depth + 1}
+	f.insn(c, f.site(), "INT", rsp)
+	f.trap(c, f.site()+1, 3, f.sym("asm_exc_int3", 0), rsp-0x70)
+	f.insn(h, f.sym("int3_hook", 0), "PUSH", rsp-0x100)
+	f.insn(h, f.sym("int3_hook", 0x20), "RET", rsp-0x100)
+	if to == "" && back == 0 {
+		return
+	}
+	target := f.site() + 5
+	if to != "" {
+		a, err := f.symExpr(to)
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		target = a
+	}
+	f.insn(h, f.sym("asm_exc_int3", 0x59), "IRETQ", rsp-0x98)
+	f.iret(c, f.sym("asm_exc_int3", 0x59), target, back)
+}
