@@ -113,6 +113,18 @@ const (
 	opMovFromDR // MOV r64, DRn: sub = n, rm = the register
 	opInt1      // INT1 (ICEBP, 0xF1)
 
+	// Added for what a CPU running stray bytes reaches (see
+	// measure_test.go): exec_branch.go, exec_move.go, exec_stack.go.
+	opLoop      // sub = 0 LOOP, 1 LOOPE, 2 LOOPNE; mAddr32: ECX
+	opXlat      // AL := [RBX + AL]
+	opEnter     // imm = size, ssize = nesting level
+	opCmpxchg8b // sub = 0 CMPXCHG8B, 1 CMPXCHG16B
+	opPush16    // sub = push16Reg, push16Mem, push16Imm, push16Flags
+	opPop16     // sub = push16Reg, push16Mem, push16Flags
+	opIn        // AL/AX/EAX := the port's value (no device: all ones)
+	opOut       // no device: nothing happens
+	opSoftInt   // INT n, INT1: imm = vector, delivered as a trap
+
 	numSemOps
 )
 
@@ -174,6 +186,14 @@ const (
 	scTzcnt
 	scLzcnt
 	scPopcnt
+)
+
+// Operand kinds of the 16-bit PUSH/POP forms.
+const (
+	push16Reg uint8 = iota
+	push16Mem
+	push16Imm
+	push16Flags
 )
 
 // Repeat modes for string instructions.
@@ -436,6 +456,12 @@ func (d *decoder) prefix(p x86asm.Prefix) bool {
 		}
 	}
 	return false
+}
+
+// data16 reports a 16-bit operand size from 0x66 (x86asm marks the prefix
+// implicit on some forms, e.g. 66 C9 LEAVEW, but still says DataSize 16).
+func (d *decoder) data16() bool {
+	return d.prefix(x86asm.PrefixDataSize) || d.x.DataSize == 16
 }
 
 func (d *decoder) badLock() bool {
@@ -803,7 +829,7 @@ func (d *decoder) decode() string {
 		return d.regRM(a0, a1)
 
 	case x86asm.JMP, x86asm.CALL:
-		if d.prefix(x86asm.PrefixDataSize) {
+		if d.data16() {
 			return "16-bit operand size on a near branch"
 		}
 		call := x.Op == x86asm.CALL
@@ -836,11 +862,72 @@ func (d *decoder) decode() string {
 			return "operands"
 		}
 		s.size = 8
-	case x86asm.JRCXZ:
+	case x86asm.JRCXZ, x86asm.JECXZ:
 		s.op = opJrcxz
-		return d.rel(a0)
+		return d.relCount(a0)
+	case x86asm.LOOP, x86asm.LOOPE, x86asm.LOOPNE:
+		s.op = opLoop
+		s.sub = map[x86asm.Op]uint8{x86asm.LOOP: 0, x86asm.LOOPE: 1, x86asm.LOOPNE: 2}[x.Op]
+		return d.relCount(a0)
+	case x86asm.XLATB:
+		// SDM Vol. 2 XLAT: AL := [RBX + ZeroExtend(AL)], DS (or the
+		// segment override) based; 0x67 uses EBX and truncates.
+		m, ok := a0.(x86asm.Mem)
+		if !ok || !d.mem(m) {
+			return "operands"
+		}
+		s.op, s.size = opXlat, 1
+	case x86asm.ENTER:
+		if d.data16() {
+			return "16-bit ENTER"
+		}
+		sz, ok1 := a0.(x86asm.Imm)
+		lv, ok2 := a1.(x86asm.Imm)
+		if !ok1 || !ok2 {
+			return "operands"
+		}
+		// SDM Vol. 2 ENTER: NestingLevel := imm8 MOD 32.
+		s.op, s.imm, s.ssize, s.size = opEnter, uint64(sz)&0xffff, uint8(lv)&31, 8
+	case x86asm.CMPXCHG8B, x86asm.CMPXCHG16B:
+		m, ok := a0.(x86asm.Mem)
+		if !ok || !d.mem(m) {
+			return "operands"
+		}
+		s.op, s.fc, s.size = opCmpxchg8b, fcZF, 8
+		if x.Op == x86asm.CMPXCHG16B {
+			s.sub = 1
+		}
+	case x86asm.IN, x86asm.OUT:
+		// SDM Vol. 2 IN/OUT: at CPL 0 always permitted. This machine has
+		// no I/O devices: a read of any port returns all ones (what a PC
+		// bus returns for a port no device claims) and a write is lost.
+		s.op = opIn
+		r, port := a0, a1
+		if x.Op == x86asm.OUT {
+			s.op, r, port = opOut, a1, a0
+		}
+		sz, ok := d.reg(r)
+		if !ok || s.r != RAX || s.rsh != 0 {
+			return "operands"
+		}
+		s.size = sz
+		switch p := port.(type) {
+		case x86asm.Imm:
+			s.imm, s.mf = uint64(p)&0xff, s.mf|mImm
+		case x86asm.Reg:
+			if p != x86asm.DX {
+				return "operands"
+			}
+		default:
+			return "operands"
+		}
+	case x86asm.FWAIT:
+		// SDM Vol. 2 WAIT/FWAIT: checks for pending x87 exceptions (there
+		// are none: no x87 instruction ever runs here) and raises #NM
+		// only if CR0.MP and CR0.TS are both set (they are not).
+		s.op = opNop
 	case x86asm.RET:
-		if d.prefix(x86asm.PrefixDataSize) {
+		if d.data16() {
 			return "16-bit operand size on RET"
 		}
 		s.op = opRet
@@ -850,8 +937,8 @@ func (d *decoder) decode() string {
 		s.imm &= 0xffff
 
 	case x86asm.PUSH, x86asm.POP:
-		if d.prefix(x86asm.PrefixDataSize) {
-			return "16-bit PUSH/POP"
+		if d.data16() {
+			return d.pushPop16()
 		}
 		push := x.Op == x86asm.PUSH
 		s.size = 8
@@ -886,8 +973,12 @@ func (d *decoder) decode() string {
 		s.op = opPushf
 	case x86asm.POPFQ:
 		s.op, s.fc = opPopf, fcAll
+	case x86asm.PUSHF: // 66 9C: the low 16 bits of RFLAGS
+		s.op, s.sub, s.size = opPush16, push16Flags, 2
+	case x86asm.POPF: // 66 9D
+		s.op, s.sub, s.size, s.fc = opPop16, push16Flags, 2, fcAll
 	case x86asm.LEAVE:
-		if d.prefix(x86asm.PrefixDataSize) {
+		if d.data16() {
 			return "16-bit LEAVE"
 		}
 		s.op = opLeave
@@ -900,10 +991,18 @@ func (d *decoder) decode() string {
 		return d.str()
 
 	case x86asm.INT:
-		if a0 != x86asm.Imm(3) || d.in.raw[x.Len-1] != 0xcc {
-			return "only INT3 (0xCC) is supported"
+		if d.in.raw[x.Len-1] == 0xcc && a0 == x86asm.Imm(3) {
+			s.op = opInt3
+			break
 		}
-		s.op = opInt3
+		// SDM Vol. 2 INT n (CD ib): a software interrupt through the
+		// vector table (at CPL 0 the gate's DPL does not matter), no error
+		// code even for vectors that have one, the saved RIP after it.
+		v, ok := a0.(x86asm.Imm)
+		if !ok {
+			return "operands"
+		}
+		s.op, s.imm = opSoftInt, uint64(v)&0xff
 	case x86asm.ICEBP:
 		s.op = opInt1
 	case x86asm.IRETQ:
@@ -1003,13 +1102,58 @@ func (d *decoder) regRM(r, rm x86asm.Arg) string {
 	return ""
 }
 
+// pushPop16 decodes PUSH/POP with a 16-bit operand (the 0x66 prefix; SDM
+// Vol. 2 PUSH/POP: RSP moves by 2). Segment registers are not supported.
+func (d *decoder) pushPop16() string {
+	x, s := d.x, d.s
+	s.size = 2
+	s.op = opPop16
+	if x.Op == x86asm.PUSH {
+		s.op = opPush16
+	}
+	switch a := x.Args[0].(type) {
+	case x86asm.Reg:
+		sz, ok := d.reg(a)
+		if !ok || sz != 2 {
+			return "segment register"
+		}
+		s.sub = push16Reg
+	case x86asm.Mem:
+		if x.MemBytes != 2 || !d.mem(a) {
+			return "operands"
+		}
+		s.sub = push16Mem
+	case x86asm.Imm:
+		if s.op != opPush16 {
+			return "operands"
+		}
+		d.imm(a)
+		s.sub = push16Imm
+	default:
+		return "operands"
+	}
+	return ""
+}
+
+// relCount is rel for the branches on RCX (JRCXZ, LOOP*), where 0x67
+// selects ECX as the count (SDM Vol. 2 LOOP/LOOPcc, JrCXZ).
+func (d *decoder) relCount(a x86asm.Arg) string {
+	if d.x.AddrSize == 32 {
+		d.s.mf |= mAddr32
+	}
+	return d.relTo(a, true)
+}
+
 // rel sets the absolute target of a relative branch.
-func (d *decoder) rel(a x86asm.Arg) string {
+func (d *decoder) rel(a x86asm.Arg) string { return d.relTo(a, false) }
+
+// relTo is rel; count says 0x67 is allowed (it selects the count register).
+func (d *decoder) relTo(a x86asm.Arg, count bool) string {
 	r, ok := a.(x86asm.Rel)
 	if !ok {
 		return "operands"
 	}
-	if d.prefix(x86asm.PrefixDataSize) || d.x.AddrSize != 64 {
+	if d.data16() || d.x.AddrSize != 64 && !count {
 		return "16-bit branch displacement or 32-bit address size"
 	}
 	d.s.target = d.in.addr + uint64(d.x.Len) + uint64(int64(r))

@@ -5,7 +5,7 @@ package emu
 
 // execBranch: SDM Vol. 2 JMP and CALL through a register or memory (the
 // target is read before anything is pushed, so a fault on either leaves
-// no trace), and JRCXZ.
+// no trace), JrCXZ and LOOP/LOOPcc.
 func (c *CPU) execBranch(in *inst, next uint64) bool {
 	s := &in.sem
 	var t uint64
@@ -19,7 +19,29 @@ func (c *CPU) execBranch(in *inst, next uint64) bool {
 		}
 		t = v
 	case opJrcxz:
-		if c.R[RCX] != 0 {
+		// SDM Vol. 2 JrCXZ: JRCXZ tests RCX, JECXZ (0x67) ECX.
+		if cx := c.R[RCX]; cx != 0 && (s.mf&mAddr32 == 0 || uint32(cx) != 0) {
+			return true
+		}
+		t = s.target
+	case opLoop:
+		// SDM Vol. 2 LOOP/LOOPcc: the count (RCX, or ECX with 0x67) is
+		// decremented without touching the flags, then LOOP branches while
+		// it is not zero, LOOPE also needs ZF=1, LOOPNE ZF=0. Writing ECX
+		// zero-extends into RCX like any 32-bit register write.
+		cx := c.R[RCX] - 1
+		if s.mf&mAddr32 != 0 {
+			cx = uint64(uint32(cx))
+		}
+		taken := cx != 0
+		switch s.sub {
+		case 1:
+			taken = taken && c.RFLAGS&FlagZF != 0
+		case 2:
+			taken = taken && c.RFLAGS&FlagZF == 0
+		}
+		c.R[RCX] = cx
+		if !taken {
 			return true
 		}
 		t = s.target

@@ -171,8 +171,17 @@ func (c *CPU) execCold(in *inst, next uint64) {
 		ok = c.execBt(in)
 	case opBscan:
 		ok = c.execBscan(in)
-	case opJmpR, opJmpM, opCallR, opCallM, opJrcxz:
+	case opJmpR, opJmpM, opCallR, opCallM, opJrcxz, opLoop:
 		ok = c.execBranch(in, next)
+	case opXlat, opCmpxchg8b, opIn, opOut:
+		ok = c.execMoveRare(in)
+	case opEnter, opPush16, opPop16:
+		ok = c.execStack16(in)
+	case opSoftInt:
+		// SDM Vol. 2 INT n/INT1: a trap; the frame's RIP is the next
+		// instruction's. Delivered like a fault (no error code).
+		c.RIP = next
+		c.setFault(Vector(s.imm), 0, false)
 	case opPushI, opPushM, opPopM, opPushf, opPopf, opLeave:
 		ok = c.execStack(in)
 	case opMovs, opStos, opLods, opCmps, opScas:

@@ -3,7 +3,8 @@ package emu
 import "math/bits"
 
 // Data movement beyond plain MOV (which is inlined in exec): MOVZX/MOVSX/
-// MOVSXD, XCHG, XADD, CMPXCHG, CMOVcc, SETcc, BSWAP.
+// MOVSXD, XCHG, XADD, CMPXCHG, CMOVcc, SETcc, BSWAP, XLAT, CMPXCHG8B/16B,
+// IN, OUT.
 
 // execMovx: SDM Vol. 2 MOVZX, MOVSX/MOVSXD. The source has ssize bytes.
 func (c *CPU) execMovx(in *inst) bool {
@@ -126,5 +127,95 @@ func (c *CPU) execBswap(in *inst) bool {
 		v = uint64(bits.ReverseBytes32(uint32(v)))
 	}
 	c.setReg(s.r, 0, s, v)
+	return true
+}
+
+// execMoveRare executes XLAT, CMPXCHG8B/16B, IN and OUT.
+func (c *CPU) execMoveRare(in *inst) bool {
+	s := &in.sem
+	switch s.op {
+	case opXlat:
+		// SDM Vol. 2 XLAT: AL := [RBX + ZeroExtend(AL)]; with 0x67 the sum
+		// is an EBX-based 32-bit address.
+		a := c.R[RBX] + c.R[RAX]&0xff
+		if s.mf&mAddr32 != 0 {
+			a = uint64(uint32(a))
+		}
+		if s.mf&mGS != 0 {
+			a += c.GSBase
+		}
+		v, ok := c.read(a, 1)
+		if !ok {
+			return false
+		}
+		c.R[RAX] = c.R[RAX]&^0xff | v
+	case opCmpxchg8b:
+		return c.execCmpxchg8b(in)
+	case opIn:
+		// No device answers: all ones (decode.go, IN/OUT).
+		c.setReg(RAX, 0, s, ^uint64(0))
+	case opOut:
+	}
+	return true
+}
+
+// execCmpxchg8b: SDM Vol. 2 CMPXCHG8B/CMPXCHG16B. EDX:EAX (RDX:RAX) is
+// compared with the memory operand; if equal, ZF := 1 and ECX:EBX
+// (RCX:RBX) is stored, else ZF := 0 and the operand is loaded into EDX:EAX
+// (RDX:RAX). The destination is written in both cases (with its own value
+// when they differ), so a read-only operand faults either way. CMPXCHG16B
+// needs a 16-byte-aligned operand: #GP(0) otherwise. The other flags are
+// unchanged.
+func (c *CPU) execCmpxchg8b(in *inst) bool {
+	s := &in.sem
+	a := c.ea(in)
+	if s.sub == 0 {
+		m, ok := c.read(a, 8)
+		if !ok {
+			return false
+		}
+		acc := c.R[RDX]<<32 | c.R[RAX]&0xffffffff
+		if m == acc {
+			if !c.write(a, 8, c.R[RCX]<<32|c.R[RBX]&0xffffffff) {
+				return false
+			}
+			c.RFLAGS |= FlagZF
+			return true
+		}
+		if !c.write(a, 8, m) {
+			return false
+		}
+		c.R[RAX], c.R[RDX] = m&0xffffffff, m>>32
+		c.RFLAGS &^= FlagZF
+		return true
+	}
+	if a&15 != 0 {
+		c.setFault(VecGP, 0, true)
+		return false
+	}
+	lo, ok := c.read(a, 8)
+	if !ok {
+		return false
+	}
+	hi, ok := c.read(a+8, 8)
+	if !ok {
+		return false
+	}
+	nlo, nhi := lo, hi
+	eq := lo == c.R[RAX] && hi == c.R[RDX]
+	if eq {
+		nlo, nhi = c.R[RBX], c.R[RCX]
+	}
+	// Aligned: both halves are on one page, so the second store cannot
+	// fault once the first succeeded.
+	if !c.write(a, 8, nlo) || !c.write(a+8, 8, nhi) {
+		return false
+	}
+	if eq {
+		c.RFLAGS |= FlagZF
+	} else {
+		c.R[RAX], c.R[RDX] = lo, hi
+		c.RFLAGS &^= FlagZF
+	}
 	return true
 }

@@ -162,7 +162,7 @@ func (c *CPU) execSystem(in *inst, next uint64) bool {
 //
 //	leaf        EAX         EBX            ECX                  EDX
 //	0           7 (max)     "Patc"         "ceVM"               "hTra"   vendor "PatchTraceVM"
-//	1           0x00000600  APIC ID<<24    POPCNT (bit 23)      CMOV (bit 15)
+//	1           0x00000600  APIC ID<<24    POPCNT (23), CMPXCHG16B (13)  CMOV (15), CX8 (8)
 //	7, ECX=0    0           BMI1 (bit 3: TZCNT)  0              0
 //	0x80000000  0x80000001  0              0                    0
 //	0x80000001  0           0              LAHF-SAHF (0), LZCNT (5)  NX (20), LM (29)
@@ -181,8 +181,8 @@ func (c *CPU) cpuid() {
 	case 1:
 		a = 0x600
 		b = uint32(c.ID&0xff) << 24
-		cx = 1 << 23
-		d = 1 << 15
+		cx = 1<<23 | 1<<13
+		d = 1<<15 | 1<<8
 	case 7:
 		if sub == 0 {
 			b = 1 << 3

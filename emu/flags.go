@@ -96,6 +96,7 @@ const (
 	fcCF                      // CLC STC CMC
 	fcSahf                    // SAHF: SF ZF AF PF CF from AH
 	fcAll                     // POPFQ IRETQ: every writable flag from memory
+	fcZF                      // CMPXCHG8B CMPXCHG16B: ZF only
 	numFlagClasses
 )
 
@@ -117,6 +118,7 @@ var flagTable = [numFlagClasses]struct{ writes, undefined uint64 }{
 	fcTzcnt:  {FlagsArith, FlagOF | FlagSF | FlagAF | FlagPF},
 	fcPopcnt: {FlagsArith, 0},
 	fcCF:     {FlagCF, 0},
+	fcZF:     {FlagZF, 0},
 	fcSahf:   {FlagSF | FlagZF | FlagAF | FlagPF | FlagCF, 0},
 	fcAll:    {flagsWritable, 0},
 }

@@ -752,6 +752,29 @@ func diffSpecs() []*diffSpec {
 		add(&diffSpec{name: fmt.Sprintf("set%s rm8", ccNames[cc]), sizes: []int{1}, op8: []byte{0x0f, 0x90 + byte(cc)}, digit: 0, rmSize: 1})
 		add(&diffSpec{name: fmt.Sprintf("cmov%s r,rm", ccNames[cc]), sizes: wide, opv: []byte{0x0f, 0x40 + byte(cc)}, digit: -1})
 	}
+	add(&diffSpec{name: "xlat", sizes: []int{1}, op8: []byte{0xd7}, noRM: true, implicit: []int{RAX, RBX},
+		setup: func(g *diffGen, c *diffCase) {
+			c.in.R[RBX] = g.scratchAddr + uint64(g.r.IntN(pageSize-256))
+		}})
+	add(&diffSpec{name: "cmpxchg8b m64", sizes: []int{4}, opv: []byte{0x0f, 0xc7}, digit: 1, memOnly: true, lock: true,
+		implicit: []int{RAX, RBX, RCX, RDX},
+		setup: func(g *diffGen, c *diffCase) {
+			if g.r.IntN(2) == 0 {
+				v := getLE(c.mem[c.memTarget()-g.scratchAddr:], 8)
+				c.in.R[RAX] = c.in.R[RAX]&^0xffffffff | v&0xffffffff
+				c.in.R[RDX] = c.in.R[RDX]&^0xffffffff | v>>32
+			}
+		}})
+	add(&diffSpec{name: "cmpxchg16b m128", sizes: []int{8}, opv: []byte{0x0f, 0xc7}, digit: 1, memOnly: true, lock: true,
+		implicit: []int{RAX, RBX, RCX, RDX},
+		setup: func(g *diffGen, c *diffCase) {
+			// 16-byte aligned (else #GP, which the host cannot take).
+			c.in.R[c.enc.rm.base] -= c.memTarget() & 15
+			if g.r.IntN(2) == 0 {
+				off := c.memTarget() - g.scratchAddr
+				c.in.R[RAX], c.in.R[RDX] = getLE(c.mem[off:], 8), getLE(c.mem[off+8:], 8)
+			}
+		}})
 	add(&diffSpec{name: "lahf", sizes: []int{4}, opv: []byte{0x9f}, noRM: true})
 	add(&diffSpec{name: "sahf", sizes: []int{4}, opv: []byte{0x9e}, noRM: true})
 	add(&diffSpec{name: "clc", sizes: []int{4}, opv: []byte{0xf8}, noRM: true})
@@ -861,5 +884,134 @@ func TestHostDiffJcc(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestHostDiffLoop checks LOOP, LOOPE, LOOPNE and JRCXZ, with and without
+// 0x67 (ECX as the count), against the host: the branch skips a MOV whose
+// effect shows whether it was taken, and RCX shows the count written back.
+func TestHostDiffLoop(t *testing.T) {
+	hostMem, addr := hostOrSkip(t)
+	seed := testSeed(t)
+	diffScratchAddr = addr
+	r := rand.New(rand.NewPCG(seed, 2))
+	counts := []uint64{0, 1, 2, 3, 0xffffffff, 0x100000000, 0x100000001, 0xffffffff00000001, 0x8000000000000000}
+	names := map[byte]string{0xe0: "loopne", 0xe1: "loope", 0xe2: "loop", 0xe3: "jrcxz"}
+	for _, op := range []byte{0xe0, 0xe1, 0xe2, 0xe3} {
+		for _, a32 := range []bool{false, true} {
+			name := names[op]
+			var code []byte
+			if a32 {
+				name += "/addr32"
+				code = append(code, 0x67)
+			}
+			code = append(code, op, 5)
+			code = append(code, 0xb8, 0x11, 0x22, 0x33, 0x44) // mov eax, 0x44332211
+			t.Run(name, func(t *testing.T) {
+				for i := range 64 {
+					var in ArchState
+					for j := range in.R {
+						in.R[j] = r.Uint64()
+					}
+					in.R[RCX] = counts[i%len(counts)]
+					if i >= 2*len(counts) {
+						in.R[RCX] = r.Uint64() >> (r.IntN(2) * 32)
+					}
+					in.RFLAGS = r.Uint64()&(FlagsArith|FlagDF) | flagRes1
+					c := &diffCase{code: code, in: in, mem: make([]byte, pageSize)}
+					runDiff(t, &diffGen{r: r, scratchAddr: addr}, c, hostMem)
+				}
+			})
+		}
+	}
+}
+
+// TestHostDiffStack16 checks the 16-bit PUSH/POP forms (0x66) and ENTER
+// against the host in balanced snippets (the stack is the host's, so what
+// the snippet leaves is read back into registers before it is popped).
+func TestHostDiffStack16(t *testing.T) {
+	hostMem, addr := hostOrSkip(t)
+	seed := testSeed(t)
+	diffScratchAddr = addr
+	r := rand.New(rand.NewPCG(seed, 3))
+	cases := []struct {
+		name string
+		code string
+		mem  func(in *ArchState) // point registers at the scratch page
+	}{
+		{"push r16; pop r16", "66 50 66 5b", nil},                                                              // push ax; pop bx
+		{"push r16 x4; pop r64", "66 41 57 66 51 66 52 66 53 5e", nil},                                         // push r15w, cx, dx, bx; pop rsi
+		{"push imm8; pop r16", "66 6a 80 66 5e", nil},                                                          // push -128 (16-bit); pop si
+		{"push imm16; pop r16", "66 68 34 12 66 5f", nil},                                                      // push 0x1234; pop di
+		{"push m16; pop m16", "66 ff 33 66 8f 46 02", func(in *ArchState) { scratchRegs(in, addr, RBX, RSI) }}, // push [rbx]; pop [rsi+2]
+		{"pushf16; pop r16", "66 9c 66 58 66 25 d5 0c", nil},                                                   // pushf; pop ax; and ax, the flags both run
+		{"push r16; popf16", "66 25 d5 0c 66 50 66 9d", nil},                                                   // and ax (no TF); push ax; popf
+		{"enter 0,0; leave", "c8 00 00 00 48 89 e8 48 29 e0 c9", nil},                                          // mov rax,rbp; sub rax,rsp
+		{"enter 24,0; leave", "c8 18 00 00 48 89 e8 48 29 e0 48 8b 5d 00 c9", nil},                             // rbx = [rbp]: the old RBP
+		{"enter 8,1; leave", "c8 08 00 01 48 89 e8 48 29 e0 48 8b 5d f8 48 29 eb c9", nil},                     // rbx = [rbp-8] - rbp
+		{"enter 0,3; leave", "c8 00 00 03 48 8b 4d f8 48 8b 55 f0 48 8b 5d e8 48 29 eb 48 89 e0 48 29 e8 c9",
+			func(in *ArchState) { scratchRegs(in, addr+0x100, RBP) }}, // the old frame's [rbp-8], [rbp-16] copied
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			code := hexBytes(t, tc.code)
+			for range 16 {
+				var in ArchState
+				for j := range in.R {
+					in.R[j] = r.Uint64()
+				}
+				in.RFLAGS = r.Uint64()&(FlagsArith|FlagDF) | flagRes1
+				if tc.mem != nil {
+					tc.mem(&in)
+				}
+				c := &diffCase{code: code, in: in, mem: make([]byte, pageSize)}
+				for i := 0; i < len(c.mem); i += 8 {
+					putLE(c.mem[i:], 8, r.Uint64())
+				}
+				runDiffStack(t, c, addr, hostMem)
+			}
+		})
+	}
+}
+
+func scratchRegs(in *ArchState, base uint64, regs ...int) {
+	for i, r := range regs {
+		in.R[r] = base + 0x200 + uint64(i)*0x100
+	}
+}
+
+// runDiffStack runs a balanced stack snippet on the emulator, with RSP in
+// the scratch page's top, and on the host (the goroutine's stack), and
+// compares the registers but RSP, the flags and the scratch page below the
+// emulator's stack.
+func runDiffStack(t *testing.T, c *diffCase, addr uint64, hostMem []byte) {
+	t.Helper()
+	const stackTop, stackLow = 0xf00, 0xd00
+	desc := fmt.Sprintf("% x (%s)", c.code, gnu(c.code))
+	emuIn := c.in
+	emuIn.R[RSP] = addr + stackTop
+	emuMem := append([]byte(nil), c.mem...)
+	got, err := execSnippet(t, c.code, emuIn, addr, emuMem)
+	if err != nil {
+		t.Fatalf("%s: emulator: %v", desc, err)
+	}
+	if got.R[RSP] != emuIn.R[RSP] {
+		t.Fatalf("%s: emulator RSP %#x, want %#x (balanced)", desc, got.R[RSP], emuIn.R[RSP])
+	}
+	hs := hostexec.State{R: c.in.R, RFLAGS: c.in.RFLAGS}
+	copy(hostMem, c.mem)
+	if err := hostexec.Run(c.code, &hs); err != nil {
+		t.Fatalf("%s: host: %v", desc, err)
+	}
+	for r := range 16 {
+		if r != RSP && got.R[r] != hs.R[r] {
+			t.Errorf("%s: %s emu %#x host %#x\n  in: %s", desc, goldenRegOrder[r], got.R[r], hs.R[r], fmtState(c.in))
+		}
+	}
+	if (got.RFLAGS^hs.RFLAGS)&(FlagsArith|FlagDF) != 0 {
+		t.Errorf("%s: rflags emu %#x host %#x", desc, got.RFLAGS, hs.RFLAGS)
+	}
+	if !bytes.Equal(emuMem[:stackLow], hostMem[:stackLow]) {
+		t.Errorf("%s: scratch memory differs", desc)
 	}
 }

@@ -409,8 +409,8 @@ func TestUnsupportedInstruction(t *testing.T) {
 		{"rdtsc", []byte{0x0f, 0x31}, `"0f 31" (rdtsc)`, "not implemented"},
 		{"syscall", []byte{0x0f, 0x05}, `"0f 05" (syscall)`, "not implemented"},
 		{"sse", []byte{0x66, 0x0f, 0xef, 0xc0}, `"66 0f ef c0" (pxor %xmm0,%xmm0)`, "not implemented"},
-		{"int 0x80", []byte{0xcd, 0x80}, `"cd 80" (int $0x80)`, "only INT3"},
-		{"push ax", []byte{0x66, 0x50}, `"66 50" (push %ax)`, "16-bit"},
+		{"push es", []byte{0x66, 0x0f, 0xa0}, `"66 0f a0" (pushw %fs)`, "segment register"},
+		{"leave16", []byte{0x66, 0xc9}, `"66 c9" (leavew)`, "16-bit"},
 		{"iretd", []byte{0xcf}, `"cf" (iret`, "not implemented"},
 		{"x86asm error", []byte{0x0f, 0x38, 0xff, 0xc0}, `"0f 38 ff c0" (bad)`, "x86asm"},
 		{"x87", []byte{0xd9, 0xc0}, `"d9 c0" (fld %st)`, "not implemented"},
@@ -587,7 +587,7 @@ func TestCPUID(t *testing.T) {
 		a, b, c, d uint64
 	}{
 		{0, 0, 7, le64("Patc"), le64("ceVM"), le64("hTra")},
-		{1, 0, 0x600, 3 << 24, 1 << 23, 1 << 15},
+		{1, 0, 0x600, 3 << 24, 1<<23 | 1<<13, 1<<15 | 1<<8},
 		{7, 0, 0, 1 << 3, 0, 0},
 		{7, 1, 0, 0, 0, 0},
 		{0x80000000, 0, 0x80000001, 0, 0, 0},
