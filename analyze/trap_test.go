@@ -125,6 +125,19 @@ func TestTrapFindingNamesWhatTheFaultCarries(t *testing.T) {
 					t.Errorf("message %q does not name %q", res.Findings[0].Message, w)
 				}
 			}
+			// Both renderers carry it.
+			var text, js strings.Builder
+			if err := analyze.WriteText(&text, []*analyze.Result{res}); err != nil {
+				t.Fatal(err)
+			}
+			if err := analyze.WriteJSON(&js, []*analyze.Result{res}); err != nil {
+				t.Fatal(err)
+			}
+			for out, s := range map[string]string{"text": text.String(), "json": js.String()} {
+				if !strings.Contains(s, tc.wants[1]) {
+					t.Errorf("%s output does not name %q:\n%s", out, tc.wants[1], s)
+				}
+			}
 		})
 	}
 }

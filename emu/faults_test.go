@@ -537,3 +537,49 @@ func TestNestedDeliveryOnSameISTClobbersFrame(t *testing.T) {
 		})
 	}
 }
+
+// TestSingleStepTrapBeforeNMIAndInterrupt: at one boundary a single-step
+// trap from the previous instruction comes before a pending NMI, which
+// comes before a maskable interrupt (SDM Vol. 3 §6.9, Table 6-2); the NMI
+// is then taken before the #DB handler's first instruction (its gate
+// clears IF, not NMIs), the interrupt waits for IF.
+func TestSingleStepTrapBeforeNMIAndInterrupt(t *testing.T) {
+	img := testImage(t, cat(asmSetTF, asmNop, asmSelf),
+		testGate{v: VecDB, code: asmSelf}, nmiHandler, testGate{v: VecTimer, code: asmSelf})
+	m, rec := newTestMachine(t, img, Quirks{})
+	c := m.cpus[0]
+	c.RFLAGS |= FlagIF
+	for i := 0; i < 3; i++ {
+		step(m) // set TF
+	}
+	m.raise(c, VecTimer, nil)
+	m.raise(c, VecNMI, nil)
+	// The NMI and the interrupt are taken before the nop: TF was clear
+	// when the POPF started, so no trap is pending yet.
+	step(m)
+	tr := rec.kinds(EvTrap)
+	if len(tr) != 1 || tr[0].Vector != VecNMI {
+		t.Fatalf("traps %+v, want the NMI first", tr)
+	}
+	// Start again with only the nop between TF and the events.
+	m, rec = newTestMachine(t, img, Quirks{})
+	c = m.cpus[0]
+	c.RFLAGS |= FlagIF
+	for i := 0; i < 4; i++ {
+		step(m) // set TF; nop (traps)
+	}
+	if len(rec.kinds(EvTrap)) != 0 {
+		t.Fatal("trap before the boundary")
+	}
+	m.raise(c, VecTimer, nil)
+	m.raise(c, VecNMI, nil)
+	step(m)
+	step(m)
+	tr = rec.kinds(EvTrap)
+	if len(tr) != 2 || tr[0].Vector != VecDB || tr[1].Vector != VecNMI || tr[1].RIP != testHandler {
+		t.Fatalf("traps %+v, want #DB, then the NMI at the #DB handler's entry", tr)
+	}
+	if c.irqs == 0 {
+		t.Fatal("the interrupt was delivered with IF clear")
+	}
+}
