@@ -21,6 +21,7 @@ func (c *CPU) execStack(in *inst) bool {
 		sp := c.R[RSP]
 		v, ok := c.read(sp, 8)
 		if !ok {
+			c.stackFault()
 			return false
 		}
 		c.R[RSP] = sp + 8
@@ -47,6 +48,7 @@ func (c *CPU) execStack(in *inst) bool {
 		// SDM Vol. 2 LEAVE: RSP := RBP; RBP := pop.
 		v, ok := c.read(c.R[RBP], 8)
 		if !ok {
+			c.stackFault()
 			return false
 		}
 		c.R[RSP] = c.R[RBP] + 8

@@ -150,6 +150,9 @@ func TestNonCanonicalAddressFaults(t *testing.T) {
 		{"load based on RSP", []byte{0x48, 0x8b, 0x44, 0x24, 0x08}, func(c *CPU, m *Machine) { c.R[RSP] = nonCanon }, VecSS},
 		{"push", []byte{0x50}, func(c *CPU, m *Machine) { c.R[RSP] = nonCanon + 8 }, VecSS},
 		{"pop", []byte{0x58}, func(c *CPU, m *Machine) { c.R[RSP] = nonCanon }, VecSS},
+		{"pop to memory", []byte{0x8f, 0x03}, func(c *CPU, m *Machine) { c.R[RSP] = nonCanon; c.R[RBX] = testData }, VecSS}, // pop (%rbx)
+		{"leave", []byte{0xc9}, func(c *CPU, m *Machine) { c.R[RBP] = nonCanon }, VecSS},
+		{"push from memory", []byte{0xff, 0x33}, func(c *CPU, m *Machine) { c.R[RBX] = nonCanon }, VecGP}, // push (%rbx)
 		{"jmp *%rax", []byte{0xff, 0xe0}, func(c *CPU, m *Machine) { c.R[RAX] = nonCanon }, VecGP},
 		{"call *%rax", []byte{0xff, 0xd0}, func(c *CPU, m *Machine) { c.R[RAX] = 0x8000000000001000 }, VecGP},
 		{"jmp *(%rbx)", []byte{0xff, 0x23}, func(c *CPU, m *Machine) { c.R[RBX] = testData; poke64(m, testData, nonCanon) }, VecGP},
