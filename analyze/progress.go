@@ -10,7 +10,9 @@ import (
 	"golang.org/x/arch/x86/x86asm"
 )
 
-// progress reports a run that did not finish: one that ended on its
+// progress reports a run that did not finish: one the emulator stopped
+// (outcome unsupported or error: the finding names where, and the result
+// is incomplete as well), or one that ended on its
 // instruction budget (outcome budget; not a finding when the scenario
 // declares contract.terminates = false) or with no CPU able to go on
 // (hung). Each CPU that had not called pt_cpu_done is a finding saying
@@ -52,7 +54,7 @@ type insnSeen struct {
 
 func (*progress) ID() string { return "progress" }
 func (*progress) Doc() string {
-	return "A run that did not finish (instruction budget or hang): the CPUs that did not reach pt_cpu_done, the loop each was spinning in and the memory it polled."
+	return "A run that did not finish (instruction budget, hang, or stopped by the emulator): the CPUs that did not reach pt_cpu_done, the loop each was spinning in and the memory it polled."
 }
 
 func (a *progress) Start(ctx *Context) error {
@@ -113,6 +115,9 @@ func (a *progress) Finish(ctx *Context) {
 		why = "the run ended on its instruction budget"
 	case format.OutcomeHung:
 		why = "the run hung: no CPU could make progress"
+	case format.OutcomeUnsupported, format.OutcomeError:
+		a.stopped(ctx)
+		return
 	case "":
 		if ctx.Truncated || a.faulted {
 			return
@@ -152,6 +157,29 @@ func (a *progress) Finish(ctx *Context) {
 	for _, c := range stuck {
 		a.report(ctx, c, why, others)
 	}
+}
+
+// stopped reports a run the emulator stopped (an instruction it does not
+// implement, or an error) at the place the outcome names ("cpuN at
+// symbol+off: ..."): whatever the slice would have done next is unknown.
+func (a *progress) stopped(ctx *Context) {
+	f := Finding{SeqFirst: ctx.St.Seq, SeqLast: ctx.St.Seq}
+	var cpu int
+	var where string
+	if n, _ := fmt.Sscanf(ctx.OutcomeDetail, "cpu%d at %s", &cpu, &where); n == 2 && cpu >= 0 && cpu < len(a.done) {
+		f.CPU, f.Task, f.Where = cpu, a.lastTask[cpu], strings.TrimSuffix(where, ":")
+		f.Symbol, _, _ = strings.Cut(f.Where, "+")
+		if a.n[cpu] > 0 {
+			last := a.ring[cpu][(a.n[cpu]-1)%progressWindow]
+			f.SeqFirst, f.SeqLast, f.Evidence = last.seq, last.seq, []uint64{last.seq}
+		}
+	}
+	what := "the emulator could not go on"
+	if ctx.Outcome == format.OutcomeUnsupported {
+		what = "it reached an instruction the emulator does not implement"
+	}
+	f.Message = fmt.Sprintf("the run stopped before its CPUs finished: %s (%s); what the slice would have done next is unknown, so the run is incomplete", what, ctx.OutcomeDetail)
+	ctx.Report(f, "stopped")
 }
 
 // report tells where cpu c was when the run ended.

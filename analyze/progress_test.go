@@ -109,8 +109,8 @@ func TestOutcomeJudged(t *testing.T) {
 		finding         string // analyzer expected to report
 	}{
 		{format.OutcomeDone, "all CPUs finished", analyze.VerdictClean, ""},
-		{format.OutcomeUnsupported, "cpu1: unsupported instruction 0f 0d 08 at traced_fn+0x3", analyze.VerdictIncomplete, ""},
-		{format.OutcomeError, "decision 3: no CPU 9", analyze.VerdictIncomplete, ""},
+		{format.OutcomeUnsupported, "cpu1 at traced_fn+0x3: unsupported instruction \"0f 0d 08\"", analyze.VerdictIncomplete, "progress"},
+		{format.OutcomeError, "decision 3: no CPU 9", analyze.VerdictIncomplete, "progress"},
 		{format.OutcomeOops, "cpu2: oops: no handler for #GP at traced_fn+0x1", analyze.VerdictFindings, "trap"},
 		{format.OutcomePanic, "cpu0: panic: x", analyze.VerdictFindings, "trap"},
 		{format.OutcomeBug, "cpu0: BUG() 0x1", analyze.VerdictFindings, "trap"},
@@ -143,7 +143,10 @@ func TestOutcomeJudged(t *testing.T) {
 			if tc.finding != "" {
 				found := false
 				for _, f := range res.Findings {
-					found = found || f.Analyzer == tc.finding && strings.Contains(f.Message, tc.outcome)
+					found = found || f.Analyzer == tc.finding && (strings.Contains(f.Message, tc.outcome) || strings.Contains(f.Message, tc.detail))
+					if tc.outcome == format.OutcomeUnsupported && f.Analyzer == "progress" && (f.CPU != 1 || f.Symbol != "traced_fn" || f.Where != "traced_fn+0x3") {
+						t.Errorf("finding placed at cpu%d %s (%s)", f.CPU, f.Where, f.Symbol)
+					}
 				}
 				if !found {
 					t.Errorf("no %s finding naming %s:\n%s", tc.finding, tc.outcome, summary(res))

@@ -118,6 +118,16 @@ type LogSource struct {
 	i    int
 }
 
+// LogReplayer is a DecisionSource that can say it replays a decision log
+// (a LogSource, or a source wrapping one): when it runs out the run ends
+// with StopDecisions (the log ended), not StopHung.
+type LogReplayer interface {
+	ReplaysLog() bool
+}
+
+// ReplaysLog implements LogReplayer.
+func (l *LogSource) ReplaysLog() bool { return true }
+
 // Next implements DecisionSource.
 func (l *LogSource) Next(m *Machine) (Decision, bool) {
 	if l.i < len(l.Log) {
@@ -224,7 +234,7 @@ func (m *Machine) Run(src DecisionSource) Result {
 		}
 		d, ok := src.Next(m)
 		if !ok {
-			if _, isLog := src.(*LogSource); isLog {
+			if r, isLog := src.(LogReplayer); isLog && r.ReplaysLog() {
 				m.halt(StopDecisions, "decision log exhausted")
 			} else {
 				m.halt(StopHung, m.hungMessage())

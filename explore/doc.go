@@ -8,7 +8,11 @@
 // runs each with no trace file and with the analyzers attached in process
 // (record.Recorder feeding analyze.Live, exactly as `patchtrace check`
 // does: one analyzer implementation for files and live runs), and treats
-// any finding as a violation.
+// any finding as a violation. A run that does not finish is one too: the
+// trap and progress analyzers always run, so an oops, panic or BUG, the
+// instruction budget (unless the scenario is open-ended), a hang, and the
+// emulator stopping on an unsupported instruction or an error are findings,
+// minimised and written out like any other.
 //
 // # The scenario as explored
 //

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -352,7 +353,7 @@ func Explore(ctx context.Context, spec *scenario.Spec, opt Options) (*Result, er
 			res.Findings += len(s.findings)
 			processed++
 			fs := sortedFindings(s.findings)
-			for _, f := range fs {
+			for _, f := range selectedFirst(fs, opt.Analyzers) {
 				t := TargetOf(f)
 				if seen[t] {
 					continue
@@ -430,6 +431,25 @@ func tickFor(o *Options, spec *scenario.Spec) uint64 {
 	q := spec.Schedule.Quantum
 	mean := float64(q[0]+q[1]) / 2
 	return uint64(math.Ceil(mean / spec.Schedule.TimerRate))
+}
+
+// selectedFirst orders the findings of the selected analyzers (ids; all
+// when empty) before those of the analyzers that always run to judge how
+// a run ended (trap, progress): a schedule's violation is what was asked
+// for when it shows that.
+func selectedFirst(fs []*analyze.Finding, ids []string) []*analyze.Finding {
+	if len(ids) == 0 {
+		return fs
+	}
+	out := make([]*analyze.Finding, 0, len(fs))
+	for pass := 0; pass < 2; pass++ {
+		for _, f := range fs {
+			if slices.Contains(ids, f.Analyzer) == (pass == 0) {
+				out = append(out, f)
+			}
+		}
+	}
+	return out
 }
 
 func sortedFindings(fs []*analyze.Finding) []*analyze.Finding {

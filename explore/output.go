@@ -114,7 +114,10 @@ func writeOutputs(res *Result, pm *Machine, opt *Options) error {
 		}
 		name := fmt.Sprintf("%02d-%s-%s", i+1, v.Target.Analyzer, sanitize(v.Target.Symbol))
 		trace := filepath.Join(dir, name+".arrow")
-		if _, err := record.Run(res.Spec, trace, record.Options{Force: true, Source: &emu.LogSource{Log: log}}); err != nil {
+		// A run the emulator stopped (unsupported instruction, error) is
+		// a violation too: its trace is kept.
+		if rr, err := record.Run(res.Spec, trace, record.Options{Force: true, Source: &emu.LogSource{Log: log}}); err != nil &&
+			(rr == nil || rr.Stop != emu.StopError && rr.Stop != emu.StopUnsupported) {
 			return fmt.Errorf("explore: write the failing run: %w", err)
 		}
 		ar, err := analyze.AnalyzeFile(trace, mustAll())

@@ -66,9 +66,13 @@ func ScheduleHash(ds []emu.Decision) uint64 {
 
 // Run executes one schedule from src with the analyzers ids (all when
 // empty) attached through record.Recorder and analyze.Live, as check does,
-// with no trace file. An emulator error is returned as an error.
+// with no trace file. The trap and progress analyzers always run: a run
+// that did not finish (an oops, panic or BUG, the budget, a hang, or the
+// emulator stopping on an unsupported instruction or an error) is a
+// finding, so a violation, whatever ids selects. Only a failure to write
+// the events is returned as an error.
 func (pm *Machine) Run(src emu.DecisionSource, ids []string) (*Outcome, error) {
-	as, err := analyze.Select(ids)
+	as, err := analyze.Select(withOutcomeAnalyzers(ids))
 	if err != nil {
 		return nil, err
 	}
@@ -89,14 +93,26 @@ func (pm *Machine) Run(src emu.DecisionSource, ids []string) (*Outcome, error) {
 	}
 	p := &probe{src: src}
 	res := m.Run(p)
-	if res.Err != nil {
-		return nil, fmt.Errorf("scenario %s: %w", pm.Spec.ID, res.Err)
-	}
 	if err, seq, _ := t.rec.Err(); err != nil {
 		return nil, fmt.Errorf("scenario %s: event %d: %w", pm.Spec.ID, seq, err)
 	}
 	live.SetOutcome(record.Outcome(res))
 	return &Outcome{Result: res, Findings: live.Finish().Findings, Seqs: p.seqs, Hash: ScheduleHash(res.Decisions), Syncs: t.syncs}, nil
+}
+
+// withOutcomeAnalyzers adds the analyzers that judge how a run ended
+// (trap, progress) to a non-empty selection.
+func withOutcomeAnalyzers(ids []string) []string {
+	if len(ids) == 0 {
+		return ids
+	}
+	out := slices.Clone(ids)
+	for _, id := range []string{"trap", "progress"} {
+		if !slices.Contains(out, id) {
+			out = append(out, id)
+		}
+	}
+	return out
 }
 
 // Replay runs log exactly (an emu.LogSource: the run ends when the log
@@ -109,6 +125,14 @@ func (pm *Machine) Replay(log []emu.Decision, ids []string) (*Outcome, error) {
 type probe struct {
 	src  emu.DecisionSource
 	seqs []uint64
+}
+
+// ReplaysLog passes on whether the probed source replays a log, so a
+// replay that runs out ends with outcome decisions-exhausted, as it does
+// outside the probe.
+func (p *probe) ReplaysLog() bool {
+	r, ok := p.src.(emu.LogReplayer)
+	return ok && r.ReplaysLog()
 }
 
 func (p *probe) Next(m *emu.Machine) (emu.Decision, bool) {

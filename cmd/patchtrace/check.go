@@ -26,6 +26,7 @@ type checkRow struct {
 	Got      string         `json:"got"`
 	OK       bool           `json:"ok"`
 	Findings map[string]int `json:"findings_by_analyzer"` // summed over seeds
+	Outcomes map[string]int `json:"outcomes"`             // seeds per run outcome
 	Seeds    []checkSeed    `json:"seeds"`
 	Events   uint64         `json:"events"`
 	Seconds  float64        `json:"seconds"`
@@ -33,12 +34,21 @@ type checkRow struct {
 }
 
 type checkSeed struct {
-	Seed     uint64         `json:"seed"`
-	Stop     string         `json:"stop"`
-	Findings map[string]int `json:"findings_by_analyzer"`
-	Events   uint64         `json:"events"`
-	Trace    string         `json:"trace,omitempty"`
-	Report   string         `json:"report,omitempty"`
+	Seed uint64 `json:"seed"`
+	// Outcome is how the run ended (done, oops, budget, unsupported, ...;
+	// "" when the seed could not run at all), Detail what ended it.
+	Outcome string `json:"outcome"`
+	Detail  string `json:"outcome_detail,omitempty"`
+	// Verdict is the analysis verdict (clean, findings, incomplete) and
+	// Incomplete why, for an incomplete one.
+	Verdict    string         `json:"verdict"`
+	Incomplete string         `json:"incomplete,omitempty"`
+	OK         bool           `json:"ok"` // as the scenario expects
+	Findings   map[string]int `json:"findings_by_analyzer"`
+	Events     uint64         `json:"events"`
+	Trace      string         `json:"trace,omitempty"`
+	Report     string         `json:"report,omitempty"`
+	Error      string         `json:"error,omitempty"` // the seed could not be run or analyzed
 }
 
 func cmdCheck(env *cmdEnv, args []string) int {
@@ -72,6 +82,15 @@ func cmdCheck(env *cmdEnv, args []string) int {
 		specs = append(specs, s)
 	}
 	rows := make([]checkRow, len(specs))
+	// Without --out, failing seeds are recorded again into one temporary
+	// directory so each has a trace to look at.
+	var failOnce sync.Once
+	var failPath string
+	var failErr error
+	failDir := func() (string, error) {
+		failOnce.Do(func() { failPath, failErr = os.MkdirTemp("", "patchtrace-check-") })
+		return failPath, failErr
+	}
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, *jobs)
 	for i, s := range specs {
@@ -80,7 +99,7 @@ func cmdCheck(env *cmdEnv, args []string) int {
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			rows[i] = checkOne(s, *seeds, *outDir)
+			rows[i] = checkOne(s, *seeds, *outDir, failDir)
 		}()
 	}
 	wg.Wait()
@@ -102,7 +121,7 @@ func cmdCheck(env *cmdEnv, args []string) int {
 		enc.Encode(rows)
 	} else {
 		tw := tabwriter.NewWriter(env.stdout, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "SCENARIO\tSEED\tEXPECT\tGOT\tFINDINGS\tEVENTS\tTIME\t")
+		fmt.Fprintln(tw, "SCENARIO\tSEED\tEXPECT\tGOT\tFINDINGS\tOUTCOMES\tEVENTS\tTIME\t")
 		for _, r := range rows {
 			mark := "ok"
 			if !r.OK {
@@ -111,9 +130,33 @@ func cmdCheck(env *cmdEnv, args []string) int {
 					mark = "ERROR: " + r.Error
 				}
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%.1fs\t%s\n", r.ID, r.Seed, r.Expect, r.Got, countString(r.Findings), r.Events, r.Seconds, mark)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%.1fs\t%s\n", r.ID, r.Seed, r.Expect, r.Got, countString(r.Findings), countString(r.Outcomes), r.Events, r.Seconds, mark)
 		}
 		tw.Flush()
+		// Every seed that did not go as expected, with its trace.
+		for _, r := range rows {
+			for _, cs := range r.Seeds {
+				if cs.OK {
+					continue
+				}
+				what := fmt.Sprintf("outcome %s", cs.Outcome)
+				if cs.Detail != "" {
+					what += " (" + cs.Detail + ")"
+				}
+				if cs.Error != "" {
+					what = "error: " + cs.Error
+				}
+				got := verdict(cs.Findings)
+				if cs.Incomplete != "" {
+					got = "incomplete: " + cs.Incomplete
+				}
+				trace := cs.Trace
+				if trace == "" {
+					trace = "none"
+				}
+				fmt.Fprintf(env.stdout, "%s seed %d: expected %s, got %s; %s; trace %s\n", r.ID, cs.Seed, r.Expect, got, what, trace)
+			}
+		}
 		fmt.Fprintf(env.stdout, "\n%d scenario(s), %d seed(s) each: %d as expected, %d not\n", len(rows), *seeds, len(rows)-bad, bad)
 	}
 	if bad > 0 {
@@ -122,9 +165,17 @@ func cmdCheck(env *cmdEnv, args []string) int {
 	return exitOK
 }
 
-// checkOne records and analyzes spec for seeds 1..n, in process.
-func checkOne(spec *scenario.Spec, n int, outDir string) (row checkRow) {
-	row = checkRow{ID: spec.ID, Seed: spec.SeedMail, Expect: spec.Expect.String(), Findings: map[string]int{}}
+// recordRun is record.Run; tests replace it to make a seed's run fail.
+var recordRun = record.Run
+
+// checkOne records and analyzes spec for seeds 1..n, in process. Every
+// seed runs, whatever the others did; a seed fails the row when its
+// verdict does not match the expectation, when its run is incomplete (the
+// emulator stopped on an unsupported instruction or an error), or when it
+// could not run at all. A failing seed's trace is kept: under outDir, or
+// (without it) recorded again, deterministically, under failDir().
+func checkOne(spec *scenario.Spec, n int, outDir string, failDir func() (string, error)) (row checkRow) {
+	row = checkRow{ID: spec.ID, Seed: spec.SeedMail, Expect: spec.Expect.String(), Findings: map[string]int{}, Outcomes: map[string]int{}}
 	start := time.Now()
 	defer func() { row.Seconds = time.Since(start).Seconds() }()
 	img, err := emu.LoadImage(spec.ID, spec.ELF)
@@ -135,53 +186,32 @@ func checkOne(spec *scenario.Spec, n int, outDir string) (row checkRow) {
 	verdicts := map[string]bool{}
 	row.OK = true
 	for seed := uint64(1); seed <= uint64(n); seed++ {
-		cfg, _, err := emu.ConfigFor(spec, emu.Options{Seed: seed})
-		if err != nil {
-			row.Error, row.OK = err.Error(), false
-			return row
-		}
-		md := record.Meta(spec, img, cfg.CPUs, seed)
-		live, err := analyze.NewLive(&md, analyze.All())
-		if err != nil {
-			row.Error, row.OK = err.Error(), false
-			return row
-		}
-		cs := checkSeed{Seed: seed, Findings: map[string]int{}}
-		path := ""
-		if outDir != "" {
-			dir := filepath.Join(outDir, spec.ID)
-			if err := os.MkdirAll(dir, 0o755); err != nil {
-				row.Error, row.OK = err.Error(), false
-				return row
-			}
-			path = filepath.Join(dir, fmt.Sprintf("seed%d.arrow", seed))
-			cs.Trace = path
-		}
-		res, err := record.Run(spec, path, record.Options{Options: emu.Options{Seed: seed}, Force: true, Tee: live})
-		if err != nil {
-			row.Error, row.OK = err.Error(), false
-			return row
-		}
-		ar := live.Finish()
-		ar.File = path
-		cs.Stop, cs.Events = res.Stop.String(), res.Events
-		row.Events += res.Events
-		for _, f := range ar.Findings {
-			cs.Findings[f.Analyzer]++
-			row.Findings[f.Analyzer]++
-		}
-		if outDir != "" {
-			cs.Report = strings.TrimSuffix(path, ".arrow") + ".json"
-			var b strings.Builder
-			analyze.WriteJSON(&b, []*analyze.Result{ar})
-			if err := writeFileAtomic(cs.Report, []byte(b.String())); err != nil {
-				row.Error, row.OK = err.Error(), false
-				return row
+		cs := runSeed(spec, img, seed, outDir)
+		if !cs.OK && cs.Trace == "" && cs.Outcome != "" {
+			if dir, err := failDir(); err == nil {
+				path := filepath.Join(dir, spec.ID, fmt.Sprintf("seed%d.arrow", seed))
+				if err := os.MkdirAll(filepath.Dir(path), 0o755); err == nil {
+					if _, err := recordRun(spec, path, record.Options{Options: emu.Options{Seed: seed}, Force: true}); err == nil || fileExists(path) {
+						cs.Trace = path
+					}
+				}
 			}
 		}
+		row.Events += cs.Events
+		for id, k := range cs.Findings {
+			row.Findings[id] += k
+		}
+		outcome := cs.Outcome
+		if outcome == "" {
+			outcome = "error"
+		}
+		row.Outcomes[outcome]++
 		got := verdict(cs.Findings)
+		if cs.Verdict == analyze.VerdictIncomplete || cs.Error != "" {
+			got = "incomplete"
+		}
 		verdicts[got] = true
-		if !matches(spec.Expect, cs.Findings) {
+		if !cs.OK {
 			row.OK = false
 		}
 		row.Seeds = append(row.Seeds, cs)
@@ -193,6 +223,63 @@ func checkOne(spec *scenario.Spec, n int, outDir string) (row checkRow) {
 	sort.Strings(gots)
 	row.Got = strings.Join(gots, " | ")
 	return row
+}
+
+// runSeed records and analyzes one seed.
+func runSeed(spec *scenario.Spec, img *emu.Image, seed uint64, outDir string) (cs checkSeed) {
+	cs = checkSeed{Seed: seed, Findings: map[string]int{}}
+	fail := func(err error) checkSeed {
+		cs.Error, cs.OK = err.Error(), false
+		return cs
+	}
+	cfg, _, err := emu.ConfigFor(spec, emu.Options{Seed: seed})
+	if err != nil {
+		return fail(err)
+	}
+	md := record.Meta(spec, img, cfg.CPUs, seed)
+	live, err := analyze.NewLive(&md, analyze.All())
+	if err != nil {
+		return fail(err)
+	}
+	path := ""
+	if outDir != "" {
+		dir := filepath.Join(outDir, spec.ID)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fail(err)
+		}
+		path = filepath.Join(dir, fmt.Sprintf("seed%d.arrow", seed))
+	}
+	// A run the emulator stopped (error, unsupported) still returns its
+	// result, and its outcome reached the analyzers: it is judged below.
+	res, err := recordRun(spec, path, record.Options{Options: emu.Options{Seed: seed}, Force: true, Tee: live})
+	if res == nil {
+		return fail(err)
+	}
+	if path != "" {
+		cs.Trace = path
+	}
+	ar := live.Finish()
+	ar.File = path
+	cs.Outcome, cs.Detail = record.Outcome(res.Result)
+	cs.Verdict, cs.Incomplete, cs.Events = ar.Verdict, ar.Incomplete, res.Events
+	for _, f := range ar.Findings {
+		cs.Findings[f.Analyzer]++
+	}
+	cs.OK = ar.Verdict != analyze.VerdictIncomplete && matches(spec.Expect, cs.Findings)
+	if outDir != "" {
+		cs.Report = strings.TrimSuffix(path, ".arrow") + ".json"
+		var b strings.Builder
+		analyze.WriteJSON(&b, []*analyze.Result{ar})
+		if err := writeFileAtomic(cs.Report, []byte(b.String())); err != nil {
+			return fail(err)
+		}
+	}
+	return cs
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }
 
 // verdict is "clean" or the analyzers that reported, sorted.

@@ -20,7 +20,11 @@ import (
 const exploreAbout = "Runs many schedules of SCENARIO with recording off, each checked by the analyzers in\n" +
 	"process (the same code as `analyze`), varying CPU interleavings and where NMIs and\n" +
 	"timer interrupts arrive. The scenario's injection plan is ignored unless --inject-plan:\n" +
-	"a finding must come from the schedule alone. Strategies: random (seeded swarm\n" +
+	"a finding must come from the schedule alone. A run that does not finish (an oops,\n" +
+	"panic or BUG, the instruction budget, a hang, or the emulator stopping on an\n" +
+	"instruction it does not implement or an error) is a violation like any finding (the\n" +
+	"trap and progress analyzers always run, whatever --only says; an open-ended scenario,\n" +
+	"contract.terminates = false, may end on its budget). Strategies: random (seeded swarm\n" +
 	"schedules), pct (priority schedules with d-1 change points) and bounded (every schedule\n" +
 	"within --bound deviations of round robin; says \"exhausted: N schedules\" when done).\n" +
 	"On the first violation (every distinct one with --all) the decision log is minimised\n" +

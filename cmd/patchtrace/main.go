@@ -84,10 +84,16 @@ func commands() []command {
 		{"check", "[IDS...] [--seeds N] [--json] [--out DIR]", "record and analyze built-in scenarios and compare with their expected verdicts", cmdCheck,
 			"Runs each scenario (all built-in ones by default) for seeds 1..N with the\n" +
 				"analyzers attached in process, and prints one row per scenario: expected verdict,\n" +
-				"what the analyzers found (per analyzer, summed over seeds), events and time.\n" +
-				"A clean scenario must have no finding on any seed; a finding scenario must have\n" +
-				"findings from each expected analyzer on every seed. With --out, every run's trace\n" +
-				"(DIR/ID/seedN.arrow), its JSON report and check.json are kept (CI artifacts).\n" +
+				"what the analyzers found (per analyzer, summed over seeds), the seeds' run outcomes\n" +
+				"(done, oops, budget, unsupported, error, ...), events and time. Every seed runs,\n" +
+				"whatever the others did. A clean scenario must have no finding on any seed; a\n" +
+				"finding scenario must have findings from each expected analyzer on every seed; a\n" +
+				"seed whose run did not finish is a finding (trap: oops, panic, BUG; progress:\n" +
+				"budget, hang) unless the scenario is open-ended, and a seed the emulator stopped\n" +
+				"(unsupported instruction, error) fails its row. Each failing seed is listed under\n" +
+				"the table with its outcome and its trace (without --out, recorded again into a\n" +
+				"temporary directory). With --out, every run's trace (DIR/ID/seedN.arrow), its JSON\n" +
+				"report and check.json are kept (CI artifacts).\n" +
 				"Exit status: 0 all rows as expected, 1 some row differs, 2 error."},
 		{"explore", "SCENARIO [--budget N|--time D] [--strategy random|pct|bounded] [--shard i/n] [-o DIR] [--all]", "search schedules and NMI/IRQ placements for a violation and write the minimal failing trace", cmdExplore, exploreAbout},
 		{"replay", "FILE [--verify] [--until SEQ]", "re-execute a recorded run from its trace; verify it event by event or show the state at an event", cmdReplay, replayAbout},

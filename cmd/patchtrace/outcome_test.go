@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"encoding/xml"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"github.com/patchtrace/patchtrace/emu"
 	"github.com/patchtrace/patchtrace/format"
 	"github.com/patchtrace/patchtrace/record"
+	"github.com/patchtrace/patchtrace/scenario"
 )
 
 // errorTrace records a run the emulator stops with an error (a decision
@@ -169,5 +171,51 @@ func TestAnalyzeIncomplete(t *testing.T) {
 	code, out, errs := runCLI(t, "analyze", cut, "--allow-truncated", "--format", "junit")
 	if code == exitError || !strings.Contains(out, "TRUNCATED") || strings.Contains(out, "<error") {
 		t.Errorf("--allow-truncated: exit %d\n%s%s", code, out, errs)
+	}
+}
+
+// TestCheckEverySeed: a seed whose run the emulator stops with an error
+// fails its row but does not stop the others; every seed is reported with
+// its outcome, and the failing one with its trace.
+func TestCheckEverySeed(t *testing.T) {
+	t.Setenv("TMPDIR", t.TempDir())
+	orig := recordRun
+	defer func() { recordRun = orig }()
+	recordRun = func(spec *scenario.Spec, path string, opt record.Options) (*record.Result, error) {
+		if opt.Seed == 2 {
+			opt.Source = &emu.LogSource{Log: []emu.Decision{{Kind: emu.DecStep, CPU: 0, N: 30}, {Kind: emu.DecStep, CPU: 99, N: 1}}}
+		}
+		return orig(spec, path, opt)
+	}
+	code, out, errs := runCLI(t, "check", "text-poke-bp", "--seeds", "3")
+	if code != exitFinding {
+		t.Fatalf("exit %d\n%s%s", code, out, errs)
+	}
+	if !strings.Contains(out, "done:2 error:1") || !strings.Contains(out, "MISMATCH") {
+		t.Errorf("row does not count the outcomes of all 3 seeds:\n%s", out)
+	}
+	var trace string
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, "text-poke-bp seed 2: ") && strings.Contains(l, "outcome error") && strings.Contains(l, "no CPU 99") {
+			_, trace, _ = strings.Cut(l, "; trace ")
+		}
+	}
+	if trace == "" || !fileExists(trace) {
+		t.Fatalf("seed 2 not reported with a trace (%q):\n%s", trace, out)
+	}
+	if code, out, _ := runCLI(t, "analyze", trace); code != exitError || !strings.Contains(out, "no CPU 99") {
+		t.Errorf("the failing seed's trace: analyze exit %d\n%s", code, out)
+	}
+	code, out, errs = runCLI(t, "check", "text-poke-bp", "--seeds", "3", "--json")
+	var rows []checkRow
+	if err := json.Unmarshal([]byte(out), &rows); err != nil || code != exitFinding || len(rows) != 1 {
+		t.Fatalf("--json: exit %d %v\n%s%s", code, err, out, errs)
+	}
+	var got []string
+	for _, s := range rows[0].Seeds {
+		got = append(got, fmt.Sprintf("%d:%s:%v", s.Seed, s.Outcome, s.OK))
+	}
+	if strings.Join(got, " ") != "1:done:true 2:error:false 3:done:true" {
+		t.Errorf("seeds %v", got)
 	}
 }

@@ -1,0 +1,76 @@
+package explore_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/patchtrace/patchtrace/analyze"
+	"github.com/patchtrace/patchtrace/emu"
+	"github.com/patchtrace/patchtrace/explore"
+)
+
+// TestUnfinishedRunIsViolation: with a budget too small for the boot, every
+// schedule ends on it; explore reports that as a progress violation (even
+// with --only naming another analyzer), and writes the failing run.
+func TestUnfinishedRunIsViolation(t *testing.T) {
+	spec := load(t, "text-poke-bp")
+	dir := t.TempDir()
+	res, err := explore.Explore(context.Background(), spec, explore.Options{
+		Strategy: explore.Random, Seed: 1, Budget: 2, MaxInsns: 600, Analyzers: []string{"missed-call"},
+		OutDir: dir, ShrinkTime: 10 * time.Second, ShrinkRuns: 20,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Violations) == 0 {
+		t.Fatal("a run that ended on its budget is no violation")
+	}
+	v := res.Violations[0]
+	if v.Target.Analyzer != "progress" || !strings.Contains(v.Finding.Message, "did not finish") || v.Trace == "" {
+		t.Fatalf("violation %s: %q, trace %q", v.Target, v.Finding.Message, v.Trace)
+	}
+	ar, err := analyze.AnalyzeFile(v.Trace, analyze.All())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Target.Match(ar.Findings) == nil {
+		t.Fatalf("%s does not show %s", v.Trace, v.Target)
+	}
+}
+
+// TestEmulatorErrorIsFinding: a schedule the emulator cannot run to its end
+// is not an error of the exploration but a finding of the run, which
+// minimisation keeps.
+func TestEmulatorErrorIsFinding(t *testing.T) {
+	spec := load(t, "text-poke-bp")
+	prepared, err := explore.Prepare(spec, nil, 0, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pm, err := explore.NewMachine(prepared)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := []emu.Decision{{Kind: emu.DecStep, CPU: 0, N: 30}, {Kind: emu.DecStep, CPU: 1, N: 30}, {Kind: emu.DecStep, CPU: 99, N: 1}}
+	out, err := pm.Replay(log, []string{"cmc"})
+	if err != nil {
+		t.Fatalf("an emulator error ended the exploration: %v", err)
+	}
+	if out.Result.Stop != emu.StopError || len(out.Findings) == 0 {
+		t.Fatalf("stop %v, findings %d", out.Result.Stop, len(out.Findings))
+	}
+	f := out.Findings[0]
+	if f.Analyzer != "progress" || !strings.Contains(f.Message, "no CPU 99") {
+		t.Fatalf("finding %s: %q", f.Analyzer, f.Message)
+	}
+	target := explore.TargetOf(f)
+	min, mo, _, err := explore.Shrink(context.Background(), pm, log, target, 20, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mo == nil || target.Match(mo.Findings) == nil || len(min) > len(log) {
+		t.Fatalf("minimised to %v", min)
+	}
+}
