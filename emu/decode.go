@@ -351,6 +351,17 @@ func decodeInst(code []byte, addr uint64) (*inst, error) {
 	if err != nil || x.Op == 0 || x.Len <= 0 || x.Len > 15 {
 		// x86asm reports a truncated instruction, and some prefix-only or
 		// unknown encodings, as Op 0 without an error.
+		if alt, k, ok := rewriteAlias(code); ok {
+			if in, err := decodeInst(alt, addr+uint64(k)); err == nil {
+				if int(in.len)+k > 15 {
+					return udInst(code, addr, 15, &semantics{op: opGP}), nil
+				}
+				in.addr = addr
+				in.len += uint8(k)
+				copy(in.raw[:], code[:in.len])
+				return in, nil
+			}
+		}
 		return decodeUndecoded(code, addr, err)
 	}
 	in.len = uint8(x.Len)
@@ -389,6 +400,41 @@ func decodeUndecoded(code []byte, addr uint64, err error) (*inst, error) {
 		reason = "x86asm: " + err.Error()
 	}
 	return nil, &UnsupportedError{Addr: addr, Bytes: append([]byte(nil), code[:n]...), Reason: reason, Undecoded: true}
+}
+
+// rewriteAlias rewrites encodings x86asm rejects into the ones hardware
+// treats them as: a REX prefix that does not immediately precede the
+// opcode is ignored (SDM Vol. 2 §2.2.1) and is dropped (k counts the
+// dropped bytes); group 2 /6 is SHL /4 and F6/F7 /1 is TEST /0 (aliases
+// the SDM leaves out of Table A-6 and every Intel and AMD CPU executes;
+// testdata/insn/alu.txt and shift.txt check them on the host). ok is false
+// when nothing applies.
+func rewriteAlias(code []byte) (alt []byte, k int, ok bool) {
+	p := 0
+	for p < len(code) && p < 15 && (isLegacyPrefix(code[p]) || code[p]&0xf0 == 0x40) {
+		p++
+	}
+	for i := 0; i < p; i++ {
+		if code[i]&0xf0 == 0x40 && i != p-1 {
+			k++
+			continue
+		}
+		alt = append(alt, code[i])
+	}
+	op := len(alt)
+	alt = append(alt, code[p:]...)
+	if op+1 < len(alt) {
+		reg := alt[op+1] >> 3 & 7
+		switch c := alt[op]; {
+		case (c == 0xc0 || c == 0xc1 || c >= 0xd0 && c <= 0xd3) && reg == 6:
+			alt[op+1] = alt[op+1]&^0x38 | 4<<3
+			ok = true
+		case (c == 0xf6 || c == 0xf7) && reg == 1:
+			alt[op+1] &^= 0x38
+			ok = true
+		}
+	}
+	return alt, k, ok || k > 0
 }
 
 // udInst builds the instruction of the first n bytes of code whose whole

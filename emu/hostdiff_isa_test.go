@@ -664,6 +664,7 @@ func diffSpecs() []*diffSpec {
 	add(&diffSpec{name: "test rm,r", sizes: all, op8: []byte{0x84}, opv: []byte{0x85}, digit: -1})
 	add(&diffSpec{name: "test acc,imm", sizes: all, op8: []byte{0xa8}, opv: []byte{0xa9}, noRM: true, imm: -1, implicit: []int{RAX}})
 	add(&diffSpec{name: "test rm,imm", sizes: all, op8: []byte{0xf6}, opv: []byte{0xf7}, digit: 0, imm: -1})
+	add(&diffSpec{name: "test/1 rm,imm", sizes: all, op8: []byte{0xf6}, opv: []byte{0xf7}, digit: 1, imm: -1})
 
 	add(&diffSpec{name: "mov rm,r", sizes: all, op8: []byte{0x88}, opv: []byte{0x89}, digit: -1})
 	add(&diffSpec{name: "mov r,rm", sizes: all, op8: []byte{0x8a}, opv: []byte{0x8b}, digit: -1})
@@ -713,8 +714,8 @@ func diffSpecs() []*diffSpec {
 	add(&diffSpec{name: "imul r,rm,imm8", sizes: wide, opv: []byte{0x6b}, digit: -1, imm: 1})
 	add(&diffSpec{name: "imul r,rm,imm", sizes: wide, opv: []byte{0x69}, digit: -1, imm: -1})
 
-	// /6 (an undocumented alias of SHL) is left out: x86asm rejects it.
-	shiftNames := []string{"rol", "ror", "rcl", "rcr", "shl", "shr", "", "sar"}
+	// /6 is an undocumented alias of SHL (decode.go rewriteAlias).
+	shiftNames := []string{"rol", "ror", "rcl", "rcr", "shl", "shr", "sal/6", "sar"}
 	for k, n := range shiftNames {
 		if n == "" {
 			continue
