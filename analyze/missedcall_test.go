@@ -66,10 +66,22 @@ func TestMissedCallPasses(t *testing.T) {
 			f.insn(task2, f.sym("func_a", 0x30), "RET", S-8)
 			f.insn(task2, f.body(), "PUSH", S)
 		}, ""},
-		{"a task preempted mid-pass resumes after another task's passes", func(f *feed) {
+		{"an NMI on its own stack, above the task's, in the pass", func(f *feed) {
+			const N = uint64(0xffffffff81400f00) // the IST stack
+			nmi := ctx{cpu: 1, task: 2, depth: 1}
 			f.insn(task2, f.site(), "CALL", S)
-			f.insn(task2, f.sym("func_a", 0), "PUSH", S-8)
-			f.trap(task2, f.sym("func_a", 1), 0xec, f.sym("asm_sysvec_apic_timer_interrupt", 0), S-64)
+			f.trap(task2, f.sym("func_a", 0), 2, f.sym("asm_exc_nmi", 0), N)
+			f.insn(nmi, f.sym("asm_exc_nmi", 0), "PUSH", N)
+			f.insn(nmi, f.sym("caller_main", 0x40), "RET", N-0x20)
+			f.iret(task2, f.sym("asm_exc_nmi", 0x40), f.sym("func_a", 0), S-8)
+			f.handlerRuns(task2, "func_a", S-8)
+			f.insn(task2, f.body(), "PUSH", S)
+		}, ""},
+		{"a task preempted mid-pass resumes after another task's passes", func(f *feed) {
+			// Preempted between the site's CALL and the handler's first
+			// instruction: nothing of the pass has run yet.
+			f.insn(task2, f.site(), "CALL", S)
+			f.trap(task2, f.sym("func_a", 0), 0xec, f.sym("asm_sysvec_apic_timer_interrupt", 0), S-56)
 			f.switchTo(irq2, 3)
 			// Task 3 (on a stack above task 2's) passes the site and returns
 			// from its callers, then is preempted back to task 2.
@@ -80,8 +92,9 @@ func TestMissedCallPasses(t *testing.T) {
 			f.insn(task3, f.sym("caller_main", 0x40), "RET", S3+0x40)
 			f.trap(task3, f.sym("caller_main", 0x10), 0xec, f.sym("asm_sysvec_apic_timer_interrupt", 0), S3+0x10)
 			f.switchTo(irq3, 2)
-			f.insn(irq2, f.sym("asm_sysvec_apic_timer_interrupt", 0x47), "IRETQ", S-64)
-			f.iret(task2, f.sym("asm_sysvec_apic_timer_interrupt", 0x47), f.sym("func_a", 1), S-16)
+			f.insn(irq2, f.sym("asm_sysvec_apic_timer_interrupt", 0x47), "IRETQ", S-56)
+			f.iret(task2, f.sym("asm_sysvec_apic_timer_interrupt", 0x47), f.sym("func_a", 0), S-8)
+			f.insn(task2, f.sym("func_a", 0), "PUSH", S-8)
 			f.insn(task2, f.sym("func_a", 0x30), "RET", S-8)
 			f.insn(task2, f.body(), "PUSH", S)
 		}, ""},
