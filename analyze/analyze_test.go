@@ -165,6 +165,12 @@ func TestRenderers(t *testing.T) {
 	validateSARIF(t, sarif)
 	var log struct {
 		Runs []struct {
+			Properties struct {
+				Traces []struct {
+					Outcome string `json:"outcome"`
+					Verdict string `json:"verdict"`
+				} `json:"patchtraceTraces"`
+			} `json:"properties"`
 			Results []struct {
 				RuleID    string `json:"ruleId"`
 				Locations []struct {
@@ -178,6 +184,9 @@ func TestRenderers(t *testing.T) {
 	}
 	if err := json.Unmarshal(sarif, &log); err != nil {
 		t.Fatal(err)
+	}
+	if tr := log.Runs[0].Properties.Traces; len(tr) != 1 || tr[0].Outcome != "done" || tr[0].Verdict != "findings" {
+		t.Errorf("SARIF run properties: %+v", tr)
 	}
 	r0 := log.Runs[0].Results[0]
 	if r0.RuleID != res.Findings[0].Analyzer {

@@ -94,6 +94,18 @@ type sarifRun struct {
 	Tool        sarifTool         `json:"tool"`
 	Results     []sarifResult     `json:"results"`
 	Invocations []sarifInvocation `json:"invocations"`
+	Properties  map[string]any    `json:"properties,omitempty"`
+}
+
+// sarifTrace is how one trace's run ended, in the run's properties.
+type sarifTrace struct {
+	File       string `json:"file"`
+	Scenario   string `json:"scenario"`
+	Outcome    string `json:"outcome"`
+	Detail     string `json:"outcomeDetail,omitempty"`
+	Truncated  bool   `json:"truncated"`
+	Verdict    string `json:"verdict"`
+	Incomplete string `json:"incomplete,omitempty"`
 }
 
 type sarifInvocation struct {
@@ -195,7 +207,10 @@ func WriteSARIF(w io.Writer, results []*Result, toolVersion string, loc Locator)
 		})
 	}
 	inv := sarifInvocation{ExecutionSuccessful: true}
+	var traces []sarifTrace
 	for _, res := range results {
+		traces = append(traces, sarifTrace{File: res.File, Scenario: res.Scenario, Outcome: res.Outcome, Detail: res.OutcomeDetail,
+			Truncated: res.Truncated, Verdict: res.Verdict, Incomplete: res.Incomplete})
 		for _, warn := range res.Warnings {
 			inv.ToolExecutionNotifications = append(inv.ToolExecutionNotifications, sarifNotification{Level: "warning", Message: sarifMessage{res.File + ": " + warn}})
 		}
@@ -236,6 +251,7 @@ func WriteSARIF(w io.Writer, results []*Result, toolVersion string, loc Locator)
 		}
 	}
 	run.Invocations = []sarifInvocation{inv}
+	run.Properties = map[string]any{"patchtraceTraces": traces}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(sarifLog{Schema: "https://json.schemastore.org/sarif-2.1.0.json", Version: "2.1.0", Runs: []sarifRun{run}})
