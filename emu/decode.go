@@ -124,6 +124,7 @@ const (
 	opIn        // AL/AX/EAX := the port's value (no device: all ones)
 	opOut       // no device: nothing happens
 	opSoftInt   // INT n, INT1: imm = vector, delivered as a trap
+	opLret      // far RET: size = slot width, imm = bytes to release
 
 	numSemOps
 )
@@ -1051,8 +1052,24 @@ func (d *decoder) decode() string {
 		s.op, s.imm = opSoftInt, uint64(v)&0xff
 	case x86asm.ICEBP:
 		s.op = opInt1
-	case x86asm.IRETQ:
-		s.op, s.fc = opIretq, fcAll
+	case x86asm.IRETQ, x86asm.IRETD:
+		// IRETD (CF without REX.W) pops the same five slots 4 bytes wide
+		// (SDM Vol. 2 IRET, IA-32e mode: SS:RSP are always popped).
+		s.op, s.fc, s.size = opIretq, fcAll, 8
+		if x.Op == x86asm.IRETD {
+			s.size = 4
+		}
+	case x86asm.LRET:
+		// SDM Vol. 2 RET (far): pops RIP (4 bytes by default in 64-bit
+		// mode, 8 with REX.W) and CS, then releases imm16 bytes.
+		if x.DataSize != 32 && x.DataSize != 64 {
+			return "16-bit far RET"
+		}
+		s.op, s.size = opLret, uint8(x.DataSize/8)
+		if a0 != nil && !d.imm(a0) {
+			return "operands"
+		}
+		s.imm &= 0xffff
 	case x86asm.STI:
 		s.op = opSti
 	case x86asm.CLI:

@@ -1,5 +1,7 @@
 package emu
 
+import "strings"
+
 // Indirect and conditional-on-RCX control transfers. Direct JMP/CALL/Jcc
 // and RET are inlined in exec.
 
@@ -60,5 +62,43 @@ func (c *CPU) execBranch(in *inst, next uint64) bool {
 		return false
 	}
 	c.RIP = t
+	return false
+}
+
+// execLret: SDM Vol. 2 RET (far), at CPL 0 in 64-bit mode: pop the return
+// RIP and CS (slots of s.size bytes, zero-extended), check CS as IRET does
+// (checkIretCS: null -> #GP(0), not a present code segment of DPL = RPL ->
+// #GP/#NP(selector); RPL > 0 or a segment without L would leave CPL 0 or
+// 64-bit mode, which the machine does not model), then a non-canonical
+// RIP -> #GP(0); RSP then moves past the slots and imm16 bytes. All reads
+// and checks come first, so a fault changes nothing.
+func (c *CPU) execLret(in *inst) bool {
+	s := &in.sem
+	w := uint64(s.size)
+	sp := c.R[RSP]
+	rip, ok := c.read(sp, int(w))
+	if !ok {
+		c.stackFault()
+		return false
+	}
+	cs, ok := c.read(sp+w, int(w))
+	if !ok {
+		c.stackFault()
+		return false
+	}
+	f := checkIretCS(uint16(cs))
+	if f == nil && !canonical(rip) {
+		f = &selFault{vector: VecGP}
+	}
+	if f != nil {
+		if f.unsupported != "" {
+			c.exit, c.unsup = exitUnsupported, strings.Replace(f.unsupported, "IRETQ", "far RET", 1)
+			return false
+		}
+		c.setFault(f.vector, f.errCode, true)
+		return false
+	}
+	c.R[RSP] = sp + 2*w + s.imm
+	c.RIP = rip
 	return false
 }

@@ -173,6 +173,8 @@ func (c *CPU) execCold(in *inst, next uint64) {
 		ok = c.execBscan(in)
 	case opJmpR, opJmpM, opCallR, opCallM, opJrcxz, opLoop:
 		ok = c.execBranch(in, next)
+	case opLret:
+		ok = c.execLret(in)
 	case opXlat, opCmpxchg8b, opIn, opOut:
 		ok = c.execMoveRare(in)
 	case opEnter, opPush16, opPop16:

@@ -25,8 +25,9 @@ func (c *CPU) execSystem(in *inst, next uint64) bool {
 		// popped: IRET does not check it (a later stack access faults).
 		sp := c.R[RSP]
 		var v [5]uint64
+		w := uint64(s.size) // 8 for IRETQ, 4 for IRETD (zero-extended slots)
 		for i := range v {
-			x, ok := c.read(sp+8*uint64(i), 8)
+			x, ok := c.read(sp+w*uint64(i), int(w))
 			if !ok {
 				c.stackFault()
 				return false

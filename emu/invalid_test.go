@@ -228,3 +228,44 @@ func TestUnimplementedInstructionStops(t *testing.T) {
 		})
 	}
 }
+
+// TestIretdLret: IRETD and a 32-bit far RET in 64-bit kernel code pop
+// 4-byte slots and zero-extend the return RIP (a stray one lands at a low
+// address); the snippet goldens cover their faults.
+func TestIretdLret(t *testing.T) {
+	scratch := make([]byte, pageSize)
+	const sp = 0x800
+	for _, tc := range []struct {
+		name  string
+		code  []byte
+		frame []uint32
+		rsp   uint64
+		flags uint64
+		exit  exitKind
+	}{
+		{"iretd", []byte{0xcf}, []uint32{0x81000010, 0x10, 0x8d7, 0x12345678, 0x18}, 0x12345678, 0x8d7, exitIret},
+		{"lret", []byte{0xcb}, []uint32{0x81000010, 0x10}, goldenScratchAddr + sp + 8, 0x2, exitNone},
+		{"lret imm", []byte{0xca, 0x08, 0x00}, []uint32{0x81000010, 0x10}, goldenScratchAddr + sp + 16, 0x2, exitNone},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m, c := newSnippetMachine(t, tc.code, goldenScratchAddr, scratch)
+			_ = m
+			for i, v := range tc.frame {
+				if !c.write(goldenScratchAddr+sp+4*uint64(i), 4, uint64(v)) {
+					t.Fatal("frame")
+				}
+			}
+			c.R[RSP] = goldenScratchAddr + sp
+			c.RFLAGS = 0x2
+			in, err := decodeInst(tc.code, c.RIP)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.exec(in)
+			if c.exit != tc.exit || c.RIP != 0x81000010 || c.R[RSP] != tc.rsp || c.RFLAGS != tc.flags {
+				t.Errorf("exit %d RIP %#x RSP %#x RFLAGS %#x; want exit %d RIP 0x81000010 RSP %#x RFLAGS %#x",
+					c.exit, c.RIP, c.R[RSP], c.RFLAGS, tc.exit, tc.rsp, tc.flags)
+			}
+		})
+	}
+}

@@ -411,7 +411,7 @@ func TestUnsupportedInstruction(t *testing.T) {
 		{"sse", []byte{0x66, 0x0f, 0xef, 0xc0}, `"66 0f ef c0" (pxor %xmm0,%xmm0)`, "not implemented"},
 		{"push es", []byte{0x66, 0x0f, 0xa0}, `"66 0f a0" (pushw %fs)`, "segment register"},
 		{"leave16", []byte{0x66, 0xc9}, `"66 c9" (leavew)`, "16-bit"},
-		{"iretd", []byte{0xcf}, `"cf" (iret`, "not implemented"},
+		{"iretw", []byte{0x66, 0xcf}, `"66 cf" (iretw`, "not implemented"},
 		{"x86asm error", []byte{0x0f, 0x38, 0xff, 0xc0}, `"0f 38 ff c0" (bad)`, "x86asm"},
 		{"x87", []byte{0xd9, 0xc0}, `"d9 c0" (fld %st)`, "not implemented"},
 		{"truncated", []byte{0x48, 0x8b}, `"48 8b" (bad)`, "x86asm"},
