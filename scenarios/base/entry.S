@@ -16,8 +16,17 @@
 
 	.text
 
-/* #BP: on the interrupted stack, with the call-emulation gap. */
+/*
+ * #BP: on the interrupted stack, with the call-emulation gap. A scenario
+ * that ships a header named pt_no_int3_gap.h gets the entry as it was
+ * before the gap (before Linux commit 2700fefdb2d9, "x86_64: Add gap to
+ * int3 to allow for call emulation"): pt_regs built on the hardware frame.
+ */
+#if __has_include("pt_no_int3_gap.h")
+IDTENTRY asm_exc_int3, do_int3, create_gap=0
+#else
 IDTENTRY asm_exc_int3, do_int3, create_gap=1
+#endif
 PT_VECTOR X86_TRAP_BP, asm_exc_int3
 
 /* Faults no scenario expects: they all end in die(), an oops. */

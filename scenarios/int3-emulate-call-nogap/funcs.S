@@ -1,0 +1,52 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * func_a, func_b - the two targets traced_fn's fentry site calls, as the
+ * ftrace trampolines a site switches between (ftrace_caller and
+ * ftrace_regs_caller, or a livepatch's old and new handler).
+ *
+ * Each runs before traced_fn's prologue, so traced_fn's arguments are live
+ * in the argument registers: save them around the C part. On entry 0(%rsp)
+ * is the return address, traced_fn + 5, pushed either by the site's own
+ * CALL or by do_int3() emulating it (int3_emulate_call()), and 8(%rsp) is
+ * traced_fn's return address into its caller. Both must look the same.
+ */
+#include "entry.h"
+
+.macro FENTRY_FUNC name:req, cfunc:req
+SYM_FUNC_START(\name)
+	pushq	%rax
+	pushq	%rcx
+	pushq	%rdx
+	pushq	%rsi
+	pushq	%rdi
+	pushq	%r8
+	pushq	%r9
+	movq	7*8(%rsp), %rdi			/* ip: the site... */
+	subq	$MCOUNT_INSN_SIZE, %rdi		/* ...not the return address */
+	movq	8*8(%rsp), %rsi			/* parent_ip */
+	call	\cfunc
+	popq	%r9
+	popq	%r8
+	popq	%rdi
+	popq	%rsi
+	popq	%rdx
+	popq	%rcx
+	popq	%rax
+	ret
+SYM_FUNC_END(\name)
+.endm
+
+	.text
+
+FENTRY_FUNC func_a, func_a_c
+FENTRY_FUNC func_b, func_b_c
+
+/*
+ * traced_fn_deeper(x): traced_fn(x) called one word deeper than a direct
+ * call from the same frame, so traced_fn's entry sees the other RSP
+ * alignment.
+ */
+SYM_FUNC_START(traced_fn_deeper)
+	call	traced_fn
+	ret
+SYM_FUNC_END(traced_fn_deeper)
