@@ -82,22 +82,68 @@ func (e *FormatError) Error() string { return "slice " + e.File + ": " + e.Msg }
 // a 64-bit x86-64 executable.
 var ErrNotX8664 = errors.New("not an x86-64 ELF executable")
 
+// Limits on a slice ELF (RATIONALE.md, resource limits). They are checked
+// before anything is allocated, so a small hostile file (a 1 TiB NOBITS
+// per-CPU section, a 1 GiB .bss) costs nothing; the built-in slices are
+// ~35 KB files mapping ~3 MiB.
+const (
+	// MaxImageBytes bounds the ELF file.
+	MaxImageBytes = 64 << 20
+	// MaxMappedBytes bounds the memory the loaded sections occupy, in
+	// whole pages (NOBITS sections included: the machine maps them).
+	MaxMappedBytes = 64 << 20
+	// MaxPercpuBytes bounds the per-CPU section (the machine maps one copy
+	// per CPU).
+	MaxPercpuBytes = 1 << 20
+)
+
+// reserved are the address ranges the machine itself maps (docs/slice-abi.md,
+// Memory layout): a slice section there would be mapped over.
+var reserved = []struct {
+	name   string
+	lo, hi uint64 // [lo, hi)
+}{
+	{"the per-CPU areas", percpuBase, percpuBase + MaxCPUs*(MaxPercpuBytes+2*pageSize)},
+	{"the boot stacks", bootStackTop, bootStackTop + MaxCPUs*bootStackGap},
+	{"the text-poke alias", aliasBase, aliasBase + 4*pageSize},
+	{"the module_alloc area", moduleBase, 0xffffffffff000000},
+}
+
 const percpuSection = ".data..percpu"
 const vectorSection = ".pt.vectors"
 
-// LoadImage parses a slice ELF. name is used in error messages.
-func LoadImage(name string, raw []byte) (*Image, error) {
+// LoadImage parses a slice ELF. name is used in error messages. Any
+// malformed or oversized input is a *FormatError, never a panic.
+func LoadImage(name string, raw []byte) (img *Image, err error) {
 	bad := func(format string, a ...any) error {
 		return &FormatError{File: name, Msg: fmt.Sprintf(format, a...)}
 	}
+	switch {
+	case len(raw) == 0:
+		return nil, bad("empty file (0 bytes): not an ELF file")
+	case len(raw) > MaxImageBytes:
+		return nil, bad("%d bytes: a slice may have at most %d", len(raw), MaxImageBytes)
+	}
+	defer func() {
+		// debug/elf is not promised to be panic-free on hostile input.
+		if r := recover(); r != nil {
+			img, err = nil, bad("malformed ELF (the parser failed: %v)", r)
+		}
+	}()
 	f, err := elf.NewFile(bytes.NewReader(raw))
 	if err != nil {
 		return nil, bad("not an ELF file: %v", err)
 	}
-	if f.Class != elf.ELFCLASS64 || f.Machine != elf.EM_X86_64 || f.Type != elf.ET_EXEC {
+	switch {
+	case f.Class != elf.ELFCLASS64:
+		return nil, &FormatError{File: name, Msg: fmt.Sprintf("%v: a 32-bit ELF (class %v, machine %v); slices are 64-bit x86-64 executables", ErrNotX8664, f.Class, f.Machine)}
+	case f.Machine != elf.EM_X86_64 || f.Type != elf.ET_EXEC:
 		return nil, &FormatError{File: name, Msg: fmt.Sprintf("%v (class %v, machine %v, type %v)", ErrNotX8664, f.Class, f.Machine, f.Type)}
 	}
-	img := &Image{Raw: raw, byName: make(map[string]*Symbol)}
+	if err := checkSections(f); err != nil {
+		return nil, bad("%v", err)
+	}
+	img = &Image{Raw: raw, byName: make(map[string]*Symbol)}
 	var percpuIdx = -1
 	for i, s := range f.Sections {
 		if s.Flags&elf.SHF_ALLOC == 0 || s.Size == 0 {
@@ -127,7 +173,8 @@ func LoadImage(name string, raw []byte) (*Image, error) {
 		}
 		img.Sections = append(img.Sections, sec)
 	}
-	// No page may be shared by sections with different permissions.
+	// No page may be shared by sections with different permissions
+	// (checkSections bounded the pages).
 	pagePerm := map[uint64]Perm{}
 	for _, s := range img.Sections {
 		for vpn := s.Addr >> pageShift; vpn <= (s.Addr+s.Size-1)>>pageShift; vpn++ {
@@ -185,6 +232,60 @@ func LoadImage(name string, raw []byte) (*Image, error) {
 	return img, nil
 }
 
+// checkSections bounds and places the allocated sections before any is
+// read or mapped: sizes within the limits, no address range wrapping or
+// overlapping another section (the later one's bytes silently replaced the
+// earlier's, and the guest panicked far from the cause) or a range the
+// machine maps itself.
+func checkSections(f *elf.File) error {
+	type span struct {
+		name   string
+		lo, hi uint64 // [lo, hi)
+	}
+	var spans []span
+	var pages uint64
+	percpu := false
+	for _, s := range f.Sections {
+		if s.Flags&elf.SHF_ALLOC == 0 || s.Size == 0 {
+			continue
+		}
+		if s.Name == percpuSection {
+			if percpu {
+				return fmt.Errorf("two %s sections", percpuSection)
+			}
+			percpu = true
+			if s.Size > MaxPercpuBytes {
+				return fmt.Errorf("section %s: %d bytes; a per-CPU section may have at most %d (the machine maps one per CPU)", s.Name, s.Size, MaxPercpuBytes)
+			}
+			continue
+		}
+		if s.Size > MaxMappedBytes {
+			return fmt.Errorf("section %s: %d bytes; the loaded sections may occupy at most %d", s.Name, s.Size, MaxMappedBytes)
+		}
+		if s.Addr+s.Size < s.Addr || s.Addr+s.Size == 0 {
+			return fmt.Errorf("section %s at %#x, %d bytes: wraps past the end of the address space", s.Name, s.Addr, s.Size)
+		}
+		hi := s.Addr + s.Size
+		pages += (hi-1)>>pageShift - s.Addr>>pageShift + 1
+		if pages > MaxMappedBytes>>pageShift {
+			return fmt.Errorf("the loaded sections occupy more than %d bytes (at section %s)", MaxMappedBytes, s.Name)
+		}
+		for _, r := range reserved {
+			if s.Addr < r.hi && r.lo < hi {
+				return fmt.Errorf("section %s [%#x, %#x) overlaps %s [%#x, %#x) the machine maps itself (docs/slice-abi.md)", s.Name, s.Addr, hi, r.name, r.lo, r.hi)
+			}
+		}
+		spans = append(spans, span{s.Name, s.Addr, hi})
+	}
+	sort.Slice(spans, func(i, j int) bool { return spans[i].lo < spans[j].lo })
+	for i := 1; i < len(spans); i++ {
+		if a, b := spans[i-1], spans[i]; b.lo < a.hi {
+			return fmt.Errorf("sections %s [%#x, %#x) and %s [%#x, %#x) overlap", a.name, a.lo, a.hi, b.name, b.lo, b.hi)
+		}
+	}
+	return nil
+}
+
 func (img *Image) parseVectors(f *elf.File, name string) error {
 	s := f.Section(vectorSection)
 	if s == nil {
@@ -227,14 +328,18 @@ func (img *Image) Resolve(expr string) (uint64, error) {
 		}
 		name, off = strings.TrimSpace(expr[:i]), o
 	}
-	if v, err := strconv.ParseUint(name, 0, 64); err == nil {
-		return v + off, nil
+	base, err := strconv.ParseUint(name, 0, 64)
+	if err != nil {
+		s, ok := img.byName[name]
+		if !ok {
+			return 0, fmt.Errorf("address %q: no symbol %q in the slice", expr, name)
+		}
+		base = s.Addr
 	}
-	s, ok := img.byName[name]
-	if !ok {
-		return 0, fmt.Errorf("address %q: no symbol %q in the slice", expr, name)
+	if base+off < base {
+		return 0, fmt.Errorf("address %q: %#x + %#x wraps past the end of the address space", expr, base, off)
 	}
-	return s.Addr + off, nil
+	return base + off, nil
 }
 
 // Describe renders addr as "symbol+0xoff (0xaddr)".

@@ -32,6 +32,9 @@ func SetupImage(spec *scenario.Spec, img *Image, opt Options) (*Machine, *Random
 	if err != nil {
 		return nil, nil, err
 	}
+	if err := CheckContract(spec, img); err != nil {
+		return nil, nil, err
+	}
 	m, err := New(img, cfg)
 	if err != nil {
 		return nil, nil, fmt.Errorf("scenario %s: %w", spec.ID, err)
@@ -86,4 +89,28 @@ func ConfigFor(spec *scenario.Spec, opt Options) (Config, Schedule, error) {
 	sched := Schedule{QuantumMin: spec.Schedule.Quantum[0], QuantumMax: spec.Schedule.Quantum[1],
 		TimerRate: spec.Schedule.TimerRate, NMIRate: spec.Schedule.NMIRate}
 	return cfg, sched, nil
+}
+
+// CheckContract resolves the scenario's contract against the slice: every
+// must_call site and handler must name a symbol (a typo used to pass
+// until analyze silently checked nothing or failed late). Return slots,
+// injection addresses and task entries are resolved when the machine is
+// built.
+func CheckContract(spec *scenario.Spec, img *Image) error {
+	for i, mc := range spec.Contract.MustCall {
+		if _, err := img.Resolve(mc.Site); err != nil {
+			return fmt.Errorf("scenario %s: contract.must_call %d: site: %w", spec.ID, i+1, err)
+		}
+		for _, h := range mc.Handlers {
+			if _, err := img.Resolve(h); err != nil {
+				return fmt.Errorf("scenario %s: contract.must_call %d (site %s): handler: %w", spec.ID, i+1, mc.Site, err)
+			}
+		}
+	}
+	for _, name := range spec.Contract.ReturnSlots {
+		if s, ok := img.Lookup(name); !ok || !s.PerCPU {
+			return fmt.Errorf("scenario %s: contract.return_slots: %q: no such per-CPU symbol in the slice", spec.ID, name)
+		}
+	}
+	return nil
 }

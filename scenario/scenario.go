@@ -9,9 +9,13 @@ package scenario
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"math"
 	"path"
+	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/BurntSushi/toml"
@@ -26,7 +30,7 @@ type Spec struct {
 	Expect      Expect            `toml:"expect"`
 	Slice       string            `toml:"slice"`
 	CPUs        int               `toml:"cpus"`
-	MaxInsns    uint64            `toml:"max_insns"`
+	MaxInsns    uint64            `toml:"-"` // max_insns, checked non-negative
 	Quirks      Quirks            `toml:"quirks"`
 	Schedule    Schedule          `toml:"schedule"`
 	Params      map[string]uint64 `toml:"-"`
@@ -39,6 +43,30 @@ type Spec struct {
 	// ELF is the slice's bytes, resolved relative to the scenario file.
 	ELF []byte `toml:"-"`
 }
+
+// Limits on what a scenario may ask for (RATIONALE.md, resource limits).
+// The loader checks them before it expands or allocates anything.
+const (
+	// MaxCPUs is the largest machine (equal to emu.MaxCPUs).
+	MaxCPUs = 64
+	// MaxTextBytes bounds a scenario file.
+	MaxTextBytes = 1 << 20
+	// MaxSliceBytes bounds a slice ELF file (the built-in ones are ~35 KB).
+	MaxSliceBytes = 64 << 20
+	// MaxNesting bounds how deeply arrays and inline tables nest (a
+	// scenario needs 3; the TOML decoder recurses once per level).
+	MaxNesting = 16
+	// MaxEntries bounds the [[task]], [[inject]] and contract.must_call
+	// entries, and the [params] keys, each.
+	MaxEntries = 256
+	// MaxIDLen bounds a scenario id.
+	MaxIDLen = 64
+)
+
+// validID is what a scenario id may look like: it names files and
+// directories (check --out DIR/ID/, record's default ID-seedN.arrow), so no
+// path separators and no leading dot.
+var validID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 
 // Quirks are the CPU behaviours a run chooses (see emu.Quirks).
 type Quirks struct {
@@ -72,15 +100,21 @@ type CPUSet struct {
 func (c *CPUSet) UnmarshalTOML(v any) error {
 	switch x := v.(type) {
 	case []any:
+		if len(x) > MaxCPUs {
+			return fmt.Errorf("cpus: %d entries; a machine has at most %d CPUs", len(x), MaxCPUs)
+		}
 		for _, it := range x {
 			n, ok := it.(int64)
-			if !ok {
-				return fmt.Errorf("cpus: %v is not a CPU number", it)
+			if !ok || n < 0 || n >= MaxCPUs {
+				return fmt.Errorf("cpus: %v is not a CPU number (0..%d)", it, MaxCPUs-1)
 			}
 			c.List = append(c.List, int(n))
 		}
 		return nil
 	case int64:
+		if x < 0 || x >= MaxCPUs {
+			return fmt.Errorf("cpus = %d: not a CPU number (0..%d)", x, MaxCPUs-1)
+		}
 		c.List = []int{int(x)}
 		return nil
 	case string:
@@ -89,9 +123,11 @@ func (c *CPUSet) UnmarshalTOML(v any) error {
 			return nil
 		}
 		lo, hi, rng := strings.Cut(x, "-")
-		var a, b int
-		if _, err := fmt.Sscanf(lo, "%d", &a); err != nil {
-			return fmt.Errorf("cpus = %q: want a list, \"N\", \"N-M\", \"N-\" or \"all\"", x)
+		// Both ends are checked against MaxCPUs before anything is
+		// expanded ("1-2000000000" once allocated 16 GB).
+		a, ok := cpuNumber(lo)
+		if !ok {
+			return fmt.Errorf("cpus = %q: want a list, \"N\", \"N-M\", \"N-\" or \"all\" with CPU numbers 0..%d", x, MaxCPUs-1)
 		}
 		switch {
 		case !rng:
@@ -99,8 +135,9 @@ func (c *CPUSet) UnmarshalTOML(v any) error {
 		case hi == "":
 			c.From, c.OpenEnd = a, true
 		default:
-			if _, err := fmt.Sscanf(hi, "%d", &b); err != nil || b < a {
-				return fmt.Errorf("cpus = %q: bad range", x)
+			b, ok := cpuNumber(hi)
+			if !ok || b < a {
+				return fmt.Errorf("cpus = %q: bad range (want N-M with 0 <= N <= M <= %d)", x, MaxCPUs-1)
 			}
 			for i := a; i <= b; i++ {
 				c.List = append(c.List, i)
@@ -109,6 +146,21 @@ func (c *CPUSet) UnmarshalTOML(v any) error {
 		return nil
 	}
 	return fmt.Errorf("cpus: want a list or a range string, got %T", v)
+}
+
+// cpuNumber parses a decimal CPU number 0..MaxCPUs-1.
+func cpuNumber(s string) (int, bool) {
+	if s == "" || len(s) > 2 {
+		return 0, false
+	}
+	n := 0
+	for _, ch := range s {
+		if ch < '0' || ch > '9' {
+			return 0, false
+		}
+		n = n*10 + int(ch-'0')
+	}
+	return n, n < MaxCPUs
 }
 
 // Resolve returns the CPUs of the set on an n-CPU machine.
@@ -212,15 +264,25 @@ func (e *Expect) UnmarshalTOML(v any) error {
 type Error struct {
 	File string
 	Msg  string
+	Err  error // the cause, when the file could not be read
 }
 
 func (e *Error) Error() string { return e.File + ": " + e.Msg }
 
+func (e *Error) Unwrap() error { return e.Err }
+
 // Parse parses and validates scenario text. file names it in errors.
 func Parse(file string, text []byte) (*Spec, error) {
+	if len(text) > MaxTextBytes {
+		return nil, &Error{File: file, Msg: fmt.Sprintf("%d bytes: a scenario file may have at most %d", len(text), MaxTextBytes)}
+	}
+	if line, err := checkNesting(text); err != nil {
+		return nil, &Error{File: file, Msg: fmt.Sprintf("line %d: %v", line, err)}
+	}
 	var raw struct {
 		Spec
-		Params map[string]int64 `toml:"params"`
+		Params   map[string]int64 `toml:"params"`
+		MaxInsns int64            `toml:"max_insns"`
 	}
 	md, err := toml.Decode(string(text), &raw)
 	if err != nil {
@@ -237,8 +299,21 @@ func Parse(file string, text []byte) (*Spec, error) {
 		}
 		return nil, &Error{File: file, Msg: "unknown key " + strings.Join(keys, ", ")}
 	}
+	// No key takes a negative number: a negative max_insns, hit, arg,
+	// quantum or param wrapped to a huge unsigned value.
+	var tree map[string]any
+	if _, err := toml.Decode(string(text), &tree); err != nil {
+		return nil, &Error{File: file, Msg: err.Error()}
+	}
+	if key, v, found := findNegative("", tree); found {
+		return nil, &Error{File: file, Msg: fmt.Sprintf("%s = %d: must not be negative", key, v)}
+	}
 	s := raw.Spec
 	s.Text = string(text)
+	s.MaxInsns = uint64(raw.MaxInsns)
+	if len(raw.Params) > MaxEntries {
+		return nil, &Error{File: file, Msg: fmt.Sprintf("%d params: at most %d", len(raw.Params), MaxEntries)}
+	}
 	if len(raw.Params) > 0 {
 		s.Params = make(map[string]uint64, len(raw.Params))
 		for k, v := range raw.Params {
@@ -251,14 +326,111 @@ func Parse(file string, text []byte) (*Spec, error) {
 	return &s, nil
 }
 
+// checkNesting rejects text whose arrays and inline tables nest deeper
+// than MaxNesting (100,000 nested inline tables exhausted the decoder's
+// stack), before the decoder sees it. It skips comments and strings, and
+// reports the line of the first bracket too deep.
+func checkNesting(text []byte) (line int, err error) {
+	depth, line := 0, 1
+	for i := 0; i < len(text); i++ {
+		switch ch := text[i]; ch {
+		case '\n':
+			line++
+		case '#':
+			for i < len(text) && text[i] != '\n' {
+				i++
+			}
+			i-- // the newline is counted by the loop
+		case '"', '\'':
+			q := string([]byte{ch, ch, ch})
+			if i+3 <= len(text) && string(text[i:i+3]) == q { // multi-line string
+				i += 3
+				for ; i < len(text) && (i+3 > len(text) || string(text[i:i+3]) != q); i++ {
+					if text[i] == '\n' {
+						line++
+					}
+					if ch == '"' && text[i] == '\\' {
+						i++
+						if i < len(text) && text[i] == '\n' {
+							line++
+						}
+					}
+				}
+				i += 2
+				continue
+			}
+			for i++; i < len(text) && text[i] != ch && text[i] != '\n'; i++ {
+				if ch == '"' && text[i] == '\\' {
+					i++
+				}
+			}
+			if i < len(text) && text[i] == '\n' {
+				line++
+			}
+		case '[', '{':
+			if depth++; depth > MaxNesting {
+				return line, fmt.Errorf("arrays and inline tables nested more than %d deep", MaxNesting)
+			}
+		case ']', '}':
+			if depth > 0 {
+				depth--
+			}
+		}
+	}
+	return 0, nil
+}
+
+// findNegative returns the first negative integer in a decoded TOML tree
+// (in key order) and its dotted key.
+func findNegative(prefix string, v any) (string, int64, bool) {
+	switch x := v.(type) {
+	case int64:
+		return prefix, x, x < 0
+	case map[string]any:
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			key := k
+			if prefix != "" {
+				key = prefix + "." + k
+			}
+			if p, n, ok := findNegative(key, x[k]); ok {
+				return p, n, true
+			}
+		}
+	case []map[string]any:
+		for i, e := range x {
+			if p, n, ok := findNegative(fmt.Sprintf("%s[%d]", prefix, i), e); ok {
+				return p, n, true
+			}
+		}
+	case []any:
+		for i, e := range x {
+			if p, n, ok := findNegative(fmt.Sprintf("%s[%d]", prefix, i), e); ok {
+				return p, n, true
+			}
+		}
+	}
+	return "", 0, false
+}
+
 func (s *Spec) validate() error {
 	switch {
 	case s.ID == "":
 		return errors.New("missing id")
+	case len(s.ID) > MaxIDLen || !validID.MatchString(s.ID):
+		return fmt.Errorf("id = %q: want at most %d letters, digits, '.', '_' and '-', not starting with '.', '_' or '-' (the id names output files)", s.ID, MaxIDLen)
 	case s.Slice == "":
 		return errors.New("missing slice (the ELF file name)")
-	case s.CPUs < 1 || s.CPUs > 64:
-		return fmt.Errorf("cpus = %d: must be 1..64", s.CPUs)
+	case !fs.ValidPath(s.Slice) || s.Slice == ".":
+		return fmt.Errorf("slice = %q: want a file name relative to the scenario's directory, without \"..\"", s.Slice)
+	case s.CPUs < 1 || s.CPUs > MaxCPUs:
+		return fmt.Errorf("cpus = %d: must be 1..%d", s.CPUs, MaxCPUs)
+	case len(s.Tasks) > MaxEntries || len(s.Inject) > MaxEntries || len(s.Contract.MustCall) > MaxEntries:
+		return fmt.Errorf("%d tasks, %d injections, %d must_call entries: at most %d each", len(s.Tasks), len(s.Inject), len(s.Contract.MustCall), MaxEntries)
 	}
 	switch s.Quirks.Fetch {
 	case "":
@@ -277,9 +449,14 @@ func (s *Spec) validate() error {
 	default:
 		return fmt.Errorf("schedule.quantum = %v: want [min, max]", s.Schedule.Quantum)
 	}
-	for _, r := range []float64{s.Schedule.TimerRate, s.Schedule.NMIRate} {
-		if r < 0 || r > 1 {
-			return fmt.Errorf("schedule rates must be in [0, 1], got %v", r)
+	// A rate is a chance per decision; at 1 no CPU would ever be stepped
+	// (every decision an interrupt), and NaN compares false to any bound.
+	for _, r := range []struct {
+		key string
+		v   float64
+	}{{"timer_rate", s.Schedule.TimerRate}, {"nmi_rate", s.Schedule.NMIRate}} {
+		if !(r.v >= 0 && r.v < 1) || math.IsNaN(r.v) {
+			return fmt.Errorf("schedule.%s = %v: must be in [0, 1)", r.key, r.v)
 		}
 	}
 	for i, t := range s.Tasks {
@@ -307,10 +484,39 @@ func (s *Spec) validate() error {
 		if in.At == "" {
 			return fmt.Errorf("inject %d: missing at (\"symbol+offset\")", i+1)
 		}
+		if err := checkAddrExpr(in.At); err != nil {
+			return fmt.Errorf("inject %d: %v", i+1, err)
+		}
 	}
 	for i, mc := range s.Contract.MustCall {
 		if mc.Site == "" || len(mc.Handlers) == 0 {
 			return fmt.Errorf("contract.must_call %d: needs site and handlers", i+1)
+		}
+		for _, e := range append([]string{mc.Site}, mc.Handlers...) {
+			if err := checkAddrExpr(e); err != nil {
+				return fmt.Errorf("contract.must_call %d: %v", i+1, err)
+			}
+		}
+	}
+	return nil
+}
+
+// checkAddrExpr checks the form of a "symbol", "symbol+offset" or number
+// address: an offset must be a number that fits 64 bits ("f+0xffff..."
+// longer than that wrapped). Whether the symbol exists and the sum fits is
+// checked against the slice (emu.Image.Resolve).
+func checkAddrExpr(expr string) error {
+	name, off, plus := strings.Cut(expr, "+")
+	if i := strings.LastIndex(expr, "+"); i > 0 {
+		name, off, plus = expr[:i], expr[i+1:], true
+	}
+	if strings.TrimSpace(name) == "" {
+		return fmt.Errorf("address %q: no symbol", expr)
+	}
+	if plus {
+		off = strings.TrimSpace(off)
+		if _, err := parseUint(off); err != nil {
+			return fmt.Errorf("address %q: bad offset %q (want a number below 2^64)", expr, off)
 		}
 	}
 	return nil
@@ -328,18 +534,73 @@ func (s *Spec) ParamNames() []string {
 
 // Load reads dir/scenario.toml from fsys and the slice it names.
 func Load(fsys fs.FS, dir string) (*Spec, error) {
-	file := path.Join(dir, "scenario.toml")
-	text, err := fs.ReadFile(fsys, file)
+	return LoadFile(fsys, path.Join(dir, "scenario.toml"))
+}
+
+// LoadFile reads the scenario file file from fsys and the slice it names
+// (relative to file's directory). Both must be regular files within their
+// size limits: a symlink to /dev/zero or a FIFO is refused before it is
+// opened.
+func LoadFile(fsys fs.FS, file string) (*Spec, error) {
+	text, err := readRegular(fsys, file, MaxTextBytes)
 	if err != nil {
-		return nil, fmt.Errorf("load scenario: %w", err)
+		return nil, &Error{File: file, Msg: "load scenario: " + err.Error(), Err: err}
 	}
 	s, err := Parse(file, text)
 	if err != nil {
 		return nil, err
 	}
-	elf := path.Join(dir, s.Slice)
-	if s.ELF, err = fs.ReadFile(fsys, elf); err != nil {
-		return nil, &Error{File: file, Msg: fmt.Sprintf("slice %q: %v", s.Slice, err)}
+	elf := path.Join(path.Dir(file), s.Slice)
+	if s.ELF, err = readRegular(fsys, elf, MaxSliceBytes); err != nil {
+		return nil, &Error{File: file, Msg: fmt.Sprintf("slice %q: %v", s.Slice, err), Err: err}
 	}
 	return s, nil
+}
+
+// readRegular reads name if it is a regular file of at most limit bytes.
+func readRegular(fsys fs.FS, name string, limit int64) ([]byte, error) {
+	st, err := fs.Stat(fsys, name)
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("not a regular file but %s", fileKind(st.Mode()))
+	}
+	if st.Size() > limit {
+		return nil, fmt.Errorf("%d bytes, more than the limit of %d", st.Size(), limit)
+	}
+	f, err := fsys.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("more than the limit of %d bytes", limit)
+	}
+	return b, nil
+}
+
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeCharDevice != 0:
+		return "a character device"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	}
+	return "a " + m.Type().String() + " file"
+}
+
+// parseUint parses a TOML-style unsigned integer: decimal, 0x, 0o or 0b.
+func parseUint(s string) (uint64, error) {
+	return strconv.ParseUint(s, 0, 64)
 }

@@ -73,6 +73,14 @@ func cmdCheck(env *cmdEnv, args []string) int {
 			}
 		}
 	}
+	if *outDir != "" {
+		// Fail on an unwritable --out now, with its own error: found only
+		// when check.json was written at the end, it surfaced as "no such
+		// file or directory" after every run had failed to keep its trace.
+		if err := checkWritableDir(*outDir); err != nil {
+			return errorf(env, "check: --out %s: %v", *outDir, err)
+		}
+	}
 	var specs []*scenario.Spec
 	for _, id := range ids {
 		s, err := loadScenario(id)
@@ -319,4 +327,18 @@ func countString(m map[string]int) string {
 		parts = append(parts, fmt.Sprintf("%s:%d", k, m[k]))
 	}
 	return strings.Join(parts, " ")
+}
+
+// checkWritableDir creates dir if needed and checks that a file can be
+// created in it.
+func checkWritableDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, ".check-probe-*")
+	if err != nil {
+		return err
+	}
+	f.Close()
+	return os.Remove(f.Name())
 }

@@ -2,14 +2,17 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
 
+	"github.com/patchtrace/patchtrace/analyze"
 	"github.com/patchtrace/patchtrace/scenario"
 	"github.com/patchtrace/patchtrace/scenarios"
 )
@@ -36,6 +39,22 @@ func builtinIDs() []string {
 // loadScenario resolves arg: a built-in id, a directory holding
 // scenario.toml, or a path to a scenario file.
 func loadScenario(arg string) (*scenario.Spec, error) {
+	spec, err := loadScenarioFile(arg)
+	if err != nil {
+		return nil, err
+	}
+	// The analyzers are not the scenario package's to know: an expected
+	// finding from an analyzer that does not exist could never match.
+	known := analyze.IDs()
+	for _, id := range spec.Expect.Findings {
+		if !slices.Contains(known, id) {
+			return nil, fmt.Errorf("scenario %s: expect: unknown analyzer %q (have %s)", spec.ID, id, strings.Join(known, ", "))
+		}
+	}
+	return spec, nil
+}
+
+func loadScenarioFile(arg string) (*scenario.Spec, error) {
 	if arg == "" {
 		arg = defaultScenario
 	}
@@ -48,25 +67,21 @@ func loadScenario(arg string) (*scenario.Spec, error) {
 	if err != nil {
 		return nil, fmt.Errorf("unknown scenario %q: not a built-in (%s) and not a file or directory", arg, strings.Join(builtinIDs(), ", "))
 	}
-	dir := arg
+	dir, file := arg, "scenario.toml"
 	if !st.IsDir() {
-		dir = filepath.Dir(arg)
-		if filepath.Base(arg) != "scenario.toml" {
-			text, err := os.ReadFile(arg)
-			if err != nil {
-				return nil, err
-			}
-			spec, err := scenario.Parse(arg, text)
-			if err != nil {
-				return nil, err
-			}
-			if spec.ELF, err = os.ReadFile(filepath.Join(dir, spec.Slice)); err != nil {
-				return nil, fmt.Errorf("%s: slice: %w", arg, err)
-			}
-			return spec, nil
+		dir, file = filepath.Dir(arg), filepath.Base(arg)
+	}
+	spec, err := scenario.LoadFile(os.DirFS(dir), file)
+	if err != nil {
+		// Name the files as the user would (the loader sees them
+		// relative to dir).
+		if e := (*scenario.Error)(nil); errors.As(err, &e) {
+			e.File = filepath.Join(dir, e.File)
+		} else {
+			err = fmt.Errorf("%s: %w", filepath.Join(dir, file), err)
 		}
 	}
-	return scenario.Load(os.DirFS(dir), ".")
+	return spec, err
 }
 
 func cmdScenarios(env *cmdEnv, args []string) int {

@@ -1,0 +1,126 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/patchtrace/patchtrace/scenarios"
+)
+
+// scenarioDir writes a copy of built-in scenario id (its scenario.toml
+// edited by edit, and its slice ELF) to a temporary directory.
+func scenarioDir(t *testing.T, id string, edit func(string) string) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "scen")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	text, err := scenarios.FS.ReadFile(id + "/scenario.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	elf, err := scenarios.FS.ReadFile(id + "/" + id + ".elf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "scenario.toml"), []byte(edit(string(text))), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, id+".elf"), elf, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func setKey(key, val string) func(string) string {
+	return func(text string) string {
+		var out []string
+		for _, ln := range strings.Split(text, "\n") {
+			if strings.HasPrefix(ln, key+" =") {
+				ln = key + " = " + val
+			}
+			out = append(out, ln)
+		}
+		return strings.Join(out, "\n")
+	}
+}
+
+// TestScenarioInputErrors: scenarios from other people (issue 17 items 2,
+// 4, 5, 6) give a clear error and exit 2, never a crash, a hang or a file
+// outside --out.
+func TestScenarioInputErrors(t *testing.T) {
+	t.Run("unknown expected analyzer", func(t *testing.T) {
+		dir := scenarioDir(t, "text-poke-bp", setKey("expect", `["no-such-analyzer"]`))
+		code, _, errs := runCLI(t, "run", dir)
+		if code != exitError || !strings.Contains(errs, `expect: unknown analyzer "no-such-analyzer"`) {
+			t.Fatalf("exit %d: %s", code, errs)
+		}
+	})
+	t.Run("id escaping --out", func(t *testing.T) {
+		root := t.TempDir()
+		out := filepath.Join(root, "a", "b", "out")
+		dir := scenarioDir(t, "text-poke-bp", setKey("id", `"../../escape"`))
+		code, _, errs := runCLI(t, "check", dir, "--out", out)
+		if code != exitError || !strings.Contains(errs, `id = "../../escape"`) {
+			t.Fatalf("exit %d: %s", code, errs)
+		}
+		if _, err := os.Stat(filepath.Join(root, "a", "escape")); err == nil {
+			t.Fatal("check wrote outside --out")
+		}
+	})
+	t.Run("slice is /dev/zero", func(t *testing.T) {
+		dir := scenarioDir(t, "text-poke-bp", func(s string) string { return s })
+		elf := filepath.Join(dir, "text-poke-bp.elf")
+		os.Remove(elf)
+		if err := os.Symlink("/dev/zero", elf); err != nil {
+			t.Skip(err)
+		}
+		code, _, errs := runCLI(t, "run", dir)
+		if code != exitError || !strings.Contains(errs, "not a regular file but a character device") || !strings.Contains(errs, "scenario.toml") {
+			t.Fatalf("exit %d: %s", code, errs)
+		}
+	})
+	for _, tc := range []struct {
+		name string
+		elf  []byte
+		want string
+	}{
+		{"empty slice", nil, "empty file (0 bytes)"},
+		// An i386 executable header: class 32, EXEC, EM_386, version 1.
+		{"32-bit slice", append([]byte("\x7fELF\x01\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x03\x00\x01"), make([]byte, 52-21)...), "a 32-bit ELF"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := scenarioDir(t, "text-poke-bp", func(s string) string { return s })
+			if err := os.WriteFile(filepath.Join(dir, "text-poke-bp.elf"), tc.elf, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			for _, cmd := range []string{"run", "record"} {
+				args := []string{cmd, dir}
+				if cmd == "record" {
+					args = append(args, "-o", filepath.Join(t.TempDir(), "t.arrow"))
+				}
+				code, _, errs := runCLI(t, args...)
+				if code != exitError || !strings.Contains(errs, tc.want) || !strings.Contains(errs, "text-poke-bp.elf") {
+					t.Errorf("%s: exit %d: %s", cmd, code, errs)
+				}
+			}
+		})
+	}
+}
+
+// TestCheckOutUnwritable: an --out that cannot be created is reported as
+// itself, before any run (it surfaced as "check.json: no such file or
+// directory" at the end).
+func TestCheckOutUnwritable(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(file, "out")
+	code, stdout, errs := runCLI(t, "check", "text-poke-bp", "--out", out)
+	if code != exitError || !strings.Contains(errs, "--out "+out+": mkdir "+file+": not a directory") || stdout != "" {
+		t.Fatalf("exit %d: stdout %q, stderr %q", code, stdout, errs)
+	}
+}
