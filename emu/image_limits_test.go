@@ -141,7 +141,9 @@ func TestContractResolvedAtSetup(t *testing.T) {
 		want string
 	}{
 		{"site", func(s *scenario.Spec) { s.Contract.MustCall[0].Site = "ftrace_no_such_fn" }, `site: address "ftrace_no_such_fn": no symbol "ftrace_no_such_fn"`},
-		{"handler", func(s *scenario.Spec) { s.Contract.MustCall[0].Handlers = append(s.Contract.MustCall[0].Handlers, "no_such_handler") }, `handler: address "no_such_handler": no symbol`},
+		{"handler", func(s *scenario.Spec) {
+			s.Contract.MustCall[0].Handlers = append(s.Contract.MustCall[0].Handlers, "no_such_handler")
+		}, `handler: address "no_such_handler": no symbol`},
 		{"return slot", func(s *scenario.Spec) { s.Contract.ReturnSlots = []string{"no_such_slot"} }, `"no_such_slot": no such per-CPU symbol`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
