@@ -42,6 +42,11 @@ CGO_ENABLED=0 go build -o /dev/null ./cmd/patchtrace
 say "go test (includes host-differential ISA tests, the slice rebuild check, pyarrow/DuckDB interop)"
 go test -count=1 ./...
 
+say "fuzz targets, 5 s each (longer runs: RATIONALE.md, hostile input)"
+for target in scenario:FuzzParse emu:FuzzLoadImage emu:FuzzDecodeDecisions; do
+  go test -run '^$' -fuzz "^${target#*:}\$" -fuzztime 5s "./${target%%:*}/"
+done
+
 say "go test -race (the concurrent trace writer)"
 go test -count=1 -race -short ./format/ ./record/
 

@@ -45,3 +45,28 @@ func PeakHeap(fn func()) uint64 {
 	wg.Wait()
 	return peak
 }
+
+// Allocated runs fn and returns the bytes it allocated on the heap
+// (/gc/heap/allocs:bytes; counted a span at a time, so approximate to a few
+// KiB). Unlike PeakHeap it forces no GC, so a fuzz target can call it for
+// every input to check that a small input cannot make fn allocate a lot.
+func Allocated(fn func()) uint64 {
+	sample := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
+	metrics.Read(sample)
+	before := sample[0].Value.Uint64()
+	fn()
+	metrics.Read(sample)
+	return sample[0].Value.Uint64() - before
+}
+
+// Within runs fn and reports whether it allocated at most limit bytes,
+// with the count. Allocations by other goroutines in the process (a fuzz
+// worker's own) count too, so when the first count is over the limit fn
+// runs again and the smaller count decides: fn must be repeatable.
+func Within(limit uint64, fn func()) (uint64, bool) {
+	n := Allocated(fn)
+	if n > limit {
+		n = min(n, Allocated(fn))
+	}
+	return n, n <= limit
+}

@@ -15,3 +15,12 @@ func TestPeakHeapSeesAnAllocation(t *testing.T) {
 	}
 	_ = keep
 }
+
+func TestAllocated(t *testing.T) {
+	var keep []byte
+	n := Allocated(func() { keep = make([]byte, 8<<20) })
+	if n < 8<<20 || n > 9<<20 {
+		t.Errorf("allocating 8 MiB counted %d bytes", n)
+	}
+	_ = keep
+}
