@@ -357,6 +357,9 @@ func AnalyzeFile(path string, as []Analyzer, opts ...Option) (*Result, error) {
 	}
 	res := l.Finish()
 	res.File = path
+	if !r.Truncated() && !r.Verified() {
+		res.Warnings = append(res.Warnings, r.Unverified())
+	}
 	if r.Truncated() {
 		cut := r.TruncatedError().Error()
 		res.Warnings = append(res.Warnings, cut+": analyzed up to there")

@@ -21,14 +21,22 @@ type File struct {
 
 // CreateFile starts a trace at path. An existing file is never replaced
 // unless force is set (the error wraps fs.ErrExist).
+//
+// With force, only a regular file is replaced: a symlink, a device node,
+// a FIFO, a socket or a directory at path is refused (the error wraps
+// ErrNotRegular), checked when the file is created and again before the
+// rename. The trace is created with mode 0644, like the other outputs.
 func CreateFile(path string, meta Meta, force bool, opts ...Option) (*File, error) {
-	if !force {
-		if _, err := os.Lstat(path); err == nil {
-			return nil, fmt.Errorf("format: %s: %w (use --force to replace it)", path, fs.ErrExist)
-		}
+	if err := checkReplace(path, force); err != nil {
+		return nil, err
 	}
 	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*.partial")
 	if err != nil {
+		return nil, fmt.Errorf("format: %w", err)
+	}
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		os.Remove(f.Name())
 		return nil, fmt.Errorf("format: %w", err)
 	}
 	w, err := NewWriter(f, meta, opts...)
@@ -68,8 +76,57 @@ func (f *File) Close() error {
 	return nil
 }
 
+// ErrNotRegular: a path that must be a regular file (to be read as a
+// trace, or replaced by --force) is a symlink, device node, FIFO, socket
+// or directory.
+var ErrNotRegular = errors.New("not a regular file")
+
+// CheckOutput checks that an output file may be written at path: nothing
+// is there, or force is set and it is a regular file (the error wraps
+// fs.ErrExist or ErrNotRegular). Commands writing other outputs with
+// --force use it as CreateFile does.
+func CheckOutput(path string, force bool) error { return checkReplace(path, force) }
+
+// checkReplace checks that path may be written: it does not exist, or
+// force is set and it is a regular file.
+func checkReplace(path string, force bool) error {
+	st, err := os.Lstat(path)
+	if err != nil {
+		return nil
+	}
+	if !force {
+		return fmt.Errorf("format: %s: %w (use --force to replace it)", path, fs.ErrExist)
+	}
+	if !st.Mode().IsRegular() {
+		return fmt.Errorf("format: %s is %s: %w, refusing to replace it", path, fileKind(st.Mode()), ErrNotRegular)
+	}
+	return nil
+}
+
+// fileKind names a file type for errors.
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeSymlink != 0:
+		return "a symbolic link"
+	case m&fs.ModeNamedPipe != 0:
+		return "a FIFO"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeCharDevice != 0:
+		return "a character device"
+	case m&fs.ModeDevice != 0:
+		return "a block device"
+	case m.IsDir():
+		return "a directory"
+	}
+	return "not a regular file"
+}
+
 func (f *File) rename(tmp string) error {
 	if f.force {
+		if err := checkReplace(f.path, true); err != nil {
+			return err
+		}
 		if err := os.Rename(tmp, f.path); err != nil {
 			return fmt.Errorf("format: %w", err)
 		}

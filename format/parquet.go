@@ -31,7 +31,7 @@ func ExportParquet(r *Reader, w io.Writer) error {
 		parquet.WithDictionaryFor("seq", false),
 		parquet.WithEncodingFor("seq", parquet.Encodings.DeltaBinaryPacked),
 	)
-	fw, err := pqarrow.NewFileWriter(schema, w, props, pqarrow.NewArrowWriterProperties(pqarrow.WithStoreSchema()))
+	fw, err := pqarrow.NewFileWriter(schema, w, props, pqarrow.NewArrowWriterProperties())
 	if err != nil {
 		return fmt.Errorf("format: parquet: %w", err)
 	}

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/apache/arrow/go/v15/arrow"
@@ -232,5 +233,42 @@ func TestInteropFiles(t *testing.T) {
 	js, _ := json.MarshalIndent(exp, "", "  ")
 	if err := os.WriteFile(filepath.Join(dir, "expected.json"), js, 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestExportMetadataOnce: the export stored the trace metadata twice (as
+// Parquet key/value metadata and again inside the serialized Arrow schema,
+// base64): 20 MB of symbols cost 283 MB. It is stored once.
+func TestExportMetadataOnce(t *testing.T) {
+	m := fixtureMeta()
+	m.ScenarioText = strings.Repeat("x", 4<<20)
+	var buf bytes.Buffer
+	w, err := NewWriter(&buf, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := fixtureRows()
+	for i := range rows {
+		if err := w.Append(&rows[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r, err := NewReader(bytes.NewReader(buf.Bytes()), int64(buf.Len()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := ExportParquet(r, &out); err != nil {
+		t.Fatal(err)
+	}
+	if out.Len() > 5<<20 {
+		t.Fatalf("export of a trace with 4 MiB of metadata is %d bytes: the metadata is stored more than once", out.Len())
+	}
+	_, md := readParquet(t, out.Bytes(), r)
+	if len(md[KeyScenarioText]) != 4<<20 {
+		t.Fatalf("scenario text of %d bytes in the export", len(md[KeyScenarioText]))
 	}
 }

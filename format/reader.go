@@ -10,6 +10,7 @@ import (
 	"iter"
 	"os"
 	"sort"
+	"syscall"
 
 	"github.com/apache/arrow/go/v15/arrow"
 	"github.com/apache/arrow/go/v15/arrow/ipc"
@@ -71,8 +72,11 @@ func columnType(v, i int) arrow.DataType {
 }
 
 // Open opens the trace file at path.
+// Only a regular file is read: a FIFO, device or directory (also behind
+// a symlink) is refused with an error wrapping ErrNotRegular, without
+// blocking (the file is opened non-blocking and checked before any read).
 func Open(path string, opts ...ReadOption) (*Reader, error) {
-	f, err := os.Open(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, fmt.Errorf("format: %w", err)
 	}
@@ -80,6 +84,10 @@ func Open(path string, opts ...ReadOption) (*Reader, error) {
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("format: %w", err)
+	}
+	if !st.Mode().IsRegular() {
+		f.Close()
+		return nil, fileErr(path, "is "+fileKind(st.Mode()), ErrNotRegular)
 	}
 	r, err := NewReader(f, st.Size(), append([]ReadOption{WithName(path)}, opts...)...)
 	if err != nil {
@@ -109,7 +117,8 @@ func NewReader(ra io.ReaderAt, size int64, opts ...ReadOption) (*Reader, error) 
 
 func (r *Reader) open() error {
 	if r.size <= 0 {
-		return fileErr(r.name, "empty file", ErrNotTrace)
+		// What a run killed before its header reached the disk leaves.
+		return fileErr(r.name, "truncated after 0 events (the file is empty: the run ended before the header was written)", ErrTruncated)
 	}
 	head := make([]byte, min(r.size, 8))
 	if _, err := r.ra.ReadAt(head, 0); err != nil && !(err == io.EOF && len(head) > 0) {

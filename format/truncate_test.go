@@ -59,7 +59,7 @@ func TestTruncation(t *testing.T) {
 		r, err := NewReader(bytes.NewReader(d), int64(len(d)))
 		switch {
 		case cut == 0:
-			if !errors.Is(err, ErrNotTrace) || !strings.Contains(err.Error(), "empty file") {
+			if !errors.Is(err, ErrTruncated) || !strings.Contains(err.Error(), "truncated after 0 events") {
 				t.Fatalf("cut at 0: %v", err)
 			}
 			continue
@@ -153,7 +153,7 @@ func TestBadFiles(t *testing.T) {
 		is   error
 		msg  string
 	}{
-		{"empty", nil, ErrNotTrace, "empty file"},
+		{"empty", nil, ErrTruncated, "truncated after 0 events"},
 		{"text", []byte("hello, this is not a trace at all\n"), ErrNotTrace, "no ARROW1 magic"},
 		{"parquet", append([]byte("PAR1"), make([]byte, 64)...), ErrNotTrace, "no ARROW1 magic"},
 		{"magic only", []byte("ARROW1\x00\x00"), ErrTruncated, "before the schema"},

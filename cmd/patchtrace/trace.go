@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -222,10 +221,8 @@ func cmdExport(env *cmdEnv, args []string) int {
 		fset.Usage()
 		return exitUsage
 	}
-	if !*force {
-		if _, err := os.Lstat(*out); err == nil {
-			return errorf(env, "export: %s: %v (use --force to replace it)", *out, fs.ErrExist)
-		}
+	if err := format.CheckOutput(*out, *force); err != nil {
+		return errorf(env, "export: %v", err)
 	}
 	r, err := format.Open(pos[0])
 	if err != nil {
@@ -247,6 +244,10 @@ func cmdExport(env *cmdEnv, args []string) int {
 		return errorf(env, "export: %v", err)
 	}
 	if err := errors.Join(tmp.Sync(), tmp.Close()); err != nil {
+		os.Remove(tmp.Name())
+		return errorf(env, "export: %v", err)
+	}
+	if err := format.CheckOutput(*out, *force); err != nil {
 		os.Remove(tmp.Name())
 		return errorf(env, "export: %v", err)
 	}
