@@ -92,6 +92,8 @@ const (
 	opLods
 	opCmps
 	opScas
+	opIns  // INS: no device, all ones stored at [RDI]
+	opOuts // OUTS: [RSI] read, then lost
 
 	// System and flag instructions (exec_system.go).
 	opInt3
@@ -1034,7 +1036,9 @@ func (d *decoder) decode() string {
 		x86asm.STOSB, x86asm.STOSW, x86asm.STOSD, x86asm.STOSQ,
 		x86asm.LODSB, x86asm.LODSW, x86asm.LODSD, x86asm.LODSQ,
 		x86asm.CMPSB, x86asm.CMPSW, x86asm.CMPSD, x86asm.CMPSQ,
-		x86asm.SCASB, x86asm.SCASW, x86asm.SCASD, x86asm.SCASQ:
+		x86asm.SCASB, x86asm.SCASW, x86asm.SCASD, x86asm.SCASQ,
+		x86asm.INSB, x86asm.INSW, x86asm.INSD,
+		x86asm.OUTSB, x86asm.OUTSW, x86asm.OUTSD:
 		return d.str()
 
 	case x86asm.INT:
@@ -1239,15 +1243,19 @@ func (d *decoder) str() string {
 		s.op = opLods
 	case x86asm.CMPSB, x86asm.CMPSW, x86asm.CMPSD, x86asm.CMPSQ:
 		s.op, s.fc = opCmps, fcArith
+	case x86asm.INSB, x86asm.INSW, x86asm.INSD:
+		s.op = opIns
+	case x86asm.OUTSB, x86asm.OUTSW, x86asm.OUTSD:
+		s.op = opOuts
 	default:
 		s.op, s.fc = opScas, fcArith
 	}
 	switch x.Op {
-	case x86asm.MOVSB, x86asm.STOSB, x86asm.LODSB, x86asm.CMPSB, x86asm.SCASB:
+	case x86asm.MOVSB, x86asm.STOSB, x86asm.LODSB, x86asm.CMPSB, x86asm.SCASB, x86asm.INSB, x86asm.OUTSB:
 		s.size = 1
-	case x86asm.MOVSW, x86asm.STOSW, x86asm.LODSW, x86asm.CMPSW, x86asm.SCASW:
+	case x86asm.MOVSW, x86asm.STOSW, x86asm.LODSW, x86asm.CMPSW, x86asm.SCASW, x86asm.INSW, x86asm.OUTSW:
 		s.size = 2
-	case x86asm.MOVSD, x86asm.STOSD, x86asm.LODSD, x86asm.CMPSD, x86asm.SCASD:
+	case x86asm.MOVSD, x86asm.STOSD, x86asm.LODSD, x86asm.CMPSD, x86asm.SCASD, x86asm.INSD, x86asm.OUTSD:
 		s.size = 4
 	default:
 		s.size = 8

@@ -186,7 +186,7 @@ func (c *CPU) execCold(in *inst, next uint64) {
 		c.setFault(Vector(s.imm), 0, false)
 	case opPushI, opPushM, opPopM, opPushf, opPopf, opLeave:
 		ok = c.execStack(in)
-	case opMovs, opStos, opLods, opCmps, opScas:
+	case opMovs, opStos, opLods, opCmps, opScas, opIns, opOuts:
 		ok = c.execString(in)
 	case opInt3, opIretq, opSti, opCli, opHlt, opCpuid,
 		opClc, opStc, opCmc, opCld, opStd, opSahf, opLahf,

@@ -1,6 +1,6 @@
 package emu
 
-// String instructions: MOVS, STOS, LODS, CMPS, SCAS with optional
+// String instructions: MOVS, STOS, LODS, CMPS, SCAS, INS, OUTS with optional
 // REP/REPE/REPNE (SDM Vol. 2 MOVS/MOVSB/..., REP/REPE/REPZ/REPNE/REPNZ).
 //
 // The source is [RSI] (a GS override adds the GS base), the destination
@@ -58,6 +58,20 @@ func (c *CPU) execString(in *inst) bool {
 			c.RFLAGS = c.RFLAGS&^FlagsArith | subFlags(a, b, r, s.top) | szp(r, s.top)
 			c.R[RSI] += step
 			c.R[RDI] += step
+		case opIns:
+			// SDM Vol. 2 INS: [RDI] := the port's value; no device
+			// answers here (decode.go, IN/OUT): all ones.
+			if !c.write(c.R[RDI], size, ^uint64(0)) {
+				return false
+			}
+			c.R[RDI] += step
+		case opOuts:
+			// SDM Vol. 2 OUTS: the port gets [RSI] (read, so it may
+			// fault); no device takes it.
+			if _, ok := c.read(seg+c.R[RSI], size); !ok {
+				return false
+			}
+			c.R[RSI] += step
 		case opScas:
 			b, ok := c.read(c.R[RDI], size)
 			if !ok {
