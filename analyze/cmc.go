@@ -25,12 +25,16 @@ type cmc struct {
 	hist     map[uint64]*byteHist // code byte -> its recent writes
 	pageLast map[uint64]uint64    // code page -> seq of its last write
 	lostX    map[uint64]bool      // pages made non-executable after being executable
+	pokes    map[uint16][2]uint64 // cpu -> [addr, end) of its text_poke in progress
 	lastVPN  uint64
 	lastSeq  uint64
 	haveLast bool
 }
 
 const histLen = 4
+
+// svcTextPoke is text_poke's service number in service events (emu.SvcTextPoke).
+const svcTextPoke = 1
 
 // byteHist keeps the last few writes of one code byte.
 type byteHist struct {
@@ -54,13 +58,21 @@ func (a *cmc) Start(*Context) error {
 	a.hist = map[uint64]*byteHist{}
 	a.pageLast = map[uint64]uint64{}
 	a.lostX = map[uint64]bool{}
+	a.pokes = map[uint16][2]uint64{}
 	return nil
 }
 
 func (a *cmc) Event(ctx *Context, r *format.Row) {
 	st := ctx.St
 	switch r.Kind {
+	case replay.KService:
+		if r.Service == svcTextPoke && r.Args[2] != 0 {
+			a.pokes[r.CPU] = [2]uint64{r.Args[0], r.Args[0] + r.Args[2]}
+		}
 	case replay.KPerm:
+		if r.Alias && r.PermNew == 0 {
+			delete(a.pokes, r.CPU) // the alias goes after the last store
+		}
 		if !r.Alias && r.PermOld&replay.PermX != 0 && r.PermNew&replay.PermX == 0 {
 			for i := uint64(0); i < uint64(max(r.Size, 1)); i++ {
 				a.lostX[r.Addr>>12+i] = true
@@ -150,6 +162,12 @@ func (a *cmc) check(ctx *Context, r *format.Row, c replay.CPU) {
 	state := "the same bytes memory holds now"
 	if string(now[:r.Len]) != string(executed) {
 		state = "memory now holds " + hexBytes(now[:r.Len]) + ": it ran a stale decode"
+	}
+	for cpu := range ctx.St.CPUs {
+		p, ok := a.pokes[uint16(cpu)]
+		if ok && uint16(cpu) != r.CPU && p[0] < r.RIP+uint64(r.Len) && r.RIP < p[1] {
+			state += fmt.Sprintf(", executed half-written while cpu%d's text_poke of %d bytes at %s was in progress", cpu, p[1]-p[0], ctx.Describe(p[0]))
+		}
 	}
 	since := "it never serialized"
 	if c.Serialized {

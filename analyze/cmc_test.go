@@ -1,6 +1,7 @@
 package analyze_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -20,6 +21,59 @@ type cmcStep struct {
 	bytes []byte // write: new bytes (old ones are memory's); insn: the instruction
 	alias bool   // write through the text-poke alias
 	perm  [2]uint8
+}
+
+// TestCMCHalfWritten: an instruction executed while another CPU's
+// byte-granular text_poke over it is in progress is reported as executed
+// half-written; once the poke is done, it is an ordinary finding.
+func TestCMCHalfWritten(t *testing.T) {
+	spec, err := scenario.Load(scenarios.FS, "text-poke-bp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := emu.LoadImage(spec.ID, spec.ELF)
+	if err != nil {
+		t.Fatal(err)
+	}
+	site, _ := img.Lookup("traced_fn")
+	md := record.Meta(spec, img, spec.CPUs, 1)
+	for _, done := range []bool{false, true} {
+		t.Run(fmt.Sprint("done=", done), func(t *testing.T) {
+			live, err := analyze.NewLive(&md, []analyze.Analyzer{mustSelect(t, "cmc")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			alias := uint64(0xffffe00000000000) + site.Addr&0xfff
+			rows := []*format.Row{
+				{Kind: format.Kind(emu.EvSerialize), CPU: 1},
+				{Kind: format.Kind(emu.EvService), CPU: 0, Service: 1, Args: [4]uint64{site.Addr, 0xffffffff81006000, 5}},
+				{Kind: format.Kind(emu.EvPerm), CPU: 0, Addr: site.Addr &^ 0xfff, HasAddr: true, Size: 1, PermNew: 3, Alias: true, AliasAddr: alias &^ 0xfff},
+				{Kind: format.Kind(emu.EvWrite), CPU: 0, Addr: site.Addr, HasAddr: true, Size: 1, Old: 0x0f, New: 0xe8, Alias: true, AliasAddr: alias},
+			}
+			if done {
+				rows = append(rows, &format.Row{Kind: format.Kind(emu.EvPerm), CPU: 0, Addr: site.Addr &^ 0xfff, HasAddr: true, Size: 1, PermOld: 3, Alias: true, AliasAddr: alias &^ 0xfff})
+			}
+			ex := &format.Row{Kind: format.Kind(emu.EvInsn), CPU: 1, RIP: site.Addr, Len: 5}
+			copy(ex.Bytes[:], []byte{0xe8, 0x1f, 0x44, 0x00, 0x00})
+			rows = append(rows, ex)
+			for i, r := range rows {
+				r.Seq = uint64(i) + 1
+				if r.Kind != format.Kind(emu.EvInsn) {
+					r.RIP = site.Addr - 0x100
+				}
+				if err := live.Append(r); err != nil {
+					t.Fatal(err)
+				}
+			}
+			res := live.Finish()
+			if len(res.Findings) != 1 {
+				t.Fatalf("findings %+v, want one", res.Findings)
+			}
+			if got := strings.Contains(res.Findings[0].Message, "half-written while cpu0's text_poke of 5 bytes"); got == done {
+				t.Errorf("message %q: says half-written %v, want %v", res.Findings[0].Message, got, !done)
+			}
+		})
+	}
 }
 
 // TestCMCRules feeds hand-made events over text-poke-bp's slice to the cmc
@@ -138,6 +192,48 @@ func TestCMCRules(t *testing.T) {
 			}
 			if tc.finding && !strings.Contains(res.Findings[0].Message, "without the int3 guard") {
 				t.Errorf("message %q", res.Findings[0].Message)
+			}
+		})
+	}
+}
+
+// TestTornFetchExecutesHalfWritten: on text-poke-bp-nosync's plain 5-byte
+// text_poke (mode 1), the torn fetch model lets a CPU execute the site
+// half-written, and cmc says so; with whole text_poke stores (stale) no
+// execution is half-written.
+func TestTornFetchExecutesHalfWritten(t *testing.T) {
+	for _, fetch := range []string{"torn", "stale"} {
+		t.Run(fetch, func(t *testing.T) {
+			half := 0
+			for seed := uint64(1); seed <= 12; seed++ {
+				spec, err := scenario.Load(scenarios.FS, "text-poke-bp-nosync")
+				if err != nil {
+					t.Fatal(err)
+				}
+				spec.Params["mode"] = 1
+				spec.Quirks.Fetch = fetch
+				img, err := emu.LoadImage(spec.ID, spec.ELF)
+				if err != nil {
+					t.Fatal(err)
+				}
+				md := record.Meta(spec, img, spec.CPUs, seed)
+				live, err := analyze.NewLive(&md, []analyze.Analyzer{mustSelect(t, "cmc")})
+				if err != nil {
+					t.Fatal(err)
+				}
+				// Torn code may be anything: a run that ends on an
+				// instruction the interpreter lacks still shows what ran.
+				if _, err := record.Run(spec, "", record.Options{Options: emu.Options{Seed: seed}, Tee: live}); err != nil {
+					t.Logf("seed %d: %v", seed, err)
+				}
+				for _, f := range live.Finish().Findings {
+					if strings.Contains(f.Message, "half-written") {
+						half++
+					}
+				}
+			}
+			if (half > 0) != (fetch == "torn") {
+				t.Errorf("%d half-written executions reported over 12 seeds", half)
 			}
 		})
 	}

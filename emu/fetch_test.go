@@ -144,3 +144,175 @@ func TestTextPokeThreePages(t *testing.T) {
 		t.Errorf("text_poke of 8 KiB + 1: stop %v %q, want an oops saying too large", m.stop, m.stopMsg)
 	}
 }
+
+// tornMachine is two CPUs: cpu0 calls a text_poke stub that rewrites the
+// imm32 of "site: mov $0x11111111, %eax; jmp site", which cpu1 runs.
+func tornMachine(t *testing.T, q Quirks) (*Machine, *recorder, uint64) {
+	t.Helper()
+	const stub, site = 0x100, 0x200
+	code := make([]byte, 0x210)
+	copy(code, cat([]byte{0xe8, stub - 5, 0, 0, 0}, asmSelf))         // call stub; jmp .
+	copy(code[stub:], []byte{0x0f, 0x0b})                             // ud2: the native stub
+	copy(code[site:], cat(asmMovEAX(0x11111111), []byte{0xeb, 0xf9})) // jmp site
+	img := testImage(t, code)
+	rec := &recorder{}
+	m, err := New(img, Config{CPUs: 2, Quirks: q, Sink: rec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.natives[testText+stub] = SvcTextPoke
+	m.mem.poke(testData, []byte{0x22, 0x22, 0x22, 0x22})
+	c0, c1 := m.cpus[0], m.cpus[1]
+	c0.R[RDI], c0.R[RSI], c0.R[RDX] = testText+site+1, testData, 4
+	c1.RIP = testText + site
+	return m, rec, testText + site + 1
+}
+
+// TestTornTextPoke: under TornWrites a text_poke stores one byte per step,
+// so another CPU scheduled between two steps executes the instruction half
+// written; without it the bytes change within one step.
+func TestTornTextPoke(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		q    Quirks
+		want []uint32 // cpu1's EAX after each round
+	}{
+		{"torn", Quirks{TornWrites: true}, []uint32{0x11111111, 0x11111122, 0x11112222, 0x11222222, 0x22222222, 0x22222222}},
+		{"whole", Quirks{}, []uint32{0x22222222, 0x22222222, 0x22222222, 0x22222222, 0x22222222, 0x22222222}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m, rec, target := tornMachine(t, tc.q)
+			c0, c1 := m.cpus[0], m.cpus[1]
+			var log []Decision
+			var got []uint32
+			for round := 0; round < 6; round++ {
+				// cpu0: the call and the service, then one step (a poke
+				// byte when torn) a round; cpu1: the mov and the jmp.
+				n := uint32(1)
+				if round == 0 {
+					n = 2
+				}
+				for _, d := range []Decision{{Kind: DecStep, CPU: 0, N: n}, {Kind: DecStep, CPU: 1, N: 2}} {
+					log = append(log, d)
+					m.Run(&LogSource{Log: []Decision{d}})
+					m.stop = StopNone
+				}
+				got = append(got, uint32(c1.R[RAX]))
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+				t.Errorf("cpu1 saw %#x, want %#x", got, tc.want)
+			}
+			if c0.RIP != testText+5 || c0.R[RAX] != target || c0.poke != nil || m.poker != nil {
+				t.Errorf("cpu0 at %#x rax %#x (poke %v): want back after the call with rax %#x", c0.RIP, c0.R[RAX], c0.poke, target)
+			}
+			var sizes []uint32
+			for _, w := range rec.kinds(EvWrite) {
+				if w.Alias {
+					sizes = append(sizes, w.Size)
+				}
+			}
+			wantSizes := "[1 2 1]" // naturally aligned pieces
+			if tc.q.TornWrites {
+				wantSizes = "[1 1 1 1]"
+			}
+			if fmt.Sprint(sizes) != wantSizes {
+				t.Errorf("alias stores of sizes %v, want %s", sizes, wantSizes)
+			}
+			if m.mem.page(aliasBase>>pageShift) != nil {
+				t.Error("alias still mapped")
+			}
+		})
+	}
+}
+
+// TestTornTextPokeWaits: a second CPU's text_poke waits until the first one's
+// is done (text_mutex), then runs.
+func TestTornTextPokeWaits(t *testing.T) {
+	m, rec, target := tornMachine(t, Quirks{TornWrites: true})
+	c0, c1 := m.cpus[0], m.cpus[1]
+	// cpu1 pokes the same bytes back to 0x33.
+	m.mem.poke(testData+8, []byte{0x33, 0x33, 0x33, 0x33})
+	c1.RIP = testText
+	c1.R[RDI], c1.R[RSI], c1.R[RDX] = target, testData+8, 4
+	run := func(cpu uint16, n uint32) {
+		m.Run(&LogSource{Log: []Decision{{Kind: DecStep, CPU: cpu, N: n}}})
+		m.stop = StopNone
+	}
+	run(0, 3) // call, service start, first byte
+	run(1, 5) // call, then spins at the stub
+	if c1.RIP != testText+0x100 || c1.poke != nil {
+		t.Fatalf("cpu1 at %#x, poking %v: want waiting at the stub", c1.RIP, c1.poke != nil)
+	}
+	for i := 0; i < 3; i++ {
+		run(0, 1)
+	}
+	for i := 0; i < 6; i++ {
+		run(1, 1)
+	}
+	var b [4]byte
+	m.mem.peek(target, b[:])
+	if b != [4]byte{0x33, 0x33, 0x33, 0x33} || c0.RIP != testText+5 || c1.RIP != testText+5 {
+		t.Errorf("bytes %x, cpu0 at %#x, cpu1 at %#x", b, c0.RIP, c1.RIP)
+	}
+	if n := len(rec.kinds(EvService)); n != 2 {
+		t.Errorf("%d service events, want 2 (waiting is not a call)", n)
+	}
+}
+
+// TestTornPokerRunsOneStepQuanta: the seeded source gives a CPU in the
+// middle of a byte-granular text_poke one-step quanta, so other CPUs can
+// run between any two of its bytes.
+func TestTornPokerRunsOneStepQuanta(t *testing.T) {
+	m, _, _ := tornMachine(t, Quirks{TornWrites: true})
+	m.Run(&LogSource{Log: []Decision{{Kind: DecStep, CPU: 0, N: 3}}}) // call, service, first byte
+	m.stop = StopNone
+	if m.poker != m.cpus[0] {
+		t.Fatal("cpu0 is not poking")
+	}
+	src := NewRandomSource(1, Schedule{QuantumMin: 8, QuantumMax: 64})
+	n := map[uint16][]uint32{}
+	for i := 0; i < 200; i++ {
+		d, ok := src.Next(m)
+		if !ok || d.Kind != DecStep {
+			t.Fatalf("decision %v %v", d, ok)
+		}
+		n[d.CPU] = append(n[d.CPU], d.N)
+	}
+	for cpu, ns := range n {
+		for _, q := range ns {
+			if (q == 1) != (cpu == 0) {
+				t.Fatalf("cpu%d got quanta %v: want 1 exactly for the poking cpu0", cpu, ns)
+			}
+		}
+	}
+	if len(n) != 2 {
+		t.Fatalf("quanta %v: want both CPUs scheduled", n)
+	}
+}
+
+// TestTornStepsSplit: a quantum of n steps and n one-step quanta are the
+// same run, also while a byte-granular text_poke is in progress (rerun
+// relies on it to stop at an event).
+func TestTornStepsSplit(t *testing.T) {
+	spec := loadBuiltin(t, "text-poke-bp")
+	spec.Quirks.Fetch = "torn"
+	orig, res := runSeed(t, spec, 3)
+	var split []Decision
+	for _, d := range res.Decisions {
+		if d.Kind != DecStep {
+			split = append(split, d)
+			continue
+		}
+		for i := uint32(0); i < d.N; i++ {
+			split = append(split, Decision{Kind: DecStep, CPU: d.CPU, N: 1})
+		}
+	}
+	m, _, err := Setup(spec, Options{Seed: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := m.Run(&LogSource{Log: split})
+	if rep.Stop != res.Stop || rep.Insns != res.Insns || m.StateHash() != orig.StateHash() {
+		t.Fatalf("split replay: stop %v/%v insns %d/%d, same state %v", rep.Stop, res.Stop, rep.Insns, res.Insns, m.StateHash() == orig.StateHash())
+	}
+}

@@ -12,10 +12,18 @@ type Quirks struct {
 	// after an STI that set IF (Andy Lutomirski's point 1 in seed 002: it
 	// differs between CPUs and hypervisors).
 	NMIInSTIShadow bool
-	// StaleFetch selects the adversarial cross-modifying-code model: a CPU
+	// StaleFetch selects the stale cross-modifying-code model: a CPU
 	// keeps executing its cached decode of changed bytes until it serializes
 	// (SDM Vol. 3 §8.1.3). Off, fetch is always coherent with memory.
+	// Scenario fetch = "stale" sets it, "torn" sets it and TornWrites.
 	StaleFetch bool
+	// TornWrites makes text_poke byte-granular: it stores one byte per
+	// step, so the decision source chooses which CPUs fetch between any
+	// two bytes (the seeded source gives the poking CPU one-step quanta)
+	// and a CPU can execute an instruction half-written (SDM Vol. 3 §8.1.1
+	// guarantees no more than the single-byte store atomic). Stores by
+	// instructions stay whole.
+	TornWrites bool
 }
 
 // StopReason says why a run ended.
@@ -71,7 +79,8 @@ type cpuState struct {
 	nmiBlock  bool  // an NMI was delivered and no IRETQ has run since
 	booted    bool  // executed STI once: NMIs are deliverable from then on
 	halted    bool
-	done      bool // called pt_cpu_done
+	done      bool       // called pt_cpu_done
+	poke      *pokeState // a byte-granular text_poke in progress (TornWrites)
 
 	task  uint32
 	depth uint8
@@ -92,7 +101,7 @@ type CPUStats struct {
 }
 
 func (c *CPU) updateAttention() {
-	c.attention = c.nmiPend || c.irqs != 0 || c.shadow || c.halted || c.dbPend
+	c.attention = c.nmiPend || c.irqs != 0 || c.shadow || c.halted || c.dbPend || c.poke != nil
 }
 
 // Machine is the emulated SMP machine: memory, CPUs, the loaded slice and
@@ -126,6 +135,7 @@ type Machine struct {
 	stopMsg   string
 	err       error
 	modNext   uint64    // next module_alloc address
+	poker     *CPU      // the CPU whose byte-granular text_poke holds the alias
 	aliasTo   [3]uint64 // text page each text-poke alias page stands for (8 KiB span at most 3)
 	decision  []Decision
 	delivered uint64 // deliveries (exceptions, interrupts, NMIs), for the decision budget

@@ -57,37 +57,47 @@ func TestTextPokeBPRunsToCompletion(t *testing.T) {
 }
 
 func TestDeterminism(t *testing.T) {
-	spec := loadBuiltin(t, "text-poke-bp")
-	m1, r1 := runSeed(t, spec, 42)
-	m2, r2 := runSeed(t, spec, 42)
-	if len(r1.Decisions) != len(r2.Decisions) || r1.Insns != r2.Insns {
-		t.Fatalf("same seed: %d/%d decisions, %d/%d insns", len(r1.Decisions), len(r2.Decisions), r1.Insns, r2.Insns)
-	}
-	for i := range r1.Decisions {
-		if r1.Decisions[i] != r2.Decisions[i] {
-			t.Fatalf("decision %d differs: %v vs %v", i, r1.Decisions[i], r2.Decisions[i])
-		}
-	}
-	if m1.StateHash() != m2.StateHash() {
-		t.Fatal("same seed, different final state")
+	for _, fetch := range []string{"coherent", "stale", "torn"} {
+		t.Run(fetch, func(t *testing.T) {
+			spec := loadBuiltin(t, "text-poke-bp")
+			spec.Quirks.Fetch = fetch
+			m1, r1 := runSeed(t, spec, 42)
+			m2, r2 := runSeed(t, spec, 42)
+			if len(r1.Decisions) != len(r2.Decisions) || r1.Insns != r2.Insns {
+				t.Fatalf("same seed: %d/%d decisions, %d/%d insns", len(r1.Decisions), len(r2.Decisions), r1.Insns, r2.Insns)
+			}
+			for i := range r1.Decisions {
+				if r1.Decisions[i] != r2.Decisions[i] {
+					t.Fatalf("decision %d differs: %v vs %v", i, r1.Decisions[i], r2.Decisions[i])
+				}
+			}
+			if m1.StateHash() != m2.StateHash() {
+				t.Fatal("same seed, different final state")
+			}
+		})
 	}
 }
 
 func TestReplayDecisionLog(t *testing.T) {
-	spec := loadBuiltin(t, "text-poke-bp")
-	orig, res := runSeed(t, spec, 7)
-	other, _ := runSeed(t, spec, 8)
-	if orig.StateHash() == other.StateHash() {
-		t.Fatal("seeds 7 and 8 ended in the same state: the test cannot tell replays apart")
-	}
-	// Replay seed 7's log on a machine seeded differently: the log decides.
-	m, _, err := Setup(spec, Options{Seed: 8})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rep := m.Run(&LogSource{Log: res.Decisions})
-	if rep.Stop != res.Stop || rep.Insns != res.Insns || m.StateHash() != orig.StateHash() {
-		t.Fatalf("replay: stop %v/%v insns %d/%d, state equal %v", rep.Stop, res.Stop, rep.Insns, res.Insns, m.StateHash() == orig.StateHash())
+	for _, fetch := range []string{"coherent", "stale", "torn"} {
+		t.Run(fetch, func(t *testing.T) {
+			spec := loadBuiltin(t, "text-poke-bp")
+			spec.Quirks.Fetch = fetch
+			orig, res := runSeed(t, spec, 7)
+			other, _ := runSeed(t, spec, 8)
+			if orig.StateHash() == other.StateHash() {
+				t.Fatal("seeds 7 and 8 ended in the same state: the test cannot tell replays apart")
+			}
+			// Replay seed 7's log on a machine seeded differently: the log decides.
+			m, _, err := Setup(spec, Options{Seed: 8})
+			if err != nil {
+				t.Fatal(err)
+			}
+			rep := m.Run(&LogSource{Log: res.Decisions})
+			if rep.Stop != res.Stop || rep.Insns != res.Insns || m.StateHash() != orig.StateHash() {
+				t.Fatalf("replay: stop %v/%v insns %d/%d, state equal %v", rep.Stop, res.Stop, rep.Insns, res.Insns, m.StateHash() == orig.StateHash())
+			}
+		})
 	}
 }
 

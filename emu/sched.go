@@ -107,6 +107,12 @@ func (r *RandomSource) Next(m *Machine) (Decision, bool) {
 	cpu := r.run[r.rnd.Intn(len(r.run))]
 	span := r.Sched.QuantumMax - r.Sched.QuantumMin + 1
 	n := r.Sched.QuantumMin + uint32(r.rnd.Intn(int(span)))
+	if m.poker != nil && m.poker.ID == cpu {
+		// A byte-granular text_poke (TornWrites) stores one byte per step:
+		// its CPU runs one step at a time, so other CPUs may run between
+		// any two bytes.
+		n = 1
+	}
 	return Decision{Kind: DecStep, CPU: uint16(cpu), N: n}, true
 }
 

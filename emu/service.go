@@ -7,6 +7,12 @@ import "fmt"
 // the service does is recorded as events after the service event itself.
 func (m *Machine) service(c *CPU, sv ServiceID) {
 	args := [4]uint64{c.R[RDI], c.R[RSI], c.R[RDX], c.R[RCX]}
+	if sv == SvcTextPoke && m.poker != nil && m.poker != c {
+		// Torn writes: another CPU's text_poke is in progress. The kernel
+		// serializes text_poke with text_mutex; this CPU waits at the call
+		// (it runs the stub again on its next step).
+		return
+	}
 	var ret uint64
 	if sv == SvcModuleAlloc {
 		ret = m.modNext
@@ -24,6 +30,13 @@ func (m *Machine) service(c *CPU, sv ServiceID) {
 	c.stats.Services[sv]++
 	switch sv {
 	case SvcTextPoke:
+		if m.cfg.Quirks.TornWrites && args[2] != 0 {
+			// Byte by byte, one step each (pokeStep); it returns when
+			// the last byte is written. Stepping a quantum of n steps or n
+			// quanta of one step is the same run.
+			m.textPokeStart(c, args[0], args[1], args[2])
+			return
+		}
 		if !m.textPoke(c, args[0], args[1], args[2]) {
 			return
 		}
@@ -83,7 +96,12 @@ func (m *Machine) service(c *CPU, sv ServiceID) {
 	case SvcExit:
 		c.done = true
 	}
-	// Return to the caller.
+	m.serviceReturn(c, sv, ret)
+}
+
+// serviceReturn returns from a native service to its caller with ret in RAX,
+// as RET would.
+func (m *Machine) serviceReturn(c *CPU, sv ServiceID, ret uint64) {
 	rip, ok := c.pop()
 	if !ok {
 		c.exit = exitNone
@@ -144,27 +162,9 @@ func (m *Machine) textPoke(c *CPU, addr, src, n uint64) bool {
 	if n == 0 {
 		return true
 	}
-	if n > 2*pageSize {
-		m.oops(c, VecGP, 0, addr, "text_poke: length "+hex(n)+" too large")
+	buf, ok := m.textPokeMap(c, addr, src, n)
+	if !ok {
 		return false
-	}
-	buf := make([]byte, n)
-	if !m.mem.peek(src, buf) {
-		m.oops(c, VecPF, 0, src, "text_poke: source "+hex(src)+" unmapped")
-		return false
-	}
-	first, last := addr>>pageShift, (addr+n-1)>>pageShift
-	// Map the alias.
-	for vpn := first; vpn <= last; vpn++ {
-		pg := m.mem.page(vpn)
-		if pg == nil {
-			m.oops(c, VecPF, 0, vpn<<pageShift, "text_poke: target "+hex(vpn<<pageShift)+" unmapped")
-			return false
-		}
-		av := aliasBase>>pageShift + (vpn - first)
-		m.mem.mapFrame(av, pg.f, PermRW, true)
-		m.aliasTo[vpn-first] = vpn << pageShift
-		m.permEvent(c, av<<pageShift, 0, PermRW, SvcTextPoke, true, vpn<<pageShift)
 	}
 	// Store through it, in the widest naturally sized pieces.
 	off := addr & pageMask
@@ -177,20 +177,101 @@ func (m *Machine) textPoke(c *CPU, addr, src, n uint64) bool {
 		for k := uint64(0); k < size; k++ {
 			v |= uint64(buf[i+k]) << (8 * k)
 		}
-		if !c.write(aliasBase+off+i, int(size), v) {
-			c.exit = exitNone
-			m.oops(c, VecPF, 0, addr+i, "text_poke: alias store faulted")
+		if !m.textPokeStore(c, addr, i, int(size), v) {
 			return false
 		}
 		i += size
 	}
-	// Tear the alias down.
+	m.textPokeUnmap(c, addr, n)
+	return true
+}
+
+// textPokeMap checks a text_poke, reads its source and maps the alias of
+// the target pages.
+func (m *Machine) textPokeMap(c *CPU, addr, src, n uint64) ([]byte, bool) {
+	if n > 2*pageSize {
+		m.oops(c, VecGP, 0, addr, "text_poke: length "+hex(n)+" too large")
+		return nil, false
+	}
+	buf := make([]byte, n)
+	if !m.mem.peek(src, buf) {
+		m.oops(c, VecPF, 0, src, "text_poke: source "+hex(src)+" unmapped")
+		return nil, false
+	}
+	first, last := addr>>pageShift, (addr+n-1)>>pageShift
+	for vpn := first; vpn <= last; vpn++ {
+		if m.mem.page(vpn) == nil {
+			m.oops(c, VecPF, 0, vpn<<pageShift, "text_poke: target "+hex(vpn<<pageShift)+" unmapped")
+			return nil, false
+		}
+	}
+	for vpn := first; vpn <= last; vpn++ {
+		av := aliasBase>>pageShift + (vpn - first)
+		m.mem.mapFrame(av, m.mem.page(vpn).f, PermRW, true)
+		m.aliasTo[vpn-first] = vpn << pageShift
+		m.permEvent(c, av<<pageShift, 0, PermRW, SvcTextPoke, true, vpn<<pageShift)
+	}
+	return buf, true
+}
+
+// textPokeStore stores size bytes of v at addr+i through the alias.
+func (m *Machine) textPokeStore(c *CPU, addr, i uint64, size int, v uint64) bool {
+	if !c.write(aliasBase+addr&pageMask+i, size, v) {
+		c.exit = exitNone
+		m.oops(c, VecPF, 0, addr+i, "text_poke: alias store faulted")
+		return false
+	}
+	return true
+}
+
+// textPokeUnmap tears the alias down.
+func (m *Machine) textPokeUnmap(c *CPU, addr, n uint64) {
+	first, last := addr>>pageShift, (addr+n-1)>>pageShift
 	for vpn := first; vpn <= last; vpn++ {
 		av := aliasBase>>pageShift + (vpn - first)
 		m.mem.unmap(av)
 		m.permEvent(c, av<<pageShift, PermRW, 0, SvcTextPoke, true, vpn<<pageShift)
 	}
-	return true
+}
+
+// pokeState is a text_poke in progress under the TornWrites quirk.
+type pokeState struct {
+	addr uint64
+	buf  []byte
+	i    int // next byte to store
+}
+
+// textPokeStart begins a byte-granular text_poke: the alias is mapped now,
+// each later step of c stores one byte (pokeStep).
+func (m *Machine) textPokeStart(c *CPU, addr, src, n uint64) {
+	buf, ok := m.textPokeMap(c, addr, src, n)
+	if !ok {
+		return
+	}
+	c.poke = &pokeState{addr: addr, buf: buf}
+	m.poker = c
+	c.updateAttention()
+}
+
+// pokeStep stores the next byte of c's text_poke through the alias (SDM
+// Vol. 3 §8.1.1: only the single-byte store is guaranteed atomic, so other
+// CPUs may fetch between any two), and after the last one tears the alias
+// down and returns to the caller. text_poke runs with interrupts off
+// (__text_poke's local_irq_save), so nothing is delivered meanwhile.
+func (m *Machine) pokeStep(c *CPU) {
+	p := c.poke
+	if !m.textPokeStore(c, p.addr, uint64(p.i), 1, uint64(p.buf[p.i])) {
+		c.poke, m.poker = nil, nil
+		return
+	}
+	p.i++
+	if p.i < len(p.buf) {
+		return
+	}
+	m.textPokeUnmap(c, p.addr, uint64(len(p.buf)))
+	c.poke, m.poker = nil, nil
+	c.updateAttention()
+	m.serviceReturn(c, SvcTextPoke, p.addr)
 }
 
 // aliasTarget maps an address in the text-poke alias window back to the

@@ -54,7 +54,9 @@ func ConfigFor(spec *scenario.Spec, opt Options) (Config, Schedule, error) {
 	if cfg.CPUs < 1 || cfg.CPUs > MaxCPUs {
 		return cfg, Schedule{}, fmt.Errorf("scenario %s: %d CPUs: must be 1..%d", spec.ID, cfg.CPUs, MaxCPUs)
 	}
-	cfg.Quirks = Quirks{NMIInSTIShadow: spec.Quirks.NMIInSTIShadow, StaleFetch: spec.Quirks.Fetch == "stale"}
+	cfg.Quirks = Quirks{NMIInSTIShadow: spec.Quirks.NMIInSTIShadow,
+		StaleFetch: spec.Quirks.Fetch == "stale" || spec.Quirks.Fetch == "torn",
+		TornWrites: spec.Quirks.Fetch == "torn"}
 	id := uint64(1)
 	for i, t := range spec.Tasks {
 		for _, c := range t.CPUs.Resolve(cfg.CPUs) {

@@ -164,6 +164,10 @@ func (c *CPU) singleStep() {
 func (m *Machine) boundary(c *CPU) bdResult {
 	inhibit := c.shadow
 	defer c.updateAttention()
+	if c.poke != nil {
+		m.pokeStep(c) // a byte-granular text_poke: one byte is this step
+		return bdDelivered
+	}
 	if c.dbPend && !c.ssShadow {
 		// SDM Vol. 3 §17.2.3: BS reports the single-step; the other DR6
 		// bits keep what they held.

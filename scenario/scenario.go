@@ -70,8 +70,11 @@ var validID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 
 // Quirks are the CPU behaviours a run chooses (see emu.Quirks).
 type Quirks struct {
-	NMIInSTIShadow bool   `toml:"nmi_in_sti_shadow"`
-	Fetch          string `toml:"fetch"` // "coherent" (default) or "stale"
+	NMIInSTIShadow bool `toml:"nmi_in_sti_shadow"`
+	// Fetch is the cross-modifying-code model: "torn" (the default:
+	// stale decodes and byte-granular text_poke), "stale" or "coherent";
+	// see emu.Quirks.
+	Fetch string `toml:"fetch"`
 }
 
 // Schedule parameterises the random scheduler.
@@ -434,10 +437,12 @@ func (s *Spec) validate() error {
 	}
 	switch s.Quirks.Fetch {
 	case "":
-		s.Quirks.Fetch = "coherent"
-	case "coherent", "stale":
+		// The most adversarial model: a missing sync must show without
+		// the author knowing to ask for it.
+		s.Quirks.Fetch = "torn"
+	case "coherent", "stale", "torn":
 	default:
-		return fmt.Errorf("quirks.fetch = %q: want \"coherent\" or \"stale\"", s.Quirks.Fetch)
+		return fmt.Errorf("quirks.fetch = %q: want \"coherent\", \"stale\" or \"torn\"", s.Quirks.Fetch)
 	}
 	switch len(s.Schedule.Quantum) {
 	case 0:
