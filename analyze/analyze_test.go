@@ -36,6 +36,7 @@ type analyzerCase struct {
 var analyzerCases = []analyzerCase{
 	{id: "text-poke-bp", seed: 1, params: map[string]uint64{"patch_rounds": 20, "calls": 600}},
 	{id: "text-poke-bp-nosync", seed: 1, want: []want{{"cmc", -1, "traced_fn"}}},
+	{id: "int3-emulate-ret", seed: 1, params: map[string]uint64{"patch_rounds": 10, "calls": 200}, want: []want{{"missed-call", -1, "traced_fn"}}},
 }
 
 func loadSpec(t testing.TB, c analyzerCase) *scenario.Spec {
