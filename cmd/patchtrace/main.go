@@ -79,7 +79,9 @@ func commands() []command {
 				"truncated trace (analyzed up to its last complete batch), are incomplete: exit\n" +
 				"status 2, SARIF executionSuccessful false with an error notification, a JUnit\n" +
 				"error on the \"run\" testcase, \"incomplete\" in JSON. --allow-truncated judges a\n" +
-				"truncated trace by the events it has (still marked truncated).\n" +
+				"truncated trace by the events it has (still marked truncated). A run that did not\n" +
+				"finish, analyzed with --only leaving out the analyzer that judges its outcome and\n" +
+				"with no other finding, is incomplete too.\n" +
 				"Exit status: 0 clean, 1 findings, 2 error or incomplete."},
 		{"check", "[IDS...] [--seeds N] [--json] [--out DIR]", "record and analyze built-in scenarios and compare with their expected verdicts", cmdCheck,
 			"Runs each scenario (all built-in ones by default) for seeds 1..N with the\n" +
