@@ -450,12 +450,13 @@ func udInst(code []byte, addr uint64, n int, s *semantics) *inst {
 }
 
 // tooLong reports whether the instruction starting with the 15 bytes b is
-// longer than 15 bytes. x86asm stops at 15 bytes, so the redundant
-// prefixes (all but the last of each legacy prefix byte, and a REX not
-// directly before the opcode, which hardware ignores) are dropped and the
-// rest decoded with zeros after it: the length does not depend on the
-// value of a byte past the fifteenth (an immediate or displacement, or a
-// ModRM/opcode byte that alone makes it longer than 15).
+// longer than 15 bytes. x86asm stops at 15 bytes, so the prefixes that
+// cannot change the length are dropped (segment overrides and LOCK, all but
+// the last of each other legacy prefix byte, and a REX not directly before
+// the opcode, which hardware ignores) and the rest decoded with zeros
+// after it: the length does not depend on the value of a byte past the
+// fifteenth (an immediate or displacement, or a ModRM/opcode byte that
+// alone makes it longer than 15).
 func tooLong(b []byte) bool {
 	p := 0
 	for p < len(b) && (isLegacyPrefix(b[p]) || b[p]&0xf0 == 0x40) {
@@ -471,6 +472,10 @@ func tooLong(b []byte) bool {
 			if i == p-1 {
 				short = append(short, c)
 			}
+			continue
+		}
+		switch c {
+		case 0x2e, 0x36, 0x3e, 0x26, 0x64, 0x65, 0xf0:
 			continue
 		}
 		if bytes.IndexByte(b[i+1:p], c) < 0 {
