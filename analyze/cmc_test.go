@@ -238,3 +238,46 @@ func TestTornFetchExecutesHalfWritten(t *testing.T) {
 		})
 	}
 }
+
+// TestDefaultFetchModelShowsMissingSync: text-poke-bp-nosync written
+// without a quirks.fetch line (an author who does not know which model
+// shows the bug) still gets its cmc finding on every seed: the default
+// model keeps stale decodes. Under coherent fetch the missing sync is
+// invisible.
+func TestDefaultFetchModelShowsMissingSync(t *testing.T) {
+	base, err := scenario.Load(scenarios.FS, "text-poke-bp-nosync")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kept []string
+	for _, l := range strings.Split(base.Text, "\n") {
+		if !strings.HasPrefix(strings.TrimSpace(l), "fetch") {
+			kept = append(kept, l)
+		}
+	}
+	spec, err := scenario.Parse("nosync-default/scenario.toml", []byte(strings.Join(kept, "\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec.ELF = base.ELF
+	if spec.Quirks.Fetch != "torn" {
+		t.Fatalf("default fetch model %q, want torn", spec.Quirks.Fetch)
+	}
+	img, err := emu.LoadImage(spec.ID, spec.ELF)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for seed := uint64(1); seed <= 3; seed++ {
+		md := record.Meta(spec, img, spec.CPUs, seed)
+		live, err := analyze.NewLive(&md, []analyze.Analyzer{mustSelect(t, "cmc")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := record.Run(spec, "", record.Options{Options: emu.Options{Seed: seed}, Tee: live}); err != nil {
+			t.Fatal(err)
+		}
+		if res := live.Finish(); len(res.Findings) == 0 {
+			t.Errorf("seed %d: no cmc finding with the default fetch model", seed)
+		}
+	}
+}
