@@ -586,3 +586,65 @@ func TestSingleStepTrapBeforeNMIAndInterrupt(t *testing.T) {
 		t.Fatal("the interrupt was delivered with IF clear")
 	}
 }
+
+// TestFaultWhileDelivering: a fault while pushing a frame follows SDM Vol. 3
+// Table 6-5: after a benign event it is delivered instead (serially); a #PF
+// after a #PF, or a contributory exception after a contributory one, is a
+// #DF through its gate; a fault while pushing the #DF frame is a triple
+// fault (an oops).
+func TestFaultWhileDelivering(t *testing.T) {
+	const unmapped uint64 = 0xffffffff81f00000
+	for _, tc := range []struct {
+		name   string
+		dfIST  uint8
+		nmiIST bool   // the NMI gate uses IST 1 (whose top is unmapped)
+		rsp    uint64 // RSP when the NMI arrives
+		traps  []Vector
+		cr2    uint64 // of the first trap
+		oops   string
+	}{
+		{"NMI on a dead IST stack: #PF on the current stack", 2, true, testData + 0x800, []Vector{VecPF}, unmapped - 8, ""},
+		{"NMI on a dead stack: #PF, then #DF on its IST", 2, false, unmapped + 0x100, []Vector{VecDF}, 0, ""},
+		{"non-canonical RSP: #SS, then #DF", 2, false, nonCanon + 0x100, []Vector{VecDF}, 0, ""},
+		{"#DF on the dead stack too: triple fault", 0, false, unmapped + 0x100, nil, 0, "triple fault"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var nmiIST uint8
+			if tc.nmiIST {
+				nmiIST = 1
+			}
+			img := testImage(t, cat(asmNop, asmSelf),
+				testGate{v: VecNMI, ist: nmiIST, code: asmSelf},
+				testGate{v: VecPF, code: asmSelf},
+				testGate{v: VecSS, code: asmSelf},
+				testGate{v: VecDF, ist: tc.dfIST, code: asmSelf})
+			m, rec := newTestMachine(t, img, Quirks{})
+			c := m.cpus[0]
+			setIST(m, 1, unmapped)
+			setIST(m, 2, testData+0x1000)
+			c.R[RSP] = tc.rsp
+			m.raise(c, VecNMI, nil)
+			res := m.Run(&LogSource{Log: []Decision{{Kind: DecStep, CPU: 0, N: 3}}})
+			if tc.oops != "" {
+				if res.Stop != StopOops || !strings.Contains(res.Msg, tc.oops) {
+					t.Fatalf("stop %v %q, want an oops saying %q", res.Stop, res.Msg, tc.oops)
+				}
+				return
+			}
+			var got []Vector
+			for _, e := range rec.kinds(EvTrap) {
+				got = append(got, e.Vector)
+			}
+			if len(got) != len(tc.traps) || got[0] != tc.traps[0] {
+				t.Fatalf("traps %v (stop %v %q), want %v", got, res.Stop, res.Msg, tc.traps)
+			}
+			tr := rec.kinds(EvTrap)[0]
+			if tr.RIP != testText || tr.Addr != tc.cr2 || tr.ErrCode != map[bool]uint64{true: 2, false: 0}[tc.cr2 != 0] {
+				t.Fatalf("%s saved RIP %#x CR2 %#x error code %#x", tr.Vector.Name(), tr.RIP, tr.Addr, tr.ErrCode)
+			}
+			if c.nmiBlock {
+				t.Error("the NMI whose delivery failed blocks NMIs")
+			}
+		})
+	}
+}

@@ -33,7 +33,7 @@ const (
 	StopNone        StopReason = iota
 	StopDone                   // every CPU finished (pt_cpu_done) and is idle
 	StopBudget                 // the instruction or decision budget ran out (see Config)
-	StopOops                   // an exception no handler claims, or a double fault
+	StopOops                   // an exception no handler claims, or a triple fault
 	StopPanic                  // panic()
 	StopHung                   // no CPU can make progress and not all are done
 	StopDecisions              // a replayed decision log ran out (strict replay)

@@ -273,8 +273,9 @@ func (m *Machine) fault(c *CPU) {
 
 // deliver performs an exception/interrupt delivery through the vector table
 // (SDM Vol. 3 §6.14.2, 64-bit mode: the stack is aligned to 16 and SS:RSP is
-// always pushed). A vector with no entry, or a fault while pushing the frame,
-// is an oops that stops the run.
+// always pushed). A vector with no entry is an oops that stops the run; a
+// fault while pushing the frame is handled as SDM Vol. 3 Table 6-5 says
+// (deliverFault).
 func (m *Machine) deliver(c *CPU, v Vector, hasErr bool, errCode, cr2 uint64) {
 	m.delivered++
 	g := m.img.gates[v]
@@ -305,7 +306,8 @@ func (m *Machine) deliver(c *CPU, v Vector, hasErr bool, errCode, cr2 uint64) {
 		sp -= 8
 		if !c.write(sp, 8, frame[i]) {
 			c.exit = exitNone
-			m.oops(c, VecDF, 0, c.fault.addr, "double fault: cannot push the "+v.Name()+" frame")
+			c.stackFault() // the frame goes through SS: non-canonical is #SS(0)
+			m.deliverFault(c, v)
 			return
 		}
 	}
@@ -340,6 +342,47 @@ func (m *Machine) deliver(c *CPU, v Vector, hasErr bool, errCode, cr2 uint64) {
 	}
 	c.stats.Traps[v]++
 	c.updateAttention()
+}
+
+// Exception classes for double faults (SDM Vol. 3 §6.15 Interrupt 8,
+// Table 6-4).
+const (
+	excBenign       = iota // #DB NMI #BP #OF #BR #UD #NM #MF #AC #MC, interrupts
+	excContributory        // #DE #TS #NP #SS #GP
+	excPageFault           // #PF
+)
+
+func (v Vector) excClass() int {
+	switch v {
+	case VecDE, VecTS, VecNP, VecSS, VecGP:
+		return excContributory
+	case VecPF:
+		return excPageFault
+	}
+	return excBenign
+}
+
+// deliverFault handles the exception in c.fault, raised while pushing the
+// frame for first, as SDM Vol. 3 §6.15 Interrupt 8, Table 6-5 says: a
+// contributory exception after a contributory one, or a contributory
+// exception or #PF after a #PF, is a double fault (#DF, error code 0,
+// delivered through its own gate: an IST one survives a dead stack); a
+// fault while delivering #DF is a triple fault, which shuts the CPU down
+// (an oops here); any other pair is handled serially: the second exception
+// is delivered instead of the first (whose delivery never happened), with
+// the same saved RIP.
+func (m *Machine) deliverFault(c *CPU, first Vector) {
+	f := c.fault
+	if first == VecDF {
+		m.oops(c, VecDF, f.errCode, f.addr, "triple fault: "+f.vector.Name()+" while pushing the #DF frame (the CPU shuts down)")
+		return
+	}
+	a, b := first.excClass(), f.vector.excClass()
+	if a == excContributory && b == excContributory || a == excPageFault && b != excBenign {
+		m.deliver(c, VecDF, true, 0, 0)
+		return
+	}
+	m.deliver(c, f.vector, f.hasErr, f.errCode, f.addr)
 }
 
 func (m *Machine) oops(c *CPU, v Vector, errCode, addr uint64, msg string) {

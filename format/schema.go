@@ -378,7 +378,7 @@ const (
 var Outcomes = []EnumValue{
 	{1, "done", "every CPU finished its work (`pt_cpu_done`) and is idle"},
 	{2, "budget", "the instruction or decision budget ran out with CPUs not finished"},
-	{3, "oops", "an exception no handler claimed, or a double fault"},
+	{3, "oops", "an exception no handler claimed, or a triple fault"},
 	{4, "panic", "the slice called `panic()`"},
 	{5, "hung", "no CPU could make progress and not all had finished"},
 	{6, "decisions-exhausted", "a replayed decision log ended (a run replayed as a prefix, e.g. a minimised failing run)"},
