@@ -247,6 +247,10 @@ func (l *Live) SetOutcome(outcome, detail string) {
 	l.ctx.Outcome, l.ctx.OutcomeDetail = outcome, detail
 }
 
+// SetTruncated says the rows stop before the run's end (a file cut
+// short): the analyzers do not judge what they cannot see.
+func (l *Live) SetTruncated() { l.ctx.Truncated = true }
+
 // Finish ends the stream and returns the result.
 func (l *Live) Finish() *Result {
 	for _, a := range l.as {
@@ -345,8 +349,9 @@ func AnalyzeFile(path string, as []Analyzer, opts ...Option) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	l.ctx.Truncated = r.Truncated()
-	if !l.ctx.Truncated {
+	if r.Truncated() {
+		l.SetTruncated()
+	} else {
 		l.SetOutcome(md.Outcome, md.OutcomeDetail)
 	}
 	for row, err := range r.Events() {

@@ -158,3 +158,66 @@ func TestOutcomeJudged(t *testing.T) {
 		})
 	}
 }
+
+// TestProgressRows feeds hand-made events: a CPU halted for good in a hung
+// run, a CPU that never called pt_cpu_done in a trace that does not record
+// its outcome, and the same cut short (no judgement: the rest is unknown).
+func TestProgressRows(t *testing.T) {
+	spec, err := scenario.Load(scenarios.FS, "text-poke-bp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := emu.LoadImage(spec.ID, spec.ELF)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fn, _ := img.Lookup("traced_fn")
+	md := record.Meta(spec, img, 2, 1)
+	done := format.Service(0)
+	for _, s := range format.Services {
+		if s.Name == "pt_cpu_done" {
+			done = format.Service(s.Value)
+		}
+	}
+	hlt := [15]byte{0xf4}
+	for _, tc := range []struct {
+		name      string
+		outcome   string
+		truncated bool
+		want      string // in the finding's message; "" for none
+	}{
+		{"hung", format.OutcomeHung, false, "cpu1 halted at traced_fn+0x1 waiting for an interrupt that never came"},
+		{"not recorded", "", false, "outcome not recorded) and cpu1 never called pt_cpu_done"},
+		{"not recorded, truncated", "", true, ""},
+		{"done", format.OutcomeDone, false, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			live, err := analyze.NewLive(&md, []analyze.Analyzer{mustSelect(t, "progress")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			rows := []format.Row{
+				{Seq: 1, Kind: format.KindService, CPU: 0, Service: done},
+				{Seq: 2, Kind: format.KindInsn, CPU: 1, RIP: fn.Addr, Len: 1, Bytes: hlt},
+				{Seq: 3, Kind: format.KindHalt, CPU: 1, RIP: fn.Addr + 1},
+			}
+			for i := range rows {
+				live.Append(&rows[i])
+			}
+			live.SetOutcome(tc.outcome, "")
+			if tc.truncated {
+				live.SetTruncated()
+			}
+			res := live.Finish()
+			if tc.want == "" {
+				if len(res.Findings) != 0 {
+					t.Fatalf("findings %s", summary(res))
+				}
+				return
+			}
+			if len(res.Findings) != 1 || res.Findings[0].CPU != 1 || !strings.Contains(res.Findings[0].Message, tc.want) {
+				t.Fatalf("want one cpu1 finding with %q, got:\n%s", tc.want, summary(res))
+			}
+		})
+	}
+}
