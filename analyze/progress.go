@@ -324,12 +324,20 @@ func intel(ctx *Context, in insnSeen) string {
 	if err != nil {
 		return hexBytes(in.bytes[:in.len])
 	}
-	return x86asm.IntelSyntax(inst, in.rip, func(addr uint64) (string, uint64) {
+	text := x86asm.IntelSyntax(inst, in.rip, func(addr uint64) (string, uint64) {
 		if s, ok := ctx.St.Syms.At(addr); ok {
 			return s.Name, s.Addr
 		}
 		return "", 0
 	})
+	// Branch targets inside a symbol print as hex: name them.
+	for _, arg := range inst.Args {
+		if rel, ok := arg.(x86asm.Rel); ok {
+			to := in.rip + uint64(inst.Len) + uint64(int64(rel))
+			text = strings.Replace(text, fmt.Sprintf("%#x", to), ctx.Describe(to), 1)
+		}
+	}
+	return text
 }
 
 func (a *progress) memName(ctx *Context, in insnSeen, inst x86asm.Inst, m x86asm.Mem) string {
