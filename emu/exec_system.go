@@ -19,10 +19,9 @@ func (c *CPU) execSystem(in *inst, next uint64) bool {
 		// (all five, even without a privilege change: Vol. 3 §6.14.3).
 		// CS and SS are the low 16 bits of their slots. Everything is read
 		// and checked before anything changes, so a fault leaves RIP at the
-		// IRETQ and RSP at the frame (a fault, SDM Vol. 3 §6.5). Checks in
-		// the SDM's order: CS (checkIretCS), SS (checkSS against CS.RPL),
-		// then the new RIP must be canonical (#GP(0)). RSP is loaded as
-		// popped: IRET does not check it (a later stack access faults).
+		// IRETQ and RSP at the frame (a fault, SDM Vol. 3 §6.5); checkIret
+		// has the checks, in the SDM's order. RSP is loaded as popped:
+		// IRET does not check it (a later stack access faults).
 		sp := c.R[RSP]
 		var v [5]uint64
 		w := uint64(s.size) // 8 for IRETQ, 4 for IRETD (zero-extended slots)
@@ -35,14 +34,7 @@ func (c *CPU) execSystem(in *inst, next uint64) bool {
 			v[i] = x
 		}
 		cs, ss := uint16(v[1]), uint16(v[4])
-		f := checkIretCS(cs)
-		if f == nil {
-			f = checkSS(ss, cs&3)
-		}
-		if f == nil && !canonical(v[0]) {
-			f = &selFault{vector: VecGP}
-		}
-		if f != nil {
+		if f := checkIret(v[0], cs, ss); f != nil {
 			if f.unsupported != "" {
 				c.exit, c.unsup = exitUnsupported, f.unsupported
 				return false

@@ -67,6 +67,11 @@ func TestIretqSelectorChecks(t *testing.T) {
 		{name: "CS an empty TLS slot", rip: ret, cs: 0x60, ss: 0x18, vec: VecGP, errCode: 0x60},
 		{name: "CS checked before SS", rip: ret, cs: 0x18, ss: 0x2b, vec: VecGP, errCode: 0x18},
 		{name: "non-canonical RIP", rip: nonCanon, cs: 0x10, ss: 0x18, vec: VecGP, errCode: 0},
+		// IA-32e-MODE-RETURN checks the #GP(0) cases before any descriptor.
+		{name: "non-canonical RIP before a bad CS", rip: nonCanon, cs: 0x18, ss: 0x18, vec: VecGP, errCode: 0},
+		{name: "null SS with RPL 3 before a bad CS", rip: ret, cs: 0x18, ss: 3, vec: VecGP, errCode: 0},
+		{name: "null SS to compatibility mode", rip: ret, cs: 0x08, ss: 0, vec: VecGP, errCode: 0},
+		{name: "null SS to CPL 3", rip: ret, cs: 0x33, ss: 0x3, vec: VecGP, errCode: 0},
 		{name: "return to user mode", rip: ret, cs: 0x33, ss: 0x2b, unsup: "IRETQ to CPL 3"},
 		{name: "return to compatibility mode", rip: ret, cs: 0x08, ss: 0x18, unsup: "compatibility mode"},
 	} {

@@ -76,6 +76,31 @@ func desc(sel uint16) (segDesc, bool) {
 
 func isNullSel(sel uint16) bool { return sel&^3 == 0 }
 
+// checkIret checks what a 64-bit-mode IRET popped, in the order of SDM
+// Vol. 2 IRET, Operation, IA-32e-MODE-RETURN: first the #GP(0) cases (a
+// null CS, a non-canonical RIP, a null SS where 64-bit mode forbids one:
+// returning to compatibility mode or to CPL 3, or with an RPL other than
+// the new CPL), then the code segment (checkIretCS), then the stack segment
+// (checkSS). The SDM's same-privilege path does not spell out the SS
+// descriptor checks, but a 64-bit IRET always loads SS (Vol. 3 §6.14.3) and
+// validates it as a return to an outer level does (QEMU's
+// helper_ret_protected likewise takes that path for every 64-bit IRET).
+func checkIret(rip uint64, cs, ss uint16) *selFault {
+	nullSSBad := false
+	if isNullSel(ss) {
+		d, ok := desc(cs)
+		compat := ok && d.code && !d.long
+		nullSSBad = compat || cs&3 == 3 || ss&3 != cs&3
+	}
+	if isNullSel(cs) || !canonical(rip) || nullSSBad {
+		return &selFault{vector: VecGP}
+	}
+	if f := checkIretCS(cs); f != nil {
+		return f
+	}
+	return checkSS(ss, cs&3)
+}
+
 // checkIretCS checks the code-segment selector IRETQ popped, in the order of
 // SDM Vol. 2 IRET, Operation (PROTECTED-MODE-RETURN, at CPL 0): null ->
 // #GP(0); outside the table, not a code segment, or (non-conforming: every
