@@ -104,6 +104,10 @@ prefixes:
 		case !haveModRM:
 		case op == 0xc4 && code[p]&0x1f != 1 && code[p]&0x1f != 2 && code[p]&0x1f != 3:
 			return undUD, p + 1 // VEX.mmmmm: only the 0F, 0F 38 and 0F 3A maps
+		case op == 0xc5 && p+1 < len(code) && !vexMap1[code[p+1]]:
+			return undUD, p + 2 // no VEX form of this 0F opcode
+		case op == 0xc4 && code[p]&0x1f == 1 && p+2 < len(code) && !vexMap1[code[p+2]]:
+			return undUD, p + 3
 		case op == 0x62 && code[p]&7 == 0:
 			return undUD, p + 1 // EVEX.mmm = 0 is reserved
 		case op == 0x62 && p+1 < len(code) && code[p+1]&4 == 0:
@@ -118,6 +122,9 @@ prefixes:
 	}
 	if !haveModRM && op != 0x0f {
 		return undUnknown, 0
+	}
+	if op >= 0xd8 && op <= 0xdf && x87Reserved(op, code[p]) {
+		return undUD, p + 1
 	}
 	switch op {
 	case 0x8c: // MOV r/m, Sreg: Sreg 6 and 7 do not exist (SDM Vol. 2 MOV)
@@ -305,4 +312,42 @@ func modrmLen(b []byte) int {
 		return 0
 	}
 	return n
+}
+
+// vexMap1 marks the 0F-map opcodes that have a VEX form (SDM Vol. 2 Table
+// A-3, the cells marked "v", and the VEX-encoded opmask instructions of
+// Vol. 2 ch. 3-5): 10-17, 28-2F, 41-4B, 50-77, 7C-7F, 90-93, 98-99, AE,
+// C2, C4-C6, D0-FF. Any other opcode under a VEX prefix is #UD on every
+// CPU.
+var vexMap1 = func() (t [256]bool) {
+	for _, r := range [][2]int{{0x10, 0x17}, {0x28, 0x2f}, {0x41, 0x4b}, {0x50, 0x77}, {0x7c, 0x7f},
+		{0x90, 0x93}, {0x98, 0x99}, {0xae, 0xae}, {0xc2, 0xc2}, {0xc4, 0xc6}, {0xd0, 0xff}} {
+		for i := r[0]; i <= r[1]; i++ {
+			t[i] = true
+		}
+	}
+	return t
+}()
+
+// x87Reserved reports the x87 escape (D8-DF) encodings that are blank in
+// the SDM's x87 opcode maps (Vol. 2 Tables) and #UD on Intel
+// and AMD alike (checked on the host by testdata/insn/ud/invalid.txt):
+// the memory forms D9 /1, DB /4, DB /6, DD /5, and the register forms
+// DA E0-E8 and EA-FF, DB F8-FF, DD F0-FF, DE D8 and DA-DF, DF F8-FF.
+func x87Reserved(op, modrm byte) bool {
+	reg := modrm >> 3 & 7
+	if modrm < 0xc0 {
+		return op == 0xd9 && reg == 1 || op == 0xdb && (reg == 4 || reg == 6) || op == 0xdd && reg == 5
+	}
+	switch op {
+	case 0xda:
+		return modrm >= 0xe0 && modrm != 0xe9
+	case 0xdb, 0xdf:
+		return modrm >= 0xf8
+	case 0xdd:
+		return modrm >= 0xf0
+	case 0xde:
+		return modrm >= 0xd8 && modrm <= 0xdf && modrm != 0xd9
+	}
+	return false
 }
