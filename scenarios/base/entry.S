@@ -79,6 +79,16 @@ PT_VECTOR RESCHEDULE_VECTOR, asm_sysvec_reschedule_ipi
  *    interrupted RSP and runs as an ordinary NMI. The outer handler has
  *    already finished, so handlers still do not overlap.
  */
+#if __has_include("pt_no_nested_nmi.h")
+/*
+ * A scenario that ships pt_no_nested_nmi.h gets the naive NMI entry Linux
+ * had before commit 3f3c8b8c4b2a ("x86: Add workaround to NMI iret woes"):
+ * pt_regs built on the hardware frame at the IST top, so an NMI let in by
+ * an IRETQ inside the handler overwrites the running one's frame.
+ */
+IDTENTRY asm_exc_nmi, do_nmi
+PT_VECTOR X86_TRAP_NMI, asm_exc_nmi, GATE_INTERRUPT, IST_NMI
+#else
 SYM_FUNC_START(asm_exc_nmi)
 	/*
 	 * NMIs are blocked until our own IRETQ, so scratch space just under
@@ -167,6 +177,7 @@ SYM_FUNC_START(asm_exc_nmi)
 	iretq
 SYM_FUNC_END(asm_exc_nmi)
 PT_VECTOR X86_TRAP_NMI, asm_exc_nmi, GATE_INTERRUPT, IST_NMI
+#endif
 
 /*
  * switch_to(prev, next): save prev's callee-saved registers and stack
