@@ -231,6 +231,9 @@ func newLive(st *replay.State, as []Analyzer) (*Live, error) {
 // Append implements record.Appender: it applies one row and runs the
 // analyzers on it.
 func (l *Live) Append(r *format.Row) error {
+	if err := format.CheckRow(r, len(l.ctx.St.CPUs)); err != nil {
+		return fmt.Errorf("analyze: row seq %d: %w", r.Seq, err)
+	}
 	l.ctx.St.Apply(r)
 	l.ctx.story.add(l.ctx.St, r)
 	for _, a := range l.as {
@@ -358,7 +361,9 @@ func AnalyzeFile(path string, as []Analyzer, opts ...Option) (*Result, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}
-		l.Append(row)
+		if err := l.Append(row); err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
 	}
 	res := l.Finish()
 	res.File = path

@@ -221,9 +221,46 @@ const (
 	// alignment; the bound leaves room).
 	MaxTrapFrame = 4096
 	// MaxPermPages bounds a perm row's size (pages whose permissions
-	// changed): 64 GiB of address space.
-	MaxPermPages = 1 << 24
+	// changed): 64 MiB, what the emulator maps at most.
+	MaxPermPages = 1 << 14
 )
+
+// CheckRow checks a row's values as the reader checks every decoded row
+// (for rows that do not come from a Reader: a consumer fed rows directly
+// uses it to index and loop by them safely).
+func CheckRow(r *Row, cpus int) error {
+	if r.Kind < KindInsn || r.Kind >= numKinds {
+		return fmt.Errorf("kind %d", r.Kind)
+	}
+	if int(r.CPU) >= cpus {
+		return fmt.Errorf("cpu %d, the trace has %d CPUs", r.CPU, cpus)
+	}
+	if r.Percpu && int(r.PercpuCPU) >= cpus {
+		return fmt.Errorf("percpu_cpu %d, the trace has %d CPUs", r.PercpuCPU, cpus)
+	}
+	if r.Kind == KindInsn && (r.Len < 1 || r.Len > 15) {
+		return fmt.Errorf("instruction length %d", r.Len)
+	}
+	return checkSize(r.Kind, r.Size)
+}
+
+func checkSize(k Kind, size uint32) error {
+	switch k {
+	case KindWrite, KindPercpuRead:
+		if size != 1 && size != 2 && size != 4 && size != 8 {
+			return fmt.Errorf("%s of %d bytes (1, 2, 4 or 8)", Kinds[k-1].Name, size)
+		}
+	case KindTrap:
+		if size > MaxTrapFrame {
+			return fmt.Errorf("trap frame of %d bytes (at most %d)", size, MaxTrapFrame)
+		}
+	case KindPerm:
+		if size > MaxPermPages {
+			return fmt.Errorf("perm change of %d pages (at most %d)", size, MaxPermPages)
+		}
+	}
+	return nil
+}
 
 // checkValues checks the values the schema constrains: cpu and percpu_cpu
 // below the trace's CPU count, an access size of 1, 2, 4 or 8 bytes, an
@@ -249,20 +286,8 @@ func (r *Reader) checkValues(b *Batch) error {
 		if !c[ColSize].ok(j) {
 			continue
 		}
-		size := le32(c[ColSize].vals, j)
-		switch k {
-		case KindWrite, KindPercpuRead:
-			if size != 1 && size != 2 && size != 4 && size != 8 {
-				return fmt.Errorf("row %d: %s of %d bytes (1, 2, 4 or 8)", j, Kinds[k-1].Name, size)
-			}
-		case KindTrap:
-			if size > MaxTrapFrame {
-				return fmt.Errorf("row %d: trap frame of %d bytes (at most %d)", j, size, MaxTrapFrame)
-			}
-		case KindPerm:
-			if size > MaxPermPages {
-				return fmt.Errorf("row %d: perm change of %d pages (at most %d)", j, size, MaxPermPages)
-			}
+		if err := checkSize(k, le32(c[ColSize].vals, j)); err != nil {
+			return fmt.Errorf("row %d: %w", j, err)
 		}
 	}
 	return nil

@@ -241,12 +241,34 @@ type State struct {
 	Warnings []string
 }
 
+// Limits on the slice ELF a trace carries (the emulator refuses a slice
+// beyond them, so no recorded trace exceeds them): the sections loaded,
+// NOBITS included, map at most MaxMappedBytes (emu.MaxMappedBytes), and
+// the ELF has at most MaxSections sections. A trace beyond them is
+// refused before any memory is built.
+const (
+	MaxMappedBytes = 64 << 20
+	MaxSections    = 4096
+)
+
 // NewState builds the state at the start of a run from a trace's metadata:
-// the slice image is loaded from the ELF the trace carries.
+// the slice image is loaded from the ELF the trace carries. The metadata a
+// verdict depends on is required: the scenario text, and a 64-bit x86-64
+// ELF with a symbol table (an empty ELF gave bogus trap findings, an empty
+// scenario text a clean verdict without the scenario's contract).
 func NewState(md *format.Meta) (*State, error) {
 	st := &State{Meta: md, Syms: NewSymbols(md.Symbols), Mem: &Memory{pages: make(map[uint64]*Page)}, Image: &Memory{pages: make(map[uint64]*Page)}}
 	if md.CPUs < 1 || md.CPUs > 64 {
 		return nil, fmt.Errorf("replay: trace says %d CPUs", md.CPUs)
+	}
+	if strings.TrimSpace(md.ScenarioText) == "" {
+		return nil, fmt.Errorf("replay: the trace has no scenario text (%s is empty)", format.KeyScenarioText)
+	}
+	if len(md.ELF) == 0 {
+		return nil, fmt.Errorf("replay: the trace carries no slice ELF (%s is empty)", format.KeyELF)
+	}
+	if len(md.Symbols) == 0 {
+		return nil, fmt.Errorf("replay: the trace has no symbols (%s is empty)", format.KeySymbols)
 	}
 	st.CPUs = make([]CPU, md.CPUs)
 	if md.ScenarioText != "" {
@@ -257,12 +279,25 @@ func NewState(md *format.Meta) (*State, error) {
 			st.Spec = spec
 		}
 	}
-	if len(md.ELF) == 0 {
-		return st, nil
-	}
 	f, err := elf.NewFile(bytes.NewReader(md.ELF))
 	if err != nil {
 		return nil, fmt.Errorf("replay: the trace's slice ELF: %w", err)
+	}
+	if f.Class != elf.ELFCLASS64 || f.Machine != elf.EM_X86_64 {
+		return nil, fmt.Errorf("replay: the trace's slice ELF is %v %v, want a 64-bit x86-64 ELF", f.Class, f.Machine)
+	}
+	if len(f.Sections) > MaxSections {
+		return nil, fmt.Errorf("replay: the trace's slice ELF has %d sections (at most %d)", len(f.Sections), MaxSections)
+	}
+	var mapped uint64
+	for _, s := range f.Sections {
+		if s.Flags&elf.SHF_ALLOC == 0 || s.Size == 0 || s.Name == ".data..percpu" {
+			continue
+		}
+		if s.Size > MaxMappedBytes || s.Addr+s.Size < s.Addr || mapped+s.Size > MaxMappedBytes {
+			return nil, fmt.Errorf("replay: the trace's slice ELF: section %s (%#x bytes at %#x) takes the loaded sections beyond %d MiB", s.Name, s.Size, s.Addr, MaxMappedBytes>>20)
+		}
+		mapped += s.Size
 	}
 	st.Image = &Memory{pages: make(map[uint64]*Page)}
 	for _, s := range f.Sections {

@@ -1,0 +1,96 @@
+package replay_test
+
+import (
+	"bytes"
+	"debug/elf"
+	"encoding/binary"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/patchtrace/patchtrace/emu"
+	"github.com/patchtrace/patchtrace/format"
+	"github.com/patchtrace/patchtrace/record"
+	"github.com/patchtrace/patchtrace/replay"
+	"github.com/patchtrace/patchtrace/scenario"
+	"github.com/patchtrace/patchtrace/scenarios"
+)
+
+// TestReplayLimitsMatchEmu: replay refuses exactly what the emulator
+// refuses to load, so every recorded trace replays.
+func TestReplayLimitsMatchEmu(t *testing.T) {
+	if replay.MaxMappedBytes != emu.MaxMappedBytes {
+		t.Fatalf("replay.MaxMappedBytes %d, emu.MaxMappedBytes %d", replay.MaxMappedBytes, emu.MaxMappedBytes)
+	}
+}
+
+// TestHostileCarriedELF: the metadata a trace carries is checked before
+// replay builds memory from it (issue 17: a 1 TiB NOBITS section OOMed
+// replay, a 1 GiB one cost 1.1 GB; an empty ELF gave 33 bogus trap
+// findings; a 32-bit ELF and an empty scenario text were accepted).
+func TestHostileCarriedELF(t *testing.T) {
+	spec, err := scenario.Load(scenarios.FS, "bench-fentry")
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := emu.LoadImage(spec.ID, spec.ELF)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clean := record.Meta(spec, img, spec.CPUs, 1)
+	if _, err := replay.NewState(&clean); err != nil {
+		t.Fatal(err)
+	}
+	// bssSize returns the ELF with its .bss size set to n.
+	bssSize := func(n uint64) []byte {
+		b := bytes.Clone(clean.ELF)
+		f, err := elf.NewFile(bytes.NewReader(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		shoff := binary.LittleEndian.Uint64(b[0x28:])
+		shentsize := uint64(binary.LittleEndian.Uint16(b[0x3a:]))
+		for i, s := range f.Sections {
+			if s.Type == elf.SHT_NOBITS && s.Flags&elf.SHF_ALLOC != 0 {
+				binary.LittleEndian.PutUint64(b[shoff+uint64(i)*shentsize+32:], n)
+				return b
+			}
+		}
+		t.Fatal("no NOBITS section")
+		return nil
+	}
+	for _, tc := range []struct {
+		name string
+		edit func(md *format.Meta)
+		want string
+	}{
+		{"1 TiB .bss", func(md *format.Meta) { md.ELF = bssSize(1 << 40) }, "beyond 64 MiB"},
+		{"1 GiB .bss", func(md *format.Meta) { md.ELF = bssSize(1 << 30) }, "beyond 64 MiB"},
+		{"empty ELF", func(md *format.Meta) { md.ELF = nil }, "no slice ELF"},
+		{"32-bit ELF", func(md *format.Meta) {
+			md.ELF = bytes.Clone(md.ELF)
+			md.ELF[elf.EI_CLASS] = byte(elf.ELFCLASS32)
+		}, "ELF"},
+		{"i386 machine", func(md *format.Meta) {
+			md.ELF = bytes.Clone(md.ELF)
+			binary.LittleEndian.PutUint16(md.ELF[0x12:], uint16(elf.EM_386))
+		}, "want a 64-bit x86-64 ELF"},
+		{"empty scenario text", func(md *format.Meta) { md.ScenarioText = "" }, "no scenario text"},
+		{"no symbols", func(md *format.Meta) { md.Symbols = nil }, "no symbols"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			md := clean
+			tc.edit(&md)
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			st, err := replay.NewState(&md)
+			runtime.ReadMemStats(&after)
+			if st != nil || err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("NewState = %v, %v; want an error with %q", st, err, tc.want)
+			}
+			if a := after.TotalAlloc - before.TotalAlloc; a > 64<<20 {
+				t.Fatalf("refusing it allocated %d MiB", a>>20)
+			}
+		})
+	}
+}
