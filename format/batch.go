@@ -247,8 +247,8 @@ func CheckRow(r *Row, cpus int) error {
 func checkSize(k Kind, size uint32) error {
 	switch k {
 	case KindWrite, KindPercpuRead:
-		if size != 1 && size != 2 && size != 4 && size != 8 {
-			return fmt.Errorf("%s of %d bytes (1, 2, 4 or 8)", Kinds[k-1].Name, size)
+		if size < 1 || size > 8 {
+			return fmt.Errorf("%s of %d bytes (one access: 1 to 8)", Kinds[k-1].Name, size)
 		}
 	case KindTrap:
 		if size > MaxTrapFrame {
@@ -263,7 +263,7 @@ func checkSize(k Kind, size uint32) error {
 }
 
 // checkValues checks the values the schema constrains: cpu and percpu_cpu
-// below the trace's CPU count, an access size of 1, 2, 4 or 8 bytes, an
+// below the trace's CPU count, an access size of 1 to 8 bytes, an
 // instruction length of 1..15, bounded trap and perm sizes.
 func (r *Reader) checkValues(b *Batch) error {
 	c := &b.cols

@@ -196,7 +196,7 @@ func TestHostileValues(t *testing.T) {
 	}{
 		{"write size 0xffffffff", func(rows []Row, m *Meta) { rows[3].Size = 0xffffffff }, "row 3: write of 4294967295 bytes"},
 		{"write size with a flipped bit", func(rows []Row, m *Meta) { rows[3].Size = 8 | 1<<25 }, "row 3: write of 33554440 bytes"},
-		{"percpu_read size 3", func(rows []Row, m *Meta) { rows[7].Size = 3 }, "row 7: percpu_read of 3 bytes"},
+		{"percpu_read size 9", func(rows []Row, m *Meta) { rows[7].Size = 9 }, "row 7: percpu_read of 9 bytes"},
 		{"trap frame", func(rows []Row, m *Meta) { rows[10].Size = 1 << 20 }, "row 10: trap frame"},
 		{"perm pages", func(rows []Row, m *Meta) { rows[16].Size = 0xffffffff }, "row 16: perm change"},
 		{"cpu count 2 on a 4-CPU trace", func(rows []Row, m *Meta) { m.CPUs = 2 }, "row 5: cpu 2, the trace has 2 CPUs"},
