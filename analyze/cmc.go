@@ -79,12 +79,14 @@ func (a *cmc) Event(ctx *Context, r *format.Row) {
 			}
 		}
 	case replay.KWrite:
-		if !a.codePage(st, r.Addr) && !a.codePage(st, r.Addr+uint64(max(r.Size, 1))-1) {
-			return
+		last := r.Addr + uint64(max(r.Size, 1)) - 1
+		split := last>>12 != r.Addr>>12
+		if !a.codePage(st, r.Addr) && (!split || !a.codePage(st, last)) {
+			return // (most stores: one lookup)
 		}
 		for i := uint64(0); i < uint64(r.Size); i++ {
 			addr := r.Addr + i
-			if !a.codePage(st, addr) {
+			if split && !a.codePage(st, addr) {
 				continue
 			}
 			h := a.hist[addr]
