@@ -40,6 +40,7 @@ var long = flag.Bool("long", false, "record 100M instructions in the memory benc
 func fentrySpec(tb testing.TB, iters uint64) *scenario.Spec {
 	s := load(tb, "bench-fentry")
 	s.Params = map[string]uint64{"bench_iters": iters}
+	s.MaxInsns = 21*iters + 1000 // the workload, not the default budget (100M is the -long size)
 	return s
 }
 

@@ -29,14 +29,22 @@ func cmdBench(env *cmdEnv, args []string) int {
 	iters := fs.Uint64("iters", 1_000_000, "bench-fentry loop iterations (20.5 guest instructions each)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	dir := fs.String("dir", "", "directory for the temporary trace (default: the system temp dir)")
-	if _, code, done := parseFlags(env, fs, args); done {
+	pos, code, done := parseFlags(env, fs, args)
+	if done {
 		return code
+	}
+	if len(pos) > 0 {
+		return usageErr(env, fs, "bench: unexpected argument %q", pos[0])
+	}
+	if *iters < 1 || *iters > 1<<40 {
+		return usageErr(env, fs, "bench: --iters %d: must be 1..2^40", *iters)
 	}
 	spec, err := loadScenario("bench-fentry")
 	if err != nil {
 		return errorf(env, "bench: %v", err)
 	}
 	spec.Params["bench_iters"] = *iters
+	spec.MaxInsns = 21**iters + 1_000_000 // the workload's own size, not the default budget
 	tp, err := loadScenario("text-poke-bp")
 	if err != nil {
 		return errorf(env, "bench: %v", err)

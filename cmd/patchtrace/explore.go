@@ -96,6 +96,14 @@ func cmdExplore(env *cmdEnv, args []string) int {
 		fs.Usage()
 		return exitUsage
 	}
+	switch {
+	case *injections < -1:
+		return usageErr(env, fs, "explore: --injections %d: want -1 (none), 0 (varied) or a count", *injections)
+	case *depth < 0 || *bound < 0 || *shrinkRuns < 0:
+		return usageErr(env, fs, "explore: --depth, --bound and --shrink-runs must not be negative")
+	case *shrinkTime < 0 || *dur < 0:
+		return usageErr(env, fs, "explore: --time and --shrink-time must not be negative")
+	}
 	switch *strategy {
 	case explore.Random, explore.PCT, explore.Bounded:
 	default:

@@ -88,8 +88,12 @@ func cmdScenarios(env *cmdEnv, args []string) int {
 	fs := newFlags(env, "scenarios")
 	asJSON := fs.Bool("json", false, "print JSON")
 	asMD := fs.Bool("markdown", false, "print the catalog as Markdown (docs/scenarios.md)")
-	if _, code, done := parseFlags(env, fs, args); done {
+	pos, code, done := parseFlags(env, fs, args)
+	if done {
 		return code
+	}
+	if len(pos) > 0 {
+		return usageErr(env, fs, "scenarios: unexpected argument %q", pos[0])
 	}
 	if *asMD {
 		return scenariosMarkdown(env)
