@@ -141,6 +141,11 @@ func scenariosMarkdown(env *cmdEnv) int {
 	fmt.Fprintln(w, "schedule, injection plan, the contract the analyzers use, and the expected verdict.")
 	fmt.Fprintln(w, "`patchtrace check` runs them all and compares; `patchtrace run ID` runs one.")
 	fmt.Fprintln(w)
+	fmt.Fprintln(w, "The fetch model (`quirks.fetch`) is how CPUs see code another CPU changes: `torn`,")
+	fmt.Fprintln(w, "the default, keeps each CPU's decodes until it serializes and has `text_poke` store")
+	fmt.Fprintln(w, "one byte per step, so a missing sync shows without asking for it; `stale` keeps")
+	fmt.Fprintln(w, "decodes but stores whole; `coherent` always fetches memory as it is (RATIONALE.md).")
+	fmt.Fprintln(w)
 	fmt.Fprintln(w, "| id | seed mail | expected | mechanism |")
 	fmt.Fprintln(w, "| --- | --- | --- | --- |")
 	var specs []*scenario.Spec
