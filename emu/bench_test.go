@@ -30,9 +30,9 @@ func BenchmarkTextPokeBP(b *testing.B) {
 	b.ReportMetric(float64(insns)/float64(b.N), "insns/op")
 }
 
-// BenchmarkFentryLoop runs the Unicorn anchor workload (bench-fentry,
-// shared/anchors/unicorn/guest.S) with recording off: directly comparable
-// with the anchor's "nohook" Minstr/s.
+// BenchmarkFentryLoop runs the fentry-hook loop of bench-fentry
+// (scenarios/bench-fentry/bench.S) with recording off: comparable with the
+// same loop's Minstr/s under Unicorn with no hook.
 func BenchmarkFentryLoop(b *testing.B) {
 	spec := loadBuiltin(b, "bench-fentry")
 	spec.Params = map[string]uint64{"bench_iters": 1_000_000}

@@ -2,7 +2,7 @@ package emu
 
 // exec executes one decoded instruction on c.
 //
-// Contract (DESIGN §3): on success RIP is the next instruction or the branch
+// Contract: on success RIP is the next instruction or the branch
 // target. An instruction that faults (a #PF from c.read/c.write/c.push/
 // c.pop, #UD, #DE) returns with c.exit = exitFault and no architectural
 // effect: RIP still addresses it, and no register, flag or memory byte has

@@ -723,7 +723,7 @@ func FuzzDecodeExec(f *testing.F) {
 }
 
 // BenchmarkExecALU measures exec alone on a decoded ALU/MOV/branch loop
-// body (register operands, the guest.S mix without calls), with no decode
+// body (register operands, the bench-fentry bench.S mix without calls), with no decode
 // or step-loop overhead.
 func BenchmarkExecALU(b *testing.B) {
 	code := []byte{

@@ -101,9 +101,9 @@ func TestReplayDecisionLog(t *testing.T) {
 	}
 }
 
-// TestBenchFentryMatchesModel runs the Unicorn anchor loop and checks the
-// guest's results against a Go model of guest.S, and the exact instruction
-// count the anchor documents (2 + 20.5 N for the loop).
+// TestBenchFentryMatchesModel runs the bench-fentry loop and checks the
+// guest.s results against a Go model of bench.S, and the exact instruction
+// count bench.S documents (2 + 20.5 N for the loop).
 func TestBenchFentryMatchesModel(t *testing.T) {
 	spec := loadBuiltin(t, "bench-fentry")
 	const n = 1000

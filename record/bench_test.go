@@ -18,14 +18,14 @@ import (
 
 var long = flag.Bool("long", false, "record 100M instructions in the memory benchmark and test")
 
-// Figures reported by the record benchmarks (DESIGN.md §7):
+// Figures reported by the record benchmarks:
 //
 //   - Minstr/s: guest instructions retired per second of wall time, with
 //     every event recorded, encoded, compressed and written to a file
 //     (the file is renamed into place and synced before the clock stops).
 //   - B/insn: bytes of the finished .arrow file (header, metadata, batches,
 //     footer) divided by the number of instruction events (insn rows). This
-//     is the DESIGN "bytes on disk per instruction event": the write, trap
+//     is the "bytes on disk per instruction event": the write, trap
 //     and other rows an instruction causes are paid for by the instructions.
 //   - B/event: the same bytes divided by all rows of every kind.
 //   - events/insn: rows per instruction, so that one can go from one to the
@@ -102,9 +102,9 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// BenchmarkRecordFentry records the Unicorn anchor loop (bench-fentry,
+// BenchmarkRecordFentry records the fentry-hook loop (bench-fentry,
 // 500k iterations: 10.25M instructions, 12.75M events) to a file: the
-// figure to set beside the anchor's trace+memw Minstr/s.
+// figure to set beside the same loop traced with memory hooks under Unicorn.
 func BenchmarkRecordFentry(b *testing.B) {
 	benchRecord(b, fentrySpec(b, 500_000))
 }

@@ -55,7 +55,7 @@ LDFLAGS=(
 NATIVES="text_poke set_memory_ro set_memory_rw set_memory_x set_memory_nx module_alloc pt_send_ipi panic pt_bug pt_marker pt_switch pt_cpu_done"
 
 # check_insns ELF: fail on any instruction outside the emulator's set
-# (DESIGN.md §3 "Instructions"), printing each offender.
+# (the instructions emu/decode.go implements), printing each offender.
 check_insns() {
 	"$OBJDUMP" -d --no-show-raw-insn -w "$1" | awk -v natives="$NATIVES" '
 	BEGIN {

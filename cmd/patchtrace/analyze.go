@@ -25,8 +25,7 @@ func cmdAnalyze(env *cmdEnv, args []string) int {
 		return code
 	}
 	if len(pos) == 0 {
-		fs.Usage()
-		return exitUsage
+		return usageErr(env, fs, "analyze: no trace FILE given")
 	}
 	var ids []string
 	if *only != "" {

@@ -113,6 +113,6 @@ func cmdBench(env *cmdEnv, args []string) int {
 		fmt.Fprintf(tw, "%s\t%.2f %s\t%s\n", f.Name, f.Value, f.Unit, f.Detail)
 	}
 	tw.Flush()
-	fmt.Fprintln(env.stdout, "\nbench-fentry is shared/anchors/unicorn/guest.S as a slice; compare with that anchor's run.sh (Minstr/s for nohook / count / trace / trace+memw).")
+	fmt.Fprintln(env.stdout, "\nbench-fentry is the loop of scenarios/bench-fentry/bench.S (a fentry-style call per iteration); run the same instruction stream under another emulator to compare Minstr/s.")
 	return exitOK
 }

@@ -21,7 +21,7 @@ import (
 // checkRow is one scenario's outcome over its seeds.
 type checkRow struct {
 	ID       string         `json:"id"`
-	Seed     string         `json:"seed_mail"`
+	Mail     string         `json:"seed_mail"` // the mailing-list mail of docs/background.md
 	Expect   string         `json:"expect"`
 	Got      string         `json:"got"`
 	OK       bool           `json:"ok"`
@@ -55,15 +55,18 @@ func cmdCheck(env *cmdEnv, args []string) int {
 	fs := newFlags(env, "check")
 	seeds := fs.Int("seeds", 1, "seeds per scenario (1..N)")
 	asJSON := fs.Bool("json", false, "print JSON")
-	outDir := fs.String("out", "", "write each run's trace and JSON report under this directory")
+	outDir := fs.String("out", "", "write each run's trace and JSON report under this directory (a new or empty one, unless --force)")
+	force := fs.Bool("force", false, "with --out: write into a non-empty directory, replacing the files of the same names")
 	jobs := fs.Int("j", runtime.NumCPU(), "scenarios run in parallel")
 	ids, code, done := parseFlags(env, fs, args)
 	if done {
 		return code
 	}
-	if *seeds < 1 || *jobs < 1 {
-		fs.Usage()
-		return exitUsage
+	if *seeds < 1 {
+		return usageErr(env, fs, "check: --seeds %d: must be at least 1 (seeds 1..N are run)", *seeds)
+	}
+	if *jobs < 1 {
+		return usageErr(env, fs, "check: -j %d: must be at least 1", *jobs)
 	}
 	if len(ids) == 0 {
 		// The catalog: every built-in scenario except the bench-* workloads.
@@ -77,7 +80,7 @@ func cmdCheck(env *cmdEnv, args []string) int {
 		// Fail on an unwritable --out now, with its own error: found only
 		// when check.json was written at the end, it surfaced as "no such
 		// file or directory" after every run had failed to keep its trace.
-		if err := checkWritableDir(*outDir); err != nil {
+		if err := checkOutDir(*outDir, *force); err != nil {
 			return errorf(env, "check: --out %s: %v", *outDir, err)
 		}
 	}
@@ -129,7 +132,7 @@ func cmdCheck(env *cmdEnv, args []string) int {
 		enc.Encode(rows)
 	} else {
 		tw := tabwriter.NewWriter(env.stdout, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "SCENARIO\tSEED\tEXPECT\tGOT\tFINDINGS\tOUTCOMES\tEVENTS\tTIME\t")
+		fmt.Fprintln(tw, "SCENARIO\tMAIL\tEXPECT\tGOT\tFINDINGS\tOUTCOMES\tEVENTS\tTIME\t")
 		for _, r := range rows {
 			mark := "ok"
 			if !r.OK {
@@ -138,7 +141,7 @@ func cmdCheck(env *cmdEnv, args []string) int {
 					mark = "ERROR: " + r.Error
 				}
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%.1fs\t%s\n", r.ID, r.Seed, r.Expect, r.Got, countString(r.Findings), countString(r.Outcomes), r.Events, r.Seconds, mark)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%.1fs\t%s\n", r.ID, r.Mail, r.Expect, r.Got, countString(r.Findings), countString(r.Outcomes), r.Events, r.Seconds, mark)
 		}
 		tw.Flush()
 		// Every seed that did not go as expected, with its trace.
@@ -166,6 +169,14 @@ func cmdCheck(env *cmdEnv, args []string) int {
 			}
 		}
 		fmt.Fprintf(env.stdout, "\n%d scenario(s), %d seed(s) each: %d as expected, %d not\n", len(rows), *seeds, len(rows)-bad, bad)
+		switch {
+		case *outDir != "":
+			fmt.Fprintf(env.stdout, "traces and JSON reports in %s (ID/seedN.arrow, ID/seedN.json; summary check.json)\n", *outDir)
+		case failPath != "":
+			fmt.Fprintf(env.stdout, "traces of the failing seeds in %s (no --out: nothing else kept)\n", failPath)
+		default:
+			fmt.Fprintln(env.stdout, "no traces kept (use --out DIR to keep every run's trace and report)")
+		}
 	}
 	if bad > 0 {
 		return exitFinding
@@ -183,7 +194,7 @@ var recordRun = record.Run
 // could not run at all. A failing seed's trace is kept: under outDir, or
 // (without it) recorded again, deterministically, under failDir().
 func checkOne(spec *scenario.Spec, n int, outDir string, failDir func() (string, error)) (row checkRow) {
-	row = checkRow{ID: spec.ID, Seed: spec.SeedMail, Expect: spec.Expect.String(), Findings: map[string]int{}, Outcomes: map[string]int{}}
+	row = checkRow{ID: spec.ID, Mail: spec.SeedMail, Expect: spec.Expect.String(), Findings: map[string]int{}, Outcomes: map[string]int{}}
 	start := time.Now()
 	defer func() { row.Seconds = time.Since(start).Seconds() }()
 	img, err := emu.LoadImage(spec.ID, spec.ELF)
@@ -331,6 +342,16 @@ func countString(m map[string]int) string {
 
 // checkWritableDir creates dir if needed and checks that a file can be
 // created in it.
+// checkOutDir makes sure dir can take check's output: it is created when
+// missing; an existing one must be empty unless force (files of the same
+// names are then replaced, others left alone); and it must be writable.
+func checkOutDir(dir string, force bool) error {
+	if ents, err := os.ReadDir(dir); err == nil && len(ents) > 0 && !force {
+		return fmt.Errorf("directory is not empty (%d entries): use --force to write into it, replacing the files of the same names", len(ents))
+	}
+	return checkWritableDir(dir)
+}
+
 func checkWritableDir(dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err

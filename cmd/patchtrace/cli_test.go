@@ -41,7 +41,17 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"frobnicate"}, exitUsage, `unknown command "frobnicate"`},
 		{[]string{"run", "no-such-scenario"}, exitError, `unknown scenario "no-such-scenario"`},
 		{[]string{"run", "--seed", "x"}, exitUsage, "invalid value"},
-		{[]string{"inspect"}, exitUsage, "usage: patchtrace inspect"},
+		{[]string{"inspect"}, exitUsage, "inspect: no trace FILE given"},
+		// Usage errors say what was wrong (issue 13), not just the usage.
+		{[]string{"check", "--seeds", "0"}, exitUsage, "--seeds 0: must be at least 1"},
+		{[]string{"export", "x.arrow"}, exitUsage, "--parquet OUT is required"},
+		{[]string{"export"}, exitUsage, "export: no trace FILE given"},
+		{[]string{"analyze"}, exitUsage, "analyze: no trace FILE given"},
+		{[]string{"run", "a", "b"}, exitUsage, "one SCENARIO at a time"},
+		{[]string{"help", "nosuch"}, exitUsage, `unknown command "nosuch"`},
+		{[]string{"help", "chek"}, exitUsage, `did you mean "check"?`},
+		{[]string{"run", "text-poke-b"}, exitError, `did you mean "text-poke-bp"?`},
+		{[]string{"run", "ftrace-int3-skp"}, exitError, `did you mean "ftrace-int3-skip"?`},
 		{[]string{"inspect", "/nonexistent/t.arrow"}, exitError, "/nonexistent/t.arrow"},
 		// Bad flag values are usage errors like unknown flags (issue 17).
 		{[]string{"analyze", "--only", "nope", "x.arrow"}, exitUsage, `unknown analyzer "nope"`},
@@ -166,5 +176,52 @@ func TestAnalyzeOutputNotOverwritten(t *testing.T) {
 	}
 	if code, _, _ := runCLI(t, "record", "text-poke-bp", "-o", trace); code != exitError {
 		t.Fatal("record replaced an existing trace without --force")
+	}
+}
+
+// TestHelpOnce: --help and help COMMAND print the usage once, to stdout
+// (the flag package printed it to stderr as well), and a parse error says
+// what was wrong on stderr without repeating the whole usage.
+func TestHelpOnce(t *testing.T) {
+	for _, args := range [][]string{{"help", "run"}, {"run", "--help"}, {"check", "-h"}, {"help", "export"}} {
+		code, out, errs := runCLI(t, args...)
+		if code != exitOK || strings.Count(out, "usage: patchtrace") != 1 || errs != "" {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q: want the usage once on stdout, nothing on stderr", args, code, out, errs)
+		}
+	}
+	code, out, errs := runCLI(t, "run", "--nosuchflag")
+	if code != exitUsage || out != "" || !strings.Contains(errs, "-nosuchflag") || strings.Contains(errs, "usage: patchtrace") {
+		t.Errorf("run --nosuchflag: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+}
+
+// TestVersionFlag: --version is the version command, not an unknown one.
+func TestVersionFlag(t *testing.T) {
+	for _, args := range [][]string{{"--version"}, {"version"}, {"-version"}} {
+		code, out, errs := runCLI(t, args...)
+		if code != exitOK || out != "patchtrace "+version+"\n" {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q", args, code, out, errs)
+		}
+	}
+}
+
+func TestDidYouMean(t *testing.T) {
+	names := []string{"check", "explore", "text-poke-bp", "text-poke-bp-nosync"}
+	for _, tc := range []struct{ in, want string }{
+		{"chekc", "check"},
+		{"text-poke-bpp", "text-poke-bp"},
+		{"text-poke-bp-nosnc", "text-poke-bp-nosync"},
+		{"zzz", ""},
+		{"check", ""},
+		{"x", ""},
+	} {
+		got := didYouMean(tc.in, names)
+		want := ""
+		if tc.want != "" {
+			want = "; did you mean \"" + tc.want + "\"?"
+		}
+		if got != want {
+			t.Errorf("didYouMean(%q) = %q, want %q", tc.in, got, want)
+		}
 	}
 }

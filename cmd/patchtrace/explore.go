@@ -92,9 +92,15 @@ func cmdExplore(env *cmdEnv, args []string) int {
 	if done {
 		return code
 	}
-	if len(pos) != 1 || *jobs < 1 || *budget < 0 {
-		fs.Usage()
-		return exitUsage
+	switch {
+	case len(pos) == 0:
+		return usageErr(env, fs, "explore: no SCENARIO given")
+	case len(pos) > 1:
+		return usageErr(env, fs, "explore: one SCENARIO at a time (got %s)", strings.Join(pos, " "))
+	case *jobs < 1:
+		return usageErr(env, fs, "explore: -j %d: must be at least 1", *jobs)
+	case *budget < 0:
+		return usageErr(env, fs, "explore: --budget %d: must not be negative", *budget)
 	}
 	switch {
 	case *injections < -1:

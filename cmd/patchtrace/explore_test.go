@@ -37,6 +37,9 @@ func TestExploreThenReplay(t *testing.T) {
 		t.Fatalf("replay --verify: exit %d\n%s\n%s", code, out, errs)
 	}
 	code, out, errs = runCLI(t, "replay", trace, "--until", "100")
+	if !strings.HasSuffix(out, "\n") {
+		t.Errorf("replay --until: output does not end with a newline: %q", out[max(0, len(out)-80):])
+	}
 	for _, want := range []string{"state after 101 events", "cpu0  rip ", "stack:", "must_call sites:", "lp_fn1"} {
 		if code != exitOK || !strings.Contains(out, want) {
 			t.Fatalf("replay --until: exit %d, no %q in\n%s\n%s", code, want, out, errs)
@@ -72,13 +75,14 @@ func TestExploreUsage(t *testing.T) {
 		code int
 		msg  string
 	}{
-		{[]string{"explore"}, exitUsage, "usage: patchtrace explore"},
+		{[]string{"explore"}, exitUsage, "explore: no SCENARIO given"},
 		{[]string{"explore", "text-poke-bp", "--shard", "2/2"}, exitUsage, "--shard"},
 		{[]string{"explore", "text-poke-bp", "--strategy", "dfs"}, exitUsage, "unknown strategy"},
 		{[]string{"explore", "text-poke-bp", "--inject", "ipi"}, exitUsage, "--inject"},
 		{[]string{"explore", "text-poke-bp", "--param", "rounds"}, exitUsage, "NAME=VALUE"},
 		{[]string{"explore", "text-poke-bp", "--only", "nope"}, exitUsage, "unknown analyzer"},
-		{[]string{"replay"}, exitUsage, "usage: patchtrace replay"},
+		{[]string{"replay"}, exitUsage, "replay: no trace FILE given"},
+		{[]string{"replay", "a.arrow", "b.arrow"}, exitUsage, "one trace FILE at a time"},
 		{[]string{"replay", "/nonexistent.arrow"}, exitError, "replay"},
 	} {
 		code, out, errs := runCLI(t, c.args...)

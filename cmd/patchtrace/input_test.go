@@ -124,3 +124,54 @@ func TestCheckOutUnwritable(t *testing.T) {
 		t.Fatalf("exit %d: stdout %q, stderr %q", code, stdout, errs)
 	}
 }
+
+// TestCheckOut: check --out says where it wrote, names the mail column
+// MAIL (the scheduler seeds are 1..N), and refuses to write into a
+// non-empty directory without --force.
+func TestCheckOut(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "out")
+	code, stdout, errs := runCLI(t, "check", "text-poke-bp", "--out", out)
+	if code != exitOK {
+		t.Fatalf("exit %d\n%s%s", code, stdout, errs)
+	}
+	for _, want := range []string{"  MAIL  EXPECT", "traces and JSON reports in " + out + " "} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("no %q in\n%s", want, stdout)
+		}
+	}
+	for _, f := range []string{"check.json", "text-poke-bp/seed1.arrow", "text-poke-bp/seed1.json"} {
+		if !fileExists(filepath.Join(out, f)) {
+			t.Errorf("%s not written", f)
+		}
+	}
+	code, stdout, errs = runCLI(t, "check", "text-poke-bp", "--out", out)
+	if code != exitError || !strings.Contains(errs, "--out "+out+": directory is not empty") || !strings.Contains(errs, "--force") || stdout != "" {
+		t.Errorf("second check into %s: exit %d, stdout %q, stderr %q: want a refusal naming --force", out, code, stdout, errs)
+	}
+	if code, stdout, errs = runCLI(t, "check", "text-poke-bp", "--out", out, "--force"); code != exitOK {
+		t.Errorf("check --force: exit %d\n%s%s", code, stdout, errs)
+	}
+}
+
+// TestInspectSymbolAddrs: --symbols prints addresses as 16 hex digits.
+func TestInspectSymbolAddrs(t *testing.T) {
+	trace := filepath.Join(t.TempDir(), "t.arrow")
+	if code, out, errs := runCLI(t, "record", "text-poke-bp", "-o", trace); code != exitOK {
+		t.Fatalf("record: exit %d\n%s%s", code, out, errs)
+	}
+	code, out, errs := runCLI(t, "inspect", trace, "--symbols")
+	if code != exitOK {
+		t.Fatalf("inspect: exit %d\n%s%s", code, out, errs)
+	}
+	_, syms, _ := strings.Cut(out, "\nsymbols:\n")
+	lines := strings.Split(strings.TrimSpace(syms), "\n")
+	if len(lines) < 10 {
+		t.Fatalf("too few symbols:\n%s", out)
+	}
+	for _, l := range lines {
+		addr := strings.Fields(l)[0]
+		if len(addr) != 18 || !strings.HasPrefix(addr, "0x") {
+			t.Errorf("address %q is not 0x and 16 hex digits: %q", addr, l)
+		}
+	}
+}

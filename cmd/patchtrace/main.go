@@ -83,9 +83,10 @@ func commands() []command {
 				"finish, analyzed with --only leaving out the analyzer that judges its outcome and\n" +
 				"with no other finding, is incomplete too.\n" +
 				"Exit status: 0 clean, 1 findings, 2 error or incomplete."},
-		{"check", "[IDS...] [--seeds N] [--json] [--out DIR]", "record and analyze built-in scenarios and compare with their expected verdicts", cmdCheck,
+		{"check", "[IDS...] [--seeds N] [--json] [--out DIR [--force]]", "record and analyze built-in scenarios and compare with their expected verdicts", cmdCheck,
 			"Runs each scenario (all built-in ones by default) for seeds 1..N with the\n" +
-				"analyzers attached in process, and prints one row per scenario: expected verdict,\n" +
+				"analyzers attached in process, and prints one row per scenario: the mailing-list\n" +
+				"mail it comes from (MAIL, see docs/background.md), expected verdict,\n" +
 				"what the analyzers found (per analyzer, summed over seeds), the seeds' run outcomes\n" +
 				"(done, oops, budget, unsupported, error, ...), events and time. Every seed runs,\n" +
 				"whatever the others did. A clean scenario must have no finding on any seed; a\n" +
@@ -94,20 +95,22 @@ func commands() []command {
 				"budget, hang) unless the scenario is open-ended, and a seed the emulator stopped\n" +
 				"(unsupported instruction, error) fails its row. Each failing seed is listed under\n" +
 				"the table with its outcome and its trace (without --out, recorded again into a\n" +
-				"temporary directory). With --out, every run's trace (DIR/ID/seedN.arrow), its JSON\n" +
-				"report and check.json are kept (CI artifacts).\n" +
+				"temporary directory, named at the end). With --out, every run's trace\n" +
+				"(DIR/ID/seedN.arrow), its JSON report (DIR/ID/seedN.json) and DIR/check.json are\n" +
+				"kept (CI artifacts); DIR must be new or empty unless --force.\n" +
 				"Exit status: 0 all rows as expected, 1 some row differs, 2 error."},
 		{"explore", "SCENARIO [--budget N|--time D] [--strategy random|pct|bounded] [--shard i/n] [-o DIR] [--all]", "search schedules and NMI/IRQ placements for a violation and write the minimal failing trace", cmdExplore, exploreAbout},
 		{"replay", "FILE [--verify] [--until SEQ]", "re-execute a recorded run from its trace; verify it event by event or show the state at an event", cmdReplay, replayAbout},
 		{"bench", "[--iters N] [--json]", "measure emulation, recording, trace size and analysis on fixed workloads", cmdBench,
-			"Prints the performance figures of DESIGN §7 for fixed workloads: emulate-only\n" +
-				"throughput (bench-fentry, the Unicorn anchor's guest.S as a slice, and text-poke-bp),\n" +
+			"Prints performance figures for fixed workloads: emulate-only throughput\n" +
+				"(bench-fentry, a fentry-hook loop comparable with other emulators, and text-poke-bp),\n" +
 				"emulate+record throughput with every event written zstd-compressed to disk, trace\n" +
 				"bytes per instruction and per event, replay+analyze throughput with every analyzer,\n" +
 				"and peak heap while recording and analyzing. Wall-clock figures: run on an idle\n" +
 				"machine and compare medians (go test -bench gives repeatable runs)."},
 		{"scenarios", "[--json] [--markdown]", "list the built-in scenarios", cmdScenarios,
-			"Lists the built-in scenarios: id, seed mail, expected verdict and mechanism."},
+			"Lists the built-in scenarios: id, the mailing-list mail it comes from (see\n" +
+				"docs/background.md), expected verdict and mechanism."},
 		{"version", "", "print the tool version", cmdVersion, "Prints the tool version."},
 	}
 }
@@ -126,24 +129,42 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	name := args[0]
 	switch name {
 	case "-h", "-help", "--help", "help":
-		if len(args) > 1 {
+		if len(args) > 2 {
+			fmt.Fprintf(stderr, "patchtrace: help: one command at a time (got %s)\n", strings.Join(args[1:], " "))
+			return exitUsage
+		}
+		if len(args) == 2 {
 			for _, c := range commands() {
 				if c.name == args[1] {
 					return c.run(env, []string{"--help"})
 				}
 			}
+			fmt.Fprintf(stderr, "patchtrace: help: unknown command %q%s\n\n", args[1], didYouMean(args[1], commandNames()))
+			usage(stderr)
+			return exitUsage
 		}
 		usage(stdout)
 		return exitOK
+	case "-version", "--version", "-V":
+		return cmdVersion(env, args[1:])
 	}
 	for _, c := range commands() {
 		if c.name == name {
 			return c.run(env, args[1:])
 		}
 	}
-	fmt.Fprintf(stderr, "patchtrace: unknown command %q\n\n", name)
+	fmt.Fprintf(stderr, "patchtrace: unknown command %q%s\n\n", name, didYouMean(name, commandNames()))
 	usage(stderr)
 	return exitUsage
+}
+
+// commandNames lists the commands' names in table order.
+func commandNames() []string {
+	var names []string
+	for _, c := range commands() {
+		names = append(names, c.name)
+	}
+	return names
 }
 
 func usage(w io.Writer) {
@@ -184,13 +205,22 @@ func newFlags(env *cmdEnv, name string) *flag.FlagSet {
 // returns the positional ones. done is set with the exit code when the
 // command must return immediately (--help or a usage error).
 func parseFlags(env *cmdEnv, fs *flag.FlagSet, args []string) (pos []string, code int, done bool) {
+	// The flag package prints the usage itself on --help and on a parse
+	// error, to its output: silence that, and print it once, here: to stdout
+	// for --help, to stderr (after the flag package's message saying what
+	// was wrong) for an error.
+	usage := fs.Usage
+	fs.Usage = func() {}
+	defer func() { fs.Usage = usage }()
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
 				fs.SetOutput(env.stdout)
-				fs.Usage()
+				usage()
+				fs.SetOutput(env.stderr)
 				return nil, exitOK, true
 			}
+			fmt.Fprintf(env.stderr, "run 'patchtrace %s --help' for usage\n", fs.Name())
 			return nil, exitUsage, true
 		}
 		rest := fs.Args()
@@ -231,4 +261,42 @@ func cmdVersion(env *cmdEnv, args []string) int {
 	}
 	fmt.Fprintln(env.stdout, "patchtrace", version)
 	return exitOK
+}
+
+// didYouMean returns `; did you mean "X"?` when one of names is within a
+// small edit distance of s (a typo), or "" when none is close enough.
+func didYouMean(s string, names []string) string {
+	// Close enough: at most a third of the name's bytes changed (at least
+	// two edits allowed: a transposition), the nearest name first.
+	best, bestD := "", max(2, len(s)/3)+1
+	for _, n := range names {
+		if d := editDistance(s, n); d < bestD {
+			best, bestD = n, d
+		}
+	}
+	if best == "" || best == s {
+		return ""
+	}
+	return fmt.Sprintf("; did you mean %q?", best)
+}
+
+// editDistance is the Levenshtein distance between a and b (bytes).
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }

@@ -203,6 +203,9 @@ func TestCheckEverySeed(t *testing.T) {
 	if trace == "" || !fileExists(trace) {
 		t.Fatalf("seed 2 not reported with a trace (%q):\n%s", trace, out)
 	}
+	if want := "traces of the failing seeds in " + filepath.Dir(filepath.Dir(trace)) + " "; !strings.Contains(out, want) {
+		t.Errorf("check does not say where it kept the failing traces (%q):\n%s", want, out)
+	}
 	if code, out, _ := runCLI(t, "analyze", trace); code != exitError || !strings.Contains(out, "no CPU 99") {
 		t.Errorf("the failing seed's trace: analyze exit %d\n%s", code, out)
 	}

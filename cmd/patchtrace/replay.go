@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/patchtrace/patchtrace/format"
@@ -28,9 +29,13 @@ func cmdReplay(env *cmdEnv, args []string) int {
 	if done {
 		return code
 	}
-	if len(pos) != 1 || *until < -1 {
-		fs.Usage()
-		return exitUsage
+	switch {
+	case len(pos) == 0:
+		return usageErr(env, fs, "replay: no trace FILE given")
+	case len(pos) > 1:
+		return usageErr(env, fs, "replay: one trace FILE at a time (got %s)", strings.Join(pos, " "))
+	case *until < -1:
+		return usageErr(env, fs, "replay: --until %d: must be an event sequence number (0 or more)", *until)
 	}
 	path := pos[0]
 	r, err := format.Open(path)

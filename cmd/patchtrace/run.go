@@ -137,8 +137,7 @@ func parseScenarioArgs(env *cmdEnv, fs *flag.FlagSet, args []string) (*scenario.
 		return nil, code, true
 	}
 	if len(pos) > 1 {
-		fs.Usage()
-		return nil, exitUsage, true
+		return nil, usageErr(env, fs, "%s: one SCENARIO at a time (got %s)", fs.Name(), strings.Join(pos, " ")), true
 	}
 	arg := ""
 	if len(pos) == 1 {

@@ -65,7 +65,7 @@ func loadScenarioFile(arg string) (*scenario.Spec, error) {
 	}
 	st, err := os.Stat(arg)
 	if err != nil {
-		return nil, fmt.Errorf("unknown scenario %q: not a built-in (%s) and not a file or directory", arg, strings.Join(builtinIDs(), ", "))
+		return nil, fmt.Errorf("unknown scenario %q%s: not a built-in (%s) and not a file or directory", arg, didYouMean(arg, builtinIDs()), strings.Join(builtinIDs(), ", "))
 	}
 	dir, file := arg, "scenario.toml"
 	if !st.IsDir() {

@@ -92,8 +92,7 @@ func cmdInspect(env *cmdEnv, args []string) int {
 		return code
 	}
 	if len(pos) != 1 {
-		fs.Usage()
-		return exitUsage
+		return usageErr(env, fs, "inspect: %s", oneFile(pos))
 	}
 	r, err := format.Open(pos[0])
 	if err != nil {
@@ -167,7 +166,7 @@ func cmdInspect(env *cmdEnv, args []string) int {
 	if *syms {
 		fmt.Fprintln(w, "\nsymbols:")
 		for _, s := range md.Symbols {
-			fmt.Fprintf(w, "  %#018x %6d %-16s %s\n", s.Addr, s.Size, s.Section, s.Name)
+			fmt.Fprintf(w, "  0x%016x %6d %-16s %s\n", s.Addr, s.Size, s.Section, s.Name)
 		}
 	}
 	return exitOK
@@ -217,9 +216,11 @@ func cmdExport(env *cmdEnv, args []string) int {
 	if done {
 		return code
 	}
-	if len(pos) != 1 || *out == "" {
-		fset.Usage()
-		return exitUsage
+	if len(pos) != 1 {
+		return usageErr(env, fset, "export: %s", oneFile(pos))
+	}
+	if *out == "" {
+		return usageErr(env, fset, "export: --parquet OUT is required (the only export format)")
 	}
 	if err := format.CheckOutput(*out, *force); err != nil {
 		return errorf(env, "export: %v", err)
@@ -257,4 +258,12 @@ func cmdExport(env *cmdEnv, args []string) int {
 	}
 	fmt.Fprintf(env.stdout, "wrote %s: %d events\n", *out, r.NumEvents())
 	return exitOK
+}
+
+// oneFile says what is wrong with pos for a command taking one trace FILE.
+func oneFile(pos []string) string {
+	if len(pos) == 0 {
+		return "no trace FILE given"
+	}
+	return fmt.Sprintf("one trace FILE at a time (got %s)", strings.Join(pos, " "))
 }

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * The Unicorn anchor workload (shared/anchors/unicorn/guest.S) as a slice
- * task, so patchtrace and Unicorn run the same instruction stream and can
- * be compared side by side. Per iteration i: the loop body (5 insns), a
+ * A fixed fentry-hook workload (the loop a Unicorn hook benchmark runs) as
+ * a slice task, so patchtrace and Unicorn run the same instruction stream
+ * and can be compared side by side. Per iteration i: the loop body (5 insns), a
  * fentry-style traced function (9 insns for odd i, 10 for even i) whose first
  * instruction is a 5-byte call to a handler (6 insns) that stores i in a
  * per-CPU slot through a base register. 20.5 instructions per iteration on

@@ -1,7 +1,7 @@
 // Package hostexec runs a snippet of x86-64 machine code on the host CPU
 // with a given register state and returns the state after it, so tests can
-// check the emulator's instruction semantics against real hardware
-// (STYLE.md, Tests: host differential).
+// check the emulator's instruction semantics against real hardware (see
+// emu/hostdiff_isa_test.go and the goldens in emu/testdata/insn).
 //
 // # How
 //
