@@ -42,8 +42,26 @@ const (
 	StopUnsupported            // a valid instruction the interpreter does not implement (see Result.Err)
 )
 
+// stopNames are the StopReasons' names, as traces record them
+// (patchtrace.outcome) and the CLI prints them.
+var stopNames = [...]string{
+	StopNone:        "running",
+	StopDone:        "done",
+	StopBudget:      "budget",
+	StopOops:        "oops",
+	StopPanic:       "panic",
+	StopHung:        "hung",
+	StopDecisions:   "decisions-exhausted",
+	StopError:       "error",
+	StopBug:         "bug",
+	StopUnsupported: "unsupported",
+}
+
 func (s StopReason) String() string {
-	return [...]string{"running", "done", "budget", "oops", "panic", "hung", "decisions-exhausted", "error", "bug", "unsupported"}[s]
+	if int(s) < len(stopNames) && stopNames[s] != "" {
+		return stopNames[s]
+	}
+	return fmt.Sprintf("StopReason(%d)", uint8(s))
 }
 
 // maskable vectors a CPU can have pending, as bits of cpuState.irqs (the

@@ -1,7 +1,6 @@
 package rerun_test
 
 import (
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -243,20 +242,5 @@ func TestUntil(t *testing.T) {
 	}
 	if _, err := run.Until(r.NumEvents()); err == nil {
 		t.Error("until past the last event: no error")
-	}
-}
-
-// TestAnalyzeDoesNotReachEmu guards the layering: re-execution lives here
-// so that analyze (which imports replay) never imports emu, not even
-// transitively.
-func TestAnalyzeDoesNotReachEmu(t *testing.T) {
-	out, err := exec.Command("go", "list", "-deps", "github.com/patchtrace/patchtrace/analyze", "github.com/patchtrace/patchtrace/replay").CombinedOutput()
-	if err != nil {
-		t.Skipf("go list: %v\n%s", err, out)
-	}
-	for _, p := range strings.Fields(string(out)) {
-		if p == "github.com/patchtrace/patchtrace/emu" || p == "github.com/patchtrace/patchtrace/replay/rerun" {
-			t.Fatalf("analyze or replay depends on %s", p)
-		}
 	}
 }
