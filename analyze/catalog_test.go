@@ -30,6 +30,7 @@ var catalogWant = map[string][]want{
 	"int3-emulate-ret":         {{"missed-call", -1, "traced_fn"}},
 	"int3-emulate-call-nogap":  {{"trap", -1, "asm_exc_int3"}},
 	"ftrace-nmi-nonest":        {{"trap", -1, ""}, {"return-slot", -1, "int3_hook"}},
+	"kprobe-singlestep":        nil,
 	"exc-tramp-nopop":          {{"return-slot", -1, "traced_fn"}},
 	"exc-tramp":                nil,
 	"dyn-tramp-wx":             {{"wx", 0, ""}},
