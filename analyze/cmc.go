@@ -7,7 +7,7 @@ import (
 	"github.com/patchtrace/patchtrace/replay"
 )
 
-// cmc checks cross-modifying code (SDM Vol. 3 §8.1.3, seed 003): a CPU that
+// cmc checks cross-modifying code (SDM Vol. 3 §8.1.3; mail 003 of docs/background.md): a CPU that
 // executes bytes another CPU changed must serialize first — unless the change
 // is the int3 guard itself. An instruction at A executed on CPU c is
 // accepted when every byte of it that changed since c last serialized is

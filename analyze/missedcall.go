@@ -9,7 +9,7 @@ import (
 	"github.com/patchtrace/patchtrace/replay"
 )
 
-// missedCall checks the scenario's must_call sites (seed 000: livepatch needs
+// missedCall checks the scenario's must_call sites (mail 000 of docs/background.md: livepatch needs
 // ftrace to "always call its code"). A pass through a site starts when a
 // context (a CPU's task at one trap depth) executes the instruction at the
 // site (the call, the nop, or the int3 that guards it), with the stack

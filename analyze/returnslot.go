@@ -10,9 +10,10 @@ import (
 	"github.com/patchtrace/patchtrace/replay"
 )
 
-// returnSlot follows return addresses and emulated-call targets (seed 002,
-// Andy Lutomirski: "an NMI followed by an interrupt will kill us"; seed 004:
-// "otherwise it stays on the return stack and bad things happen").
+// returnSlot follows return addresses and emulated-call targets (mails 002
+// and 004 of docs/background.md; Andy Lutomirski: "an NMI followed by an
+// interrupt will kill us"; mail 004: "otherwise it stays on the return
+// stack and bad things happen").
 //
 // Per-CPU slots (the scenario's return_slots): a store fills a slot for the
 // context that is being redirected (the int3 handler's interrupted task); a

@@ -7,7 +7,7 @@ import (
 	"github.com/patchtrace/patchtrace/replay"
 )
 
-// wx enforces W^X (seed 001, Mark Rutland: "Please do not break W^X"):
+// wx enforces W^X (mail 001 of docs/background.md, Mark Rutland: "Please do not break W^X"):
 //   - no page may be writable and executable at once (from the slice image
 //     or after a permission change);
 //   - no store may reach an executable page except through the text-poke

@@ -9,8 +9,8 @@ import (
 // recorded in its trace.
 type Quirks struct {
 	// NMIInSTIShadow lets an NMI be delivered in the one-instruction shadow
-	// after an STI that set IF (Andy Lutomirski's point 1 in seed 002: it
-	// differs between CPUs and hypervisors).
+	// after an STI that set IF (Andy Lutomirski's solution 1 in mail 002
+	// of docs/background.md: it differs between CPUs and hypervisors).
 	NMIInSTIShadow bool
 	// StaleFetch selects the stale cross-modifying-code model: a CPU
 	// keeps executing its cached decode of changed bytes until it serializes

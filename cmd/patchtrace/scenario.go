@@ -121,7 +121,7 @@ func cmdScenarios(env *cmdEnv, args []string) int {
 		return exitOK
 	}
 	tw := tabwriter.NewWriter(env.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tSEED\tEXPECT\tMECHANISM")
+	fmt.Fprintln(tw, "ID\tMAIL\tEXPECT\tMECHANISM")
 	for _, r := range rows {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.ID, r.Seed, r.Expect, r.Mechanism)
 	}
@@ -146,7 +146,11 @@ func scenariosMarkdown(env *cmdEnv) int {
 	fmt.Fprintln(w, "one byte per step, so a missing sync shows without asking for it; `stale` keeps")
 	fmt.Fprintln(w, "decodes but stores whole; `coherent` always fetches memory as it is (RATIONALE.md).")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| id | seed mail | expected | mechanism |")
+	fmt.Fprintln(w, "MAIL is the mailing-list discussion a scenario comes from, summarised with its")
+	fmt.Fprintln(w, "links in [background.md](background.md); the descriptions below cite it as \"Seed 00N\"")
+	fmt.Fprintln(w, "(not the scheduler seed).")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| id | mail | expected | mechanism |")
 	fmt.Fprintln(w, "| --- | --- | --- | --- |")
 	var specs []*scenario.Spec
 	for _, id := range builtinIDs() {
@@ -155,12 +159,12 @@ func scenariosMarkdown(env *cmdEnv) int {
 			return errorf(env, "built-in scenario %s: %v", id, err)
 		}
 		specs = append(specs, s)
-		fmt.Fprintf(w, "| [`%s`](#%s) | %s | %s | %s |\n", s.ID, s.ID, s.SeedMail, s.Expect, strings.ReplaceAll(s.Mechanism, "|", "\\|"))
+		fmt.Fprintf(w, "| [`%s`](#%s) | %s | %s | %s |\n", s.ID, s.ID, mailLink(s.SeedMail), s.Expect, strings.ReplaceAll(s.Mechanism, "|", "\\|"))
 	}
 	for _, s := range specs {
 		fmt.Fprintf(w, "\n## %s\n\n", s.ID)
-		fmt.Fprintf(w, "Seed mail %s; expected: **%s**; %d CPUs; fetch model %s; NMI in STI shadow: %v.\n\n",
-			s.SeedMail, s.Expect, s.CPUs, s.Quirks.Fetch, s.Quirks.NMIInSTIShadow)
+		fmt.Fprintf(w, "Mail %s; expected: **%s**; %d CPUs; fetch model %s; NMI in STI shadow: %v.\n\n",
+			mailLink(s.SeedMail), s.Expect, s.CPUs, s.Quirks.Fetch, s.Quirks.NMIInSTIShadow)
 		fmt.Fprintln(w, strings.TrimSpace(s.Description))
 		if len(s.Inject) > 0 {
 			fmt.Fprintln(w, "\nInjection plan:")
@@ -174,4 +178,13 @@ func scenariosMarkdown(env *cmdEnv) int {
 		}
 	}
 	return exitOK
+}
+
+// mailLink links a scenario's seed_mail to its section of
+// docs/background.md ("-" for none stays as it is).
+func mailLink(mail string) string {
+	if mail == "" || mail == "-" {
+		return "-"
+	}
+	return fmt.Sprintf("[%s](background.md#%s)", mail, mail)
 }
