@@ -19,6 +19,16 @@ if ! command -v cc >/dev/null || ! command -v ld >/dev/null || ! command -v objd
   fi
 fi
 
+# A headless browser for the HTML report test (analyze/report).
+if ! command -v chromium >/dev/null; then
+  say "installing chromium (the HTML report is opened in it)"
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null || say "chromium could not be installed: the report browser test will skip"
+  else
+    { sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; } || say "chromium could not be installed: the report browser test will skip"
+  fi
+fi
+
 say "python venv (.venv) with the pinned requirements"
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv || {

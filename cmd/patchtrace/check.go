@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/patchtrace/patchtrace/analyze"
+	"github.com/patchtrace/patchtrace/analyze/report"
 	"github.com/patchtrace/patchtrace/emu"
 	"github.com/patchtrace/patchtrace/record"
 	"github.com/patchtrace/patchtrace/scenario"
@@ -48,6 +50,7 @@ type checkSeed struct {
 	Events     uint64         `json:"events"`
 	Trace      string         `json:"trace,omitempty"`
 	Report     string         `json:"report,omitempty"`
+	HTML       string         `json:"html,omitempty"`  // the timeline page (report)
 	Error      string         `json:"error,omitempty"` // the seed could not be run or analyzed
 }
 
@@ -123,6 +126,9 @@ func cmdCheck(env *cmdEnv, args []string) int {
 	if *outDir != "" {
 		js, _ := json.MarshalIndent(rows, "", "  ")
 		if err := writeFileAtomic(filepath.Join(*outDir, "check.json"), append(js, '\n')); err != nil {
+			return errorf(env, "check: %v", err)
+		}
+		if err := writeCheckIndex(*outDir, rows); err != nil {
 			return errorf(env, "check: %v", err)
 		}
 	}
@@ -292,6 +298,20 @@ func runSeed(spec *scenario.Spec, img *emu.Image, seed uint64, outDir string) (c
 		if err := writeFileAtomic(cs.Report, []byte(b.String())); err != nil {
 			return fail(err)
 		}
+		// The timeline page: read from the trace just written, judged
+		// against the scenario's expectation.
+		d, err := report.Build(path, ar, report.Options{Expect: spec.Expect.String()})
+		if err != nil {
+			return fail(err)
+		}
+		var page bytes.Buffer
+		if err := report.WriteHTML(&page, d); err != nil {
+			return fail(err)
+		}
+		cs.HTML = strings.TrimSuffix(path, ".arrow") + ".html"
+		if err := writeFileAtomic(cs.HTML, page.Bytes()); err != nil {
+			return fail(err)
+		}
 	}
 	return cs
 }
@@ -362,4 +382,38 @@ func checkWritableDir(dir string) error {
 	}
 	f.Close()
 	return os.Remove(f.Name())
+}
+
+// writeCheckIndex writes DIR/index.html: every seed of every row, linked
+// to its timeline page.
+func writeCheckIndex(dir string, rows []checkRow) error {
+	var runs []report.Index
+	for _, r := range rows {
+		for _, cs := range r.Seeds {
+			got := verdict(cs.Findings)
+			if cs.Verdict == analyze.VerdictIncomplete || cs.Error != "" {
+				got = "incomplete"
+			}
+			outcome := cs.Outcome
+			if cs.Error != "" {
+				outcome = "error: " + cs.Error
+			}
+			link := ""
+			if cs.HTML != "" {
+				if rel, err := filepath.Rel(dir, cs.HTML); err == nil {
+					link = filepath.ToSlash(rel)
+				}
+			}
+			n := 0
+			for _, k := range cs.Findings {
+				n += k
+			}
+			runs = append(runs, report.Index{Scenario: r.ID, Seed: cs.Seed, Report: link, Expect: r.Expect, Got: got, Outcome: outcome, OK: cs.OK, Findings: n})
+		}
+	}
+	var b bytes.Buffer
+	if err := report.WriteIndex(&b, "patchtrace check", runs); err != nil {
+		return err
+	}
+	return writeFileAtomic(filepath.Join(dir, "index.html"), b.Bytes())
 }

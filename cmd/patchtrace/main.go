@@ -83,6 +83,7 @@ func commands() []command {
 				"finish, analyzed with --only leaving out the analyzer that judges its outcome and\n" +
 				"with no other finding, is incomplete too.\n" +
 				"Exit status: 0 clean, 1 findings, 2 error or incomplete."},
+		{"report", "TRACE... [-o FILE|DIR] [--force] [--allow-truncated]", "write a self-contained HTML timeline of traces and their findings", cmdReport, reportAbout},
 		{"check", "[IDS...] [--seeds N] [--json] [--out DIR [--force]]", "record and analyze built-in scenarios and compare with their expected verdicts", cmdCheck,
 			"Runs each scenario (all built-in ones by default) for seeds 1..N with the\n" +
 				"analyzers attached in process, and prints one row per scenario: the mailing-list\n" +
@@ -96,8 +97,10 @@ func commands() []command {
 				"(unsupported instruction, error) fails its row. Each failing seed is listed under\n" +
 				"the table with its outcome and its trace (without --out, recorded again into a\n" +
 				"temporary directory, named at the end). With --out, every run's trace\n" +
-				"(DIR/ID/seedN.arrow), its JSON report (DIR/ID/seedN.json) and DIR/check.json are\n" +
-				"kept (CI artifacts); DIR must be new or empty unless --force.\n" +
+				"(DIR/ID/seedN.arrow), its JSON report (DIR/ID/seedN.json), its HTML timeline\n" +
+				"(DIR/ID/seedN.html, as report writes it), DIR/check.json and DIR/index.html\n" +
+				"linking every run's page are kept (CI artifacts); DIR must be new or empty unless\n" +
+				"--force.\n" +
 				"Exit status: 0 all rows as expected, 1 some row differs, 2 error."},
 		{"explore", "SCENARIO [--budget N|--time D] [--strategy random|pct|bounded] [--shard i/n] [-o DIR] [--all]", "search schedules and NMI/IRQ placements for a violation and write the minimal failing trace", cmdExplore, exploreAbout},
 		{"replay", "FILE [--verify] [--until SEQ]", "re-execute a recorded run from its trace; verify it event by event or show the state at an event", cmdReplay, replayAbout},

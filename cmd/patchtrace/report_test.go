@@ -1,0 +1,84 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestReportCommand: report writes one page per trace (an index for
+// several), says what it wrote, exits like analyze, and never replaces a
+// file without --force.
+func TestReportCommand(t *testing.T) {
+	dir := t.TempDir()
+	trace := filepath.Join(dir, "t.arrow")
+	if code, _, errs := runCLI(t, "record", "ftrace-int3-skip", "-o", trace); code != exitOK {
+		t.Fatalf("record: %d %s", code, errs)
+	}
+	code, out, errs := runCLI(t, "report", trace)
+	page := filepath.Join(dir, "t.html")
+	if code != exitFinding || !strings.Contains(out, "wrote "+page) {
+		t.Fatalf("report: exit %d, %q %q", code, out, errs)
+	}
+	b, err := os.ReadFile(page)
+	if err != nil || !strings.Contains(string(b), `id="pt-data"`) || !strings.Contains(string(b), `"expect":"missed-call"`) {
+		t.Fatalf("page: %v %.300s", err, b)
+	}
+	if code, _, errs := runCLI(t, "report", trace); code != exitError || !strings.Contains(errs, "exists") {
+		t.Errorf("second report without --force: exit %d %q", code, errs)
+	}
+	if code, _, errs := runCLI(t, "report", trace, trace); code != exitUsage || !strings.Contains(errs, "-o DIR") {
+		t.Errorf("two traces without -o: exit %d %q", code, errs)
+	}
+	named := filepath.Join(dir, "named.html")
+	if code, _, errs := runCLI(t, "report", trace, "-o", named); code != exitFinding || !fileExists(named) {
+		t.Errorf("report -o FILE: %d %s", code, errs)
+	}
+	outDir := filepath.Join(dir, "pages")
+	if code, _, errs := runCLI(t, "report", "-o", outDir, trace, trace); code != exitUsage || !strings.Contains(errs, "same page") {
+		t.Errorf("report of one trace twice: %d %s", code, errs)
+	}
+	other := filepath.Join(dir, "u.arrow")
+	if code, _, errs := runCLI(t, "record", "text-poke-bp", "-o", other); code != exitOK {
+		t.Fatalf("record: %d %s", code, errs)
+	}
+	if code, _, errs := runCLI(t, "report", "-o", outDir, trace, other); code != exitFinding {
+		t.Errorf("report -o DIR two traces: %d %s", code, errs)
+	}
+	for _, f := range []string{"t.html", "u.html", "index.html"} {
+		if _, err := os.Stat(filepath.Join(outDir, f)); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// TestCheckOutPages: check --out writes every run's HTML page and an
+// index linking them, and names the page in check.json.
+func TestCheckOutPages(t *testing.T) {
+	dir := t.TempDir()
+	if code, out, errs := runCLI(t, "check", "ftrace-int3-skip", "--out", dir); code != exitOK {
+		t.Fatalf("check: %d %s %s", code, out, errs)
+	}
+	js, err := os.ReadFile(filepath.Join(dir, "check.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows []checkRow
+	if err := json.Unmarshal(js, &rows); err != nil || len(rows) != 1 || len(rows[0].Seeds) != 1 {
+		t.Fatalf("check.json: %v %s", err, js)
+	}
+	page := rows[0].Seeds[0].HTML
+	if page != filepath.Join(dir, "ftrace-int3-skip", "seed1.html") {
+		t.Errorf("html %q", page)
+	}
+	b, err := os.ReadFile(page)
+	if err != nil || !strings.Contains(string(b), `"match":true`) {
+		t.Errorf("page: %v", err)
+	}
+	idx, err := os.ReadFile(filepath.Join(dir, "index.html"))
+	if err != nil || !strings.Contains(string(idx), `href="ftrace-int3-skip/seed1.html"`) {
+		t.Errorf("index: %v %s", err, idx)
+	}
+}
