@@ -53,17 +53,19 @@ var depsPolicy = []struct {
 	// so that they judge what the trace says, not what the machine holds.
 	{"analyze", []string{"format", "replay", "golang.org/x/arch/x86/x86asm"}},
 	// Re-execution of a recorded run: the one place replay meets emu.
+	{"analyze/report", []string{"analyze", "format", "replay"}}, // the HTML timeline page
 	{"replay/rerun", []string{"emu", "format", "record", "scenario", "golang.org/x/arch/x86/x86asm"}},
 	// Schedule search.
 	{"explore", []string{"analyze", "emu", "format", "record", "scenario", "github.com/apache/arrow/go/v15", "golang.org/x/arch/x86/x86asm"}},
 	// The CLI: wires flags and printing to the packages above.
-	{"cmd/patchtrace", []string{"analyze", "emu", "explore", "format", "internal/memstat", "record", "replay/rerun", "scenario", "scenarios"}},
+	{"cmd/patchtrace", []string{"analyze", "analyze/report", "emu", "explore", "format", "internal/memstat", "record", "replay/rerun", "scenario", "scenarios"}},
 }
 
 // never lists dependencies no package may have even transitively, with why.
 var never = []struct{ from, to, why string }{
 	{"analyze", "emu", "the analyzers judge the trace, not the machine"},
 	{"analyze", "replay/rerun", "re-execution pulls in emu"},
+	{"analyze/report", "emu", "the report draws the trace, not the machine"},
 	{"replay", "emu", "a trace is read without the machine"},
 	{"format", "*", "the format imports nothing of ours"},
 }
