@@ -27,6 +27,7 @@
 //   - inspect: describe a trace: metadata, events per kind and CPU, completeness
 //   - export: export a trace's events as zstd Parquet
 //   - analyze: run the analyzers over traces and report findings
+//   - report: write a self-contained HTML timeline of traces and their findings
 //   - check: record and analyze built-in scenarios and compare with their expected verdicts
 //   - explore: search schedules and NMI/IRQ placements for a violation and write the minimal failing trace
 //   - replay: re-execute a recorded run from its trace; verify it event by event or show the state at an event
@@ -156,6 +157,34 @@
 //	  -only string
 //	    	comma-separated analyzer ids to run (default all: missed-call,return-slot,wx,cmc,trap,progress)
 //
+// # patchtrace report
+//
+//	usage: patchtrace report TRACE... [-o FILE|DIR] [--force] [--allow-truncated]
+//
+//	Analyzes each trace (as analyze does) and writes one self-contained HTML page per
+//	trace (no network: the viewer is embedded) with a per-CPU timeline: x is the
+//	global sequence number, one lane per CPU and a sub-lane per task; function spans,
+//	trap/IRQ/NMI nesting as stacked bands, text_poke writes, IPIs and scenario
+//	markers as marks, and the int3 window of every patch site shaded across all
+//	lanes. Each finding is drawn on it: its story events linked across CPUs in story
+//	order, the story beside it; clicking an event shows its row. The page opens on
+//	the first finding. It also shows the run's outcome, scenario, seed, decision
+//	count and the verdict against the scenario's expected one. The whole run is
+//	embedded as a per-bucket summary and full rows only around the findings, so the
+//	file stays within a few MB on any trace.
+//	One trace: -o FILE (default TRACE with .html). Several: -o DIR gets one page per
+//	trace and an index.html. Files are written whole or not at all.
+//	Exit status: 0 clean, 1 findings, 2 error or an incomplete run or trace (the
+//	page is still written and says so), 64 usage error.
+//
+//	flags:
+//	  -allow-truncated
+//	    	judge a truncated trace by the events it has (default: it is incomplete, exit status 2)
+//	  -force
+//	    	replace existing output files
+//	  -o string
+//	    	output: an HTML file for one trace, a directory for several
+//
 // # patchtrace check
 //
 //	usage: patchtrace check [IDS...] [--seeds N] [--json] [--out DIR [--force]]
@@ -172,8 +201,10 @@
 //	(unsupported instruction, error) fails its row. Each failing seed is listed under
 //	the table with its outcome and its trace (without --out, recorded again into a
 //	temporary directory, named at the end). With --out, every run's trace
-//	(DIR/ID/seedN.arrow), its JSON report (DIR/ID/seedN.json) and DIR/check.json are
-//	kept (CI artifacts); DIR must be new or empty unless --force.
+//	(DIR/ID/seedN.arrow), its JSON report (DIR/ID/seedN.json), its HTML timeline
+//	(DIR/ID/seedN.html, as report writes it), DIR/check.json and DIR/index.html
+//	linking every run's page are kept (CI artifacts); DIR must be new or empty unless
+//	--force.
 //	Exit status: 0 all rows as expected, 1 some row differs, 2 error.
 //
 //	flags:
