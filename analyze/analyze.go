@@ -9,6 +9,7 @@ import (
 	"iter"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/patchtrace/patchtrace/format"
 	"github.com/patchtrace/patchtrace/replay"
@@ -160,6 +161,13 @@ type Result struct {
 	Verdict    string     `json:"verdict"` // see Verdict
 	Warnings   []string   `json:"warnings"`
 	Findings   []*Finding `json:"findings"`
+	// Seconds is the wall time from NewLive to Finish (for a live run it
+	// includes the machine's) and AnalyzerSeconds each analyzer's share
+	// (Start, Finish, and Event estimated from every 64th row). Wall-clock
+	// figures, for JUnit's time attributes: not in the JSON, which stays
+	// the same for the same trace.
+	Seconds         float64            `json:"-"`
+	AnalyzerSeconds map[string]float64 `json:"-"`
 }
 
 // Verdicts of a Result.
@@ -200,10 +208,18 @@ func AllowTruncated() Option { return func(o *options) { o.allowTruncated = true
 // recorder, or by a trace reader): the one implementation behind both
 // `analyze` and in-process checks.
 type Live struct {
-	ctx *Context
-	as  []Analyzer
-	res *Result
+	ctx   *Context
+	as    []Analyzer
+	res   *Result
+	start time.Time
+	spent []time.Duration // per analyzer: Start, sampled Event calls (scaled), Finish
+	rows  uint64
 }
+
+// timeEvery: one row in timeEvery has each analyzer's Event call timed
+// (scaled up), so per-analyzer times cost two clock reads per analyzer
+// every timeEvery rows, not per row.
+const timeEvery = 64
 
 // NewLive prepares the state for a run described by md and starts the
 // analyzers.
@@ -218,14 +234,17 @@ func NewLive(md *format.Meta, as []Analyzer) (*Live, error) {
 func newLive(st *replay.State, as []Analyzer) (*Live, error) {
 	ctx := &Context{St: st, byKey: map[string]*Finding{}, story: newStoryWindow(len(st.CPUs))}
 	res := &Result{Scenario: st.Meta.Scenario, Warnings: append([]string{}, st.Warnings...)}
-	for _, a := range as {
+	l := &Live{ctx: ctx, as: as, res: res, start: time.Now(), spent: make([]time.Duration, len(as))}
+	for i, a := range as {
 		res.Analyzers = append(res.Analyzers, a.ID())
 		ctx.analyzer = a.ID()
+		t0 := time.Now()
 		if err := a.Start(ctx); err != nil {
 			return nil, fmt.Errorf("analyzer %s: %w", a.ID(), err)
 		}
+		l.spent[i] += time.Since(t0)
 	}
-	return &Live{ctx: ctx, as: as, res: res}, nil
+	return l, nil
 }
 
 // Append implements record.Appender: it applies one row and runs the
@@ -236,6 +255,16 @@ func (l *Live) Append(r *format.Row) error {
 	}
 	l.ctx.St.Apply(r)
 	l.ctx.story.add(l.ctx.St, r)
+	l.rows++
+	if l.rows%timeEvery == 1 {
+		for i, a := range l.as {
+			l.ctx.analyzer = a.ID()
+			t0 := time.Now()
+			a.Event(l.ctx, r)
+			l.spent[i] += time.Since(t0) * timeEvery
+		}
+		return nil
+	}
 	for _, a := range l.as {
 		l.ctx.analyzer = a.ID()
 		a.Event(l.ctx, r)
@@ -256,11 +285,16 @@ func (l *Live) SetTruncated() { l.ctx.Truncated = true }
 
 // Finish ends the stream and returns the result.
 func (l *Live) Finish() *Result {
-	for _, a := range l.as {
-		l.ctx.analyzer = a.ID()
-		a.Finish(l.ctx)
-	}
 	res := l.res
+	res.AnalyzerSeconds = map[string]float64{}
+	for i, a := range l.as {
+		l.ctx.analyzer = a.ID()
+		t0 := time.Now()
+		a.Finish(l.ctx)
+		l.spent[i] += time.Since(t0)
+		res.AnalyzerSeconds[a.ID()] = l.spent[i].Seconds()
+	}
+	res.Seconds = time.Since(l.start).Seconds()
 	res.Events = l.ctx.St.Applied
 	sort.SliceStable(l.ctx.findings, func(i, j int) bool { return l.ctx.findings[i].SeqFirst < l.ctx.findings[j].SeqFirst })
 	res.Findings = l.ctx.findings

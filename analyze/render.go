@@ -8,8 +8,8 @@ import (
 	"strings"
 )
 
-// Locator maps a symbol to a source file and line (for SARIF); ok=false when
-// unknown.
+// Locator maps a finding's symbol ("" when it has none) in a scenario to a
+// source file and line (for SARIF); ok=false when unknown.
 type Locator func(scenario, symbol string) (file string, line int, ok bool)
 
 // WriteText prints results for a person.
@@ -222,13 +222,16 @@ func WriteSARIF(w io.Writer, results []*Result, toolVersion string, loc Locator)
 		}
 		for _, f := range res.Findings {
 			l := sarifLocation{LogicalLocations: []sarifLogical{{Name: f.Symbol, FullyQualifiedName: f.Where, Kind: "function"}}}
-			if loc != nil && f.Symbol != "" {
+			if loc != nil {
 				if file, line, ok := loc(res.Scenario, f.Symbol); ok {
 					l.PhysicalLocation = &sarifPhysical{ArtifactLocation: sarifArtifact{URI: file}, Region: &sarifRegion{StartLine: line}}
 				}
 			}
 			if l.PhysicalLocation == nil {
-				l.PhysicalLocation = &sarifPhysical{ArtifactLocation: sarifArtifact{URI: res.File}}
+				// Nothing in a source knows it: the trace, from its start
+				// (the message and properties give the events). Every
+				// result has a region: code-scanning UIs need one.
+				l.PhysicalLocation = &sarifPhysical{ArtifactLocation: sarifArtifact{URI: res.File}, Region: &sarifRegion{StartLine: 1}}
 			}
 			r := sarifResult{
 				RuleID: f.Analyzer, RuleIndex: index[f.Analyzer], Level: sarifLevel(f.Severity),
@@ -281,7 +284,11 @@ func sarifLevel(s Severity) string {
 	return "error"
 }
 
-// JUnit XML: one testsuite per trace, one testcase per analyzer.
+// junitTime formats seconds as JUnit's time attribute.
+func junitTime(sec float64) string { return fmt.Sprintf("%.6f", sec) }
+
+// JUnit XML: one testsuite per trace, one testcase per analyzer; every
+// testsuite and testcase has a time (seconds).
 type junitSuites struct {
 	XMLName xml.Name     `xml:"testsuites"`
 	Tests   int          `xml:"tests,attr"`
@@ -292,6 +299,7 @@ type junitSuites struct {
 
 type junitSuite struct {
 	Name   string      `xml:"name,attr"`
+	Time   string      `xml:"time,attr"`
 	Tests  int         `xml:"tests,attr"`
 	Fails  int         `xml:"failures,attr"`
 	Errors int         `xml:"errors,attr"`
@@ -302,6 +310,7 @@ type junitSuite struct {
 type junitCase struct {
 	Class   string        `xml:"classname,attr"`
 	Name    string        `xml:"name,attr"`
+	Time    string        `xml:"time,attr"`
 	Failure *junitFailure `xml:"failure,omitempty"`
 	Error   *junitFailure `xml:"error,omitempty"`
 	Out     string        `xml:"system-out,omitempty"`
@@ -320,8 +329,10 @@ type junitFailure struct {
 func WriteJUnit(w io.Writer, results []*Result) error {
 	var all junitSuites
 	for _, res := range results {
-		s := junitSuite{Name: "patchtrace " + res.Scenario + " (" + res.File + ")", Out: strings.Join(res.Warnings, "\n")}
-		rc := junitCase{Class: "patchtrace." + res.Scenario, Name: "run", Out: "run outcome: " + OutcomeText(res)}
+		s := junitSuite{Name: "patchtrace " + res.Scenario + " (" + res.File + ")", Out: strings.Join(res.Warnings, "\n"), Time: junitTime(res.Seconds)}
+		// "run" is the whole pass (reading and replaying the trace);
+		// each analyzer's case its own share of it.
+		rc := junitCase{Class: "patchtrace." + res.Scenario, Name: "run", Out: "run outcome: " + OutcomeText(res), Time: junitTime(res.Seconds)}
 		if res.Truncated {
 			rc.Out += "; the trace is TRUNCATED"
 		}
@@ -333,7 +344,7 @@ func WriteJUnit(w io.Writer, results []*Result) error {
 		s.Tests++
 		s.Cases = append(s.Cases, rc)
 		for _, id := range res.Analyzers {
-			c := junitCase{Class: "patchtrace." + res.Scenario, Name: id}
+			c := junitCase{Class: "patchtrace." + res.Scenario, Name: id, Time: junitTime(res.AnalyzerSeconds[id])}
 			var text strings.Builder
 			n := 0
 			for _, f := range res.Findings {

@@ -12,7 +12,8 @@ import (
 // sources inside fsys (laid out as <scenario>/*.c|*.S, base/, and the
 // lib/<name>/ directories <scenario>/uses lists): an
 // assembly label "name:" or a C function definition "... name(" at the start
-// of a line. Paths are returned as "scenarios/<dir>/<file>".
+// of a line. A symbol it cannot find (or "") is located at the slice line of
+// the scenario's scenario.toml. Paths are returned as "scenarios/<dir>/<file>".
 func SourceLocator(fsys fs.FS) Locator {
 	cache := map[string][]srcFile{}
 	return func(scenario, symbol string) (string, int, bool) {
@@ -38,6 +39,9 @@ func SourceLocator(fsys fs.FS) Locator {
 			}
 			cache[scenario] = files
 		}
+		if symbol == "" {
+			return scenarioFile(fsys, scenario)
+		}
 		asmDef := regexp.MustCompile(`^\s*` + regexp.QuoteMeta(symbol) + `:`)
 		cDef := regexp.MustCompile(`^[A-Za-z_].*[\s*]` + regexp.QuoteMeta(symbol) + `\s*\(`)
 		for _, f := range files {
@@ -51,8 +55,26 @@ func SourceLocator(fsys fs.FS) Locator {
 				}
 			}
 		}
+		return scenarioFile(fsys, scenario)
+	}
+}
+
+// scenarioFile locates a finding the slice source cannot place (no
+// symbol, or one defined nowhere in the sources: a page of the image, a
+// module_alloc'ed trampoline) at the scenario file's slice line.
+func scenarioFile(fsys fs.FS, scenario string) (string, int, bool) {
+	b, err := fs.ReadFile(fsys, path.Join(scenario, "scenario.toml"))
+	if err != nil {
 		return "", 0, false
 	}
+	line := 1
+	for i, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(strings.TrimSpace(l), "slice") {
+			line = i + 1
+			break
+		}
+	}
+	return "scenarios/" + scenario + "/scenario.toml", line, true
 }
 
 type srcFile struct {

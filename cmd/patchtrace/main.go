@@ -69,8 +69,10 @@ func commands() []command {
 				"analyzers: missed-call, return-slot, wx, cmc, trap, progress. Each finding names\n" +
 				"the analyzer, CPU, task/context, sequence range, rip as symbol+offset, a message,\n" +
 				"the evidence events and the cross-CPU story around it. --format sarif writes\n" +
-				"SARIF 2.1.0 (one rule per analyzer, located in the slice source when known);\n" +
-				"--format junit writes per trace a testcase \"run\" and one per analyzer.\n" +
+				"SARIF 2.1.0 (one rule per analyzer; every result has a region: the symbol's line\n" +
+				"in the slice source, else the slice line of the built-in scenario's\n" +
+				"scenario.toml, else line 1 of the trace); --format junit writes per trace a\n" +
+				"testcase \"run\" (the whole pass) and one per analyzer, each with its time.\n" +
 				"Every output says how the run ended (the outcome the trace records). Only a run\n" +
 				"whose CPUs all finished (done) can be clean: an oops, panic or BUG is a trap\n" +
 				"finding, the instruction budget or a hang a progress finding (unless the scenario\n" +
