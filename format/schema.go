@@ -305,7 +305,7 @@ var Columns = []Column{
 
 	{Name: "len", Type: u8, Uses: uses(KindInsn), Doc: "Instruction length in bytes (1-15)."},
 	{Name: "bytes", Type: &arrow.FixedSizeBinaryType{ByteWidth: 15}, Uses: uses(KindInsn), Doc: "The instruction's encoding as executed: the first `len` bytes, zero-padded to 15 (fixed width compresses far better than variable-length binary; the Parquet export stores the `len` bytes only). It differs from memory when the CPU ran a stale decode."},
-	{Name: "op", Type: dictOp, Uses: uses(KindInsn), Enum: "op", Doc: "Mnemonic (dictionary-encoded string, x86asm names such as `MOV`, `CALL`, `INT3`)."},
+	{Name: "op", Type: dictOp, Uses: uses(KindInsn), Enum: "op", Doc: "Mnemonic (dictionary-encoded string, x86asm names such as `MOV`, `CALL`, `INT`: x86asm names int3 (0xCC) `INT` with operand 3)."},
 	{Name: "rsp", Type: u64, Uses: uses(KindInsn, KindTrap, KindIret), Doc: "insn: RSP before the instruction; trap: RSP after the frame was pushed (on the IST stack when `ist` > 0); iret: the restored RSP."},
 	{Name: "rflags", Type: u32, Uses: uses(KindInsn, KindTrap, KindIret), Doc: "insn: RFLAGS before the instruction (IF is bit 9, 0x200); trap: the saved RFLAGS; iret: the restored RFLAGS. 32 bits: the upper half of RFLAGS is reserved (zero). Version 1 stored it as `uint64`."},
 
