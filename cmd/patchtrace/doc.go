@@ -130,8 +130,10 @@
 //	analyzers: missed-call, return-slot, wx, cmc, trap, progress. Each finding names
 //	the analyzer, CPU, task/context, sequence range, rip as symbol+offset, a message,
 //	the evidence events and the cross-CPU story around it. --format sarif writes
-//	SARIF 2.1.0 (one rule per analyzer, located in the slice source when known);
-//	--format junit writes per trace a testcase "run" and one per analyzer.
+//	SARIF 2.1.0 (one rule per analyzer; every result has a region: the symbol's line
+//	in the slice source, else the slice line of the built-in scenario's
+//	scenario.toml, else line 1 of the trace); --format junit writes per trace a
+//	testcase "run" (the whole pass) and one per analyzer, each with its time.
 //	Every output says how the run ended (the outcome the trace records). Only a run
 //	whose CPUs all finished (done) can be clean: an oops, panic or BUG is a trap
 //	finding, the instruction budget or a hang a progress finding (unless the scenario
