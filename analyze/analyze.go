@@ -7,6 +7,7 @@ package analyze
 import (
 	"fmt"
 	"iter"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -40,6 +41,37 @@ type Finding struct {
 	Story    []string `json:"story"`    // the interleaving around it, in order
 	Count    int      `json:"count"`    // occurrences folded into this finding (same analyzer, rule and place)
 	key      string
+	// also lists the other CPUs and tasks ("cpu2 task 4") folded
+	// occurrences happened on, in first-seen order, so that the header does
+	// not name one context for hits spread over several.
+	also []string
+}
+
+// maxAlso bounds the other contexts the text header names.
+const maxAlso = 8
+
+// placeName is the CPU and task a finding happened on ("cpu2 task 4", its
+// context up to any ", trap depth N"), to say where folded occurrences
+// happened.
+func (f *Finding) placeName() string {
+	c := f.Context
+	if c == "" {
+		c = fmt.Sprintf("task %d", f.Task)
+	}
+	c, _, _ = strings.Cut(c, ",")
+	return fmt.Sprintf("cpu%d %s", f.CPU, c)
+}
+
+// alsoText says where else folded occurrences happened: "" when all were
+// where the first was, else ", also on cpu2 task 4, cpu3 task 5".
+func (f *Finding) alsoText() string {
+	if len(f.also) == 0 {
+		return ""
+	}
+	if len(f.also) > maxAlso {
+		return fmt.Sprintf(", also on %s and %d more", strings.Join(f.also[:maxAlso], ", "), len(f.also)-maxAlso)
+	}
+	return ", also on " + strings.Join(f.also, ", ")
 }
 
 // Analyzer is one check. Start is called once with the initial state; Event
@@ -114,6 +146,9 @@ func (ctx *Context) Report(f Finding, key string) {
 	k := ctx.analyzer + "|" + key
 	if old := ctx.byKey[k]; old != nil && key != "" {
 		old.Count++
+		if c := f.placeName(); c != old.placeName() && !slices.Contains(old.also, c) {
+			old.also = append(old.also, c)
+		}
 		if f.SeqLast > old.SeqLast {
 			old.SeqLast = f.SeqLast
 		}

@@ -32,7 +32,7 @@ func WriteText(w io.Writer, results []*Result) error {
 		for _, f := range res.Findings {
 			times := ""
 			if f.Count > 1 {
-				times = fmt.Sprintf(" [%d times; first shown]", f.Count)
+				times = fmt.Sprintf(" [%d times%s; first shown]", f.Count, f.alsoText())
 			}
 			fmt.Fprintf(w, "\n%s %s: cpu%d %s at %s (seq %d..%d)%s\n  %s\n", f.Severity, f.Analyzer, f.CPU, f.Context, f.Where, f.SeqFirst, f.SeqLast, times, f.Message)
 			if len(f.Story) > 0 {
@@ -352,7 +352,7 @@ func WriteJUnit(w io.Writer, results []*Result) error {
 					continue
 				}
 				n++
-				fmt.Fprintf(&text, "cpu%d %s at %s (seq %d..%d, %d times): %s\n", f.CPU, f.Context, f.Where, f.SeqFirst, f.SeqLast, f.Count, f.Message)
+				fmt.Fprintf(&text, "cpu%d %s at %s (seq %d..%d, %d times%s): %s\n", f.CPU, f.Context, f.Where, f.SeqFirst, f.SeqLast, f.Count, f.alsoText(), f.Message)
 				for _, l := range f.Story {
 					fmt.Fprintf(&text, "    %s\n", l)
 				}
