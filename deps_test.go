@@ -119,6 +119,40 @@ func TestDeps(t *testing.T) {
 	}
 }
 
+// TestPackageDocs: every package of the module has a package comment (go
+// doc is its manual), in exactly one file.
+func TestPackageDocs(t *testing.T) {
+	docs := map[string][]string{}
+	fset := token.NewFileSet()
+	for pkg := range moduleImports(t) {
+		files, err := filepath.Glob(filepath.Join(filepath.FromSlash(pkg), "*.go"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		docs[pkg] = nil
+		for _, f := range files {
+			if strings.HasSuffix(f, "_test.go") {
+				continue
+			}
+			af, err := parser.ParseFile(fset, f, nil, parser.PackageClauseOnly|parser.ParseComments)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if af.Doc != nil && strings.TrimSpace(af.Doc.Text()) != "" {
+				docs[pkg] = append(docs[pkg], f)
+			}
+		}
+	}
+	for _, pkg := range sortedKeys(docs) {
+		switch n := len(docs[pkg]); {
+		case n == 0:
+			t.Errorf("package %s has no package comment: add one saying what it is and how to use it, in a file of its own as the other packages do", pkg)
+		case n > 1:
+			t.Errorf("package %s has a package comment in %d files (%s): keep one", pkg, n, strings.Join(docs[pkg], ", "))
+		}
+	}
+}
+
 // allowedImport returns why pkg may not import imp under allow, or "".
 func allowedImport(pkg, imp string, allow []string) string {
 	switch {
