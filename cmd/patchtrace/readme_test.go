@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/patchtrace/patchtrace/format"
 )
 
 const readmePath = "../../README.md"
@@ -135,5 +137,45 @@ done:
 	}
 	if have != want {
 		t.Fatal(fmt.Sprintf("README.md's sample finding is stale: run go test ./cmd/patchtrace -run ReadmeFinding -update\nhave:\n%s\nwant:\n%s", have, want))
+	}
+}
+
+// TestTraceFormatOpSample: the mnemonics docs/trace-format.md gives as
+// samples of the op column (from format.Columns) are ones a real trace
+// holds: a recorded text-poke-bp run executes each of them.
+func TestTraceFormatOpSample(t *testing.T) {
+	var doc string
+	for _, c := range format.Columns {
+		if c.Name == "op" {
+			doc = c.Doc
+		}
+	}
+	samples := regexp.MustCompile("`([A-Z0-9]+)`").FindAllStringSubmatch(doc, -1)
+	if len(samples) < 2 {
+		t.Fatalf("the op column's doc names no mnemonics: %q", doc)
+	}
+	trace := filepath.Join(t.TempDir(), "t.arrow")
+	if code, out, errs := runCLI(t, "record", "text-poke-bp", "-o", trace); code != exitOK {
+		t.Fatalf("record: exit %d\n%s%s", code, out, errs)
+	}
+	r, err := format.Open(trace)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	names := r.Meta().OpNames
+	seen := map[string]bool{}
+	for row, err := range r.Events() {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if row.Kind == format.KindInsn && int(row.Op) < len(names) {
+			seen[names[row.Op]] = true
+		}
+	}
+	for _, s := range samples {
+		if !seen[s[1]] {
+			t.Errorf("docs/trace-format.md gives %s as an op value, but a text-poke-bp trace has none (ops seen: %d)", s[1], len(seen))
+		}
 	}
 }
