@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -57,13 +58,26 @@ type checkSeed struct {
 func cmdCheck(env *cmdEnv, args []string) int {
 	fs := newFlags(env, "check")
 	seeds := fs.Int("seeds", 1, "seeds per scenario (1..N)")
-	asJSON := fs.Bool("json", false, "print JSON")
+	asJSON := fs.Bool("json", false, "print JSON (same as --format json)")
+	formatName := fs.String("format", "table", "output: table, json or ktap (KTAP version 1, as kselftest prints)")
 	outDir := fs.String("out", "", "write each run's trace and JSON report under this directory (a new or empty one, unless --force)")
 	force := fs.Bool("force", false, "with --out: write into a non-empty directory, replacing the files of the same names")
 	jobs := fs.Int("j", runtime.NumCPU(), "scenarios run in parallel")
 	ids, code, done := parseFlags(env, fs, args)
 	if done {
 		return code
+	}
+	formatSet := false
+	fs.Visit(func(f *flag.Flag) { formatSet = formatSet || f.Name == "format" })
+	switch *formatName {
+	case "table", "ktap":
+		if *asJSON && formatSet {
+			return usageErr(env, fs, "check: --json and --format %s: pick one", *formatName)
+		}
+	case "json":
+		*asJSON = true
+	default:
+		return usageErr(env, fs, "check: unknown --format %q (table, json, ktap)", *formatName)
 	}
 	if *seeds < 1 {
 		return usageErr(env, fs, "check: --seeds %d: must be at least 1 (seeds 1..N are run)", *seeds)
@@ -132,7 +146,9 @@ func cmdCheck(env *cmdEnv, args []string) int {
 			return errorf(env, "check: %v", err)
 		}
 	}
-	if *asJSON {
+	if *formatName == "ktap" {
+		writeKTAP(env.stdout, rows, *outDir)
+	} else if *asJSON {
 		enc := json.NewEncoder(env.stdout)
 		enc.SetIndent("", "  ")
 		enc.Encode(rows)

@@ -189,7 +189,7 @@
 //
 // # patchtrace check
 //
-//	usage: patchtrace check [IDS...] [--seeds N] [--json] [--out DIR [--force]]
+//	usage: patchtrace check [IDS...] [--seeds N] [--format table|json|ktap] [--out DIR [--force]]
 //
 //	Runs each scenario (all built-in ones by default) for seeds 1..N with the
 //	analyzers attached in process, and prints one row per scenario: the mailing-list
@@ -207,15 +207,23 @@
 //	(DIR/ID/seedN.html, as report writes it), DIR/check.json and DIR/index.html
 //	linking every run's page are kept (CI artifacts); DIR must be new or empty unless
 //	--force.
-//	Exit status: 0 all rows as expected, 1 some row differs, 2 error.
+//	--format ktap prints KTAP version 1 as kselftest does (Documentation/dev-tools/
+//	ktap.rst): the plan 1..N, one "ok N ID" or "not ok N ID" per scenario over an
+//	indented subtest with one result per seed (seedK) and "#" diagnostics for a
+//	seed that did not go as expected, and a closing "# Totals:" line; --json is
+//	--format json.
+//	Exit status: 0 all rows as expected, 1 some row differs (kselftest's KSFT_PASS
+//	and KSFT_FAIL), 2 error before any run.
 //
 //	flags:
 //	  -force
 //	    	with --out: write into a non-empty directory, replacing the files of the same names
+//	  -format string
+//	    	output: table, json or ktap (KTAP version 1, as kselftest prints) (default "table")
 //	  -j int
 //	    	scenarios run in parallel (default 2)
 //	  -json
-//	    	print JSON
+//	    	print JSON (same as --format json)
 //	  -out string
 //	    	write each run's trace and JSON report under this directory (a new or empty one, unless --force)
 //	  -seeds int

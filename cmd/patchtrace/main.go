@@ -86,7 +86,7 @@ func commands() []command {
 				"with no other finding, is incomplete too.\n" +
 				"Exit status: 0 clean, 1 findings, 2 error or incomplete."},
 		{"report", "TRACE... [-o FILE|DIR] [--force] [--allow-truncated]", "write a self-contained HTML timeline of traces and their findings", cmdReport, reportAbout},
-		{"check", "[IDS...] [--seeds N] [--json] [--out DIR [--force]]", "record and analyze built-in scenarios and compare with their expected verdicts", cmdCheck,
+		{"check", "[IDS...] [--seeds N] [--format table|json|ktap] [--out DIR [--force]]", "record and analyze built-in scenarios and compare with their expected verdicts", cmdCheck,
 			"Runs each scenario (all built-in ones by default) for seeds 1..N with the\n" +
 				"analyzers attached in process, and prints one row per scenario: the mailing-list\n" +
 				"mail it comes from (MAIL, see docs/background.md), expected verdict,\n" +
@@ -103,7 +103,13 @@ func commands() []command {
 				"(DIR/ID/seedN.html, as report writes it), DIR/check.json and DIR/index.html\n" +
 				"linking every run's page are kept (CI artifacts); DIR must be new or empty unless\n" +
 				"--force.\n" +
-				"Exit status: 0 all rows as expected, 1 some row differs, 2 error."},
+				"--format ktap prints KTAP version 1 as kselftest does (Documentation/dev-tools/\n" +
+				"ktap.rst): the plan 1..N, one \"ok N ID\" or \"not ok N ID\" per scenario over an\n" +
+				"indented subtest with one result per seed (seedK) and \"#\" diagnostics for a\n" +
+				"seed that did not go as expected, and a closing \"# Totals:\" line; --json is\n" +
+				"--format json.\n" +
+				"Exit status: 0 all rows as expected, 1 some row differs (kselftest's KSFT_PASS\n" +
+				"and KSFT_FAIL), 2 error before any run."},
 		{"explore", "SCENARIO [--budget N|--time D] [--strategy random|pct|bounded] [--shard i/n] [-o DIR] [--all]", "search schedules and NMI/IRQ placements for a violation and write the minimal failing trace", cmdExplore, exploreAbout},
 		{"replay", "FILE [--verify] [--until SEQ]", "re-execute a recorded run from its trace; verify it event by event or show the state at an event", cmdReplay, replayAbout},
 		{"bench", "[--iters N] [--json]", "measure emulation, recording, trace size and analysis on fixed workloads", cmdBench,
