@@ -168,16 +168,16 @@ func tornMachine(t *testing.T, q Quirks) (*Machine, *recorder, uint64) {
 	return m, rec, testText + site + 1
 }
 
-// TestTornTextPoke: under TornWrites a text_poke stores one byte per step,
-// so another CPU scheduled between two steps executes the instruction half
-// written; without it the bytes change within one step.
+// TestTornTextPoke: under TornWrites a text_poke stores one byte per step
+// and ends its CPU's quantum after each, so another CPU executes the
+// instruction half written; without it the bytes change within one step.
 func TestTornTextPoke(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		q    Quirks
 		want []uint32 // cpu1's EAX after each round
 	}{
-		{"torn", Quirks{TornWrites: true}, []uint32{0x11111111, 0x11111122, 0x11112222, 0x11222222, 0x22222222, 0x22222222}},
+		{"torn", Quirks{TornWrites: true}, []uint32{0x11111122, 0x11112222, 0x11222222, 0x22222222, 0x22222222, 0x22222222}},
 		{"whole", Quirks{}, []uint32{0x22222222, 0x22222222, 0x22222222, 0x22222222, 0x22222222, 0x22222222}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -186,13 +186,10 @@ func TestTornTextPoke(t *testing.T) {
 			var log []Decision
 			var got []uint32
 			for round := 0; round < 6; round++ {
-				// cpu0: the call and the service, then one step (a poke
-				// byte when torn) a round; cpu1: the mov and the jmp.
-				n := uint32(1)
-				if round == 0 {
-					n = 2
-				}
-				for _, d := range []Decision{{Kind: DecStep, CPU: 0, N: n}, {Kind: DecStep, CPU: 1, N: 2}} {
+				// cpu0: a quantum of 10 steps, which a torn text_poke
+				// cuts at the call and after each byte; cpu1: the mov
+				// and the jmp.
+				for _, d := range []Decision{{Kind: DecStep, CPU: 0, N: 10}, {Kind: DecStep, CPU: 1, N: 2}} {
 					log = append(log, d)
 					m.Run(&LogSource{Log: []Decision{d}})
 					m.stop = StopNone
@@ -238,16 +235,19 @@ func TestTornTextPokeWaits(t *testing.T) {
 		m.Run(&LogSource{Log: []Decision{{Kind: DecStep, CPU: cpu, N: n}}})
 		m.stop = StopNone
 	}
-	run(0, 3) // call, service start, first byte
+	run(0, 5) // call, service start, first byte: the quantum is cut
+	if !m.QuantumCut() {
+		t.Fatal("a torn text_poke byte did not cut the quantum")
+	}
 	run(1, 5) // call, then spins at the stub
 	if c1.RIP != testText+0x100 || c1.poke != nil {
 		t.Fatalf("cpu1 at %#x, poking %v: want waiting at the stub", c1.RIP, c1.poke != nil)
 	}
 	for i := 0; i < 3; i++ {
-		run(0, 1)
+		run(0, 5) // bytes 2, 3 (each cut) and 4, which returns
 	}
-	for i := 0; i < 6; i++ {
-		run(1, 1)
+	for i := 0; i < 4; i++ {
+		run(1, 3) // now its turn: stub and byte 1, bytes 2, 3, then 4 and the jmp
 	}
 	var b [4]byte
 	m.mem.peek(target, b[:])
@@ -259,60 +259,67 @@ func TestTornTextPokeWaits(t *testing.T) {
 	}
 }
 
-// TestTornPokerRunsOneStepQuanta: the seeded source gives a CPU in the
-// middle of a byte-granular text_poke one-step quanta, so other CPUs can
-// run between any two of its bytes.
-func TestTornPokerRunsOneStepQuanta(t *testing.T) {
-	m, _, _ := tornMachine(t, Quirks{TornWrites: true})
-	m.Run(&LogSource{Log: []Decision{{Kind: DecStep, CPU: 0, N: 3}}}) // call, service, first byte
-	m.stop = StopNone
-	if m.poker != m.cpus[0] {
-		t.Fatal("cpu0 is not poking")
-	}
-	src := NewRandomSource(1, Schedule{QuantumMin: 8, QuantumMax: 64})
-	n := map[uint16][]uint32{}
-	for i := 0; i < 200; i++ {
-		d, ok := src.Next(m)
-		if !ok || d.Kind != DecStep {
-			t.Fatalf("decision %v %v", d, ok)
-		}
-		n[d.CPU] = append(n[d.CPU], d.N)
-	}
-	for cpu, ns := range n {
-		for _, q := range ns {
-			if (q == 1) != (cpu == 0) {
-				t.Fatalf("cpu%d got quanta %v: want 1 exactly for the poking cpu0", cpu, ns)
-			}
-		}
-	}
-	if len(n) != 2 {
-		t.Fatalf("quanta %v: want both CPUs scheduled", n)
-	}
-}
-
-// TestTornStepsSplit: a quantum of n steps and n one-step quanta are the
-// same run, also while a byte-granular text_poke is in progress (rerun
-// relies on it to stop at an event).
+// TestTornStepsSplit: a quantum of n steps and n one-step quanta, dropping
+// the rest once QuantumCut says a text_poke byte ended it, are the same run
+// (rerun relies on it to stop at an event).
 func TestTornStepsSplit(t *testing.T) {
 	spec := loadBuiltin(t, "text-poke-bp")
 	spec.Quirks.Fetch = "torn"
 	orig, res := runSeed(t, spec, 3)
-	var split []Decision
-	for _, d := range res.Decisions {
+	cuts := 0
+	for _, honour := range []bool{true, false} {
+		m, _, err := Setup(spec, Options{Seed: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		src := &splitSource{log: res.Decisions, honour: honour}
+		rep := m.Run(src)
+		same := rep.Stop == res.Stop && rep.Insns == res.Insns && m.StateHash() == orig.StateHash()
+		if same != honour {
+			t.Errorf("split replay (dropping cut quanta: %v): stop %v/%v insns %d/%d, same state %v", honour, rep.Stop, res.Stop, rep.Insns, res.Insns, m.StateHash() == orig.StateHash())
+		}
+		if honour {
+			cuts = src.cuts
+		}
+	}
+	if cuts == 0 {
+		t.Error("no quantum was cut: the run has no torn text_poke")
+	}
+}
+
+// splitSource replays a log one step at a time, as rerun's stepper does.
+type splitSource struct {
+	log    []Decision
+	i      int
+	left   uint32
+	begun  bool
+	honour bool // drop the rest of a quantum QuantumCut ended
+	cuts   int
+}
+
+func (s *splitSource) Next(m *Machine) (Decision, bool) {
+	if s.begun && m.QuantumCut() && s.left > 0 {
+		s.cuts++
+		if s.honour {
+			s.left = 0
+		}
+	}
+	for s.i < len(s.log) {
+		d := s.log[s.i]
 		if d.Kind != DecStep {
-			split = append(split, d)
+			s.i++
+			return d, true
+		}
+		if !s.begun {
+			s.left, s.begun = d.N, true
+		}
+		if s.left == 0 {
+			s.i++
+			s.begun = false
 			continue
 		}
-		for i := uint32(0); i < d.N; i++ {
-			split = append(split, Decision{Kind: DecStep, CPU: d.CPU, N: 1})
-		}
+		s.left--
+		return Decision{Kind: DecStep, CPU: d.CPU, N: 1}, true
 	}
-	m, _, err := Setup(spec, Options{Seed: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rep := m.Run(&LogSource{Log: split})
-	if rep.Stop != res.Stop || rep.Insns != res.Insns || m.StateHash() != orig.StateHash() {
-		t.Fatalf("split replay: stop %v/%v insns %d/%d, same state %v", rep.Stop, res.Stop, rep.Insns, res.Insns, m.StateHash() == orig.StateHash())
-	}
+	return Decision{}, false
 }

@@ -54,6 +54,25 @@ func (img *Image) Counters() []Symbol {
 // DecisionSource outside emu uses it to choose among CPUs (explore).
 func (m *Machine) Runnable(cpu int) bool { return m.cpus[cpu].runnable() }
 
+// Poke reports cpu's byte-granular text_poke in progress (the TornWrites
+// quirk): its target, how many of its n bytes are stored. The CPU's RIP is
+// the text_poke stub until the last byte is stored and it returns.
+func (m *Machine) Poke(cpu int) (addr uint64, stored, n int, ok bool) {
+	p := m.cpus[cpu].poke
+	if p == nil {
+		return 0, 0, 0, false
+	}
+	return p.addr, p.i, len(p.buf), true
+}
+
+// QuantumCut reports whether the last decision was a step quantum that
+// ended early because its CPU stored a byte of a byte-granular text_poke
+// with more to come (the TornWrites quirk): the rest of the quantum was
+// dropped. A source
+// that replays a quantum one step at a time must drop it too to rerun the
+// same run.
+func (m *Machine) QuantumCut() bool { return m.cut }
+
 // Seq returns the number of events emitted so far.
 func (m *Machine) Seq() uint64 { return m.seq }
 

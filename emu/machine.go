@@ -18,11 +18,11 @@ type Quirks struct {
 	// Scenario fetch = "stale" sets it, "torn" sets it and TornWrites.
 	StaleFetch bool
 	// TornWrites makes text_poke byte-granular: it stores one byte per
-	// step, so the decision source chooses which CPUs fetch between any
-	// two bytes (the seeded source gives the poking CPU one-step quanta)
-	// and a CPU can execute an instruction half-written (SDM Vol. 3 §8.1.1
-	// guarantees no more than the single-byte store atomic). Stores by
-	// instructions stay whole.
+	// step and its CPU's quantum ends between any two bytes
+	// (QuantumCut), so the decision source chooses which CPUs run between
+	// any two bytes and a CPU can execute an instruction half-written (SDM
+	// Vol. 3 §8.1.1 guarantees no more than the single-byte store atomic).
+	// Stores by instructions stay whole.
 	TornWrites bool
 }
 
@@ -154,6 +154,7 @@ type Machine struct {
 	err       error
 	modNext   uint64    // next module_alloc address
 	poker     *CPU      // the CPU whose byte-granular text_poke holds the alias
+	cut       bool      // the last decision's quantum ended at a text_poke byte (QuantumCut)
 	aliasTo   [3]uint64 // text page each text-poke alias page stands for (8 KiB span at most 3)
 	decision  []Decision
 	delivered uint64 // deliveries (exceptions, interrupts, NMIs), for the decision budget

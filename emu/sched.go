@@ -107,12 +107,6 @@ func (r *RandomSource) Next(m *Machine) (Decision, bool) {
 	cpu := r.run[r.rnd.Intn(len(r.run))]
 	span := r.Sched.QuantumMax - r.Sched.QuantumMin + 1
 	n := r.Sched.QuantumMin + uint32(r.rnd.Intn(int(span)))
-	if m.poker != nil && m.poker.ID == cpu {
-		// A byte-granular text_poke (TornWrites) stores one byte per step:
-		// its CPU runs one step at a time, so other CPUs may run between
-		// any two bytes.
-		n = 1
-	}
 	return Decision{Kind: DecStep, CPU: uint16(cpu), N: n}, true
 }
 
@@ -253,6 +247,7 @@ func (m *Machine) Run(src DecisionSource) Result {
 		}
 		m.decision = append(m.decision, d)
 		c := m.cpus[d.CPU]
+		m.cut = false
 		switch d.Kind {
 		case DecStep:
 			m.runCPU(c, int(d.N))

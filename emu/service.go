@@ -31,9 +31,8 @@ func (m *Machine) service(c *CPU, sv ServiceID) {
 	switch sv {
 	case SvcTextPoke:
 		if m.cfg.Quirks.TornWrites && args[2] != 0 {
-			// Byte by byte, one step each (pokeStep); it returns when
-			// the last byte is written. Stepping a quantum of n steps or n
-			// quanta of one step is the same run.
+			// Byte by byte, one step each (pokeStep), each ending the
+			// quantum; it returns when the last byte is written.
 			m.textPokeStart(c, args[0], args[1], args[2])
 			return
 		}

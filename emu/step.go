@@ -17,6 +17,9 @@ func (m *Machine) runCPU(c *CPU, n int) {
 			switch m.boundary(c) {
 			case bdDelivered:
 				continue
+			case bdCut:
+				m.cut = true
+				return
 			case bdIdle:
 				return
 			case bdShadow:
@@ -135,6 +138,7 @@ const (
 	bdRun       bdResult = iota // execute the next instruction
 	bdShadow                    // execute the next instruction; it is in the STI shadow
 	bdDelivered                 // an event was delivered (a step was used)
+	bdCut                       // a text_poke byte was stored, more follow (a step was used): the quantum ends
 	bdIdle                      // halted with nothing deliverable
 )
 
@@ -165,7 +169,13 @@ func (m *Machine) boundary(c *CPU) bdResult {
 	inhibit := c.shadow
 	defer c.updateAttention()
 	if c.poke != nil {
-		m.pokeStep(c) // a byte-granular text_poke: one byte is this step
+		// A byte-granular text_poke: one byte is this step, and the
+		// quantum ends between two bytes (after the last there is nothing
+		// to see half-done).
+		m.pokeStep(c)
+		if c.poke != nil {
+			return bdCut
+		}
 		return bdDelivered
 	}
 	if c.dbPend && !c.ssShadow {

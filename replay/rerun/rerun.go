@@ -143,6 +143,11 @@ func (s *stepper) Next(m *emu.Machine) (emu.Decision, bool) {
 	if m.Seq() > s.until {
 		return emu.Decision{}, false
 	}
+	if s.begun && m.QuantumCut() {
+		// The quantum ended early at a text_poke byte (torn fetch): the
+		// recorded run dropped the rest of it.
+		s.left = 0
+	}
 	for s.i < len(s.log) {
 		d := s.log[s.i]
 		if d.Kind != emu.DecStep {

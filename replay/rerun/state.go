@@ -27,10 +27,13 @@ type State struct {
 
 // CPUState is one CPU's registers and the top of its stack.
 type CPUState struct {
-	CPU   int         `json:"cpu"`
-	Regs  emu.Regs    `json:"regs"`
-	Where string      `json:"where"` // RIP as symbol+offset
-	Stack []StackWord `json:"stack"`
+	CPU   int      `json:"cpu"`
+	Regs  emu.Regs `json:"regs"`
+	Where string   `json:"where"` // RIP as symbol+offset
+	// Poking says where the CPU is in a byte-granular text_poke (torn
+	// fetch model), "" when it is not in one.
+	Poking string      `json:"poking,omitempty"`
+	Stack  []StackWord `json:"stack"`
 }
 
 // StackWord is one word on a stack; Sym is set when the value is an
@@ -68,6 +71,9 @@ func Snapshot(m *emu.Machine, spec *scenario.Spec, events uint64) *State {
 	for c := 0; c < m.CPUs(); c++ {
 		r := m.Regs(c)
 		cs := CPUState{CPU: c, Regs: r, Where: img.Describe(r.RIP)}
+		if addr, stored, n, ok := m.Poke(c); ok {
+			cs.Poking = fmt.Sprintf("text_poke of %d bytes at %s: %d stored", n, img.Describe(addr), stored)
+		}
 		for i := 0; i < StackDepth; i++ {
 			a := r.R[emu.RSP] + uint64(8*i)
 			var b [8]byte
@@ -130,6 +136,9 @@ func (st *State) WriteText(w io.Writer) error {
 	fmt.Fprintf(w, "state after %d events: %s\n", st.Events, st.Stop)
 	for _, c := range st.CPUs {
 		fmt.Fprintf(w, "\ncpu%d  rip %s  rflags %#x%s  gs %#x\n", c.CPU, c.Where, c.Regs.RFLAGS, flagString(c.Regs.RFLAGS), c.Regs.GSBase)
+		if c.Poking != "" {
+			fmt.Fprintf(w, "  in %s\n", c.Poking)
+		}
 		for i := 0; i < 16; i += 4 {
 			fmt.Fprintf(w, " ")
 			for j := i; j < i+4; j++ {
