@@ -8,7 +8,10 @@ import (
 type DecisionKind uint8
 
 const (
-	DecStep DecisionKind = 1 // run CPU for N steps
+	// DecStep runs CPU for up to N steps: fewer when it halts with nothing
+	// to take, the machine stops, or (torn fetch) it stores a text_poke
+	// byte with more to come (Machine.QuantumCut).
+	DecStep DecisionKind = 1
 	DecIRQ  DecisionKind = 2 // raise maskable vector V on CPU
 	DecNMI  DecisionKind = 3 // raise an NMI on CPU
 )
