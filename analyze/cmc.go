@@ -65,11 +65,11 @@ func (a *cmc) Start(*Context) error {
 func (a *cmc) Event(ctx *Context, r *format.Row) {
 	st := ctx.St
 	switch r.Kind {
-	case replay.KService:
+	case format.KindService:
 		if r.Service == svcTextPoke && r.Args[2] != 0 {
 			a.pokes[r.CPU] = [2]uint64{r.Args[0], r.Args[0] + r.Args[2]}
 		}
-	case replay.KPerm:
+	case format.KindPerm:
 		if r.Alias && r.PermNew == 0 {
 			delete(a.pokes, r.CPU) // the alias goes after the last store
 		}
@@ -78,7 +78,7 @@ func (a *cmc) Event(ctx *Context, r *format.Row) {
 				a.lostX[r.Addr>>12+i] = true
 			}
 		}
-	case replay.KWrite:
+	case format.KindWrite:
 		last := r.Addr + uint64(max(r.Size, 1)) - 1
 		split := last>>12 != r.Addr>>12
 		if !a.codePage(st, r.Addr) && (!split || !a.codePage(st, last)) {
@@ -99,7 +99,7 @@ func (a *cmc) Event(ctx *Context, r *format.Row) {
 			a.pageLast[addr>>12] = r.Seq
 		}
 		a.haveLast = false
-	case replay.KInsn:
+	case format.KindInsn:
 		c := st.CPUs[r.CPU]
 		vpn := r.RIP >> 12
 		if !a.haveLast || a.lastVPN != vpn {

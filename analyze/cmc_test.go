@@ -45,20 +45,20 @@ func TestCMCHalfWritten(t *testing.T) {
 			}
 			alias := uint64(0xffffe00000000000) + site.Addr&0xfff
 			rows := []*format.Row{
-				{Kind: format.Kind(emu.EvSerialize), CPU: 1},
-				{Kind: format.Kind(emu.EvService), CPU: 0, Service: 1, Args: [4]uint64{site.Addr, 0xffffffff81006000, 5}},
-				{Kind: format.Kind(emu.EvPerm), CPU: 0, Addr: site.Addr &^ 0xfff, HasAddr: true, Size: 1, PermNew: 3, Alias: true, AliasAddr: alias &^ 0xfff},
-				{Kind: format.Kind(emu.EvWrite), CPU: 0, Addr: site.Addr, HasAddr: true, Size: 1, Old: 0x0f, New: 0xe8, Alias: true, AliasAddr: alias},
+				{Kind: format.KindSerialize, CPU: 1},
+				{Kind: format.KindService, CPU: 0, Service: 1, Args: [4]uint64{site.Addr, 0xffffffff81006000, 5}},
+				{Kind: format.KindPerm, CPU: 0, Addr: site.Addr &^ 0xfff, HasAddr: true, Size: 1, PermNew: 3, Alias: true, AliasAddr: alias &^ 0xfff},
+				{Kind: format.KindWrite, CPU: 0, Addr: site.Addr, HasAddr: true, Size: 1, Old: 0x0f, New: 0xe8, Alias: true, AliasAddr: alias},
 			}
 			if done {
-				rows = append(rows, &format.Row{Kind: format.Kind(emu.EvPerm), CPU: 0, Addr: site.Addr &^ 0xfff, HasAddr: true, Size: 1, PermOld: 3, Alias: true, AliasAddr: alias &^ 0xfff})
+				rows = append(rows, &format.Row{Kind: format.KindPerm, CPU: 0, Addr: site.Addr &^ 0xfff, HasAddr: true, Size: 1, PermOld: 3, Alias: true, AliasAddr: alias &^ 0xfff})
 			}
-			ex := &format.Row{Kind: format.Kind(emu.EvInsn), CPU: 1, RIP: site.Addr, Len: 5}
+			ex := &format.Row{Kind: format.KindInsn, CPU: 1, RIP: site.Addr, Len: 5}
 			copy(ex.Bytes[:], []byte{0xe8, 0x1f, 0x44, 0x00, 0x00})
 			rows = append(rows, ex)
 			for i, r := range rows {
 				r.Seq = uint64(i) + 1
-				if r.Kind != format.Kind(emu.EvInsn) {
+				if r.Kind != format.KindInsn {
 					r.RIP = site.Addr - 0x100
 				}
 				if err := live.Append(r); err != nil {

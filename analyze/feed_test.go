@@ -82,11 +82,11 @@ func (f *feed) insn(c ctx, rip uint64, op string, rsp uint64) uint64 {
 	if !ok {
 		f.t.Fatalf("no op %s", op)
 	}
-	return f.add(c, &format.Row{Kind: replay.KInsn, RIP: rip, Op: o, Len: 1, RSP: rsp})
+	return f.add(c, &format.Row{Kind: format.KindInsn, RIP: rip, Op: o, Len: 1, RSP: rsp})
 }
 
 func (f *feed) write(c ctx, rip, addr uint64, size uint32, v uint64, alias bool) uint64 {
-	r := &format.Row{Kind: replay.KWrite, RIP: rip, Addr: addr, Size: size, New: v, Alias: alias}
+	r := &format.Row{Kind: format.KindWrite, RIP: rip, Addr: addr, Size: size, New: v, Alias: alias}
 	if alias {
 		r.AliasAddr = 0xffffe00000000000 | addr&0xfff
 	}
@@ -95,45 +95,45 @@ func (f *feed) write(c ctx, rip, addr uint64, size uint32, v uint64, alias bool)
 
 // percpuWrite stores v into per-CPU variable name of cpu owner.
 func (f *feed) percpuWrite(c ctx, rip uint64, name string, owner uint16, v uint64) uint64 {
-	return f.add(c, &format.Row{Kind: replay.KWrite, RIP: rip, Addr: 0xffff888000000000 | uint64(owner)<<16, Size: 8, New: v,
+	return f.add(c, &format.Row{Kind: format.KindWrite, RIP: rip, Addr: 0xffff888000000000 | uint64(owner)<<16, Size: 8, New: v,
 		Percpu: true, PercpuCPU: owner, PercpuVar: name})
 }
 
 func (f *feed) percpuRead(c ctx, rip uint64, name string, owner uint16, v uint64) uint64 {
-	return f.add(c, &format.Row{Kind: replay.KPercpuRead, RIP: rip, Addr: 0xffff888000000000 | uint64(owner)<<16, Size: 8, New: v,
+	return f.add(c, &format.Row{Kind: format.KindPercpuRead, RIP: rip, Addr: 0xffff888000000000 | uint64(owner)<<16, Size: 8, New: v,
 		PercpuCPU: owner, PercpuVar: name})
 }
 
 // trap delivers vector from rip (the saved RIP) to handler; c is the
 // context interrupted (the row carries the depth before the delivery).
 func (f *feed) trap(c ctx, rip uint64, vector uint8, handler, rsp uint64) uint64 {
-	return f.add(c, &format.Row{Kind: replay.KTrap, RIP: rip, Vector: vector, Handler: handler, RSP: rsp, Size: 40})
+	return f.add(c, &format.Row{Kind: format.KindTrap, RIP: rip, Vector: vector, Handler: handler, RSP: rsp, Size: 40})
 }
 
 // iret returns from the IRETQ at rip to to with rsp; c is the context
 // returned to (the row carries the depth after the return).
 func (f *feed) iret(c ctx, rip, to, rsp uint64) uint64 {
-	return f.add(c, &format.Row{Kind: replay.KIret, RIP: rip, Handler: to, RSP: rsp})
+	return f.add(c, &format.Row{Kind: format.KindIret, RIP: rip, Handler: to, RSP: rsp})
 }
 
 func (f *feed) marker(c ctx, id, v uint64) uint64 {
-	return f.add(c, &format.Row{Kind: replay.KMarker, RIP: f.sym("pt_marker", 0), Service: format.Service(emu.SvcMarker), Args: [4]uint64{id, v}})
+	return f.add(c, &format.Row{Kind: format.KindMarker, RIP: f.sym("pt_marker", 0), Service: format.Service(emu.SvcMarker), Args: [4]uint64{id, v}})
 }
 
 // service runs a native service with arguments args.
 func (f *feed) service(c ctx, svc emu.ServiceID, args ...uint64) uint64 {
-	r := &format.Row{Kind: replay.KService, Service: format.Service(svc)}
+	r := &format.Row{Kind: format.KindService, Service: format.Service(svc)}
 	copy(r.Args[:], args)
 	return f.add(c, r)
 }
 
 // switchTo is the scheduler's switch on c.cpu from c.task to next.
 func (f *feed) switchTo(c ctx, next uint32) uint64 {
-	return f.add(c, &format.Row{Kind: replay.KSwitch, Old: uint64(c.task), New: uint64(next)})
+	return f.add(c, &format.Row{Kind: format.KindSwitch, Old: uint64(c.task), New: uint64(next)})
 }
 
 func (f *feed) perm(c ctx, page uint64, pages uint32, old, new uint8) uint64 {
-	return f.add(c, &format.Row{Kind: replay.KPerm, Addr: page, Size: pages, PermOld: old, PermNew: new, Service: format.Service(emu.SvcSetMemoryX)})
+	return f.add(c, &format.Row{Kind: format.KindPerm, Addr: page, Size: pages, PermOld: old, PermNew: new, Service: format.Service(emu.SvcSetMemoryX)})
 }
 
 func (f *feed) finish() *analyze.Result { return f.live.Finish() }
@@ -143,7 +143,7 @@ func (f *feed) symExpr(expr string) (uint64, error) {
 	return replay.NewSymbols(f.md.Symbols).Resolve(expr)
 }
 
-func haltRow() *format.Row { return &format.Row{Kind: replay.KHalt} }
+func haltRow() *format.Row { return &format.Row{Kind: format.KindHalt} }
 
 // callReturn is the address right after the first CALL in function fn:
 // a genuine return address of the image.

@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	"github.com/patchtrace/patchtrace/format"
-	"github.com/patchtrace/patchtrace/replay"
 )
 
 // missedCall checks the scenario's must_call sites (mail 000 of docs/background.md: livepatch needs
@@ -118,11 +117,11 @@ func (a *missedCall) Event(ctx *Context, r *format.Row) {
 		return
 	}
 	if int(r.CPU) < len(a.halted) {
-		a.halted[r.CPU] = r.Kind == replay.KHalt
+		a.halted[r.CPU] = r.Kind == format.KindHalt
 	}
 	k := ctxKey{cpu: r.CPU, task: r.Task, depth: r.Depth}
 	switch r.Kind {
-	case replay.KMarker:
+	case format.KindMarker:
 		for i := range a.rules {
 			ru := &a.rules[i]
 			if ru.from != 0 && r.Args[0] == ru.from {
@@ -132,7 +131,7 @@ func (a *missedCall) Event(ctx *Context, r *format.Row) {
 				ru.open = false
 			}
 		}
-	case replay.KIret:
+	case format.KindIret:
 		// The row carries the depth returned to: every deeper context of
 		// this task on this CPU has ended, and the one resumed must still
 		// be inside (at or below) each of its passes' frames.
@@ -142,7 +141,7 @@ func (a *missedCall) Event(ctx *Context, r *format.Row) {
 			}
 		}
 		a.abandon(ctx, k, r.RSP, r, fmt.Sprintf("the IRETQ at %s resumed it at %s with its stack above the site's frame", ctx.Describe(r.RIP), ctx.Describe(r.Handler)))
-	case replay.KService:
+	case format.KindService:
 		if r.Service == svcCPUDone && int(r.CPU) < len(a.done) {
 			a.done[r.CPU] = true
 			// Every task of this CPU has exited: passes of any other than
@@ -153,7 +152,7 @@ func (a *missedCall) Event(ctx *Context, r *format.Row) {
 				}
 			}
 		}
-	case replay.KInsn:
+	case format.KindInsn:
 		if int(r.Op) < len(a.isRet) && a.isRet[r.Op] {
 			// The RET pops the word at r.RSP: frames at or below it are gone.
 			a.abandon(ctx, k, r.RSP+1, r, fmt.Sprintf("the RET at %s returned from the site's frame", ctx.Describe(r.RIP)))

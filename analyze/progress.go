@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	"github.com/patchtrace/patchtrace/format"
-	"github.com/patchtrace/patchtrace/replay"
 	"golang.org/x/arch/x86/x86asm"
 )
 
@@ -85,22 +84,22 @@ func (a *progress) Event(ctx *Context, r *format.Row) {
 	}
 	a.last[c], a.lastSeq[c], a.lastTask[c] = r.Kind, r.Seq, r.Task
 	switch r.Kind {
-	case replay.KInsn:
+	case format.KindInsn:
 		e := &a.ring[c][a.n[c]%progressWindow]
 		*e = insnSeen{seq: r.Seq, rip: r.RIP, len: r.Len, depth: r.Depth, bytes: r.Bytes}
 		a.n[c]++
-	case replay.KPercpuRead:
+	case format.KindPercpuRead:
 		if a.n[c] > 0 {
 			e := &a.ring[c][(a.n[c]-1)%progressWindow]
 			if e.rip == r.RIP && r.PercpuVar != "" {
 				e.percpu = r.PercpuVar
 			}
 		}
-	case replay.KService:
+	case format.KindService:
 		if r.Service == a.doneSvc {
 			a.done[c] = true
 		}
-	case replay.KFault:
+	case format.KindFault:
 		a.faulted = true
 	}
 }
@@ -139,7 +138,7 @@ func (a *progress) Finish(ctx *Context) {
 		// Every CPU called pt_cpu_done yet the run did not end: those
 		// still executing are the ones that did not finish.
 		for c := range a.done {
-			if a.last[c] != replay.KHalt {
+			if a.last[c] != format.KindHalt {
 				stuck = append(stuck, c)
 			}
 		}
@@ -203,7 +202,7 @@ func (a *progress) report(ctx *Context, c int, why, stuck string) {
 		insns[j] = a.ring[c][(a.n[c]-cnt+j)%progressWindow]
 	}
 	last := insns[cnt-1]
-	if a.last[c] == replay.KHalt {
+	if a.last[c] == format.KindHalt {
 		ctx.Report(Finding{CPU: c, Task: a.lastTask[c], SeqFirst: last.seq, SeqLast: a.lastSeq[c], RIP: last.rip, Evidence: []uint64{last.seq, a.lastSeq[c]},
 			Message: fmt.Sprintf("%s: cpu%d halted at %s waiting for an interrupt that never came", head, c, ctx.Describe(last.rip+uint64(last.len)))},
 			fmt.Sprintf("cpu%d", c))

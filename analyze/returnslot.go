@@ -121,7 +121,7 @@ func (a *returnSlot) Start(ctx *Context) error {
 
 func (a *returnSlot) Event(ctx *Context, r *format.Row) {
 	switch r.Kind {
-	case replay.KInsn:
+	case format.KindInsn:
 		if int(r.Op) < len(a.isRet) && a.isRet[r.Op] {
 			a.checkRet(ctx, r)
 		}
@@ -129,7 +129,7 @@ func (a *returnSlot) Event(ctx *Context, r *format.Row) {
 		t.op, t.rip = r.Op, r.RIP
 		t.pending = int(r.Op) < len(a.isCall) && (a.isCall[r.Op] || a.isPush[r.Op])
 		return
-	case replay.KWrite:
+	case format.KindWrite:
 		a.trackStore(r)
 		if len(a.slots) == 0 || !a.slots[r.PercpuVar] {
 			return
@@ -151,7 +151,7 @@ func (a *returnSlot) Event(ctx *Context, r *format.Row) {
 			}, "overwrite|"+r.PercpuVar)
 		}
 		a.state[k] = &slotFill{seq: r.Seq, value: r.New, task: r.Task, depth: owner, rip: r.RIP}
-	case replay.KPercpuRead:
+	case format.KindPercpuRead:
 		if len(a.slots) == 0 || !a.slots[r.PercpuVar] {
 			return
 		}

@@ -29,11 +29,11 @@ func newStoryWindow(cpus int) *storyWindow {
 
 func notable(st *replay.State, r *format.Row) bool {
 	switch r.Kind {
-	case replay.KInsn:
+	case format.KindInsn:
 		return st.Syms.IsEntry(r.RIP)
-	case replay.KWrite:
+	case format.KindWrite:
 		return r.Alias || r.PercpuVar != ""
-	case replay.KHalt:
+	case format.KindHalt:
 		return false
 	}
 	return true
@@ -46,7 +46,7 @@ func (w *storyWindow) add(st *replay.State, r *format.Row) {
 	}
 	i := w.n[c] % storyDepth
 	w.ring[c][i] = *r
-	if r.Kind == replay.KTrap && r.Vector == 3 {
+	if r.Kind == format.KindTrap && r.Vector == 3 {
 		st.Mem.Read(r.RIP-1, w.ring[c][i].Bytes[:5]) // the site as it was
 	}
 	w.n[c]++
@@ -116,43 +116,43 @@ func tellRow(st *replay.State, r *format.Row) string {
 	}
 	var what string
 	switch r.Kind {
-	case replay.KInsn:
+	case format.KindInsn:
 		what = fmt.Sprintf("enters %s", d(r.RIP))
-	case replay.KWrite:
+	case format.KindWrite:
 		switch {
 		case r.Alias:
 			what = fmt.Sprintf("text_poke writes %s (%d bytes, %#x -> %#x) through the alias %#x", d(r.Addr), r.Size, r.Old, r.New, r.AliasAddr)
 		default:
 			what = fmt.Sprintf("%s writes per-CPU %s[cpu%d] = %s (was %s)", d(r.RIP), r.PercpuVar, r.PercpuCPU, d(r.New), d(r.Old))
 		}
-	case replay.KPercpuRead:
+	case format.KindPercpuRead:
 		what = fmt.Sprintf("%s reads per-CPU %s[cpu%d] = %s", d(r.RIP), r.PercpuVar, r.PercpuCPU, d(r.New))
-	case replay.KTrap:
+	case format.KindTrap:
 		what = fmt.Sprintf("takes %s at %s -> %s", format.VectorName(r.Vector), d(r.RIP), d(r.Handler))
 		if r.Vector == 3 {
 			what = fmt.Sprintf("hits int3 at %s (bytes %s) -> %s", d(r.RIP-1), hexBytes(r.Bytes[:5]), d(r.Handler))
 		}
-	case replay.KIret:
+	case format.KindIret:
 		what = fmt.Sprintf("iretq from %s back to %s", d(r.RIP), d(r.Handler))
-	case replay.KPerm:
+	case format.KindPerm:
 		what = fmt.Sprintf("%s: page %#x %s -> %s", r.Service, r.Addr, format.PermString(r.PermOld), format.PermString(r.PermNew))
 		if r.Alias {
 			what = fmt.Sprintf("%s: alias of %s %s -> %s", r.Service, d(r.Addr), format.PermString(r.PermOld), format.PermString(r.PermNew))
 		}
-	case replay.KSerialize:
+	case format.KindSerialize:
 		what = fmt.Sprintf("serializes (%s)", r.Cause)
-	case replay.KSwitch:
+	case format.KindSwitch:
 		what = fmt.Sprintf("switches task %d -> %d", r.Old, r.New)
-	case replay.KService:
+	case format.KindService:
 		what = fmt.Sprintf("calls %s(%#x, %#x, %#x)", r.Service, r.Args[0], r.Args[1], r.Args[2])
 		if r.Service == 1 { // text_poke
 			what = fmt.Sprintf("calls text_poke(%s, %d bytes)", d(r.Args[0]), r.Args[2])
 		}
-	case replay.KMarker:
+	case format.KindMarker:
 		what = fmt.Sprintf("marker %d (%d)", r.Args[0], r.Args[1])
-	case replay.KFault:
+	case format.KindFault:
 		what = r.Msg
-	case replay.KInject:
+	case format.KindInject:
 		what = fmt.Sprintf("%s raised on cpu%d", format.VectorName(r.Vector), r.Addr)
 	default:
 		what = r.Kind.String()

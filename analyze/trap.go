@@ -46,13 +46,13 @@ func (a *trapCheck) Start(ctx *Context) error {
 
 func (a *trapCheck) Event(ctx *Context, r *format.Row) {
 	switch r.Kind {
-	case replay.KTrap:
+	case format.KindTrap:
 		a.lastTrap[r.CPU] = trapSeen{r.Vector, r.RIP, r.Seq, r.ErrCode, r.Addr}
-	case replay.KMarker:
+	case format.KindMarker:
 		if r.Args[0] == markerOopsIP {
 			a.oopsIP[r.CPU] = r.Args[1]
 		}
-	case replay.KFault:
+	case format.KindFault:
 		a.faults++
 		rip, msg, ev := r.RIP, r.Msg, []uint64{r.Seq}
 		first := r.Seq
@@ -78,7 +78,7 @@ func (a *trapCheck) Event(ctx *Context, r *format.Row) {
 			CPU: int(r.CPU), Task: r.Task, SeqFirst: first, SeqLast: r.Seq, RIP: rip, Evidence: ev,
 			Message: msg,
 		}, fmt.Sprintf("fault|%#x", rip))
-	case replay.KIret:
+	case format.KindIret:
 		start, insn, ok := boundary(ctx.St.Syms, ctx.St.Image, ctx.St.Mem, r.Handler)
 		if ok {
 			return

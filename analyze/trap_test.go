@@ -47,11 +47,11 @@ func TestTrapReturnIntoInstruction(t *testing.T) {
 			}
 			seq := uint64(0)
 			for i, b := range tc.poke {
-				live.Append(&format.Row{Seq: seq, Kind: format.Kind(emu.EvWrite), CPU: 0, RIP: 1, Addr: site.Addr + uint64(i), HasAddr: true,
+				live.Append(&format.Row{Seq: seq, Kind: format.KindWrite, CPU: 0, RIP: 1, Addr: site.Addr + uint64(i), HasAddr: true,
 					Size: 1, New: uint64(b), Alias: true, AliasAddr: 0xffffe00000000000})
 				seq++
 			}
-			live.Append(&format.Row{Seq: seq, Kind: format.Kind(emu.EvIret), CPU: 1, RIP: site.Addr - 0x100, Handler: tc.target})
+			live.Append(&format.Row{Seq: seq, Kind: format.KindIret, CPU: 1, RIP: site.Addr - 0x100, Handler: tc.target})
 			res := live.Finish()
 			if got := len(res.Findings) > 0; got != tc.finding {
 				t.Fatalf("finding %v, want %v: %+v", got, tc.finding, res.Findings)
@@ -93,17 +93,17 @@ func TestTrapFindingNamesWhatTheFaultCarries(t *testing.T) {
 		wants []string
 	}{
 		{"#PF through die()", []format.Row{
-			{Kind: format.Kind(emu.EvTrap), RIP: site.Addr, Vector: 14, HasVector: true, ErrCode: 2, HasErrCode: true, Addr: cr2, HasAddr: true},
-			{Kind: format.Kind(emu.EvMarker), Args: [4]uint64{0xffff, site.Addr}},
-			{Kind: format.Kind(emu.EvFault), Msg: "panic: Oops", Service: format.Service(emu.SvcPanic), HasVector: true, HasErrCode: true, HasAddr: true},
+			{Kind: format.KindTrap, RIP: site.Addr, Vector: 14, HasVector: true, ErrCode: 2, HasErrCode: true, Addr: cr2, HasAddr: true},
+			{Kind: format.KindMarker, Args: [4]uint64{0xffff, site.Addr}},
+			{Kind: format.KindFault, Msg: "panic: Oops", Service: format.Service(emu.SvcPanic), HasVector: true, HasErrCode: true, HasAddr: true},
 		}, []string{"#PF", "address 0xffffffff81f00008", "error code 0x2", "not present, write", "claimed by no handler"}},
 		{"#GP from IRETQ through die()", []format.Row{
-			{Kind: format.Kind(emu.EvTrap), RIP: site.Addr, Vector: 13, HasVector: true, ErrCode: 0x4564, HasErrCode: true, HasAddr: true},
-			{Kind: format.Kind(emu.EvMarker), Args: [4]uint64{0xffff, site.Addr}},
-			{Kind: format.Kind(emu.EvFault), Msg: "panic: Oops", Service: format.Service(emu.SvcPanic), HasVector: true, HasErrCode: true, HasAddr: true},
+			{Kind: format.KindTrap, RIP: site.Addr, Vector: 13, HasVector: true, ErrCode: 0x4564, HasErrCode: true, HasAddr: true},
+			{Kind: format.KindMarker, Args: [4]uint64{0xffff, site.Addr}},
+			{Kind: format.KindFault, Msg: "panic: Oops", Service: format.Service(emu.SvcPanic), HasVector: true, HasErrCode: true, HasAddr: true},
 		}, []string{"#GP", "error code 0x4564"}},
 		{"#PF with no handler", []format.Row{
-			{Kind: format.Kind(emu.EvFault), RIP: site.Addr, Msg: "oops: no handler for #PF at traced_fn", Vector: 14, HasVector: true, ErrCode: 0x11, HasErrCode: true, Addr: cr2, HasAddr: true},
+			{Kind: format.KindFault, RIP: site.Addr, Msg: "oops: no handler for #PF at traced_fn", Vector: 14, HasVector: true, ErrCode: 0x11, HasErrCode: true, Addr: cr2, HasAddr: true},
 		}, []string{"no handler for #PF", "address 0xffffffff81f00008", "error code 0x11", "protection, fetch"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

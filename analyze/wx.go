@@ -35,7 +35,7 @@ func (*wx) Start(ctx *Context) error {
 func (*wx) Event(ctx *Context, r *format.Row) {
 	st := ctx.St
 	switch r.Kind {
-	case replay.KPerm:
+	case format.KindPerm:
 		if r.Alias || r.PermNew&(replay.PermW|replay.PermX) != replay.PermW|replay.PermX {
 			return
 		}
@@ -44,7 +44,7 @@ func (*wx) Event(ctx *Context, r *format.Row) {
 			Message: fmt.Sprintf("%s made page %#x %s: writable and executable at once (was %s)",
 				r.Service, r.Addr, format.PermString(r.PermNew), format.PermString(r.PermOld)),
 		}, fmt.Sprintf("rwx|%#x", r.Addr))
-	case replay.KWrite:
+	case format.KindWrite:
 		if r.Alias || st.Mem.Perm(r.Addr)&replay.PermX == 0 {
 			return
 		}
@@ -52,7 +52,7 @@ func (*wx) Event(ctx *Context, r *format.Row) {
 			CPU: int(r.CPU), Task: r.Task, SeqFirst: r.Seq, SeqLast: r.Seq, RIP: r.RIP, Evidence: []uint64{r.Seq},
 			Message: fmt.Sprintf("store to executable %s (%d bytes) not through the text-poke alias", ctx.Describe(r.Addr), r.Size),
 		}, fmt.Sprintf("store|%#x|%#x", r.RIP, r.Addr&^0xfff))
-	case replay.KInsn:
+	case format.KindInsn:
 		if st.Mem.Perm(r.RIP)&replay.PermW == 0 {
 			return
 		}

@@ -83,8 +83,8 @@ func TestRoundTrip(t *testing.T) {
 	if i != len(want.rows) {
 		t.Fatalf("read %d rows, want %d", i, len(want.rows))
 	}
-	for _, k := range []format.Kind{format.Kind(emu.EvInsn), format.Kind(emu.EvWrite), format.Kind(emu.EvTrap), format.Kind(emu.EvIret),
-		format.Kind(emu.EvPerm), format.Kind(emu.EvSerialize), format.Kind(emu.EvSwitch), format.Kind(emu.EvService), format.Kind(emu.EvMarker), format.Kind(emu.EvInject), format.Kind(emu.EvHalt)} {
+	for _, k := range []format.Kind{format.KindInsn, format.KindWrite, format.KindTrap, format.KindIret,
+		format.KindPerm, format.KindSerialize, format.KindSwitch, format.KindService, format.KindMarker, format.KindInject, format.KindHalt} {
 		if kinds[k] == 0 {
 			t.Errorf("no %v events recorded", k)
 		}

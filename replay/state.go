@@ -24,23 +24,6 @@ import (
 	"github.com/patchtrace/patchtrace/scenario"
 )
 
-// Event kinds as format numbers them (see docs/trace-format.md).
-const (
-	KInsn       format.Kind = 1
-	KWrite      format.Kind = 2
-	KPercpuRead format.Kind = 3
-	KTrap       format.Kind = 4
-	KIret       format.Kind = 5
-	KPerm       format.Kind = 6
-	KSerialize  format.Kind = 7
-	KSwitch     format.Kind = 8
-	KService    format.Kind = 9
-	KMarker     format.Kind = 10
-	KFault      format.Kind = 11
-	KInject     format.Kind = 12
-	KHalt       format.Kind = 13
-)
-
 // Permission bits as the trace stores them.
 const (
 	PermR uint8 = 1
@@ -342,16 +325,16 @@ func (st *State) Apply(r *format.Row) {
 		c := &st.CPUs[r.CPU]
 		c.Task, c.Depth = r.Task, r.Depth
 		switch r.Kind {
-		case KSerialize:
+		case format.KindSerialize:
 			c.LastSerialize, c.Serialized = r.Seq, true
-		case KSwitch:
+		case format.KindSwitch:
 			c.Task = uint32(r.New)
 		}
 	}
 	switch r.Kind {
-	case KWrite:
+	case format.KindWrite:
 		st.Mem.store(r.Addr, int(r.Size), r.New)
-	case KPerm:
+	case format.KindPerm:
 		if !r.Alias {
 			for i := uint64(0); i < uint64(max(r.Size, 1)); i++ {
 				p := st.Mem.page(r.Addr>>pageShift + i)

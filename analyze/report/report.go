@@ -408,7 +408,7 @@ func (b *builder) add(r *format.Row) {
 	}
 	sym := -1
 	switch r.Kind {
-	case replay.KInsn:
+	case format.KindInsn:
 		if len(cs.vectors) > int(r.Depth) {
 			cs.vectors = cs.vectors[:r.Depth]
 		}
@@ -416,7 +416,7 @@ func (b *builder) add(r *format.Row) {
 			sym = b.str(sy.Name)
 		}
 		cs.symCnt[sym]++
-	case replay.KTrap:
+	case format.KindTrap:
 		switch {
 		case r.Vector == 3:
 			s.Flags[c][bk] |= flagBP
@@ -428,27 +428,27 @@ func (b *builder) add(r *format.Row) {
 			s.Flags[c][bk] |= flagTrap
 		}
 		cs.vectors = append(cs.vectors, int(r.Vector))
-	case replay.KIret:
+	case format.KindIret:
 		if n := len(cs.vectors); n > 0 {
 			cs.vectors = cs.vectors[:n-1]
 		}
-	case replay.KWrite:
+	case format.KindWrite:
 		if r.Alias {
 			s.Flags[c][bk] |= flagPoke
 			b.poke(r)
 		}
-	case replay.KService:
+	case format.KindService:
 		if r.Service == 7 { // pt_send_ipi
 			s.Flags[c][bk] |= flagIPI
 			b.mark(&b.d.IPIs, "ipis", []any{r.Seq, c, b.str(fmt.Sprintf("pt_send_ipi(cpu %d, vector %#x)", int64(r.Args[0]), r.Args[1]))})
 		}
-	case replay.KInject:
+	case format.KindInject:
 		s.Flags[c][bk] |= flagIPI
 		b.mark(&b.d.IPIs, "ipis", []any{r.Seq, c, b.str(fmt.Sprintf("%s raised on cpu%d", format.VectorName(r.Vector), r.Addr))})
-	case replay.KMarker:
+	case format.KindMarker:
 		s.Flags[c][bk] |= flagMarker
 		b.mark(&b.d.Markers, "markers", []any{r.Seq, c, r.Args[0], r.Args[1]})
-	case replay.KFault:
+	case format.KindFault:
 		s.Flags[c][bk] |= flagFault
 	}
 	// keep in full
@@ -532,14 +532,14 @@ func (b *builder) keep(w *Window, r *format.Row, c, lane, sym int) {
 	d := b.st.Syms.Describe
 	f := map[string]string{"rip": hex(r.RIP)}
 	switch r.Kind {
-	case replay.KInsn:
+	case format.KindInsn:
 		op := ""
 		if int(r.Op) < len(b.md.OpNames) {
 			op = b.md.OpNames[r.Op]
 		}
 		f["instruction"] = op
 		f["bytes"] = leBytesOf(r.Instruction())
-	case replay.KWrite:
+	case format.KindWrite:
 		f["store"] = fmt.Sprintf("%s (%d bytes): %s -> %s", d(r.Addr), r.Size, hex(r.Old), hex(r.New))
 		f["addr"] = hex(r.Addr)
 		if r.Alias {
@@ -548,9 +548,9 @@ func (b *builder) keep(w *Window, r *format.Row, c, lane, sym int) {
 		if r.PercpuVar != "" {
 			f["percpu"] = fmt.Sprintf("%s[cpu%d]", r.PercpuVar, r.PercpuCPU)
 		}
-	case replay.KPercpuRead:
+	case format.KindPercpuRead:
 		f["load"] = fmt.Sprintf("per-CPU %s[cpu%d] = %s", r.PercpuVar, r.PercpuCPU, d(r.New))
-	case replay.KTrap:
+	case format.KindTrap:
 		f["vector"] = format.VectorName(r.Vector)
 		f["handler"] = d(r.Handler)
 		if r.IST != 0 {
@@ -562,28 +562,28 @@ func (b *builder) keep(w *Window, r *format.Row, c, lane, sym int) {
 		if r.HasAddr {
 			f["addr"] = hex(r.Addr)
 		}
-	case replay.KIret:
+	case format.KindIret:
 		f["back_to"] = d(r.Handler)
-	case replay.KPerm:
+	case format.KindPerm:
 		f["perm"] = fmt.Sprintf("%s: %s %s -> %s", r.Service, d(r.Addr), format.PermString(r.PermOld), format.PermString(r.PermNew))
-	case replay.KSerialize:
+	case format.KindSerialize:
 		f["cause"] = r.Cause.String()
-	case replay.KSwitch:
+	case format.KindSwitch:
 		f["switch"] = fmt.Sprintf("task %d -> %d", r.Old, r.New)
-	case replay.KService:
+	case format.KindService:
 		f["service"] = r.Service.String()
 		f["args"] = fmt.Sprintf("%s, %s, %s, %s", hex(r.Args[0]), hex(r.Args[1]), hex(r.Args[2]), hex(r.Args[3]))
 		f["ret"] = hex(r.Ret)
-	case replay.KMarker:
+	case format.KindMarker:
 		f["marker"] = fmt.Sprintf("id %d value %d", r.Args[0], r.Args[1])
-	case replay.KFault:
+	case format.KindFault:
 		f["message"] = r.Msg
-	case replay.KInject:
+	case format.KindInject:
 		f["vector"] = format.VectorName(r.Vector)
 		f["target"] = fmt.Sprintf("cpu%d", r.Addr)
 	}
 	w.Rows = append(w.Rows, []any{r.Seq, b.str(r.Kind.String()), c, r.Task, r.Depth, b.str(d(r.RIP)), b.str(fieldsJSON(f))})
-	if r.Kind != replay.KInsn {
+	if r.Kind != format.KindInsn {
 		return
 	}
 	cs := &b.cpus[c]
