@@ -653,3 +653,20 @@ func TestFaultWhileDelivering(t *testing.T) {
 		})
 	}
 }
+
+// TestNothingRunsAfterADeliveryOops: an event whose delivery oopses (no
+// gate) stops the machine at once; the rest of the CPU's quantum does not
+// run instructions on a halted machine.
+func TestNothingRunsAfterADeliveryOops(t *testing.T) {
+	img := testImage(t, cat(asmNop, asmNop, asmNop, asmSelf))
+	m, rec := newTestMachine(t, img, Quirks{})
+	m.raise(m.cpus[0], VecNMI, nil)
+	res := m.Run(&LogSource{Log: []Decision{{Kind: DecStep, CPU: 0, N: 4}}})
+	if res.Stop != StopOops {
+		t.Fatalf("stop %v %q, want oops", res.Stop, res.Msg)
+	}
+	last := rec.ev[len(rec.ev)-1]
+	if last.Kind != EvFault {
+		t.Fatalf("last event is %v, want the oops (%d insns ran after the fault)", last.Kind, len(rec.kinds(EvInsn)))
+	}
+}

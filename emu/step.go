@@ -16,6 +16,9 @@ func (m *Machine) runCPU(c *CPU, n int) {
 		if c.attention {
 			switch m.boundary(c) {
 			case bdDelivered:
+				if m.stop != StopNone {
+					return // the delivery oopsed (no gate, a triple fault) or hit the budget
+				}
 				continue
 			case bdCut:
 				m.cut = true
