@@ -85,6 +85,9 @@ func summary(r *analyze.Result) string {
 	for _, f := range r.Findings {
 		fmt.Fprintf(&b, "%s cpu%d %s %d..%d x%d %s\n", f.Analyzer, f.CPU, f.Where, f.SeqFirst, f.SeqLast, f.Count, f.Message)
 	}
+	if r.Verdict != analyze.VerdictClean && len(r.Findings) == 0 {
+		fmt.Fprintf(&b, "verdict %s (outcome %s: %s)\n", r.Verdict, r.Outcome, r.OutcomeDetail)
+	}
 	return b.String()
 }
 

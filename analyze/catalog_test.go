@@ -53,7 +53,7 @@ func analyzeRun(t testing.TB, spec *scenario.Spec, img *emu.Image, opt emu.Optio
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Stop == emu.StopError || res.Stop == emu.StopHung {
+	if res.Stop == emu.StopError || res.Stop == emu.StopHung || res.Stop == emu.StopUnsupported {
 		t.Fatalf("%s seed %d: run stopped: %v %s", spec.ID, opt.Seed, res.Stop, res.Msg)
 	}
 	return live.Finish()
@@ -75,7 +75,7 @@ func TestCatalogVerdicts(t *testing.T) {
 			}
 			res := analyzeRun(t, spec, img, emu.Options{Seed: 1})
 			if len(wants) == 0 {
-				if len(res.Findings) > 0 {
+				if len(res.Findings) > 0 || res.Verdict != analyze.VerdictClean {
 					t.Fatalf("want clean, got:\n%s", summary(res))
 				}
 				return
@@ -135,7 +135,7 @@ func TestCleanRowsStayClean(t *testing.T) {
 					}
 				}
 				res := analyzeRun(t, spec, img, emu.Options{Seed: uint64(seed)})
-				if len(res.Findings) > 0 {
+				if len(res.Findings) > 0 || res.Verdict != analyze.VerdictClean {
 					var at []string
 					for _, in := range spec.Inject {
 						at = append(at, in.Kind+"@"+in.At)
