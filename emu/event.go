@@ -1,7 +1,10 @@
 package emu
 
-// EventKind says what an Event records. The values are stable: the trace
-// format stores them (format declares the same names).
+// EventKind says what an Event records. The values are stable: a trace
+// stores them under the names of format.Kinds, the one declaration of the
+// trace's vocabulary; emu does not import format, and record's
+// TestEnumTwins checks that every value and name here equals its twin there
+// (as for ServiceID, SerializeCause, Vector, Perm and StopReason).
 type EventKind uint8
 
 const (
@@ -100,7 +103,8 @@ type Event struct {
 	Msg              string
 }
 
-// SerializeCause says why a CPU serialized.
+// SerializeCause says why a CPU serialized; a trace stores it under the
+// names of format.Causes (record's TestEnumTwins checks that the two agree).
 type SerializeCause uint8
 
 const (

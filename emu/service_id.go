@@ -1,8 +1,9 @@
 package emu
 
 // ServiceID names a native kernel service: a slice function whose body the
-// emulator provides when a CPU reaches its symbol. Values are stable (traces
-// store them).
+// emulator provides when a CPU reaches its symbol. Values are stable: a trace
+// stores them under the names of format.Services (record's TestEnumTwins
+// checks that the two agree).
 type ServiceID uint8
 
 const (

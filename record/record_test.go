@@ -107,18 +107,10 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
-// TestOutcomes: every stop reason is a trace outcome of the same number
-// and name, and a run stopped on its budget records it with the message.
+// TestOutcomes: a run stopped on its budget records the outcome with the
+// message (that every stop reason is a trace outcome of the same number and
+// name is TestEnumTwins').
 func TestOutcomes(t *testing.T) {
-	for s := emu.StopDone; s <= emu.StopUnsupported; s++ {
-		o := format.Outcomes[s-1]
-		if o.Name != s.String() || o.Value != uint8(s) {
-			t.Errorf("stop %d %q: trace outcome %d %q", s, s, o.Value, o.Name)
-		}
-	}
-	if len(format.Outcomes) != int(emu.StopUnsupported) {
-		t.Errorf("%d trace outcomes, %d stop reasons", len(format.Outcomes), emu.StopUnsupported)
-	}
 	spec := small(load(t, "text-poke-bp"))
 	path := filepath.Join(t.TempDir(), "t.arrow")
 	if _, err := Run(spec, path, Options{Options: emu.Options{Seed: 1, MaxInsns: 2000}}); err != nil {
