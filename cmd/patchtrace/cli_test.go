@@ -44,7 +44,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"inspect"}, exitUsage, "inspect: no trace FILE given"},
 		// Usage errors say what was wrong (issue 13), not just the usage.
 		{[]string{"check", "--seeds", "0"}, exitUsage, "--seeds 0: must be at least 1"},
-		{[]string{"export", "x.arrow"}, exitUsage, "--parquet OUT is required"},
+		{[]string{"export", "x.arrow"}, exitUsage, "give --parquet OUT, --perfetto OUT or both"},
 		{[]string{"export"}, exitUsage, "export: no trace FILE given"},
 		{[]string{"analyze"}, exitUsage, "analyze: no trace FILE given"},
 		{[]string{"run", "a", "b"}, exitUsage, "one SCENARIO at a time"},

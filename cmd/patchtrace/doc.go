@@ -25,7 +25,7 @@
 //   - run: run a scenario on the emulated machine and print a summary
 //   - record: run a scenario and record every event into a trace file
 //   - inspect: describe a trace: metadata, events per kind and CPU, completeness
-//   - export: export a trace's events as zstd Parquet
+//   - export: export a trace as zstd Parquet or as a Perfetto trace
 //   - analyze: run the analyzers over traces and report findings
 //   - report: write a self-contained HTML timeline of traces and their findings
 //   - check: record and analyze built-in scenarios and compare with their expected verdicts
@@ -111,16 +111,25 @@
 //
 // # patchtrace export
 //
-//	usage: patchtrace export FILE --parquet OUT [--force]
+//	usage: patchtrace export FILE [--parquet OUT] [--perfetto OUT] [--force]
 //
-//	Writes the same rows and columns as zstd-compressed Parquet (via pqarrow), for
-//	DuckDB, Spark, polars and pandas. The trace metadata is carried over.
+//	--parquet writes the same rows and columns as zstd-compressed Parquet (via
+//	pqarrow), for DuckDB, Spark, polars and pandas; the trace metadata is carried over.
+//	--perfetto analyzes the trace and writes Perfetto's protobuf trace format
+//	(TrackEvent) for ui.perfetto.dev and Perfetto's trace processor: a track per CPU
+//	with a child track per task, timestamps = sequence numbers (1 ns each); slices for
+//	the function running nested in slices for each trap or interrupt (delivery to
+//	iretq); instants for text_poke writes, per-CPU stores, IPIs, markers and faults;
+//	and one flow per finding through its story events across the CPUs (category
+//	"finding"). Give one or both; each file is written whole or not at all.
 //
 //	flags:
 //	  -force
 //	    	replace an existing output file
 //	  -parquet string
-//	    	write the events as zstd Parquet to this file (required)
+//	    	write the events as zstd Parquet to this file
+//	  -perfetto string
+//	    	write a Perfetto trace (protobuf TrackEvent) to this file, for ui.perfetto.dev
 //
 // # patchtrace analyze
 //

@@ -61,9 +61,16 @@ func commands() []command {
 				"truncated (a killed run: every complete batch is still read, and a warning says\n" +
 				"where it ends). Files of format versions 1 and 2 have no outcome: a warning says\n" +
 				"it is not recorded."},
-		{"export", "FILE --parquet OUT [--force]", "export a trace's events as zstd Parquet", cmdExport,
-			"Writes the same rows and columns as zstd-compressed Parquet (via pqarrow), for\n" +
-				"DuckDB, Spark, polars and pandas. The trace metadata is carried over."},
+		{"export", "FILE [--parquet OUT] [--perfetto OUT] [--force]", "export a trace as zstd Parquet or as a Perfetto trace", cmdExport,
+			"--parquet writes the same rows and columns as zstd-compressed Parquet (via\n" +
+				"pqarrow), for DuckDB, Spark, polars and pandas; the trace metadata is carried over.\n" +
+				"--perfetto analyzes the trace and writes Perfetto's protobuf trace format\n" +
+				"(TrackEvent) for ui.perfetto.dev and Perfetto's trace processor: a track per CPU\n" +
+				"with a child track per task, timestamps = sequence numbers (1 ns each); slices for\n" +
+				"the function running nested in slices for each trap or interrupt (delivery to\n" +
+				"iretq); instants for text_poke writes, per-CPU stores, IPIs, markers and faults;\n" +
+				"and one flow per finding through its story events across the CPUs (category\n" +
+				"\"finding\"). Give one or both; each file is written whole or not at all."},
 		{"analyze", "FILE... [--format text|json|sarif|junit] [--only IDS] [--allow-truncated] [-o OUT]", "run the analyzers over traces and report findings", cmdAnalyze,
 			"Replays each trace (memory, page permissions, per-CPU context) and runs the\n" +
 				"analyzers: missed-call, return-slot, wx, cmc, trap, progress. Each finding names\n" +

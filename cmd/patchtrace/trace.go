@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/patchtrace/patchtrace/analyze"
+	"github.com/patchtrace/patchtrace/analyze/report"
 	"github.com/patchtrace/patchtrace/emu"
 	"github.com/patchtrace/patchtrace/format"
 	"github.com/patchtrace/patchtrace/record"
@@ -210,7 +213,8 @@ func sortedKeys[V any](m map[string]V) []string {
 
 func cmdExport(env *cmdEnv, args []string) int {
 	fset := newFlags(env, "export")
-	out := fset.String("parquet", "", "write the events as zstd Parquet to this file (required)")
+	out := fset.String("parquet", "", "write the events as zstd Parquet to this file")
+	pf := fset.String("perfetto", "", "write a Perfetto trace (protobuf TrackEvent) to this file, for ui.perfetto.dev")
 	force := fset.Bool("force", false, "replace an existing output file")
 	pos, code, done := parseFlags(env, fset, args)
 	if done {
@@ -219,8 +223,16 @@ func cmdExport(env *cmdEnv, args []string) int {
 	if len(pos) != 1 {
 		return usageErr(env, fset, "export: %s", oneFile(pos))
 	}
-	if *out == "" {
-		return usageErr(env, fset, "export: --parquet OUT is required (the only export format)")
+	if *out == "" && *pf == "" {
+		return usageErr(env, fset, "export: give --parquet OUT, --perfetto OUT or both")
+	}
+	if *pf != "" {
+		if err := format.CheckOutput(*pf, *force); err != nil {
+			return errorf(env, "export: %v", err)
+		}
+		if code := exportPerfetto(env, pos[0], *pf); code != exitOK || *out == "" {
+			return code
+		}
 	}
 	if err := format.CheckOutput(*out, *force); err != nil {
 		return errorf(env, "export: %v", err)
@@ -266,4 +278,22 @@ func oneFile(pos []string) string {
 		return "no trace FILE given"
 	}
 	return fmt.Sprintf("one trace FILE at a time (got %s)", strings.Join(pos, " "))
+}
+
+// exportPerfetto analyzes the trace (for the findings' flows) and writes
+// it as a Perfetto trace to out, whole or not at all.
+func exportPerfetto(env *cmdEnv, trace, out string) int {
+	res, err := analyze.AnalyzeFile(trace, analyze.All(), analyze.AllowTruncated())
+	if err != nil {
+		return errorf(env, "export: %v", err)
+	}
+	var b bytes.Buffer
+	if err := report.WritePerfetto(&b, trace, res); err != nil {
+		return errorf(env, "export: %v", err)
+	}
+	if err := writeFileAtomic(out, b.Bytes()); err != nil {
+		return errorf(env, "export: %v", err)
+	}
+	fmt.Fprintf(env.stdout, "wrote %s: %d events as a Perfetto trace (%d findings as flows)\n", out, res.Events, len(res.Findings))
+	return exitOK
 }
