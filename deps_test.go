@@ -55,10 +55,13 @@ var depsPolicy = []struct {
 	// Re-execution of a recorded run: the one place replay meets emu.
 	{"analyze/report", []string{"analyze", "format", "replay"}}, // the HTML timeline page
 	{"replay/rerun", []string{"emu", "format", "record", "scenario", "golang.org/x/arch/x86/x86asm"}},
+	// Run and judge: configuration -> metadata -> live analyzers -> run ->
+	// outcome -> verdict, in one place for check, explore and the tests.
+	{"internal/check", []string{"analyze", "emu", "format", "record", "scenario"}},
 	// Schedule search.
-	{"explore", []string{"analyze", "emu", "format", "record", "scenario", "github.com/apache/arrow/go/v15", "golang.org/x/arch/x86/x86asm"}},
+	{"explore", []string{"analyze", "emu", "internal/check", "format", "record", "scenario", "github.com/apache/arrow/go/v15", "golang.org/x/arch/x86/x86asm"}},
 	// The CLI: wires flags and printing to the packages above.
-	{"cmd/patchtrace", []string{"analyze", "analyze/report", "emu", "explore", "format", "internal/memstat", "record", "replay/rerun", "scenario", "scenarios"}},
+	{"cmd/patchtrace", []string{"analyze", "analyze/report", "emu", "explore", "format", "internal/check", "internal/memstat", "record", "replay/rerun", "scenario", "scenarios"}},
 }
 
 // never lists dependencies no package may have even transitively, with why.

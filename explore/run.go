@@ -8,6 +8,7 @@ import (
 	"github.com/patchtrace/patchtrace/analyze"
 	"github.com/patchtrace/patchtrace/emu"
 	"github.com/patchtrace/patchtrace/format"
+	"github.com/patchtrace/patchtrace/internal/check"
 	"github.com/patchtrace/patchtrace/record"
 	"github.com/patchtrace/patchtrace/scenario"
 	"golang.org/x/arch/x86/x86asm"
@@ -65,7 +66,7 @@ func ScheduleHash(ds []emu.Decision) uint64 {
 }
 
 // Run executes one schedule from src with the analyzers ids (all when
-// empty) attached through record.Recorder and analyze.Live, as check does,
+// empty) attached through record.Recorder and check.Judge, as check does,
 // with no trace file. The trap and progress analyzers always run: a run
 // that did not finish (an oops, panic or BUG, the budget, a hang, or the
 // emulator stopping on an unsupported instruction or an error) is a
@@ -76,11 +77,11 @@ func (pm *Machine) Run(src emu.DecisionSource, ids []string) (*Outcome, error) {
 	if err != nil {
 		return nil, err
 	}
-	live, err := analyze.NewLive(&pm.md, as)
+	j, err := check.NewJudge(&pm.md, as)
 	if err != nil {
 		return nil, err
 	}
-	t := &tap{rec: record.NewRecorder(live, pm.Img)}
+	t := &tap{rec: record.NewRecorder(j, pm.Img)}
 	cfg := pm.cfg
 	cfg.Sink = t
 	cfg.Inject = slices.Clone(cfg.Inject)
@@ -96,8 +97,7 @@ func (pm *Machine) Run(src emu.DecisionSource, ids []string) (*Outcome, error) {
 	if err, seq, _ := t.rec.Err(); err != nil {
 		return nil, fmt.Errorf("scenario %s: event %d: %w", pm.Spec.ID, seq, err)
 	}
-	live.SetOutcome(record.Outcome(res))
-	return &Outcome{Result: res, Findings: live.Finish().Findings, Seqs: p.seqs, Hash: ScheduleHash(res.Decisions), Syncs: t.syncs}, nil
+	return &Outcome{Result: res, Findings: j.Finish(res).Findings, Seqs: p.seqs, Hash: ScheduleHash(res.Decisions), Syncs: t.syncs}, nil
 }
 
 // withOutcomeAnalyzers adds the analyzers that judge how a run ended

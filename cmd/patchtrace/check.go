@@ -8,52 +8,22 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"sort"
 	"strings"
 	"sync"
 	"text/tabwriter"
-	"time"
 
 	"github.com/patchtrace/patchtrace/analyze"
 	"github.com/patchtrace/patchtrace/analyze/report"
-	"github.com/patchtrace/patchtrace/emu"
+	"github.com/patchtrace/patchtrace/internal/check"
 	"github.com/patchtrace/patchtrace/record"
 	"github.com/patchtrace/patchtrace/scenario"
 )
 
-// checkRow is one scenario's outcome over its seeds.
-type checkRow struct {
-	ID       string         `json:"id"`
-	Mail     string         `json:"seed_mail"` // the mailing-list mail of docs/background.md
-	Expect   string         `json:"expect"`
-	Got      string         `json:"got"`
-	OK       bool           `json:"ok"`
-	Findings map[string]int `json:"findings_by_analyzer"` // summed over seeds
-	Outcomes map[string]int `json:"outcomes"`             // seeds per run outcome
-	Seeds    []checkSeed    `json:"seeds"`
-	Events   uint64         `json:"events"`
-	Seconds  float64        `json:"seconds"`
-	Error    string         `json:"error,omitempty"`
-}
-
-type checkSeed struct {
-	Seed uint64 `json:"seed"`
-	// Outcome is how the run ended (done, oops, budget, unsupported, ...;
-	// "" when the seed could not run at all), Detail what ended it.
-	Outcome string `json:"outcome"`
-	Detail  string `json:"outcome_detail,omitempty"`
-	// Verdict is the analysis verdict (clean, findings, incomplete) and
-	// Incomplete why, for an incomplete one.
-	Verdict    string         `json:"verdict"`
-	Incomplete string         `json:"incomplete,omitempty"`
-	OK         bool           `json:"ok"` // as the scenario expects
-	Findings   map[string]int `json:"findings_by_analyzer"`
-	Events     uint64         `json:"events"`
-	Trace      string         `json:"trace,omitempty"`
-	Report     string         `json:"report,omitempty"`
-	HTML       string         `json:"html,omitempty"`  // the timeline page (report)
-	Error      string         `json:"error,omitempty"` // the seed could not be run or analyzed
-}
+// checkRow and checkSeed are check's rows (internal/check).
+type (
+	checkRow  = check.Row
+	checkSeed = check.Seed
+)
 
 func cmdCheck(env *cmdEnv, args []string) int {
 	fs := newFlags(env, "check")
@@ -179,10 +149,7 @@ func cmdCheck(env *cmdEnv, args []string) int {
 				if cs.Error != "" {
 					what = "error: " + cs.Error
 				}
-				got := verdict(cs.Findings)
-				if cs.Incomplete != "" {
-					got = "incomplete: " + cs.Incomplete
-				}
+				got := cs.Said()
 				trace := cs.Trace
 				if trace == "" {
 					trace = "none"
@@ -209,160 +176,55 @@ func cmdCheck(env *cmdEnv, args []string) int {
 // recordRun is record.Run; tests replace it to make a seed's run fail.
 var recordRun = record.Run
 
-// checkOne records and analyzes spec for seeds 1..n, in process. Every
-// seed runs, whatever the others did; a seed fails the row when its
-// verdict does not match the expectation, when its run is incomplete (the
-// emulator stopped on an unsupported instruction or an error), or when it
-// could not run at all. A failing seed's trace is kept: under outDir, or
-// (without it) recorded again, deterministically, under failDir().
-func checkOne(spec *scenario.Spec, n int, outDir string, failDir func() (string, error)) (row checkRow) {
-	row = checkRow{ID: spec.ID, Mail: spec.SeedMail, Expect: spec.Expect.String(), Findings: map[string]int{}, Outcomes: map[string]int{}}
-	start := time.Now()
-	defer func() { row.Seconds = time.Since(start).Seconds() }()
-	img, err := emu.LoadImage(spec.ID, spec.ELF)
-	if err != nil {
-		row.Error = err.Error()
-		return row
-	}
-	verdicts := map[string]bool{}
-	row.OK = true
-	for seed := uint64(1); seed <= uint64(n); seed++ {
-		cs := runSeed(spec, img, seed, outDir)
-		if !cs.OK && cs.Trace == "" && cs.Outcome != "" {
-			if dir, err := failDir(); err == nil {
-				path := filepath.Join(dir, spec.ID, fmt.Sprintf("seed%d.arrow", seed))
-				if err := os.MkdirAll(filepath.Dir(path), 0o755); err == nil {
-					if _, err := recordRun(spec, path, record.Options{Options: emu.Options{Seed: seed}, Force: true}); err == nil || fileExists(path) {
-						cs.Trace = path
-					}
-				}
+// checkOne runs and judges spec for seeds 1..n (check.Scenario). A
+// failing seed's trace is kept: under outDir, or (without it) recorded
+// again, deterministically, under failDir(). With outDir, each seed's
+// JSON report and timeline page are written next to its trace.
+func checkOne(spec *scenario.Spec, n int, outDir string, failDir func() (string, error)) checkRow {
+	opt := check.ScenarioOptions{Seeds: n, Record: recordRun}
+	if outDir != "" {
+		opt.TracePath = func(id string, seed uint64) (string, error) {
+			dir := filepath.Join(outDir, id)
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return "", err
 			}
+			return filepath.Join(dir, fmt.Sprintf("seed%d.arrow", seed)), nil
 		}
-		row.Events += cs.Events
-		for id, k := range cs.Findings {
-			row.Findings[id] += k
+		opt.Written = writeSeedReports
+	} else {
+		opt.FailPath = func(id string, seed uint64) (string, error) {
+			dir, err := failDir()
+			if err != nil {
+				return "", err
+			}
+			path := filepath.Join(dir, id, fmt.Sprintf("seed%d.arrow", seed))
+			return path, os.MkdirAll(filepath.Dir(path), 0o755)
 		}
-		outcome := cs.Outcome
-		if outcome == "" {
-			outcome = "error"
-		}
-		row.Outcomes[outcome]++
-		got := verdict(cs.Findings)
-		if cs.Verdict == analyze.VerdictIncomplete || cs.Error != "" {
-			got = "incomplete"
-		}
-		verdicts[got] = true
-		if !cs.OK {
-			row.OK = false
-		}
-		row.Seeds = append(row.Seeds, cs)
 	}
-	var gots []string
-	for g := range verdicts {
-		gots = append(gots, g)
-	}
-	sort.Strings(gots)
-	row.Got = strings.Join(gots, " | ")
-	return row
+	return check.Scenario(spec, opt)
 }
 
-// runSeed records and analyzes one seed.
-func runSeed(spec *scenario.Spec, img *emu.Image, seed uint64, outDir string) (cs checkSeed) {
-	cs = checkSeed{Seed: seed, Findings: map[string]int{}}
-	fail := func(err error) checkSeed {
-		cs.Error, cs.OK = err.Error(), false
-		return cs
+// writeSeedReports writes a seed's JSON report and timeline page next to
+// its trace.
+func writeSeedReports(spec *scenario.Spec, cs *checkSeed, ar *analyze.Result) error {
+	cs.Report = strings.TrimSuffix(cs.Trace, ".arrow") + ".json"
+	var b strings.Builder
+	analyze.WriteJSON(&b, []*analyze.Result{ar})
+	if err := writeFileAtomic(cs.Report, []byte(b.String())); err != nil {
+		return err
 	}
-	cfg, _, err := emu.ConfigFor(spec, emu.Options{Seed: seed})
+	// The timeline page: read from the trace just written, judged
+	// against the scenario's expectation.
+	d, err := report.Build(cs.Trace, ar, report.Options{Expect: spec.Expect.String()})
 	if err != nil {
-		return fail(err)
+		return err
 	}
-	md := record.Meta(spec, img, cfg.CPUs, seed)
-	live, err := analyze.NewLive(&md, analyze.All())
-	if err != nil {
-		return fail(err)
+	var page bytes.Buffer
+	if err := report.WriteHTML(&page, d); err != nil {
+		return err
 	}
-	path := ""
-	if outDir != "" {
-		dir := filepath.Join(outDir, spec.ID)
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return fail(err)
-		}
-		path = filepath.Join(dir, fmt.Sprintf("seed%d.arrow", seed))
-	}
-	// A run the emulator stopped (error, unsupported) still returns its
-	// result, and its outcome reached the analyzers: it is judged below.
-	res, err := recordRun(spec, path, record.Options{Options: emu.Options{Seed: seed}, Force: true, Tee: live})
-	if res == nil {
-		return fail(err)
-	}
-	if path != "" {
-		cs.Trace = path
-	}
-	ar := live.Finish()
-	ar.File = path
-	cs.Outcome, cs.Detail = record.Outcome(res.Result)
-	cs.Verdict, cs.Incomplete, cs.Events = ar.Verdict, ar.Incomplete, res.Events
-	for _, f := range ar.Findings {
-		cs.Findings[f.Analyzer]++
-	}
-	cs.OK = ar.Verdict != analyze.VerdictIncomplete && matches(spec.Expect, cs.Findings)
-	if outDir != "" {
-		cs.Report = strings.TrimSuffix(path, ".arrow") + ".json"
-		var b strings.Builder
-		analyze.WriteJSON(&b, []*analyze.Result{ar})
-		if err := writeFileAtomic(cs.Report, []byte(b.String())); err != nil {
-			return fail(err)
-		}
-		// The timeline page: read from the trace just written, judged
-		// against the scenario's expectation.
-		d, err := report.Build(path, ar, report.Options{Expect: spec.Expect.String()})
-		if err != nil {
-			return fail(err)
-		}
-		var page bytes.Buffer
-		if err := report.WriteHTML(&page, d); err != nil {
-			return fail(err)
-		}
-		cs.HTML = strings.TrimSuffix(path, ".arrow") + ".html"
-		if err := writeFileAtomic(cs.HTML, page.Bytes()); err != nil {
-			return fail(err)
-		}
-	}
-	return cs
-}
-
-func fileExists(path string) bool {
-	_, err := os.Stat(path)
-	return err == nil
-}
-
-// verdict is "clean" or the analyzers that reported, sorted.
-func verdict(f map[string]int) string {
-	if len(f) == 0 {
-		return "clean"
-	}
-	var ids []string
-	for id := range f {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	return strings.Join(ids, ",")
-}
-
-// matches: a clean expectation needs no finding at all; a finding
-// expectation needs every expected analyzer to report (others may too: a
-// corrupted return often ends in an oops the trap analyzer also reports).
-func matches(e scenario.Expect, f map[string]int) bool {
-	if e.Clean() {
-		return len(f) == 0
-	}
-	for _, id := range e.Findings {
-		if f[id] == 0 {
-			return false
-		}
-	}
-	return true
+	cs.HTML = strings.TrimSuffix(cs.Trace, ".arrow") + ".html"
+	return writeFileAtomic(cs.HTML, page.Bytes())
 }
 
 func countString(m map[string]int) string {
@@ -406,10 +268,7 @@ func writeCheckIndex(dir string, rows []checkRow) error {
 	var runs []report.Index
 	for _, r := range rows {
 		for _, cs := range r.Seeds {
-			got := verdict(cs.Findings)
-			if cs.Verdict == analyze.VerdictIncomplete || cs.Error != "" {
-				got = "incomplete"
-			}
+			got := cs.Got()
 			outcome := cs.Outcome
 			if cs.Error != "" {
 				outcome = "error: " + cs.Error
@@ -432,4 +291,9 @@ func writeCheckIndex(dir string, rows []checkRow) error {
 		return err
 	}
 	return writeFileAtomic(filepath.Join(dir, "index.html"), b.Bytes())
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }

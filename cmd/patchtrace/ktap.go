@@ -29,10 +29,7 @@ func writeKTAP(w io.Writer, rows []checkRow, outDir string) {
 			if cs.OK {
 				continue
 			}
-			got := verdict(cs.Findings)
-			if cs.Incomplete != "" {
-				got = "incomplete: " + cs.Incomplete
-			}
+			got := cs.Said()
 			what := "outcome " + cs.Outcome
 			if cs.Detail != "" {
 				what += " (" + cs.Detail + ")"

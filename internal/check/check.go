@@ -1,0 +1,174 @@
+// Package check runs a scenario and judges the run: the one place where the
+// sequence machine configuration -> trace metadata -> live analyzers -> run
+// -> outcome -> verdict is written. The check command, explore and the
+// tests all go through it.
+//
+// A run is judged by how it ended as well as by what the analyzers found
+// (analyze.Live judges the outcome): only a run whose every CPU finished
+// (outcome done), or one of an open-ended scenario (contract.terminates =
+// false) that the progress analyzer accepts, can be clean. A run that ended
+// in an oops, panic or BUG, the budget, a hang, on an instruction the
+// emulator does not implement, on an emulator error or with its replayed
+// decisions exhausted is never clean: it is a finding or incomplete.
+//
+// The API in order: Run records and judges one seed; Verdict and Matches
+// compare what a run showed with a scenario's expectation; Scenario runs
+// seeds 1..N and gathers them into a Row, what check prints.
+package check
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/patchtrace/patchtrace/analyze"
+	"github.com/patchtrace/patchtrace/emu"
+	"github.com/patchtrace/patchtrace/format"
+	"github.com/patchtrace/patchtrace/record"
+	"github.com/patchtrace/patchtrace/scenario"
+)
+
+// Options configure Run.
+type Options struct {
+	emu.Options // the seed and the machine's options
+	// Analyzers judge the run; nil means analyze.All().
+	Analyzers []analyze.Analyzer
+	// Path, when set, also writes the run's trace there (replacing an
+	// existing file when Force).
+	Path  string
+	Force bool
+	// Source, when set, supplies the run's decisions instead of the seeded
+	// random source (record.Options.Source).
+	Source emu.DecisionSource
+	// Record records the run; nil means record.Run (tests replace it).
+	Record func(spec *scenario.Spec, path string, opt record.Options) (*record.Result, error)
+}
+
+// Result is a judged run.
+type Result struct {
+	// Run is the run as recorded (its emu.Result, event counts, the trace
+	// path).
+	Run *record.Result
+	// Analysis is the analyzers' result, its Verdict and Incomplete
+	// judging the outcome as well as the findings.
+	Analysis *analyze.Result
+	// Outcome is how the run ended (format.Outcomes: done, oops, budget,
+	// unsupported, ...) and Detail what ended it.
+	Outcome, Detail string
+	// Findings counts the findings per analyzer.
+	Findings map[string]int
+}
+
+// Complete reports whether the run can be judged whole: a complete run
+// either is clean or has findings.
+func (r *Result) Complete() bool { return r.Analysis.Verdict != analyze.VerdictIncomplete }
+
+// Verdict is what the run showed: "incomplete" for a run that cannot be
+// judged whole, else Verdict(r.Findings).
+func (r *Result) Verdict() string {
+	if !r.Complete() {
+		return analyze.VerdictIncomplete
+	}
+	return Verdict(r.Findings)
+}
+
+// Matches reports whether the run went as e expects: it is complete and
+// its findings match (see Matches).
+func (r *Result) Matches(e scenario.Expect) bool { return r.Complete() && Matches(e, r.Findings) }
+
+// Run records spec for opt.Seed with the analyzers attached live (and the
+// trace written to opt.Path when set) and judges it. A run the emulator
+// stopped (an error, an unsupported instruction) is not an error: it is
+// returned, judged incomplete. The error is for a run that could not be
+// made at all (a bad configuration, a trace that could not be written).
+func Run(spec *scenario.Spec, opt Options) (*Result, error) {
+	img, err := emu.LoadImage(spec.ID+"/"+spec.Slice, spec.ELF)
+	if err != nil {
+		return nil, fmt.Errorf("scenario %s: %w", spec.ID, err)
+	}
+	cfg, _, err := emu.ConfigFor(spec, opt.Options)
+	if err != nil {
+		return nil, err
+	}
+	md := record.Meta(spec, img, cfg.CPUs, opt.Seed)
+	j, err := NewJudge(&md, opt.Analyzers)
+	if err != nil {
+		return nil, err
+	}
+	rec := opt.Record
+	if rec == nil {
+		rec = record.Run
+	}
+	// record.Run tells the judge the outcome (record.Options.Tee).
+	res, err := rec(spec, opt.Path, record.Options{Options: opt.Options, Force: opt.Force, Tee: j.live, Source: opt.Source})
+	if res == nil {
+		return nil, err
+	}
+	ar := j.live.Finish()
+	ar.File = opt.Path
+	r := &Result{Run: res, Analysis: ar, Findings: map[string]int{}}
+	r.Outcome, r.Detail = record.Outcome(res.Result)
+	for _, f := range ar.Findings {
+		r.Findings[f.Analyzer]++
+	}
+	return r, nil
+}
+
+// Judge is the analyzers attached live to a run that its caller drives
+// (explore builds the machine once and runs it many times): rows go to
+// Append (as a record.Appender) and Finish judges the run's end.
+type Judge struct{ live *analyze.Live }
+
+// NewJudge returns a judge of runs with metadata md (record.Meta) by the
+// analyzers as (all when nil).
+func NewJudge(md *format.Meta, as []analyze.Analyzer) (*Judge, error) {
+	if as == nil {
+		as = analyze.All()
+	}
+	live, err := analyze.NewLive(md, as)
+	if err != nil {
+		return nil, err
+	}
+	return &Judge{live: live}, nil
+}
+
+// Append implements record.Appender.
+func (j *Judge) Append(r *format.Row) error { return j.live.Append(r) }
+
+// Finish judges the run that ended with res: its outcome, then what the
+// analyzers found.
+func (j *Judge) Finish(res emu.Result) *analyze.Result {
+	j.live.SetOutcome(record.Outcome(res))
+	return j.live.Finish()
+}
+
+// Verdict is "clean" when there is no finding, else the analyzers that
+// reported, sorted and comma-separated.
+func Verdict(findings map[string]int) string {
+	if len(findings) == 0 {
+		return analyze.VerdictClean
+	}
+	ids := make([]string, 0, len(findings))
+	for id := range findings {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return strings.Join(ids, ",")
+}
+
+// Matches reports whether findings (per analyzer) are what e expects: a
+// clean expectation needs no finding at all; a finding expectation needs
+// every expected analyzer to report (others may too: a corrupted return
+// often ends in an oops the trap analyzer also reports). It does not look
+// at how the run ended: see Result.Matches.
+func Matches(e scenario.Expect, findings map[string]int) bool {
+	if e.Clean() {
+		return len(findings) == 0
+	}
+	for _, id := range e.Findings {
+		if findings[id] == 0 {
+			return false
+		}
+	}
+	return true
+}

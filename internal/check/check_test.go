@@ -1,0 +1,104 @@
+package check_test
+
+import (
+	"testing"
+
+	"github.com/patchtrace/patchtrace/analyze"
+	"github.com/patchtrace/patchtrace/emu"
+	"github.com/patchtrace/patchtrace/internal/check"
+	"github.com/patchtrace/patchtrace/record"
+	"github.com/patchtrace/patchtrace/scenario"
+	"github.com/patchtrace/patchtrace/scenarios"
+)
+
+func load(t *testing.T, id string) *scenario.Spec {
+	t.Helper()
+	spec, err := scenario.Load(scenarios.FS, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return spec
+}
+
+func TestVerdictMatches(t *testing.T) {
+	clean := scenario.Expect{}
+	cmc := scenario.Expect{Findings: []string{"cmc"}}
+	for _, c := range []struct {
+		name    string
+		e       scenario.Expect
+		f       map[string]int
+		verdict string
+		matches bool
+	}{
+		{"clean as expected", clean, nil, "clean", true},
+		{"a finding where clean is expected", clean, map[string]int{"trap": 1}, "trap", false},
+		{"the expected finding and another", cmc, map[string]int{"trap": 2, "cmc": 1}, "cmc,trap", true},
+		{"another finding only", cmc, map[string]int{"trap": 1}, "trap", false},
+		{"clean where a finding is expected", cmc, map[string]int{}, "clean", false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if got := check.Verdict(c.f); got != c.verdict {
+				t.Errorf("Verdict = %q, want %q", got, c.verdict)
+			}
+			if got := check.Matches(c.e, c.f); got != c.matches {
+				t.Errorf("Matches = %v, want %v", got, c.matches)
+			}
+		})
+	}
+}
+
+// TestRunOutcomes: a run is judged by how it ended; a run that did not
+// finish is never clean, even with no finding, and never matches a clean
+// expectation.
+func TestRunOutcomes(t *testing.T) {
+	spec := load(t, "text-poke-bp")
+	for _, c := range []struct {
+		name    string
+		src     emu.DecisionSource
+		outcome string
+		verdict string
+	}{
+		{"finished", nil, "done", "clean"},
+		{"decisions exhausted", &emu.LogSource{Log: []emu.Decision{{Kind: emu.DecStep, CPU: 0, N: 30}}}, "decisions-exhausted", "incomplete"},
+		{"emulator error", &emu.LogSource{Log: []emu.Decision{{Kind: emu.DecStep, CPU: 0, N: 30}, {Kind: emu.DecStep, CPU: 99, N: 1}}}, "error", "incomplete"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r, err := check.Run(spec, check.Options{Options: emu.Options{Seed: 1}, Source: c.src})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Outcome != c.outcome || r.Verdict() != c.verdict {
+				t.Fatalf("outcome %s (%s), verdict %s, want %s, %s", r.Outcome, r.Detail, r.Verdict(), c.outcome, c.verdict)
+			}
+			if want := c.verdict == "clean"; r.Matches(spec.Expect) != want || r.Complete() != want {
+				t.Errorf("Matches %v, Complete %v, want %v", r.Matches(spec.Expect), r.Complete(), want)
+			}
+			if c.verdict == "incomplete" && r.Analysis.Incomplete == "" {
+				t.Errorf("incomplete without a reason")
+			}
+		})
+	}
+}
+
+// TestScenarioRow: a row counts every seed's outcome and fails when one
+// seed does, the others still running.
+func TestScenarioRow(t *testing.T) {
+	spec := load(t, "text-poke-bp")
+	row := check.Scenario(spec, check.ScenarioOptions{Seeds: 3, Record: func(spec *scenario.Spec, path string, opt record.Options) (*record.Result, error) {
+		if opt.Seed == 2 {
+			opt.Source = &emu.LogSource{Log: []emu.Decision{{Kind: emu.DecStep, CPU: 0, N: 30}}}
+		}
+		return record.Run(spec, path, opt)
+	}})
+	if row.OK || row.Outcomes["done"] != 2 || row.Outcomes["decisions-exhausted"] != 1 || len(row.Seeds) != 3 {
+		t.Fatalf("row %+v", row)
+	}
+	if row.Got != "clean | incomplete" {
+		t.Errorf("Got %q", row.Got)
+	}
+	for _, s := range row.Seeds {
+		if want := s.Seed != 2; s.OK != want || (s.Verdict == analyze.VerdictIncomplete) == want {
+			t.Errorf("seed %d: ok %v verdict %s", s.Seed, s.OK, s.Verdict)
+		}
+	}
+}
