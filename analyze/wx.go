@@ -22,13 +22,16 @@ func (*wx) Doc() string {
 
 func (*wx) Start(ctx *Context) error {
 	// Pages the slice image maps rwx from the start.
-	for _, vpn := range ctx.St.Mem.VPNs() {
-		addr := vpn << 12
-		if ctx.St.Mem.Perm(addr)&(replay.PermW|replay.PermX) == replay.PermW|replay.PermX {
+	ctx.St.Mem.Mapped(func(vpn, n uint64, perm uint8) {
+		if perm&(replay.PermW|replay.PermX) != replay.PermW|replay.PermX {
+			return
+		}
+		for i := uint64(0); i < n; i++ {
+			addr := (vpn + i) << 12
 			ctx.Report(Finding{RIP: addr, Message: fmt.Sprintf("the slice image maps page %#x (%s) writable and executable", addr, ctx.Describe(addr))},
 				fmt.Sprintf("rwx|%#x", addr))
 		}
-	}
+	})
 	return nil
 }
 

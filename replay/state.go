@@ -145,23 +145,67 @@ func (s *Symbols) Describe(addr uint64) string {
 // Page is one page of reconstructed memory.
 type Page struct {
 	Data [pageSize]byte
-	Perm uint8
 }
 
-// Memory is the reconstructed address space.
+// Memory is the reconstructed address space: the contents of the pages
+// loaded or written (a page exists once a byte of it is), and the page
+// permissions as ranges, so that mapping or protecting a large range (a
+// NOBITS section, a perm event of many pages) costs nothing per page.
 type Memory struct {
 	pages map[uint64]*Page
+	perms []permSpan // sorted, not overlapping; pages outside have no permissions
 }
 
-// Page returns the page holding addr, or nil if it was never mapped or written.
+// permSpan gives the pages [lo, hi) the permissions perm.
+type permSpan struct {
+	lo, hi uint64
+	perm   uint8
+}
+
+// Page returns the page holding addr, or nil if none of its bytes was
+// loaded or written.
 func (m *Memory) Page(addr uint64) *Page { return m.pages[addr>>pageShift] }
 
 // Perm returns the permission of addr's page (0 if unmapped).
 func (m *Memory) Perm(addr uint64) uint8 {
-	if p := m.pages[addr>>pageShift]; p != nil {
-		return p.Perm
+	vpn := addr >> pageShift
+	i := sort.Search(len(m.perms), func(i int) bool { return m.perms[i].hi > vpn })
+	if i < len(m.perms) && m.perms[i].lo <= vpn {
+		return m.perms[i].perm
 	}
 	return 0
+}
+
+// Mapped calls fn for each range of n pages from vpn that have the same
+// permissions perm (non-zero), in address order.
+func (m *Memory) Mapped(fn func(vpn, n uint64, perm uint8)) {
+	for _, s := range m.perms {
+		fn(s.lo, s.hi-s.lo, s.perm)
+	}
+}
+
+// setPerm gives the n pages from vpn the permissions perm.
+func (m *Memory) setPerm(vpn, n uint64, perm uint8) {
+	hi := vpn + n
+	if hi < vpn {
+		hi = ^uint64(0)
+	}
+	i := sort.Search(len(m.perms), func(i int) bool { return m.perms[i].hi > vpn })
+	j := i
+	for j < len(m.perms) && m.perms[j].lo < hi {
+		j++
+	}
+	var repl []permSpan
+	if i < j && m.perms[i].lo < vpn {
+		repl = append(repl, permSpan{m.perms[i].lo, vpn, m.perms[i].perm})
+	}
+	if perm != 0 {
+		repl = append(repl, permSpan{vpn, hi, perm})
+	}
+	if i < j && m.perms[j-1].hi > hi {
+		repl = append(repl, permSpan{hi, m.perms[j-1].hi, m.perms[j-1].perm})
+	}
+	m.perms = append(m.perms[:i], append(repl, m.perms[j:]...)...)
 }
 
 // Read copies memory at addr into buf; unmapped bytes read as zero and ok
@@ -300,15 +344,15 @@ func NewState(md *format.Meta) (*State, error) {
 				return nil, fmt.Errorf("replay: the trace's slice ELF, section %s: %w", s.Name, err)
 			}
 		}
-		for vpn := s.Addr >> pageShift; vpn <= (s.Addr+s.Size-1)>>pageShift; vpn++ {
-			st.Mem.page(vpn).Perm = perm
-		}
+		lo, hi := s.Addr>>pageShift, (s.Addr+s.Size-1)>>pageShift
+		st.Mem.setPerm(lo, hi-lo+1, perm)
+		st.Image.setPerm(lo, hi-lo+1, perm)
 		for i, b := range data {
 			a := s.Addr + uint64(i)
 			st.Mem.page(a >> pageShift).Data[a&(pageSize-1)] = b
 		}
 		if perm&PermX != 0 {
-			for vpn := s.Addr >> pageShift; vpn <= (s.Addr+s.Size-1)>>pageShift; vpn++ {
+			for vpn := lo; vpn <= hi; vpn++ {
 				p := *st.Mem.page(vpn)
 				st.Image.pages[vpn] = &p
 			}
@@ -336,10 +380,7 @@ func (st *State) Apply(r *format.Row) {
 		st.Mem.store(r.Addr, int(r.Size), r.New)
 	case format.KindPerm:
 		if !r.Alias {
-			for i := uint64(0); i < uint64(max(r.Size, 1)); i++ {
-				p := st.Mem.page(r.Addr>>pageShift + i)
-				p.Perm = r.PermNew
-			}
+			st.Mem.setPerm(r.Addr>>pageShift, uint64(max(r.Size, 1)), r.PermNew)
 		}
 	}
 }
