@@ -278,8 +278,8 @@ func (r *Reader) checkValues(b *Batch) error {
 			}
 		}
 		k := Kind(c[ColKind].vals[j] + 1)
-		if k == KindInsn && c[ColLen].ok(j) {
-			if l := c[ColLen].vals[j]; l < 1 || l > 15 {
+		if k == KindInsn {
+			if l := c[ColLen].vals[j]; !c[ColLen].ok(j) || l < 1 || l > 15 {
 				return fmt.Errorf("row %d: instruction length %d", j, l)
 			}
 		}

@@ -131,6 +131,9 @@ func (r *Reader) open() error {
 		return fileErr(r.name, "not an Arrow IPC file (no ARROW1 magic)", ErrNotTrace)
 	}
 	if !bytes.HasPrefix(head, arrowMagic) {
+		if r.endsLikeTrace() {
+			return corruptErr(r.name, -1, errors.New("the file ends with a trace footer, but its leading ARROW1 magic is damaged"))
+		}
 		return fileErr(r.name, "not an Arrow IPC file (no ARROW1 magic)", ErrNotTrace)
 	}
 	if r.size >= 8+10+6 {
@@ -151,6 +154,24 @@ func (r *Reader) open() error {
 		}
 	}
 	return r.openStream(nil)
+}
+
+// endsLikeTrace reports whether the file ends with the Arrow magic and a
+// footer that parses and holds patchtrace metadata.
+func (r *Reader) endsLikeTrace() bool {
+	tail := make([]byte, 6)
+	if r.size < 8+10+6 {
+		return false
+	}
+	if _, err := r.ra.ReadAt(tail, r.size-6); err != nil || !bytes.Equal(tail, arrowMagic) {
+		return false
+	}
+	ft, err := readFooter(r.ra, r.size)
+	if err != nil {
+		return false
+	}
+	_, ok, _ := versionOf(arrow.NewMetadata(ft.keys, ft.vals))
+	return ok
 }
 
 // markCorrupt makes err (an error reading a finished file) say that the
@@ -188,6 +209,23 @@ func (r *Reader) readPrefix(msgs []block, md *arrow.Metadata) (n int, err error)
 	if _, err := r.ra.ReadAt(buf, 0); err != nil {
 		return 0, fileErr(r.name, "read schema", err)
 	}
+	var fm *Meta
+	if md != nil {
+		// A finished file: its footer metadata (checked against its own
+		// checksum by decodeMeta) has the header's checksum, checked
+		// before anything in the header is trusted.
+		if err := r.checkVersion(*md); err != nil {
+			return 0, err
+		}
+		if fm, err = decodeMeta(*md); err != nil {
+			return 0, corruptErr(r.name, -1, fmt.Errorf("footer metadata: %w", err))
+		}
+		if fm.checksums != nil {
+			if got := crc32.Checksum(buf, castagnoli); got != fm.checksums[0] {
+				return 0, corruptErr(r.name, -1, fmt.Errorf("header checksum %08x, computed %08x (the schema or a dictionary is damaged)", fm.checksums[0], got))
+			}
+		}
+	}
 	m := msgs[0]
 	if m.metaLen < 8 || binary.LittleEndian.Uint32(buf[m.off:]) != 0xFFFFFFFF {
 		return 0, fileErr(r.name, "schema message without continuation marker", ErrNotTrace)
@@ -209,20 +247,9 @@ func (r *Reader) readPrefix(msgs []block, md *arrow.Metadata) (n int, err error)
 	if err := checkSchemaMessage(buf[m.off+8 : m.off+m.metaLen]); err != nil {
 		return 0, fileErr(r.name, "schema is not a trace schema", err)
 	}
-	fm, err := decodeMeta(*md)
-	if err != nil {
-		if md != &hm {
-			return 0, corruptErr(r.name, -1, fmt.Errorf("footer metadata: %w", err))
-		}
-		return 0, fileErr(r.name, "metadata", err)
-	}
-	if md != &hm {
-		// A finished file: decodeMeta checked the footer metadata's own
-		// checksum; the header's is checked here.
-		if fm.checksums != nil {
-			if got := crc32.Checksum(buf, castagnoli); got != fm.checksums[0] {
-				return 0, corruptErr(r.name, -1, fmt.Errorf("header checksum %08x, computed %08x (the schema or a dictionary is damaged)", fm.checksums[0], got))
-			}
+	if fm == nil {
+		if fm, err = decodeMeta(*md); err != nil {
+			return 0, fileErr(r.name, "metadata", err)
 		}
 	}
 	for j := 1; j < n; j++ {
