@@ -22,7 +22,6 @@ import (
 	"github.com/patchtrace/patchtrace/scenarios"
 )
 
-
 // verdict is what a result says: the verdict and each finding.
 func verdict(r *analyze.Result) string {
 	var fs []string
