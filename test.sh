@@ -53,7 +53,7 @@ say "go test (includes host-differential ISA tests, the slice rebuild check, pya
 go test -count=1 ./...
 
 say "fuzz targets, 5 s each (longer runs: RATIONALE.md, hostile input)"
-for target in scenario:FuzzParse emu:FuzzLoadImage emu:FuzzDecodeDecisions; do
+for target in scenario:FuzzParse emu:FuzzLoadImage emu:FuzzDecodeDecisions format:FuzzReader analyze:FuzzAnalyzeRows; do
   go test -run '^$' -fuzz "^${target#*:}\$" -fuzztime 5s "./${target%%:*}/"
 done
 

@@ -348,6 +348,16 @@ returns every complete batch, saying "truncated after N events"; its metadata is
 (status ` + "`writing`" + `, no decision log). pyarrow can read such a file as a stream after the
 8-byte magic: ` + "`pyarrow.ipc.open_stream(data[8:])`" + `, reading batches until the error.
 
+## Integrity
+
+From version 3 the footer metadata carries CRC-32C (Castagnoli) checksums: ` + "`patchtrace.checksums`" + `
+covers the header (bytes 0 to the end of the last dictionary message) and each record batch
+message as stored, ` + "`patchtrace.metadata_checksum`" + ` every other footer key and value (each as a
+u32 little-endian length and its bytes, in file order). A reader that finds a mismatch, or a
+finished file (one ending with the closing magic) whose footer does not read, reports the file
+as corrupt, naming the batch, and never as truncated. A truncated file and files of versions 1
+and 2 have no checksums: patchtrace says so in a warning.
+
 ## Run outcome
 
 ` + "`patchtrace.outcome`" + ` says why the run ended and ` + "`patchtrace.outcome_detail`" + ` what ended it. Only

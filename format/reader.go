@@ -262,9 +262,17 @@ func (r *Reader) readPrefix(msgs []block, md *arrow.Metadata) (n int, err error)
 		}
 	}
 	r.prefix = buf[8:]
+	if r.version >= 2 && n > 1 {
+		// Each batch decodes as the prefix plus its message: a prefix
+		// with the header's metadata (the ELF, the symbols, the scenario)
+		// would copy it once per batch. The schema was checked to be the
+		// trace schema this package writes; with no metadata it is the
+		// same stream.
+		r.prefix = append(schemaMessage(nil, nil), buf[msgs[1].off:]...)
+	}
 	var schema *arrow.Schema
 	err = safely(func() error {
-		sm := r.prefix[:msgs[0].end()-8]
+		sm := buf[8:msgs[0].end()]
 		sr, err := ipc.NewReader(bytes.NewReader(append(sm[:len(sm):len(sm)], eos...)), ipc.WithAllocator(r.mem))
 		if err != nil {
 			return err
