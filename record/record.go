@@ -7,7 +7,9 @@ package record
 
 import (
 	"fmt"
+	"runtime/debug"
 	"strconv"
+	"sync"
 
 	"github.com/patchtrace/patchtrace/emu"
 	"github.com/patchtrace/patchtrace/format"
@@ -15,8 +17,21 @@ import (
 	"golang.org/x/arch/x86/x86asm"
 )
 
-// ToolVersion is recorded in every trace; the CLI sets it.
-var ToolVersion = "0.1.0-dev"
+// devVersion is the version of a build that names none (go test, go run,
+// a build outside a module's version control).
+const devVersion = "0.1.0-dev"
+
+// Version is the version of this patchtrace, recorded in every trace: the
+// main module's version from the build information (runtime/debug), as the
+// go command stamps it (a tag for go install ...@v1.2.3, a pseudo-version
+// for a build in a git checkout), or 0.1.0-dev when it names none.
+// Options.ToolVersion records another.
+var Version = sync.OnceValue(func() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return devVersion
+})
 
 // Appender is what a Recorder writes rows to (a *format.Writer).
 type Appender interface {
@@ -163,7 +178,7 @@ func Meta(spec *scenario.Spec, img *emu.Image, cpus int, seed uint64) format.Met
 		ELF:          img.Raw,
 		CPUs:         cpus,
 		Seed:         seed,
-		ToolVersion:  ToolVersion,
+		ToolVersion:  Version(),
 		Quirks: map[string]string{
 			"nmi_in_sti_shadow": strconv.FormatBool(spec.Quirks.NMIInSTIShadow),
 			"fetch":             spec.Quirks.Fetch,
@@ -206,6 +221,9 @@ type Options struct {
 	// random source (explore writes a minimised run by replaying its log
 	// through an emu.LogSource).
 	Source emu.DecisionSource
+	// ToolVersion, when set, is recorded as the version of the tool that
+	// wrote the trace instead of Version().
+	ToolVersion string
 }
 
 // outcomeSetter is a Tee that wants the run's outcome (analyze.Live).
@@ -281,6 +299,9 @@ func Run(spec *scenario.Spec, path string, opt Options) (*Result, error) {
 		f = &memOnly{Appender: opt.Tee}
 	} else {
 		md := Meta(spec, img, cfg.CPUs, opt.Seed)
+		if opt.ToolVersion != "" {
+			md.ToolVersion = opt.ToolVersion
+		}
 		b := cfg.Budget()
 		md.Budget = &format.Budget{MaxInsns: b.MaxInsns, MaxDecisions: b.MaxDecisions}
 		ff, err := format.CreateFile(path, md, opt.Force, wopts...)

@@ -185,3 +185,28 @@ func TestNoOverwriteWithoutForce(t *testing.T) {
 		t.Errorf("left files behind: %v", ents)
 	}
 }
+
+// TestToolVersion: a trace records Version() (the build's version; a test
+// binary names none, so 0.1.0-dev), or Options.ToolVersion when set.
+func TestToolVersion(t *testing.T) {
+	spec := small(load(t, "text-poke-bp"))
+	if Version() != devVersion {
+		t.Errorf("Version() = %q in a test binary, want %q", Version(), devVersion)
+	}
+	for _, c := range []struct{ opt, want string }{{"", devVersion}, {"v1.2.3", "v1.2.3"}} {
+		t.Run(c.want, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "v.arrow")
+			if _, err := Run(spec, p, Options{Options: emu.Options{Seed: 1}, ToolVersion: c.opt}); err != nil {
+				t.Fatal(err)
+			}
+			r, err := format.Open(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			if got := r.Meta().ToolVersion; got != c.want {
+				t.Errorf("tool version %q, want %q", got, c.want)
+			}
+		})
+	}
+}

@@ -18,8 +18,9 @@ const (
 	exitUsage   = 64
 )
 
-// version is the tool version recorded in traces.
-var version = "0.1.0-dev"
+// version is the tool version, the one recorded in traces: from the build
+// information (record.Version).
+var version = record.Version()
 
 type command struct {
 	name  string
@@ -138,7 +139,6 @@ func main() {
 }
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	record.ToolVersion = version
 	env := &cmdEnv{stdin: stdin, stdout: stdout, stderr: stderr}
 	if len(args) == 0 {
 		usage(stderr)
