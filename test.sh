@@ -40,6 +40,10 @@ fi
 .venv/bin/pip install -q --disable-pip-version-check -r requirements.txt
 export PATCHTRACE_PYTHON="$PWD/.venv/bin/python"
 
+# Tests keep artifacts (the HTML report's screenshot) here; CI uploads it.
+export PATCHTRACE_ARTIFACTS="${PATCHTRACE_ARTIFACTS:-$PWD/artifacts}"
+mkdir -p "$PATCHTRACE_ARTIFACTS"
+
 say "go mod download"
 go mod download
 

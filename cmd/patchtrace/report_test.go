@@ -32,6 +32,26 @@ func TestReportCommand(t *testing.T) {
 	if code, _, errs := runCLI(t, "report", trace, trace); code != exitUsage || !strings.Contains(errs, "-o DIR") {
 		t.Errorf("two traces without -o: exit %d %q", code, errs)
 	}
+	// A truncated trace: the page is written, says so, and the exit
+	// status is 2 (never a clean-looking page with status 0).
+	full, err := os.ReadFile(trace)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut := filepath.Join(dir, "cut.arrow")
+	if err := os.WriteFile(cut, full[:len(full)*2/3], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errs = runCLI(t, "report", cut)
+	cutPage, _ := os.ReadFile(filepath.Join(dir, "cut.html"))
+	if code != exitError || !strings.Contains(errs, "incomplete") || !strings.Contains(string(cutPage), `"incomplete":"the trace is truncated`) || !strings.Contains(string(cutPage), `"match":false`) {
+		t.Errorf("truncated trace: exit %d %q; page has the reason: %v", code, errs, strings.Contains(string(cutPage), "truncated"))
+	}
+	junk := filepath.Join(dir, "junk.arrow")
+	os.WriteFile(junk, []byte("not a trace"), 0o644)
+	if code, _, errs := runCLI(t, "report", junk); code != exitError || !strings.Contains(errs, "junk.arrow") || fileExists(filepath.Join(dir, "junk.html")) {
+		t.Errorf("junk: exit %d %q", code, errs)
+	}
 	named := filepath.Join(dir, "named.html")
 	if code, _, errs := runCLI(t, "report", trace, "-o", named); code != exitFinding || !fileExists(named) {
 		t.Errorf("report -o FILE: %d %s", code, errs)
