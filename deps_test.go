@@ -39,6 +39,8 @@ var depsPolicy = []struct {
 	{"scenarios", nil},                                   // the embedded built-in scenarios (embed only)
 	{"emu/internal/hostexec", []string{"unsafe"}},        // runs snippets on the host CPU
 	{"scenario", []string{"github.com/BurntSushi/toml"}}, // scenario.toml
+	// Helpers shared by the tests (no machine: emu's tests use it too).
+	{"internal/testkit", []string{"scenario", "scenarios"}},
 	// The trace format: the schema, Arrow IPC + zstd reader/writer and
 	// Parquet export. It imports nothing of ours, so any tool can take it
 	// alone.

@@ -7,15 +7,13 @@ import (
 	"fmt"
 	"math/big"
 	"math/rand/v2"
-	"os"
-	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"golang.org/x/arch/x86/x86asm"
 
 	"github.com/patchtrace/patchtrace/emu/internal/hostexec"
+	"github.com/patchtrace/patchtrace/internal/testkit"
 )
 
 // Differential tests: every supported ALU, shift, rotate, SETcc, CMOVcc,
@@ -31,23 +29,6 @@ import (
 // -long thousands. TEST_SEED fixes the random source; the seed is logged.
 
 var longTests = flag.Bool("long", false, "run the long tier of randomized tests")
-
-// testSeed returns the seed for randomized tests: TEST_SEED if set, else
-// the clock. It is logged so that a failure can be replayed.
-func testSeed(t testing.TB) uint64 {
-	t.Helper()
-	if s := os.Getenv("TEST_SEED"); s != "" {
-		v, err := strconv.ParseUint(s, 0, 64)
-		if err != nil {
-			t.Fatalf("TEST_SEED=%q: %v", s, err)
-		}
-		t.Logf("TEST_SEED=%d (from the environment)", v)
-		return v
-	}
-	v := uint64(time.Now().UnixNano())
-	t.Logf("TEST_SEED=%d", v)
-	return v
-}
 
 // diffEnc encodes one instruction (SDM Vol. 2 §2.1: legacy prefixes, REX,
 // opcode, ModRM, SIB, displacement, immediate).
@@ -826,7 +807,7 @@ func hostOrSkip(t *testing.T) ([]byte, uint64) {
 
 func TestHostDiffForms(t *testing.T) {
 	hostMem, addr := hostOrSkip(t)
-	seed := testSeed(t)
+	seed := testkit.Seed(t)
 	diffScratchAddr = addr
 	n := diffCasesPerForm()
 	for fi, spec := range diffSpecs() {
@@ -858,7 +839,7 @@ func TestHostDiffForms(t *testing.T) {
 // branch skips a MOV whose effect shows whether it was taken.
 func TestHostDiffJcc(t *testing.T) {
 	hostMem, addr := hostOrSkip(t)
-	seed := testSeed(t)
+	seed := testkit.Seed(t)
 	diffScratchAddr = addr
 	r := rand.New(rand.NewPCG(seed, 1))
 	for cc := range 16 {
@@ -893,7 +874,7 @@ func TestHostDiffJcc(t *testing.T) {
 // effect shows whether it was taken, and RCX shows the count written back.
 func TestHostDiffLoop(t *testing.T) {
 	hostMem, addr := hostOrSkip(t)
-	seed := testSeed(t)
+	seed := testkit.Seed(t)
 	diffScratchAddr = addr
 	r := rand.New(rand.NewPCG(seed, 2))
 	counts := []uint64{0, 1, 2, 3, 0xffffffff, 0x100000000, 0x100000001, 0xffffffff00000001, 0x8000000000000000}
@@ -932,7 +913,7 @@ func TestHostDiffLoop(t *testing.T) {
 // the snippet leaves is read back into registers before it is popped).
 func TestHostDiffStack16(t *testing.T) {
 	hostMem, addr := hostOrSkip(t)
-	seed := testSeed(t)
+	seed := testkit.Seed(t)
 	diffScratchAddr = addr
 	r := rand.New(rand.NewPCG(seed, 3))
 	cases := []struct {

@@ -12,12 +12,12 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/patchtrace/patchtrace/emu/internal/hostexec"
+	"github.com/patchtrace/patchtrace/internal/testkit"
 )
 
 // RFLAGS bits, SDM Vol. 1 §3.4.3.
@@ -449,22 +449,6 @@ func TestErrors(t *testing.T) {
 	}
 }
 
-// testSeed returns TEST_SEED if set, else a fresh seed, and logs it.
-func testSeed(t testing.TB) uint64 {
-	t.Helper()
-	if s := os.Getenv("TEST_SEED"); s != "" {
-		v, err := strconv.ParseUint(s, 0, 64)
-		if err != nil {
-			t.Fatalf("TEST_SEED=%q: %v", s, err)
-		}
-		t.Logf("seed %d (from TEST_SEED)", v)
-		return v
-	}
-	v := uint64(time.Now().UnixNano())
-	t.Logf("seed %d (rerun with TEST_SEED=%d)", v, v)
-	return v
-}
-
 func parity(v uint64) uint64 {
 	if bits.OnesCount8(uint8(v))%2 == 0 {
 		return fPF
@@ -549,7 +533,7 @@ func TestStress(t *testing.T) {
 		calls = 2000
 	}
 	workers := max(4, min(8, runtime.GOMAXPROCS(0)))
-	seed := testSeed(t)
+	seed := testkit.Seed(t)
 	mem, addr := hostexec.Scratch()
 
 	stop := make(chan struct{})
