@@ -51,22 +51,11 @@ func EventKinds() []EventKind {
 // not use are zero (and null in a trace). The machine reuses one Event per CPU,
 // so a Sink must copy what it keeps before returning.
 //
-// Field use by kind:
-//
-//	common      Seq CPU Task Depth RIP
-//	insn        Len Bytes Op RSP Flags
-//	write       Addr Size Old New Alias(+AliasAddr) Percpu(+PercpuCPU, PercpuOff)
-//	percpu_read Addr Size New(value read) PercpuCPU PercpuOff
-//	trap        Vector Handler(new RIP) RSP(new RSP) IST Flags(saved RFLAGS) ErrCode Addr(CR2 for #PF, DR6 for #DB)
-//	iret        Handler(RIP returned to) RSP(restored) Flags(restored RFLAGS)
-//	perm        Addr(page) Size(pages) PermOld PermNew Service
-//	serialize   Cause
-//	switch      Old(prev task) New(next task)
-//	service     Service Args Ret
-//	marker      Arg0(id) Args[1] (value)
-//	fault       Vector ErrCode Addr Msg
-//	inject      Vector Addr(target CPU)
-//	halt        -
+// Which fields each kind fills is declared once, by the trace's column table
+// (format.Columns, printed in docs/trace-format.md): a field fills the column
+// of its name in snake case, except Flags (column rflags), Args (arg0..arg3)
+// and Percpu (whether percpu_cpu and percpu_off are set). Seq, CPU, Task,
+// Depth and RIP are common to every kind.
 type Event struct {
 	Seq   uint64
 	Kind  EventKind

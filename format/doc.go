@@ -18,6 +18,10 @@
 // short by a killed run is read up to its last complete batch and reports
 // [Reader.Truncated]. [ExportParquet] writes the same rows as Parquet.
 //
+// A [Row] says which columns it stores by the column table alone:
+// [Row.Stored] per column, [Row.StoredRow] for the row a reader would give
+// back, [Row.Field] to print a column (a re-execution compares rows so).
+//
 // This package imports nothing else of patchtrace. RATIONALE.md explains
 // the design choices (footer metadata, encodings, crash tolerance).
 //

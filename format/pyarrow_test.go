@@ -102,7 +102,7 @@ func TestPyarrowReadsEveryValue(t *testing.T) {
 func pyRow(r *Reader, row *Row) map[string]any {
 	m := map[string]any{}
 	u := func(v uint64) any { return json.Number(strconv.FormatUint(v, 10)) }
-	null := func(col int) bool { return !columnStored(Columns[col], row) }
+	null := func(col int) bool { return !row.Stored(col) }
 	set := func(name string, col int, v any) {
 		if null(col) {
 			m[name] = nil

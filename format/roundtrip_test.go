@@ -158,48 +158,11 @@ func TestNulls(t *testing.T) {
 		b.Row(i, &row)
 		for c, col := range Columns {
 			stored := !rec.Column(c).IsNull(i)
-			if want := columnStored(col, &row); stored != want {
+			if want := row.Stored(c); stored != want {
 				t.Errorf("row %d (%s) column %s: stored %v, the column table says %v", i, row.Kind, col.Name, stored, want)
 			}
 		}
 	}
-}
-
-// columnStored evaluates the column table's use conditions for a row.
-func columnStored(c Column, r *Row) bool {
-	if c.Common {
-		return true
-	}
-	for _, u := range c.Uses {
-		if u.Kind != r.Kind {
-			continue
-		}
-		switch u.Cond {
-		case "":
-			return true
-		case "HasAddr":
-			return r.HasAddr
-		case "HasErrCode":
-			return r.HasErrCode
-		case "HasVector":
-			return r.HasVector
-		case "Alias":
-			return r.Alias
-		case "Percpu":
-			return r.Percpu
-		case `Percpu && PercpuVar != ""`:
-			return r.Percpu && r.PercpuVar != ""
-		case `PercpuVar != ""`:
-			return r.PercpuVar != ""
-		case `Msg != ""`:
-			return r.Msg != ""
-		case "Service != 0":
-			return r.Service != 0
-		default:
-			panic("unknown condition " + u.Cond)
-		}
-	}
-	return false
 }
 
 func TestAppendRejects(t *testing.T) {

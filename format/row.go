@@ -5,7 +5,8 @@ package format
 // a column is null for kinds that do not use it, and an optional column is
 // non-null exactly when its condition holds (Alias, Percpu, HasAddr,
 // HasErrCode, HasVector, a non-empty PercpuVar or Msg). Fields that are not
-// stored are ignored by the writer and zero when read back.
+// stored are ignored by the writer and zero when read back ([Row.Stored],
+// [Row.StoredRow]).
 type Row struct {
 	Seq   uint64
 	Kind  Kind

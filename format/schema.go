@@ -268,6 +268,9 @@ type Column struct {
 	Uses   []Use
 	// Enum names the enum a column's values come from ("" if none).
 	Enum string
+	// Hex: the values are addresses or register and memory contents, read
+	// in hex ([Row.Field] prints them so); other integers print in decimal.
+	Hex bool
 }
 
 var (
@@ -301,39 +304,39 @@ var Columns = []Column{
 	{Name: "cpu", Type: u16, Common: true, Doc: "The CPU the event happened on."},
 	{Name: "task", Type: u32, Common: true, Doc: "The task the CPU was running (0 = the CPU's boot/idle context)."},
 	{Name: "depth", Type: u8, Common: true, Doc: "Trap nesting depth on this CPU: 0 = task context, 1 = in a handler, 2 = a handler interrupted a handler, ..."},
-	{Name: "rip", Type: u64, Common: true, Doc: "The CPU's RIP: the instruction's address for insn, the saved RIP for trap, the IRETQ's address for iret, the service or fault address otherwise."},
+	{Name: "rip", Hex: true, Type: u64, Common: true, Doc: "The CPU's RIP: the instruction's address for insn, the saved RIP for trap, the IRETQ's address for iret, the service or fault address otherwise."},
 
 	{Name: "len", Type: u8, Uses: uses(KindInsn), Doc: "Instruction length in bytes (1-15)."},
 	{Name: "bytes", Type: &arrow.FixedSizeBinaryType{ByteWidth: 15}, Uses: uses(KindInsn), Doc: "The instruction's encoding as executed: the first `len` bytes, zero-padded to 15 (fixed width compresses far better than variable-length binary; the Parquet export stores the `len` bytes only). It differs from memory when the CPU ran a stale decode."},
 	{Name: "op", Type: dictOp, Uses: uses(KindInsn), Enum: "op", Doc: "Mnemonic (dictionary-encoded string, x86asm names such as `MOV`, `CALL`, `INT`: x86asm names int3 (0xCC) `INT` with operand 3)."},
-	{Name: "rsp", Type: u64, Uses: uses(KindInsn, KindTrap, KindIret), Doc: "insn: RSP before the instruction; trap: RSP after the frame was pushed (on the IST stack when `ist` > 0); iret: the restored RSP."},
-	{Name: "rflags", Type: u32, Uses: uses(KindInsn, KindTrap, KindIret), Doc: "insn: RFLAGS before the instruction (IF is bit 9, 0x200); trap: the saved RFLAGS; iret: the restored RFLAGS. 32 bits: the upper half of RFLAGS is reserved (zero). Version 1 stored it as `uint64`."},
+	{Name: "rsp", Hex: true, Type: u64, Uses: uses(KindInsn, KindTrap, KindIret), Doc: "insn: RSP before the instruction; trap: RSP after the frame was pushed (on the IST stack when `ist` > 0); iret: the restored RSP."},
+	{Name: "rflags", Hex: true, Type: u32, Uses: uses(KindInsn, KindTrap, KindIret), Doc: "insn: RFLAGS before the instruction (IF is bit 9, 0x200); trap: the saved RFLAGS; iret: the restored RFLAGS. 32 bits: the upper half of RFLAGS is reserved (zero). Version 1 stored it as `uint64`."},
 
-	{Name: "addr", Type: u64, Uses: []Use{{KindWrite, ""}, {KindPercpuRead, ""}, {KindTrap, "HasAddr"}, {KindPerm, ""}, {KindFault, "HasAddr"}, {KindInject, ""}},
+	{Name: "addr", Hex: true, Type: u64, Uses: []Use{{KindWrite, ""}, {KindPercpuRead, ""}, {KindTrap, "HasAddr"}, {KindPerm, ""}, {KindFault, "HasAddr"}, {KindInject, ""}},
 		Doc: "write/percpu_read: the virtual address accessed; trap: CR2 of a page fault, DR6 of a #DB; perm: the first page; fault: the faulting address; inject: the target CPU."},
 	{Name: "size", Type: u32, Uses: uses(KindWrite, KindPercpuRead, KindTrap, KindPerm), Doc: "write/percpu_read: access size in bytes (1, 2, 4 or 8); trap: stack bytes used by the delivery (the frame, error code and alignment); perm: number of 4 KiB pages."},
-	{Name: "old", Type: u64, Uses: uses(KindWrite, KindSwitch), Doc: "write: the value before the store (little-endian, `size` bytes); switch: the previous task."},
-	{Name: "new", Type: u64, Uses: uses(KindWrite, KindPercpuRead, KindSwitch), Doc: "write: the value stored; percpu_read: the value read; switch: the next task."},
+	{Name: "old", Hex: true, Type: u64, Uses: uses(KindWrite, KindSwitch), Doc: "write: the value before the store (little-endian, `size` bytes); switch: the previous task."},
+	{Name: "new", Hex: true, Type: u64, Uses: uses(KindWrite, KindPercpuRead, KindSwitch), Doc: "write: the value stored; percpu_read: the value read; switch: the next task."},
 	{Name: "alias", Type: arrow.FixedWidthTypes.Boolean, Uses: uses(KindWrite, KindPerm), Doc: "write: the store went through the text-poke alias mapping (the only legal way to change kernel text); perm: the change maps or unmaps the text-poke alias page."},
-	{Name: "alias_addr", Type: u64, Uses: []Use{{KindWrite, "Alias"}, {KindPerm, "Alias"}}, Doc: "The alias virtual address (written, or whose page changed); `addr` is the text address it maps to."},
+	{Name: "alias_addr", Hex: true, Type: u64, Uses: []Use{{KindWrite, "Alias"}, {KindPerm, "Alias"}}, Doc: "The alias virtual address (written, or whose page changed); `addr` is the text address it maps to."},
 	{Name: "percpu_cpu", Type: u16, Uses: []Use{{KindWrite, "Percpu"}, {KindPercpuRead, ""}}, Doc: "Whose per-CPU area the address is in."},
-	{Name: "percpu_off", Type: u32, Uses: []Use{{KindWrite, "Percpu"}, {KindPercpuRead, ""}}, Doc: "Offset within the per-CPU section (the per-CPU symbol's value plus the offset into it)."},
+	{Name: "percpu_off", Hex: true, Type: u32, Uses: []Use{{KindWrite, "Percpu"}, {KindPercpuRead, ""}}, Doc: "Offset within the per-CPU section (the per-CPU symbol's value plus the offset into it)."},
 	{Name: "percpu_var", Type: dictPercpu, Uses: []Use{{KindWrite, "Percpu && PercpuVar != \"\""}, {KindPercpuRead, "PercpuVar != \"\""}}, Enum: "percpu_var",
 		Doc: "The per-CPU variable's symbol name (dictionary-encoded string; the dictionary is the trace's per-CPU variable list)."},
 
 	{Name: "vector", Type: u8, Uses: []Use{{KindTrap, ""}, {KindFault, "HasVector"}, {KindInject, ""}}, Enum: "vector", Doc: "Interrupt/exception vector number (see the vector table)."},
-	{Name: "handler", Type: u64, Uses: uses(KindTrap, KindIret), Doc: "trap: the handler's address (the new RIP); iret: the RIP returned to."},
+	{Name: "handler", Hex: true, Type: u64, Uses: uses(KindTrap, KindIret), Doc: "trap: the handler's address (the new RIP); iret: the RIP returned to."},
 	{Name: "ist", Type: u8, Uses: uses(KindTrap), Doc: "IST index of the stack used (0 = the current stack)."},
-	{Name: "err_code", Type: u64, Uses: []Use{{KindTrap, "HasErrCode"}, {KindFault, "HasErrCode"}}, Doc: "The error code pushed (only for vectors that push one)."},
+	{Name: "err_code", Hex: true, Type: u64, Uses: []Use{{KindTrap, "HasErrCode"}, {KindFault, "HasErrCode"}}, Doc: "The error code pushed (only for vectors that push one)."},
 	{Name: "perm_old", Type: u8, Uses: uses(KindPerm), Enum: "perm", Doc: "Page permissions before: r=1 w=2 x=4 (0 = unmapped)."},
 	{Name: "perm_new", Type: u8, Uses: uses(KindPerm), Enum: "perm", Doc: "Page permissions after: r=1 w=2 x=4 (0 = unmapped)."},
 	{Name: "cause", Type: dictCause, Uses: uses(KindSerialize), Enum: "cause", Doc: "Why the CPU serialized (dictionary-encoded string)."},
 	{Name: "service", Type: dictService, Uses: []Use{{KindPerm, "Service != 0"}, {KindService, ""}, {KindFault, "Service != 0"}}, Enum: "service", Doc: "The native service (dictionary-encoded string); perm: the service that changed the permissions, null for the mappings the machine makes before the first instruction (per-CPU areas, boot stacks); fault: the service that raised it (panic, pt_bug), null for an oops."},
-	{Name: "arg0", Type: u64, Uses: uses(KindService, KindMarker), Doc: "service: first argument (RDI); marker: the marker id."},
-	{Name: "arg1", Type: u64, Uses: uses(KindService, KindMarker), Doc: "service: second argument (RSI); marker: the value."},
-	{Name: "arg2", Type: u64, Uses: uses(KindService), Doc: "service: third argument (RDX)."},
-	{Name: "arg3", Type: u64, Uses: uses(KindService), Doc: "service: fourth argument (RCX)."},
-	{Name: "ret", Type: u64, Uses: uses(KindService), Doc: "service: the return value (RAX)."},
+	{Name: "arg0", Hex: true, Type: u64, Uses: uses(KindService, KindMarker), Doc: "service: first argument (RDI); marker: the marker id."},
+	{Name: "arg1", Hex: true, Type: u64, Uses: uses(KindService, KindMarker), Doc: "service: second argument (RSI); marker: the value."},
+	{Name: "arg2", Hex: true, Type: u64, Uses: uses(KindService), Doc: "service: third argument (RDX)."},
+	{Name: "arg3", Hex: true, Type: u64, Uses: uses(KindService), Doc: "service: fourth argument (RCX)."},
+	{Name: "ret", Hex: true, Type: u64, Uses: uses(KindService), Doc: "service: the return value (RAX)."},
 	{Name: "msg", Type: arrow.BinaryTypes.String, Uses: []Use{{KindMarker, "Msg != \"\""}, {KindFault, ""}}, Doc: "marker: an optional name; fault: what happened, as a person would say it."},
 }
 

@@ -254,14 +254,14 @@ func (v *verifier) Append(got *format.Row) error {
 		v.div = &Divergence{Seq: got.Seq, CPU: got.CPU, Field: "event", Expected: "end of trace", Got: describe(got)}
 		return errStop
 	}
-	g := Stored(got)
+	g := got.StoredRow()
 	if *want == g {
 		v.n++
 		return nil
 	}
-	for _, f := range fields {
-		if e, a := f.get(want), f.get(&g); e != a {
-			v.div = &Divergence{Seq: want.Seq, CPU: want.CPU, Kind: want.Kind.String(), Field: f.name, Expected: e, Got: a}
+	for i, c := range format.Columns {
+		if e, a := want.Field(i), g.Field(i); e != a {
+			v.div = &Divergence{Seq: want.Seq, CPU: want.CPU, Kind: want.Kind.String(), Field: c.Name, Expected: e, Got: a}
 			return errStop
 		}
 	}
@@ -273,129 +273,4 @@ func (v *verifier) Append(got *format.Row) error {
 
 func describe(r *format.Row) string {
 	return fmt.Sprintf("%s event %d on cpu %d at rip %#x", r.Kind, r.Seq, r.CPU, r.RIP)
-}
-
-// Stored returns what a trace reader gives back for r once written: the
-// columns r's kind stores (format's writer) and zero for the rest.
-func Stored(r *format.Row) format.Row {
-	o := format.Row{Seq: r.Seq, Kind: r.Kind, CPU: r.CPU, Task: r.Task, Depth: r.Depth, RIP: r.RIP}
-	switch r.Kind {
-	case format.KindInsn:
-		o.Len, o.Op, o.RSP, o.RFlags = r.Len, r.Op, r.RSP, r.RFlags
-		copy(o.Bytes[:], r.Bytes[:min(int(r.Len), len(r.Bytes))])
-	case format.KindWrite:
-		o.Addr, o.HasAddr, o.Size, o.Old, o.New, o.Alias = r.Addr, true, r.Size, r.Old, r.New, r.Alias
-		if r.Alias {
-			o.AliasAddr = r.AliasAddr
-		}
-		if r.Percpu {
-			o.Percpu, o.PercpuCPU, o.PercpuOff, o.PercpuVar = true, r.PercpuCPU, r.PercpuOff, r.PercpuVar
-		}
-	case format.KindPercpuRead:
-		o.Addr, o.HasAddr, o.Size, o.New = r.Addr, true, r.Size, r.New
-		o.Percpu, o.PercpuCPU, o.PercpuOff, o.PercpuVar = true, r.PercpuCPU, r.PercpuOff, r.PercpuVar
-	case format.KindTrap:
-		o.Vector, o.HasVector, o.Handler, o.RSP, o.IST, o.RFlags, o.Size = r.Vector, true, r.Handler, r.RSP, r.IST, r.RFlags, r.Size
-		if r.HasErrCode {
-			o.ErrCode, o.HasErrCode = r.ErrCode, true
-		}
-		if r.HasAddr {
-			o.Addr, o.HasAddr = r.Addr, true
-		}
-	case format.KindIret:
-		o.Handler, o.RSP, o.RFlags = r.Handler, r.RSP, r.RFlags
-	case format.KindPerm:
-		o.Addr, o.HasAddr, o.Size, o.PermOld, o.PermNew, o.Service, o.Alias = r.Addr, true, r.Size, r.PermOld, r.PermNew, r.Service, r.Alias
-		if r.Alias {
-			o.AliasAddr = r.AliasAddr
-		}
-	case format.KindSerialize:
-		o.Cause = r.Cause
-	case format.KindSwitch:
-		o.Old, o.New = r.Old, r.New
-	case format.KindService:
-		o.Service, o.Args, o.Ret = r.Service, r.Args, r.Ret
-	case format.KindMarker:
-		o.Args[0], o.Args[1], o.Msg = r.Args[0], r.Args[1], r.Msg
-	case format.KindFault:
-		if r.HasVector {
-			o.Vector, o.HasVector = r.Vector, true
-		}
-		if r.HasErrCode {
-			o.ErrCode, o.HasErrCode = r.ErrCode, true
-		}
-		if r.HasAddr {
-			o.Addr, o.HasAddr = r.Addr, true
-		}
-		o.Service, o.Msg = r.Service, r.Msg
-	case format.KindInject:
-		o.Vector, o.HasVector, o.Addr, o.HasAddr = r.Vector, true, r.Addr, true
-	}
-	return o
-}
-
-type field struct {
-	name string
-	get  func(*format.Row) string
-}
-
-func hex(v uint64) string { return fmt.Sprintf("%#x", v) }
-func dec(v uint64) string { return fmt.Sprint(v) }
-
-// fields are compared in column order (docs/trace-format.md names).
-var fields = []field{
-	{"seq", func(r *format.Row) string { return dec(r.Seq) }},
-	{"kind", func(r *format.Row) string { return r.Kind.String() }},
-	{"cpu", func(r *format.Row) string { return dec(uint64(r.CPU)) }},
-	{"task", func(r *format.Row) string { return dec(uint64(r.Task)) }},
-	{"depth", func(r *format.Row) string { return dec(uint64(r.Depth)) }},
-	{"rip", func(r *format.Row) string { return hex(r.RIP) }},
-	{"len", func(r *format.Row) string { return dec(uint64(r.Len)) }},
-	{"bytes", func(r *format.Row) string { return fmt.Sprintf("% x", r.Instruction()) }},
-	{"op", func(r *format.Row) string { return dec(uint64(r.Op)) }},
-	{"rsp", func(r *format.Row) string { return hex(r.RSP) }},
-	{"rflags", func(r *format.Row) string { return hex(r.RFlags) }},
-	{"addr", func(r *format.Row) string {
-		if !r.HasAddr {
-			return "null"
-		}
-		return hex(r.Addr)
-	}},
-	{"size", func(r *format.Row) string { return dec(uint64(r.Size)) }},
-	{"old", func(r *format.Row) string { return hex(r.Old) }},
-	{"new", func(r *format.Row) string { return hex(r.New) }},
-	{"alias", func(r *format.Row) string { return fmt.Sprint(r.Alias) }},
-	{"alias_addr", func(r *format.Row) string { return hex(r.AliasAddr) }},
-	{"percpu_cpu", func(r *format.Row) string {
-		if !r.Percpu {
-			return "null"
-		}
-		return dec(uint64(r.PercpuCPU))
-	}},
-	{"percpu_off", func(r *format.Row) string { return hex(uint64(r.PercpuOff)) }},
-	{"percpu_var", func(r *format.Row) string { return r.PercpuVar }},
-	{"vector", func(r *format.Row) string {
-		if !r.HasVector {
-			return "null"
-		}
-		return dec(uint64(r.Vector))
-	}},
-	{"handler", func(r *format.Row) string { return hex(r.Handler) }},
-	{"ist", func(r *format.Row) string { return dec(uint64(r.IST)) }},
-	{"err_code", func(r *format.Row) string {
-		if !r.HasErrCode {
-			return "null"
-		}
-		return hex(r.ErrCode)
-	}},
-	{"perm_old", func(r *format.Row) string { return dec(uint64(r.PermOld)) }},
-	{"perm_new", func(r *format.Row) string { return dec(uint64(r.PermNew)) }},
-	{"cause", func(r *format.Row) string { return dec(uint64(r.Cause)) }},
-	{"service", func(r *format.Row) string { return dec(uint64(r.Service)) }},
-	{"arg0", func(r *format.Row) string { return hex(r.Args[0]) }},
-	{"arg1", func(r *format.Row) string { return hex(r.Args[1]) }},
-	{"arg2", func(r *format.Row) string { return hex(r.Args[2]) }},
-	{"arg3", func(r *format.Row) string { return hex(r.Args[3]) }},
-	{"ret", func(r *format.Row) string { return hex(r.Ret) }},
-	{"msg", func(r *format.Row) string { return fmt.Sprintf("%q", r.Msg) }},
 }
