@@ -25,7 +25,8 @@ import (
 // A trace that does not record its outcome (format versions 1 and 2) is
 // judged by its events: a CPU that never called pt_cpu_done in a run that
 // did not end on a fault is reported the same way, unless the file was cut
-// short.
+// short; so is one that records outcome done while its events show a CPU
+// that never called pt_cpu_done (the footer and the events disagree).
 type progress struct {
 	doneSvc  format.Service
 	done     []bool
@@ -122,6 +123,12 @@ func (a *progress) Finish(ctx *Context) {
 			return
 		}
 		why = "the trace does not record how the run ended (outcome not recorded) and"
+	case format.OutcomeDone:
+		// The machine ends a run done only once every CPU called
+		// pt_cpu_done: a trace saying done whose events show a CPU that
+		// never did (a rewritten footer, a writer that lost events) is
+		// not a finished run.
+		why = "the trace records outcome done (every CPU finished), but"
 	default:
 		return
 	}
@@ -132,7 +139,7 @@ func (a *progress) Finish(ctx *Context) {
 		}
 	}
 	if len(stuck) == 0 {
-		if ctx.Outcome == "" {
+		if ctx.Outcome == "" || ctx.Outcome == format.OutcomeDone {
 			return // every CPU finished
 		}
 		// Every CPU called pt_cpu_done yet the run did not end: those
@@ -188,7 +195,7 @@ func (a *progress) report(ctx *Context, c int, why, stuck string) {
 		detail = " (" + ctx.OutcomeDetail + ")"
 	}
 	head := fmt.Sprintf("%s%s; %s did not finish", why, detail, stuck)
-	if ctx.Outcome == "" {
+	if ctx.Outcome == "" || ctx.Outcome == format.OutcomeDone {
 		head = fmt.Sprintf("%s %s never called pt_cpu_done", why, stuck)
 	}
 	cnt := min(a.n[c], progressWindow)

@@ -161,7 +161,9 @@ func TestOutcomeJudged(t *testing.T) {
 
 // TestProgressRows feeds hand-made events: a CPU halted for good in a hung
 // run, a CPU that never called pt_cpu_done in a trace that does not record
-// its outcome, and the same cut short (no judgement: the rest is unknown).
+// its outcome, the same cut short (no judgement: the rest is unknown), and
+// a trace whose outcome says done while its events show cpu1 never
+// finished (a rewritten footer): not clean.
 func TestProgressRows(t *testing.T) {
 	spec, err := scenario.Load(scenarios.FS, "text-poke-bp")
 	if err != nil {
@@ -189,7 +191,7 @@ func TestProgressRows(t *testing.T) {
 		{"hung", format.OutcomeHung, false, "cpu1 halted at traced_fn+0x1 waiting for an interrupt that never came"},
 		{"not recorded", "", false, "outcome not recorded) and cpu1 never called pt_cpu_done"},
 		{"not recorded, truncated", "", true, ""},
-		{"done", format.OutcomeDone, false, ""},
+		{"done, contradicted by the events", format.OutcomeDone, false, "records outcome done (every CPU finished), but cpu1 never called pt_cpu_done: cpu1 halted at traced_fn+0x1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			live, err := analyze.NewLive(&md, []analyze.Analyzer{mustSelect(t, "progress")})
