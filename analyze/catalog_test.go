@@ -7,6 +7,8 @@ import (
 
 	"github.com/patchtrace/patchtrace/analyze"
 	"github.com/patchtrace/patchtrace/emu"
+	"github.com/patchtrace/patchtrace/internal/check"
+	"github.com/patchtrace/patchtrace/internal/testkit"
 	"github.com/patchtrace/patchtrace/record"
 	"github.com/patchtrace/patchtrace/scenario"
 	"github.com/patchtrace/patchtrace/scenarios"
@@ -37,43 +39,28 @@ var catalogWant = map[string][]want{
 	"dyn-tramp-ro":             nil,
 }
 
-// analyzeRun runs spec live with every analyzer and returns the result.
-func analyzeRun(t testing.TB, spec *scenario.Spec, img *emu.Image, opt emu.Options) *analyze.Result {
+// analyzeRun runs spec with every analyzer attached live (check.Run) and
+// returns the analysis; a run the emulator could not finish fails the test.
+func analyzeRun(t testing.TB, spec *scenario.Spec, opt emu.Options) *analyze.Result {
 	t.Helper()
-	cfg, _, err := emu.ConfigFor(spec, opt)
+	r, err := check.Run(spec, check.Options{Options: opt})
 	if err != nil {
 		t.Fatal(err)
 	}
-	md := record.Meta(spec, img, cfg.CPUs, opt.Seed)
-	live, err := analyze.NewLive(&md, analyze.All())
-	if err != nil {
-		t.Fatal(err)
+	if r.Run.Stop == emu.StopError || r.Run.Stop == emu.StopHung {
+		t.Fatalf("%s seed %d: run stopped: %v %s", spec.ID, opt.Seed, r.Run.Stop, r.Run.Msg)
 	}
-	res, err := record.Run(spec, "", record.Options{Options: opt, Tee: live})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.Stop == emu.StopError || res.Stop == emu.StopHung || res.Stop == emu.StopUnsupported {
-		t.Fatalf("%s seed %d: run stopped: %v %s", spec.ID, opt.Seed, res.Stop, res.Msg)
-	}
-	return live.Finish()
+	return r.Analysis
 }
 
 func TestCatalogVerdicts(t *testing.T) {
 	for id, wants := range catalogWant {
 		t.Run(id, func(t *testing.T) {
-			spec, err := scenario.Load(scenarios.FS, id)
-			if err != nil {
-				t.Fatalf("built-in scenario %s: %v", id, err)
-			}
+			spec := testkit.Load(t, id, nil)
 			if got := spec.Expect.Clean(); got != (len(wants) == 0) {
 				t.Fatalf("scenario file expects %v, the test %v", spec.Expect, wants)
 			}
-			img, err := emu.LoadImage(id, spec.ELF)
-			if err != nil {
-				t.Fatal(err)
-			}
-			res := analyzeRun(t, spec, img, emu.Options{Seed: 1})
+			res := analyzeRun(t, spec, emu.Options{Seed: 1})
 			if len(wants) == 0 {
 				if len(res.Findings) > 0 || res.Verdict != analyze.VerdictClean {
 					t.Fatalf("want clean, got:\n%s", summary(res))
@@ -113,15 +100,12 @@ func TestCleanRowsStayClean(t *testing.T) {
 		}
 		t.Run(id, func(t *testing.T) {
 			t.Parallel()
-			spec, err := scenario.Load(scenarios.FS, id)
-			if err != nil {
-				t.Fatal(err)
-			}
+			spec := testkit.Load(t, id, nil)
 			img, err := emu.LoadImage(id, spec.ELF)
 			if err != nil {
 				t.Fatal(err)
 			}
-			shrinkParams(spec)
+			testkit.Shrink(spec)
 			points := make([][]string, len(spec.Inject))
 			for i, in := range spec.Inject {
 				points[i] = instructionsOf(t, img, in.At)
@@ -134,7 +118,7 @@ func TestCleanRowsStayClean(t *testing.T) {
 						spec.Inject[i].At = points[i][(seed+i)%len(points[i])]
 					}
 				}
-				res := analyzeRun(t, spec, img, emu.Options{Seed: uint64(seed)})
+				res := analyzeRun(t, spec, emu.Options{Seed: uint64(seed)})
 				if len(res.Findings) > 0 || res.Verdict != analyze.VerdictClean {
 					var at []string
 					for _, in := range spec.Inject {
@@ -144,18 +128,6 @@ func TestCleanRowsStayClean(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-// shrinkParams scales the scenario's loop counts down so many seeds run fast.
-func shrinkParams(spec *scenario.Spec) {
-	for k, v := range spec.Params {
-		switch {
-		case strings.Contains(k, "round") && v > 20:
-			spec.Params[k] = 20
-		case (k == "calls" || strings.HasSuffix(k, "_calls") || strings.HasSuffix(k, "iters")) && v > 400:
-			spec.Params[k] = 400
-		}
 	}
 }
 

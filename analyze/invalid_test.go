@@ -7,8 +7,7 @@ import (
 	"testing"
 
 	"github.com/patchtrace/patchtrace/emu"
-	"github.com/patchtrace/patchtrace/scenario"
-	"github.com/patchtrace/patchtrace/scenarios"
+	"github.com/patchtrace/patchtrace/internal/testkit"
 )
 
 // TestTrapFindsInvalidOpcode runs text-poke-bp with handler_func's first
@@ -18,16 +17,9 @@ import (
 // and the trap analyzer reports it. Before #UD was modelled the run ended
 // with an emulator error and the analysis said clean.
 func TestTrapFindsInvalidOpcode(t *testing.T) {
-	spec, err := scenario.Load(scenarios.FS, "text-poke-bp")
-	if err != nil {
-		t.Fatal(err)
-	}
+	spec := testkit.Load(t, "text-poke-bp", nil)
 	spec.ELF = patchELF(t, spec.ELF, "handler_func", []byte{0x1e, 0x89, 0xf8})
-	img, err := emu.LoadImage(spec.ID, spec.ELF)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res := analyzeRun(t, spec, img, emu.Options{Seed: 1})
+	res := analyzeRun(t, spec, emu.Options{Seed: 1})
 	t.Logf("findings:\n%s", summary(res))
 	for _, f := range res.Findings {
 		if f.Analyzer == "trap" && f.Symbol == "handler_func" && strings.Contains(f.Message, "#UD") {

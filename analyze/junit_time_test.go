@@ -8,8 +8,7 @@ import (
 
 	"github.com/patchtrace/patchtrace/analyze"
 	"github.com/patchtrace/patchtrace/emu"
-	"github.com/patchtrace/patchtrace/scenario"
-	"github.com/patchtrace/patchtrace/scenarios"
+	"github.com/patchtrace/patchtrace/internal/testkit"
 )
 
 // TestJUnitTimes: every JUnit testsuite and testcase carries a time in
@@ -17,15 +16,8 @@ import (
 // (Only that they are there and positive: wall-clock values are not
 // asserted.)
 func TestJUnitTimes(t *testing.T) {
-	spec, err := scenario.Load(scenarios.FS, "ftrace-int3-skip")
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err := emu.LoadImage(spec.ID, spec.ELF)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res := analyzeRun(t, spec, img, emu.Options{Seed: 1})
+	spec := testkit.Load(t, "ftrace-int3-skip", nil)
+	res := analyzeRun(t, spec, emu.Options{Seed: 1})
 	var b bytes.Buffer
 	if err := analyze.WriteJUnit(&b, []*analyze.Result{res}); err != nil {
 		t.Fatal(err)

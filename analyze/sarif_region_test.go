@@ -7,7 +7,7 @@ import (
 
 	"github.com/patchtrace/patchtrace/analyze"
 	"github.com/patchtrace/patchtrace/emu"
-	"github.com/patchtrace/patchtrace/scenario"
+	"github.com/patchtrace/patchtrace/internal/testkit"
 	"github.com/patchtrace/patchtrace/scenarios"
 )
 
@@ -19,15 +19,8 @@ import (
 func TestSARIFAlwaysHasRegion(t *testing.T) {
 	var results []*analyze.Result
 	for _, id := range []string{"dyn-tramp-wx", "ftrace-int3-skip"} {
-		spec, err := scenario.Load(scenarios.FS, id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		img, err := emu.LoadImage(spec.ID, spec.ELF)
-		if err != nil {
-			t.Fatal(err)
-		}
-		res := analyzeRun(t, spec, img, emu.Options{Seed: 1})
+		spec := testkit.Load(t, id, nil)
+		res := analyzeRun(t, spec, emu.Options{Seed: 1})
 		res.File = id + ".arrow"
 		results = append(results, res)
 	}
