@@ -36,6 +36,7 @@ var depsPolicy = []struct {
 }{
 	// Leaves: nothing of ours.
 	{"internal/memstat", nil},                            // heap measurement for benchmarks and bench
+	{"internal/slice", nil},                              // the slice ABI: symbol table, layout, instruction walk
 	{"scenarios", nil},                                   // the embedded built-in scenarios (embed only)
 	{"emu/internal/hostexec", []string{"unsafe"}},        // runs snippets on the host CPU
 	{"scenario", []string{"github.com/BurntSushi/toml"}}, // scenario.toml
@@ -46,11 +47,11 @@ var depsPolicy = []struct {
 	// alone.
 	{"format", []string{"unsafe", "github.com/apache/arrow/go/v15", "github.com/google/flatbuffers/go", "github.com/klauspost/compress"}},
 	// The machine.
-	{"emu", []string{"scenario", "golang.org/x/arch/x86/x86asm"}},
+	{"emu", []string{"internal/slice", "scenario", "golang.org/x/arch/x86/x86asm"}},
 	// The machine's event sink: emu events -> trace rows.
 	{"record", []string{"emu", "format", "scenario", "golang.org/x/arch/x86/x86asm"}},
 	// A trace as an event stream with reconstructed state: no emu.
-	{"replay", []string{"format", "scenario"}},
+	{"replay", []string{"format", "internal/slice", "scenario"}},
 	// The analyzers: over replay, never over emu (not even transitively),
 	// so that they judge what the trace says, not what the machine holds.
 	{"analyze", []string{"format", "replay", "golang.org/x/arch/x86/x86asm"}},

@@ -7,8 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strconv"
 	"strings"
+
+	"github.com/patchtrace/patchtrace/internal/slice"
 )
 
 // Address-space layout (docs/slice-abi.md).
@@ -47,15 +48,9 @@ type Section struct {
 }
 
 // Symbol is one slice symbol. Per-CPU symbols have zero-based addresses
-// (offsets into the per-CPU section).
-type Symbol struct {
-	Name    string
-	Addr    uint64
-	Size    uint64
-	Section string
-	Func    bool
-	PerCPU  bool
-}
+// (offsets into the per-CPU section). It is the slice ABI's one symbol
+// type, shared with replay.
+type Symbol = slice.Symbol
 
 // Image is a parsed slice ELF, ready to be loaded into any number of
 // machines. It is immutable.
@@ -65,9 +60,8 @@ type Image struct {
 	Symbols  []Symbol // sorted by (PerCPU, Addr)
 	Entry    uint64   // pt_start
 	gates    [256]*Gate
-	percpu   []byte // per-CPU template
-	byName   map[string]*Symbol
-	text     []*Symbol // non-per-CPU symbols sorted by address, for Describe
+	percpu   []byte       // per-CPU template
+	syms     *slice.Table // the symbol table (Symbols is its list)
 }
 
 // FormatError is a problem with a slice ELF.
@@ -109,7 +103,7 @@ var reserved = []struct {
 	{"the module_alloc area", moduleBase, 0xffffffffff000000},
 }
 
-const percpuSection = ".data..percpu"
+const percpuSection = slice.PercpuSection
 const vectorSection = ".pt.vectors"
 
 // LoadImage parses a slice ELF. name is used in error messages. Any
@@ -143,7 +137,7 @@ func LoadImage(name string, raw []byte) (img *Image, err error) {
 	if err := checkSections(f); err != nil {
 		return nil, bad("%v", err)
 	}
-	img = &Image{Raw: raw, byName: make(map[string]*Symbol)}
+	img = &Image{Raw: raw}
 	var percpuIdx = -1
 	for i, s := range f.Sections {
 		if s.Flags&elf.SHF_ALLOC == 0 || s.Size == 0 {
@@ -202,26 +196,9 @@ func LoadImage(name string, raw []byte) (img *Image, err error) {
 		}
 		img.Symbols = append(img.Symbols, sym)
 	}
-	sort.SliceStable(img.Symbols, func(i, j int) bool {
-		a, b := img.Symbols[i], img.Symbols[j]
-		if a.PerCPU != b.PerCPU {
-			return !a.PerCPU
-		}
-		if a.Addr != b.Addr {
-			return a.Addr < b.Addr
-		}
-		return a.Name < b.Name
-	})
-	for i := range img.Symbols {
-		s := &img.Symbols[i]
-		if _, dup := img.byName[s.Name]; !dup || elf.STB_GLOBAL == 0 {
-			img.byName[s.Name] = s
-		}
-		if !s.PerCPU && s.Section != "" {
-			img.text = append(img.text, s)
-		}
-	}
-	start, ok := img.byName["pt_start"]
+	img.syms = slice.NewTable(img.Symbols)
+	img.Symbols = img.syms.Symbols()
+	start, ok := img.syms.Lookup("pt_start")
 	if !ok || start.PerCPU {
 		return nil, bad("no pt_start symbol (the boot entry every CPU starts at)")
 	}
@@ -312,69 +289,22 @@ func (img *Image) parseVectors(f *elf.File, name string) error {
 func (img *Image) Gate(v Vector) *Gate { return img.gates[v] }
 
 // Lookup returns the symbol named name.
-func (img *Image) Lookup(name string) (*Symbol, bool) {
-	s, ok := img.byName[name]
-	return s, ok
-}
+func (img *Image) Lookup(name string) (*Symbol, bool) { return img.syms.Lookup(name) }
 
-// Resolve evaluates "symbol", "symbol+off" or a number to an address.
-func (img *Image) Resolve(expr string) (uint64, error) {
-	expr = strings.TrimSpace(expr)
-	name, off := expr, uint64(0)
-	if i := strings.LastIndexAny(expr, "+"); i > 0 {
-		o, err := strconv.ParseUint(strings.TrimSpace(expr[i+1:]), 0, 64)
-		if err != nil {
-			return 0, fmt.Errorf("address %q: bad offset: %v", expr, err)
-		}
-		name, off = strings.TrimSpace(expr[:i]), o
-	}
-	base, err := strconv.ParseUint(name, 0, 64)
-	if err != nil {
-		s, ok := img.byName[name]
-		if !ok {
-			return 0, fmt.Errorf("address %q: no symbol %q in the slice", expr, name)
-		}
-		base = s.Addr
-	}
-	if base+off < base {
-		return 0, fmt.Errorf("address %q: %#x + %#x wraps past the end of the address space", expr, base, off)
-	}
-	return base + off, nil
-}
+// Resolve evaluates "symbol", "symbol+off" or a number to an address
+// (slice.Table.Resolve).
+func (img *Image) Resolve(expr string) (uint64, error) { return img.syms.Resolve(expr) }
 
-// Describe renders addr as "symbol+0xoff (0xaddr)".
-func (img *Image) Describe(addr uint64) string {
-	if s := img.SymbolAt(addr); s != nil {
-		if addr == s.Addr {
-			return fmt.Sprintf("%s (%#x)", s.Name, addr)
-		}
-		return fmt.Sprintf("%s+%#x (%#x)", s.Name, addr-s.Addr, addr)
-	}
-	return fmt.Sprintf("%#x", addr)
-}
-
-// maxSizelessSpan bounds how far past a sizeless label (an assembly symbol
-// without .size) an address is still described relative to it.
-const maxSizelessSpan = 0x10000
+// Describe renders addr as "symbol+0xoff", or hex when no symbol contains
+// it (slice.Table.Describe: the form Resolve reads back, and the one the
+// analyzers print from a trace).
+func (img *Image) Describe(addr uint64) string { return img.syms.Describe(addr) }
 
 // SymbolAt returns the non-per-CPU symbol containing addr (or the nearest
-// one below it within its section), or nil.
+// label below it, slice.Table.At), or nil.
 func (img *Image) SymbolAt(addr uint64) *Symbol {
-	i := sort.Search(len(img.text), func(i int) bool { return img.text[i].Addr > addr }) - 1
-	for ; i >= 0; i-- {
-		s := img.text[i]
-		if s.Size == 0 && i > 0 && img.text[i-1].Addr == s.Addr {
-			continue
-		}
-		if s.Size != 0 && addr >= s.Addr+s.Size {
-			return nil
-		}
-		if s.Size == 0 && addr-s.Addr >= maxSizelessSpan {
-			return nil // far past a sizeless label: not its code
-		}
-		return s
-	}
-	return nil
+	s, _ := img.syms.At(addr)
+	return s
 }
 
 // load maps the image into m and prepares every CPU's boot state.
@@ -392,7 +322,7 @@ func (m *Machine) load() error {
 		}
 	}
 	for sv := SvcTextPoke; sv < maxServices; sv++ {
-		if s, ok := img.byName[serviceSymbols[sv]]; ok && !s.PerCPU {
+		if s, ok := img.syms.Lookup(serviceSymbols[sv]); ok && !s.PerCPU {
 			m.natives[s.Addr] = sv
 		}
 	}
@@ -405,7 +335,7 @@ func (m *Machine) load() error {
 			m.bootMap(c, base, int((m.percpuSize+pageMask)>>pageShift), PermRW)
 			m.bootPoke(c, base, img.percpu)
 			c.GSBase = base
-			if s, ok := img.byName["this_cpu_off"]; ok && s.PerCPU {
+			if s, ok := img.syms.Lookup("this_cpu_off"); ok && s.PerCPU {
 				var b [8]byte
 				binary.LittleEndian.PutUint64(b[:], base)
 				m.bootPoke(c, base+s.Addr, b[:])
@@ -431,7 +361,7 @@ func (m *Machine) load() error {
 	if len(m.cfg.PercpuSlots) > 0 {
 		m.percpuSlots = make([]bool, m.percpuSize)
 		for _, name := range m.cfg.PercpuSlots {
-			s, ok := img.byName[name]
+			s, ok := img.syms.Lookup(name)
 			if !ok || !s.PerCPU {
 				return fmt.Errorf("per-CPU slot %q: no such per-CPU symbol in the slice", name)
 			}
@@ -466,7 +396,7 @@ func (m *Machine) load() error {
 func (m *Machine) writeBootParams() error {
 	img := m.img
 	put := func(name string, off uint64, v uint64) error {
-		s, ok := img.byName[name]
+		s, ok := img.syms.Lookup(name)
 		if !ok || s.PerCPU {
 			return fmt.Errorf("slice has no symbol %q", name)
 		}
@@ -477,13 +407,13 @@ func (m *Machine) writeBootParams() error {
 		}
 		return nil
 	}
-	if _, ok := img.byName["pt_ncpus"]; ok {
+	if _, ok := img.syms.Lookup("pt_ncpus"); ok {
 		if err := put("pt_ncpus", 0, uint64(len(m.cpus))); err != nil {
 			return err
 		}
 	}
 	if len(m.cfg.Tasks) > 0 {
-		s, ok := img.byName["pt_boot_tasks"]
+		s, ok := img.syms.Lookup("pt_boot_tasks")
 		if !ok {
 			return fmt.Errorf("scenario has tasks but the slice has no pt_boot_tasks symbol")
 		}
@@ -510,7 +440,7 @@ func (m *Machine) writeBootParams() error {
 		}
 	}
 	for _, p := range m.cfg.Params {
-		s, ok := img.byName[p.Name]
+		s, ok := img.syms.Lookup(p.Name)
 		if !ok {
 			return fmt.Errorf("param %q: no such symbol in the slice", p.Name)
 		}
@@ -529,7 +459,7 @@ func (m *Machine) writeBootParams() error {
 
 // istTop reads IST pointer n from c's per-CPU cpu_tss_ist array.
 func (m *Machine) istTop(c *CPU, n uint8) (uint64, bool) {
-	s, ok := m.img.byName["cpu_tss_ist"]
+	s, ok := m.img.syms.Lookup("cpu_tss_ist")
 	if !ok || !s.PerCPU {
 		return 0, false
 	}

@@ -21,7 +21,7 @@ func (m *Machine) Regs(cpu int) Regs {
 
 // PercpuU64 reads the 8-byte per-CPU variable name in cpu's area.
 func (m *Machine) PercpuU64(cpu int, name string) (uint64, bool) {
-	s, ok := m.img.byName[name]
+	s, ok := m.img.syms.Lookup(name)
 	if !ok || !s.PerCPU || cpu < 0 || cpu >= len(m.cpus) {
 		return 0, false
 	}

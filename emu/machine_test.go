@@ -5,6 +5,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/patchtrace/patchtrace/internal/slice"
 )
 
 // Hand-assembled snippets (bytes checked against GNU as).
@@ -60,7 +62,7 @@ type testGate struct {
 // section with cpu_tss_ist.
 func testImage(t testing.TB, code []byte, gates ...testGate) *Image {
 	t.Helper()
-	img := &Image{Entry: testText, byName: map[string]*Symbol{}}
+	img := &Image{Entry: testText}
 	hpage := make([]byte, pageSize)
 	for i, g := range gates {
 		addr := testHandler + uint64(0x100*i)
@@ -80,13 +82,8 @@ func testImage(t testing.TB, code []byte, gates ...testGate) *Image {
 		Symbol{Name: "counter", Addr: 64, Size: 8, Section: percpuSection, PerCPU: true},
 	)
 	img.percpu = make([]byte, 128)
-	for i := range img.Symbols {
-		s := &img.Symbols[i]
-		img.byName[s.Name] = s
-		if !s.PerCPU {
-			img.text = append(img.text, s)
-		}
-	}
+	img.syms = slice.NewTable(img.Symbols)
+	img.Symbols = img.syms.Symbols()
 	return img
 }
 

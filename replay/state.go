@@ -17,10 +17,10 @@ import (
 	"fmt"
 	"iter"
 	"sort"
-	"strconv"
 	"strings"
 
 	"github.com/patchtrace/patchtrace/format"
+	"github.com/patchtrace/patchtrace/internal/slice"
 	"github.com/patchtrace/patchtrace/scenario"
 )
 
@@ -34,113 +34,52 @@ const (
 const pageShift = 12
 const pageSize = 1 << pageShift
 
-// Symbols is a trace's symbol table.
+// Symbols is a trace's symbol table: the slice ABI's one table
+// (slice.Table), over the symbols the trace carries.
 type Symbols struct {
-	text   []format.Symbol // non-per-CPU, by address
-	percpu []format.Symbol // per-CPU (zero-based), by address
-	byName map[string]format.Symbol
-	// entries is a bitmap of sized function-symbol starts over
-	// [entryLo, entryLo+len(entries)*64).
-	entryLo uint64
-	entries []uint64
+	t *slice.Table
 }
 
 // IsEntry reports whether addr is the first byte of a sized symbol.
-func (s *Symbols) IsEntry(addr uint64) bool {
-	i := addr - s.entryLo
-	if addr < s.entryLo || i/64 >= uint64(len(s.entries)) {
-		return false
+func (s *Symbols) IsEntry(addr uint64) bool { return s.t.IsEntry(addr) }
+
+// NewSymbols indexes syms (per-CPU symbols are those of the per-CPU
+// section).
+func NewSymbols(syms []format.Symbol) *Symbols {
+	ss := make([]slice.Symbol, len(syms))
+	for i, sym := range syms {
+		ss[i] = slice.Symbol{Name: sym.Name, Addr: sym.Addr, Size: sym.Size, Section: sym.Section, PerCPU: sym.Section == slice.PercpuSection}
 	}
-	return s.entries[i/64]&(1<<(i%64)) != 0
+	return &Symbols{t: slice.NewTable(ss)}
 }
 
-// NewSymbols indexes syms.
-func NewSymbols(syms []format.Symbol) *Symbols {
-	s := &Symbols{byName: make(map[string]format.Symbol, len(syms))}
-	for _, sym := range syms {
-		if sym.Section == ".data..percpu" {
-			s.percpu = append(s.percpu, sym)
-		} else if sym.Section != "" {
-			s.text = append(s.text, sym)
-		}
-		if _, dup := s.byName[sym.Name]; !dup {
-			s.byName[sym.Name] = sym
-		}
-	}
-	sort.SliceStable(s.text, func(i, j int) bool { return s.text[i].Addr < s.text[j].Addr })
-	sort.SliceStable(s.percpu, func(i, j int) bool { return s.percpu[i].Addr < s.percpu[j].Addr })
-	if n := len(s.text); n > 0 {
-		lo, hi := s.text[0].Addr, s.text[n-1].Addr
-		if hi-lo < 64<<20 { // a slice's image; beyond that, no bitmap
-			s.entryLo = lo
-			s.entries = make([]uint64, (hi-lo)/64+1)
-			for _, sym := range s.text {
-				if sym.Size > 0 {
-					i := sym.Addr - lo
-					s.entries[i/64] |= 1 << (i % 64)
-				}
-			}
-		}
-	}
-	return s
+func toFormat(s *slice.Symbol) format.Symbol {
+	return format.Symbol{Name: s.Name, Addr: s.Addr, Size: s.Size, Section: s.Section}
 }
 
 // Lookup finds a symbol by name.
 func (s *Symbols) Lookup(name string) (format.Symbol, bool) {
-	sym, ok := s.byName[name]
-	return sym, ok
-}
-
-// Resolve evaluates "symbol", "symbol+off" or a number.
-func (s *Symbols) Resolve(expr string) (uint64, error) {
-	expr = strings.TrimSpace(expr)
-	name, off := expr, uint64(0)
-	if i := strings.LastIndex(expr, "+"); i > 0 {
-		o, err := strconv.ParseUint(strings.TrimSpace(expr[i+1:]), 0, 64)
-		if err != nil {
-			return 0, fmt.Errorf("address %q: bad offset: %v", expr, err)
-		}
-		name, off = strings.TrimSpace(expr[:i]), o
-	}
-	if v, err := strconv.ParseUint(name, 0, 64); err == nil {
-		return v + off, nil
-	}
-	sym, ok := s.byName[name]
-	if !ok {
-		return 0, fmt.Errorf("address %q: no symbol %q in the trace", expr, name)
-	}
-	return sym.Addr + off, nil
-}
-
-// At returns the symbol containing addr, or false.
-func (s *Symbols) At(addr uint64) (format.Symbol, bool) {
-	i := sort.Search(len(s.text), func(i int) bool { return s.text[i].Addr > addr }) - 1
-	for ; i >= 0; i-- {
-		sym := s.text[i]
-		if sym.Size == 0 && i > 0 && s.text[i-1].Addr == sym.Addr {
-			continue
-		}
-		if sym.Size != 0 && addr >= sym.Addr+sym.Size {
-			return format.Symbol{}, false
-		}
-		if sym.Size == 0 && addr-sym.Addr >= 0x10000 {
-			return format.Symbol{}, false // far past a sizeless label
-		}
-		return sym, true
+	if sym, ok := s.t.Lookup(name); ok {
+		return toFormat(sym), true
 	}
 	return format.Symbol{}, false
 }
 
-// Describe renders addr as "symbol+0xoff", or hex when no symbol covers it.
-func (s *Symbols) Describe(addr uint64) string {
-	if sym, ok := s.At(addr); ok {
-		if addr == sym.Addr {
-			return sym.Name
-		}
-		return fmt.Sprintf("%s+%#x", sym.Name, addr-sym.Addr)
+// Resolve evaluates "symbol", "symbol+off" or a number
+// (slice.Table.Resolve).
+func (s *Symbols) Resolve(expr string) (uint64, error) { return s.t.Resolve(expr) }
+
+// At returns the symbol containing addr, or false (slice.Table.At).
+func (s *Symbols) At(addr uint64) (format.Symbol, bool) {
+	if sym, ok := s.t.At(addr); ok {
+		return toFormat(sym), true
 	}
-	return fmt.Sprintf("%#x", addr)
+	return format.Symbol{}, false
 }
+
+// Describe renders addr as "symbol+0xoff", or hex when no symbol covers it
+// (slice.Table.Describe).
+func (s *Symbols) Describe(addr uint64) string { return s.t.Describe(addr) }
 
 // Page is one page of reconstructed memory.
 type Page struct {

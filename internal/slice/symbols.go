@@ -1,0 +1,166 @@
+package slice
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// PercpuSection is the per-CPU template section: its symbols are
+// zero-based offsets into a CPU's per-CPU area (docs/slice-abi.md, Memory
+// layout).
+const PercpuSection = ".data..percpu"
+
+// Symbol is one slice symbol. Per-CPU symbols have zero-based addresses
+// (offsets into the per-CPU area).
+type Symbol struct {
+	Name    string
+	Addr    uint64
+	Size    uint64
+	Section string // "" for an absolute symbol
+	Func    bool
+	PerCPU  bool
+}
+
+// MaxSizelessSpan bounds how far past a sizeless label (an assembly symbol
+// without .size) an address is still described relative to it: further on
+// it is not the label's code.
+const MaxSizelessSpan = 0x10000
+
+// maxEntrySpan bounds the address span the entry bitmap covers (a slice's
+// image is a few MiB); a table spanning more has no bitmap and IsEntry
+// reports false.
+const maxEntrySpan = 64 << 20
+
+// Table is a slice's symbol table. It is immutable once built.
+type Table struct {
+	syms   []Symbol // sorted by (PerCPU, Addr, Name)
+	byName map[string]*Symbol
+	text   []*Symbol // non-per-CPU symbols in a section, by address
+	// entries is a bitmap of sized code-symbol starts over
+	// [entryLo, entryLo+len(entries)*64).
+	entryLo uint64
+	entries []uint64
+}
+
+// NewTable indexes syms, in any order. When several symbols have one name
+// (static functions of different files), Lookup and Resolve find the first
+// in (per-CPU last, address, name) order, whatever the input order.
+func NewTable(syms []Symbol) *Table {
+	t := &Table{syms: append([]Symbol(nil), syms...), byName: make(map[string]*Symbol, len(syms))}
+	sort.SliceStable(t.syms, func(i, j int) bool {
+		a, b := t.syms[i], t.syms[j]
+		if a.PerCPU != b.PerCPU {
+			return !a.PerCPU
+		}
+		if a.Addr != b.Addr {
+			return a.Addr < b.Addr
+		}
+		return a.Name < b.Name
+	})
+	for i := range t.syms {
+		s := &t.syms[i]
+		if _, dup := t.byName[s.Name]; !dup {
+			t.byName[s.Name] = s
+		}
+		if !s.PerCPU && s.Section != "" {
+			t.text = append(t.text, s)
+		}
+	}
+	if n := len(t.text); n > 0 {
+		lo, hi := t.text[0].Addr, t.text[n-1].Addr
+		if hi-lo < maxEntrySpan {
+			t.entryLo = lo
+			t.entries = make([]uint64, (hi-lo)/64+1)
+			for _, s := range t.text {
+				if s.Size > 0 {
+					i := s.Addr - lo
+					t.entries[i/64] |= 1 << (i % 64)
+				}
+			}
+		}
+	}
+	return t
+}
+
+// Symbols returns every symbol, sorted by (per-CPU last, address, name).
+// The slice is the table's own: do not modify it.
+func (t *Table) Symbols() []Symbol { return t.syms }
+
+// Lookup returns the symbol named name.
+func (t *Table) Lookup(name string) (*Symbol, bool) {
+	s, ok := t.byName[name]
+	return s, ok
+}
+
+// Resolve evaluates "symbol", "symbol+off" or a number (any base
+// strconv.ParseUint accepts with base 0) to an address. A per-CPU symbol
+// resolves to its zero-based offset.
+func (t *Table) Resolve(expr string) (uint64, error) {
+	expr = strings.TrimSpace(expr)
+	name, off := expr, uint64(0)
+	if i := strings.LastIndex(expr, "+"); i > 0 {
+		o, err := strconv.ParseUint(strings.TrimSpace(expr[i+1:]), 0, 64)
+		if err != nil {
+			return 0, fmt.Errorf("address %q: bad offset: %w", expr, err)
+		}
+		name, off = strings.TrimSpace(expr[:i]), o
+	}
+	base, err := strconv.ParseUint(name, 0, 64)
+	if err != nil {
+		s, ok := t.byName[name]
+		if !ok {
+			return 0, fmt.Errorf("address %q: no symbol %q in the slice", expr, name)
+		}
+		base = s.Addr
+	}
+	if base+off < base {
+		return 0, fmt.Errorf("address %q: %#x + %#x wraps past the end of the address space", expr, base, off)
+	}
+	return base + off, nil
+}
+
+// At returns the non-per-CPU symbol containing addr: the sized symbol
+// covering it, or the nearest sizeless label at or below it, less than
+// MaxSizelessSpan before it, with no sized symbol in between. Of several
+// symbols at one address, a sized one is preferred to a label.
+func (t *Table) At(addr uint64) (*Symbol, bool) {
+	i := sort.Search(len(t.text), func(i int) bool { return t.text[i].Addr > addr }) - 1
+	for ; i >= 0; i-- {
+		s := t.text[i]
+		if s.Size == 0 && i > 0 && t.text[i-1].Addr == s.Addr {
+			continue
+		}
+		if s.Size != 0 && addr >= s.Addr+s.Size {
+			return nil, false
+		}
+		if s.Size == 0 && addr-s.Addr >= MaxSizelessSpan {
+			return nil, false // far past a sizeless label: not its code
+		}
+		return s, true
+	}
+	return nil, false
+}
+
+// Describe renders addr as "symbol" or "symbol+0xoff", the form Resolve
+// reads back, or as hex when no symbol contains it (At).
+func (t *Table) Describe(addr uint64) string {
+	if s, ok := t.At(addr); ok {
+		if addr == s.Addr {
+			return s.Name
+		}
+		return fmt.Sprintf("%s+%#x", s.Name, addr-s.Addr)
+	}
+	return fmt.Sprintf("%#x", addr)
+}
+
+// IsEntry reports whether addr is the first byte of a sized non-per-CPU
+// symbol.
+func (t *Table) IsEntry(addr uint64) bool {
+	i := addr - t.entryLo
+	if addr < t.entryLo || i/64 >= uint64(len(t.entries)) {
+		return false
+	}
+	return t.entries[i/64]&(1<<(i%64)) != 0
+}
