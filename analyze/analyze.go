@@ -401,7 +401,8 @@ func Run(st *replay.State, rows iter.Seq2[*format.Row, error], as []Analyzer) (*
 
 // AnalyzeFile opens a trace and runs the analyzers over it. A truncated
 // trace is analyzed up to its last complete batch, with a warning, and is
-// incomplete unless AllowTruncated is given.
+// incomplete unless AllowTruncated is given. A trace whose footer records
+// lost events (patchtrace.dropped) is incomplete.
 func AnalyzeFile(path string, as []Analyzer, opts ...Option) (*Result, error) {
 	var o options
 	for _, f := range opts {
@@ -438,6 +439,16 @@ func AnalyzeFile(path string, as []Analyzer, opts ...Option) (*Result, error) {
 	res.File = path
 	if !r.Truncated() && !r.Verified() {
 		res.Warnings = append(res.Warnings, r.Unverified())
+	}
+	if len(md.Dropped) > 0 && res.Incomplete == "" {
+		// The analyzers saw only part of the run: what they did not
+		// see may hold what they judge.
+		var lost []string
+		for _, d := range md.Dropped {
+			lost = append(lost, fmt.Sprintf("%d events lost after seq %d", d.Count, d.AfterSeq))
+		}
+		res.Incomplete = "the trace is incomplete: " + strings.Join(lost, ", ") + " (patchtrace.dropped)"
+		res.judge()
 	}
 	if r.Truncated() {
 		cut := r.TruncatedError().Error()
