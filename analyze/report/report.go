@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"math"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 
@@ -129,7 +130,7 @@ type Window struct {
 	// columns a row has.
 	Rows [][]any `json:"rows"`
 	// Spans: [cpu, sublane, depth, seq_lo, seq_hi, sym(str), ctx] where ctx
-	// is the vector of the innermost trap (-1 outside traps).
+	// lists the vector taken at each trap depth, outermost first.
 	Spans [][]any `json:"spans"`
 }
 
@@ -587,11 +588,16 @@ func (b *builder) keep(w *Window, r *format.Row, c, lane, sym int) {
 		return
 	}
 	cs := &b.cpus[c]
-	ctx := -1
-	if n := len(cs.vectors); n > 0 && r.Depth > 0 {
-		ctx = cs.vectors[n-1]
+	// The trap stack as the span's context: the vector at each depth
+	// (-1 where the stack does not say, e.g. a trace that starts nested).
+	ctx := make([]int, r.Depth)
+	for i := range ctx {
+		ctx[i] = -1
+		if i < len(cs.vectors) {
+			ctx[i] = cs.vectors[i]
+		}
 	}
-	if sp := cs.span; sp != nil && sp[1] == lane && sp[2] == int(r.Depth) && sp[5] == sym && sp[6] == ctx {
+	if sp := cs.span; sp != nil && sp[1] == lane && sp[2] == int(r.Depth) && sp[5] == sym && slices.Equal(sp[6].([]int), ctx) {
 		sp[4] = r.Seq
 		return
 	}

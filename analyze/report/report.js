@@ -204,7 +204,7 @@
       if (x1 < GUT || x0 > W) return;
       x0 = Math.max(GUT, x0); x1 = Math.min(W, x1);
       var yb = top + SUB - BAND, d = sp[2];
-      for (var k = 1; k <= d; k++) { g.fillStyle = ctxColor(k === d ? sp[6] : -1); g.fillRect(x0, yb - k * STEP, Math.max(1, x1 - x0), STEP - 1); }
+      for (var k = 1; k <= d; k++) { g.fillStyle = ctxColor(sp[6][k - 1]); g.fillRect(x0, yb - k * STEP, Math.max(1, x1 - x0), STEP - 1); }
       g.fillStyle = symColor(sp[5]); g.fillRect(x0, yb, Math.max(1, x1 - x0), BAND);
       if (x1 - x0 > 50 && sp[5] >= 0) {
         g.fillStyle = "#222"; g.save(); g.beginPath(); g.rect(x0, yb, x1 - x0, BAND); g.clip();
@@ -228,13 +228,18 @@
 
   function drawInt3(g) {
     g.font = "10px sans-serif";
+    var labelEnd = [];  // per label row, where its last label ends
     D.int3_windows.forEach(function (w) {
       var x0 = X(w.seq_lo), x1 = X(w.seq_hi + 1);
       if (x1 < GUT || x0 > W) return;
       x0 = Math.max(GUT, x0); x1 = Math.min(W, Math.max(x1, x0 + 1));
       g.fillStyle = COL.int3; g.fillRect(x0, AXIS, x1 - x0, H - AXIS);
       g.fillStyle = "rgba(239,108,0,0.9)"; g.fillRect(x0, AXIS - 3, x1 - x0, 3);
-      if (x1 - x0 > 70) { g.fillStyle = "#b34700"; g.fillText("int3 window @ " + w.site, x0 + 2, H - 3); }
+      if (x1 - x0 > 70) {
+        var text = "int3 window @ " + w.site, tw = g.measureText(text).width + 8, row = 0;
+        while (row < 3 && labelEnd[row] !== undefined && labelEnd[row] > x0) row++;
+        if (row < 3) { labelEnd[row] = x0 + tw; g.fillStyle = "#b34700"; g.fillText(text, x0 + 2, H - 3 - row * 11); }
+      }
     });
   }
 
