@@ -22,8 +22,8 @@ import (
 	"golang.org/x/arch/x86/x86asm"
 
 	"github.com/patchtrace/patchtrace/emu"
+	"github.com/patchtrace/patchtrace/internal/testkit"
 	"github.com/patchtrace/patchtrace/scenario"
-	"github.com/patchtrace/patchtrace/scenarios"
 )
 
 var ftraceIDs = []string{
@@ -48,15 +48,6 @@ func TestStiShadowScenariosShareTheSlice(t *testing.T) {
 }
 
 // ---- running ----
-
-func loadSpec(t *testing.T, id string) *scenario.Spec {
-	t.Helper()
-	s, err := scenario.Load(scenarios.FS, id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
 
 type run struct {
 	m   *emu.Machine
@@ -415,7 +406,7 @@ func windowPoints(t *testing.T, spec *scenario.Spec, tramps []string) []string {
 // ftrace-int3-skip: every int3 hit on a site is a pass that reached the
 // function body with neither handler entered.
 func TestFtraceInt3SkipMissesCalls(t *testing.T) {
-	spec := loadSpec(t, "ftrace-int3-skip")
+	spec := testkit.Load(t, "ftrace-int3-skip", nil)
 	r := execute(t, spec, 1, nil)
 	t.Logf("seed 1: %v", r)
 	missed, bp := r.sum("missed_calls"), r.sum("bp_site_calls")
@@ -509,7 +500,7 @@ func smallParams(spec *scenario.Spec) {
 }
 
 func TestFtraceEmulatePercpuClean(t *testing.T) {
-	spec := loadSpec(t, "ftrace-emulate-percpu")
+	spec := testkit.Load(t, "ftrace-emulate-percpu", nil)
 	r := execute(t, spec, 1, nil)
 	t.Logf("seed 1: %v", r)
 	checkClean(t, "seed 1", r)
@@ -666,7 +657,7 @@ func checkReturnSlotFinding(t *testing.T, r *run) string {
 }
 
 func TestFtraceStiShadowNMIReturnSlot(t *testing.T) {
-	spec := loadSpec(t, "ftrace-sti-shadow-nmi")
+	spec := testkit.Load(t, "ftrace-sti-shadow-nmi", nil)
 	if !spec.Quirks.NMIInSTIShadow {
 		t.Fatal("ftrace-sti-shadow-nmi must allow NMIs in the STI shadow")
 	}
@@ -710,12 +701,12 @@ func TestFtraceStiShadowNMIReturnSlot(t *testing.T) {
 }
 
 func TestFtraceStiShadowClean(t *testing.T) {
-	spec := loadSpec(t, "ftrace-sti-shadow")
+	spec := testkit.Load(t, "ftrace-sti-shadow", nil)
 	if spec.Quirks.NMIInSTIShadow {
 		t.Fatal("ftrace-sti-shadow must block NMIs in the STI shadow")
 	}
 	// The same code and plan as ftrace-sti-shadow-nmi.
-	other := loadSpec(t, "ftrace-sti-shadow-nmi")
+	other := testkit.Load(t, "ftrace-sti-shadow-nmi", nil)
 	if !bytes.Equal(spec.ELF, other.ELF) || fmt.Sprint(spec.Inject) != fmt.Sprint(other.Inject) {
 		t.Error("ftrace-sti-shadow must run the same slice and injections as ftrace-sti-shadow-nmi")
 	}
@@ -777,7 +768,7 @@ func TestFtraceStiShadowClean(t *testing.T) {
 }
 
 func TestFtraceDoubleInt3Clean(t *testing.T) {
-	spec := loadSpec(t, "ftrace-double-int3")
+	spec := testkit.Load(t, "ftrace-double-int3", nil)
 	r := execute(t, spec, 1, nil)
 	t.Logf("seed 1: %v", r)
 	checkClean(t, "seed 1", r)
