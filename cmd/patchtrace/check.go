@@ -160,7 +160,7 @@ func cmdCheck(env *cmdEnv, args []string) int {
 		fmt.Fprintf(env.stdout, "\n%d scenario(s), %d seed(s) each: %d as expected, %d not\n", len(rows), *seeds, len(rows)-bad, bad)
 		switch {
 		case *outDir != "":
-			fmt.Fprintf(env.stdout, "traces and JSON reports in %s (ID/seedN.arrow, ID/seedN.json; summary check.json)\n", *outDir)
+			fmt.Fprintf(env.stdout, "traces, JSON reports and HTML pages in %s (ID/seedN.arrow, ID/seedN.json, ID/seedN.html; summary check.json, index.html)\n", *outDir)
 		case failPath != "":
 			fmt.Fprintf(env.stdout, "traces of the failing seeds in %s (no --out: nothing else kept)\n", failPath)
 		default:

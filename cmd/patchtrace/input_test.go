@@ -134,7 +134,7 @@ func TestCheckOut(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("exit %d\n%s%s", code, stdout, errs)
 	}
-	for _, want := range []string{"  MAIL  EXPECT", "traces and JSON reports in " + out + " "} {
+	for _, want := range []string{"  MAIL  EXPECT", "traces, JSON reports and HTML pages in " + out + " "} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("no %q in\n%s", want, stdout)
 		}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -287,11 +286,19 @@ func exportPerfetto(env *cmdEnv, trace, out string) int {
 	if err != nil {
 		return errorf(env, "export: %v", err)
 	}
-	var b bytes.Buffer
-	if err := report.WritePerfetto(&b, trace, res); err != nil {
+	// Streamed into a temporary file renamed into place: a long run's
+	// Perfetto trace is not held in memory, and out is never half-written.
+	tmp, err := os.CreateTemp(filepath.Dir(out), filepath.Base(out)+".*.partial")
+	if err != nil {
 		return errorf(env, "export: %v", err)
 	}
-	if err := writeFileAtomic(out, b.Bytes()); err != nil {
+	err = report.WritePerfetto(tmp, trace, res)
+	err = errors.Join(err, tmp.Chmod(0o644), tmp.Sync(), tmp.Close())
+	if err == nil {
+		err = os.Rename(tmp.Name(), out)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
 		return errorf(env, "export: %v", err)
 	}
 	fmt.Fprintf(env.stdout, "wrote %s: %d events as a Perfetto trace (%d findings as flows)\n", out, res.Events, len(res.Findings))
