@@ -11,8 +11,8 @@ import (
 
 	"github.com/patchtrace/patchtrace/analyze"
 	"github.com/patchtrace/patchtrace/emu"
-	"github.com/patchtrace/patchtrace/record"
-	"github.com/patchtrace/patchtrace/scenario"
+	"github.com/patchtrace/patchtrace/internal/check"
+	"github.com/patchtrace/patchtrace/internal/testkit"
 	"github.com/patchtrace/patchtrace/scenarios"
 )
 
@@ -39,42 +39,25 @@ var analyzerCases = []analyzerCase{
 	{id: "int3-emulate-ret", seed: 1, params: map[string]uint64{"patch_rounds": 10, "calls": 200}, want: []want{{"missed-call", -1, "traced_fn"}}},
 }
 
-func loadSpec(t testing.TB, c analyzerCase) *scenario.Spec {
-	t.Helper()
-	s, err := scenario.Load(scenarios.FS, c.id)
-	if err != nil {
-		t.Skipf("scenario %s not built yet: %v", c.id, err)
-	}
-	for k, v := range c.params {
-		s.Params[k] = v
-	}
-	return s
-}
-
-// runBoth analyzes one run twice: live, as the machine emits it, and from
-// the trace file the same run wrote. Both must agree.
+// runBoth analyzes one run twice: live, as the machine emits it
+// (check.Run), and from the trace file the same run wrote. Both must
+// agree.
 func runBoth(t *testing.T, c analyzerCase) *analyze.Result {
 	t.Helper()
-	spec := loadSpec(t, c)
-	img, err := emu.LoadImage(spec.ID, spec.ELF)
-	if err != nil {
-		t.Fatal(err)
-	}
-	md := record.Meta(spec, img, spec.CPUs, c.seed)
-	live, err := analyze.NewLive(&md, analyze.All())
-	if err != nil {
-		t.Fatal(err)
-	}
+	spec := testkit.Load(t, c.id, c.params)
 	path := filepath.Join(t.TempDir(), c.id+".arrow")
-	if _, err := record.Run(spec, path, record.Options{Options: emu.Options{Seed: c.seed}, Tee: live}); err != nil {
+	r, err := check.Run(spec, check.Options{Options: emu.Options{Seed: c.seed}, Path: path})
+	if err == nil {
+		err = r.Run.Err
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
-	inMem := live.Finish()
 	fromDisk, err := analyze.AnalyzeFile(path, analyze.All())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a, b := summary(inMem), summary(fromDisk); a != b {
+	if a, b := summary(r.Analysis), summary(fromDisk); a != b {
 		t.Fatalf("in-memory and on-disk analyses differ:\n%s\n---\n%s", a, b)
 	}
 	return fromDisk

@@ -8,6 +8,8 @@ import (
 	"github.com/patchtrace/patchtrace/analyze"
 	"github.com/patchtrace/patchtrace/emu"
 	"github.com/patchtrace/patchtrace/format"
+	"github.com/patchtrace/patchtrace/internal/check"
+	"github.com/patchtrace/patchtrace/internal/testkit"
 	"github.com/patchtrace/patchtrace/record"
 	"github.com/patchtrace/patchtrace/scenario"
 	"github.com/patchtrace/patchtrace/scenarios"
@@ -206,27 +208,18 @@ func TestTornFetchExecutesHalfWritten(t *testing.T) {
 		t.Run(fetch, func(t *testing.T) {
 			half := 0
 			for seed := uint64(1); seed <= 12; seed++ {
-				spec, err := scenario.Load(scenarios.FS, "text-poke-bp-nosync")
-				if err != nil {
-					t.Fatal(err)
-				}
-				spec.Params["mode"] = 1
+				spec := testkit.Load(t, "text-poke-bp-nosync", map[string]uint64{"mode": 1})
 				spec.Quirks.Fetch = fetch
-				img, err := emu.LoadImage(spec.ID, spec.ELF)
-				if err != nil {
-					t.Fatal(err)
-				}
-				md := record.Meta(spec, img, spec.CPUs, seed)
-				live, err := analyze.NewLive(&md, []analyze.Analyzer{mustSelect(t, "cmc")})
-				if err != nil {
-					t.Fatal(err)
-				}
 				// Torn code may be anything: a run that ends on an
 				// instruction the interpreter lacks still shows what ran.
-				if _, err := record.Run(spec, "", record.Options{Options: emu.Options{Seed: seed}, Tee: live}); err != nil {
-					t.Logf("seed %d: %v", seed, err)
+				r, err := check.Run(spec, check.Options{Options: emu.Options{Seed: seed}, Analyzers: []analyze.Analyzer{mustSelect(t, "cmc")}})
+				if err != nil {
+					t.Fatal(err)
 				}
-				for _, f := range live.Finish().Findings {
+				if r.Run.Err != nil {
+					t.Logf("seed %d: %v", seed, r.Run.Err)
+				}
+				for _, f := range r.Analysis.Findings {
 					if strings.Contains(f.Message, "half-written") {
 						half++
 					}
@@ -263,20 +256,15 @@ func TestDefaultFetchModelShowsMissingSync(t *testing.T) {
 	if spec.Quirks.Fetch != "torn" {
 		t.Fatalf("default fetch model %q, want torn", spec.Quirks.Fetch)
 	}
-	img, err := emu.LoadImage(spec.ID, spec.ELF)
-	if err != nil {
-		t.Fatal(err)
-	}
 	for seed := uint64(1); seed <= 3; seed++ {
-		md := record.Meta(spec, img, spec.CPUs, seed)
-		live, err := analyze.NewLive(&md, []analyze.Analyzer{mustSelect(t, "cmc")})
+		r, err := check.Run(spec, check.Options{Options: emu.Options{Seed: seed}, Analyzers: []analyze.Analyzer{mustSelect(t, "cmc")}})
+		if err == nil {
+			err = r.Run.Err
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := record.Run(spec, "", record.Options{Options: emu.Options{Seed: seed}, Tee: live}); err != nil {
-			t.Fatal(err)
-		}
-		if res := live.Finish(); len(res.Findings) == 0 {
+		if res := r.Analysis; len(res.Findings) == 0 {
 			t.Errorf("seed %d: no cmc finding with the default fetch model", seed)
 		}
 	}
