@@ -1,6 +1,10 @@
 package emu
 
-import "testing"
+import (
+	"bytes"
+	"debug/elf"
+	"testing"
+)
 
 // BenchmarkTextPokeBP runs the text-poke-bp workload with recording off.
 func BenchmarkTextPokeBP(b *testing.B) {
@@ -55,4 +59,45 @@ func BenchmarkFentryLoop(b *testing.B) {
 	}
 	// Guest instructions per second of wall time, emulation only.
 	b.ReportMetric(float64(insns)/b.Elapsed().Seconds()/1e6, "Minstr/s")
+}
+
+// BenchmarkDecode decodes every instruction of text-poke-bp's and
+// bench-fentry's code once per iteration (decode runs once per CPU and
+// address, on a decode-cache miss; see fetch.go).
+func BenchmarkDecode(b *testing.B) {
+	var code [][]byte
+	for _, id := range []string{"text-poke-bp", "bench-fentry"} {
+		f, err := elf.NewFile(bytes.NewReader(loadBuiltin(b, id).ELF))
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, sec := range f.Sections {
+			if sec.Flags&elf.SHF_EXECINSTR == 0 {
+				continue
+			}
+			text, err := sec.Data()
+			if err != nil {
+				b.Fatal(err)
+			}
+			for off := 0; off < len(text); {
+				in, err := decodeInst(text[off:], sec.Addr+uint64(off))
+				if err != nil {
+					off++ // data in the text, or an unsupported instruction
+					continue
+				}
+				code = append(code, text[off:off+int(in.len)])
+				off += int(in.len)
+			}
+		}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		for _, c := range code {
+			if _, err := decodeInst(c, 0x1000); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	// Instructions decoded per iteration.
+	b.ReportMetric(float64(len(code)), "insns/op")
 }

@@ -8,7 +8,9 @@ import (
 )
 
 // This file turns x86asm's decode of one instruction into the interpreter's
-// pre-decoded form (semantics), once per CPU and address. Everything that
+// pre-decoded form (semantics), once per CPU and address: the instruction's
+// entry in isa (isa.go) names the op, and its form's decoder below reads
+// the operands. Everything that
 // can be settled from the bytes alone is settled here: which of our ops runs,
 // operand size, register numbers (including AH/CH/DH/BH), the memory
 // operand's parts, immediates sign-extended as the SDM says for the form,
@@ -296,31 +298,6 @@ func regIndex(r x86asm.Reg) (idx, sh, size uint8, ok bool) {
 	}
 	return 0, 0, 0, false
 }
-
-// Condition codes by x86asm op, numbered as the low nibble of the Jcc/SETcc/
-// CMOVcc opcodes (SDM Vol. 1 Appendix B, Table B-1).
-var (
-	jccCond = map[x86asm.Op]uint8{
-		x86asm.JO: 0, x86asm.JNO: 1, x86asm.JB: 2, x86asm.JAE: 3, x86asm.JE: 4, x86asm.JNE: 5, x86asm.JBE: 6, x86asm.JA: 7,
-		x86asm.JS: 8, x86asm.JNS: 9, x86asm.JP: 10, x86asm.JNP: 11, x86asm.JL: 12, x86asm.JGE: 13, x86asm.JLE: 14, x86asm.JG: 15,
-	}
-	setCond = map[x86asm.Op]uint8{
-		x86asm.SETO: 0, x86asm.SETNO: 1, x86asm.SETB: 2, x86asm.SETAE: 3, x86asm.SETE: 4, x86asm.SETNE: 5, x86asm.SETBE: 6, x86asm.SETA: 7,
-		x86asm.SETS: 8, x86asm.SETNS: 9, x86asm.SETP: 10, x86asm.SETNP: 11, x86asm.SETL: 12, x86asm.SETGE: 13, x86asm.SETLE: 14, x86asm.SETG: 15,
-	}
-	cmovCond = map[x86asm.Op]uint8{
-		x86asm.CMOVO: 0, x86asm.CMOVNO: 1, x86asm.CMOVB: 2, x86asm.CMOVAE: 3, x86asm.CMOVE: 4, x86asm.CMOVNE: 5, x86asm.CMOVBE: 6, x86asm.CMOVA: 7,
-		x86asm.CMOVS: 8, x86asm.CMOVNS: 9, x86asm.CMOVP: 10, x86asm.CMOVNP: 11, x86asm.CMOVL: 12, x86asm.CMOVGE: 13, x86asm.CMOVLE: 14, x86asm.CMOVG: 15,
-	}
-	aluKinds = map[x86asm.Op]uint8{
-		x86asm.ADD: aluAdd, x86asm.OR: aluOr, x86asm.ADC: aluAdc, x86asm.SBB: aluSbb,
-		x86asm.AND: aluAnd, x86asm.SUB: aluSub, x86asm.XOR: aluXor, x86asm.CMP: aluCmp, x86asm.TEST: aluTest,
-	}
-	shiftKinds = map[x86asm.Op]uint8{
-		x86asm.ROL: shRol, x86asm.ROR: shRor, x86asm.RCL: shRcl, x86asm.RCR: shRcr,
-		x86asm.SHL: shShl, x86asm.SHR: shShr, x86asm.SAR: shSar,
-	}
-)
 
 // endbr64 and endbr32 (SDM Vol. 2 ENDBR64): x86asm does not know them, and
 // with CET off they are NOPs.
@@ -657,453 +634,425 @@ func isImmArg(a x86asm.Arg) bool { _, ok := a.(x86asm.Imm); return ok }
 
 func isCL(a x86asm.Arg) bool { r, ok := a.(x86asm.Reg); return ok && r == x86asm.CL }
 
-// decode fills d.s for d.x and returns "" or why the form is unsupported.
+// decode fills d.s for d.x from its isa entry and returns "" or why the
+// form is unsupported.
 func (d *decoder) decode() string {
 	x, s := d.x, d.s
 	s.base, s.index = noReg, noReg
-	a0, a1, a2 := x.Args[0], x.Args[1], x.Args[2]
 	if d.badLock() {
 		// SDM Vol. 2 LOCK: #UD if the instruction is not lockable or its
 		// destination is not memory.
 		s.op, s.fc = opUD, fcNone
 		return ""
 	}
-	if k, ok := aluKinds[x.Op]; ok {
-		s.sub = k
-		s.fc = fcArith
-		if k == aluAnd || k == aluOr || k == aluXor || k == aluTest {
-			s.fc = fcLogic
-		}
-		return d.twoOp(opAluRR, opAluRM, opAluMR, opAluRI, opAluMI)
-	}
-	if k, ok := jccCond[x.Op]; ok {
-		s.op, s.sub = opJcc, k
-		return d.rel(a0)
-	}
-	if k, ok := setCond[x.Op]; ok {
-		s.op, s.sub = opSetcc, k
-		sz, ok := d.rmArg(a0)
-		if !ok || sz != 1 {
-			return "operands"
-		}
-		s.size = 1
-		return ""
-	}
-	if k, ok := cmovCond[x.Op]; ok {
-		s.op, s.sub = opCmov, k
-		return d.regRM(a0, a1)
-	}
-	if k, ok := shiftKinds[x.Op]; ok {
-		s.op, s.sub, s.fc = opShift, k, fcShift
-		if k <= shRcr {
-			s.fc = fcRotate
-		}
-		sz, ok := d.rmArg(a0)
-		if !ok {
-			return "operands"
-		}
-		s.size = sz
-		switch {
-		case isCL(a1):
-			s.mf |= mCL
-		case d.imm(a1):
-		default:
-			return "shift count"
-		}
-		return ""
-	}
-
-	switch x.Op {
-	case x86asm.NOP, x86asm.PAUSE,
-		x86asm.PREFETCHNTA, x86asm.PREFETCHT0, x86asm.PREFETCHT1, x86asm.PREFETCHT2, x86asm.PREFETCHW:
-		// NOP Ev never accesses its operand; PREFETCHh is a hint that never
-		// faults (SDM Vol. 2 PREFETCHh).
-		s.op = opNop
-	case x86asm.LFENCE, x86asm.MFENCE, x86asm.SFENCE:
-		// The fences order memory but are not serializing instructions
-		// (SDM Vol. 3 §10.3 (§8.3 in older editions), "LFENCE ... does
-		// not serialize"); the emulated CPU executes in order with no store
-		// buffer, so they are NOPs.
-		s.op = opNop
-	case x86asm.UD0, x86asm.UD1, x86asm.UD2:
-		s.op = opUD
-
-	case x86asm.MOV:
-		if sys, reason := d.movSys(); sys {
-			return reason
-		}
-		if a0 == x86asm.CS {
-			// SDM Vol. 2 MOV: "#UD if an attempt is made to load the CS
-			// register" (8E /1).
-			s.op = opUD
-			return ""
-		}
-		return d.twoOp(opMovRR, opMovRM, opMovMR, opMovRI, opMovMI)
-	case x86asm.XBEGIN, x86asm.XABORT:
-		// SDM Vol. 2 XBEGIN/XABORT: #UD if CPUID.(EAX=7,ECX=0):EBX.RTM
-		// [bit 11] = 0, as this machine's CPUID says.
-		s.op = opUD
-	case x86asm.MOVZX, x86asm.MOVSX, x86asm.MOVSXD:
-		s.op = opMovzx
-		if x.Op != x86asm.MOVZX {
-			s.op = opMovsx
-		}
-		sz, ok := d.reg(a0)
-		if !ok {
-			return "operands"
-		}
-		ss, ok := d.rmArg(a1)
-		if !ok {
-			return "operands"
-		}
-		s.size, s.ssize = sz, ss
-	case x86asm.LEA:
-		s.op = opLea
-		sz, ok := d.reg(a0)
-		m, isMem := a1.(x86asm.Mem)
-		if !ok || !isMem || !d.mem(m) {
-			return "operands"
-		}
-		s.mf &^= mGS // LEA computes the offset only (SDM Vol. 2 LEA)
-		s.size = sz
-	case x86asm.XCHG:
-		s.op = opXchg
-		if isMemArg(a0) {
-			a0, a1 = a1, a0
-		}
-		return d.regRM(a0, a1)
-	case x86asm.XADD, x86asm.CMPXCHG:
-		s.op, s.fc = opXadd, fcArith
-		if x.Op == x86asm.CMPXCHG {
-			s.op = opCmpxchg
-		}
-		return d.regRM(a1, a0)
-	case x86asm.BSWAP:
-		s.op = opBswap
-		sz, ok := d.reg(a0)
-		if !ok || sz < 4 {
-			return "BSWAP of a 16-bit register is undefined"
-		}
-		s.size = sz
-	case x86asm.CBW, x86asm.CWDE, x86asm.CDQE:
-		s.op, s.size = opCbw, uint8(x.DataSize/8)
-	case x86asm.CWD, x86asm.CDQ, x86asm.CQO:
-		s.op, s.size = opCwd, uint8(x.DataSize/8)
-
-	case x86asm.INC, x86asm.DEC, x86asm.NEG, x86asm.NOT:
-		s.op = opUnary
-		switch x.Op {
-		case x86asm.INC:
-			s.sub, s.fc = unInc, fcIncDec
-		case x86asm.DEC:
-			s.sub, s.fc = unDec, fcIncDec
-		case x86asm.NEG:
-			s.sub, s.fc = unNeg, fcArith
-		case x86asm.NOT:
-			s.sub, s.fc = unNot, fcNone
-		}
-		sz, ok := d.rmArg(a0)
-		if !ok || a1 != nil {
-			return "operands"
-		}
-		s.size = sz
-	case x86asm.MUL, x86asm.DIV, x86asm.IDIV, x86asm.IMUL:
-		if x.Op == x86asm.IMUL && a1 != nil {
-			s.op, s.fc = opImul, fcMul
-			if msg := d.regRM(a0, a1); msg != "" {
-				return msg
-			}
-			if a2 != nil {
-				if !d.imm(a2) {
-					return "operands"
-				}
-				s.mf |= mImm
-			}
-			return ""
-		}
-		s.op = opMulDiv
-		switch x.Op {
-		case x86asm.MUL:
-			s.sub, s.fc = mdMul, fcMul
-		case x86asm.IMUL:
-			s.sub, s.fc = mdImul, fcMul
-		case x86asm.DIV:
-			s.sub, s.fc = mdDiv, fcDiv
-		case x86asm.IDIV:
-			s.sub, s.fc = mdIdiv, fcDiv
-		}
-		sz, ok := d.rmArg(a0)
-		if !ok {
-			return "operands"
-		}
-		s.size = sz
-	case x86asm.SHLD, x86asm.SHRD:
-		s.op, s.fc = opShxd, fcShxd
-		if x.Op == x86asm.SHRD {
-			s.sub = 1
-		}
-		if msg := d.regRM(a1, a0); msg != "" {
-			return msg
-		}
-		switch {
-		case isCL(a2):
-			s.mf |= mCL
-		case d.imm(a2):
-		default:
-			return "shift count"
-		}
-
-	case x86asm.BT, x86asm.BTS, x86asm.BTR, x86asm.BTC:
-		s.op, s.fc = opBt, fcBt
-		s.sub = map[x86asm.Op]uint8{x86asm.BT: btBt, x86asm.BTS: btBts, x86asm.BTR: btBtr, x86asm.BTC: btBtc}[x.Op]
-		if d.imm(a1) {
-			sz, ok := d.rmArg(a0)
-			if !ok {
-				return "operands"
-			}
-			s.size = sz
-			s.mf |= mImm
-			return ""
-		}
-		return d.regRM(a1, a0)
-	case x86asm.BSF, x86asm.BSR, x86asm.TZCNT, x86asm.LZCNT, x86asm.POPCNT:
-		s.op = opBscan
-		switch x.Op {
-		case x86asm.BSF:
-			s.sub, s.fc = scBsf, fcBscan
-		case x86asm.BSR:
-			s.sub, s.fc = scBsr, fcBscan
-		case x86asm.TZCNT:
-			s.sub, s.fc = scTzcnt, fcTzcnt
-		case x86asm.LZCNT:
-			s.sub, s.fc = scLzcnt, fcTzcnt
-		case x86asm.POPCNT:
-			s.sub, s.fc = scPopcnt, fcPopcnt
-		}
-		return d.regRM(a0, a1)
-
-	case x86asm.JMP, x86asm.CALL:
-		if d.data16() {
-			return "16-bit operand size on a near branch"
-		}
-		call := x.Op == x86asm.CALL
-		switch a := a0.(type) {
-		case x86asm.Rel:
-			s.op = opJmp
-			if call {
-				s.op = opCall
-			}
-			return d.rel(a)
-		case x86asm.Reg:
-			s.op = opJmpR
-			if call {
-				s.op = opCallR
-			}
-			idx, _, sz, ok := regIndex(a)
-			if !ok || sz != 8 {
-				return "operands"
-			}
-			s.rm = idx
-		case x86asm.Mem:
-			s.op = opJmpM
-			if call {
-				s.op = opCallM
-			}
-			if x.MemBytes != 8 || !d.mem(a) {
-				return "far or 16-bit indirect branch"
-			}
-		default:
-			return "operands"
-		}
-		s.size = 8
-	case x86asm.JRCXZ, x86asm.JECXZ:
-		s.op = opJrcxz
-		return d.relCount(a0)
-	case x86asm.LOOP, x86asm.LOOPE, x86asm.LOOPNE:
-		s.op = opLoop
-		s.sub = map[x86asm.Op]uint8{x86asm.LOOP: 0, x86asm.LOOPE: 1, x86asm.LOOPNE: 2}[x.Op]
-		return d.relCount(a0)
-	case x86asm.XLATB:
-		// SDM Vol. 2 XLAT: AL := [RBX + ZeroExtend(AL)], DS (or the
-		// segment override) based; 0x67 uses EBX and truncates.
-		m, ok := a0.(x86asm.Mem)
-		if !ok || !d.mem(m) {
-			return "operands"
-		}
-		s.op, s.size = opXlat, 1
-	case x86asm.ENTER:
-		if d.data16() {
-			return "16-bit ENTER"
-		}
-		sz, ok1 := a0.(x86asm.Imm)
-		lv, ok2 := a1.(x86asm.Imm)
-		if !ok1 || !ok2 {
-			return "operands"
-		}
-		// SDM Vol. 2 ENTER: NestingLevel := imm8 MOD 32.
-		s.op, s.imm, s.ssize, s.size = opEnter, uint64(sz)&0xffff, uint8(lv)&31, 8
-	case x86asm.CMPXCHG8B, x86asm.CMPXCHG16B:
-		m, ok := a0.(x86asm.Mem)
-		if !ok || !d.mem(m) {
-			return "operands"
-		}
-		s.op, s.fc, s.size = opCmpxchg8b, fcZF, 8
-		if x.Op == x86asm.CMPXCHG16B {
-			s.sub = 1
-		}
-	case x86asm.IN, x86asm.OUT:
-		// SDM Vol. 2 IN/OUT: at CPL 0 always permitted. This machine has
-		// no I/O devices: a read of any port returns all ones (what a PC
-		// bus returns for a port no device claims) and a write is lost.
-		s.op = opIn
-		r, port := a0, a1
-		if x.Op == x86asm.OUT {
-			s.op, r, port = opOut, a1, a0
-		}
-		sz, ok := d.reg(r)
-		if !ok || s.r != RAX || s.rsh != 0 {
-			return "operands"
-		}
-		s.size = sz
-		switch p := port.(type) {
-		case x86asm.Imm:
-			s.imm, s.mf = uint64(p)&0xff, s.mf|mImm
-		case x86asm.Reg:
-			if p != x86asm.DX {
-				return "operands"
-			}
-		default:
-			return "operands"
-		}
-	case x86asm.FWAIT:
-		// SDM Vol. 2 WAIT/FWAIT: checks for pending x87 exceptions (there
-		// are none: no x87 instruction ever runs here) and raises #NM
-		// only if CR0.MP and CR0.TS are both set (they are not).
-		s.op = opNop
-	case x86asm.RET:
-		if d.data16() {
-			return "16-bit operand size on RET"
-		}
-		s.op = opRet
-		if a0 != nil && !d.imm(a0) {
-			return "operands"
-		}
-		s.imm &= 0xffff
-
-	case x86asm.PUSH, x86asm.POP:
-		if d.data16() {
-			return d.pushPop16()
-		}
-		push := x.Op == x86asm.PUSH
-		s.size = 8
-		switch a := a0.(type) {
-		case x86asm.Reg:
-			s.op = opPopR
-			if push {
-				s.op = opPushR
-			}
-			sz, ok := d.reg(a)
-			if !ok || sz != 8 {
-				return "segment register or 16-bit operand"
-			}
-		case x86asm.Mem:
-			s.op = opPopM
-			if push {
-				s.op = opPushM
-			}
-			if x.MemBytes != 8 || !d.mem(a) {
-				return "operands"
-			}
-		case x86asm.Imm:
-			if !push {
-				return "operands"
-			}
-			s.op = opPushI
-			d.imm(a)
-		default:
-			return "operands"
-		}
-	case x86asm.PUSHFQ:
-		s.op = opPushf
-	case x86asm.POPFQ:
-		s.op, s.fc = opPopf, fcAll
-	case x86asm.PUSHF: // 66 9C: the low 16 bits of RFLAGS
-		s.op, s.sub, s.size = opPush16, push16Flags, 2
-	case x86asm.POPF: // 66 9D
-		s.op, s.sub, s.size, s.fc = opPop16, push16Flags, 2, fcAll
-	case x86asm.LEAVE:
-		if d.data16() {
-			return "16-bit LEAVE"
-		}
-		s.op = opLeave
-
-	case x86asm.MOVSB, x86asm.MOVSW, x86asm.MOVSD, x86asm.MOVSQ,
-		x86asm.STOSB, x86asm.STOSW, x86asm.STOSD, x86asm.STOSQ,
-		x86asm.LODSB, x86asm.LODSW, x86asm.LODSD, x86asm.LODSQ,
-		x86asm.CMPSB, x86asm.CMPSW, x86asm.CMPSD, x86asm.CMPSQ,
-		x86asm.SCASB, x86asm.SCASW, x86asm.SCASD, x86asm.SCASQ,
-		x86asm.INSB, x86asm.INSW, x86asm.INSD,
-		x86asm.OUTSB, x86asm.OUTSW, x86asm.OUTSD:
-		return d.str()
-
-	case x86asm.INT:
-		if d.in.raw[x.Len-1] == 0xcc && a0 == x86asm.Imm(3) {
-			s.op = opInt3
-			break
-		}
-		// SDM Vol. 2 INT n (CD ib): a software interrupt through the
-		// vector table (at CPL 0 the gate's DPL does not matter), no error
-		// code even for vectors that have one, the saved RIP after it.
-		v, ok := a0.(x86asm.Imm)
-		if !ok {
-			return "operands"
-		}
-		s.op, s.imm = opSoftInt, uint64(v)&0xff
-	case x86asm.ICEBP:
-		s.op = opInt1
-	case x86asm.IRETQ, x86asm.IRETD:
-		// IRETD (CF without REX.W) pops the same five slots 4 bytes wide
-		// (SDM Vol. 2 IRET, IA-32e mode: SS:RSP are always popped).
-		s.op, s.fc, s.size = opIretq, fcAll, 8
-		if x.Op == x86asm.IRETD {
-			s.size = 4
-		}
-	case x86asm.LRET:
-		// SDM Vol. 2 RET (far): pops RIP (4 bytes by default in 64-bit
-		// mode, 8 with REX.W) and CS, then releases imm16 bytes.
-		if x.DataSize != 32 && x.DataSize != 64 {
-			return "16-bit far RET"
-		}
-		s.op, s.size = opLret, uint8(x.DataSize/8)
-		if a0 != nil && !d.imm(a0) {
-			return "operands"
-		}
-		s.imm &= 0xffff
-	case x86asm.STI:
-		s.op = opSti
-	case x86asm.CLI:
-		s.op = opCli
-	case x86asm.HLT:
-		s.op = opHlt
-	case x86asm.CPUID:
-		s.op = opCpuid
-	case x86asm.CLC:
-		s.op, s.fc = opClc, fcCF
-	case x86asm.STC:
-		s.op, s.fc = opStc, fcCF
-	case x86asm.CMC:
-		s.op, s.fc = opCmc, fcCF
-	case x86asm.CLD:
-		s.op = opCld
-	case x86asm.STD:
-		s.op = opStd
-	case x86asm.SAHF:
-		s.op, s.fc = opSahf, fcSahf
-	case x86asm.LAHF:
-		s.op = opLahf
-	default:
+	e := isaOf(x.Op)
+	if e.form == formAbsent {
 		return "not implemented"
 	}
+	s.op, s.sub, s.size, s.fc = e.op, e.sub, e.size, e.fc
+	return d.decodeForm(e.form)
+}
+
+// decodeForm reads the operands of form f; decode has set op, sub, size
+// and fc from the entry. It returns "" or why the operands are
+// unsupported. (A switch, not a table of method values: an indirect call
+// would make the decoder, and x86asm's Inst, escape to the heap.)
+func (d *decoder) decodeForm(f isaForm) string {
+	switch f {
+	case formFixed:
+		return ""
+	case formTwoOp:
+		return d.twoOpForm()
+	case formMov:
+		return d.movForm()
+	case formMovx:
+		return d.movx()
+	case formLea:
+		return d.lea()
+	case formXchg:
+		return d.xchg()
+	case formRegRM:
+		return d.regRMForm()
+	case formRMReg:
+		return d.rmRegForm()
+	case formSetcc:
+		return d.setcc()
+	case formBswap:
+		return d.bswap()
+	case formAcc:
+		return d.acc()
+	case formUnary:
+		return d.unary()
+	case formMulDiv:
+		return d.mulDiv()
+	case formShift:
+		return d.shift()
+	case formShxd:
+		return d.shxd()
+	case formBt:
+		return d.bt()
+	case formRel:
+		return d.relForm()
+	case formRelCount:
+		return d.relCountForm()
+	case formNear:
+		return d.near()
+	case formRet:
+		return d.ret()
+	case formLret:
+		return d.lret()
+	case formPushPop:
+		return d.pushPop()
+	case formLeave:
+		return d.leave()
+	case formEnter:
+		return d.enter()
+	case formXlat:
+		return d.xlat()
+	case formCmpxchg8b:
+		return d.cmpxchg8b()
+	case formInOut:
+		return d.inOut()
+	case formString:
+		return d.str()
+	case formInt:
+		return d.intForm()
+	}
+	return "not implemented"
+}
+
+// twoOpForm: the ALU instructions (SDM Vol. 2 ADD ... TEST).
+func (d *decoder) twoOpForm() string {
+	return d.twoOp(opAluRR, opAluRM, opAluMR, opAluRI, opAluMI)
+}
+
+// movForm: MOV (SDM Vol. 2 MOV).
+func (d *decoder) movForm() string {
+	if sys, reason := d.movSys(); sys {
+		return reason
+	}
+	if d.x.Args[0] == x86asm.CS {
+		// SDM Vol. 2 MOV: "#UD if an attempt is made to load the CS
+		// register" (8E /1).
+		d.s.op = opUD
+		return ""
+	}
+	return d.twoOp(opMovRR, opMovRM, opMovMR, opMovRI, opMovMI)
+}
+
+// movx: MOVZX, MOVSX, MOVSXD.
+func (d *decoder) movx() string {
+	sz, ok := d.reg(d.x.Args[0])
+	if !ok {
+		return "operands"
+	}
+	ss, ok := d.rmArg(d.x.Args[1])
+	if !ok {
+		return "operands"
+	}
+	d.s.size, d.s.ssize = sz, ss
+	return ""
+}
+
+func (d *decoder) lea() string {
+	s := d.s
+	sz, ok := d.reg(d.x.Args[0])
+	m, isMem := d.x.Args[1].(x86asm.Mem)
+	if !ok || !isMem || !d.mem(m) {
+		return "operands"
+	}
+	s.mf &^= mGS // LEA computes the offset only (SDM Vol. 2 LEA)
+	s.size = sz
+	return ""
+}
+
+func (d *decoder) xchg() string {
+	a0, a1 := d.x.Args[0], d.x.Args[1]
+	if isMemArg(a0) {
+		a0, a1 = a1, a0
+	}
+	return d.regRM(a0, a1)
+}
+
+func (d *decoder) regRMForm() string { return d.regRM(d.x.Args[0], d.x.Args[1]) }
+func (d *decoder) rmRegForm() string { return d.regRM(d.x.Args[1], d.x.Args[0]) }
+
+func (d *decoder) setcc() string {
+	sz, ok := d.rmArg(d.x.Args[0])
+	if !ok || sz != 1 {
+		return "operands"
+	}
+	return ""
+}
+
+func (d *decoder) bswap() string {
+	sz, ok := d.reg(d.x.Args[0])
+	if !ok || sz < 4 {
+		return "BSWAP of a 16-bit register is undefined"
+	}
+	d.s.size = sz
+	return ""
+}
+
+// acc: CBW/CWDE/CDQE and CWD/CDQ/CQO, sized by the operand-size attribute.
+func (d *decoder) acc() string {
+	d.s.size = uint8(d.x.DataSize / 8)
+	return ""
+}
+
+func (d *decoder) unary() string {
+	sz, ok := d.rmArg(d.x.Args[0])
+	if !ok || d.x.Args[1] != nil {
+		return "operands"
+	}
+	d.s.size = sz
+	return ""
+}
+
+// mulDiv: MUL, DIV, IDIV and one-operand IMUL on RDX:RAX; the 2- and
+// 3-operand IMUL are opImul.
+func (d *decoder) mulDiv() string {
+	x, s := d.x, d.s
+	if x.Op == x86asm.IMUL && x.Args[1] != nil {
+		s.op, s.sub = opImul, 0
+		if msg := d.regRM(x.Args[0], x.Args[1]); msg != "" {
+			return msg
+		}
+		if x.Args[2] != nil {
+			if !d.imm(x.Args[2]) {
+				return "operands"
+			}
+			s.mf |= mImm
+		}
+		return ""
+	}
+	sz, ok := d.rmArg(x.Args[0])
+	if !ok {
+		return "operands"
+	}
+	s.size = sz
+	return ""
+}
+
+func (d *decoder) shift() string {
+	sz, ok := d.rmArg(d.x.Args[0])
+	if !ok {
+		return "operands"
+	}
+	d.s.size = sz
+	return d.count(d.x.Args[1])
+}
+
+// count reads a shift count: CL or an immediate.
+func (d *decoder) count(a x86asm.Arg) string {
+	switch {
+	case isCL(a):
+		d.s.mf |= mCL
+	case d.imm(a):
+	default:
+		return "shift count"
+	}
+	return ""
+}
+
+func (d *decoder) shxd() string {
+	if msg := d.regRM(d.x.Args[1], d.x.Args[0]); msg != "" {
+		return msg
+	}
+	return d.count(d.x.Args[2])
+}
+
+func (d *decoder) bt() string {
+	a0, a1 := d.x.Args[0], d.x.Args[1]
+	if d.imm(a1) {
+		sz, ok := d.rmArg(a0)
+		if !ok {
+			return "operands"
+		}
+		d.s.size = sz
+		d.s.mf |= mImm
+		return ""
+	}
+	return d.regRM(a1, a0)
+}
+
+func (d *decoder) relForm() string      { return d.rel(d.x.Args[0]) }
+func (d *decoder) relCountForm() string { return d.relCount(d.x.Args[0]) }
+
+// near: JMP and CALL, direct, register-indirect or memory-indirect.
+func (d *decoder) near() string {
+	x, s := d.x, d.s
+	if d.data16() {
+		return "16-bit operand size on a near branch"
+	}
+	call := s.op == opCall
+	switch a := x.Args[0].(type) {
+	case x86asm.Rel:
+		return d.rel(a)
+	case x86asm.Reg:
+		s.op = opJmpR
+		if call {
+			s.op = opCallR
+		}
+		idx, _, sz, ok := regIndex(a)
+		if !ok || sz != 8 {
+			return "operands"
+		}
+		s.rm = idx
+	case x86asm.Mem:
+		s.op = opJmpM
+		if call {
+			s.op = opCallM
+		}
+		if x.MemBytes != 8 || !d.mem(a) {
+			return "far or 16-bit indirect branch"
+		}
+	default:
+		return "operands"
+	}
+	s.size = 8
+	return ""
+}
+
+func (d *decoder) ret() string {
+	if d.data16() {
+		return "16-bit operand size on RET"
+	}
+	if a0 := d.x.Args[0]; a0 != nil && !d.imm(a0) {
+		return "operands"
+	}
+	d.s.imm &= 0xffff
+	return ""
+}
+
+// lret: far RET (SDM Vol. 2 RET): pops RIP (4 bytes by default in 64-bit
+// mode, 8 with REX.W) and CS, then releases imm16 bytes.
+func (d *decoder) lret() string {
+	x, s := d.x, d.s
+	if x.DataSize != 32 && x.DataSize != 64 {
+		return "16-bit far RET"
+	}
+	s.size = uint8(x.DataSize / 8)
+	if a0 := x.Args[0]; a0 != nil && !d.imm(a0) {
+		return "operands"
+	}
+	s.imm &= 0xffff
+	return ""
+}
+
+func (d *decoder) pushPop() string {
+	x, s := d.x, d.s
+	if d.data16() {
+		return d.pushPop16()
+	}
+	push := s.op == opPushR
+	s.size = 8
+	switch a := x.Args[0].(type) {
+	case x86asm.Reg:
+		sz, ok := d.reg(a)
+		if !ok || sz != 8 {
+			return "segment register or 16-bit operand"
+		}
+	case x86asm.Mem:
+		s.op = opPopM
+		if push {
+			s.op = opPushM
+		}
+		if x.MemBytes != 8 || !d.mem(a) {
+			return "operands"
+		}
+	case x86asm.Imm:
+		if !push {
+			return "operands"
+		}
+		s.op = opPushI
+		d.imm(a)
+	default:
+		return "operands"
+	}
+	return ""
+}
+
+func (d *decoder) leave() string {
+	if d.data16() {
+		return "16-bit LEAVE"
+	}
+	return ""
+}
+
+func (d *decoder) enter() string {
+	if d.data16() {
+		return "16-bit ENTER"
+	}
+	sz, ok1 := d.x.Args[0].(x86asm.Imm)
+	lv, ok2 := d.x.Args[1].(x86asm.Imm)
+	if !ok1 || !ok2 {
+		return "operands"
+	}
+	// SDM Vol. 2 ENTER: NestingLevel := imm8 MOD 32.
+	d.s.imm, d.s.ssize = uint64(sz)&0xffff, uint8(lv)&31
+	return ""
+}
+
+// xlat: SDM Vol. 2 XLAT: AL := [RBX + ZeroExtend(AL)], DS (or the segment
+// override) based; 0x67 uses EBX and truncates.
+func (d *decoder) xlat() string {
+	m, ok := d.x.Args[0].(x86asm.Mem)
+	if !ok || !d.mem(m) {
+		return "operands"
+	}
+	return ""
+}
+
+func (d *decoder) cmpxchg8b() string {
+	m, ok := d.x.Args[0].(x86asm.Mem)
+	if !ok || !d.mem(m) {
+		return "operands"
+	}
+	return ""
+}
+
+// inOut: SDM Vol. 2 IN/OUT: at CPL 0 always permitted. This machine has no
+// I/O devices: a read of any port returns all ones (what a PC bus returns
+// for a port no device claims) and a write is lost.
+func (d *decoder) inOut() string {
+	x, s := d.x, d.s
+	r, port := x.Args[0], x.Args[1]
+	if s.op == opOut {
+		r, port = x.Args[1], x.Args[0]
+	}
+	sz, ok := d.reg(r)
+	if !ok || s.r != RAX || s.rsh != 0 {
+		return "operands"
+	}
+	s.size = sz
+	switch p := port.(type) {
+	case x86asm.Imm:
+		s.imm, s.mf = uint64(p)&0xff, s.mf|mImm
+	case x86asm.Reg:
+		if p != x86asm.DX {
+			return "operands"
+		}
+	default:
+		return "operands"
+	}
+	return ""
+}
+
+// intForm: INT3 (CC) and INT n (CD ib; SDM Vol. 2 INT n: a software
+// interrupt through the vector table, at CPL 0 whatever the gate's DPL, no
+// error code even for vectors that have one, the saved RIP after it).
+func (d *decoder) intForm() string {
+	a0 := d.x.Args[0]
+	if d.in.raw[d.x.Len-1] == 0xcc && a0 == x86asm.Imm(3) {
+		d.s.op = opInt3
+		return ""
+	}
+	v, ok := a0.(x86asm.Imm)
+	if !ok {
+		return "operands"
+	}
+	d.s.imm = uint64(v) & 0xff
 	return ""
 }
 
@@ -1233,37 +1182,12 @@ func (d *decoder) rel(a x86asm.Arg) string {
 	return ""
 }
 
-// str decodes MOVS/STOS/LODS/CMPS/SCAS (SDM Vol. 2 §3.2 "REP/REPE/REPNE").
+// str decodes MOVS/STOS/LODS/CMPS/SCAS/INS/OUTS (SDM Vol. 2 §3.2
+// "REP/REPE/REPNE"); the op and the operand size are the entry's.
 func (d *decoder) str() string {
 	x, s := d.x, d.s
 	if x.AddrSize != 64 {
 		return "string instruction with 32-bit addressing"
-	}
-	switch x.Op {
-	case x86asm.MOVSB, x86asm.MOVSW, x86asm.MOVSD, x86asm.MOVSQ:
-		s.op = opMovs
-	case x86asm.STOSB, x86asm.STOSW, x86asm.STOSD, x86asm.STOSQ:
-		s.op = opStos
-	case x86asm.LODSB, x86asm.LODSW, x86asm.LODSD, x86asm.LODSQ:
-		s.op = opLods
-	case x86asm.CMPSB, x86asm.CMPSW, x86asm.CMPSD, x86asm.CMPSQ:
-		s.op, s.fc = opCmps, fcArith
-	case x86asm.INSB, x86asm.INSW, x86asm.INSD:
-		s.op = opIns
-	case x86asm.OUTSB, x86asm.OUTSW, x86asm.OUTSD:
-		s.op = opOuts
-	default:
-		s.op, s.fc = opScas, fcArith
-	}
-	switch x.Op {
-	case x86asm.MOVSB, x86asm.STOSB, x86asm.LODSB, x86asm.CMPSB, x86asm.SCASB, x86asm.INSB, x86asm.OUTSB:
-		s.size = 1
-	case x86asm.MOVSW, x86asm.STOSW, x86asm.LODSW, x86asm.CMPSW, x86asm.SCASW, x86asm.INSW, x86asm.OUTSW:
-		s.size = 2
-	case x86asm.MOVSD, x86asm.STOSD, x86asm.LODSD, x86asm.CMPSD, x86asm.SCASD, x86asm.INSD, x86asm.OUTSD:
-		s.size = 4
-	default:
-		s.size = 8
 	}
 	switch {
 	case d.prefix(x86asm.PrefixREP):

@@ -89,9 +89,12 @@
 //   - step.go: one CPU's steps: instruction, interrupt delivery, HLT.
 //   - cpu.go, inspect.go: CPU state and its copies (Regs).
 //   - fetch.go, inst.go: the per-CPU decode cache and fetch models.
+//   - isa.go: the instruction set as one table indexed by x86asm.Op
+//     (operand form, interpreter op, flag class, SDM page), from which
+//     docs/isa.md is generated; DecodeInsn.
 //   - decode.go, decode_invalid.go, decode_system.go: x86asm's decode to
-//     the interpreter's form; what is invalid (#UD) and what is
-//     unsupported.
+//     the interpreter's form, one decoder per operand form; what is
+//     invalid (#UD) and what is unsupported.
 //   - exec_dispatch.go, exec_*.go: the interpreter, one file per
 //     instruction family; flags.go: the arithmetic flags.
 //   - mem.go, perm.go: memory, frames, permissions, the text-poke alias.
@@ -99,3 +102,5 @@
 //   - service.go, service_id.go: the native kernel services.
 //   - event.go: Event, EventKind and the Sink interface.
 package emu
+
+//go:generate go test -run TestGenerated -update
