@@ -340,7 +340,11 @@ func Explore(ctx context.Context, spec *scenario.Spec, opt Options) (*Result, er
 	}
 
 	var violations []*Violation
+	// stopProgress is idempotent: deferred for the error returns, and
+	// called before the final "done" snapshot so Progress never runs from
+	// two goroutines.
 	stopProgress := e.progressLoop()
+	defer stopProgress()
 	seen := map[Target]bool{}
 	processed := int64(0)
 	stopped, err := e.runJobs(st, func(jo jobOut) bool {
@@ -373,7 +377,6 @@ func Explore(ctx context.Context, spec *scenario.Spec, opt Options) (*Result, er
 		return true
 	})
 	if err != nil {
-		stopProgress()
 		return nil, err
 	}
 	res.Stopped = stopped
@@ -392,7 +395,6 @@ func Explore(ctx context.Context, spec *scenario.Spec, opt Options) (*Result, er
 			min, out, ss, err := Shrink(sctx, pm, v.Decisions, v.Target, opt.ShrinkRuns, opt.Workers)
 			cancel()
 			if err != nil {
-				stopProgress()
 				return nil, fmt.Errorf("minimise %s: %w", v.Target, err)
 			}
 			v.Shrink = ss
@@ -400,7 +402,6 @@ func Explore(ctx context.Context, spec *scenario.Spec, opt Options) (*Result, er
 				v.Minimized = min
 				full, err := pm.Replay(min, opt.Analyzers)
 				if err != nil {
-					stopProgress()
 					return nil, fmt.Errorf("minimise %s: %w", v.Target, err)
 				}
 				v.MinFindings = sortedFindings(full.Findings)

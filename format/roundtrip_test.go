@@ -28,7 +28,7 @@ func TestRoundTrip(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			mem := checkedAlloc(t)
 			want := fixtureRows()
-			data := writeTrace(t, want, append(tc.opts, WithAllocator(mem))...)
+			data := writeTrace(t, want, tc.opts...)
 			r, got := readAll(t, data, WithReadAllocator(mem))
 			defer r.Close()
 			if r.Truncated() {
@@ -131,7 +131,7 @@ func TestHeaderAndFooter(t *testing.T) {
 
 func TestEmptyTrace(t *testing.T) {
 	mem := checkedAlloc(t)
-	data := writeTrace(t, nil, WithAllocator(mem))
+	data := writeTrace(t, nil)
 	r, rows := readAll(t, data, WithReadAllocator(mem))
 	defer r.Close()
 	if len(rows) != 0 || r.NumEvents() != 0 || r.Truncated() {

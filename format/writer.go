@@ -12,7 +12,6 @@ import (
 	"unsafe"
 
 	"github.com/apache/arrow/go/v15/arrow"
-	"github.com/apache/arrow/go/v15/arrow/memory"
 	flatbuffers "github.com/google/flatbuffers/go"
 )
 
@@ -33,10 +32,6 @@ type writerOptions struct {
 
 // WithBatchRows sets the rows per record batch (1..MaxBatchRows).
 func WithBatchRows(n int) Option { return func(o *writerOptions) { o.batchRows = n } }
-
-// WithAllocator is accepted for compatibility and has no effect: the
-// writer encodes batches itself and allocates from the Go heap.
-func WithAllocator(mem memory.Allocator) Option { return func(o *writerOptions) {} }
 
 // WithSerial makes the writer encode and write batches on the appending
 // goroutine instead of background ones. The bytes written are the same.
