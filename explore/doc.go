@@ -129,10 +129,11 @@
 // summaries' digests (the sum of the hashes) add up.
 //
 // Each shard writes DIR/scenario=<id>/shard=<i>/: findings.parquet
-// (FindingsSchema, one row per finding of each violating schedule and of
-// each minimised run), summary.json, and per violation NN-analyzer-symbol.arrow
-// (the minimised run as a trace) with NN-analyzer-symbol.json (its
-// findings, as `patchtrace analyze --format json` writes them). DuckDB:
+// (FindingsSchema, pinned by testdata/findings_schema.golden; one row per
+// finding of each violating schedule and of each minimised run),
+// summary.json, and per violation NN-analyzer-symbol.arrow (the minimised
+// run as a trace) with NN-analyzer-symbol.json (its findings, as
+// `patchtrace analyze --format json` writes them). DuckDB:
 //
 //	SELECT scenario, analyzer, symbol, min(decision_count)
 //	FROM read_parquet('DIR/**/*.parquet', hive_partitioning = true)

@@ -30,7 +30,8 @@ func ShardDir(dir, scenario string, shard int) string {
 
 // FindingsSchema is the schema of findings.parquet: one row per finding of
 // a violating schedule (minimized false) and one per finding of each
-// minimised run (minimized true).
+// minimised run (minimized true). testdata/findings_schema.golden pins it as
+// written (TestFindingsSchema; -update rewrites it after a deliberate change).
 var FindingsSchema = arrow.NewSchema([]arrow.Field{
 	{Name: "scenario", Type: arrow.BinaryTypes.String},
 	{Name: "shard", Type: arrow.PrimitiveTypes.Int32},
