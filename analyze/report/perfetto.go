@@ -115,11 +115,9 @@ func (p *pfWriter) event(ts uint64, typ int, track uint64, name, cat string, flo
 	p.packet(ts, true, pb(nil).bytes(pfTrackEvent, te))
 }
 
-// Track uuids: CPU c is c+1; task t on CPU c is 1<<32 | c<<20 | t+1.
+// Track uuids: CPU c is c+1; task tracks are numbered from 1000 as they
+// first appear (small numbers: every event carries its track's uuid).
 func cpuTrack(c int) uint64 { return uint64(c) + 1 }
-func taskTrack(c int, t uint32) uint64 {
-	return 1<<32 | uint64(c)<<20 | uint64(t+1)&(1<<20-1)
-}
 
 // pfCPU is one CPU's open slices (on its current task's track).
 type pfCPU struct {
@@ -183,11 +181,16 @@ func WritePerfetto(w io.Writer, path string, res *analyze.Result) error {
 		}
 	}
 	cpus := make([]pfCPU, md.CPUs)
-	tracks := map[uint64]bool{}
+	type cpuTask struct {
+		cpu  int
+		task uint32
+	}
+	tracks := map[cpuTask]uint64{}
 	taskTrackOf := func(c int, t uint32) uint64 {
-		u := taskTrack(c, t)
-		if !tracks[u] {
-			tracks[u] = true
+		u, ok := tracks[cpuTask{c, t}]
+		if !ok {
+			u = 1000 + uint64(len(tracks))
+			tracks[cpuTask{c, t}] = u
 			p.track(u, cpuTrack(c), fmt.Sprintf("cpu%d task %d", c, t), int(t))
 		}
 		return u
