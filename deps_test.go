@@ -54,7 +54,7 @@ var depsPolicy = []struct {
 	{"replay", []string{"format", "internal/slice", "scenario"}},
 	// The analyzers: over replay, never over emu (not even transitively),
 	// so that they judge what the trace says, not what the machine holds.
-	{"analyze", []string{"format", "replay", "golang.org/x/arch/x86/x86asm"}},
+	{"analyze", []string{"format", "internal/slice", "replay", "golang.org/x/arch/x86/x86asm"}},
 	// Re-execution of a recorded run: the one place replay meets emu.
 	{"analyze/report", []string{"analyze", "format", "replay"}}, // the HTML timeline page
 	{"replay/rerun", []string{"emu", "format", "record", "scenario", "golang.org/x/arch/x86/x86asm"}},

@@ -8,6 +8,7 @@ import (
 	"github.com/patchtrace/patchtrace/analyze"
 	"github.com/patchtrace/patchtrace/emu"
 	"github.com/patchtrace/patchtrace/internal/check"
+	"github.com/patchtrace/patchtrace/internal/slice"
 	"github.com/patchtrace/patchtrace/internal/testkit"
 	"github.com/patchtrace/patchtrace/record"
 	"github.com/patchtrace/patchtrace/scenario"
@@ -139,23 +140,24 @@ func instructionsOf(t testing.TB, img *emu.Image, expr string) []string {
 	if !ok || sym.Size == 0 || !sym.Func {
 		return nil
 	}
-	for _, s := range img.Sections {
-		if sym.Addr < s.Addr || sym.Addr+sym.Size > s.Addr+s.Size || s.Data == nil {
-			continue
-		}
-		code := s.Data[sym.Addr-s.Addr : sym.Addr-s.Addr+sym.Size]
-		var out []string
-		for off := 0; off < len(code); {
-			in, err := x86asm.Decode(code[off:], 64)
-			if err != nil {
-				break
-			}
-			out = append(out, fmt.Sprintf("%s+%#x", sym.Name, off))
-			off += in.Len
-		}
-		return out
+	code := img.Bytes(sym.Addr, sym.Size)
+	if code == nil {
+		return nil
 	}
-	return nil
+	var out []string
+	slice.Walk(len(code), decodeLength(code), func(off, _ int) bool {
+		out = append(out, fmt.Sprintf("%s+%#x", sym.Name, off))
+		return true
+	}) // (an error: the instructions up to it)
+	return out
+}
+
+// decodeLength measures code's instructions with x86asm (slice.Walk).
+func decodeLength(code []byte) slice.Length {
+	return func(off int) (int, error) {
+		in, err := x86asm.Decode(code[off:], 64)
+		return in.Len, err
+	}
 }
 
 // TestMissedCallCountMatchesSlice: the missed-call rows count, on their

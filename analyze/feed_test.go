@@ -8,6 +8,7 @@ import (
 	"github.com/patchtrace/patchtrace/analyze"
 	"github.com/patchtrace/patchtrace/emu"
 	"github.com/patchtrace/patchtrace/format"
+	"github.com/patchtrace/patchtrace/internal/slice"
 	"github.com/patchtrace/patchtrace/record"
 	"github.com/patchtrace/patchtrace/replay"
 	"github.com/patchtrace/patchtrace/scenario"
@@ -153,21 +154,17 @@ func (f *feed) callReturn(fn string) uint64 {
 	if !ok {
 		f.t.Fatalf("no symbol %s", fn)
 	}
-	for _, sec := range f.img.Sections {
-		if s.Addr < sec.Addr || s.Addr+s.Size > sec.Addr+sec.Size || sec.Data == nil {
-			continue
+	code := f.img.Bytes(s.Addr, s.Size)
+	ret := uint64(0)
+	slice.Walk(len(code), decodeLength(code), func(off, n int) bool {
+		if in, _ := x86asm.Decode(code[off:], 64); in.Op == x86asm.CALL {
+			ret = s.Addr + uint64(off+n)
+			return false
 		}
-		code := sec.Data[s.Addr-sec.Addr : s.Addr-sec.Addr+s.Size]
-		for off := 0; off < len(code); {
-			in, err := x86asm.Decode(code[off:], 64)
-			if err != nil {
-				break
-			}
-			off += in.Len
-			if in.Op == x86asm.CALL {
-				return s.Addr + uint64(off)
-			}
-		}
+		return true
+	})
+	if ret != 0 {
+		return ret
 	}
 	f.t.Fatalf("no call in %s", fn)
 	return 0

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/patchtrace/patchtrace/format"
+	"github.com/patchtrace/patchtrace/internal/slice"
 	"github.com/patchtrace/patchtrace/replay"
 	"golang.org/x/arch/x86/x86asm"
 )
@@ -171,29 +172,27 @@ func boundary(syms *replay.Symbols, image, mem *replay.Memory, addr uint64) (sta
 		return 0, nil, true
 	}
 	haveOrig := image != nil && image.Read(sym.Addr, orig[:sym.Size])
-	for off := uint64(0); off < sym.Size; {
-		a := sym.Addr + off
-		if a == addr {
-			return 0, nil, true
-		}
-		var n int
+	length := func(off int) (int, error) {
+		b := code[off:]
 		if code[off] == 0xcc && haveOrig && orig[off] != 0xcc {
-			in, err := x86asm.Decode(orig[off:], 64)
-			if err != nil || in.Len == 0 {
-				return 0, nil, true
-			}
-			n = in.Len
-		} else {
-			in, err := x86asm.Decode(code[off:], 64)
-			if err != nil || in.Len == 0 {
-				return 0, nil, true
-			}
-			n = in.Len
+			b = orig[off:] // a guard: the instruction under it
 		}
-		if a+uint64(n) > addr {
-			return a, code[off : off+uint64(n)], false
-		}
-		off += uint64(n)
+		in, err := x86asm.Decode(b, 64)
+		return in.Len, err
 	}
-	return 0, nil, true
+	ok = true
+	err := slice.Walk(int(sym.Size), length, func(off, n int) bool {
+		a := sym.Addr + uint64(off)
+		if a+uint64(n) <= addr {
+			return true
+		}
+		if a != addr {
+			start, insn, ok = a, code[off:off+n], false
+		}
+		return false
+	})
+	if err != nil {
+		return 0, nil, true // does not decode: the benefit of the doubt
+	}
+	return start, insn, ok
 }

@@ -288,6 +288,17 @@ func (img *Image) parseVectors(f *elf.File, name string) error {
 // Gate returns the vector-table entry for v, or nil.
 func (img *Image) Gate(v Vector) *Gate { return img.gates[v] }
 
+// Bytes returns the image's bytes at [addr, addr+n) as loaded, before any
+// run, or nil when no section with contents holds all of them.
+func (img *Image) Bytes(addr, n uint64) []byte {
+	for _, s := range img.Sections {
+		if s.Data != nil && addr >= s.Addr && n <= s.Size && addr-s.Addr <= s.Size-n {
+			return s.Data[addr-s.Addr : addr-s.Addr+n]
+		}
+	}
+	return nil
+}
+
 // Lookup returns the symbol named name.
 func (img *Image) Lookup(name string) (*Symbol, bool) { return img.syms.Lookup(name) }
 

@@ -22,6 +22,7 @@ import (
 	"golang.org/x/arch/x86/x86asm"
 
 	"github.com/patchtrace/patchtrace/emu"
+	"github.com/patchtrace/patchtrace/internal/slice"
 	"github.com/patchtrace/patchtrace/internal/testkit"
 	"github.com/patchtrace/patchtrace/scenario"
 )
@@ -356,21 +357,27 @@ func insnPoints(t *testing.T, m *emu.Machine, fn string) []string {
 		t.Fatalf("%s: text unreadable", fn)
 	}
 	var pts []string
-	for off := 0; off < len(code); {
-		in, err := x86asm.Decode(code[off:], 64)
-		if err != nil {
-			t.Fatalf("%s+%#x: %v", fn, off, err)
-		}
+	err := slice.Walk(len(code), decodeLength(code), func(off, n int) bool {
 		pts = append(pts, fmt.Sprintf("%s+%#x", fn, off))
+		in, _ := x86asm.Decode(code[off:], 64)
 		if in.Op == x86asm.RET || in.Op == x86asm.IRETQ || in.Op == x86asm.INT || in.Op == x86asm.JMP {
 			// Trailing padding after the last instruction is not code.
-			if off+in.Len >= len(code) || allPadding(code[off+in.Len:]) {
-				break
-			}
+			return off+n < len(code) && !allPadding(code[off+n:])
 		}
-		off += in.Len
+		return true
+	})
+	if err != nil {
+		t.Fatalf("%s: %v", fn, err)
 	}
 	return pts
+}
+
+// decodeLength measures code's instructions with x86asm (slice.Walk).
+func decodeLength(code []byte) slice.Length {
+	return func(off int) (int, error) {
+		in, err := x86asm.Decode(code[off:], 64)
+		return in.Len, err
+	}
 }
 
 func allPadding(b []byte) bool {

@@ -8,9 +8,8 @@ import (
 	"strings"
 	"testing"
 
-	"golang.org/x/arch/x86/x86asm"
-
 	"github.com/patchtrace/patchtrace/emu"
+	"github.com/patchtrace/patchtrace/internal/slice"
 	"github.com/patchtrace/patchtrace/internal/testkit"
 )
 
@@ -61,19 +60,13 @@ func TestSeed001DynTrampRO(t *testing.T) {
 	}
 	tmpl, _ := img.Lookup("ftrace_tramp_template")
 	end, _ := img.Lookup("ftrace_tramp_end")
-	var code []byte
-	for _, sec := range img.Sections {
-		if tmpl.Addr >= sec.Addr && end.Addr <= sec.Addr+sec.Size && sec.Data != nil {
-			code = sec.Data[tmpl.Addr-sec.Addr : end.Addr-sec.Addr-8] // up to the ops word
-		}
+	code := img.Bytes(tmpl.Addr, end.Addr-8-tmpl.Addr) // up to the ops word
+	offs, err := slice.Starts(len(code), decodeLength(code))
+	if err != nil || len(offs) == 0 {
+		t.Fatalf("ftrace_tramp_template: %d instructions, %v", len(offs), err)
 	}
-	for off := 0; off < len(code); {
-		in, err := x86asm.Decode(code[off:], 64)
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, off := range offs {
 		points = append(points, fmt.Sprintf("%#x", uint64(moduleBase)+uint64(off)))
-		off += in.Len
 	}
 	var fired int
 	for i := 0; i < sweepSeeds; i++ {

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/arch/x86/x86asm"
 
 	"github.com/patchtrace/patchtrace/emu"
+	"github.com/patchtrace/patchtrace/internal/slice"
 	"github.com/patchtrace/patchtrace/scenario"
 )
 
@@ -461,20 +462,14 @@ func insnStarts(t testing.TB, img *emu.Image, sym string) []string {
 	if !ok || s.Size == 0 {
 		t.Fatalf("no function %s", sym)
 	}
-	var code []byte
-	for _, sec := range img.Sections {
-		if s.Addr >= sec.Addr && s.Addr+s.Size <= sec.Addr+sec.Size && sec.Data != nil {
-			code = sec.Data[s.Addr-sec.Addr : s.Addr-sec.Addr+s.Size]
-		}
+	code := img.Bytes(s.Addr, s.Size)
+	offs, err := slice.Starts(len(code), decodeLength(code))
+	if err != nil {
+		t.Fatalf("%s: %v", sym, err)
 	}
 	var out []string
-	for off := 0; off < len(code); {
-		in, err := x86asm.Decode(code[off:], 64)
-		if err != nil {
-			t.Fatalf("%s+%#x: %v", sym, off, err)
-		}
+	for _, off := range offs {
 		out = append(out, fmt.Sprintf("%s+%d", sym, off))
-		off += in.Len
 	}
 	return out
 }
