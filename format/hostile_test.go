@@ -318,3 +318,20 @@ func TestCorruptFile(t *testing.T) {
 		t.Fatalf("truncated file: %v, verified %v (%q)", err, r.Verified(), r.Unverified())
 	}
 }
+
+// TestCorruptFooterVersionKey: a flipped byte in the footer's version key
+// name made a finished trace read as "not a patchtrace trace".
+func TestCorruptFooterVersionKey(t *testing.T) {
+	d := writeTrace(t, fixtureRows(), WithBatchRows(4))
+	foot := footerStart(t, d)
+	i := bytes.Index(d[foot:], []byte(KeyFormatVersion))
+	if i < 0 {
+		t.Fatal("no version key in the footer")
+	}
+	i += foot
+	d[i+3] ^= 1
+	_, _, err := readRows(d)
+	if !errors.Is(err, ErrCorrupt) || errors.Is(err, ErrNotTrace) {
+		t.Fatalf("got %v, want corrupt", err)
+	}
+}

@@ -215,6 +215,15 @@ func (r *Reader) readPrefix(msgs []block, md *arrow.Metadata) (n int, err error)
 		// checksum by decodeMeta) has the header's checksum, checked
 		// before anything in the header is trusted.
 		if err := r.checkVersion(*md); err != nil {
+			if m := msgs[0]; errors.Is(err, ErrNotTrace) && m.metaLen > 8 {
+				// Not a trace by its footer; by its header it may be one
+				// whose footer is damaged.
+				if k, v, herr := messageKV(buf[m.off+8 : m.off+m.metaLen]); herr == nil {
+					if _, ok, verr := versionOf(arrow.NewMetadata(k, v)); ok && verr == nil {
+						return 0, corruptErr(r.name, -1, fmt.Errorf("the footer metadata has no valid %s, the header has one", KeyFormatVersion))
+					}
+				}
+			}
 			return 0, err
 		}
 		if fm, err = decodeMeta(*md); err != nil {
