@@ -314,7 +314,8 @@
 //	ELF, CPU count and decision log rebuild the machine and feed it the same decisions.
 //	--verify turns every re-executed event into a row and compares it with the trace's,
 //	in lockstep, and reports the first divergence (sequence number, cpu, kind, column:
-//	expected vs got) or "verified: N events identical". --until SEQ stops after the step
+//	expected vs got; or the run's outcome when the footer records another one) or
+//	"verified: N events identical". --until SEQ stops after the step
 //	that emits event SEQ and prints the machine state: registers per CPU, the top of each
 //	stack with return addresses as symbol+offset, the bytes at each must_call site and
 //	the per-CPU return slots (--json for JSON).

@@ -14,7 +14,8 @@ const replayAbout = "Re-executes the run recorded in FILE from the trace alone: 
 	"ELF, CPU count and decision log rebuild the machine and feed it the same decisions.\n" +
 	"--verify turns every re-executed event into a row and compares it with the trace's,\n" +
 	"in lockstep, and reports the first divergence (sequence number, cpu, kind, column:\n" +
-	"expected vs got) or \"verified: N events identical\". --until SEQ stops after the step\n" +
+	"expected vs got; or the run's outcome when the footer records another one) or\n" +
+	"\"verified: N events identical\". --until SEQ stops after the step\n" +
 	"that emits event SEQ and prints the machine state: registers per CPU, the top of each\n" +
 	"stack with return addresses as symbol+offset, the bytes at each must_call site and\n" +
 	"the per-CPU return slots (--json for JSON).\n" +

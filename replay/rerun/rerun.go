@@ -216,7 +216,23 @@ func (r *Run) Verify(rows iter.Seq2[*format.Row, error]) (uint64, *Divergence, e
 		return v.n, &Divergence{Seq: want.Seq, CPU: want.CPU, Kind: want.Kind.String(), Field: "event",
 			Expected: describe(want), Got: "end of run (" + res.Stop.String() + ")"}, nil
 	}
+	// And ended the same way: the outcome is what analyze judges a run
+	// by, so a footer that says otherwise is a divergence too.
+	if want, got := r.Meta.Outcome, res.Stop.String(); want != "" && !sameOutcome(want, got) {
+		return v.n, &Divergence{Seq: v.n, Kind: "end of run", Field: "outcome", Expected: want, Got: got + " (" + res.Msg + ")"}, nil
+	}
 	return v.n, nil, nil
+}
+
+// sameOutcome: a re-executed run ends as recorded, except that a log
+// that runs out ends it as hung (the replaying source is not a
+// LogReplayer): so did the recorded run when it hung (its source had
+// nothing to run) or when it replayed a log itself (decisions-exhausted).
+func sameOutcome(recorded, rerun string) bool {
+	if rerun == format.OutcomeHung {
+		return recorded == format.OutcomeHung || recorded == format.OutcomeDecisions
+	}
+	return recorded == rerun
 }
 
 type untilDiverged struct {

@@ -172,6 +172,12 @@ func TestVerifyReportsDivergence(t *testing.T) {
 			}
 			f.Decisions = emu.EncodeDecisions(ds)
 		}},
+		{name: "outcome", final: func(f *format.Final) {
+			// The run finished; a footer saying it ran out of budget
+			// (or, the other way round, done for a budget run) is not
+			// the recorded run.
+			f.Outcome, f.OutcomeDetail = format.OutcomeBudget, "instruction budget exhausted"
+		}, seq: 0, field: "outcome"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -185,6 +191,9 @@ func TestVerifyReportsDivergence(t *testing.T) {
 				t.Fatalf("no divergence reported (%d events identical)", n)
 			}
 			t.Logf("%v", div)
+			if c.field != "" && div.Field != c.field {
+				t.Fatalf("divergence in field %s, want %s", div.Field, c.field)
+			}
 			if c.seq != 0 && (div.Seq != c.seq || div.Field != c.field) {
 				t.Fatalf("divergence at seq %d field %s, want seq %d field %s", div.Seq, div.Field, c.seq, c.field)
 			}
@@ -250,5 +259,50 @@ func TestUntil(t *testing.T) {
 	}
 	if _, err := run.Until(r.NumEvents()); err == nil {
 		t.Error("until past the last event: no error")
+	}
+}
+
+// TestVerifyOutcomes: runs that did not finish verify as recorded, their
+// outcome included: one stopped by its instruction budget, and one that
+// replayed a decision log ending early (decisions-exhausted, as explore
+// writes a minimised run).
+func TestVerifyOutcomes(t *testing.T) {
+	spec, err := scenario.Load(scenarios.FS, "text-poke-bp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, err = explore.Prepare(spec, map[string]uint64{"patch_rounds": 1, "calls": 60, "dwell": 8}, 0, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	full, err := record.Run(spec, filepath.Join(t.TempDir(), "full.arrow"), record.Options{Options: emu.Options{Seed: 2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name    string
+		opt     record.Options
+		outcome string
+	}{
+		{"budget", record.Options{Options: emu.Options{Seed: 2, MaxInsns: 3000}}, format.OutcomeBudget},
+		{"decisions-exhausted", record.Options{Options: emu.Options{Seed: 2}, Source: &emu.LogSource{Log: full.Decisions[:len(full.Decisions)/2]}}, format.OutcomeDecisions},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "t.arrow")
+			if _, err := record.Run(spec, path, c.opt); err != nil {
+				t.Fatal(err)
+			}
+			r, run := open(t, path)
+			if r.Meta().Outcome != c.outcome {
+				t.Fatalf("outcome %q, want %q", r.Meta().Outcome, c.outcome)
+			}
+			n, div, err := run.Verify(r.Events())
+			if err != nil || div != nil {
+				t.Fatalf("verify: %v %v", err, div)
+			}
+			if n != r.NumEvents() {
+				t.Fatalf("verified %d of %d events", n, r.NumEvents())
+			}
+		})
 	}
 }
