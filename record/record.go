@@ -141,7 +141,7 @@ func (r *Recorder) Event(e *emu.Event) {
 	case emu.EvService:
 		row.Service, row.Args, row.Ret = format.Service(e.Service), e.Args, e.Ret
 	case emu.EvMarker:
-		row.Args = e.Args
+		row.Args, row.Msg = e.Args, e.Msg
 	case emu.EvFault:
 		row.Vector, row.HasVector, row.ErrCode, row.HasErrCode = uint8(e.Vector), true, e.ErrCode, true
 		row.Addr, row.HasAddr, row.Msg, row.Service = e.Addr, true, e.Msg, format.Service(e.Service)
