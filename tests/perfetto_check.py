@@ -26,7 +26,16 @@ def main():
     nested = defaultdict(int)  # "parent category>child category" -> count
     max_depth = 0
     instants = defaultdict(int)
+    names, cats = {}, {}  # interned: iid -> string
+    slice_names = set()
     for p in trace.packet:
+        if p.HasField("interned_data"):
+            if p.sequence_flags & pb.TracePacket.SEQ_NEEDS_INCREMENTAL_STATE == 0:
+                errors.append("interned data on a packet without SEQ_NEEDS_INCREMENTAL_STATE")
+            for n in p.interned_data.event_names:
+                names[n.iid] = n.name
+            for c in p.interned_data.event_categories:
+                cats[c.iid] = c.name
         if p.HasField("track_descriptor"):
             td = p.track_descriptor
             tracks[td.uuid] = {"name": td.name, "parent": td.parent_uuid if td.HasField("parent_uuid") else 0}
@@ -41,10 +50,20 @@ def main():
             errors.append("track %d: timestamp %d after %d" % (t, p.timestamp, last_ts[t]))
         last_ts[t] = p.timestamp
         cat = te.categories[0] if te.categories else ""
+        if te.category_iids:
+            if te.category_iids[0] not in cats:
+                errors.append("category iid %d not interned" % te.category_iids[0])
+            cat = cats.get(te.category_iids[0], "")
+        name = te.name
+        if te.HasField("name_iid"):
+            if te.name_iid not in names:
+                errors.append("name iid %d not interned" % te.name_iid)
+            name = names.get(te.name_iid, "")
         if te.type == pb.TrackEvent.TYPE_SLICE_BEGIN:
             if stacks[t]:
                 nested[stacks[t][-1][1] + ">" + cat] += 1
-            stacks[t].append((te.name, cat))
+            stacks[t].append((name, cat))
+            slice_names.add(name)
             max_depth = max(max_depth, len(stacks[t]))
             n_slices[cat] += 1
         elif te.type == pb.TrackEvent.TYPE_SLICE_END:
@@ -72,6 +91,7 @@ def main():
         "max_depth": max_depth,
         "instants": dict(instants),
         "flows": {str(k): {"steps": v["steps"], "ends": v["ends"], "tracks": len(v["tracks"])} for k, v in flows.items()},
+        "slice_names": sorted(slice_names)[:500],
         "errors": errors[:20],
     }
     print(json.dumps(out, sort_keys=True))

@@ -29,14 +29,20 @@ const (
 	pfTDOrdering     = 11 // TrackDescriptor.child_ordering (enum; 3 EXPLICIT)
 	pfTEType         = 9  // TrackEvent.type (1 begin, 2 end, 3 instant)
 	pfTETrack        = 11 // TrackEvent.track_uuid (uint64)
-	pfTEName         = 23 // TrackEvent.name
-	pfTECategory     = 22 // TrackEvent.categories
 	pfTEFlow         = 47 // TrackEvent.flow_ids (fixed64)
 	pfTEFlowEnd      = 48 // TrackEvent.terminating_flow_ids (fixed64)
 	pfTEAnnotation   = 4  // TrackEvent.debug_annotations
 	pfDAName         = 10 // DebugAnnotation.name
 	pfDAString       = 6  // DebugAnnotation.string_value
+	pfInterned       = 12 // TracePacket.interned_data
+	pfIDCategories   = 1  // InternedData.event_categories (EventCategory)
+	pfIDNames        = 2  // InternedData.event_names (EventName)
+	pfIIDField       = 1  // EventName.iid, EventCategory.iid
+	pfIIDName        = 2  // EventName.name, EventCategory.name
+	pfTENameIID      = 10 // TrackEvent.name_iid
+	pfTECategoryIID  = 3  // TrackEvent.category_iids
 	seqIncrCleared   = 1  // TracePacket.SEQ_INCREMENTAL_STATE_CLEARED
+	seqNeedsIncr     = 2  // TracePacket.SEQ_NEEDS_INCREMENTAL_STATE
 	teBegin, teEnd   = 1, 2
 	teInstant        = 3
 	orderingExplicit = 3
@@ -62,11 +68,26 @@ func (b pb) fixed64(field int, v uint64) pb {
 	return binary.LittleEndian.AppendUint64(b, v)
 }
 
-// pfWriter streams packets on one trusted sequence.
+// pfWriter streams packets on one trusted sequence. Event names and
+// categories are interned: each is sent once, in the interned_data of the
+// first packet that uses it, and referred to by iid after.
 type pfWriter struct {
-	w     *bufio.Writer
-	first bool
-	err   error
+	w       *bufio.Writer
+	first   bool
+	err     error
+	names   map[string]uint64
+	cats    map[string]uint64
+	pending pb // interned_data entries for the next packet
+}
+
+func (p *pfWriter) intern(m map[string]uint64, field int, s string) uint64 {
+	if iid, ok := m[s]; ok {
+		return iid
+	}
+	iid := uint64(len(m)) + 1
+	m[s] = iid
+	p.pending = p.pending.bytes(field, pb(nil).varint(pfIIDField, iid).str(pfIIDName, s))
+	return iid
 }
 
 func (p *pfWriter) packet(ts uint64, hasTS bool, body pb) {
@@ -76,8 +97,14 @@ func (p *pfWriter) packet(ts uint64, hasTS bool, body pb) {
 	}
 	pkt = pkt.varint(pfSeqID, 1)
 	if p.first {
-		pkt = pkt.varint(pfSeqFlags, seqIncrCleared)
+		pkt = pkt.varint(pfSeqFlags, seqIncrCleared|seqNeedsIncr)
 		p.first = false
+	} else {
+		pkt = pkt.varint(pfSeqFlags, seqNeedsIncr)
+	}
+	if len(p.pending) > 0 {
+		pkt = pkt.bytes(pfInterned, p.pending)
+		p.pending = p.pending[:0]
 	}
 	pkt = append(pkt, body...)
 	out := pb(nil).bytes(pfPacket, pkt)
@@ -98,10 +125,10 @@ func (p *pfWriter) track(uuid, parent uint64, name string, rank int) {
 func (p *pfWriter) event(ts uint64, typ int, track uint64, name, cat string, flows, ends []uint64, args [][2]string) {
 	te := pb(nil).varint(pfTEType, uint64(typ)).varint(pfTETrack, track)
 	if name != "" {
-		te = te.str(pfTEName, name)
+		te = te.varint(pfTENameIID, p.intern(p.names, pfIDNames, name))
 	}
 	if cat != "" {
-		te = te.str(pfTECategory, cat)
+		te = te.varint(pfTECategoryIID, p.intern(p.cats, pfIDCategories, cat))
 	}
 	for _, f := range flows {
 		te = te.fixed64(pfTEFlow, f)
@@ -146,7 +173,7 @@ func WritePerfetto(w io.Writer, path string, res *analyze.Result) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
-	p := &pfWriter{w: bufio.NewWriterSize(w, 1<<16), first: true}
+	p := &pfWriter{w: bufio.NewWriterSize(w, 1<<16), first: true, names: map[string]uint64{}, cats: map[string]uint64{}}
 	for c := 0; c < md.CPUs; c++ {
 		p.track(cpuTrack(c), 0, fmt.Sprintf("cpu%d", c), c)
 	}

@@ -53,6 +53,7 @@ func TestPerfettoExport(t *testing.T) {
 		Nested     map[string]int
 		Instants   map[string]int
 		Flows      map[string]struct{ Steps, Ends, Tracks int }
+		SliceNames []string `json:"slice_names"`
 		Errors     []string
 	}
 	if err := json.Unmarshal(b, &sum); err != nil {
@@ -64,6 +65,10 @@ func TestPerfettoExport(t *testing.T) {
 	}
 	if sum.Slices["function"] == 0 || sum.Slices["trap"] == 0 || sum.Nested["trap>function"] == 0 || sum.Nested["trap>trap"] == 0 {
 		t.Errorf("slices %v, nesting %v", sum.Slices, sum.Nested)
+	}
+	names := strings.Join(sum.SliceNames, "|")
+	if !strings.Contains("|"+names+"|", "|lp_fn2|") || !strings.Contains(names, "#BP (int3) at lp_fn") || !strings.Contains(names, "NMI") {
+		t.Errorf("slice names (interned) %q: want lp_fn2, #BP (int3) at lp_fn*, NMI", sum.SliceNames)
 	}
 	if sum.Instants["poke"] == 0 || sum.Instants["finding"] == 0 {
 		t.Errorf("instants %v", sum.Instants)
