@@ -6,7 +6,7 @@
 // its decision log (emu.Decision: "step cpu c for n steps", "raise IRQ v on
 // cpu c", "raise NMI on cpu c"). Exploration generates decision logs,
 // runs each with no trace file and with the analyzers attached in process
-// (record.Recorder feeding analyze.Live, exactly as `patchtrace check`
+// (record.Recorder feeding check.Judge, exactly as `patchtrace check`
 // does: one analyzer implementation for files and live runs), and treats
 // any finding as a violation. A run that does not finish is one too: the
 // trap and progress analyzers always run, so an oops, panic or BUG, the

@@ -26,15 +26,11 @@ type Machine struct {
 
 // NewMachine prepares spec (as returned by Prepare) for repeated runs.
 func NewMachine(spec *scenario.Spec) (*Machine, error) {
-	img, err := emu.LoadImage(spec.ID+"/"+spec.Slice, spec.ELF)
-	if err != nil {
-		return nil, fmt.Errorf("scenario %s: %w", spec.ID, err)
-	}
-	cfg, _, err := emu.ConfigFor(spec, emu.Options{})
+	su, err := check.Prepare(spec, emu.Options{})
 	if err != nil {
 		return nil, err
 	}
-	return &Machine{Spec: spec, Img: img, cfg: cfg, md: record.Meta(spec, img, cfg.CPUs, 0)}, nil
+	return &Machine{Spec: spec, Img: su.Img, cfg: su.Config, md: su.Meta}, nil
 }
 
 // CPUs is the machine's CPU count.
@@ -73,7 +69,7 @@ func ScheduleHash(ds []emu.Decision) uint64 {
 // finding, so a violation, whatever ids selects. Only a failure to write
 // the events is returned as an error.
 func (pm *Machine) Run(src emu.DecisionSource, ids []string) (*Outcome, error) {
-	as, err := analyze.Select(withOutcomeAnalyzers(ids))
+	as, err := check.Select(ids)
 	if err != nil {
 		return nil, err
 	}
@@ -98,21 +94,6 @@ func (pm *Machine) Run(src emu.DecisionSource, ids []string) (*Outcome, error) {
 		return nil, fmt.Errorf("scenario %s: event %d: %w", pm.Spec.ID, seq, err)
 	}
 	return &Outcome{Result: res, Findings: j.Finish(res).Findings, Seqs: p.seqs, Hash: ScheduleHash(res.Decisions), Syncs: t.syncs}, nil
-}
-
-// withOutcomeAnalyzers adds the analyzers that judge how a run ended
-// (trap, progress) to a non-empty selection.
-func withOutcomeAnalyzers(ids []string) []string {
-	if len(ids) == 0 {
-		return ids
-	}
-	out := slices.Clone(ids)
-	for _, id := range []string{"trap", "progress"} {
-		if !slices.Contains(out, id) {
-			out = append(out, id)
-		}
-	}
-	return out
 }
 
 // Replay runs log exactly (an emu.LogSource: the run ends when the log

@@ -18,6 +18,7 @@ package check
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -76,22 +77,60 @@ func (r *Result) Verdict() string {
 // its findings match (see Matches).
 func (r *Result) Matches(e scenario.Expect) bool { return r.Complete() && Matches(e, r.Findings) }
 
+// Setup is a scenario prepared for runs: its slice image, the machine
+// configuration and the trace metadata the analyzers start from. Explore
+// builds it once and shares it (read-only) among many runs.
+type Setup struct {
+	Img    *emu.Image
+	Config emu.Config
+	Meta   format.Meta
+}
+
+// Prepare loads spec's slice and builds the machine configuration (for
+// opt) and the trace metadata (record.Meta) of its runs.
+func Prepare(spec *scenario.Spec, opt emu.Options) (*Setup, error) {
+	img, err := emu.LoadImage(spec.ID+"/"+spec.Slice, spec.ELF)
+	if err != nil {
+		return nil, fmt.Errorf("scenario %s: %w", spec.ID, err)
+	}
+	cfg, _, err := emu.ConfigFor(spec, opt)
+	if err != nil {
+		return nil, err
+	}
+	return &Setup{Img: img, Config: cfg, Meta: record.Meta(spec, img, cfg.CPUs, opt.Seed)}, nil
+}
+
+// OutcomeAnalyzers judge how a run ended (an oops, panic or BUG; the
+// budget, a hang): Select always adds them, so that a run that did not
+// finish is a finding whatever analyzers were asked for.
+var OutcomeAnalyzers = []string{"trap", "progress"}
+
+// Select returns the analyzers ids (all when empty) together with the
+// OutcomeAnalyzers.
+func Select(ids []string) ([]analyze.Analyzer, error) {
+	if len(ids) == 0 {
+		return analyze.All(), nil
+	}
+	sel := slices.Clone(ids)
+	for _, id := range OutcomeAnalyzers {
+		if !slices.Contains(sel, id) {
+			sel = append(sel, id)
+		}
+	}
+	return analyze.Select(sel)
+}
+
 // Run records spec for opt.Seed with the analyzers attached live (and the
 // trace written to opt.Path when set) and judges it. A run the emulator
 // stopped (an error, an unsupported instruction) is not an error: it is
 // returned, judged incomplete. The error is for a run that could not be
 // made at all (a bad configuration, a trace that could not be written).
 func Run(spec *scenario.Spec, opt Options) (*Result, error) {
-	img, err := emu.LoadImage(spec.ID+"/"+spec.Slice, spec.ELF)
-	if err != nil {
-		return nil, fmt.Errorf("scenario %s: %w", spec.ID, err)
-	}
-	cfg, _, err := emu.ConfigFor(spec, opt.Options)
+	su, err := Prepare(spec, opt.Options)
 	if err != nil {
 		return nil, err
 	}
-	md := record.Meta(spec, img, cfg.CPUs, opt.Seed)
-	j, err := NewJudge(&md, opt.Analyzers)
+	j, err := NewJudge(&su.Meta, opt.Analyzers)
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package check_test
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/patchtrace/patchtrace/analyze"
@@ -100,5 +101,52 @@ func TestScenarioRow(t *testing.T) {
 		if want := s.Seed != 2; s.OK != want || (s.Verdict == analyze.VerdictIncomplete) == want {
 			t.Errorf("seed %d: ok %v verdict %s", s.Seed, s.OK, s.Verdict)
 		}
+	}
+}
+
+// TestSelect: the analyzers that judge how a run ended are always
+// selected, so a run that did not finish cannot pass as clean under a
+// narrow selection.
+func TestSelect(t *testing.T) {
+	for _, c := range []struct {
+		ids  []string
+		want string
+	}{
+		{nil, strings.Join(analyze.IDs(), ",")},
+		{[]string{"cmc"}, "cmc,trap,progress"},
+		{[]string{"progress", "wx"}, "progress,wx,trap"},
+	} {
+		as, err := check.Select(c.ids)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, a := range as {
+			got = append(got, a.ID())
+		}
+		if strings.Join(got, ",") != c.want {
+			t.Errorf("Select(%v) = %v, want %s", c.ids, got, c.want)
+		}
+	}
+	if _, err := check.Select([]string{"nosuch"}); err == nil {
+		t.Error("Select(nosuch): no error")
+	}
+}
+
+// TestRunNarrowSelectionStillJudgesOutcome: with only cmc asked for, a
+// run that ends in an oops (text-poke-bp-early-clear: the int3 is removed
+// before the sync, a caller traps) is still a finding, not clean.
+func TestRunNarrowSelectionStillJudgesOutcome(t *testing.T) {
+	spec := load(t, "text-poke-bp-early-clear")
+	as, err := check.Select([]string{"cmc"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := check.Run(spec, check.Options{Options: emu.Options{Seed: 1}, Analyzers: as})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Verdict() == "clean" || !r.Matches(spec.Expect) {
+		t.Errorf("outcome %s (%s): verdict %s, findings %v; want the trap finding the scenario expects", r.Outcome, r.Detail, r.Verdict(), r.Findings)
 	}
 }
