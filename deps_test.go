@@ -48,13 +48,15 @@ var depsPolicy = []struct {
 	{"format", []string{"unsafe", "github.com/apache/arrow/go/v15", "github.com/google/flatbuffers/go", "github.com/klauspost/compress"}},
 	// The machine.
 	{"emu", []string{"internal/slice", "scenario", "golang.org/x/arch/x86/x86asm"}},
+	// Builds a scenario's slice from source and vets it with the decoder.
+	{"internal/slicebuild", []string{"emu", "scenario"}},
 	// The machine's event sink: emu events -> trace rows.
 	{"record", []string{"emu", "format", "scenario", "golang.org/x/arch/x86/x86asm"}},
 	// A trace as an event stream with reconstructed state: no emu.
 	{"replay", []string{"format", "internal/slice", "scenario"}},
 	// The analyzers: over replay, never over emu (not even transitively),
 	// so that they judge what the trace says, not what the machine holds.
-	{"analyze", []string{"format", "internal/slice", "replay", "golang.org/x/arch/x86/x86asm"}},
+	{"analyze", []string{"format", "internal/slice", "replay", "scenario", "golang.org/x/arch/x86/x86asm"}},
 	// Re-execution of a recorded run: the one place replay meets emu.
 	{"analyze/report", []string{"analyze", "format", "replay"}}, // the HTML timeline page
 	{"replay/rerun", []string{"emu", "format", "record", "scenario", "golang.org/x/arch/x86/x86asm"}},
@@ -64,7 +66,7 @@ var depsPolicy = []struct {
 	// Schedule search.
 	{"explore", []string{"analyze", "emu", "internal/check", "format", "record", "scenario", "github.com/apache/arrow/go/v15", "golang.org/x/arch/x86/x86asm"}},
 	// The CLI: wires flags and printing to the packages above.
-	{"cmd/patchtrace", []string{"analyze", "analyze/report", "emu", "explore", "format", "internal/check", "internal/memstat", "record", "replay/rerun", "scenario", "scenarios"}},
+	{"cmd/patchtrace", []string{"analyze", "analyze/report", "emu", "explore", "format", "internal/check", "internal/memstat", "internal/slicebuild", "record", "replay/rerun", "scenario", "scenarios"}},
 }
 
 // never lists dependencies no package may have even transitively, with why.

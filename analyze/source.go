@@ -6,11 +6,14 @@ import (
 	"path"
 	"regexp"
 	"strings"
+
+	scn "github.com/patchtrace/patchtrace/scenario"
 )
 
 // SourceLocator finds where a symbol is defined in a scenario's slice
 // sources inside fsys (laid out as <scenario>/*.c|*.S, base/, and the
-// lib/<name>/ directories <scenario>/uses lists): an
+// lib/<name>/ directories of the built-in libraries its scenario.toml's
+// uses lists): an
 // assembly label "name:" or a C function definition "... name(" at the start
 // of a line. A symbol it cannot find (or "") is located at the slice line of
 // the scenario's scenario.toml. Paths are returned as "scenarios/<dir>/<file>".
@@ -20,9 +23,13 @@ func SourceLocator(fsys fs.FS) Locator {
 		files, ok := cache[scenario]
 		if !ok {
 			dirs := []string{scenario, "base"}
-			if uses, err := fs.ReadFile(fsys, path.Join(scenario, "uses")); err == nil {
-				for _, lib := range strings.Fields(string(uses)) {
-					dirs = append(dirs, path.Join("lib", lib))
+			if text, err := fs.ReadFile(fsys, path.Join(scenario, "scenario.toml")); err == nil {
+				if spec, err := scn.Parse(path.Join(scenario, "scenario.toml"), text); err == nil {
+					for _, lib := range spec.Uses {
+						if !strings.Contains(lib, "/") { // a built-in library
+							dirs = append(dirs, path.Join("lib", lib))
+						}
+					}
 				}
 			}
 			for _, dir := range dirs {

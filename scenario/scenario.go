@@ -38,6 +38,18 @@ type Spec struct {
 	Inject      []Inject          `toml:"inject"`
 	Contract    Contract          `toml:"contract"`
 
+	// What the slice is built from (patchtrace build, docs/slice-abi.md).
+	// Base is the directory of the base (boot, entry, traps, scheduler,
+	// linker script), relative to the scenario's directory; empty: the
+	// built-in base. Uses lists shared libraries linked after the base, in
+	// order: a name is a built-in one (scenarios/lib/NAME), anything with a
+	// '/' a directory relative to the scenario's. Replace lists base files
+	// ("base/traps.c") the scenario's directory holds its own version of,
+	// at the same relative path, which is built instead.
+	Base    string   `toml:"base"`
+	Uses    []string `toml:"uses"`
+	Replace []string `toml:"replace"`
+
 	// Text is the scenario file as written (recorded in traces).
 	Text string `toml:"-"`
 	// ELF is the slice's bytes, resolved relative to the scenario file.
@@ -434,6 +446,11 @@ func (s *Spec) validate() error {
 		return fmt.Errorf("cpus = %d: must be 1..%d", s.CPUs, MaxCPUs)
 	case len(s.Tasks) > MaxEntries || len(s.Inject) > MaxEntries || len(s.Contract.MustCall) > MaxEntries:
 		return fmt.Errorf("%d tasks, %d injections, %d must_call entries: at most %d each", len(s.Tasks), len(s.Inject), len(s.Contract.MustCall), MaxEntries)
+	case len(s.Uses) > MaxEntries || len(s.Replace) > MaxEntries:
+		return fmt.Errorf("%d uses, %d replace entries: at most %d each", len(s.Uses), len(s.Replace), MaxEntries)
+	}
+	if err := s.validateBuild(); err != nil {
+		return err
 	}
 	switch s.Quirks.Fetch {
 	case "":
@@ -502,6 +519,44 @@ func (s *Spec) validate() error {
 				return fmt.Errorf("contract.must_call %d: %v", i+1, err)
 			}
 		}
+	}
+	return nil
+}
+
+// validLib is what a built-in library name looks like.
+var validLib = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+
+// validateBuild checks the form of base, uses and replace; whether the
+// directories and files exist is the builder's to check.
+func (s *Spec) validateBuild() error {
+	if strings.ContainsRune(s.Base, 0) {
+		return fmt.Errorf("base = %q: not a path", s.Base)
+	}
+	seen := map[string]bool{}
+	for i, u := range s.Uses {
+		switch {
+		case strings.Contains(u, "/"):
+			if strings.ContainsRune(u, 0) || path.Clean(u) == "." || path.Clean(u) == "/" {
+				return fmt.Errorf("uses[%d] = %q: not a library directory", i, u)
+			}
+		case !validLib.MatchString(u):
+			return fmt.Errorf("uses[%d] = %q: want a built-in library name or a directory path containing '/' (e.g. \"./mylib\")", i, u)
+		}
+		if seen[u] {
+			return fmt.Errorf("uses[%d] = %q: listed twice", i, u)
+		}
+		seen[u] = true
+	}
+	seen = map[string]bool{}
+	for i, r := range s.Replace {
+		name, ok := strings.CutPrefix(r, "base/")
+		if !ok || name == "" || strings.Contains(name, "/") || !fs.ValidPath(r) {
+			return fmt.Errorf("replace[%d] = %q: want \"base/FILE\", a file of the base", i, r)
+		}
+		if seen[r] {
+			return fmt.Errorf("replace[%d] = %q: listed twice", i, r)
+		}
+		seen[r] = true
 	}
 	return nil
 }

@@ -98,3 +98,34 @@ func TestParseErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestBuildKeys checks base, uses and replace (what patchtrace build links).
+func TestBuildKeys(t *testing.T) {
+	const head = "id = \"t\"\nexpect = \"clean\"\nslice = \"t.elf\"\ncpus = 1\n"
+	for _, tc := range []struct {
+		keys, err string
+	}{
+		{`base = "../mybase"` + "\n" + `uses = ["ftrace", "./mylib", "../x/y"]` + "\n" + `replace = ["base/traps.c", "base/slice.lds"]`, ""},
+		{`uses = ["ftrace", "ftrace"]`, "listed twice"},
+		{`uses = ["my lib"]`, "built-in library name or a directory path"},
+		{`uses = ["./"]`, "not a library directory"},
+		{`replace = ["traps.c"]`, `want "base/FILE"`},
+		{`replace = ["base/sub/traps.c"]`, `want "base/FILE"`},
+		{`replace = ["base/../x.c"]`, `want "base/FILE"`},
+		{`replace = ["base/traps.c", "base/traps.c"]`, "listed twice"},
+	} {
+		t.Run(tc.keys, func(t *testing.T) {
+			s, err := Parse("t.toml", []byte(head+tc.keys+"\n"))
+			switch {
+			case tc.err == "" && err != nil:
+				t.Fatal(err)
+			case tc.err == "":
+				if s.Base != "../mybase" || len(s.Uses) != 3 || len(s.Replace) != 2 {
+					t.Errorf("parsed base %q uses %v replace %v", s.Base, s.Uses, s.Replace)
+				}
+			case err == nil || !strings.Contains(err.Error(), tc.err):
+				t.Errorf("error %v, want %q", err, tc.err)
+			}
+		})
+	}
+}

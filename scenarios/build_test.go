@@ -7,10 +7,10 @@ import (
 	"os"
 	"os/exec"
 	"path"
-	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/patchtrace/patchtrace/internal/slicebuild"
 	"github.com/patchtrace/patchtrace/scenario"
 	"github.com/patchtrace/patchtrace/scenarios"
 )
@@ -33,11 +33,12 @@ func scenarioDirs(t *testing.T) []string {
 	return dirs
 }
 
-// TestRebuild rebuilds every slice from source and requires the result to
-// be byte-identical to the embedded ELF: the checked-in binaries are what
-// the sources say, and the build is reproducible.
+// TestRebuild rebuilds every slice from source, as patchtrace build does
+// (internal/slicebuild, with the instruction check), and requires the
+// result to be byte-identical to the embedded ELF: the checked-in binaries
+// are what the sources say, and the build is reproducible.
 func TestRebuild(t *testing.T) {
-	for _, tool := range []string{"bash", "cc", "ld", "objdump"} {
+	for _, tool := range []string{"cc", "ld"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			if os.Getenv("CI") == "true" {
 				t.Fatalf("%s not found: CI must be able to rebuild the slices", tool)
@@ -45,36 +46,29 @@ func TestRebuild(t *testing.T) {
 			t.Skipf("%s not found: cannot rebuild the slices (install gcc and binutils)", tool)
 		}
 	}
-	out := t.TempDir()
-	cmd := exec.Command("bash", "build.sh", out)
-	if msg, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build.sh: %v\n%s", err, msg)
+	for _, dir := range scenarioDirs(t) {
+		t.Run(dir, func(t *testing.T) {
+			res, err := slicebuild.Build(dir, slicebuild.Options{Builtin: scenarios.FS})
+			if err != nil {
+				t.Fatal(err)
+			}
+			name := dir + "/" + res.Spec.Slice
+			want, err := fs.ReadFile(scenarios.FS, name)
+			if err != nil {
+				t.Fatalf("%s: not embedded: %v", name, err)
+			}
+			if !bytes.Equal(res.ELF, want) {
+				t.Errorf("scenarios/%s differs from a rebuild of its sources (%d vs %d bytes): run scenarios/build.sh (or patchtrace build scenarios/%s) and commit the result", name, len(want), len(res.ELF), dir)
+			}
+		})
 	}
+	// Every embedded ELF belongs to a scenario.
 	embedded, err := fs.Glob(scenarios.FS, "*/*.elf")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range embedded {
-		want, err := fs.ReadFile(scenarios.FS, name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := os.ReadFile(filepath.Join(out, filepath.FromSlash(name)))
-		if err != nil {
-			t.Errorf("%s: not rebuilt: %v", name, err)
-			continue
-		}
-		if !bytes.Equal(got, want) {
-			t.Errorf("scenarios/%s differs from a rebuild of its sources (%d vs %d bytes): run scenarios/build.sh and commit the result", name, len(want), len(got))
-		}
-	}
-	// Every scenario build.sh produced must be embedded.
-	built, err := filepath.Glob(filepath.Join(out, "*", "*.elf"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(built) != len(embedded) {
-		t.Errorf("build.sh built %d slices, %d are embedded: commit the new ELFs", len(built), len(embedded))
+	if len(embedded) != len(scenarioDirs(t)) {
+		t.Errorf("%d ELFs embedded for %d scenarios: remove stale ones", len(embedded), len(scenarioDirs(t)))
 	}
 }
 

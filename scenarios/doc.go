@@ -20,13 +20,15 @@
 //	  traps.c        C handlers; weak int3_hook/nmi_hook/timer_hook
 //	  alternative.c  text_poke_bp() and sync_core_all()
 //	  lib.S          memcpy, memset
+//	lib/<name>/      shared code a scenario links with uses = ["<name>"]
 //	<id>/            one scenario
 //	  scenario.toml  the scenario file (package scenario parses it)
 //	  *.c, *.S       its own code; *.fentry.c are built as ftrace sites
 //	  <id>.elf       the built slice, checked in and embedded in FS
 //
-// build.sh rebuilds every <id>.elf deterministically and rejects any
-// instruction outside the emulator's set; TestRebuild checks that the
-// checked-in ELFs are exactly what the sources produce. After changing a
-// slice source, run scenarios/build.sh and commit the ELFs with it.
+// build.sh rebuilds every <id>.elf deterministically with patchtrace build
+// (internal/slicebuild), which rejects any instruction the emulator's
+// decoder does not run; TestRebuild checks that the checked-in ELFs are
+// exactly what the sources produce. After changing a slice source, run
+// scenarios/build.sh and commit the ELFs with it.
 package scenarios

@@ -33,6 +33,8 @@
 //   - replay: re-execute a recorded run from its trace; verify it event by event or show the state at an event
 //   - bench: measure emulation, recording, trace size and analysis on fixed workloads
 //   - scenarios: list the built-in scenarios
+//   - build: build scenario directories' kernel slices from source and check every instruction
+//   - new: copy a built-in scenario into a new directory to edit
 //   - version: print the tool version
 //
 // Exit status: 0 success (clean), 1 a finding or a scenario that did not
@@ -360,6 +362,47 @@
 //	    	print JSON
 //	  -markdown
 //	    	print the catalog as Markdown (docs/scenarios.md)
+//
+// # patchtrace build
+//
+//	usage: patchtrace build DIR... [--out DIR]
+//
+//	Builds the kernel slice of each scenario directory DIR (in the tree or anywhere)
+//	from its sources with the system C toolchain (cc and ld, or $CC and $LD) and the
+//	flags of docs/slice-abi.md, and writes it where the scenario's slice key says
+//	(DIR/SLICE; with --out, OUT/ID/SLICE). scenario.toml says what is linked: base
+//	(a directory, relative to DIR; default the built-in base), then the libraries of
+//	uses = [...] in order (a name is a built-in library: dyn-tramp, exc-tramp, ftrace,
+//	sti-shadow, tpb-variants; a path with a '/' is a directory, e.g. "./mylib"), then
+//	DIR's own *.S and *.c files (*.fentry.c built as ftrace sites). replace =
+//	["base/traps.c", ...] builds DIR/base/traps.c instead of the base's file of
+//	that name. The build is reproducible: the same sources give the same bytes
+//	wherever DIR is. Every instruction of the result is then decoded with the
+//	emulator's own decoder; one it does not implement, bytes it cannot decode, or a
+//	ud2 outside a native service's body fail the build, each named by file:line when
+//	the slice has line info, else by symbol+offset. The ELF is written only when
+//	the build and the check pass, under a temporary name renamed into place.
+//	Exit status: 0 built, 2 a tool is missing (the message names it and the Debian
+//	package that provides it), a source does not compile or the check failed.
+//
+//	flags:
+//	  -out DIR
+//	    	write each slice to DIR/ID/SLICE instead of into its scenario directory
+//
+// # patchtrace new
+//
+//	usage: patchtrace new DIR --from SCENARIO
+//
+//	Copies the built-in scenario SCENARIO (its scenario.toml, sources and built
+//	slice) into the new directory DIR, to edit: it builds (patchtrace build DIR) and
+//	passes patchtrace check DIR unchanged. The copy's id becomes DIR's name when that
+//	is a valid id; it still links the built-in base and the built-in libraries its
+//	uses names (copy a base file into DIR/base/ and list it in replace = [...] to
+//	change it). DIR must not exist or be empty. Exit status: 0 created, 2 error.
+//
+//	flags:
+//	  -from SCENARIO
+//	    	the built-in SCENARIO to copy (patchtrace scenarios lists them)
 //
 // # patchtrace version
 //

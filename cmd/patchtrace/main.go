@@ -130,6 +130,8 @@ func commands() []command {
 		{"scenarios", "[--json] [--markdown]", "list the built-in scenarios", cmdScenarios,
 			"Lists the built-in scenarios: id, the mailing-list mail it comes from (see\n" +
 				"docs/background.md), expected verdict and mechanism."},
+		{"build", "DIR... [--out DIR]", "build scenario directories' kernel slices from source and check every instruction", cmdBuild, buildAbout},
+		{"new", "DIR --from SCENARIO", "copy a built-in scenario into a new directory to edit", cmdNew, newAbout},
 		{"version", "", "print the tool version", cmdVersion, "Prints the tool version."},
 	}
 }

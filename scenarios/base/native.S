@@ -6,7 +6,7 @@
  * returns to the caller as "ret" would, so these bodies never run: ud2
  * makes sure that a machine that does not provide a service stops with a
  * #UD at the service's own address instead of running into the next one.
- * build.sh allows ud2 nowhere else.
+ * patchtrace build allows ud2 nowhere else.
  */
 #include "entry.h"
 
