@@ -296,7 +296,11 @@ func WritePerfetto(w io.Writer, path string, res *analyze.Result) error {
 		case format.KindInject:
 			p.event(ts, teInstant, cs.track, fmt.Sprintf("%s raised on cpu%d", format.VectorName(row.Vector), row.Addr), "ipi", nil, nil, nil)
 		case format.KindMarker:
-			p.event(ts, teInstant, cs.track, fmt.Sprintf("marker %d = %d", row.Args[0], row.Args[1]), "marker", nil, nil, nil)
+			name := fmt.Sprintf("marker %d", row.Args[0])
+			if row.Msg != "" {
+				name = "marker " + row.Msg
+			}
+			p.event(ts, teInstant, cs.track, fmt.Sprintf("%s = %d", name, row.Args[1]), "marker", nil, nil, nil)
 		case format.KindFault:
 			p.event(ts, teInstant, cs.track, "fault: "+row.Msg, "fault", nil, nil, nil)
 		}

@@ -93,7 +93,7 @@ type Data struct {
 	Summary  Summary      `json:"summary"`
 	Pokes    [][]any      `json:"pokes"`   // [seq, cpu, where(str), size, "old->new"]
 	IPIs     [][]any      `json:"ipis"`    // [seq, cpu, what(str)]
-	Markers  [][]any      `json:"markers"` // [seq, cpu, id, value]
+	Markers  [][]any      `json:"markers"` // [seq, cpu, id, value (hex string past 2^53), name(str; "" if none)]
 	Windows  []Int3Window `json:"int3_windows"`
 	Detail   []Window     `json:"detail"`
 	Findings []Finding    `json:"findings"`
@@ -448,7 +448,11 @@ func (b *builder) add(r *format.Row) {
 		b.mark(&b.d.IPIs, "ipis", []any{r.Seq, c, b.str(fmt.Sprintf("%s raised on cpu%d", format.VectorName(r.Vector), r.Addr))})
 	case format.KindMarker:
 		s.Flags[c][bk] |= flagMarker
-		b.mark(&b.d.Markers, "markers", []any{r.Seq, c, r.Args[0], r.Args[1]})
+		var val any = r.Args[1]
+		if r.Args[1] >= 1<<53 { // beyond a JavaScript number's exact range
+			val = hex(r.Args[1])
+		}
+		b.mark(&b.d.Markers, "markers", []any{r.Seq, c, r.Args[0], val, b.str(r.Msg)})
 	case format.KindFault:
 		s.Flags[c][bk] |= flagFault
 	}
@@ -577,6 +581,9 @@ func (b *builder) keep(w *Window, r *format.Row, c, lane, sym int) {
 		f["ret"] = hex(r.Ret)
 	case format.KindMarker:
 		f["marker"] = fmt.Sprintf("id %d value %d", r.Args[0], r.Args[1])
+		if r.Msg != "" {
+			f["name"] = r.Msg
+		}
 	case format.KindFault:
 		f["message"] = r.Msg
 	case format.KindInject:

@@ -251,7 +251,7 @@
     vis.forEach(function (m) {
       var x = X(m[0]);
       g.fillStyle = COL.marker; g.fillRect(x - 0.5, laneTop[m[1]] + 1, 1.5, HDR - 2);
-      if (vis.length < 40) { g.strokeStyle = "rgba(84,110,122,0.5)"; g.setLineDash([3, 3]); g.beginPath(); g.moveTo(x + 0.5, AXIS); g.lineTo(x + 0.5, H); g.stroke(); g.setLineDash([]); g.fillText("m" + m[2] + "=" + m[3], x + 2, laneTop[m[1]] + 11); }
+      if (vis.length < 40) { g.strokeStyle = "rgba(84,110,122,0.5)"; g.setLineDash([3, 3]); g.beginPath(); g.moveTo(x + 0.5, AXIS); g.lineTo(x + 0.5, H); g.stroke(); g.setLineDash([]); g.fillText((S[m[4]] || "m" + m[2]) + "=" + m[3], x + 2, laneTop[m[1]] + 11); }
     });
   }
 
