@@ -289,6 +289,9 @@ func (l *Live) Append(r *format.Row) error {
 		return fmt.Errorf("analyze: row seq %d: %w", r.Seq, err)
 	}
 	l.ctx.St.Apply(r)
+	if err := l.ctx.St.Err(); err != nil {
+		return fmt.Errorf("analyze: row seq %d: %w", r.Seq, err)
+	}
 	l.ctx.story.add(l.ctx.St, r)
 	l.rows++
 	if l.rows%timeEvery == 1 {

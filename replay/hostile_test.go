@@ -77,6 +77,9 @@ func TestHostileCarriedELF(t *testing.T) {
 		}, "want a 64-bit x86-64 ELF"},
 		{"empty scenario text", func(md *format.Meta) { md.ScenarioText = "" }, "no scenario text"},
 		{"no symbols", func(md *format.Meta) { md.Symbols = nil }, "no symbols"},
+		{"a 1 TiB symbol", func(md *format.Meta) {
+			md.Symbols = append([]format.Symbol{{Name: "huge", Addr: 0xffffffff81000000, Size: 1 << 40, Section: ".text"}}, md.Symbols...)
+		}, "symbol huge has 1099511627776 bytes"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			md := clean
@@ -92,5 +95,36 @@ func TestHostileCarriedELF(t *testing.T) {
 				t.Fatalf("refusing it allocated %d MiB", a>>20)
 			}
 		})
+	}
+}
+
+// TestReplayMemoryBounded: stores to ever new pages (a small hostile trace
+// of write rows, 4 KiB of replayed memory each) stop at MaxPages with an
+// error instead of growing without bound.
+func TestReplayMemoryBounded(t *testing.T) {
+	spec, err := scenario.Load(scenarios.FS, "bench-fentry")
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := emu.LoadImage(spec.ID, spec.ELF)
+	if err != nil {
+		t.Fatal(err)
+	}
+	md := record.Meta(spec, img, spec.CPUs, 1)
+	st, err := replay.NewState(&md)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for i := uint64(0); i < replay.MaxPages+1000; i++ {
+		st.Apply(&format.Row{Seq: i, Kind: format.KindWrite, Addr: 0x100000000 + i<<12, HasAddr: true, Size: 8, New: i})
+	}
+	runtime.ReadMemStats(&after)
+	if st.Err() == nil {
+		t.Fatal("no error after storing to MaxPages+1000 pages")
+	}
+	if a := after.TotalAlloc - before.TotalAlloc; a > (replay.MaxPages+1<<14)*4096+256<<20 {
+		t.Fatalf("allocated %d MiB", a>>20)
 	}
 }

@@ -91,8 +91,9 @@ type Page struct {
 // permissions as ranges, so that mapping or protecting a large range (a
 // NOBITS section, a perm event of many pages) costs nothing per page.
 type Memory struct {
-	pages map[uint64]*Page
-	perms []permSpan // sorted, not overlapping; pages outside have no permissions
+	pages   map[uint64]*Page
+	perms   []permSpan // sorted, not overlapping; pages outside have no permissions
+	scratch *Page      // where stores go beyond MaxPages (see State.Err)
 }
 
 // permSpan gives the pages [lo, hi) the permissions perm.
@@ -173,10 +174,33 @@ func (m *Memory) U64(addr uint64) uint64 {
 func (m *Memory) page(vpn uint64) *Page {
 	p := m.pages[vpn]
 	if p == nil {
+		if len(m.pages) >= MaxPages {
+			// Beyond what a run can touch: stores land in a scratch
+			// page and Err reports the trace.
+			if m.scratch == nil {
+				m.scratch = &Page{}
+			}
+			return m.scratch
+		}
 		p = &Page{}
 		m.pages[vpn] = p
 	}
 	return p
+}
+
+// MaxPages bounds the pages of memory a replay holds (256 MiB): a run's
+// memory is bounded by the emulator's limits (64 MiB of slice sections, at
+// most 1 MiB of per-CPU area for each of at most 64 CPUs, 16 KiB boot
+// stacks, the module area), below it, while a hostile trace of small rows each storing to a new page
+// would otherwise cost 4 KiB per row.
+const MaxPages = 1 << 16
+
+// Err reports a trace whose stores touched more than MaxPages pages.
+func (st *State) Err() error {
+	if st.Mem.scratch != nil {
+		return fmt.Errorf("replay: the trace stores to more than %d pages (%d MiB), more than a run can touch", MaxPages, MaxPages>>8)
+	}
+	return nil
 }
 
 func (m *Memory) store(addr uint64, size int, v uint64) {
@@ -235,6 +259,11 @@ func NewState(md *format.Meta) (*State, error) {
 	}
 	if len(md.Symbols) == 0 {
 		return nil, fmt.Errorf("replay: the trace has no symbols (%s is empty)", format.KeySymbols)
+	}
+	for _, sym := range md.Symbols {
+		if sym.Size > MaxMappedBytes {
+			return nil, fmt.Errorf("replay: the trace's symbol %s has %d bytes, more than a slice maps (%d MiB)", sym.Name, sym.Size, MaxMappedBytes>>20)
+		}
 	}
 	st.CPUs = make([]CPU, md.CPUs)
 	if md.ScenarioText != "" {
