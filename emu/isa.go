@@ -21,7 +21,7 @@ const (
 	formAbsent    isaForm = iota // not implemented
 	formFixed                    // no operand is read: the entry is the whole instruction
 	formTwoOp                    // destination, source in five forms; op is the r,r member
-	formMov                      // MOV: formTwoOp, or a segment or debug register (decode_system.go)
+	formMov                      // MOV: formTwoOp, or SS or a debug register (decode_system.go)
 	formMovx                     // r, r/m of a smaller size
 	formLea                      // r, m
 	formXchg                     // r, r/m or r/m, r
@@ -56,7 +56,7 @@ const (
 var formOperands = [numForms]string{
 	formFixed:     "none (operands ignored)",
 	formTwoOp:     "r, r · r, m · m, r · r, imm · m, imm",
-	formMov:       "r, r · r, m · m, r · r, imm · m, imm · Sreg, r/m · r/m, Sreg · DRn, r64 · r64, DRn",
+	formMov:       "r, r · r, m · m, r · r, imm · m, imm · SS, r/m · r/m, SS · DRn, r64 · r64, DRn",
 	formMovx:      "r, r/m8 · r, r/m16 · r64, r/m32",
 	formLea:       "r, m",
 	formXchg:      "r, r/m · r/m, r",
