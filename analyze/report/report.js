@@ -54,6 +54,8 @@
   toolbar.appendChild(bAll); toolbar.appendChild(bIn); toolbar.appendChild(bOut); toolbar.appendChild(info);
   toolbar.appendChild(el("span", { style: "color:#777" }, "wheel: zoom, drag: pan, click an event: its row"));
   col.appendChild(toolbar);
+  var banner = el("div", { id: "banner" });
+  col.appendChild(banner);
   var ov = el("canvas", { id: "overview" });
   col.appendChild(ov);
   var tl = el("div", { id: "tl" });
@@ -325,7 +327,18 @@
     selFinding = i; markCards();
     setView(a - pad, b + pad);
   }
+  function setBanner() {
+    while (banner.firstChild) banner.removeChild(banner.firstChild);
+    if (selFinding < 0) { banner.style.display = "none"; return; }
+    var f = D.findings[selFinding], cpus = {};
+    f.events.forEach(function (e) { cpus["cpu" + e.cpu] = 1; });
+    banner.style.display = "block";
+    banner.style.borderLeftColor = FCOL[selFinding % FCOL.length];
+    banner.appendChild(el("b", null, "F" + (selFinding + 1) + " " + f.analyzer + " on cpu" + f.cpu + " at " + f.where + ": "));
+    banner.appendChild(document.createTextNode(f.message + " (story across " + Object.keys(cpus).sort().join(", ") + ")"));
+  }
   function markCards() {
+    setBanner();
     cards.forEach(function (cd, k) {
       cd.classList.toggle("sel", k === selFinding);
       cd.querySelectorAll("li").forEach(function (li) { li.classList.toggle("sel", k === selFinding && Number(li.getAttribute("data-seq")) === selSeq); });
