@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/patchtrace/patchtrace/emu"
+	"github.com/patchtrace/patchtrace/internal/check"
+	"github.com/patchtrace/patchtrace/record"
 	"github.com/patchtrace/patchtrace/scenario"
 )
 
@@ -38,25 +40,21 @@ func cmdRun(env *cmdEnv, args []string) int {
 // ended on an oops, panic, BUG, the budget or a hang, 2 when the emulator
 // could not go on (unsupported instruction, error).
 func outcomeExit(env *cmdEnv, spec *scenario.Spec, res emu.Result) int {
-	switch res.Stop {
-	case emu.StopDone:
+	switch check.Ended(spec, res) {
+	case check.Finished:
 		return exitOK
-	case emu.StopBudget:
-		if spec.OpenEnded() {
-			return exitOK
-		}
-	case emu.StopUnsupported, emu.StopError:
+	case check.Stopped:
 		fmt.Fprintf(env.stderr, "patchtrace: run %s incomplete: %s: %s\n", spec.ID, res.Stop, outcomeDetail(res))
 		return exitError
 	}
 	return exitFinding
 }
 
+// outcomeDetail is what ended res: the stop message, or the emulator
+// error.
 func outcomeDetail(res emu.Result) string {
-	if res.Msg == "" && res.Err != nil {
-		return res.Err.Error()
-	}
-	return res.Msg
+	_, detail := record.Outcome(res)
+	return detail
 }
 
 func printSummary(env *cmdEnv, id, mail string, seed uint64, m *emu.Machine, res emu.Result, elapsed time.Duration) {

@@ -153,6 +153,38 @@ func Run(spec *scenario.Spec, opt Options) (*Result, error) {
 	return r, nil
 }
 
+// Ending is how a run ended, judged without analyzers (the run and record
+// commands' exit status).
+type Ending int
+
+// Endings of a run.
+const (
+	// Finished: every CPU finished, or an open-ended scenario
+	// (contract.terminates = false) ran out of budget.
+	Finished Ending = iota
+	// Failed: an oops, panic or BUG, the budget, a hang, or a replayed
+	// decision log that ran out: not a run that can be called clean.
+	Failed
+	// Stopped: the emulator could not go on (an instruction it does not
+	// implement, an error): the run is incomplete.
+	Stopped
+)
+
+// Ended classifies res, a run of spec, by its outcome alone.
+func Ended(spec *scenario.Spec, res emu.Result) Ending {
+	switch res.Stop {
+	case emu.StopDone:
+		return Finished
+	case emu.StopBudget:
+		if spec.OpenEnded() {
+			return Finished
+		}
+	case emu.StopUnsupported, emu.StopError:
+		return Stopped
+	}
+	return Failed
+}
+
 // Judge is the analyzers attached live to a run that its caller drives
 // (explore builds the machine once and runs it many times): rows go to
 // Append (as a record.Appender) and Finish judges the run's end.

@@ -150,3 +150,33 @@ func TestRunNarrowSelectionStillJudgesOutcome(t *testing.T) {
 		t.Errorf("outcome %s (%s): verdict %s, findings %v; want the trap finding the scenario expects", r.Outcome, r.Detail, r.Verdict(), r.Findings)
 	}
 }
+
+// TestEnded: only a finished run (or an open-ended scenario out of budget)
+// is Finished; the emulator stopping is Stopped; every other end, a replay
+// that ran out included, is Failed.
+func TestEnded(t *testing.T) {
+	no := false
+	closed, open := &scenario.Spec{}, &scenario.Spec{}
+	open.Contract.Terminates = &no
+	for _, c := range []struct {
+		stop emu.StopReason
+		spec *scenario.Spec
+		want check.Ending
+	}{
+		{emu.StopDone, closed, check.Finished},
+		{emu.StopBudget, open, check.Finished},
+		{emu.StopBudget, closed, check.Failed},
+		{emu.StopOops, closed, check.Failed},
+		{emu.StopPanic, open, check.Failed},
+		{emu.StopBug, closed, check.Failed},
+		{emu.StopHung, open, check.Failed},
+		{emu.StopDecisions, closed, check.Failed},
+		{emu.StopNone, closed, check.Failed},
+		{emu.StopUnsupported, closed, check.Stopped},
+		{emu.StopError, open, check.Stopped},
+	} {
+		if got := check.Ended(c.spec, emu.Result{Stop: c.stop}); got != c.want {
+			t.Errorf("%v (open-ended %v): %d, want %d", c.stop, c.spec.OpenEnded(), got, c.want)
+		}
+	}
+}
