@@ -82,8 +82,9 @@
 //
 //   - machine.go: Machine, Config, Quirks, StopReason, Result, Run.
 //   - spec.go: Options, ConfigFor, Setup, SetupImage (scenario to machine).
-//   - image.go: LoadImage, Image, sections, symbols, the address-space
-//     layout.
+//   - image.go: LoadImage, Image, the boot mappings; the slice ABI itself
+//     (ELF checks and sections, the symbol table, the address-space layout,
+//     the instruction-start walker) is internal/slice, shared with replay.
 //   - sched.go, decisions.go: decisions, decision sources, the seeded
 //     scheduler, the decision-log encoding.
 //   - step.go: one CPU's steps: instruction, interrupt delivery, HLT.

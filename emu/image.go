@@ -1,25 +1,21 @@
 package emu
 
 import (
-	"bytes"
-	"debug/elf"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"sort"
-	"strings"
 
 	"github.com/patchtrace/patchtrace/internal/slice"
 )
 
-// Address-space layout (docs/slice-abi.md).
+// Address-space layout (docs/slice-abi.md; internal/slice holds the ABI).
 const (
-	percpuBase   uint64 = 0xffff888000000000
-	bootStackTop uint64 = 0xffffc90000000000
-	bootStackGap uint64 = 0x10000
-	bootStackLen uint64 = 0x4000
-	moduleBase   uint64 = 0xffffffffa0000000
-	aliasBase    uint64 = 0xffffe00000000000
+	percpuBase   = slice.PercpuBase
+	bootStackTop = slice.BootStackTop
+	bootStackGap = slice.BootStackGap
+	bootStackLen = slice.BootStackLen
+	moduleBase   = slice.ModuleBase
+	aliasBase    = slice.AliasBase
 )
 
 // GateType is an IDT gate type (SDM Vol. 3 §6.11).
@@ -38,14 +34,9 @@ type Gate struct {
 	Handler uint64
 }
 
-// Section is one allocated section of the slice.
-type Section struct {
-	Name string
-	Addr uint64
-	Size uint64
-	Perm Perm
-	Data []byte // nil for NOBITS
-}
+// Section is one allocated section of the slice (the slice ABI's
+// section: its pages' permission and contents).
+type Section = slice.Section
 
 // Symbol is one slice symbol. Per-CPU symbols have zero-based addresses
 // (offsets into the per-CPU section). It is the slice ABI's one symbol
@@ -74,207 +65,63 @@ func (e *FormatError) Error() string { return "slice " + e.File + ": " + e.Msg }
 
 // ErrNotX8664 is returned (wrapped in a FormatError) for an ELF that is not
 // a 64-bit x86-64 executable.
-var ErrNotX8664 = errors.New("not an x86-64 ELF executable")
+var ErrNotX8664 = slice.ErrNotX8664
 
-// Limits on a slice ELF (RATIONALE.md, resource limits). They are checked
-// before anything is allocated, so a small hostile file (a 1 TiB NOBITS
-// per-CPU section, a 1 GiB .bss) costs nothing; the built-in slices are
-// ~35 KB files mapping ~3 MiB.
+// Limits on a slice ELF (RATIONALE.md, resource limits; slice.Open checks
+// them before anything is allocated).
 const (
 	// MaxImageBytes bounds the ELF file.
-	MaxImageBytes = 64 << 20
+	MaxImageBytes = slice.MaxImageBytes
 	// MaxMappedBytes bounds the memory the loaded sections occupy, in
 	// whole pages (NOBITS sections included: the machine maps them).
-	MaxMappedBytes = 64 << 20
+	MaxMappedBytes = slice.MaxMappedBytes
 	// MaxPercpuBytes bounds the per-CPU section (the machine maps one copy
 	// per CPU).
-	MaxPercpuBytes = 1 << 20
+	MaxPercpuBytes = slice.MaxPercpuBytes
 )
 
-// reserved are the address ranges the machine itself maps (docs/slice-abi.md,
-// Memory layout): a slice section there would be mapped over.
-var reserved = []struct {
-	name   string
-	lo, hi uint64 // [lo, hi)
-}{
-	{"the per-CPU areas", percpuBase, percpuBase + MaxCPUs*(MaxPercpuBytes+2*pageSize)},
-	{"the boot stacks", bootStackTop, bootStackTop + MaxCPUs*bootStackGap},
-	{"the text-poke alias", aliasBase, aliasBase + 4*pageSize},
-	{"the module_alloc area", moduleBase, 0xffffffffff000000},
-}
-
 const percpuSection = slice.PercpuSection
-const vectorSection = ".pt.vectors"
+const vectorSection = slice.VectorSection
 
 // LoadImage parses a slice ELF. name is used in error messages. Any
 // malformed or oversized input is a *FormatError, never a panic.
-func LoadImage(name string, raw []byte) (img *Image, err error) {
+func LoadImage(name string, raw []byte) (*Image, error) {
 	bad := func(format string, a ...any) error {
 		return &FormatError{File: name, Msg: fmt.Sprintf(format, a...)}
 	}
-	switch {
-	case len(raw) == 0:
-		return nil, bad("empty file (0 bytes): not an ELF file")
-	case len(raw) > MaxImageBytes:
-		return nil, bad("%d bytes: a slice may have at most %d", len(raw), MaxImageBytes)
-	}
-	defer func() {
-		// debug/elf is not promised to be panic-free on hostile input.
-		if r := recover(); r != nil {
-			img, err = nil, bad("malformed ELF (the parser failed: %v)", r)
-		}
-	}()
-	f, err := elf.NewFile(bytes.NewReader(raw))
+	e, err := slice.Open(raw)
 	if err != nil {
-		return nil, bad("not an ELF file: %v", err)
-	}
-	switch {
-	case f.Class != elf.ELFCLASS64:
-		return nil, &FormatError{File: name, Msg: fmt.Sprintf("%v: a 32-bit ELF (class %v, machine %v); slices are 64-bit x86-64 executables", ErrNotX8664, f.Class, f.Machine)}
-	case f.Machine != elf.EM_X86_64 || f.Type != elf.ET_EXEC:
-		return nil, &FormatError{File: name, Msg: fmt.Sprintf("%v (class %v, machine %v, type %v)", ErrNotX8664, f.Class, f.Machine, f.Type)}
-	}
-	if err := checkSections(f); err != nil {
 		return nil, bad("%v", err)
 	}
-	img = &Image{Raw: raw}
-	var percpuIdx = -1
-	for i, s := range f.Sections {
-		if s.Flags&elf.SHF_ALLOC == 0 || s.Size == 0 {
-			continue
-		}
-		if s.Name == percpuSection {
-			percpuIdx = i
-			if s.Type == elf.SHT_NOBITS {
-				img.percpu = make([]byte, s.Size)
-			} else if img.percpu, err = s.Data(); err != nil {
-				return nil, bad("section %s: %v", s.Name, err)
-			}
-			continue
-		}
-		perm := PermR
-		if s.Flags&elf.SHF_WRITE != 0 {
-			perm |= PermW
-		}
-		if s.Flags&elf.SHF_EXECINSTR != 0 {
-			perm |= PermX
-		}
-		sec := Section{Name: s.Name, Addr: s.Addr, Size: s.Size, Perm: perm}
-		if s.Type != elf.SHT_NOBITS {
-			if sec.Data, err = s.Data(); err != nil {
-				return nil, bad("section %s: %v", s.Name, err)
-			}
-		}
-		img.Sections = append(img.Sections, sec)
-	}
-	// No page may be shared by sections with different permissions
-	// (checkSections bounded the pages).
-	pagePerm := map[uint64]Perm{}
-	for _, s := range img.Sections {
-		for vpn := s.Addr >> pageShift; vpn <= (s.Addr+s.Size-1)>>pageShift; vpn++ {
-			if p, ok := pagePerm[vpn]; ok && p != s.Perm {
-				return nil, bad("section %s shares page %#x with a section of different permissions (%v vs %v): align sections to 4 KiB", s.Name, vpn<<pageShift, s.Perm, p)
-			}
-			pagePerm[vpn] = s.Perm
-		}
-	}
-	syms, err := f.Symbols()
+	img := &Image{Raw: raw, Sections: e.Sections, percpu: e.Percpu}
+	syms, err := e.Symbols()
 	if err != nil {
-		return nil, bad("no symbol table: %v", err)
+		return nil, bad("%v", err)
 	}
-	for _, s := range syms {
-		if s.Name == "" || elf.ST_TYPE(s.Info) == elf.STT_SECTION || elf.ST_TYPE(s.Info) == elf.STT_FILE {
-			continue
-		}
-		if s.Section == elf.SHN_UNDEF || s.Section == elf.SHN_ABS && !strings.HasPrefix(s.Name, "__") {
-			continue
-		}
-		sym := Symbol{Name: s.Name, Addr: s.Value, Size: s.Size, Func: elf.ST_TYPE(s.Info) == elf.STT_FUNC}
-		if int(s.Section) < len(f.Sections) && s.Section < elf.SHN_LORESERVE {
-			sym.Section = f.Sections[s.Section].Name
-			sym.PerCPU = int(s.Section) == percpuIdx
-		}
-		img.Symbols = append(img.Symbols, sym)
-	}
-	img.syms = slice.NewTable(img.Symbols)
+	img.syms = slice.NewTable(syms)
 	img.Symbols = img.syms.Symbols()
 	start, ok := img.syms.Lookup("pt_start")
 	if !ok || start.PerCPU {
 		return nil, bad("no pt_start symbol (the boot entry every CPU starts at)")
 	}
 	img.Entry = start.Addr
-	if err := img.parseVectors(f, name); err != nil {
+	if err := img.parseVectors(e, name); err != nil {
 		return nil, err
 	}
 	return img, nil
 }
 
-// checkSections bounds and places the allocated sections before any is
-// read or mapped: sizes within the limits, no address range wrapping or
-// overlapping another section (the later one's bytes silently replaced the
-// earlier's, and the guest panicked far from the cause) or a range the
-// machine maps itself.
-func checkSections(f *elf.File) error {
-	type span struct {
-		name   string
-		lo, hi uint64 // [lo, hi)
-	}
-	var spans []span
-	var pages uint64
-	percpu := false
-	for _, s := range f.Sections {
-		if s.Flags&elf.SHF_ALLOC == 0 || s.Size == 0 {
-			continue
-		}
-		if s.Name == percpuSection {
-			if percpu {
-				return fmt.Errorf("two %s sections", percpuSection)
-			}
-			percpu = true
-			if s.Size > MaxPercpuBytes {
-				return fmt.Errorf("section %s: %d bytes; a per-CPU section may have at most %d (the machine maps one per CPU)", s.Name, s.Size, MaxPercpuBytes)
-			}
-			continue
-		}
-		if s.Size > MaxMappedBytes {
-			return fmt.Errorf("section %s: %d bytes; the loaded sections may occupy at most %d", s.Name, s.Size, MaxMappedBytes)
-		}
-		if s.Addr+s.Size < s.Addr || s.Addr+s.Size == 0 {
-			return fmt.Errorf("section %s at %#x, %d bytes: wraps past the end of the address space", s.Name, s.Addr, s.Size)
-		}
-		hi := s.Addr + s.Size
-		pages += (hi-1)>>pageShift - s.Addr>>pageShift + 1
-		if pages > MaxMappedBytes>>pageShift {
-			return fmt.Errorf("the loaded sections occupy more than %d bytes (at section %s)", MaxMappedBytes, s.Name)
-		}
-		for _, r := range reserved {
-			if s.Addr < r.hi && r.lo < hi {
-				return fmt.Errorf("section %s [%#x, %#x) overlaps %s [%#x, %#x) the machine maps itself (docs/slice-abi.md)", s.Name, s.Addr, hi, r.name, r.lo, r.hi)
-			}
-		}
-		spans = append(spans, span{s.Name, s.Addr, hi})
-	}
-	sort.Slice(spans, func(i, j int) bool { return spans[i].lo < spans[j].lo })
-	for i := 1; i < len(spans); i++ {
-		if a, b := spans[i-1], spans[i]; b.lo < a.hi {
-			return fmt.Errorf("sections %s [%#x, %#x) and %s [%#x, %#x) overlap", a.name, a.lo, a.hi, b.name, b.lo, b.hi)
-		}
-	}
-	return nil
-}
-
-func (img *Image) parseVectors(f *elf.File, name string) error {
-	s := f.Section(vectorSection)
-	if s == nil {
+func (img *Image) parseVectors(e *slice.ELF, name string) error {
+	if !e.HasVectors {
 		return &FormatError{File: name, Msg: "no " + vectorSection + " section (the vector table)"}
 	}
-	data, err := s.Data()
-	if err != nil || len(data)%16 != 0 {
-		return &FormatError{File: name, Msg: fmt.Sprintf("%s: %d bytes, want a multiple of 16 (%v)", vectorSection, len(data), err)}
+	data := e.Vectors
+	if len(data)%slice.VectorEntrySize != 0 {
+		return &FormatError{File: name, Msg: fmt.Sprintf("%s: %d bytes, want a multiple of %d", vectorSection, len(data), slice.VectorEntrySize)}
 	}
-	for i := 0; i < len(data); i += 16 {
+	for i := 0; i < len(data); i += slice.VectorEntrySize {
 		g := &Gate{Vector: Vector(data[i]), Type: GateType(data[i+1]), IST: data[i+2], Handler: binary.LittleEndian.Uint64(data[i+8:])}
-		if g.Type > GateTrap || g.IST > 7 {
+		if g.Type > GateTrap || g.IST > slice.MaxIST {
 			return &FormatError{File: name, Msg: fmt.Sprintf("%s entry %d (vector %d): bad type %d or IST %d", vectorSection, i/16, g.Vector, g.Type, g.IST)}
 		}
 		if img.gates[g.Vector] != nil {
@@ -470,7 +317,7 @@ func (m *Machine) writeBootParams() error {
 
 // istTop reads IST pointer n from c's per-CPU cpu_tss_ist array.
 func (m *Machine) istTop(c *CPU, n uint8) (uint64, bool) {
-	s, ok := m.img.syms.Lookup("cpu_tss_ist")
+	s, ok := m.img.syms.Lookup(slice.ISTSymbol)
 	if !ok || !s.PerCPU {
 		return 0, false
 	}

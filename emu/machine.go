@@ -2,6 +2,8 @@ package emu
 
 import (
 	"fmt"
+
+	"github.com/patchtrace/patchtrace/internal/slice"
 )
 
 // Quirks are the per-run choices where real CPUs and hypervisors differ or
@@ -213,7 +215,7 @@ type InjectRule struct {
 }
 
 // MaxCPUs is the largest machine.
-const MaxCPUs = 64
+const MaxCPUs = slice.MaxCPUs
 
 // New builds a machine for img and cfg, loads the slice into every CPU's
 // view and prepares boot state. It does not run anything.

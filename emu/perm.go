@@ -1,32 +1,20 @@
 package emu
 
+import "github.com/patchtrace/patchtrace/internal/slice"
+
 // Perm is a page's access permission set, printed as "rwx" with '-' for a
-// missing right (gVisor hostarch.AccessType style).
-type Perm uint8
+// missing right (the slice ABI's permission bits, as the trace stores
+// them).
+type Perm = slice.Perm
 
 const (
-	PermR Perm = 1 << iota
-	PermW
-	PermX
-
-	PermRW  = PermR | PermW
-	PermRX  = PermR | PermX
-	PermRWX = PermR | PermW | PermX
+	PermR   = slice.PermR
+	PermW   = slice.PermW
+	PermX   = slice.PermX
+	PermRW  = slice.PermRW
+	PermRX  = slice.PermRX
+	PermRWX = slice.PermRWX
 )
-
-func (p Perm) String() string {
-	b := []byte("---")
-	if p&PermR != 0 {
-		b[0] = 'r'
-	}
-	if p&PermW != 0 {
-		b[1] = 'w'
-	}
-	if p&PermX != 0 {
-		b[2] = 'x'
-	}
-	return string(b)
-}
 
 // Access is the kind of memory access that faulted.
 type Access uint8

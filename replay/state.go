@@ -11,8 +11,6 @@
 package replay
 
 import (
-	"bytes"
-	"debug/elf"
 	"encoding/binary"
 	"fmt"
 	"iter"
@@ -24,15 +22,15 @@ import (
 	"github.com/patchtrace/patchtrace/scenario"
 )
 
-// Permission bits as the trace stores them.
+// Permission bits as the trace stores them (slice.Perm's).
 const (
-	PermR uint8 = 1
-	PermW uint8 = 2
-	PermX uint8 = 4
+	PermR = uint8(slice.PermR)
+	PermW = uint8(slice.PermW)
+	PermX = uint8(slice.PermX)
 )
 
-const pageShift = 12
-const pageSize = 1 << pageShift
+const pageShift = slice.PageShift
+const pageSize = slice.PageSize
 
 // Symbols is a trace's symbol table: the slice ABI's one table
 // (slice.Table), over the symbols the trace carries.
@@ -231,14 +229,14 @@ type State struct {
 	Warnings []string
 }
 
-// Limits on the slice ELF a trace carries (the emulator refuses a slice
-// beyond them, so no recorded trace exceeds them): the sections loaded,
-// NOBITS included, map at most MaxMappedBytes (emu.MaxMappedBytes), and
-// the ELF has at most MaxSections sections. A trace beyond them is
+// Limits on the slice ELF a trace carries: the emulator's (slice.Open
+// checks them), so every recorded trace replays and nothing else is
+// built: the sections loaded, NOBITS included, map at most MaxMappedBytes,
+// and the ELF has at most MaxSections sections. A trace beyond them is
 // refused before any memory is built.
 const (
-	MaxMappedBytes = 64 << 20
-	MaxSections    = 4096
+	MaxMappedBytes = slice.MaxMappedBytes
+	MaxSections    = slice.MaxSections
 )
 
 // NewState builds the state at the start of a run from a trace's metadata:
@@ -248,7 +246,7 @@ const (
 // scenario text a clean verdict without the scenario's contract).
 func NewState(md *format.Meta) (*State, error) {
 	st := &State{Meta: md, Syms: NewSymbols(md.Symbols), Mem: &Memory{pages: make(map[uint64]*Page)}, Image: &Memory{pages: make(map[uint64]*Page)}}
-	if md.CPUs < 1 || md.CPUs > 64 {
+	if md.CPUs < 1 || md.CPUs > slice.MaxCPUs {
 		return nil, fmt.Errorf("replay: trace says %d CPUs", md.CPUs)
 	}
 	if strings.TrimSpace(md.ScenarioText) == "" {
@@ -274,52 +272,21 @@ func NewState(md *format.Meta) (*State, error) {
 			st.Spec = spec
 		}
 	}
-	f, err := elf.NewFile(bytes.NewReader(md.ELF))
+	e, err := slice.Open(md.ELF)
 	if err != nil {
 		return nil, fmt.Errorf("replay: the trace's slice ELF: %w", err)
 	}
-	if f.Class != elf.ELFCLASS64 || f.Machine != elf.EM_X86_64 {
-		return nil, fmt.Errorf("replay: the trace's slice ELF is %v %v, want a 64-bit x86-64 ELF", f.Class, f.Machine)
-	}
-	if len(f.Sections) > MaxSections {
-		return nil, fmt.Errorf("replay: the trace's slice ELF has %d sections (at most %d)", len(f.Sections), MaxSections)
-	}
-	var mapped uint64
-	for _, s := range f.Sections {
-		if s.Flags&elf.SHF_ALLOC == 0 || s.Size == 0 || s.Name == ".data..percpu" {
-			continue
-		}
-		if s.Size > MaxMappedBytes || s.Addr+s.Size < s.Addr || mapped+s.Size > MaxMappedBytes {
-			return nil, fmt.Errorf("replay: the trace's slice ELF: section %s (%#x bytes at %#x) takes the loaded sections beyond %d MiB", s.Name, s.Size, s.Addr, MaxMappedBytes>>20)
-		}
-		mapped += s.Size
-	}
 	st.Image = &Memory{pages: make(map[uint64]*Page)}
-	for _, s := range f.Sections {
-		if s.Flags&elf.SHF_ALLOC == 0 || s.Size == 0 || s.Name == ".data..percpu" {
-			continue
-		}
-		perm := PermR
-		if s.Flags&elf.SHF_WRITE != 0 {
-			perm |= PermW
-		}
-		if s.Flags&elf.SHF_EXECINSTR != 0 {
-			perm |= PermX
-		}
-		var data []byte
-		if s.Type != elf.SHT_NOBITS {
-			if data, err = s.Data(); err != nil {
-				return nil, fmt.Errorf("replay: the trace's slice ELF, section %s: %w", s.Name, err)
-			}
-		}
-		lo, hi := s.Addr>>pageShift, (s.Addr+s.Size-1)>>pageShift
+	for _, s := range e.Sections {
+		perm := uint8(s.Perm)
+		lo, hi := s.Pages()
 		st.Mem.setPerm(lo, hi-lo+1, perm)
 		st.Image.setPerm(lo, hi-lo+1, perm)
-		for i, b := range data {
+		for i, b := range s.Data {
 			a := s.Addr + uint64(i)
 			st.Mem.page(a >> pageShift).Data[a&(pageSize-1)] = b
 		}
-		if perm&PermX != 0 {
+		if s.Perm&slice.PermX != 0 {
 			for vpn := lo; vpn <= hi; vpn++ {
 				p := *st.Mem.page(vpn)
 				st.Image.pages[vpn] = &p
