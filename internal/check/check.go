@@ -1,19 +1,26 @@
 // Package check runs a scenario and judges the run: the one place where the
 // sequence machine configuration -> trace metadata -> live analyzers -> run
-// -> outcome -> verdict is written. The check command, explore and the
-// tests all go through it.
+// -> outcome -> verdict is written. The check command, explore, the run and
+// record commands' exit status and the tests all go through it.
 //
-// A run is judged by how it ended as well as by what the analyzers found
-// (analyze.Live judges the outcome): only a run whose every CPU finished
-// (outcome done), or one of an open-ended scenario (contract.terminates =
-// false) that the progress analyzer accepts, can be clean. A run that ended
-// in an oops, panic or BUG, the budget, a hang, on an instruction the
-// emulator does not implement, on an emulator error or with its replayed
-// decisions exhausted is never clean: it is a finding or incomplete.
+// A run is judged by how it ended as well as by what the analyzers found:
+// only a run whose every CPU finished (outcome done), or one of an
+// open-ended scenario (contract.terminates = false) that the progress
+// analyzer accepts, can be clean. A run that ended in an oops, panic or
+// BUG, the budget, a hang, on an instruction the emulator does not
+// implement, on an emulator error or with its replayed decisions exhausted
+// is never clean: it is a finding or incomplete. The judgement of an
+// outcome by the analyzers is analyze.Live's (the same for a trace file
+// and a live run); this package always asks it, through Judge, and never
+// decides a verdict otherwise. Ended is the outcome alone, for commands
+// that run no analyzer.
 //
-// The API in order: Run records and judges one seed; Verdict and Matches
-// compare what a run showed with a scenario's expectation; Scenario runs
-// seeds 1..N and gathers them into a Row, what check prints.
+// The API in order: Prepare builds a scenario's image, configuration and
+// metadata; Select picks analyzers (the outcome analyzers always among
+// them); Run records and judges one seed (Judge, for a caller that drives
+// the machine itself); Verdict and Matches compare what a run showed with a
+// scenario's expectation; Scenario runs seeds 1..N and gathers them into a
+// Row, what check prints.
 package check
 
 import (
