@@ -49,7 +49,7 @@ var depsPolicy = []struct {
 	// The machine.
 	{"emu", []string{"internal/slice", "scenario", "golang.org/x/arch/x86/x86asm"}},
 	// Builds a scenario's slice from source and vets it with the decoder.
-	{"internal/slicebuild", []string{"emu", "scenario"}},
+	{"internal/slicebuild", []string{"emu", "internal/slice", "scenario"}},
 	// The machine's event sink: emu events -> trace rows.
 	{"record", []string{"emu", "format", "scenario", "golang.org/x/arch/x86/x86asm"}},
 	// A trace as an event stream with reconstructed state: no emu.

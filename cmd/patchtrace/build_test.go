@@ -266,3 +266,47 @@ func TestNewRefuses(t *testing.T) {
 		t.Errorf("no --from: exit %d %q", code, errs)
 	}
 }
+
+// TestBuildErrors: what a scenario asks to link must exist, and the error
+// says what and where (no C toolchain needed: nothing is compiled).
+func TestBuildErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		keys  string
+		files map[string]string
+		want  string
+	}{
+		{"replace a file the base lacks", `replace = ["base/nosuch.c"]`, nil, `replace "base/nosuch.c": the base has no nosuch.c`},
+		{"replace without the file", `replace = ["base/traps.c"]`, nil, `replace "base/traps.c"`},
+		{"unknown built-in library", `uses = ["ftrcae"]`, nil, `uses "ftrcae": no such built-in library`},
+		{"missing library directory", `uses = ["./nolib"]`, nil, `uses "./nolib"`},
+		{"two libraries of one name", `uses = ["./a/x", "./b/x"]`, map[string]string{"a/x/p.c": "", "b/x/q.c": ""}, "both named x"},
+		{"base without a linker script", `base = "mybase"`, map[string]string{"mybase/head.S": ""}, "no slice.lds"},
+		{"a uses file", "", map[string]string{"uses": "ftrace\n"}, "uses = [...]"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "s")
+			if code, _, errs := runCLI(t, "new", dir, "--from", "text-poke-bp"); code != exitOK {
+				t.Fatal(errs)
+			}
+			toml, err := os.ReadFile(filepath.Join(dir, "scenario.toml"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			text := strings.Replace(string(toml), "cpus = 4\n", tc.keys+"\ncpus = 4\n", 1)
+			files := map[string]string{"scenario.toml": text}
+			for k, v := range tc.files {
+				files[k] = v
+			}
+			writeFiles(t, dir, files)
+			before, _ := os.ReadFile(filepath.Join(dir, "text-poke-bp.elf"))
+			code, _, errs := runCLI(t, "build", dir)
+			if code != exitError || !strings.Contains(errs, tc.want) {
+				t.Errorf("exit %d, stderr %q, want %q", code, errs, tc.want)
+			}
+			if after, _ := os.ReadFile(filepath.Join(dir, "text-poke-bp.elf")); !bytes.Equal(before, after) {
+				t.Error("the slice was rewritten by a failed build")
+			}
+		})
+	}
+}

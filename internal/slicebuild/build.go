@@ -25,6 +25,7 @@ import (
 	"strings"
 
 	"github.com/patchtrace/patchtrace/emu"
+	"github.com/patchtrace/patchtrace/internal/slice"
 	"github.com/patchtrace/patchtrace/scenario"
 )
 
@@ -135,10 +136,6 @@ func Build(dir string, opt Options) (*Result, error) {
 	if spec.ID == "base" || spec.ID == "lib" {
 		return nil, fmt.Errorf("%s: id %q: the build tree has a directory of that name; choose another id", file, spec.ID)
 	}
-	cc, ld, err := tools(opt)
-	if err != nil {
-		return nil, err
-	}
 	tmp, err := os.MkdirTemp("", "patchtrace-build-")
 	if err != nil {
 		return nil, err
@@ -176,8 +173,12 @@ func Build(dir string, opt Options) (*Result, error) {
 		if !contains(baseFiles, name) {
 			return nil, fmt.Errorf("%s: replace %q: the base has no %s (have %s)", file, r, name, strings.Join(baseFiles, ", "))
 		}
-		if err := copyFile(filepath.Join(dir, filepath.FromSlash(r)), filepath.Join(stage, "base", name)); err != nil {
-			return nil, fmt.Errorf("%s: replace %q: %w", file, r, err)
+		own := filepath.Join(dir, filepath.FromSlash(r))
+		if err := copyFile(own, filepath.Join(stage, "base", name)); err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil, fmt.Errorf("%s: replace %q: no %s (copy the base's %s there and edit it)", file, r, own, name)
+			}
+			return nil, fmt.Errorf("%s: replace %q: %s: %w", file, r, own, err)
 		}
 	}
 	// Staged names as the author knows them, for the tools' messages.
@@ -200,6 +201,9 @@ func Build(dir string, opt Options) (*Result, error) {
 			p := u
 			if !filepath.IsAbs(p) {
 				p = filepath.Join(dir, filepath.FromSlash(u))
+			}
+			if st, err := os.Stat(p); err != nil || !st.IsDir() {
+				return nil, fmt.Errorf("%s: uses %q: %s is not a directory", file, u, p)
 			}
 			lfs, ldir, name = os.DirFS(p), ".", filepath.Base(p)
 		} else {
@@ -234,6 +238,11 @@ func Build(dir string, opt Options) (*Result, error) {
 	srcs = append(srcs, sources(spec.ID, own)...)
 	incs = append(incs, "-I"+spec.ID)
 
+	// The tools are looked for once what to build is known to be there.
+	cc, ld, err := tools(opt)
+	if err != nil {
+		return nil, err
+	}
 	var objs []string
 	for _, src := range srcs {
 		obj := filepath.Join(objdir, strings.ReplaceAll(src, "/", "__")+".o")
@@ -454,10 +463,15 @@ func CheckInsns(id string, raw []byte) error {
 			if i+1 < len(starts) {
 				stop = starts[i+1]
 			}
-			for a < stop {
-				code := sec.Data[a-sec.Addr:]
-				ci := emu.CheckCode(code, a)
-				n := uint64(ci.Len)
+			var last emu.CodeInsn
+			length := func(off int) (int, error) {
+				last = emu.CheckCode(sec.Data[a-sec.Addr+uint64(off):], a+uint64(off))
+				if last.Len == 0 {
+					return 0, errors.New(last.Reason)
+				}
+				return last.Len, nil
+			}
+			judge := func(at uint64, ci emu.CodeInsn) {
 				reason := ""
 				switch ci.Class {
 				case emu.CodeUnsupported:
@@ -466,21 +480,28 @@ func CheckInsns(id string, raw []byte) error {
 						reason += " (" + ci.Reason + ")"
 					}
 				case emu.CodeFault:
-					if !inNative(native, a) {
+					if !inNative(native, at) {
 						reason = "raises #UD/#GP on the machine (ud2 is allowed only as a native service's body)"
 					}
 				}
-				if reason != "" {
-					nb := n
-					if nb == 0 {
-						nb = uint64(min(len(code), 15))
-					}
-					bad = append(bad, Offender{Addr: a, Where: where(img, lines, a), Text: ci.Text, Bytes: append([]byte(nil), code[:nb]...), Reason: reason})
+				if reason == "" {
+					return
 				}
-				if n == 0 {
-					break // undecodable: resume at the next symbol
+				code := sec.Data[at-sec.Addr:]
+				nb := ci.Len
+				if nb == 0 {
+					nb = min(len(code), 15)
 				}
-				a += n
+				bad = append(bad, Offender{Addr: at, Where: where(img, lines, at), Text: ci.Text, Bytes: append([]byte(nil), code[:nb]...), Reason: reason})
+			}
+			err := slice.Walk(int(stop-a), length, func(off, n int) bool {
+				judge(a+uint64(off), last)
+				return true
+			})
+			// Bytes that do not decode: named, and the sweep resumes
+			// at the next symbol.
+			if we := (*slice.WalkError)(nil); errors.As(err, &we) {
+				judge(a+uint64(we.Off), last)
 			}
 		}
 	}
