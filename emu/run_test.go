@@ -138,3 +138,45 @@ func TestBenchFentryMatchesModel(t *testing.T) {
 		t.Errorf("%d more iterations took %d more instructions, want %d", n, d, 20*n+n/2)
 	}
 }
+
+// TestLogEndsHung: a run whose CPUs all end halted for good stops hung,
+// and so does the replay of its decision log: the log runs out where no
+// CPU can make progress, not before (a replay that ended decisions-
+// exhausted there was judged incomplete instead of the hang it shows, and
+// explore could not write the run it had found). A log cut while CPUs can
+// still run ends decisions-exhausted.
+func TestLogEndsHung(t *testing.T) {
+	spec := loadBuiltin(t, "text-poke-bp")
+	spec.Schedule.TimerRate = 0
+	for i := range spec.Tasks {
+		if spec.Tasks[i].Entry == "caller_main" {
+			spec.Tasks[i].Entry = "pt_start+7" // hlt; jmp back: halts for good (no timer)
+		}
+	}
+	_, res := runSeed(t, spec, 1)
+	if res.Stop != StopHung {
+		t.Fatalf("seeded run: stop %v (%s), want hung", res.Stop, res.Msg)
+	}
+	for _, tc := range []struct {
+		name string
+		log  []Decision
+		want StopReason
+	}{
+		{"whole log", res.Decisions, StopHung},
+		{"half the log", res.Decisions[:len(res.Decisions)/2], StopDecisions},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m, _, err := Setup(spec, Options{Seed: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := m.Run(&LogSource{Log: tc.log})
+			if got.Stop != tc.want {
+				t.Fatalf("stop %v (%s), want %v", got.Stop, got.Msg, tc.want)
+			}
+			if tc.want == StopHung && got.Msg != res.Msg {
+				t.Errorf("message %q, want the seeded run's %q", got.Msg, res.Msg)
+			}
+		})
+	}
+}

@@ -122,8 +122,9 @@ type LogSource struct {
 }
 
 // LogReplayer is a DecisionSource that can say it replays a decision log
-// (a LogSource, or a source wrapping one): when it runs out the run ends
-// with StopDecisions (the log ended), not StopHung.
+// (a LogSource, or a source wrapping one): when it runs out while some CPU
+// could still run, the run ends with StopDecisions (the log ended), not
+// StopHung; when none could, it ends StopHung as under any source.
 type LogReplayer interface {
 	ReplaysLog() bool
 }
@@ -237,7 +238,9 @@ func (m *Machine) Run(src DecisionSource) Result {
 		}
 		d, ok := src.Next(m)
 		if !ok {
-			if r, isLog := src.(LogReplayer); isLog && r.ReplaysLog() {
+			// A log that runs out where no CPU can run has not cut the
+			// run short: it hung there, as it did when recorded.
+			if r, isLog := src.(LogReplayer); isLog && r.ReplaysLog() && m.anyRunnable() {
 				m.halt(StopDecisions, "decision log exhausted")
 			} else {
 				m.halt(StopHung, m.hungMessage())
@@ -271,6 +274,17 @@ func (m *Machine) Run(src DecisionSource) Result {
 		res.CPUs = append(res.CPUs, c.stats)
 	}
 	return res
+}
+
+// anyRunnable reports whether some CPU could take a step (the seeded
+// sources end a run, hung, when none can).
+func (m *Machine) anyRunnable() bool {
+	for _, c := range m.cpus {
+		if c.runnable() {
+			return true
+		}
+	}
+	return false
 }
 
 // allDone reports whether every CPU called pt_cpu_done and is idle with
