@@ -496,15 +496,8 @@ func sweep(t *testing.T, spec *scenario.Spec, tramps []string, keep []scenario.I
 	return nested, counts
 }
 
-// smallParams keeps sweeps fast.
-func smallParams(spec *scenario.Spec) {
-	p := map[string]uint64{}
-	for k, v := range spec.Params {
-		p[k] = v
-	}
-	p["rounds"] = 10
-	spec.Params = p
-}
+// small are the params that keep sweeps fast.
+var small = map[string]uint64{"rounds": 10}
 
 func TestFtraceEmulatePercpuClean(t *testing.T) {
 	spec := testkit.Load(t, "ftrace-emulate-percpu", nil)
@@ -516,7 +509,7 @@ func TestFtraceEmulatePercpuClean(t *testing.T) {
 			t.Errorf("seed 1: %s = 0: that trampoline never ran", c)
 		}
 	}
-	smallParams(spec)
+	testkit.SetParams(t, spec, small)
 	nested, counts := sweep(t, spec, []string{"ftrace_emulate_call_sti", "ftrace_emulate_call", "ftrace_emulate_call_nmi"}, nil)
 	t.Logf("50 seeds: %v; NMI slot filled under a live irq slot %d times", counts, nested)
 	if nested == 0 {
@@ -737,7 +730,7 @@ func TestFtraceStiShadowClean(t *testing.T) {
 		// 25 seeds; the plan's other rules at every other point of the
 		// window on 25 more.
 		s := *spec
-		smallParams(&s)
+		testkit.SetParams(t, &s, small)
 		keep := withoutJmpInjections(&s)
 		pts := windowPoints(t, &s, []string{"bp_call_tramp_sti", "bp_call_tramp"})
 		fired := 0
@@ -784,7 +777,7 @@ func TestFtraceDoubleInt3Clean(t *testing.T) {
 			t.Errorf("seed 1: %s = 0: that trampoline never ran", c)
 		}
 	}
-	smallParams(spec)
+	testkit.SetParams(t, spec, small)
 	nested, counts := sweep(t, spec, []string{"bp_call_tramp_irqs_on", "bp_call_tramp_irqs_off", "bp_call_tramp_nmi"}, nil)
 	t.Logf("50 seeds: %v; NMI slots filled under live slots %d times", counts, nested)
 	if nested == 0 {

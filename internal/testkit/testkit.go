@@ -26,18 +26,26 @@ func Load(t testing.TB, id string, params map[string]uint64) *scenario.Spec {
 	if err != nil {
 		t.Fatalf("built-in scenario %s: %v", id, err)
 	}
-	p := make(map[string]uint64, len(s.Params))
-	for k, v := range s.Params {
+	SetParams(t, s, params)
+	return s
+}
+
+// SetParams changes spec's parameters to params, in a new map (a copy of
+// a spec does not share the change). A parameter the scenario does not
+// declare fails the test.
+func SetParams(t testing.TB, spec *scenario.Spec, params map[string]uint64) {
+	t.Helper()
+	p := make(map[string]uint64, len(spec.Params))
+	for k, v := range spec.Params {
 		p[k] = v
 	}
 	for k, v := range params {
 		if _, ok := p[k]; !ok {
-			t.Fatalf("%s: no param %q", id, k)
+			t.Fatalf("%s: no param %q", spec.ID, k)
 		}
 		p[k] = v
 	}
-	s.Params = p
-	return s
+	spec.Params = p
 }
 
 // Seed returns the seed of a randomized test: TEST_SEED when set, else the

@@ -57,3 +57,12 @@ func TestMoveInjections(t *testing.T) {
 		t.Errorf("the first rule visited %v of %v; base %+v", seen, points, base)
 	}
 }
+
+func TestSetParamsCopies(t *testing.T) {
+	a := &scenario.Spec{ID: "x", Params: map[string]uint64{"rounds": 100, "calls": 5}}
+	b := *a
+	SetParams(t, &b, map[string]uint64{"rounds": 10})
+	if b.Params["rounds"] != 10 || b.Params["calls"] != 5 || a.Params["rounds"] != 100 {
+		t.Errorf("copy %v, original %v", b.Params, a.Params)
+	}
+}
