@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/patchtrace/patchtrace/scenario"
@@ -308,5 +309,66 @@ func TestBuildErrors(t *testing.T) {
 				t.Error("the slice was rewritten by a failed build")
 			}
 		})
+	}
+}
+
+// TestBuildRefusesNonRegularSource: a FIFO named like a source is refused,
+// not skipped (a source that silently does not build) nor opened (it would
+// block).
+func TestBuildRefusesNonRegularSource(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "s")
+	if code, _, errs := runCLI(t, "new", dir, "--from", "text-poke-bp"); code != exitOK {
+		t.Fatal(errs)
+	}
+	if err := syscall.Mkfifo(filepath.Join(dir, "fifo.c"), 0o644); err != nil {
+		t.Skipf("mkfifo: %v", err)
+	}
+	code, _, errs := runCLI(t, "build", dir)
+	if code != exitError || !strings.Contains(errs, "fifo.c: not a regular file") {
+		t.Errorf("exit %d, stderr %q", code, errs)
+	}
+}
+
+// TestBuildOwnBase: base = "DIR" links the author's base instead of the
+// built-in one; a copy of the built-in base gives the same bytes.
+func TestBuildOwnBase(t *testing.T) {
+	needCC(t)
+	root := t.TempDir()
+	dir := filepath.Join(root, "s")
+	if code, _, errs := runCLI(t, "new", dir, "--from", "text-poke-bp"); code != exitOK {
+		t.Fatal(errs)
+	}
+	elfPath := filepath.Join(dir, "text-poke-bp.elf")
+	if code, out, errs := runCLI(t, "build", dir); code != exitOK {
+		t.Fatalf("build: exit %d\n%s%s", code, out, errs)
+	}
+	builtin, _ := os.ReadFile(elfPath)
+	ents, err := fs.ReadDir(scenarios.FS, "base")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := map[string]string{}
+	for _, e := range ents {
+		b, err := fs.ReadFile(scenarios.FS, "base/"+e.Name())
+		if err != nil {
+			t.Fatal(err)
+		}
+		base["mybase/"+e.Name()] = string(b)
+	}
+	writeFiles(t, root, base)
+	toml, _ := os.ReadFile(filepath.Join(dir, "scenario.toml"))
+	writeFiles(t, dir, map[string]string{"scenario.toml": strings.Replace(string(toml), "cpus = 4\n", "base = \"../mybase\"\ncpus = 4\n", 1)})
+	if code, out, errs := runCLI(t, "build", dir); code != exitOK {
+		t.Fatalf("build with base: exit %d\n%s%s", code, out, errs)
+	}
+	if got, _ := os.ReadFile(elfPath); !bytes.Equal(got, builtin) {
+		t.Error("a copy of the built-in base built different bytes")
+	}
+	writeFiles(t, root, map[string]string{"mybase/traps.c": base["mybase/traps.c"] + "\nvoid author_base_mark(void) { }\n"})
+	if code, out, errs := runCLI(t, "build", dir); code != exitOK {
+		t.Fatalf("build with a changed base: exit %d\n%s%s", code, out, errs)
+	}
+	if !elfSymbols(t, elfPath)["author_base_mark"] {
+		t.Error("the author's base was not linked")
 	}
 }

@@ -335,7 +335,7 @@ func runTool(dir, tool string, args []string, names map[string]string) error {
 	return nil
 }
 
-// stageDir copies the regular *.c, *.S, *.h and *.lds files directly in
+// stageDir copies the *.c, *.S, *.h and *.lds files directly in
 // fsys's directory dir into the host directory to and returns their names,
 // sorted (bytewise, as the C locale's glob).
 func stageDir(fsys fs.FS, dir, to string) ([]string, error) {
@@ -354,9 +354,8 @@ func stageDir(fsys fs.FS, dir, to string) ([]string, error) {
 		default:
 			continue
 		}
-		if !e.Type().IsRegular() {
-			continue
-		}
+		// A symlink is followed; anything but a regular file at the end
+		// of it is refused by readLimited, never skipped silently.
 		b, err := readLimited(fsys, path.Join(dir, n))
 		if err != nil {
 			return nil, err
