@@ -18,6 +18,7 @@ import (
 
 	"github.com/patchtrace/patchtrace/analyze"
 	"github.com/patchtrace/patchtrace/emu"
+	"github.com/patchtrace/patchtrace/internal/check"
 	"github.com/patchtrace/patchtrace/record"
 )
 
@@ -118,7 +119,7 @@ func writeOutputs(res *Result, pm *Machine, opt *Options) error {
 		// A run the emulator stopped (unsupported instruction, error) is
 		// a violation too: its trace is kept.
 		if rr, err := record.Run(res.Spec, trace, record.Options{Force: true, Source: &emu.LogSource{Log: log}}); err != nil &&
-			(rr == nil || rr.Stop != emu.StopError && rr.Stop != emu.StopUnsupported) {
+			(rr == nil || check.Ended(res.Spec, rr.Result) != check.Stopped) {
 			return fmt.Errorf("explore: write the failing run: %w", err)
 		}
 		ar, err := analyze.AnalyzeFile(trace, mustAll())
