@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/patchtrace/patchtrace/format"
+	"github.com/patchtrace/patchtrace/internal/slice"
 	"golang.org/x/arch/x86/x86asm"
 )
 
@@ -71,7 +72,7 @@ func (a *progress) Start(ctx *Context) error {
 		}
 	}
 	for _, s := range ctx.St.Meta.Symbols {
-		if s.Section == ".data..percpu" && s.Size > 0 {
+		if s.Section == slice.PercpuSection && s.Size > 0 {
 			a.percpu = append(a.percpu, s)
 		}
 	}

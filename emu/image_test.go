@@ -29,3 +29,22 @@ func TestImageBytes(t *testing.T) {
 		})
 	}
 }
+
+// TestDescribeReadsBack: the machine names addresses as replay and the
+// analyzers do, "symbol+0xoff", a form Resolve (and so an injection rule)
+// reads back; it used to append " (0xaddr)".
+func TestDescribeReadsBack(t *testing.T) {
+	img, err := LoadImage("x.elf", builtinELF(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []uint64{img.Entry, img.Entry + 1, 0x1000} {
+		d := img.Describe(a)
+		if back, err := img.Resolve(d); err != nil || back != a {
+			t.Errorf("Describe(%#x) = %q, which resolves to %#x, %v", a, d, back, err)
+		}
+	}
+	if d := img.Describe(img.Entry + 1); d != "pt_start+0x1" {
+		t.Errorf("Describe(pt_start+1) = %q", d)
+	}
+}

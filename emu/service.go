@@ -147,9 +147,10 @@ func (m *Machine) callerOf(c *CPU) string {
 	}
 	ret := loadLE(b[:], 8)
 	// The call may be the last instruction of a noreturn function: name the
-	// return address after the function the call is in.
+	// return address after the function the call is in (as Describe
+	// prints: "symbol+0xoff").
 	if s := m.img.SymbolAt(ret - 1); s != nil {
-		return fmt.Sprintf("%s+%#x (%#x)", s.Name, ret-s.Addr, ret)
+		return fmt.Sprintf("%s+%#x", s.Name, ret-s.Addr)
 	}
 	return m.img.Describe(ret)
 }
