@@ -341,8 +341,39 @@ func (l *Live) Finish() *Result {
 	}
 	res.Outcome, res.OutcomeDetail, res.Truncated = l.ctx.Outcome, l.ctx.OutcomeDetail, l.ctx.Truncated
 	l.judgeOutcome(res)
+	l.judgeContract(res)
 	res.judge()
 	return res
+}
+
+// contractAnalyzers are the analyzers that check the scenario's contract
+// (must_call sites, return slots), read from the trace's scenario text.
+var contractAnalyzers = []string{"missed-call", "return-slot"}
+
+// judgeContract marks a result incomplete when a selected analyzer had no
+// contract to check: the trace's scenario text did not parse (a key this
+// version does not know, a damaged text), so its must_call sites and
+// return slots are unknown and their silence says nothing.
+func (l *Live) judgeContract(res *Result) {
+	if l.ctx.St.Spec != nil || res.Incomplete != "" {
+		return
+	}
+	var ids []string
+	for _, a := range l.as {
+		if slices.Contains(contractAnalyzers, a.ID()) {
+			ids = append(ids, a.ID())
+		}
+	}
+	if len(ids) == 0 {
+		return
+	}
+	why := "it is missing"
+	for _, w := range l.ctx.St.Warnings {
+		if strings.HasPrefix(w, "scenario text does not parse: ") {
+			why = strings.TrimPrefix(w, "scenario text does not parse: ")
+		}
+	}
+	res.Incomplete = fmt.Sprintf("the trace's scenario text does not parse (%s): %s had no contract to check", why, strings.Join(ids, " and "))
 }
 
 // judgeOutcome marks a result whose run did not end in a way the selected
