@@ -14,8 +14,8 @@ import (
 
 	"github.com/patchtrace/patchtrace/analyze"
 	"github.com/patchtrace/patchtrace/analyze/report"
-	"github.com/patchtrace/patchtrace/emu"
 	"github.com/patchtrace/patchtrace/format"
+	"github.com/patchtrace/patchtrace/internal/check"
 	"github.com/patchtrace/patchtrace/record"
 )
 
@@ -46,7 +46,7 @@ func cmdRecord(env *cmdEnv, args []string) int {
 		Force:     *force,
 		BatchRows: *batch,
 	})
-	if err != nil && (res == nil || res.Stop != emu.StopError && res.Stop != emu.StopUnsupported) {
+	if err != nil && (res == nil || check.Ended(spec, res.Result) != check.Stopped) {
 		return errorf(env, "%v", err)
 	}
 	elapsed := time.Since(start)
