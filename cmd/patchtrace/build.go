@@ -8,6 +8,7 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/patchtrace/patchtrace/internal/slicebuild"
@@ -52,8 +53,17 @@ func cmdBuild(env *cmdEnv, args []string) int {
 	}
 	status := exitOK
 	for _, dir := range pos {
-		if st, err := os.Stat(dir); err == nil && !st.IsDir() && filepath.Base(dir) == "scenario.toml" {
+		st, err := os.Stat(dir)
+		if err == nil && !st.IsDir() && filepath.Base(dir) == "scenario.toml" {
 			dir = filepath.Dir(dir)
+		} else if err != nil || !st.IsDir() {
+			hint := ""
+			if slices.Contains(builtinIDs(), dir) {
+				hint = fmt.Sprintf(" (%s is a built-in scenario: patchtrace new DIR --from %s copies it into a directory to build)", dir, dir)
+			}
+			errorf(env, "build: %s: not a scenario directory%s", dir, hint)
+			status = exitError
+			continue
 		}
 		res, err := slicebuild.Build(dir, slicebuild.Options{Builtin: scenarios.FS})
 		if err != nil {

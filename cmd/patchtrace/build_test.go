@@ -152,6 +152,15 @@ func TestBuildOutsideTree(t *testing.T) {
 	if !bytes.Equal(first, moved) {
 		t.Error("the build of a copy at another path differs")
 	}
+	// --out writes OUT/ID/SLICE.
+	out2 := t.TempDir()
+	code, out, errs = runCLI(t, "build", "--out", out2, dir)
+	if code != exitOK {
+		t.Fatalf("build --out: exit %d\n%s%s", code, out, errs)
+	}
+	if got, _ := os.ReadFile(filepath.Join(out2, "my-nosync", "out", "my.elf")); !bytes.Equal(first, got) {
+		t.Error("build --out did not write the same slice to OUT/ID/SLICE")
+	}
 }
 
 // TestBuildInsnCheck: an instruction the emulator does not implement, and
@@ -265,6 +274,18 @@ func TestNewRefuses(t *testing.T) {
 	}
 	if code, _, errs := runCLI(t, "new", filepath.Join(dir, "n")); code != exitUsage || !strings.Contains(errs, "--from") {
 		t.Errorf("no --from: exit %d %q", code, errs)
+	}
+}
+
+// TestBuildNotADirectory: an argument that is no scenario directory is
+// named; a built-in id gets the command that copies it.
+func TestBuildNotADirectory(t *testing.T) {
+	code, _, errs := runCLI(t, "build", "text-poke-bp")
+	if code != exitError || !strings.Contains(errs, "not a scenario directory") || !strings.Contains(errs, "new DIR --from text-poke-bp") {
+		t.Errorf("exit %d, stderr %q", code, errs)
+	}
+	if code, _, errs := runCLI(t, "build"); code != exitUsage || !strings.Contains(errs, "at least one scenario directory") {
+		t.Errorf("no argument: exit %d, stderr %q", code, errs)
 	}
 }
 
