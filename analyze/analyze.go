@@ -418,7 +418,10 @@ func (l *Live) judgeOutcome(res *Result) {
 	}
 }
 
-// Run feeds rows through the state and the analyzers.
+// Run feeds rows through the state and the analyzers. It does not know
+// how the run ended (AnalyzeFile reads that from the trace): the result
+// is judged by the events alone, with a warning. A row the analyzers
+// refuse (format.CheckRow) ends it with an error, as a read error does.
 func Run(st *replay.State, rows iter.Seq2[*format.Row, error], as []Analyzer) (*Result, error) {
 	l, err := newLive(st, as)
 	if err != nil {
@@ -428,7 +431,9 @@ func Run(st *replay.State, rows iter.Seq2[*format.Row, error], as []Analyzer) (*
 		if err != nil {
 			return l.Finish(), err
 		}
-		l.Append(r)
+		if err := l.Append(r); err != nil {
+			return l.Finish(), err
+		}
 	}
 	return l.Finish(), nil
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/patchtrace/patchtrace/emu"
 	"github.com/patchtrace/patchtrace/format"
 	"github.com/patchtrace/patchtrace/record"
+	"github.com/patchtrace/patchtrace/replay"
 	"github.com/patchtrace/patchtrace/scenario"
 	"github.com/patchtrace/patchtrace/scenarios"
 )
@@ -56,6 +57,16 @@ func TestHostileRows(t *testing.T) {
 				t.Fatalf("Append = %v, want an error with %q", err, tc.want)
 			}
 			live.Finish()
+			// analyze.Run refuses it too (it skipped the row and went on
+			// to a clean verdict).
+			st, err := replay.NewState(&md)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rows := func(yield func(*format.Row, error) bool) { yield(&tc.row, nil) }
+			if _, err := analyze.Run(st, rows, analyze.All()); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Run = %v, want an error with %q", err, tc.want)
+			}
 		})
 	}
 }
