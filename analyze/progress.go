@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	"github.com/patchtrace/patchtrace/format"
-	"github.com/patchtrace/patchtrace/internal/slice"
 	"golang.org/x/arch/x86/x86asm"
 )
 
@@ -37,7 +36,6 @@ type progress struct {
 	lastSeq  []uint64
 	lastTask []uint32
 	faulted  bool
-	percpu   []format.Symbol // per-CPU variables by offset
 }
 
 // progressWindow is how many of each CPU's last instructions the loop is
@@ -69,11 +67,6 @@ func (a *progress) Start(ctx *Context) error {
 	for _, s := range format.Services {
 		if s.Name == "pt_cpu_done" {
 			a.doneSvc = format.Service(s.Value)
-		}
-	}
-	for _, s := range ctx.St.Meta.Symbols {
-		if s.Section == slice.PercpuSection && s.Size > 0 {
-			a.percpu = append(a.percpu, s)
 		}
 	}
 	return nil
@@ -354,13 +347,11 @@ func (a *progress) memName(ctx *Context, in insnSeen, inst x86asm.Inst, m x86asm
 			return "per-CPU " + in.percpu
 		}
 		off := uint64(m.Disp)
-		for _, s := range a.percpu {
-			if off >= s.Addr && off < s.Addr+s.Size {
-				if off == s.Addr {
-					return "per-CPU " + s.Name
-				}
-				return fmt.Sprintf("per-CPU %s+%#x", s.Name, off-s.Addr)
+		if s, ok := ctx.St.Syms.PercpuAt(off); ok {
+			if off == s.Addr {
+				return "per-CPU " + s.Name
 			}
+			return fmt.Sprintf("per-CPU %s+%#x", s.Name, off-s.Addr)
 		}
 		return fmt.Sprintf("%%gs:%#x", off)
 	case m.Base == x86asm.RIP:

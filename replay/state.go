@@ -75,6 +75,15 @@ func (s *Symbols) At(addr uint64) (format.Symbol, bool) {
 	return format.Symbol{}, false
 }
 
+// PercpuAt returns the per-CPU variable containing offset off of a per-CPU
+// area, or false (slice.Table.PercpuAt).
+func (s *Symbols) PercpuAt(off uint64) (format.Symbol, bool) {
+	if sym, ok := s.t.PercpuAt(off); ok {
+		return toFormat(sym), true
+	}
+	return format.Symbol{}, false
+}
+
 // Describe renders addr as "symbol+0xoff", or hex when no symbol covers it
 // (slice.Table.Describe).
 func (s *Symbols) Describe(addr uint64) string { return s.t.Describe(addr) }

@@ -38,6 +38,7 @@ type Table struct {
 	syms   []Symbol // sorted by (PerCPU, Addr, Name)
 	byName map[string]*Symbol
 	text   []*Symbol // non-per-CPU symbols in a section, by address
+	percpu []*Symbol // sized per-CPU symbols, by address
 	// entries is a bitmap of sized code-symbol starts over
 	// [entryLo, entryLo+len(entries)*64).
 	entryLo uint64
@@ -66,6 +67,9 @@ func NewTable(syms []Symbol) *Table {
 		}
 		if !s.PerCPU && s.Section != "" {
 			t.text = append(t.text, s)
+		}
+		if s.PerCPU && s.Size > 0 {
+			t.percpu = append(t.percpu, s)
 		}
 	}
 	if n := len(t.text); n > 0 {
@@ -139,6 +143,20 @@ func (t *Table) At(addr uint64) (*Symbol, bool) {
 			return nil, false // far past a sizeless label: not its code
 		}
 		return s, true
+	}
+	return nil, false
+}
+
+// PercpuAt returns the per-CPU variable containing offset off of a per-CPU
+// area: the first sized per-CPU symbol, by address, whose bytes include it.
+func (t *Table) PercpuAt(off uint64) (*Symbol, bool) {
+	for _, s := range t.percpu {
+		if s.Addr > off {
+			break
+		}
+		if off-s.Addr < s.Size {
+			return s, true
+		}
 	}
 	return nil, false
 }

@@ -17,6 +17,8 @@ func testSyms() []Symbol {
 		{Name: "dup", Addr: text + 0x200, Size: 4, Section: ".text"},
 		{Name: "dup", Addr: text + 0x300, Size: 4, Section: ".text"},
 		{Name: "cpu_tss_ist", Addr: 0, Size: 64, Section: PercpuSection, PerCPU: true},
+		{Name: "pcpu_label", Addr: 64, Section: PercpuSection, PerCPU: true}, // sizeless: no variable
+		{Name: "counter", Addr: 64, Size: 8, Section: PercpuSection, PerCPU: true},
 		{Name: "__abs", Addr: 0x1234}, // absolute: no section
 	}
 }
@@ -107,7 +109,7 @@ func TestOrderIndependent(t *testing.T) {
 		if s, _ := got.Lookup("dup"); s.Addr != text+0x200 {
 			t.Fatalf("shuffle %d: Lookup(dup) = %#x", i, s.Addr)
 		}
-		if g := got.Symbols(); g[len(g)-1].Name != "cpu_tss_ist" {
+		if g := got.Symbols(); !g[len(g)-1].PerCPU || g[len(g)-4].PerCPU {
 			t.Fatalf("shuffle %d: per-CPU symbols not last: %v", i, g)
 		}
 	}
@@ -128,5 +130,24 @@ func TestIsEntry(t *testing.T) {
 	}
 	if NewTable(nil).IsEntry(0) {
 		t.Error("empty table: IsEntry(0)")
+	}
+}
+
+func TestPercpuAt(t *testing.T) {
+	tab := NewTable(testSyms())
+	for _, tc := range []struct {
+		off  uint64
+		want string
+	}{
+		{0, "cpu_tss_ist"}, {63, "cpu_tss_ist"}, {64, "counter"}, {71, "counter"}, {72, ""},
+		{text, ""}, // a code address is no per-CPU offset
+	} {
+		got := ""
+		if s, ok := tab.PercpuAt(tc.off); ok {
+			got = s.Name
+		}
+		if got != tc.want {
+			t.Errorf("PercpuAt(%#x) = %q, want %q", tc.off, got, tc.want)
+		}
 	}
 }
