@@ -241,6 +241,9 @@ func TestNewFromEveryBuiltin(t *testing.T) {
 				t.Errorf("id = %q, want the directory's name", spec.ID)
 			}
 			t.Run("build", func(t *testing.T) {
+				if testing.Short() && id != defaultScenario {
+					t.Skip("-short: only the default scenario's copy is built (scenarios' TestRebuild builds every source)")
+				}
 				needCC(t)
 				if err := os.Remove(filepath.Join(dir, spec.Slice)); err != nil {
 					t.Fatal(err)

@@ -176,7 +176,11 @@ func Build(dir string, opt Options) (*Result, error) {
 		own := filepath.Join(dir, filepath.FromSlash(r))
 		if err := copyFile(own, filepath.Join(stage, "base", name)); err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
-				return nil, fmt.Errorf("%s: replace %q: no %s (copy the base's %s there and edit it)", file, r, own, name)
+				from := filepath.Join(spec.Base, name)
+				if spec.Base == "" {
+					from = "scenarios/base/" + name + " of the patchtrace sources"
+				}
+				return nil, fmt.Errorf("%s: replace %q: no %s (copy %s there and edit it)", file, r, own, from)
 			}
 			return nil, fmt.Errorf("%s: replace %q: %s: %w", file, r, own, err)
 		}
