@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/patchtrace/patchtrace/format"
 	"io"
 	"os"
 	"path/filepath"
@@ -97,13 +98,21 @@ func cmdAnalyze(env *cmdEnv, args []string) int {
 
 // writeFileAtomic writes data to a temporary file next to path and renames
 // it into place, so path is never left half-written.
+// Only a regular file is replaced: a symlink, device node, FIFO or
+// directory at path is refused (format.ErrNotRegular), as for traces.
 func writeFileAtomic(path string, data []byte) error {
+	if err := format.CheckOutput(path, true); err != nil {
+		return err
+	}
 	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*.partial")
 	if err != nil {
 		return err
 	}
 	_, werr := tmp.Write(data)
 	err = errors.Join(werr, tmp.Chmod(0o644), tmp.Sync(), tmp.Close())
+	if err == nil {
+		err = format.CheckOutput(path, true)
+	}
 	if err == nil {
 		err = os.Rename(tmp.Name(), path)
 	}
