@@ -13,8 +13,11 @@ import (
 // promise in docs/trace-format.md); testdata/schema.golden pins each version.
 const FormatVersion = 3
 
-// Kind says what a row records. The numbers are stable and equal to
-// emu.EventKind; the trace stores the names (column "kind").
+// Kind says what a row records. The numbers are stable; the trace stores
+// the names (column "kind"). This is the one declaration of the event
+// kinds: the emulator's emu.EventKind mirrors it without importing this
+// package, and record's TestEnumTwins checks every number and name (as for
+// Services, Causes, Vectors, Perms and Outcomes).
 type Kind uint8
 
 const (
