@@ -101,3 +101,14 @@ func BenchmarkRead(b *testing.B) {
 	// rows/s: rows decoded into Row values per second.
 	b.ReportMetric(float64(total)/b.Elapsed().Seconds(), "rows/s")
 }
+
+// BenchmarkCopyStored is the per-row cost of a re-execution's comparison
+// (replay --verify turns every re-executed row into its stored form).
+func BenchmarkCopyStored(b *testing.B) {
+	rows := fixtureRows()
+	var dst Row
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		rows[i%len(rows)].CopyStored(&dst)
+	}
+}

@@ -2,7 +2,6 @@ package format
 
 import (
 	"fmt"
-	"math/bits"
 	"strconv"
 )
 
@@ -111,20 +110,45 @@ func (r *Row) Stored(col int) bool {
 // StoredRow returns r as a [Reader] gives it back once written: the columns
 // r stores (see [Row.Stored]) with their presence flags set, every other
 // field zero, and the instruction bytes past Len zero. A row of an unknown
-// kind keeps only the common columns.
+// kind keeps only the common columns. [Row.CopyStored] does the same
+// without allocating.
 func (r *Row) StoredRow() Row {
-	o := Row{Seq: r.Seq, Kind: r.Kind, CPU: r.CPU, Task: r.Task, Depth: r.Depth, RIP: r.RIP}
-	if !r.Kind.Valid() {
-		return o
-	}
-	for m := kindMask[r.Kind] &^ commonMask; m != 0; m &= m - 1 {
-		i := bits.TrailingZeros64(m)
-		if f := kindCond[r.Kind][i]; f == nil || f(r) {
-			rowFields[i].copy(&o, r)
-		}
-	}
+	var o Row
+	r.CopyStored(&o)
 	return o
 }
+
+// CopyStored sets *dst to [Row.StoredRow] of r (dst must not be r).
+func (r *Row) CopyStored(dst *Row) {
+	*dst = Row{Seq: r.Seq, Kind: r.Kind, CPU: r.CPU, Task: r.Task, Depth: r.Depth, RIP: r.RIP}
+	if !r.Kind.Valid() {
+		return
+	}
+	for _, c := range kindCopies[r.Kind] {
+		if c.cond == nil || c.cond(r) {
+			c.copy(dst, r)
+		}
+	}
+}
+
+// kindCopies[k] lists, in column order, how to copy each non-common column
+// kind k fills, with its condition (nil: always).
+var kindCopies = func() (m [numKinds][]struct {
+	cond func(*Row) bool
+	copy func(dst, src *Row)
+}) {
+	for k := Kind(1); k < numKinds; k++ {
+		for i, c := range Columns {
+			if !c.Common && kindMask[k]&(1<<i) != 0 {
+				m[k] = append(m[k], struct {
+					cond func(*Row) bool
+					copy func(dst, src *Row)
+				}{kindCond[k][i], rowFields[i].copy})
+			}
+		}
+	}
+	return m
+}()
 
 // Field formats column col of r as text: "null" when r does not store it;
 // otherwise addresses and register or memory values in hex ([Column].Hex),
@@ -143,13 +167,3 @@ func (r *Row) Field(col int) string {
 	}
 	return strconv.FormatUint(f.val(r), 10)
 }
-
-// commonMask has the bits of the common columns.
-var commonMask = func() (m uint64) {
-	for i, c := range Columns {
-		if c.Common {
-			m |= 1 << i
-		}
-	}
-	return m
-}()

@@ -40,6 +40,10 @@ func TestRowFields(t *testing.T) {
 		if got[i] != want {
 			t.Errorf("%s row %d:\n read       %+v\n StoredRow %+v", rows[i].Kind, i, got[i], want)
 		}
+		dst := fullRow(99, KindFault, true) // a reused destination holds an older row
+		if rows[i].CopyStored(&dst); dst != want {
+			t.Errorf("%s row %d: CopyStored into a used row:\n %+v\n %+v", rows[i].Kind, i, dst, want)
+		}
 		if again := want.StoredRow(); again != want {
 			t.Errorf("%s row %d: StoredRow of a stored row changes it:\n %+v\n %+v", rows[i].Kind, i, again, want)
 		}

@@ -253,6 +253,9 @@ type verifier struct {
 	n    uint64
 	div  *Divergence
 	err  error
+	// stored is the re-executed row in its stored form (reused: no
+	// allocation per row).
+	stored format.Row
 }
 
 var errStop = errors.New("rerun: diverged")
@@ -270,8 +273,9 @@ func (v *verifier) Append(got *format.Row) error {
 		v.div = &Divergence{Seq: got.Seq, CPU: got.CPU, Field: "event", Expected: "end of trace", Got: describe(got)}
 		return errStop
 	}
-	g := got.StoredRow()
-	if *want == g {
+	g := &v.stored
+	got.CopyStored(g)
+	if *want == *g {
 		v.n++
 		return nil
 	}
