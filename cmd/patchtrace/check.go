@@ -72,11 +72,18 @@ func cmdCheck(env *cmdEnv, args []string) int {
 		}
 	}
 	var specs []*scenario.Spec
+	given := map[string]string{} // scenario id -> the argument that named it
 	for _, id := range ids {
 		s, err := loadScenario(id)
 		if err != nil {
 			return errorf(env, "check: %v", err)
 		}
+		// Runs are kept as ID/seedN.arrow (--out, failing seeds): two
+		// scenarios of one id would overwrite each other's traces.
+		if prev, ok := given[s.ID]; ok {
+			return errorf(env, "check: scenario %s given twice (%s and %s): its traces would overwrite each other's; give each copy its own id", s.ID, prev, id)
+		}
+		given[s.ID] = id
 		specs = append(specs, s)
 	}
 	rows := make([]checkRow, len(specs))

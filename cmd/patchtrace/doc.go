@@ -219,7 +219,7 @@
 //	(DIR/ID/seedN.arrow), its JSON report (DIR/ID/seedN.json), its HTML timeline
 //	(DIR/ID/seedN.html, as report writes it), DIR/check.json and DIR/index.html
 //	linking every run's page are kept (CI artifacts); DIR must be new or empty unless
-//	--force.
+//	--force. The scenarios must have distinct ids (a copy of a built-in needs its own).
 //	--format ktap prints KTAP version 1 as kselftest does (Documentation/dev-tools/
 //	ktap.rst): the plan 1..N, one "ok N ID" or "not ok N ID" per scenario over an
 //	indented subtest with one result per seed (seedK) and "#" diagnostics for a

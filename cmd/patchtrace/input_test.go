@@ -175,3 +175,22 @@ func TestInspectSymbolAddrs(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckDuplicateIDs: two scenarios with the same id in one check (a
+// built-in and a directory copied from it to tweak, or the same id twice)
+// would write their traces to the same ID/seedN.arrow, under --out and in
+// the failing seeds' directory: one row's trace replaced by another's (a
+// failing row pointing at a clean run). check refuses before any run.
+func TestCheckDuplicateIDs(t *testing.T) {
+	dir := scenarioDir(t, "text-poke-bp", func(s string) string { return s })
+	for _, args := range [][]string{{"text-poke-bp", dir}, {"text-poke-bp", "text-poke-bp"}} {
+		out := filepath.Join(t.TempDir(), "out")
+		code, stdout, errs := runCLI(t, append([]string{"check", "--out", out}, args...)...)
+		if code != exitError || !strings.Contains(errs, "text-poke-bp") || !strings.Contains(errs, "twice") || stdout != "" {
+			t.Fatalf("check %v: exit %d: stdout %q, stderr %q", args, code, stdout, errs)
+		}
+		if fileExists(filepath.Join(out, "text-poke-bp")) {
+			t.Errorf("check %v ran before refusing", args)
+		}
+	}
+}

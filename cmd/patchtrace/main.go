@@ -112,7 +112,7 @@ func commands() []command {
 				"(DIR/ID/seedN.arrow), its JSON report (DIR/ID/seedN.json), its HTML timeline\n" +
 				"(DIR/ID/seedN.html, as report writes it), DIR/check.json and DIR/index.html\n" +
 				"linking every run's page are kept (CI artifacts); DIR must be new or empty unless\n" +
-				"--force.\n" +
+				"--force. The scenarios must have distinct ids (a copy of a built-in needs its own).\n" +
 				"--format ktap prints KTAP version 1 as kselftest does (Documentation/dev-tools/\n" +
 				"ktap.rst): the plan 1..N, one \"ok N ID\" or \"not ok N ID\" per scenario over an\n" +
 				"indented subtest with one result per seed (seedK) and \"#\" diagnostics for a\n" +
