@@ -92,7 +92,8 @@
 //   - fetch.go, inst.go: the per-CPU decode cache and fetch models.
 //   - isa.go: the instruction set as one table indexed by x86asm.Op
 //     (operand form, interpreter op, flag class, SDM page), from which
-//     docs/isa.md is generated; DecodeInsn.
+//     docs/isa.md is generated. checkcode.go: CheckCode, the decoder's
+//     verdict for tools that vet a slice (patchtrace build).
 //   - decode.go, decode_invalid.go, decode_system.go: x86asm's decode to
 //     the interpreter's form, one decoder per operand form; what is
 //     invalid (#UD) and what is unsupported.

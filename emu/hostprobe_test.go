@@ -180,15 +180,17 @@ func TestHostProbeSelf(t *testing.T) {
 	}
 }
 
-// decoderVerdict is what DecodeInsn makes of a byte sequence: "#UD",
+// decoderVerdict is what decodeInst makes of a byte sequence: "#UD",
 // "#GP", "ok" (an instruction the interpreter executes) or "unsupported".
 func decoderVerdict(code []byte) string {
-	in, err := DecodeInsn(code, snippetCodeBase)
+	in, err := decodeInst(code, snippetCodeBase)
 	switch {
 	case err != nil:
 		return "unsupported"
-	case in.Fault != "":
-		return in.Fault
+	case in.sem.op == opUD:
+		return "#UD"
+	case in.sem.op == opGP:
+		return "#GP"
 	}
 	return "ok"
 }

@@ -2,7 +2,6 @@ package emu
 
 import (
 	"bytes"
-	"errors"
 	"flag"
 	"fmt"
 	"go/ast"
@@ -202,37 +201,4 @@ func genISADoc(t *testing.T) []byte {
 	p("  allowed, reserved group members, VEX/EVEX encodings every CPU rejects, and the other\n")
 	p("  rules in emu/decode_invalid.go.\n")
 	return []byte(b.String())
-}
-
-func TestDecodeInsn(t *testing.T) {
-	long := append(bytes.Repeat([]byte{0x66}, 15), 0x90)
-	tests := []struct {
-		name  string
-		code  []byte
-		want  Insn
-		unsup bool
-	}{
-		{"mov", []byte{0x48, 0x89, 0xe5}, Insn{Len: 3, Op: "MOV"}, false},
-		{"endbr64", []byte{0xf3, 0x0f, 0x1e, 0xfa}, Insn{Len: 4, Op: "NOP"}, false},
-		{"ud2", []byte{0x0f, 0x0b}, Insn{Len: 2, Op: "UD2", Fault: "#UD"}, false},
-		{"push es", []byte{0x06}, Insn{Len: 1, Fault: "#UD"}, false},
-		{"lock mov", []byte{0xf0, 0x89, 0x07}, Insn{Len: 2, Fault: "#UD"}, false},
-		{"mov to cs", []byte{0x8e, 0xc8}, Insn{Len: 2, Op: "MOV", Fault: "#UD"}, false},
-		{"longer than 15", long, Insn{Len: 15, Fault: "#GP"}, false},
-		{"rdrand", []byte{0x0f, 0xc7, 0xf0}, Insn{}, true},
-		{"vmovdqa", []byte{0xc5, 0xf9, 0x6f, 0xc1}, Insn{}, true},
-		{"truncated", []byte{0x48, 0x8b}, Insn{}, true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := DecodeInsn(tt.code, 0x1000)
-			var u *UnsupportedError
-			if tt.unsup != errors.As(err, &u) || (err != nil && !tt.unsup) {
-				t.Fatalf("DecodeInsn(% x) error %v, want unsupported %v", tt.code, err, tt.unsup)
-			}
-			if got != tt.want {
-				t.Errorf("DecodeInsn(% x) = %+v, want %+v", tt.code, got, tt.want)
-			}
-		})
-	}
 }
