@@ -8,14 +8,14 @@ import (
 // Which columns a row stores, and what they hold, follow from the column
 // table alone: [Columns] says which kinds fill a column and on what
 // condition; rowFields below says which Row field is the column. Stored,
-// StoredRow and Field are built from the two, so a new column or kind is
+// StoredRow, CopyStored and Field are built from the two, so a new column or kind is
 // declared once, in [Columns], plus its field here (TestRowFields checks
 // that every column has one and that StoredRow is what a reader returns).
 
 // rowField binds column i of [Columns] to the Row: copy sets dst's field
 // (and its presence flag: HasAddr, HasVector, HasErrCode, Percpu) from src;
-// val is the column's value as an integer (integer, bool and enum columns);
-// text formats non-integer columns.
+// val is an integer column's value; text formats the others (kind, bytes,
+// alias, the dictionary enums and strings).
 type rowField struct {
 	copy func(dst, src *Row)
 	val  func(*Row) uint64
