@@ -323,6 +323,8 @@
 //	that emits event SEQ and prints the machine state: registers per CPU, the top of each
 //	stack with return addresses as symbol+offset, the bytes at each must_call site and
 //	the per-CPU return slots (--json for JSON).
+//	Without --verify or --until it re-executes the run and says how it stopped, a
+//	divergence when the trace's footer records another outcome.
 //	Exit status: 0 replayed (and verified), 1 divergence, 2 error.
 //
 //	flags:

@@ -19,6 +19,8 @@ const replayAbout = "Re-executes the run recorded in FILE from the trace alone: 
 	"that emits event SEQ and prints the machine state: registers per CPU, the top of each\n" +
 	"stack with return addresses as symbol+offset, the bytes at each must_call site and\n" +
 	"the per-CPU return slots (--json for JSON).\n" +
+	"Without --verify or --until it re-executes the run and says how it stopped, a\n" +
+	"divergence when the trace's footer records another outcome.\n" +
 	"Exit status: 0 replayed (and verified), 1 divergence, 2 error."
 
 func cmdReplay(env *cmdEnv, args []string) int {
@@ -70,6 +72,10 @@ func cmdReplay(env *cmdEnv, args []string) int {
 		}
 		fmt.Fprintf(env.stdout, "replayed %s: %d decisions, %d instructions, stopped: %s (%s), %.2fs\n",
 			path, len(res.Decisions), res.Insns, res.Stop, res.Msg, time.Since(start).Seconds())
+		if div := run.OutcomeDivergence(res); div != nil {
+			fmt.Fprintf(env.stdout, "%s: %v\n", path, div)
+			status = exitFinding
+		}
 	}
 	if *until >= 0 {
 		st, err := run.Until(uint64(*until))

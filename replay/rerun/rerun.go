@@ -218,10 +218,22 @@ func (r *Run) Verify(rows iter.Seq2[*format.Row, error]) (uint64, *Divergence, e
 	}
 	// And ended the same way: the outcome is what analyze judges a run
 	// by, so a footer that says otherwise is a divergence too.
-	if want, got := r.Meta.Outcome, res.Stop.String(); want != "" && !sameOutcome(want, got) {
-		return v.n, &Divergence{Seq: v.n, Kind: "end of run", Field: "outcome", Expected: want, Got: got + " (" + res.Msg + ")"}, nil
+	if d := r.OutcomeDivergence(res); d != nil {
+		d.Seq = v.n
+		return v.n, d, nil
 	}
 	return v.n, nil, nil
+}
+
+// OutcomeDivergence compares how a re-execution ended (res, from Execute
+// or Verify) with the outcome the trace records: nil when they agree or
+// the trace records none (format versions 1 and 2).
+func (r *Run) OutcomeDivergence(res emu.Result) *Divergence {
+	want, got := r.Meta.Outcome, res.Stop.String()
+	if want == "" || sameOutcome(want, got) {
+		return nil
+	}
+	return &Divergence{Seq: res.Events, Kind: "end of run", Field: "outcome", Expected: want, Got: got + " (" + res.Msg + ")"}
 }
 
 // sameOutcome: a re-executed run ends as recorded, except that a log

@@ -306,3 +306,29 @@ func TestVerifyOutcomes(t *testing.T) {
 		})
 	}
 }
+
+// TestExecuteOutcome: a plain re-execution (replay without --verify) says
+// when the run ends otherwise than the trace's footer records.
+func TestExecuteOutcome(t *testing.T) {
+	path := recordSmall(t, 4)
+	for _, c := range []struct {
+		name string
+		path string
+		div  bool
+	}{
+		{"as recorded", path, false},
+		{"footer says budget", rewrite(t, path, nil, func(f *format.Final) { f.Outcome = format.OutcomeBudget }), true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, run := open(t, c.path)
+			_, res, err := run.Execute(nil, -1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			d := run.OutcomeDivergence(res)
+			if (d != nil) != c.div || d != nil && (d.Field != "outcome" || d.Expected != format.OutcomeBudget || !strings.HasPrefix(d.Got, "done")) {
+				t.Fatalf("divergence %v, want one: %v", d, c.div)
+			}
+		})
+	}
+}
