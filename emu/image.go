@@ -12,8 +12,6 @@ import (
 const (
 	percpuBase   = slice.PercpuBase
 	bootStackTop = slice.BootStackTop
-	bootStackGap = slice.BootStackGap
-	bootStackLen = slice.BootStackLen
 	moduleBase   = slice.ModuleBase
 	aliasBase    = slice.AliasBase
 )
@@ -187,7 +185,7 @@ func (m *Machine) load() error {
 	// Per-CPU areas.
 	m.percpuSize = uint64(len(img.percpu))
 	if m.percpuSize > 0 {
-		m.percpuStrd = (m.percpuSize+pageMask)&^pageMask + pageSize
+		m.percpuStrd = slice.PercpuStride(m.percpuSize)
 		for i, c := range m.cpus {
 			base := percpuBase + uint64(i)*m.percpuStrd
 			m.bootMap(c, base, int((m.percpuSize+pageMask)>>pageShift), PermRW)
@@ -204,8 +202,8 @@ func (m *Machine) load() error {
 	}
 	// Boot stacks and registers.
 	for i, c := range m.cpus {
-		top := bootStackTop + uint64(i)*bootStackGap + bootStackLen
-		m.bootMap(c, top-bootStackLen, int(bootStackLen>>pageShift), PermRW)
+		lo, top := slice.BootStack(i)
+		m.bootMap(c, lo, int((top-lo)>>pageShift), PermRW)
 		c.R[RSP] = top
 		c.R[RDI] = uint64(i)
 		c.R[RSI] = uint64(len(m.cpus))

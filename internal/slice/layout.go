@@ -86,3 +86,17 @@ func (p Perm) String() string {
 	}
 	return string(b)
 }
+
+// PercpuStride is the distance between two CPUs' per-CPU areas for a
+// per-CPU section of size bytes: the section rounded up to whole pages,
+// plus an unmapped guard page.
+func PercpuStride(size uint64) uint64 {
+	return (size+PageSize-1)&^(PageSize-1) + PageSize
+}
+
+// BootStack returns CPU cpu's boot stack, [lo, top): BootStackLen bytes,
+// the CPU's RSP at boot being top.
+func BootStack(cpu int) (lo, top uint64) {
+	top = BootStackTop + uint64(cpu)*BootStackGap + BootStackLen
+	return top - BootStackLen, top
+}
