@@ -9,6 +9,7 @@ import (
 	"github.com/patchtrace/patchtrace/emu"
 	"github.com/patchtrace/patchtrace/format"
 	"github.com/patchtrace/patchtrace/internal/check"
+	"github.com/patchtrace/patchtrace/internal/slice"
 	"github.com/patchtrace/patchtrace/internal/testkit"
 	"github.com/patchtrace/patchtrace/record"
 	"github.com/patchtrace/patchtrace/scenario"
@@ -45,7 +46,7 @@ func TestCMCHalfWritten(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			alias := uint64(0xffffe00000000000) + site.Addr&0xfff
+			alias := slice.AliasBase + site.Addr&0xfff
 			rows := []*format.Row{
 				{Kind: format.KindSerialize, CPU: 1},
 				{Kind: format.KindService, CPU: 0, Service: 1, Args: [4]uint64{site.Addr, 0xffffffff81006000, 5}},
@@ -152,8 +153,8 @@ func TestCMCRules(t *testing.T) {
 			[]cmcStep{ser, {kind: emu.EvPerm, addr: site5 &^ 0xfff, perm: [2]uint8{5, 3}}, write(site5, false, call...),
 				{kind: emu.EvPerm, addr: site5 &^ 0xfff, perm: [2]uint8{3, 5}}, insn(1, site5, call...)}, true},
 		{"store to a fresh page made executable",
-			[]cmcStep{ser, {kind: emu.EvPerm, addr: 0xffffffffa0000000, perm: [2]uint8{0, 3}}, write(0xffffffffa0000000, false, call...),
-				{kind: emu.EvPerm, addr: 0xffffffffa0000000, perm: [2]uint8{3, 5}}, insn(1, 0xffffffffa0000000, call...)}, false},
+			[]cmcStep{ser, {kind: emu.EvPerm, addr: slice.ModuleBase, perm: [2]uint8{0, 3}}, write(slice.ModuleBase, false, call...),
+				{kind: emu.EvPerm, addr: slice.ModuleBase, perm: [2]uint8{3, 5}}, insn(1, slice.ModuleBase, call...)}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			live, err := analyze.NewLive(&md, []analyze.Analyzer{mustSelect(t, "cmc")})
@@ -170,7 +171,7 @@ func TestCMCRules(t *testing.T) {
 				case emu.EvWrite:
 					r.Addr, r.HasAddr, r.Size, r.Alias = s.addr, true, uint32(len(s.bytes)), s.alias
 					if s.alias {
-						r.AliasAddr = 0xffffe00000000000 + s.addr&0xfff
+						r.AliasAddr = slice.AliasBase + s.addr&0xfff
 					}
 					for i, b := range s.bytes {
 						r.Old |= uint64(mem[s.addr+uint64(i)]) << (8 * i)

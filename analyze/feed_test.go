@@ -89,19 +89,19 @@ func (f *feed) insn(c ctx, rip uint64, op string, rsp uint64) uint64 {
 func (f *feed) write(c ctx, rip, addr uint64, size uint32, v uint64, alias bool) uint64 {
 	r := &format.Row{Kind: format.KindWrite, RIP: rip, Addr: addr, Size: size, New: v, Alias: alias}
 	if alias {
-		r.AliasAddr = 0xffffe00000000000 | addr&0xfff
+		r.AliasAddr = slice.AliasBase | addr&0xfff
 	}
 	return f.add(c, r)
 }
 
 // percpuWrite stores v into per-CPU variable name of cpu owner.
 func (f *feed) percpuWrite(c ctx, rip uint64, name string, owner uint16, v uint64) uint64 {
-	return f.add(c, &format.Row{Kind: format.KindWrite, RIP: rip, Addr: 0xffff888000000000 | uint64(owner)<<16, Size: 8, New: v,
+	return f.add(c, &format.Row{Kind: format.KindWrite, RIP: rip, Addr: slice.PercpuBase | uint64(owner)<<16, Size: 8, New: v,
 		Percpu: true, PercpuCPU: owner, PercpuVar: name})
 }
 
 func (f *feed) percpuRead(c ctx, rip uint64, name string, owner uint16, v uint64) uint64 {
-	return f.add(c, &format.Row{Kind: format.KindPercpuRead, RIP: rip, Addr: 0xffff888000000000 | uint64(owner)<<16, Size: 8, New: v,
+	return f.add(c, &format.Row{Kind: format.KindPercpuRead, RIP: rip, Addr: slice.PercpuBase | uint64(owner)<<16, Size: 8, New: v,
 		PercpuCPU: owner, PercpuVar: name})
 }
 

@@ -8,6 +8,7 @@ import (
 	"github.com/patchtrace/patchtrace/analyze"
 	"github.com/patchtrace/patchtrace/format"
 	"github.com/patchtrace/patchtrace/internal/memstat"
+	"github.com/patchtrace/patchtrace/internal/slice"
 )
 
 // Fuzz limits for analyzing rows: a row may add a few pages of replayed
@@ -39,7 +40,7 @@ func fuzzRows(md *format.Meta, data []byte) []format.Row {
 		case 2:
 			r.RIP, r.Addr = v, sym.Addr+v%4096
 		default:
-			r.RIP, r.Addr = v, v^0xffff888000000000
+			r.RIP, r.Addr = v, v^slice.PercpuBase
 		}
 		r.HasAddr = true
 		r.Size = uint32(b[16])

@@ -7,6 +7,7 @@ import (
 	"github.com/patchtrace/patchtrace/analyze"
 	"github.com/patchtrace/patchtrace/emu"
 	"github.com/patchtrace/patchtrace/format"
+	"github.com/patchtrace/patchtrace/internal/slice"
 	"github.com/patchtrace/patchtrace/record"
 	"github.com/patchtrace/patchtrace/scenario"
 	"github.com/patchtrace/patchtrace/scenarios"
@@ -48,7 +49,7 @@ func TestTrapReturnIntoInstruction(t *testing.T) {
 			seq := uint64(0)
 			for i, b := range tc.poke {
 				live.Append(&format.Row{Seq: seq, Kind: format.KindWrite, CPU: 0, RIP: 1, Addr: site.Addr + uint64(i), HasAddr: true,
-					Size: 1, New: uint64(b), Alias: true, AliasAddr: 0xffffe00000000000})
+					Size: 1, New: uint64(b), Alias: true, AliasAddr: slice.AliasBase})
 				seq++
 			}
 			live.Append(&format.Row{Seq: seq, Kind: format.KindIret, CPU: 1, RIP: site.Addr - 0x100, Handler: tc.target})

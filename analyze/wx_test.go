@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/patchtrace/patchtrace/internal/slice"
 	"github.com/patchtrace/patchtrace/replay"
 )
 
@@ -42,7 +43,7 @@ func TestWXStores(t *testing.T) {
 // finding, whether the page was writable in the image or became so; one
 // from a page that is executable and not writable is not.
 func TestWXExecution(t *testing.T) {
-	const page = uint64(0xffffffffa0000000) // a module_alloc page
+	const page = slice.ModuleBase // a module_alloc page
 	for _, tc := range []struct {
 		name    string
 		perm    uint8 // the module page's permissions (0: not used)

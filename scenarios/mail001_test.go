@@ -13,7 +13,7 @@ import (
 	"github.com/patchtrace/patchtrace/internal/testkit"
 )
 
-const moduleBase uint64 = 0xffffffffa0000000
+const moduleBase = slice.ModuleBase
 
 // TestSeed001DynTrampWX: set_memory_x() makes the trampoline page rwx on
 // CPU 0, and the callers then execute from it while it is writable.
