@@ -441,7 +441,8 @@ func Run(st *replay.State, rows iter.Seq2[*format.Row, error], as []Analyzer) (*
 // AnalyzeFile opens a trace and runs the analyzers over it. A truncated
 // trace is analyzed up to its last complete batch, with a warning, and is
 // incomplete unless AllowTruncated is given. A trace whose footer records
-// lost events (patchtrace.dropped) is incomplete.
+// lost events (patchtrace.dropped), or (version 3 on) no outcome, is
+// incomplete.
 func AnalyzeFile(path string, as []Analyzer, opts ...Option) (*Result, error) {
 	var o options
 	for _, f := range opts {
@@ -478,6 +479,12 @@ func AnalyzeFile(path string, as []Analyzer, opts ...Option) (*Result, error) {
 	res.File = path
 	if !r.Truncated() && !r.Verified() {
 		res.Warnings = append(res.Warnings, r.Unverified())
+	}
+	if !r.Truncated() && md.Outcome == "" && md.Version >= 3 && res.Incomplete == "" {
+		// Version 3 writers always record how the run ended: an empty
+		// outcome is a footer that does not say, not an old file.
+		res.Incomplete = fmt.Sprintf("the trace's footer records no outcome (format version %d records one for every run): how the run ended is unknown", md.Version)
+		res.judge()
 	}
 	if len(md.Dropped) > 0 && res.Incomplete == "" {
 		// The analyzers saw only part of the run: what they did not

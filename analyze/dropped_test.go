@@ -15,7 +15,8 @@ import (
 
 // TestDroppedEventsIncomplete: a trace whose footer says events were lost
 // (patchtrace.dropped) is incomplete, not clean: the analyzers did not see
-// every event of the run. The same run with nothing dropped is clean.
+// every event of the run; so is one whose version 3 footer records no
+// outcome. The same run with nothing dropped is clean.
 func TestDroppedEventsIncomplete(t *testing.T) {
 	spec, err := scenario.Load(scenarios.FS, "text-poke-bp")
 	if err != nil {
@@ -29,10 +30,15 @@ func TestDroppedEventsIncomplete(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		dropped []format.Drop
+		blank   bool // the footer's outcome left empty
 		verdict string
+		why     string
 	}{
-		{"none dropped", nil, analyze.VerdictClean},
-		{"dropped", []format.Drop{{AfterSeq: 100, Count: 7}}, analyze.VerdictIncomplete},
+		{"none dropped", nil, false, analyze.VerdictClean, ""},
+		{"dropped", []format.Drop{{AfterSeq: 100, Count: 7}}, false, analyze.VerdictIncomplete, "7 events lost after seq 100"},
+		// A version 3 footer always records the outcome: an empty one
+		// says nothing of how the run ended.
+		{"outcome empty", nil, true, analyze.VerdictIncomplete, "records no outcome"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "t.arrow")
@@ -46,13 +52,16 @@ func TestDroppedEventsIncomplete(t *testing.T) {
 			}
 			res := m.Run(src)
 			outcome, detail := record.Outcome(res)
+			if outcome != format.OutcomeDone {
+				t.Fatalf("outcome %s (%s)", outcome, detail)
+			}
+			if tc.blank {
+				outcome, detail = "", ""
+			}
 			f.SetFinal(format.Final{Decisions: emu.EncodeDecisions(res.Decisions), DecisionsFormat: emu.DecisionsFormat,
 				DecisionCount: len(res.Decisions), Outcome: outcome, OutcomeDetail: detail, Dropped: tc.dropped})
 			if err := f.Close(); err != nil {
 				t.Fatal(err)
-			}
-			if outcome != format.OutcomeDone {
-				t.Fatalf("outcome %s (%s)", outcome, detail)
 			}
 			ar, err := analyze.AnalyzeFile(path, analyze.All())
 			if err != nil {
@@ -61,8 +70,8 @@ func TestDroppedEventsIncomplete(t *testing.T) {
 			if ar.Verdict != tc.verdict {
 				t.Fatalf("verdict %q, want %q (incomplete %q)", ar.Verdict, tc.verdict, ar.Incomplete)
 			}
-			if tc.dropped != nil && !strings.Contains(ar.Incomplete, "7 events lost after seq 100") {
-				t.Errorf("incomplete %q does not say what was lost", ar.Incomplete)
+			if !strings.Contains(ar.Incomplete, tc.why) {
+				t.Errorf("incomplete %q does not say %q", ar.Incomplete, tc.why)
 			}
 		})
 	}

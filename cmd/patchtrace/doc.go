@@ -156,8 +156,8 @@
 //	truncated trace by the events it has (still marked truncated). A run that did not
 //	finish, analyzed with --only leaving out the analyzer that judges its outcome and
 //	with no other finding, is incomplete too; so is a trace whose footer records lost
-//	events, or whose scenario text does not parse (missed-call and return-slot would
-//	have no contract to check).
+//	events or (format version 3) no outcome, or whose scenario text does not parse
+//	(missed-call and return-slot would have no contract to check).
 //	Exit status: 0 clean, 1 findings, 2 error or incomplete.
 //
 //	flags:

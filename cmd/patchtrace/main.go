@@ -92,8 +92,8 @@ func commands() []command {
 				"truncated trace by the events it has (still marked truncated). A run that did not\n" +
 				"finish, analyzed with --only leaving out the analyzer that judges its outcome and\n" +
 				"with no other finding, is incomplete too; so is a trace whose footer records lost\n" +
-				"events, or whose scenario text does not parse (missed-call and return-slot would\n" +
-				"have no contract to check).\n" +
+				"events or (format version 3) no outcome, or whose scenario text does not parse\n" +
+				"(missed-call and return-slot would have no contract to check).\n" +
 				"Exit status: 0 clean, 1 findings, 2 error or incomplete."},
 		{"report", "TRACE... [-o FILE|DIR] [--force] [--allow-truncated]", "write a self-contained HTML timeline of traces and their findings", cmdReport, reportAbout},
 		{"check", "[IDS...] [--seeds N] [--format table|json|ktap] [--out DIR [--force]]", "record and analyze built-in scenarios and compare with their expected verdicts", cmdCheck,
