@@ -9,6 +9,7 @@ import (
 	"github.com/patchtrace/patchtrace/analyze"
 	"github.com/patchtrace/patchtrace/emu"
 	"github.com/patchtrace/patchtrace/explore"
+	"github.com/patchtrace/patchtrace/scenario"
 )
 
 // TestUnfinishedRunIsViolation: with a budget too small for the boot, every
@@ -72,5 +73,38 @@ func TestEmulatorErrorIsFinding(t *testing.T) {
 	}
 	if mo == nil || target.Match(mo.Findings) == nil || len(min) > len(log) {
 		t.Fatalf("minimised to %v", min)
+	}
+}
+
+// TestHungRunIsWritten: a schedule after which no CPU can run (the callers
+// halt for good, no timer) is a progress violation, and its run, replayed
+// from its log into a trace, still shows the hang (the replay ended
+// decisions-exhausted there, with no finding, and explore failed with
+// "does not show progress when analyzed from the file").
+func TestHungRunIsWritten(t *testing.T) {
+	base := load(t, "text-poke-bp")
+	text := strings.Replace(base.Text, `entry = "caller_main"`, `entry = "pt_start+7"`, 1) // hlt; jmp back
+	text = strings.Replace(text, "timer_rate = 0.02", "timer_rate = 0.0", 1)
+	spec, err := scenario.Parse("hung/scenario.toml", []byte(text))
+	if err != nil || text == base.Text {
+		t.Fatalf("%v (text edited: %v)", err, text != base.Text)
+	}
+	spec.ELF = base.ELF
+	res, err := explore.Explore(context.Background(), spec, explore.Options{
+		Strategy: explore.Random, Seed: 1, Budget: 1, NoInject: true, NoShrink: true,
+		OutDir: t.TempDir(), Params: map[string]uint64{"patch_rounds": 1, "calls": 10, "dwell": 4},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Violations) == 0 || res.Violations[0].Target.Analyzer != "progress" || res.Violations[0].Trace == "" {
+		t.Fatalf("violations %+v", res.Violations)
+	}
+	ar, err := analyze.AnalyzeFile(res.Violations[0].Trace, analyze.All())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ar.Outcome != "hung" {
+		t.Errorf("written run's outcome %q, want hung", ar.Outcome)
 	}
 }
