@@ -263,7 +263,8 @@
 //	--shard i/n runs the i-th of n disjoint parts of the same search. Without --budget
 //	and --time, random and pct run 1000 schedules. See the explore package doc for the
 //	choice-point model.
-//	Exit status: 0 no violation, 1 violation found, 2 error.
+//	Exit status: 0 no violation, 1 violation found, 2 error, or a search interrupted
+//	(Ctrl-C) before its budget or time that found no violation.
 //
 //	flags:
 //	  -all

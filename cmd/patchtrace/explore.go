@@ -34,7 +34,8 @@ const exploreAbout = "Runs many schedules of SCENARIO with recording off, each c
 	"--shard i/n runs the i-th of n disjoint parts of the same search. Without --budget\n" +
 	"and --time, random and pct run 1000 schedules. See the explore package doc for the\n" +
 	"choice-point model.\n" +
-	"Exit status: 0 no violation, 1 violation found, 2 error."
+	"Exit status: 0 no violation, 1 violation found, 2 error, or a search interrupted\n" +
+	"(Ctrl-C) before its budget or time that found no violation."
 
 // paramFlag collects repeated NAME=VALUE flags.
 type paramFlag map[string]uint64
@@ -170,8 +171,19 @@ func cmdExplore(env *cmdEnv, args []string) int {
 		return errorf(env, "explore %s: %v", spec.ID, err)
 	}
 	printExplore(env.stdout, res, &opt)
-	if len(res.Violations) > 0 {
+	return exploreExit(env, res)
+}
+
+// exploreExit is explore's exit status: 1 for a violation; 2 for a search
+// interrupted (SIGINT) before its budget or time with none found, which
+// says nothing of the schedules it did not run; else 0.
+func exploreExit(env *cmdEnv, res *explore.Result) int {
+	switch {
+	case len(res.Violations) > 0:
 		return exitFinding
+	case res.Stopped == "canceled":
+		fmt.Fprintf(env.stderr, "patchtrace: explore %s: interrupted after %d schedules, before its budget or time: the search is incomplete\n", res.Scenario, res.Schedules)
+		return exitError
 	}
 	return exitOK
 }

@@ -137,3 +137,37 @@ print(*duckdb.sql(q).fetchall()[0])
 		t.Fatalf("duckdb answered %q", res)
 	}
 }
+
+// TestExploreExit: an exploration interrupted (SIGINT) before its budget
+// or time, having found nothing, exits 2 and says it is incomplete (it
+// exited 0, "no violation", as a finished search does); one that found a
+// violation exits 1 however it stopped.
+func TestExploreExit(t *testing.T) {
+	for _, tc := range []struct {
+		stopped    string
+		violations int
+		want       int
+	}{
+		{"budget", 0, exitOK},
+		{"time", 0, exitOK},
+		{"exhausted", 0, exitOK},
+		{"canceled", 0, exitError},
+		{"canceled", 1, exitFinding},
+		{"violation", 1, exitFinding},
+	} {
+		t.Run(tc.stopped, func(t *testing.T) {
+			res := &explore.Result{Scenario: "text-poke-bp", Stopped: tc.stopped, Schedules: 7}
+			for range tc.violations {
+				res.Violations = append(res.Violations, &explore.Violation{})
+			}
+			var errb bytes.Buffer
+			got := exploreExit(&cmdEnv{stdout: &bytes.Buffer{}, stderr: &errb}, res)
+			if got != tc.want {
+				t.Fatalf("exit %d, want %d", got, tc.want)
+			}
+			if tc.want == exitError && !strings.Contains(errb.String(), "interrupted after 7 schedules") {
+				t.Errorf("stderr %q does not say the search was interrupted", errb.String())
+			}
+		})
+	}
+}
