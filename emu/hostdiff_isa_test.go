@@ -844,14 +844,7 @@ func TestHostDiffJcc(t *testing.T) {
 	r := rand.New(rand.NewPCG(seed, 1))
 	for cc := range 16 {
 		for _, near := range []bool{false, true} {
-			name := fmt.Sprintf("j%s/rel8", ccNames[cc])
-			code := []byte{0x70 + byte(cc), 5}
-			if near {
-				name = fmt.Sprintf("j%s/rel32", ccNames[cc])
-				code = []byte{0x0f, 0x80 + byte(cc), 5, 0, 0, 0}
-			}
-			code = append(code, 0xb8, 0x11, 0x22, 0x33, 0x44) // mov eax, 0x44332211
-			code = append(code, 0x48, 0x83, 0xc1, 0x01)       // add rcx, 1
+			name, code := jccDiffCode(cc, near)
 			t.Run(name, func(t *testing.T) {
 				for f := range 64 {
 					var in ArchState
@@ -869,6 +862,20 @@ func TestHostDiffJcc(t *testing.T) {
 	}
 }
 
+// jccDiffCode is TestHostDiffJcc's snippet for condition cc, rel8 or
+// (near) rel32.
+func jccDiffCode(cc int, near bool) (string, []byte) {
+	name := fmt.Sprintf("j%s/rel8", ccNames[cc])
+	code := []byte{0x70 + byte(cc), 5}
+	if near {
+		name = fmt.Sprintf("j%s/rel32", ccNames[cc])
+		code = []byte{0x0f, 0x80 + byte(cc), 5, 0, 0, 0}
+	}
+	code = append(code, 0xb8, 0x11, 0x22, 0x33, 0x44) // mov eax, 0x44332211
+	code = append(code, 0x48, 0x83, 0xc1, 0x01)       // add rcx, 1
+	return name, code
+}
+
 // TestHostDiffLoop checks LOOP, LOOPE, LOOPNE and JRCXZ, with and without
 // 0x67 (ECX as the count), against the host: the branch skips a MOV whose
 // effect shows whether it was taken, and RCX shows the count written back.
@@ -878,6 +885,35 @@ func TestHostDiffLoop(t *testing.T) {
 	diffScratchAddr = addr
 	r := rand.New(rand.NewPCG(seed, 2))
 	counts := []uint64{0, 1, 2, 3, 0xffffffff, 0x100000000, 0x100000001, 0xffffffff00000001, 0x8000000000000000}
+	for _, lc := range loopDiffCodes() {
+		code := lc.code
+		t.Run(lc.name, func(t *testing.T) {
+			for i := range 64 {
+				var in ArchState
+				for j := range in.R {
+					in.R[j] = r.Uint64()
+				}
+				in.R[RCX] = counts[i%len(counts)]
+				if i >= 2*len(counts) {
+					in.R[RCX] = r.Uint64() >> (r.IntN(2) * 32)
+				}
+				in.RFLAGS = r.Uint64()&(FlagsArith|FlagDF) | flagRes1
+				c := &diffCase{code: code, in: in, mem: make([]byte, pageSize)}
+				runDiff(t, &diffGen{r: r, scratchAddr: addr}, c, hostMem)
+			}
+		})
+	}
+}
+
+type namedCode struct {
+	name string
+	code []byte
+}
+
+// loopDiffCodes are TestHostDiffLoop's snippets: LOOPNE, LOOPE, LOOP and
+// JRCXZ, without and with 0x67, each skipping a MOV.
+func loopDiffCodes() []namedCode {
+	var cs []namedCode
 	names := map[byte]string{0xe0: "loopne", 0xe1: "loope", 0xe2: "loop", 0xe3: "jrcxz"}
 	for _, op := range []byte{0xe0, 0xe1, 0xe2, 0xe3} {
 		for _, a32 := range []bool{false, true} {
@@ -889,52 +925,21 @@ func TestHostDiffLoop(t *testing.T) {
 			}
 			code = append(code, op, 5)
 			code = append(code, 0xb8, 0x11, 0x22, 0x33, 0x44) // mov eax, 0x44332211
-			t.Run(name, func(t *testing.T) {
-				for i := range 64 {
-					var in ArchState
-					for j := range in.R {
-						in.R[j] = r.Uint64()
-					}
-					in.R[RCX] = counts[i%len(counts)]
-					if i >= 2*len(counts) {
-						in.R[RCX] = r.Uint64() >> (r.IntN(2) * 32)
-					}
-					in.RFLAGS = r.Uint64()&(FlagsArith|FlagDF) | flagRes1
-					c := &diffCase{code: code, in: in, mem: make([]byte, pageSize)}
-					runDiff(t, &diffGen{r: r, scratchAddr: addr}, c, hostMem)
-				}
-			})
+			cs = append(cs, namedCode{name, code})
 		}
 	}
+	return cs
 }
 
-// TestHostDiffStack16 checks the 16-bit PUSH/POP forms (0x66) and ENTER
-// against the host in balanced snippets (the stack is the host's, so what
+// TestHostDiffStack16 checks the 16-bit PUSH/POP forms (0x66), ENTER,
+// CALL/RET and PUSHFQ/POPFQ against the host in balanced snippets (the stack is the host's, so what
 // the snippet leaves is read back into registers before it is popped).
 func TestHostDiffStack16(t *testing.T) {
 	hostMem, addr := hostOrSkip(t)
 	seed := testkit.Seed(t)
 	diffScratchAddr = addr
 	r := rand.New(rand.NewPCG(seed, 3))
-	cases := []struct {
-		name string
-		code string
-		mem  func(in *ArchState) // point registers at the scratch page
-	}{
-		{"push r16; pop r16", "66 50 66 5b", nil},                                                              // push ax; pop bx
-		{"push r16 x4; pop r64", "66 41 57 66 51 66 52 66 53 5e", nil},                                         // push r15w, cx, dx, bx; pop rsi
-		{"push imm8; pop r16", "66 6a 80 66 5e", nil},                                                          // push -128 (16-bit); pop si
-		{"push imm16; pop r16", "66 68 34 12 66 5f", nil},                                                      // push 0x1234; pop di
-		{"push m16; pop m16", "66 ff 33 66 8f 46 02", func(in *ArchState) { scratchRegs(in, addr, RBX, RSI) }}, // push [rbx]; pop [rsi+2]
-		{"pushf16; pop r16", "66 9c 66 58 66 25 d5 0c", nil},                                                   // pushf; pop ax; and ax, the flags both run
-		{"push r16; popf16", "66 25 d5 0c 66 50 66 9d", nil},                                                   // and ax (no TF); push ax; popf
-		{"enter 0,0; leave", "c8 00 00 00 48 89 e8 48 29 e0 c9", nil},                                          // mov rax,rbp; sub rax,rsp
-		{"enter 24,0; leave", "c8 18 00 00 48 89 e8 48 29 e0 48 8b 5d 00 c9", nil},                             // rbx = [rbp]: the old RBP
-		{"enter 8,1; leave", "c8 08 00 01 48 89 e8 48 29 e0 48 8b 5d f8 48 29 eb c9", nil},                     // rbx = [rbp-8] - rbp
-		{"enter 0,3; leave", "c8 00 00 03 48 8b 4d f8 48 8b 55 f0 48 8b 5d e8 48 29 eb 48 89 e0 48 29 e8 c9",
-			func(in *ArchState) { scratchRegs(in, addr+0x100, RBP) }}, // the old frame's [rbp-8], [rbp-16] copied
-	}
-	for _, tc := range cases {
+	for _, tc := range stack16DiffCases(addr) {
 		t.Run(tc.name, func(t *testing.T) {
 			code := hexBytes(t, tc.code)
 			for range 16 {
@@ -953,6 +958,38 @@ func TestHostDiffStack16(t *testing.T) {
 				runDiffStack(t, c, addr, hostMem)
 			}
 		})
+	}
+}
+
+type stack16Case struct {
+	name string
+	code string
+	mem  func(in *ArchState) // point registers at the scratch page
+}
+
+// stack16DiffCases are TestHostDiffStack16's snippets, for the scratch
+// page at addr.
+func stack16DiffCases(addr uint64) []stack16Case {
+	return []stack16Case{
+		{"push r16; pop r16", "66 50 66 5b", nil},                                                              // push ax; pop bx
+		{"push r16 x4; pop r64", "66 41 57 66 51 66 52 66 53 5e", nil},                                         // push r15w, cx, dx, bx; pop rsi
+		{"push imm8; pop r16", "66 6a 80 66 5e", nil},                                                          // push -128 (16-bit); pop si
+		{"push imm16; pop r16", "66 68 34 12 66 5f", nil},                                                      // push 0x1234; pop di
+		{"push m16; pop m16", "66 ff 33 66 8f 46 02", func(in *ArchState) { scratchRegs(in, addr, RBX, RSI) }}, // push [rbx]; pop [rsi+2]
+		{"pushf16; pop r16", "66 9c 66 58 66 25 d5 0c", nil},                                                   // pushf; pop ax; and ax, the flags both run
+		{"push r16; popf16", "66 25 d5 0c 66 50 66 9d", nil},                                                   // and ax (no TF); push ax; popf
+		{"enter 0,0; leave", "c8 00 00 00 48 89 e8 48 29 e0 c9", nil},                                          // mov rax,rbp; sub rax,rsp
+		{"enter 24,0; leave", "c8 18 00 00 48 89 e8 48 29 e0 48 8b 5d 00 c9", nil},                             // rbx = [rbp]: the old RBP
+		{"enter 8,1; leave", "c8 08 00 01 48 89 e8 48 29 e0 48 8b 5d f8 48 29 eb c9", nil},                     // rbx = [rbp-8] - rbp
+		{"enter 0,3; leave", "c8 00 00 03 48 8b 4d f8 48 8b 55 f0 48 8b 5d e8 48 29 eb 48 89 e0 48 29 e8 c9",
+			func(in *ArchState) { scratchRegs(in, addr+0x100, RBP) }}, // the old frame's [rbp-8], [rbp-16] copied
+		// 64-bit CALL/RET and PUSHFQ/POPFQ: what they push is read back
+		// as a difference, the code's address being the host's own.
+		{"call rel32; pop r64", "e8 00 00 00 00 59 48 8d 05 00 00 00 00 48 29 c8 89 c1", nil}, // pop rcx; lea rax,[rip]; sub rax,rcx; mov ecx,eax
+		{"call rel32; ret", "e8 02 00 00 00 eb 01 c3", nil},                                   // call 7; jmp 8; 7: ret
+		{"call rel32; ret imm16", "6a 00 e8 02 00 00 00 eb 03 c2 08 00", nil},                 // push 0; call 9; jmp 12; 9: ret 8
+		{"pushfq; pop r64", "9c 58 48 25 d5 0c 00 00", nil},                                   // pushfq; pop rax; and rax, the flags both run
+		{"push r64; popfq", "48 25 d5 0c 00 00 50 9d", nil},                                   // and rax (no TF, IF); push rax; popfq
 	}
 }
 

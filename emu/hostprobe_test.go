@@ -298,17 +298,21 @@ var amdDifferences = map[string]string{
 	"f0 0f 22 00": "AMD's LOCK MOV CR0 is MOV CR8 (CPUID AltMovCr8); Intel #UD",
 }
 
-// TestHostInvalidCorpus checks testdata/insn/ud/invalid.txt: the decoder's
-// verdict always, the host CPU's (in child processes) unless -short.
-func TestHostInvalidCorpus(t *testing.T) {
+// invalidLine is one line of testdata/insn/ud/invalid.txt.
+type invalidLine struct {
+	code    []byte
+	verdict string
+	where   string
+}
+
+func invalidCorpus(t *testing.T) []invalidLine {
+	t.Helper()
 	f, err := os.Open("testdata/insn/ud/invalid.txt")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	var seqs [][]byte
-	var want []string
-	var lines []string
+	var lines []invalidLine
 	sc := bufio.NewScanner(f)
 	for n := 1; sc.Scan(); n++ {
 		line := strings.TrimSpace(sc.Text())
@@ -321,10 +325,25 @@ func TestHostInvalidCorpus(t *testing.T) {
 		if !ok || err != nil || (v != "#UD" && v != "#GP" && v != "ok" && v != "unsupported") {
 			t.Fatalf("invalid.txt:%d: %q: want \"bytes | #UD|#GP|ok|unsupported\"", n, line)
 		}
-		if got := decoderVerdict(code); got != v {
-			t.Errorf("invalid.txt:%d: % x (%s): decoder %s, want %s", n, code, gnu(code), got, v)
+		lines = append(lines, invalidLine{code, v, fmt.Sprintf("invalid.txt:%d", n)})
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return lines
+}
+
+// TestHostInvalidCorpus checks testdata/insn/ud/invalid.txt: the decoder's
+// verdict always, the host CPU's (in child processes) unless -short.
+func TestHostInvalidCorpus(t *testing.T) {
+	var seqs [][]byte
+	var want []string
+	var lines []string
+	for _, l := range invalidCorpus(t) {
+		if got := decoderVerdict(l.code); got != l.verdict {
+			t.Errorf("%s: % x (%s): decoder %s, want %s", l.where, l.code, gnu(l.code), got, l.verdict)
 		}
-		seqs, want, lines = append(seqs, code), append(want, v), append(lines, fmt.Sprintf("invalid.txt:%d", n))
+		seqs, want, lines = append(seqs, l.code), append(want, l.verdict), append(lines, l.where)
 	}
 	if testing.Short() {
 		return

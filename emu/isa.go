@@ -127,8 +127,10 @@ var isa = [...]isaEntry{
 	x86asm.FWAIT:       {formFixed, opNop, 0, 0, fcNone, "WAIT/FWAIT"},
 
 	// #UD. XBEGIN/XABORT: #UD if CPUID.(EAX=7,ECX=0):EBX.RTM[bit 11] = 0,
-	// as this machine's CPUID says.
-	x86asm.UD0:    {formFixed, opUD, 0, 0, fcNone, "UD"},
+	// as this machine's CPUID says. UD0 (0F FF) has no row: 0F FF is #UD
+	// whatever follows (decode_invalid.go, invalidTwoByte), decided before
+	// x86asm's op is consulted, because Intel reads a ModRM after it and
+	// AMD does not (SDM Vol. 2 UD; AMD APM Vol. 3 UD0).
 	x86asm.UD1:    {formFixed, opUD, 0, 0, fcNone, "UD"},
 	x86asm.UD2:    {formFixed, opUD, 0, 0, fcNone, "UD"},
 	x86asm.XBEGIN: {formFixed, opUD, 0, 0, fcNone, "XBEGIN"},

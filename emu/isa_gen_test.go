@@ -174,7 +174,10 @@ func genISADoc(t *testing.T) []byte {
 	p("those the SDM leaves undefined (emu/flags.go), and its page in the Intel SDM Vol. 2\n")
 	p("instruction reference. Any other instruction stops the run as unsupported\n")
 	p("(StopUnsupported), never a guess. The goldens in emu/testdata/insn check the behaviours\n")
-	p("against the host CPU wherever user mode can run them (emu/hostdiff_isa_test.go).\n\n")
+	p("against the host CPU wherever user mode can run them (emu/hostdiff_isa_test.go);\n")
+	p("TestISACoverage (emu/isa_coverage_test.go) fails if an op of this table has no\n")
+	p("host-checked case, and lists with its reason each op user mode cannot run, which has\n")
+	p("emulator goldens only: %s.\n\n", uncheckableList())
 	p("In the operand column r is a general-purpose register, m memory, r/m either, imm an\n")
 	p("immediate; · separates the accepted forms. Where the operand form selects among several\n")
 	p("interpreter ops (register, memory or immediate operand; 16-bit PUSH/POP; 2- and 3-operand\n")
@@ -201,4 +204,14 @@ func genISADoc(t *testing.T) []byte {
 	p("  allowed, reserved group members, VEX/EVEX encodings every CPU rejects, and the other\n")
 	p("  rules in emu/decode_invalid.go.\n")
 	return []byte(b.String())
+}
+
+// uncheckableList names the ops of hostUncheckable (isa_coverage_test.go).
+func uncheckableList() string {
+	var s []string
+	for op := range hostUncheckable {
+		s = append(s, op.String())
+	}
+	sort.Strings(s)
+	return strings.Join(s, ", ")
 }

@@ -30,7 +30,7 @@ import (
 //	rip=V             out only: final RIP (default: the end of bytes, or
 //	                  for a fault the start of bytes)
 //	fault=#PF ec=V cr2=V      out only: the last instruction faults
-//	exit=int3|iret|sti|hlt|serialize   out only: exits taken, in order
+//	exit=int3|int1|iret|sti|hlt|serialize   out only: exits taken, in order
 //
 // V is a number (0x hex, decimal, or negative decimal as two's complement)
 // or code+N / scratch+N, the snippet's or scratch page's address plus N.
@@ -369,6 +369,8 @@ func exitName(x exitKind) string {
 	switch x {
 	case exitInt3:
 		return "int3"
+	case exitInt1:
+		return "int1"
 	case exitIret:
 		return "iret"
 	case exitSTI:
