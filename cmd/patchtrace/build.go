@@ -22,15 +22,16 @@ const buildAbout = "Builds the kernel slice of each scenario directory DIR (in t
 	"(DIR/SLICE; with --out, OUT/ID/SLICE). scenario.toml says what is linked: base\n" +
 	"(a directory, relative to DIR; default the built-in base), then the libraries of\n" +
 	"uses = [...] in order (a name is a built-in library: dyn-tramp, exc-tramp, ftrace,\n" +
-	"sti-shadow, tpb-variants; a path with a '/' is a directory, e.g. \"./mylib\"), then\n" +
-	"DIR's own *.S and *.c files (*.fentry.c built as ftrace sites). replace =\n" +
-	"[\"base/traps.c\", ...] builds DIR/base/traps.c instead of the base's file of\n" +
-	"that name. The build is reproducible: the same sources give the same bytes\n" +
-	"wherever DIR is. Every instruction of the result is then decoded with the\n" +
-	"emulator's own decoder; one it does not implement, bytes it cannot decode, or a\n" +
-	"ud2 outside a native service's body fail the build, each named by file:line when\n" +
-	"the slice has line info, else by symbol+offset. The ELF is written only when\n" +
-	"the build and the check pass, under a temporary name renamed into place.\n" +
+	"sti-shadow, tpb-variants, traced; a path with a '/' is a directory, e.g.\n" +
+	"\"./mylib\"), then DIR's own *.S and *.c files (*.fentry.c built as ftrace\n" +
+	"sites). replace = [\"base/traps.c\", ...] builds DIR/base/traps.c instead of\n" +
+	"the base's file of that name. The build is reproducible: the same sources give\n" +
+	"the same bytes wherever DIR is. Every instruction of the result is then decoded\n" +
+	"with the emulator's own decoder; one it does not implement, bytes it cannot\n" +
+	"decode, or a ud2 outside a native service's body fail the build, each named by\n" +
+	"file:line when the slice has line info, else by symbol+offset. The ELF is\n" +
+	"written only when the build and the check pass, under a temporary name renamed\n" +
+	"into place.\n" +
 	"Exit status: 0 built, 2 a tool is missing (the message names it and the Debian\n" +
 	"package that provides it), a source does not compile or the check failed."
 

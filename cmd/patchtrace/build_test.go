@@ -95,7 +95,7 @@ func TestBuildOutsideTree(t *testing.T) {
 	}
 	text := strings.Replace(string(toml), `id = "text-poke-bp-nosync"`, `id = "my-nosync"`, 1)
 	text = strings.Replace(text, `slice = "text-poke-bp-nosync.elf"`, `slice = "out/my.elf"`, 1)
-	text = strings.Replace(text, `uses = ["tpb-variants"]`, `uses = ["tpb-variants", "../common/mylib"]`+"\n"+`replace = ["base/traps.c"]`, 1)
+	text = strings.Replace(text, `uses = ["tpb-variants", "traced"]`, `uses = ["tpb-variants", "traced", "../common/mylib"]`+"\n"+`replace = ["base/traps.c"]`, 1)
 	if text == string(toml) || !strings.Contains(text, "replace =") {
 		t.Fatal("could not rewrite text-poke-bp-nosync's scenario.toml")
 	}

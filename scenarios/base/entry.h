@@ -111,8 +111,8 @@
 	pushq	%r15
 .endm
 
-/* Restore them and drop orig_ax: %rsp is left on the IRETQ frame. */
-.macro POP_REGS_AND_ORIG_AX
+/* Restore them: %rsp is left on orig_ax. */
+.macro POP_REGS
 	popq	%r15
 	popq	%r14
 	popq	%r13
@@ -128,7 +128,61 @@
 	popq	%rdx
 	popq	%rsi
 	popq	%rdi
+.endm
+
+/* Restore them and drop orig_ax: %rsp is left on the IRETQ frame. */
+.macro POP_REGS_AND_ORIG_AX
+	POP_REGS
 	addq	$8, %rsp
+.endm
+
+/*
+ * What an fentry handler (ftrace_caller's part in Linux's
+ * arch/x86/kernel/ftrace_64.S, save_mcount_regs/restore_mcount_regs) keeps
+ * around its C part: it runs before the traced function's prologue, so that
+ * function's arguments are still live in the argument registers, and %rax
+ * (which a varargs caller uses). 7 words.
+ */
+.macro SAVE_MCOUNT_REGS
+	pushq	%rax
+	pushq	%rcx
+	pushq	%rdx
+	pushq	%rsi
+	pushq	%rdi
+	pushq	%r8
+	pushq	%r9
+.endm
+
+.macro RESTORE_MCOUNT_REGS
+	popq	%r9
+	popq	%r8
+	popq	%rdi
+	popq	%rsi
+	popq	%rdx
+	popq	%rcx
+	popq	%rax
+.endm
+
+/*
+ * Right after SAVE_MCOUNT_REGS: the C part's arguments. 7*8(%rsp) is the
+ * handler's return address, site + 5 (pushed by the site's CALL or by
+ * int3_emulate_call()), 8*8(%rsp) the traced function's own return address.
+ */
+.macro MCOUNT_ARGS
+	movq	7*8(%rsp), %rdi			/* ip: the site... */
+	subq	$MCOUNT_INSN_SIZE, %rdi		/* ...not the return address */
+	movq	8*8(%rsp), %rsi			/* parent_ip */
+.endm
+
+/* An fentry handler: cfunc(ip, parent_ip) with the arguments kept. */
+.macro FENTRY_HANDLER name:req, cfunc:req
+SYM_FUNC_START(\name)
+	SAVE_MCOUNT_REGS
+	MCOUNT_ARGS
+	call	\cfunc
+	RESTORE_MCOUNT_REGS
+	ret
+SYM_FUNC_END(\name)
 .endm
 
 /*

@@ -12,31 +12,7 @@
  */
 #include "entry.h"
 
-.macro FENTRY_FUNC name:req, cfunc:req
-SYM_FUNC_START(\name)
-	pushq	%rax
-	pushq	%rcx
-	pushq	%rdx
-	pushq	%rsi
-	pushq	%rdi
-	pushq	%r8
-	pushq	%r9
-	movq	7*8(%rsp), %rdi			/* ip: the site... */
-	subq	$MCOUNT_INSN_SIZE, %rdi		/* ...not the return address */
-	movq	8*8(%rsp), %rsi			/* parent_ip */
-	call	\cfunc
-	popq	%r9
-	popq	%r8
-	popq	%rdi
-	popq	%rsi
-	popq	%rdx
-	popq	%rcx
-	popq	%rax
-	ret
-SYM_FUNC_END(\name)
-.endm
-
 	.text
 
-FENTRY_FUNC func_a, func_a_c
-FENTRY_FUNC func_b, func_b_c
+FENTRY_HANDLER func_a, func_a_c
+FENTRY_HANDLER func_b, func_b_c

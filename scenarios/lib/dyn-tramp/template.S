@@ -22,28 +22,14 @@
 	.globl	ftrace_tramp_template, ftrace_tramp_call, ftrace_tramp_op, ftrace_tramp_end
 ftrace_tramp_template:
 	/* Called from the site: 0(%rsp) = site + 5, 8(%rsp) = parent_ip. */
-	pushq	%rax
-	pushq	%rcx
-	pushq	%rdx
-	pushq	%rsi
-	pushq	%rdi
-	pushq	%r8
-	pushq	%r9
-	movq	7*8(%rsp), %rdi			/* ip: the site... */
-	subq	$MCOUNT_INSN_SIZE, %rdi		/* ...not the return address */
-	movq	8*8(%rsp), %rsi			/* parent_ip */
+	SAVE_MCOUNT_REGS
+	MCOUNT_ARGS
 	movq	ftrace_tramp_op(%rip), %rdx	/* op: this trampoline's ops */
 	xorl	%ecx, %ecx			/* regs: none (not a regs caller) */
 ftrace_tramp_call:
 	.byte	CALL_INSN_OPCODE		/* call ops->func: create_trampoline() */
 	.long	0				/* fills in the rel32 */
-	popq	%r9
-	popq	%r8
-	popq	%rdi
-	popq	%rsi
-	popq	%rdx
-	popq	%rcx
-	popq	%rax
+	RESTORE_MCOUNT_REGS
 	ret
 	.balign	8
 ftrace_tramp_op:

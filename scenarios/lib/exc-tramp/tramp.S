@@ -76,21 +76,7 @@ SYM_FUNC_START(call_to_exception_trampoline)
 	leaq	-3*8(%rax), %rax
 	movq	%rax, PT_ORIG_RAX(%rsp)		/* the stack to return on */
 
-	popq	%r15
-	popq	%r14
-	popq	%r13
-	popq	%r12
-	popq	%rbp
-	popq	%rbx
-	popq	%r11
-	popq	%r10
-	popq	%r9
-	popq	%r8
-	popq	%rax
-	popq	%rcx
-	popq	%rdx
-	popq	%rsi
-	popq	%rdi
+	POP_REGS
 	movq	(%rsp), %rsp			/* regs->sp - 3*8 */
 	popq	%rax
 	popfq

@@ -10,34 +10,10 @@
  */
 #include "entry.h"
 
-.macro FTRACE_HANDLER name:req, func:req
-SYM_FUNC_START(\name)
-	pushq	%rax
-	pushq	%rcx
-	pushq	%rdx
-	pushq	%rsi
-	pushq	%rdi
-	pushq	%r8
-	pushq	%r9
-	movq	7*8(%rsp), %rdi			/* ip: the site... */
-	subq	$MCOUNT_INSN_SIZE, %rdi		/* ...not the return address */
-	movq	8*8(%rsp), %rsi			/* parent_ip */
-	call	\func
-	popq	%r9
-	popq	%r8
-	popq	%rdi
-	popq	%rsi
-	popq	%rdx
-	popq	%rcx
-	popq	%rax
-	ret
-SYM_FUNC_END(\name)
-.endm
-
 	.text
 
 /* The livepatch ops' own trampoline: the only ops on the function. */
-FTRACE_HANDLER lp_handler, lp_handler_func
+FENTRY_HANDLER lp_handler, lp_handler_func
 
 /* The list caller: the function has more than one ops (livepatch + tracer). */
-FTRACE_HANDLER ftrace_list_caller, ftrace_list_func
+FENTRY_HANDLER ftrace_list_caller, ftrace_list_func

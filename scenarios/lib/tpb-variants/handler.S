@@ -12,24 +12,4 @@
 
 	.text
 
-SYM_FUNC_START(handler)
-	pushq	%rax
-	pushq	%rcx
-	pushq	%rdx
-	pushq	%rsi
-	pushq	%rdi
-	pushq	%r8
-	pushq	%r9
-	movq	7*8(%rsp), %rdi			/* ip: the site... */
-	subq	$MCOUNT_INSN_SIZE, %rdi		/* ...not the return address */
-	movq	8*8(%rsp), %rsi			/* parent_ip */
-	call	handler_func
-	popq	%r9
-	popq	%r8
-	popq	%rdi
-	popq	%rsi
-	popq	%rdx
-	popq	%rcx
-	popq	%rax
-	ret
-SYM_FUNC_END(handler)
+FENTRY_HANDLER handler, handler_func

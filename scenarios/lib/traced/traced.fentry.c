@@ -1,9 +1,15 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * traced.fentry.c - the patched site. build.sh compiles *.fentry.c with
+ * traced.fentry.c - the patched site (the library "traced", shared by the
+ * scenarios that list it in uses = [...]). The build compiles *.fentry.c with
  * -pg -mfentry -mnop-mcount -mrecord-mcount: gcc itself puts the 5-byte
  * nop (0f 1f 44 00 00) before traced_fn's prologue and records its address
  * in __mcount_loc, as for any ftrace-able kernel function.
+ *
+ * Libraries are linked before a scenario's own sources, so a scenario whose
+ * own files sort before this one in the link (an own *.S, or an own *.c
+ * before "traced.fentry.c") keeps its own copy: linking this library instead
+ * would move traced_fn and change the slice's bytes.
  */
 #include "slice.h"
 #include "percpu.h"
