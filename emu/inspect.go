@@ -73,6 +73,10 @@ func (m *Machine) Poke(cpu int) (addr uint64, stored, n int, ok bool) {
 // same run.
 func (m *Machine) QuantumCut() bool { return m.cut }
 
+// Insns returns the number of instructions retired so far, all CPUs
+// together (what the instruction budget counts).
+func (m *Machine) Insns() uint64 { return m.insns }
+
 // Seq returns the number of events emitted so far.
 func (m *Machine) Seq() uint64 { return m.seq }
 

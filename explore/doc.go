@@ -14,6 +14,29 @@
 // emulator stopping on an unsupported instruction or an error are findings,
 // minimised and written out like any other.
 //
+// # Fairness
+//
+// The strategies' schedules are adversarial: lopsided CPU weights, PCT
+// priorities and deviations can starve a runnable CPU for as long as the
+// run lasts, which no hardware does. A CPU that waits for a starved one
+// (an IPI sender waiting for acks) then keeps the machine until the
+// instruction budget without any livelock. So a schedule that has used
+// the scenario's instruction budget (Options.MaxInsns when set) hands over
+// to a fair tail: round robin over the runnable CPUs, 64 steps each, with
+// the default schedules' clock (see below) and no injections, for as many
+// instructions again; the scenario as explored has twice the budget (its
+// max_insns line is rewritten and the comment on top says so). Only a run
+// that does not finish under the fair tail either (it ends on the doubled
+// budget, or hung) is a progress violation: a CPU spinning on a flag
+// nobody will set, a lost IPI, an IRETQ that returns to itself. The tail's
+// decisions are ordinary decisions of the run's log, so replay,
+// minimisation and the written trace rerun them exactly; a violating
+// schedule's description says from which decision the tail ran. Open-ended
+// scenarios (contract.terminates = false) have no tail. check needs none:
+// its seeded schedules step a uniformly random runnable CPU at every
+// choice point, so a runnable CPU waits n choice points with probability
+// ((c-1)/c)^n on c runnable CPUs.
+//
 // # The scenario as explored
 //
 // By default the scenario's injection plan ([[inject]] tables) is ignored:

@@ -53,8 +53,11 @@ type Options struct {
 	Inject   Inject
 	NoInject bool
 
-	Params   map[string]uint64 // scenario param overrides
-	MaxInsns uint64            // per-schedule instruction budget (0: the scenario's)
+	Params map[string]uint64 // scenario param overrides
+	// MaxInsns is the per-schedule instruction budget (0: the scenario's):
+	// a schedule that uses it turns fair for as many instructions again
+	// (doc.go, "Fairness").
+	MaxInsns uint64
 
 	// Quantum is steps per decision: random: the largest quantum (0: drawn
 	// per schedule from the swarm menu); pct: every quantum (0: 1);
@@ -288,6 +291,9 @@ func (e *engine) runOne(idx int64, desc string, src emu.DecisionSource) (sched, 
 		return sched{}, nil, fmt.Errorf("schedule %d (%s): %w", idx, desc, err)
 	}
 	e.count.Add(1)
+	if out.FairFrom >= 0 {
+		desc += fmt.Sprintf("; round robin from decision %d (instruction budget of the schedule used)", out.FairFrom)
+	}
 	s := sched{index: idx, hash: out.Hash, desc: desc, findings: out.Findings, at: time.Since(e.start)}
 	if len(out.Findings) > 0 {
 		s.log, s.seqs = out.Result.Decisions, out.Seqs
@@ -304,10 +310,28 @@ func Explore(ctx context.Context, spec *scenario.Spec, opt Options) (*Result, er
 	if err != nil {
 		return nil, err
 	}
+	// The fair tail (doc.go, "Fairness"): a schedule that has used the
+	// instruction budget turns round robin for as many instructions again,
+	// and the scenario as explored says so (its max_insns is doubled), so
+	// that the written trace re-executes the whole run.
+	var fairAt uint64
+	if !prepared.OpenEnded() {
+		fairAt = prepared.MaxInsns
+		if fairAt == 0 {
+			fairAt = emu.DefaultMaxInsns
+		}
+		if fairAt > math.MaxUint64/2 {
+			return nil, fmt.Errorf("%w: instruction budget %d too large", ErrBadOptions, fairAt)
+		}
+		if prepared, err = Prepare(spec, opt.Params, fairFactor*fairAt, opt.KeepInject); err != nil {
+			return nil, err
+		}
+	}
 	pm, err := NewMachine(prepared)
 	if err != nil {
 		return nil, err
 	}
+	pm.fairAt, pm.fairTick = fairAt, tickFor(&opt, prepared)
 	if err := opt.normalize(pm.CPUs()); err != nil {
 		return nil, err
 	}
@@ -420,6 +444,10 @@ func Explore(ctx context.Context, spec *scenario.Spec, opt Options) (*Result, er
 	}
 	return res, nil
 }
+
+// fairFactor: the scenario as explored has this many times its instruction
+// budget; a schedule turns fair (round robin) after the first.
+const fairFactor = 2
 
 // tickFor resolves Options.Tick.
 func tickFor(o *Options, spec *scenario.Spec) uint64 {

@@ -2,6 +2,7 @@ package explore_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -106,5 +107,43 @@ func TestHungRunIsWritten(t *testing.T) {
 	}
 	if ar.Outcome != "hung" {
 		t.Errorf("written run's outcome %q, want hung", ar.Outcome)
+	}
+}
+
+// TestStarvedRunTurnsFair: a schedule that starves a CPU until the
+// instruction budget is not a livelock when the run finishes once the
+// schedule turns fair. text-poke-bp's random schedule 6 (seed 1: cpu
+// weights [32 32 2 32]) keeps cpu0 waiting for the IPI acks of the
+// starved cpu2 until the budget, and was reported as a progress violation.
+// With the fair tail it finishes: no violation. With a 1M-instruction
+// budget the schedule alone would not finish even in twice that; round
+// robin from 1M finishes it (about 1.46M): so the doubled budget is not
+// what makes it clean.
+func TestStarvedRunTurnsFair(t *testing.T) {
+	spec := load(t, "text-poke-bp")
+	for _, c := range []struct {
+		maxInsns uint64
+		note     string
+	}{
+		{0, "max_insns = 10000000 (was 5_000_000)"},
+		{1_000_000, "max_insns = 2000000 (was 5_000_000)"},
+	} {
+		t.Run(fmt.Sprint(c.maxInsns), func(t *testing.T) {
+			res, err := explore.Explore(context.Background(), spec, explore.Options{
+				Strategy: explore.Random, Seed: 1, Budget: 7, Shard: 6, Shards: 7, Workers: 1, NoShrink: true, MaxInsns: c.maxInsns,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, v := range res.Violations {
+				t.Errorf("schedule %d (%s): %s: %s", v.Schedule, v.Desc, v.Target, v.Finding.Message)
+			}
+			if res.Schedules != 1 {
+				t.Errorf("%d schedules, want schedule 6 alone", res.Schedules)
+			}
+			if !strings.Contains(res.Spec.Text, c.note) {
+				t.Errorf("the scenario as explored does not say %q:\n%s", c.note, res.Spec.Text[:min(300, len(res.Spec.Text))])
+			}
+		})
 	}
 }

@@ -22,6 +22,10 @@ type Machine struct {
 	Img  *emu.Image
 	cfg  emu.Config
 	md   format.Meta
+	// fairAt, when non-zero, is the instruction count after which a
+	// strategy's schedule hands over to a fair round robin (fairTail);
+	// fairTick is that round robin's clock.
+	fairAt, fairTick uint64
 }
 
 // NewMachine prepares spec (as returned by Prepare) for repeated runs.
@@ -44,6 +48,10 @@ type Outcome struct {
 	// the events of decision i are Seqs[i] .. Seqs[i+1]-1.
 	Seqs []uint64
 	Hash uint64 // ScheduleHash of Result.Decisions
+	// FairFrom is the index of the first decision of the fair tail (the
+	// round robin a strategy's schedule hands over to when it has used the
+	// scenario's instruction budget; see doc.go), or -1.
+	FairFrom int
 	// Syncs counts synchronisation events: service calls, markers, trap
 	// deliveries, locked and serialising instructions, STI/CLI/POPF/IRETQ.
 	Syncs uint64
@@ -88,12 +96,21 @@ func (pm *Machine) Run(src emu.DecisionSource, ids []string) (*Outcome, error) {
 	if u, ok := src.(tapUser); ok {
 		u.useTap(t)
 	}
+	var tail *fairTail
+	if r, isLog := src.(emu.LogReplayer); pm.fairAt != 0 && !(isLog && r.ReplaysLog()) {
+		tail = newFairTail(src, pm.fairAt, pm.fairTick)
+		src = tail
+	}
 	p := &probe{src: src}
 	res := m.Run(p)
 	if err, seq, _ := t.rec.Err(); err != nil {
 		return nil, fmt.Errorf("scenario %s: event %d: %w", pm.Spec.ID, seq, err)
 	}
-	return &Outcome{Result: res, Findings: j.Finish(res).Findings, Seqs: p.seqs, Hash: ScheduleHash(res.Decisions), Syncs: t.syncs}, nil
+	out := &Outcome{Result: res, Findings: j.Finish(res).Findings, Seqs: p.seqs, Hash: ScheduleHash(res.Decisions), Syncs: t.syncs, FairFrom: -1}
+	if tail != nil {
+		out.FairFrom = tail.from
+	}
+	return out, nil
 }
 
 // Replay runs log exactly (an emu.LogSource: the run ends when the log

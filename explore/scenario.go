@@ -134,7 +134,9 @@ func rewrite(text string, params map[string]uint64, maxInsns uint64, dropInject 
 		notes = append(notes, "[[inject]] tables removed (exploration runs without the injection plan)")
 	}
 	if maxInsns != 0 && !sawMax {
-		return "", nil, fmt.Errorf("no top-level max_insns line to rewrite")
+		// Top-level keys come before any table: the first line will do.
+		out = append([]string{fmt.Sprintf("max_insns = %d\n", maxInsns)}, out...)
+		notes = append(notes, fmt.Sprintf("max_insns = %d (added)", maxInsns))
 	}
 	res := strings.Join(out, "")
 	if len(pending) > 0 && !sawParams {

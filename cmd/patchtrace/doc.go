@@ -253,7 +253,11 @@
 //	panic or BUG, the instruction budget, a hang, or the emulator stopping on an
 //	instruction it does not implement or an error) is a violation like any finding (the
 //	trap and progress analyzers always run, whatever --only says; an open-ended scenario,
-//	contract.terminates = false, may end on its budget). Strategies: random (seeded swarm
+//	contract.terminates = false, may end on its budget). A schedule that reaches the
+//	instruction budget turns fair (round robin, no injections) for as many instructions
+//	again, and only a run that still does not finish is a violation: a CPU starved by a
+//	lopsided schedule is no livelock (the scenario as explored has twice its max_insns).
+//	Strategies: random (seeded swarm
 //	schedules), pct (priority schedules with d-1 change points) and bounded (every schedule
 //	within --bound deviations of round robin; says "exhausted: N schedules" when done).
 //	On the first violation (every distinct one with --all) the decision log is minimised
@@ -284,7 +288,7 @@
 //	  -j int
 //	    	schedules run in parallel (default 2)
 //	  -max-insns uint
-//	    	per-schedule instruction budget (default: the scenario's)
+//	    	per-schedule instruction budget before the schedule turns fair, as much again after (default: the scenario's)
 //	  -no-shrink
 //	    	write the failing run as found, without minimising it
 //	  -o string

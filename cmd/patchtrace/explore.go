@@ -24,7 +24,11 @@ const exploreAbout = "Runs many schedules of SCENARIO with recording off, each c
 	"panic or BUG, the instruction budget, a hang, or the emulator stopping on an\n" +
 	"instruction it does not implement or an error) is a violation like any finding (the\n" +
 	"trap and progress analyzers always run, whatever --only says; an open-ended scenario,\n" +
-	"contract.terminates = false, may end on its budget). Strategies: random (seeded swarm\n" +
+	"contract.terminates = false, may end on its budget). A schedule that reaches the\n" +
+	"instruction budget turns fair (round robin, no injections) for as many instructions\n" +
+	"again, and only a run that still does not finish is a violation: a CPU starved by a\n" +
+	"lopsided schedule is no livelock (the scenario as explored has twice its max_insns).\n" +
+	"Strategies: random (seeded swarm\n" +
 	"schedules), pct (priority schedules with d-1 change points) and bounded (every schedule\n" +
 	"within --bound deviations of round robin; says \"exhausted: N schedules\" when done).\n" +
 	"On the first violation (every distinct one with --all) the decision log is minimised\n" +
@@ -83,7 +87,7 @@ func cmdExplore(env *cmdEnv, args []string) int {
 	injections := fs.Int("injections", 0, "pct: injections per schedule (default: varied; -1: none)")
 	bound := fs.Int("bound", 0, "bounded: k, the most deviations from round robin (default 1)")
 	only := fs.String("only", "", "comma-separated analyzer ids (default all: "+strings.Join(analyze.IDs(), ",")+")")
-	maxInsns := fs.Uint64("max-insns", 0, "per-schedule instruction budget (default: the scenario's)")
+	maxInsns := fs.Uint64("max-insns", 0, "per-schedule instruction budget before the schedule turns fair, as much again after (default: the scenario's)")
 	jobs := fs.Int("j", runtime.NumCPU(), "schedules run in parallel")
 	shrinkRuns := fs.Int("shrink-runs", 0, fmt.Sprintf("candidate runs per minimisation (default %d)", explore.DefaultShrinkRuns))
 	shrinkTime := fs.Duration("shrink-time", explore.DefaultShrinkTime, "time per minimisation")
