@@ -36,6 +36,7 @@ var depsPolicy = []struct {
 }{
 	// Leaves: nothing of ours.
 	{"internal/memstat", nil},                            // heap measurement for benchmarks and bench
+	{"internal/progress", nil},                           // the CLI's progress display on stderr
 	{"internal/slice", nil},                              // the slice ABI: symbol table, layout, instruction walk
 	{"scenarios", nil},                                   // the embedded built-in scenarios (embed only)
 	{"emu/internal/hostexec", []string{"unsafe"}},        // runs snippets on the host CPU
@@ -66,7 +67,7 @@ var depsPolicy = []struct {
 	// Schedule search.
 	{"explore", []string{"analyze", "emu", "internal/check", "format", "record", "scenario", "github.com/apache/arrow/go/v15", "golang.org/x/arch/x86/x86asm"}},
 	// The CLI: wires flags and printing to the packages above.
-	{"cmd/patchtrace", []string{"analyze", "analyze/report", "emu", "explore", "format", "internal/check", "internal/memstat", "internal/slicebuild", "record", "replay/rerun", "scenario", "scenarios"}},
+	{"cmd/patchtrace", []string{"analyze", "analyze/report", "emu", "explore", "format", "internal/check", "internal/memstat", "internal/progress", "internal/slicebuild", "record", "replay/rerun", "scenario", "scenarios"}},
 }
 
 // never lists dependencies no package may have even transitively, with why.

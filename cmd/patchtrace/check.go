@@ -5,16 +5,17 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
-	"text/tabwriter"
 
 	"github.com/patchtrace/patchtrace/analyze"
 	"github.com/patchtrace/patchtrace/analyze/report"
 	"github.com/patchtrace/patchtrace/internal/check"
+	"github.com/patchtrace/patchtrace/internal/progress"
 	"github.com/patchtrace/patchtrace/record"
 	"github.com/patchtrace/patchtrace/scenario"
 )
@@ -33,6 +34,7 @@ func cmdCheck(env *cmdEnv, args []string) int {
 	outDir := fs.String("out", "", "write each run's trace and JSON report under this directory (a new or empty one, unless --force)")
 	force := fs.Bool("force", false, "with --out: write into a non-empty directory, replacing the files of the same names")
 	jobs := fs.Int("j", runtime.NumCPU(), "scenarios run in parallel")
+	quiet := quietFlag(fs)
 	ids, code, done := parseFlags(env, fs, args)
 	if done {
 		return code
@@ -96,6 +98,16 @@ func cmdCheck(env *cmdEnv, args []string) int {
 		failOnce.Do(func() { failPath, failErr = os.MkdirTemp("", "patchtrace-check-") })
 		return failPath, failErr
 	}
+	// The table is printed a row at a time, as each scenario finishes
+	// (in the order they finish); JSON and KTAP, whole documents, at the
+	// end. Progress (seeds judged) goes to stderr.
+	var table *checkTable
+	if *formatName == "table" && !*asJSON {
+		table = newCheckTable(env.stdout, specs)
+		table.header()
+	}
+	meter := startProgress(env, *quiet, progress.Config{Label: "check", Unit: "seeds", Total: int64(len(specs) * *seeds)})
+	var printMu sync.Mutex
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, *jobs)
 	for i, s := range specs {
@@ -104,10 +116,19 @@ func cmdCheck(env *cmdEnv, args []string) int {
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			rows[i] = checkOne(s, *seeds, *outDir, failDir)
+			r := checkOne(s, *seeds, *outDir, failDir, func(*checkSeed) { meter.Add(1) })
+			// A scenario that could not run at all judged no seed.
+			meter.Add(int64(*seeds - len(r.Seeds)))
+			rows[i] = r
+			if table != nil {
+				printMu.Lock()
+				meter.Above(func() { table.row(r) })
+				printMu.Unlock()
+			}
 		}()
 	}
 	wg.Wait()
+	meter.Done()
 	bad := 0
 	for _, r := range rows {
 		if !r.OK {
@@ -130,19 +151,6 @@ func cmdCheck(env *cmdEnv, args []string) int {
 		enc.SetIndent("", "  ")
 		enc.Encode(rows)
 	} else {
-		tw := tabwriter.NewWriter(env.stdout, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "SCENARIO\tMAIL\tEXPECT\tGOT\tFINDINGS\tOUTCOMES\tEVENTS\tTIME\t")
-		for _, r := range rows {
-			mark := "ok"
-			if !r.OK {
-				mark = "MISMATCH"
-				if r.Error != "" {
-					mark = "ERROR: " + r.Error
-				}
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%.1fs\t%s\n", r.ID, r.Mail, r.Expect, r.Got, countString(r.Findings), countString(r.Outcomes), r.Events, r.Seconds, mark)
-		}
-		tw.Flush()
 		// Every seed that did not go as expected, with its trace.
 		for _, r := range rows {
 			for _, cs := range r.Seeds {
@@ -187,8 +195,8 @@ var recordRun = record.Run
 // failing seed's trace is kept: under outDir, or (without it) recorded
 // again, deterministically, under failDir(). With outDir, each seed's
 // JSON report and timeline page are written next to its trace.
-func checkOne(spec *scenario.Spec, n int, outDir string, failDir func() (string, error)) checkRow {
-	opt := check.ScenarioOptions{Seeds: n, Record: recordRun}
+func checkOne(spec *scenario.Spec, n int, outDir string, failDir func() (string, error), seedDone func(*checkSeed)) checkRow {
+	opt := check.ScenarioOptions{Seeds: n, Record: recordRun, SeedDone: seedDone}
 	if outDir != "" {
 		opt.TracePath = func(id string, seed uint64) (string, error) {
 			dir := filepath.Join(outDir, id)
@@ -232,6 +240,50 @@ func writeSeedReports(spec *scenario.Spec, cs *checkSeed, ar *analyze.Result) er
 	}
 	cs.HTML = strings.TrimSuffix(cs.Trace, ".arrow") + ".html"
 	return writeFileAtomic(cs.HTML, page.Bytes())
+}
+
+// checkTable prints check's table a row at a time, as each scenario
+// finishes. The columns' widths are fixed before the first row: from the
+// scenarios' ids, mails and expectations, and the usual widths of the
+// others (a wider cell pushes the rest of its row right, two spaces on).
+type checkTable struct {
+	w      io.Writer
+	widths [8]int // SCENARIO MAIL EXPECT GOT FINDINGS OUTCOMES EVENTS TIME; then the mark
+}
+
+func newCheckTable(w io.Writer, specs []*scenario.Spec) *checkTable {
+	t := &checkTable{w: w, widths: [8]int{len("SCENARIO"), len("MAIL"), len("EXPECT"), len("incomplete"), 16, 10, 9, 6}}
+	for _, s := range specs {
+		t.widths[0] = max(t.widths[0], len(s.ID))
+		t.widths[1] = max(t.widths[1], len(s.SeedMail))
+		t.widths[2] = max(t.widths[2], len(s.Expect.String()))
+	}
+	return t
+}
+
+func (t *checkTable) line(cells [8]string, mark string) {
+	var b strings.Builder
+	for i, c := range cells {
+		fmt.Fprintf(&b, "%-*s  ", t.widths[i], c)
+	}
+	b.WriteString(mark)
+	fmt.Fprintln(t.w, strings.TrimRight(b.String(), " "))
+}
+
+func (t *checkTable) header() {
+	t.line([8]string{"SCENARIO", "MAIL", "EXPECT", "GOT", "FINDINGS", "OUTCOMES", "EVENTS", "TIME"}, "")
+}
+
+func (t *checkTable) row(r checkRow) {
+	mark := "ok"
+	if !r.OK {
+		mark = "MISMATCH"
+		if r.Error != "" {
+			mark = "ERROR: " + r.Error
+		}
+	}
+	t.line([8]string{r.ID, r.Mail, r.Expect, r.Got, countString(r.Findings), countString(r.Outcomes),
+		fmt.Sprint(r.Events), fmt.Sprintf("%.1fs", r.Seconds)}, mark)
 }
 
 func countString(m map[string]int) string {

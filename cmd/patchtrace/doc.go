@@ -124,6 +124,10 @@
 //	iretq); instants for text_poke writes, per-CPU stores, IPIs, markers and faults;
 //	and one flow per finding through its story events across the CPUs (category
 //	"finding"). Give one or both; each file is written whole or not at all.
+//	Progress goes to stderr, never stdout: a bar with counts, elapsed time and ETA
+//	on a terminal; a plain line every 5s otherwise (a pipe, a file, or CI set in the
+//	environment); none with --quiet (-q).
+//
 //
 //	flags:
 //	  -force
@@ -132,6 +136,9 @@
 //	    	write the events as zstd Parquet to this file
 //	  -perfetto string
 //	    	write a Perfetto trace (protobuf TrackEvent) to this file, for ui.perfetto.dev
+//	  -q	same as --quiet
+//	  -quiet
+//	    	no progress display on stderr
 //
 // # patchtrace analyze
 //
@@ -189,6 +196,9 @@
 //	file stays within a few MB on any trace.
 //	One trace: -o FILE (default TRACE with .html). Several: -o DIR gets one page per
 //	trace and an index.html. Files are written whole or not at all.
+//	Progress goes to stderr, never stdout: a bar with counts, elapsed time and ETA
+//	on a terminal; a plain line every 5s otherwise (a pipe, a file, or CI set in the
+//	environment); none with --quiet (-q).
 //	Exit status: 0 clean, 1 findings, 2 error or an incomplete run or trace (the
 //	page is still written and says so), 64 usage error.
 //
@@ -199,6 +209,9 @@
 //	    	replace existing output files
 //	  -o string
 //	    	output: an HTML file for one trace, a directory for several
+//	  -q	same as --quiet
+//	  -quiet
+//	    	no progress display on stderr
 //
 // # patchtrace check
 //
@@ -225,6 +238,12 @@
 //	indented subtest with one result per seed (seedK) and "#" diagnostics for a
 //	seed that did not go as expected, and a closing "# Totals:" line; --json is
 //	--format json.
+//	The table prints each scenario's row as it finishes (in the order they finish,
+//	-j at a time), then the failing seeds and the summary; JSON and KTAP are printed
+//	whole at the end.
+//	Progress goes to stderr, never stdout: a bar with counts, elapsed time and ETA
+//	on a terminal; a plain line every 5s otherwise (a pipe, a file, or CI set in the
+//	environment); none with --quiet (-q).
 //	Exit status: 0 all rows as expected, 1 some row differs (kselftest's KSFT_PASS
 //	and KSFT_FAIL), 2 error before any run.
 //
@@ -239,6 +258,9 @@
 //	    	print JSON (same as --format json)
 //	  -out string
 //	    	write each run's trace and JSON report under this directory (a new or empty one, unless --force)
+//	  -q	same as --quiet
+//	  -quiet
+//	    	no progress display on stderr
 //	  -seeds int
 //	    	seeds per scenario (1..N) (default 1)
 //
@@ -267,6 +289,9 @@
 //	--shard i/n runs the i-th of n disjoint parts of the same search. Without --budget
 //	and --time, random and pct run 1000 schedules. See the explore package doc for the
 //	choice-point model.
+//	Progress goes to stderr, never stdout: a bar with counts, elapsed time and ETA
+//	on a terminal; a plain line every 5s otherwise (a pipe, a file, or CI set in the
+//	environment); none with --quiet (-q).
 //	Exit status: 0 no violation, 1 violation found, 2 error, or a search interrupted
 //	(Ctrl-C) before its budget or time that found no violation.
 //
@@ -297,9 +322,11 @@
 //	    	comma-separated analyzer ids (default all: missed-call,return-slot,wx,cmc,trap,progress)
 //	  -param value
 //	    	NAME=VALUE: override a scenario param (repeatable; small values make small instances)
-//	  -q	no progress display
+//	  -q	same as --quiet
 //	  -quantum uint
 //	    	steps per decision: random: the largest (default: varied per schedule); pct: every quantum (default 1); bounded: the round-robin quantum (default 64)
+//	  -quiet
+//	    	no progress display on stderr
 //	  -rate float
 //	    	random: NMI and timer rate each, per step (default: varied per schedule)
 //	  -seed uint

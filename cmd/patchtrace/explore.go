@@ -10,11 +10,10 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
-	"time"
 
 	"github.com/patchtrace/patchtrace/analyze"
 	"github.com/patchtrace/patchtrace/explore"
+	"github.com/patchtrace/patchtrace/internal/progress"
 )
 
 const exploreAbout = "Runs many schedules of SCENARIO with recording off, each checked by the analyzers in\n" +
@@ -37,7 +36,7 @@ const exploreAbout = "Runs many schedules of SCENARIO with recording off, each c
 	"all shards as one table: read_parquet('DIR/**/*.parquet', hive_partitioning=true).\n" +
 	"--shard i/n runs the i-th of n disjoint parts of the same search. Without --budget\n" +
 	"and --time, random and pct run 1000 schedules. See the explore package doc for the\n" +
-	"choice-point model.\n" +
+	"choice-point model.\n" + progressHelp +
 	"Exit status: 0 no violation, 1 violation found, 2 error, or a search interrupted\n" +
 	"(Ctrl-C) before its budget or time that found no violation."
 
@@ -92,7 +91,7 @@ func cmdExplore(env *cmdEnv, args []string) int {
 	shrinkRuns := fs.Int("shrink-runs", 0, fmt.Sprintf("candidate runs per minimisation (default %d)", explore.DefaultShrinkRuns))
 	shrinkTime := fs.Duration("shrink-time", explore.DefaultShrinkTime, "time per minimisation")
 	noShrink := fs.Bool("no-shrink", false, "write the failing run as found, without minimising it")
-	quiet := fs.Bool("q", false, "no progress display")
+	quiet := quietFlag(fs)
 	pos, code, done := parseFlags(env, fs, args)
 	if done {
 		return code
@@ -163,14 +162,25 @@ func cmdExplore(env *cmdEnv, args []string) int {
 	if opt.Budget == 0 && opt.Time == 0 && opt.Strategy != explore.Bounded {
 		opt.Budget = 1000
 	}
-	if !*quiet {
-		p := newProgress(env.stderr, spec.ID)
-		opt.Progress, opt.ProgressEvery = p.update, p.every
-		defer p.end()
+	// Progress: schedules run, out of the budget when the budget alone
+	// ends the search.
+	// (random and pct share the budget's indexes among the shards).
+	total := int64(0)
+	if opt.Time == 0 {
+		total = opt.Budget
+		if opt.Strategy != explore.Bounded && opt.Shards > 1 {
+			total = (opt.Budget - int64(opt.Shard) + int64(opt.Shards) - 1) / int64(opt.Shards)
+		}
 	}
+	meter := startProgress(env, *quiet, progress.Config{Label: "explore " + spec.ID, Unit: "schedules", Total: total})
+	if meter != nil {
+		opt.Progress, opt.ProgressEvery = exploreProgress(meter), meter.Every()
+	}
+	defer meter.Done()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	res, err := explore.Explore(ctx, spec, opt)
+	meter.Done() // the bar is cleared before the results are printed
 	if err != nil {
 		return errorf(env, "explore %s: %v", spec.ID, err)
 	}
@@ -241,49 +251,15 @@ func printExplore(w io.Writer, res *explore.Result, opt *explore.Options) {
 	}
 }
 
-// progress draws the explore progress: a line redrawn with \r on a
-// terminal, plain lines every few seconds otherwise.
-type progress struct {
-	mu    sync.Mutex
-	w     io.Writer
-	id    string
-	tty   bool
-	every time.Duration
-	drawn bool
-}
-
-func newProgress(w io.Writer, id string) *progress {
-	p := &progress{w: w, id: id, every: 5 * time.Second}
-	if f, ok := w.(*os.File); ok {
-		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
-			p.tty, p.every = true, 200*time.Millisecond
+// exploreProgress feeds explore's progress snapshots to m: schedules run,
+// and the phase and best violation so far as its note.
+func exploreProgress(m *progress.Meter) func(explore.Progress) {
+	return func(s explore.Progress) {
+		best := s.Best
+		if best == "" {
+			best = "none yet"
 		}
-	}
-	return p
-}
-
-func (p *progress) update(s explore.Progress) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	best := s.Best
-	if best == "" {
-		best = "none yet"
-	}
-	line := fmt.Sprintf("explore %s: %s, %d schedules, %.0f/s, best: %s, %s", p.id, s.Phase, s.Schedules, s.PerSecond, best, s.Elapsed.Round(100*time.Millisecond))
-	if p.tty {
-		fmt.Fprintf(p.w, "\r%s\x1b[K", line)
-		p.drawn = true
-		return
-	}
-	if s.Phase != "done" {
-		fmt.Fprintln(p.w, line)
-	}
-}
-
-func (p *progress) end() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.drawn {
-		fmt.Fprintln(p.w)
+		m.Set(s.Schedules)
+		m.Note(fmt.Sprintf("%s, best: %s", s.Phase, best))
 	}
 }

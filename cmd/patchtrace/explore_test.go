@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/patchtrace/patchtrace/explore"
+	"github.com/patchtrace/patchtrace/internal/progress"
 )
 
 // TestExploreThenReplay is the "done when", on a small instance:
@@ -93,14 +94,12 @@ func TestExploreUsage(t *testing.T) {
 }
 
 func TestExploreProgressLines(t *testing.T) {
-	var b bytes.Buffer
-	p := newProgress(&b, "x")
-	if p.tty || p.every < time.Second {
-		t.Fatalf("a buffer is not a terminal: %+v", p)
-	}
-	p.update(explore.Progress{Phase: "explore", Schedules: 1234, PerSecond: 56, Best: "cmc in traced_fn (schedule 3)", Elapsed: 2 * time.Second})
-	p.end()
-	if got := b.String(); !strings.Contains(got, "1234 schedules, 56/s, best: cmc in traced_fn (schedule 3)") || strings.Contains(got, "\r") {
+	var b syncBuf
+	m := progress.Start(&b, progress.Config{Label: "explore x", Unit: "schedules", Every: time.Millisecond})
+	exploreProgress(m)(explore.Progress{Phase: "explore", Schedules: 1234, PerSecond: 56, Best: "cmc in traced_fn (schedule 3)", Elapsed: 2 * time.Second})
+	waitFor(t, &b, "best: cmc")
+	m.Done()
+	if got := b.String(); !strings.Contains(got, "explore x: 1234 schedules, ") || !strings.Contains(got, "; explore, best: cmc in traced_fn (schedule 3)\n") || strings.Contains(got, "\r") {
 		t.Fatalf("progress line %q", got)
 	}
 }

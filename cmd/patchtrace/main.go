@@ -71,7 +71,8 @@ func commands() []command {
 				"the function running nested in slices for each trap or interrupt (delivery to\n" +
 				"iretq); instants for text_poke writes, per-CPU stores, IPIs, markers and faults;\n" +
 				"and one flow per finding through its story events across the CPUs (category\n" +
-				"\"finding\"). Give one or both; each file is written whole or not at all."},
+				"\"finding\"). Give one or both; each file is written whole or not at all.\n" +
+				progressHelp},
 		{"analyze", "FILE... [--format text|json|sarif|junit] [--only IDS] [--allow-truncated] [-o OUT]", "run the analyzers over traces and report findings", cmdAnalyze,
 			"Replays each trace (memory, page permissions, per-CPU context) and runs the\n" +
 				"analyzers: missed-call, return-slot, wx, cmc, trap, progress. Each finding names\n" +
@@ -118,6 +119,9 @@ func commands() []command {
 				"indented subtest with one result per seed (seedK) and \"#\" diagnostics for a\n" +
 				"seed that did not go as expected, and a closing \"# Totals:\" line; --json is\n" +
 				"--format json.\n" +
+				"The table prints each scenario's row as it finishes (in the order they finish,\n" +
+				"-j at a time), then the failing seeds and the summary; JSON and KTAP are printed\n" +
+				"whole at the end.\n" + progressHelp +
 				"Exit status: 0 all rows as expected, 1 some row differs (kselftest's KSFT_PASS\n" +
 				"and KSFT_FAIL), 2 error before any run."},
 		{"explore", "SCENARIO [--budget N|--time D] [--strategy random|pct|bounded] [--shard i/n] [-o DIR] [--all]", "search schedules and NMI/IRQ placements for a violation and write the minimal failing trace", cmdExplore, exploreAbout},

@@ -9,6 +9,7 @@ import (
 
 	"github.com/patchtrace/patchtrace/analyze"
 	"github.com/patchtrace/patchtrace/analyze/report"
+	"github.com/patchtrace/patchtrace/internal/progress"
 )
 
 const reportAbout = "Analyzes each trace (as analyze does) and writes one self-contained HTML page per\n" +
@@ -23,15 +24,20 @@ const reportAbout = "Analyzes each trace (as analyze does) and writes one self-c
 	"embedded as a per-bucket summary and full rows only around the findings, so the\n" +
 	"file stays within a few MB on any trace.\n" +
 	"One trace: -o FILE (default TRACE with .html). Several: -o DIR gets one page per\n" +
-	"trace and an index.html. Files are written whole or not at all.\n" +
+	"trace and an index.html. Files are written whole or not at all.\n" + progressHelp +
 	"Exit status: 0 clean, 1 findings, 2 error or an incomplete run or trace (the\n" +
 	"page is still written and says so), 64 usage error."
+
+// analyzeFile is analyze.AnalyzeFile, for report and export; tests wrap
+// it to hold a job open.
+var analyzeFile = analyze.AnalyzeFile
 
 func cmdReport(env *cmdEnv, args []string) int {
 	fs := newFlags(env, "report")
 	out := fs.String("o", "", "output: an HTML file for one trace, a directory for several")
 	force := fs.Bool("force", false, "replace existing output files")
 	allowTrunc := fs.Bool("allow-truncated", false, "judge a truncated trace by the events it has (default: it is incomplete, exit status 2)")
+	quiet := quietFlag(fs)
 	pos, code, done := parseFlags(env, fs, args)
 	if done {
 		return code
@@ -63,18 +69,21 @@ func cmdReport(env *cmdEnv, args []string) int {
 	}
 	var pages []page
 	findings, incomplete := 0, 0
+	meter := startProgress(env, *quiet, progress.Config{Label: "report", Unit: "traces", Total: int64(len(pos))})
+	defer meter.Done()
 	for _, tr := range pos {
-		res, err := analyze.AnalyzeFile(tr, analyze.All(), opts...)
+		meter.Note(tr)
+		res, err := analyzeFile(tr, analyze.All(), opts...)
 		if err != nil {
-			return errorf(env, "report: %v", err)
+			return meterErr(env, meter, "report: %v", err)
 		}
 		d, err := report.Build(tr, res, report.Options{})
 		if err != nil {
-			return errorf(env, "report: %v", err)
+			return meterErr(env, meter, "report: %v", err)
 		}
 		var b bytes.Buffer
 		if err := report.WriteHTML(&b, d); err != nil {
-			return errorf(env, "report: %v", err)
+			return meterErr(env, meter, "report: %v", err)
 		}
 		dst := *out
 		switch {
@@ -85,16 +94,18 @@ func cmdReport(env *cmdEnv, args []string) int {
 		}
 		if res.Incomplete != "" {
 			incomplete++
-			fmt.Fprintf(env.stderr, "patchtrace: report: %s: incomplete: %s\n", tr, res.Incomplete)
+			meter.Above(func() { fmt.Fprintf(env.stderr, "patchtrace: report: %s: incomplete: %s\n", tr, res.Incomplete) })
 		}
 		findings += len(res.Findings)
 		ok := d.Match != nil && *d.Match
+		meter.Add(1)
 		pages = append(pages, page{dst, b.Bytes(), report.Index{Scenario: d.Scenario, Seed: d.Seed, Report: filepath.Base(dst),
 			Expect: d.Expect, Got: d.Got, Outcome: d.Outcome, OK: ok, Findings: len(res.Findings)}})
 	}
+	meter.Done() // the work is done: what remains is writing the pages
 	if len(pos) > 1 {
 		if err := os.MkdirAll(*out, 0o755); err != nil {
-			return errorf(env, "report: -o %s: %v", *out, err)
+			return meterErr(env, meter, "report: -o %s: %v", *out, err)
 		}
 		var b bytes.Buffer
 		var idx []report.Index
@@ -107,13 +118,13 @@ func cmdReport(env *cmdEnv, args []string) int {
 	if !*force {
 		for _, p := range pages {
 			if _, err := os.Lstat(p.path); err == nil {
-				return errorf(env, "report: %s exists (use --force to replace it)", p.path)
+				return meterErr(env, meter, "report: %s exists (use --force to replace it)", p.path)
 			}
 		}
 	}
 	for _, p := range pages {
 		if err := writeFileAtomic(p.path, p.data); err != nil {
-			return errorf(env, "report: %v", err)
+			return meterErr(env, meter, "report: %v", err)
 		}
 		fmt.Fprintf(env.stdout, "wrote %s (%d bytes)\n", p.path, len(p.data))
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/patchtrace/patchtrace/analyze/report"
 	"github.com/patchtrace/patchtrace/format"
 	"github.com/patchtrace/patchtrace/internal/check"
+	"github.com/patchtrace/patchtrace/internal/progress"
 	"github.com/patchtrace/patchtrace/record"
 )
 
@@ -215,6 +216,7 @@ func cmdExport(env *cmdEnv, args []string) int {
 	out := fset.String("parquet", "", "write the events as zstd Parquet to this file")
 	pf := fset.String("perfetto", "", "write a Perfetto trace (protobuf TrackEvent) to this file, for ui.perfetto.dev")
 	force := fset.Bool("force", false, "replace an existing output file")
+	quiet := quietFlag(fset)
 	pos, code, done := parseFlags(env, fset, args)
 	if done {
 		return code
@@ -225,48 +227,56 @@ func cmdExport(env *cmdEnv, args []string) int {
 	if *out == "" && *pf == "" {
 		return usageErr(env, fset, "export: give --parquet OUT, --perfetto OUT or both")
 	}
+	// Progress: bytes written (the total is not known ahead), and what
+	// is being done.
+	meter := startProgress(env, *quiet, progress.Config{Label: "export", Unit: "bytes written"})
+	defer meter.Done()
 	if *pf != "" {
 		if err := format.CheckOutput(*pf, *force); err != nil {
-			return errorf(env, "export: %v", err)
+			return meterErr(env, meter, "export: %v", err)
 		}
-		if code := exportPerfetto(env, pos[0], *pf); code != exitOK || *out == "" {
+		if code := exportPerfetto(env, meter, pos[0], *pf); code != exitOK || *out == "" {
 			return code
 		}
 	}
 	if err := format.CheckOutput(*out, *force); err != nil {
-		return errorf(env, "export: %v", err)
+		return meterErr(env, meter, "export: %v", err)
 	}
 	r, err := format.Open(pos[0])
 	if err != nil {
-		return errorf(env, "export: %v", err)
+		return meterErr(env, meter, "export: %v", err)
 	}
 	defer r.Close()
 	if r.Truncated() {
-		fmt.Fprintf(env.stderr, "patchtrace: warning: %v; exporting the complete batches\n", r.TruncatedError())
+		meter.Above(func() {
+			fmt.Fprintf(env.stderr, "patchtrace: warning: %v; exporting the complete batches\n", r.TruncatedError())
+		})
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(*out), filepath.Base(*out)+".*.partial")
 	if err != nil {
-		return errorf(env, "export: %v", err)
+		return meterErr(env, meter, "export: %v", err)
 	}
 	tmp.Chmod(0o644)
+	meter.Note("writing " + *out)
 	// Hide Close from the exporter: the file is closed (and synced) here.
-	if err := format.ExportParquet(r, struct{ io.Writer }{tmp}); err != nil {
+	if err := format.ExportParquet(r, &countingWriter{tmp, meter}); err != nil {
 		tmp.Close()
 		os.Remove(tmp.Name())
-		return errorf(env, "export: %v", err)
+		return meterErr(env, meter, "export: %v", err)
 	}
 	if err := errors.Join(tmp.Sync(), tmp.Close()); err != nil {
 		os.Remove(tmp.Name())
-		return errorf(env, "export: %v", err)
+		return meterErr(env, meter, "export: %v", err)
 	}
 	if err := format.CheckOutput(*out, *force); err != nil {
 		os.Remove(tmp.Name())
-		return errorf(env, "export: %v", err)
+		return meterErr(env, meter, "export: %v", err)
 	}
 	if err := os.Rename(tmp.Name(), *out); err != nil {
 		os.Remove(tmp.Name())
-		return errorf(env, "export: %v", err)
+		return meterErr(env, meter, "export: %v", err)
 	}
+	meter.Done()
 	fmt.Fprintf(env.stdout, "wrote %s: %d events\n", *out, r.NumEvents())
 	return exitOK
 }
@@ -281,26 +291,42 @@ func oneFile(pos []string) string {
 
 // exportPerfetto analyzes the trace (for the findings' flows) and writes
 // it as a Perfetto trace to out, whole or not at all.
-func exportPerfetto(env *cmdEnv, trace, out string) int {
-	res, err := analyze.AnalyzeFile(trace, analyze.All(), analyze.AllowTruncated())
+func exportPerfetto(env *cmdEnv, meter *progress.Meter, trace, out string) int {
+	meter.Note("analyzing " + trace)
+	res, err := analyzeFile(trace, analyze.All(), analyze.AllowTruncated())
 	if err != nil {
-		return errorf(env, "export: %v", err)
+		return meterErr(env, meter, "export: %v", err)
 	}
 	// Streamed into a temporary file renamed into place: a long run's
 	// Perfetto trace is not held in memory, and out is never half-written.
 	tmp, err := os.CreateTemp(filepath.Dir(out), filepath.Base(out)+".*.partial")
 	if err != nil {
-		return errorf(env, "export: %v", err)
+		return meterErr(env, meter, "export: %v", err)
 	}
-	err = report.WritePerfetto(tmp, trace, res)
+	meter.Note("writing " + out)
+	err = report.WritePerfetto(&countingWriter{tmp, meter}, trace, res)
 	err = errors.Join(err, tmp.Chmod(0o644), tmp.Sync(), tmp.Close())
 	if err == nil {
 		err = os.Rename(tmp.Name(), out)
 	}
 	if err != nil {
 		os.Remove(tmp.Name())
-		return errorf(env, "export: %v", err)
+		return meterErr(env, meter, "export: %v", err)
 	}
-	fmt.Fprintf(env.stdout, "wrote %s: %d events as a Perfetto trace (%d findings as flows)\n", out, res.Events, len(res.Findings))
+	meter.Above(func() {
+		fmt.Fprintf(env.stdout, "wrote %s: %d events as a Perfetto trace (%d findings as flows)\n", out, res.Events, len(res.Findings))
+	})
 	return exitOK
+}
+
+// countingWriter counts the bytes written through it on a progress meter.
+type countingWriter struct {
+	w io.Writer
+	m *progress.Meter
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.m.Add(int64(n))
+	return n, err
 }

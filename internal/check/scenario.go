@@ -82,6 +82,9 @@ type ScenarioOptions struct {
 	FailPath func(id string, seed uint64) (string, error)
 	// Record records each run; nil means record.Run (tests replace it).
 	Record func(spec *scenario.Spec, path string, opt record.Options) (*record.Result, error)
+	// SeedDone, when set, is called after each seed is judged (and, when
+	// it failed, recorded again under FailPath): for progress displays.
+	SeedDone func(s *Seed)
 }
 
 // Scenario runs and judges spec for seeds 1..opt.Seeds. Every seed runs,
@@ -126,6 +129,9 @@ func Scenario(spec *scenario.Spec, opt ScenarioOptions) (row Row) {
 			row.OK = false
 		}
 		row.Seeds = append(row.Seeds, cs)
+		if opt.SeedDone != nil {
+			opt.SeedDone(&row.Seeds[len(row.Seeds)-1])
+		}
 	}
 	gots := make([]string, 0, len(verdicts))
 	for g := range verdicts {
