@@ -111,10 +111,12 @@ func cmdCheck(env *cmdEnv, args []string) int {
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, *jobs)
 	for i, s := range specs {
+		// Taken here, not in the goroutine: the runs start in the order
+		// given (with -j 1, the rows come in that order).
+		sem <- struct{}{}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			sem <- struct{}{}
 			defer func() { <-sem }()
 			r := checkOne(s, *seeds, *outDir, failDir, func(*checkSeed) { meter.Add(1) })
 			// A scenario that could not run at all judged no seed.

@@ -91,15 +91,21 @@ func TestCheckRowsAsTheyFinish(t *testing.T) {
 		t.Fatalf("exit %d\n%s", code, out)
 	}
 	var rowAt []int64
+	var order []string
 	for i, s := range w.writes {
 		for _, id := range ids {
 			if strings.HasPrefix(s, id+" ") {
 				rowAt = append(rowAt, w.at[i])
+				order = append(order, id)
 			}
 		}
 	}
 	if len(rowAt) != 2 || rowAt[0] != 1 || rowAt[1] != 2 {
 		t.Fatalf("rows printed after %v runs, want one row after each run:\n%s", rowAt, out)
+	}
+	// -j 1: the scenarios run, and their rows come, in the order given.
+	if order[0] != ids[0] {
+		t.Errorf("rows in order %v, want %v", order, ids)
 	}
 	if !strings.HasPrefix(out, "SCENARIO ") || !strings.Contains(out, "\n2 scenario(s), 1 seed(s) each: 2 as expected, 0 not\n") {
 		t.Errorf("header or summary:\n%s", out)
