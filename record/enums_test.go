@@ -39,7 +39,10 @@ func TestEnumTwins(t *testing.T) {
 			func(v int) (string, bool) { return table(format.Vectors, v) },
 		},
 		{"stop reason (metadata patchtrace.outcome)",
-			func(v int) (string, bool) { s := emu.StopReason(v).String(); return s, v != 0 && !strings.HasPrefix(s, "StopReason(") },
+			func(v int) (string, bool) {
+				s := emu.StopReason(v).String()
+				return s, v != 0 && !strings.HasPrefix(s, "StopReason(")
+			},
 			func(v int) (string, bool) { return table(format.Outcomes, v) },
 		},
 		{"permission bit (columns perm_old, perm_new)",
