@@ -87,7 +87,7 @@ type Analyzer interface {
 
 // Registered analyzers, by id.
 func All() []Analyzer {
-	return []Analyzer{&missedCall{}, &returnSlot{}, &wx{}, &cmc{}, &trapCheck{}, &progress{}}
+	return []Analyzer{&missedCall{}, &returnSlot{}, &wx{}, &cmc{}, &trapCheck{}, &progress{}, &unmatched{}}
 }
 
 // IDs lists the registered analyzer ids.

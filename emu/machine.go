@@ -332,6 +332,17 @@ func (m *Machine) raise(c *CPU, v Vector, from *CPU) {
 	}
 }
 
+// InjectFired reports, per injection rule (Config.Inject order), whether
+// it raised its interrupt: its address was reached on its CPU at least
+// once, or at least Hit times for a rule with Hit set.
+func (m *Machine) InjectFired() []bool {
+	out := make([]bool, len(m.cfg.Inject))
+	for i, r := range m.cfg.Inject {
+		out[i] = m.hits[i] > 0 && m.hits[i] >= r.Hit
+	}
+	return out
+}
+
 // Stopped reports why the run stopped (StopNone while it runs).
 func (m *Machine) Stopped() (StopReason, string) { return m.stop, m.stopMsg }
 

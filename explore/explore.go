@@ -79,7 +79,7 @@ type Options struct {
 	// timer_rate is 0); negative: none.
 	Tick int
 
-	Analyzers  []string      // analyzer ids (default all)
+	Analyzers  []string      // analyzer ids (default all but unmatched, see normalize)
 	Workers    int           // parallel schedules (0: GOMAXPROCS)
 	ShrinkRuns int           // candidate runs per minimisation (0: DefaultShrinkRuns)
 	ShrinkTime time.Duration // time per minimisation (0: DefaultShrinkTime)
@@ -198,6 +198,18 @@ func commas(n int64) string {
 var ErrBadOptions = errors.New("explore: bad options")
 
 func (o *Options) normalize(cpus int) error {
+	if len(o.Analyzers) == 0 {
+		// unmatched says a rule of the scenario's plan never matched: a
+		// statement about the scenario (checked by check), not a protocol
+		// violation. Exploration drops the injection plan and searches
+		// schedules (with small params) in which a must_call window may
+		// legitimately see no pass; ask for it with Analyzers to have it.
+		for _, id := range analyze.IDs() {
+			if id != "unmatched" {
+				o.Analyzers = append(o.Analyzers, id)
+			}
+		}
+	}
 	if o.Strategy == "" {
 		o.Strategy = Random
 	}

@@ -196,6 +196,8 @@ type Inject struct {
 	CPU  int    `toml:"cpu"`
 	At   string `toml:"at"`  // "symbol+off"
 	Hit  uint64 `toml:"hit"` // Nth arrival (1-based); 0 = every time
+	// A rule that never raises its interrupt in a finished run is reported
+	// (run warns; the unmatched analyzer makes check fail).
 }
 
 // Contract is what the analyzers may assume about the slice.
@@ -228,7 +230,10 @@ func (s *Spec) OpenEnded() bool {
 // some handler's entry must have run in that context. FromMarker and
 // UntilMarker, when non-zero, limit the rule to passes that start after a
 // pt_marker(FromMarker, ...) and before the next pt_marker(UntilMarker, ...)
-// (the window in which the call is meant to be in place).
+// (the window in which the call is meant to be in place). A rule whose
+// window never opens, or whose site is never passed while it is open, in
+// a finished run is a finding of the unmatched analyzer: it checked
+// nothing.
 type MustCall struct {
 	Site        string   `toml:"site"`
 	Handlers    []string `toml:"handlers"`

@@ -163,6 +163,9 @@ func cmdCheck(env *cmdEnv, args []string) int {
 				if cs.Detail != "" {
 					what += " (" + cs.Detail + ")"
 				}
+				for _, u := range cs.Unmatched {
+					what += "; " + u
+				}
 				if cs.Error != "" {
 					what = "error: " + cs.Error
 				}

@@ -177,7 +177,7 @@
 //	  -o string
 //	    	write the report to this file instead of stdout (written whole or not at all)
 //	  -only string
-//	    	comma-separated analyzer ids to run (default all: missed-call,return-slot,wx,cmc,trap,progress)
+//	    	comma-separated analyzer ids to run (default all: missed-call,return-slot,wx,cmc,trap,progress,unmatched)
 //
 // # patchtrace report
 //
@@ -319,7 +319,7 @@
 //	  -o string
 //	    	output directory (default "explore-out")
 //	  -only string
-//	    	comma-separated analyzer ids (default all: missed-call,return-slot,wx,cmc,trap,progress)
+//	    	comma-separated analyzer ids (default all but unmatched, which judges the scenario's plan, not the protocol: missed-call,return-slot,wx,cmc,trap,progress)
 //	  -param value
 //	    	NAME=VALUE: override a scenario param (repeatable; small values make small instances)
 //	  -q	same as --quiet

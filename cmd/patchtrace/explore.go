@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -85,7 +86,7 @@ func cmdExplore(env *cmdEnv, args []string) int {
 	depth := fs.Int("depth", 0, "pct: d, the bug depth (d-1 priority change points; default 3)")
 	injections := fs.Int("injections", 0, "pct: injections per schedule (default: varied; -1: none)")
 	bound := fs.Int("bound", 0, "bounded: k, the most deviations from round robin (default 1)")
-	only := fs.String("only", "", "comma-separated analyzer ids (default all: "+strings.Join(analyze.IDs(), ",")+")")
+	only := fs.String("only", "", "comma-separated analyzer ids (default all but unmatched, which judges the scenario's plan, not the protocol: "+strings.Join(slices.DeleteFunc(analyze.IDs(), func(id string) bool { return id == "unmatched" }), ",")+")")
 	maxInsns := fs.Uint64("max-insns", 0, "per-schedule instruction budget before the schedule turns fair, as much again after (default: the scenario's)")
 	jobs := fs.Int("j", runtime.NumCPU(), "schedules run in parallel")
 	shrinkRuns := fs.Int("shrink-runs", 0, fmt.Sprintf("candidate runs per minimisation (default %d)", explore.DefaultShrinkRuns))

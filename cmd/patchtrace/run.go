@@ -32,7 +32,25 @@ func cmdRun(env *cmdEnv, args []string) int {
 	res := m.Run(src)
 	elapsed := time.Since(start)
 	printSummary(env, spec.ID, spec.SeedMail, *seed, m, res, elapsed)
+	warnUnfired(env, spec, m)
 	return outcomeExit(env, spec, res)
+}
+
+// warnUnfired warns about every [[inject]] rule that never raised its
+// interrupt: the run was not tested with it (analyze and check report the
+// same from the trace as an unmatched finding, and check fails the seed).
+func warnUnfired(env *cmdEnv, spec *scenario.Spec, m *emu.Machine) {
+	for i, fired := range m.InjectFired() {
+		if fired || i >= len(spec.Inject) {
+			continue
+		}
+		in := spec.Inject[i]
+		hit := ""
+		if in.Hit != 0 {
+			hit = fmt.Sprintf(", hit = %d", in.Hit)
+		}
+		fmt.Fprintf(env.stderr, "patchtrace: warning: [[inject]] %d (kind = %q, cpu = %d, at = %q%s) never fired in this run\n", i+1, in.Kind, in.CPU, in.At, hit)
+	}
 }
 
 // outcomeExit is the exit status of a run by its outcome: 0 when every

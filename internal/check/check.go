@@ -112,6 +112,11 @@ func Prepare(spec *scenario.Spec, opt emu.Options) (*Setup, error) {
 // finish is a finding whatever analyzers were asked for.
 var OutcomeAnalyzers = []string{"trap", "progress"}
 
+// UnmatchedAnalyzer is the analyzer that reports scenario rules (an
+// [[inject]], a contract.must_call window) that never matched: its
+// findings fail a row whatever the scenario expects (see Matches).
+const UnmatchedAnalyzer = "unmatched"
+
 // Select returns the analyzers ids (all when empty) together with the
 // OutcomeAnalyzers.
 func Select(ids []string) ([]analyze.Analyzer, error) {
@@ -237,11 +242,17 @@ func Verdict(findings map[string]int) string {
 // Matches reports whether findings (per analyzer) are what e expects: a
 // clean expectation needs no finding at all; a finding expectation needs
 // every expected analyzer to report (others may too: a corrupted return
-// often ends in an oops the trap analyzer also reports). It does not look
-// at how the run ended: see Result.Matches.
+// often ends in an oops the trap analyzer also reports), except the
+// unmatched analyzer's: a rule of the scenario that never matched means
+// the run did not test what the scenario says, whatever else was found,
+// unless the scenario expects exactly that. It does not look at how the
+// run ended: see Result.Matches.
 func Matches(e scenario.Expect, findings map[string]int) bool {
 	if e.Clean() {
 		return len(findings) == 0
+	}
+	if findings[UnmatchedAnalyzer] > 0 && !slices.Contains(e.Findings, UnmatchedAnalyzer) {
+		return false
 	}
 	for _, id := range e.Findings {
 		if findings[id] == 0 {

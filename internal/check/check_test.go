@@ -36,6 +36,10 @@ func TestVerdictMatches(t *testing.T) {
 		{"the expected finding and another", cmc, map[string]int{"trap": 2, "cmc": 1}, "cmc,trap", true},
 		{"another finding only", cmc, map[string]int{"trap": 1}, "trap", false},
 		{"clean where a finding is expected", cmc, map[string]int{}, "clean", false},
+		// A rule that never matched: the expected finding came from a run
+		// that did not test what the scenario says.
+		{"the expected finding and an unmatched rule", cmc, map[string]int{"cmc": 1, "unmatched": 1}, "cmc,unmatched", false},
+		{"an expected unmatched rule", scenario.Expect{Findings: []string{"unmatched"}}, map[string]int{"unmatched": 1}, "unmatched", true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			if got := check.Verdict(c.f); got != c.verdict {

@@ -46,6 +46,9 @@ type Seed struct {
 	Report     string         `json:"report,omitempty"`
 	HTML       string         `json:"html,omitempty"`  // the timeline page (report)
 	Error      string         `json:"error,omitempty"` // the seed could not be run or analyzed
+	// Unmatched are the messages of the unmatched analyzer's findings:
+	// which scenario rules never matched (they fail the seed, see Matches).
+	Unmatched []string `json:"unmatched,omitempty"`
 }
 
 // Got is the seed's verdict in a word: "incomplete" for a run that cannot
@@ -165,6 +168,11 @@ func runSeed(spec *scenario.Spec, seed uint64, opt ScenarioOptions, rec func(*sc
 	cs.Outcome, cs.Detail = r.Outcome, r.Detail
 	cs.Verdict, cs.Incomplete, cs.Events = r.Analysis.Verdict, r.Analysis.Incomplete, r.Run.Events
 	cs.Findings = r.Findings
+	for _, f := range r.Analysis.Findings {
+		if f.Analyzer == UnmatchedAnalyzer {
+			cs.Unmatched = append(cs.Unmatched, f.Message)
+		}
+	}
 	cs.OK = r.Matches(spec.Expect)
 	if path != "" && opt.Written != nil {
 		if err := opt.Written(spec, &cs, r.Analysis); err != nil {
