@@ -101,3 +101,26 @@ func BenchmarkDecode(b *testing.B) {
 	// Instructions decoded per iteration.
 	b.ReportMetric(float64(len(code)), "insns/op")
 }
+
+// BenchmarkSetup measures per-run setup: SetupImage (the machine with the
+// slice loaded, per-CPU areas, boot stacks and params), nothing run. This
+// is what exploration and shrinking pay before each schedule.
+func BenchmarkSetup(b *testing.B) {
+	for _, id := range []string{"ftrace-int3-skip", "text-poke-bp", "bench-fentry"} {
+		b.Run(id, func(b *testing.B) {
+			spec := loadBuiltin(b, id)
+			img, err := LoadImage(spec.ID, spec.ELF)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, _, err := SetupImage(spec, img, Options{Seed: 1}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			// Setup time per run in microseconds.
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N), "µs/setup")
+		})
+	}
+}

@@ -163,14 +163,39 @@ func (img *Image) SymbolAt(addr uint64) *Symbol {
 	return s
 }
 
+// pagesHint estimates the pages a machine of cpus CPUs maps at boot: the
+// sections, each CPU's per-CPU area and boot stack.
+func (img *Image) pagesHint(cpus int) int {
+	n := 0
+	for _, s := range img.Sections {
+		if s.Size == 0 {
+			continue
+		}
+		n += int((s.Addr+s.Size-1)>>pageShift-s.Addr>>pageShift) + 1
+	}
+	lo, top := slice.BootStack(0)
+	per := int((uint64(len(img.percpu))+pageMask)>>pageShift) + int((top-lo)>>pageShift)
+	return n + cpus*per
+}
+
 // load maps the image into m and prepares every CPU's boot state.
 func (m *Machine) load() error {
 	img := m.img
 	for _, s := range img.Sections {
 		first, last := s.Addr>>pageShift, (s.Addr+s.Size-1)>>pageShift
+		var ps []page // one allocation for the section's mappings
 		for vpn := first; vpn <= last; vpn++ {
 			if m.mem.page(vpn) == nil {
-				m.mem.mapFrame(vpn, new(frame), s.Perm, false)
+				if ps == nil {
+					ps = make([]page, last-vpn+1)
+				}
+				p := &ps[vpn-(last+1-uint64(len(ps)))]
+				*p = page{f: &zeroFrame, vpn: vpn, perm: s.Perm}
+				if s.Perm&PermX != 0 {
+					p.own()
+				}
+				m.mem.pages[vpn] = p
+				m.mem.gen++
 			}
 		}
 		if s.Data != nil {

@@ -225,7 +225,7 @@ func New(img *Image, cfg Config) (*Machine, error) {
 	}
 	m := &Machine{
 		budget:  cfg.Budget(),
-		mem:     newMemory(),
+		mem:     newMemory(img.pagesHint(cfg.CPUs)),
 		sink:    cfg.Sink,
 		cfg:     cfg,
 		img:     img,

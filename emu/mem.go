@@ -22,6 +22,16 @@ type frame struct {
 	codeGen uint64
 }
 
+// zeroFrame backs every page nothing has stored to yet (NOBITS sections,
+// per-CPU areas past their template, boot stacks, module_alloc memory):
+// reads see zeros without a frame of their own, and the first store gives
+// the page one (own). It is shared by all machines and never written, so
+// setting up a machine costs nothing per untouched page (RATIONALE.md,
+// per-run setup). A page is given its own frame before it can be
+// executable or aliased (mapFrame, setPerm, text_poke's alias), so decode
+// caches and aliases only ever see frames that stay with their page.
+var zeroFrame frame
+
 // page is one virtual 4 KiB mapping.
 type page struct {
 	f     *frame
@@ -37,7 +47,9 @@ type Memory struct {
 	gen   uint64           // bumped on map/unmap: CPU TLBs flush when it changes
 }
 
-func newMemory() *Memory { return &Memory{pages: make(map[uint64]*page)} }
+// newMemory returns an empty address space with room for about hint pages
+// (growing the map during setup rehashes it several times).
+func newMemory(hint int) *Memory { return &Memory{pages: make(map[uint64]*page, hint)} }
 
 // mapFrame maps frame f at virtual page vpn with perm.
 func (m *Memory) mapFrame(vpn uint64, f *frame, perm Perm, alias bool) *page {
@@ -45,16 +57,38 @@ func (m *Memory) mapFrame(vpn uint64, f *frame, perm Perm, alias bool) *page {
 		m.unmap(vpn)
 	}
 	p := &page{f: f, vpn: vpn, perm: perm, alias: alias}
+	if perm&PermX != 0 {
+		p.own()
+	}
 	m.pages[vpn] = p
 	m.gen++
 	return p
 }
 
-// mapNew maps n fresh zeroed pages starting at the page-aligned addr.
+// mapNew maps n fresh zeroed pages starting at the page-aligned addr (all
+// backed by zeroFrame until stored to).
 func (m *Memory) mapNew(addr uint64, n int, perm Perm) {
-	for i := 0; i < n; i++ {
-		m.mapFrame(addr>>pageShift+uint64(i), new(frame), perm, false)
+	ps := make([]page, n) // one allocation for the n mappings
+	for i := range ps {
+		vpn := addr>>pageShift + uint64(i)
+		m.unmap(vpn)
+		ps[i] = page{f: &zeroFrame, vpn: vpn, perm: perm}
+		if perm&PermX != 0 {
+			ps[i].own()
+		}
+		m.pages[vpn] = &ps[i]
 	}
+	m.gen++
+}
+
+// own gives p a frame of its own if it still reads zeroFrame, and returns
+// it. The new frame is all zeros like zeroFrame, and its codeGen is 0 like
+// zeroFrame's (which no store reaches).
+func (p *page) own() *frame {
+	if p.f == &zeroFrame {
+		p.f = new(frame)
+	}
+	return p.f
 }
 
 func (m *Memory) unmap(vpn uint64) {
@@ -70,6 +104,9 @@ func (m *Memory) unmap(vpn uint64) {
 func (m *Memory) setPerm(p *page, perm Perm) Perm {
 	old := p.perm
 	p.perm = perm
+	if perm&PermX != 0 {
+		p.own()
+	}
 	return old
 }
 
@@ -100,15 +137,18 @@ func (m *Memory) peek(addr uint64, buf []byte) bool {
 	return true
 }
 
-// poke writes bytes without permission checks or events (loader only).
+// poke writes bytes without permission checks or events (loader only). It
+// reports whether every byte was mapped; on false the bytes up to the first
+// unmapped page are written.
 func (m *Memory) poke(addr uint64, buf []byte) bool {
-	for i := range buf {
-		a := addr + uint64(i)
-		p := m.pages[a>>pageShift]
+	for len(buf) > 0 {
+		p := m.pages[addr>>pageShift]
 		if p == nil {
 			return false
 		}
-		p.f.data[a&pageMask] = buf[i]
+		n := copy(p.own().data[addr&pageMask:], buf)
+		buf = buf[n:]
+		addr += uint64(n)
 	}
 	return true
 }
@@ -252,7 +292,7 @@ func (c *CPU) write(addr uint64, size int, v uint64) bool {
 // commitWrite performs a permitted store and tells the machine about it.
 func (c *CPU) commitWrite(p *page, addr uint64, size int, v uint64) {
 	off := addr & pageMask
-	d := p.f.data[off:]
+	d := p.own().data[off:]
 	if c.m.sink != nil {
 		c.m.emitWrite(c, p, addr, size, loadLE(d, size), v)
 	}

@@ -207,7 +207,7 @@ func (m *Machine) textPokeMap(c *CPU, addr, src, n uint64) ([]byte, bool) {
 	}
 	for vpn := first; vpn <= last; vpn++ {
 		av := aliasBase>>pageShift + (vpn - first)
-		m.mem.mapFrame(av, m.mem.page(vpn).f, PermRW, true)
+		m.mem.mapFrame(av, m.mem.page(vpn).own(), PermRW, true)
 		m.aliasTo[vpn-first] = vpn << pageShift
 		m.permEvent(c, av<<pageShift, 0, PermRW, SvcTextPoke, true, vpn<<pageShift)
 	}

@@ -100,7 +100,7 @@ func runSnippet(t testing.TB, code []byte, in ArchState, scratchAddr uint64, scr
 // newSnippetMachine builds the one-CPU machine runSnippet uses.
 func newSnippetMachine(t testing.TB, code []byte, scratchAddr uint64, scratch []byte) (*Machine, *CPU) {
 	t.Helper()
-	m := &Machine{mem: newMemory()}
+	m := &Machine{mem: newMemory(0)}
 	c := &CPU{m: m}
 	npages := (len(code) + pageSize - 1) / pageSize
 	if npages == 0 {
@@ -135,7 +135,7 @@ func copyPages(t testing.TB, m *Machine, addr uint64, b []byte, in bool) {
 			t.Fatalf("page %#x not mapped", addr+uint64(off))
 		}
 		if in {
-			copy(p.f.data[:], b[off:])
+			copy(p.own().data[:], b[off:])
 		} else {
 			copy(b[off:], p.f.data[:])
 		}
