@@ -266,6 +266,12 @@ func NewLive(md *format.Meta, as []Analyzer) (*Live, error) {
 	return newLive(st, as)
 }
 
+// NewLiveFrom is NewLive for a run whose start state t holds (built once
+// for many runs of one machine: see replay.Template).
+func NewLiveFrom(t *replay.Template, as []Analyzer) (*Live, error) {
+	return newLive(t.State(), as)
+}
+
 func newLive(st *replay.State, as []Analyzer) (*Live, error) {
 	ctx := &Context{St: st, byKey: map[string]*Finding{}, story: newStoryWindow(len(st.CPUs))}
 	res := &Result{Scenario: st.Meta.Scenario, Warnings: append([]string{}, st.Warnings...)}

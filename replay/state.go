@@ -14,6 +14,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"iter"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 
@@ -91,6 +93,9 @@ func (s *Symbols) Describe(addr uint64) string { return s.t.Describe(addr) }
 // Page is one page of reconstructed memory.
 type Page struct {
 	Data [pageSize]byte
+	// shared marks a Template's page: States made from the template read
+	// it in place and copy it on their first store (Memory.page).
+	shared bool
 }
 
 // Memory is the reconstructed address space: the contents of the pages
@@ -190,6 +195,9 @@ func (m *Memory) page(vpn uint64) *Page {
 			return m.scratch
 		}
 		p = &Page{}
+		m.pages[vpn] = p
+	} else if p.shared {
+		p = &Page{Data: p.Data} // copy on write: the template's stays as loaded
 		m.pages[vpn] = p
 	}
 	return p
@@ -303,6 +311,69 @@ func NewState(md *format.Meta) (*State, error) {
 		}
 	}
 	return st, nil
+}
+
+// Template is the state at the start of every run with one metadata (a
+// run's setup: the scenario text parsed, the symbols indexed, the slice
+// image loaded), built once so that a caller judging many runs of one
+// machine (explore) makes each run's State without parsing or copying
+// memory: State shares the template's pages and copies one on its first
+// store to it. A Template is read-only, and safe for concurrent use.
+type Template struct {
+	st  *State
+	key startKey
+}
+
+// startKey is what of a Meta the start state is built from: the strings
+// and sizes by value, the ELF and symbols by their backing arrays (a
+// template does not detect bytes changed in place; see NewTemplate).
+type startKey struct {
+	scenario, text string
+	cpus           int
+	elf            *byte
+	elfLen         int
+	syms           *format.Symbol
+	symsLen        int
+}
+
+func keyOf(md *format.Meta) startKey {
+	k := startKey{scenario: md.Scenario, text: md.ScenarioText, cpus: md.CPUs, elfLen: len(md.ELF), symsLen: len(md.Symbols)}
+	if len(md.ELF) > 0 {
+		k.elf = &md.ELF[0]
+	}
+	if len(md.Symbols) > 0 {
+		k.syms = &md.Symbols[0]
+	}
+	return k
+}
+
+// NewTemplate builds the start state for metadata md (see NewState); md
+// must not change while the template is used.
+func NewTemplate(md *format.Meta) (*Template, error) {
+	st, err := NewState(md)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range st.Mem.pages {
+		p.shared = true
+	}
+	return &Template{st: st, key: keyOf(md)}, nil
+}
+
+// For reports whether t is the start state of md: md is the Meta t was
+// built from, and its scenario, CPU count, ELF and symbols were not
+// replaced since.
+func (t *Template) For(md *format.Meta) bool { return t.st.Meta == md && t.key == keyOf(md) }
+
+// State returns a fresh start state, equal to what NewState returns for
+// the template's metadata. The metadata, scenario, symbols and Image are the template's
+// (read-only); memory is copy on write.
+func (t *Template) State() *State {
+	st := *t.st
+	st.Mem = &Memory{pages: maps.Clone(t.st.Mem.pages), perms: slices.Clone(t.st.Mem.perms)}
+	st.CPUs = make([]CPU, len(t.st.CPUs))
+	st.Warnings = slices.Clone(t.st.Warnings)
+	return &st
 }
 
 // Apply updates the state with one event. Call it in sequence order.

@@ -28,11 +28,13 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/patchtrace/patchtrace/analyze"
 	"github.com/patchtrace/patchtrace/emu"
 	"github.com/patchtrace/patchtrace/format"
 	"github.com/patchtrace/patchtrace/record"
+	"github.com/patchtrace/patchtrace/replay"
 	"github.com/patchtrace/patchtrace/scenario"
 )
 
@@ -142,10 +144,15 @@ func Run(spec *scenario.Spec, opt Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	j, err := NewJudge(&su.Meta, opt.Analyzers)
+	as := opt.Analyzers
+	if as == nil {
+		as = analyze.All()
+	}
+	live, err := analyze.NewLive(&su.Meta, as) // one run: no template kept
 	if err != nil {
 		return nil, err
 	}
+	j := &Judge{live: live}
 	rec := opt.Record
 	if rec == nil {
 		rec = record.Run
@@ -204,15 +211,59 @@ type Judge struct{ live *analyze.Live }
 
 // NewJudge returns a judge of runs with metadata md (record.Meta) by the
 // analyzers as (all when nil).
+//
+// The start state (scenario parsed, symbols indexed, slice image loaded)
+// is built once per md and shared copy-on-write by the judges made from it
+// (replay.Template): a caller judging many runs passes the same md, which
+// it must not change in place meanwhile.
 func NewJudge(md *format.Meta, as []analyze.Analyzer) (*Judge, error) {
 	if as == nil {
 		as = analyze.All()
 	}
-	live, err := analyze.NewLive(md, as)
+	t, err := templateFor(md)
+	if err != nil {
+		return nil, err
+	}
+	live, err := analyze.NewLiveFrom(t, as)
 	if err != nil {
 		return nil, err
 	}
 	return &Judge{live: live}, nil
+}
+
+// templates holds the start states of the last few metadata NewJudge saw
+// (explore's workers each judge runs of one machine).
+var templates struct {
+	sync.Mutex
+	recent []*replay.Template // oldest first
+}
+
+const maxTemplates = 8
+
+// templateFor returns the start state for md, built on first use. An entry
+// is found by md's address and checked against the fields the state is
+// built from, so a Meta value replaced or re-filled at the same address
+// builds anew.
+func templateFor(md *format.Meta) (*replay.Template, error) {
+	templates.Lock()
+	for _, t := range templates.recent {
+		if t.For(md) {
+			templates.Unlock()
+			return t, nil
+		}
+	}
+	templates.Unlock()
+	t, err := replay.NewTemplate(md)
+	if err != nil {
+		return nil, err
+	}
+	templates.Lock()
+	if len(templates.recent) == maxTemplates {
+		templates.recent = slices.Delete(templates.recent, 0, 1)
+	}
+	templates.recent = append(templates.recent, t)
+	templates.Unlock()
+	return t, nil
 }
 
 // Append implements record.Appender.
