@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"io"
 	"testing"
+
+	"github.com/patchtrace/patchtrace/internal/memstat"
 )
 
 // countWriter counts bytes and drops them.
@@ -111,4 +113,30 @@ func BenchmarkCopyStored(b *testing.B) {
 	for i := 0; b.Loop(); i++ {
 		rows[i%len(rows)].CopyStored(&dst)
 	}
+}
+
+// BenchmarkExportParquet exports a 1Mi-row tight-loop trace to Parquet.
+func BenchmarkExportParquet(b *testing.B) {
+	const n = 1 << 20
+	data := writeTrace(b, loopRows(n))
+	b.ReportAllocs()
+	var total int64
+	var peak uint64
+	for b.Loop() {
+		r, err := NewReader(bytes.NewReader(data), int64(len(data)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		peak = max(peak, memstat.PeakHeap(func() {
+			if err = ExportParquet(r, io.Discard); err != nil {
+				b.Fatal(err)
+			}
+		}))
+		r.Close()
+		total += n
+	}
+	// events/s: rows read, converted and written as Parquet per second.
+	b.ReportMetric(float64(total)/b.Elapsed().Seconds(), "events/s")
+	// peak-heap-MB: the largest live heap during one export.
+	b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MB")
 }

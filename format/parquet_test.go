@@ -56,6 +56,52 @@ func TestExportParquet(t *testing.T) {
 	}
 }
 
+// TestExportParquetLargeBatches exports batches much larger than pqarrow's
+// write batch (1024 rows) with nulls in the dictionary columns, in more
+// than one row group: pqarrow v15 writes a nullable dictionary array
+// wrongly past its first 1024 rows, so those columns go as strings.
+func TestExportParquetLargeBatches(t *testing.T) {
+	defer func(n int) { parquetRowGroupRows = n }(parquetRowGroupRows)
+	parquetRowGroupRows = 5000
+	var rows []Row
+	for k := range 24 {
+		for _, r := range fixtureRows() {
+			if r.Seq != math.MaxUint64 {
+				r.Seq += uint64(len(rows))
+			}
+			rows = append(rows, r)
+		}
+		for _, r := range loopRows(500 + k) {
+			r.Seq += uint64(len(rows))
+			rows = append(rows, r)
+		}
+	}
+	rows = append(rows, loopRows(70000)...)
+	for i := range rows {
+		rows[i].Seq = uint64(i)
+	}
+	data := writeTrace(t, rows)
+	r, err := NewReader(bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var pq bytes.Buffer
+	if err := ExportParquet(r, &pq); err != nil {
+		t.Fatal(err)
+	}
+	pf, err := file.NewParquetReader(bytes.NewReader(pq.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := pf.NumRowGroups(); n < 2 {
+		t.Errorf("%d row groups, want several", n)
+	}
+	pf.Close()
+	got, _ := readParquet(t, pq.Bytes(), r)
+	compareRows(t, got, rows)
+}
+
 // readParquet reads a Parquet export back with pqarrow and decodes its rows
 // with the reader's row decoding (the Arrow schema is restored from the
 // file, dictionaries included).
