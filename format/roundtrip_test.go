@@ -140,6 +140,20 @@ func TestEmptyTrace(t *testing.T) {
 	checkMeta(t, r.Meta(), 0)
 }
 
+// TestEmptyTraceAfterRows: an empty trace written after others (whose
+// batches the writers pool) was indexed with a pooled batch's old seq range,
+// and the reader rejected it as corrupt.
+func TestEmptyTraceAfterRows(t *testing.T) {
+	writeTrace(t, loopRows(83044))
+	writeTrace(t, fixtureRows())
+	data := writeTrace(t, nil)
+	r, rows := readAll(t, data)
+	defer r.Close()
+	if len(rows) != 0 || r.NumEvents() != 0 {
+		t.Fatalf("empty trace: %d rows, %d events", len(rows), r.NumEvents())
+	}
+}
+
 func TestNulls(t *testing.T) {
 	data := writeTrace(t, fixtureRows(), WithBatchRows(1000))
 	r, err := NewReader(bytes.NewReader(data), int64(len(data)))

@@ -393,6 +393,9 @@ func (c *colBuf) str(n int, v string) {
 // the column buffers).
 func (b *batch) reset() {
 	b.n, b.dirty, b.gap = 0, 0, false
+	// An empty trace's one zero-row batch is indexed 0..0, also when
+	// it is a pooled batch that held rows before.
+	b.firstSeq, b.lastSeq = 0, 0
 }
 
 // Append adds one row. Rows must come in strictly increasing Seq order.
