@@ -2,6 +2,7 @@ package analyze
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/patchtrace/patchtrace/format"
 	"github.com/patchtrace/patchtrace/internal/slice"
@@ -70,6 +71,11 @@ func (a *trapCheck) Event(ctx *Context, r *format.Row) {
 				if t.vector == 3 {
 					rip = ip - 1
 					msg = fmt.Sprintf("int3 at %s claimed by no handler (%s)", ctx.Describe(rip), r.Msg)
+					if strings.HasPrefix(r.Msg, "panic: int3 at ") {
+						// The machine's panic message already says it (emu's
+						// panicPlace, traces since it): keep its details.
+						msg = strings.TrimPrefix(r.Msg, "panic: ")
+					}
 				} else {
 					msg = fmt.Sprintf("%s%s at %s claimed by no handler (%s)", format.VectorName(t.vector), faultDetail(t.vector, t.errCode, t.addr), ctx.Describe(rip), r.Msg)
 				}

@@ -97,6 +97,13 @@ type CPU struct {
 	DR  [4]uint64
 	DR7 uint64
 
+	// lastVec and lastFrameRIP are the vector and pushed RIP of the last
+	// delivery; oopsIP the value of the last pt_marker(MarkerOopsIP, ip)
+	// (die()'s regs->ip). A panic names the place from them.
+	lastVec      Vector
+	lastFrameRIP uint64
+	oopsIP       uint64
+
 	ID int
 	m  *Machine
 

@@ -2,6 +2,7 @@ package emu
 
 import (
 	"encoding/binary"
+	"fmt"
 	"strings"
 )
 
@@ -35,6 +36,26 @@ func (m *Machine) PercpuU64(cpu int, name string) (uint64, bool) {
 // ReadMem copies memory at addr into buf without events or permission
 // checks; it reports whether every byte was mapped.
 func (m *Machine) ReadMem(addr uint64, buf []byte) bool { return m.mem.peek(addr, buf) }
+
+// ReportCounters returns the per-CPU variables names lists (a scenario's
+// [report] counters), in that order: each must be an 8-byte per-CPU data
+// symbol of the slice.
+func (img *Image) ReportCounters(names []string) ([]Symbol, error) {
+	var out []Symbol
+	for _, n := range names {
+		s, ok := img.syms.Lookup(n)
+		switch {
+		case !ok:
+			return nil, fmt.Errorf("report.counters: %q: no such symbol in the slice", n)
+		case !s.PerCPU || s.Func:
+			return nil, fmt.Errorf("report.counters: %q: not a per-CPU variable (declare it with the slice ABI's per-CPU section, docs/slice-abi.md)", n)
+		case s.Size != 8:
+			return nil, fmt.Errorf("report.counters: %q: %d bytes, want an 8-byte per-CPU variable", n, s.Size)
+		}
+		out = append(out, *s)
+	}
+	return out, nil
+}
 
 // Counters returns the slice's per-CPU counters: 8-byte per-CPU variables
 // named *_calls, *_count or *_ticks, in address order.

@@ -1,6 +1,9 @@
 package emu
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 // service runs a native kernel service at its entry (c.RIP) with the System
 // V arguments, sets RAX and returns to the caller as RET would. Everything
@@ -59,7 +62,7 @@ func (m *Machine) service(c *CPU, sv ServiceID) {
 		if sv == SvcPanic {
 			msg = "panic: " + m.cString(args[0], 200)
 		}
-		msg += " at " + m.img.Describe(c.RIP) + " called from " + m.callerOf(c)
+		msg = m.panicPlace(c, msg)
 		if m.sink != nil {
 			e := c.event(EvFault)
 			e.Service = sv
@@ -73,6 +76,9 @@ func (m *Machine) service(c *CPU, sv ServiceID) {
 		m.halt(stop, "cpu"+itoa(c.ID)+": "+msg)
 		return
 	case SvcMarker:
+		if args[0] == MarkerOopsIP {
+			c.oopsIP = args[1]
+		}
 		if m.sink != nil {
 			e := c.event(EvMarker)
 			e.Args[0], e.Args[1] = args[0], args[1]
@@ -349,4 +355,32 @@ func (m *Machine) moduleAlloc(c *CPU, size uint64) uint64 {
 	}
 	m.modNext += (n + 1) << pageShift
 	return addr
+}
+
+// MarkerOopsIP is the pt_marker id a slice's oops path uses to name the
+// faulting instruction before it panics: pt_marker(MarkerOopsIP,
+// regs->ip) (scenarios/base's die(); docs/slice-abi.md).
+const MarkerOopsIP = 0xffff
+
+// panicPlace completes a panic or BUG message (msg: "panic: unhandled
+// int3") with where it happened. The panic service itself runs in the
+// panic() stub, so its RIP names no useful place: when the CPU's oops path
+// named the faulting ip (pt_marker(MarkerOopsIP, regs->ip)) that is the
+// place, and when the CPU's last exception pushed that very ip the
+// exception is named as one no handler claimed ("int3 at X claimed by no
+// handler": an int3's pushed RIP is the byte after the 0xCC, SDM Vol. 3
+// §6.5, so X is one byte back). Otherwise the caller of panic() is.
+func (m *Machine) panicPlace(c *CPU, msg string) string {
+	caller := m.callerOf(c)
+	ip := c.oopsIP
+	what, text, _ := strings.Cut(msg, ": ")
+	switch {
+	case ip == 0 || what != "panic":
+		return msg + " in " + caller
+	case c.lastFrameRIP == ip && c.lastVec == VecBP:
+		return "panic: int3 at " + m.img.Describe(ip-1) + " claimed by no handler (" + text + ", from " + caller + ")"
+	case c.lastFrameRIP == ip:
+		return "panic: " + c.lastVec.Name() + " at " + m.img.Describe(ip) + ": " + text + " (from " + caller + ")"
+	}
+	return msg + " at " + m.img.Describe(ip) + " (from " + caller + ")"
 }

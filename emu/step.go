@@ -324,6 +324,7 @@ func (m *Machine) deliver(c *CPU, v Vector, hasErr bool, errCode, cr2 uint64) {
 			return
 		}
 	}
+	c.lastVec, c.lastFrameRIP = v, c.RIP
 	if m.sink != nil {
 		e := c.event(EvTrap)
 		e.Vector = v

@@ -37,6 +37,7 @@ type Spec struct {
 	Tasks       []Task            `toml:"task"`
 	Inject      []Inject          `toml:"inject"`
 	Contract    Contract          `toml:"contract"`
+	Report      Report            `toml:"report"`
 
 	// What the slice is built from (patchtrace build, docs/slice-abi.md).
 	// Base is the directory of the base (boot, entry, traps, scheduler,
@@ -198,6 +199,15 @@ type Inject struct {
 	Hit  uint64 `toml:"hit"` // Nth arrival (1-based); 0 = every time
 	// A rule that never raises its interrupt in a finished run is reported
 	// (run warns; the unmatched analyzer makes check fail).
+}
+
+// Report is the [report] table: what `patchtrace run` prints after a run.
+// Counters lists 8-byte per-CPU variables of the slice, printed in this
+// order with their value on every CPU. Without a [report] table (or with
+// no counters in it) run prints the per-CPU 8-byte variables named
+// *_calls, *_count or *_ticks.
+type Report struct {
+	Counters []string `toml:"counters"`
 }
 
 // Contract is what the analyzers may assume about the slice.
@@ -515,6 +525,19 @@ func (s *Spec) validate() error {
 			return fmt.Errorf("inject %d: %v", i+1, err)
 		}
 	}
+	if len(s.Report.Counters) > MaxEntries {
+		return fmt.Errorf("report.counters: %d names: at most %d", len(s.Report.Counters), MaxEntries)
+	}
+	seenCounter := map[string]bool{}
+	for _, name := range s.Report.Counters {
+		if !validSymbol.MatchString(name) {
+			return fmt.Errorf("report.counters: %q: not a symbol name", name)
+		}
+		if seenCounter[name] {
+			return fmt.Errorf("report.counters: %q listed twice", name)
+		}
+		seenCounter[name] = true
+	}
 	for i, mc := range s.Contract.MustCall {
 		if mc.Site == "" || len(mc.Handlers) == 0 {
 			return fmt.Errorf("contract.must_call %d: needs site and handlers", i+1)
@@ -527,6 +550,9 @@ func (s *Spec) validate() error {
 	}
 	return nil
 }
+
+// validSymbol is what a C identifier (a per-CPU variable's name) looks like.
+var validSymbol = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.]*$`)
 
 // validLib is what a built-in library name looks like.
 var validLib = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)

@@ -48,8 +48,11 @@
 //
 //	Runs SCENARIO (a built-in id, a directory or a scenario.toml; default text-poke-bp)
 //	with recording off and prints what every CPU did: instructions, traps by vector,
-//	native services called, the slice's per-CPU counters, the decision-log length
-//	and the run's outcome (done, oops, panic, bug, budget, hung, unsupported, error).
+//	native services called, the slice's per-CPU counters (those the scenario lists
+//	under [report] counters = [...], in that order; without it the 8-byte per-CPU
+//	variables named *_calls, *_count or *_ticks), the decision-log length and the
+//	run's outcome (done, oops, panic, bug, budget, hung, unsupported, error).
+//	An [[inject]] rule that never fired is a warning on stderr (check fails it).
 //	Exit status 0 when every CPU finished (outcome done; budget too when the scenario
 //	declares contract.terminates = false), 1 when the run ended on an oops, panic,
 //	BUG, the instruction budget or a hang, 2 when the emulator could not go on

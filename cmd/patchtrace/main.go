@@ -40,8 +40,11 @@ func commands() []command {
 		{"run", "[SCENARIO] [flags]", "run a scenario on the emulated machine and print a summary", cmdRun,
 			"Runs SCENARIO (a built-in id, a directory or a scenario.toml; default text-poke-bp)\n" +
 				"with recording off and prints what every CPU did: instructions, traps by vector,\n" +
-				"native services called, the slice's per-CPU counters, the decision-log length\n" +
-				"and the run's outcome (done, oops, panic, bug, budget, hung, unsupported, error).\n" +
+				"native services called, the slice's per-CPU counters (those the scenario lists\n" +
+				"under [report] counters = [...], in that order; without it the 8-byte per-CPU\n" +
+				"variables named *_calls, *_count or *_ticks), the decision-log length and the\n" +
+				"run's outcome (done, oops, panic, bug, budget, hung, unsupported, error).\n" +
+				"An [[inject]] rule that never fired is a warning on stderr (check fails it).\n" +
 				"Exit status 0 when every CPU finished (outcome done; budget too when the scenario\n" +
 				"declares contract.terminates = false), 1 when the run ended on an oops, panic,\n" +
 				"BUG, the instruction budget or a hang, 2 when the emulator could not go on\n" +

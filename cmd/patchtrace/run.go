@@ -28,10 +28,16 @@ func cmdRun(env *cmdEnv, args []string) int {
 	if err != nil {
 		return errorf(env, "%v", err)
 	}
+	counters := m.Image().Counters()
+	if len(spec.Report.Counters) > 0 {
+		if counters, err = m.Image().ReportCounters(spec.Report.Counters); err != nil {
+			return errorf(env, "scenario %s: %v", spec.ID, err)
+		}
+	}
 	start := time.Now()
 	res := m.Run(src)
 	elapsed := time.Since(start)
-	printSummary(env, spec.ID, spec.SeedMail, *seed, m, res, elapsed)
+	printSummary(env, spec.ID, spec.SeedMail, *seed, m, res, counters, elapsed)
 	warnUnfired(env, spec, m)
 	return outcomeExit(env, spec, res)
 }
@@ -75,7 +81,10 @@ func outcomeDetail(res emu.Result) string {
 	return detail
 }
 
-func printSummary(env *cmdEnv, id, mail string, seed uint64, m *emu.Machine, res emu.Result, elapsed time.Duration) {
+// printSummary prints the run's outcome, per-CPU instruction, trap and
+// service counts, and counters (the scenario's [report] counters, or by
+// default the per-CPU variables named *_calls, *_count, *_ticks).
+func printSummary(env *cmdEnv, id, mail string, seed uint64, m *emu.Machine, res emu.Result, counters []emu.Symbol, elapsed time.Duration) {
 	w := env.stdout
 	fmt.Fprintf(w, "scenario %s (seed mail %s): %d CPUs, seed %d\n", id, mail, m.CPUs(), seed)
 	rate := float64(res.Insns) / elapsed.Seconds() / 1e6
@@ -98,7 +107,6 @@ func printSummary(env *cmdEnv, id, mail string, seed uint64, m *emu.Machine, res
 		fmt.Fprintf(tw, "cpu%d\t%d\t%s\t%s\n", i, st.Insns, orDash(strings.Join(traps, " ")), orDash(strings.Join(svcs, " ")))
 	}
 	tw.Flush()
-	counters := m.Image().Counters()
 	if len(counters) == 0 {
 		return
 	}
