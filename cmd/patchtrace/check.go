@@ -257,12 +257,13 @@ type checkTable struct {
 }
 
 func newCheckTable(w io.Writer, specs []*scenario.Spec) *checkTable {
-	t := &checkTable{w: w, widths: [8]int{len("SCENARIO"), len("MAIL"), len("EXPECT"), len("incomplete"), 16, 10, 9, 6}}
+	t := &checkTable{w: w, widths: [8]int{len("SCENARIO"), len("MAIL"), len("EXPECT"), len("incomplete"), 20, 10, 9, 6}}
 	for _, s := range specs {
 		t.widths[0] = max(t.widths[0], len(s.ID))
 		t.widths[1] = max(t.widths[1], len(s.SeedMail))
 		t.widths[2] = max(t.widths[2], len(s.Expect.String()))
 	}
+	t.widths[3] = max(t.widths[3], t.widths[2]) // GOT is usually what was expected
 	return t
 }
 
