@@ -63,7 +63,7 @@ var depsPolicy = []struct {
 	{"replay/rerun", []string{"emu", "format", "record", "scenario", "golang.org/x/arch/x86/x86asm"}},
 	// Run and judge: configuration -> metadata -> live analyzers -> run ->
 	// outcome -> verdict, in one place for check, explore and the tests.
-	{"internal/check", []string{"analyze", "emu", "format", "record", "scenario"}},
+	{"internal/check", []string{"analyze", "emu", "format", "record", "replay", "scenario"}}, // replay: copy-on-write start states shared across runs
 	// Schedule search.
 	{"explore", []string{"analyze", "emu", "internal/check", "format", "record", "scenario", "github.com/apache/arrow/go/v15", "golang.org/x/arch/x86/x86asm"}},
 	// The CLI: wires flags and printing to the packages above.
