@@ -15,9 +15,10 @@ import (
 
 // ParquetRowGroupRows is the number of rows per Parquet row group of an
 // export: trace batches are buffered into row groups of this size (the
-// unit a reader such as DuckDB reads in parallel, about 10-30 MB
-// uncompressed), whatever the trace's batch size.
-const ParquetRowGroupRows = 1 << 20
+// unit a reader such as DuckDB reads in parallel), whatever the trace's
+// batch size. 64 Ki rows bounds v15's quadratic cost of version 1
+// definition levels per page (see RATIONALE.md).
+const ParquetRowGroupRows = 1 << 16
 
 // parquetRowGroupRows is ParquetRowGroupRows (tests lower it).
 var parquetRowGroupRows = ParquetRowGroupRows
@@ -51,11 +52,11 @@ func ExportParquet(r *Reader, w io.Writer) error {
 		// so pqarrow never slices a batch.
 		parquet.WithMaxRowGroupLength(MaxBatchRows),
 		parquet.WithDataPageSize(parquetPageBytes),
-		// Version 2 data pages: with version 1 pages, v15 keeps 4 bytes
-		// in front of the definition levels (their length), and its
-		// buffer then reallocates and copies on every run it appends,
-		// quadratic in the page's rows (see RATIONALE.md).
-		parquet.WithDataPageVersion(parquet.DataPageV2),
+		// Version 1 data pages: polars cannot read v15's version 2 pages
+		// (a row group's column decodes short). Version 1 levels cost
+		// time quadratic in a page's rows in v15 (see RATIONALE.md),
+		// which the 64 Ki-row row groups keep small.
+		parquet.WithDataPageVersion(parquet.DataPageV1),
 		parquet.WithCreatedBy(fmt.Sprintf("patchtrace format v%d", FormatVersion)),
 		parquet.WithDictionaryFor("seq", false),
 		parquet.WithEncodingFor("seq", parquet.Encodings.DeltaBinaryPacked),
