@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
@@ -17,19 +16,7 @@ import (
 // the interpreter; without it (or junitparser) the test is skipped,
 // except under CI=true where it fails.
 func TestJUnitParser(t *testing.T) {
-	py := os.Getenv("PATCHTRACE_PYTHON")
-	skip := func(why string) {
-		if os.Getenv("CI") == "true" {
-			t.Fatal(why + ": run the tests through ./test.sh")
-		}
-		t.Skip(why + " (./test.sh installs it)")
-	}
-	if py == "" {
-		skip("PATCHTRACE_PYTHON not set")
-	}
-	if err := exec.Command(py, "-c", "import junitparser").Run(); err != nil {
-		skip("junitparser is not installed in " + py)
-	}
+	py := venvPython(t, "junitparser")
 	dir := t.TempDir()
 	trace := filepath.Join(dir, "t.arrow")
 	if code, _, errs := runCLI(t, "record", "ftrace-int3-skip", "-o", trace); code != exitOK {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -18,19 +17,7 @@ import (
 // (or without the perfetto package) the test is skipped, except under
 // CI=true where it fails.
 func TestPerfettoExport(t *testing.T) {
-	py := os.Getenv("PATCHTRACE_PYTHON")
-	skip := func(why string) {
-		if os.Getenv("CI") == "true" {
-			t.Fatal(why + ": run the tests through ./test.sh")
-		}
-		t.Skip(why + " (./test.sh installs it)")
-	}
-	if py == "" {
-		skip("PATCHTRACE_PYTHON not set")
-	}
-	if err := exec.Command(py, "-c", "import perfetto.protos.perfetto.trace.perfetto_trace_pb2").Run(); err != nil {
-		skip("the perfetto Python package is not installed in " + py)
-	}
+	py := venvPython(t, "perfetto.protos.perfetto.trace.perfetto_trace_pb2")
 	dir := t.TempDir()
 	trace := filepath.Join(dir, "t.arrow")
 	if code, _, errs := runCLI(t, "record", "ftrace-int3-skip", "-o", trace); code != exitOK {
