@@ -64,7 +64,7 @@ const (
 	MaxCPUs = 64
 	// MaxTextBytes bounds a scenario file.
 	MaxTextBytes = 1 << 20
-	// MaxSliceBytes bounds a slice ELF file (the built-in ones are ~35 KB).
+	// MaxSliceBytes bounds a slice ELF file (the built-in ones are 30-50 KB).
 	MaxSliceBytes = 64 << 20
 	// MaxNesting bounds how deeply arrays and inline tables nest (a
 	// scenario needs 3; the TOML decoder recurses once per level).

@@ -12,7 +12,7 @@ import (
 // Limits on a slice ELF (RATIONALE.md, resource limits). They are checked
 // before anything is allocated, so a small hostile file (a 1 TiB NOBITS
 // per-CPU section, a 1 GiB .bss) costs nothing; the built-in slices are
-// ~35 KB files mapping ~3 MiB. The emulator refuses a slice beyond them,
+// 30-50 KB files (a third of it the DWARF line table) mapping ~3 MiB. The emulator refuses a slice beyond them,
 // so no recorded trace carries one, and replay refuses the same.
 const (
 	// MaxImageBytes bounds the ELF file.

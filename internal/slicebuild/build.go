@@ -2,8 +2,9 @@
 // system C toolchain and the flags of docs/slice-abi.md, reproducibly: the
 // sources (the base, the libraries the scenario uses, its own files) are
 // staged into a temporary tree with fixed relative paths and compiled from
-// there in a fixed order, without debug info, .comment or build-id, so the
-// same sources give the same bytes wherever the scenario lives. The result
+// there in a fixed order, with a DWARF line table whose paths are the
+// staged names, without .comment or build-id, so the same sources give the
+// same bytes wherever the scenario lives. The result
 // is then vetted with the emulator's own decoder (emu.CheckCode): every
 // instruction of every executable section must be one the machine
 // implements, and ud2 may only be the body of a native service.
@@ -43,6 +44,14 @@ var CFlags = []string{
 	// Keep loops loops, not calls to memset/memcpy.
 	"-fno-tree-loop-distribute-patterns",
 }
+
+// DebugFlags give a slice its DWARF line table (file:line for every
+// instruction, docs/slice-abi.md, Source locations): -g1 is line tables
+// and function descriptions, no local variables. Build adds
+// -ffile-prefix-map=TREE=. (and -fdebug-prefix-map, for the assembler), so
+// the names recorded are the staged ones ("base/entry.S", "ID/patch.c")
+// and the bytes do not depend on where the build ran.
+var DebugFlags = []string{"-g1", "-gno-record-gcc-switches"}
 
 // FentryCFlags are added for *.fentry.c files: each function starts with a
 // 5-byte nop listed in __mcount_loc (an ftrace site).
@@ -250,7 +259,8 @@ func Build(dir string, opt Options) (*Result, error) {
 	var objs []string
 	for _, src := range srcs {
 		obj := filepath.Join(objdir, strings.ReplaceAll(src, "/", "__")+".o")
-		args := append(append([]string{}, CFlags...), incs...)
+		args := append(append(append([]string{}, CFlags...), DebugFlags...), incs...)
+		args = append(args, "-ffile-prefix-map="+stage+"=.", "-fdebug-prefix-map="+stage+"=.")
 		switch {
 		case strings.HasSuffix(src, ".S"):
 			args = append(args, "-D__ASSEMBLY__")
