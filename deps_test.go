@@ -54,7 +54,7 @@ var depsPolicy = []struct {
 	// The machine's event sink: emu events -> trace rows.
 	{"record", []string{"emu", "format", "scenario", "golang.org/x/arch/x86/x86asm"}},
 	// A trace as an event stream with reconstructed state: no emu.
-	{"replay", []string{"format", "internal/slice", "scenario"}},
+	{"replay", []string{"format", "internal/slice", "scenario", "golang.org/x/arch/x86/x86asm"}},
 	// The analyzers: over replay, never over emu (not even transitively),
 	// so that they judge what the trace says, not what the machine holds.
 	{"analyze", []string{"format", "internal/slice", "replay", "scenario", "golang.org/x/arch/x86/x86asm"}},
@@ -67,7 +67,7 @@ var depsPolicy = []struct {
 	// Schedule search.
 	{"explore", []string{"analyze", "emu", "internal/check", "format", "record", "scenario", "github.com/apache/arrow/go/v15", "golang.org/x/arch/x86/x86asm"}},
 	// The CLI: wires flags and printing to the packages above.
-	{"cmd/patchtrace", []string{"analyze", "analyze/report", "emu", "explore", "format", "internal/check", "internal/memstat", "internal/progress", "internal/slicebuild", "record", "replay/rerun", "scenario", "scenarios"}},
+	{"cmd/patchtrace", []string{"analyze", "analyze/report", "emu", "explore", "format", "internal/check", "internal/memstat", "internal/progress", "internal/slicebuild", "record", "replay", "replay/rerun", "scenario", "scenarios"}},
 }
 
 // never lists dependencies no package may have even transitively, with why.

@@ -25,6 +25,7 @@
 //   - run: run a scenario on the emulated machine and print a summary
 //   - record: run a scenario and record every event into a trace file
 //   - inspect: describe a trace: metadata, events per kind and CPU, completeness
+//   - events: list a trace's events one per line: instruction, registers, loads and stores (perf script)
 //   - export: export a trace as zstd Parquet or as a Perfetto trace
 //   - analyze: run the analyzers over traces and report findings
 //   - report: write a self-contained HTML timeline of traces and their findings
@@ -113,6 +114,53 @@
 //	    	print JSON
 //	  -symbols
 //	    	also list the symbol table
+//
+// # patchtrace events
+//
+//	usage: patchtrace events FILE [--cpu LIST] [--task LIST] [--kind LIST] [--sym NAMES] [--from SEQ] [--to SEQ] [--addr ADDR[:LEN]] [--around SEQ[:N]] [--json]
+//
+//	Lists the events of trace FILE, one line per event in sequence order, as perf script
+//	lists samples: seq, cpu, task, trap depth, kind, where (rip as symbol+offset), the
+//	instruction in AT&T syntax as objdump prints it (insn rows), and what the event read,
+//	wrote or changed: registers ("rax 0x0 -> 0x1"; "rax = 0x1" when the listing
+//	started after the register's previous value), loads ("load [cpu_bp@cpu1] = 0x0"),
+//	stores ("store [x] 0x0 -> 0x1", "store via alias 0xALIAS [text] ..."), traps,
+//	iretq, permission changes, services with their arguments and result, markers.
+//	Per-CPU addresses read var+off@cpuN. Registers and loads are in traces of format
+//	version 4 recorded without --no-regs / --no-loads.
+//	Filters (all must hold): --cpu, --task and --kind take comma-separated lists;
+//	--sym NAME lists the events whose rip is in symbol NAME; --from/--to a sequence
+//	range; --addr ADDR[:LEN] (an address or symbol[+off]; LEN defaults to the symbol's
+//	size, else 1) the events touching those bytes: stores and loads overlapping them
+//	(through the text-poke alias too), instructions whose bytes overlap them, permission
+//	changes of their pages; --around SEQ[:N] the events from SEQ-N to SEQ+N (N
+//	defaults to 10). --from and --around seek to the batch holding their first event
+//	instead of reading the file from its start. --json prints one JSON object per line
+//	(addresses and values as hex strings).
+//	It streams: constant memory, the first line at once; a closed pipe (| head) ends it
+//	quietly. A truncated or damaged file is listed up to its last readable event, then
+//	an error says where it ends.
+//	Exit status: 0 listed, 2 error (the file could not be read to the end of the range).
+//
+//	flags:
+//	  -addr string
+//	    	only events touching ADDR[:LEN] (address or symbol[+off]; LEN: the symbol's size, else 1)
+//	  -around string
+//	    	only events SEQ-N..SEQ+N (SEQ[:N], N defaults to 10)
+//	  -cpu string
+//	    	only these CPUs (comma-separated: 0,2)
+//	  -from uint
+//	    	first sequence number
+//	  -json
+//	    	one JSON object per line
+//	  -kind string
+//	    	only these kinds (comma-separated: insn,write,trap; see docs/trace-format.md)
+//	  -sym string
+//	    	only events whose rip is in these symbols (comma-separated)
+//	  -task string
+//	    	only these tasks (comma-separated ids)
+//	  -to uint
+//	    	last sequence number (default 18446744073709551615)
 //
 // # patchtrace export
 //
