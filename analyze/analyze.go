@@ -87,7 +87,7 @@ type Analyzer interface {
 
 // Registered analyzers, by id.
 func All() []Analyzer {
-	return []Analyzer{&missedCall{}, &returnSlot{}, &wx{}, &cmc{}, &trapCheck{}, &progress{}, &unmatched{}}
+	return []Analyzer{&missedCall{}, &returnSlot{}, &wx{}, &cmc{}, &trapCheck{}, &frame{}, &progress{}, &unmatched{}}
 }
 
 // IDs lists the registered analyzer ids.

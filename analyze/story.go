@@ -2,6 +2,7 @@ package analyze
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -55,10 +56,19 @@ func (w *storyWindow) add(st *replay.State, r *format.Row) {
 // tell returns the last few notable events of the finding's CPU and of every
 // other CPU that acted in the same stretch, merged in sequence order.
 func (w *storyWindow) tell(st *replay.State, cpu int, evidence []uint64) []string {
-	type line struct {
-		seq  uint64
-		text string
-	}
+	return w.tellWith(st, cpu, evidence)
+}
+
+type storyLine struct {
+	seq  uint64
+	text string
+}
+
+// tellWith is tell with the given rows (an analyzer's evidence the window
+// may have let go, or never kept: a plain stack store) always told, in
+// sequence order among the rest.
+func (w *storyWindow) tellWith(st *replay.State, cpu int, evidence []uint64, keep ...*format.Row) []string {
+	type line = storyLine
 	var lines []line
 	var lo uint64
 	if cpu < len(w.ring) && w.n[cpu] > 0 {
@@ -89,6 +99,12 @@ func (w *storyWindow) tell(st *replay.State, cpu int, evidence []uint64) []strin
 	if len(lines) > 16 {
 		lines = lines[len(lines)-16:]
 	}
+	for _, r := range keep {
+		if !slices.ContainsFunc(lines, func(l line) bool { return l.seq == r.Seq }) {
+			lines = append(lines, line{r.Seq, tellRow(st, r)})
+		}
+	}
+	sort.SliceStable(lines, func(i, j int) bool { return lines[i].seq < lines[j].seq })
 	out := make([]string, len(lines))
 	for i, l := range lines {
 		out[i] = l.text
@@ -122,6 +138,8 @@ func tellRow(st *replay.State, r *format.Row) string {
 		switch {
 		case r.Alias:
 			what = fmt.Sprintf("text_poke writes %s (%d bytes, %#x -> %#x) through the alias %#x", d(r.Addr), r.Size, r.Old, r.New, r.AliasAddr)
+		case r.PercpuVar == "":
+			what = fmt.Sprintf("%s stores %#x at %#x (%d bytes, was %#x)", d(r.RIP), r.New, r.Addr, r.Size, r.Old)
 		default:
 			what = fmt.Sprintf("%s writes per-CPU %s[cpu%d] = %s (was %s)", d(r.RIP), r.PercpuVar, r.PercpuCPU, d(r.New), d(r.Old))
 		}

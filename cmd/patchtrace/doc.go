@@ -5,7 +5,7 @@
 // text_poke_bp, ftrace call-site updates, dynamic trampolines) on real
 // gcc-built kernel slices, records every event into zstd-compressed Arrow
 // IPC trace files, and replays traces through analyzers (missed-call,
-// return-slot, wx, cmc, trap, progress).
+// return-slot, wx, cmc, trap, frame, progress, unmatched).
 //
 // Install it with
 //
@@ -196,8 +196,9 @@
 //	usage: patchtrace analyze FILE... [--format text|json|sarif|junit] [--only IDS] [--allow-truncated] [-o OUT]
 //
 //	Replays each trace (memory, page permissions, per-CPU context) and runs the
-//	analyzers: missed-call, return-slot, wx, cmc, trap, progress. Each finding names
-//	the analyzer, CPU, task/context, sequence range, rip as symbol+offset, a message,
+//	analyzers: missed-call, return-slot, wx, cmc, trap, frame, progress, unmatched.
+//	Each finding names the analyzer, CPU, task/context (and every other context the
+//	same finding recurred in), sequence range, rip as symbol+offset, a message,
 //	the evidence events and the cross-CPU story around it. --format sarif writes
 //	SARIF 2.1.0 (one rule per analyzer; every result has a region: the symbol's line
 //	in the slice source, else the slice line of the built-in scenario's
@@ -228,7 +229,7 @@
 //	  -o string
 //	    	write the report to this file instead of stdout (written whole or not at all)
 //	  -only string
-//	    	comma-separated analyzer ids to run (default all: missed-call,return-slot,wx,cmc,trap,progress,unmatched)
+//	    	comma-separated analyzer ids to run (default all: missed-call,return-slot,wx,cmc,trap,frame,progress,unmatched)
 //
 // # patchtrace report
 //
@@ -370,7 +371,7 @@
 //	  -o string
 //	    	output directory (default "explore-out")
 //	  -only string
-//	    	comma-separated analyzer ids (default all but unmatched, which judges the scenario's plan, not the protocol: missed-call,return-slot,wx,cmc,trap,progress)
+//	    	comma-separated analyzer ids (default all but unmatched, which judges the scenario's plan, not the protocol: missed-call,return-slot,wx,cmc,trap,frame,progress)
 //	  -param value
 //	    	NAME=VALUE: override a scenario param (repeatable; small values make small instances)
 //	  -q	same as --quiet

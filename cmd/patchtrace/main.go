@@ -79,8 +79,9 @@ func commands() []command {
 				progressHelp},
 		{"analyze", "FILE... [--format text|json|sarif|junit] [--only IDS] [--allow-truncated] [-o OUT]", "run the analyzers over traces and report findings", cmdAnalyze,
 			"Replays each trace (memory, page permissions, per-CPU context) and runs the\n" +
-				"analyzers: missed-call, return-slot, wx, cmc, trap, progress. Each finding names\n" +
-				"the analyzer, CPU, task/context, sequence range, rip as symbol+offset, a message,\n" +
+				"analyzers: missed-call, return-slot, wx, cmc, trap, frame, progress, unmatched.\n" +
+				"Each finding names the analyzer, CPU, task/context (and every other context the\n" +
+				"same finding recurred in), sequence range, rip as symbol+offset, a message,\n" +
 				"the evidence events and the cross-CPU story around it. --format sarif writes\n" +
 				"SARIF 2.1.0 (one rule per analyzer; every result has a region: the symbol's line\n" +
 				"in the slice source, else the slice line of the built-in scenario's\n" +
