@@ -85,6 +85,26 @@ type Analyzer interface {
 	Finish(ctx *Context)
 }
 
+// Needs says what of the row stream an analyzer reads, so that rows and
+// columns nobody reads are neither handed over nor decoded. An analyzer
+// declares it by implementing Needer; one that does not sees every row
+// with every column (the safe default for a new analyzer).
+type Needs struct {
+	// Kinds are the kinds of rows Event is called with; rows of other
+	// kinds are not passed to it. nil: every kind; empty (not nil): none.
+	// (The replay state sees every row: each CPU's last event is in
+	// replay.CPU.) Needs is asked after Start, so it may depend on what
+	// Start found.
+	Kinds []format.Kind
+	// Columns are the columns (format.Col* indexes) Event reads of those
+	// rows beyond the common ones (seq, kind, cpu, task, depth, rip, which
+	// every row has); a column not listed may read as zero. nil: all.
+	Columns []int
+}
+
+// Needer is implemented by an analyzer that declares its Needs.
+type Needer interface{ Needs() Needs }
+
 // Registered analyzers, by id.
 func All() []Analyzer {
 	return []Analyzer{&missedCall{}, &returnSlot{}, &wx{}, &cmc{}, &trapCheck{}, &frame{}, &progress{}, &unmatched{}}
@@ -130,7 +150,7 @@ type Context struct {
 	Outcome       string
 	OutcomeDetail string
 	Truncated     bool
-	analyzer      string
+	analyzer      string // the analyzer whose Start, Event or Finish runs
 	findings      []*Finding
 	byKey         map[string]*Finding
 	story         *storyWindow
@@ -245,16 +265,23 @@ func AllowTruncated() Option { return func(o *options) { o.allowTruncated = true
 type Live struct {
 	ctx   *Context
 	as    []Analyzer
+	ids   []string
 	res   *Result
 	start time.Time
 	spent []time.Duration // per analyzer: Start, sampled Event calls (scaled), Finish
 	rows  uint64
+	// byKind lists, for each row kind, the analyzers (indexes into as)
+	// whose Needs ask for it, in selection order.
+	byKind [numKinds][]int
 }
+
+// numKinds bounds the row kinds (format.Kind values) byKind indexes.
+const numKinds = 64
 
 // timeEvery: one row in timeEvery has each analyzer's Event call timed
 // (scaled up), so per-analyzer times cost two clock reads per analyzer
 // every timeEvery rows, not per row.
-const timeEvery = 64
+const timeEvery = 1024
 
 // NewLive prepares the state for a run described by md and starts the
 // analyzers.
@@ -277,6 +304,7 @@ func newLive(st *replay.State, as []Analyzer) (*Live, error) {
 	res := &Result{Scenario: st.Meta.Scenario, Warnings: append([]string{}, st.Warnings...)}
 	l := &Live{ctx: ctx, as: as, res: res, start: time.Now(), spent: make([]time.Duration, len(as))}
 	for i, a := range as {
+		l.ids = append(l.ids, a.ID())
 		res.Analyzers = append(res.Analyzers, a.ID())
 		ctx.analyzer = a.ID()
 		t0 := time.Now()
@@ -284,8 +312,23 @@ func newLive(st *replay.State, as []Analyzer) (*Live, error) {
 			return nil, fmt.Errorf("analyzer %s: %w", a.ID(), err)
 		}
 		l.spent[i] += time.Since(t0)
+		for k := range l.byKind {
+			if wants(a, format.Kind(k)) {
+				l.byKind[k] = append(l.byKind[k], i)
+			}
+		}
 	}
 	return l, nil
+}
+
+// wants reports whether analyzer a's Event takes rows of kind k.
+func wants(a Analyzer, k format.Kind) bool {
+	n, ok := a.(Needer)
+	if !ok {
+		return true
+	}
+	kinds := n.Needs().Kinds
+	return kinds == nil || slices.Contains(kinds, k)
 }
 
 // Append implements record.Appender: it applies one row and runs the
@@ -294,24 +337,32 @@ func (l *Live) Append(r *format.Row) error {
 	if err := format.CheckRow(r, len(l.ctx.St.CPUs)); err != nil {
 		return fmt.Errorf("analyze: row seq %d: %w", r.Seq, err)
 	}
-	l.ctx.St.Apply(r)
-	if err := l.ctx.St.Err(); err != nil {
-		return fmt.Errorf("analyze: row seq %d: %w", r.Seq, err)
+	return l.appendChecked(r)
+}
+
+// appendChecked is Append for a row whose values were checked as
+// format.CheckRow checks them (a Reader checks every row it decodes).
+func (l *Live) appendChecked(r *format.Row) error {
+	st := l.ctx.St
+	st.Apply(r)
+	if st.Mem.Overflowed() {
+		return fmt.Errorf("analyze: row seq %d: %w", r.Seq, st.Err())
 	}
-	l.ctx.story.add(l.ctx.St, r)
+	l.ctx.story.add(st, r)
 	l.rows++
+	as := l.byKind[r.Kind&(numKinds-1)]
 	if l.rows%timeEvery == 1 {
-		for i, a := range l.as {
-			l.ctx.analyzer = a.ID()
+		for _, i := range as {
+			l.ctx.analyzer = l.ids[i]
 			t0 := time.Now()
-			a.Event(l.ctx, r)
+			l.as[i].Event(l.ctx, r)
 			l.spent[i] += time.Since(t0) * timeEvery
 		}
 		return nil
 	}
-	for _, a := range l.as {
-		l.ctx.analyzer = a.ID()
-		a.Event(l.ctx, r)
+	for _, i := range as {
+		l.ctx.analyzer = l.ids[i]
+		l.as[i].Event(l.ctx, r)
 	}
 	return nil
 }
@@ -477,7 +528,7 @@ func AnalyzeFile(path string, as []Analyzer, opts ...Option) (*Result, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}
-		if err := l.Append(row); err != nil {
+		if err := l.appendChecked(row); err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}
 	}

@@ -62,6 +62,12 @@ func (a *cmc) Start(*Context) error {
 	return nil
 }
 
+func (*cmc) Needs() Needs {
+	return Needs{Kinds: []format.Kind{format.KindService, format.KindPerm, format.KindWrite, format.KindInsn},
+		Columns: []int{format.ColService, format.ColArg0, format.ColArg2, format.ColAlias, format.ColPermOld, format.ColPermNew,
+			format.ColAddr, format.ColSize, format.ColOld, format.ColNew, format.ColLen, format.ColBytes}}
+}
+
 func (a *cmc) Event(ctx *Context, r *format.Row) {
 	st := ctx.St
 	switch r.Kind {

@@ -49,7 +49,9 @@ type missedCall struct {
 	passes map[ctxKey][]*pass
 	isRet  []bool // by op index
 	done   []bool // by CPU: reported pt_cpu_done
-	halted []bool // by CPU: its last event is a HLT
+	// watch: a bit per hash of the addresses an insn row can matter at
+	// (sites, bodies, handlers), so that most rows are passed by one test.
+	watch [4]uint64
 }
 
 type callRule struct {
@@ -85,7 +87,7 @@ func (a *missedCall) Start(ctx *Context) error {
 	a.passes = map[ctxKey][]*pass{}
 	a.rules = nil
 	a.done = make([]bool, len(ctx.St.CPUs))
-	a.halted = make([]bool, len(ctx.St.CPUs))
+	a.watch = [4]uint64{}
 	a.isRet = make([]bool, len(ctx.St.Meta.OpNames))
 	for i, n := range ctx.St.Meta.OpNames {
 		a.isRet[i] = n == "RET"
@@ -106,18 +108,36 @@ func (a *missedCall) Start(ctx *Context) error {
 				return fmt.Errorf("contract must_call handler: %w", err)
 			}
 			rule.handlers[addr] = h
+			a.watchAddr(addr)
 		}
+		a.watchAddr(rule.site)
+		a.watchAddr(rule.body)
 		a.rules = append(a.rules, rule)
 	}
 	return nil
 }
 
+// watchHash picks addr's bit in watch.
+func watchHash(addr uint64) uint64 { return (addr * 0x9E3779B97F4A7C15) >> 56 }
+
+func (a *missedCall) watchAddr(addr uint64) { h := watchHash(addr); a.watch[h>>6&3] |= 1 << (h & 63) }
+
+func (a *missedCall) watched(addr uint64) bool {
+	h := watchHash(addr)
+	return a.watch[h>>6&3]&(1<<(h&63)) != 0
+}
+
+func (a *missedCall) Needs() Needs {
+	if len(a.rules) == 0 {
+		return Needs{Kinds: []format.Kind{}}
+	}
+	return Needs{Kinds: []format.Kind{format.KindInsn, format.KindMarker, format.KindIret, format.KindService},
+		Columns: []int{format.ColOp, format.ColRSP, format.ColArg0, format.ColHandler, format.ColService}}
+}
+
 func (a *missedCall) Event(ctx *Context, r *format.Row) {
 	if len(a.rules) == 0 {
 		return
-	}
-	if int(r.CPU) < len(a.halted) {
-		a.halted[r.CPU] = r.Kind == format.KindHalt
 	}
 	k := ctxKey{cpu: r.CPU, task: r.Task, depth: r.Depth}
 	switch r.Kind {
@@ -137,10 +157,12 @@ func (a *missedCall) Event(ctx *Context, r *format.Row) {
 		// be inside (at or below) each of its passes' frames.
 		for key, ps := range a.passes {
 			if key.cpu == r.CPU && key.task == r.Task && key.depth > r.Depth && len(ps) > 0 {
-				a.abandon(ctx, key, 0, r, fmt.Sprintf("the IRETQ at %s ended that context", ctx.Describe(r.RIP)))
+				a.abandon(ctx, key, 0, r, func() string { return fmt.Sprintf("the IRETQ at %s ended that context", ctx.Describe(r.RIP)) })
 			}
 		}
-		a.abandon(ctx, k, r.RSP, r, fmt.Sprintf("the IRETQ at %s resumed it at %s with its stack above the site's frame", ctx.Describe(r.RIP), ctx.Describe(r.Handler)))
+		a.abandon(ctx, k, r.RSP, r, func() string {
+			return fmt.Sprintf("the IRETQ at %s resumed it at %s with its stack above the site's frame", ctx.Describe(r.RIP), ctx.Describe(r.Handler))
+		})
 	case format.KindService:
 		if r.Service == svcCPUDone && int(r.CPU) < len(a.done) {
 			a.done[r.CPU] = true
@@ -148,14 +170,17 @@ func (a *missedCall) Event(ctx *Context, r *format.Row) {
 			// the reporting one can never end.
 			for key, ps := range a.passes {
 				if key.cpu == r.CPU && key.task != r.Task && len(ps) > 0 {
-					a.abandon(ctx, key, 0, r, fmt.Sprintf("task %d exited (cpu%d reported pt_cpu_done)", key.task, r.CPU))
+					a.abandon(ctx, key, 0, r, func() string { return fmt.Sprintf("task %d exited (cpu%d reported pt_cpu_done)", key.task, r.CPU) })
 				}
 			}
 		}
 	case format.KindInsn:
 		if int(r.Op) < len(a.isRet) && a.isRet[r.Op] {
 			// The RET pops the word at r.RSP: frames at or below it are gone.
-			a.abandon(ctx, k, r.RSP+1, r, fmt.Sprintf("the RET at %s returned from the site's frame", ctx.Describe(r.RIP)))
+			a.abandon(ctx, k, r.RSP+1, r, func() string { return fmt.Sprintf("the RET at %s returned from the site's frame", ctx.Describe(r.RIP)) })
+		}
+		if !a.watched(r.RIP) {
+			return // no site, body or handler here
 		}
 		for i := range a.rules {
 			ru := &a.rules[i]
@@ -166,7 +191,9 @@ func (a *missedCall) Event(ctx *Context, r *format.Row) {
 			}
 			switch r.RIP {
 			case ru.site:
-				a.abandon(ctx, k, r.RSP, r, fmt.Sprintf("the context came back to %s from a shallower frame", ctx.Describe(ru.site)))
+				a.abandon(ctx, k, r.RSP, r, func() string {
+					return fmt.Sprintf("the context came back to %s from a shallower frame", ctx.Describe(ru.site))
+				})
 				if p := a.innermost(k, i); p != nil && p.rsp == r.RSP {
 					continue // the site again in the same frame: the pass goes on
 				}
@@ -174,7 +201,9 @@ func (a *missedCall) Event(ctx *Context, r *format.Row) {
 					a.passes[k] = append(a.passes[k], &pass{rule: i, seq: r.Seq, rsp: r.RSP})
 				}
 			case ru.body:
-				a.abandon(ctx, k, r.RSP, r, fmt.Sprintf("the context reached %s in a shallower frame", ctx.Describe(ru.body)))
+				a.abandon(ctx, k, r.RSP, r, func() string {
+					return fmt.Sprintf("the context reached %s in a shallower frame", ctx.Describe(ru.body))
+				})
 				p := a.innermost(k, i)
 				if p == nil {
 					continue
@@ -223,7 +252,10 @@ func (a *missedCall) remove(k ctxKey, p *pass) {
 // abandon judges and drops context k's passes whose site stack pointer is
 // below rsp (rsp 0: all of them): they ended, at row r, without reaching
 // the site's end, for the reason how.
-func (a *missedCall) abandon(ctx *Context, k ctxKey, rsp uint64, r *format.Row, how string) {
+func (a *missedCall) abandon(ctx *Context, k ctxKey, rsp uint64, r *format.Row, how func() string) {
+	if len(a.passes) == 0 {
+		return
+	}
 	ps := a.passes[k]
 	if len(ps) == 0 {
 		return
@@ -243,7 +275,7 @@ func (a *missedCall) abandon(ctx *Context, k ctxKey, rsp uint64, r *format.Row, 
 		a.passes[k] = keep
 	}
 	for _, p := range gone {
-		a.judgeAbandoned(ctx, k, p, r.Seq, how)
+		a.judgeAbandoned(ctx, k, p, r.Seq, how())
 	}
 }
 
@@ -269,14 +301,14 @@ func (a *missedCall) judgeAbandoned(ctx *Context, k ctxKey, p *pass, last uint64
 func (a *missedCall) Finish(ctx *Context) {
 	var keys []ctxKey
 	for k, ps := range a.passes {
-		if len(ps) > 0 && int(k.cpu) < len(a.done) && a.done[k.cpu] && a.halted[k.cpu] {
+		if len(ps) > 0 && int(k.cpu) < len(a.done) && a.done[k.cpu] && ctx.St.CPUs[k.cpu].Last == format.KindHalt {
 			keys = append(keys, k)
 		}
 	}
 	sort.Slice(keys, func(i, j int) bool { return a.passes[keys[i]][0].seq < a.passes[keys[j]][0].seq })
 	for _, k := range keys {
 		r := &format.Row{Seq: ctx.St.Seq}
-		a.abandon(ctx, k, 0, r, fmt.Sprintf("the run ended with cpu%d finished and idle", k.cpu))
+		a.abandon(ctx, k, 0, r, func() string { return fmt.Sprintf("the run ended with cpu%d finished and idle", k.cpu) })
 	}
 }
 

@@ -28,14 +28,17 @@ import (
 // short; so is one that records outcome done while its events show a CPU
 // that never called pt_cpu_done (the footer and the events disagree).
 type progress struct {
-	doneSvc  format.Service
-	done     []bool
-	ring     [][progressWindow]insnSeen
-	n        []int
-	last     []format.Kind // kind of each CPU's last event
+	doneSvc format.Service
+	done    []bool
+	ring    [][progressWindow]insnSeen
+	percpu  [][progressWindow]string // the per-CPU variable each ring entry read, if any
+	n       []int
+	faulted bool
+	// Each CPU's last event (kind, seq and task), from the replay state
+	// at Finish (the analyzer sees only the kinds it needs).
+	last     []format.Kind
 	lastSeq  []uint64
 	lastTask []uint32
-	faulted  bool
 }
 
 // progressWindow is how many of each CPU's last instructions the loop is
@@ -48,7 +51,7 @@ type insnSeen struct {
 	len    uint8
 	depth  uint8
 	bytes  [15]byte
-	percpu string // the per-CPU variable the instruction read, if any
+	percpu string // the per-CPU variable the instruction read, if any (set when told)
 }
 
 func (*progress) ID() string { return "progress" }
@@ -60,10 +63,9 @@ func (a *progress) Start(ctx *Context) error {
 	n := len(ctx.St.CPUs)
 	a.done = make([]bool, n)
 	a.ring = make([][progressWindow]insnSeen, n)
+	a.percpu = make([][progressWindow]string, n)
 	a.n = make([]int, n)
-	a.last = make([]format.Kind, n)
-	a.lastSeq = make([]uint64, n)
-	a.lastTask = make([]uint32, n)
+	a.last, a.lastSeq, a.lastTask = nil, nil, nil
 	for _, s := range format.Services {
 		if s.Name == "pt_cpu_done" {
 			a.doneSvc = format.Service(s.Value)
@@ -72,22 +74,30 @@ func (a *progress) Start(ctx *Context) error {
 	return nil
 }
 
+func (a *progress) Needs() Needs {
+	return Needs{Kinds: []format.Kind{format.KindInsn, format.KindPercpuRead, format.KindService, format.KindFault},
+		Columns: []int{format.ColLen, format.ColBytes, format.ColPercpuVar, format.ColService}}
+}
+
 func (a *progress) Event(ctx *Context, r *format.Row) {
 	c := int(r.CPU)
 	if c >= len(a.done) {
 		return
 	}
-	a.last[c], a.lastSeq[c], a.lastTask[c] = r.Kind, r.Seq, r.Task
 	switch r.Kind {
 	case format.KindInsn:
-		e := &a.ring[c][a.n[c]%progressWindow]
-		*e = insnSeen{seq: r.Seq, rip: r.RIP, len: r.Len, depth: r.Depth, bytes: r.Bytes}
+		i := uint(a.n[c]) % progressWindow
+		e := &a.ring[c][i]
+		e.seq, e.rip, e.len, e.depth, e.bytes = r.Seq, r.RIP, r.Len, r.Depth, r.Bytes
+		if a.percpu[c][i] != "" {
+			a.percpu[c][i] = ""
+		}
 		a.n[c]++
 	case format.KindPercpuRead:
 		if a.n[c] > 0 {
-			e := &a.ring[c][(a.n[c]-1)%progressWindow]
-			if e.rip == r.RIP && r.PercpuVar != "" {
-				e.percpu = r.PercpuVar
+			i := uint(a.n[c]-1) % progressWindow
+			if a.ring[c][i].rip == r.RIP && r.PercpuVar != "" {
+				a.percpu[c][i] = r.PercpuVar
 			}
 		}
 	case format.KindService:
@@ -100,6 +110,11 @@ func (a *progress) Event(ctx *Context, r *format.Row) {
 }
 
 func (a *progress) Finish(ctx *Context) {
+	n := len(ctx.St.CPUs)
+	a.last, a.lastSeq, a.lastTask = make([]format.Kind, n), make([]uint64, n), make([]uint32, n)
+	for c, cpu := range ctx.St.CPUs {
+		a.last[c], a.lastSeq[c], a.lastTask[c] = cpu.Last, cpu.LastSeq, cpu.LastTask
+	}
 	why := ""
 	switch ctx.Outcome {
 	case format.OutcomeBudget:
@@ -170,7 +185,7 @@ func (a *progress) stopped(ctx *Context) {
 		f.CPU, f.Task, f.Where = cpu, a.lastTask[cpu], strings.TrimSuffix(where, ":")
 		f.Symbol, _, _ = strings.Cut(f.Where, "+")
 		if a.n[cpu] > 0 {
-			last := a.ring[cpu][(a.n[cpu]-1)%progressWindow]
+			last := a.seen(cpu, a.n[cpu]-1)
 			f.SeqFirst, f.SeqLast, f.Evidence = last.seq, last.seq, []uint64{last.seq}
 		}
 	}
@@ -180,6 +195,14 @@ func (a *progress) stopped(ctx *Context) {
 	}
 	f.Message = fmt.Sprintf("the run stopped before its CPUs finished: %s (%s); what the slice would have done next is unknown, so the run is incomplete", what, ctx.OutcomeDetail)
 	ctx.Report(f, "stopped")
+}
+
+// seen is cpu c's instruction number i (of those kept), with the per-CPU
+// variable it read.
+func (a *progress) seen(c, i int) insnSeen {
+	in := a.ring[c][i%progressWindow]
+	in.percpu = a.percpu[c][i%progressWindow]
+	return in
 }
 
 // report tells where cpu c was when the run ended.
@@ -200,7 +223,7 @@ func (a *progress) report(ctx *Context, c int, why, stuck string) {
 	}
 	insns := make([]insnSeen, cnt)
 	for j := range insns {
-		insns[j] = a.ring[c][(a.n[c]-cnt+j)%progressWindow]
+		insns[j] = a.seen(c, a.n[c]-cnt+j)
 	}
 	last := insns[cnt-1]
 	if a.last[c] == format.KindHalt {

@@ -36,8 +36,8 @@ type returnSlot struct {
 	slots map[string]bool
 	state map[slotKey]*slotFill
 
-	prov      map[uint64]stackWord // 8-byte word -> what last stored it
-	unaligned int                  // words in prov not 8-byte aligned
+	prov      provTable // 8-byte word -> what last stored it
+	unaligned int       // words in prov not 8-byte aligned
 	cpu       []cpuTrack
 	isCall    []bool // by op index
 	isRet     []bool
@@ -92,7 +92,7 @@ func (*returnSlot) Doc() string {
 func (a *returnSlot) Start(ctx *Context) error {
 	a.slots = map[string]bool{}
 	a.state = map[slotKey]*slotFill{}
-	a.prov = map[uint64]stackWord{}
+	a.prov = provTable{}
 	a.unaligned = 0
 	a.cpu = make([]cpuTrack, len(ctx.St.CPUs))
 	a.siteRets = map[uint64]bool{}
@@ -117,6 +117,11 @@ func (a *returnSlot) Start(ctx *Context) error {
 		}
 	}
 	return nil
+}
+
+func (*returnSlot) Needs() Needs {
+	return Needs{Kinds: []format.Kind{format.KindInsn, format.KindWrite, format.KindPercpuRead},
+		Columns: []int{format.ColOp, format.ColRSP, format.ColAddr, format.ColSize, format.ColAlias, format.ColPercpuVar, format.ColPercpuCPU, format.ColNew}}
 }
 
 func (a *returnSlot) Event(ctx *Context, r *format.Row) {
@@ -205,10 +210,10 @@ func (a *returnSlot) trackStore(r *format.Row) {
 // set records a word's provenance; words not 8-byte aligned are also
 // counted, so clobber only scans for them when there are any.
 func (a *returnSlot) set(addr uint64, w stackWord) {
-	if _, ok := a.prov[addr]; !ok && addr&7 != 0 {
+	if addr&7 != 0 && !a.prov.has(addr) {
 		a.unaligned++
 	}
-	a.prov[addr] = w
+	a.prov.set(addr, w)
 }
 
 // clobber marks every tracked word the store [r.Addr, r.Addr+r.Size)
@@ -219,10 +224,11 @@ func (a *returnSlot) clobber(r *format.Row) {
 		if p == lo && r.Size == 8 {
 			return
 		}
-		if w, ok := a.prov[p]; ok && p < hi && p+8 > lo {
-			w.kind, w.seq, w.rip = provStore, r.Seq, r.RIP
-			w.partial, w.at, w.size = true, lo, uint8(r.Size)
-			a.prov[p] = w
+		if p < hi && p+8 > lo {
+			if w := a.prov.get(p); w != nil {
+				w.kind, w.seq, w.rip = provStore, r.Seq, r.RIP
+				w.partial, w.at, w.size = true, lo, uint8(r.Size)
+			}
 		}
 	}
 	if a.unaligned == 0 {
@@ -242,7 +248,12 @@ func (a *returnSlot) clobber(r *format.Row) {
 func (a *returnSlot) checkRet(ctx *Context, r *format.Row) {
 	st := ctx.St
 	target := st.Mem.U64(r.RSP)
-	w, known := a.prov[r.RSP]
+	var w stackWord
+	pw := a.prov.get(r.RSP)
+	known := pw != nil
+	if known {
+		w = *pw
+	}
 	if known && w.kind != provStore {
 		return
 	}
@@ -290,4 +301,74 @@ func isReturnAddress(mem *replay.Memory, addr uint64) bool {
 		}
 	}
 	return false
+}
+
+// provTable maps stack words to their provenance: aligned words in pages
+// of 512 (one map lookup per page, and none for a run of stores to the
+// last page used), unaligned ones in a map.
+type provTable struct {
+	pages     map[uint64]*provPage
+	lastVPN   uint64
+	last      *provPage
+	unaligned map[uint64]*stackWord
+}
+
+type provPage struct {
+	has   [512 / 64]uint64
+	words [512]stackWord
+}
+
+// page returns the page of addr (aligned), making it when make is set.
+func (t *provTable) page(addr uint64, make bool) *provPage {
+	vpn := addr >> 12
+	if t.last != nil && t.lastVPN == vpn {
+		return t.last
+	}
+	p := t.pages[vpn]
+	if p == nil {
+		if !make {
+			return nil
+		}
+		if t.pages == nil {
+			t.pages = map[uint64]*provPage{}
+		}
+		p = &provPage{}
+		t.pages[vpn] = p
+	}
+	t.lastVPN, t.last = vpn, p
+	return p
+}
+
+// get returns the word at addr, or nil when none was stored; the word may
+// be changed in place.
+func (t *provTable) get(addr uint64) *stackWord {
+	if addr&7 != 0 {
+		return t.unaligned[addr]
+	}
+	p := t.page(addr, false)
+	i := addr >> 3 & 511
+	if p == nil || p.has[i>>6]&(1<<(i&63)) == 0 {
+		return nil
+	}
+	return &p.words[i]
+}
+
+func (t *provTable) has(addr uint64) bool { return t.get(addr) != nil }
+
+func (t *provTable) set(addr uint64, w stackWord) {
+	if addr&7 != 0 {
+		if t.unaligned == nil {
+			t.unaligned = map[uint64]*stackWord{}
+		}
+		if old := t.unaligned[addr]; old != nil {
+			*old = w
+			return
+		}
+		t.unaligned[addr] = &w
+		return
+	}
+	p := t.page(addr, true)
+	i := addr >> 3 & 511
+	p.has[i>>6] |= 1 << (i & 63)
+	p.words[i] = w
 }

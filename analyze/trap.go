@@ -2,6 +2,7 @@ package analyze
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/patchtrace/patchtrace/format"
@@ -23,6 +24,21 @@ type trapCheck struct {
 	oopsIP   []uint64 // per CPU: ip from the last die marker
 	lastTrap []trapSeen
 	faults   int // fault events seen
+	// bounds caches boundary's answer for the addresses IRETQs returned
+	// to, with the code bytes it was computed from: an IRETQ back to the
+	// same place over the same bytes decodes nothing again.
+	bounds map[uint64]*boundSeen
+	code   []byte
+}
+
+// boundSeen is boundary's answer for an address over code (the bytes of
+// the function holding it, and whether they were all mapped).
+type boundSeen struct {
+	code   []byte
+	mapped bool
+	start  uint64
+	insn   []byte
+	ok     bool
 }
 
 type trapSeen struct {
@@ -43,7 +59,32 @@ func (*trapCheck) Doc() string {
 func (a *trapCheck) Start(ctx *Context) error {
 	a.oopsIP = make([]uint64, len(ctx.St.CPUs))
 	a.lastTrap = make([]trapSeen, len(ctx.St.CPUs))
+	a.bounds = map[uint64]*boundSeen{}
 	return nil
+}
+
+func (*trapCheck) Needs() Needs {
+	return Needs{Kinds: []format.Kind{format.KindTrap, format.KindMarker, format.KindFault, format.KindIret},
+		Columns: []int{format.ColVector, format.ColErrCode, format.ColAddr, format.ColArg0, format.ColArg1, format.ColMsg, format.ColService, format.ColHandler}}
+}
+
+// boundary is boundary over the state's memory, cached.
+func (a *trapCheck) boundary(st *replay.State, addr uint64) (uint64, []byte, bool) {
+	sym, found := st.Syms.At(addr)
+	if !found || sym.Size == 0 || addr == sym.Addr {
+		return 0, nil, true
+	}
+	if uint64(cap(a.code)) < sym.Size {
+		a.code = make([]byte, sym.Size)
+	}
+	code := a.code[:sym.Size]
+	mapped := st.Mem.Read(sym.Addr, code)
+	if b := a.bounds[addr]; b != nil && b.mapped == mapped && string(b.code) == string(code) {
+		return b.start, b.insn, b.ok
+	}
+	start, insn, ok := boundary(st.Syms, st.Image, st.Mem, addr)
+	a.bounds[addr] = &boundSeen{code: slices.Clone(code), mapped: mapped, start: start, insn: insn, ok: ok}
+	return start, insn, ok
 }
 
 func (a *trapCheck) Event(ctx *Context, r *format.Row) {
@@ -86,7 +127,7 @@ func (a *trapCheck) Event(ctx *Context, r *format.Row) {
 			Message: msg,
 		}, fmt.Sprintf("fault|%#x", rip))
 	case format.KindIret:
-		start, insn, ok := boundary(ctx.St.Syms, ctx.St.Image, ctx.St.Mem, r.Handler)
+		start, insn, ok := a.boundary(ctx.St, r.Handler)
 		if ok {
 			return
 		}

@@ -88,6 +88,20 @@ func (a *unmatched) Start(ctx *Context) error {
 	return nil
 }
 
+func (a *unmatched) Needs() Needs {
+	var ks []format.Kind
+	if len(a.injects) > 0 {
+		ks = append(ks, format.KindInject)
+	}
+	if len(a.calls) > 0 {
+		ks = append(ks, format.KindMarker, format.KindInsn)
+	}
+	if ks == nil {
+		ks = []format.Kind{}
+	}
+	return Needs{Kinds: ks, Columns: []int{format.ColAddr, format.ColVector, format.ColArg0}}
+}
+
 func (a *unmatched) Event(ctx *Context, r *format.Row) {
 	switch r.Kind {
 	case format.KindInject:

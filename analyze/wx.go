@@ -35,6 +35,11 @@ func (*wx) Start(ctx *Context) error {
 	return nil
 }
 
+func (*wx) Needs() Needs {
+	return Needs{Kinds: []format.Kind{format.KindPerm, format.KindWrite, format.KindInsn},
+		Columns: []int{format.ColAlias, format.ColPermNew, format.ColPermOld, format.ColService, format.ColAddr, format.ColSize}}
+}
+
 func (*wx) Event(ctx *Context, r *format.Row) {
 	st := ctx.St
 	switch r.Kind {

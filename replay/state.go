@@ -106,6 +106,22 @@ type Memory struct {
 	pages   map[uint64]*Page
 	perms   []permSpan // sorted, not overlapping; pages outside have no permissions
 	scratch *Page      // where stores go beyond MaxPages (see State.Err)
+	// The last pages looked up (direct-mapped by page number) and the
+	// last permission span hit, so that the run of accesses to one stack
+	// or code page costs no map lookup or search. A Memory shared between
+	// goroutines (a Template's Image) keeps none (noCache).
+	cache    [pageCacheN]cachedPage
+	lastSpan int
+	noCache  bool
+}
+
+// pageCacheN is the number of cached page lookups (a power of two).
+const pageCacheN = 8
+
+// cachedPage is a page number with its entry in pages (p nil: none).
+type cachedPage struct {
+	vpn uint64
+	p   *Page
 }
 
 // permSpan gives the pages [lo, hi) the permissions perm.
@@ -116,14 +132,41 @@ type permSpan struct {
 
 // Page returns the page holding addr, or nil if none of its bytes was
 // loaded or written.
-func (m *Memory) Page(addr uint64) *Page { return m.pages[addr>>pageShift] }
+func (m *Memory) Page(addr uint64) *Page { return m.lookup(addr >> pageShift) }
+
+// lookup returns page vpn, or nil.
+func (m *Memory) lookup(vpn uint64) *Page {
+	c := &m.cache[vpn&(pageCacheN-1)]
+	if c.p != nil && c.vpn == vpn {
+		return c.p
+	}
+	p := m.pages[vpn]
+	if p != nil && !m.noCache {
+		*c = cachedPage{vpn, p}
+	}
+	return p
+}
 
 // Perm returns the permission of addr's page (0 if unmapped).
 func (m *Memory) Perm(addr uint64) uint8 {
 	vpn := addr >> pageShift
-	i := sort.Search(len(m.perms), func(i int) bool { return m.perms[i].hi > vpn })
-	if i < len(m.perms) && m.perms[i].lo <= vpn {
+	if i := m.lastSpan; i < len(m.perms) && m.perms[i].lo <= vpn && vpn < m.perms[i].hi {
 		return m.perms[i].perm
+	}
+	lo, hi := 0, len(m.perms) // the first span that ends above vpn
+	for lo < hi {
+		h := int(uint(lo+hi) >> 1)
+		if m.perms[h].hi > vpn {
+			hi = h
+		} else {
+			lo = h + 1
+		}
+	}
+	if lo < len(m.perms) && m.perms[lo].lo <= vpn {
+		if !m.noCache {
+			m.lastSpan = lo
+		}
+		return m.perms[lo].perm
 	}
 	return 0
 }
@@ -158,32 +201,44 @@ func (m *Memory) setPerm(vpn, n uint64, perm uint8) {
 		repl = append(repl, permSpan{hi, m.perms[j-1].hi, m.perms[j-1].perm})
 	}
 	m.perms = append(m.perms[:i], append(repl, m.perms[j:]...)...)
+	m.lastSpan = 0
 }
 
 // Read copies memory at addr into buf; unmapped bytes read as zero and ok
 // is false.
 func (m *Memory) Read(addr uint64, buf []byte) bool {
 	ok := true
-	for i := range buf {
-		a := addr + uint64(i)
-		p := m.pages[a>>pageShift]
-		if p == nil {
-			buf[i], ok = 0, false
-			continue
+	for len(buf) > 0 {
+		off := addr & (pageSize - 1)
+		n := min(uint64(len(buf)), pageSize-off) // the bytes on this page
+		if p := m.lookup(addr >> pageShift); p != nil {
+			copy(buf[:n], p.Data[off:])
+		} else {
+			clear(buf[:n])
+			ok = false
 		}
-		buf[i] = p.Data[a&(pageSize-1)]
+		buf, addr = buf[n:], addr+n
 	}
 	return ok
 }
 
 // U64 reads a little-endian u64.
 func (m *Memory) U64(addr uint64) uint64 {
+	if off := addr & (pageSize - 1); off <= pageSize-8 {
+		if p := m.lookup(addr >> pageShift); p != nil {
+			return binary.LittleEndian.Uint64(p.Data[off:])
+		}
+	}
 	var b [8]byte
 	m.Read(addr, b[:])
 	return binary.LittleEndian.Uint64(b[:])
 }
 
 func (m *Memory) page(vpn uint64) *Page {
+	c := &m.cache[vpn&(pageCacheN-1)]
+	if c.p != nil && c.vpn == vpn && !c.p.shared {
+		return c.p
+	}
 	p := m.pages[vpn]
 	if p == nil {
 		if len(m.pages) >= MaxPages {
@@ -200,6 +255,9 @@ func (m *Memory) page(vpn uint64) *Page {
 		p = &Page{Data: p.Data} // copy on write: the template's stays as loaded
 		m.pages[vpn] = p
 	}
+	if !m.noCache {
+		*c = cachedPage{vpn, p}
+	}
 	return p
 }
 
@@ -210,15 +268,35 @@ func (m *Memory) page(vpn uint64) *Page {
 // would otherwise cost 4 KiB per row.
 const MaxPages = 1 << 16
 
+// Overflowed reports whether stores touched more than MaxPages pages
+// (State.Err says so as an error).
+func (m *Memory) Overflowed() bool { return m.scratch != nil }
+
 // Err reports a trace whose stores touched more than MaxPages pages.
 func (st *State) Err() error {
 	if st.Mem.scratch != nil {
-		return fmt.Errorf("replay: the trace stores to more than %d pages (%d MiB), more than a run can touch", MaxPages, MaxPages>>8)
+		return st.err()
 	}
 	return nil
 }
 
+func (st *State) err() error {
+	return fmt.Errorf("replay: the trace stores to more than %d pages (%d MiB), more than a run can touch", MaxPages, MaxPages>>8)
+}
+
 func (m *Memory) store(addr uint64, size int, v uint64) {
+	if off := addr & (pageSize - 1); off <= pageSize-8 && size <= 8 {
+		// Within one page (every store but one that straddles two).
+		d := m.page(addr >> pageShift).Data[off : off+8]
+		if size == 8 {
+			binary.LittleEndian.PutUint64(d, v)
+			return
+		}
+		for i := 0; i < size; i++ {
+			d[i] = byte(v >> (8 * i))
+		}
+		return
+	}
 	for i := 0; i < size; i++ {
 		a := addr + uint64(i)
 		m.page(a >> pageShift).Data[a&(pageSize-1)] = byte(v >> (8 * i))
@@ -231,6 +309,11 @@ type CPU struct {
 	Depth         uint8
 	LastSerialize uint64 // seq of the CPU's last serialize event
 	Serialized    bool   // it has serialized at least once
+	// The CPU's last event: its kind and seq, and the task it named
+	// (for a switch, the task switched from). Last is 0 before any.
+	Last     format.Kind
+	LastSeq  uint64
+	LastTask uint32
 }
 
 // State is the machine state implied by the events applied so far.
@@ -357,6 +440,10 @@ func NewTemplate(md *format.Meta) (*Template, error) {
 	for _, p := range st.Mem.pages {
 		p.shared = true
 	}
+	// Every State made from the template reads its Image, from any
+	// goroutine: no lookup caches there.
+	st.Image.noCache = true
+	st.Mem.noCache = true
 	return &Template{st: st, key: keyOf(md)}, nil
 }
 
@@ -383,6 +470,7 @@ func (st *State) Apply(r *format.Row) {
 	if int(r.CPU) < len(st.CPUs) {
 		c := &st.CPUs[r.CPU]
 		c.Task, c.Depth = r.Task, r.Depth
+		c.Last, c.LastSeq, c.LastTask = r.Kind, r.Seq, r.Task
 		switch r.Kind {
 		case format.KindSerialize:
 			c.LastSerialize, c.Serialized = r.Seq, true

@@ -92,3 +92,66 @@ func TestTemplateState(t *testing.T) {
 	}
 	md.CPUs--
 }
+
+// TestMemoryLookupCache: reads, stores and permission changes interleaved
+// on one page see each other at once (the page and permission lookup
+// caches follow copy on write, new pages and permission changes), and a
+// state made from a template never sees another's.
+func TestMemoryLookupCache(t *testing.T) {
+	spec, err := scenario.Load(scenarios.FS, "text-poke-bp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := emu.LoadImage(spec.ID, spec.ELF)
+	if err != nil {
+		t.Fatal(err)
+	}
+	md := record.Meta(spec, img, spec.CPUs, 1)
+	tmpl, err := replay.NewTemplate(&md)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, other := tmpl.State(), tmpl.State()
+	var addr uint64
+	st.Mem.Mapped(func(vpn, n uint64, perm uint8) {
+		if addr == 0 && perm&replay.PermX != 0 {
+			addr = vpn<<12 + 0x10
+		}
+	})
+	if addr == 0 {
+		t.Fatal("no executable page")
+	}
+	orig := st.Mem.U64(addr)
+	for i, v := range []uint64{orig ^ 0xff, 0x1122334455667788, 7} {
+		st.Apply(&format.Row{Seq: uint64(i + 1), Kind: format.KindWrite, Addr: addr, Size: 8, New: v})
+		if got := st.Mem.U64(addr); got != v {
+			t.Fatalf("store %d: read %#x after storing %#x", i, got, v)
+		}
+		var b [2]byte
+		st.Mem.Read(addr+7, b[:])
+		if b[0] != byte(v>>56) {
+			t.Fatalf("store %d: byte 7 reads %#x, want %#x", i, b[0], byte(v>>56))
+		}
+		if got := other.Mem.U64(addr); got != orig {
+			t.Fatalf("store %d: another state made from the template reads %#x, want %#x", i, got, orig)
+		}
+	}
+	// A page nobody stored to, read (missing) then stored to.
+	far := uint64(0x7000_0000_0000)
+	if st.Mem.Page(far) != nil || st.Mem.U64(far) != 0 {
+		t.Fatal("an untouched page reads as present")
+	}
+	st.Apply(&format.Row{Seq: 10, Kind: format.KindWrite, Addr: far, Size: 4, New: 0xdeadbeef})
+	if got := st.Mem.U64(far); got != 0xdeadbeef {
+		t.Fatalf("new page reads %#x after a store", got)
+	}
+	// Permissions: read, changed, read again.
+	perm := st.Mem.Perm(addr)
+	st.Apply(&format.Row{Seq: 11, Kind: format.KindPerm, Addr: addr &^ 0xfff, Size: 1, PermNew: replay.PermR})
+	if got := st.Mem.Perm(addr); got != replay.PermR {
+		t.Fatalf("perm %#x after the change to r--, was %#x", got, perm)
+	}
+	if got := other.Mem.Perm(addr); got != perm {
+		t.Fatalf("another state's perm changed to %#x", got)
+	}
+}
