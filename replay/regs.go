@@ -21,3 +21,12 @@ func (e *EventText) regMaps(r *format.Row) (map[string]string, map[string]string
 func (e *EventText) loadWhat(r *format.Row) string { return r.Kind.String() }
 
 func isLoad(r *format.Row) bool { return false }
+
+// Get returns register i (an index into format.RegNames) and whether its
+// value is known.
+func (f *RegFile) Get(i int) (uint64, bool) {
+	if i < 0 || i >= len(f.Vals) || f.Known&(1<<i) == 0 {
+		return 0, false
+	}
+	return f.Vals[i], true
+}

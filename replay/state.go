@@ -8,6 +8,32 @@
 // The stream is format.Row values, whether they come from a trace file
 // (FromReader) or straight from a running machine (the recorder's rows):
 // analyzers see the same thing in both cases.
+//
+// # Random access: Cursor
+//
+// A [Cursor] is a seekable position in a trace file with the state there,
+// reconstructed from the trace alone (no re-execution, no scenario
+// directory): what a debugger over a recorded run needs.
+//
+//	c, err := replay.NewCursor(r, nil)   // r: a *format.Reader; before the first event
+//	err = c.Seek(seq)                    // after the last event with Seq <= seq
+//	row, ok := c.Row()                   // that event
+//	rf := c.Regs(cpu)                    // registers: rf.Get(i), i indexing format.RegNames
+//	pc, ok, err := c.NextPC(cpu)         // where cpu executes next
+//	cpuCtx, _ := c.CPU(cpu)              // task, trap depth, rip of its last event
+//	ok = c.ReadMemory(addr, buf)         // memory as it was there (text as patched)
+//	ok, err = c.Next() / c.Prev()        // one event forwards / backwards
+//	err = c.Scan(fn) / c.ScanBack(fn)    // watchpoint and breakpoint searches,
+//	                                     // batch by batch, without moving
+//	err = c.Index(progress)              // take every snapshot up front
+//
+// Seeking costs the events between the target and the nearest earlier
+// snapshot: the cursor keeps the state at batch boundaries (memory pages
+// shared copy-on-write between snapshots), within a memory bound
+// ([CursorLimit], SetLimit) that thins them as a trace grows. Register
+// values come from the register deltas of format version 4 (RegFile.Known
+// says which are known; a trace recorded with --no-regs has none).
+// EventText renders events as `patchtrace events` prints them.
 package replay
 
 import (
@@ -113,6 +139,7 @@ type Memory struct {
 	cache    [pageCacheN]cachedPage
 	lastSpan int
 	noCache  bool
+	copies   int // pages copied on write so far (Cursor's memory bound)
 }
 
 // pageCacheN is the number of cached page lookups (a power of two).
@@ -122,6 +149,21 @@ const pageCacheN = 8
 type cachedPage struct {
 	vpn uint64
 	p   *Page
+}
+
+// freeze makes m's current contents immutable and returns a copy of it
+// that shares every page: later stores to m, or to a copy made by
+// thaw, copy the page first.
+func (m *Memory) freeze() *Memory {
+	for _, p := range m.pages {
+		p.shared = true
+	}
+	return m.thaw()
+}
+
+// thaw returns a memory sharing m's pages (which must be frozen).
+func (m *Memory) thaw() *Memory {
+	return &Memory{pages: maps.Clone(m.pages), perms: slices.Clone(m.perms), scratch: m.scratch}
 }
 
 // permSpan gives the pages [lo, hi) the permissions perm.
@@ -254,6 +296,7 @@ func (m *Memory) page(vpn uint64) *Page {
 	} else if p.shared {
 		p = &Page{Data: p.Data} // copy on write: the template's stays as loaded
 		m.pages[vpn] = p
+		m.copies++
 	}
 	if !m.noCache {
 		*c = cachedPage{vpn, p}
@@ -314,16 +357,22 @@ type CPU struct {
 	Last     format.Kind
 	LastSeq  uint64
 	LastTask uint32
+	// RIP is the rip column of the CPU's last event (the instruction's
+	// address for an insn row).
+	RIP uint64
 }
 
 // State is the machine state implied by the events applied so far.
 type State struct {
-	Meta     *format.Meta
-	Spec     *scenario.Spec // the scenario recorded in the trace (nil if it does not parse)
-	Syms     *Symbols
-	Mem      *Memory
-	Image    *Memory // the slice image as loaded, before any event
-	CPUs     []CPU
+	Meta  *format.Meta
+	Spec  *scenario.Spec // the scenario recorded in the trace (nil if it does not parse)
+	Syms  *Symbols
+	Mem   *Memory
+	Image *Memory // the slice image as loaded, before any event
+	CPUs  []CPU
+	// Regs is each CPU's register file, folded from the register deltas
+	// of its events (format version 4; nothing is Known before).
+	Regs     []RegFile
 	Seq      uint64 // seq of the last applied event
 	Applied  uint64
 	Warnings []string
@@ -364,6 +413,7 @@ func NewState(md *format.Meta) (*State, error) {
 		}
 	}
 	st.CPUs = make([]CPU, md.CPUs)
+	st.Regs = make([]RegFile, md.CPUs)
 	if md.ScenarioText != "" {
 		spec, err := scenario.Parse(md.Scenario+"/scenario.toml", []byte(md.ScenarioText))
 		if err != nil {
@@ -459,6 +509,7 @@ func (t *Template) State() *State {
 	st := *t.st
 	st.Mem = &Memory{pages: maps.Clone(t.st.Mem.pages), perms: slices.Clone(t.st.Mem.perms)}
 	st.CPUs = make([]CPU, len(t.st.CPUs))
+	st.Regs = make([]RegFile, len(t.st.CPUs))
 	st.Warnings = slices.Clone(t.st.Warnings)
 	return &st
 }
@@ -469,8 +520,9 @@ func (st *State) Apply(r *format.Row) {
 	st.Applied++
 	if int(r.CPU) < len(st.CPUs) {
 		c := &st.CPUs[r.CPU]
-		c.Task, c.Depth = r.Task, r.Depth
+		c.Task, c.Depth, c.RIP = r.Task, r.Depth, r.RIP
 		c.Last, c.LastSeq, c.LastTask = r.Kind, r.Seq, r.Task
+		st.Regs[r.CPU].Apply(r)
 		switch r.Kind {
 		case format.KindSerialize:
 			c.LastSerialize, c.Serialized = r.Seq, true

@@ -125,6 +125,58 @@ func (r *Run) Until(seq uint64) (*State, error) {
 	return st, nil
 }
 
+// Probe re-executes the run once, one step at a time, and calls fn with
+// the machine after the step that emits each event of at (ascending
+// sequence numbers; a step that emits several of them is reported once,
+// with the last event it emitted). fn returning false ends the run. It
+// fails when the run ends before an event of at.
+func (r *Run) Probe(at []uint64, fn func(m *emu.Machine, last uint64) bool) error {
+	m, err := r.Machine(discard{})
+	if err != nil {
+		return err
+	}
+	p := &prober{stepper: stepper{log: r.Decisions, until: ^uint64(0)}, at: at, fn: fn}
+	res := m.Run(p)
+	p.check(m) // the last step's events
+	if p.stop {
+		return nil
+	}
+	if res.Err != nil {
+		return fmt.Errorf("rerun: %w", res.Err)
+	}
+	if len(p.at) > 0 {
+		return fmt.Errorf("rerun: the run has %d events; there is no event %d", m.Seq(), p.at[0])
+	}
+	return nil
+}
+
+type prober struct {
+	stepper
+	at   []uint64
+	fn   func(*emu.Machine, uint64) bool
+	stop bool
+}
+
+func (p *prober) check(m *emu.Machine) {
+	if len(p.at) == 0 || p.stop || m.Seq() <= p.at[0] {
+		return
+	}
+	for len(p.at) > 0 && p.at[0] < m.Seq() {
+		p.at = p.at[1:]
+	}
+	if !p.fn(m, m.Seq()-1) {
+		p.stop = true
+	}
+}
+
+func (p *prober) Next(m *emu.Machine) (emu.Decision, bool) {
+	p.check(m)
+	if p.stop || len(p.at) == 0 {
+		return emu.Decision{}, false
+	}
+	return p.stepper.Next(m)
+}
+
 type discard struct{}
 
 func (discard) Event(*emu.Event) {}
