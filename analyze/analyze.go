@@ -40,11 +40,16 @@ type Finding struct {
 	Evidence []uint64 `json:"evidence"` // event sequence numbers
 	Story    []string `json:"story"`    // the interleaving around it, in order
 	Count    int      `json:"count"`    // occurrences folded into this finding (same analyzer, rule and place)
-	key      string
-	// also lists the other CPUs and tasks ("cpu2 task 4") folded
-	// occurrences happened on, in first-seen order, so that the header does
-	// not name one context for hits spread over several.
-	also []string
+	// Contexts lists every CPU and task ("cpu2 task 4") the folded
+	// occurrences happened on, the first's first, in first-seen order, so
+	// that a finding does not name one context for hits spread over
+	// several.
+	Contexts []string `json:"contexts"`
+	// FaultAddr is the address a #PF faulted on (CR2), for findings of a
+	// page fault; HasFaultAddr says it is set (0 is an address too).
+	FaultAddr    uint64 `json:"fault_addr,omitempty"`
+	HasFaultAddr bool   `json:"has_fault_addr,omitempty"`
+	key          string
 }
 
 // maxAlso bounds the other contexts the text header names.
@@ -65,13 +70,14 @@ func (f *Finding) placeName() string {
 // alsoText says where else folded occurrences happened: "" when all were
 // where the first was, else ", also on cpu2 task 4, cpu3 task 5".
 func (f *Finding) alsoText() string {
-	if len(f.also) == 0 {
+	if len(f.Contexts) < 2 {
 		return ""
 	}
-	if len(f.also) > maxAlso {
-		return fmt.Sprintf(", also on %s and %d more", strings.Join(f.also[:maxAlso], ", "), len(f.also)-maxAlso)
+	also := f.Contexts[1:]
+	if len(also) > maxAlso {
+		return fmt.Sprintf(", also on %s and %d more", strings.Join(also[:maxAlso], ", "), len(also)-maxAlso)
 	}
-	return ", also on " + strings.Join(f.also, ", ")
+	return ", also on " + strings.Join(also, ", ")
 }
 
 // Analyzer is one check. Start is called once with the initial state; Event
@@ -166,8 +172,8 @@ func (ctx *Context) Report(f Finding, key string) {
 	k := ctx.analyzer + "|" + key
 	if old := ctx.byKey[k]; old != nil && key != "" {
 		old.Count++
-		if c := f.placeName(); c != old.placeName() && !slices.Contains(old.also, c) {
-			old.also = append(old.also, c)
+		if c := f.placeName(); !slices.Contains(old.Contexts, c) {
+			old.Contexts = append(old.Contexts, c)
 		}
 		if f.SeqLast > old.SeqLast {
 			old.SeqLast = f.SeqLast
@@ -189,6 +195,7 @@ func (ctx *Context) Report(f Finding, key string) {
 		f.Story = ctx.story.tell(ctx.St, f.CPU, f.Evidence)
 	}
 	f.Count = 1
+	f.Contexts = []string{f.placeName()}
 	f.key = k
 	ctx.byKey[k] = &f
 	ctx.findings = append(ctx.findings, &f)

@@ -239,8 +239,11 @@ func WriteSARIF(w io.Writer, results []*Result, toolVersion string, loc Locator)
 				Locations: []sarifLocation{l},
 				Properties: map[string]any{"cpu": f.CPU, "task": f.Task, "seqFirst": f.SeqFirst, "seqLast": f.SeqLast,
 					"evidence": f.Evidence, "trace": res.File, "scenario": res.Scenario, "count": f.Count,
-					"outcome": res.Outcome, "truncated": res.Truncated},
+					"outcome": res.Outcome, "truncated": res.Truncated, "contexts": f.Contexts},
 				Finger: map[string]string{"patchtrace/v1": res.Scenario + "|" + f.Analyzer + "|" + f.Where},
+			}
+			if f.HasFaultAddr {
+				r.Properties["faultAddr"] = f.FaultAddr
 			}
 			if len(f.Story) > 0 {
 				var tf sarifThreadFlow

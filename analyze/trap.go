@@ -49,6 +49,9 @@ type trapSeen struct {
 	addr    uint64
 }
 
+// vecPF is the page-fault vector (SDM Vol. 3 Table 6-1).
+const vecPF = 14
+
 // markerOopsIP is the marker id die() uses to name the faulting ip.
 const markerOopsIP = 0xffff
 
@@ -99,6 +102,10 @@ func (a *trapCheck) Event(ctx *Context, r *format.Row) {
 		a.faults++
 		rip, msg, ev := r.RIP, r.Msg, []uint64{r.Seq}
 		first := r.Seq
+		var pf *uint64 // the #PF's CR2, when the fault is a page fault
+		if r.HasVector && r.Service == 0 && r.Vector == vecPF {
+			pf = &r.Addr
+		}
 		if r.HasVector && r.Service == 0 {
 			// The machine's own oops (no handler, or the frame could not be
 			// pushed): name what the exception carries.
@@ -119,13 +126,20 @@ func (a *trapCheck) Event(ctx *Context, r *format.Row) {
 					}
 				} else {
 					msg = fmt.Sprintf("%s%s at %s claimed by no handler (%s)", format.VectorName(t.vector), faultDetail(t.vector, t.errCode, t.addr), ctx.Describe(rip), r.Msg)
+					if t.vector == vecPF {
+						pf = &t.addr
+					}
 				}
 			}
 		}
-		ctx.Report(Finding{
+		f := Finding{
 			CPU: int(r.CPU), Task: r.Task, SeqFirst: first, SeqLast: r.Seq, RIP: rip, Evidence: ev,
 			Message: msg,
-		}, fmt.Sprintf("fault|%#x", rip))
+		}
+		if pf != nil {
+			f.FaultAddr, f.HasFaultAddr = *pf, true
+		}
+		ctx.Report(f, fmt.Sprintf("fault|%#x", rip))
 	case format.KindIret:
 		start, insn, ok := a.boundary(ctx.St, r.Handler)
 		if ok {

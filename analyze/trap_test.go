@@ -121,6 +121,10 @@ func TestTrapFindingNamesWhatTheFaultCarries(t *testing.T) {
 			if len(res.Findings) != 1 {
 				t.Fatalf("findings %+v", res.Findings)
 			}
+			// A page fault's finding carries its address as a field.
+			if f := res.Findings[0]; f.HasFaultAddr != (tc.wants[0] != "#GP") || (f.HasFaultAddr && f.FaultAddr != cr2) {
+				t.Errorf("fault address %v %#x, want it set to %#x for a #PF only", f.HasFaultAddr, f.FaultAddr, uint64(cr2))
+			}
 			for _, w := range tc.wants {
 				if !strings.Contains(res.Findings[0].Message, w) {
 					t.Errorf("message %q does not name %q", res.Findings[0].Message, w)
