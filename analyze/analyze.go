@@ -35,6 +35,11 @@ type Finding struct {
 	SeqLast  uint64   `json:"seq_last"`
 	RIP      uint64   `json:"rip"`
 	Where    string   `json:"where"` // symbol+offset
+	// Source is RIP as "file:line" of the slice's sources, from the DWARF
+	// line table of the trace's ELF (staged names: "base/traps.c",
+	// "lib/ftrace/ftrace.c", "ID/patch.c"); "" when the table does not
+	// cover it or the slice has none.
+	Source   string   `json:"source,omitempty"`
 	Symbol   string   `json:"symbol"`
 	Message  string   `json:"message"`
 	Evidence []uint64 `json:"evidence"` // event sequence numbers
@@ -182,6 +187,9 @@ func (ctx *Context) Report(f Finding, key string) {
 	}
 	if f.Where == "" {
 		f.Where = ctx.St.Syms.Describe(f.RIP)
+	}
+	if f.Source == "" && f.RIP != 0 {
+		f.Source = ctx.St.Syms.Line(f.RIP)
 	}
 	if f.Symbol == "" {
 		if s, ok := ctx.St.Syms.At(f.RIP); ok {

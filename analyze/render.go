@@ -5,12 +5,58 @@ import (
 	"encoding/xml"
 	"fmt"
 	"io"
+	"path"
+	"strconv"
 	"strings"
 )
 
 // Locator maps a finding's symbol ("" when it has none) in a scenario to a
-// source file and line (for SARIF); ok=false when unknown.
+// source file and line (for SARIF); ok=false when unknown. A finding whose
+// Source (file:line from the slice's line table) is known is placed there
+// instead; the Locator then only says whether the scenario is a built-in
+// one (see sourceRegion).
 type Locator func(scenario, symbol string) (file string, line int, ok bool)
+
+// whereText is the finding's place for people: "symbol+0xoff (file:line)",
+// or symbol+offset alone when the line is unknown.
+func (f *Finding) whereText() string {
+	if f.Source == "" {
+		return f.Where
+	}
+	return f.Where + " (" + f.Source + ")"
+}
+
+// sourceRegion maps a finding's Source ("ID/patch.c:42", staged names) to
+// a SARIF artifact and line. For a built-in scenario (loc places its
+// scenario file under scenarios/DIR/) the staged names become the
+// repository's: scenarios/DIR/patch.c, scenarios/base/..., scenarios/lib/...;
+// for any other scenario a file of its own is named relative to its
+// directory (patch.c) and the rest as staged (base/traps.c: the author's
+// replace = [...] copy, or the built-in base's file of that name).
+func sourceRegion(scenario, source string, loc Locator) (string, int, bool) {
+	i := strings.LastIndexByte(source, ':')
+	if i <= 0 {
+		return "", 0, false
+	}
+	line, err := strconv.Atoi(source[i+1:])
+	if err != nil || line <= 0 {
+		return "", 0, false
+	}
+	file := source[:i]
+	own, isOwn := strings.CutPrefix(file, scenario+"/")
+	if loc != nil {
+		if toml, _, ok := loc(scenario, ""); ok && strings.HasPrefix(toml, "scenarios/") {
+			if isOwn {
+				return path.Dir(toml) + "/" + own, line, true
+			}
+			return "scenarios/" + file, line, true
+		}
+	}
+	if isOwn {
+		return own, line, true
+	}
+	return file, line, true
+}
 
 // WriteText prints results for a person.
 func WriteText(w io.Writer, results []*Result) error {
@@ -34,7 +80,7 @@ func WriteText(w io.Writer, results []*Result) error {
 			if f.Count > 1 {
 				times = fmt.Sprintf(" [%d times%s; first shown]", f.Count, f.alsoText())
 			}
-			fmt.Fprintf(w, "\n%s %s: cpu%d %s at %s (seq %d..%d)%s\n  %s\n", f.Severity, f.Analyzer, f.CPU, f.Context, f.Where, f.SeqFirst, f.SeqLast, times, f.Message)
+			fmt.Fprintf(w, "\n%s %s: cpu%d %s at %s (seq %d..%d)%s\n  %s\n", f.Severity, f.Analyzer, f.CPU, f.Context, f.whereText(), f.SeqFirst, f.SeqLast, times, f.Message)
 			if len(f.Story) > 0 {
 				fmt.Fprintln(w, "  what happened:")
 				for _, l := range f.Story {
@@ -222,7 +268,9 @@ func WriteSARIF(w io.Writer, results []*Result, toolVersion string, loc Locator)
 		}
 		for _, f := range res.Findings {
 			l := sarifLocation{LogicalLocations: []sarifLogical{{Name: f.Symbol, FullyQualifiedName: f.Where, Kind: "function"}}}
-			if loc != nil {
+			if file, line, ok := sourceRegion(res.Scenario, f.Source, loc); ok {
+				l.PhysicalLocation = &sarifPhysical{ArtifactLocation: sarifArtifact{URI: file}, Region: &sarifRegion{StartLine: line}}
+			} else if loc != nil {
 				if file, line, ok := loc(res.Scenario, f.Symbol); ok {
 					l.PhysicalLocation = &sarifPhysical{ArtifactLocation: sarifArtifact{URI: file}, Region: &sarifRegion{StartLine: line}}
 				}
@@ -355,7 +403,7 @@ func WriteJUnit(w io.Writer, results []*Result) error {
 					continue
 				}
 				n++
-				fmt.Fprintf(&text, "cpu%d %s at %s (seq %d..%d, %d times%s): %s\n", f.CPU, f.Context, f.Where, f.SeqFirst, f.SeqLast, f.Count, f.alsoText(), f.Message)
+				fmt.Fprintf(&text, "cpu%d %s at %s (seq %d..%d, %d times%s): %s\n", f.CPU, f.Context, f.whereText(), f.SeqFirst, f.SeqLast, f.Count, f.alsoText(), f.Message)
 				for _, l := range f.Story {
 					fmt.Fprintf(&text, "    %s\n", l)
 				}

@@ -126,6 +126,14 @@ func hexBytes(b []byte) string {
 // tellRow renders one event as a person would tell it.
 func tellRow(st *replay.State, r *format.Row) string {
 	d := st.Syms.Describe
+	// dl adds the source line to the places an instruction ran (not to
+	// values, handlers or function entries: their symbol says it).
+	dl := func(a uint64) string {
+		if fl := st.Syms.Line(a); fl != "" {
+			return d(a) + " (" + fl + ")"
+		}
+		return d(a)
+	}
 	head := fmt.Sprintf("seq %d cpu%d task %d", r.Seq, r.CPU, r.Task)
 	if r.Depth > 0 {
 		head += fmt.Sprintf(" (trap depth %d)", r.Depth)
@@ -141,17 +149,17 @@ func tellRow(st *replay.State, r *format.Row) string {
 		case r.PercpuVar == "":
 			what = fmt.Sprintf("%s stores %#x at %#x (%d bytes, was %#x)", d(r.RIP), r.New, r.Addr, r.Size, r.Old)
 		default:
-			what = fmt.Sprintf("%s writes per-CPU %s[cpu%d] = %s (was %s)", d(r.RIP), r.PercpuVar, r.PercpuCPU, d(r.New), d(r.Old))
+			what = fmt.Sprintf("%s writes per-CPU %s[cpu%d] = %s (was %s)", dl(r.RIP), r.PercpuVar, r.PercpuCPU, d(r.New), d(r.Old))
 		}
 	case format.KindPercpuRead:
-		what = fmt.Sprintf("%s reads per-CPU %s[cpu%d] = %s", d(r.RIP), r.PercpuVar, r.PercpuCPU, d(r.New))
+		what = fmt.Sprintf("%s reads per-CPU %s[cpu%d] = %s", dl(r.RIP), r.PercpuVar, r.PercpuCPU, d(r.New))
 	case format.KindTrap:
-		what = fmt.Sprintf("takes %s at %s -> %s", format.VectorName(r.Vector), d(r.RIP), d(r.Handler))
+		what = fmt.Sprintf("takes %s at %s -> %s", format.VectorName(r.Vector), dl(r.RIP), d(r.Handler))
 		if r.Vector == 3 {
-			what = fmt.Sprintf("hits int3 at %s (bytes %s) -> %s", d(r.RIP-1), hexBytes(r.Bytes[:5]), d(r.Handler))
+			what = fmt.Sprintf("hits int3 at %s (bytes %s) -> %s", dl(r.RIP-1), hexBytes(r.Bytes[:5]), d(r.Handler))
 		}
 	case format.KindIret:
-		what = fmt.Sprintf("iretq from %s back to %s", d(r.RIP), d(r.Handler))
+		what = fmt.Sprintf("iretq from %s back to %s", dl(r.RIP), dl(r.Handler))
 	case format.KindPerm:
 		what = fmt.Sprintf("%s: page %#x %s -> %s", r.Service, r.Addr, format.PermString(r.PermOld), format.PermString(r.PermNew))
 		if r.Alias {

@@ -96,7 +96,7 @@ func LoadImage(name string, raw []byte) (*Image, error) {
 	if err != nil {
 		return nil, bad("%v", err)
 	}
-	img.syms = slice.NewTable(syms)
+	img.syms = slice.NewTable(syms).WithLines(e.Lines())
 	img.Symbols = img.syms.Symbols()
 	start, ok := img.syms.Lookup("pt_start")
 	if !ok || start.PerCPU {
@@ -147,14 +147,19 @@ func (img *Image) Bytes(addr, n uint64) []byte {
 // Lookup returns the symbol named name.
 func (img *Image) Lookup(name string) (*Symbol, bool) { return img.syms.Lookup(name) }
 
-// Resolve evaluates "symbol", "symbol+off" or a number to an address
-// (slice.Table.Resolve).
+// Resolve evaluates "file.c:LINE" (the line's first instruction, from the
+// slice's DWARF line table), "symbol", "symbol+off" or a number to an
+// address (slice.Table.Resolve).
 func (img *Image) Resolve(expr string) (uint64, error) { return img.syms.Resolve(expr) }
 
 // Describe renders addr as "symbol+0xoff", or hex when no symbol contains
 // it (slice.Table.Describe: the form Resolve reads back, and the one the
 // analyzers print from a trace).
 func (img *Image) Describe(addr uint64) string { return img.syms.Describe(addr) }
+
+// Line names addr as "file:line" from the slice's DWARF line table, or ""
+// when the table does not cover it (or the slice has none).
+func (img *Image) Line(addr uint64) string { return img.syms.Line(addr) }
 
 // SymbolAt returns the non-per-CPU symbol containing addr (or the nearest
 // label below it, slice.Table.At), or nil.

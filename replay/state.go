@@ -91,8 +91,9 @@ func (s *Symbols) Lookup(name string) (format.Symbol, bool) {
 	return format.Symbol{}, false
 }
 
-// Resolve evaluates "symbol", "symbol+off" or a number
-// (slice.Table.Resolve).
+// Resolve evaluates "file.c:LINE", "symbol", "symbol+off" or a number
+// (slice.Table.Resolve; a file:line needs the line table of the trace's
+// ELF, which NewState reads).
 func (s *Symbols) Resolve(expr string) (uint64, error) { return s.t.Resolve(expr) }
 
 // At returns the symbol containing addr, or false (slice.Table.At).
@@ -115,6 +116,10 @@ func (s *Symbols) PercpuAt(off uint64) (format.Symbol, bool) {
 // Describe renders addr as "symbol+0xoff", or hex when no symbol covers it
 // (slice.Table.Describe).
 func (s *Symbols) Describe(addr uint64) string { return s.t.Describe(addr) }
+
+// Line names addr as "file:line" from the line table of the trace's slice
+// ELF, or "" when it does not cover addr (or the slice has none).
+func (s *Symbols) Line(addr uint64) string { return s.t.Line(addr) }
 
 // Page is one page of reconstructed memory.
 type Page struct {
@@ -426,6 +431,13 @@ func NewState(md *format.Meta) (*State, error) {
 	if err != nil {
 		return nil, fmt.Errorf("replay: the trace's slice ELF: %w", err)
 	}
+	// The line table names addresses file:line; a slice without one (or
+	// with one that does not parse) still replays, by symbol+offset.
+	lines, lerr := e.Lines()
+	if lerr != nil {
+		st.Warnings = append(st.Warnings, "the slice's line table cannot be read (findings are placed by symbol only): "+lerr.Error())
+	}
+	st.Syms = &Symbols{t: st.Syms.t.WithLines(lines, lerr)}
 	st.Image = &Memory{pages: make(map[uint64]*Page)}
 	for _, s := range e.Sections {
 		perm := uint8(s.Perm)

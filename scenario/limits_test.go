@@ -40,6 +40,8 @@ func TestHostileScenarios(t *testing.T) {
 		{"deep inline tables", base + deep, "nested more than 16 deep"},
 		{"deep arrays", base + "x = " + strings.Repeat("[", 50_000) + "\n", "nested more than 16 deep"},
 		{"offset wraps", base + "[[inject]]\nkind = \"nmi\"\ncpu = 0\nat = \"f+0xffffffffffffffffff\"\n", `bad offset "0xffffffffffffffffff"`},
+		{"line zero", base + "[[inject]]\nkind = \"nmi\"\ncpu = 0\nat = \"patch.c:0\"\n", `address "patch.c:0": want file.c:LINE (a positive line number)`},
+		{"line not a number", base + "[contract]\nmust_call = [{ site = \"patch.c:x\", handlers = [\"h\"] }]\n", `address "patch.c:x": want file.c:LINE`},
 		{"site offset not a number", base + "[contract]\nmust_call = [{ site = \"f+zz\", handlers = [\"h\"] }]\n", `address "f+zz"`},
 		{"handler without symbol", base + "[contract]\nmust_call = [{ site = \"f\", handlers = [\"+3\"] }]\n", `address "+3": no symbol`},
 		{"too big", base + "description = \"" + strings.Repeat("x", MaxTextBytes) + "\"\n", "a scenario file may have at most"},

@@ -195,7 +195,7 @@ func (c CPUSet) Resolve(n int) []int {
 type Inject struct {
 	Kind string `toml:"kind"` // "nmi", "timer", "ipi"
 	CPU  int    `toml:"cpu"`
-	At   string `toml:"at"`  // "symbol+off"
+	At   string `toml:"at"`  // "file.c:LINE", "symbol" or "symbol+off"
 	Hit  uint64 `toml:"hit"` // Nth arrival (1-based); 0 = every time
 	// A rule that never raises its interrupt in a finished run is reported
 	// (run warns; the unmatched analyzer makes check fail).
@@ -519,7 +519,7 @@ func (s *Spec) validate() error {
 			return fmt.Errorf("inject %d: cpu %d: the scenario has %d CPUs", i+1, in.CPU, s.CPUs)
 		}
 		if in.At == "" {
-			return fmt.Errorf("inject %d: missing at (\"symbol+offset\")", i+1)
+			return fmt.Errorf("inject %d: missing at (\"file.c:LINE\", \"symbol\" or \"symbol+offset\")", i+1)
 		}
 		if err := checkAddrExpr(in.At); err != nil {
 			return fmt.Errorf("inject %d: %v", i+1, err)
@@ -592,11 +592,19 @@ func (s *Spec) validateBuild() error {
 	return nil
 }
 
-// checkAddrExpr checks the form of a "symbol", "symbol+offset" or number
-// address: an offset must be a number that fits 64 bits ("f+0xffff..."
-// longer than that wrapped). Whether the symbol exists and the sum fits is
-// checked against the slice (emu.Image.Resolve).
+// checkAddrExpr checks the form of a "file.c:LINE", "symbol",
+// "symbol+offset" or number address: a line must be a positive decimal
+// number, an offset a number that fits 64 bits ("f+0xffff..." longer than
+// that wrapped). Whether the file:line has code or the symbol exists and
+// the sum fits is checked against the slice (emu.Image.Resolve).
 func checkAddrExpr(expr string) error {
+	if i := strings.LastIndexByte(expr, ':'); i >= 0 {
+		n, err := strconv.Atoi(expr[i+1:])
+		if i == 0 || err != nil || n <= 0 || expr[i+1] == '+' || strings.ContainsAny(expr[:i], " \t+") {
+			return fmt.Errorf("address %q: want file.c:LINE (a positive line number), symbol or symbol+offset", expr)
+		}
+		return nil
+	}
 	name, off, plus := strings.Cut(expr, "+")
 	if i := strings.LastIndex(expr, "+"); i > 0 {
 		name, off, plus = expr[:i], expr[i+1:], true

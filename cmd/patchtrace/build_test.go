@@ -183,7 +183,7 @@ func TestBuildInsnCheck(t *testing.T) {
 	if code != exitError {
 		t.Fatalf("build: exit %d, want %d\n%s%s", code, exitError, out, errs)
 	}
-	for _, want := range []string{"fninit", "author_x87+0x1", "not implemented", "ud2", "author_ud", "native service"} {
+	for _, want := range []string{"fninit", filepath.Join(dir, "bad.c") + ":1 (author_x87+0x1)", "not implemented", "ud2", filepath.Join(dir, "bad.c") + ":2 (author_ud", "native service"} {
 		if !strings.Contains(errs, want) {
 			t.Errorf("error does not name %q:\n%s", want, errs)
 		}

@@ -198,12 +198,14 @@
 //	Replays each trace (memory, page permissions, per-CPU context) and runs the
 //	analyzers: missed-call, return-slot, wx, cmc, trap, frame, progress, unmatched.
 //	Each finding names the analyzer, CPU, task/context (and every other context the
-//	same finding recurred in), sequence range, rip as symbol+offset, a message,
-//	the evidence events and the cross-CPU story around it. --format sarif writes
-//	SARIF 2.1.0 (one rule per analyzer; every result has a region: the symbol's line
-//	in the slice source, else the slice line of the built-in scenario's
-//	scenario.toml, else line 1 of the trace); --format junit writes per trace a
-//	testcase "run" (the whole pass) and one per analyzer, each with its time.
+//	same finding recurred in), sequence range, rip as symbol+offset and as the
+//	file:line it was built from (the DWARF line table of the ELF the trace carries),
+//	a message, the evidence events and the cross-CPU story around it. --format sarif
+//	writes SARIF 2.1.0 (one rule per analyzer; every result has a region: the
+//	rip's file:line, else the symbol's line in the slice source, else the slice line
+//	of the built-in scenario's scenario.toml, else line 1 of the trace); --format
+//	junit writes per trace a testcase "run" (the whole pass) and one per analyzer,
+//	each with its time.
 //	Every output says how the run ended (the outcome the trace records). Only a run
 //	whose CPUs all finished (done) can be clean: an oops, panic or BUG is a trap
 //	finding, the instruction budget or a hang a progress finding (unless the scenario

@@ -81,12 +81,14 @@ func commands() []command {
 			"Replays each trace (memory, page permissions, per-CPU context) and runs the\n" +
 				"analyzers: missed-call, return-slot, wx, cmc, trap, frame, progress, unmatched.\n" +
 				"Each finding names the analyzer, CPU, task/context (and every other context the\n" +
-				"same finding recurred in), sequence range, rip as symbol+offset, a message,\n" +
-				"the evidence events and the cross-CPU story around it. --format sarif writes\n" +
-				"SARIF 2.1.0 (one rule per analyzer; every result has a region: the symbol's line\n" +
-				"in the slice source, else the slice line of the built-in scenario's\n" +
-				"scenario.toml, else line 1 of the trace); --format junit writes per trace a\n" +
-				"testcase \"run\" (the whole pass) and one per analyzer, each with its time.\n" +
+				"same finding recurred in), sequence range, rip as symbol+offset and as the\n" +
+				"file:line it was built from (the DWARF line table of the ELF the trace carries),\n" +
+				"a message, the evidence events and the cross-CPU story around it. --format sarif\n" +
+				"writes SARIF 2.1.0 (one rule per analyzer; every result has a region: the\n" +
+				"rip's file:line, else the symbol's line in the slice source, else the slice line\n" +
+				"of the built-in scenario's scenario.toml, else line 1 of the trace); --format\n" +
+				"junit writes per trace a testcase \"run\" (the whole pass) and one per analyzer,\n" +
+				"each with its time.\n" +
 				"Every output says how the run ended (the outcome the trace records). Only a run\n" +
 				"whose CPUs all finished (done) can be clean: an oops, panic or BUG is a trap\n" +
 				"finding, the instruction budget or a hang a progress finding (unless the scenario\n" +

@@ -1,9 +1,14 @@
 package main
 
 import (
+	"fmt"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/patchtrace/patchtrace/emu"
+	"github.com/patchtrace/patchtrace/scenarios"
 )
 
 // TestUnmatchedRules: an injection rule or a must_call window that never
@@ -88,5 +93,73 @@ func TestUnmatchedRules(t *testing.T) {
 	code, _, errs := runCLI(t, "run", id)
 	if code != exitOK || strings.Contains(errs, "warning") {
 		t.Errorf("run %s: exit %d: %s", id, code, errs)
+	}
+}
+
+// TestFileLineRules: an [[inject]] written as file:line that its CPU never
+// reaches is reported like any other (run warns, check fails naming it),
+// and one at a line with no code is an error naming the file:line and the
+// nearest lines that have some.
+func TestFileLineRules(t *testing.T) {
+	const id = "ftrace-sti-shadow"
+	src, err := scenarios.FS.ReadFile("lib/ftrace/ftrace.c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(src), "\n")
+	comment := 0 // the " */" closing patcher_main's comment
+	for i, l := range lines {
+		if strings.HasPrefix(l, "void patcher_main(") {
+			comment = i
+		}
+	}
+	if comment == 0 || strings.TrimSpace(lines[comment-1]) != "*/" {
+		t.Fatalf("lib/ftrace/ftrace.c: no comment before patcher_main (line %d)", comment)
+	}
+	// A line of patcher_main (CPU 0 only) with code: its entry's.
+	elf, err := scenarios.FS.ReadFile(id + "/" + id + ".elf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := emu.LoadImage(id, elf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pm, err := img.Resolve("patcher_main")
+	if err != nil {
+		t.Fatal(err)
+	}
+	code := 0
+	if l := img.Line(pm); strings.HasPrefix(l, "lib/ftrace/ftrace.c:") {
+		code, _ = strconv.Atoi(strings.TrimPrefix(l, "lib/ftrace/ftrace.c:"))
+	}
+	if code == 0 {
+		t.Fatalf("patcher_main is at %q, not in lib/ftrace/ftrace.c", img.Line(pm))
+	}
+	at := fmt.Sprintf("ftrace.c:%d", code)
+	dir := scenarioDir(t, id, func(s string) string {
+		return s + "\n[[inject]]\nkind = \"nmi\"\ncpu = 2\nat = \"" + at + "\"\n"
+	})
+	rule := `[[inject]] 4 (kind = "nmi", cpu = 2, at = "` + at + `") never fired`
+	if code, _, errs := runCLI(t, "run", dir); code != exitOK || !strings.Contains(errs, "warning: "+rule) {
+		t.Errorf("run: exit %d, no warning %q:\n%s", code, rule, errs)
+	}
+	if code, out, errs := runCLI(t, "check", dir); code == exitOK || !strings.Contains(out, rule) {
+		t.Errorf("check: exit %d, does not fail naming %q:\n%s%s", code, rule, out, errs)
+	}
+	// On CPU 0 the same line fires: no warning.
+	dir = scenarioDir(t, id, func(s string) string {
+		return s + "\n[[inject]]\nkind = \"nmi\"\ncpu = 0\nat = \"" + at + "\"\n"
+	})
+	if code, _, errs := runCLI(t, "run", dir); code != exitOK || strings.Contains(errs, "warning") {
+		t.Errorf("run with the rule on cpu0: exit %d:\n%s", code, errs)
+	}
+	bad := fmt.Sprintf("ftrace.c:%d", comment)
+	dir = scenarioDir(t, id, func(s string) string {
+		return s + "\n[[inject]]\nkind = \"nmi\"\ncpu = 0\nat = \"" + bad + "\"\n"
+	})
+	code, _, errs := runCLI(t, "run", dir)
+	if want := "lib/ftrace/ftrace.c:" + fmt.Sprint(comment) + ": no code at this line (the nearest lines with code: "; code != exitError || !strings.Contains(errs, want) {
+		t.Errorf("run at a comment line: exit %d, want %d and %q:\n%s", code, exitError, want, errs)
 	}
 }

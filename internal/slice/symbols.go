@@ -43,6 +43,43 @@ type Table struct {
 	// [entryLo, entryLo+len(entries)*64).
 	entryLo uint64
 	entries []uint64
+	// lines is the slice's line table (nil: none); linesErr why it could
+	// not be read, when it could not.
+	lines    *Lines
+	linesErr error
+}
+
+// WithLines returns a copy of t that also knows the slice's line table
+// (nil when it has none; err, when not nil, says why it could not be read,
+// and is what resolving a file:line then reports).
+func (t *Table) WithLines(l *Lines, err error) *Table {
+	c := *t
+	c.lines, c.linesErr = l, err
+	return &c
+}
+
+// Lines returns the table's line table, nil when it has none.
+func (t *Table) Lines() *Lines { return t.lines }
+
+// Line names addr as "file:line" from the line table, or "" when it does
+// not cover addr (or there is none). Code of a sized function before its
+// first row (the fentry nop -pg emits, which the table leaves to the
+// previous function's last line) is named by that first row: the
+// function's opening line.
+func (t *Table) Line(addr uint64) string {
+	if t.lines == nil {
+		return ""
+	}
+	r, ok := t.lines.row(addr)
+	if sym, in := t.At(addr); in && sym.Size > 0 && (!ok || r.addr < sym.Addr) {
+		if s := t.lines.firstIn(addr, sym.Addr+sym.Size); s != "" {
+			return s
+		}
+	}
+	if !ok {
+		return ""
+	}
+	return t.lines.files[r.file] + ":" + strconv.Itoa(int(r.line))
 }
 
 // NewTable indexes syms, in any order. When several symbols have one name
@@ -98,11 +135,23 @@ func (t *Table) Lookup(name string) (*Symbol, bool) {
 	return s, ok
 }
 
-// Resolve evaluates "symbol", "symbol+off" or a number (any base
-// strconv.ParseUint accepts with base 0) to an address. A per-CPU symbol
-// resolves to its zero-based offset.
+// Resolve evaluates "file.c:LINE" (the line's first instruction, from the
+// line table: Lines.Addr), "symbol", "symbol+off" or a number (any base
+// strconv.ParseUint accepts with base 0) to an address. A symbol is a
+// function, a variable or an assembly label (not a .L local one); a
+// per-CPU symbol resolves to its zero-based offset.
 func (t *Table) Resolve(expr string) (uint64, error) {
 	expr = strings.TrimSpace(expr)
+	if file, line, ok := ParseFileLine(expr); ok {
+		if t.lines == nil && t.linesErr != nil {
+			return 0, fmt.Errorf("address %q: the slice's line table: %w", expr, t.linesErr)
+		}
+		a, err := t.lines.Addr(file, line)
+		if err != nil {
+			return 0, fmt.Errorf("address %q: %w", expr, err)
+		}
+		return a, nil
+	}
 	name, off := expr, uint64(0)
 	if i := strings.LastIndex(expr, "+"); i > 0 {
 		o, err := strconv.ParseUint(strings.TrimSpace(expr[i+1:]), 0, 64)

@@ -11,9 +11,6 @@
 package slicebuild
 
 import (
-	"bytes"
-	"debug/dwarf"
-	"debug/elf"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -282,6 +279,14 @@ func Build(dir string, opt Options) (*Result, error) {
 		return nil, err
 	}
 	if err := CheckInsns(spec.ID, raw); err != nil {
+		// The line table has the staged names: say the author's.
+		var ie *InsnError
+		if errors.As(err, &ie) {
+			for i := range ie.Offenders {
+				o := &ie.Offenders[i]
+				o.Where = stagedPath.ReplaceAllStringFunc(o.Where, func(p string) string { return authorName(p, names) })
+			}
+		}
 		return nil, err
 	}
 	return &Result{Spec: spec, ELF: raw, Sources: srcs}, nil
@@ -449,7 +454,6 @@ func CheckInsns(id string, raw []byte) error {
 	if err != nil {
 		return err
 	}
-	lines := newLineTable(raw)
 	var bad []Offender
 	for _, sec := range img.Sections {
 		if sec.Perm&emu.PermX == 0 || sec.Data == nil {
@@ -505,7 +509,7 @@ func CheckInsns(id string, raw []byte) error {
 				if nb == 0 {
 					nb = min(len(code), 15)
 				}
-				bad = append(bad, Offender{Addr: at, Where: where(img, lines, at), Text: ci.Text, Bytes: append([]byte(nil), code[:nb]...), Reason: reason})
+				bad = append(bad, Offender{Addr: at, Where: where(img, at), Text: ci.Text, Bytes: append([]byte(nil), code[:nb]...), Reason: reason})
 			}
 			err := slice.Walk(int(stop-a), length, func(off, n int) bool {
 				judge(a+uint64(off), last)
@@ -535,73 +539,10 @@ func inNative(native map[uint64]uint64, a uint64) bool {
 
 // where names addr as file:line (with symbol+offset) when the slice has a
 // line table, else as symbol+offset.
-func where(img *emu.Image, lines *lineTable, addr uint64) string {
+func where(img *emu.Image, addr uint64) string {
 	sym := img.Describe(addr)
-	if fl := lines.lookup(addr); fl != "" {
+	if fl := img.Line(addr); fl != "" {
 		return fl + " (" + sym + ")"
 	}
 	return sym
-}
-
-// lineTable is a slice's DWARF line table, when it has one.
-type lineTable struct {
-	d *dwarf.Data
-}
-
-func newLineTable(raw []byte) *lineTable {
-	defer func() { recover() }() // debug/elf and debug/dwarf on a slice we just built; be safe
-	f, err := elf.NewFile(bytes.NewReader(raw))
-	if err != nil || f.Section(".debug_line") == nil {
-		return &lineTable{}
-	}
-	d, err := f.DWARF()
-	if err != nil {
-		return &lineTable{}
-	}
-	return &lineTable{d: d}
-}
-
-func (t *lineTable) lookup(addr uint64) (fl string) {
-	if t == nil || t.d == nil {
-		return ""
-	}
-	defer func() {
-		if recover() != nil {
-			fl = ""
-		}
-	}()
-	r := t.d.Reader()
-	for {
-		e, err := r.Next()
-		if err != nil || e == nil {
-			return ""
-		}
-		if e.Tag != dwarf.TagCompileUnit {
-			r.SkipChildren()
-			continue
-		}
-		ranges, err := t.d.Ranges(e)
-		if err != nil {
-			continue
-		}
-		in := false
-		for _, rg := range ranges {
-			if addr >= rg[0] && addr < rg[1] {
-				in = true
-			}
-		}
-		if !in {
-			r.SkipChildren()
-			continue
-		}
-		lr, err := t.d.LineReader(e)
-		if err != nil || lr == nil {
-			return ""
-		}
-		var le dwarf.LineEntry
-		if err := lr.SeekPC(addr, &le); err != nil || le.File == nil {
-			return ""
-		}
-		return fmt.Sprintf("%s:%d", le.File.Name, le.Line)
-	}
 }
