@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/patchtrace/patchtrace/emu"
 	"github.com/patchtrace/patchtrace/internal/slicebuild"
 	"github.com/patchtrace/patchtrace/scenario"
 	"github.com/patchtrace/patchtrace/scenarios"
@@ -74,7 +75,8 @@ func TestRebuild(t *testing.T) {
 
 // TestScenarioSymbols loads each scenario and checks that its slice defines
 // every symbol the scenario names: task entries, params (8-byte, in a
-// writable section), must_call sites and handlers, return slots (per-CPU).
+// writable section), must_call sites and handlers, return slots (per-CPU),
+// and has code at every file:line an injection names.
 func TestScenarioSymbols(t *testing.T) {
 	for _, dir := range scenarioDirs(t) {
 		t.Run(dir, func(t *testing.T) {
@@ -128,10 +130,26 @@ func TestScenarioSymbols(t *testing.T) {
 					t.Errorf("param %q: want an 8-byte global in a writable section", p)
 				}
 			}
+			img, err := emu.LoadImage(s.ID, s.ELF)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// needAddr: a file:line must have code, a symbol+off's symbol
+			// exist.
+			needAddr := func(what, expr string) {
+				if _, _, fl := strings.Cut(expr, ":"); fl {
+					if _, err := img.Resolve(expr); err != nil {
+						t.Errorf("%s %q: %v", what, expr, err)
+					}
+					return
+				}
+				name, _, _ := strings.Cut(expr, "+")
+				need(what, name)
+			}
 			for _, mc := range s.Contract.MustCall {
-				need("must_call site", mc.Site)
+				needAddr("must_call site", mc.Site)
 				for _, h := range mc.Handlers {
-					need("must_call handler", h)
+					needAddr("must_call handler", h)
 				}
 			}
 			for _, slot := range s.Contract.ReturnSlots {
@@ -142,8 +160,7 @@ func TestScenarioSymbols(t *testing.T) {
 				}
 			}
 			for _, in := range s.Inject {
-				at, _, _ := strings.Cut(in.At, "+")
-				need("inject at", at)
+				needAddr("inject at", in.At)
 			}
 		})
 	}
