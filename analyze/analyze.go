@@ -336,6 +336,40 @@ func newLive(st *replay.State, as []Analyzer) (*Live, error) {
 	return l, nil
 }
 
+// stateNeeds is what the replay state (replay.State.Apply) reads of the
+// rows beyond the common columns.
+var stateNeeds = Needs{Kinds: []format.Kind{format.KindWrite, format.KindPerm, format.KindSwitch},
+	Columns: []int{format.ColAddr, format.ColSize, format.ColNew, format.ColAlias, format.ColPermNew}}
+
+// Projection is what the analyzers (by their Needs), the replay state and
+// the story window read of a trace: a reader decodes no more
+// (format.Reader.Scan).
+func (l *Live) Projection() format.Projection {
+	needs := []Needs{stateNeeds, storyNeeds}
+	for _, a := range l.as {
+		n, ok := a.(Needer)
+		if !ok {
+			return format.AllColumns
+		}
+		needs = append(needs, n.Needs())
+	}
+	var p format.Projection
+	p.Kinds, p.Columns = []format.Kind{}, []int{}
+	for _, n := range needs {
+		if n.Kinds == nil {
+			p.Kinds = nil
+		} else if p.Kinds != nil {
+			p.Kinds = append(p.Kinds, n.Kinds...)
+		}
+		if n.Columns == nil {
+			p.Columns = nil
+		} else if p.Columns != nil {
+			p.Columns = append(p.Columns, n.Columns...)
+		}
+	}
+	return p
+}
+
 // wants reports whether analyzer a's Event takes rows of kind k.
 func wants(a Analyzer, k format.Kind) bool {
 	n, ok := a.(Needer)
@@ -539,7 +573,7 @@ func AnalyzeFile(path string, as []Analyzer, opts ...Option) (*Result, error) {
 	} else {
 		l.SetOutcome(md.Outcome, md.OutcomeDetail)
 	}
-	for row, err := range r.Events() {
+	for row, err := range r.Scan(l.Projection()) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}

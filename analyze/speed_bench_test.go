@@ -1,7 +1,9 @@
 package analyze_test
 
 import (
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/patchtrace/patchtrace/analyze"
 	"github.com/patchtrace/patchtrace/emu"
@@ -12,6 +14,22 @@ import (
 	"github.com/patchtrace/patchtrace/scenario"
 	"github.com/patchtrace/patchtrace/scenarios"
 )
+
+// cpuTime is the process's CPU time so far (user + system, every
+// goroutine): on a shared machine, cpu-ns/event says what the work costs
+// when the wall clock does not.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// reportRate reports events/s (wall) and cpu-ns/event for n events per
+// iteration since cpu0.
+func reportRate(b *testing.B, n int, cpu0 time.Duration) {
+	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "events/s")
+	b.ReportMetric(float64(cpuTime()-cpu0)/float64(n)/float64(b.N), "cpu-ns/event")
+}
 
 // benchSets are the analyzer selections the speed benchmarks measure:
 // every analyzer, none (the replay state and the story window alone), and
@@ -50,20 +68,22 @@ func selectSet(tb testing.TB, ids []string) []analyze.Analyzer {
 // BenchmarkAnalyzeFile replays a ~12.5M-event bench-fentry trace file
 // (AnalyzeFile: read, decode, replay, analyze) with every analyzer, with
 // none, and with each one alone. events/s: trace events per second of
-// wall time.
+// wall time; cpu-ns/event: CPU time of the process per event (decoding
+// runs on every core: see format.Reader.Scan).
 func BenchmarkAnalyzeFile(b *testing.B) {
 	path, events := recordFentry(b, b.TempDir(), 500_000)
 	for _, set := range benchSets() {
 		b.Run(set.name, func(b *testing.B) {
 			as := selectSet(b, set.ids)
 			b.ReportAllocs()
+			cpu0 := cpuTime()
 			for b.Loop() {
 				res, err := analyze.AnalyzeFile(path, as)
 				if err != nil || res.Events != events {
 					b.Fatalf("%v: %d events, want %d", err, res.Events, events)
 				}
 			}
-			b.ReportMetric(float64(events)*float64(b.N)/b.Elapsed().Seconds(), "events/s")
+			reportRate(b, int(events), cpu0)
 		})
 	}
 }
@@ -99,6 +119,7 @@ func BenchmarkLive(b *testing.B) {
 	for _, set := range benchSets() {
 		b.Run(set.name, func(b *testing.B) {
 			b.ReportAllocs()
+			cpu0 := cpuTime()
 			for b.Loop() {
 				l, err := analyze.NewLiveFrom(t, selectSet(b, set.ids))
 				if err != nil {
@@ -111,7 +132,7 @@ func BenchmarkLive(b *testing.B) {
 				}
 				l.Finish()
 			}
-			b.ReportMetric(float64(len(log.rows))*float64(b.N)/b.Elapsed().Seconds(), "events/s")
+			reportRate(b, len(log.rows), cpu0)
 		})
 	}
 }

@@ -28,17 +28,36 @@ func newStoryWindow(cpus int) *storyWindow {
 	return &storyWindow{ring: make([][storyDepth]format.Row, cpus), n: make([]int, cpus)}
 }
 
+// storyNeeds is what the story window reads of the rows: the notable
+// kinds, with the columns tellRow tells.
+var storyNeeds = Needs{
+	Kinds: []format.Kind{format.KindInsn, format.KindWrite, format.KindPercpuRead, format.KindTrap, format.KindIret, format.KindPerm,
+		format.KindSerialize, format.KindSwitch, format.KindService, format.KindMarker, format.KindFault, format.KindInject},
+	Columns: []int{format.ColAddr, format.ColSize, format.ColOld, format.ColNew, format.ColAlias, format.ColAliasAddr,
+		format.ColPercpuCPU, format.ColPercpuVar, format.ColVector, format.ColHandler, format.ColPermOld, format.ColPermNew,
+		format.ColCause, format.ColService, format.ColArg0, format.ColArg1, format.ColArg2, format.ColMsg},
+}
+
+// notable reports whether the story keeps r: every row of the kinds in
+// storyNeeds but an instruction that is not a function's entry and a
+// store that is neither through the text-poke alias nor to a per-CPU
+// variable.
 func notable(st *replay.State, r *format.Row) bool {
 	switch r.Kind {
 	case format.KindInsn:
 		return st.Syms.IsEntry(r.RIP)
 	case format.KindWrite:
 		return r.Alias || r.PercpuVar != ""
-	case format.KindHalt:
-		return false
 	}
-	return true
+	return storyKind[r.Kind&63]
 }
+
+var storyKind = func() (k [64]bool) {
+	for _, kind := range storyNeeds.Kinds {
+		k[kind] = true
+	}
+	return k
+}()
 
 func (w *storyWindow) add(st *replay.State, r *format.Row) {
 	c := int(r.CPU)

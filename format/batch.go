@@ -18,6 +18,11 @@ type Batch struct {
 	names *[NumColumns][]string
 
 	rflags64 bool // a version 1 file: rflags is uint64
+
+	// A batch the reader decoded itself (project.go): its message as
+	// read and the arena its columns were decompressed into, returned
+	// to their pools on Release.
+	msg, arena []byte
 }
 
 // colView is a validated view of one column's buffers.
@@ -45,9 +50,17 @@ func (b *Batch) Record() arrow.Record { return b.rec }
 
 // Release frees the batch.
 func (b *Batch) Release() {
+	if b == nil {
+		return
+	}
 	if b.rec != nil {
 		b.rec.Release()
 		b.rec = nil
+	}
+	if b.msg != nil {
+		putBuf(&msgPool, b.msg)
+		putBuf(&arenaPool, b.arena)
+		b.msg, b.arena = nil, nil
 	}
 }
 
@@ -60,6 +73,8 @@ func (b *Batch) Search(seq uint64) int {
 }
 
 // Row fills r with row i. Strings in r are the reader's (Msg is copied).
+// (For a batch decoded with a Projection, the columns not decoded read
+// as null.)
 func (b *Batch) Row(i int, r *Row) {
 	*r = Row{}
 	c := &b.cols
@@ -278,7 +293,7 @@ func (r *Reader) checkValues(b *Batch) error {
 			}
 		}
 		k := Kind(c[ColKind].vals[j] + 1)
-		if k == KindInsn {
+		if k == KindInsn && c[ColLen].vals != nil { // (len is not decoded when not read: see Projection)
 			if l := c[ColLen].vals[j]; !c[ColLen].ok(j) || l < 1 || l > 15 {
 				return fmt.Errorf("row %d: instruction length %d", j, l)
 			}

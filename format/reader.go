@@ -61,6 +61,9 @@ type Reader struct {
 
 	rflags64 bool // a version 1 file: rflags is uint64
 	version  int  // the file's format version
+	// bufStart[c] is the index of column c's first buffer in a record
+	// batch message (bufStart[NumColumns]: the buffer count).
+	bufStart [NumColumns + 1]int
 }
 
 // columnType is column i's type in files of format version v.
@@ -414,6 +417,9 @@ func (r *Reader) setSchema(s *arrow.Schema, m *Meta) error {
 		}
 	}
 	r.rflags64 = v == 1
+	for i := range Columns {
+		r.bufStart[i+1] = r.bufStart[i] + len(bufSpecs(columnType(v, i)))
+	}
 	r.schema = s
 	r.meta = m
 	return nil
@@ -551,6 +557,14 @@ func (r *Reader) Events() iter.Seq2[*Row, error] { return r.EventsFrom(0) }
 
 // EventsFrom iterates over the rows with Seq >= seq.
 func (r *Reader) EventsFrom(seq uint64) iter.Seq2[*Row, error] {
+	return r.scanFrom(seq, allColumns)
+}
+
+// allColumns is AllColumns compiled.
+var allColumns = AllColumns.compile()
+
+// eventsArrow is EventsFrom through Batch (the Arrow library's decoder).
+func (r *Reader) eventsArrow(seq uint64) iter.Seq2[*Row, error] {
 	return func(yield func(*Row, error) bool) {
 		first, err := r.Seek(seq)
 		if err != nil {
@@ -633,23 +647,33 @@ func (r *Reader) message(i int) ([]byte, error) {
 	}
 	buf := make([]byte, len(r.prefix)+int(blk.metaLen+blk.bodyLen)+len(eos))
 	copy(buf, r.prefix)
-	m := buf[len(r.prefix) : len(buf)-len(eos)]
-	if _, err := r.ra.ReadAt(m, blk.off); err != nil {
-		return nil, fmt.Errorf("read: %w", err)
-	}
-	if sums := r.meta.checksums; sums != nil {
-		if got := crc32.Checksum(m, castagnoli); got != sums[i+1] {
-			return nil, corruption{fmt.Errorf("checksum %08x, computed %08x: the batch's bytes are damaged", sums[i+1], got)}
-		}
-	}
-	if binary.LittleEndian.Uint32(m) != 0xFFFFFFFF {
-		return nil, corruption{errors.New("no continuation marker")}
-	}
-	if err := checkRecordMessage(m[8:blk.metaLen], m[blk.metaLen:], r.version); err != nil {
-		return nil, corruption{err}
+	if err := r.readMessage(i, buf[len(r.prefix):len(buf)-len(eos)]); err != nil {
+		return nil, err
 	}
 	copy(buf[len(buf)-len(eos):], eos)
 	return buf, nil
+}
+
+// readMessage reads batch i's message into m (of its size) and checks it
+// (its checksum when the file has them, then its shape). It reads only
+// the reader's immutable fields.
+func (r *Reader) readMessage(i int, m []byte) error {
+	blk := r.blocks[i]
+	if _, err := r.ra.ReadAt(m, blk.off); err != nil {
+		return fmt.Errorf("read: %w", err)
+	}
+	if sums := r.meta.checksums; sums != nil {
+		if got := crc32.Checksum(m, castagnoli); got != sums[i+1] {
+			return corruption{fmt.Errorf("checksum %08x, computed %08x: the batch's bytes are damaged", sums[i+1], got)}
+		}
+	}
+	if binary.LittleEndian.Uint32(m) != 0xFFFFFFFF {
+		return corruption{errors.New("no continuation marker")}
+	}
+	if err := checkRecordMessage(m[8:blk.metaLen], m[blk.metaLen:], r.version); err != nil {
+		return corruption{err}
+	}
+	return nil
 }
 
 func (r *Reader) record(buf []byte) (arrow.Record, error) {

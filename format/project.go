@@ -1,0 +1,531 @@
+package format
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"iter"
+	"runtime"
+	"slices"
+	"sync"
+
+	"github.com/apache/arrow/go/v15/arrow"
+	"github.com/klauspost/compress/zstd"
+)
+
+// This file is the reader's fast path for reading rows in order
+// (Events, EventsFrom, Scan): a batch's message is decoded here, not by
+// the Arrow library. Only the buffers of the columns asked for are
+// decompressed (straight into one reused arena per batch), and batches
+// are decoded by GOMAXPROCS workers ahead of the consumer. What a batch
+// is checked for is what Batch checks (bind, checkValues), for the
+// columns decoded; a batch that does not decode is reported when the
+// consumer reaches it, as a sequential read would.
+
+// Projection says what a consumer reads of the rows: the columns it reads
+// and the kinds of rows it reads them of. The common columns (seq, kind,
+// cpu, task, depth, rip) are always decoded.
+type Projection struct {
+	// Columns are the Col* indexes decoded besides the common ones; nil:
+	// every column.
+	Columns []int
+	// Kinds are the kinds whose rows have their columns filled; a row of
+	// another kind has only its common columns (the rest read as zero).
+	// A column used by none of these kinds is not decoded. nil: every
+	// kind. (Rows are filled with the columns their kind uses: a value a
+	// damaged file holds in a column its row's kind does not use may
+	// not be read.)
+	Kinds []Kind
+}
+
+// projection is a compiled Projection.
+type projection struct {
+	cols  [NumColumns]bool
+	kinds [numKinds]bool
+	// insnFast: insn rows are filled by fillInsn (the columns insn rows
+	// use are the ones it knows).
+	insnFast bool
+}
+
+// AllColumns is the projection of every column of every kind.
+var AllColumns = Projection{}
+
+func (p Projection) compile() *projection {
+	c := &projection{insnFast: insnColumnsKnown}
+	for k := range c.kinds {
+		c.kinds[k] = k > 0 && (p.Kinds == nil || slices.Contains(p.Kinds, Kind(k)))
+	}
+	for i, col := range Columns {
+		if col.Common {
+			c.cols[i] = true
+			continue
+		}
+		if p.Columns != nil && !slices.Contains(p.Columns, i) {
+			continue
+		}
+		for _, u := range col.Uses {
+			if int(u.Kind) < numKinds && c.kinds[u.Kind] {
+				c.cols[i] = true
+			}
+		}
+	}
+	return c
+}
+
+// insnColumns are the columns fillInsn fills: insnColumnsKnown says they
+// are all the columns insn rows use (a new one sends insn rows through
+// the general fill until fillInsn knows it).
+var insnColumns = []int{ColLen, ColBytes, ColOp, ColRSP, ColRFlags}
+
+var insnColumnsKnown = func() bool {
+	var used []int
+	for i, c := range Columns {
+		if c.Common {
+			continue
+		}
+		for _, u := range c.Uses {
+			if u.Kind == KindInsn {
+				used = append(used, i)
+			}
+		}
+	}
+	return slices.Equal(used, insnColumns)
+}()
+
+// zeroBits is the validity bitmap of a column not decoded: every row null.
+var zeroBits = make([]byte, MaxBatchRows/8)
+
+// Scan iterates over every readable row in order, decoding what p asks
+// for (see Projection). The *Row is reused between iterations. Iteration
+// stops at the first error.
+func (r *Reader) Scan(p Projection) iter.Seq2[*Row, error] {
+	return r.scanFrom(0, p.compile())
+}
+
+// decoderPool holds zstd decoders (one goroutine each, no checksum:
+// trace checksums cover the batches).
+var decoderPool = sync.Pool{New: func() any {
+	d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.IgnoreChecksum(true), zstd.WithDecoderMaxMemory(maxAlloc))
+	if err != nil {
+		panic(err) // only for invalid options
+	}
+	return d
+}}
+
+// msgPool and arenaPool hold the buffers batches are read into (the
+// message as stored) and decompressed into.
+var msgPool, arenaPool sync.Pool
+
+func getBuf(pool *sync.Pool, n int) []byte {
+	if a, ok := pool.Get().(*[]byte); ok && cap(*a) >= n {
+		return (*a)[:n]
+	}
+	return make([]byte, n, n+n/8)
+}
+
+func putBuf(pool *sync.Pool, b []byte) {
+	if cap(b) > 0 {
+		pool.Put(&b)
+	}
+}
+
+// readAhead is how many batches past the one being read may be decoded.
+func readAhead() int { return runtime.GOMAXPROCS(0) + 1 }
+
+// scanFrom iterates over the rows with Seq >= seq, decoded as p asks.
+func (r *Reader) scanFrom(seq uint64, p *projection) iter.Seq2[*Row, error] {
+	return func(yield func(*Row, error) bool) {
+		first, err := r.Seek(seq)
+		if err != nil {
+			yield(nil, err)
+			return
+		}
+		var row Row
+		next := r.decodeAhead(first, p)
+		defer next(false)
+		for i := first; i < len(r.infos); i++ {
+			b, err := next(true)
+			if err == nil {
+				err = r.checkInfo(i, b)
+			}
+			if err != nil {
+				b.Release()
+				yield(nil, err)
+				return
+			}
+			j := 0
+			if i == first {
+				j = b.Search(seq)
+			}
+			for ; j < b.n; j++ {
+				b.rowProjected(j, &row, p)
+				if !yield(&row, nil) {
+					b.Release()
+					return
+				}
+			}
+			b.Release()
+		}
+	}
+}
+
+// decodeAhead decodes the batches from first on, in order, with up to
+// GOMAXPROCS workers and readAhead batches in flight. next(true) returns
+// the next batch (or its error); next(false) stops the workers and
+// releases what they decoded.
+func (r *Reader) decodeAhead(first int, p *projection) func(bool) (*Batch, error) {
+	n := len(r.infos) - first
+	workers := min(runtime.GOMAXPROCS(0), n)
+	if workers <= 1 {
+		i := first
+		return func(more bool) (*Batch, error) {
+			if !more {
+				return nil, nil
+			}
+			b, err := r.decodeBatch(i, p)
+			i++
+			return b, err
+		}
+	}
+	type result struct {
+		b   *Batch
+		err error
+	}
+	ahead := readAhead()
+	slots := make([]chan result, ahead)
+	for k := range slots {
+		slots[k] = make(chan result, 1)
+	}
+	free := make(chan struct{}, ahead)
+	jobs := make(chan int)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range jobs {
+				b, err := r.decodeBatch(i, p)
+				slots[(i-first)%ahead] <- result{b, err}
+			}
+		}()
+	}
+	go func() {
+		defer close(jobs)
+		for i := first; i < first+n; i++ {
+			select {
+			case free <- struct{}{}:
+			case <-done:
+				return
+			}
+			select {
+			case jobs <- i:
+			case <-done:
+				return
+			}
+		}
+	}()
+	i := first
+	stopped := false
+	return func(more bool) (*Batch, error) {
+		if !more {
+			if stopped {
+				return nil, nil
+			}
+			stopped = true
+			close(done)
+			wg.Wait()
+			for _, s := range slots {
+				select {
+				case res := <-s:
+					res.b.Release()
+				default:
+				}
+			}
+			return nil, nil
+		}
+		res := <-slots[(i-first)%ahead]
+		<-free
+		i++
+		return res.b, res.err
+	}
+}
+
+// checkInfo checks decoded batch i against the index (as Batch does) and
+// records its sequence range when the file had none.
+func (r *Reader) checkInfo(i int, b *Batch) error {
+	info := BatchInfo{Rows: b.n}
+	if b.n > 0 {
+		info.FirstSeq, info.LastSeq = b.Seq(0), b.Seq(b.n-1)
+	}
+	if r.known[i] && r.infos[i] != info {
+		return corruptErr(r.name, i, fmt.Errorf("holds seq %d..%d (%d rows), the index says %d..%d (%d rows)",
+			info.FirstSeq, info.LastSeq, info.Rows, r.infos[i].FirstSeq, r.infos[i].LastSeq, r.infos[i].Rows))
+	}
+	if !r.known[i] {
+		if info.Rows != r.infos[i].Rows {
+			return corruptErr(r.name, i, fmt.Errorf("has %d rows, its header says %d", info.Rows, r.infos[i].Rows))
+		}
+		r.infos[i], r.known[i] = info, true
+	}
+	return nil
+}
+
+// decodeBatch reads and decodes batch i's columns p asks for. It reads
+// the reader's immutable fields only (it runs on worker goroutines).
+func (r *Reader) decodeBatch(i int, p *projection) (*Batch, error) {
+	blk := r.blocks[i]
+	if blk.metaLen < 8 || blk.metaLen > maxMetaLen || blk.bodyLen < 0 || blk.bodyLen > r.size {
+		return nil, corruptErr(r.name, i, fmt.Errorf("message of %d+%d bytes", blk.metaLen, blk.bodyLen))
+	}
+	m := getBuf(&msgPool, int(blk.metaLen+blk.bodyLen))
+	b, err := r.decodeMessage(i, m, p)
+	if err != nil {
+		putBuf(&msgPool, m)
+		return nil, corruptErr(r.name, i, err)
+	}
+	return b, nil
+}
+
+func (r *Reader) decodeMessage(i int, m []byte, p *projection) (*Batch, error) {
+	if err := r.readMessage(i, m); err != nil {
+		return nil, err
+	}
+	blk := r.blocks[i]
+	meta, body := m[8:blk.metaLen], m[blk.metaLen:]
+	msg, err := fbRoot(meta)
+	if err != nil {
+		return nil, err
+	}
+	rb, err := msg.table(2)
+	if err != nil {
+		return nil, err
+	}
+	n := int(rb.i64(0))
+	_, np, _ := rb.vector(1, 16)
+	_, bp, _ := rb.vector(2, 16)
+	_, compressed := rb.field(3, 4)
+	buf := func(k int) []byte { // buffer k of the message, as stored
+		off := int64(binary.LittleEndian.Uint64(rb.buf[bp+16*k:]))
+		l := int64(binary.LittleEndian.Uint64(rb.buf[bp+16*k+8:]))
+		if l == 0 {
+			return nil
+		}
+		return body[off : off+l]
+	}
+	nulls := func(c int) int64 { return int64(binary.LittleEndian.Uint64(rb.buf[np+16*c+8:])) }
+	// The arena holds every decompressed buffer of the columns decoded.
+	size := 0
+	for c := range Columns {
+		if !p.cols[c] {
+			continue
+		}
+		for k := r.bufStart[c]; k < r.bufStart[c+1]; k++ {
+			if k == r.bufStart[c] && nulls(c) == 0 {
+				continue // no nulls: the bitmap is not read (as Arrow)
+			}
+			if s := buf(k); compressed && len(s) >= 8 && int64(binary.LittleEndian.Uint64(s)) > 0 {
+				size += int(binary.LittleEndian.Uint64(s))
+			}
+		}
+	}
+	arena := getBuf(&arenaPool, size)[:0]
+	b := &Batch{index: i, n: n, names: &r.names, rflags64: r.rflags64, msg: m, arena: arena}
+	var zd *zstd.Decoder
+	defer func() {
+		if zd != nil {
+			decoderPool.Put(zd)
+		}
+	}()
+	var bufs [3][]byte
+	for c := range Columns {
+		cv := &b.cols[c]
+		if !p.cols[c] {
+			*cv = colView{valid: zeroBits[:(n+7)/8]}
+			continue
+		}
+		nb := r.bufStart[c+1] - r.bufStart[c]
+		for k := range nb {
+			bufs[k] = nil
+			s := buf(r.bufStart[c] + k)
+			if k == 0 && nulls(c) == 0 || len(s) == 0 {
+				continue
+			}
+			if !compressed {
+				bufs[k] = s
+				continue
+			}
+			u := int64(binary.LittleEndian.Uint64(s))
+			if u == -1 {
+				bufs[k] = s[8:]
+				continue
+			}
+			if zd == nil {
+				zd = decoderPool.Get().(*zstd.Decoder)
+			}
+			start := len(arena)
+			out, err := zd.DecodeAll(s[8:], arena)
+			if err != nil {
+				putBuf(&arenaPool, arena)
+				return nil, fmt.Errorf("decode: column %s: %w", Columns[c].Name, err)
+			}
+			if int64(len(out)-start) < u {
+				putBuf(&arenaPool, arena)
+				return nil, fmt.Errorf("decode: column %s: buffer %d holds %d bytes, its header says %d", Columns[c].Name, k, len(out)-start, u)
+			}
+			arena = out[:start+int(u)] // what is past the stated length is not read (as Arrow)
+			bufs[k] = arena[start:]
+		}
+		if err := checkBuffers(bufs[:nb], nulls(c), columnType(r.version, c), n, cv); err != nil {
+			putBuf(&arenaPool, arena)
+			return nil, fmt.Errorf("column %s: %w", Columns[c].Name, err)
+		}
+	}
+	b.arena = arena
+	if err := r.checkBatch(b, p); err != nil {
+		putBuf(&arenaPool, arena)
+		return nil, err
+	}
+	return b, nil
+}
+
+// checkBuffers is checkData for a column's buffers as stored (validity,
+// values, then data for strings) with nulls nulls.
+func checkBuffers(bufs [][]byte, nulls int64, t arrow.DataType, n int, cv *colView) error {
+	blen := func(i int) int { return len(bufs[i]) }
+	bm := (n + 7) / 8
+	*cv = colView{}
+	if blen(0) > 0 {
+		if blen(0) < bm {
+			return fmt.Errorf("validity bitmap of %d bytes for %d rows", blen(0), n)
+		}
+		cv.valid = bufs[0][:bm]
+	} else if nulls > 0 && n > 0 {
+		return fmt.Errorf("%d nulls without a validity bitmap", nulls)
+	}
+	switch t := t.(type) {
+	case *arrow.DictionaryType:
+		w := t.IndexType.(arrow.FixedWidthDataType).BitWidth() / 8
+		if blen(1) < n*w {
+			return fmt.Errorf("index buffer of %d bytes for %d rows", blen(1), n)
+		}
+		cv.vals = bufs[1][:n*w]
+	case *arrow.BooleanType:
+		if blen(1) < bm {
+			return fmt.Errorf("value bitmap of %d bytes for %d rows", blen(1), n)
+		}
+		cv.vals = bufs[1][:bm]
+	case *arrow.BinaryType, *arrow.StringType:
+		if blen(1) < 4*(n+1) && !(n == 0 && blen(1) == 0) {
+			return fmt.Errorf("offset buffer of %d bytes for %d rows", blen(1), n)
+		}
+		if n == 0 {
+			return nil
+		}
+		cv.offs = bufs[1][:4*(n+1)]
+		cv.data = bufs[2]
+		prev := int32(binary.LittleEndian.Uint32(cv.offs))
+		if prev < 0 {
+			return errors.New("negative offset")
+		}
+		for j := 1; j <= n; j++ {
+			o := int32(binary.LittleEndian.Uint32(cv.offs[4*j:]))
+			if o < prev {
+				return fmt.Errorf("offsets decrease at row %d", j-1)
+			}
+			prev = o
+		}
+		if int(prev) > len(cv.data) {
+			return fmt.Errorf("offsets reach %d, data has %d bytes", prev, len(cv.data))
+		}
+	case arrow.FixedWidthDataType:
+		w := t.BitWidth() / 8
+		if blen(1) < n*w {
+			return fmt.Errorf("value buffer of %d bytes for %d rows", blen(1), n)
+		}
+		cv.vals = bufs[1][:n*w]
+	default:
+		return fmt.Errorf("unsupported type %s", t)
+	}
+	return nil
+}
+
+// checkBatch is bind's checks after the buffers, for the columns decoded.
+func (r *Reader) checkBatch(b *Batch, p *projection) error {
+	n := b.n
+	for i, c := range Columns {
+		if !p.cols[i] {
+			continue
+		}
+		cv := &b.cols[i]
+		if c.Common && cv.valid != nil {
+			for j := 0; j < n; j++ {
+				if !cv.ok(j) {
+					return fmt.Errorf("column %s: row %d is null", c.Name, j)
+				}
+			}
+			cv.valid = nil
+		}
+		if dt, ok := c.Type.(*arrow.DictionaryType); ok {
+			names := r.names[i]
+			w := dt.IndexType.(arrow.FixedWidthDataType).BitWidth() / 8
+			for j := 0; j < n; j++ {
+				if !cv.ok(j) {
+					continue
+				}
+				var idx int
+				if w == 1 {
+					idx = int(int8(cv.vals[j]))
+				} else {
+					idx = int(int16(le16(cv.vals, j)))
+				}
+				if idx < 0 || idx >= len(names) {
+					return fmt.Errorf("column %s: row %d: dictionary index %d out of range", c.Name, j, idx)
+				}
+			}
+		}
+	}
+	for j := 1; j < n; j++ {
+		if b.Seq(j) <= b.Seq(j-1) {
+			return fmt.Errorf("row %d: seq %d not after %d", j, b.Seq(j), b.Seq(j-1))
+		}
+	}
+	return r.checkValues(b)
+}
+
+// rowProjected fills r with row i as p asks: the common columns, and the
+// others for the kinds p names.
+func (b *Batch) rowProjected(i int, r *Row, p *projection) {
+	c := &b.cols
+	k := Kind(c[ColKind].vals[i] + 1)
+	if !p.kinds[k] {
+		*r = Row{Seq: le64(c[ColSeq].vals, i), Kind: k, CPU: le16(c[ColCPU].vals, i), Task: le32(c[ColTask].vals, i),
+			Depth: c[ColDepth].vals[i], RIP: le64(c[ColRIP].vals, i)}
+		return
+	}
+	if k != KindInsn || !p.insnFast {
+		b.Row(i, r)
+		return
+	}
+	*r = Row{Seq: le64(c[ColSeq].vals, i), Kind: k, CPU: le16(c[ColCPU].vals, i), Task: le32(c[ColTask].vals, i),
+		Depth: c[ColDepth].vals[i], RIP: le64(c[ColRIP].vals, i)}
+	if c[ColLen].ok(i) {
+		r.Len = c[ColLen].vals[i]
+	}
+	if c[ColBytes].ok(i) {
+		copy(r.Bytes[:], c[ColBytes].vals[15*i:15*i+15])
+	}
+	if c[ColOp].ok(i) {
+		r.Op = le16(c[ColOp].vals, i)
+	}
+	if c[ColRSP].ok(i) {
+		r.RSP = le64(c[ColRSP].vals, i)
+	}
+	if c[ColRFlags].ok(i) {
+		if b.rflags64 {
+			r.RFlags = le64(c[ColRFlags].vals, i)
+		} else {
+			r.RFlags = uint64(le32(c[ColRFlags].vals, i))
+		}
+	}
+}
