@@ -38,6 +38,8 @@ var catalogWant = map[string][]want{
 	"exc-tramp":                nil,
 	"dyn-tramp-wx":             {{"wx", 0, ""}},
 	"dyn-tramp-ro":             nil,
+	"kretprobe":                nil,
+	"kretprobe-wrongframe":     {{"return-slot", 2, "kretprobe_trampoline"}},
 }
 
 // analyzeRun runs spec with every analyzer attached live (check.Run) and

@@ -107,6 +107,12 @@ func (a *frame) Start(ctx *Context) error {
 	return nil
 }
 
+func (*frame) Needs() Needs {
+	return Needs{Kinds: []format.Kind{format.KindInsn, format.KindWrite, format.KindTrap, format.KindIret},
+		Columns: []int{format.ColOp, format.ColRSP, format.ColAddr, format.ColSize, format.ColOld, format.ColNew, format.ColAlias,
+			format.ColVector, format.ColHandler, format.ColIST}}
+}
+
 // vectorHasErrorCode: the exceptions whose delivery pushes an error code
 // (SDM Vol. 3 §6.13, Table 6-1).
 func vectorHasErrorCode(v uint8) bool {

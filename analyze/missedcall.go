@@ -13,8 +13,9 @@ import (
 // context (a CPU's task at one trap depth) executes the instruction at the
 // site (the call, the nop, or the int3 that guards it), with the stack
 // pointer it had there, and ends one of two ways:
-//   - the same context executes site+5, the function body: the pass is
-//     complete;
+//   - the same context executes site+length (the site's length, 5 for a
+//     call rel32 unless the contract says otherwise), the function body:
+//     the pass is complete;
 //   - the context leaves the site's frame without getting there: a RET pops
 //     the word at or above the site's stack pointer (the function returned),
 //     an IRETQ resumes the context with its stack pointer above it (an int3
@@ -26,7 +27,10 @@ import (
 //
 // Either way some allowed handler's entry must have run in between, in that
 // same context: a handler entered by an interrupt or NMI nested in the pass
-// (at a deeper trap depth) is that context's own call, not this pass's. (A
+// (at a deeper trap depth) is that context's own call, not this pass's,
+// except that a rule declared nested also counts a handler entered in the
+// #BP the pass's own int3 at the site raised (a kprobe pre-handler: the
+// trap row's saved RIP is site+1 and its context the pass's). (A
 // livepatch handler that redirects regs->ip to a new function abandons the
 // old function's pass with the handler entered, which is what it is for.)
 //
@@ -49,6 +53,10 @@ type missedCall struct {
 	passes map[ctxKey][]*pass
 	isRet  []bool // by op index
 	done   []bool // by CPU: reported pt_cpu_done
+	// siteTraps: per handler context, the pass whose own #BP at the site
+	// that context is (for rules with nested = true).
+	siteTraps map[ctxKey]*pass
+	nested    bool // some rule is nested
 	// watch: a bit per hash of the addresses an insn row can matter at
 	// (sites, bodies, handlers), so that most rows are passed by one test.
 	watch [4]uint64
@@ -61,6 +69,7 @@ type callRule struct {
 	names        []string
 	from, until  uint64
 	open         bool
+	nested       bool // handlers in the #BP taken at the site count
 	checked, bad uint64
 }
 
@@ -87,6 +96,7 @@ func (a *missedCall) Start(ctx *Context) error {
 	a.passes = map[ctxKey][]*pass{}
 	a.rules = nil
 	a.done = make([]bool, len(ctx.St.CPUs))
+	a.siteTraps, a.nested = map[ctxKey]*pass{}, false
 	a.watch = [4]uint64{}
 	a.isRet = make([]bool, len(ctx.St.Meta.OpNames))
 	for i, n := range ctx.St.Meta.OpNames {
@@ -100,8 +110,9 @@ func (a *missedCall) Start(ctx *Context) error {
 		if err != nil {
 			return fmt.Errorf("contract must_call site: %w", err)
 		}
-		rule := callRule{site: site, body: site + 5, name: mc.Site, handlers: map[uint64]string{}, names: mc.Handlers,
-			from: mc.FromMarker, until: mc.UntilMarker, open: mc.FromMarker == 0}
+		rule := callRule{site: site, body: site + siteLength(mc.Length), name: mc.Site, handlers: map[uint64]string{}, names: mc.Handlers,
+			from: mc.FromMarker, until: mc.UntilMarker, open: mc.FromMarker == 0, nested: mc.Nested}
+		a.nested = a.nested || mc.Nested
 		for _, h := range mc.Handlers {
 			addr, err := ctx.St.Syms.Resolve(h)
 			if err != nil {
@@ -131,6 +142,10 @@ func (a *missedCall) Needs() Needs {
 	if len(a.rules) == 0 {
 		return Needs{Kinds: []format.Kind{}}
 	}
+	if a.nested {
+		return Needs{Kinds: []format.Kind{format.KindInsn, format.KindMarker, format.KindIret, format.KindService, format.KindTrap},
+			Columns: []int{format.ColOp, format.ColRSP, format.ColArg0, format.ColHandler, format.ColService, format.ColVector}}
+	}
 	return Needs{Kinds: []format.Kind{format.KindInsn, format.KindMarker, format.KindIret, format.KindService},
 		Columns: []int{format.ColOp, format.ColRSP, format.ColArg0, format.ColHandler, format.ColService}}
 }
@@ -151,10 +166,31 @@ func (a *missedCall) Event(ctx *Context, r *format.Row) {
 				ru.open = false
 			}
 		}
+	case format.KindTrap:
+		// The #BP of an int3 at a nested rule's site: handlers entered in
+		// it work for the pass that trapped (the row's RIP is after the
+		// int3, SDM Vol. 3 §6.5: a trap's saved RIP follows it).
+		if !a.nested || r.Vector != vecBP {
+			return
+		}
+		for i := range a.rules {
+			if ru := &a.rules[i]; ru.nested && r.RIP == ru.site+1 {
+				if p := a.innermost(k, i); p != nil {
+					a.siteTraps[ctxKey{r.CPU, r.Task, r.Depth + 1}] = p
+				}
+			}
+		}
 	case format.KindIret:
 		// The row carries the depth returned to: every deeper context of
 		// this task on this CPU has ended, and the one resumed must still
 		// be inside (at or below) each of its passes' frames.
+		if len(a.siteTraps) > 0 {
+			for key := range a.siteTraps {
+				if key.cpu == r.CPU && key.task == r.Task && key.depth > r.Depth {
+					delete(a.siteTraps, key)
+				}
+			}
+		}
 		for key, ps := range a.passes {
 			if key.cpu == r.CPU && key.task == r.Task && key.depth > r.Depth && len(ps) > 0 {
 				a.abandon(ctx, key, 0, r, func() string { return fmt.Sprintf("the IRETQ at %s ended that context", ctx.Describe(r.RIP)) })
@@ -187,6 +223,9 @@ func (a *missedCall) Event(ctx *Context, r *format.Row) {
 			if name, ok := ru.handlers[r.RIP]; ok {
 				if p := a.innermost(k, i); p != nil && !p.entered {
 					p.entered, p.via = true, name
+				}
+				if p := a.siteTraps[k]; ru.nested && p != nil && p.rule == i && !p.entered {
+					p.entered, p.via = true, name+" (in the #BP at the site)"
 				}
 			}
 			switch r.RIP {
@@ -310,6 +349,18 @@ func (a *missedCall) Finish(ctx *Context) {
 		r := &format.Row{Seq: ctx.St.Seq}
 		a.abandon(ctx, k, 0, r, func() string { return fmt.Sprintf("the run ended with cpu%d finished and idle", k.cpu) })
 	}
+}
+
+// vecBP is the breakpoint vector (SDM Vol. 3 Table 6-1).
+const vecBP = 3
+
+// siteLength is a must_call site's length: 5 (a call rel32) unless the
+// contract says otherwise.
+func siteLength(n uint64) uint64 {
+	if n == 0 {
+		return 5
+	}
+	return n
 }
 
 // svcCPUDone is pt_cpu_done in the trace's service enum (format.Services).

@@ -42,7 +42,29 @@ type returnSlot struct {
 	isCall    []bool // by op index
 	isRet     []bool
 	isPush    []bool
-	siteRets  map[uint64]bool // must_call site + 5
+	siteRets  map[uint64]bool // must_call site + its length
+
+	// Declared return hijacks (contract.return_hijacks): the words a
+	// hijack handler rewrote to its trampoline, and per context the
+	// hijacked frames whose trampoline is running, innermost last.
+	hijacks  []hijack
+	hijacked map[uint64]*hijackFill
+	inTramp  map[ctxKey][]*hijackFill
+}
+
+type hijack struct {
+	handler, handlerEnd    uint64 // [handler, handlerEnd): the store's RIP
+	tramp, trampEnd        uint64
+	handlerName, trampName string
+}
+
+// hijackFill is one return word a hijack handler rewrote.
+type hijackFill struct {
+	h     int
+	at    uint64 // the word
+	orig  uint64 // the return address it held
+	row   format.Row
+	enter format.Row // the RET into the trampoline
 }
 
 // Stack word provenance.
@@ -103,11 +125,26 @@ func (a *returnSlot) Start(ctx *Context) error {
 		a.isRet[i] = n == "RET"
 		a.isPush[i] = n == "PUSH" || n == "PUSHF"
 	}
+	a.hijacks, a.hijacked, a.inTramp = nil, map[uint64]*hijackFill{}, map[ctxKey][]*hijackFill{}
 	if ctx.St.Spec != nil {
 		for _, mc := range ctx.St.Spec.Contract.MustCall {
 			if site, err := ctx.St.Syms.Resolve(mc.Site); err == nil {
-				a.siteRets[site+5] = true
+				a.siteRets[site+siteLength(mc.Length)] = true
 			}
+		}
+		for _, h := range ctx.St.Spec.Contract.ReturnHijacks {
+			hs, ok := ctx.St.Syms.Lookup(h.Handler)
+			if !ok {
+				return fmt.Errorf("contract return_hijacks: no symbol %q in the trace", h.Handler)
+			}
+			ts, ok := ctx.St.Syms.Lookup(h.Trampoline)
+			if !ok {
+				return fmt.Errorf("contract return_hijacks: no symbol %q in the trace", h.Trampoline)
+			}
+			if hs.Size == 0 || ts.Size == 0 {
+				return fmt.Errorf("contract return_hijacks: %s and %s must be functions with a size", h.Handler, h.Trampoline)
+			}
+			a.hijacks = append(a.hijacks, hijack{hs.Addr, hs.Addr + hs.Size, ts.Addr, ts.Addr + ts.Size, h.Handler, h.Trampoline})
 		}
 		for _, s := range ctx.St.Spec.Contract.ReturnSlots {
 			if _, ok := ctx.St.Syms.Lookup(s); !ok {
@@ -121,7 +158,7 @@ func (a *returnSlot) Start(ctx *Context) error {
 
 func (*returnSlot) Needs() Needs {
 	return Needs{Kinds: []format.Kind{format.KindInsn, format.KindWrite, format.KindPercpuRead},
-		Columns: []int{format.ColOp, format.ColRSP, format.ColAddr, format.ColSize, format.ColAlias, format.ColPercpuVar, format.ColPercpuCPU, format.ColNew}}
+		Columns: []int{format.ColOp, format.ColRSP, format.ColAddr, format.ColSize, format.ColAlias, format.ColPercpuVar, format.ColPercpuCPU, format.ColNew, format.ColOld}}
 }
 
 func (a *returnSlot) Event(ctx *Context, r *format.Row) {
@@ -205,6 +242,9 @@ func (a *returnSlot) trackStore(r *format.Row) {
 	}
 	a.clobber(r)
 	a.set(r.Addr, w)
+	if len(a.hijacks) > 0 {
+		a.noteHijack(r)
+	}
 }
 
 // set records a word's provenance; words not 8-byte aligned are also
@@ -244,10 +284,63 @@ func (a *returnSlot) clobber(r *format.Row) {
 	}
 }
 
+// noteHijack records a declared hijack handler's store of its
+// trampoline's address over a word; any other store to the word ends
+// the record.
+func (a *returnSlot) noteHijack(r *format.Row) {
+	for i, h := range a.hijacks {
+		if r.New == h.tramp && r.RIP >= h.handler && r.RIP < h.handlerEnd {
+			a.hijacked[r.Addr] = &hijackFill{h: i, at: r.Addr, orig: r.Old, row: *r}
+			return
+		}
+	}
+	delete(a.hijacked, r.Addr)
+}
+
+// checkHijack judges a RET against the declared hijacks: a RET through a
+// hijacked word into its trampoline is accepted (and the trampoline's
+// frame noted for the context); a RET by a trampoline must return to the
+// address its context's innermost hijacked frame held. It reports
+// whether the RET was judged here.
+func (a *returnSlot) checkHijack(ctx *Context, r *format.Row, target uint64) bool {
+	k := ctxKey{r.CPU, r.Task, r.Depth}
+	if fs := a.inTramp[k]; len(fs) > 0 {
+		f := fs[len(fs)-1]
+		h := a.hijacks[f.h]
+		if r.RIP >= h.tramp && r.RIP < h.trampEnd {
+			a.inTramp[k] = fs[:len(fs)-1]
+			if len(a.inTramp[k]) == 0 {
+				delete(a.inTramp, k)
+			}
+			if target != f.orig {
+				ctx.Report(Finding{
+					CPU: int(r.CPU), Task: r.Task, SeqFirst: f.row.Seq, SeqLast: r.Seq, RIP: r.RIP, Evidence: []uint64{f.row.Seq, f.enter.Seq, r.Seq},
+					Context: contextName(r),
+					Story:   ctx.story.tellWith(ctx.St, int(r.CPU), []uint64{f.row.Seq, r.Seq}, &f.row, &f.enter, r),
+					Message: fmt.Sprintf("%s's ret at %s returns to %s, but the frame it was entered from returns to %s: %s replaced that return address (word %#x) at seq %d, and the RET at seq %d consumed it; the trampoline returned through the wrong frame",
+						h.trampName, ctx.Describe(r.RIP), ctx.Describe(target), ctx.Describe(f.orig), ctx.Describe(f.row.RIP), f.at, f.row.Seq, f.enter.Seq),
+				}, fmt.Sprintf("hijack|%#x", r.RIP))
+			}
+			return true
+		}
+	}
+	f := a.hijacked[r.RSP]
+	if f == nil || target != a.hijacks[f.h].tramp {
+		return false
+	}
+	delete(a.hijacked, r.RSP)
+	f.enter = *r
+	a.inTramp[k] = append(a.inTramp[k], f)
+	return true
+}
+
 // checkRet judges a RET by the word it pops.
 func (a *returnSlot) checkRet(ctx *Context, r *format.Row) {
 	st := ctx.St
 	target := st.Mem.U64(r.RSP)
+	if len(a.hijacks) > 0 && a.checkHijack(ctx, r, target) {
+		return
+	}
 	var w stackWord
 	pw := a.prov.get(r.RSP)
 	known := pw != nil

@@ -161,6 +161,10 @@ func tellRow(st *replay.State, r *format.Row) string {
 	switch r.Kind {
 	case format.KindInsn:
 		what = fmt.Sprintf("enters %s", d(r.RIP))
+		if !st.Syms.IsEntry(r.RIP) && int(r.Op) < len(st.Meta.OpNames) {
+			// An analyzer's evidence (tellWith), not a function entry.
+			what = fmt.Sprintf("executes %s at %s (rsp %#x)", strings.ToLower(st.Meta.OpNames[r.Op]), d(r.RIP), r.RSP)
+		}
 	case format.KindWrite:
 		switch {
 		case r.Alias:

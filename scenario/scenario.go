@@ -219,6 +219,9 @@ type Contract struct {
 	// an emulated-call target between the write that fills them and the
 	// read that consumes them (the return-slot analyzer).
 	ReturnSlots []string `toml:"return_slots"`
+	// ReturnHijacks declare return addresses rewritten on purpose
+	// (kretprobe-style trampolines; the return-slot analyzer).
+	ReturnHijacks []ReturnHijack `toml:"return_hijacks"`
 	// Alias says kernel text changes only through text_poke's alias (the wx
 	// analyzer flags any other store to an executable page regardless).
 	Alias bool `toml:"alias"`
@@ -244,12 +247,35 @@ func (s *Spec) OpenEnded() bool {
 // window never opens, or whose site is never passed while it is open, in
 // a finished run is a finding of the unmatched analyzer: it checked
 // nothing.
+//
+// Length is the site's length in bytes (default 5, a call rel32): the pass
+// ends at Site+Length. Nested, when set, lets a handler entered in a trap
+// the pass's own context took at the site (a kprobe pre-handler run by the
+// #BP of the int3 at the site) satisfy the pass; otherwise only handlers
+// entered in the pass's own context count.
 type MustCall struct {
 	Site        string   `toml:"site"`
 	Handlers    []string `toml:"handlers"`
 	FromMarker  uint64   `toml:"from_marker"`
 	UntilMarker uint64   `toml:"until_marker"`
+	Length      uint64   `toml:"length"`
+	Nested      bool     `toml:"nested"`
 }
+
+// ReturnHijack declares a legitimate return-address hijack: a store by
+// Handler (a function: the store's RIP lies in it) of Trampoline's address
+// over a return address, and the trampoline that a RET through that word
+// then enters. The trampoline's own RET must return to the address the
+// handler replaced for that frame (the innermost hijacked frame of the
+// context): a trampoline that returns through another frame is a finding.
+type ReturnHijack struct {
+	Handler    string `toml:"handler"`
+	Trampoline string `toml:"trampoline"`
+}
+
+// MaxSiteLength bounds contract.must_call[].length: an x86 instruction is
+// at most 15 bytes (SDM Vol. 2 §2.3.11).
+const MaxSiteLength = 15
 
 // Expect is the expected verdict: clean, or the analyzer ids that must
 // report findings.
@@ -461,6 +487,8 @@ func (s *Spec) validate() error {
 		return fmt.Errorf("cpus = %d: must be 1..%d", s.CPUs, MaxCPUs)
 	case len(s.Tasks) > MaxEntries || len(s.Inject) > MaxEntries || len(s.Contract.MustCall) > MaxEntries:
 		return fmt.Errorf("%d tasks, %d injections, %d must_call entries: at most %d each", len(s.Tasks), len(s.Inject), len(s.Contract.MustCall), MaxEntries)
+	case len(s.Contract.ReturnHijacks) > MaxEntries:
+		return fmt.Errorf("%d return_hijacks entries: at most %d", len(s.Contract.ReturnHijacks), MaxEntries)
 	case len(s.Uses) > MaxEntries || len(s.Replace) > MaxEntries:
 		return fmt.Errorf("%d uses, %d replace entries: at most %d each", len(s.Uses), len(s.Replace), MaxEntries)
 	}
@@ -546,6 +574,14 @@ func (s *Spec) validate() error {
 			if err := checkAddrExpr(e); err != nil {
 				return fmt.Errorf("contract.must_call %d: %v", i+1, err)
 			}
+		}
+		if mc.Length > MaxSiteLength {
+			return fmt.Errorf("contract.must_call %d: length %d: a site is one instruction, at most %d bytes", i+1, mc.Length, MaxSiteLength)
+		}
+	}
+	for i, h := range s.Contract.ReturnHijacks {
+		if !validSymbol.MatchString(h.Handler) || !validSymbol.MatchString(h.Trampoline) {
+			return fmt.Errorf("contract.return_hijacks %d: handler %q and trampoline %q must be symbol names", i+1, h.Handler, h.Trampoline)
 		}
 	}
 	return nil

@@ -27,7 +27,8 @@ cpu = 1
 at = "f+3"
 hit = 1
 [contract]
-must_call = [{ site = "traced_fn", handlers = ["h"] }]
+must_call = [{ site = "traced_fn", handlers = ["h"] }, { site = "g", handlers = ["h"], length = 1, nested = true }]
+return_hijacks = [{ handler = "kretprobe_hijack", trampoline = "kretprobe_trampoline" }]
 `
 
 func TestParseValid(t *testing.T) {
@@ -52,6 +53,13 @@ func TestParseValid(t *testing.T) {
 	}
 	if s.OpenEnded() {
 		t.Error("a scenario without contract.terminates is open-ended")
+	}
+	mc := s.Contract.MustCall
+	if len(mc) != 2 || mc[0].Length != 0 || mc[0].Nested || mc[1].Length != 1 || !mc[1].Nested {
+		t.Errorf("must_call %+v", mc)
+	}
+	if h := s.Contract.ReturnHijacks; len(h) != 1 || h[0] != (ReturnHijack{"kretprobe_hijack", "kretprobe_trampoline"}) {
+		t.Errorf("return_hijacks %+v", h)
 	}
 }
 
@@ -82,6 +90,10 @@ func TestParseErrors(t *testing.T) {
 		{"bad fetch", "[quirks]\nfetch = \"maybe\"", `quirks.fetch = "maybe"`},
 		{"bad inject kind", "[[inject]]\nkind = \"smi\"\ncpu = 0\nat = \"x\"", `kind "smi"`},
 		{"syntax", `cpus = = 4`, "line 1"},
+		{"site too long", "[contract]\nmust_call = [{ site = \"f\", handlers = [\"h\"], length = 16 }]", "length 16: a site is one instruction, at most 15 bytes"},
+		{"hijack without trampoline", "[contract]\nreturn_hijacks = [{ handler = \"h\" }]", `contract.return_hijacks 1: handler "h" and trampoline ""`},
+		{"hijack expression", "[contract]\nreturn_hijacks = [{ handler = \"h+4\", trampoline = \"t\" }]", "must be symbol names"},
+		{"unknown hijack key", "[contract]\nreturn_hijacks = [{ handler = \"h\", trampoline = \"t\", slot = 1 }]", "unknown key contract.return_hijacks.slot"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			text := tc.edit + "\nid = \"t\"\nslice = \"t.elf\"\n"
