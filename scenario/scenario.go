@@ -277,15 +277,83 @@ type ReturnHijack struct {
 // at most 15 bytes (SDM Vol. 2 §2.3.11).
 const MaxSiteLength = 15
 
-// Expect is the expected verdict: clean, or the analyzer ids that must
-// report findings.
+// Expect is the expected verdict: "clean", or a list of expectations, each
+// an analyzer id or a table naming the findings it covers (in the spirit of
+// x/tools analysistest's // want):
+//
+//	expect = ["missed-call"]
+//	expect = [
+//		{ analyzer = "missed-call", symbol = "lp_fn1", count = 1 },
+//		{ analyzer = "trap", cpu = 2, line = "tramp.S:81", count = "1-" },
+//		{ analyzer = "wx", count = 0 },
+//	]
+//
+// A table matches the findings of its analyzer that also have its cpu (the
+// CPU a finding, or any occurrence folded into it, happened on), symbol
+// (the symbol containing the rip) and line (the rip's file:line: a staged
+// name, or its tail after a '/'); count is how many findings (after
+// folding repeats at one place) must match: N, "N-M", "N-" (at least N),
+// default "1-"; 0 says there must be none. A list with a table in it is
+// strict: every finding must match an entry (a bare id matches its
+// analyzer's findings). A list of ids alone keeps its old meaning: each
+// analyzer must report, others may too (a corrupted return often ends in an
+// oops the trap analyzer also reports). "clean" wants no finding at all.
 type Expect struct {
-	Findings []string // empty: clean
+	// Findings lists the analyzers some entry needs a finding of (count
+	// at least 1), sorted, once each; empty: the run must be clean.
+	Findings []string
+	// Entries are the expectations as written, in order (nil for clean).
+	Entries []ExpectEntry
+	// Strict says every finding must match an entry (a table was written).
+	Strict bool
 }
 
-// Clean reports whether the scenario is expected to be clean.
+// ExpectEntry is one expectation: the findings of Analyzer with the given
+// CPU (-1: any), Symbol and Line ("": any), Min to Max of them (Max -1:
+// no bound).
+type ExpectEntry struct {
+	Analyzer string
+	CPU      int
+	Symbol   string
+	Line     string
+	Min, Max int
+}
+
+// String renders the entry as written in a table, keys that are set only.
+func (x ExpectEntry) String() string {
+	parts := []string{"analyzer = " + strconv.Quote(x.Analyzer)}
+	if x.CPU >= 0 {
+		parts = append(parts, "cpu = "+strconv.Itoa(x.CPU))
+	}
+	if x.Symbol != "" {
+		parts = append(parts, "symbol = "+strconv.Quote(x.Symbol))
+	}
+	if x.Line != "" {
+		parts = append(parts, "line = "+strconv.Quote(x.Line))
+	}
+	if x.Min != 1 || x.Max != -1 {
+		parts = append(parts, "count = "+x.CountString())
+	}
+	return "{ " + strings.Join(parts, ", ") + " }"
+}
+
+// CountString renders the count range: "2", "1-3", "1-".
+func (x ExpectEntry) CountString() string {
+	switch {
+	case x.Max < 0:
+		return strconv.Itoa(x.Min) + "-"
+	case x.Min == x.Max:
+		return strconv.Itoa(x.Min)
+	}
+	return strconv.Itoa(x.Min) + "-" + strconv.Itoa(x.Max)
+}
+
+// Clean reports whether the scenario is expected to be clean: no entry
+// needs a finding (and, the list being strict or empty, none may occur).
 func (e Expect) Clean() bool { return len(e.Findings) == 0 }
 
+// String is the expectation in a word for tables: "clean", or the
+// analyzers some entry needs, comma-separated.
 func (e Expect) String() string {
 	if e.Clean() {
 		return "clean"
@@ -293,27 +361,136 @@ func (e Expect) String() string {
 	return strings.Join(e.Findings, ",")
 }
 
-// UnmarshalTOML accepts "clean" or a list of analyzer ids.
+// UnmarshalTOML accepts "clean" or a list of analyzer ids and tables.
 func (e *Expect) UnmarshalTOML(v any) error {
+	*e = Expect{}
 	switch x := v.(type) {
 	case string:
 		if x != "clean" {
-			return fmt.Errorf("expect = %q: want \"clean\" or a list of analyzer ids", x)
+			return fmt.Errorf("expect = %q: want \"clean\" or a list of analyzer ids and { analyzer = ... } tables", x)
 		}
-		e.Findings = nil
+		return nil
 	case []any:
-		for _, it := range x {
-			s, ok := it.(string)
-			if !ok || s == "" {
-				return fmt.Errorf("expect: %v is not an analyzer id", it)
+		if len(x) > MaxEntries {
+			return fmt.Errorf("expect: %d entries; at most %d", len(x), MaxEntries)
+		}
+		for i, it := range x {
+			switch y := it.(type) {
+			case string:
+				if y == "" {
+					return fmt.Errorf("expect entry %d: an empty analyzer id", i+1)
+				}
+				e.Entries = append(e.Entries, ExpectEntry{Analyzer: y, CPU: -1, Min: 1, Max: -1})
+			case map[string]any:
+				en, err := expectEntry(y)
+				if err != nil {
+					return fmt.Errorf("expect entry %d: %w", i+1, err)
+				}
+				e.Entries = append(e.Entries, en)
+				e.Strict = true
+			default:
+				return fmt.Errorf("expect entry %d: %v is neither an analyzer id nor a table", i+1, it)
 			}
-			e.Findings = append(e.Findings, s)
+		}
+		seen := map[string]bool{}
+		for _, en := range e.Entries {
+			if en.Min > 0 && !seen[en.Analyzer] {
+				seen[en.Analyzer] = true
+				e.Findings = append(e.Findings, en.Analyzer)
+			}
 		}
 		sort.Strings(e.Findings)
-	default:
-		return fmt.Errorf("expect: want \"clean\" or a list of analyzer ids, got %T", v)
+		return nil
 	}
-	return nil
+	return fmt.Errorf("expect: want \"clean\" or a list of analyzer ids and tables, got %T", v)
+}
+
+// expectEntry reads one { analyzer = ..., cpu, symbol, line, count } table.
+func expectEntry(m map[string]any) (ExpectEntry, error) {
+	x := ExpectEntry{CPU: -1, Min: 1, Max: -1}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		v := m[k]
+		switch k {
+		case "analyzer", "symbol", "line":
+			s, ok := v.(string)
+			if !ok || s == "" {
+				return x, fmt.Errorf("%s: want a non-empty string, got %v", k, v)
+			}
+			switch k {
+			case "analyzer":
+				x.Analyzer = s
+			case "symbol":
+				x.Symbol = s
+			case "line":
+				i := strings.LastIndexByte(s, ':')
+				n, err := strconv.Atoi(s[i+1:])
+				if i <= 0 || err != nil || n <= 0 || s[i+1] == '+' {
+					return x, fmt.Errorf("line = %q: want file.c:LINE", s)
+				}
+				x.Line = s
+			}
+		case "cpu":
+			n, ok := v.(int64)
+			if !ok || n < 0 || n >= MaxCPUs {
+				return x, fmt.Errorf("cpu = %v: not a CPU number (0..%d)", v, MaxCPUs-1)
+			}
+			x.CPU = int(n)
+		case "count":
+			lo, hi, err := countRange(v)
+			if err != nil {
+				return x, err
+			}
+			x.Min, x.Max = lo, hi
+		default:
+			return x, fmt.Errorf("unknown key %q (have analyzer, cpu, symbol, line, count)", k)
+		}
+	}
+	if x.Analyzer == "" {
+		return x, errors.New("no analyzer")
+	}
+	return x, nil
+}
+
+// maxCount bounds an expected count (a run has fewer findings).
+const maxCount = 1 << 30
+
+// countRange reads count = N, "N", "N-M" or "N-".
+func countRange(v any) (lo, hi int, err error) {
+	bad := fmt.Errorf("count = %v: want N, \"N-M\" or \"N-\" (at least N) with 0 <= N <= M", v)
+	num := func(s string) (int, bool) {
+		n, err := strconv.Atoi(s)
+		return n, err == nil && n >= 0 && n <= maxCount && !strings.HasPrefix(s, "+")
+	}
+	switch x := v.(type) {
+	case int64:
+		if x < 0 || x > maxCount {
+			return 0, 0, bad
+		}
+		return int(x), int(x), nil
+	case string:
+		a, b, rng := strings.Cut(strings.TrimSpace(x), "-")
+		lo, ok := num(a)
+		if !ok {
+			return 0, 0, bad
+		}
+		switch {
+		case !rng:
+			return lo, lo, nil
+		case b == "":
+			return lo, -1, nil
+		}
+		hi, ok := num(b)
+		if !ok || hi < lo {
+			return 0, 0, bad
+		}
+		return lo, hi, nil
+	}
+	return 0, 0, bad
 }
 
 // Error is a problem in a scenario file.
@@ -348,11 +525,16 @@ func Parse(file string, text []byte) (*Spec, error) {
 		}
 		return nil, &Error{File: file, Msg: err.Error()}
 	}
-	if und := md.Undecoded(); len(und) > 0 {
-		keys := make([]string, len(und))
-		for i, k := range und {
-			keys[i] = k.String()
+	var keys []string
+	for _, k := range md.Undecoded() {
+		// Expect.UnmarshalTOML reads the expect tables' keys itself (and
+		// refuses unknown ones).
+		if len(k) > 1 && k[0] == "expect" {
+			continue
 		}
+		keys = append(keys, k.String())
+	}
+	if len(keys) > 0 {
 		return nil, &Error{File: file, Msg: "unknown key " + strings.Join(keys, ", ")}
 	}
 	// No key takes a negative number: a negative max_insns, hit, arg,

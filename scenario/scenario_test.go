@@ -141,3 +141,67 @@ func TestBuildKeys(t *testing.T) {
 		})
 	}
 }
+
+// TestExpectEntries: expect takes "clean", analyzer ids (the old form,
+// lenient) and tables naming analyzer, cpu, symbol, line and count (strict);
+// a bad entry is an error naming it.
+func TestExpectEntries(t *testing.T) {
+	parse := func(expr string) (Expect, error) {
+		s, err := Parse("s.toml", []byte(base+"expect = "+expr+"\n"))
+		if err != nil {
+			return Expect{}, err
+		}
+		return s.Expect, nil
+	}
+	for _, tc := range []struct {
+		expr     string
+		findings []string
+		strict   bool
+		entries  []ExpectEntry
+		str      string
+	}{
+		{`"clean"`, nil, false, nil, "clean"},
+		{`["trap", "cmc"]`, []string{"cmc", "trap"}, false, []ExpectEntry{{"trap", -1, "", "", 1, -1}, {"cmc", -1, "", "", 1, -1}}, "cmc,trap"},
+		{`[{ analyzer = "cmc", cpu = 2, symbol = "f", line = "x.c:3", count = "1-4" }]`, []string{"cmc"}, true,
+			[]ExpectEntry{{"cmc", 2, "f", "x.c:3", 1, 4}}, "cmc"},
+		{`[{ analyzer = "wx", count = 0 }, { analyzer = "cmc", count = 2 }, { analyzer = "cmc", count = "3-" }]`, []string{"cmc"}, true,
+			[]ExpectEntry{{"wx", -1, "", "", 0, 0}, {"cmc", -1, "", "", 2, 2}, {"cmc", -1, "", "", 3, -1}}, "cmc"},
+		{`[{ analyzer = "wx", count = 0 }]`, nil, true, []ExpectEntry{{"wx", -1, "", "", 0, 0}}, "clean"},
+		{"[\n\t\"trap\",\n\t{ analyzer = \"cmc\" },\n]", []string{"cmc", "trap"}, true, []ExpectEntry{{"trap", -1, "", "", 1, -1}, {"cmc", -1, "", "", 1, -1}}, "cmc,trap"},
+	} {
+		t.Run(tc.expr, func(t *testing.T) {
+			e, err := parse(tc.expr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(e.Findings, tc.findings) || e.Strict != tc.strict || !reflect.DeepEqual(e.Entries, tc.entries) || e.String() != tc.str {
+				t.Errorf("got %+v (%q), want findings %v strict %v entries %+v (%q)", e, e.String(), tc.findings, tc.strict, tc.entries, tc.str)
+			}
+		})
+	}
+	if got := (ExpectEntry{"cmc", 2, "f", "x.c:3", 1, 4}).String(); got != `{ analyzer = "cmc", cpu = 2, symbol = "f", line = "x.c:3", count = 1-4 }` {
+		t.Errorf("String = %s", got)
+	}
+	for _, tc := range []struct{ expr, want string }{
+		{`"dirty"`, `expect = "dirty"`},
+		{`[{ symbol = "f" }]`, "expect entry 1: no analyzer"},
+		{`["cmc", { analyzer = "cmc", colour = "red" }]`, `expect entry 2: unknown key "colour"`},
+		{`[{ analyzer = "cmc", cpu = 64 }]`, "cpu = 64: not a CPU number"},
+		{`[{ analyzer = "cmc", cpu = "1" }]`, `cpu = 1: not a CPU number`},
+		{`[{ analyzer = "cmc", count = -1 }]`, "count = -1"},
+		{`[{ analyzer = "cmc", count = "3-1" }]`, "count = 3-1"},
+		{`[{ analyzer = "cmc", count = "x" }]`, "count = x"},
+		{`[{ analyzer = "cmc", count = "+1" }]`, "count = +1"},
+		{`[{ analyzer = "cmc", line = "x.c" }]`, `line = "x.c": want file.c:LINE`},
+		{`[{ analyzer = "cmc", symbol = 3 }]`, "symbol: want a non-empty string"},
+		{`[""]`, "expect entry 1: an empty analyzer id"},
+		{`[3]`, "expect entry 1: 3 is neither"},
+	} {
+		t.Run(tc.expr, func(t *testing.T) {
+			_, err := parse(tc.expr)
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.HasPrefix(err.Error(), "s.toml: ") {
+				t.Errorf("error %v, want one with %q", err, tc.want)
+			}
+		})
+	}
+}

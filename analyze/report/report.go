@@ -30,7 +30,9 @@ import (
 // Options tunes a report; the zero value is the default.
 type Options struct {
 	// Expect is the expected verdict ("clean" or analyzer ids joined by
-	// ","); "" takes it from the scenario the trace records.
+	// ","), judged by analyzer only; "" takes the expectation from the
+	// scenario the trace records and judges it as check does
+	// (analyze.Compare: counts, CPUs, symbols, lines).
 	Expect string
 	// Buckets is the number of summary buckets over the run (default 4096).
 	Buckets int
@@ -177,11 +179,14 @@ func Build(path string, res *analyze.Result, opt Options) (*Data, error) {
 	if len(got) > 0 {
 		d.Got = joinSorted(got)
 	}
-	if d.Expect == "" && st.Spec != nil {
-		d.Expect = st.Spec.Expect.String()
-	}
-	if d.Expect != "" {
+	switch {
+	case opt.Expect != "":
 		m := res.Verdict != analyze.VerdictIncomplete && expectMatches(d.Expect, got)
+		d.Match = &m
+	case st.Spec != nil:
+		// The scenario the trace records, judged as check judges it.
+		d.Expect = st.Spec.Expect.String()
+		m := res.Verdict != analyze.VerdictIncomplete && analyze.Compare(st.Spec.Expect, res.Findings).OK()
 		d.Match = &m
 	}
 	b := newBuilder(d, st, md, opt)

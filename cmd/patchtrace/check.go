@@ -163,9 +163,6 @@ func cmdCheck(env *cmdEnv, args []string) int {
 				if cs.Detail != "" {
 					what += " (" + cs.Detail + ")"
 				}
-				for _, u := range cs.Unmatched {
-					what += "; " + u
-				}
 				if cs.Error != "" {
 					what = "error: " + cs.Error
 				}
@@ -175,6 +172,12 @@ func cmdCheck(env *cmdEnv, args []string) int {
 					trace = "none"
 				}
 				fmt.Fprintf(env.stdout, "%s seed %d: expected %s, got %s; %s; trace %s\n", r.ID, cs.Seed, r.Expect, got, what, trace)
+				for _, u := range cs.Unmet {
+					fmt.Fprintf(env.stdout, "  not met: %s\n", u)
+				}
+				for _, u := range cs.Unexpected {
+					fmt.Fprintf(env.stdout, "  unexpected: %s\n", u)
+				}
 			}
 		}
 		fmt.Fprintf(env.stdout, "\n%d scenario(s), %d seed(s) each: %d as expected, %d not\n", len(rows), *seeds, len(rows)-bad, bad)
@@ -235,7 +238,7 @@ func writeSeedReports(spec *scenario.Spec, cs *checkSeed, ar *analyze.Result) er
 	}
 	// The timeline page: read from the trace just written, judged
 	// against the scenario's expectation.
-	d, err := report.Build(cs.Trace, ar, report.Options{Expect: spec.Expect.String()})
+	d, err := report.Build(cs.Trace, ar, report.Options{})
 	if err != nil {
 		return err
 	}

@@ -277,7 +277,12 @@
 //	what the analyzers found (per analyzer, summed over seeds), the seeds' run outcomes
 //	(done, oops, budget, unsupported, error, ...), events and time. Every seed runs,
 //	whatever the others did. A clean scenario must have no finding on any seed; a
-//	finding scenario must have findings from each expected analyzer on every seed; a
+//	finding scenario must meet each expect entry on every seed: an analyzer id needs
+//	a finding of it (others may report too), a table { analyzer, cpu, symbol, line,
+//	count } needs count findings of that analyzer with that cpu, symbol and
+//	file:line, and a list with a table is strict: a finding no entry matches fails
+//	the seed; the output names each expectation not met and each unexpected finding;
+//	a rule of the scenario that never matched (unmatched) fails it whatever it expects; a
 //	seed whose run did not finish is a finding (trap: oops, panic, BUG; progress:
 //	budget, hang) unless the scenario is open-ended, and a seed the emulator stopped
 //	(unsupported instruction, error) fails its row. Each failing seed is listed under

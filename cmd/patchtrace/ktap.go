@@ -43,6 +43,12 @@ func writeKTAP(w io.Writer, rows []checkRow, outDir string) {
 			}
 			fmt.Fprintf(w, "%s# seed%d: expected %s, got %s\n", in, cs.Seed, r.Expect, ktapDiag(got))
 			fmt.Fprintf(w, "%s# seed%d: %s; trace %s\n", in, cs.Seed, ktapDiag(what), trace)
+			for _, u := range cs.Unmet {
+				fmt.Fprintf(w, "%s# seed%d: not met: %s\n", in, cs.Seed, ktapDiag(u))
+			}
+			for _, u := range cs.Unexpected {
+				fmt.Fprintf(w, "%s# seed%d: unexpected: %s\n", in, cs.Seed, ktapDiag(u))
+			}
 		}
 		fmt.Fprintf(w, "%s %d %s\n", okWord(r.OK), i+1, r.ID)
 		fmt.Fprintf(w, "# %s: expected %s, got %s; findings %s; outcomes %s; %d events; %.1fs\n",

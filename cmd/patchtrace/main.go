@@ -111,7 +111,12 @@ func commands() []command {
 				"what the analyzers found (per analyzer, summed over seeds), the seeds' run outcomes\n" +
 				"(done, oops, budget, unsupported, error, ...), events and time. Every seed runs,\n" +
 				"whatever the others did. A clean scenario must have no finding on any seed; a\n" +
-				"finding scenario must have findings from each expected analyzer on every seed; a\n" +
+				"finding scenario must meet each expect entry on every seed: an analyzer id needs\n" +
+				"a finding of it (others may report too), a table { analyzer, cpu, symbol, line,\n" +
+				"count } needs count findings of that analyzer with that cpu, symbol and\n" +
+				"file:line, and a list with a table is strict: a finding no entry matches fails\n" +
+				"the seed; the output names each expectation not met and each unexpected finding;\n" +
+				"a rule of the scenario that never matched (unmatched) fails it whatever it expects; a\n" +
 				"seed whose run did not finish is a finding (trap: oops, panic, BUG; progress:\n" +
 				"budget, hang) unless the scenario is open-ended, and a seed the emulator stopped\n" +
 				"(unsupported instruction, error) fails its row. Each failing seed is listed under\n" +

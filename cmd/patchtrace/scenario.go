@@ -46,8 +46,8 @@ func loadScenario(arg string) (*scenario.Spec, error) {
 	// The analyzers are not the scenario package's to know: an expected
 	// finding from an analyzer that does not exist could never match.
 	known := analyze.IDs()
-	for _, id := range spec.Expect.Findings {
-		if !slices.Contains(known, id) {
+	for _, en := range spec.Expect.Entries {
+		if id := en.Analyzer; !slices.Contains(known, id) {
 			return nil, fmt.Errorf("scenario %s: expect: unknown analyzer %q (have %s)", spec.ID, id, strings.Join(known, ", "))
 		}
 	}
@@ -166,6 +166,12 @@ func scenariosMarkdown(env *cmdEnv) int {
 		fmt.Fprintf(w, "Mail %s; expected: **%s**; %d CPUs; fetch model %s; NMI in STI shadow: %v.\n\n",
 			mailLink(s.SeedMail), s.Expect, s.CPUs, s.Quirks.Fetch, s.Quirks.NMIInSTIShadow)
 		fmt.Fprintln(w, strings.TrimSpace(s.Description))
+		if s.Expect.Strict {
+			fmt.Fprintln(w, "\nExpected findings (every finding must match one):")
+			for _, en := range s.Expect.Entries {
+				fmt.Fprintf(w, "- `%s`\n", en)
+			}
+		}
 		if len(s.Inject) > 0 {
 			fmt.Fprintln(w, "\nInjection plan:")
 			for _, in := range s.Inject {

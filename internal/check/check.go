@@ -83,8 +83,10 @@ func (r *Result) Verdict() string {
 }
 
 // Matches reports whether the run went as e expects: it is complete and
-// its findings match (see Matches).
-func (r *Result) Matches(e scenario.Expect) bool { return r.Complete() && Matches(e, r.Findings) }
+// its findings match (see Compare).
+func (r *Result) Matches(e scenario.Expect) bool {
+	return r.Complete() && Compare(e, r.Analysis.Findings).OK()
+}
 
 // Setup is a scenario prepared for runs: its slice image, the machine
 // configuration and the trace metadata the analyzers start from. Explore
@@ -290,25 +292,16 @@ func Verdict(findings map[string]int) string {
 	return strings.Join(ids, ",")
 }
 
-// Matches reports whether findings (per analyzer) are what e expects: a
-// clean expectation needs no finding at all; a finding expectation needs
-// every expected analyzer to report (others may too: a corrupted return
-// often ends in an oops the trap analyzer also reports), except the
-// unmatched analyzer's: a rule of the scenario that never matched means
-// the run did not test what the scenario says, whatever else was found,
-// unless the scenario expects exactly that. It does not look at how the
-// run ended: see Result.Matches.
-func Matches(e scenario.Expect, findings map[string]int) bool {
-	if e.Clean() {
-		return len(findings) == 0
-	}
-	if findings[UnmatchedAnalyzer] > 0 && !slices.Contains(e.Findings, UnmatchedAnalyzer) {
-		return false
-	}
-	for _, id := range e.Findings {
-		if findings[id] == 0 {
-			return false
-		}
-	}
-	return true
+// Mismatch is how a run's findings differ from its expectation
+// (analyze.Mismatch).
+type Mismatch = analyze.Mismatch
+
+// Compare judges findings against e (analyze.Compare: the one place an
+// expectation is judged, shared with the HTML report).
+func Compare(e scenario.Expect, findings []*analyze.Finding) Mismatch {
+	return analyze.Compare(e, findings)
 }
+
+// Matches reports whether findings are what e expects (Compare finds no
+// mismatch).
+func Matches(e scenario.Expect, findings []*analyze.Finding) bool { return Compare(e, findings).OK() }

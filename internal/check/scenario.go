@@ -1,6 +1,7 @@
 package check
 
 import (
+	"fmt"
 	"os"
 	"sort"
 	"strings"
@@ -47,9 +48,15 @@ type Seed struct {
 	HTML       string         `json:"html,omitempty"`  // the timeline page (report)
 	Error      string         `json:"error,omitempty"` // the seed could not be run or analyzed
 	// Unmatched are the messages of the unmatched analyzer's findings:
-	// which scenario rules never matched (they fail the seed, see Matches).
+	// which scenario rules never matched (they fail the seed, see Compare).
 	Unmatched []string `json:"unmatched,omitempty"`
+	// Mismatch says which expectations the findings did not meet and
+	// which findings none expected (Compare); empty when they match.
+	Mismatch
 }
+
+// maxSaid bounds the unexpected findings a failing seed's report lists.
+const maxSaid = 8
 
 // Got is the seed's verdict in a word: "incomplete" for a run that cannot
 // be judged whole or could not run, else Verdict(Findings).
@@ -174,6 +181,12 @@ func runSeed(spec *scenario.Spec, seed uint64, opt ScenarioOptions, rec func(*sc
 		}
 	}
 	cs.OK = r.Matches(spec.Expect)
+	if r.Complete() {
+		cs.Mismatch = Compare(spec.Expect, r.Analysis.Findings)
+		if n := len(cs.Unexpected); n > maxSaid {
+			cs.Unexpected = append(cs.Unexpected[:maxSaid:maxSaid], fmt.Sprintf("and %d more", n-maxSaid))
+		}
+	}
 	if path != "" && opt.Written != nil {
 		if err := opt.Written(spec, &cs, r.Analysis); err != nil {
 			return fail(err)
