@@ -161,7 +161,8 @@ type Context struct {
 	Outcome       string
 	OutcomeDetail string
 	Truncated     bool
-	analyzer      string // the analyzer whose Start, Event or Finish runs
+	ids           []string // the analyzers' ids
+	cur           int      // the analyzer whose Start, Event or Finish runs (index into ids)
 	findings      []*Finding
 	byKey         map[string]*Finding
 	story         *storyWindow
@@ -170,11 +171,11 @@ type Context struct {
 // Report adds a finding for the current analyzer. Findings with the same
 // key (analyzer, rule, place) are folded into the first, counting repeats.
 func (ctx *Context) Report(f Finding, key string) {
-	f.Analyzer = ctx.analyzer
+	f.Analyzer = ctx.ids[ctx.cur]
 	if f.Severity == "" {
 		f.Severity = SevError
 	}
-	k := ctx.analyzer + "|" + key
+	k := f.Analyzer + "|" + key
 	if old := ctx.byKey[k]; old != nil && key != "" {
 		old.Count++
 		if c := f.placeName(); !slices.Contains(old.Contexts, c) {
@@ -318,10 +319,13 @@ func newLive(st *replay.State, as []Analyzer) (*Live, error) {
 	ctx := &Context{St: st, byKey: map[string]*Finding{}, story: newStoryWindow(len(st.CPUs))}
 	res := &Result{Scenario: st.Meta.Scenario, Warnings: append([]string{}, st.Warnings...)}
 	l := &Live{ctx: ctx, as: as, res: res, start: time.Now(), spent: make([]time.Duration, len(as))}
-	for i, a := range as {
+	for _, a := range as {
 		l.ids = append(l.ids, a.ID())
+	}
+	ctx.ids = l.ids
+	for i, a := range as {
 		res.Analyzers = append(res.Analyzers, a.ID())
-		ctx.analyzer = a.ID()
+		ctx.cur = i
 		t0 := time.Now()
 		if err := a.Start(ctx); err != nil {
 			return nil, fmt.Errorf("analyzer %s: %w", a.ID(), err)
@@ -402,7 +406,7 @@ func (l *Live) appendChecked(r *format.Row) error {
 	as := l.byKind[r.Kind&(numKinds-1)]
 	if l.rows%timeEvery == 1 {
 		for _, i := range as {
-			l.ctx.analyzer = l.ids[i]
+			l.ctx.cur = i
 			t0 := time.Now()
 			l.as[i].Event(l.ctx, r)
 			l.spent[i] += time.Since(t0) * timeEvery
@@ -410,7 +414,7 @@ func (l *Live) appendChecked(r *format.Row) error {
 		return nil
 	}
 	for _, i := range as {
-		l.ctx.analyzer = l.ids[i]
+		l.ctx.cur = i
 		l.as[i].Event(l.ctx, r)
 	}
 	return nil
@@ -432,7 +436,7 @@ func (l *Live) Finish() *Result {
 	res := l.res
 	res.AnalyzerSeconds = map[string]float64{}
 	for i, a := range l.as {
-		l.ctx.analyzer = a.ID()
+		l.ctx.cur = i
 		t0 := time.Now()
 		a.Finish(l.ctx)
 		l.spent[i] += time.Since(t0)

@@ -29,7 +29,7 @@ func TestFoldedContexts(t *testing.T) {
 		}(), "[12 times, also on cpu1 task 1, cpu2 task 1, cpu3 task 1, cpu4 task 1, cpu5 task 1, cpu6 task 1, cpu7 task 1, cpu8 task 1 and 3 more; first shown]", "cpu9", 12},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ctx := &Context{analyzer: "missed-call", byKey: map[string]*Finding{}}
+			ctx := &Context{ids: []string{"missed-call"}, byKey: map[string]*Finding{}}
 			for i, h := range tc.hits {
 				seq := uint64(10 * (i + 1))
 				ctx.Report(Finding{CPU: h[0].(int), Context: h[1].(string), Where: "f+0x5", Symbol: "f", Story: []string{}, SeqFirst: seq, SeqLast: seq, Message: "missed call"}, "f")

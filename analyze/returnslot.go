@@ -400,9 +400,11 @@ func isReturnAddress(mem *replay.Memory, addr uint64) bool {
 // of 512 (one map lookup per page, and none for a run of stores to the
 // last page used), unaligned ones in a map.
 type provTable struct {
-	pages     map[uint64]*provPage
-	lastVPN   uint64
-	last      *provPage
+	pages  map[uint64]*provPage
+	recent [4]struct {
+		vpn uint64
+		p   *provPage
+	} // the pages last used, by page number (CPUs' stacks alternate)
 	unaligned map[uint64]*stackWord
 }
 
@@ -414,8 +416,9 @@ type provPage struct {
 // page returns the page of addr (aligned), making it when make is set.
 func (t *provTable) page(addr uint64, make bool) *provPage {
 	vpn := addr >> 12
-	if t.last != nil && t.lastVPN == vpn {
-		return t.last
+	c := &t.recent[vpn&3]
+	if c.p != nil && c.vpn == vpn {
+		return c.p
 	}
 	p := t.pages[vpn]
 	if p == nil {
@@ -428,7 +431,7 @@ func (t *provTable) page(addr uint64, make bool) *provPage {
 		p = &provPage{}
 		t.pages[vpn] = p
 	}
-	t.lastVPN, t.last = vpn, p
+	c.vpn, c.p = vpn, p
 	return p
 }
 
@@ -457,7 +460,9 @@ func (t *provTable) set(addr uint64, w stackWord) {
 			*old = w
 			return
 		}
-		t.unaligned[addr] = &w
+		nw := new(stackWord) // (not &w: w would be moved to the heap on every call)
+		*nw = w
+		t.unaligned[addr] = nw
 		return
 	}
 	p := t.page(addr, true)

@@ -76,93 +76,106 @@ func (b *Batch) Search(seq uint64) int {
 // (For a batch decoded with a Projection, the columns not decoded read
 // as null.)
 func (b *Batch) Row(i int, r *Row) {
-	*r = Row{}
+	b.common(i, r)
+	for col := ColRIP + 1; col < NumColumns; col++ {
+		if b.cols[col].ok(i) {
+			b.setCol(i, r, col)
+		}
+	}
+}
+
+// common sets r to row i's common columns (the rest zero).
+func (b *Batch) common(i int, r *Row) {
 	c := &b.cols
-	r.Seq = le64(c[ColSeq].vals, i)
-	r.Kind = Kind(c[ColKind].vals[i] + 1)
-	r.CPU = le16(c[ColCPU].vals, i)
-	r.Task = le32(c[ColTask].vals, i)
-	r.Depth = c[ColDepth].vals[i]
-	r.RIP = le64(c[ColRIP].vals, i)
-	if c[ColLen].ok(i) {
+	*r = Row{Seq: le64(c[ColSeq].vals, i), Kind: Kind(c[ColKind].vals[i] + 1), CPU: le16(c[ColCPU].vals, i),
+		Task: le32(c[ColTask].vals, i), Depth: c[ColDepth].vals[i], RIP: le64(c[ColRIP].vals, i)}
+}
+
+// kindColumns lists, for each kind, the columns other than the common
+// ones that its rows use ([Column.Uses]).
+var kindColumns = func() (kc [numKinds][]int) {
+	for i, c := range Columns {
+		for _, u := range c.Uses {
+			if !c.Common && int(u.Kind) < numKinds && !slices.Contains(kc[u.Kind], i) {
+				kc[u.Kind] = append(kc[u.Kind], i)
+			}
+		}
+	}
+	return kc
+}()
+
+// rowOfKind fills r with row i's common columns and those its kind uses
+// (a value in a column the kind does not use, which only a damaged file
+// holds, is not read).
+func (b *Batch) rowOfKind(i int, r *Row) {
+	b.common(i, r)
+	if int(r.Kind) >= numKinds {
+		return
+	}
+	for _, col := range kindColumns[r.Kind] {
+		if b.cols[col].ok(i) {
+			b.setCol(i, r, col)
+		}
+	}
+}
+
+// setCol sets r's field of column col from row i (not null).
+func (b *Batch) setCol(i int, r *Row, col int) {
+	c := &b.cols
+	switch col {
+	case ColLen:
 		r.Len = c[ColLen].vals[i]
-	}
-	if c[ColBytes].ok(i) {
+	case ColBytes:
 		copy(r.Bytes[:], c[ColBytes].vals[15*i:15*i+15])
-	}
-	if c[ColOp].ok(i) {
+	case ColOp:
 		r.Op = le16(c[ColOp].vals, i)
-	}
-	if c[ColRSP].ok(i) {
+	case ColRSP:
 		r.RSP = le64(c[ColRSP].vals, i)
-	}
-	if c[ColRFlags].ok(i) {
+	case ColRFlags:
 		if b.rflags64 {
 			r.RFlags = le64(c[ColRFlags].vals, i)
 		} else {
 			r.RFlags = uint64(le32(c[ColRFlags].vals, i))
 		}
-	}
-	if c[ColAddr].ok(i) {
+	case ColAddr:
 		r.Addr, r.HasAddr = le64(c[ColAddr].vals, i), true
-	}
-	if c[ColSize].ok(i) {
+	case ColSize:
 		r.Size = le32(c[ColSize].vals, i)
-	}
-	if c[ColOld].ok(i) {
+	case ColOld:
 		r.Old = le64(c[ColOld].vals, i)
-	}
-	if c[ColNew].ok(i) {
+	case ColNew:
 		r.New = le64(c[ColNew].vals, i)
-	}
-	if c[ColAlias].ok(i) {
+	case ColAlias:
 		r.Alias = c[ColAlias].vals[i>>3]&(1<<(i&7)) != 0
-	}
-	if c[ColAliasAddr].ok(i) {
+	case ColAliasAddr:
 		r.AliasAddr = le64(c[ColAliasAddr].vals, i)
-	}
-	if c[ColPercpuCPU].ok(i) {
+	case ColPercpuCPU:
 		r.Percpu, r.PercpuCPU = true, le16(c[ColPercpuCPU].vals, i)
-	}
-	if c[ColPercpuOff].ok(i) {
+	case ColPercpuOff:
 		r.PercpuOff = le32(c[ColPercpuOff].vals, i)
-	}
-	if c[ColPercpuVar].ok(i) {
+	case ColPercpuVar:
 		r.PercpuVar = b.names[ColPercpuVar][le16(c[ColPercpuVar].vals, i)]
-	}
-	if c[ColVector].ok(i) {
+	case ColVector:
 		r.Vector, r.HasVector = c[ColVector].vals[i], true
-	}
-	if c[ColHandler].ok(i) {
+	case ColHandler:
 		r.Handler = le64(c[ColHandler].vals, i)
-	}
-	if c[ColIST].ok(i) {
+	case ColIST:
 		r.IST = c[ColIST].vals[i]
-	}
-	if c[ColErrCode].ok(i) {
+	case ColErrCode:
 		r.ErrCode, r.HasErrCode = le64(c[ColErrCode].vals, i), true
-	}
-	if c[ColPermOld].ok(i) {
+	case ColPermOld:
 		r.PermOld = c[ColPermOld].vals[i]
-	}
-	if c[ColPermNew].ok(i) {
+	case ColPermNew:
 		r.PermNew = c[ColPermNew].vals[i]
-	}
-	if c[ColCause].ok(i) {
+	case ColCause:
 		r.Cause = Cause(c[ColCause].vals[i] + 1)
-	}
-	if c[ColService].ok(i) {
+	case ColService:
 		r.Service = Service(c[ColService].vals[i] + 1)
-	}
-	for k := 0; k < 4; k++ {
-		if c[ColArg0+k].ok(i) {
-			r.Args[k] = le64(c[ColArg0+k].vals, i)
-		}
-	}
-	if c[ColRet].ok(i) {
+	case ColArg0, ColArg1, ColArg2, ColArg3:
+		r.Args[col-ColArg0] = le64(c[col].vals, i)
+	case ColRet:
 		r.Ret = le64(c[ColRet].vals, i)
-	}
-	if c[ColMsg].ok(i) {
+	case ColMsg:
 		r.Msg = string(c[ColMsg].varAt(i))
 	}
 }

@@ -33,8 +33,8 @@ type Projection struct {
 	// another kind has only its common columns (the rest read as zero).
 	// A column used by none of these kinds is not decoded. nil: every
 	// kind. (Rows are filled with the columns their kind uses: a value a
-	// damaged file holds in a column its row's kind does not use may
-	// not be read.)
+	// damaged file holds in a column its row's kind does not use is not
+	// read.)
 	Kinds []Kind
 }
 
@@ -42,16 +42,13 @@ type Projection struct {
 type projection struct {
 	cols  [NumColumns]bool
 	kinds [numKinds]bool
-	// insnFast: insn rows are filled by fillInsn (the columns insn rows
-	// use are the ones it knows).
-	insnFast bool
 }
 
 // AllColumns is the projection of every column of every kind.
 var AllColumns = Projection{}
 
 func (p Projection) compile() *projection {
-	c := &projection{insnFast: insnColumnsKnown}
+	c := &projection{}
 	for k := range c.kinds {
 		c.kinds[k] = k > 0 && (p.Kinds == nil || slices.Contains(p.Kinds, Kind(k)))
 	}
@@ -71,26 +68,6 @@ func (p Projection) compile() *projection {
 	}
 	return c
 }
-
-// insnColumns are the columns fillInsn fills: insnColumnsKnown says they
-// are all the columns insn rows use (a new one sends insn rows through
-// the general fill until fillInsn knows it).
-var insnColumns = []int{ColLen, ColBytes, ColOp, ColRSP, ColRFlags}
-
-var insnColumnsKnown = func() bool {
-	var used []int
-	for i, c := range Columns {
-		if c.Common {
-			continue
-		}
-		for _, u := range c.Uses {
-			if u.Kind == KindInsn {
-				used = append(used, i)
-			}
-		}
-	}
-	return slices.Equal(used, insnColumns)
-}()
 
 // zeroBits is the validity bitmap of a column not decoded: every row null.
 var zeroBits = make([]byte, MaxBatchRows/8)
@@ -494,38 +471,11 @@ func (r *Reader) checkBatch(b *Batch, p *projection) error {
 }
 
 // rowProjected fills r with row i as p asks: the common columns, and the
-// others for the kinds p names.
+// others its kind uses when p names the kind.
 func (b *Batch) rowProjected(i int, r *Row, p *projection) {
-	c := &b.cols
-	k := Kind(c[ColKind].vals[i] + 1)
-	if !p.kinds[k] {
-		*r = Row{Seq: le64(c[ColSeq].vals, i), Kind: k, CPU: le16(c[ColCPU].vals, i), Task: le32(c[ColTask].vals, i),
-			Depth: c[ColDepth].vals[i], RIP: le64(c[ColRIP].vals, i)}
+	if k := Kind(b.cols[ColKind].vals[i] + 1); !p.kinds[k] {
+		b.common(i, r)
 		return
 	}
-	if k != KindInsn || !p.insnFast {
-		b.Row(i, r)
-		return
-	}
-	*r = Row{Seq: le64(c[ColSeq].vals, i), Kind: k, CPU: le16(c[ColCPU].vals, i), Task: le32(c[ColTask].vals, i),
-		Depth: c[ColDepth].vals[i], RIP: le64(c[ColRIP].vals, i)}
-	if c[ColLen].ok(i) {
-		r.Len = c[ColLen].vals[i]
-	}
-	if c[ColBytes].ok(i) {
-		copy(r.Bytes[:], c[ColBytes].vals[15*i:15*i+15])
-	}
-	if c[ColOp].ok(i) {
-		r.Op = le16(c[ColOp].vals, i)
-	}
-	if c[ColRSP].ok(i) {
-		r.RSP = le64(c[ColRSP].vals, i)
-	}
-	if c[ColRFlags].ok(i) {
-		if b.rflags64 {
-			r.RFlags = le64(c[ColRFlags].vals, i)
-		} else {
-			r.RFlags = uint64(le32(c[ColRFlags].vals, i))
-		}
-	}
+	b.rowOfKind(i, r)
 }
