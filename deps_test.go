@@ -58,6 +58,8 @@ var depsPolicy = []struct {
 	// The analyzers: over replay, never over emu (not even transitively),
 	// so that they judge what the trace says, not what the machine holds.
 	{"analyze", []string{"format", "internal/slice", "replay", "scenario", "golang.org/x/arch/x86/x86asm"}},
+	// The gdb remote protocol server over a recorded run (replay.Cursor).
+	{"internal/gdbserver", []string{"format", "internal/slice", "replay"}},
 	// Re-execution of a recorded run: the one place replay meets emu.
 	{"analyze/report", []string{"analyze", "format", "replay"}}, // the HTML timeline page
 	{"replay/rerun", []string{"emu", "format", "record", "scenario", "golang.org/x/arch/x86/x86asm"}},
@@ -67,7 +69,7 @@ var depsPolicy = []struct {
 	// Schedule search.
 	{"explore", []string{"analyze", "emu", "internal/check", "format", "record", "scenario", "github.com/apache/arrow/go/v15", "golang.org/x/arch/x86/x86asm"}},
 	// The CLI: wires flags and printing to the packages above.
-	{"cmd/patchtrace", []string{"analyze", "analyze/report", "emu", "explore", "format", "internal/check", "internal/memstat", "internal/progress", "internal/slicebuild", "record", "replay", "replay/rerun", "scenario", "scenarios"}},
+	{"cmd/patchtrace", []string{"analyze", "analyze/report", "emu", "explore", "format", "internal/check", "internal/gdbserver", "internal/memstat", "internal/progress", "internal/slicebuild", "record", "replay", "replay/rerun", "scenario", "scenarios"}},
 }
 
 // never lists dependencies no package may have even transitively, with why.

@@ -9,13 +9,14 @@ cd "$(dirname "$0")"
 
 say() { printf '== %s\n' "$*"; }
 
-# A C toolchain for the slice rebuild check.
-if ! command -v cc >/dev/null || ! command -v ld >/dev/null || ! command -v objdump >/dev/null; then
-  say "installing a C toolchain (gcc, binutils)"
+# A C toolchain for the slice rebuild check, and gdb for the debugger test
+# (patchtrace debug driven by real gdb).
+if ! command -v cc >/dev/null || ! command -v ld >/dev/null || ! command -v objdump >/dev/null || ! command -v gdb >/dev/null; then
+  say "installing a C toolchain (gcc, binutils) and gdb"
   if [ "$(id -u)" = 0 ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc binutils >/dev/null
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc binutils gdb >/dev/null
   else
-    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc binutils >/dev/null
+    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc binutils gdb >/dev/null
   fi
 fi
 

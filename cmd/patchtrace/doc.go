@@ -25,6 +25,7 @@
 //   - run: run a scenario on the emulated machine and print a summary
 //   - record: run a scenario and record every event into a trace file
 //   - inspect: describe a trace: metadata, events per kind and CPU, completeness
+//   - debug: serve a recorded run to gdb, with reverse execution (gdb remote protocol)
 //   - events: list a trace's events one per line: instruction, registers, loads and stores (perf script)
 //   - export: export a trace as zstd Parquet or as a Perfetto trace
 //   - analyze: run the analyzers over traces and report findings
@@ -114,6 +115,47 @@
 //	    	print JSON
 //	  -symbols
 //	    	also list the symbol table
+//
+// # patchtrace debug
+//
+//	usage: patchtrace debug TRACE [--listen ADDR] [--dir DIR] [--once]
+//
+//	Serves the recorded run in TRACE to gdb over the remote serial protocol, read from
+//	the trace alone (no re-execution, no scenario directory), forwards and backwards.
+//	Each CPU is a gdb thread (thread N is cpuN-1; `info threads` shows its task, trap
+//	depth and symbol+offset). Time is global: stepi, step, next, finish and continue
+//	move forwards through the selected CPU's instructions while the other CPUs' state
+//	advances with the trace, and reverse-stepi, reverse-step, reverse-continue and
+//	reverse-finish move backwards. Software breakpoints at addresses and symbols
+//	(break text_poke, break *lp_fn2, break file.c:LINE with the slice's line table)
+//	stop before the instruction; watch ADDR (a store to it, through the text_poke
+//	alias too) stops after the storing instruction forwards and before it backwards:
+//	reverse-continue finds the store that put an int3 at a patch site. rwatch and
+//	awatch need load events (format version 4). Memory reads show memory as it was at
+//	the position, text as patched. Registers: rax..r15, rsp and eflags from the
+//	trace's register deltas (format version 4; an older trace, or one recorded with
+//	--no-regs, shows them <unavailable>, never invented), rip as the CPU's next
+//	instruction, cs and gs_base as the machine fixes them. Memory and registers are
+//	read-only.
+//	monitor seq N goes to just before event N, monitor finding K to finding K's first
+//	event (the analyzers run over the trace when first asked; monitor finding lists
+//	them), monitor events [N] lists the events around the position (events --around).
+//	On start it writes the slice ELF the trace carries and a gdb script (attach,
+//	symbols, a hook that refreshes gdb's registers after monitor commands) into --dir
+//	(default: a temporary directory, removed on exit) and prints the gdb command line.
+//	It serves one gdb at a time, one after another, until interrupted (--once: until the
+//	first session ends); a client that disconnects mid-session is dropped. The trace is
+//	never written. See docs/debugging.md.
+//	Exit status: 0 served, 2 error (the trace cannot be read, the address is in use).
+//
+//	flags:
+//	  -dir string
+//	    	write the slice ELF and the gdb script here (default: a temporary directory)
+//	  -listen string
+//	    	address to listen on (port 0: any free port) (default "127.0.0.1:0")
+//	  -once
+//	    	exit when the first gdb session ends
+//	  -v	log protocol problems (malformed packets, dropped clients) on stderr
 //
 // # patchtrace events
 //

@@ -1,0 +1,177 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+
+	"github.com/patchtrace/patchtrace/analyze"
+	"github.com/patchtrace/patchtrace/format"
+	"github.com/patchtrace/patchtrace/internal/gdbserver"
+)
+
+const debugAbout = "Serves the recorded run in TRACE to gdb over the remote serial protocol, read from\n" +
+	"the trace alone (no re-execution, no scenario directory), forwards and backwards.\n" +
+	"Each CPU is a gdb thread (thread N is cpuN-1; `info threads` shows its task, trap\n" +
+	"depth and symbol+offset). Time is global: stepi, step, next, finish and continue\n" +
+	"move forwards through the selected CPU's instructions while the other CPUs' state\n" +
+	"advances with the trace, and reverse-stepi, reverse-step, reverse-continue and\n" +
+	"reverse-finish move backwards. Software breakpoints at addresses and symbols\n" +
+	"(break text_poke, break *lp_fn2, break file.c:LINE with the slice's line table)\n" +
+	"stop before the instruction; watch ADDR (a store to it, through the text_poke\n" +
+	"alias too) stops after the storing instruction forwards and before it backwards:\n" +
+	"reverse-continue finds the store that put an int3 at a patch site. rwatch and\n" +
+	"awatch need load events (format version 4). Memory reads show memory as it was at\n" +
+	"the position, text as patched. Registers: rax..r15, rsp and eflags from the\n" +
+	"trace's register deltas (format version 4; an older trace, or one recorded with\n" +
+	"--no-regs, shows them <unavailable>, never invented), rip as the CPU's next\n" +
+	"instruction, cs and gs_base as the machine fixes them. Memory and registers are\n" +
+	"read-only.\n" +
+	"monitor seq N goes to just before event N, monitor finding K to finding K's first\n" +
+	"event (the analyzers run over the trace when first asked; monitor finding lists\n" +
+	"them), monitor events [N] lists the events around the position (events --around).\n" +
+	"On start it writes the slice ELF the trace carries and a gdb script (attach,\n" +
+	"symbols, a hook that refreshes gdb's registers after monitor commands) into --dir\n" +
+	"(default: a temporary directory, removed on exit) and prints the gdb command line.\n" +
+	"It serves one gdb at a time, one after another, until interrupted (--once: until the\n" +
+	"first session ends); a client that disconnects mid-session is dropped. The trace is\n" +
+	"never written. See docs/debugging.md.\n" +
+	"Exit status: 0 served, 2 error (the trace cannot be read, the address is in use)."
+
+func cmdDebug(env *cmdEnv, args []string) int {
+	fs := newFlags(env, "debug")
+	listen := fs.String("listen", "127.0.0.1:0", "address to listen on (port 0: any free port)")
+	dir := fs.String("dir", "", "write the slice ELF and the gdb script here (default: a temporary directory)")
+	once := fs.Bool("once", false, "exit when the first gdb session ends")
+	verbose := fs.Bool("v", false, "log protocol problems (malformed packets, dropped clients) on stderr")
+	pos, code, done := parseFlags(env, fs, args)
+	if done {
+		return code
+	}
+	if len(pos) != 1 {
+		return usageErr(env, fs, "debug: %s", oneFile(pos))
+	}
+	path := pos[0]
+	r, err := format.Open(path)
+	if err != nil {
+		return errorf(env, "debug: %v", err)
+	}
+	defer r.Close()
+	md := r.Meta()
+	if r.Truncated() {
+		fmt.Fprintf(env.stderr, "patchtrace: warning: debug: %v: serving the events before the cut\n", r.TruncatedError())
+	}
+	cfg := gdbserver.Config{
+		Reader: r,
+		Findings: func() ([]gdbserver.Finding, error) {
+			res, err := analyze.AnalyzeFile(path, analyze.All(), analyze.AllowTruncated())
+			if err != nil {
+				return nil, err
+			}
+			var fs []gdbserver.Finding
+			for _, f := range res.Findings {
+				fs = append(fs, gdbserver.Finding{Seq: f.SeqFirst, Summary: fmt.Sprintf("%s %s: cpu%d %s at %s (seq %d..%d): %s",
+					f.Severity, f.Analyzer, f.CPU, f.Context, f.Where, f.SeqFirst, f.SeqLast, f.Message)})
+			}
+			return fs, nil
+		},
+	}
+	if *verbose {
+		cfg.Log = env.stderr
+	}
+	srv, err := gdbserver.New(cfg)
+	if err != nil {
+		return errorf(env, "debug: %s: %v", path, err)
+	}
+	defer srv.Close()
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return errorf(env, "debug: %v", err)
+	}
+	defer ln.Close()
+	out := *dir
+	if out == "" {
+		if out, err = os.MkdirTemp("", "patchtrace-debug-"); err != nil {
+			return errorf(env, "debug: %v", err)
+		}
+		defer os.RemoveAll(out)
+	} else if err := os.MkdirAll(out, 0o755); err != nil {
+		return errorf(env, "debug: %v", err)
+	}
+	name := strings.ReplaceAll(md.Scenario, "/", "_")
+	if name == "" {
+		name = "slice"
+	}
+	elf := filepath.Join(out, name+".elf")
+	if err := writeFileAtomic(elf, md.ELF); err != nil {
+		return errorf(env, "debug: %v", err)
+	}
+	addr := ln.Addr().String()
+	script := filepath.Join(out, "patchtrace.gdb")
+	if err := writeFileAtomic(script, []byte(gdbScript(elf, addr))); err != nil {
+		return errorf(env, "debug: %v", err)
+	}
+	regs := "registers from the trace's register deltas"
+	if md.Version < 4 {
+		regs = fmt.Sprintf("format version %d: no registers recorded (gdb shows them <unavailable>)", md.Version)
+	}
+	fmt.Fprintf(env.stdout, "patchtrace debug: %s: %s on %d CPUs (gdb threads 1..%d are cpu0..cpu%d), %d events; %s\n",
+		path, md.Scenario, md.CPUs, md.CPUs, md.CPUs-1, r.NumEvents(), regs)
+	fmt.Fprintf(env.stdout, "listening on %s; attach with:\n  gdb -x %s\nor:\n  gdb -ex 'target remote %s' %s\n", addr, script, addr, elf)
+	if f, ok := env.stdout.(interface{ Sync() error }); ok {
+		f.Sync()
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		ln.Close()
+	}()
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return exitOK
+			}
+			return errorf(env, "debug: %v", err)
+		}
+		fmt.Fprintf(env.stderr, "patchtrace debug: gdb connected from %s\n", nc.RemoteAddr())
+		serr := srv.Serve(nc)
+		nc.Close()
+		if serr != nil {
+			fmt.Fprintf(env.stderr, "patchtrace debug: gdb session ended: %v\n", serr)
+		} else {
+			fmt.Fprintf(env.stderr, "patchtrace debug: gdb session ended\n")
+		}
+		if *once {
+			return exitOK
+		}
+	}
+}
+
+// gdbScript attaches gdb to the server with the slice's symbols, and makes
+// gdb drop its cached registers and memory after every monitor command
+// (monitor seq and finding move the position behind gdb's back).
+func gdbScript(elf, addr string) string {
+	return fmt.Sprintf(`# written by patchtrace debug
+file %s
+define hookpost-monitor
+  maintenance flush register-cache
+  maintenance flush dcache
+end
+target remote %s
+`, gdbQuote(elf), addr)
+}
+
+// gdbQuote quotes a file name for gdb's file command.
+func gdbQuote(s string) string {
+	if !strings.ContainsAny(s, " \t\"'\\") {
+		return s
+	}
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
+}

@@ -1,0 +1,267 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/patchtrace/patchtrace/analyze"
+	"github.com/patchtrace/patchtrace/format"
+	"github.com/patchtrace/patchtrace/replay"
+)
+
+// gdbPath returns gdb's path. Without gdb the test is skipped, except
+// under CI=true where it fails: test.sh installs it.
+func gdbPath(t *testing.T) string {
+	t.Helper()
+	p, err := exec.LookPath("gdb")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("gdb not found: CI must run the debugger tests (test.sh installs it)")
+		}
+		t.Skip("gdb not found (./test.sh installs it)")
+	}
+	return p
+}
+
+// debugSession starts `patchtrace debug TRACE --once` and runs gdb in
+// batch mode with the script it writes and cmds (each an -ex); it returns
+// gdb's output split at `echo @@NAME\n` markers, and the whole output.
+func debugSession(t *testing.T, trace string, cmds []string) (map[string]string, string) {
+	t.Helper()
+	gdb := gdbPath(t)
+	dir := t.TempDir()
+	pr, pw := io.Pipe()
+	errb := &lockedWriter{w: &strings.Builder{}}
+	done := make(chan int, 1)
+	go func() {
+		code := run([]string{"debug", trace, "--listen", "127.0.0.1:0", "--once", "--dir", dir}, nil, pw, errb)
+		pw.Close()
+		done <- code
+	}()
+	sc := bufio.NewScanner(pr)
+	var banner []string
+	for sc.Scan() {
+		banner = append(banner, sc.Text())
+		if strings.HasPrefix(sc.Text(), "  gdb -x ") {
+			break
+		}
+	}
+	go io.Copy(io.Discard, pr)
+	script := filepath.Join(dir, "patchtrace.gdb")
+	if !strings.Contains(strings.Join(banner, "\n"), "gdb -x "+script) {
+		t.Fatalf("banner does not give the gdb command line:\n%s\n%s", strings.Join(banner, "\n"), errb.String())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	args := []string{"-nx", "-batch", "-ex", "set pagination off", "-ex", "set width 0", "-ex", "set confirm off", "-x", script}
+	for _, c := range cmds {
+		args = append(args, "-ex", c)
+	}
+	out, err := exec.CommandContext(ctx, gdb, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("gdb: %v\n%s", err, out)
+	}
+	select {
+	case code := <-done:
+		if code != exitOK {
+			t.Fatalf("debug exited %d: %s", code, errb.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("debug --once did not exit after gdb did:\n%s", errb.String())
+	}
+	parts := map[string]string{}
+	name := ""
+	for _, l := range strings.SplitAfter(string(out), "\n") {
+		if n, ok := strings.CutPrefix(strings.TrimSpace(l), "@@"); ok {
+			name = n
+			continue
+		}
+		parts[name] += l
+	}
+	return parts, string(out)
+}
+
+// lockedWriter serializes writes from the server goroutine.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  *strings.Builder
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+func (l *lockedWriter) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.String()
+}
+
+var seqRE = regexp.MustCompile(`after seq (\d+);`)
+
+func parseSeq(t *testing.T, s string) uint64 {
+	t.Helper()
+	m := seqRE.FindStringSubmatch(s)
+	if m == nil {
+		t.Fatalf("no position in %q", s)
+	}
+	n, _ := strconv.ParseUint(m[1], 10, 64)
+	return n
+}
+
+// gdbRegs parses `info registers` output: name -> first value column.
+func gdbRegs(s string) map[string]string {
+	regs := map[string]string{}
+	for _, l := range strings.Split(s, "\n") {
+		f := strings.Fields(l)
+		if len(f) >= 2 {
+			regs[f[0]] = f[1]
+		}
+	}
+	return regs
+}
+
+// TestDebugWithGDB drives real gdb against patchtrace debug on a catalog
+// trace (ftrace-int3-skip): a breakpoint at the patch site, continue,
+// info threads, info registers equal to the trace's reconstruction there
+// (replay.Cursor, what patchtrace events prints), reverse-stepi then stepi
+// back to the same state, monitor finding 1 landing on the finding, and a
+// watchpoint on the patch site's first byte, reverse-continued from the
+// finding, stopping at the text_poke store that put the int3 there.
+func TestDebugWithGDB(t *testing.T) {
+	gdbPath(t)
+	trace := filepath.Join(t.TempDir(), "fis.arrow")
+	if code, _, errs := runCLI(t, "record", "ftrace-int3-skip", "-o", trace); code != exitOK {
+		t.Fatalf("record: %s", errs)
+	}
+	r, err := format.Open(trace)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	syms := replay.NewSymbols(r.Symbols())
+	site, _ := syms.Lookup("lp_fn2")
+	res, err := analyze.AnalyzeFile(trace, analyze.All())
+	if err != nil || len(res.Findings) == 0 {
+		t.Fatalf("analyze: %v, %d findings", err, len(res.Findings))
+	}
+	regNames := []string{"rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "eflags"}
+	parts, all := debugSession(t, trace, []string{
+		"break *lp_fn2",
+		"continue",
+		"echo @@threads\\n", "info threads",
+		"echo @@regs\\n", "info registers",
+		"echo @@seq\\n", "monitor seq",
+		"echo @@back\\n", "reverse-stepi", "monitor seq", "info registers",
+		"echo @@fwd\\n", "stepi", "monitor seq", "info registers",
+		"echo @@finding\\n", "monitor finding 1", "thread 2", "x/i $pc",
+		"delete",
+		"echo @@watch\\n", "watch *(unsigned char *)lp_fn2", "reverse-continue", "monitor seq", "x/i $pc",
+		"echo @@end\\n",
+	})
+	if !strings.Contains(all, "hit Breakpoint 1, ") || !strings.Contains(all, "in lp_fn2 ()") {
+		t.Fatalf("continue did not stop at the breakpoint on lp_fn2:\n%s", all)
+	}
+	// info threads: one per CPU, with cpu, task and trap depth.
+	for cpu := 0; cpu < 3; cpu++ {
+		if !regexp.MustCompile(fmt.Sprintf(`Thread %d "cpu%d" \(cpu%d task \d+ trap depth \d+`, cpu+1, cpu, cpu)).MatchString(parts["threads"]) {
+			t.Fatalf("info threads lacks cpu%d:\n%s", cpu, parts["threads"])
+		}
+	}
+	// info registers at the stop equal the reconstruction there.
+	seq := parseSeq(t, parts["seq"])
+	cur, err := replay.NewCursor(r, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cur.Seek(seq); err != nil {
+		t.Fatal(err)
+	}
+	next, _, err := cur.NextPC(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var row format.Row
+	cur.Scan(func(r *format.Row) bool { row = *r; return false })
+	if row.Kind != format.KindInsn || row.RIP != site.Addr {
+		t.Fatalf("stopped after seq %d: the next event is %s at %#x, not lp_fn2's instruction", seq, row.Kind, row.RIP)
+	}
+	regs := gdbRegs(parts["regs"])
+	if got := regs["rip"]; got != fmt.Sprintf("%#x", next) || next != site.Addr {
+		t.Fatalf("rip %s, the trace says %#x (lp_fn2 %#x)", got, next, site.Addr)
+	}
+	rf := cur.Regs(int(row.CPU))
+	for i, name := range regNames {
+		want := "<unavailable>"
+		if v, ok := rf.Get(i); ok {
+			want = fmt.Sprintf("%#x", v)
+			if name == "eflags" {
+				want = fmt.Sprintf("%#x", uint32(v))
+			}
+		}
+		if regs[name] != want {
+			t.Errorf("%s: gdb %s, the trace %s", name, regs[name], want)
+		}
+	}
+	if regs["cs"] != "0x10" {
+		t.Errorf("cs %s", regs["cs"])
+	}
+	// reverse-stepi, then stepi: back to the same position and registers.
+	back, fwd := parts["back"], parts["fwd"]
+	if bseq := parseSeq(t, back); bseq >= seq {
+		t.Fatalf("reverse-stepi went from after seq %d to after %d", seq, bseq)
+	}
+	if fseq := parseSeq(t, fwd); fseq != seq {
+		t.Fatalf("reverse-stepi, stepi: after seq %d, was %d", fseq, seq)
+	}
+	regsAfter := gdbRegs(fwd)
+	for _, name := range append(regNames, "rip") {
+		if regsAfter[name] != regs[name] {
+			t.Errorf("after reverse-stepi, stepi: %s %s, was %s", name, regsAfter[name], regs[name])
+		}
+	}
+	// monitor finding 1: just before the finding's first event.
+	f := res.Findings[0]
+	if fseq := parseSeq(t, parts["finding"]); fseq != f.SeqFirst-1 {
+		t.Fatalf("monitor finding 1: after seq %d, the finding starts at %d:\n%s", fseq, f.SeqFirst, parts["finding"])
+	}
+	if !strings.Contains(parts["finding"], "<lp_fn2>:\tint3") {
+		t.Fatalf("at finding 1, thread 2's pc is not the int3 at lp_fn2:\n%s", parts["finding"])
+	}
+	// The watchpoint, reverse-continued: stops before the text_poke
+	// service whose store through the alias wrote the int3.
+	w := parts["watch"]
+	if !strings.Contains(w, "Hardware watchpoint 2") || !strings.Contains(w, "Old value = 204") || !strings.Contains(w, "text_poke ()") {
+		t.Fatalf("reverse-continue with the watchpoint:\n%s", w)
+	}
+	wseq := parseSeq(t, w)
+	if err := cur.Seek(wseq); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	cur.Scan(func(r *format.Row) bool {
+		if r.Kind == format.KindWrite && r.Addr == site.Addr && r.Size == 1 {
+			found = r.New == 0xcc && r.Alias
+			return false
+		}
+		return !(r.Seq > wseq+16)
+	})
+	cur.Seek(wseq)
+	cur.Scan(func(r *format.Row) bool { row = *r; return false })
+	if !found || row.Kind != format.KindService || row.Service.String() != "text_poke" {
+		t.Fatalf("the watchpoint stopped after seq %d: next %s %s; a text_poke store of 0xcc to lp_fn2 follows: %v", wseq, row.Kind, row.Service, found)
+	}
+}

@@ -1,0 +1,405 @@
+package gdbserver
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/patchtrace/patchtrace/emu"
+	"github.com/patchtrace/patchtrace/format"
+	"github.com/patchtrace/patchtrace/record"
+	"github.com/patchtrace/patchtrace/scenario"
+	"github.com/patchtrace/patchtrace/scenarios"
+)
+
+const lpFn2 = "lp_fn2"
+
+func symAddr(t testing.TB, s *Server, name string) uint64 {
+	t.Helper()
+	sym, ok := s.t.syms.Lookup(name)
+	if !ok {
+		t.Fatalf("no symbol %s", name)
+	}
+	return sym.Addr
+}
+
+// nextRow returns the first event after the position.
+func nextRow(t testing.TB, s *Server) format.Row {
+	t.Helper()
+	var out format.Row
+	found := false
+	if err := s.t.cur.Scan(func(r *format.Row) bool { out, found = *r, true; return false }); err != nil {
+		t.Fatal(err)
+	}
+	if !found {
+		t.Fatal("no event after the position")
+	}
+	return out
+}
+
+// stopReply parses a T packet's thread and reason.
+func parseStop(t testing.TB, reply string) (cpu int, reason string) {
+	t.Helper()
+	rest, ok := strings.CutPrefix(reply, "T05thread:")
+	if !ok {
+		t.Fatalf("stop reply %q", reply)
+	}
+	th, rest, _ := strings.Cut(rest, ";")
+	n, err := strconv.ParseUint(th, 16, 32)
+	if err != nil {
+		t.Fatalf("stop reply %q: thread %q", reply, th)
+	}
+	_, reason, _ = strings.Cut(rest, ";") // after core:N;
+	return int(n) - 1, reason
+}
+
+// TestBreakpointStopsBeforeInstruction: continue stops just before an
+// instruction at the breakpoint, on the CPU that runs it, with the pc
+// there, and memory at the pc holding the bytes that CPU executes (text as
+// patched at that point); every hit of the trace, in order.
+func TestBreakpointStopsBeforeInstruction(t *testing.T) {
+	s, r := newServer(t)
+	addr := symAddr(t, s, lpFn2)
+	// The hits the trace has: the insn rows at lp_fn2.
+	var hits []uint64
+	for row, err := range r.Events() {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if row.Kind == format.KindInsn && row.RIP == addr {
+			hits = append(hits, row.Seq)
+		}
+	}
+	if len(hits) < 10 {
+		t.Fatalf("only %d hits", len(hits))
+	}
+	c := dial(t, s)
+	c.ask(fmt.Sprintf("Z0,%x,1", addr))
+	for i, want := range hits[:10] {
+		cpu, reason := parseStop(t, c.ask("c"))
+		if reason != "swbreak:;" {
+			t.Fatalf("hit %d: reason %q", i, reason)
+		}
+		row := nextRow(t, s)
+		if row.Seq != want || int(row.CPU) != cpu || row.RIP != addr {
+			t.Fatalf("hit %d: stopped before seq %d (cpu%d rip %#x), want seq %d at %#x on cpu%d", i, row.Seq, row.CPU, row.RIP, want, addr, cpu)
+		}
+		c.ask("Hg" + tid(cpu))
+		g := c.ask("g")
+		if pc := g[16*16 : 16*16+16]; pc != string(appendHex(nil, le64(addr))) {
+			t.Fatalf("hit %d: rip in g %s, want %#x", i, pc, addr)
+		}
+		mem := c.ask(fmt.Sprintf("m%x,%x", addr, row.Len))
+		if want := string(appendHex(nil, row.Instruction())); mem != want {
+			t.Fatalf("hit %d: memory at the pc %s, the CPU executes %s", i, mem, want)
+		}
+	}
+	// Backwards, the same hits in reverse order.
+	for i := 8; i >= 0; i-- {
+		_, reason := parseStop(t, c.ask("bc"))
+		if row := nextRow(t, s); reason != "swbreak:;" || row.Seq != hits[i] {
+			t.Fatalf("reverse hit %d: reason %q, before seq %d, want %d", i, reason, row.Seq, hits[i])
+		}
+	}
+	if _, reason := parseStop(t, c.ask("bc")); reason != "replaylog:begin;" {
+		t.Fatalf("reverse past the first hit: %q", reason)
+	}
+}
+
+func le64(v uint64) []byte {
+	b := make([]byte, 8)
+	for i := range b {
+		b[i] = byte(v >> (8 * i))
+	}
+	return b
+}
+
+// snapshot is what gdb sees of a position: every thread's registers and
+// the position.
+func snapshot(t testing.TB, c *client, s *Server) string {
+	var b strings.Builder
+	seq, at, _ := s.Position()
+	fmt.Fprintf(&b, "seq %d %v\n", seq, at)
+	for cpu := 0; cpu < s.t.ncpu; cpu++ {
+		c.ask("Hg" + tid(cpu))
+		fmt.Fprintf(&b, "cpu%d %s\n", cpu, c.ask("g"))
+	}
+	return b.String()
+}
+
+// TestStepBackAndForth: at random breakpoint stops, n reverse steps then
+// n steps of the stopped CPU return to the same state (position and every
+// thread's registers), and n steps then n reverse steps too.
+func TestStepBackAndForth(t *testing.T) {
+	s, _ := newServer(t)
+	c := dial(t, s)
+	for _, sym := range []string{lpFn2, "text_poke", "asm_exc_int3"} {
+		c.ask(fmt.Sprintf("Z0,%x,1", symAddr(t, s, sym)))
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	for i := 0; i < 6; i++ {
+		cpu, _ := parseStop(t, c.ask("c"))
+		n := 1 + rng.IntN(25)
+		start := snapshot(t, c, s)
+		c.ask("Hc" + tid(cpu))
+		for j := 0; j < n; j++ {
+			c.ask("bs")
+		}
+		if snapshot(t, c, s) == start {
+			t.Fatalf("stop %d: %d reverse steps did not move", i, n)
+		}
+		for j := 0; j < n; j++ {
+			c.ask(fmt.Sprintf("vCont;s:%s;c", tid(cpu)))
+		}
+		if got := snapshot(t, c, s); got != start {
+			t.Fatalf("stop %d, cpu%d: %d reverse steps then %d steps:\n%s\nwant\n%s", i, cpu, n, n, got, start)
+		}
+		for j := 0; j < n; j++ {
+			c.ask("s")
+		}
+		for j := 0; j < n; j++ {
+			c.ask("bs")
+		}
+		if got := snapshot(t, c, s); got != start {
+			t.Fatalf("stop %d, cpu%d: %d steps then %d reverse steps:\n%s\nwant\n%s", i, cpu, n, n, got, start)
+		}
+		c.ask("Hc-1")
+	}
+}
+
+// TestStepExecutesOneInstruction: each step of a CPU moves to just before
+// its next instruction, taking the interrupts delivered in between.
+func TestStepExecutesOneInstruction(t *testing.T) {
+	s, r := newServer(t)
+	c := dial(t, s)
+	// cpu1's step rows from the start position on.
+	start, _, _ := s.Position()
+	var want []uint64
+	for row, err := range r.EventsFrom(start + 1) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if row.CPU == 1 && row.Seq > start && isStepRow(row) {
+			want = append(want, row.Seq)
+			if len(want) == 400 {
+				break
+			}
+		}
+	}
+	c.ask("Hc2")
+	for i := 1; i < len(want); i++ {
+		c.ask("s")
+		if row := nextRow(t, s); row.Seq > want[i] {
+			t.Fatalf("step %d: before seq %d, want %d", i, row.Seq, want[i])
+		}
+		if seq, _, _ := s.Position(); seq != want[i]-1 {
+			t.Fatalf("step %d: after seq %d, want just before %d", i, seq, want[i])
+		}
+	}
+}
+
+// TestReverseWatchFindsTextPoke: from the first finding, a write
+// watchpoint on the patch site's first byte, reverse-continued, stops
+// before the text_poke service whose store through the alias put the
+// int3 there; forwards again, it stops after that store.
+func TestReverseWatchFindsTextPoke(t *testing.T) {
+	s, _ := newServer(t)
+	c := dial(t, s)
+	addr := symAddr(t, s, lpFn2)
+	out := c.monitor("finding 1")
+	if !strings.Contains(out, "a finding") || !strings.Contains(out, "thread 2") {
+		t.Fatalf("monitor finding 1: %q", out)
+	}
+	if row := nextRow(t, s); row.Seq != 17759 {
+		t.Fatalf("finding 1 at seq 17759: before seq %d", row.Seq)
+	}
+	if got := c.ask(fmt.Sprintf("m%x,1", addr)); got != "cc" {
+		t.Fatalf("lp_fn2's first byte at the finding: %s, want cc", got)
+	}
+	if got := c.ask(fmt.Sprintf("Z2,%x,1", addr)); got != "OK" {
+		t.Fatalf("Z2: %q", got)
+	}
+	cpu, reason := parseStop(t, c.ask("bc"))
+	if reason != fmt.Sprintf("watch:%x;", addr) {
+		t.Fatalf("reverse-continue: reason %q", reason)
+	}
+	row := nextRow(t, s)
+	if row.Kind != format.KindService || row.Service.String() != "text_poke" || int(row.CPU) != cpu {
+		t.Fatalf("stopped before seq %d, a %s on cpu%d, want the text_poke service of cpu%d", row.Seq, row.Kind, row.CPU, cpu)
+	}
+	if got := c.ask(fmt.Sprintf("m%x,1", addr)); got == "cc" {
+		t.Fatal("before the store, lp_fn2's first byte is already cc")
+	}
+	pc, _ := s.t.pc(cpu)
+	if pc != symAddr(t, s, "text_poke") {
+		t.Fatalf("pc %#x, want text_poke", pc)
+	}
+	if _, reason := parseStop(t, c.ask("c")); reason != fmt.Sprintf("watch:%x;", addr) {
+		t.Fatalf("continue: reason %q", reason)
+	}
+	if got := c.ask(fmt.Sprintf("m%x,1", addr)); got != "cc" {
+		t.Fatalf("after the store, lp_fn2's first byte is %s", got)
+	}
+}
+
+// TestRegisters: the g packet carries, for every thread, the register
+// file the cursor folds at the position ('x' where the trace does not
+// say), rip as the thread's next instruction, cs, and gs_base as the
+// per-CPU area.
+func TestRegisters(t *testing.T) {
+	s, _ := newServer(t)
+	c := dial(t, s)
+	c.ask(fmt.Sprintf("Z0,%x,1", symAddr(t, s, lpFn2)))
+	for i := 0; i < 3; i++ {
+		c.ask("c")
+		for cpu := 0; cpu < s.t.ncpu; cpu++ {
+			c.ask("Hg" + tid(cpu))
+			g := c.ask("g")
+			rf := s.t.cur.Regs(cpu)
+			off := 0
+			for n, reg := range registers {
+				field := g[off : off+reg.bits/4]
+				off += reg.bits / 4
+				if p := c.ask("p" + strconv.FormatInt(int64(n), 16)); p != field {
+					t.Fatalf("cpu%d %s: p %s, g %s", cpu, reg.name, p, field)
+				}
+				var want string
+				switch {
+				case reg.fold >= 0:
+					if v, ok := rf.Get(reg.fold); ok {
+						want = string(appendHex(nil, le64(v)[:reg.bits/8]))
+					}
+				case reg.fold == regRIP:
+					if pc, ok := s.t.pc(cpu); ok {
+						want = string(appendHex(nil, le64(pc)))
+					}
+				case reg.name == "cs":
+					want = "10000000"
+				case reg.name == "gs_base":
+					want = string(appendHex(nil, le64(s.t.gsBase[cpu])))
+				}
+				if want == "" {
+					want = strings.Repeat("x", reg.bits/4)
+				}
+				if field != want {
+					t.Fatalf("cpu%d %s: %s, want %s", cpu, reg.name, field, want)
+				}
+			}
+			if off != len(g) {
+				t.Fatalf("g has %d digits, the registers %d", len(g), off)
+			}
+		}
+	}
+	if md := s.t.md; md.Version >= 4 {
+		if rf := s.t.cur.Regs(1); !func() bool { _, ok := rf.Get(7); return ok }() {
+			t.Fatal("a version 4 trace: rsp unknown at a stop")
+		}
+	}
+}
+
+// TestThreadsAndMonitor: the thread list, extra info and qXfer:threads
+// name every CPU; monitor seq moves to just before an event, monitor
+// events lists around it.
+func TestThreadsAndMonitor(t *testing.T) {
+	s, _ := newServer(t)
+	c := dial(t, s)
+	if got := c.ask("qfThreadInfo"); got != "m1,2,3" {
+		t.Fatalf("qfThreadInfo: %q", got)
+	}
+	if got := c.ask("qsThreadInfo"); got != "l" {
+		t.Fatalf("qsThreadInfo: %q", got)
+	}
+	info, err := decodeHex(c.ask("qThreadExtraInfo,3"))
+	if err != nil || !strings.HasPrefix(string(info), "cpu2 task ") {
+		t.Fatalf("extra info: %q %v", info, err)
+	}
+	x := c.ask("qXfer:threads:read::0,fff")
+	if !strings.HasPrefix(x, "l") || strings.Count(x, "<thread ") != 3 || !strings.Contains(x, `name="cpu2"`) {
+		t.Fatalf("qXfer:threads: %q", x)
+	}
+	xml := ""
+	for off := 0; ; off += 100 {
+		part := c.ask(fmt.Sprintf("qXfer:features:read:target.xml:%x,64", off))
+		xml += part[1:]
+		if part[0] == 'l' {
+			break
+		}
+	}
+	if xml != targetXML {
+		t.Fatal("target.xml read in pieces differs")
+	}
+	out := c.monitor("seq 17085")
+	if row := nextRow(t, s); row.Seq != 17085 || !strings.Contains(out, "after seq 17084") || !strings.Contains(out, "thread 1") {
+		t.Fatalf("monitor seq 17085: before %d: %q", row.Seq, out)
+	}
+	if got := c.ask("?"); !strings.HasPrefix(got, "T05thread:1;") {
+		t.Fatalf("stop reply after monitor seq: %q", got)
+	}
+	ev := c.monitor("events 2")
+	lines := strings.Split(strings.TrimSpace(ev), "\n")
+	if len(lines) != 6 || lines[2] != "--- position ---" || !strings.Contains(lines[3], "17085") || !strings.Contains(lines[3], "store via alias") {
+		t.Fatalf("monitor events 2:\n%s", ev)
+	}
+	if out := c.monitor("seq 99999999"); !strings.Contains(out, "error: the trace has no event") {
+		t.Fatalf("monitor seq beyond the end: %q", out)
+	}
+	if out := c.monitor("finding 7"); !strings.Contains(out, "no finding 7") {
+		t.Fatalf("monitor finding 7: %q", out)
+	}
+}
+
+// BenchmarkSeek measures what a debugger pays to read a trace through
+// (New: every snapshot) and then to go to a random event of it
+// (monitor seq), on bench-fentry's ~25M events (PATCHTRACE_BENCH_ITERS
+// iterations of its loop, default its own 1,000,000).
+func BenchmarkSeek(b *testing.B) {
+	spec, err := scenario.Load(scenarios.FS, "bench-fentry")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if v := os.Getenv("PATCHTRACE_BENCH_ITERS"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			b.Fatal(err)
+		}
+		spec.Params["bench_iters"] = n
+	}
+	path := filepath.Join(b.TempDir(), "bench.arrow")
+	if _, err := record.Run(spec, path, record.Options{Options: emu.Options{Seed: 1}}); err != nil {
+		b.Fatal(err)
+	}
+	r, err := format.Open(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer r.Close()
+	var s *Server
+	b.Run("index", func(b *testing.B) {
+		for b.Loop() {
+			if s, err = New(Config{Reader: r}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(r.NumEvents()), "events")
+	})
+	b.Run("seek", func(b *testing.B) {
+		rng := rand.New(rand.NewPCG(1, 1))
+		n := r.NumEvents()
+		for b.Loop() {
+			if _, err := s.t.gotoEvent(rng.Uint64N(n)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("step-back", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := s.t.stepBack(0); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
