@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"debug/elf"
+	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -11,6 +12,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/patchtrace/patchtrace/internal/slice"
 	"github.com/patchtrace/patchtrace/scenario"
 	"github.com/patchtrace/patchtrace/scenarios"
 )
@@ -394,5 +396,71 @@ func TestBuildOwnBase(t *testing.T) {
 	}
 	if !elfSymbols(t, elfPath)["author_base_mark"] {
 		t.Error("the author's base was not linked")
+	}
+}
+
+// TestPerCPUAccessor: per_cpu(var, cpu) reaches another CPU's copy, the
+// stride C sees is the machine's (slice.PercpuStride of the slice's per-CPU
+// section), this_cpu_ptr is the running CPU's copy, and run prints the
+// counters [report] lists.
+func TestPerCPUAccessor(t *testing.T) {
+	needCC(t)
+	dir := filepath.Join(t.TempDir(), "percpu-peer")
+	writeFiles(t, dir, map[string]string{
+		"scenario.toml": `id = "percpu-peer"
+slice = "percpu-peer.elf"
+cpus = 3
+max_insns = 200_000
+expect = "clean"
+
+[[task]]
+entry = "peer_main"
+cpus = "all"
+
+[report]
+counters = ["peer_value", "peer_stride", "peer_self"]
+`,
+		"peer.c": `#include "slice.h"
+#include "percpu.h"
+
+DEFINE_PER_CPU(u64, peer_value);
+DEFINE_PER_CPU(u64, peer_stride);
+DEFINE_PER_CPU(u64, peer_self);
+
+void peer_main(unsigned long arg)
+{
+	unsigned long me = smp_processor_id();
+
+	per_cpu(peer_value, (me + 1) % pt_ncpus) = 100 + me;
+	this_cpu_write(peer_stride, per_cpu_stride());
+	*this_cpu_ptr(&peer_self) = me + 1;
+}
+`,
+	})
+	if code, out, errs := runCLI(t, "build", dir); code != exitOK {
+		t.Fatalf("build: exit %d\n%s%s", code, out, errs)
+	}
+	f, err := elf.Open(filepath.Join(dir, "percpu-peer.elf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec := f.Section(slice.PercpuSection)
+	f.Close()
+	if sec == nil {
+		t.Fatal("no per-CPU section")
+	}
+	stride := slice.PercpuStride(sec.Size)
+	code, out, errs := runCLI(t, "run", dir)
+	if code != exitOK {
+		t.Fatalf("run: exit %d\n%s%s", code, out, errs)
+	}
+	for _, want := range []string{
+		"peer_value   cpu0=102 cpu1=100 cpu2=101",
+		fmt.Sprintf("peer_stride  cpu0=%d cpu1=%d cpu2=%d", stride, stride, stride),
+		"peer_self    cpu0=1 cpu1=2 cpu2=3",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("run output lacks %q:\n%s", want, out)
+		}
 	}
 }

@@ -142,4 +142,41 @@ DECLARE_PER_CPU(unsigned long, nmi_stack_top);
 DECLARE_PER_CPU(unsigned long, nmi_count);
 DECLARE_PER_CPU(unsigned long, timer_ticks);
 
+/*
+ * Another CPU's copy (docs/slice-abi.md, Memory layout): CPU n's per-CPU
+ * area is at PT_PERCPU_BASE + n * per_cpu_stride(), the stride being the
+ * per-CPU section rounded up to 4 KiB plus a guard page (the machine's
+ * layout, slice.PercpuStride in Go; the linker script's __per_cpu_end is
+ * the section's size). per_cpu(var, cpu) is an lvalue, like Linux's:
+ *
+ *	per_cpu(pcpu_peer, (cpu + 1) % pt_ncpus) = cpu;
+ *
+ * An access through it is an ordinary load or store of that CPU's memory,
+ * not one %gs: instruction: it is not atomic against the other CPU (use
+ * the atomics of slice.h for that). this_cpu_ptr(&var) is the running
+ * CPU's copy as a pointer (from this_cpu_off, which the machine fills).
+ */
+#define PT_PERCPU_BASE		0xffff888000000000UL
+#define PT_PAGE_SIZE		4096UL
+
+#define per_cpu_stride()						\
+({									\
+	extern char __per_cpu_end[];	/* slice.lds: the section's size */ \
+	(((unsigned long)__per_cpu_end + PT_PAGE_SIZE - 1) &		\
+	 ~(PT_PAGE_SIZE - 1)) + PT_PAGE_SIZE;				\
+})
+
+#define per_cpu_ptr(ptr, cpu)						\
+	((__typeof__(ptr))(PT_PERCPU_BASE +				\
+			   (unsigned long)(cpu) * per_cpu_stride() +	\
+			   (unsigned long)(ptr)))
+
+#define per_cpu(var, cpu)	(*per_cpu_ptr(&(var), cpu))
+
+#define this_cpu_ptr(ptr)						\
+({									\
+	extern unsigned long this_cpu_off;	/* per-CPU, sched.c */	\
+	(__typeof__(ptr))(this_cpu_read(this_cpu_off) + (unsigned long)(ptr)); \
+})
+
 #endif /* PT_PERCPU_H */
