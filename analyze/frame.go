@@ -77,6 +77,14 @@ type pendingStore struct {
 	word int // frameRIP..frameSS, or frameErr
 }
 
+// Bounds for hostile streams: live frames per CPU (tasks x trap depth;
+// real runs have a handful) and stores held for judgement per CPU (a
+// delivery pushes at most six words).
+const (
+	maxLiveFrames    = 1024
+	maxPendingStores = 64
+)
+
 // Frame words, in address order from the saved RIP.
 const (
 	frameRIP = iota
@@ -173,6 +181,12 @@ func (a *frame) frameAccess(ctx *Context, r *format.Row) {
 				if owner && w != frameCS && w != frameSS {
 					continue
 				}
+				if len(a.pending[r.CPU]) >= maxPendingStores {
+					// No delivery pushes this many words: these are not
+					// a delivery's, judge them now (bounds a hostile
+					// stream's memory).
+					a.flush(ctx, int(r.CPU), nil)
+				}
 				a.pending[r.CPU] = append(a.pending[r.CPU], pendingStore{row: *r, f: f, word: w})
 			}
 			if !hit && owner && r.Size == 8 {
@@ -265,6 +279,18 @@ func (a *frame) deliver(ctx *Context, r *format.Row) {
 	}
 	if vectorHasErrorCode(r.Vector) {
 		n.errAt, n.ripAt = r.RSP, r.RSP+8
+	}
+	// A delivery at depth d means the task's contexts deeper than d have
+	// ended (their IRETQ may have been lost to a fault in it).
+	fs := a.frames[c][:0]
+	for _, f := range a.frames[c] {
+		if f.task != r.Task || f.depth <= r.Depth {
+			fs = append(fs, f)
+		}
+	}
+	a.frames[c] = fs
+	if len(a.frames[c]) >= maxLiveFrames {
+		a.frames[c] = a.frames[c][1:] // a hostile stream: keep the newest
 	}
 	lo, hi := r.RSP, n.ripAt+40
 	var over []*liveFrame
