@@ -25,7 +25,7 @@ type cmc struct {
 	hist     map[uint64]*byteHist // code byte -> its recent writes
 	pageLast map[uint64]uint64    // code page -> seq of its last write
 	lostX    map[uint64]bool      // pages made non-executable after being executable
-	pokes    map[uint16][2]uint64 // cpu -> [addr, end) of its text_poke in progress
+	pokes    map[uint16][3]uint64 // cpu -> [addr, end) of its text_poke in progress, and the seq of its service row
 	lastVPN  uint64
 	lastSeq  uint64
 	haveLast bool
@@ -58,7 +58,7 @@ func (a *cmc) Start(*Context) error {
 	a.hist = map[uint64]*byteHist{}
 	a.pageLast = map[uint64]uint64{}
 	a.lostX = map[uint64]bool{}
-	a.pokes = map[uint16][2]uint64{}
+	a.pokes = map[uint16][3]uint64{}
 	return nil
 }
 
@@ -73,7 +73,7 @@ func (a *cmc) Event(ctx *Context, r *format.Row) {
 	switch r.Kind {
 	case format.KindService:
 		if r.Service == svcTextPoke && r.Args[2] != 0 {
-			a.pokes[r.CPU] = [2]uint64{r.Args[0], r.Args[0] + r.Args[2]}
+			a.pokes[r.CPU] = [3]uint64{r.Args[0], r.Args[0] + r.Args[2], r.Seq}
 		}
 	case format.KindPerm:
 		if r.Alias && r.PermNew == 0 {
@@ -175,6 +175,7 @@ func (a *cmc) check(ctx *Context, r *format.Row, c replay.CPU) {
 		p, ok := a.pokes[uint16(cpu)]
 		if ok && uint16(cpu) != r.CPU && p[0] < r.RIP+uint64(r.Len) && r.RIP < p[1] {
 			state += fmt.Sprintf(", executed half-written while cpu%d's text_poke of %d bytes at %s was in progress", cpu, p[1]-p[0], ctx.Describe(p[0]))
+			evidence = append(evidence, p[2]) // the call (the story says from where)
 		}
 	}
 	since := "it never serialized"

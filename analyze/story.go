@@ -22,10 +22,15 @@ const storyDepth = 24
 type storyWindow struct {
 	ring [][storyDepth]format.Row
 	n    []int
+	// lastInsn is each CPU's last instruction: for a service row, the
+	// call (or jump) that reached the service, which a kept service row
+	// carries in its Handler field (services have no handler) so the
+	// story can say where in the slice's source the service was called.
+	lastInsn []uint64
 }
 
 func newStoryWindow(cpus int) *storyWindow {
-	return &storyWindow{ring: make([][storyDepth]format.Row, cpus), n: make([]int, cpus)}
+	return &storyWindow{ring: make([][storyDepth]format.Row, cpus), n: make([]int, cpus), lastInsn: make([]uint64, cpus)}
 }
 
 // storyNeeds is what the story window reads of the rows: the notable
@@ -61,11 +66,20 @@ var storyKind = func() (k [64]bool) {
 
 func (w *storyWindow) add(st *replay.State, r *format.Row) {
 	c := int(r.CPU)
-	if c >= len(w.ring) || !notable(st, r) {
+	if c >= len(w.ring) {
+		return
+	}
+	if r.Kind == format.KindInsn {
+		defer func() { w.lastInsn[c] = r.RIP }()
+	}
+	if !notable(st, r) {
 		return
 	}
 	i := w.n[c] % storyDepth
 	w.ring[c][i] = *r
+	if r.Kind == format.KindService {
+		w.ring[c][i].Handler = w.lastInsn[c]
+	}
 	if r.Kind == format.KindTrap && r.Vector == 3 {
 		st.Mem.Read(r.RIP-1, w.ring[c][i].Bytes[:5]) // the site as it was
 	}
@@ -118,9 +132,19 @@ func (w *storyWindow) tellWith(st *replay.State, cpu int, evidence []uint64, kee
 	if len(lines) > 16 {
 		lines = lines[len(lines)-16:]
 	}
+	have := func(seq uint64) bool { return slices.ContainsFunc(lines, func(l line) bool { return l.seq == seq }) }
 	for _, r := range keep {
-		if !slices.ContainsFunc(lines, func(l line) bool { return l.seq == r.Seq }) {
+		if !have(r.Seq) {
 			lines = append(lines, line{r.Seq, tellRow(st, r)})
+		}
+	}
+	// The evidence the window still holds is told, whichever CPU's and
+	// however far back.
+	for c := range w.ring {
+		for j := 0; j < min(w.n[c], storyDepth); j++ {
+			if r := &w.ring[c][j]; slices.Contains(evidence, r.Seq) && !have(r.Seq) {
+				lines = append(lines, line{r.Seq, tellRow(st, r)})
+			}
 		}
 	}
 	sort.SliceStable(lines, func(i, j int) bool { return lines[i].seq < lines[j].seq })
@@ -196,6 +220,9 @@ func tellRow(st *replay.State, r *format.Row) string {
 		what = fmt.Sprintf("calls %s(%#x, %#x, %#x)", r.Service, r.Args[0], r.Args[1], r.Args[2])
 		if r.Service == 1 { // text_poke
 			what = fmt.Sprintf("calls text_poke(%s, %d bytes)", d(r.Args[0]), r.Args[2])
+		}
+		if r.Handler != 0 { // the call that reached it (storyWindow.add)
+			what += " from " + dl(r.Handler)
 		}
 	case format.KindMarker:
 		what = fmt.Sprintf("marker %d (%d)", r.Args[0], r.Args[1])
