@@ -105,6 +105,13 @@ func (f *feed) percpuRead(c ctx, rip uint64, name string, owner uint16, v uint64
 		PercpuCPU: owner, PercpuVar: name})
 }
 
+// percpuLoad is percpuRead as a version 4 trace records it: a load row
+// in a per-CPU area.
+func (f *feed) percpuLoad(c ctx, rip uint64, name string, owner uint16, v uint64) uint64 {
+	return f.add(c, &format.Row{Kind: format.KindLoad, RIP: rip, Addr: slice.PercpuBase | uint64(owner)<<16, Size: 8, New: v,
+		Percpu: true, PercpuCPU: owner, PercpuVar: name})
+}
+
 // trap delivers vector from rip (the saved RIP) to handler; c is the
 // context interrupted (the row carries the depth before the delivery).
 func (f *feed) trap(c ctx, rip uint64, vector uint8, handler, rsp uint64) uint64 {

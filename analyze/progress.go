@@ -75,8 +75,8 @@ func (a *progress) Start(ctx *Context) error {
 }
 
 func (a *progress) Needs() Needs {
-	return Needs{Kinds: []format.Kind{format.KindInsn, format.KindPercpuRead, format.KindService, format.KindFault},
-		Columns: []int{format.ColLen, format.ColBytes, format.ColPercpuVar, format.ColService}}
+	return Needs{Kinds: []format.Kind{format.KindInsn, format.KindPercpuRead, format.KindLoad, format.KindService, format.KindFault},
+		Columns: []int{format.ColLen, format.ColBytes, format.ColPercpuVar, format.ColPercpuCPU, format.ColService}}
 }
 
 func (a *progress) Event(ctx *Context, r *format.Row) {
@@ -93,8 +93,8 @@ func (a *progress) Event(ctx *Context, r *format.Row) {
 			a.percpu[c][i] = ""
 		}
 		a.n[c]++
-	case format.KindPercpuRead:
-		if a.n[c] > 0 {
+	case format.KindPercpuRead, format.KindLoad:
+		if a.n[c] > 0 && r.Percpu {
 			i := uint(a.n[c]-1) % progressWindow
 			if a.ring[c][i].rip == r.RIP && r.PercpuVar != "" {
 				a.percpu[c][i] = r.PercpuVar

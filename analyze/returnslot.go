@@ -157,7 +157,7 @@ func (a *returnSlot) Start(ctx *Context) error {
 }
 
 func (*returnSlot) Needs() Needs {
-	return Needs{Kinds: []format.Kind{format.KindInsn, format.KindWrite, format.KindPercpuRead},
+	return Needs{Kinds: []format.Kind{format.KindInsn, format.KindWrite, format.KindPercpuRead, format.KindLoad},
 		Columns: []int{format.ColOp, format.ColRSP, format.ColAddr, format.ColSize, format.ColAlias, format.ColPercpuVar, format.ColPercpuCPU, format.ColNew, format.ColOld}}
 }
 
@@ -193,8 +193,10 @@ func (a *returnSlot) Event(ctx *Context, r *format.Row) {
 			}, "overwrite|"+r.PercpuVar)
 		}
 		a.state[k] = &slotFill{seq: r.Seq, value: r.New, task: r.Task, depth: owner, rip: r.RIP}
-	case format.KindPercpuRead:
-		if len(a.slots) == 0 || !a.slots[r.PercpuVar] {
+	case format.KindPercpuRead, format.KindLoad:
+		// A slot's read: a percpu_read (traces without loads) or a
+		// load in a per-CPU area (format version 4).
+		if len(a.slots) == 0 || r.Kind == format.KindLoad && !r.Percpu || !a.slots[r.PercpuVar] {
 			return
 		}
 		f := a.state[slotKey{r.PercpuVar, r.PercpuCPU}]

@@ -106,10 +106,14 @@ func TestReturnSlotConsumedByAnotherTask(t *testing.T) {
 		value    uint64
 		consumer uint32
 		finding  bool
+		load     bool // the read is a load row (format version 4), not percpu_read
 	}{
-		{"by the task it was filled for", 1, 2, false},
-		{"by another task", 1, 3, true},
-		{"cleared, by another task", 0, 3, false},
+		{"by the task it was filled for", 1, 2, false, false},
+		{"by another task", 1, 3, true, false},
+		{"cleared, by another task", 0, 3, false, false},
+		{"load, by the task it was filled for", 1, 2, false, true},
+		{"load, by another task", 1, 3, true, true},
+		{"load, cleared, by another task", 0, 3, false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFeed(t, "ftrace-emulate-percpu", "return-slot")
@@ -119,7 +123,11 @@ func TestReturnSlotConsumedByAnotherTask(t *testing.T) {
 			}
 			// Task 2's #BP handler (depth 1) fills the slot for task 2.
 			f.percpuWrite(ctx{cpu: 1, task: 2, depth: 1}, f.sym("int3_hook", 0), slot, 1, v)
-			f.percpuRead(ctx{cpu: 1, task: tc.consumer}, f.sym("ftrace_emulate_call", 0), slot, 1, v)
+			if tc.load {
+				f.percpuLoad(ctx{cpu: 1, task: tc.consumer}, f.sym("ftrace_emulate_call", 0), slot, 1, v)
+			} else {
+				f.percpuRead(ctx{cpu: 1, task: tc.consumer}, f.sym("ftrace_emulate_call", 0), slot, 1, v)
+			}
 			res := f.finish()
 			if got := len(res.Findings) > 0; got != tc.finding {
 				t.Fatalf("finding %v, want %v:\n%s", got, tc.finding, summary(res))

@@ -36,7 +36,7 @@ func newStoryWindow(cpus int) *storyWindow {
 // storyNeeds is what the story window reads of the rows: the notable
 // kinds, with the columns tellRow tells.
 var storyNeeds = Needs{
-	Kinds: []format.Kind{format.KindInsn, format.KindWrite, format.KindPercpuRead, format.KindTrap, format.KindIret, format.KindPerm,
+	Kinds: []format.Kind{format.KindInsn, format.KindWrite, format.KindPercpuRead, format.KindLoad, format.KindTrap, format.KindIret, format.KindPerm,
 		format.KindSerialize, format.KindSwitch, format.KindService, format.KindMarker, format.KindFault, format.KindInject},
 	Columns: []int{format.ColAddr, format.ColSize, format.ColOld, format.ColNew, format.ColAlias, format.ColAliasAddr,
 		format.ColPercpuCPU, format.ColPercpuVar, format.ColVector, format.ColHandler, format.ColPermOld, format.ColPermNew,
@@ -53,6 +53,10 @@ func notable(st *replay.State, r *format.Row) bool {
 		return st.Syms.IsEntry(r.RIP)
 	case format.KindWrite:
 		return r.Alias || r.PercpuVar != ""
+	case format.KindLoad:
+		// The reads a percpu_read row would tell (a trace without
+		// loads): of the scenario's per-CPU return slots.
+		return r.PercpuVar != "" && st.Spec != nil && slices.Contains(st.Spec.Contract.ReturnSlots, r.PercpuVar)
 	}
 	return storyKind[r.Kind&63]
 }
@@ -200,6 +204,12 @@ func tellRow(st *replay.State, r *format.Row) string {
 		}
 	case format.KindPercpuRead:
 		what = fmt.Sprintf("%s reads per-CPU %s[cpu%d] = %s", dl(r.RIP), r.PercpuVar, r.PercpuCPU, d(r.New))
+	case format.KindLoad:
+		if r.Percpu {
+			what = fmt.Sprintf("%s reads per-CPU %s[cpu%d] = %s", dl(r.RIP), r.PercpuVar, r.PercpuCPU, d(r.New))
+		} else {
+			what = fmt.Sprintf("%s reads %s = %s (%d bytes)", dl(r.RIP), d(r.Addr), d(r.New), r.Size)
+		}
 	case format.KindTrap:
 		what = fmt.Sprintf("takes %s at %s -> %s", format.VectorName(r.Vector), dl(r.RIP), d(r.Handler))
 		if r.Vector == 3 {

@@ -21,14 +21,15 @@ const (
 	EvFault       EventKind = 11 // a fault with no handler (oops), panic, BUG
 	EvInject      EventKind = 12 // an interrupt/NMI was raised (made pending) on a CPU
 	EvHalt        EventKind = 13 // the CPU halted (HLT) waiting for an interrupt
-	maxEventKinds           = 14
+	EvLoad        EventKind = 14 // a data read (one per access, <= 8 bytes)
+	maxEventKinds           = 15
 )
 
 var eventKindNames = [...]string{
 	EvInsn: "insn", EvWrite: "write", EvPercpuRead: "percpu_read", EvTrap: "trap",
 	EvIret: "iret", EvPerm: "perm", EvSerialize: "serialize", EvSwitch: "switch",
 	EvService: "service", EvMarker: "marker", EvFault: "fault", EvInject: "inject",
-	EvHalt: "halt",
+	EvHalt: "halt", EvLoad: "load",
 }
 
 func (k EventKind) String() string {
@@ -90,7 +91,30 @@ type Event struct {
 	Args             [4]uint64
 	Ret              uint64
 	Msg              string
+
+	// Register deltas: bit i of RegMask set means register RegNames[i]
+	// changed and Regs[i] is its value after the event. Set on insn rows
+	// (what the instruction changed), trap (RSP, RFLAGS), iret, service
+	// (RAX, RSP), the last store of a byte-granular text_poke (its
+	// return), and every register on each CPU's start serialize event.
+	RegMask uint32
+	Regs    [NumRegs]uint64
 }
+
+// NumRegs is the number of registers in Event.Regs.
+const NumRegs = 17
+
+// RegNames names Event.Regs in order (the trace's format.RegNames: record's
+// TestEnumTwins checks they agree).
+var RegNames = [NumRegs]string{"rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp",
+	"r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rflags"}
+
+// RegFlags is the index of RFLAGS in Event.Regs; RegIndex maps the
+// others to CPU.R (hardware order).
+const RegFlags = 16
+
+// RegIndex[i] is the CPU.R index of Event.Regs[i] for i < RegFlags.
+var RegIndex = [RegFlags]int{RAX, RBX, RCX, RDX, RSI, RDI, RBP, RSP, R8, R9, R10, R11, R12, R13, R14, R15}
 
 // SerializeCause says why a CPU serialized; a trace stores it under the
 // names of format.Causes (record's TestEnumTwins checks that the two agree).

@@ -178,6 +178,14 @@ func (c *CPU) serialize(cause SerializeCause) {
 	if c.m.sink != nil {
 		e := c.event(EvSerialize)
 		e.Cause = cause
+		if cause == SerStart && c.m.regs {
+			// The CPU's initial registers: every register delta.
+			e.RegMask = 1<<NumRegs - 1
+			for i, r := range RegIndex {
+				e.Regs[i] = c.R[r]
+			}
+			e.Regs[RegFlags] = c.RFLAGS
+		}
 		c.m.emit(c, e)
 	}
 }

@@ -259,7 +259,9 @@ func (m *Machine) load() error {
 				m.percpuSlots[o] = true
 			}
 		}
-		m.watchReads = m.percpuSize > 0
+		// With every load recorded, a read of a slot is a load event
+		// (with the per-CPU fields): percpu_read is for runs without.
+		m.watchReads = m.percpuSize > 0 && !m.loads
 	}
 	// Injection rules.
 	m.hits = make([]uint64, len(m.cfg.Inject))

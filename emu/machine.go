@@ -110,6 +110,19 @@ type cpuState struct {
 	ev     Event // reused event record
 	insnEv Event // reused record for insn events (only its insn fields are set)
 
+	// While deferring (recording register deltas), the events of the
+	// instruction or service being executed wait in pend[:npend], so that
+	// its first row can carry the registers it changed (known only when
+	// it is done); r0 and f0 are the registers before it. Slots hold
+	// only load and write fields between uses (pendDirty: a deferred
+	// event of another kind was copied in; flush clears the slots).
+	deferring bool
+	pendDirty bool
+	npend     int
+	pend      []Event
+	r0        [16]uint64
+	f0        uint64
+
 	stats CPUStats
 }
 
@@ -138,6 +151,10 @@ type Machine struct {
 	natives map[uint64]ServiceID
 	watches map[uint64][]int // rip -> indexes into cfg.Inject
 	hits    []uint64         // per inject rule: arrivals counted
+
+	// What the sink gets besides the base events: a load event for every
+	// data read, register deltas (Config.NoLoads, Config.NoRegs).
+	loads, regs bool
 
 	// per-CPU areas [percpuLo, percpuLo+percpuSpan) for declared-slot reads
 	watchReads  bool
@@ -184,9 +201,13 @@ type Config struct {
 	Params []Param
 	// Inject raises interrupts when a CPU reaches an address.
 	Inject []InjectRule
-	// PercpuSlots are per-CPU symbols whose loads are recorded.
+	// PercpuSlots are per-CPU symbols whose loads are recorded as
+	// percpu_read events when loads are not (NoLoads).
 	PercpuSlots []string
 	Sink        Sink
+	// NoLoads: the sink gets no load events (then reads of PercpuSlots are
+	// percpu_read events). NoRegs: events carry no register deltas.
+	NoLoads, NoRegs bool
 }
 
 // Task is one task the slice's boot code creates.
@@ -227,6 +248,8 @@ func New(img *Image, cfg Config) (*Machine, error) {
 		budget:  cfg.Budget(),
 		mem:     newMemory(img.pagesHint(cfg.CPUs)),
 		sink:    cfg.Sink,
+		loads:   cfg.Sink != nil && !cfg.NoLoads,
+		regs:    cfg.Sink != nil && !cfg.NoRegs,
 		cfg:     cfg,
 		img:     img,
 		natives: make(map[uint64]ServiceID),
@@ -252,13 +275,108 @@ func (m *Machine) CPUs() int { return len(m.cpus) }
 func (m *Machine) Image() *Image { return m.img }
 
 // emit stamps e with the next sequence number and the CPU's context and
-// hands it to the sink. Callers check m.sink != nil first.
+// hands it to the sink (while c defers, with the context only, into
+// c.pend). Callers check m.sink != nil first.
 func (m *Machine) emit(c *CPU, e *Event) {
-	e.Seq = m.seq
-	m.seq++
 	e.Task = c.task
 	e.Depth = c.depth
+	if c.deferring {
+		if e.Kind != EvWrite && e.Kind != EvLoad {
+			c.pendDirty = true
+		}
+		*c.slot() = *e
+		return
+	}
+	e.Seq = m.seq
+	m.seq++
 	m.sink.Event(e)
+}
+
+// slot returns the next pending event slot of c.
+func (c *CPU) slot() *Event {
+	if c.npend == len(c.pend) {
+		c.pend = append(c.pend, Event{})
+	}
+	e := &c.pend[c.npend]
+	c.npend++
+	return e
+}
+
+// memEvent returns the record of a load or write event: c's reused
+// event, or while c defers the next pending slot (then the event is
+// already where emitMem would put it). The caller sets every load and
+// write field.
+func (c *CPU) memEvent(kind EventKind) *Event {
+	if !c.deferring {
+		return c.event(kind)
+	}
+	e := c.slot()
+	e.Kind, e.CPU, e.RIP, e.Task, e.Depth, e.RegMask = kind, uint16(c.ID), c.RIP, c.task, c.depth, 0
+	return e
+}
+
+// emitMem emits an event from memEvent.
+func (m *Machine) emitMem(c *CPU, e *Event) {
+	if !c.deferring {
+		m.emit(c, e)
+	}
+}
+
+// beginDefer starts holding c's events, with the registers as they are.
+func (c *CPU) beginDefer() {
+	c.r0, c.f0 = c.R, c.RFLAGS
+	c.deferring = true
+}
+
+// regDelta sets e's register deltas: the registers that differ from r0
+// and f0 (what c.R and c.RFLAGS were), with their values now.
+func (c *CPU) regDelta(e *Event) {
+	var mask uint32
+	for i := range c.R {
+		if v := c.R[i]; v != c.r0[i] {
+			b := regBit[i]
+			mask |= 1 << b
+			e.Regs[b] = v
+		}
+	}
+	if c.RFLAGS != c.f0 {
+		mask |= 1 << RegFlags
+		e.Regs[RegFlags] = c.RFLAGS
+	}
+	e.RegMask = mask
+}
+
+// regBit[i] is the Event.Regs index of CPU.R[i].
+var regBit = func() (b [16]uint8) {
+	for i, r := range RegIndex {
+		b[r] = uint8(i)
+	}
+	return b
+}()
+
+// endDefer stops deferring: the first pending event gets the register
+// deltas since beginDefer, and every pending event goes to the sink.
+func (m *Machine) endDefer(c *CPU) {
+	c.deferring = false
+	if c.npend > 0 {
+		c.regDelta(&c.pend[0])
+	}
+	m.flush(c)
+}
+
+// flush hands c's pending events to the sink in order.
+func (m *Machine) flush(c *CPU) {
+	for i := 0; i < c.npend; i++ {
+		e := &c.pend[i]
+		e.Seq = m.seq
+		m.seq++
+		m.sink.Event(e)
+	}
+	if c.pendDirty {
+		clear(c.pend[:c.npend])
+		c.pendDirty = false
+	}
+	c.npend = 0
 }
 
 // resetEvent clears the per-kind fields of c's reused event.
@@ -269,20 +387,35 @@ func (c *CPU) event(kind EventKind) *Event {
 }
 
 func (m *Machine) emitWrite(c *CPU, p *page, addr uint64, size int, old, v uint64) {
-	e := c.event(EvWrite)
+	e := c.memEvent(EvWrite)
 	e.Addr = addr
 	e.Size = uint32(size)
 	e.Old, e.New = old, v
+	e.Alias, e.AliasAddr = false, 0
 	if p.alias {
 		e.Alias = true
 		e.AliasAddr = addr
 		e.Addr = m.aliasTarget(addr)
 	}
 	m.tagPercpu(e, e.Addr)
-	m.emit(c, e)
+	m.emitMem(c, e)
 }
 
+// emitLoad records a data read of size bytes at addr that returned v.
+func (m *Machine) emitLoad(c *CPU, addr uint64, size int, v uint64) {
+	e := c.memEvent(EvLoad)
+	e.Addr = addr
+	e.Size = uint32(size)
+	e.Old, e.New = 0, v
+	e.Alias, e.AliasAddr = false, 0
+	m.tagPercpu(e, addr)
+	m.emitMem(c, e)
+}
+
+// tagPercpu sets e's per-CPU fields for addr (clears them when addr is in
+// no CPU's per-CPU area).
 func (m *Machine) tagPercpu(e *Event, addr uint64) {
+	e.Percpu, e.PercpuCPU, e.PercpuOff = false, 0, 0
 	if m.percpuStrd == 0 || addr < percpuBase {
 		return
 	}

@@ -225,9 +225,11 @@ func (c *CPU) stackFault() {
 	}
 }
 
-// read loads size (1, 2, 4 or 8) bytes little-endian from addr. On a fault it
-// raises #PF and returns ok=false; the caller must then leave architectural
-// state unchanged and return.
+// read loads size (1, 2, 4 or 8) bytes little-endian from addr: a data
+// read of the instruction being executed (recorded as a load event).
+// Instruction fetches and the machine's own reads of system structures do
+// not come here. On a fault it raises #PF and returns ok=false; the caller
+// must then leave architectural state unchanged and return.
 func (c *CPU) read(addr uint64, size int) (uint64, bool) {
 	off := addr & pageMask
 	if off+uint64(size) > pageSize {
@@ -242,16 +244,23 @@ func (c *CPU) read(addr uint64, size int) (uint64, bool) {
 		c.m.percpuRead(c, addr, size)
 	}
 	d := p.f.data[off:]
+	var v uint64
 	switch size {
 	case 1:
-		return uint64(d[0]), true
+		v = uint64(d[0])
 	case 2:
-		return uint64(binary.LittleEndian.Uint16(d)), true
+		v = uint64(binary.LittleEndian.Uint16(d))
 	case 4:
-		return uint64(binary.LittleEndian.Uint32(d)), true
+		v = uint64(binary.LittleEndian.Uint32(d))
 	default:
-		return binary.LittleEndian.Uint64(d), true
+		v = binary.LittleEndian.Uint64(d)
 	}
+	if c.m.loads {
+		// Every data read is a load event (a page-crossing one byte by
+		// byte, through readSplit, as stores are).
+		c.m.emitLoad(c, addr, size, v)
+	}
+	return v, true
 }
 
 func (c *CPU) readSplit(addr uint64, size int) (uint64, bool) {

@@ -14,6 +14,9 @@ type Options struct {
 	NoBudget bool   // run unbounded (no instruction or decision budget)
 	NoInject bool   // ignore the scenario's injection plan (exploration)
 	Sink     Sink
+	// NoLoads and NoRegs leave load events and register deltas out of
+	// what Sink gets (Config.NoLoads, Config.NoRegs).
+	NoLoads, NoRegs bool
 }
 
 // Setup loads spec's slice and builds a machine and its seeded random
@@ -44,7 +47,8 @@ func SetupImage(spec *scenario.Spec, img *Image, opt Options) (*Machine, *Random
 
 // ConfigFor turns a scenario and options into a machine configuration.
 func ConfigFor(spec *scenario.Spec, opt Options) (Config, Schedule, error) {
-	cfg := Config{CPUs: spec.CPUs, MaxInsns: spec.MaxInsns, NoBudget: opt.NoBudget, Sink: opt.Sink}
+	cfg := Config{CPUs: spec.CPUs, MaxInsns: spec.MaxInsns, NoBudget: opt.NoBudget, Sink: opt.Sink,
+		NoLoads: opt.NoLoads, NoRegs: opt.NoRegs}
 	if opt.CPUs != 0 {
 		cfg.CPUs = opt.CPUs
 	}

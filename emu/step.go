@@ -55,7 +55,15 @@ func (m *Machine) runCPU(c *CPU, n int) {
 					c.updateAttention()
 				}
 				tf := c.RFLAGS&FlagTF != 0
-				m.service(c, ServiceID(in.native))
+				if m.regs {
+					// The service row carries what the service changed
+					// (RAX, RSP: its return).
+					c.beginDefer()
+					m.service(c, ServiceID(in.native))
+					m.endDefer(c)
+				} else {
+					m.service(c, ServiceID(in.native))
+				}
 				c.stats.Insns++
 				m.insns++
 				if m.stop != StopNone || m.budgetOut() {
@@ -79,7 +87,15 @@ func (m *Machine) runCPU(c *CPU, n int) {
 			e := &c.insnEv
 			e.Kind, e.CPU, e.RIP, e.Len, e.Bytes = EvInsn, uint16(c.ID), c.RIP, in.len, in.raw
 			e.Op, e.RSP, e.Flags = uint16(in.op), c.R[RSP], c.RFLAGS
-			m.emit(c, e)
+			if m.regs {
+				// Emitted when the instruction is done, with the
+				// registers it changed, before its loads and stores
+				// (held in c.pend meanwhile).
+				c.beginDefer()
+			} else {
+				e.RegMask = 0
+				m.emit(c, e)
+			}
 		}
 		if shadowed {
 			// The shadow covers exactly this instruction (SDM Vol. 2 STI,
@@ -93,6 +109,12 @@ func (m *Machine) runCPU(c *CPU, n int) {
 		// does.
 		tf := c.RFLAGS&FlagTF != 0
 		c.exec(in)
+		if c.deferring {
+			c.deferring = false
+			c.regDelta(&c.insnEv)
+			m.emit(c, &c.insnEv)
+			m.flush(c)
+		}
 		c.stats.Insns++
 		m.insns++
 		if c.exit != exitNone {
@@ -175,7 +197,15 @@ func (m *Machine) boundary(c *CPU) bdResult {
 		// A byte-granular text_poke: one byte is this step, and the
 		// quantum ends between two bytes (after the last there is nothing
 		// to see half-done).
-		m.pokeStep(c)
+		if m.regs {
+			// The last byte returns from text_poke: its store carries
+			// RAX and RSP.
+			c.beginDefer()
+			m.pokeStep(c)
+			m.endDefer(c)
+		} else {
+			m.pokeStep(c)
+		}
 		if c.poke != nil {
 			return bdCut
 		}
@@ -259,6 +289,18 @@ func (m *Machine) afterExit(c *CPU, in *inst) {
 			e.Handler = c.RIP
 			e.RSP = c.R[RSP]
 			e.Flags = c.RFLAGS
+			if m.regs {
+				// As on the IRETQ's insn row: RSP and RFLAGS if the
+				// return changed them.
+				if c.R[RSP] != c.r0[RSP] {
+					e.RegMask |= 1 << regBit[RSP]
+					e.Regs[regBit[RSP]] = c.R[RSP]
+				}
+				if c.RFLAGS != c.f0 {
+					e.RegMask |= 1 << RegFlags
+					e.Regs[RegFlags] = c.RFLAGS
+				}
+			}
 			m.emit(c, e)
 		}
 		c.serialize(SerIret)
@@ -325,8 +367,24 @@ func (m *Machine) deliver(c *CPU, v Vector, hasErr bool, errCode, cr2 uint64) {
 		}
 	}
 	c.lastVec, c.lastFrameRIP = v, c.RIP
+	// SDM Vol. 3 §6.12.1 ("Flag Usage By Exception- or Interrupt-Handler
+	// Procedure") and §17.3.1.4: delivery through an interrupt
+	// or trap gate clears TF (after pushing RFLAGS), so a handler is not
+	// single-stepped; IRETQ restores it from the frame.
+	flags := c.RFLAGS &^ FlagTF
+	if g.Type == GateInterrupt {
+		flags &^= FlagIF
+	}
 	if m.sink != nil {
 		e := c.event(EvTrap)
+		if m.regs {
+			e.RegMask = 1 << regBit[RSP]
+			e.Regs[regBit[RSP]] = sp
+			if flags != c.RFLAGS {
+				e.RegMask |= 1 << RegFlags
+				e.Regs[RegFlags] = flags
+			}
+		}
 		e.Vector = v
 		e.Handler = g.Handler
 		e.RSP = sp
@@ -340,14 +398,7 @@ func (m *Machine) deliver(c *CPU, v Vector, hasErr bool, errCode, cr2 uint64) {
 	c.R[RSP] = sp
 	c.RIP = g.Handler
 	c.shadow, c.ssShadow = false, false // delivering an event ends the STI or MOV SS shadow
-	// SDM Vol. 3 §6.12.1 ("Flag Usage By Exception- or Interrupt-Handler
-	// Procedure") and §17.3.1.4: delivery through an interrupt
-	// or trap gate clears TF (after pushing RFLAGS), so a handler is not
-	// single-stepped; IRETQ restores it from the frame.
-	c.RFLAGS &^= FlagTF
-	if g.Type == GateInterrupt {
-		c.RFLAGS &^= FlagIF
-	}
+	c.RFLAGS = flags
 	if v == VecNMI {
 		c.nmiBlock = true
 	}

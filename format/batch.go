@@ -177,6 +177,11 @@ func (b *Batch) setCol(i int, r *Row, col int) {
 		r.Ret = le64(c[ColRet].vals, i)
 	case ColMsg:
 		r.Msg = string(c[ColMsg].varAt(i))
+	default:
+		if k := col - ColRegRAX; k >= 0 && k < NumRegs {
+			r.Regs[k] = le64(c[col].vals, i)
+			r.RegMask |= 1 << k
+		}
 	}
 }
 
@@ -184,8 +189,12 @@ func (b *Batch) setCol(i int, r *Row, col int) {
 // reads out of bounds, and sets up the column views.
 func (r *Reader) bind(b *Batch) error {
 	rec := b.rec
-	if rec.NumCols() != int64(NumColumns) {
-		return fmt.Errorf("%d columns, want %d", rec.NumCols(), NumColumns)
+	// The file's version's columns (checked against the schema when the
+	// file was opened), or all of them (a current-schema record: a
+	// Parquet export of an older file).
+	ncols := int(rec.NumCols())
+	if ncols != numColumnsIn(r.version) && ncols != NumColumns {
+		return fmt.Errorf("%d columns, want %d", rec.NumCols(), numColumnsIn(r.version))
 	}
 	if rec.NumRows() < 0 || rec.NumRows() > MaxBatchRows {
 		return fmt.Errorf("%d rows", rec.NumRows())
@@ -193,7 +202,15 @@ func (r *Reader) bind(b *Batch) error {
 	n := int(rec.NumRows())
 	b.n = n
 	b.names = &r.names
-	for i, c := range Columns {
+	if ncols < NumColumns {
+		// An older version's file: the columns it does not have are
+		// all null.
+		none := make([]byte, (n+7)/8)
+		for i := ncols; i < NumColumns; i++ {
+			b.cols[i] = colView{valid: none}
+		}
+	}
+	for i, c := range Columns[:ncols] {
 		d := rec.Column(i).Data()
 		t := c.Type
 		if i == ColRFlags && b.rflags64 {
@@ -274,7 +291,7 @@ func CheckRow(r *Row, cpus int) error {
 
 func checkSize(k Kind, size uint32) error {
 	switch k {
-	case KindWrite, KindPercpuRead:
+	case KindWrite, KindPercpuRead, KindLoad:
 		if size < 1 || size > 8 {
 			return fmt.Errorf("%s of %d bytes (one access: 1 to 8)", Kinds[k-1].Name, size)
 		}
@@ -347,7 +364,7 @@ func (r *Reader) dictNames(col int, d arrow.ArrayData) ([]string, error) {
 	var want []string
 	switch col {
 	case ColKind:
-		want = enumNames(kindNames())
+		want = enumNames(kindNames())[:numKindsIn(r.version)]
 	case ColCause:
 		want = enumNames(Causes)
 	case ColService:

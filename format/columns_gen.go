@@ -38,6 +38,23 @@ const (
 	ColArg3      = 31
 	ColRet       = 32
 	ColMsg       = 33
+	ColRegRAX    = 34
+	ColRegRBX    = 35
+	ColRegRCX    = 36
+	ColRegRDX    = 37
+	ColRegRSI    = 38
+	ColRegRDI    = 39
+	ColRegRBP    = 40
+	ColRegRSP    = 41
+	ColRegR8     = 42
+	ColRegR9     = 43
+	ColRegR10    = 44
+	ColRegR11    = 45
+	ColRegR12    = 46
+	ColRegR13    = 47
+	ColRegR14    = 48
+	ColRegR15    = 49
+	ColRegRFlags = 50
 
-	NumColumns = 34
+	NumColumns = 51
 )

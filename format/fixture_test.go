@@ -25,6 +25,8 @@ func fixtureMeta() Meta {
 		ScenarioText: "[machine]\ncpus = 4\n# ünïcode and \"quotes\"\n",
 		ELF:          []byte("\x7fELF\x02\x01\x01\x00binary\x00\xff"),
 		CPUs:         4,
+		Loads:        true,
+		Regs:         true,
 		Quirks:       map[string]string{"nmi_in_sti_shadow": "true", "fetch": "stale"},
 		Seed:         math.MaxUint64,
 		Symbols: []Symbol{
@@ -59,7 +61,8 @@ func insn(seq uint64, cpu uint16, rip uint64, op uint16, b ...byte) Row {
 func fixtureRows() []Row {
 	const text = 0xffffffff81000000
 	rows := []Row{
-		{Seq: 0, Kind: KindSerialize, CPU: 0, Cause: 3},
+		{Seq: 0, Kind: KindSerialize, CPU: 0, Cause: 3, RegMask: 1<<NumRegs - 1,
+			Regs: [NumRegs]uint64{1, 2, 3, 4, 5, 6, 7, 0xffffc90000003f00, 8, 9, 10, 11, 12, 13, 14, math.MaxUint64, 0x2}},
 		insn(1, 0, text, 1, 0x0f, 0x1f, 0x44, 0x00, 0x00),
 		insn(2, 1, text+5, 3, 0xe8, 0xf6, 0x00, 0x00, 0x00),
 		{Seq: 3, Kind: KindWrite, CPU: 1, Task: 2, Depth: 0, RIP: text + 5, Addr: 0xffffc90000013ff8, HasAddr: true, Size: 8,
@@ -76,7 +79,7 @@ func fixtureRows() []Row {
 			Percpu: true, PercpuCPU: 1, PercpuOff: 0x40},
 		insn(12, 2, text, 4, 0xcc),
 		{Seq: 13, Kind: KindTrap, CPU: 2, Task: 3, Depth: 1, RIP: text + 1, Vector: 3, HasVector: true, Handler: text + 0x200,
-			RSP: 0xffffc90000023fd8, IST: 0, RFlags: 0x246, Size: 40},
+			RSP: 0xffffc90000023fd8, IST: 0, RFlags: 0x246, Size: 40, RegMask: 1<<7 | 1<<16, Regs: [NumRegs]uint64{7: 0xffffc90000023fd8, 16: 0x46}},
 		{Seq: 14, Kind: KindTrap, CPU: 3, Task: 4, Depth: 2, RIP: text + 0x30, Vector: 14, HasVector: true, Handler: text + 0x300,
 			RSP: 0xffffc90000030000, IST: 7, RFlags: math.MaxUint32, ErrCode: 2, HasErrCode: true, Addr: 0xdead000, HasAddr: true},
 		{Seq: 15, Kind: KindTrap, CPU: 0, Depth: 3, RIP: text + 0x44, Vector: 2, HasVector: true, Handler: text + 0x400, RSP: 16, IST: 2},
@@ -100,7 +103,19 @@ func fixtureRows() []Row {
 		{Seq: 31, Kind: KindFault, CPU: 3, Task: 4, Depth: 1, RIP: text + 0x31, Vector: 14, HasVector: true, ErrCode: 0x11, HasErrCode: true,
 			Addr: 0xffffffff81000031, HasAddr: true, Msg: "oops: #PF fetching from a non-executable page at pt_tramp+0x31"},
 		{Seq: 32, Kind: KindFault, CPU: 0, Task: 1, RIP: text + 0x900, Service: 8, Msg: "panic: \"ünïcode\"\n"},
+		// Version 4: loads (and register deltas, set below); v3Rows drops
+		// them, leaving the rows of testdata/v3.arrow.
+		{Seq: 33, Kind: KindLoad, CPU: 1, Task: 2, RIP: text + 12, Addr: 0xffffc90000013ff8, HasAddr: true, Size: 8, New: text + 10},
+		{Seq: 33, Kind: KindLoad, CPU: 2, Task: 3, Depth: 2, RIP: text + 7, Addr: 0xffff888000002008, HasAddr: true, Size: 4, New: 7,
+			Percpu: true, PercpuCPU: 2, PercpuOff: 8, PercpuVar: "ftrace_bp_call_target"},
+		{Seq: 33, Kind: KindLoad, CPU: 3, RIP: text + 9, Addr: 0xffff888000003010, HasAddr: true, Size: 1, New: 0xff,
+			Percpu: true, PercpuCPU: 3, PercpuOff: 0x10},
 		{Seq: math.MaxUint64, Kind: KindFault, CPU: 1, RIP: 0, Msg: "BUG"},
+	}
+	for i := range rows {
+		if rows[i].Kind == KindInsn && rows[i].RIP == text+0x20 {
+			rows[i].RegMask, rows[i].Regs[0], rows[i].Regs[7] = 1|1<<7, 0x1234, 0xffffc90000030008
+		}
 	}
 	// Keep seq strictly increasing (rows inserted above reuse a number).
 	for i := 1; i < len(rows); i++ {

@@ -60,6 +60,7 @@ func pinnedSchemaHash(v int) string {
 		1: "056fa1550a31aba5a3112795c7ccac9d6290473cf9e0b8cc480e27998b2732cd", // re-pinned before v1 first shipped: perm rows may have no service (boot mappings)
 		2: "66ee3382ca7e398bd7a7177870c6d152836c94180d7a58e4509d27141bc65720", // rflags is uint32
 		3: "7efd6551f97d88b4545ed0e4e5539202e285e0aa77f51815706846f2f9bfc3b3", // the run outcome (patchtrace.outcome, patchtrace.outcome_detail), budget (patchtrace.budget) and checksums (patchtrace.checksums, patchtrace.metadata_checksum); re-pinned before version 3 shipped
+		4: "78d9160259772969efe57725b275ebd0e85521e5f62426e1021298f14c608baf", // the load kind, the reg_ register-delta columns, patchtrace.recorded
 	}[v]
 }
 
@@ -73,6 +74,10 @@ func TestColumnConstants(t *testing.T) {
 		"handler": ColHandler, "ist": ColIST, "err_code": ColErrCode, "perm_old": ColPermOld, "perm_new": ColPermNew,
 		"cause": ColCause, "service": ColService, "arg0": ColArg0, "arg1": ColArg1, "arg2": ColArg2, "arg3": ColArg3,
 		"ret": ColRet, "msg": ColMsg,
+		"reg_rax": ColRegRAX, "reg_rbx": ColRegRBX, "reg_rcx": ColRegRCX, "reg_rdx": ColRegRDX, "reg_rsi": ColRegRSI,
+		"reg_rdi": ColRegRDI, "reg_rbp": ColRegRBP, "reg_rsp": ColRegRSP, "reg_r8": ColRegR8, "reg_r9": ColRegR9,
+		"reg_r10": ColRegR10, "reg_r11": ColRegR11, "reg_r12": ColRegR12, "reg_r13": ColRegR13, "reg_r14": ColRegR14,
+		"reg_r15": ColRegR15, "reg_rflags": ColRegRFlags,
 	}
 	if len(Columns) != NumColumns || len(idx) != NumColumns {
 		t.Fatalf("%d columns, NumColumns %d, %d constants checked", len(Columns), NumColumns, len(idx))
@@ -103,7 +108,8 @@ func TestColumnConstants(t *testing.T) {
 }
 
 func goName(col string) string {
-	special := map[string]string{"cpu": "CPU", "rip": "RIP", "rsp": "RSP", "ist": "IST", "rflags": "RFlags"}
+	special := map[string]string{"cpu": "CPU", "rip": "RIP", "rsp": "RSP", "ist": "IST", "rflags": "RFlags",
+		"rax": "RAX", "rbx": "RBX", "rcx": "RCX", "rdx": "RDX", "rsi": "RSI", "rdi": "RDI", "rbp": "RBP"}
 	var b strings.Builder
 	for _, p := range strings.Split(col, "_") {
 		if s, ok := special[p]; ok {
@@ -390,6 +396,14 @@ working on newer files wherever they name only columns that still exist; nothing
 given a new meaning without a new name. patchtrace reads every version up to its own and refuses
 a newer one with an error naming both versions ("trace format version N; this patchtrace reads
 versions up to M: upgrade it").
+
+Version 4 added the ` + "`load`" + ` kind, the ` + "`reg_`" + ` register-delta columns (appended after ` + "`msg`" + `: a
+file of versions 1 to 3 has the first 34 columns, and patchtrace reads the others as null) and
+` + "`patchtrace.recorded`" + `, which says whether a file has loads and register deltas (older files have
+neither). ` + "`percpu_read`" + ` keeps its meaning; a version 4 file records it only when it records no
+loads (` + "`record --no-loads`" + `): otherwise the same read is a ` + "`load`" + ` row with the per-CPU columns.
+The registers of a CPU at a seq are the fold of its register deltas: the last non-null ` + "`reg_X`" + ` among
+its rows at or before that seq (its ` + "`serialize`" + ` row with cause ` + "`start`" + ` has them all).
 
 ## Example queries (DuckDB, over the Parquet export)
 

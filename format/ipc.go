@@ -87,8 +87,13 @@ var dictID = func() (ids [NumColumns]int64) {
 // fbSchema builds the Schema table of the trace schema with the given
 // metadata.
 func fbSchema(b *flatbuffers.Builder, keys, vals []string) flatbuffers.UOffsetT {
-	fields := make([]flatbuffers.UOffsetT, len(Columns))
-	for i, c := range Columns {
+	return fbSchemaN(b, keys, vals, NumColumns)
+}
+
+// fbSchemaN builds the Schema table of the first n columns.
+func fbSchemaN(b *flatbuffers.Builder, keys, vals []string, n int) flatbuffers.UOffsetT {
+	fields := make([]flatbuffers.UOffsetT, n)
+	for i, c := range Columns[:n] {
 		name := b.CreateString(c.Name)
 		t := c.Type
 		var dict flatbuffers.UOffsetT
@@ -175,9 +180,13 @@ func fbMessage(dst []byte, b *flatbuffers.Builder, hdrType byte, hdr flatbuffers
 }
 
 // schemaMessage returns the framed Schema message.
-func schemaMessage(keys, vals []string) []byte {
+func schemaMessage(keys, vals []string) []byte { return schemaMessageN(keys, vals, NumColumns) }
+
+// schemaMessageN is schemaMessage with the first n columns (the schema of
+// an older format version: see numColumnsIn).
+func schemaMessageN(keys, vals []string, n int) []byte {
 	b := flatbuffers.NewBuilder(64 << 10)
-	return fbMessage(nil, b, hdrSchema, fbSchema(b, keys, vals), 0)
+	return fbMessage(nil, b, hdrSchema, fbSchemaN(b, keys, vals, n), 0)
 }
 
 // fbRecordBatch builds a RecordBatch table (compressed with zstd when

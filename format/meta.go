@@ -58,6 +58,11 @@ type Meta struct {
 	// Budget is the run's effective budget (nil: not recorded, as in files
 	// older than version 3).
 	Budget *Budget
+	// Loads and Regs say what optional content the trace records
+	// ([KeyRecorded]): a load row for every data read, and register
+	// deltas. Both are false in files before version 4. A writer rejects
+	// load rows and register deltas its Meta does not declare.
+	Loads, Regs bool
 
 	Status string
 	Events uint64
@@ -136,6 +141,8 @@ func (m *Meta) headerValues() ([]string, error) {
 			vals[i] = m.ToolVersion
 		case KeyStatus:
 			vals[i] = StatusWriting
+		case KeyRecorded:
+			vals[i] = recordedValue(m.Loads, m.Regs)
 		case KeyBudget:
 			if m.Budget != nil {
 				b, err := json.Marshal(m.Budget)
@@ -331,6 +338,11 @@ func decodeMeta(md arrow.Metadata) (*Meta, error) {
 			return nil, fmt.Errorf("metadata %s: %w", KeyBudget, err)
 		}
 	}
+	if s, ok := get(KeyRecorded); ok {
+		if m.Loads, m.Regs, err = parseRecorded(s); err != nil {
+			return nil, fmt.Errorf("metadata %s: %w", KeyRecorded, err)
+		}
+	}
 	m.Status, _ = get(KeyStatus)
 	switch m.Status {
 	case StatusWriting:
@@ -384,4 +396,34 @@ func decodeMeta(md arrow.Metadata) (*Meta, error) {
 		}
 	}
 	return m, nil
+}
+
+// recordedValue is the [KeyRecorded] value for what a trace records.
+func recordedValue(loads, regs bool) string {
+	var parts []string
+	if loads {
+		parts = append(parts, "loads")
+	}
+	if regs {
+		parts = append(parts, "regs")
+	}
+	return strings.Join(parts, ",")
+}
+
+// parseRecorded parses a [KeyRecorded] value.
+func parseRecorded(s string) (loads, regs bool, err error) {
+	if s == "" {
+		return false, false, nil
+	}
+	for _, p := range strings.Split(s, ",") {
+		switch {
+		case p == "loads" && !loads && !regs:
+			loads = true
+		case p == "regs" && !regs:
+			regs = true
+		default:
+			return false, false, fmt.Errorf("bad value %q: want a list of loads and regs, in that order", s)
+		}
+	}
+	return loads, regs, nil
 }

@@ -205,6 +205,9 @@ func exportRecord(b *Batch, schema *arrow.Schema, dicts [NumColumns]arrow.Array)
 	cols := make([]arrow.Array, NumColumns)
 	for i, c := range Columns {
 		switch {
+		case i >= int(b.rec.NumCols()):
+			// A column an older version's file does not have: null.
+			cols[i] = array.MakeArrayOfNull(mem, c.Type, b.n)
 		case i == ColBytes:
 			cols[i] = exportBytes(b)
 		case i == ColRFlags && b.rflags64:

@@ -292,8 +292,10 @@ func (r *Reader) decodeMessage(i int, m []byte, p *projection) (*Batch, error) {
 	}
 	nulls := func(c int) int64 { return int64(binary.LittleEndian.Uint64(rb.buf[np+16*c+8:])) }
 	// The arena holds every decompressed buffer of the columns decoded.
+	// A file of an older version has fewer columns: the others are null.
+	ncols := numColumnsIn(r.version)
 	size := 0
-	for c := range Columns {
+	for c := range ncols {
 		if !p.cols[c] {
 			continue
 		}
@@ -317,7 +319,7 @@ func (r *Reader) decodeMessage(i int, m []byte, p *projection) (*Batch, error) {
 	var bufs [3][]byte
 	for c := range Columns {
 		cv := &b.cols[c]
-		if !p.cols[c] {
+		if !p.cols[c] || c >= ncols {
 			*cv = colView{valid: zeroBits[:(n+7)/8]}
 			continue
 		}
@@ -431,7 +433,7 @@ func checkBuffers(bufs [][]byte, nulls int64, t arrow.DataType, n int, cv *colVi
 func (r *Reader) checkBatch(b *Batch, p *projection) error {
 	n := b.n
 	for i, c := range Columns {
-		if !p.cols[i] {
+		if !p.cols[i] || i >= numColumnsIn(r.version) {
 			continue
 		}
 		cv := &b.cols[i]

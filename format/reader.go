@@ -66,6 +66,25 @@ type Reader struct {
 	bufStart [NumColumns + 1]int
 }
 
+// numColumnsIn is the number of columns of a format version v file:
+// versions 1 to 3 end before the register columns (which version 4
+// appended; a reader sees them all null in older files).
+func numColumnsIn(v int) int {
+	if v < 4 {
+		return ColRegRAX
+	}
+	return NumColumns
+}
+
+// numKindsIn is the number of event kinds of a format version v file
+// (version 4 added load).
+func numKindsIn(v int) int {
+	if v < 4 {
+		return int(KindLoad) - 1
+	}
+	return len(Kinds)
+}
+
 // columnType is column i's type in files of format version v.
 func columnType(v, i int) arrow.DataType {
 	if v == 1 && i == ColRFlags {
@@ -256,7 +275,7 @@ func (r *Reader) readPrefix(msgs []block, md *arrow.Metadata) (n int, err error)
 	} else if fv, _, _ := versionOf(*md); fv != r.version {
 		return 0, corruptErr(r.name, -1, fmt.Errorf("the footer says format version %d, the header %d", fv, r.version))
 	}
-	if err := checkSchemaMessage(buf[m.off+8 : m.off+m.metaLen]); err != nil {
+	if err := checkSchemaMessage(buf[m.off+8:m.off+m.metaLen], r.version); err != nil {
 		return 0, fileErr(r.name, "schema is not a trace schema", err)
 	}
 	if fm == nil {
@@ -280,7 +299,7 @@ func (r *Reader) readPrefix(msgs []block, md *arrow.Metadata) (n int, err error)
 		// would copy it once per batch. The schema was checked to be the
 		// trace schema this package writes; with no metadata it is the
 		// same stream.
-		r.prefix = append(schemaMessage(nil, nil), buf[msgs[1].off:]...)
+		r.prefix = append(schemaMessageN(nil, nil, numColumnsIn(r.version)), buf[msgs[1].off:]...)
 	}
 	var schema *arrow.Schema
 	err = safely(func() error {
@@ -407,10 +426,10 @@ func (r *Reader) checkVersion(md arrow.Metadata) error {
 func (r *Reader) setSchema(s *arrow.Schema, m *Meta) error {
 	md := s.Metadata()
 	v, _, _ := versionOf(md)
-	if s.NumFields() != len(Columns) {
-		return fileErr(r.name, fmt.Sprintf("schema has %d columns, format version %d has %d", s.NumFields(), v, len(Columns)), nil)
+	if s.NumFields() != numColumnsIn(v) {
+		return fileErr(r.name, fmt.Sprintf("schema has %d columns, format version %d has %d", s.NumFields(), v, numColumnsIn(v)), nil)
 	}
-	for i, c := range Columns {
+	for i, c := range Columns[:numColumnsIn(v)] {
 		f := s.Field(i)
 		if t := columnType(v, i); f.Name != c.Name || !arrow.TypeEqual(f.Type, t) {
 			return fileErr(r.name, fmt.Sprintf("schema column %d is %s %s, want %s %s", i, f.Name, f.Type, c.Name, t), nil)

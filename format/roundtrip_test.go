@@ -181,25 +181,36 @@ func TestNulls(t *testing.T) {
 
 func TestAppendRejects(t *testing.T) {
 	for _, tc := range []struct {
-		name string
-		row  Row
+		name  string
+		row   Row
+		undec bool // the writer's Meta declares no loads and no register deltas
 	}{
-		{"kind 0", Row{Seq: 100}},
-		{"kind 14", Row{Seq: 100, Kind: 14}},
-		{"seq not increasing", Row{Seq: 5, Kind: KindHalt}},
-		{"insn length 0", Row{Seq: 100, Kind: KindInsn, Op: 1}},
-		{"insn length 16", Row{Seq: 100, Kind: KindInsn, Op: 1, Len: 16}},
-		{"op without name", Row{Seq: 100, Kind: KindInsn, Op: uint16(len(fixtureOps)), Len: 1}},
-		{"service 0", Row{Seq: 100, Kind: KindService}},
-		{"service 13", Row{Seq: 100, Kind: KindPerm, Service: 13}},
-		{"cause 4", Row{Seq: 100, Kind: KindSerialize, Cause: 4}},
-		{"rflags upper bits", Row{Seq: 100, Kind: KindInsn, Op: 1, Len: 1, RFlags: 1 << 32}},
-		{"trap rflags upper bits", Row{Seq: 100, Kind: KindTrap, RFlags: 1 << 40}},
-		{"unknown percpu var", Row{Seq: 100, Kind: KindPercpuRead, PercpuVar: "nope"}},
+		{"kind 0", Row{Seq: 100}, false},
+		{"kind 15", Row{Seq: 100, Kind: 15}, false},
+		{"register mask past the registers", Row{Seq: 100, Kind: KindInsn, Op: 1, Len: 1, RegMask: 1 << NumRegs}, false},
+		{"write register mask past the registers", Row{Seq: 100, Kind: KindWrite, Size: 1, RegMask: 1 << NumRegs}, false},
+		{"load of an unknown percpu var", Row{Seq: 100, Kind: KindLoad, Size: 8, Percpu: true, PercpuVar: "nope"}, false},
+		{"load not declared", Row{Seq: 100, Kind: KindLoad, Size: 8}, true},
+		{"insn registers not declared", Row{Seq: 100, Kind: KindInsn, Op: 1, Len: 1, RegMask: 1}, true},
+		{"trap registers not declared", Row{Seq: 100, Kind: KindTrap, RegMask: 1 << 7}, true},
+		{"seq not increasing", Row{Seq: 5, Kind: KindHalt}, false},
+		{"insn length 0", Row{Seq: 100, Kind: KindInsn, Op: 1}, false},
+		{"insn length 16", Row{Seq: 100, Kind: KindInsn, Op: 1, Len: 16}, false},
+		{"op without name", Row{Seq: 100, Kind: KindInsn, Op: uint16(len(fixtureOps)), Len: 1}, false},
+		{"service 0", Row{Seq: 100, Kind: KindService}, false},
+		{"service 13", Row{Seq: 100, Kind: KindPerm, Service: 13}, false},
+		{"cause 4", Row{Seq: 100, Kind: KindSerialize, Cause: 4}, false},
+		{"rflags upper bits", Row{Seq: 100, Kind: KindInsn, Op: 1, Len: 1, RFlags: 1 << 32}, false},
+		{"trap rflags upper bits", Row{Seq: 100, Kind: KindTrap, RFlags: 1 << 40}, false},
+		{"unknown percpu var", Row{Seq: 100, Kind: KindPercpuRead, PercpuVar: "nope"}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var buf bytes.Buffer
-			w, err := NewWriter(&buf, fixtureMeta())
+			meta := fixtureMeta()
+			if tc.undec {
+				meta.Loads, meta.Regs = false, false
+			}
+			w, err := NewWriter(&buf, meta)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -257,7 +268,7 @@ func TestAppendInsn(t *testing.T) {
 		for j := int(r.Len); j < len(by); j++ {
 			by[j] = 0xee // garbage past the instruction
 		}
-		if err := wb.AppendInsn(r.Seq, r.CPU, r.Task, r.Depth, r.RIP, r.Len, &by, r.Op, r.RSP, r.RFlags); err != nil {
+		if err := wb.AppendInsn(r.Seq, r.CPU, r.Task, r.Depth, r.RIP, r.Len, &by, r.Op, r.RSP, r.RFlags, r.RegMask, &r.Regs); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -267,10 +278,11 @@ func TestAppendInsn(t *testing.T) {
 		{Seq: 1 << 40, Len: 16},
 		{Seq: 1 << 40, Len: 1, Op: uint16(len(fixtureOps))},
 		{Seq: 1 << 40, Len: 1, RFlags: 1 << 32},
+		{Seq: 1 << 40, Len: 1, RegMask: 1 << NumRegs},
 	} {
 		bad.Kind = KindInsn
 		errA := wa.Append(&bad)
-		errB := wb.AppendInsn(bad.Seq, bad.CPU, bad.Task, bad.Depth, bad.RIP, bad.Len, &bad.Bytes, bad.Op, bad.RSP, bad.RFlags)
+		errB := wb.AppendInsn(bad.Seq, bad.CPU, bad.Task, bad.Depth, bad.RIP, bad.Len, &bad.Bytes, bad.Op, bad.RSP, bad.RFlags, bad.RegMask, &bad.Regs)
 		if errA == nil || errB == nil || errA.Error() != errB.Error() {
 			t.Errorf("%+v: Append: %v; AppendInsn: %v", bad, errA, errB)
 		}

@@ -45,6 +45,22 @@ type Row struct {
 	Args             [4]uint64
 	Ret              uint64
 	Msg              string
+
+	// Register deltas (version 4): bit i of RegMask set means register
+	// RegNames[i] changed and Regs[i] is its value after the event
+	// (column "reg_" + RegNames[i]); Regs[i] is ignored (zero when read
+	// back) when the bit is clear.
+	RegMask uint32
+	Regs    [NumRegs]uint64
+}
+
+// Reg reports register i's delta (an index into [RegNames]): its value
+// after the event, and whether the event changed it.
+func (r *Row) Reg(i int) (uint64, bool) {
+	if i < 0 || i >= NumRegs || r.RegMask&(1<<i) == 0 {
+		return 0, false
+	}
+	return r.Regs[i], true
 }
 
 // Instruction returns the instruction bytes (insn rows).

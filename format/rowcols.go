@@ -22,7 +22,17 @@ type rowField struct {
 	text func(*Row) string
 }
 
-var rowFields = [NumColumns]rowField{
+var rowFields = func() (f [NumColumns]rowField) {
+	f = baseRowFields
+	for i := range NumRegs {
+		bit := uint32(1) << i
+		f[ColRegRAX+i] = rowField{func(d, s *Row) { d.Regs[i], d.RegMask = s.Regs[i], d.RegMask|bit },
+			func(r *Row) uint64 { return r.Regs[i] }, nil}
+	}
+	return f
+}()
+
+var baseRowFields = [NumColumns]rowField{
 	ColSeq:   {func(d, s *Row) { d.Seq = s.Seq }, func(r *Row) uint64 { return r.Seq }, nil},
 	ColKind:  {func(d, s *Row) { d.Kind = s.Kind }, nil, func(r *Row) string { return r.Kind.String() }},
 	ColCPU:   {func(d, s *Row) { d.CPU = s.CPU }, func(r *Row) uint64 { return uint64(r.CPU) }, nil},
@@ -61,7 +71,7 @@ var rowFields = [NumColumns]rowField{
 }
 
 // conds are the conditions [Use.Cond] may name, as functions of the Row.
-var conds = map[string]func(*Row) bool{
+var conds = withRegConds(map[string]func(*Row) bool{
 	"HasAddr":                   func(r *Row) bool { return r.HasAddr },
 	"HasErrCode":                func(r *Row) bool { return r.HasErrCode },
 	"HasVector":                 func(r *Row) bool { return r.HasVector },
@@ -71,6 +81,15 @@ var conds = map[string]func(*Row) bool{
 	`PercpuVar != ""`:           func(r *Row) bool { return r.PercpuVar != "" },
 	`Msg != ""`:                 func(r *Row) bool { return r.Msg != "" },
 	"Service != 0":              func(r *Row) bool { return r.Service != 0 },
+})
+
+// withRegConds adds the register columns' conditions to m.
+func withRegConds(m map[string]func(*Row) bool) map[string]func(*Row) bool {
+	for i := range NumRegs {
+		bit := uint32(1) << i
+		m[regCond(i)] = func(r *Row) bool { return r.RegMask&bit != 0 }
+	}
+	return m
 }
 
 // never is the condition of a Use whose Cond is not in conds (TestRowFields

@@ -66,7 +66,11 @@ func fullRow(seq uint64, k Kind, on bool) Row {
 	for i := range r.Bytes {
 		r.Bytes[i] = 0xa0 + byte(i)
 	}
+	for i := range r.Regs {
+		r.Regs[i] = 0x1000 + uint64(i)
+	}
 	if on {
+		r.RegMask = 1<<NumRegs - 1
 		r.PercpuVar, r.Msg, r.Service = fixturePercpu[1], "a message", 1
 	}
 	if k == KindService {

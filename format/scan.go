@@ -334,7 +334,7 @@ func messageKV(meta []byte) (keys, vals []string, err error) {
 // the vector lengths it finds, so a corrupt length could exhaust memory.
 // Schema: fields (1), custom_metadata (2). Field: type_type (2),
 // children (5), custom_metadata (6).
-func checkSchemaMessage(meta []byte) error {
+func checkSchemaMessage(meta []byte, v int) error {
 	msg, err := fbRoot(meta)
 	if err != nil {
 		return err
@@ -347,8 +347,8 @@ func checkSchemaMessage(meta []byte) error {
 		return fmt.Errorf("schema: %w", err)
 	}
 	n, pos, ok := sc.vector(1, 4)
-	if !ok || n != NumColumns {
-		return fmt.Errorf("schema has %d fields, want %d", n, NumColumns)
+	if !ok || n != numColumnsIn(v) {
+		return fmt.Errorf("schema has %d fields, want %d", n, numColumnsIn(v))
 	}
 	if _, present := sc.field(2, 4); present {
 		if kn, _, ok := sc.vector(2, 4); !ok || kn > 1024 {

@@ -3,6 +3,7 @@ package format
 import (
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/apache/arrow/go/v15/arrow"
 )
@@ -11,7 +12,7 @@ import (
 // newest it reads. It is stored under [KeyFormatVersion]. Any change to the
 // column table, an enum or a metadata key bumps it (see the compatibility
 // promise in docs/trace-format.md); testdata/schema.golden pins each version.
-const FormatVersion = 3
+const FormatVersion = 4
 
 // Kind says what a row records. The numbers are stable; the trace stores
 // the names (column "kind"). This is the one declaration of the event
@@ -34,7 +35,8 @@ const (
 	KindFault      Kind = 11 // an unhandled fault (oops), panic or BUG
 	KindInject     Kind = 12 // an interrupt or NMI was raised on a CPU
 	KindHalt       Kind = 13 // the CPU halted waiting for an interrupt
-	numKinds            = 14
+	KindLoad       Kind = 14 // a data read (version 4)
+	numKinds            = 15
 )
 
 // KindInfo documents one event kind.
@@ -67,7 +69,7 @@ GROUP BY ALL ORDER BY n DESC LIMIT 10;`}},
 FROM read_parquet('trace.parquet')
 WHERE kind = 'write' AND alias
 ORDER BY seq;`}},
-	{KindPercpuRead, "percpu_read", "A load from a declared per-CPU slot; `new` is the value read.",
+	{KindPercpuRead, "percpu_read", "A load from a declared per-CPU slot (a scenario's return slots); `new` is the value read. Version 4 records it only when loads are not recorded (`record --no-loads`): otherwise such a read is a `load` row with the per-CPU columns.",
 		Query{"Per-CPU variable reads by variable and reading CPU",
 			`SELECT percpu_var, cpu, percpu_cpu, count(*) AS reads
 FROM read_parquet('trace.parquet')
@@ -132,6 +134,14 @@ GROUP BY ALL ORDER BY ALL;`}},
 FROM read_parquet('trace.parquet')
 WHERE kind = 'halt'
 GROUP BY cpu ORDER BY cpu;`}},
+	{KindLoad, "load", "A data read an instruction performed (one row per access of at most 8 bytes; a read crossing a page is one row per byte, as for `write`), in access order among its instruction's rows: memory operands, stack pops, RET, the IRETQ frame, LEAVE, string instruction reads and the read of a read-modify-write or CMPXCHG/XCHG (before its write). `new` is the value read. Reads in a per-CPU area name the CPU, offset and variable. Instruction fetches and the implicit reads of system structures (the IDT, GDT, TSS and IST stack pointers) are not recorded. Since version 4; absent when the trace was recorded with `--no-loads` (metadata `patchtrace.recorded`).",
+		Query{"Who last wrote the word each load read (the store before the load, same address)",
+			`SELECT l.seq, l.cpu, printf('%x', l.addr) AS addr, printf('%x', l.new) AS value,
+       (SELECT max(w.seq) FROM read_parquet('trace.parquet') w
+        WHERE w.kind = 'write' AND w.addr = l.addr AND w.seq < l.seq) AS writer_seq
+FROM read_parquet('trace.parquet') l
+WHERE l.kind = 'load' AND l.cpu = 1
+ORDER BY l.seq LIMIT 10;`}},
 }
 
 // String returns the kind's stable name.
@@ -299,7 +309,7 @@ func uses(kinds ...Kind) []Use {
 // Columns is the event table, in column order. It is the one declaration of
 // the schema: [Schema], the Col* index constants (columns_gen.go),
 // docs/trace-format.md and testdata/schema.golden are generated from it.
-var Columns = []Column{
+var Columns = append([]Column{
 	{Name: "seq", Type: u64, Common: true,
 		Doc: "Global sequence number: the event order across all CPUs. Strictly increasing through the file; each batch covers a contiguous range."},
 	{Name: "kind", Type: dictKind, Common: true, Enum: "kind",
@@ -315,16 +325,16 @@ var Columns = []Column{
 	{Name: "rsp", Hex: true, Type: u64, Uses: uses(KindInsn, KindTrap, KindIret), Doc: "insn: RSP before the instruction; trap: RSP after the frame was pushed (on the IST stack when `ist` > 0); iret: the restored RSP."},
 	{Name: "rflags", Hex: true, Type: u32, Uses: uses(KindInsn, KindTrap, KindIret), Doc: "insn: RFLAGS before the instruction (IF is bit 9, 0x200); trap: the saved RFLAGS; iret: the restored RFLAGS. 32 bits: the upper half of RFLAGS is reserved (zero). Version 1 stored it as `uint64`."},
 
-	{Name: "addr", Hex: true, Type: u64, Uses: []Use{{KindWrite, ""}, {KindPercpuRead, ""}, {KindTrap, "HasAddr"}, {KindPerm, ""}, {KindFault, "HasAddr"}, {KindInject, ""}},
-		Doc: "write/percpu_read: the virtual address accessed; trap: CR2 of a page fault, DR6 of a #DB; perm: the first page; fault: the faulting address; inject: the target CPU."},
-	{Name: "size", Type: u32, Uses: uses(KindWrite, KindPercpuRead, KindTrap, KindPerm), Doc: "write/percpu_read: access size in bytes (1, 2, 4 or 8); trap: stack bytes used by the delivery (the frame, error code and alignment); perm: number of 4 KiB pages."},
+	{Name: "addr", Hex: true, Type: u64, Uses: []Use{{KindWrite, ""}, {KindPercpuRead, ""}, {KindTrap, "HasAddr"}, {KindPerm, ""}, {KindFault, "HasAddr"}, {KindInject, ""}, {KindLoad, ""}},
+		Doc: "write/percpu_read/load: the virtual address accessed; trap: CR2 of a page fault, DR6 of a #DB; perm: the first page; fault: the faulting address; inject: the target CPU."},
+	{Name: "size", Type: u32, Uses: uses(KindWrite, KindPercpuRead, KindTrap, KindPerm, KindLoad), Doc: "write/percpu_read/load: access size in bytes (1, 2, 4 or 8); trap: stack bytes used by the delivery (the frame, error code and alignment); perm: number of 4 KiB pages."},
 	{Name: "old", Hex: true, Type: u64, Uses: uses(KindWrite, KindSwitch), Doc: "write: the value before the store (little-endian, `size` bytes); switch: the previous task."},
-	{Name: "new", Hex: true, Type: u64, Uses: uses(KindWrite, KindPercpuRead, KindSwitch), Doc: "write: the value stored; percpu_read: the value read; switch: the next task."},
+	{Name: "new", Hex: true, Type: u64, Uses: uses(KindWrite, KindPercpuRead, KindSwitch, KindLoad), Doc: "write: the value stored; percpu_read/load: the value read; switch: the next task."},
 	{Name: "alias", Type: arrow.FixedWidthTypes.Boolean, Uses: uses(KindWrite, KindPerm), Doc: "write: the store went through the text-poke alias mapping (the only legal way to change kernel text); perm: the change maps or unmaps the text-poke alias page."},
 	{Name: "alias_addr", Hex: true, Type: u64, Uses: []Use{{KindWrite, "Alias"}, {KindPerm, "Alias"}}, Doc: "The alias virtual address (written, or whose page changed); `addr` is the text address it maps to."},
-	{Name: "percpu_cpu", Type: u16, Uses: []Use{{KindWrite, "Percpu"}, {KindPercpuRead, ""}}, Doc: "Whose per-CPU area the address is in."},
-	{Name: "percpu_off", Hex: true, Type: u32, Uses: []Use{{KindWrite, "Percpu"}, {KindPercpuRead, ""}}, Doc: "Offset within the per-CPU section (the per-CPU symbol's value plus the offset into it)."},
-	{Name: "percpu_var", Type: dictPercpu, Uses: []Use{{KindWrite, "Percpu && PercpuVar != \"\""}, {KindPercpuRead, "PercpuVar != \"\""}}, Enum: "percpu_var",
+	{Name: "percpu_cpu", Type: u16, Uses: []Use{{KindWrite, "Percpu"}, {KindPercpuRead, ""}, {KindLoad, "Percpu"}}, Doc: "Whose per-CPU area the address is in."},
+	{Name: "percpu_off", Hex: true, Type: u32, Uses: []Use{{KindWrite, "Percpu"}, {KindPercpuRead, ""}, {KindLoad, "Percpu"}}, Doc: "Offset within the per-CPU section (the per-CPU symbol's value plus the offset into it)."},
+	{Name: "percpu_var", Type: dictPercpu, Uses: []Use{{KindWrite, "Percpu && PercpuVar != \"\""}, {KindPercpuRead, "PercpuVar != \"\""}, {KindLoad, "Percpu && PercpuVar != \"\""}}, Enum: "percpu_var",
 		Doc: "The per-CPU variable's symbol name (dictionary-encoded string; the dictionary is the trace's per-CPU variable list)."},
 
 	{Name: "vector", Type: u8, Uses: []Use{{KindTrap, ""}, {KindFault, "HasVector"}, {KindInject, ""}}, Enum: "vector", Doc: "Interrupt/exception vector number (see the vector table)."},
@@ -341,6 +351,42 @@ var Columns = []Column{
 	{Name: "arg3", Hex: true, Type: u64, Uses: uses(KindService), Doc: "service: fourth argument (RCX)."},
 	{Name: "ret", Hex: true, Type: u64, Uses: uses(KindService), Doc: "service: the return value (RAX)."},
 	{Name: "msg", Type: arrow.BinaryTypes.String, Uses: []Use{{KindMarker, "Msg != \"\""}, {KindFault, ""}}, Doc: "marker: an optional name; fault: what happened, as a person would say it."},
+}, regColumns()...)
+
+// RegNames are the registers of the register-delta columns, in column
+// order: column "reg_" + RegNames[i] is [Row].Regs[i], stored when bit i
+// of [Row].RegMask is set. emu.RegNames is its twin (record's TestEnumTwins
+// checks they agree).
+var RegNames = [NumRegs]string{"rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp",
+	"r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rflags"}
+
+// NumRegs is the number of register-delta columns.
+const NumRegs = 17
+
+// regKinds are the kinds whose rows carry register deltas.
+var regKinds = []Kind{KindInsn, KindWrite, KindTrap, KindIret, KindSerialize, KindService}
+
+// regCond is the condition of register i's column.
+func regCond(i int) string { return "RegMask has " + RegNames[i] }
+
+// regColumns declares the register-delta columns.
+func regColumns() []Column {
+	var cols []Column
+	for i, r := range RegNames {
+		u := make([]Use, len(regKinds))
+		for j, k := range regKinds {
+			u[j] = Use{Kind: k, Cond: regCond(i)}
+		}
+		doc := "The value of " + strings.ToUpper(r) + " after the event, null when the event did not change it (version 4; null in older files and with `record --no-regs`)."
+		if i == 0 {
+			doc = "Register deltas (this and the 16 columns after it): the value of RAX after the event, null when the event did not change it. " +
+				"The value of a register on CPU c at seq n is the last non-null `reg_` value among the rows with `cpu` = c and `seq` <= n: the `serialize` row with cause `start` of each CPU carries every register (its initial state). " +
+				"insn: what the instruction changed (compared after it executed; the row comes before the instruction's loads and writes but holds the values after all of them); trap: `reg_rsp` and `reg_rflags` after the delivery; iret: the restored RSP and RFLAGS; service: RAX (the return value) and RSP (the return) of a native service; write: the last store of a byte-granular text_poke, which returns from it. " +
+				"RIP is not a column: it is the next row's `rip` of the same CPU (an insn row's `rip` is the instruction's). Since version 4; null in older files and with `record --no-regs` (metadata `patchtrace.recorded`)."
+		}
+		cols = append(cols, Column{Name: "reg_" + r, Type: u64, Hex: true, Uses: u, Doc: doc})
+	}
+	return cols
 }
 
 // MetaKey documents one schema-level metadata key.
@@ -374,6 +420,7 @@ const (
 	KeyOutcome         = "patchtrace.outcome"
 	KeyOutcomeDetail   = "patchtrace.outcome_detail"
 	KeyBudget          = "patchtrace.budget"
+	KeyRecorded        = "patchtrace.recorded"
 	KeyChecksums       = "patchtrace.checksums"
 	KeyMetaChecksum    = "patchtrace.metadata_checksum"
 )
@@ -424,7 +471,7 @@ const (
 
 // MetaKeys is the metadata table, in the order the keys are written.
 var MetaKeys = []MetaKey{
-	{KeyFormatVersion, "Format version, decimal (`3`). Readers refuse a newer version.", false, 0},
+	{KeyFormatVersion, "Format version, decimal (`4`). Readers refuse a newer version.", false, 0},
 	{KeyScenario, "Scenario name.", false, 0},
 	{KeyScenarioText, "The scenario file's full text.", false, 0},
 	{KeyELF, "The kernel slice ELF, standard base64: the trace is self-contained.", false, 0},
@@ -443,6 +490,7 @@ var MetaKeys = []MetaKey{
 	{KeyOutcome, "Why the run ended: one of the outcome values below (`done`, `budget`, `oops`, ...); empty in the header. Files of versions 1 and 2 do not have it: their outcome is not recorded.", true, 3},
 	{KeyOutcomeDetail, "What ended the run, as a person would say it: the stop message (the fault and where, the unsupported instruction's bytes and symbol+offset, the emulator error); empty in the header. Since version 3.", true, 3},
 	{KeyBudget, "The run's effective budget: a JSON object `{\"max_insns\",\"max_decisions\"}` (decimal integers; 0 is unbounded, as with `--no-budget`), so a replay stops where the recording did; empty when not recorded.", false, 3},
+	{KeyRecorded, "What optional content the trace records: a comma-separated list of `loads` (a `load` row for every data read) and `regs` (the `reg_` register-delta columns), in that order; empty when it records neither (`record --no-loads --no-regs`). Files before version 4 have neither: analyzers that need them say what they could not check.", false, 4},
 	{KeyChecksums, "CRC-32C (Castagnoli) checksums as a JSON array of integers: first of the file's header (bytes 0 to the end of the last dictionary message), then of each record batch message (from its continuation marker to the end of its padded body), in file order (empty in the header).", true, 3},
 	{KeyMetaChecksum, "CRC-32C (Castagnoli) of the footer metadata, decimal: over every other key and value in file order, each as its length (u32 little-endian) and bytes (empty in the header).", true, 3},
 }

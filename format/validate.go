@@ -63,10 +63,11 @@ func bufSpecs(t arrow.DataType) []bufSpec {
 // batchSpecs is the buffer layout of a record batch in a version v file:
 // one field node per column, its buffers in column order.
 func batchSpecs(v int) (nodes int, bufs []bufSpec) {
-	for i := range Columns {
+	n := numColumnsIn(v)
+	for i := range n {
 		bufs = append(bufs, bufSpecs(columnType(v, i))...)
 	}
-	return NumColumns, bufs
+	return n, bufs
 }
 
 var dictSpecs = bufSpecs(arrow.BinaryTypes.String)
@@ -92,8 +93,8 @@ func checkRecordMessage(meta, body []byte, v int) error {
 	if rows < 0 || rows > MaxBatchRows {
 		return fmt.Errorf("record batch of %d rows", rows)
 	}
-	_, specs := batchSpecs(v)
-	return checkBatchBody(rb, body, int(rows), NumColumns, specs, v, MaxBatchRows)
+	nodes, specs := batchSpecs(v)
+	return checkBatchBody(rb, body, int(rows), nodes, specs, v, MaxBatchRows)
 }
 
 // checkDictionaryMessage checks a dictionary batch message.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"math/bits"
 	"runtime"
 	"sync"
 	"unsafe"
@@ -70,6 +71,8 @@ type Writer struct {
 	lastVar   string // the last per-CPU variable looked up, and its index
 	lastIdx   int16
 	nOps      int
+	loads     bool // Meta.Loads: load rows are accepted
+	regs      bool // Meta.Regs: register deltas are accepted
 
 	cur     *batch
 	enc     *colEncoder // serial mode, and the appending goroutine's help
@@ -113,7 +116,7 @@ func NewWriter(w io.Writer, meta Meta, opts ...Option) (*Writer, error) {
 	if err != nil {
 		return nil, err
 	}
-	wr := &Writer{opts: o, keys: metaKeyNames(), vals: vals, nOps: len(meta.OpNames),
+	wr := &Writer{opts: o, keys: metaKeyNames(), vals: vals, nOps: len(meta.OpNames), loads: meta.Loads, regs: meta.Regs,
 		percpuIdx: make(map[string]int16, len(meta.PercpuVars)), fb: flatbuffers.NewBuilder(4096)}
 	for i, v := range meta.PercpuVars {
 		wr.percpuIdx[v] = int16(i)
@@ -405,11 +408,11 @@ func (b *batch) reset() {
 // Append allocates nothing.
 func (w *Writer) Append(r *Row) error {
 	if r.Kind == KindInsn && littleEndian && w.err == nil && !w.closed && (r.Seq > w.lastSeq || w.events == 0) &&
-		r.Len-1 < 15 && int(r.Op) < w.nOps && r.RFlags>>32 == 0 {
-		return w.appendInsn(r.Seq, r.CPU, r.Task, r.Depth, r.RIP, r.Len, &r.Bytes, r.Op, r.RSP, r.RFlags)
+		r.Len-1 < 15 && int(r.Op) < w.nOps && r.RFlags>>32 == 0 && (w.regs || r.RegMask == 0) && r.RegMask < 1<<NumRegs {
+		return w.appendInsn(r.Seq, r.CPU, r.Task, r.Depth, r.RIP, r.Len, &r.Bytes, r.Op, r.RSP, r.RFlags, r.RegMask, &r.Regs)
 	}
-	if r.Kind == KindWrite && littleEndian && w.err == nil && !w.closed && (r.Seq > w.lastSeq || w.events == 0) &&
-		(!r.Percpu || r.PercpuVar == "" || r.PercpuVar == w.lastVar) {
+	if (r.Kind == KindWrite || r.Kind == KindLoad && w.loads) && littleEndian && w.err == nil && !w.closed && (r.Seq > w.lastSeq || w.events == 0) &&
+		(!r.Percpu || r.PercpuVar == "" || r.PercpuVar == w.lastVar) && (r.Kind == KindLoad || (w.regs || r.RegMask == 0) && r.RegMask < 1<<NumRegs) {
 		return w.appendWrite(r)
 	}
 	if w.err != nil {
@@ -448,6 +451,17 @@ func (w *Writer) Append(r *Row) error {
 		if r.Alias {
 			c[ColAliasAddr].u64(n, r.AliasAddr)
 		}
+		if r.Percpu {
+			c[ColPercpuCPU].u16(n, r.PercpuCPU)
+			c[ColPercpuOff].u32(n, r.PercpuOff)
+			if r.PercpuVar != "" {
+				c[ColPercpuVar].u16(n, uint16(w.lastIdx))
+			}
+		}
+	case KindLoad:
+		c[ColAddr].u64(n, r.Addr)
+		c[ColSize].u32(n, r.Size)
+		c[ColNew].u64(n, r.New)
 		if r.Percpu {
 			c[ColPercpuCPU].u16(n, r.PercpuCPU)
 			c[ColPercpuOff].u32(n, r.PercpuOff)
@@ -530,7 +544,22 @@ func (w *Writer) Append(r *Row) error {
 		c[ColAddr].u64(n, r.Addr)
 	case KindHalt:
 	}
+	if mask&regColsMask != 0 {
+		b.putRegs(n, r.RegMask, &r.Regs)
+	}
 	return w.endRow(b, n, r.Seq, mask)
+}
+
+// regColsMask has the bits of the register-delta columns.
+const regColsMask = (1<<NumRegs - 1) << ColRegRAX
+
+// putRegs stores row n's register deltas (mask: bit i = RegNames[i]).
+func (b *batch) putRegs(n int, mask uint32, regs *[NumRegs]uint64) {
+	for m := mask; m != 0; m &= m - 1 {
+		i := bits.TrailingZeros32(m)
+		b.p64(ColRegRAX+i, n, regs[i])
+		b.setValid(ColRegRAX+i, n)
+	}
 }
 
 // endRow finishes row n of batch b: the columns it touched (mask), the
@@ -559,18 +588,27 @@ var insnMask = kindMask[KindInsn]
 // a Row holding them (the same checks and errors), without the Row: the
 // recorder's path for the most common event. bytes holds the instruction
 // in its first n bytes; the rest is ignored.
-func (w *Writer) AppendInsn(seq uint64, cpu uint16, task uint32, depth uint8, rip uint64, n uint8, bytes *[15]byte, op uint16, rsp, rflags uint64) error {
-	if littleEndian && w.err == nil && !w.closed && (seq > w.lastSeq || w.events == 0) && n-1 < 15 && int(op) < w.nOps && rflags>>32 == 0 {
-		return w.appendInsn(seq, cpu, task, depth, rip, n, bytes, op, rsp, rflags)
+//
+// regMask and regs are the row's register deltas (Row.RegMask, Row.Regs);
+// regs may be nil when regMask is 0.
+func (w *Writer) AppendInsn(seq uint64, cpu uint16, task uint32, depth uint8, rip uint64, n uint8, bytes *[15]byte, op uint16, rsp, rflags uint64,
+	regMask uint32, regs *[NumRegs]uint64) error {
+	if littleEndian && w.err == nil && !w.closed && (seq > w.lastSeq || w.events == 0) && n-1 < 15 && int(op) < w.nOps && rflags>>32 == 0 &&
+		(regMask == 0 || w.regs && regMask < 1<<NumRegs) {
+		return w.appendInsn(seq, cpu, task, depth, rip, n, bytes, op, rsp, rflags, regMask, regs)
 	}
-	r := Row{Seq: seq, Kind: KindInsn, CPU: cpu, Task: task, Depth: depth, RIP: rip, Len: n, Op: op, RSP: rsp, RFlags: rflags}
+	r := Row{Seq: seq, Kind: KindInsn, CPU: cpu, Task: task, Depth: depth, RIP: rip, Len: n, Op: op, RSP: rsp, RFlags: rflags, RegMask: regMask}
+	if regs != nil {
+		r.Regs = *regs
+	}
 	copy(r.Bytes[:], bytes[:min(int(n), 15)])
 	return w.Append(&r)
 }
 
 // appendInsn stores a valid insn row (the common case, kept short: no
 // per-column calls).
-func (w *Writer) appendInsn(seq uint64, cpu uint16, task uint32, depth uint8, rip uint64, ilen uint8, bytes *[15]byte, op uint16, rsp, rflags uint64) error {
+func (w *Writer) appendInsn(seq uint64, cpu uint16, task uint32, depth uint8, rip uint64, ilen uint8, bytes *[15]byte, op uint16, rsp, rflags uint64,
+	regMask uint32, regs *[NumRegs]uint64) error {
 	b := w.cur
 	n := b.n
 	if uint(n) >= uint(b.rows) {
@@ -592,6 +630,11 @@ func (w *Writer) appendInsn(seq uint64, cpu uint16, task uint32, depth uint8, ri
 	*(*uint64)(unsafe.Add(p, 47)) = binary.LittleEndian.Uint64(bytes[7:15])
 	*(*uint32)(unsafe.Add(p, 56)) = uint32(n)
 	b.logN++
+	if regMask != 0 {
+		// The register columns are not in the log: stored here, with
+		// their validity (a condition: set per row).
+		b.putRegs(n, regMask, regs)
+	}
 	// Validity: every column an insn row fills is filled by every insn
 	// row (pureKinds); the encoder derives those bits from the kind.
 	return w.endRow(b, n, seq, insnMask)
@@ -655,9 +698,12 @@ func (b *batch) transpose() {
 // writeMask is kindMask[KindWrite]: the columns a write row can fill.
 var writeMask = kindMask[KindWrite]
 
-// appendWrite is Append for a valid write row whose per-CPU variable (if
-// any) is the last one looked up.
+// appendWrite is Append for a valid write or load row whose per-CPU
+// variable (if any) is the last one looked up.
 func (w *Writer) appendWrite(r *Row) error {
+	if r.Kind == KindLoad {
+		return w.appendLoad(r)
+	}
 	b := w.cur
 	n := b.n
 	if uint(n) >= uint(b.rows) {
@@ -690,7 +736,43 @@ func (w *Writer) appendWrite(r *Row) error {
 			b.setValid(ColPercpuVar, n)
 		}
 	}
+	if r.RegMask != 0 {
+		b.putRegs(n, r.RegMask, &r.Regs)
+	}
 	return w.endRow(b, n, r.Seq, writeMask)
+}
+
+// loadMask is kindMask[KindLoad]: the columns a load row can fill.
+var loadMask = kindMask[KindLoad]
+
+// appendLoad is Append for a valid load row whose per-CPU variable (if
+// any) is the last one looked up.
+func (w *Writer) appendLoad(r *Row) error {
+	b := w.cur
+	n := b.n
+	if uint(n) >= uint(b.rows) {
+		panic("format: batch overflow")
+	}
+	b.p64(ColSeq, n, r.Seq)
+	b.p8(ColKind, n, uint8(KindLoad-1))
+	b.p16(ColCPU, n, r.CPU)
+	b.p32(ColTask, n, r.Task)
+	b.p8(ColDepth, n, r.Depth)
+	b.p64(ColRIP, n, r.RIP)
+	b.p64(ColAddr, n, r.Addr)
+	b.p32(ColSize, n, r.Size)
+	b.p64(ColNew, n, r.New)
+	if r.Percpu {
+		b.p16(ColPercpuCPU, n, r.PercpuCPU)
+		b.setValid(ColPercpuCPU, n)
+		b.p32(ColPercpuOff, n, r.PercpuOff)
+		b.setValid(ColPercpuOff, n)
+		if r.PercpuVar != "" {
+			b.p16(ColPercpuVar, n, uint16(w.lastIdx))
+			b.setValid(ColPercpuVar, n)
+		}
+	}
+	return w.endRow(b, n, r.Seq, loadMask)
 }
 
 // check rejects a row the format cannot store.
@@ -712,7 +794,13 @@ func (w *Writer) check(r *Row) error {
 		msg = fmt.Sprintf("unknown service %d", r.Service)
 	case r.Kind == KindSerialize && (r.Cause < 1 || int(r.Cause) > len(Causes)):
 		msg = fmt.Sprintf("unknown serialize cause %d", r.Cause)
-	case r.PercpuVar != "" && (r.Kind == KindPercpuRead || r.Kind == KindWrite && r.Percpu):
+	case r.Kind == KindLoad && !w.loads:
+		msg = "a load row, but Meta.Loads is false (the metadata would say the trace has no loads)"
+	case r.RegMask >= 1<<NumRegs:
+		msg = fmt.Sprintf("register mask %#x has bits past the %d registers", r.RegMask, NumRegs)
+	case r.RegMask != 0 && kindMask[r.Kind]&regColsMask != 0 && !w.regs:
+		msg = "register deltas, but Meta.Regs is false (the metadata would say the trace has none)"
+	case r.PercpuVar != "" && (r.Kind == KindPercpuRead || (r.Kind == KindWrite || r.Kind == KindLoad) && r.Percpu):
 		if r.PercpuVar != w.lastVar {
 			idx, ok := w.percpuIdx[r.PercpuVar]
 			if !ok {

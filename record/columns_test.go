@@ -40,6 +40,10 @@ func TestRecorderFillsColumns(t *testing.T) {
 				PermOld: emu.PermRW, PermNew: emu.PermRX, Cause: emu.SerCPUID, Service: emu.SvcTextPoke,
 				Args: [4]uint64{1, 2, 3, 4}, Ret: 5, Msg: "m"}
 			e.Bytes[0], e.Bytes[1] = 0x90, 0x90
+			e.RegMask = 1<<emu.NumRegs - 1
+			for i := range e.Regs {
+				e.Regs[i] = 0x100 + uint64(i)
+			}
 			rec.Event(&e)
 			if err, _, _ := rec.Err(); err != nil {
 				t.Fatal(err)

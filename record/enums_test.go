@@ -26,6 +26,20 @@ func TestEnumTwins(t *testing.T) {
 			func(v int) (string, bool) { s := emu.EventKind(v).String(); return s, s != "kind?" },
 			func(v int) (string, bool) { k := format.Kind(v); return k.String(), k.Valid() },
 		},
+		{"register (columns reg_*)",
+			func(v int) (string, bool) {
+				if v >= emu.NumRegs {
+					return "", false
+				}
+				return emu.RegNames[v], true
+			},
+			func(v int) (string, bool) {
+				if v >= format.NumRegs {
+					return "", false
+				}
+				return format.RegNames[v], true
+			},
+		},
 		{"service (column service)",
 			func(v int) (string, bool) { s := emu.ServiceID(v).String(); return s, s != "service?" },
 			func(v int) (string, bool) { return table(format.Services, v) },

@@ -7,6 +7,7 @@ package record
 
 import (
 	"fmt"
+	"math/bits"
 	"runtime/debug"
 	"strconv"
 	"sync"
@@ -92,7 +93,7 @@ func (r *Recorder) Err() (error, uint64, uint64) { return r.err, r.errSeq, r.dro
 
 // Kinds returns how many events of each kind (indexed by kind number)
 // the recorder has seen.
-func (r *Recorder) Kinds() []uint64 { return r.kinds[:format.KindHalt+1] }
+func (r *Recorder) Kinds() []uint64 { return r.kinds[:format.KindLoad+1] }
 
 // Event implements emu.Sink.
 func (r *Recorder) Event(e *emu.Event) {
@@ -105,17 +106,31 @@ func (r *Recorder) Event(e *emu.Event) {
 	}
 	r.kinds[e.Kind]++
 	if e.Kind == emu.EvInsn && r.fw != nil {
-		if err := r.fw.AppendInsn(e.Seq, e.CPU, e.Task, e.Depth, e.RIP, e.Len, &e.Bytes, e.Op, e.RSP, e.Flags); err != nil {
+		if err := r.fw.AppendInsn(e.Seq, e.CPU, e.Task, e.Depth, e.RIP, e.Len, &e.Bytes, e.Op, e.RSP, e.Flags, e.RegMask, &e.Regs); err != nil {
 			r.err, r.errSeq = err, e.Seq
 		}
 		return
 	}
 	row := &r.rows[e.Kind]
 	row.Seq, row.CPU, row.Task, row.Depth, row.RIP = e.Seq, e.CPU, e.Task, e.Depth, e.RIP
+	// emu's and format's Regs are indexed alike (TestEnumTwins). Only
+	// the registers in the mask are copied; those the row held for an
+	// earlier event and this one does not set are cleared, so that the
+	// row is what a reader returns.
+	if e.RegMask|row.RegMask != 0 {
+		for m := row.RegMask &^ e.RegMask; m != 0; m &= m - 1 {
+			row.Regs[bits.TrailingZeros32(m)] = 0
+		}
+		for m := e.RegMask; m != 0; m &= m - 1 {
+			i := bits.TrailingZeros32(m)
+			row.Regs[i] = e.Regs[i]
+		}
+		row.RegMask = e.RegMask
+	}
 	switch e.Kind {
 	case emu.EvInsn:
 		row.Len, row.Bytes, row.Op, row.RSP, row.RFlags = e.Len, e.Bytes, e.Op, e.RSP, e.Flags
-	case emu.EvWrite, emu.EvPercpuRead:
+	case emu.EvWrite, emu.EvPercpuRead, emu.EvLoad:
 		row.Addr, row.HasAddr, row.Size, row.Old, row.New = e.Addr, true, e.Size, e.Old, e.New
 		row.Alias, row.AliasAddr = e.Alias, e.AliasAddr
 		row.Percpu, row.PercpuCPU, row.PercpuOff, row.PercpuVar = false, 0, 0, ""
@@ -170,9 +185,13 @@ func OpNames() []string {
 	return names
 }
 
-// Meta builds the trace metadata for a run of spec on img.
+// Meta builds the trace metadata for a run of spec on img. It says loads
+// and register deltas are recorded, as they are by default (Run clears
+// Loads and Regs for Options.NoLoads and NoRegs).
 func Meta(spec *scenario.Spec, img *emu.Image, cpus int, seed uint64) format.Meta {
 	md := format.Meta{
+		Loads:        true,
+		Regs:         true,
 		Scenario:     spec.ID,
 		ScenarioText: spec.Text,
 		ELF:          img.Raw,
@@ -217,6 +236,8 @@ type Options struct {
 	// a SetOutcome(outcome, detail string) method is told the run's outcome
 	// when the run ends.
 	Tee Appender
+	// (Options.NoLoads and NoRegs leave loads and register deltas out of
+	// the trace; its metadata says so: format.Meta.Loads, Regs.)
 	// Source, when set, supplies the run's decisions instead of the seeded
 	// random source (explore writes a minimised run by replaying its log
 	// through an emu.LogSource).
@@ -299,6 +320,7 @@ func Run(spec *scenario.Spec, path string, opt Options) (*Result, error) {
 		f = &memOnly{Appender: opt.Tee}
 	} else {
 		md := Meta(spec, img, cfg.CPUs, opt.Seed)
+		md.Loads, md.Regs = !opt.NoLoads, !opt.NoRegs
 		if opt.ToolVersion != "" {
 			md.ToolVersion = opt.ToolVersion
 		}

@@ -324,8 +324,9 @@ func (w *watcher) Event(e *emu.Event) {
 			cs.lastW[c] = map[uint32]uint64{}
 		}
 		cs.lastW[c][e.PercpuOff] = e.New
-	case emu.EvPercpuRead:
-		if e.PercpuCPU != e.CPU {
+	case emu.EvPercpuRead, emu.EvLoad:
+		// A slot's read: percpu_read without loads, a per-CPU load with.
+		if !e.Percpu || e.PercpuCPU != e.CPU {
 			return
 		}
 		name, ok := w.slotNames[e.PercpuOff]

@@ -560,6 +560,12 @@ func (b *builder) keep(w *Window, r *format.Row, c, lane, sym int) {
 		}
 	case format.KindPercpuRead:
 		f["load"] = fmt.Sprintf("per-CPU %s[cpu%d] = %s", r.PercpuVar, r.PercpuCPU, d(r.New))
+	case format.KindLoad:
+		if r.Percpu {
+			f["load"] = fmt.Sprintf("per-CPU %s[cpu%d] = %s", r.PercpuVar, r.PercpuCPU, d(r.New))
+		} else {
+			f["load"] = fmt.Sprintf("%s = %s (%d bytes)", d(r.Addr), d(r.New), r.Size)
+		}
 	case format.KindTrap:
 		f["vector"] = format.VectorName(r.Vector)
 		f["handler"] = d(r.Handler)

@@ -79,3 +79,11 @@ SELECT cpu, min(seq) AS first, count(*) AS halts
 FROM read_parquet('trace.parquet')
 WHERE kind = 'halt'
 GROUP BY cpu ORDER BY cpu;
+
+-- kind: load
+SELECT l.seq, l.cpu, printf('%x', l.addr) AS addr, printf('%x', l.new) AS value,
+       (SELECT max(w.seq) FROM read_parquet('trace.parquet') w
+        WHERE w.kind = 'write' AND w.addr = l.addr AND w.seq < l.seq) AS writer_seq
+FROM read_parquet('trace.parquet') l
+WHERE l.kind = 'load' AND l.cpu = 1
+ORDER BY l.seq LIMIT 10;

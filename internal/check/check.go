@@ -108,7 +108,9 @@ func Prepare(spec *scenario.Spec, opt emu.Options) (*Setup, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Setup{Img: img, Config: cfg, Meta: record.Meta(spec, img, cfg.CPUs, opt.Seed)}, nil
+	md := record.Meta(spec, img, cfg.CPUs, opt.Seed)
+	md.Loads, md.Regs = !opt.NoLoads, !opt.NoRegs
+	return &Setup{Img: img, Config: cfg, Meta: md}, nil
 }
 
 // OutcomeAnalyzers judge how a run ended (an oops, panic or BUG; the
