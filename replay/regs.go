@@ -20,7 +20,7 @@ func (e *EventText) regMaps(r *format.Row) (map[string]string, map[string]string
 
 func (e *EventText) loadWhat(r *format.Row) string { return r.Kind.String() }
 
-func isLoad(r *format.Row) bool { return false }
+func isLoad(r *format.Row) bool { return r.Kind == format.KindLoad }
 
 // Get returns register i (an index into format.RegNames) and whether its
 // value is known.
