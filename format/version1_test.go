@@ -157,6 +157,22 @@ func TestReadsVersion3(t *testing.T) {
 		t.Errorf("version 3 schema has %d columns, want %d", r.Schema().NumFields(), ColRegRAX)
 	}
 	compareRows(t, got, v3Rows(fixtureRows()))
+	// The reader's own decoding (Scan) reads it alike, projected or not.
+	for _, p := range []Projection{AllColumns, {Kinds: []Kind{KindInsn, KindTrap}, Columns: []int{ColRegRSP, ColLen}}} {
+		var scanned []Row
+		for row, err := range r.Scan(p) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			scanned = append(scanned, *row)
+		}
+		if len(scanned) != len(got) {
+			t.Fatalf("Scan(%+v): %d rows, want %d", p, len(scanned), len(got))
+		}
+		if p.Kinds == nil {
+			compareRows(t, scanned, got)
+		}
+	}
 	var pq bytes.Buffer
 	if err := ExportParquet(r, &pq); err != nil {
 		t.Fatal(err)
