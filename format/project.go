@@ -106,8 +106,10 @@ func putBuf(pool *sync.Pool, b []byte) {
 	}
 }
 
-// readAhead is how many batches past the one being read may be decoded.
-func readAhead() int { return runtime.GOMAXPROCS(0) + 1 }
+// readAhead is how many batches past the one being read may be decoded
+// (two per worker: a worker descheduled on a shared machine holds up the
+// consumer only once the others have run that far ahead).
+func readAhead() int { return 2*runtime.GOMAXPROCS(0) + 1 }
 
 // scanFrom iterates over the rows with Seq >= seq, decoded as p asks.
 func (r *Reader) scanFrom(seq uint64, p *projection) iter.Seq2[*Row, error] {
