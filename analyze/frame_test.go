@@ -155,10 +155,12 @@ func TestFrameNestedDelivery(t *testing.T) {
 	}
 }
 
-// TestFrameCatalog: the frame analyzer names the two historical frame
-// bugs of the catalog directly, on their default seed, with the story
-// that shows how the frame came to be overwritten; their fixed twins are
-// clean (and stay so over the seeds of TestCleanRowsStayClean).
+// TestFrameCatalog: the frame analyzer names the historical frame bugs of
+// the catalog directly (the #BP frame under int3 call emulation without the
+// gap, the NMI and the #DB re-entering their IST stack), on their default
+// seed, with the story that shows how the frame came to be overwritten;
+// their fixed twins are clean (and stay so over the seeds of
+// TestCleanRowsStayClean).
 func TestFrameCatalog(t *testing.T) {
 	for _, tc := range []struct {
 		id, twin string
@@ -173,6 +175,10 @@ func TestFrameCatalog(t *testing.T) {
 		{"ftrace-nmi-nonest", "ftrace-emulate-percpu", 2, "asm_exc_nmi",
 			[]string{"NMI delivered at seq", "over the live NMI frame on IST stack 2", "handled by asm_exc_nmi"},
 			[]string{"iretq from asm_exc_int3", "NMI raised on cpu2", "takes NMI at"}},
+		{"kprobe-db-ist-noshift", "kprobe-db-ist", 2, "asm_exc_debug",
+			[]string{"#DB delivered at seq", "on IST stack 3 interrupting task 3, trap depth 1 at kprobe_insn_slot+0x1",
+				"over the live #DB frame on IST stack 3", "to task 3 interrupted at kprobe_insn_slot+0x1, handled by asm_exc_debug"},
+			[]string{"takes #DB at kprobe_insn_slot+0x1", "hits int3 at probed_fn", "iretq from asm_exc_int3"}},
 	} {
 		t.Run(tc.id, func(t *testing.T) {
 			res := analyzeRun(t, testkit.Load(t, tc.id, nil), emu.Options{Seed: 1}, "frame")
