@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"os/signal"
@@ -13,6 +15,8 @@ import (
 	"github.com/patchtrace/patchtrace/analyze"
 	"github.com/patchtrace/patchtrace/format"
 	"github.com/patchtrace/patchtrace/internal/gdbserver"
+	"github.com/patchtrace/patchtrace/scenario"
+	"github.com/patchtrace/patchtrace/scenarios"
 )
 
 const debugAbout = "Serves the recorded run in TRACE to gdb over the remote serial protocol, read from\n" +
@@ -35,9 +39,11 @@ const debugAbout = "Serves the recorded run in TRACE to gdb over the remote seri
 	"monitor seq N goes to just before event N, monitor finding K to finding K's first\n" +
 	"event (the analyzers run over the trace when first asked; monitor finding lists\n" +
 	"them), monitor events [N] lists the events around the position (events --around).\n" +
-	"On start it writes the slice ELF the trace carries and a gdb script (attach,\n" +
-	"symbols, a hook that refreshes gdb's registers after monitor commands) into --dir\n" +
-	"(default: a temporary directory, removed on exit) and prints the gdb command line.\n" +
+	"On start it writes the slice ELF the trace carries, the slice's sources (a trace\n" +
+	"of a built-in scenario whose ELF is the embedded one: for list and source lines)\n" +
+	"and a gdb script (attach, symbols, sources, a hook that refreshes gdb's registers\n" +
+	"after monitor commands) into --dir (default: a temporary directory, removed on\n" +
+	"exit) and prints the gdb command line.\n" +
 	"It serves one gdb at a time, one after another, until interrupted (--once: until the\n" +
 	"first session ends); a client that disconnects mid-session is dropped. The trace is\n" +
 	"never written. See docs/debugging.md.\n" +
@@ -112,8 +118,12 @@ func cmdDebug(env *cmdEnv, args []string) int {
 		return errorf(env, "debug: %v", err)
 	}
 	addr := ln.Addr().String()
+	src, err := stageSources(md, filepath.Join(out, "src"))
+	if err != nil {
+		return errorf(env, "debug: %v", err)
+	}
 	script := filepath.Join(out, "patchtrace.gdb")
-	if err := writeFileAtomic(script, []byte(gdbScript(elf, addr))); err != nil {
+	if err := writeFileAtomic(script, []byte(gdbScript(elf, src, addr))); err != nil {
 		return errorf(env, "debug: %v", err)
 	}
 	regs := "registers from the trace's register deltas"
@@ -157,15 +167,19 @@ func cmdDebug(env *cmdEnv, args []string) int {
 // gdbScript attaches gdb to the server with the slice's symbols, and makes
 // gdb drop its cached registers and memory after every monitor command
 // (monitor seq and finding move the position behind gdb's back).
-func gdbScript(elf, addr string) string {
+func gdbScript(elf, src, addr string) string {
+	dir := ""
+	if src != "" {
+		dir = "directory " + gdbQuote(src) + "\n"
+	}
 	return fmt.Sprintf(`# written by patchtrace debug
 file %s
-define hookpost-monitor
+%sdefine hookpost-monitor
   maintenance flush register-cache
   maintenance flush dcache
 end
 target remote %s
-`, gdbQuote(elf), addr)
+`, gdbQuote(elf), dir, addr)
 }
 
 // gdbQuote quotes a file name for gdb's file command.
@@ -174,4 +188,71 @@ func gdbQuote(s string) string {
 		return s
 	}
 	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
+}
+
+// stageSources writes the slice's sources under dir with the names its
+// line table gives them (base/..., lib/NAME/..., ID/...), so that gdb's
+// list and source lines work, when the trace is of a built-in scenario
+// whose embedded ELF is the one the trace carries (the sources are then
+// the ones it was built from). It returns dir, or "" when the sources are
+// not known.
+func stageSources(md *format.Meta, dir string) (string, error) {
+	spec, err := scenario.Load(scenarios.FS, md.Scenario)
+	if err != nil || !bytes.Equal(spec.ELF, md.ELF) || spec.Base != "" {
+		return "", nil
+	}
+	copyDir := func(from, to string) error {
+		ents, err := fs.ReadDir(scenarios.FS, from)
+		if err != nil {
+			return err
+		}
+		for _, e := range ents {
+			if e.IsDir() || !isSource(e.Name()) {
+				continue
+			}
+			b, err := fs.ReadFile(scenarios.FS, from+"/"+e.Name())
+			if err != nil {
+				return err
+			}
+			if err := os.MkdirAll(to, 0o755); err != nil {
+				return err
+			}
+			if err := os.WriteFile(filepath.Join(to, e.Name()), b, 0o644); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := copyDir("base", filepath.Join(dir, "base")); err != nil {
+		return "", err
+	}
+	for _, lib := range spec.Uses {
+		if strings.Contains(lib, "/") {
+			return "", nil // a library outside the built-in ones
+		}
+		if err := copyDir("lib/"+lib, filepath.Join(dir, "lib", lib)); err != nil {
+			return "", err
+		}
+	}
+	if err := copyDir(spec.ID, filepath.Join(dir, spec.ID)); err != nil {
+		return "", err
+	}
+	for _, r := range spec.Replace {
+		b, err := fs.ReadFile(scenarios.FS, spec.ID+"/"+r)
+		if err != nil {
+			return "", err
+		}
+		if err := os.WriteFile(filepath.Join(dir, "base", strings.TrimPrefix(r, "base/")), b, 0o644); err != nil {
+			return "", err
+		}
+	}
+	return dir, nil
+}
+
+func isSource(name string) bool {
+	switch filepath.Ext(name) {
+	case ".c", ".S", ".h":
+		return true
+	}
+	return false
 }

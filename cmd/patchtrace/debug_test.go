@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -264,4 +265,108 @@ func TestDebugWithGDB(t *testing.T) {
 	if !found || row.Kind != format.KindService || row.Service.String() != "text_poke" {
 		t.Fatalf("the watchpoint stopped after seq %d: next %s %s; a text_poke store of 0xcc to lp_fn2 follows: %v", wseq, row.Kind, row.Service, found)
 	}
+}
+
+// TestInspectExtractELF: inspect --extract-elf writes the ELF the trace
+// carries, byte for byte, and debug writes the same one.
+func TestInspectExtractELF(t *testing.T) {
+	dir := t.TempDir()
+	trace := filepath.Join(dir, "t.arrow")
+	if code, _, errs := runCLI(t, "record", "text-poke-bp", "-o", trace); code != exitOK {
+		t.Fatalf("record: %s", errs)
+	}
+	out := filepath.Join(dir, "slice.elf")
+	if code, _, errs := runCLI(t, "inspect", trace, "--extract-elf", out); code != exitOK {
+		t.Fatalf("inspect --extract-elf: %s", errs)
+	}
+	r, err := format.Open(trace)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	got, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, r.Meta().ELF) || len(got) == 0 {
+		t.Fatalf("extracted %d bytes, the trace carries %d", len(got), len(r.Meta().ELF))
+	}
+	if code, _, errs := runCLI(t, "inspect", trace, "--extract-elf", filepath.Join(dir, "no", "such", "dir", "x.elf")); code != exitError || !strings.Contains(errs, "--extract-elf") {
+		t.Fatalf("unwritable --extract-elf: exit %d: %s", code, errs)
+	}
+}
+
+// transcriptCmds is the session docs/debugging.md shows.
+var transcriptCmds = []string{
+	"monitor finding 1",
+	"thread 2",
+	"x/2i $pc",
+	"info threads",
+	"watch *(unsigned char *)lp_fn2",
+	"reverse-continue",
+	"monitor events 4",
+	"continue",
+	"delete",
+	"break ftrace_replace_code",
+	"reverse-continue",
+	"list",
+}
+
+// TestDebuggingDoc keeps the transcript in docs/debugging.md equal to a
+// real session: gdb in batch mode with those commands against
+// patchtrace debug on ftrace-int3-skip (seed 1), with the temporary
+// directory and port written DIR and PORT (-update rewrites it).
+func TestDebuggingDoc(t *testing.T) {
+	gdbPath(t)
+	dir := t.TempDir()
+	trace := filepath.Join(dir, "ftrace-int3-skip-seed1.arrow")
+	if code, _, errs := runCLI(t, "record", "ftrace-int3-skip", "-o", trace); code != exitOK {
+		t.Fatalf("record: %s", errs)
+	}
+	var cmds []string
+	for _, c := range transcriptCmds {
+		cmds = append(cmds, "echo @@\\n", "echo (gdb) "+strings.ReplaceAll(c, `\`, `\\`)+"\\n", c)
+	}
+	_, all := debugSession(t, trace, cmds)
+	var b strings.Builder
+	started := false
+	for _, l := range strings.SplitAfter(all, "\n") {
+		if strings.TrimSpace(l) == "@@" {
+			started = true
+			continue
+		}
+		if started {
+			b.WriteString(l)
+		}
+	}
+	got := regexp.MustCompile(`/tmp/[^ \n]*?/(src|[^/ \n]+\.elf)`).ReplaceAllString(b.String(), "DIR/$1")
+	got = regexp.MustCompile(`127\.0\.0\.1:\d+`).ReplaceAllString(got, "127.0.0.1:PORT")
+	const path = "../../docs/debugging.md"
+	doc, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const marker = "<!-- transcript -->\n```\n"
+	i := bytes.Index(doc, []byte(marker))
+	if i < 0 {
+		t.Fatalf("%s has no %q", path, marker)
+	}
+	j := bytes.Index(doc[i+len(marker):], []byte("```\n"))
+	if j < 0 {
+		t.Fatalf("%s: the transcript block does not end", path)
+	}
+	cur := string(doc[i+len(marker) : i+len(marker)+j])
+	if cur == got {
+		return
+	}
+	if *update {
+		out := append([]byte{}, doc[:i+len(marker)]...)
+		out = append(out, got...)
+		out = append(out, doc[i+len(marker)+j:]...)
+		if err := os.WriteFile(path, out, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	t.Fatalf("docs/debugging.md's transcript is stale (go test ./cmd/patchtrace -run DebuggingDoc -update):\n--- doc\n%s\n--- session\n%s", cur, got)
 }

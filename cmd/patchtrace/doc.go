@@ -101,16 +101,19 @@
 //
 // # patchtrace inspect
 //
-//	usage: patchtrace inspect FILE [--json] [--symbols]
+//	usage: patchtrace inspect FILE [--json] [--symbols] [--extract-elf FILE]
 //
 //	Prints a trace's metadata (scenario, CPUs, seed, quirks, tool version), the run's
 //	outcome and what ended it, the number of events per kind and per CPU, the
 //	decision-log length, the symbol count and whether the file is complete or
 //	truncated (a killed run: every complete batch is still read, and a warning says
 //	where it ends). Files of format versions 1 and 2 have no outcome: a warning says
-//	it is not recorded.
+//	it is not recorded. --extract-elf FILE also writes the slice ELF the trace carries
+//	(symbols and DWARF line table: for gdb, objdump -d, addr2line).
 //
 //	flags:
+//	  -extract-elf FILE
+//	    	also write the slice ELF the trace carries to FILE (for gdb, objdump, addr2line)
 //	  -json
 //	    	print JSON
 //	  -symbols
@@ -140,9 +143,11 @@
 //	monitor seq N goes to just before event N, monitor finding K to finding K's first
 //	event (the analyzers run over the trace when first asked; monitor finding lists
 //	them), monitor events [N] lists the events around the position (events --around).
-//	On start it writes the slice ELF the trace carries and a gdb script (attach,
-//	symbols, a hook that refreshes gdb's registers after monitor commands) into --dir
-//	(default: a temporary directory, removed on exit) and prints the gdb command line.
+//	On start it writes the slice ELF the trace carries, the slice's sources (a trace
+//	of a built-in scenario whose ELF is the embedded one: for list and source lines)
+//	and a gdb script (attach, symbols, sources, a hook that refreshes gdb's registers
+//	after monitor commands) into --dir (default: a temporary directory, removed on
+//	exit) and prints the gdb command line.
 //	It serves one gdb at a time, one after another, until interrupted (--once: until the
 //	first session ends); a client that disconnects mid-session is dropped. The trace is
 //	never written. See docs/debugging.md.

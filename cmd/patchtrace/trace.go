@@ -90,6 +90,7 @@ func cmdInspect(env *cmdEnv, args []string) int {
 	fs := newFlags(env, "inspect")
 	asJSON := fs.Bool("json", false, "print JSON")
 	syms := fs.Bool("symbols", false, "also list the symbol table")
+	extract := fs.String("extract-elf", "", "also write the slice ELF the trace carries to `FILE` (for gdb, objdump, addr2line)")
 	pos, code, done := parseFlags(env, fs, args)
 	if done {
 		return code
@@ -103,6 +104,14 @@ func cmdInspect(env *cmdEnv, args []string) int {
 	}
 	defer r.Close()
 	md := r.Meta()
+	if *extract != "" {
+		if len(md.ELF) == 0 {
+			return errorf(env, "inspect: %s carries no slice ELF", pos[0])
+		}
+		if err := writeFileAtomic(*extract, md.ELF); err != nil {
+			return errorf(env, "inspect: --extract-elf: %v", err)
+		}
+	}
 	rep := inspectReport{
 		File: pos[0], Version: md.Version, Scenario: md.Scenario, CPUs: md.CPUs, Seed: md.Seed,
 		Quirks: md.Quirks, Tool: md.ToolVersion, Status: md.Status, Truncated: r.Truncated(),

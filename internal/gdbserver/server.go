@@ -321,10 +321,9 @@ func (s *Server) resume(mode byte, cpu int) (string, error) {
 		return "", err
 	}
 	s.last = st
+	// gdb takes the stop reply's thread as the one its next register and
+	// memory reads are of (remote.c record_currthread), without an Hg.
 	s.gThread = st.cpu
-	if mode == 'C' || mode == 'S' {
-		s.cThread = -1
-	}
 	return s.stopReply(st), nil
 }
 
@@ -612,8 +611,9 @@ func (s *Server) gotoEvent(out *strings.Builder, seq uint64) error {
 	if err != nil {
 		return err
 	}
+	// gdb is not told (a monitor command is no stop): the thread it
+	// reads stays the one it selected, until it selects another (Hg).
 	s.last = stop{cpu: cpu}
-	s.gThread, s.cThread = cpu, -1
 	s.where(out)
 	fmt.Fprintf(out, "(thread %s is cpu%d: 'thread %s' selects it)\n", tid(cpu), cpu, tid(cpu))
 	return nil

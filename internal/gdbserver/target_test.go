@@ -332,12 +332,20 @@ func TestThreadsAndMonitor(t *testing.T) {
 	if xml != targetXML {
 		t.Fatal("target.xml read in pieces differs")
 	}
+	c.ask("Hg2")
 	out := c.monitor("seq 17085")
 	if row := nextRow(t, s); row.Seq != 17085 || !strings.Contains(out, "after seq 17084") || !strings.Contains(out, "thread 1") {
 		t.Fatalf("monitor seq 17085: before %d: %q", row.Seq, out)
 	}
 	if got := c.ask("?"); !strings.HasPrefix(got, "T05thread:1;") {
 		t.Fatalf("stop reply after monitor seq: %q", got)
+	}
+	// gdb is not told of the move: 'g' still reads the thread it selected
+	// (cpu1), not the one monitor names.
+	pc0, _ := s.t.pc(0)
+	pc1, _ := s.t.pc(1)
+	if g := c.ask("g"); pc0 == pc1 || g[16*16:16*16+16] != string(appendHex(nil, le64(pc1))) {
+		t.Fatalf("after monitor seq, g reads rip %s; cpu1's is %#x (cpu0's %#x)", g[16*16:16*16+16], pc1, pc0)
 	}
 	ev := c.monitor("events 2")
 	lines := strings.Split(strings.TrimSpace(ev), "\n")
