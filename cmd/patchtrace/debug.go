@@ -127,8 +127,14 @@ func cmdDebug(env *cmdEnv, args []string) int {
 		return errorf(env, "debug: %v", err)
 	}
 	regs := "registers from the trace's register deltas"
-	if md.Version < 4 {
+	switch {
+	case md.Version < 4:
 		regs = fmt.Sprintf("format version %d: no registers recorded (gdb shows them <unavailable>)", md.Version)
+	case !md.Regs:
+		regs = "recorded with --no-regs: no registers (gdb shows them <unavailable>)"
+	}
+	if !md.Loads {
+		regs += "; no load events: rwatch and awatch cannot be set"
 	}
 	fmt.Fprintf(env.stdout, "patchtrace debug: %s: %s on %d CPUs (gdb threads 1..%d are cpu0..cpu%d), %d events; %s\n",
 		path, md.Scenario, md.CPUs, md.CPUs, md.CPUs-1, r.NumEvents(), regs)

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/patchtrace/patchtrace/analyze"
 	"github.com/patchtrace/patchtrace/emu"
 	"github.com/patchtrace/patchtrace/format"
 	"github.com/patchtrace/patchtrace/record"
@@ -23,13 +24,14 @@ import (
 
 var (
 	traceOnce sync.Once
-	tracePath string
+	traceDir  string
 	traceErr  error
 )
 
 // testTrace records ftrace-int3-skip once for the package's tests, in
-// small batches (so that seeks cross snapshots).
-func testTrace(t testing.TB) string {
+// small batches (so that seeks cross snapshots): with loads and register
+// deltas, and (bare) without.
+func testTrace(t testing.TB, bare bool) string {
 	t.Helper()
 	traceOnce.Do(func() {
 		spec, err := scenario.Load(scenarios.FS, "ftrace-int3-skip")
@@ -37,41 +39,58 @@ func testTrace(t testing.TB) string {
 			traceErr = err
 			return
 		}
-		dir, err := os.MkdirTemp("", "gdbserver-test-")
-		if err != nil {
-			traceErr = err
+		if traceDir, traceErr = os.MkdirTemp("", "gdbserver-test-"); traceErr != nil {
 			return
 		}
-		tracePath = filepath.Join(dir, "t.arrow")
-		_, traceErr = record.Run(spec, tracePath, record.Options{Options: emu.Options{Seed: 1}, BatchRows: 8192})
+		if _, traceErr = record.Run(spec, filepath.Join(traceDir, "t.arrow"), record.Options{Options: emu.Options{Seed: 1}, BatchRows: 8192}); traceErr != nil {
+			return
+		}
+		_, traceErr = record.Run(spec, filepath.Join(traceDir, "bare.arrow"), record.Options{Options: emu.Options{Seed: 1, NoLoads: true, NoRegs: true}, BatchRows: 8192})
 	})
 	if traceErr != nil {
 		t.Fatal(traceErr)
 	}
-	return tracePath
+	if bare {
+		return filepath.Join(traceDir, "bare.arrow")
+	}
+	return filepath.Join(traceDir, "t.arrow")
 }
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if tracePath != "" {
-		os.RemoveAll(filepath.Dir(tracePath))
+	if traceDir != "" {
+		os.RemoveAll(traceDir)
 	}
 	os.Exit(code)
 }
 
-func newServer(t testing.TB) (*Server, *format.Reader) {
+func newServer(t testing.TB) (*Server, *format.Reader) { return newServerOf(t, false) }
+
+// newServerOf serves the test trace (bare: without loads and registers),
+// with the analyzers' findings for monitor finding.
+func newServerOf(t testing.TB, bare bool) (*Server, *format.Reader) {
 	t.Helper()
-	r, err := format.Open(testTrace(t))
+	path := testTrace(t, bare)
+	r, err := format.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { r.Close() })
 	s, err := New(Config{Reader: r, Findings: func() ([]Finding, error) {
-		return []Finding{{Seq: 17759, Summary: "a finding"}}, nil
+		res, err := analyze.AnalyzeFile(path, analyze.All())
+		if err != nil {
+			return nil, err
+		}
+		var fs []Finding
+		for _, f := range res.Findings {
+			fs = append(fs, Finding{Seq: f.SeqFirst, Summary: f.Analyzer + ": " + f.Message})
+		}
+		return fs, nil
 	}})
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(s.Close)
 	return s, r
 }
 
@@ -242,7 +261,6 @@ func TestProtocolEdgeCases(t *testing.T) {
 		{"Z0,zz,1", "E01"},
 		{"Z0,10", "E01"},
 		{"Z9,10,1", ""},
-		{"Z3,ffffffff810014b0,1", ""}, // no loads in the trace: not supported
 		{"Z2,ffffffff810014b0,0", "E01"},
 		{"m", "E01"},
 		{"mzz,4", "E01"},
@@ -278,6 +296,9 @@ func TestProtocolEdgeCases(t *testing.T) {
 	}
 	if got := c.ask("qSupported:multiprocess+;swbreak+"); !strings.Contains(got, "ReverseStep+") || !strings.Contains(got, "swbreak+") {
 		t.Errorf("qSupported: %q", got)
+	}
+	if got := c.ask("Z3,ffffffff810014b0,1"); got != "OK" {
+		t.Errorf("Z3 on a trace with loads: %q", got)
 	}
 	if got := c.monitor("bogus"); !strings.Contains(got, "unknown monitor command") {
 		t.Errorf("monitor bogus: %q", got)
@@ -378,7 +399,7 @@ func TestDisconnect(t *testing.T) {
 // TestNeverWritesTrace: a session that tries every writing packet leaves
 // the trace file byte for byte as it was.
 func TestNeverWritesTrace(t *testing.T) {
-	path := testTrace(t)
+	path := testTrace(t, false)
 	sum := func() [32]byte {
 		b, err := os.ReadFile(path)
 		if err != nil {
@@ -432,4 +453,30 @@ func FuzzPackets(f *testing.F) {
 		a.Close()
 		<-done
 	})
+}
+
+// TestBareTrace: on a trace without loads and register deltas, read and
+// access watchpoints are refused (they would never fire: nothing would
+// seem to read the memory) and every register the deltas carry is 'x'
+// (gdb's <unavailable>), never a made-up value.
+func TestBareTrace(t *testing.T) {
+	s, _ := newServerOf(t, true)
+	c := dial(t, s)
+	for _, z := range []string{"Z3,ffffffff810014b0,1", "Z4,ffffffff810014b0,1"} {
+		if got := c.ask(z); got != "" {
+			t.Errorf("%s without loads: %q, want the empty reply (unsupported)", z, got)
+		}
+	}
+	if got := c.ask("Z2,ffffffff810014b0,1"); got != "OK" {
+		t.Errorf("Z2: %q", got)
+	}
+	c.ask("Z0,ffffffff810014b0,1")
+	c.ask("c")
+	g := c.ask("g")
+	if want := strings.Repeat("x", 16*16); g[:16*16] != want {
+		t.Fatalf("general registers without deltas: %s", g[:16*16])
+	}
+	if strings.HasPrefix(g[16*16:], "x") {
+		t.Fatal("rip unavailable: it is the next instruction's address, in every trace")
+	}
 }

@@ -38,8 +38,7 @@ type target struct {
 	// gsBase[c] is cpu c's GS base (the slice ABI's per-CPU area), or
 	// 0 when the slice has no per-CPU section.
 	gsBase   []uint64
-	hasLoads bool
-	loadKind format.Kind // the load row kind (format version 4), when the format has one
+	hasLoads bool // the trace has a load row for every data read (format version 4)
 
 	batches batchCache
 
@@ -80,12 +79,7 @@ func newTarget(r *format.Reader, progress func(batch, batches int)) (*target, er
 			t.gsBase[c] = slice.PercpuBase + uint64(c)*stride
 		}
 	}
-	for _, k := range format.Kinds {
-		if k.Name == "load" {
-			t.loadKind = k.Kind
-			t.hasLoads = md.Version >= 4
-		}
-	}
+	t.hasLoads = md.Loads
 	// Every snapshot up front (any later seek costs at most the interval
 	// between two), then each CPU's last pc row, from the end back.
 	if err := cur.Index(progress); err != nil {
@@ -143,7 +137,7 @@ func (t *target) isInsnTail(r *format.Row) bool {
 	case format.KindWrite, format.KindPercpuRead, format.KindPerm:
 		return true
 	}
-	return t.hasLoads && r.Kind == t.loadKind
+	return t.hasLoads && r.Kind == format.KindLoad
 }
 
 // pos returns the position: after event seq (at), or before the first.
@@ -400,7 +394,7 @@ func (t *target) watchHit(row *format.Row) (string, bool) {
 	switch {
 	case row.Kind == format.KindWrite:
 		addr, n, write = row.Addr, uint64(row.Size), true
-	case t.hasLoads && row.Kind == t.loadKind:
+	case t.hasLoads && row.Kind == format.KindLoad:
 		addr, n = row.Addr, uint64(row.Size)
 	default:
 		return "", false
