@@ -62,7 +62,7 @@ var depsPolicy = []struct {
 	{"internal/gdbserver", []string{"format", "internal/slice", "replay"}},
 	// Re-execution of a recorded run: the one place replay meets emu.
 	{"analyze/report", []string{"analyze", "format", "replay"}}, // the HTML timeline page
-	{"replay/rerun", []string{"emu", "format", "record", "scenario", "golang.org/x/arch/x86/x86asm"}},
+	{"replay/rerun", []string{"emu", "format", "record", "replay", "scenario", "golang.org/x/arch/x86/x86asm"}},
 	// Run and judge: configuration -> metadata -> live analyzers -> run ->
 	// outcome -> verdict, in one place for check, explore and the tests.
 	{"internal/check", []string{"analyze", "emu", "format", "record", "replay", "scenario"}}, // replay: copy-on-write start states shared across runs

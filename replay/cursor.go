@@ -355,15 +355,17 @@ func (c *Cursor) Index(progress func(batch, batches int)) error {
 }
 
 // NextPC returns the address cpu executes next after the position: the
-// rip of its next insn row, or the saved rip of a trap delivered to it
-// first (an interrupt taken before that instruction). It reads ahead
-// without moving the cursor and reports false when the CPU runs no further
-// instruction in the readable events.
+// rip of its next event (docs/trace-format.md: RIP is the next row's rip
+// of the same CPU). That is the next instruction's address; the saved rip
+// when an interrupt is delivered first (its frame stores come first, at
+// that rip); a native service's address when the CPU is entering one. It
+// reads ahead without moving the cursor and reports false when the CPU has
+// no further event in the readable events.
 func (c *Cursor) NextPC(cpu int) (uint64, bool, error) {
 	var pc uint64
 	var found bool
 	err := c.Scan(func(r *format.Row) bool {
-		if int(r.CPU) == cpu && (r.Kind == format.KindInsn || r.Kind == format.KindTrap) {
+		if int(r.CPU) == cpu {
 			pc, found = r.RIP, true
 			return false
 		}

@@ -125,7 +125,7 @@ func TestCursorSeek(t *testing.T) {
 
 // TestCursorScan: Scan and ScanBack see the events after and at-or-before
 // the position, in order, without moving it; NextPC is the rip of the
-// CPU's next instruction or trap.
+// CPU's next event.
 func TestCursorScan(t *testing.T) {
 	path := recordTrace(t, "text-poke-bp", 2048)
 	r, err := format.Open(path)
@@ -149,7 +149,7 @@ func TestCursorScan(t *testing.T) {
 		if r.Seq != next {
 			t.Fatalf("Scan: seq %d, want %d", r.Seq, next)
 		}
-		if (r.Kind == format.KindInsn || r.Kind == format.KindTrap) && !have[r.CPU] {
+		if !have[r.CPU] {
 			pcs[r.CPU], have[r.CPU] = r.RIP, true
 		}
 		next++

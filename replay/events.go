@@ -109,18 +109,30 @@ func sizeNote(size uint32) string {
 	return fmt.Sprintf(" (%d bytes)", size)
 }
 
-// What says what r did, without the common columns.
+// What says what r did, without the common columns: the event, then the
+// registers it changed.
 func (e *EventText) What(r *format.Row) string {
+	w, regs := e.what(r), e.regChanges(r)
+	switch {
+	case regs == "":
+		return w
+	case w == "":
+		return regs
+	}
+	return w + "; " + regs
+}
+
+func (e *EventText) what(r *format.Row) string {
 	d := e.Syms.Describe
 	switch r.Kind {
 	case format.KindInsn:
-		return e.regChanges(r)
+		return ""
 	case format.KindWrite:
 		if r.Alias {
 			return fmt.Sprintf("store via alias %#x [%s] %#x -> %#x%s", r.AliasAddr, d(r.Addr), r.Old, r.New, sizeNote(r.Size))
 		}
 		return fmt.Sprintf("store [%s] %#x -> %#x%s", e.where(r, r.Addr), r.Old, r.New, sizeNote(r.Size))
-	case format.KindPercpuRead:
+	case format.KindPercpuRead, format.KindLoad:
 		return fmt.Sprintf("load [%s] = %#x%s", e.where(r, r.Addr), r.New, sizeNote(r.Size))
 	case format.KindTrap:
 		s := fmt.Sprintf("%s at %s -> %s (rsp %#x, rflags %#x", format.VectorName(r.Vector), d(r.RIP), d(r.Handler), r.RSP, r.RFlags)
@@ -140,9 +152,9 @@ func (e *EventText) What(r *format.Row) string {
 		case 1:
 			s += fmt.Sprintf(", dr6 %#x", r.Addr)
 		}
-		return s + ")" + e.regChanges(r)
+		return s + ")"
 	case format.KindIret:
-		return fmt.Sprintf("iretq -> %s (rsp %#x, rflags %#x)", d(r.Handler), r.RSP, r.RFlags) + e.regChanges(r)
+		return fmt.Sprintf("iretq -> %s (rsp %#x, rflags %#x)", d(r.Handler), r.RSP, r.RFlags)
 	case format.KindPerm:
 		who := "boot"
 		if r.Service != 0 {
@@ -153,7 +165,7 @@ func (e *EventText) What(r *format.Row) string {
 		}
 		return fmt.Sprintf("%s: %d pages at %#x %s -> %s", who, r.Size, r.Addr, format.PermString(r.PermOld), format.PermString(r.PermNew))
 	case format.KindSerialize:
-		return "serializes (" + r.Cause.String() + ")" + e.regChanges(r)
+		return "serializes (" + r.Cause.String() + ")"
 	case format.KindSwitch:
 		return fmt.Sprintf("switch task %d -> %d", r.Old, r.New)
 	case format.KindService:
@@ -165,7 +177,7 @@ func (e *EventText) What(r *format.Row) string {
 		for i := range args {
 			args[i] = e.value(r.Args[i])
 		}
-		return fmt.Sprintf("%s(%s) = %#x", r.Service, strings.Join(args, ", "), r.Ret) + e.regChanges(r)
+		return fmt.Sprintf("%s(%s) = %#x", r.Service, strings.Join(args, ", "), r.Ret)
 	case format.KindMarker:
 		s := fmt.Sprintf("marker %d = %#x", r.Args[0], r.Args[1])
 		if r.Msg != "" {
@@ -187,7 +199,7 @@ func (e *EventText) What(r *format.Row) string {
 	case format.KindHalt:
 		return "halts"
 	}
-	return e.loadWhat(r)
+	return r.Kind.String()
 }
 
 // value prints an argument: symbol+off when a symbol covers it, else hex.
@@ -207,7 +219,7 @@ func (e *EventText) Line(r *format.Row) string {
 	}
 	if w := e.What(r); w != "" {
 		sb.WriteByte(' ')
-		sb.WriteString(strings.TrimPrefix(w, ", "))
+		sb.WriteString(w)
 	}
 	e.Observe(r)
 	return strings.TrimRight(sb.String(), " ")
@@ -261,7 +273,7 @@ func (e *EventText) JSON(r *format.Row) []byte {
 		}
 	}
 	j.Regs, j.RegsOld = e.regMaps(r)
-	j.What = strings.TrimPrefix(e.What(r), ", ")
+	j.What = e.What(r)
 	e.Observe(r)
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)

@@ -377,10 +377,12 @@ type State struct {
 	CPUs  []CPU
 	// Regs is each CPU's register file, folded from the register deltas
 	// of its events (format version 4; nothing is Known before).
-	Regs     []RegFile
-	Seq      uint64 // seq of the last applied event
-	Applied  uint64
-	Warnings []string
+	Regs []RegFile
+	// percpuSize is the slice's per-CPU section size (0: none).
+	percpuSize uint64
+	Seq        uint64 // seq of the last applied event
+	Applied    uint64
+	Warnings   []string
 }
 
 // Limits on the slice ELF a trace carries: the emulator's (slice.Open
@@ -438,6 +440,7 @@ func NewState(md *format.Meta) (*State, error) {
 		st.Warnings = append(st.Warnings, "the slice's line table cannot be read (findings are placed by symbol only): "+lerr.Error())
 	}
 	st.Syms = &Symbols{t: st.Syms.t.WithLines(lines, lerr)}
+	st.percpuSize = uint64(len(e.Percpu))
 	st.Image = &Memory{pages: make(map[uint64]*Page)}
 	for _, s := range e.Sections {
 		perm := uint8(s.Perm)
@@ -550,6 +553,20 @@ func (st *State) Apply(r *format.Row) {
 			st.Mem.setPerm(r.Addr>>pageShift, uint64(max(r.Size, 1)), r.PermNew)
 		}
 	}
+}
+
+// PercpuAddr returns the address of the per-CPU variable name (a per-CPU
+// symbol, optionally +off) in cpu's per-CPU area (docs/slice-abi.md,
+// Memory layout).
+func (st *State) PercpuAddr(cpu int, name string) (uint64, bool) {
+	if st.percpuSize == 0 || cpu < 0 || cpu >= len(st.CPUs) {
+		return 0, false
+	}
+	sym, ok := st.Syms.t.Lookup(name)
+	if !ok || !sym.PerCPU {
+		return 0, false
+	}
+	return slice.PercpuBase + uint64(cpu)*slice.PercpuStride(st.percpuSize) + sym.Addr, true
 }
 
 // Rows iterates a trace file's events.

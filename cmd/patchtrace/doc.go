@@ -457,10 +457,14 @@
 //	--verify turns every re-executed event into a row and compares it with the trace's,
 //	in lockstep, and reports the first divergence (sequence number, cpu, kind, column:
 //	expected vs got; or the run's outcome when the footer records another one) or
-//	"verified: N events identical". --until SEQ stops after the step
-//	that emits event SEQ and prints the machine state: registers per CPU, the top of each
-//	stack with return addresses as symbol+offset, the bytes at each must_call site and
-//	the per-CPU return slots (--json for JSON).
+//	"verified: N events identical" (registers included when the trace records them).
+//	--until SEQ prints the machine state right after event SEQ: per CPU its task, trap
+//	depth, registers and next rip, the top of each stack with return addresses as
+//	symbol+offset, the bytes at each must_call site and the per-CPU return slots
+//	(--json for JSON). It reads them from the trace alone (memory from the slice image
+//	and the stores, registers from the register deltas of format version 4), seeking
+//	by batch, without re-executing; a trace that records no registers (older versions,
+//	record --no-regs) is re-executed up to the step that emits event SEQ instead.
 //	Without --verify or --until it re-executes the run and says how it stopped, a
 //	divergence when the trace's footer records another outcome.
 //	Exit status: 0 replayed (and verified), 1 divergence, 2 error.

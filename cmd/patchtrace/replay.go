@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/patchtrace/patchtrace/format"
+	"github.com/patchtrace/patchtrace/replay"
 	"github.com/patchtrace/patchtrace/replay/rerun"
 )
 
@@ -15,10 +16,14 @@ const replayAbout = "Re-executes the run recorded in FILE from the trace alone: 
 	"--verify turns every re-executed event into a row and compares it with the trace's,\n" +
 	"in lockstep, and reports the first divergence (sequence number, cpu, kind, column:\n" +
 	"expected vs got; or the run's outcome when the footer records another one) or\n" +
-	"\"verified: N events identical\". --until SEQ stops after the step\n" +
-	"that emits event SEQ and prints the machine state: registers per CPU, the top of each\n" +
-	"stack with return addresses as symbol+offset, the bytes at each must_call site and\n" +
-	"the per-CPU return slots (--json for JSON).\n" +
+	"\"verified: N events identical\" (registers included when the trace records them).\n" +
+	"--until SEQ prints the machine state right after event SEQ: per CPU its task, trap\n" +
+	"depth, registers and next rip, the top of each stack with return addresses as\n" +
+	"symbol+offset, the bytes at each must_call site and the per-CPU return slots\n" +
+	"(--json for JSON). It reads them from the trace alone (memory from the slice image\n" +
+	"and the stores, registers from the register deltas of format version 4), seeking\n" +
+	"by batch, without re-executing; a trace that records no registers (older versions,\n" +
+	"record --no-regs) is re-executed up to the step that emits event SEQ instead.\n" +
 	"Without --verify or --until it re-executes the run and says how it stopped, a\n" +
 	"divergence when the trace's footer records another outcome.\n" +
 	"Exit status: 0 replayed (and verified), 1 divergence, 2 error."
@@ -46,6 +51,10 @@ func cmdReplay(env *cmdEnv, args []string) int {
 		return errorf(env, "replay: %v", err)
 	}
 	defer r.Close()
+	if *until >= 0 && !*verify && r.Meta().Regs {
+		// The trace records registers: the state is read from it.
+		return replayUntil(env, r, path, uint64(*until), *asJSON)
+	}
 	run, err := rerun.FromMeta(r.Meta())
 	if err != nil {
 		return errorf(env, "replay %s: %v", path, err)
@@ -78,19 +87,61 @@ func cmdReplay(env *cmdEnv, args []string) int {
 		}
 	}
 	if *until >= 0 {
+		if r.Meta().Regs {
+			return replayUntil(env, r, path, uint64(*until), *asJSON)
+		}
+		fmt.Fprintf(env.stderr, "patchtrace: replay: %s records no registers (format version %d%s): re-executing the run up to event %d\n",
+			path, r.Meta().Version, map[bool]string{true: ", recorded with --no-regs"}[r.Meta().Version >= 4], *until)
 		st, err := run.Until(uint64(*until))
 		if err != nil {
 			return errorf(env, "replay %s: %v", path, err)
 		}
-		if *asJSON {
-			enc := json.NewEncoder(env.stdout)
-			enc.SetIndent("", "  ")
-			if err := enc.Encode(st); err != nil {
-				return errorf(env, "replay: %v", err)
-			}
-		} else {
-			st.WriteText(env.stdout)
+		if code := printUntil(env, st, *asJSON); code != exitOK {
+			return code
 		}
 	}
 	return status
+}
+
+// replayUntil prints the state after event seq, reconstructed from the
+// trace with a replay.Cursor (no re-execution).
+func replayUntil(env *cmdEnv, r *format.Reader, path string, seq uint64, asJSON bool) int {
+	c, err := replay.NewCursor(r, nil)
+	if err != nil {
+		return errorf(env, "replay %s: %v", path, err)
+	}
+	defer c.Close()
+	if err := c.Seek(seq); err != nil {
+		return errorf(env, "replay %s: %v", path, err)
+	}
+	if row, _ := c.Row(); row.Seq != seq {
+		why := ""
+		if r.Truncated() {
+			why = " (" + r.TruncatedError().Error() + ")"
+		}
+		if row.Seq < seq {
+			return errorf(env, "replay %s: the trace's last readable event is %d; there is no event %d%s", path, row.Seq, seq, why)
+		}
+		return errorf(env, "replay %s: the trace has no event %d", path, seq)
+	}
+	st, err := rerun.FromCursor(c)
+	if err != nil {
+		return errorf(env, "replay %s: %v", path, err)
+	}
+	return printUntil(env, st, asJSON)
+}
+
+func printUntil(env *cmdEnv, st *rerun.State, asJSON bool) int {
+	if asJSON {
+		enc := json.NewEncoder(env.stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(st); err != nil {
+			return errorf(env, "replay: %v", err)
+		}
+		return exitOK
+	}
+	if err := st.WriteText(env.stdout); err != nil {
+		return errorf(env, "replay: %v", err)
+	}
+	return exitOK
 }

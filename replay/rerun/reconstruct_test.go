@@ -10,6 +10,7 @@ import (
 	"github.com/patchtrace/patchtrace/emu"
 	"github.com/patchtrace/patchtrace/format"
 	"github.com/patchtrace/patchtrace/replay"
+	"github.com/patchtrace/patchtrace/replay/rerun"
 )
 
 var ecma = crc64.MakeTable(crc64.ECMA)
@@ -78,6 +79,7 @@ func TestReconstructionMatchesReexecution(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	regs, rips := 0, 0
 	for i, p := range points {
 		if err := c.Seek(p.seq); err != nil {
 			t.Fatal(err)
@@ -91,8 +93,14 @@ func TestReconstructionMatchesReexecution(t *testing.T) {
 				t.Fatalf("point %d, seq %d (cursor %d, perm %d): page %#x: reconstructed %s, re-execution %s", i, p.seq, c.Seq(), c.State().Mem.Perm(vpn<<12), vpn<<12, digest(got), digest(p.mem[k]))
 			}
 		}
-		checkRegs(t, c, p)
+		r, p := checkRegs(t, c, p)
+		regs, rips = regs+r, rips+p
 	}
+	// Most points are past every CPU's start and before its end.
+	if regs < 17*4*len(points)*9/10 || rips < 4*len(points)*9/10 {
+		t.Errorf("compared %d registers and %d rips at %d points: too few", regs, rips, len(points))
+	}
+	t.Logf("%d points: %d register values and %d rips equal", len(points), regs, rips)
 }
 
 func digest(d uint64) string {
@@ -102,8 +110,86 @@ func digest(d uint64) string {
 	return fmt.Sprintf("crc %016x", d)
 }
 
-// checkRegs compares the reconstructed registers with the machine's.
-func checkRegs(t *testing.T, c *replay.Cursor, p machinePoint) {
+// checkRegs compares the reconstructed registers with the machine's:
+// every general register, RSP and RFLAGS once the CPU's start row is
+// applied, and RIP (the CPU's next instruction) when the trace runs one.
+func checkRegs(t *testing.T, c *replay.Cursor, p machinePoint) (regs, rips int) {
 	t.Helper()
-	_ = format.KindInsn
+	for cpu, m := range p.regs {
+		rf := c.Regs(cpu)
+		if rf.Known == 0 {
+			continue // before the CPU's start row
+		}
+		if rf.Known != 1<<format.NumRegs-1 {
+			t.Fatalf("seq %d cpu%d: registers known %#x, want all", p.seq, cpu, rf.Known)
+		}
+		for i, name := range format.RegNames {
+			want := m.RFLAGS
+			if i != emu.RegFlags {
+				want = m.R[emu.RegIndex[i]]
+			}
+			if got, _ := rf.Get(i); got != want {
+				t.Fatalf("seq %d cpu%d: %s reconstructed %#x, re-execution %#x", p.seq, cpu, name, got, want)
+			}
+			regs++
+		}
+		pc, ok, err := c.NextPC(cpu)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok {
+			if pc != m.RIP {
+				t.Fatalf("seq %d cpu%d: next rip %#x, re-execution %#x", p.seq, cpu, pc, m.RIP)
+			}
+			rips++
+		}
+	}
+	return regs, rips
+}
+
+// TestFromCursorEqualsUntil: the state `replay --until` reads from the
+// trace equals the one re-execution gives at the end of a step: registers
+// and rip, stacks, must_call site bytes and per-CPU return slots.
+func TestFromCursorEqualsUntil(t *testing.T) {
+	path := recordScenario(t, "ftrace-emulate-percpu", nil, 3)
+	r, run := open(t, path)
+	n := r.NumEvents()
+	var ends []uint64
+	if err := run.Probe([]uint64{n / 5, n / 3, n / 2, 2 * n / 3, n - 2}, func(m *emu.Machine, last uint64) bool {
+		ends = append(ends, last)
+		return true
+	}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := replay.NewCursor(r, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, seq := range ends {
+		want, err := run.Until(seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Seek(seq); err != nil {
+			t.Fatal(err)
+		}
+		got, err := rerun.FromCursor(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(want.Slots) == 0 || len(want.Sites) == 0 {
+			t.Fatalf("the scenario has no return slots or must_call sites: the comparison is vacuous")
+		}
+		for i := range want.CPUs {
+			w, g := want.CPUs[i], got.CPUs[i]
+			w.Regs.GSBase = 0
+			if w.Regs != g.Regs || fmt.Sprint(w.Stack) != fmt.Sprint(g.Stack) {
+				t.Fatalf("seq %d cpu%d:\nreconstructed %+v\nre-execution  %+v", seq, i, g, w)
+			}
+		}
+		if fmt.Sprint(want.Sites) != fmt.Sprint(got.Sites) || fmt.Sprint(want.Slots) != fmt.Sprint(got.Slots) {
+			t.Fatalf("seq %d: sites/slots\nreconstructed %+v %+v\nre-execution  %+v %+v", seq, got.Sites, got.Slots, want.Sites, want.Slots)
+		}
+	}
 }

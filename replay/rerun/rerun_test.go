@@ -122,10 +122,16 @@ func TestVerifyReportsDivergence(t *testing.T) {
 	path := recordSmall(t, 3)
 	// Pick an instruction and a write deep in the run to alter.
 	r, _ := open(t, path)
-	var insnSeq, writeSeq uint64
+	var insnSeq, writeSeq, regSeq uint64
+	regIdx := -1
 	for row, err := range r.Events() {
 		if err != nil {
 			t.Fatal(err)
+		}
+		if row.Seq > r.NumEvents()/3 && regSeq == 0 && row.Kind == format.KindInsn && row.RegMask != 0 {
+			regSeq = row.Seq
+			for regIdx = 0; row.RegMask&(1<<regIdx) == 0; regIdx++ {
+			}
 		}
 		if row.Seq > r.NumEvents()/2 && insnSeq == 0 && row.Kind == format.KindInsn {
 			insnSeq = row.Seq
@@ -134,7 +140,7 @@ func TestVerifyReportsDivergence(t *testing.T) {
 			writeSeq = row.Seq
 		}
 	}
-	if insnSeq == 0 || writeSeq == 0 {
+	if insnSeq == 0 || writeSeq == 0 || regSeq == 0 {
 		t.Fatal("trace too short for the test")
 	}
 	cases := []struct {
@@ -155,6 +161,16 @@ func TestVerifyReportsDivergence(t *testing.T) {
 				r.New ^= 0x10
 			}
 		}, seq: writeSeq, field: "new"},
+		{name: "register value", row: func(r *format.Row) {
+			if r.Seq == regSeq {
+				r.Regs[regIdx] ^= 0x100
+			}
+		}, seq: regSeq, field: "reg_" + format.RegNames[regIdx]},
+		{name: "register delta left out", row: func(r *format.Row) {
+			if r.Seq == regSeq {
+				r.RegMask &^= 1 << regIdx
+			}
+		}, seq: regSeq, field: "reg_" + format.RegNames[regIdx]},
 		{name: "decision log", final: func(f *format.Final) {
 			ds, err := emu.DecodeDecisions(f.Decisions)
 			if err != nil {

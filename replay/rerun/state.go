@@ -23,11 +23,16 @@ type State struct {
 	CPUs   []CPUState  `json:"cpus"`
 	Sites  []SiteState `json:"must_call_sites"`
 	Slots  []SlotState `json:"return_slots"`
+	// FromTrace: the state was reconstructed from the trace (FromCursor),
+	// not taken from a re-executed machine.
+	FromTrace bool `json:"from_trace"`
 }
 
 // CPUState is one CPU's registers and the top of its stack.
 type CPUState struct {
 	CPU   int      `json:"cpu"`
+	Task  uint32   `json:"task"`  // from the trace (FromTrace only)
+	Depth uint8    `json:"depth"` // trap depth, from the trace (FromTrace only)
 	Regs  emu.Regs `json:"regs"`
 	Where string   `json:"where"` // RIP as symbol+offset
 	// Poking says where the CPU is in a byte-granular text_poke (torn
@@ -135,7 +140,11 @@ var regNames = [16]string{"rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi"
 func (st *State) WriteText(w io.Writer) error {
 	fmt.Fprintf(w, "state after %d events: %s\n", st.Events, st.Stop)
 	for _, c := range st.CPUs {
-		fmt.Fprintf(w, "\ncpu%d  rip %s  rflags %#x%s  gs %#x\n", c.CPU, c.Where, c.Regs.RFLAGS, flagString(c.Regs.RFLAGS), c.Regs.GSBase)
+		if st.FromTrace {
+			fmt.Fprintf(w, "\ncpu%d  task %d  depth %d  rip %s  rflags %#x%s\n", c.CPU, c.Task, c.Depth, c.Where, c.Regs.RFLAGS, flagString(c.Regs.RFLAGS))
+		} else {
+			fmt.Fprintf(w, "\ncpu%d  rip %s  rflags %#x%s  gs %#x\n", c.CPU, c.Where, c.Regs.RFLAGS, flagString(c.Regs.RFLAGS), c.Regs.GSBase)
+		}
 		if c.Poking != "" {
 			fmt.Fprintf(w, "  in %s\n", c.Poking)
 		}
