@@ -206,7 +206,9 @@ func (c *Cursor) restore(k int) {
 	st.Regs = append([]RegFile(nil), s.st.Regs...)
 	c.st = &st
 	c.row, c.at = s.row, s.at
-	c.release()
+	if c.b == nil || c.b.Index() != s.bi {
+		c.release() // else keep the decoded batch: a move back within it decodes nothing
+	}
 	c.bi, c.bj = s.bi, 0
 	c.base = c.st.Mem.copies
 }
@@ -222,6 +224,9 @@ func (c *Cursor) release() {
 // snapshots do not cover yet. It reports false at the end of the readable
 // batches.
 func (c *Cursor) load() (bool, error) {
+	if c.b != nil && c.b.Index() != c.bi {
+		c.release()
+	}
 	for c.b == nil || c.bj >= c.b.Len() {
 		if c.b != nil {
 			c.release()

@@ -173,3 +173,44 @@ func TestCursorScan(t *testing.T) {
 		}
 	}
 }
+
+// TestLoadsMatchMemory: every value a load row says was read equals the
+// reconstructed memory at that point (the slice image plus the stores
+// before it), over a whole 4-CPU run.
+func TestLoadsMatchMemory(t *testing.T) {
+	path := recordTrace(t, "text-poke-bp", 0)
+	r, err := format.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if !r.Meta().Loads {
+		t.Fatal("the trace records no loads")
+	}
+	st, err := replay.NewState(r.Meta())
+	if err != nil {
+		t.Fatal(err)
+	}
+	loads := 0
+	for row, err := range r.Events() {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if row.Kind == format.KindLoad {
+			var b [8]byte
+			st.Mem.Read(row.Addr, b[:row.Size])
+			var v uint64
+			for i := range row.Size {
+				v |= uint64(b[i]) << (8 * i)
+			}
+			if v != row.New {
+				t.Fatalf("seq %d cpu%d: load of %d bytes at %#x read %#x, the reconstructed memory holds %#x", row.Seq, row.CPU, row.Size, row.Addr, row.New, v)
+			}
+			loads++
+		}
+		st.Apply(row)
+	}
+	if loads < 10000 {
+		t.Fatalf("only %d loads", loads)
+	}
+}

@@ -22,15 +22,71 @@ import (
 // (the listing started after the CPU's start row), it reads "rax = 0x1".
 // Rows must be given in sequence order.
 type EventText struct {
-	Syms    *Symbols
-	OpName  func(op uint16) string // the trace's op dictionary (Reader.OpName)
-	regs    []RegFile              // per CPU, what the rows seen so far say
-	scratch []byte
+	Syms   *Symbols
+	OpName func(op uint16) string // the trace's op dictionary (Reader.OpName)
+	regs   []RegFile              // per CPU, what the rows seen so far say
+	// writers is the last store to each byte seen so far, by 8-byte
+	// word: a load names the store it read from. It grows with the words
+	// a run writes, not with its events.
+	writers map[uint64]*wordWriters
+	// fromStart: the rows seen so far start at the trace's first event,
+	// so a byte no store wrote holds the slice image's value.
+	fromStart bool
+}
+
+// wordWriters is, per byte of an 8-byte word, the seq+1 of the last
+// store to it (0: none seen) and the storing CPU.
+type wordWriters struct {
+	seq [8]uint64
+	cpu [8]uint16
 }
 
 // NewEventText makes an EventText for a trace of cpus CPUs.
 func NewEventText(syms *Symbols, opName func(uint16) string, cpus int) *EventText {
-	return &EventText{Syms: syms, OpName: opName, regs: make([]RegFile, cpus)}
+	return &EventText{Syms: syms, OpName: opName, regs: make([]RegFile, cpus), writers: map[uint64]*wordWriters{}}
+}
+
+// FromStart says that the rows given start at the trace's first event:
+// a load of bytes no store wrote then reads "(from the slice image)".
+func (e *EventText) FromStart() { e.fromStart = true }
+
+// noteWrite records r's bytes as last written by r.
+func (e *EventText) noteWrite(r *format.Row) {
+	for i := uint64(0); i < uint64(r.Size) && i < 8; i++ {
+		a := r.Addr + i
+		w := e.writers[a>>3]
+		if w == nil {
+			w = &wordWriters{}
+			e.writers[a>>3] = w
+		}
+		w.seq[a&7], w.cpu[a&7] = r.Seq+1, r.CPU
+	}
+}
+
+// Writer returns the last store seen to any byte of [addr, addr+size):
+// its seq and CPU, and false when none was seen.
+func (e *EventText) Writer(addr uint64, size uint32) (seq uint64, cpu uint16, ok bool) {
+	for i := uint64(0); i < uint64(size) && i < 8; i++ {
+		a := addr + i
+		if w := e.writers[a>>3]; w != nil && w.seq[a&7] > seq {
+			seq, cpu = w.seq[a&7], w.cpu[a&7]
+		}
+	}
+	if seq == 0 {
+		return 0, 0, false
+	}
+	return seq - 1, cpu, true
+}
+
+// source says where a load's value came from.
+func (e *EventText) source(r *format.Row) string {
+	if seq, cpu, ok := e.Writer(r.Addr, r.Size); ok {
+		return fmt.Sprintf(" (stored at seq %d by cpu%d)", seq, cpu)
+	}
+	if e.fromStart {
+		return " (from the slice image)"
+	}
+	return ""
 }
 
 // SetRegs sets what the formatter knows of cpu's registers (a listing that
@@ -46,6 +102,9 @@ func (e *EventText) SetRegs(cpu int, rf RegFile) {
 func (e *EventText) Observe(r *format.Row) {
 	if int(r.CPU) < len(e.regs) {
 		e.regs[r.CPU].Apply(r)
+	}
+	if r.Kind == format.KindWrite {
+		e.noteWrite(r)
 	}
 }
 
@@ -133,7 +192,7 @@ func (e *EventText) what(r *format.Row) string {
 		}
 		return fmt.Sprintf("store [%s] %#x -> %#x%s", e.where(r, r.Addr), r.Old, r.New, sizeNote(r.Size))
 	case format.KindPercpuRead, format.KindLoad:
-		return fmt.Sprintf("load [%s] = %#x%s", e.where(r, r.Addr), r.New, sizeNote(r.Size))
+		return fmt.Sprintf("load [%s] = %#x%s%s", e.where(r, r.Addr), r.New, sizeNote(r.Size), e.source(r))
 	case format.KindTrap:
 		s := fmt.Sprintf("%s at %s -> %s (rsp %#x, rflags %#x", format.VectorName(r.Vector), d(r.RIP), d(r.Handler), r.RSP, r.RFlags)
 		if r.IST != 0 {
@@ -245,6 +304,11 @@ type EventJSON struct {
 	Old    string `json:"old,omitempty"`
 	New    string `json:"new,omitempty"`
 	Alias  string `json:"alias_addr,omitempty"`
+	// WriterSeq and WriterCPU: a load's value was stored by the write at
+	// that seq on that CPU (the last store to its bytes in the rows
+	// listed so far; absent when none was).
+	WriterSeq *uint64 `json:"writer_seq,omitempty"`
+	WriterCPU *uint16 `json:"writer_cpu,omitempty"`
 	// Regs: the registers the event changed, with their new values;
 	// RegsOld their previous values, where known.
 	Regs    map[string]string `json:"regs,omitempty"`
@@ -264,6 +328,9 @@ func (e *EventText) JSON(r *format.Row) []byte {
 	}
 	if r.Kind == format.KindWrite || r.Kind == format.KindPercpuRead || isLoad(r) {
 		j.Addr, j.Target, j.Size, j.New = hex(r.Addr), e.where(r, r.Addr), r.Size, hex(r.New)
+		if seq, cpu, ok := e.Writer(r.Addr, r.Size); ok && r.Kind != format.KindWrite {
+			j.WriterSeq, j.WriterCPU = &seq, &cpu
+		}
 		if r.Kind == format.KindWrite {
 			j.Old = hex(r.Old)
 			if r.Alias {

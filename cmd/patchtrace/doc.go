@@ -170,8 +170,9 @@
 //	lists samples: seq, cpu, task, trap depth, kind, where (rip as symbol+offset), the
 //	instruction in AT&T syntax as objdump prints it (insn rows), and what the event read,
 //	wrote or changed: registers ("rax 0x0 -> 0x1"; "rax = 0x1" when the listing
-//	started after the register's previous value), loads ("load [cpu_bp@cpu1] = 0x0"),
-//	stores ("store [x] 0x0 -> 0x1", "store via alias 0xALIAS [text] ..."), traps,
+//	started after the register's previous value), loads ("load [cpu_bp@cpu1] = 0x0
+//	(stored at seq N by cpu2)": the last store to its bytes the listing read, else the
+//	slice image), stores ("store [x] 0x0 -> 0x1", "store via alias 0xALIAS [text] ..."), traps,
 //	iretq, permission changes, services with their arguments and result, markers.
 //	Per-CPU addresses read var+off@cpuN. Registers and loads are in traces of format
 //	version 4 recorded without --no-regs / --no-loads.

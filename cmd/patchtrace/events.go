@@ -19,7 +19,9 @@ const eventsAbout = "Lists the events of trace FILE, one line per event in seque
 	"lists samples: seq, cpu, task, trap depth, kind, where (rip as symbol+offset), the\n" +
 	"instruction in AT&T syntax as objdump prints it (insn rows), and what the event read,\n" +
 	"wrote or changed: registers (\"rax 0x0 -> 0x1\"; \"rax = 0x1\" when the listing\n" +
-	"started after the register's previous value), loads (\"load [cpu_bp@cpu1] = 0x0\"),\n" +
+	"started after the register's previous value), loads (\"load [cpu_bp@cpu1] = 0x0\n" +
+	"(stored at seq N by cpu2)\": the last store to its bytes the listing read, else the\n" +
+	"slice image), " +
 	"stores (\"store [x] 0x0 -> 0x1\", \"store via alias 0xALIAS [text] ...\"), traps,\n" +
 	"iretq, permission changes, services with their arguments and result, markers.\n" +
 	"Per-CPU addresses read var+off@cpuN. Registers and loads are in traces of format\n" +
@@ -244,6 +246,9 @@ func listEvents(env *cmdEnv, r *format.Reader, path string, f *eventFilter, asJS
 	first, err := r.Seek(f.from)
 	if err != nil {
 		return errorf(env, "events: %v", err)
+	}
+	if first == 0 {
+		et.FromStart()
 	}
 	var (
 		row     format.Row

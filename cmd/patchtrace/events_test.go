@@ -99,6 +99,32 @@ func TestEventsListsEveryRow(t *testing.T) {
 			}
 		}
 	}
+	// Each load names the store it read from: a write before it to its
+	// bytes, whose stored bytes are the ones it read.
+	bySeq := map[uint64]map[string]any{}
+	for _, e := range evs {
+		bySeq[num(e, "seq")] = e
+	}
+	named := 0
+	for _, e := range evs {
+		if e["kind"] != "load" || e["writer_seq"] == nil {
+			continue
+		}
+		w := bySeq[num(e, "writer_seq")]
+		la, ls, wa, ws := num(e, "addr"), num(e, "size"), num(w, "addr"), num(w, "size")
+		if w["kind"] != "write" || num(w, "seq") >= num(e, "seq") || num(w, "cpu") != num(e, "writer_cpu") || wa >= la+ls || wa+ws <= la {
+			t.Fatalf("load %v names writer %v", e, w)
+		}
+		for a := max(la, wa); a < min(la+ls, wa+ws); a++ {
+			if byte(num(e, "new")>>(8*(a-la))) != byte(num(w, "new")>>(8*(a-wa))) {
+				t.Fatalf("load %v: byte %#x differs from its writer %v", e, a, w)
+			}
+		}
+		named++
+	}
+	if named < 1000 {
+		t.Errorf("%d loads name their writer", named)
+	}
 	// The text listing has the same lines.
 	code, text, _ := runCLI(t, "events", trace)
 	lines := strings.Split(strings.TrimSuffix(text, "\n"), "\n")
