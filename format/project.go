@@ -483,3 +483,9 @@ func (b *Batch) rowProjected(i int, r *Row, p *projection) {
 	}
 	b.rowOfKind(i, r)
 }
+
+// ScanFrom is Scan from the first row with Seq >= seq: it seeks to that
+// row's batch by the batch index instead of reading from the start.
+func (r *Reader) ScanFrom(seq uint64, p Projection) iter.Seq2[*Row, error] {
+	return r.scanFrom(seq, p.compile())
+}
