@@ -3,6 +3,8 @@ package replay
 import (
 	"errors"
 	"fmt"
+	"iter"
+	"strings"
 
 	"github.com/patchtrace/patchtrace/format"
 )
@@ -20,7 +22,9 @@ import (
 // pages shared copy-on-write between them), taken as its moves first read
 // through the file, or all at once by Index. The snapshots' memory is
 // bounded (CursorLimit): when they would exceed it, every other one is
-// dropped and the interval doubles.
+// dropped and the interval doubles. Events are read forwards with the
+// reader's projected scan (only the columns the state needs, decoded
+// ahead by parallel workers); Row decodes the whole row on demand.
 //
 // Methods are not safe for concurrent use; the State and Row returned
 // change as the cursor moves.
@@ -29,23 +33,34 @@ type Cursor struct {
 	tmpl *Template
 	st   *State
 	row  format.Row
-	at   bool // an event has been applied (Row is valid)
+	at   bool // an event has been applied (row is valid)
+	full bool // row holds every column (else the projection's)
 
-	// The next event to apply: row j of batch bi (b is batch bi, or nil).
-	b      *format.Batch
-	bi, bj int
+	// The events after the position: a pulled projected scan, started
+	// lazily at from, and the row pulled but not applied yet.
+	from   uint64
+	next   func() (*format.Row, error, bool)
+	stop   func()
+	peeked *format.Row
 
 	snaps []cursorSnap // by batch index, ascending; snaps[0] is batch 0
 	every int          // batches between snapshots
 	limit int64
 	bytes int64 // estimated memory the snapshots hold
 	base  int   // st.Mem.copies when the newest snapshot was taken
-	err   error // a read error that ended the readable events
+	// due is the batch of the next snapshot (past the newest) and dueSeq
+	// its first seq: -1 when none is due, -2 not computed yet.
+	due    int
+	dueSeq uint64
+	err    error // a read error that ended the readable events
+
+	fullB *format.Batch // the batch Row last decoded whole
 }
 
-// cursorSnap is the state before batch bi's first row.
+// cursorSnap is the state before batch bi's first row, whose seq is seq.
 type cursorSnap struct {
 	bi  int
+	seq uint64
 	st  *State // frozen: never applied to
 	row format.Row
 	at  bool
@@ -53,6 +68,18 @@ type cursorSnap struct {
 
 // CursorLimit is the default bound on the memory a Cursor's snapshots hold.
 const CursorLimit = 256 << 20
+
+// foldProjection is what the state needs of the rows: stores, permission
+// changes, switches, and the register deltas.
+var foldProjection = func() format.Projection {
+	cols := []int{format.ColAddr, format.ColSize, format.ColNew, format.ColAlias, format.ColPermNew}
+	for i, c := range format.Columns {
+		if strings.HasPrefix(c.Name, "reg_") {
+			cols = append(cols, i)
+		}
+	}
+	return format.Projection{Columns: cols}
+}()
 
 // NewCursor returns a cursor before the first event of r's trace. tmpl is
 // the trace's start state (nil: built from r's metadata). The reader must
@@ -65,9 +92,9 @@ func NewCursor(r *format.Reader, tmpl *Template) (*Cursor, error) {
 			return nil, err
 		}
 	}
-	c := &Cursor{r: r, tmpl: tmpl, every: 1, limit: CursorLimit}
+	c := &Cursor{r: r, tmpl: tmpl, every: 1, limit: CursorLimit, due: -2}
 	c.st = tmpl.State()
-	c.snapshot()
+	c.snapshot(0, 0)
 	c.bytes = 0 // the start state's pages are the template's
 	return c, nil
 }
@@ -80,8 +107,40 @@ func (c *Cursor) SetLimit(n int64) { c.limit = n }
 // cursor moves).
 func (c *Cursor) State() *State { return c.st }
 
-// Row returns the last event applied, and false before the first event.
-func (c *Cursor) Row() (*format.Row, bool) { return &c.row, c.at }
+// Row returns the last event applied, with every column, and false
+// before the first event.
+func (c *Cursor) Row() (*format.Row, bool) {
+	if c.at && !c.full {
+		if err := c.fill(); err == nil {
+			c.full = true
+		}
+	}
+	return &c.row, c.at
+}
+
+// fill decodes the position's row whole.
+func (c *Cursor) fill() error {
+	seq := c.row.Seq
+	if c.fullB == nil || c.fullB.Len() == 0 || seq < c.fullB.Seq(0) || seq > c.fullB.Seq(c.fullB.Len()-1) {
+		if c.fullB != nil {
+			c.fullB.Release()
+			c.fullB = nil
+		}
+		bi, err := c.r.Seek(seq)
+		if err != nil {
+			return err
+		}
+		if c.fullB, err = c.r.Batch(bi); err != nil {
+			return err
+		}
+	}
+	j := c.fullB.Search(seq)
+	if j >= c.fullB.Len() || c.fullB.Seq(j) != seq {
+		return fmt.Errorf("replay: seq %d is not in batch %d", seq, c.fullB.Index())
+	}
+	c.fullB.Row(j, &c.row)
+	return nil
+}
 
 // Seq returns the sequence number of the last event applied (0 before the
 // first event: check Row).
@@ -89,7 +148,7 @@ func (c *Cursor) Seq() uint64 { return c.st.Seq }
 
 // Regs returns cpu's register file at the position.
 func (c *Cursor) Regs(cpu int) RegFile {
-	if cpu < 0 || cpu >= len(c.st.CPUs) {
+	if cpu < 0 || cpu >= len(c.st.Regs) {
 		return RegFile{}
 	}
 	return c.st.Regs[cpu]
@@ -166,25 +225,84 @@ func (c *Cursor) Seek(seq uint64) error {
 	// Start from the nearest snapshot at or before batch tb, unless the
 	// position is already between it and the target.
 	k := c.snapAt(tb)
-	if !(c.at && c.row.Seq <= seq && c.bi >= c.snaps[k].bi) {
+	if s := c.snaps[k]; !(c.at && c.row.Seq <= seq && (!s.at || c.row.Seq >= s.row.Seq)) {
 		c.restore(k)
 	}
-	for {
-		next, ok, err := c.peek()
-		if err != nil {
-			return err
-		}
-		if !ok || next > seq {
-			break
-		}
-		if _, err := c.Next(); err != nil {
-			return err
-		}
+	if err := c.advance(seq); err != nil {
+		return err
 	}
 	if !c.at {
 		return ErrNoEvent
 	}
 	return nil
+}
+
+// advance applies the events up to seq. A move within the batch being
+// read pulls row by row; a longer one reads the rows in a loop (no
+// coroutine switch per row) and leaves the next move to restart the scan
+// at its batch.
+func (c *Cursor) advance(seq uint64) error {
+	if c.next != nil {
+		end := ^uint64(0)
+		if bi, err := c.r.Seek(c.nextSeq()); err == nil && bi < c.r.NumBatches() {
+			if info, err := c.r.BatchInfo(bi); err == nil {
+				end = info.LastSeq
+			}
+		}
+		if seq <= end {
+			for {
+				next, ok, err := c.peek()
+				if err != nil {
+					return err
+				}
+				if !ok || next.Seq > seq {
+					return nil
+				}
+				c.apply()
+			}
+		}
+	}
+	if c.peeked != nil {
+		if c.peeked.Seq > seq {
+			return nil
+		}
+		c.apply()
+	}
+	from := c.nextSeq()
+	c.stopScan()
+	c.from = from
+	if c.due == -2 {
+		c.nextDue()
+	}
+	for row, err := range c.r.ScanFrom(from, foldProjection) {
+		if err != nil {
+			c.err = err
+			return err
+		}
+		if c.due >= 0 && row.Seq >= c.dueSeq {
+			c.snapshot(c.due, c.dueSeq)
+			c.nextDue()
+		}
+		if row.Seq > seq {
+			break
+		}
+		c.row = *row
+		c.st.Apply(&c.row)
+		c.at, c.full = true, false
+	}
+	c.from = c.nextSeq()
+	return nil
+}
+
+// nextSeq is the seq the events after the position start at.
+func (c *Cursor) nextSeq() uint64 {
+	switch {
+	case c.peeked != nil:
+		return c.peeked.Seq
+	case c.at:
+		return c.row.Seq + 1
+	}
+	return c.from
 }
 
 // snapAt returns the index of the last snapshot at or before batch bi.
@@ -205,69 +323,81 @@ func (c *Cursor) restore(k int) {
 	st.CPUs = append([]CPU(nil), s.st.CPUs...)
 	st.Regs = append([]RegFile(nil), s.st.Regs...)
 	c.st = &st
-	c.row, c.at = s.row, s.at
-	if c.b == nil || c.b.Index() != s.bi {
-		c.release() // else keep the decoded batch: a move back within it decodes nothing
-	}
-	c.bi, c.bj = s.bi, 0
+	c.row, c.at, c.full = s.row, s.at, false
 	c.base = c.st.Mem.copies
+	c.stopScan()
+	c.from = s.seq
 }
 
-func (c *Cursor) release() {
-	if c.b != nil {
-		c.b.Release()
-		c.b = nil
+func (c *Cursor) stopScan() {
+	if c.stop != nil {
+		c.stop()
 	}
+	c.next, c.stop, c.peeked = nil, nil, nil
 }
 
-// load makes c.b batch c.bi, taking a snapshot at a boundary the
-// snapshots do not cover yet. It reports false at the end of the readable
-// batches.
-func (c *Cursor) load() (bool, error) {
-	if c.b != nil && c.b.Index() != c.bi {
-		c.release()
+// peek returns the next event (not applied yet), taking a snapshot when
+// it is the first of a batch the snapshots do not cover yet. It reports
+// false at the end of the readable events.
+func (c *Cursor) peek() (*format.Row, bool, error) {
+	if c.peeked != nil {
+		return c.peeked, true, nil
 	}
-	for c.b == nil || c.bj >= c.b.Len() {
-		if c.b != nil {
-			c.release()
-			c.bi, c.bj = c.bi+1, 0
-		}
-		if c.bi >= c.r.NumBatches() {
-			return false, nil
-		}
-		if last := c.snaps[len(c.snaps)-1].bi; c.bi >= last+c.every && c.bi%c.every == 0 {
-			c.snapshot()
-		}
-		b, err := c.r.Batch(c.bi)
-		if err != nil {
-			c.err = err
-			return false, err
-		}
-		c.b, c.bj = b, 0
+	if c.next == nil {
+		c.next, c.stop = iter.Pull2(c.r.ScanFrom(c.from, foldProjection))
 	}
-	return true, nil
+	row, err, ok := c.next()
+	if err != nil {
+		c.err = err
+		c.stopScan()
+		return nil, false, err
+	}
+	if !ok {
+		return nil, false, nil
+	}
+	if c.due == -2 {
+		c.nextDue()
+	}
+	if c.due >= 0 && row.Seq >= c.dueSeq {
+		c.snapshot(c.due, c.dueSeq)
+	}
+	c.peeked = row
+	return row, true, nil
 }
 
-// peek returns the next event's seq.
-func (c *Cursor) peek() (uint64, bool, error) {
-	ok, err := c.load()
-	if !ok || err != nil {
-		return 0, false, err
+// nextDue finds the batch of the next snapshot past the newest one.
+func (c *Cursor) nextDue() {
+	last := c.snaps[len(c.snaps)-1].bi
+	c.due = (last/c.every + 1) * c.every
+	if c.due >= c.r.NumBatches() {
+		c.due = -1
+		return
 	}
-	return c.b.Seq(c.bj), true, nil
+	info, err := c.r.BatchInfo(c.due)
+	if err != nil || info.Rows == 0 {
+		c.due = -1
+		return
+	}
+	c.dueSeq = info.FirstSeq
+}
+
+// apply applies the peeked event.
+func (c *Cursor) apply() {
+	c.row = *c.peeked
+	c.peeked = nil
+	c.full = false
+	c.st.Apply(&c.row)
+	c.at = true
 }
 
 // Next applies the next event. It reports false at the end of the
 // readable events.
 func (c *Cursor) Next() (bool, error) {
-	ok, err := c.load()
+	_, ok, err := c.peek()
 	if !ok || err != nil {
 		return false, err
 	}
-	c.b.Row(c.bj, &c.row)
-	c.bj++
-	c.st.Apply(&c.row)
-	c.at = true
+	c.apply()
 	return true, nil
 }
 
@@ -287,8 +417,8 @@ func (c *Cursor) Prev() (bool, error) {
 	return true, nil
 }
 
-// snapshot keeps the state before batch c.bi.
-func (c *Cursor) snapshot() {
+// snapshot keeps the state before batch bi (whose first seq is seq).
+func (c *Cursor) snapshot(bi int, seq uint64) {
 	mem := c.st.Mem.freeze()
 	st := *c.st
 	st.Mem = mem
@@ -300,10 +430,11 @@ func (c *Cursor) snapshot() {
 	// old contents).
 	c.bytes += int64(len(mem.pages))*48 + int64(c.st.Mem.copies-c.base)*pageSize
 	c.base = c.st.Mem.copies
-	c.snaps = append(c.snaps, cursorSnap{bi: c.bi, st: &st, row: c.row, at: c.at})
+	c.snaps = append(c.snaps, cursorSnap{bi: bi, seq: seq, st: &st, row: c.row, at: c.at})
 	for c.bytes > c.limit && len(c.snaps) > 2 {
 		c.thin()
 	}
+	c.due = -2
 }
 
 // thin drops every snapshot not on a multiple of twice the interval and
@@ -328,33 +459,41 @@ func (c *Cursor) thin() {
 			}
 		}
 	}
-	// Pages of the start state (the slice image) count once, like any.
 }
 
-// Index reads the trace through once and takes every snapshot, so that
-// any later Seek costs at most the snapshot interval. The position is
-// left at the end. progress, when not nil, is called after each batch.
+// Index reads the trace through once from the newest snapshot and takes
+// every snapshot, so that any later Seek costs at most the snapshot
+// interval. The position is left at the end. progress, when not nil, is
+// called as the reading goes (batches read, of how many), every 5% or so.
 func (c *Cursor) Index(progress func(batch, batches int)) error {
 	n := c.r.NumBatches()
-	if c.bi < c.snaps[len(c.snaps)-1].bi {
+	if n == 0 {
+		return nil
+	}
+	last := c.snaps[len(c.snaps)-1]
+	if !c.at || (last.at && c.row.Seq < last.row.Seq) {
 		c.restore(len(c.snaps) - 1)
 	}
-	for {
-		ok, err := c.load()
+	step := max(1, n/20)
+	for bi := last.bi + step - 1; ; bi += step {
+		if bi >= n-1 {
+			if err := c.advance(^uint64(0)); err != nil {
+				return err
+			}
+			if progress != nil {
+				progress(n, n)
+			}
+			return nil
+		}
+		info, err := c.r.BatchInfo(bi)
 		if err != nil {
 			return err
 		}
-		if !ok {
-			return nil
-		}
-		for c.bj < c.b.Len() {
-			c.b.Row(c.bj, &c.row)
-			c.bj++
-			c.st.Apply(&c.row)
-			c.at = true
+		if err := c.advance(info.LastSeq); err != nil {
+			return err
 		}
 		if progress != nil {
-			progress(c.bi+1, n)
+			progress(bi+1, n)
 		}
 	}
 }
@@ -369,7 +508,7 @@ func (c *Cursor) Index(progress func(batch, batches int)) error {
 func (c *Cursor) NextPC(cpu int) (uint64, bool, error) {
 	var pc uint64
 	var found bool
-	err := c.Scan(func(r *format.Row) bool {
+	err := c.scan(format.Projection{Columns: []int{}}, func(r *format.Row) bool {
 		if int(r.CPU) == cpu {
 			pc, found = r.RIP, true
 			return false
@@ -381,34 +520,27 @@ func (c *Cursor) NextPC(cpu int) (uint64, bool, error) {
 
 // Scan calls fn for each event after the position, in order, until fn
 // returns false or the readable events end, without moving the cursor.
-// It reads whole batches: a watchpoint or breakpoint search.
+// It reads whole batches, decoded ahead: a watchpoint or breakpoint
+// search.
 func (c *Cursor) Scan(fn func(r *format.Row) bool) error {
-	var row format.Row
-	bi, bj := c.bi, c.bj
-	if c.b != nil && bj < c.b.Len() {
-		for ; bj < c.b.Len(); bj++ {
-			c.b.Row(bj, &row)
-			if !fn(&row) {
-				return nil
-			}
+	return c.scan(format.AllColumns, fn)
+}
+
+func (c *Cursor) scan(p format.Projection, fn func(r *format.Row) bool) error {
+	from := uint64(0)
+	if c.at {
+		if c.row.Seq == ^uint64(0) {
+			return nil
 		}
-		bi++
-	} else if c.b != nil {
-		bi++
+		from = c.row.Seq + 1
 	}
-	for ; bi < c.r.NumBatches(); bi++ {
-		b, err := c.r.Batch(bi)
+	for row, err := range c.r.ScanFrom(from, p) {
 		if err != nil {
 			return err
 		}
-		for j := 0; j < b.Len(); j++ {
-			b.Row(j, &row)
-			if !fn(&row) {
-				b.Release()
-				return nil
-			}
+		if !fn(row) {
+			return nil
 		}
-		b.Release()
 	}
 	return nil
 }
@@ -444,8 +576,14 @@ func (c *Cursor) ScanBack(fn func(r *format.Row) bool) error {
 	return nil
 }
 
-// Close releases the batch the cursor holds (not the reader).
-func (c *Cursor) Close() { c.release() }
+// Close stops the cursor's reading (not the reader).
+func (c *Cursor) Close() {
+	c.stopScan()
+	if c.fullB != nil {
+		c.fullB.Release()
+		c.fullB = nil
+	}
+}
 
 func (c *Cursor) String() string {
 	if !c.at {

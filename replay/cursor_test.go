@@ -80,14 +80,27 @@ func TestCursorSeek(t *testing.T) {
 			k++
 		}
 	}
-	for _, limit := range []int64{replay.CursorLimit, 4 << 20} {
-		t.Run(fmt.Sprint(limit), func(t *testing.T) {
+	for _, tc := range []struct {
+		limit int64
+		index bool
+	}{{replay.CursorLimit, false}, {4 << 20, false}, {replay.CursorLimit, true}} {
+		limit := tc.limit
+		t.Run(fmt.Sprint(limit, tc.index), func(t *testing.T) {
 			c, err := replay.NewCursor(r, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer c.Close()
 			c.SetLimit(limit)
+			if tc.index {
+				calls := 0
+				if err := c.Index(func(int, int) { calls++ }); err != nil || calls < 10 {
+					t.Fatalf("Index: %v, %d progress calls", err, calls)
+				}
+				if ns, _, _ := c.Snapshots(); ns != r.NumBatches() {
+					t.Fatalf("Index took %d snapshots, the trace has %d batches", ns, r.NumBatches())
+				}
+			}
 			for i, seq := range seqs {
 				if err := c.Seek(seq); err != nil {
 					t.Fatal(err)

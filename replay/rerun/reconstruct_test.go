@@ -4,13 +4,17 @@ import (
 	"fmt"
 	"hash/crc64"
 	"math/rand/v2"
+	"path/filepath"
 	"slices"
 	"testing"
 
 	"github.com/patchtrace/patchtrace/emu"
 	"github.com/patchtrace/patchtrace/format"
+	"github.com/patchtrace/patchtrace/record"
 	"github.com/patchtrace/patchtrace/replay"
 	"github.com/patchtrace/patchtrace/replay/rerun"
+	"github.com/patchtrace/patchtrace/scenario"
+	"github.com/patchtrace/patchtrace/scenarios"
 )
 
 var ecma = crc64.MakeTable(crc64.ECMA)
@@ -191,5 +195,32 @@ func TestFromCursorEqualsUntil(t *testing.T) {
 		if fmt.Sprint(want.Sites) != fmt.Sprint(got.Sites) || fmt.Sprint(want.Slots) != fmt.Sprint(got.Slots) {
 			t.Fatalf("seq %d: sites/slots\nreconstructed %+v %+v\nre-execution  %+v %+v", seq, got.Sites, got.Slots, want.Sites, want.Slots)
 		}
+	}
+}
+
+// TestVerifyWithoutLoadsOrRegs: a trace recorded without loads or without
+// register deltas re-executes to the same rows: the re-execution records
+// what the trace's metadata says it recorded.
+func TestVerifyWithoutLoadsOrRegs(t *testing.T) {
+	spec, err := scenario.Load(scenarios.FS, "text-poke-bp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, opt := range []emu.Options{{NoLoads: true}, {NoRegs: true}, {NoLoads: true, NoRegs: true}} {
+		t.Run(fmt.Sprintf("loads=%v,regs=%v", !opt.NoLoads, !opt.NoRegs), func(t *testing.T) {
+			opt.Seed = 2
+			path := filepath.Join(t.TempDir(), "t.arrow")
+			if _, err := record.Run(spec, path, record.Options{Options: opt}); err != nil {
+				t.Fatal(err)
+			}
+			r, run := open(t, path)
+			if md := r.Meta(); md.Loads == opt.NoLoads || md.Regs == opt.NoRegs {
+				t.Fatalf("metadata says loads %v regs %v", md.Loads, md.Regs)
+			}
+			n, div, err := run.Verify(r.Events())
+			if err != nil || div != nil {
+				t.Fatalf("after %d identical events: %v %v", n, div, err)
+			}
+		})
 	}
 }

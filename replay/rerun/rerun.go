@@ -61,7 +61,9 @@ func FromMeta(md *format.Meta) (*Run, error) {
 	if err != nil {
 		return nil, fmt.Errorf("rerun: the trace's slice: %w", err)
 	}
-	cfg, _, err := emu.ConfigFor(spec, emu.Options{Seed: md.Seed, CPUs: md.CPUs})
+	// What the trace records (loads, register deltas; neither before
+	// version 4): the re-execution records the same, so rows compare.
+	cfg, _, err := emu.ConfigFor(spec, emu.Options{Seed: md.Seed, CPUs: md.CPUs, NoLoads: !md.Loads, NoRegs: !md.Regs})
 	if err != nil {
 		return nil, fmt.Errorf("rerun: %w", err)
 	}
