@@ -210,8 +210,19 @@ func TestEventsFilters(t *testing.T) {
 			if len(got) != len(want) {
 				t.Fatalf("%d events, want %d", len(got), len(want))
 			}
+			// A listing that starts mid-file knows neither the registers'
+			// previous values nor the stores before it: insn rows and the
+			// source of a load may read differently.
+			what := func(e map[string]any) string {
+				w, _ := e["what"].(string)
+				w, _, _ = strings.Cut(w, "; ") // the registers changed
+				if i := strings.Index(w, " (stored at seq"); i >= 0 {
+					w = w[:i]
+				}
+				return strings.TrimSuffix(w, " (from the slice image)")
+			}
 			for i := range got {
-				if got[i]["seq"] != want[i]["seq"] || got[i]["what"] != want[i]["what"] && got[i]["kind"] != "insn" {
+				if got[i]["seq"] != want[i]["seq"] || what(got[i]) != what(want[i]) && got[i]["kind"] != "insn" {
 					t.Fatalf("event %d: %v, want %v", i, got[i], want[i])
 				}
 			}
