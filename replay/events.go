@@ -29,6 +29,7 @@ type EventText struct {
 	// word: a load names the store it read from. It grows with the words
 	// a run writes, not with its events.
 	writers map[uint64]*wordWriters
+	insns   map[insnKey]string // decoded instructions
 	// fromStart: the rows seen so far start at the trace's first event,
 	// so a byte no store wrote holds the slice image's value.
 	fromStart bool
@@ -43,7 +44,7 @@ type wordWriters struct {
 
 // NewEventText makes an EventText for a trace of cpus CPUs.
 func NewEventText(syms *Symbols, opName func(uint16) string, cpus int) *EventText {
-	return &EventText{Syms: syms, OpName: opName, regs: make([]RegFile, cpus), writers: map[uint64]*wordWriters{}}
+	return &EventText{Syms: syms, OpName: opName, regs: make([]RegFile, cpus), writers: map[uint64]*wordWriters{}, insns: map[insnKey]string{}}
 }
 
 // FromStart says that the rows given start at the trace's first event:
@@ -114,12 +115,31 @@ func (e *EventText) Insn(r *format.Row) string {
 	if r.Kind != format.KindInsn {
 		return ""
 	}
-	in, err := x86asm.Decode(r.Instruction(), 64)
-	if err != nil {
-		return "(bad)"
+	k := insnKey{r.RIP, r.Bytes, r.Len}
+	if s, ok := e.insns[k]; ok {
+		return s
 	}
-	return x86asm.GNUSyntax(in, r.RIP, e.symName)
+	s := "(bad)"
+	if in, err := x86asm.Decode(r.Instruction(), 64); err == nil {
+		s = x86asm.GNUSyntax(in, r.RIP, e.symName)
+	}
+	if len(e.insns) >= maxInsnCache {
+		clear(e.insns)
+	}
+	e.insns[k] = s
+	return s
 }
+
+// insnKey is an instruction as executed: where, and its bytes.
+type insnKey struct {
+	rip   uint64
+	bytes [15]byte
+	n     uint8
+}
+
+// maxInsnCache bounds the decoded instructions kept (a run executes a few
+// thousand distinct ones; patched text adds a few).
+const maxInsnCache = 1 << 16
 
 func (e *EventText) symName(addr uint64) (string, uint64) {
 	if s, ok := e.Syms.At(addr); ok {
