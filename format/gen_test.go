@@ -412,5 +412,18 @@ One per event kind; each runs as is on ` + "`trace.parquet`" + ` (CI runs them).
 	for _, k := range Kinds {
 		p("\n### `%s`: %s\n\n```sql\n%s\n```\n", k.Name, k.Example.Title, k.Example.SQL)
 	}
+	p(`
+## Registers and loads (DuckDB and polars)
+
+One question per version 4 column family, in DuckDB SQL and in polars over the Parquet export;
+both answer what ` + "`patchtrace events`" + ` lists (` + "`TestFamilyQueries`" + ` in cmd/patchtrace runs them
+as printed on a catalog trace and compares). A register's value on a CPU at a seq is the last
+non-null ` + "`reg_`" + ` value among that CPU's rows at or before the seq (the fold rule); the word
+a load read was last written by the latest ` + "`write`" + ` row before it whose bytes overlap it
+(none: the value comes from the slice image).
+`)
+	for _, q := range FamilyQueries {
+		p("\n### `%s`: %s\n\n```sql\n%s\n```\n\n```python\n%s\n```\n", q.Family, q.Title, q.SQL, q.Polars)
+	}
 	return b.String()
 }
