@@ -40,7 +40,9 @@ const newAbout = "Copies the built-in scenario SCENARIO (its scenario.toml, sour
 	"passes patchtrace check DIR unchanged. The copy's id becomes DIR's name when that\n" +
 	"is a valid id; it still links the built-in base and the built-in libraries its\n" +
 	"uses names (copy a base file into DIR/base/ and list it in replace = [...] to\n" +
-	"change it). DIR must not exist or be empty. Exit status: 0 created, 2 error."
+	"change it). DIR must not exist or be empty. docs/writing-scenarios.md is a\n" +
+	"tutorial from here to a finding at a line of your own code.\n" +
+	"Exit status: 0 created, 2 error."
 
 func cmdBuild(env *cmdEnv, args []string) int {
 	fs := newFlags(env, "build")

@@ -546,7 +546,9 @@
 //	passes patchtrace check DIR unchanged. The copy's id becomes DIR's name when that
 //	is a valid id; it still links the built-in base and the built-in libraries its
 //	uses names (copy a base file into DIR/base/ and list it in replace = [...] to
-//	change it). DIR must not exist or be empty. Exit status: 0 created, 2 error.
+//	change it). DIR must not exist or be empty. docs/writing-scenarios.md is a
+//	tutorial from here to a finding at a line of your own code.
+//	Exit status: 0 created, 2 error.
 //
 //	flags:
 //	  -from SCENARIO
