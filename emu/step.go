@@ -80,23 +80,6 @@ func (m *Machine) runCPU(c *CPU, n int) {
 			// counts again (the handler's IRETQ back to it does not).
 			c.injectedAt = 0
 		}
-		if sink != nil {
-			// A record only insn events use: only its insn fields are ever
-			// written, so the rest stay zero without clearing ~190 bytes
-			// per instruction.
-			e := &c.insnEv
-			e.Kind, e.CPU, e.RIP, e.Len, e.Bytes = EvInsn, uint16(c.ID), c.RIP, in.len, in.raw
-			e.Op, e.RSP, e.Flags = uint16(in.op), c.R[RSP], c.RFLAGS
-			if m.regs {
-				// Emitted when the instruction is done, with the
-				// registers it changed, before its loads and stores
-				// (held in c.pend meanwhile).
-				c.beginDefer()
-			} else {
-				e.RegMask = 0
-				m.emit(c, e)
-			}
-		}
 		if shadowed {
 			// The shadow covers exactly this instruction (SDM Vol. 2 STI,
 			// Vol. 3 §6.8.3).
@@ -108,12 +91,10 @@ func (m *Machine) runCPU(c *CPU, n int) {
 		// trap, the instruction after it does; one that clears TF still
 		// does.
 		tf := c.RFLAGS&FlagTF != 0
-		c.exec(in)
-		if c.deferring {
-			c.deferring = false
-			c.regDelta(&c.insnEv)
-			m.emit(c, &c.insnEv)
-			m.flush(c)
+		if sink != nil {
+			m.execRecorded(c, in)
+		} else {
+			c.exec(in)
 		}
 		c.stats.Insns++
 		m.insns++
@@ -140,6 +121,33 @@ func (m *Machine) runCPU(c *CPU, n int) {
 			return
 		}
 	}
+}
+
+// execRecorded executes in on c with a sink: the insn event (with the
+// registers the instruction changed, when recording them), then its loads
+// and stores in the order it made them.
+func (m *Machine) execRecorded(c *CPU, in *inst) {
+	// A record only insn events use: only its insn fields are ever
+	// written, so the rest stay zero without clearing the whole event
+	// per instruction.
+	e := &c.insnEv
+	e.Kind, e.CPU, e.RIP, e.Len, e.Bytes = EvInsn, uint16(c.ID), c.RIP, in.len, in.raw
+	e.Op, e.RSP, e.Flags = uint16(in.op), c.R[RSP], c.RFLAGS
+	if !m.regs {
+		e.RegMask = 0
+		m.emit(c, e)
+		c.exec(in)
+		return
+	}
+	// The insn event waits until the instruction is done (its register
+	// deltas are known only then); its loads and stores wait in c.pend
+	// meanwhile, and follow it.
+	c.beginDefer()
+	c.exec(in)
+	c.deferring = false
+	c.regDelta(e)
+	m.emit(c, e)
+	m.flush(c)
 }
 
 func b2u(b bool) uint8 {
