@@ -165,3 +165,51 @@ func TestRegisterFold(t *testing.T) {
 		t.Error("no load rows")
 	}
 }
+
+// TestRecordedContent: --no-loads and --no-regs (Options.NoLoads, NoRegs)
+// leave loads and register deltas out of the trace and say so in its
+// metadata; reads of the scenario's return slots are then percpu_read rows
+// (and only then).
+func TestRecordedContent(t *testing.T) {
+	spec := load(t, "ftrace-emulate-percpu")
+	if len(spec.Contract.ReturnSlots) == 0 {
+		t.Fatal("the scenario declares no return slots")
+	}
+	for _, tc := range []struct{ noLoads, noRegs bool }{{false, false}, {true, false}, {false, true}, {true, true}} {
+		t.Run(fmt.Sprintf("no-loads=%v,no-regs=%v", tc.noLoads, tc.noRegs), func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "t.arrow")
+			if _, err := Run(spec, path, Options{Options: emu.Options{Seed: 2, NoLoads: tc.noLoads, NoRegs: tc.noRegs}}); err != nil {
+				t.Fatal(err)
+			}
+			r, err := format.Open(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			if md := r.Meta(); md.Loads != !tc.noLoads || md.Regs != !tc.noRegs {
+				t.Errorf("metadata: loads %v regs %v", md.Loads, md.Regs)
+			}
+			var loads, percpuReads, deltas int
+			for row, err := range r.Events() {
+				if err != nil {
+					t.Fatal(err)
+				}
+				switch row.Kind {
+				case format.KindLoad:
+					loads++
+				case format.KindPercpuRead:
+					percpuReads++
+				}
+				if row.RegMask != 0 {
+					deltas++
+				}
+			}
+			if (loads > 0) == tc.noLoads || (percpuReads > 0) != tc.noLoads {
+				t.Errorf("%d load rows, %d percpu_read rows", loads, percpuReads)
+			}
+			if (deltas > 0) == tc.noRegs {
+				t.Errorf("%d rows with register deltas", deltas)
+			}
+		})
+	}
+}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/patchtrace/patchtrace/analyze"
 	"github.com/patchtrace/patchtrace/analyze/report"
+	"github.com/patchtrace/patchtrace/emu"
 	"github.com/patchtrace/patchtrace/internal/check"
 	"github.com/patchtrace/patchtrace/internal/progress"
 	"github.com/patchtrace/patchtrace/record"
@@ -33,6 +34,8 @@ func cmdCheck(env *cmdEnv, args []string) int {
 	formatName := fs.String("format", "table", "output: table, json or ktap (KTAP version 1, as kselftest prints)")
 	outDir := fs.String("out", "", "write each run's trace and JSON report under this directory (a new or empty one, unless --force)")
 	force := fs.Bool("force", false, "with --out: write into a non-empty directory, replacing the files of the same names")
+	var traceOpt emu.Options
+	addTraceFlags(fs, &traceOpt)
 	jobs := fs.Int("j", runtime.NumCPU(), "scenarios run in parallel")
 	quiet := quietFlag(fs)
 	ids, code, done := parseFlags(env, fs, args)
@@ -118,7 +121,7 @@ func cmdCheck(env *cmdEnv, args []string) int {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			r := checkOne(s, *seeds, *outDir, failDir, func(*checkSeed) { meter.Add(1) })
+			r := checkOne(s, *seeds, *outDir, traceOpt, failDir, func(*checkSeed) { meter.Add(1) })
 			// A scenario that could not run at all judged no seed.
 			meter.Add(int64(*seeds - len(r.Seeds)))
 			rows[i] = r
@@ -199,12 +202,13 @@ func cmdCheck(env *cmdEnv, args []string) int {
 // recordRun is record.Run; tests replace it to make a seed's run fail.
 var recordRun = record.Run
 
-// checkOne runs and judges spec for seeds 1..n (check.Scenario). A
+// checkOne runs and judges spec for seeds 1..n (check.Scenario), its
+// traces recorded with traceOpt's NoLoads and NoRegs. A
 // failing seed's trace is kept: under outDir, or (without it) recorded
 // again, deterministically, under failDir(). With outDir, each seed's
 // JSON report and timeline page are written next to its trace.
-func checkOne(spec *scenario.Spec, n int, outDir string, failDir func() (string, error), seedDone func(*checkSeed)) checkRow {
-	opt := check.ScenarioOptions{Seeds: n, Record: recordRun, SeedDone: seedDone}
+func checkOne(spec *scenario.Spec, n int, outDir string, traceOpt emu.Options, failDir func() (string, error), seedDone func(*checkSeed)) checkRow {
+	opt := check.ScenarioOptions{Seeds: n, Record: recordRun, SeedDone: seedDone, NoLoads: traceOpt.NoLoads, NoRegs: traceOpt.NoRegs}
 	if outDir != "" {
 		opt.TracePath = func(id string, seed uint64) (string, error) {
 			dir := filepath.Join(outDir, id)

@@ -94,6 +94,10 @@
 //	    	instruction budget (default: the scenario's max_insns, or 100000000 when it sets none)
 //	  -no-budget
 //	    	run without an instruction or decision budget: the run may never end
+//	  -no-loads
+//	    	record no load events (every data read is one by default); reads of the scenario's return slots are then percpu_read events
+//	  -no-regs
+//	    	record no register deltas (the reg_ columns are null)
 //	  -o string
 //	    	output trace file (default SCENARIO-seedN.arrow)
 //	  -seed uint
@@ -363,6 +367,10 @@
 //	    	scenarios run in parallel (default 2)
 //	  -json
 //	    	print JSON (same as --format json)
+//	  -no-loads
+//	    	record no load events (every data read is one by default); reads of the scenario's return slots are then percpu_read events
+//	  -no-regs
+//	    	record no register deltas (the reg_ columns are null)
 //	  -out string
 //	    	write each run's trace and JSON report under this directory (a new or empty one, unless --force)
 //	  -q	same as --quiet

@@ -142,6 +142,13 @@ func addRunFlags(fs *flag.FlagSet) *runFlags {
 	return rf
 }
 
+// addTraceFlags adds the flags that leave optional content out of a
+// trace (the metadata says what was left out: patchtrace.recorded).
+func addTraceFlags(fs *flag.FlagSet, opt *emu.Options) {
+	fs.BoolVar(&opt.NoLoads, "no-loads", false, "record no load events (every data read is one by default); reads of the scenario's return slots are then percpu_read events")
+	fs.BoolVar(&opt.NoRegs, "no-regs", false, "record no register deltas (the reg_ columns are null)")
+}
+
 // check validates the run flags' values (a usage error exits 64).
 func (rf *runFlags) check(env *cmdEnv, fs *flag.FlagSet) (int, bool) {
 	switch {

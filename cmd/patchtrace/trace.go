@@ -24,6 +24,7 @@ func cmdRecord(env *cmdEnv, args []string) int {
 	fs := newFlags(env, "record")
 	out := fs.String("o", "", "output trace file (default SCENARIO-seedN.arrow)")
 	rf := addRunFlags(fs)
+	addTraceFlags(fs, &rf.opt)
 	force := fs.Bool("force", false, "replace an existing output file")
 	batch := fs.Int("batch-rows", 0, "rows per record batch (default: the format's)")
 	spec, code, done := parseScenarioArgs(env, fs, args)
@@ -76,6 +77,8 @@ type inspectReport struct {
 	Truncated  bool              `json:"truncated"`
 	Warning    string            `json:"warning,omitempty"`
 	Events     uint64            `json:"events"`
+	Loads      bool              `json:"loads"` // the trace has a load row for every data read (format version 4, not --no-loads)
+	Regs       bool              `json:"regs"`  // the trace has register deltas (format version 4, not --no-regs)
 	Batches    int               `json:"batches"`
 	Decisions  int               `json:"decisions"`
 	Dropped    []format.Drop     `json:"dropped"`
@@ -115,7 +118,7 @@ func cmdInspect(env *cmdEnv, args []string) int {
 	rep := inspectReport{
 		File: pos[0], Version: md.Version, Scenario: md.Scenario, CPUs: md.CPUs, Seed: md.Seed,
 		Quirks: md.Quirks, Tool: md.ToolVersion, Status: md.Status, Truncated: r.Truncated(),
-		Outcome: md.Outcome, Detail: md.OutcomeDetail,
+		Outcome: md.Outcome, Detail: md.OutcomeDetail, Loads: md.Loads, Regs: md.Regs,
 		Batches: r.NumBatches(), Decisions: md.DecisionCount, Dropped: md.Dropped,
 		ByKind: map[string]uint64{}, ByCPU: map[string]uint64{}, Symbols: len(md.Symbols), ELFBytes: len(md.ELF),
 	}
@@ -157,6 +160,7 @@ func cmdInspect(env *cmdEnv, args []string) int {
 	}
 	fmt.Fprintf(w, "%d events in %d batches, %s; %d decisions; %d symbols; slice ELF %d bytes; dropped events: %s\n",
 		rep.Events, rep.Batches, state, rep.Decisions, rep.Symbols, rep.ELFBytes, dropString(rep.Dropped))
+	fmt.Fprintf(w, "records: %s\n", recordedString(rep))
 	switch {
 	case rep.Truncated:
 		fmt.Fprintf(w, "outcome: unknown (the file was cut before its footer)\n\n")
@@ -182,6 +186,32 @@ func cmdInspect(env *cmdEnv, args []string) int {
 		}
 	}
 	return exitOK
+}
+
+// recordedString says which optional content a trace records.
+func recordedString(rep inspectReport) string {
+	var have, lack []string
+	for _, c := range []struct {
+		on   bool
+		name string
+	}{{rep.Loads, "loads"}, {rep.Regs, "register deltas"}} {
+		if c.on {
+			have = append(have, c.name)
+		} else {
+			lack = append(lack, c.name)
+		}
+	}
+	s := strings.Join(have, ", ")
+	if len(lack) > 0 {
+		if s != "" {
+			s += "; "
+		}
+		s += "no " + strings.Join(lack, ", no ")
+		if rep.Version < 4 {
+			s += fmt.Sprintf(" (format version %d has none)", rep.Version)
+		}
+	}
+	return s
 }
 
 func quirkString(q map[string]string) string {

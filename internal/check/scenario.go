@@ -80,6 +80,9 @@ func (s *Seed) Said() string {
 type ScenarioOptions struct {
 	// Seeds is how many seeds run: 1..Seeds.
 	Seeds int
+	// NoLoads and NoRegs leave loads and register deltas out of the
+	// runs' traces (emu.Options).
+	NoLoads, NoRegs bool
 	// TracePath, when set, says where a seed's trace is written ("" for
 	// none).
 	TracePath func(id string, seed uint64) (string, error)
@@ -120,7 +123,7 @@ func Scenario(spec *scenario.Spec, opt ScenarioOptions) (row Row) {
 		cs := runSeed(spec, seed, opt, rec)
 		if !cs.OK && cs.Trace == "" && cs.Outcome != "" && opt.FailPath != nil {
 			if path, err := opt.FailPath(spec.ID, seed); err == nil && path != "" {
-				if _, err := rec(spec, path, record.Options{Options: emu.Options{Seed: seed}, Force: true}); err == nil || fileExists(path) {
+				if _, err := rec(spec, path, record.Options{Options: emu.Options{Seed: seed, NoLoads: opt.NoLoads, NoRegs: opt.NoRegs}, Force: true}); err == nil || fileExists(path) {
 					cs.Trace = path
 				}
 			}
@@ -167,7 +170,7 @@ func runSeed(spec *scenario.Spec, seed uint64, opt ScenarioOptions, rec func(*sc
 		}
 		path = p
 	}
-	r, err := Run(spec, Options{Options: emu.Options{Seed: seed}, Path: path, Force: true, Record: rec})
+	r, err := Run(spec, Options{Options: emu.Options{Seed: seed, NoLoads: opt.NoLoads, NoRegs: opt.NoRegs}, Path: path, Force: true, Record: rec})
 	if r == nil {
 		return fail(err)
 	}
