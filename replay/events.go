@@ -304,6 +304,43 @@ func (e *EventText) Line(r *format.Row) string {
 	return strings.TrimRight(sb.String(), " ")
 }
 
+// RegFileText renders cpu's registers as the rows seen so far leave them:
+// "rax=0x1 rbx=0x0 ... rflags=0x246" ("?" for a register not known yet).
+func (e *EventText) RegFileText(cpu uint16) string {
+	if int(cpu) >= len(e.regs) {
+		return ""
+	}
+	rf := &e.regs[cpu]
+	var sb strings.Builder
+	for i, name := range format.RegNames {
+		if i > 0 {
+			sb.WriteByte(' ')
+		}
+		sb.WriteString(name)
+		sb.WriteByte('=')
+		if v, ok := rf.Get(i); ok {
+			sb.WriteString(hex(v))
+		} else {
+			sb.WriteByte('?')
+		}
+	}
+	return sb.String()
+}
+
+// RegFileMap is RegFileText for JSON: the known registers by name.
+func (e *EventText) RegFileMap(cpu uint16) map[string]string {
+	if int(cpu) >= len(e.regs) {
+		return nil
+	}
+	m := map[string]string{}
+	for i, name := range format.RegNames {
+		if v, ok := e.regs[cpu].Get(i); ok {
+			m[name] = hex(v)
+		}
+	}
+	return m
+}
+
 // EventJSON is one event as `patchtrace events --json` prints it. Numbers
 // that are addresses or values are hex strings (they exceed 2^53).
 type EventJSON struct {
@@ -335,11 +372,20 @@ type EventJSON struct {
 	RegsOld map[string]string `json:"regs_old,omitempty"`
 	// What says what happened, as the text line does.
 	What string `json:"what"`
+	// RegsAfter is the CPU's whole register file after the event
+	// (events --regs).
+	RegsAfter map[string]string `json:"regs_after,omitempty"`
 }
 
 // JSON renders r as one JSON object (no newline) and folds its register
 // deltas.
-func (e *EventText) JSON(r *format.Row) []byte {
+func (e *EventText) JSON(r *format.Row) []byte { return e.json(r, false) }
+
+// JSONRegs is JSON with the CPU's whole register file after r
+// (regs_after).
+func (e *EventText) JSONRegs(r *format.Row) []byte { return e.json(r, true) }
+
+func (e *EventText) json(r *format.Row, regsAfter bool) []byte {
 	j := EventJSON{Seq: r.Seq, CPU: r.CPU, Task: r.Task, Depth: r.Depth, Kind: r.Kind.String(),
 		RIP: hex(r.RIP), Where: e.Syms.Describe(r.RIP)}
 	if r.Kind == format.KindInsn {
@@ -362,6 +408,9 @@ func (e *EventText) JSON(r *format.Row) []byte {
 	j.Regs, j.RegsOld = e.regMaps(r)
 	j.What = e.What(r)
 	e.Observe(r)
+	if regsAfter {
+		j.RegsAfter = e.RegFileMap(r.CPU)
+	}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false) // "->" as is

@@ -168,7 +168,7 @@
 //
 // # patchtrace events
 //
-//	usage: patchtrace events FILE [--cpu LIST] [--task LIST] [--kind LIST] [--sym NAMES] [--from SEQ] [--to SEQ] [--addr ADDR[:LEN]] [--around SEQ[:N]] [--json]
+//	usage: patchtrace events FILE [--cpu LIST] [--task LIST] [--kind LIST] [--sym NAMES] [--from SEQ] [--to SEQ] [--addr ADDR[:LEN]] [--around SEQ[:N]] [--regs] [--json]
 //
 //	Lists the events of trace FILE, one line per event in sequence order, as perf script
 //	lists samples: seq, cpu, task, trap depth, kind, where (rip as symbol+offset), the
@@ -187,7 +187,9 @@
 //	(through the text-poke alias too), instructions whose bytes overlap them, permission
 //	changes of their pages; --around SEQ[:N] the events from SEQ-N to SEQ+N (N
 //	defaults to 10). --from and --around seek to the batch holding their first event
-//	instead of reading the file from its start. --json prints one JSON object per line
+//	instead of reading the file from its start. --regs adds after each event its CPU's
+//	whole register file (a listing that starts mid-file first reads the trace from its
+//	start to know them). --json prints one JSON object per line
 //	(addresses and values as hex strings).
 //	It streams: constant memory, the first line at once; a closed pipe (| head) ends it
 //	quietly. A truncated or damaged file is listed up to its last readable event, then
@@ -207,6 +209,8 @@
 //	    	one JSON object per line
 //	  -kind string
 //	    	only these kinds (comma-separated: insn,write,trap; see docs/trace-format.md)
+//	  -regs
+//	    	after each event, its CPU's whole register file
 //	  -sym string
 //	    	only events whose rip is in these symbols (comma-separated)
 //	  -task string

@@ -33,7 +33,9 @@ const eventsAbout = "Lists the events of trace FILE, one line per event in seque
 	"(through the text-poke alias too), instructions whose bytes overlap them, permission\n" +
 	"changes of their pages; --around SEQ[:N] the events from SEQ-N to SEQ+N (N\n" +
 	"defaults to 10). --from and --around seek to the batch holding their first event\n" +
-	"instead of reading the file from its start. --json prints one JSON object per line\n" +
+	"instead of reading the file from its start. --regs adds after each event its CPU's\n" +
+	"whole register file (a listing that starts mid-file first reads the trace from its\n" +
+	"start to know them). --json prints one JSON object per line\n" +
 	"(addresses and values as hex strings).\n" +
 	"It streams: constant memory, the first line at once; a closed pipe (| head) ends it\n" +
 	"quietly. A truncated or damaged file is listed up to its last readable event, then\n" +
@@ -133,6 +135,7 @@ func cmdEvents(env *cmdEnv, args []string) int {
 	addr := fs.String("addr", "", "only events touching ADDR[:LEN] (address or symbol[+off]; LEN: the symbol's size, else 1)")
 	around := fs.String("around", "", "only events SEQ-N..SEQ+N (SEQ[:N], N defaults to 10)")
 	asJSON := fs.Bool("json", false, "one JSON object per line")
+	regs := fs.Bool("regs", false, "after each event, its CPU's whole register file")
 	pos, code, done := parseFlags(env, fs, args)
 	if done {
 		return code
@@ -212,7 +215,11 @@ func cmdEvents(env *cmdEnv, args []string) int {
 		// Write, not kill the process with SIGPIPE.
 		signal.Ignore(syscall.SIGPIPE)
 	}
-	return listEvents(env, r, path, &f, *asJSON)
+	if *regs && !r.Meta().Regs {
+		return errorf(env, "events: --regs: %s records no registers (format version %d%s)", path, r.Meta().Version,
+			map[bool]string{true: ", recorded with --no-regs"}[r.Meta().Version >= 4])
+	}
+	return listEvents(env, r, path, &f, *asJSON, *regs)
 }
 
 // parseAddrRange reads ADDR[:LEN]: ADDR a number or symbol[+off], LEN the
@@ -239,7 +246,7 @@ func parseAddrRange(table *replay.Symbols, s string) (lo, hi uint64, err error) 
 }
 
 // listEvents prints the rows f keeps. It returns the exit status.
-func listEvents(env *cmdEnv, r *format.Reader, path string, f *eventFilter, asJSON bool) int {
+func listEvents(env *cmdEnv, r *format.Reader, path string, f *eventFilter, asJSON, regs bool) int {
 	w := bufio.NewWriterSize(env.stdout, 64<<10)
 	md := r.Meta()
 	et := replay.NewEventText(replay.NewSymbols(md.Symbols), r.OpName, md.CPUs)
@@ -249,6 +256,27 @@ func listEvents(env *cmdEnv, r *format.Reader, path string, f *eventFilter, asJS
 	}
 	if first == 0 {
 		et.FromStart()
+	} else if regs && first < r.NumBatches() {
+		// The registers where the listing's first batch starts, from
+		// the trace (a Cursor: read from the start, once).
+		info, err := r.BatchInfo(first)
+		if err != nil {
+			return errorf(env, "events: %v", err)
+		}
+		c, err := replay.NewCursor(r, nil)
+		if err != nil {
+			return errorf(env, "events: %v", err)
+		}
+		if info.FirstSeq > 0 {
+			if err := c.Seek(info.FirstSeq - 1); err != nil && !errors.Is(err, replay.ErrNoEvent) {
+				c.Close()
+				return errorf(env, "events: %v", err)
+			}
+		}
+		for cpu := range md.CPUs {
+			et.SetRegs(cpu, c.Regs(cpu))
+		}
+		c.Close()
 	}
 	var (
 		row     format.Row
@@ -295,10 +323,17 @@ func listEvents(env *cmdEnv, r *format.Reader, path string, f *eventFilter, asJS
 				et.Observe(&row)
 				continue
 			}
-			if asJSON {
+			switch {
+			case asJSON && regs:
+				w.Write(et.JSONRegs(&row))
+			case asJSON:
 				w.Write(et.JSON(&row))
-			} else {
+			default:
 				w.WriteString(et.Line(&row))
+				if regs {
+					w.WriteString("\n          ")
+					w.WriteString(et.RegFileText(row.CPU))
+				}
 			}
 			if werr = w.WriteByte('\n'); werr == nil && !printed {
 				werr = w.Flush() // the first line at once

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/patchtrace/patchtrace/format"
+	"github.com/patchtrace/patchtrace/replay"
 )
 
 // eventsTrace records a small 4-CPU run with small batches (so that
@@ -341,3 +342,46 @@ func (w *firstWrite) Write(p []byte) (int, error) {
 type failWriter struct{}
 
 func (failWriter) Write(p []byte) (int, error) { return 0, syscall.ENOSPC }
+
+// TestEventsRegs: --regs gives after each event its CPU's whole register
+// file, equal to the Cursor's reconstruction there, also for a listing
+// that starts mid-file (whose registers come from before it).
+func TestEventsRegs(t *testing.T) {
+	trace := eventsTrace(t)
+	r, err := format.Open(trace)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	mid := r.NumEvents() * 2 / 3
+	code, out, errs := runCLI(t, "events", trace, "--json", "--regs", "--around", fmt.Sprintf("%d:40", mid))
+	evs := jsonEvents(t, out)
+	if code != exitOK || len(evs) != 81 {
+		t.Fatalf("exit %d, %d events: %s", code, len(evs), errs)
+	}
+	c, err := replay.NewCursor(r, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, e := range evs {
+		if err := c.Seek(num(e, "seq")); err != nil {
+			t.Fatal(err)
+		}
+		got, _ := e["regs_after"].(map[string]any)
+		rf := c.Regs(int(num(e, "cpu")))
+		if len(got) != format.NumRegs {
+			t.Fatalf("seq %d: regs_after %v: want all %d registers", num(e, "seq"), got, format.NumRegs)
+		}
+		for i, name := range format.RegNames {
+			v, _ := rf.Get(i)
+			if g, _ := got[name].(string); g != fmt.Sprintf("%#x", v) {
+				t.Fatalf("seq %d cpu%d: %s %s, the Cursor %#x", num(e, "seq"), num(e, "cpu"), name, g, v)
+			}
+		}
+	}
+	code, text, _ := runCLI(t, "events", trace, "--regs", "--around", fmt.Sprintf("%d:2", mid))
+	if lines := strings.Split(strings.TrimSpace(text), "\n"); code != exitOK || len(lines) != 10 || !strings.Contains(lines[1], "rflags=0x") {
+		t.Errorf("text: exit %d:\n%s", code, text)
+	}
+}
