@@ -15,6 +15,7 @@ import (
 	"github.com/patchtrace/patchtrace/analyze"
 	"github.com/patchtrace/patchtrace/format"
 	"github.com/patchtrace/patchtrace/internal/gdbserver"
+	"github.com/patchtrace/patchtrace/internal/progress"
 	"github.com/patchtrace/patchtrace/scenario"
 	"github.com/patchtrace/patchtrace/scenarios"
 )
@@ -43,7 +44,8 @@ const debugAbout = "Serves the recorded run in TRACE to gdb over the remote seri
 	"of a built-in scenario whose ELF is the embedded one: for list and source lines)\n" +
 	"and a gdb script (attach, symbols, sources, a hook that refreshes gdb's registers\n" +
 	"after monitor commands) into --dir (default: a temporary directory, removed on\n" +
-	"exit) and prints the gdb command line.\n" +
+	"exit) and prints the gdb command line. Reading the trace through once first (the\n" +
+	"snapshots that make any later seek cheap) shows progress on stderr.\n" + progressHelp +
 	"It serves one gdb at a time, one after another, until interrupted (--once: until the\n" +
 	"first session ends); a client that disconnects mid-session is dropped. The trace is\n" +
 	"never written. See docs/debugging.md.\n" +
@@ -55,6 +57,7 @@ func cmdDebug(env *cmdEnv, args []string) int {
 	dir := fs.String("dir", "", "write the slice ELF and the gdb script here (default: a temporary directory)")
 	once := fs.Bool("once", false, "exit when the first gdb session ends")
 	verbose := fs.Bool("v", false, "log protocol problems (malformed packets, dropped clients) on stderr")
+	quiet := quietFlag(fs)
 	pos, code, done := parseFlags(env, fs, args)
 	if done {
 		return code
@@ -90,10 +93,13 @@ func cmdDebug(env *cmdEnv, args []string) int {
 	if *verbose {
 		cfg.Log = env.stderr
 	}
+	m := startProgress(env, *quiet, progress.Config{Label: "debug: reading " + filepath.Base(path), Unit: "batches", Total: int64(r.NumBatches())})
+	cfg.Progress = func(batch, _ int) { m.Set(int64(batch)) }
 	srv, err := gdbserver.New(cfg)
 	if err != nil {
-		return errorf(env, "debug: %s: %v", path, err)
+		return meterErr(env, m, "debug: %s: %v", path, err)
 	}
+	m.Done()
 	defer srv.Close()
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {

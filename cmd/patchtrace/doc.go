@@ -125,7 +125,7 @@
 //
 // # patchtrace debug
 //
-//	usage: patchtrace debug TRACE [--listen ADDR] [--dir DIR] [--once]
+//	usage: patchtrace debug TRACE [--listen ADDR] [--dir DIR] [--once] [-q]
 //
 //	Serves the recorded run in TRACE to gdb over the remote serial protocol, read from
 //	the trace alone (no re-execution, no scenario directory), forwards and backwards.
@@ -151,7 +151,11 @@
 //	of a built-in scenario whose ELF is the embedded one: for list and source lines)
 //	and a gdb script (attach, symbols, sources, a hook that refreshes gdb's registers
 //	after monitor commands) into --dir (default: a temporary directory, removed on
-//	exit) and prints the gdb command line.
+//	exit) and prints the gdb command line. Reading the trace through once first (the
+//	snapshots that make any later seek cheap) shows progress on stderr.
+//	Progress goes to stderr, never stdout: a bar with counts, elapsed time and ETA
+//	on a terminal; a plain line every 5s otherwise (a pipe, a file, or CI set in the
+//	environment); none with --quiet (-q).
 //	It serves one gdb at a time, one after another, until interrupted (--once: until the
 //	first session ends); a client that disconnects mid-session is dropped. The trace is
 //	never written. See docs/debugging.md.
@@ -164,6 +168,9 @@
 //	    	address to listen on (port 0: any free port) (default "127.0.0.1:0")
 //	  -once
 //	    	exit when the first gdb session ends
+//	  -q	same as --quiet
+//	  -quiet
+//	    	no progress display on stderr
 //	  -v	log protocol problems (malformed packets, dropped clients) on stderr
 //
 // # patchtrace events

@@ -66,7 +66,7 @@ func commands() []command {
 				"where it ends). Files of format versions 1 and 2 have no outcome: a warning says\n" +
 				"it is not recorded. --extract-elf FILE also writes the slice ELF the trace carries\n" +
 				"(symbols and DWARF line table: for gdb, objdump -d, addr2line)."},
-		{"debug", "TRACE [--listen ADDR] [--dir DIR] [--once]", "serve a recorded run to gdb, with reverse execution (gdb remote protocol)", cmdDebug, debugAbout},
+		{"debug", "TRACE [--listen ADDR] [--dir DIR] [--once] [-q]", "serve a recorded run to gdb, with reverse execution (gdb remote protocol)", cmdDebug, debugAbout},
 		{"events", "FILE [--cpu LIST] [--task LIST] [--kind LIST] [--sym NAMES] [--from SEQ] [--to SEQ] [--addr ADDR[:LEN]] [--around SEQ[:N]] [--regs] [--json]", "list a trace's events one per line: instruction, registers, loads and stores (perf script)", cmdEvents, eventsAbout},
 		{"export", "FILE [--parquet OUT] [--perfetto OUT] [--force]", "export a trace as zstd Parquet or as a Perfetto trace", cmdExport,
 			"--parquet writes the same rows and columns as zstd-compressed Parquet (via\n" +

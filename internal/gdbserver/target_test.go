@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/patchtrace/patchtrace/emu"
 	"github.com/patchtrace/patchtrace/format"
@@ -370,10 +371,11 @@ func TestThreadsAndMonitor(t *testing.T) {
 	}
 }
 
-// BenchmarkSeek measures what a debugger pays to read a trace through
-// (New: every snapshot) and then to go to a random event of it
-// (monitor seq), on bench-fentry's ~25M events (PATCHTRACE_BENCH_ITERS
-// iterations of its loop, default its own 1,000,000).
+// BenchmarkSeek measures what a debugger pays to go to a random event
+// (monitor seq) and to step back (reverse-stepi) in bench-fentry's trace
+// of ~25M events (PATCHTRACE_BENCH_ITERS iterations of its loop, default
+// its own 1,000,000), after New has read it through once (reported as
+// index-s, with the snapshots' count and bytes).
 func BenchmarkSeek(b *testing.B) {
 	spec, err := scenario.Load(scenarios.FS, "bench-fentry")
 	if err != nil {
@@ -395,27 +397,39 @@ func BenchmarkSeek(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer r.Close()
-	var s *Server
-	b.Run("index", func(b *testing.B) {
-		for b.Loop() {
-			if s, err = New(Config{Reader: r}); err != nil {
-				b.Fatal(err)
-			}
-		}
+	start := time.Now()
+	s, err := New(Config{Reader: r})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	index := time.Since(start).Seconds()
+	n, _, bytes := s.t.cur.Snapshots()
+	report := func(b *testing.B) {
 		b.ReportMetric(float64(r.NumEvents()), "events")
-	})
+		b.ReportMetric(index, "index-s")
+		b.ReportMetric(float64(n), "snapshots")
+		b.ReportMetric(float64(bytes)/(1<<20), "snapshot-MiB")
+	}
 	b.Run("seek", func(b *testing.B) {
 		rng := rand.New(rand.NewPCG(1, 1))
-		n := r.NumEvents()
 		for b.Loop() {
-			if _, err := s.t.gotoEvent(rng.Uint64N(n)); err != nil {
+			if _, err := s.t.gotoEvent(rng.Uint64N(r.NumEvents())); err != nil {
 				b.Fatal(err)
 			}
 		}
+		report(b)
 	})
 	b.Run("step-back", func(b *testing.B) {
 		for b.Loop() {
 			if _, err := s.t.stepBack(0); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("step", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := s.t.step(0); err != nil {
 				b.Fatal(err)
 			}
 		}
