@@ -168,6 +168,11 @@ func TestDebugWithGDB(t *testing.T) {
 		"echo @@seq\\n", "monitor seq",
 		"echo @@back\\n", "reverse-stepi", "monitor seq", "info registers",
 		"echo @@fwd\\n", "stepi", "monitor seq", "info registers",
+		"tbreak klp_redirected", "continue",
+		"echo @@bt\\n", "bt", "monitor seq",
+		"echo @@rfinish\\n", "reverse-finish", "monitor seq",
+		"echo @@again\\n", "tbreak klp_redirected", "continue", "monitor seq",
+		"echo @@finish\\n", "finish", "monitor seq",
 		"echo @@finding\\n", "monitor finding 1", "thread 2", "x/i $pc",
 		"delete",
 		"echo @@watch\\n", "watch *(unsigned char *)lp_fn2", "reverse-continue", "monitor seq", "x/i $pc",
@@ -220,6 +225,26 @@ func TestDebugWithGDB(t *testing.T) {
 	if regs["cs"] != "0x10" {
 		t.Errorf("cs %s", regs["cs"])
 	}
+	if r.Meta().Regs && regs["rsp"] == "<unavailable>" {
+		t.Fatalf("the trace records registers, gdb shows none:\n%s", parts["regs"])
+	}
+	// With registers, gdb unwinds through the slice's frames, finish
+	// returns to the caller and reverse-finish goes back to the call.
+	if r.Meta().Regs {
+		kseq := parseSeq(t, parts["bt"])
+		if !strings.Contains(parts["bt"], "#0  klp_redirected") || !regexp.MustCompile(`#1  0x[0-9a-f]+ in lp_fn[12] \(\)`).MatchString(parts["bt"]) {
+			t.Fatalf("bt in klp_redirected:\n%s", parts["bt"])
+		}
+		if rs := parseSeq(t, parts["rfinish"]); rs >= kseq || !regexp.MustCompile(`lp_fn[12] \(`).MatchString(parts["rfinish"]) {
+			t.Fatalf("reverse-finish (from after seq %d) to after seq %d:\n%s", kseq, rs, parts["rfinish"])
+		}
+		if as := parseSeq(t, parts["again"]); as != kseq {
+			t.Fatalf("reverse-finish, continue: after seq %d, the breakpoint was after %d:\n%s", as, kseq, parts["again"])
+		}
+		if fs := parseSeq(t, parts["finish"]); fs <= kseq || !regexp.MustCompile(`lp_fn[12] \(`).MatchString(parts["finish"]) {
+			t.Fatalf("finish from klp_redirected (after seq %d):\n%s", kseq, parts["finish"])
+		}
+	}
 	// reverse-stepi, then stepi: back to the same position and registers.
 	back, fwd := parts["back"], parts["fwd"]
 	if bseq := parseSeq(t, back); bseq >= seq {
@@ -245,7 +270,7 @@ func TestDebugWithGDB(t *testing.T) {
 	// The watchpoint, reverse-continued: stops before the text_poke
 	// service whose store through the alias wrote the int3.
 	w := parts["watch"]
-	if !strings.Contains(w, "Hardware watchpoint 2") || !strings.Contains(w, "Old value = 204") || !strings.Contains(w, "text_poke ()") {
+	if !strings.Contains(w, "Hardware watchpoint 4") || !strings.Contains(w, "Old value = 204") || !strings.Contains(w, "text_poke ()") {
 		t.Fatalf("reverse-continue with the watchpoint:\n%s", w)
 	}
 	wseq := parseSeq(t, w)

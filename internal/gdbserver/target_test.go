@@ -297,6 +297,11 @@ func TestRegisters(t *testing.T) {
 			if off != len(g) {
 				t.Fatalf("g has %d digits, the registers %d", len(g), off)
 			}
+			// A trace with register deltas knows every general register
+			// once the CPU has started (its start row carries them all).
+			if rf := s.t.cur.Regs(cpu); s.t.md.Regs && rf.Known != 1<<17-1 {
+				t.Fatalf("cpu%d: registers known %#x at a stop of a trace with deltas", cpu, rf.Known)
+			}
 		}
 	}
 }
