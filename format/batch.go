@@ -104,21 +104,6 @@ var kindColumns = func() (kc [numKinds][]int) {
 	return kc
 }()
 
-// rowOfKind fills r with row i's common columns and those its kind uses
-// (a value in a column the kind does not use, which only a damaged file
-// holds, is not read).
-func (b *Batch) rowOfKind(i int, r *Row) {
-	b.common(i, r)
-	if int(r.Kind) >= numKinds {
-		return
-	}
-	for _, col := range kindColumns[r.Kind] {
-		if b.cols[col].ok(i) {
-			b.setCol(i, r, col)
-		}
-	}
-}
-
 // setCol sets r's field of column col from row i (not null).
 func (b *Batch) setCol(i int, r *Row, col int) {
 	c := &b.cols

@@ -42,6 +42,9 @@ type Projection struct {
 type projection struct {
 	cols  [NumColumns]bool
 	kinds [numKinds]bool
+	// fill lists, for each kind in kinds, the decoded columns its rows
+	// use beyond the common ones (kindColumns that cols has).
+	fill [numKinds][]int
 }
 
 // AllColumns is the projection of every column of every kind.
@@ -63,6 +66,16 @@ func (p Projection) compile() *projection {
 		for _, u := range col.Uses {
 			if int(u.Kind) < numKinds && c.kinds[u.Kind] {
 				c.cols[i] = true
+			}
+		}
+	}
+	for k := range c.kinds {
+		if !c.kinds[k] {
+			continue
+		}
+		for _, col := range kindColumns[k] {
+			if c.cols[col] {
+				c.fill[k] = append(c.fill[k], col)
 			}
 		}
 	}
@@ -475,13 +488,19 @@ func (r *Reader) checkBatch(b *Batch, p *projection) error {
 }
 
 // rowProjected fills r with row i as p asks: the common columns, and the
-// others its kind uses when p names the kind.
+// decoded columns its kind uses when p names the kind (a value in a
+// column the kind does not use, which only a damaged file holds, is not
+// read).
 func (b *Batch) rowProjected(i int, r *Row, p *projection) {
-	if k := Kind(b.cols[ColKind].vals[i] + 1); !p.kinds[k] {
-		b.common(i, r)
-		return
+	b.common(i, r)
+	if int(r.Kind) >= numKinds {
+		return // (not in a checked batch: the kind dictionary is checked)
 	}
-	b.rowOfKind(i, r)
+	for _, col := range p.fill[r.Kind] {
+		if b.cols[col].ok(i) {
+			b.setCol(i, r, col)
+		}
+	}
 }
 
 // ScanFrom is Scan from the first row with Seq >= seq: it seeks to that

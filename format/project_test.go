@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"strings"
 	"testing"
+	"time"
 )
 
 // collect reads rows through it, returning their text (what each row
@@ -152,5 +154,41 @@ func TestScanProjection(t *testing.T) {
 	}
 	if i != len(full) || !sawWrite {
 		t.Fatalf("%d rows of %d, a write among them: %v", i, len(full), sawWrite)
+	}
+}
+
+// TestScanStopsWorkers: a consumer that stops early (or meets an error)
+// leaves no decoding goroutine behind.
+func TestScanStopsWorkers(t *testing.T) {
+	var many []Row
+	for k := 0; k < 40; k++ {
+		for _, r := range fixtureRows() {
+			r.Seq = uint64(len(many))
+			many = append(many, r)
+		}
+	}
+	data := writeTrace(t, many, WithBatchRows(8))
+	r, err := NewReader(bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := runtime.NumGoroutine()
+	for _, stop := range []int{0, 1, 50, 300} {
+		n := 0
+		for _, err := range r.Events() {
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n == stop {
+				break
+			}
+			n++
+		}
+	}
+	for i := 0; i < 100 && runtime.NumGoroutine() > before; i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if g := runtime.NumGoroutine(); g > before {
+		t.Fatalf("%d goroutines after the scans stopped, %d before", g, before)
 	}
 }
