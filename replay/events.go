@@ -22,7 +22,10 @@ import (
 // (the listing started after the CPU's start row), it reads "rax = 0x1".
 // Rows must be given in sequence order.
 type EventText struct {
-	Syms   *Symbols
+	Syms *Symbols
+	// Source adds to each text line the file:line of its rip (from the
+	// symbols' line table: MetaSymbols).
+	Source bool
 	OpName func(op uint16) string // the trace's op dictionary (Reader.OpName)
 	regs   []RegFile              // per CPU, what the rows seen so far say
 	// writers is the last store to each byte seen so far, by 8-byte
@@ -300,6 +303,11 @@ func (e *EventText) Line(r *format.Row) string {
 		sb.WriteByte(' ')
 		sb.WriteString(w)
 	}
+	if fl := e.Syms.Line(r.RIP); e.Source && fl != "" {
+		s := strings.TrimRight(sb.String(), " ")
+		sb.Reset()
+		sb.WriteString(s + "  @ " + fl)
+	}
 	e.Observe(r)
 	return strings.TrimRight(sb.String(), " ")
 }
@@ -351,8 +359,11 @@ type EventJSON struct {
 	Kind  string `json:"kind"`
 	RIP   string `json:"rip"`
 	Where string `json:"where"`
-	Insn  string `json:"insn,omitempty"`
-	Bytes string `json:"bytes,omitempty"`
+	// Source is rip's file:line in the slice's sources (its line table),
+	// when known.
+	Source string `json:"source,omitempty"`
+	Insn   string `json:"insn,omitempty"`
+	Bytes  string `json:"bytes,omitempty"`
 	// Addr, Size, Old, New, Value: the memory access (write, load,
 	// percpu_read; New/Value is the value stored or read).
 	Addr   string `json:"addr,omitempty"`
@@ -387,7 +398,7 @@ func (e *EventText) JSONRegs(r *format.Row) []byte { return e.json(r, true) }
 
 func (e *EventText) json(r *format.Row, regsAfter bool) []byte {
 	j := EventJSON{Seq: r.Seq, CPU: r.CPU, Task: r.Task, Depth: r.Depth, Kind: r.Kind.String(),
-		RIP: hex(r.RIP), Where: e.Syms.Describe(r.RIP)}
+		RIP: hex(r.RIP), Where: e.Syms.Describe(r.RIP), Source: e.Syms.Line(r.RIP)}
 	if r.Kind == format.KindInsn {
 		j.Insn = e.Insn(r)
 		j.Bytes = fmt.Sprintf("%x", r.Instruction())

@@ -79,6 +79,17 @@ func NewSymbols(syms []format.Symbol) *Symbols {
 	return &Symbols{t: slice.NewTable(ss)}
 }
 
+// MetaSymbols is the symbol table of a trace's metadata together with
+// the DWARF line table of the slice ELF it carries (Line names addresses
+// file:line; without a readable ELF or line table it names none).
+func MetaSymbols(md *format.Meta) *Symbols {
+	s := NewSymbols(md.Symbols)
+	if e, err := slice.Open(md.ELF); err == nil {
+		s = &Symbols{t: s.t.WithLines(e.Lines())}
+	}
+	return s
+}
+
 func toFormat(s *slice.Symbol) format.Symbol {
 	return format.Symbol{Name: s.Name, Addr: s.Addr, Size: s.Size, Section: s.Section}
 }

@@ -175,7 +175,7 @@
 //
 // # patchtrace events
 //
-//	usage: patchtrace events FILE [--cpu LIST] [--task LIST] [--kind LIST] [--sym NAMES] [--from SEQ] [--to SEQ] [--addr ADDR[:LEN]] [--around SEQ[:N]] [--regs] [--json]
+//	usage: patchtrace events FILE [--cpu LIST] [--task LIST] [--kind LIST] [--sym NAMES] [--from SEQ] [--to SEQ] [--addr ADDR[:LEN]] [--around SEQ[:N]] [--regs] [--src] [--json]
 //
 //	Lists the events of trace FILE, one line per event in sequence order, as perf script
 //	lists samples: seq, cpu, task, trap depth, kind, where (rip as symbol+offset), the
@@ -197,7 +197,9 @@
 //	instead of reading the file from its start. --regs adds after each event its CPU's
 //	whole register file (a listing that starts mid-file first reads the trace from its
 //	start to know them). --json prints one JSON object per line
-//	(addresses and values as hex strings).
+//	(addresses and values as hex strings), with "source": the rip's file:line from the
+//	DWARF line table of the slice ELF the trace carries; --src ends each text line
+//	with "@ file:line".
 //	It streams: constant memory, the first line at once; a closed pipe (| head) ends it
 //	quietly. A truncated or damaged file is listed up to its last readable event, then
 //	an error says where it ends.
@@ -218,6 +220,8 @@
 //	    	only these kinds (comma-separated: insn,write,trap; see docs/trace-format.md)
 //	  -regs
 //	    	after each event, its CPU's whole register file
+//	  -src
+//	    	end each line with "@ file:line", the rip's source line
 //	  -sym string
 //	    	only events whose rip is in these symbols (comma-separated)
 //	  -task string

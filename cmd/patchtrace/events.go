@@ -36,7 +36,9 @@ const eventsAbout = "Lists the events of trace FILE, one line per event in seque
 	"instead of reading the file from its start. --regs adds after each event its CPU's\n" +
 	"whole register file (a listing that starts mid-file first reads the trace from its\n" +
 	"start to know them). --json prints one JSON object per line\n" +
-	"(addresses and values as hex strings).\n" +
+	"(addresses and values as hex strings), with \"source\": the rip's file:line from the\n" +
+	"DWARF line table of the slice ELF the trace carries; --src ends each text line\n" +
+	"with \"@ file:line\".\n" +
 	"It streams: constant memory, the first line at once; a closed pipe (| head) ends it\n" +
 	"quietly. A truncated or damaged file is listed up to its last readable event, then\n" +
 	"an error says where it ends.\n" +
@@ -136,6 +138,7 @@ func cmdEvents(env *cmdEnv, args []string) int {
 	around := fs.String("around", "", "only events SEQ-N..SEQ+N (SEQ[:N], N defaults to 10)")
 	asJSON := fs.Bool("json", false, "one JSON object per line")
 	regs := fs.Bool("regs", false, "after each event, its CPU's whole register file")
+	src := fs.Bool("src", false, "end each line with \"@ file:line\", the rip's source line")
 	pos, code, done := parseFlags(env, fs, args)
 	if done {
 		return code
@@ -194,7 +197,7 @@ func cmdEvents(env *cmdEnv, args []string) int {
 		return errorf(env, "events: %v", err)
 	}
 	defer r.Close()
-	table := replay.NewSymbols(r.Symbols())
+	table := replay.MetaSymbols(r.Meta())
 	if *syms != "" {
 		f.syms = []format.Symbol{}
 		for _, name := range strings.Split(*syms, ",") {
@@ -219,7 +222,7 @@ func cmdEvents(env *cmdEnv, args []string) int {
 		return errorf(env, "events: --regs: %s records no registers (format version %d%s)", path, r.Meta().Version,
 			map[bool]string{true: ", recorded with --no-regs"}[r.Meta().Version >= 4])
 	}
-	return listEvents(env, r, path, &f, *asJSON, *regs)
+	return listEvents(env, r, path, &f, *asJSON, *regs, *src, table)
 }
 
 // parseAddrRange reads ADDR[:LEN]: ADDR a number or symbol[+off], LEN the
@@ -246,10 +249,11 @@ func parseAddrRange(table *replay.Symbols, s string) (lo, hi uint64, err error) 
 }
 
 // listEvents prints the rows f keeps. It returns the exit status.
-func listEvents(env *cmdEnv, r *format.Reader, path string, f *eventFilter, asJSON, regs bool) int {
+func listEvents(env *cmdEnv, r *format.Reader, path string, f *eventFilter, asJSON, regs, src bool, table *replay.Symbols) int {
 	w := bufio.NewWriterSize(env.stdout, 64<<10)
 	md := r.Meta()
-	et := replay.NewEventText(replay.NewSymbols(md.Symbols), r.OpName, md.CPUs)
+	et := replay.NewEventText(table, r.OpName, md.CPUs)
+	et.Source = src
 	first, err := r.Seek(f.from)
 	if err != nil {
 		return errorf(env, "events: %v", err)

@@ -385,3 +385,38 @@ func TestEventsRegs(t *testing.T) {
 		t.Errorf("text: exit %d:\n%s", code, text)
 	}
 }
+
+// TestEventsSource: --json gives each event's rip as file:line ("source")
+// and --src ends each text line with it, from the line table of the ELF
+// the trace carries: the instructions of traced_fn are lines of
+// lib/traced/traced.fentry.c.
+func TestEventsSource(t *testing.T) {
+	path := eventsTrace(t)
+	code, out, errs := runCLI(t, "events", path, "--sym", "traced_fn", "--kind", "insn", "--to", "20000", "--json")
+	if code != exitOK {
+		t.Fatalf("events --json: exit %d: %s", code, errs)
+	}
+	evs := jsonEvents(t, out)
+	if len(evs) == 0 {
+		t.Fatal("no traced_fn instructions")
+	}
+	for _, e := range evs {
+		if s, _ := e["source"].(string); !strings.HasPrefix(s, "lib/traced/traced.fentry.c:") {
+			t.Fatalf("event %v: source %q", e["seq"], s)
+		}
+	}
+	code, out, errs = runCLI(t, "events", path, "--sym", "traced_fn", "--kind", "insn", "--to", "20000", "--src")
+	if code != exitOK {
+		t.Fatalf("events --src: exit %d: %s", code, errs)
+	}
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		if !strings.Contains(l, "  @ lib/traced/traced.fentry.c:") {
+			t.Fatalf("line without its source: %q", l)
+		}
+	}
+	// Without --src the text is as before.
+	_, out, _ = runCLI(t, "events", path, "--sym", "traced_fn", "--kind", "insn", "--to", "20000")
+	if strings.Contains(out, " @ ") {
+		t.Errorf("source without --src:\n%s", out)
+	}
+}

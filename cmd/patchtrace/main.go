@@ -67,7 +67,7 @@ func commands() []command {
 				"it is not recorded. --extract-elf FILE also writes the slice ELF the trace carries\n" +
 				"(symbols and DWARF line table: for gdb, objdump -d, addr2line)."},
 		{"debug", "TRACE [--listen ADDR] [--dir DIR] [--once] [-q]", "serve a recorded run to gdb, with reverse execution (gdb remote protocol)", cmdDebug, debugAbout},
-		{"events", "FILE [--cpu LIST] [--task LIST] [--kind LIST] [--sym NAMES] [--from SEQ] [--to SEQ] [--addr ADDR[:LEN]] [--around SEQ[:N]] [--regs] [--json]", "list a trace's events one per line: instruction, registers, loads and stores (perf script)", cmdEvents, eventsAbout},
+		{"events", "FILE [--cpu LIST] [--task LIST] [--kind LIST] [--sym NAMES] [--from SEQ] [--to SEQ] [--addr ADDR[:LEN]] [--around SEQ[:N]] [--regs] [--src] [--json]", "list a trace's events one per line: instruction, registers, loads and stores (perf script)", cmdEvents, eventsAbout},
 		{"export", "FILE [--parquet OUT] [--perfetto OUT] [--force]", "export a trace as zstd Parquet or as a Perfetto trace", cmdExport,
 			"--parquet writes the same rows and columns as zstd-compressed Parquet (via\n" +
 				"pqarrow), for DuckDB, Spark, polars and pandas; the trace metadata is carried over.\n" +
