@@ -133,6 +133,7 @@ func BenchmarkLive(b *testing.B) {
 				l.Finish()
 			}
 			reportRate(b, len(log.rows), cpu0)
+			b.ReportMetric(float64(len(log.rows)), "events/op")
 		})
 	}
 }
