@@ -302,7 +302,7 @@
   D.findings.forEach(function (f, i) {
     var color = FCOL[i % FCOL.length];
     var card = el("div", { "class": "finding", "data-finding": String(i) }); card.style.setProperty("--fc", color);
-    card.appendChild(el("div", { "class": "hdr" }, "F" + (i + 1) + " " + f.severity + " " + f.analyzer + ": cpu" + f.cpu + " " + f.context + " at " + f.where + (f.count > 1 ? " [" + f.count + " times" + (f.contexts && f.contexts.length > 1 ? ", also on " + f.contexts.slice(1).join(", ") : "") + "; first shown]" : "")));
+    card.appendChild(el("div", { "class": "hdr" }, "F" + (i + 1) + " " + f.severity + " " + f.analyzer + ": cpu" + f.cpu + " " + f.context + " at " + f.where + (f.source ? " (" + f.source + ")" : "") + (f.count > 1 ? " [" + f.count + " times" + (f.contexts && f.contexts.length > 1 ? ", also on " + f.contexts.slice(1).join(", ") : "") + "; first shown]" : "")));
     card.appendChild(el("div", { "class": "msg" }, f.message));
     card.appendChild(el("div", null, "seq " + f.seq_first + ".." + f.seq_last + "; evidence: seq " + (f.evidence || []).join(", ")));
     var ol = el("ol");
@@ -334,7 +334,7 @@
     f.events.forEach(function (e) { cpus["cpu" + e.cpu] = 1; });
     banner.style.display = "block";
     banner.style.borderLeftColor = FCOL[selFinding % FCOL.length];
-    banner.appendChild(el("b", null, "F" + (selFinding + 1) + " " + f.analyzer + " on cpu" + f.cpu + " at " + f.where + ": "));
+    banner.appendChild(el("b", null, "F" + (selFinding + 1) + " " + f.analyzer + " on cpu" + f.cpu + " at " + f.where + (f.source ? " (" + f.source + ")" : "") + ": "));
     banner.appendChild(document.createTextNode(f.message + " (story across " + Object.keys(cpus).sort().join(", ") + ")"));
   }
   function markCards() {

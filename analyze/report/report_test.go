@@ -81,6 +81,13 @@ func TestBuildFindingTrace(t *testing.T) {
 			}
 		}
 	}
+	// Each finding carries its source line into the page (the cards say
+	// "at lp_fn1 (lib/ftrace/sites.fentry.c:22)").
+	for i, f := range d.Findings {
+		if !strings.HasPrefix(f.Source, "lib/ftrace/sites.fentry.c:") || !bytes.Contains(page, []byte(`"source":"`+f.Source+`"`)) {
+			t.Errorf("finding %d at %s: source %q not in the page", i, f.Where, f.Source)
+		}
+	}
 	if len(d.Windows) == 0 {
 		t.Error("no int3 window found on a trace of text_poke_bp patching")
 	}
