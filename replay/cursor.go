@@ -78,7 +78,12 @@ var foldProjection = func() format.Projection {
 			cols = append(cols, i)
 		}
 	}
-	return format.Projection{Columns: cols}
+	// Rows of the other kinds change only the CPU's context (the common
+	// columns): a load, percpu_read, marker, inject, halt or fault row
+	// stores nothing and carries no register delta.
+	kinds := []format.Kind{format.KindInsn, format.KindWrite, format.KindTrap, format.KindIret, format.KindPerm,
+		format.KindSerialize, format.KindSwitch, format.KindService}
+	return format.Projection{Columns: cols, Kinds: kinds}
 }()
 
 // NewCursor returns a cursor before the first event of r's trace. tmpl is
@@ -286,9 +291,10 @@ func (c *Cursor) advance(seq uint64) error {
 		if row.Seq > seq {
 			break
 		}
-		c.row = *row
-		c.st.Apply(&c.row)
-		c.at, c.full = true, false
+		c.st.Apply(row)
+		// Only the seq of the position's row is kept (Row decodes it
+		// whole when asked): no copy of every row.
+		c.row.Seq, c.at, c.full = row.Seq, true, false
 	}
 	c.from = c.nextSeq()
 	return nil
