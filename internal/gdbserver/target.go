@@ -125,9 +125,11 @@ func isStepRow(r *format.Row) bool {
 	return r.Kind == format.KindInsn || r.Kind == format.KindService
 }
 
-// isPCRow: a row whose rip is the CPU's pc before it.
+// isPCRow: a row whose rip is the CPU's pc before it (a halt row's rip
+// is the instruction after the HLT, where a halted CPU's RIP points: SDM
+// Vol. 2A HLT).
 func isPCRow(r *format.Row) bool {
-	return isStepRow(r) || r.Kind == format.KindTrap
+	return isStepRow(r) || r.Kind == format.KindTrap || r.Kind == format.KindHalt
 }
 
 // isInsnTail: rows that belong to the instruction before them on the
@@ -296,6 +298,12 @@ func (t *target) computePCs() error {
 			return err
 		}
 	}
+	// A CPU halted for good: its RIP is after the HLT (the halt row's).
+	for c := 0; c < t.ncpu; c++ {
+		if cc, ok := t.cur.CPU(c); ok && !t.pcsKnown[c] && cc.Last == format.KindHalt {
+			t.pcs[c], t.pcsKnown[c] = cc.RIP, true
+		}
+	}
 	t.pcsOK = true
 	return nil
 }
@@ -335,8 +343,15 @@ func (t *target) step(cpu int) (stop, error) {
 	if err != nil {
 		return stop{}, err
 	}
-	if !b {
+	if !a {
+		// The CPU runs no further instruction: nothing to step.
 		return stop{cpu: cpu, reason: "replaylog:end;"}, nil
+	}
+	if !b {
+		// Its last instruction: after it, the CPU runs no more in the
+		// trace (it halted, or the run ended), so the step ends at the
+		// end of the trace.
+		return t.end(cpu)
 	}
 	reason, err := t.watchBetween(next)
 	if err != nil {
@@ -461,16 +476,45 @@ func (t *target) cont(cpu int) (stop, error) {
 		return stop{}, err
 	}
 	if !hit {
-		// The end of the trace: after its last event.
-		if err := t.seekAfter(^uint64(0)); err != nil {
-			return stop{}, err
-		}
-		return stop{cpu: cpu, reason: "replaylog:end;"}, nil
+		return t.end(cpu)
 	}
 	if before {
 		return st, t.seekBefore(stopSeq)
 	}
 	return st, t.seekAfter(stopSeq)
+}
+
+// end stops at the end of the trace: after its last event, on cpu if its
+// pc is known there (a halted CPU's is), else on a CPU whose pc is;
+// when none is (the run ended mid-instruction on every CPU), just before
+// the trace's last instruction, on its CPU: gdb cannot step a thread
+// without a pc, backwards either.
+func (t *target) end(cpu int) (stop, error) {
+	if err := t.seekAfter(^uint64(0)); err != nil {
+		return stop{}, err
+	}
+	if _, ok := t.pc(cpu); ok {
+		return stop{cpu: cpu, reason: "replaylog:end;"}, nil
+	}
+	for c := 0; c < t.ncpu; c++ {
+		if _, ok := t.pc(c); ok {
+			return stop{cpu: c, reason: "replaylog:end;"}, nil
+		}
+	}
+	last, lastCPU := uint64(0), -1
+	if err := t.scanBack(func(row *format.Row) bool {
+		if isStepRow(row) {
+			last, lastCPU = row.Seq, int(row.CPU)
+			return false
+		}
+		return true
+	}); err != nil {
+		return stop{}, err
+	}
+	if lastCPU < 0 {
+		return stop{cpu: cpu, reason: "replaylog:end;"}, nil
+	}
+	return stop{cpu: lastCPU, reason: "replaylog:end;"}, t.seekBefore(last)
 }
 
 // reverseCont runs backwards until a breakpoint (stopping before the

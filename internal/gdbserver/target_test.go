@@ -175,21 +175,17 @@ func TestStepBackAndForth(t *testing.T) {
 // TestStepExecutesOneInstruction: each step of a CPU moves to just before
 // its next instruction, taking the interrupts delivered in between.
 func TestStepExecutesOneInstruction(t *testing.T) {
-	s, r := newServer(t)
+	s, _ := newServer(t)
 	c := dial(t, s)
 	// cpu1's step rows from the start position on.
-	start, _, _ := s.Position()
 	var want []uint64
-	for row, err := range r.EventsFrom(start + 1) {
-		if err != nil {
-			t.Fatal(err)
-		}
-		if row.CPU == 1 && row.Seq > start && isStepRow(row) {
+	if err := s.t.scan(func(row *format.Row) bool {
+		if row.CPU == 1 && isStepRow(row) {
 			want = append(want, row.Seq)
-			if len(want) == 400 {
-				break
-			}
 		}
+		return len(want) < 400
+	}); err != nil {
+		t.Fatal(err)
 	}
 	c.ask("Hc2")
 	for i := 1; i < len(want); i++ {
@@ -439,4 +435,98 @@ func BenchmarkSeek(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestEndOfTrace: continuing past every hit stops at the end of the trace
+// with the replaylog reason on a thread whose pc gdb can read (a halted
+// CPU's is the address after its HLT, the halt row's rip), so that gdb can
+// step back from there; a reverse step then a step return to the end.
+func TestEndOfTrace(t *testing.T) {
+	s, r := newServer(t)
+	c := dial(t, s)
+	cpu, reason := parseStop(t, c.ask("c"))
+	if reason != "replaylog:end;" {
+		t.Fatalf("continue without breakpoints: reason %q", reason)
+	}
+	end, _, _ := s.Position()
+	if end != r.NumEvents()-1 {
+		t.Fatalf("stopped after seq %d, the trace ends at %d", end, r.NumEvents()-1)
+	}
+	cc, _ := s.t.cur.CPU(cpu)
+	pc, ok := s.t.pc(cpu)
+	if !ok || cc.Last != format.KindHalt || pc != cc.RIP {
+		t.Fatalf("cpu%d at the end: pc %#x (known %v), last event %s at %#x", cpu, pc, ok, cc.Last, cc.RIP)
+	}
+	g := c.ask("g")
+	if rip := g[16*16 : 16*16+16]; rip != string(appendHex(nil, le64(pc))) {
+		t.Fatalf("rip in g at the end: %s", rip)
+	}
+	c.ask("Hc" + tid(cpu))
+	c.ask("bs")
+	if seq, _, _ := s.Position(); seq >= end {
+		t.Fatal("reverse step at the end did not move")
+	}
+	if _, reason := parseStop(t, c.ask("s")); reason != "replaylog:end;" {
+		t.Fatalf("stepping the CPU's last instruction: reason %q", reason)
+	}
+	if seq, _, _ := s.Position(); seq != end {
+		t.Fatalf("reverse step, step at the end: after seq %d, want %d", seq, end)
+	}
+}
+
+// TestReadWatch: a read watchpoint (Z3) on a variable stops after the
+// first instruction that loads it (the whole array ftrace_recs), forwards, and just before it,
+// backwards; an access watchpoint (Z4) catches its stores too.
+func TestReadWatch(t *testing.T) {
+	s, r := newServer(t)
+	sym, ok := s.t.syms.Lookup("ftrace_recs")
+	if !ok {
+		t.Fatal("no ftrace_recs")
+	}
+	// The first load of it, and the first store, in the trace.
+	var load, store format.Row
+	for row, err := range r.Events() {
+		if err != nil {
+			t.Fatal(err)
+		}
+		hit := row.Addr < sym.Addr+sym.Size && row.Addr+uint64(row.Size) > sym.Addr
+		if row.Kind == format.KindLoad && hit && load.Seq == 0 {
+			load = *row
+		}
+		if row.Kind == format.KindWrite && hit && store.Seq == 0 {
+			store = *row
+		}
+	}
+	if load.Seq == 0 || store.Seq == 0 {
+		t.Fatal("the trace neither loads nor stores ftrace_recs")
+	}
+	c := dial(t, s)
+	if got := c.ask(fmt.Sprintf("Z3,%x,%x", sym.Addr, sym.Size)); got != "OK" {
+		t.Fatalf("Z3: %q", got)
+	}
+	cpu, reason := parseStop(t, c.ask("c"))
+	if reason != fmt.Sprintf("rwatch:%x;", sym.Addr) || cpu != int(load.CPU) {
+		t.Fatalf("continue: cpu%d reason %q, want rwatch on cpu%d", cpu, reason, load.CPU)
+	}
+	if seq, _, _ := s.Position(); seq < load.Seq {
+		t.Fatalf("stopped after seq %d, before the load (%d)", seq, load.Seq)
+	}
+	_, reason = parseStop(t, c.ask("bc"))
+	if reason != fmt.Sprintf("rwatch:%x;", sym.Addr) {
+		t.Fatalf("reverse continue: %q", reason)
+	}
+	// Just before the loading instruction: the CPU's next step row, then
+	// the load among its rows.
+	row := nextRow(t, s)
+	if seq, _, _ := s.Position(); !isStepRow(&row) || int(row.CPU) != cpu || seq >= load.Seq {
+		t.Fatalf("reverse: after seq %d, next %s on cpu%d; the load is seq %d", seq, row.Kind, row.CPU, load.Seq)
+	}
+	c.ask(fmt.Sprintf("z3,%x,%x", sym.Addr, sym.Size))
+	c.ask(fmt.Sprintf("Z4,%x,%x", sym.Addr, sym.Size))
+	c.monitor("seq 0")
+	first := min(load.Seq, store.Seq)
+	_, reason = parseStop(t, c.ask("c"))
+	if seq, _, _ := s.Position(); reason != fmt.Sprintf("awatch:%x;", sym.Addr) || seq < first {
+		t.Fatalf("access watch: after seq %d reason %q; first access %d", seq, reason, first)
+	}
 }
