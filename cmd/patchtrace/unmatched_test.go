@@ -163,3 +163,48 @@ func TestFileLineRules(t *testing.T) {
 		t.Errorf("run at a comment line: exit %d, want %d and %q:\n%s", code, exitError, want, errs)
 	}
 }
+
+// TestMustCallAtFileLine: a must_call site written as the file:line of the
+// function's opening (the line Line names its entry) is the function's
+// entry, fentry nop included: ftrace-int3-skip so written checks as built.
+func TestMustCallAtFileLine(t *testing.T) {
+	const id = "ftrace-int3-skip"
+	elf, err := scenarios.FS.ReadFile(id + "/" + id + ".elf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := emu.LoadImage(id, elf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fn, err := img.Resolve("lp_fn1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fl := img.Line(fn)
+	if !strings.HasPrefix(fl, "lib/ftrace/sites.fentry.c:") {
+		t.Fatalf("lp_fn1 is at %q", fl)
+	}
+	at := strings.TrimPrefix(fl, "lib/ftrace/")
+	dir := scenarioDir(t, id, func(s string) string {
+		r := strings.Replace(s, `{ site = "lp_fn1",`, `{ site = "`+at+`",`, 1)
+		if r == s {
+			t.Fatal("no lp_fn1 must_call site to rewrite")
+		}
+		return r
+	})
+	code, out, errs := runCLI(t, "check", dir)
+	if code != exitOK || !strings.Contains(out, "missed-call:2") {
+		t.Errorf("check with site = %q: exit %d\n%s%s", at, code, out, errs)
+	}
+	// The pass starts at the entry: the finding is at lp_fn1, not past
+	// its nop.
+	trace := filepath.Join(t.TempDir(), "t.arrow")
+	if code, _, errs := runCLI(t, "record", "-o", trace, dir); code != exitOK {
+		t.Fatalf("record: %s", errs)
+	}
+	_, out, _ = runCLI(t, "analyze", "--format", "json", trace)
+	if !strings.Contains(out, `"where": "lp_fn1",`) {
+		t.Errorf("no missed-call finding at lp_fn1 itself:\n%s", out)
+	}
+}

@@ -139,16 +139,24 @@ func (l *Lines) row(addr uint64) (lineRow, bool) {
 // table leaves out before a function's first row (the fentry nop gcc's
 // -pg emits before the function's first line).
 func (l *Lines) firstIn(addr, end uint64) string {
+	if r, ok := l.firstRowIn(addr, end); ok {
+		return l.files[r.file] + ":" + strconv.Itoa(int(r.line))
+	}
+	return ""
+}
+
+// firstRowIn returns the first row in [addr, end).
+func (l *Lines) firstRowIn(addr, end uint64) (lineRow, bool) {
 	if l == nil {
-		return ""
+		return lineRow{}, false
 	}
 	i := sort.Search(len(l.rows), func(i int) bool { return l.rows[i].addr >= addr })
 	for ; i < len(l.rows) && l.rows[i].addr < end; i++ {
 		if r := l.rows[i]; !r.end {
-			return l.files[r.file] + ":" + strconv.Itoa(int(r.line))
+			return r, true
 		}
 	}
-	return ""
+	return lineRow{}, false
 }
 
 // Name returns addr as "file:line", or "" when the table does not cover it.

@@ -2,6 +2,7 @@ package slice
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -158,5 +159,28 @@ func TestLineFunctionEntry(t *testing.T) {
 		if !ok || file != "lib/ftrace/sites.fentry.c" || n < 2 || n > len(lines) || !strings.Contains(lines[n-2], fn+"(") {
 			t.Errorf("Line(%s) = %q: not its opening", fn, tab.Line(s.Addr))
 		}
+	}
+}
+
+// TestResolveFunctionLine: the line a function's first row names resolves
+// to the function's entry, its fentry nop included (a must_call site
+// written as file:line is the site), and Line names that entry the same
+// line back.
+func TestResolveFunctionLine(t *testing.T) {
+	_, tab := openTable(t, "../../scenarios/ftrace-int3-skip/ftrace-int3-skip.elf")
+	for _, fn := range []string{"lp_fn1", "lp_fn2"} {
+		s, _ := tab.Lookup(fn)
+		fl := tab.Line(s.Addr)
+		a, err := tab.Resolve(fl)
+		if err != nil || a != s.Addr {
+			t.Errorf("Resolve(%q) = %#x, %v; want %s at %#x", fl, a, err, fn, s.Addr)
+		}
+	}
+	// A line inside a function is its own first instruction.
+	s, _ := tab.Lookup("lp_fn1")
+	_, n, _ := ParseFileLine(tab.Line(s.Addr))
+	next := fmt.Sprintf("sites.fentry.c:%d", n+1)
+	if a, err := tab.Resolve(next); err != nil || a <= s.Addr || a >= s.Addr+s.Size {
+		t.Errorf("Resolve(%q) = %#x, %v: not inside lp_fn1 past its entry", next, a, err)
 	}
 }

@@ -136,7 +136,8 @@ func (t *Table) Lookup(name string) (*Symbol, bool) {
 }
 
 // Resolve evaluates "file.c:LINE" (the line's first instruction, from the
-// line table: Lines.Addr), "symbol", "symbol+off" or a number (any base
+// line table: Lines.Addr; for the line of a function's first row, the
+// function's entry, bytes before that row included), "symbol", "symbol+off" or a number (any base
 // strconv.ParseUint accepts with base 0) to an address. A symbol is a
 // function, a variable or an assembly label (not a .L local one); a
 // per-CPU symbol resolves to its zero-based offset.
@@ -149,6 +150,16 @@ func (t *Table) Resolve(expr string) (uint64, error) {
 		a, err := t.lines.Addr(file, line)
 		if err != nil {
 			return 0, fmt.Errorf("address %q: %w", expr, err)
+		}
+		// The line a function's first row names also owns the bytes
+		// before that row (the fentry nop -pg emits): its first
+		// instruction is the function's (Line names it so too).
+		if sym, ok := t.At(a); ok && sym.Size > 0 && sym.Addr < a {
+			if r, ok := t.lines.firstRowIn(sym.Addr, sym.Addr+sym.Size); ok && r.addr == a {
+				if before, in := t.lines.row(sym.Addr); !in || before.addr < sym.Addr {
+					a = sym.Addr
+				}
+			}
 		}
 		return a, nil
 	}
