@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -222,6 +223,23 @@ func TestDebugWithGDB(t *testing.T) {
 			t.Errorf("%s: gdb %s, the trace %s", name, regs[name], want)
 		}
 	}
+	// ... and the register file patchtrace events --regs prints after the
+	// CPU's last event up to there.
+	code, evs, errs := runCLI(t, "events", trace, "--regs", "--cpu", fmt.Sprint(row.CPU), "--to", fmt.Sprint(seq))
+	if code != exitOK {
+		t.Fatalf("events --regs: %s", errs)
+	}
+	lines := strings.Split(strings.TrimSpace(evs), "\n")
+	last := lines[len(lines)-1]
+	for i, name := range regNames {
+		want := regs[name]
+		if name == "eflags" {
+			name = "rflags"
+		}
+		if v, ok := rf.Get(i); ok && !strings.Contains(" "+last+" ", fmt.Sprintf(" %s=%#x ", name, v)) {
+			t.Errorf("events --regs at seq %d says %q, gdb %s %s", seq, last, name, want)
+		}
+	}
 	if regs["cs"] != "0x10" {
 		t.Errorf("cs %s", regs["cs"])
 	}
@@ -394,4 +412,65 @@ func TestDebuggingDoc(t *testing.T) {
 		return
 	}
 	t.Fatalf("docs/debugging.md's transcript is stale (go test ./cmd/patchtrace -run DebuggingDoc -update):\n--- doc\n%s\n--- session\n%s", cur, got)
+}
+
+// TestDebugBadInput: a file that is not a trace is an error naming it
+// (exit 2, nothing served); a truncated trace is served up to its cut,
+// with a warning.
+func TestDebugBadInput(t *testing.T) {
+	dir := t.TempDir()
+	bogus := filepath.Join(dir, "bogus.arrow")
+	os.WriteFile(bogus, []byte("not a trace"), 0o644)
+	code, _, errs := runCLI(t, "debug", bogus, "--once", "-q")
+	if code != exitError || !strings.Contains(errs, "bogus.arrow") {
+		t.Fatalf("debug on a non-trace: exit %d: %s", code, errs)
+	}
+	if code, _, errs := runCLI(t, "debug"); code != exitUsage || !strings.Contains(errs, "debug") {
+		t.Fatalf("debug without a trace: exit %d: %s", code, errs)
+	}
+	trace := filepath.Join(dir, "t.arrow")
+	if code, _, errs := runCLI(t, "record", "text-poke-bp", "-o", trace, "--batch-rows", "4096"); code != exitOK {
+		t.Fatalf("record: %s", errs)
+	}
+	b, _ := os.ReadFile(trace)
+	cut := filepath.Join(dir, "cut.arrow")
+	os.WriteFile(cut, b[:len(b)/2], 0o644)
+	pr, pw := io.Pipe()
+	errb := &lockedWriter{w: &strings.Builder{}}
+	done := make(chan int, 1)
+	go func() {
+		code := run([]string{"debug", cut, "--listen", "127.0.0.1:0", "--once", "-q", "--dir", filepath.Join(dir, "d")}, nil, pw, errb)
+		pw.Close()
+		done <- code
+	}()
+	sc := bufio.NewScanner(pr)
+	addr := ""
+	for sc.Scan() {
+		if a, ok := strings.CutPrefix(sc.Text(), "listening on "); ok {
+			addr, _, _ = strings.Cut(a, ";")
+			break
+		}
+	}
+	go io.Copy(io.Discard, pr)
+	if addr == "" {
+		t.Fatalf("no listening line: %s", errb.String())
+	}
+	// A client that connects and goes away mid-packet ends the session.
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(nc, "$qSupp")
+	nc.Close()
+	select {
+	case code := <-done:
+		if code != exitOK {
+			t.Fatalf("debug exited %d: %s", code, errb.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("debug --once did not end when its client went away")
+	}
+	if !strings.Contains(errb.String(), "warning") || !strings.Contains(errb.String(), "cut") {
+		t.Fatalf("no warning about the truncated trace: %s", errb.String())
+	}
 }
