@@ -474,7 +474,7 @@ var MetaKeys = []MetaKey{
 	{KeyFormatVersion, "Format version, decimal (`4`). Readers refuse a newer version.", false, 0},
 	{KeyScenario, "Scenario name.", false, 0},
 	{KeyScenarioText, "The scenario file's full text.", false, 0},
-	{KeyELF, "The kernel slice ELF, standard base64: the trace is self-contained.", false, 0},
+	{KeyELF, "The kernel slice ELF, standard base64, with its symbols and DWARF line table (file:line of every instruction): the trace is self-contained.", false, 0},
 	{KeyCPUs, "Number of CPUs, decimal.", false, 0},
 	{KeyQuirks, "CPU quirks of the run: a JSON object of string to string, keys sorted.", false, 0},
 	{KeySeed, "Scheduler seed, decimal u64.", false, 0},
