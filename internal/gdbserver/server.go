@@ -108,11 +108,11 @@ func (s *Server) Serve(rw io.ReadWriter) error {
 	for {
 		pkt, err := s.c.readPacket()
 		if errors.Is(err, errInterrupt) {
-			// Nothing runs between packets: a ^C finds the target
-			// stopped, and gdb expects a stop reply.
-			if err := s.c.writeString(s.stopReply(stop{cpu: s.last.cpu})); err != nil {
-				return err
-			}
+			// Nothing runs between packets (a resume replies when its
+			// scan ends): a ^C arriving now was for a resume that has
+			// already stopped and replied. A second stop reply would be
+			// one gdb does not expect.
+			s.logf("interrupt while stopped: ignored")
 			continue
 		}
 		if err != nil {

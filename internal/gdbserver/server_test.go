@@ -340,6 +340,11 @@ func TestBadChecksum(t *testing.T) {
 	if got := c.ask("qC"); !strings.HasPrefix(got, "QC") {
 		t.Fatalf("after: %q", got)
 	}
+	// A ^C while stopped gets no reply: the next packet's is next.
+	c.raw("\x03")
+	if got := c.ask("qC"); !strings.HasPrefix(got, "QC") {
+		t.Fatalf("after ^C: %q", got)
+	}
 }
 
 // TestNoAckMode: after QStartNoAckMode's OK the server sends no acks.
