@@ -41,7 +41,7 @@ func TestExploreThenReplay(t *testing.T) {
 	if !strings.HasSuffix(out, "\n") {
 		t.Errorf("replay --until: output does not end with a newline: %q", out[max(0, len(out)-80):])
 	}
-	for _, want := range []string{"state after 101 events", "cpu0  rip ", "stack:", "must_call sites:", "lp_fn1"} {
+	for _, want := range []string{"state after 101 events", "reconstructed from the trace", "cpu0  task 0  depth 0  rip pt_start", "rsp ffffc90000004000", "stack:", "must_call sites:", "lp_fn1"} {
 		if code != exitOK || !strings.Contains(out, want) {
 			t.Fatalf("replay --until: exit %d, no %q in\n%s\n%s", code, want, out, errs)
 		}
