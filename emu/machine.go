@@ -171,10 +171,11 @@ type Machine struct {
 	stop      StopReason
 	stopMsg   string
 	err       error
-	modNext   uint64    // next module_alloc address
-	poker     *CPU      // the CPU whose byte-granular text_poke holds the alias
-	cut       bool      // the last decision's quantum ended at a text_poke byte (QuantumCut)
-	aliasTo   [3]uint64 // text page each text-poke alias page stands for (8 KiB span at most 3)
+	modNext   uint64            // next module_alloc address
+	modAllocs map[uint64]uint64 // live module_alloc allocations: address -> pages
+	poker     *CPU              // the CPU whose byte-granular text_poke holds the alias
+	cut       bool              // the last decision's quantum ended at a text_poke byte (QuantumCut)
+	aliasTo   [3]uint64         // text page each text-poke alias page stands for (8 KiB span at most 3)
 	decision  []Decision
 	delivered uint64 // deliveries (exceptions, interrupts, NMIs), for the decision budget
 	budget    Budget

@@ -46,6 +46,10 @@ func (m *Machine) service(c *CPU, sv ServiceID) {
 		ret = m.setMemory(c, sv, args[0], int64(int32(args[1])))
 	case SvcModuleAlloc:
 		ret = m.moduleAlloc(c, args[0])
+	case SvcVfree, SvcModuleFree:
+		if !m.moduleFree(c, sv, args[0]) {
+			return
+		}
 	case SvcSendIPI:
 		target, vec := int64(args[0]), Vector(args[1])
 		if irqBit(vec) == 0 && vec != VecNMI {
@@ -354,7 +358,47 @@ func (m *Machine) moduleAlloc(c *CPU, size uint64) uint64 {
 		m.permEvent(c, addr+i<<pageShift, 0, PermRW, SvcModuleAlloc, false, 0)
 	}
 	m.modNext += (n + 1) << pageShift
+	if m.modAllocs == nil {
+		m.modAllocs = map[uint64]uint64{}
+	}
+	m.modAllocs[addr] = n
 	return addr
+}
+
+// moduleFree implements vfree(addr) and module_memfree(addr): the pages of
+// the module_alloc allocation that starts at addr are unmapped, so that a
+// later access by any CPU faults (#PF, not present) as it would once the
+// kernel's vfree has torn the mapping down and flushed the TLBs. The
+// address range is never handed out again (module_alloc only moves up),
+// so a stale pointer cannot silently reach a new allocation. A NULL
+// address is a no-op (as the kernel's). Any other address that is not the
+// start of a live allocation (never allocated, already freed, or inside
+// one) is an oops: the kernel only WARNs ("Trying to vfree() nonexistent
+// vm area"), but the slice's memory is then not what its author believes.
+func (m *Machine) moduleFree(c *CPU, sv ServiceID, addr uint64) bool {
+	if addr == 0 {
+		return true
+	}
+	n, ok := m.modAllocs[addr]
+	if !ok {
+		m.oops(c, VecGP, 0, addr, sv.String()+": "+hex(addr)+" is not a live module_alloc allocation")
+		return false
+	}
+	delete(m.modAllocs, addr)
+	for i := uint64(0); i < n; i++ {
+		vpn := addr>>pageShift + i
+		pg := m.mem.page(vpn)
+		if pg == nil {
+			continue
+		}
+		old := pg.perm
+		if old&PermX != 0 {
+			m.xgen++ // executable mappings changed: decode caches re-resolve
+		}
+		m.mem.unmap(vpn)
+		m.permEvent(c, vpn<<pageShift, old, 0, sv, false, 0)
+	}
+	return true
 }
 
 // MarkerOopsIP is the pt_marker id a slice's oops path uses to name the

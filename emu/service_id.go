@@ -19,7 +19,9 @@ const (
 	SvcMarker      ServiceID = 10 // pt_marker(id, value)
 	SvcSwitch      ServiceID = 11 // pt_switch(prev task id, next task id): scheduler notes a context switch
 	SvcExit        ServiceID = 12 // pt_cpu_done(): this CPU has finished its work
-	maxServices              = 13
+	SvcVfree       ServiceID = 13 // vfree(addr): unmap a module_alloc allocation
+	SvcModuleFree  ServiceID = 14 // module_memfree(addr): the same, as the module loader frees
+	maxServices              = 15
 )
 
 // serviceSymbols maps each service to the slice symbol that provides it.
@@ -27,7 +29,7 @@ var serviceSymbols = [...]string{
 	SvcTextPoke: "text_poke", SvcSetMemoryRO: "set_memory_ro", SvcSetMemoryRW: "set_memory_rw",
 	SvcSetMemoryX: "set_memory_x", SvcSetMemoryNX: "set_memory_nx", SvcModuleAlloc: "module_alloc",
 	SvcSendIPI: "pt_send_ipi", SvcPanic: "panic", SvcBug: "pt_bug", SvcMarker: "pt_marker",
-	SvcSwitch: "pt_switch", SvcExit: "pt_cpu_done",
+	SvcSwitch: "pt_switch", SvcExit: "pt_cpu_done", SvcVfree: "vfree", SvcModuleFree: "module_memfree",
 }
 
 func (s ServiceID) String() string {

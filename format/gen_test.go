@@ -61,6 +61,7 @@ func pinnedSchemaHash(v int) string {
 		2: "66ee3382ca7e398bd7a7177870c6d152836c94180d7a58e4509d27141bc65720", // rflags is uint32
 		3: "7efd6551f97d88b4545ed0e4e5539202e285e0aa77f51815706846f2f9bfc3b3", // the run outcome (patchtrace.outcome, patchtrace.outcome_detail), budget (patchtrace.budget) and checksums (patchtrace.checksums, patchtrace.metadata_checksum); re-pinned before version 3 shipped
 		4: "78d9160259772969efe57725b275ebd0e85521e5f62426e1021298f14c608baf", // the load kind, the reg_ register-delta columns, patchtrace.recorded
+		5: "302d99d814a9957d6f2fff831d8180d5ac0ae7bed744e3e8391ae8d8b7fddfb9", // the vfree and module_memfree services
 	}[v]
 }
 
@@ -404,6 +405,9 @@ neither). ` + "`percpu_read`" + ` keeps its meaning; a version 4 file records it
 loads (` + "`record --no-loads`" + `): otherwise the same read is a ` + "`load`" + ` row with the per-CPU columns.
 The registers of a CPU at a seq are the fold of its register deltas: the last non-null ` + "`reg_X`" + ` among
 its rows at or before that seq (its ` + "`serialize`" + ` row with cause ` + "`start`" + ` has them all).
+
+Version 5 added the services ` + "`vfree`" + ` (13) and ` + "`module_memfree`" + ` (14), whose ` + "`perm`" + ` rows
+unmap the freed pages (` + "`perm_new`" + ` 0); a file of an older version has the first 12 services.
 
 ## Example queries (DuckDB, over the Parquet export)
 

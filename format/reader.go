@@ -85,6 +85,15 @@ func numKindsIn(v int) int {
 	return len(Kinds)
 }
 
+// numServicesIn is the number of native services of a format version v
+// file (version 5 added vfree and module_memfree).
+func numServicesIn(v int) int {
+	if v < 5 {
+		return 12
+	}
+	return len(Services)
+}
+
 // columnType is column i's type in files of format version v.
 func columnType(v, i int) arrow.DataType {
 	if v == 1 && i == ColRFlags {

@@ -198,7 +198,7 @@ func TestAppendRejects(t *testing.T) {
 		{"insn length 16", Row{Seq: 100, Kind: KindInsn, Op: 1, Len: 16}, false},
 		{"op without name", Row{Seq: 100, Kind: KindInsn, Op: uint16(len(fixtureOps)), Len: 1}, false},
 		{"service 0", Row{Seq: 100, Kind: KindService}, false},
-		{"service 13", Row{Seq: 100, Kind: KindPerm, Service: 13}, false},
+		{"service 15", Row{Seq: 100, Kind: KindPerm, Service: 15}, false},
 		{"cause 4", Row{Seq: 100, Kind: KindSerialize, Cause: 4}, false},
 		{"rflags upper bits", Row{Seq: 100, Kind: KindInsn, Op: 1, Len: 1, RFlags: 1 << 32}, false},
 		{"trap rflags upper bits", Row{Seq: 100, Kind: KindTrap, RFlags: 1 << 40}, false},

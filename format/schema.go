@@ -12,7 +12,7 @@ import (
 // newest it reads. It is stored under [KeyFormatVersion]. Any change to the
 // column table, an enum or a metadata key bumps it (see the compatibility
 // promise in docs/trace-format.md); testdata/schema.golden pins each version.
-const FormatVersion = 4
+const FormatVersion = 5
 
 // Kind says what a row records. The numbers are stable; the trace stores
 // the names (column "kind"). This is the one declaration of the event
@@ -182,6 +182,8 @@ var Services = []EnumValue{
 	{10, "pt_marker", "pt_marker(id, value)"},
 	{11, "pt_switch", "pt_switch(prev, next): the scheduler notes a context switch"},
 	{12, "pt_cpu_done", "pt_cpu_done(): this CPU has finished its work"},
+	{13, "vfree", "vfree(addr) (version 5): unmaps the pages of the module_alloc allocation at addr (later accesses fault)"},
+	{14, "module_memfree", "module_memfree(addr) (version 5): as vfree, as the module loader frees its allocations"},
 }
 
 // Causes is the serialization-cause enum (column "cause"), numbered from 1.
@@ -471,7 +473,7 @@ const (
 
 // MetaKeys is the metadata table, in the order the keys are written.
 var MetaKeys = []MetaKey{
-	{KeyFormatVersion, "Format version, decimal (`4`). Readers refuse a newer version.", false, 0},
+	{KeyFormatVersion, "Format version, decimal (`5`). Readers refuse a newer version.", false, 0},
 	{KeyScenario, "Scenario name.", false, 0},
 	{KeyScenarioText, "The scenario file's full text.", false, 0},
 	{KeyELF, "The kernel slice ELF, standard base64, with its symbols and DWARF line table (file:line of every instruction): the trace is self-contained.", false, 0},

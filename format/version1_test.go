@@ -87,6 +87,19 @@ func rewriteFile(t *testing.T, cur []byte, v, keys int) []byte {
 			d.Release()
 			sb.Release()
 		}
+		if v < 5 {
+			// The services before vfree and module_memfree.
+			svc := cols[ColService].(*array.Dictionary)
+			sb := array.NewStringBuilder(memory.DefaultAllocator)
+			for k := 0; k < numServicesIn(v); k++ {
+				sb.Append(svc.Dictionary().(*array.String).Value(k))
+			}
+			d := sb.NewArray()
+			cols[ColService] = array.NewDictionaryArray(fs[ColService].Type, svc.Indices(), d)
+			defer cols[ColService].Release()
+			d.Release()
+			sb.Release()
+		}
 		if v > 1 {
 			out := array.NewRecord(schema, cols, rec.NumRows())
 			if err := w.Write(out); err != nil {

@@ -243,4 +243,13 @@ void sync_core_all(void);
 void *text_poke_bp(void *addr, const void *opcode, size_t len, void *handler);
 int poke_int3_handler(struct pt_regs *regs);
 
+/*
+ * Native services a slice links from the memfree library (uses =
+ * ["memfree"], docs/slice-abi.md): unmap the module_alloc() allocation at
+ * addr; a later access faults. Declared here, defined there, so that the
+ * base's own layout does not depend on them.
+ */
+void vfree(const void *addr);
+void module_memfree(void *addr);
+
 #endif /* PT_SLICE_H */
