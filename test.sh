@@ -30,6 +30,18 @@ if ! command -v chromium >/dev/null; then
   fi
 fi
 
+# libunicorn for the Unicorn comparison harness's smoke test
+# (bench/unicorn: the same guest must end with the same values there); the
+# test skips, saying why, when it cannot be installed.
+if command -v dpkg-query >/dev/null && ! dpkg-query -W -f='${Status}' libunicorn-dev 2>/dev/null | grep -q 'ok installed'; then
+  say "installing libunicorn-dev (bench/unicorn's smoke test)"
+  if [ "$(id -u)" = 0 ]; then
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libunicorn-dev >/dev/null; } || say "libunicorn-dev could not be installed: the Unicorn smoke test will skip"
+  else
+    { sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libunicorn-dev >/dev/null; } || say "libunicorn-dev could not be installed: the Unicorn smoke test will skip"
+  fi
+fi
+
 say "python venv (.venv) with the pinned requirements"
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv || {

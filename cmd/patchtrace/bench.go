@@ -22,6 +22,24 @@ type benchFigure struct {
 	Value  float64 `json:"value"`
 	Unit   string  `json:"unit"`
 	Detail string  `json:"detail"`
+	// CPU is the same rate over the process's CPU time (all threads)
+	// instead of wall time: on a loaded host it moves less than Value.
+	CPU float64 `json:"cpu_value,omitempty"`
+}
+
+// timed runs f and returns its wall time and the process's CPU time.
+func timed(f func()) (wall, cpu time.Duration) {
+	c0, t0 := cpuTime(), time.Now()
+	f()
+	return time.Since(t0), cpuTime() - c0
+}
+
+// perSec is n/d in millions per second, 0 for a zero d.
+func perSec(n uint64, d time.Duration) float64 {
+	if d <= 0 {
+		return 0
+	}
+	return float64(n) / d.Seconds() / 1e6
 }
 
 func cmdBench(env *cmdEnv, args []string) int {
@@ -29,6 +47,7 @@ func cmdBench(env *cmdEnv, args []string) int {
 	iters := fs.Uint64("iters", 1_000_000, "bench-fentry loop iterations (20.5 guest instructions each)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	dir := fs.String("dir", "", "directory for the temporary trace (default: the system temp dir)")
+	noAnalyze := fs.Bool("no-analyze", false, "skip replay+analyze (bench/unicorn/compare.sh sets it: it compares emulation and recording only)")
 	pos, code, done := parseFlags(env, fs, args)
 	if done {
 		return code
@@ -57,7 +76,10 @@ func cmdBench(env *cmdEnv, args []string) int {
 
 	var figs []benchFigure
 	add := func(name string, v float64, unit, detail string) {
-		figs = append(figs, benchFigure{name, v, unit, detail})
+		figs = append(figs, benchFigure{Name: name, Value: v, Unit: unit, Detail: detail})
+	}
+	addRate := func(name string, n uint64, wall, cpu time.Duration, unit, detail string) {
+		figs = append(figs, benchFigure{Name: name, Value: perSec(n, wall), Unit: unit, Detail: detail, CPU: perSec(n, cpu)})
 	}
 	// 1. Emulation only.
 	for _, s := range []*scenario.Spec{spec, tp} {
@@ -65,20 +87,23 @@ func cmdBench(env *cmdEnv, args []string) int {
 		if err != nil {
 			return errorf(env, "bench: %v", err)
 		}
-		start := time.Now()
-		res := m.Run(src)
-		el := time.Since(start)
+		var res emu.Result
+		wall, cpu := timed(func() { res = m.Run(src) })
 		if res.Stop != emu.StopDone {
 			return errorf(env, "bench: %s stopped: %v %s", s.ID, res.Stop, res.Msg)
 		}
-		add("emulate "+s.ID, float64(res.Insns)/el.Seconds()/1e6, "Minstr/s", fmt.Sprintf("%d instructions, recording off", res.Insns))
+		addRate("emulate "+s.ID, res.Insns, wall, cpu, "Minstr/s", fmt.Sprintf("%d instructions, recording off", res.Insns))
 	}
-	// 2. Emulate and record everything to disk.
+	// 2. Emulate and record everything to disk; then the lean trace
+	// (instructions and stores, no loads or register deltas: what a
+	// code hook plus a memory-write hook see under Unicorn); then
+	// text-poke-bp's 4 CPUs.
 	path := filepath.Join(tmp, "bench.arrow")
 	var rres *record.Result
-	start := time.Now()
-	peakRec := memstat.PeakHeap(func() { rres, err = record.Run(spec, path, record.Options{Options: emu.Options{Seed: 1}}) })
-	el := time.Since(start)
+	var peakRec uint64
+	wall, cpu := timed(func() {
+		peakRec = memstat.PeakHeap(func() { rres, err = record.Run(spec, path, record.Options{Options: emu.Options{Seed: 1}}) })
+	})
 	if err != nil {
 		return errorf(env, "bench: %v", err)
 	}
@@ -86,20 +111,43 @@ func cmdBench(env *cmdEnv, args []string) int {
 	if err != nil {
 		return errorf(env, "bench: %v", err)
 	}
-	add("record bench-fentry", float64(rres.Insns)/el.Seconds()/1e6, "Minstr/s", fmt.Sprintf("%d events to a zstd Arrow file", rres.Events))
+	addRate("record bench-fentry", rres.Insns, wall, cpu, "Minstr/s", fmt.Sprintf("%d events to a zstd Arrow file", rres.Events))
 	add("trace size per instruction", float64(st.Size())/float64(rres.Insns), "B/insn", fmt.Sprintf("%d bytes", st.Size()))
 	add("trace size per event", float64(st.Size())/float64(rres.Events), "B/event", "")
 	add("peak heap while recording", float64(peakRec)/(1<<20), "MiB", "")
-	// 3. Replay and analyze with every analyzer.
-	var ares *analyze.Result
-	start = time.Now()
-	peakAn := memstat.PeakHeap(func() { ares, err = analyze.AnalyzeFile(path, analyze.All()) })
-	el = time.Since(start)
-	if err != nil {
-		return errorf(env, "bench: %v", err)
+	for _, r := range []struct {
+		name string
+		s    *scenario.Spec
+		opt  emu.Options
+	}{
+		{"record bench-fentry --no-loads --no-regs", spec, emu.Options{Seed: 1, NoLoads: true, NoRegs: true}},
+		{"record text-poke-bp", tp, emu.Options{Seed: 1}},
+	} {
+		p := filepath.Join(tmp, "lean.arrow")
+		var res *record.Result
+		wall, cpu := timed(func() { res, err = record.Run(r.s, p, record.Options{Options: r.opt, Force: true}) })
+		if err != nil {
+			return errorf(env, "bench: %v", err)
+		}
+		st, err := os.Stat(p)
+		if err != nil {
+			return errorf(env, "bench: %v", err)
+		}
+		addRate(r.name, res.Insns, wall, cpu, "Minstr/s", fmt.Sprintf("%d events, %.2f B/event", res.Events, float64(st.Size())/float64(res.Events)))
 	}
-	add("replay+analyze", float64(ares.Events)/el.Seconds()/1e6, "Mevents/s", "all analyzers")
-	add("peak heap while analyzing", float64(peakAn)/(1<<20), "MiB", "")
+	// 3. Replay and analyze with every analyzer.
+	if !*noAnalyze {
+		var ares *analyze.Result
+		var peakAn uint64
+		wall, cpu := timed(func() {
+			peakAn = memstat.PeakHeap(func() { ares, err = analyze.AnalyzeFile(path, analyze.All()) })
+		})
+		if err != nil {
+			return errorf(env, "bench: %v", err)
+		}
+		addRate("replay+analyze", ares.Events, wall, cpu, "Mevents/s", "all analyzers")
+		add("peak heap while analyzing", float64(peakAn)/(1<<20), "MiB", "")
+	}
 
 	if *asJSON {
 		enc := json.NewEncoder(env.stdout)
@@ -109,10 +157,15 @@ func cmdBench(env *cmdEnv, args []string) int {
 	}
 	fmt.Fprintf(env.stdout, "patchtrace %s on %s/%s, %d CPUs (GOMAXPROCS %d)\n\n", version, runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.GOMAXPROCS(0))
 	tw := tabwriter.NewWriter(env.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "figure\tover wall time\tover CPU time\t\n")
 	for _, f := range figs {
-		fmt.Fprintf(tw, "%s\t%.2f %s\t%s\n", f.Name, f.Value, f.Unit, f.Detail)
+		c := ""
+		if f.CPU > 0 {
+			c = fmt.Sprintf("%.2f", f.CPU)
+		}
+		fmt.Fprintf(tw, "%s\t%.2f %s\t%s\t%s\n", f.Name, f.Value, f.Unit, c, f.Detail)
 	}
 	tw.Flush()
-	fmt.Fprintln(env.stdout, "\nbench-fentry is the loop of scenarios/bench-fentry/bench.S (a fentry-style call per iteration); run the same instruction stream under another emulator to compare Minstr/s.")
+	fmt.Fprintln(env.stdout, "\nbench-fentry is the loop of scenarios/bench-fentry/bench.S (a fentry-style call per iteration); run the same instruction stream under another emulator to compare Minstr/s (bench/unicorn/compare.sh runs it on libunicorn beside this).")
 	return exitOK
 }

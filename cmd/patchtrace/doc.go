@@ -519,6 +519,8 @@
 //	    	bench-fentry loop iterations (20.5 guest instructions each) (default 1000000)
 //	  -json
 //	    	print JSON
+//	  -no-analyze
+//	    	skip replay+analyze (bench/unicorn/compare.sh sets it: it compares emulation and recording only)
 //
 // # patchtrace scenarios
 //
