@@ -118,7 +118,7 @@ type Needer interface{ Needs() Needs }
 
 // Registered analyzers, by id.
 func All() []Analyzer {
-	return []Analyzer{&missedCall{}, &returnSlot{}, &wx{}, &cmc{}, &trapCheck{}, &frame{}, &progress{}, &unmatched{}}
+	return []Analyzer{&missedCall{}, &returnSlot{}, &wx{}, &cmc{}, &trapCheck{}, &frame{}, &lifetime{}, &progress{}, &unmatched{}}
 }
 
 // IDs lists the registered analyzer ids.
@@ -166,6 +166,16 @@ type Context struct {
 	findings      []*Finding
 	byKey         map[string]*Finding
 	story         *storyWindow
+	warnings      []string // what an analyzer could not check (Warn)
+}
+
+// Warn records, once, something the current analyzer could not check (the
+// trace lacks what it needs): it becomes one of the result's warnings.
+func (ctx *Context) Warn(msg string) {
+	msg = ctx.ids[ctx.cur] + ": " + msg
+	if !slices.Contains(ctx.warnings, msg) {
+		ctx.warnings = append(ctx.warnings, msg)
+	}
 }
 
 // Report adds a finding for the current analyzer. Findings with the same
@@ -442,6 +452,7 @@ func (l *Live) Finish() *Result {
 		l.spent[i] += time.Since(t0)
 		res.AnalyzerSeconds[a.ID()] = l.spent[i].Seconds()
 	}
+	res.Warnings = append(res.Warnings, l.ctx.warnings...)
 	res.Seconds = time.Since(l.start).Seconds()
 	res.Events = l.ctx.St.Applied
 	sort.SliceStable(l.ctx.findings, func(i, j int) bool { return l.ctx.findings[i].SeqFirst < l.ctx.findings[j].SeqFirst })

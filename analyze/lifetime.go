@@ -1,0 +1,629 @@
+package analyze
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/patchtrace/patchtrace/format"
+)
+
+// lifetime judges accesses to memory whose scope has ended, and releases
+// of code that a context will still return or resume into.
+//
+// Rules:
+//
+//   - dead frame: a load, store or instruction fetch into another
+//     context's stack below that stack's current RSP is a finding. x86-64
+//     kernel code has no red zone (-mno-red-zone), so the words below RSP
+//     belong to no frame: the owner returned from (or popped) the frame
+//     that held them. The 2022 text_poke_bp race is one: a CPU in the int3
+//     handler read the patcher's on-stack descriptor pointer just before
+//     the patcher cleared it, the patcher returned, and the CPU then
+//     incremented a refcount in the patcher's dead frame (Linux commit
+//     efd608fa7403, "x86/alternative: Fix race in try_get_desc()", which
+//     moved the descriptor off the stack). The finding names the access,
+//     the stack's owner and the seq (and instruction) at which the owner's
+//     RSP rose above the address.
+//   - freed memory: a load, store or fetch in memory released by vfree or
+//     module_memfree is a finding naming the free; the machine unmaps it,
+//     so the access is the #PF (trap row with CR2) the kernel would take.
+//   - freed or rewritten under a task (the rule synchronize_rcu_tasks()
+//     enforces for trampolines): at a vfree/module_memfree, every live
+//     resume address into the freed range - a return address a CALL pushed
+//     or an interrupted RIP a delivery pushed, on any stack, still above
+//     that stack's RSP - is a finding naming the task that will resume
+//     there (switched out, i.e. preempted, or running deeper). At a
+//     text_poke of [a, a+n), a resume address strictly inside the range is
+//     one too: the task would resume in the middle of the new bytes (an
+//     address at a itself resumes at an instruction start, which is what
+//     text_poke_bp's int3 protocol makes safe; a #BP frame's saved RIP is
+//     taken one byte back, at the int3, since its handler decides where
+//     it resumes). Linux's dynamic ftrace trampolines are freed only after
+//     synchronize_rcu_tasks() for this reason (commit 0598e4f08e3d,
+//     "ftrace: Add use of synchronize_rcu_tasks() with dynamic
+//     trampolines": a task can be preempted indefinitely on one).
+//
+// What is not a finding (the false positives this design avoids):
+//
+//   - a CPU's accesses to the stack it runs on, at the start or the end of
+//     the instruction: its own pushes land below RSP by definition, and
+//     interrupt handlers that run on the interrupted task's stack are on
+//     it too;
+//   - a handler nested in the stack's last user (same CPU and task, deeper
+//     trap depth) writing below the interrupted RSP on purpose: an
+//     emulated push from an IST handler (int3_emulate_push);
+//   - the words a delivery pushes (write rows of the CPU right before its
+//     trap row, inside the frame the trap row names) even onto an IST
+//     stack whose previous handler left its RSP elsewhere;
+//   - anything below the lowest RSP a stack ever had: that memory was
+//     never part of the stack's frames (adjacent stacks, a new task's
+//     initial frame built by its creator).
+//
+// Stacks are found from RSP alone: a CPU's RSP moving by less than
+// stackNear stays on its stack and extends it; a jump lands on the known
+// stack whose extent holds it, else starts a new one (a task's first run,
+// an IST stack's first delivery). A stack's RSP is its last user's: the
+// RSP saved by switch_to() for a switched-out task, the frame an IST
+// handler returned from. RSP is read before every instruction (insn rows)
+// and, when the trace has register deltas, after it, so a scope ends at
+// the instruction that ended it; without deltas it ends one instruction
+// late, which only delays findings. Without load rows (format version 3,
+// record --no-loads) only stores and fetches are judged and the result
+// says so.
+//
+// Not judged: a dead frame the owner has since reused (its RSP went below
+// the address again) - the access then lands in a live frame, and which
+// frame a pointer meant is not in the trace; stack scanning (our slices
+// do none).
+type lifetime struct {
+	stacks   []*ltStack // by lo (extents never overlap)
+	cpus     []ltCPU
+	freed    []ltFreed // released ranges, by lo
+	frees    []ltFree  // the free services seen whose perm rows follow
+	switched map[uint32]uint64
+	isCall   []bool // by op index
+	clock    uint64
+}
+
+// Bounds for hostile streams (real runs have a few dozen stacks, call
+// depths of tens and a handful of frees).
+const (
+	stackNear      = 4096
+	maxStacks      = 1024
+	maxDeadSegs    = 512
+	maxCodeSlots   = 1024
+	maxFreed       = 4096
+	maxLtPending   = 64
+	maxSwitched    = 4096
+	ltRegRSP       = format.ColRegRSP - format.ColRegRAX
+	pfFetchErrCode = 0x10 // #PF error code I/D bit (SDM Vol. 3 §4.7)
+)
+
+type ltStack struct {
+	lo, hi   uint64 // the lowest and highest RSP (or frame top) seen on it
+	cur      uint64 // the RSP of its last user
+	cpu      uint16 // the last user
+	task     uint32
+	depth    uint8
+	ownCPU   uint16 // the first user: whose stack it is
+	ownTask  uint32
+	ownDepth uint8
+	dead     []ltSeg  // parts of [lo, cur), by address, with when each died
+	codes    []ltCode // live resume addresses on it, by address
+	used     uint64   // clock of the last use (eviction)
+}
+
+type ltSeg struct {
+	lo, hi uint64
+	seq    uint64 // the row at which RSP rose over it
+	rip    uint64 // the instruction (or IRETQ row) that raised it
+	kind   format.Kind
+	op     uint16
+	to     uint64 // an iret row's return RIP
+	cpu    uint16
+	task   uint32
+	depth  uint8
+}
+
+type ltCode struct {
+	at     uint64 // the stack word
+	val    uint64 // the resume address it holds
+	seq    uint64 // when it was pushed
+	vector int    // -1: a CALL's return address, else the delivery's vector
+	cpu    uint16
+	task   uint32
+	depth  uint8
+}
+
+type ltCPU struct {
+	stk      *ltStack // after the last row
+	startStk *ltStack // at the start of the current instruction
+	lastSeq  uint64
+	lastRIP  uint64
+	lastOp   uint16
+	pending  []format.Row
+}
+
+type ltFree struct {
+	seq    uint64
+	svc    format.Service
+	addr   uint64
+	caller uint64 // the call that reached the service
+	cpu    uint16
+	task   uint32
+	depth  uint8
+	row    format.Row
+}
+
+type ltFreed struct {
+	lo, hi uint64
+	free   ltFree
+}
+
+func (*lifetime) ID() string { return "lifetime" }
+func (*lifetime) Doc() string {
+	return "Memory used after its scope ended: an access into another context's stack below its RSP (a dead frame), an access to memory released by vfree/module_memfree, or a free or text_poke of code that a preempted or interrupted task will still resume into (a live return address or interrupted RIP in the range)."
+}
+
+func (*lifetime) Needs() Needs {
+	return Needs{Kinds: []format.Kind{format.KindInsn, format.KindWrite, format.KindLoad, format.KindTrap, format.KindIret,
+		format.KindService, format.KindPerm, format.KindSwitch},
+		Columns: []int{format.ColLen, format.ColOp, format.ColRSP, format.ColAddr, format.ColSize, format.ColOld, format.ColNew,
+			format.ColAlias, format.ColVector, format.ColHandler, format.ColIST, format.ColErrCode, format.ColPermOld, format.ColPermNew,
+			format.ColService, format.ColArg0, format.ColArg1, format.ColArg2, format.ColRegRSP}}
+}
+
+func (a *lifetime) Start(ctx *Context) error {
+	a.cpus = make([]ltCPU, len(ctx.St.CPUs))
+	a.switched = map[uint32]uint64{}
+	names := ctx.St.Meta.OpNames
+	a.isCall = make([]bool, len(names))
+	for i, nm := range names {
+		a.isCall[i] = nm == "CALL"
+	}
+	if !ctx.St.Meta.Loads {
+		ctx.Warn("the trace records no loads (format version 3 or record --no-loads): only stores and instruction fetches into dead frames and freed memory were judged")
+	}
+	return nil
+}
+
+func (a *lifetime) Event(ctx *Context, r *format.Row) {
+	c := int(r.CPU)
+	if c >= len(a.cpus) {
+		return
+	}
+	a.clock++
+	cp := &a.cpus[c]
+	if r.Kind != format.KindWrite && len(cp.pending) > 0 {
+		a.flush(ctx, cp, r)
+	}
+	switch r.Kind {
+	case format.KindInsn:
+		s := a.move(cp, r, r.RSP, ltSeg{seq: cp.lastSeq, rip: cp.lastRIP, kind: format.KindInsn, op: cp.lastOp})
+		cp.startStk = s
+		cp.lastSeq, cp.lastRIP, cp.lastOp = r.Seq, r.RIP, r.Op
+		if int(r.Op) < len(a.isCall) && a.isCall[r.Op] && s != nil {
+			s.addCode(ltCode{at: r.RSP - 8, val: r.RIP + uint64(r.Len), seq: r.Seq, vector: -1, cpu: r.CPU, task: r.Task, depth: r.Depth})
+		}
+		if sp, ok := r.Reg(ltRegRSP); ok {
+			a.move(cp, r, sp, ltSeg{seq: r.Seq, rip: r.RIP, kind: format.KindInsn, op: r.Op})
+		}
+		a.judge(ctx, r, r.RIP, 1, "instruction fetch")
+	case format.KindWrite:
+		if r.Alias || r.Size == 0 {
+			return
+		}
+		a.noteStore(r)
+		if a.judgeable(r, r.Addr, uint64(r.Size)) {
+			if len(cp.pending) >= maxLtPending {
+				a.flush(ctx, cp, nil)
+			}
+			cp.pending = append(cp.pending, *r)
+		}
+	case format.KindLoad:
+		a.judge(ctx, r, r.Addr, uint64(r.Size), fmt.Sprintf("%d-byte load", r.Size))
+	case format.KindTrap:
+		s := a.move(cp, r, r.RSP, ltSeg{seq: r.Seq, rip: r.RIP, kind: format.KindTrap})
+		if s != nil {
+			if top := r.RSP + uint64(r.Size); top > s.hi {
+				s.hi = top
+			}
+			at := r.RSP
+			if vectorHasErrorCode(r.Vector) {
+				at += 8
+			}
+			s.addCode(ltCode{at: at, val: r.RIP, seq: r.Seq, vector: int(r.Vector), cpu: r.CPU, task: r.Task, depth: r.Depth})
+		}
+		if r.Vector == 14 && r.HasAddr {
+			what := "access"
+			if r.HasErrCode && r.ErrCode&pfFetchErrCode != 0 {
+				what = "instruction fetch"
+			} else if r.HasErrCode && r.ErrCode&2 != 0 {
+				what = "store"
+			} else if r.HasErrCode {
+				what = "load"
+			}
+			a.judgeFreed(ctx, r, r.Addr, 1, what+" (a #PF)")
+		}
+	case format.KindIret:
+		a.move(cp, r, r.RSP, ltSeg{seq: r.Seq, rip: r.RIP, kind: format.KindIret, to: r.Handler})
+	case format.KindService:
+		switch r.Service {
+		case format.Service(svcVfree), format.Service(svcModuleFree):
+			kept := *r
+			kept.Handler = cp.lastRIP
+			a.frees = append(a.frees[:0], ltFree{seq: r.Seq, svc: r.Service, addr: r.Args[0], caller: cp.lastRIP,
+				cpu: r.CPU, task: r.Task, depth: r.Depth, row: kept})
+		case format.Service(svcTextPoke):
+			if n := r.Args[2]; n > 1 && n <= 1<<16 {
+				kept := *r
+				kept.Handler = cp.lastRIP
+				a.resumeIn(ctx, r.Args[0], r.Args[0]+n, true, ltFree{seq: r.Seq, svc: r.Service, addr: r.Args[0], caller: cp.lastRIP,
+					cpu: r.CPU, task: r.Task, depth: r.Depth, row: kept}, "rewrote")
+			}
+		}
+		if sp, ok := r.Reg(ltRegRSP); ok {
+			a.move(cp, r, sp, ltSeg{seq: r.Seq, rip: cp.lastRIP, kind: format.KindInsn, op: cp.lastOp})
+		}
+	case format.KindPerm:
+		a.perm(ctx, r)
+	case format.KindSwitch:
+		if len(a.switched) < maxSwitched {
+			a.switched[uint32(r.Old)] = r.Seq
+		}
+		delete(a.switched, uint32(r.New))
+	}
+}
+
+// Service ids (format.Services) the rules read.
+const (
+	svcVfree      = 13
+	svcModuleFree = 14
+)
+
+// move sets cp's RSP to sp (at row r; a rise is attributed to seg's
+// row) and returns the stack it is on.
+func (a *lifetime) move(cp *ltCPU, r *format.Row, sp uint64, seg ltSeg) *ltStack {
+	s := cp.stk
+	if s == nil || sp < s.lo || sp > s.hi {
+		if t := a.find(sp); t != nil {
+			s = t
+		} else if s == nil || sp+stackNear < s.lo || sp > s.hi+stackNear || a.between(s, sp) {
+			s = a.newStack(r, sp)
+		}
+	}
+	s.used = a.clock
+	seg.cpu, seg.task, seg.depth = r.CPU, r.Task, r.Depth
+	s.setRSP(sp, seg)
+	s.cpu, s.task, s.depth = r.CPU, r.Task, r.Depth
+	cp.stk = s
+	return s
+}
+
+// between reports whether extending s to sp would reach over another
+// stack.
+func (a *lifetime) between(s *ltStack, sp uint64) bool {
+	lo, hi := min(s.lo, sp), max(s.hi, sp)
+	i := sort.Search(len(a.stacks), func(i int) bool { return a.stacks[i].hi >= lo })
+	for ; i < len(a.stacks) && a.stacks[i].lo <= hi; i++ {
+		if a.stacks[i] != s {
+			return true
+		}
+	}
+	return false
+}
+
+// find returns the stack whose extent holds addr.
+func (a *lifetime) find(addr uint64) *ltStack {
+	i := sort.Search(len(a.stacks), func(i int) bool { return a.stacks[i].lo > addr })
+	if i == 0 {
+		return nil
+	}
+	if s := a.stacks[i-1]; addr <= s.hi {
+		return s
+	}
+	return nil
+}
+
+func (a *lifetime) newStack(r *format.Row, sp uint64) *ltStack {
+	if len(a.stacks) >= maxStacks {
+		// A hostile stream: forget the stack used longest ago.
+		old := 0
+		for i, s := range a.stacks {
+			if s.used < a.stacks[old].used {
+				old = i
+			}
+		}
+		gone := a.stacks[old]
+		a.stacks = append(a.stacks[:old], a.stacks[old+1:]...)
+		for i := range a.cpus {
+			if a.cpus[i].stk == gone {
+				a.cpus[i].stk = nil
+			}
+			if a.cpus[i].startStk == gone {
+				a.cpus[i].startStk = nil
+			}
+		}
+	}
+	s := &ltStack{lo: sp, hi: sp, cur: sp, ownCPU: r.CPU, ownTask: r.Task, ownDepth: r.Depth}
+	if r.Kind == format.KindTrap {
+		s.ownDepth = r.Depth + 1
+	}
+	i := sort.Search(len(a.stacks), func(i int) bool { return a.stacks[i].lo > sp })
+	a.stacks = append(a.stacks, nil)
+	copy(a.stacks[i+1:], a.stacks[i:])
+	a.stacks[i] = s
+	return s
+}
+
+// setRSP moves the stack's RSP: a rise kills [cur, sp) (at seg's seq) and
+// the resume addresses there; a fall revives what it covers.
+func (s *ltStack) setRSP(sp uint64, seg ltSeg) {
+	s.lo, s.hi = min(s.lo, sp), max(s.hi, sp)
+	switch {
+	case sp > s.cur:
+		seg.lo, seg.hi = s.cur, sp
+		if n := len(s.dead); n > 0 && s.dead[n-1].hi == seg.lo && s.dead[n-1].seq == seg.seq {
+			s.dead[n-1].hi = sp
+		} else {
+			if n >= maxDeadSegs {
+				// Merge the lowest two: their scope had ended by the
+				// later of the two.
+				s.dead[1].lo = s.dead[0].lo
+				if s.dead[0].seq > s.dead[1].seq {
+					s.dead[1].seq, s.dead[1].rip = s.dead[0].seq, s.dead[0].rip
+				}
+				s.dead = s.dead[1:]
+			}
+			s.dead = append(s.dead, seg)
+		}
+		k := 0
+		for k < len(s.codes) && s.codes[k].at < sp {
+			k++
+		}
+		s.codes = s.codes[k:]
+	case sp < s.cur:
+		for n := len(s.dead); n > 0; n = len(s.dead) {
+			d := &s.dead[n-1]
+			if d.lo >= sp {
+				s.dead = s.dead[:n-1]
+				continue
+			}
+			if d.hi > sp {
+				d.hi = sp
+			}
+			break
+		}
+	}
+	s.cur = sp
+}
+
+// addCode records a resume address pushed at c.at (kept by address).
+func (s *ltStack) addCode(c ltCode) {
+	i := sort.Search(len(s.codes), func(i int) bool { return s.codes[i].at >= c.at })
+	if i < len(s.codes) && s.codes[i].at == c.at {
+		s.codes[i] = c
+		return
+	}
+	if len(s.codes) >= maxCodeSlots {
+		return
+	}
+	s.codes = append(s.codes, ltCode{})
+	copy(s.codes[i+1:], s.codes[i:])
+	s.codes[i] = c
+}
+
+// noteStore follows a store over a pushed resume address (a kretprobe
+// rewriting a return address, a handler rewriting regs->ip).
+func (a *lifetime) noteStore(r *format.Row) {
+	s := a.find(r.Addr)
+	if s == nil {
+		return
+	}
+	for i := range s.codes {
+		if c := &s.codes[i]; c.at == r.Addr && r.Size == 8 {
+			c.val = r.New
+		}
+	}
+}
+
+// dead returns the stack whose dead part [lo, cur) addr..addr+n overlaps
+// and the segment that tells when, for an access by row r that is not
+// its own stack's.
+func (a *lifetime) dead(r *format.Row, addr, n uint64) (*ltStack, *ltSeg) {
+	s := a.find(addr)
+	if s == nil || addr >= s.cur || addr+n <= s.lo {
+		return nil, nil
+	}
+	cp := &a.cpus[r.CPU]
+	if s == cp.stk || s == cp.startStk || (s.cpu == r.CPU && s.task == r.Task) {
+		return nil, nil
+	}
+	for i := len(s.dead) - 1; i >= 0; i-- {
+		if d := &s.dead[i]; addr < d.hi && addr+n > d.lo {
+			return s, d
+		}
+	}
+	return nil, nil
+}
+
+// judgeable reports whether a store would be a finding (held until the
+// CPU's next row: a delivery's pushes are not).
+func (a *lifetime) judgeable(r *format.Row, addr, n uint64) bool {
+	s, _ := a.dead(r, addr, n)
+	return s != nil || a.freedAt(addr, n) != nil
+}
+
+// flush judges the stores cp held; those inside the frame a trap row r
+// pushed are the delivery's.
+func (a *lifetime) flush(ctx *Context, cp *ltCPU, r *format.Row) {
+	ps := cp.pending
+	cp.pending = nil
+	for i := range ps {
+		p := &ps[i]
+		if r != nil && r.Kind == format.KindTrap && p.Addr >= r.RSP && p.Addr < r.RSP+uint64(r.Size) {
+			continue
+		}
+		a.judge(ctx, p, p.Addr, uint64(p.Size), fmt.Sprintf("%d-byte store", p.Size))
+	}
+}
+
+// judge reports an access by row r to addr..addr+n in a dead frame or
+// freed memory.
+func (a *lifetime) judge(ctx *Context, r *format.Row, addr, n uint64, what string) {
+	if s, d := a.dead(r, addr, n); s != nil {
+		a.reportDead(ctx, r, addr, what, s, d)
+		return
+	}
+	a.judgeFreed(ctx, r, addr, n, what)
+}
+
+func (a *lifetime) reportDead(ctx *Context, r *format.Row, addr uint64, what string, s *ltStack, d *ltSeg) {
+	rise := format.Row{Seq: d.seq, Kind: d.kind, CPU: d.cpu, Task: d.task, Depth: d.depth, RIP: d.rip, Op: d.op, Handler: d.to, RSP: d.lo}
+	access := *r
+	by := fmt.Sprintf("%s (seq %d, cpu%d %s)", placeLine(ctx, r.RIP), r.Seq, r.CPU, contextName(r))
+	ctx.Report(Finding{
+		CPU: int(r.CPU), Task: r.Task, SeqFirst: d.seq, SeqLast: r.Seq, RIP: r.RIP, Evidence: []uint64{d.seq, r.Seq},
+		Context: contextName(r),
+		Story:   ctx.story.tellWith(ctx.St, int(r.CPU), []uint64{d.seq, r.Seq}, &rise, &access),
+		Message: fmt.Sprintf("%s at %#x by %s into a dead frame of %s: the address is below that stack's RSP (%#x), "+
+			"which rose above it at seq %d when cpu%d %s at %s left the frame; the frame's scope had ended",
+			what, addr, by, s.owner(), s.cur, d.seq, d.cpu, keyName(ctxKey{d.cpu, d.task, d.depth}), placeLine(ctx, d.rip)),
+	}, fmt.Sprintf("dead|%#x", r.RIP))
+}
+
+// owner names whose stack s is.
+func (s *ltStack) owner() string {
+	if s.ownDepth > 0 {
+		return fmt.Sprintf("cpu%d's interrupt stack (first used by a handler of task %d)", s.ownCPU, s.ownTask)
+	}
+	if s.ownTask == 0 {
+		return fmt.Sprintf("the boot stack of cpu%d (task 0)", s.ownCPU)
+	}
+	return fmt.Sprintf("the stack of task %d (cpu%d)", s.ownTask, s.ownCPU)
+}
+
+// placeLine names an instruction: "symbol+0xoff (file:line)".
+func placeLine(ctx *Context, rip uint64) string {
+	if fl := ctx.St.Syms.Line(rip); fl != "" {
+		return ctx.Describe(rip) + " (" + fl + ")"
+	}
+	return ctx.Describe(rip)
+}
+
+func (a *lifetime) freedAt(addr, n uint64) *ltFreed {
+	i := sort.Search(len(a.freed), func(i int) bool { return a.freed[i].hi > addr })
+	if i < len(a.freed) && a.freed[i].lo < addr+n {
+		return &a.freed[i]
+	}
+	return nil
+}
+
+func (a *lifetime) judgeFreed(ctx *Context, r *format.Row, addr, n uint64, what string) {
+	f := a.freedAt(addr, n)
+	if f == nil {
+		return
+	}
+	access := *r
+	ctx.Report(Finding{
+		CPU: int(r.CPU), Task: r.Task, SeqFirst: f.free.seq, SeqLast: r.Seq, RIP: r.RIP, Evidence: []uint64{f.free.seq, r.Seq},
+		Context: contextName(r),
+		Story:   ctx.story.tellWith(ctx.St, int(r.CPU), []uint64{f.free.seq, r.Seq}, &f.free.row, &access),
+		Message: fmt.Sprintf("%s at %#x by %s (seq %d, cpu%d %s) into memory released at seq %d by %s(%#x) on cpu%d %s, called from %s",
+			what, addr, placeLine(ctx, r.RIP), r.Seq, r.CPU, contextName(r), f.free.seq, f.free.svc, f.free.addr, f.free.cpu,
+			keyName(ctxKey{f.free.cpu, f.free.task, f.free.depth}), placeLine(ctx, f.free.caller)),
+	}, fmt.Sprintf("freed|%#x", r.RIP))
+}
+
+// perm follows the pages a free unmapped (and any page mapped again).
+func (a *lifetime) perm(ctx *Context, r *format.Row) {
+	if r.Alias {
+		return
+	}
+	n := uint64(max(r.Size, 1))
+	lo, hi := r.Addr, r.Addr+n<<12
+	if hi < lo {
+		return
+	}
+	if r.PermNew != 0 {
+		a.unfree(lo, hi)
+		return
+	}
+	if (r.Service != format.Service(svcVfree) && r.Service != format.Service(svcModuleFree)) || len(a.frees) == 0 {
+		return
+	}
+	f := a.frees[0]
+	a.unfree(lo, hi)
+	if len(a.freed) >= maxFreed {
+		a.freed = a.freed[1:]
+	}
+	i := sort.Search(len(a.freed), func(i int) bool { return a.freed[i].lo >= lo })
+	a.freed = append(a.freed, ltFreed{})
+	copy(a.freed[i+1:], a.freed[i:])
+	a.freed[i] = ltFreed{lo: lo, hi: hi, free: f}
+	a.resumeIn(ctx, lo, hi, false, f, "released")
+}
+
+// unfree forgets freed ranges within [lo, hi) (mapped again).
+func (a *lifetime) unfree(lo, hi uint64) {
+	out := a.freed[:0]
+	for _, f := range a.freed {
+		if f.hi <= lo || f.lo >= hi {
+			out = append(out, f)
+		}
+	}
+	a.freed = out
+}
+
+// resumeIn reports every live resume address in [lo, hi) (strictly inside
+// when strict) at the free or rewrite f.
+func (a *lifetime) resumeIn(ctx *Context, lo, hi uint64, strict bool, f ltFree, verb string) {
+	for _, s := range a.stacks {
+		for i := range s.codes {
+			c := &s.codes[i]
+			if c.at < s.cur {
+				continue
+			}
+			at := c.val
+			if c.vector == 3 {
+				at-- // the int3 itself: its handler decides where the CPU resumes
+			}
+			if at < lo || at >= hi || (strict && at == lo) {
+				continue
+			}
+			a.reportResume(ctx, s, c, lo, hi, f, verb)
+		}
+	}
+}
+
+func (a *lifetime) reportResume(ctx *Context, s *ltStack, c *ltCode, lo, hi uint64, f ltFree, verb string) {
+	kind := fmt.Sprintf("a return address into it (pushed by a call at seq %d)", c.seq)
+	if c.vector >= 0 {
+		kind = fmt.Sprintf("the RIP a %s interrupted there (its frame pushed at seq %d)", format.VectorName(uint8(c.vector)), c.seq)
+	}
+	state := fmt.Sprintf("running on cpu%d", s.cpu)
+	if seq, ok := a.switched[c.task]; ok {
+		state = fmt.Sprintf("switched out (preempted) at seq %d and not run since", seq)
+	}
+	what := fmt.Sprintf("%s(%#x)", f.svc, f.addr)
+	if f.svc == format.Service(svcTextPoke) {
+		what = fmt.Sprintf("text_poke(%s, %d bytes)", ctx.Describe(f.addr), hi-lo)
+	}
+	ctx.Report(Finding{
+		CPU: int(f.cpu), Task: f.task, SeqFirst: c.seq, SeqLast: f.seq, RIP: f.caller, Evidence: []uint64{c.seq, f.seq},
+		Context: keyName(ctxKey{f.cpu, f.task, f.depth}),
+		Story:   ctx.story.tellWith(ctx.St, int(f.cpu), []uint64{c.seq, f.seq}, &f.row),
+		Message: fmt.Sprintf("%s at seq %d on cpu%d %s (called from %s) %s %#x..%#x while task %d (cpu%d, %s) still holds %s: "+
+			"%s at stack word %#x; it will resume there (synchronize_rcu_tasks() waits for every task to pass a voluntary schedule point before such code is freed or rewritten)",
+			what, f.seq, f.cpu, keyName(ctxKey{f.cpu, f.task, f.depth}), placeLine(ctx, f.caller), verb, lo, hi,
+			c.task, c.cpu, state, kind, ctx.Describe(c.val), c.at),
+	}, fmt.Sprintf("resume|%#x|%d|%#x", f.caller, c.task, c.val))
+}
+
+func (a *lifetime) Finish(ctx *Context) {
+	for i := range a.cpus {
+		if len(a.cpus[i].pending) > 0 {
+			a.flush(ctx, &a.cpus[i], nil)
+		}
+	}
+}

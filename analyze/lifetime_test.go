@@ -1,0 +1,294 @@
+package analyze_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/patchtrace/patchtrace/analyze"
+	"github.com/patchtrace/patchtrace/emu"
+	"github.com/patchtrace/patchtrace/format"
+	"github.com/patchtrace/patchtrace/internal/memstat"
+	"github.com/patchtrace/patchtrace/internal/slice"
+)
+
+// Stacks of the hand-made streams: far apart, as the slice's are.
+const (
+	ltStackA uint64 = 0xffffc90000003f00 // cpu0 task 1
+	ltStackB uint64 = 0xffffc90000013f00 // cpu1 task 2
+	ltIST    uint64 = 0xffffc90000024000 // cpu1's IST stack top
+)
+
+func (f *feed) load(c ctx, rip, addr uint64, v uint64) uint64 {
+	return f.add(c, &format.Row{Kind: format.KindLoad, RIP: rip, Addr: addr, Size: 8, New: v})
+}
+
+// pf is a #PF delivered at rip for addr (CR2) with error code ec.
+func (f *feed) pf(c ctx, rip, addr, ec, rsp uint64) uint64 {
+	return f.add(c, &format.Row{Kind: format.KindTrap, RIP: rip, Vector: 14, Handler: f.sym("asm_exc_page_fault", 0), RSP: rsp, Size: 48,
+		Addr: addr, HasAddr: true, ErrCode: ec, HasErrCode: true})
+}
+
+// free runs svc(addr) and unmaps its one page, as the machine records it.
+func (f *feed) free(c ctx, svc emu.ServiceID, addr uint64) uint64 {
+	seq := f.service(c, svc, addr)
+	f.add(c, &format.Row{Kind: format.KindPerm, Addr: addr, Size: 1, PermOld: 3, PermNew: 0, Service: format.Service(svc)})
+	return seq
+}
+
+// TestLifetimeDeadFrame: a load by another CPU below a stack's RSP (in a
+// frame its owner left) is a finding naming the owner and when the frame
+// died; the same load above the RSP, below the lowest RSP the stack ever
+// had, or by the owner itself is not.
+func TestLifetimeDeadFrame(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		by      ctx
+		addr    uint64
+		finding bool
+	}{
+		{"another CPU below the RSP", ctx{cpu: 1, task: 2}, ltStackA - 0x80, true},
+		{"another CPU above the RSP", ctx{cpu: 1, task: 2}, ltStackA + 8, false},
+		{"below what the stack ever used", ctx{cpu: 1, task: 2}, ltStackA - 0x200, false},
+		{"the owner itself", ctx{cpu: 0, task: 1}, ltStackA - 0x80, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFeed(t, "text-poke-bp", "lifetime")
+			owner := ctx{cpu: 0, task: 1}
+			fn := f.sym("text_poke_bp", 0)
+			f.insn(owner, fn, "PUSH", ltStackA)
+			f.insn(owner, fn+1, "SUB", ltStackA-0x100) // a frame of 0x100 bytes
+			rise := f.insn(owner, fn+2, "ADD", ltStackA-0x100)
+			f.insn(owner, fn+3, "NOP", ltStackA) // the frame is gone
+			f.insn(ctx{cpu: 1, task: 2}, f.sym("traced_fn", 0), "NOP", ltStackB)
+			if tc.by.cpu == 0 {
+				f.insn(tc.by, fn+4, "MOV", ltStackA)
+			} else {
+				f.insn(tc.by, f.sym("poke_int3_handler", 0), "MOV", ltStackB)
+			}
+			acc := f.load(tc.by, f.sym("poke_int3_handler", 0), tc.addr, 1)
+			res := f.finish()
+			if got := len(res.Findings) > 0; got != tc.finding {
+				t.Fatalf("finding %v, want %v:\n%s", got, tc.finding, summary(res))
+			}
+			if !tc.finding {
+				return
+			}
+			fd := res.Findings[0]
+			for _, want := range []string{"8-byte load at", "poke_int3_handler", "dead frame of the stack of task 1 (cpu0)", "at seq " + itoa(rise), "text_poke_bp+0x2"} {
+				if !strings.Contains(fd.Message, want) {
+					t.Errorf("message %q lacks %q", fd.Message, want)
+				}
+			}
+			if fd.CPU != 1 || fd.SeqLast != acc || fd.SeqFirst != rise {
+				t.Errorf("cpu %d seqs %d..%d, want cpu1 %d..%d", fd.CPU, fd.SeqFirst, fd.SeqLast, rise, acc)
+			}
+		})
+	}
+}
+
+// TestLifetimeDeliveryPushes: the words a delivery pushes onto an IST
+// stack below where its last handler left RSP are the CPU's own; the same
+// store by the CPU not followed by that delivery is a finding (another
+// context's dead frame).
+func TestLifetimeDeliveryPushes(t *testing.T) {
+	for _, delivered := range []bool{true, false} {
+		name := "then delivered"
+		if !delivered {
+			name = "no delivery"
+		}
+		t.Run(name, func(t *testing.T) {
+			f := newFeed(t, "text-poke-bp", "lifetime")
+			c1 := ctx{cpu: 1, task: 2}
+			h := f.sym("asm_exc_nmi", 0)
+			f.insn(c1, f.sym("traced_fn", 0), "NOP", ltStackB)
+			f.trap(c1, f.sym("traced_fn", 1), 2, h, ltIST-40) // NMI on the IST stack
+			in := ctx{cpu: 1, task: 2, depth: 1}
+			f.insn(in, h, "SUB", ltIST-40)
+			f.insn(in, h+1, "ADD", ltIST-0x100)
+			f.insn(in, h+1, "IRETQ", ltIST-40) // [-0x100, -40) is dead now
+			f.iret(c1, h+1, f.sym("traced_fn", 1), ltStackB)
+			f.insn(c1, f.sym("traced_fn", 1), "NOP", ltStackB)
+			// Task 5 runs on cpu1 next (on its own stack) and takes a
+			// #DF-like delivery on the IST stack: with its error code
+			// it pushes 48 bytes, the lowest word in the dead part.
+			f.switchTo(c1, 5)
+			c1 = ctx{cpu: 1, task: 5}
+			f.insn(c1, f.sym("traced_fn", 1), "NOP", ltStackB+0x20000)
+			f.write(c1, f.sym("traced_fn", 2), ltIST-48, 8, 0, false)
+			if delivered {
+				f.add(c1, &format.Row{Kind: format.KindTrap, RIP: f.sym("traced_fn", 2), Vector: 8, Handler: h, RSP: ltIST - 48, Size: 48, HasErrCode: true})
+			} else {
+				f.insn(c1, f.sym("traced_fn", 2), "NOP", ltStackB+0x20000)
+			}
+			res := f.finish()
+			if got := len(res.Findings) > 0; got == delivered {
+				t.Fatalf("finding %v, want %v:\n%s", got, !delivered, summary(res))
+			}
+		})
+	}
+}
+
+// TestLifetimeFreed: an access that faults in a page vfree or
+// module_memfree released is a finding naming the free; one in the guard
+// page after it, or in a freed page mapped again, is not.
+func TestLifetimeFreed(t *testing.T) {
+	const page = slice.ModuleBase
+	for _, tc := range []struct {
+		name    string
+		svc     emu.ServiceID
+		addr    uint64
+		remap   bool
+		finding string
+	}{
+		{"vfree", emu.SvcVfree, page + 8, false, "load (a #PF) at 0xffffffffa0000008"},
+		{"module_memfree", emu.SvcModuleFree, page + 8, false, "released at seq 1 by module_memfree(0xffffffffa0000000)"},
+		{"the guard page", emu.SvcVfree, page + 0x1008, false, ""},
+		{"mapped again", emu.SvcVfree, page + 8, true, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFeed(t, "text-poke-bp", "lifetime")
+			c0, c1 := ctx{cpu: 0, task: 1}, ctx{cpu: 1, task: 2}
+			f.insn(c0, f.sym("patcher_main", 0), "CALL", ltStackA)
+			f.free(c0, tc.svc, page)
+			if tc.remap {
+				f.perm(c0, page, 1, 0, 3)
+			}
+			f.insn(c1, f.sym("traced_fn", 0), "MOV", ltStackB)
+			f.pf(c1, f.sym("traced_fn", 0), tc.addr, 0, ltStackB-48)
+			res := f.finish()
+			if got := len(res.Findings) > 0; got != (tc.finding != "") {
+				t.Fatalf("finding %v, want %v:\n%s", got, tc.finding != "", summary(res))
+			}
+			if tc.finding != "" && !strings.Contains(res.Findings[0].Message, tc.finding) {
+				t.Errorf("message %q lacks %q", res.Findings[0].Message, tc.finding)
+			}
+		})
+	}
+}
+
+// TestLifetimeResume: freeing code a switched-out task holds a return
+// address into is a finding at the free naming the task; once the task
+// has returned (its RSP rose over the word) it is not. A text_poke over a
+// resume address strictly inside the range is a finding, one at the
+// range's first byte (an instruction start) is not.
+func TestLifetimeResume(t *testing.T) {
+	const page = slice.ModuleBase
+	for _, tc := range []struct {
+		name     string
+		returned bool
+		poke     uint64 // 0: free the page; else text_poke(poke, 5)
+		finding  bool
+	}{
+		{"freed under a preempted task", false, 0, true},
+		{"freed after it returned", true, 0, false},
+		{"rewritten inside", false, page + 0x10, true},
+		{"rewritten at its start", false, page + 0x11, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFeed(t, "text-poke-bp", "lifetime")
+			c0, c1 := ctx{cpu: 0, task: 1}, ctx{cpu: 1, task: 3}
+			f.insn(c0, f.sym("patcher_main", 0), "NOP", ltStackA)
+			f.insn(c1, page+0x10, "CALL", ltStackB)                                 // the trampoline calls a handler: returns to page+0x11
+			f.insn(c1, f.sym("handler", 0), "NOP", ltStackB-8)                      // in the handler
+			f.trap(c1, f.sym("handler", 0), 0xec, f.sym("handler", 0), ltStackB-48) // the timer
+			f.switchTo(ctx{cpu: 1, task: 3, depth: 1}, 4)                           // preempted
+			if tc.returned {
+				f.switchTo(ctx{cpu: 1, task: 4}, 3)
+				f.insn(c1, f.sym("handler", 1), "RET", ltStackB-8)
+				f.insn(c1, page+0x11, "NOP", ltStackB)
+				f.insn(c1, f.sym("traced_fn", 0), "NOP", ltStackB)
+			}
+			var at uint64
+			if tc.poke == 0 {
+				f.insn(c0, f.sym("patcher_main", 5), "CALL", ltStackA)
+				at = f.free(c0, emu.SvcVfree, page)
+			} else {
+				f.insn(c0, f.sym("patcher_main", 5), "CALL", ltStackA)
+				at = f.service(c0, emu.SvcTextPoke, tc.poke, 0, 5)
+			}
+			res := f.finish()
+			if got := len(res.Findings) > 0; got != tc.finding {
+				t.Fatalf("finding %v, want %v:\n%s", got, tc.finding, summary(res))
+			}
+			if !tc.finding {
+				return
+			}
+			fd := res.Findings[0]
+			for _, want := range []string{"task 3 (cpu1, switched out (preempted) at seq", "a return address into it", "0xffffffffa0000011"} {
+				if !strings.Contains(fd.Message, want) {
+					t.Errorf("message %q lacks %q", fd.Message, want)
+				}
+			}
+			if fd.CPU != 0 || fd.SeqLast != at || fd.Where != "patcher_main+0x5" {
+				t.Errorf("finding at cpu%d seq %d %s, want cpu0 seq %d patcher_main+0x5", fd.CPU, fd.SeqLast, fd.Where, at)
+			}
+		})
+	}
+}
+
+// TestLifetimeWarnsWithoutLoads: a trace without load rows is judged by
+// stores and fetches alone, and the result says so.
+func TestLifetimeWarnsWithoutLoads(t *testing.T) {
+	f := newFeed(t, "text-poke-bp", "lifetime")
+	_ = f
+	md := f.md
+	md.Loads = false
+	live, err := analyze.NewLive(&md, []analyze.Analyzer{mustSelect(t, "lifetime")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := live.Finish()
+	if len(res.Warnings) == 0 || !strings.Contains(strings.Join(res.Warnings, "\n"), "lifetime: the trace records no loads") {
+		t.Fatalf("warnings %q", res.Warnings)
+	}
+}
+
+func itoa(v uint64) string {
+	var b [20]byte
+	i := len(b)
+	for {
+		i--
+		b[i] = byte('0' + v%10)
+		v /= 10
+		if v == 0 {
+			return string(b[i:])
+		}
+	}
+}
+
+// TestLifetimeHostileBounded: a stream built to grow the analyzer's state
+// without end (a new stack at every row, a stack whose RSP rises a word
+// at a time, calls that never return, thousands of freed pages) keeps it
+// bounded, and the analyzer still reports.
+func TestLifetimeHostileBounded(t *testing.T) {
+	f := newFeed(t, "text-poke-bp", "lifetime")
+	c0, c1 := ctx{cpu: 0, task: 1}, ctx{cpu: 1, task: 2}
+	fn := f.sym("traced_fn", 0)
+	peak := memstat.PeakHeap(func() {
+		for i := uint64(0); i < 60_000; i++ { // a new stack each time
+			f.insn(c0, fn, "NOP", 0xffffc90000000000+i<<20)
+		}
+		low := ltStackA - 0x100000
+		for i := uint64(0); i < 60_000; i++ { // calls that never return
+			f.insn(c0, fn, "CALL", low+0x100000-8*i)
+		}
+		for i := uint64(0); i < 60_000; i++ { // RSP rising a word at a time
+			f.insn(c0, fn, "NOP", low+8*i)
+		}
+		for i := uint64(0); i < 20_000; i++ {
+			f.free(c0, emu.SvcVfree, slice.ModuleBase+i<<12)
+		}
+	})
+	f.insn(c1, fn, "NOP", ltStackB)
+	f.load(c1, fn, low(ltStackA), 0)
+	res := f.finish()
+	t.Logf("peak heap %.1f MiB", float64(peak)/(1<<20))
+	if peak > 256<<20 {
+		t.Errorf("peak heap %d MiB: the analyzer's state grows with the stream", peak>>20)
+	}
+	if len(res.Findings) == 0 {
+		t.Errorf("no finding for the load from the dead part of a bounded stack")
+	}
+}
+
+func low(top uint64) uint64 { return top - 0x100000 + 8 }
