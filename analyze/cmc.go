@@ -21,6 +21,20 @@ import (
 // written, or had been and were made non-executable for the store
 // (set_memory_nx, store, set_memory_x), count: fresh code is not
 // "modified".
+//
+// A second rule covers code rewritten while a context is inside it (the
+// BPF dispatcher's half rewritten under a preempted caller, commit
+// 4121d4481b72; an optprobe's jump written over instructions a task was
+// interrupted between): serializing does not make that safe. When a
+// context (a task, or a CPU's idle context, at one trap depth) executes
+// an instruction at A right after the one at P (A = P + its length: the
+// same instruction stream), and between the two both the bytes at P and
+// those at A were rewritten (P no longer holds what the context executed
+// there, and a store changed a byte of A), the context ran half of one
+// version of the code and half of another. A rewrite of A that put an
+// int3 on A's first byte through the alias is text_poke_bp() replacing
+// A as one instruction, which a context may see either way: not a
+// finding.
 type cmc struct {
 	hist     map[uint64]*byteHist // code byte -> its recent writes
 	pageLast map[uint64]uint64    // code page -> seq of its last write
@@ -29,6 +43,30 @@ type cmc struct {
 	lastVPN  uint64
 	lastSeq  uint64
 	haveLast bool
+
+	streams map[streamKey]*streamInsn // each context's last instruction
+	cur     []streamCur               // per CPU: the context of its last instruction
+}
+
+// streamKey names an instruction stream: a task at a trap depth (the idle
+// context, task 0, is one per CPU).
+type streamKey struct {
+	task  uint32
+	cpu   uint16
+	depth uint8
+}
+
+// streamInsn is the last instruction a context executed.
+type streamInsn struct {
+	seq, rip uint64
+	n        uint8
+	valid    bool
+	bytes    [15]byte
+}
+
+type streamCur struct {
+	key streamKey
+	rec *streamInsn
 }
 
 const histLen = 4
@@ -51,7 +89,7 @@ type codeWrite struct {
 
 func (*cmc) ID() string { return "cmc" }
 func (*cmc) Doc() string {
-	return "A CPU executed bytes changed since its last serialization without the int3 guard in place (cross-modifying code)."
+	return "A CPU executed bytes changed since its last serialization without the int3 guard in place, or a context ran across a rewrite of the code it was in (cross-modifying code)."
 }
 
 func (a *cmc) Start(*Context) error {
@@ -59,11 +97,13 @@ func (a *cmc) Start(*Context) error {
 	a.pageLast = map[uint64]uint64{}
 	a.lostX = map[uint64]bool{}
 	a.pokes = map[uint16][3]uint64{}
+	a.streams = map[streamKey]*streamInsn{}
+	a.cur = nil
 	return nil
 }
 
 func (*cmc) Needs() Needs {
-	return Needs{Kinds: []format.Kind{format.KindService, format.KindPerm, format.KindWrite, format.KindInsn},
+	return Needs{Kinds: []format.Kind{format.KindService, format.KindPerm, format.KindWrite, format.KindInsn, format.KindIret},
 		Columns: []int{format.ColService, format.ColArg0, format.ColArg2, format.ColAlias, format.ColPermOld, format.ColPermNew,
 			format.ColAddr, format.ColSize, format.ColOld, format.ColNew, format.ColLen, format.ColBytes}}
 }
@@ -105,7 +145,18 @@ func (a *cmc) Event(ctx *Context, r *format.Row) {
 			a.pageLast[addr>>12] = r.Seq
 		}
 		a.haveLast = false
+	case format.KindIret:
+		// The handler's context (one deeper than the context the IRETQ
+		// resumes, the row's depth) ends; the next one there is another.
+		k := streamKey{task: r.Task, depth: r.Depth + 1}
+		if r.Task == 0 {
+			k.cpu = r.CPU
+		}
+		if rec := a.streams[k]; rec != nil {
+			rec.valid = false
+		}
 	case format.KindInsn:
+		a.streamStep(ctx, r)
 		c := st.CPUs[r.CPU]
 		vpn := r.RIP >> 12
 		if !a.haveLast || a.lastVPN != vpn {
@@ -188,6 +239,85 @@ func (a *cmc) check(ctx *Context, r *format.Row, c replay.CPU) {
 		Message: fmt.Sprintf("cpu%d executed %s (bytes %s, %s) after %s changed without the int3 guard; %s",
 			r.CPU, ctx.Describe(r.RIP), hexBytes(executed), state, describeRange(ctx, changed), since),
 	}, fmt.Sprintf("%#x", r.RIP))
+}
+
+// stream returns the record of r's context (an instruction row's),
+// creating it.
+func (a *cmc) stream(r *format.Row) *streamInsn {
+	k := streamKey{task: r.Task, depth: r.Depth}
+	if r.Task == 0 {
+		k.cpu = r.CPU
+	}
+	if int(r.CPU) >= len(a.cur) {
+		a.cur = append(a.cur, make([]streamCur, int(r.CPU)+1-len(a.cur))...)
+	}
+	c := &a.cur[r.CPU]
+	if c.rec != nil && c.key == k {
+		return c.rec
+	}
+	rec := a.streams[k]
+	if rec == nil {
+		rec = &streamInsn{}
+		a.streams[k] = rec
+	}
+	c.key, c.rec = k, rec
+	return rec
+}
+
+// streamStep applies the second rule to the instruction r and makes it its
+// context's last one.
+func (a *cmc) streamStep(ctx *Context, r *format.Row) {
+	rec := a.stream(r)
+	if rec.valid && r.RIP == rec.rip+uint64(rec.n) && a.pageLast[r.RIP>>12] > rec.seq {
+		a.checkStream(ctx, r, rec)
+	}
+	n := min(int(r.Len), len(rec.bytes))
+	rec.seq, rec.rip, rec.n, rec.valid = r.Seq, r.RIP, uint8(n), true
+	copy(rec.bytes[:], r.Instruction()[:n])
+}
+
+func (a *cmc) checkStream(ctx *Context, r *format.Row, p *streamInsn) {
+	var changed []uint64
+	var evidence []uint64
+	for i := uint64(0); i < uint64(r.Len); i++ {
+		h := a.hist[r.RIP+i]
+		if h == nil {
+			continue
+		}
+		hit := false
+		for k := 0; k < min(h.n, histLen); k++ {
+			w := h.writes[(h.n-1-k)%histLen]
+			if w.seq <= p.seq {
+				break
+			}
+			if i == 0 && w.alias && w.new == 0xcc {
+				return // A replaced as one instruction behind an int3
+			}
+			if w.old != w.new {
+				hit = true
+				evidence = append(evidence, w.seq)
+			}
+		}
+		if hit {
+			changed = append(changed, r.RIP+i)
+		}
+	}
+	if len(changed) == 0 {
+		return
+	}
+	var now [15]byte
+	ctx.St.Mem.Read(p.rip, now[:p.n])
+	if string(now[:p.n]) == string(p.bytes[:p.n]) {
+		return // P still holds what the context executed
+	}
+	evidence = append([]uint64{p.seq, r.Seq}, evidence...)
+	ctx.Report(Finding{
+		CPU: int(r.CPU), Task: r.Task, SeqFirst: p.seq, SeqLast: r.Seq, RIP: r.RIP, Evidence: evidence,
+		Message: fmt.Sprintf("cpu%d executed %s (bytes %s) right after %s (bytes %s, seq %d), and both were rewritten in between "+
+			"(%s changed, %s now holds %s): the context ran across a rewrite of the code it was in, half the old code and half the new",
+			r.CPU, ctx.Describe(r.RIP), hexBytes(r.Instruction()), ctx.Describe(p.rip), hexBytes(p.bytes[:p.n]), p.seq,
+			describeRange(ctx, changed), ctx.Describe(p.rip), hexBytes(now[:p.n])),
+	}, fmt.Sprintf("stream %#x", r.RIP))
 }
 
 func describeRange(ctx *Context, addrs []uint64) string {

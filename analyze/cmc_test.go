@@ -270,3 +270,112 @@ func TestDefaultFetchModelShowsMissingSync(t *testing.T) {
 		}
 	}
 }
+
+// TestCMCStream: cmc's second rule. A context that executed the instruction
+// at P and then the one right after it, at A, with both rewritten in
+// between (serializing or not), ran across a rewrite of the code it was in
+// (bpf-dispatcher-nosync): a finding. Rewriting only one of the two, A
+// behind an int3 (text_poke_bp), P back to what was executed, another
+// context or a handler that ended in between, or a jump elsewhere is not.
+func TestCMCStream(t *testing.T) {
+	spec, err := scenario.Load(scenarios.FS, "text-poke-bp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := emu.LoadImage(spec.ID, spec.ELF)
+	if err != nil {
+		t.Fatal(err)
+	}
+	site, _ := img.Lookup("traced_fn")
+	p := site.Addr // nop5
+	a := p + 5     // the next instruction, 3 bytes here
+	nop5 := []byte{0x0f, 0x1f, 0x44, 0x00, 0x00}
+	call := []byte{0xe8, 1, 2, 3, 4}
+	nop3 := []byte{0x0f, 0x1f, 0x00}
+	other := []byte{0x48, 0x89, 0xc8}
+	type step struct {
+		kind  format.Kind
+		task  uint32
+		depth uint8
+		addr  uint64
+		bytes []byte
+		alias bool
+	}
+	exec := func(task uint32, depth uint8, addr uint64, b []byte) step {
+		return step{kind: format.KindInsn, task: task, depth: depth, addr: addr, bytes: b}
+	}
+	write := func(addr uint64, alias bool, b ...byte) step {
+		return step{kind: format.KindWrite, addr: addr, bytes: b, alias: alias}
+	}
+	ser := step{kind: format.KindSerialize}
+	md := record.Meta(spec, img, spec.CPUs, 1)
+	for _, tc := range []struct {
+		name    string
+		steps   []step
+		finding bool
+	}{
+		{"both rewritten, then serialized",
+			[]step{exec(2, 0, p, nop5), write(p, true, call...), write(a, true, other...), ser, exec(2, 0, a, other)}, true},
+		{"both rewritten by plain stores",
+			[]step{exec(2, 0, p, nop5), write(p, false, call...), write(a, false, other...), ser, exec(2, 0, a, other)}, true},
+		{"only P rewritten (one instruction replaced)",
+			[]step{exec(2, 0, p, nop5), write(p, true, call...), ser, exec(2, 0, a, nop3)}, false},
+		{"only A rewritten",
+			[]step{exec(2, 0, p, nop5), write(a, true, other...), ser, exec(2, 0, a, other)}, false},
+		{"A replaced behind an int3",
+			[]step{exec(2, 0, p, nop5), write(p, true, call...), write(a, true, 0xcc), ser, write(a+1, true, other[1:]...), ser,
+				write(a, true, other[0]), ser, exec(2, 0, a, other)}, false},
+		{"P rewritten and put back",
+			[]step{exec(2, 0, p, nop5), write(p, true, call...), write(a, true, other...), write(p, true, nop5...), ser, exec(2, 0, a, other)}, false},
+		{"another task runs A",
+			[]step{exec(2, 0, p, nop5), write(p, true, call...), write(a, true, other...), ser, exec(3, 0, a, other)}, false},
+		{"a handler ended in between",
+			[]step{exec(2, 1, p, nop5), {kind: format.KindIret, task: 2}, write(p, true, call...), write(a, true, other...), ser,
+				exec(2, 1, a, other)}, false},
+		{"the handler's interrupted context resumes",
+			[]step{exec(2, 0, p, nop5), exec(2, 1, p-0x100, nop3), write(p, true, call...), write(a, true, other...),
+				{kind: format.KindIret, task: 2}, ser, exec(2, 0, a, other)}, true},
+		{"a jump elsewhere",
+			[]step{exec(2, 0, p, nop5), write(p, true, call...), write(a+3, true, other...), ser, exec(2, 0, a+3, other)}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			live, err := analyze.NewLive(&md, []analyze.Analyzer{mustSelect(t, "cmc")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			mem := map[uint64]byte{}
+			for i, b := range img.Bytes(p, 16) {
+				mem[p+uint64(i)] = b
+			}
+			for seq, s := range tc.steps {
+				r := &format.Row{Seq: uint64(seq) + 1, Kind: s.kind, CPU: 1, Task: s.task, Depth: s.depth, RIP: p - 0x100}
+				switch s.kind {
+				case format.KindWrite:
+					r.CPU = 0
+					r.Addr, r.HasAddr, r.Size, r.Alias = s.addr, true, uint32(len(s.bytes)), s.alias
+					if s.alias {
+						r.AliasAddr = slice.AliasBase + s.addr&0xfff
+					}
+					for i, b := range s.bytes {
+						r.Old |= uint64(mem[s.addr+uint64(i)]) << (8 * i)
+						r.New |= uint64(b) << (8 * i)
+						mem[s.addr+uint64(i)] = b
+					}
+				case format.KindInsn:
+					r.RIP, r.Len = s.addr, uint8(len(s.bytes))
+					copy(r.Bytes[:], s.bytes)
+				}
+				if err := live.Append(r); err != nil {
+					t.Fatal(err)
+				}
+			}
+			res := live.Finish()
+			if got := len(res.Findings) > 0; got != tc.finding {
+				t.Fatalf("finding %v, want %v: %+v", got, tc.finding, res.Findings)
+			}
+			if tc.finding && !strings.Contains(res.Findings[0].Message, "ran across a rewrite of the code it was in") {
+				t.Errorf("message %q", res.Findings[0].Message)
+			}
+		})
+	}
+}
