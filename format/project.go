@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"unsafe"
 
 	"github.com/apache/arrow/go/v15/arrow"
 	"github.com/klauspost/compress/zstd"
@@ -357,17 +358,28 @@ func (r *Reader) decodeMessage(i int, m []byte, p *projection) (*Batch, error) {
 			if zd == nil {
 				zd = decoderPool.Get().(*zstd.Decoder)
 			}
+			// Decoded after the arena's length, into its capacity (sized
+			// for every buffer's stated length): the decoder's size limit
+			// (maxAlloc) then bounds this buffer, not the batch so far (a
+			// batch of more than ~200 Ki rows holds more than 64 MiB).
 			start := len(arena)
-			out, err := zd.DecodeAll(s[8:], arena)
+			out, err := zd.DecodeAll(s[8:], arena[start:start])
 			if err != nil {
 				putBuf(&arenaPool, arena)
 				return nil, fmt.Errorf("decode: column %s: %w", Columns[c].Name, err)
 			}
-			if int64(len(out)-start) < u {
+			if int64(len(out)) < u {
 				putBuf(&arenaPool, arena)
-				return nil, fmt.Errorf("decode: column %s: buffer %d holds %d bytes, its header says %d", Columns[c].Name, k, len(out)-start, u)
+				return nil, fmt.Errorf("decode: column %s: buffer %d holds %d bytes, its header says %d", Columns[c].Name, k, len(out), u)
 			}
-			arena = out[:start+int(u)] // what is past the stated length is not read (as Arrow)
+			out = out[:u] // what is past the stated length is not read (as Arrow)
+			switch {
+			case u == 0:
+			case cap(arena)-start >= int(u) && unsafe.SliceData(out) == unsafe.SliceData(arena[start:start+1]):
+				arena = arena[:start+int(u)]
+			default:
+				arena = append(arena, out...) // the decoder had to allocate
+			}
 			bufs[k] = arena[start:]
 		}
 		if err := checkBuffers(bufs[:nb], nulls(c), columnType(r.version, c), n, cv); err != nil {

@@ -192,3 +192,53 @@ func TestScanStopsWorkers(t *testing.T) {
 		t.Fatalf("%d goroutines after the scans stopped, %d before", g, before)
 	}
 }
+
+// TestScanLargeBatch: a batch whose decompressed buffers add up to more
+// than the decoder's 64 MiB per-buffer limit (a 300 Ki-row batch holds
+// ~100 MiB: record --batch-rows allows up to MaxBatchRows) reads through
+// Events, Scan and the Arrow path. The reader's decoder counted the
+// arena filled so far against the limit, so such a batch read as corrupt.
+func TestScanLargeBatch(t *testing.T) {
+	const n = 300 << 10
+	body := fixtureRows()
+	var buf bytes.Buffer
+	w, err := NewWriter(&buf, fixtureMeta(), WithBatchRows(n))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		r := body[i%len(body)]
+		r.Seq = uint64(i)
+		if err := w.Append(&r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r, err := NewReader(bytes.NewReader(buf.Bytes()), int64(buf.Len()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if r.NumBatches() != 1 {
+		t.Fatalf("%d batches, want 1", r.NumBatches())
+	}
+	for name, rows := range map[string]func(yield func(*Row, error) bool){
+		"Events": r.Events(), "Scan": r.Scan(Projection{Columns: []int{ColRegRAX, ColNew}, Kinds: []Kind{KindInsn, KindWrite}}),
+	} {
+		k := 0
+		for row, err := range rows {
+			if err != nil {
+				t.Fatalf("%s: row %d: %v", name, k, err)
+			}
+			if want := body[k%len(body)]; name == "Events" && row.RegMask != want.RegMask {
+				t.Fatalf("%s: row %d: register mask %#x, want %#x", name, k, row.RegMask, want.RegMask)
+			}
+			k++
+		}
+		if k != n {
+			t.Errorf("%s read %d rows, want %d", name, k, n)
+		}
+	}
+}
