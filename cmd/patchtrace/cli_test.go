@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/patchtrace/patchtrace/format"
 )
 
 func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
@@ -112,6 +114,30 @@ func TestOutcomeShown(t *testing.T) {
 	}
 	if err := json.Unmarshal([]byte(out), &rep); code != exitOK || err != nil || rep.Outcome != "budget" || rep.Detail != "instruction budget exhausted" {
 		t.Fatalf("inspect --json: exit %d %v %+v\n%s", code, err, rep, errs)
+	}
+	// --columns: each column's stored size, adding up to less than the file.
+	code, out, errs = runCLI(t, "inspect", trace, "--columns", "--json")
+	var cols struct {
+		FileBytes int64 `json:"file_bytes"`
+		Columns   []struct {
+			Name    string `json:"name"`
+			Bytes   int64  `json:"bytes"`
+			NonNull int64  `json:"non_null"`
+		} `json:"columns"`
+	}
+	if err := json.Unmarshal([]byte(out), &cols); code != exitOK || err != nil || len(cols.Columns) != format.NumColumns {
+		t.Fatalf("inspect --columns --json: exit %d %v, %d columns\n%s", code, err, len(cols.Columns), errs)
+	}
+	var sum int64
+	for _, c := range cols.Columns {
+		sum += c.Bytes
+	}
+	if st, err := os.Stat(trace); err != nil || sum <= 0 || sum >= cols.FileBytes || cols.FileBytes != st.Size() {
+		t.Errorf("inspect --columns: columns add up to %d bytes of a %d-byte file (%v)", sum, cols.FileBytes, err)
+	}
+	code, out, errs = runCLI(t, "inspect", trace, "--columns")
+	if code != exitOK || !strings.Contains(out, "COLUMN") || !strings.Contains(out, "reg_rflags") {
+		t.Fatalf("inspect --columns: exit %d\n%s%s", code, out, errs)
 	}
 }
 

@@ -105,7 +105,7 @@
 //
 // # patchtrace inspect
 //
-//	usage: patchtrace inspect FILE [--json] [--symbols] [--extract-elf FILE]
+//	usage: patchtrace inspect FILE [--json] [--symbols] [--columns] [--extract-elf FILE]
 //
 //	Prints a trace's metadata (scenario, CPUs, seed, quirks, tool version), the run's
 //	outcome and what ended it, the number of events per kind and per CPU, the
@@ -116,6 +116,8 @@
 //	(symbols and DWARF line table: for gdb, objdump -d, addr2line).
 //
 //	flags:
+//	  -columns
+//	    	also list each column's stored size (compressed bytes, per event, share of the file)
 //	  -extract-elf FILE
 //	    	also write the slice ELF the trace carries to FILE (for gdb, objdump, addr2line)
 //	  -json

@@ -58,7 +58,7 @@ func commands() []command {
 				"under a temporary name and renamed when complete; an existing file is only\n" +
 				"replaced with --force. See docs/trace-format.md. Exit status as for run; a run\n" +
 				"that stopped on an emulator error keeps its trace."},
-		{"inspect", "FILE [--json] [--symbols] [--extract-elf FILE]", "describe a trace: metadata, events per kind and CPU, completeness", cmdInspect,
+		{"inspect", "FILE [--json] [--symbols] [--columns] [--extract-elf FILE]", "describe a trace: metadata, events per kind and CPU, completeness", cmdInspect,
 			"Prints a trace's metadata (scenario, CPUs, seed, quirks, tool version), the run's\n" +
 				"outcome and what ended it, the number of events per kind and per CPU, the\n" +
 				"decision-log length, the symbol count and whether the file is complete or\n" +

@@ -87,12 +87,25 @@ type inspectReport struct {
 	Symbols    int               `json:"symbols"`
 	ELFBytes   int               `json:"elf_bytes"`
 	SymbolList []format.Symbol   `json:"symbol_table,omitempty"`
+	Columns    []columnSize      `json:"columns,omitempty"`
+	FileBytes  int64             `json:"file_bytes"`
+}
+
+// columnSize is one column's stored bytes (inspect --columns).
+type columnSize struct {
+	Name     string  `json:"name"`
+	Bytes    int64   `json:"bytes"`          // validity and values, compressed, as stored
+	Validity int64   `json:"validity_bytes"` // of which validity bitmaps
+	Raw      int64   `json:"raw_bytes"`      // the values uncompressed
+	NonNull  int64   `json:"non_null"`       // rows with a value
+	PerEvent float64 `json:"bytes_per_event"`
 }
 
 func cmdInspect(env *cmdEnv, args []string) int {
 	fs := newFlags(env, "inspect")
 	asJSON := fs.Bool("json", false, "print JSON")
 	syms := fs.Bool("symbols", false, "also list the symbol table")
+	cols := fs.Bool("columns", false, "also list each column's stored size (compressed bytes, per event, share of the file)")
 	extract := fs.String("extract-elf", "", "also write the slice ELF the trace carries to `FILE` (for gdb, objdump, addr2line)")
 	pos, code, done := parseFlags(env, fs, args)
 	if done {
@@ -128,6 +141,9 @@ func cmdInspect(env *cmdEnv, args []string) int {
 	if *syms {
 		rep.SymbolList = md.Symbols
 	}
+	if st, err := os.Stat(pos[0]); err == nil {
+		rep.FileBytes = st.Size()
+	}
 	for row, err := range r.Events() {
 		if err != nil {
 			return errorf(env, "inspect: %v", err)
@@ -135,6 +151,16 @@ func cmdInspect(env *cmdEnv, args []string) int {
 		rep.Events++
 		rep.ByKind[row.Kind.String()]++
 		rep.ByCPU[fmt.Sprintf("cpu%d", row.CPU)]++
+	}
+	if *cols {
+		sizes, err := r.ColumnSizes()
+		if err != nil {
+			return errorf(env, "inspect: %v", err)
+		}
+		for _, c := range sizes {
+			rep.Columns = append(rep.Columns, columnSize{Name: c.Name, Bytes: c.Stored(), Validity: c.Validity, Raw: c.Raw,
+				NonNull: c.NonNull, PerEvent: float64(c.Stored()) / float64(max(rep.Events, 1))})
+		}
 	}
 	if r.Truncated() {
 		rep.Warning = r.TruncatedError().Error()
@@ -179,6 +205,16 @@ func cmdInspect(env *cmdEnv, args []string) int {
 		fmt.Fprintf(tw, "%s\t%d\n", k, rep.ByCPU[k])
 	}
 	tw.Flush()
+	if *cols {
+		fmt.Fprintf(w, "\n%d bytes in the file, %.3f B/event\n", rep.FileBytes, float64(rep.FileBytes)/float64(max(rep.Events, 1)))
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "COLUMN\tBYTES\tB/EVENT\tFILE%\tVALIDITY\tRAW\tNON-NULL\t")
+		for _, c := range rep.Columns {
+			fmt.Fprintf(tw, "%s\t%d\t%.3f\t%.1f\t%d\t%d\t%d\t\n", c.Name, c.Bytes, c.PerEvent,
+				100*float64(c.Bytes)/float64(max(rep.FileBytes, 1)), c.Validity, c.Raw, c.NonNull)
+		}
+		tw.Flush()
+	}
 	if *syms {
 		fmt.Fprintln(w, "\nsymbols:")
 		for _, s := range md.Symbols {
