@@ -8,10 +8,10 @@ import (
 	"github.com/patchtrace/patchtrace/internal/memstat"
 )
 
-// countWriter counts bytes and drops them.
-type countWriter struct{ n int64 }
+// byteCounter counts bytes and drops them.
+type byteCounter struct{ n int64 }
 
-func (c *countWriter) Write(p []byte) (int, error) { c.n += int64(len(p)); return len(p), nil }
+func (c *byteCounter) Write(p []byte) (int, error) { c.n += int64(len(p)); return len(p), nil }
 
 // BenchmarkWrite appends tight-loop instruction rows (the repetitive case)
 // and writes them compressed, in the background (default) or serially.
@@ -26,7 +26,7 @@ func BenchmarkWrite(b *testing.B) {
 			var total, size int64
 			b.ReportAllocs()
 			for b.Loop() {
-				cw := &countWriter{}
+				cw := &byteCounter{}
 				w, err := NewWriter(cw, fixtureMeta(), bc.opts...)
 				if err != nil {
 					b.Fatal(err)
@@ -115,30 +115,44 @@ func BenchmarkCopyStored(b *testing.B) {
 	}
 }
 
-// BenchmarkExportParquet exports a 1Mi-row tight-loop trace to Parquet.
+// BenchmarkExportParquet exports 1 Mi rows to Parquet: the tight-loop
+// fixture (instructions only: the per-kind columns are all null) and the
+// mixed one (instructions with their loads, stores and register deltas:
+// short runs of nulls in most columns, as in a recorded trace).
 func BenchmarkExportParquet(b *testing.B) {
 	const n = 1 << 20
-	data := writeTrace(b, loopRows(n))
-	b.ReportAllocs()
-	var total int64
-	var peak uint64
-	for b.Loop() {
-		r, err := NewReader(bytes.NewReader(data), int64(len(data)))
-		if err != nil {
-			b.Fatal(err)
-		}
-		peak = max(peak, memstat.PeakHeap(func() {
-			if err = ExportParquet(r, io.Discard); err != nil {
-				b.Fatal(err)
+	for _, shape := range []struct {
+		name string
+		rows func(int) []Row
+	}{{"loop", loopRows}, {"mixed", mixedRows}} {
+		b.Run(shape.name, func(b *testing.B) {
+			data := writeTrace(b, shape.rows(n))
+			b.ReportAllocs()
+			var total int64
+			var peak uint64
+			var cw byteCounter
+			for b.Loop() {
+				r, err := NewReader(bytes.NewReader(data), int64(len(data)))
+				if err != nil {
+					b.Fatal(err)
+				}
+				cw.n = 0
+				peak = max(peak, memstat.PeakHeap(func() {
+					if err = ExportParquet(r, &cw); err != nil {
+						b.Fatal(err)
+					}
+				}))
+				r.Close()
+				total += n
 			}
-		}))
-		r.Close()
-		total += n
+			// events/s: rows read, converted and written as Parquet per second.
+			b.ReportMetric(float64(total)/b.Elapsed().Seconds(), "events/s")
+			// bytes/event: the Parquet file's size per row.
+			b.ReportMetric(float64(cw.n)/n, "bytes/event")
+			// peak-heap-MB: the largest live heap during one export.
+			b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MB")
+		})
 	}
-	// events/s: rows read, converted and written as Parquet per second.
-	b.ReportMetric(float64(total)/b.Elapsed().Seconds(), "events/s")
-	// peak-heap-MB: the largest live heap during one export.
-	b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MB")
 }
 
 // BenchmarkScan compares the row decoders on a 1Mi-row tight-loop trace:

@@ -200,3 +200,36 @@ func stringData(mem memory.Allocator, vals []string) arrow.ArrayData {
 	d.Retain()
 	return d
 }
+
+// mixedRows returns n rows shaped like a recorded trace's: instructions
+// interleaved with their loads and stores, each instruction changing a
+// register or two, so every per-kind column (and the register columns)
+// alternates between null and set in short runs, as on a real trace.
+func mixedRows(n int) []Row {
+	const text, data = 0xffffffff81000000, 0xffff888000100000
+	rows := make([]Row, n)
+	for i := range rows {
+		r := &rows[i]
+		k := i / 4 // instruction number
+		switch i % 4 {
+		case 0, 2:
+			*r = insn(0, 0, text+uint64(8*(k%64)), uint16(1+k%5), 0x48, 0x8b, 0x07)
+			r.RFlags = 0x202
+			r.RegMask = 1<<(k%3) | 1<<(3+k%7)
+			r.Regs[k%3] = uint64(k)
+			r.Regs[3+k%7] = data + uint64(8*(k%512))
+		case 1:
+			r.Kind, r.RIP = KindLoad, text+uint64(8*(k%64))
+			r.Addr, r.HasAddr, r.Size, r.New = data+uint64(8*(k%512)), true, 8, uint64(k)
+		case 3:
+			r.Kind, r.RIP = KindWrite, text+uint64(8*(k%64))
+			r.Addr, r.HasAddr, r.Size, r.Old, r.New = data+uint64(8*(k%512)), true, 8, uint64(k), uint64(k+1)
+			if k%3 == 0 {
+				r.Percpu, r.PercpuCPU, r.PercpuOff = true, 0, uint32(8*(k%16))
+			}
+		}
+		r.Seq = uint64(i)
+		r.CPU = uint16(k / 97 % 2)
+	}
+	return rows
+}

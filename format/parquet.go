@@ -16,9 +16,10 @@ import (
 // ParquetRowGroupRows is the number of rows per Parquet row group of an
 // export: trace batches are buffered into row groups of this size (the
 // unit a reader such as DuckDB reads in parallel), whatever the trace's
-// batch size. 64 Ki rows bounds v15's quadratic cost of version 1
-// definition levels per page (see RATIONALE.md).
-const ParquetRowGroupRows = 1 << 16
+// batch size. Larger groups mean fewer pages, and arrow/go v15 builds a
+// zstd encoder per page; one buffered group is what the export holds in
+// memory (see RATIONALE.md).
+const ParquetRowGroupRows = 1 << 18
 
 // parquetRowGroupRows is ParquetRowGroupRows (tests lower it).
 var parquetRowGroupRows = ParquetRowGroupRows
@@ -40,7 +41,12 @@ const parquetPageBytes = 4 << 20
 // bytes column holds only the len bytes (binary), and seq is
 // delta-encoded. Memory is bounded by one row group, whatever the trace's
 // length.
-func ExportParquet(r *Reader, w io.Writer) error {
+func ExportParquet(r *Reader, w io.Writer) error { return ExportParquetProgress(r, w, nil) }
+
+// ExportParquetProgress is ExportParquet calling done (when not nil) with
+// the row count of each batch once the writer has taken it, so a caller
+// can show progress against r.NumEvents().
+func ExportParquetProgress(r *Reader, w io.Writer, done func(rows int)) error {
 	md := r.schema.Metadata()
 	schema := parquetWriteSchema(md)
 	popts := []parquet.WriterProperty{
@@ -54,8 +60,8 @@ func ExportParquet(r *Reader, w io.Writer) error {
 		parquet.WithDataPageSize(parquetPageBytes),
 		// Version 1 data pages: polars cannot read v15's version 2 pages
 		// (a row group's column decodes short). Version 1 levels cost
-		// time quadratic in a page's rows in v15 (see RATIONALE.md),
-		// which the 64 Ki-row row groups keep small.
+		// time quadratic in a page's rows in v15 unless the default
+		// allocator grows geometrically (growAllocator).
 		parquet.WithDataPageVersion(parquet.DataPageV1),
 		parquet.WithCreatedBy(fmt.Sprintf("patchtrace format v%d", FormatVersion)),
 		parquet.WithDictionaryFor("seq", false),
@@ -70,6 +76,13 @@ func ExportParquet(r *Reader, w io.Writer) error {
 	for _, c := range Columns {
 		if c.Common {
 			popts = append(popts, parquet.WithStatsFor(c.Name, true))
+		}
+		switch c.Type.ID() {
+		case arrow.UINT8, arrow.UINT16, arrow.UINT32, arrow.UINT64:
+			// Numbers go PLAIN: zstd finds their repeats as well as a
+			// dictionary does (the file is smaller), without hashing
+			// every value.
+			popts = append(popts, parquet.WithDictionaryFor(c.Name, false))
 		}
 	}
 	props := parquet.NewWriterProperties(popts...)
@@ -138,10 +151,13 @@ func ExportParquet(r *Reader, w io.Writer) error {
 				return fw.WriteBuffered(rec)
 			})
 		}
-		i := b.Index()
+		i, n := b.Index(), b.Len()
 		b.Release()
 		if err != nil {
 			return fail(fmt.Errorf("format: parquet: batch %d: %w", i, err))
+		}
+		if done != nil {
+			done(n)
 		}
 	}
 	if err := fw.Close(); err != nil {

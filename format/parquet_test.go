@@ -18,6 +18,7 @@ import (
 	"github.com/apache/arrow/go/v15/arrow/memory"
 	"github.com/apache/arrow/go/v15/parquet/file"
 	"github.com/apache/arrow/go/v15/parquet/pqarrow"
+	"github.com/patchtrace/patchtrace/internal/memstat"
 )
 
 func TestExportParquet(t *testing.T) {
@@ -98,6 +99,37 @@ func TestExportParquetLargeBatches(t *testing.T) {
 		t.Errorf("%d row groups, want several", n)
 	}
 	pf.Close()
+	got, _ := readParquet(t, pq.Bytes(), r)
+	compareRows(t, got, rows)
+}
+
+// TestExportParquetAllocationLinear exports rows whose columns alternate
+// between null and set in short runs (as a recorded trace's do) and bounds
+// what the export allocates per row. arrow/go v15's Parquet writer
+// reallocates a page's whole definition-level buffer at every RLE literal
+// run with version 1 pages (apache/arrow issue 41541), which made the
+// allocation grow with the rows of a page (80 KB a row here) until
+// growAllocator made those reallocations reslice.
+func TestExportParquetAllocationLinear(t *testing.T) {
+	rows := mixedRows(1 << 17)
+	data := writeTrace(t, rows)
+	r, err := NewReader(bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var pq bytes.Buffer
+	alloc := memstat.Allocated(func() {
+		err = ExportParquet(r, &pq)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Measured: ~4.2 KB a row with the fix (mostly the zstd encoder v15
+	// builds for every page), ~80 KB without it.
+	if per := alloc / uint64(len(rows)); per > 16000 {
+		t.Errorf("export allocated %d bytes a row (%d MB for %d rows), want < 16000: a reallocation per level run is back", per, alloc>>20, len(rows))
+	}
 	got, _ := readParquet(t, pq.Bytes(), r)
 	compareRows(t, got, rows)
 }

@@ -302,26 +302,30 @@ func cmdExport(env *cmdEnv, args []string) int {
 	if *out == "" && *pf == "" {
 		return usageErr(env, fset, "export: give --parquet OUT, --perfetto OUT or both")
 	}
-	// Progress: bytes written (the total is not known ahead), and what
-	// is being done.
-	meter := startProgress(env, *quiet, progress.Config{Label: "export", Unit: "bytes written"})
-	defer meter.Done()
 	if *pf != "" {
+		// Progress: bytes written (the total is not known ahead), and
+		// what is being done.
+		meter := startProgress(env, *quiet, progress.Config{Label: "export", Unit: "bytes written"})
 		if err := format.CheckOutput(*pf, *force); err != nil {
 			return meterErr(env, meter, "export: %v", err)
 		}
-		if code := exportPerfetto(env, meter, pos[0], *pf); code != exitOK || *out == "" {
+		code := exportPerfetto(env, meter, pos[0], *pf)
+		meter.Done()
+		if code != exitOK || *out == "" {
 			return code
 		}
 	}
 	if err := format.CheckOutput(*out, *force); err != nil {
-		return meterErr(env, meter, "export: %v", err)
+		return errorf(env, "export: %v", err)
 	}
 	r, err := format.Open(pos[0])
 	if err != nil {
-		return meterErr(env, meter, "export: %v", err)
+		return errorf(env, "export: %v", err)
 	}
 	defer r.Close()
+	// Progress: events converted, out of the trace's.
+	meter := startProgress(env, *quiet, progress.Config{Label: "export", Unit: "events", Total: int64(r.NumEvents())})
+	defer meter.Done()
 	if r.Truncated() {
 		meter.Above(func() {
 			fmt.Fprintf(env.stderr, "patchtrace: warning: %v; exporting the complete batches\n", r.TruncatedError())
@@ -334,7 +338,7 @@ func cmdExport(env *cmdEnv, args []string) int {
 	tmp.Chmod(0o644)
 	meter.Note("writing " + *out)
 	// Hide Close from the exporter: the file is closed (and synced) here.
-	if err := format.ExportParquet(r, &countingWriter{tmp, meter}); err != nil {
+	if err := format.ExportParquetProgress(r, struct{ io.Writer }{tmp}, func(n int) { meter.Add(int64(n)) }); err != nil {
 		tmp.Close()
 		os.Remove(tmp.Name())
 		return meterErr(env, meter, "export: %v", err)
