@@ -247,6 +247,7 @@ func (a *lifetime) Event(ctx *Context, r *format.Row) {
 		}
 	case format.KindIret:
 		a.move(cp, r, r.RSP, ltSeg{seq: r.Seq, rip: r.RIP, kind: format.KindIret, to: r.Handler})
+		a.endDeliveries(r)
 	case format.KindService:
 		switch r.Service {
 		case format.Service(svcVfree), format.Service(svcModuleFree):
@@ -272,6 +273,25 @@ func (a *lifetime) Event(ctx *Context, r *format.Row) {
 			a.switched[uint32(r.Old)] = r.Seq
 		}
 		delete(a.switched, uint32(r.New))
+	}
+}
+
+// endDeliveries forgets, at an IRETQ that resumes a context (the row's CPU,
+// task and depth), the interrupted RIPs that deliveries to that context or
+// deeper ones pushed, on any stack: those handlers have returned. The RSP
+// rise kills them only on the stack the IRETQ pops; an entry that copies
+// its hardware frame and returns through the copy (the base's nested-NMI
+// entry) leaves the original frame on its IST stack above the copy, dead
+// but below no RSP.
+func (a *lifetime) endDeliveries(r *format.Row) {
+	for _, s := range a.stacks {
+		out := s.codes[:0]
+		for _, c := range s.codes {
+			if c.vector < 0 || c.cpu != r.CPU || c.task != r.Task || c.depth < r.Depth {
+				out = append(out, c)
+			}
+		}
+		s.codes = out
 	}
 }
 

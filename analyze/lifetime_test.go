@@ -292,3 +292,39 @@ func TestLifetimeHostileBounded(t *testing.T) {
 }
 
 func low(top uint64) uint64 { return top - 0x100000 + 8 }
+
+// TestLifetimeCopiedFrameReturned: an NMI whose entry copies its hardware
+// frame and returns through the copy (the base's nested-NMI entry) leaves
+// the original frame on its IST stack above the copy; once the IRETQ has
+// resumed the interrupted context, the RIP in that frame is no resume
+// address, and a text_poke over it is not a finding. Before the IRETQ it
+// is (the task is still interrupted there).
+func TestLifetimeCopiedFrameReturned(t *testing.T) {
+	const page = slice.ModuleBase
+	for _, returned := range []bool{true, false} {
+		t.Run(map[bool]string{true: "returned", false: "still in the NMI"}[returned], func(t *testing.T) {
+			f := newFeed(t, "text-poke-bp", "lifetime")
+			c0, c1 := ctx{cpu: 0, task: 1}, ctx{cpu: 1, task: 3}
+			f.insn(c0, f.sym("patcher_main", 0), "NOP", ltStackA)
+			f.insn(c1, page+0x10, "NOP", ltStackB)
+			f.trap(c1, page+0x11, 2, f.sym("asm_exc_nmi", 0), ltIST-40) // the hardware frame at the IST top
+			nmi := ctx{cpu: 1, task: 3, depth: 1}
+			f.insn(nmi, f.sym("asm_exc_nmi", 0), "NOP", ltIST-40)
+			f.insn(nmi, f.sym("asm_exc_nmi", 1), "NOP", ltIST-200) // on the copy, below NMI_HEADER
+			if returned {
+				f.iret(c1, f.sym("asm_exc_nmi", 2), page+0x11, ltStackB)
+				f.insn(c1, page+0x11, "NOP", ltStackB)
+				f.insn(c1, f.sym("traced_fn", 0), "NOP", ltStackB)
+			}
+			f.insn(c0, f.sym("patcher_main", 5), "CALL", ltStackA)
+			f.service(c0, emu.SvcTextPoke, page, 0, 0x20)
+			res := f.finish()
+			if got := len(res.Findings) > 0; got == returned {
+				t.Fatalf("finding %v, want %v:\n%s", got, !returned, summary(res))
+			}
+			if !returned && !strings.Contains(res.Findings[0].Message, "the RIP a NMI interrupted there") {
+				t.Errorf("message %q", res.Findings[0].Message)
+			}
+		})
+	}
+}
