@@ -78,10 +78,10 @@ import (
 type lifetime struct {
 	stacks   []*ltStack // by lo (extents never overlap)
 	cpus     []ltCPU
-	freed    []ltFreed // released ranges, by lo
-	frees    []ltFree  // the free services seen whose perm rows follow
-	switched map[uint32]uint64
-	isCall   []bool // by op index
+	freed    []ltFreed             // released ranges, by lo
+	frees    []ltFree              // the free services seen whose perm rows follow
+	switched map[uint32]format.Row // the switch row that last switched each task out
+	isCall   []bool                // by op index
 	clock    uint64
 }
 
@@ -129,7 +129,9 @@ type ltCode struct {
 	at     uint64 // the stack word
 	val    uint64 // the resume address it holds
 	seq    uint64 // when it was pushed
-	vector int    // -1: a CALL's return address, else the delivery's vector
+	rip    uint64 // by the CALL at rip (op), or the delivery that interrupted rip
+	op     uint16
+	vector int // -1: a CALL's return address, else the delivery's vector
 	cpu    uint16
 	task   uint32
 	depth  uint8
@@ -175,7 +177,7 @@ func (*lifetime) Needs() Needs {
 
 func (a *lifetime) Start(ctx *Context) error {
 	a.cpus = make([]ltCPU, len(ctx.St.CPUs))
-	a.switched = map[uint32]uint64{}
+	a.switched = map[uint32]format.Row{}
 	names := ctx.St.Meta.OpNames
 	a.isCall = make([]bool, len(names))
 	for i, nm := range names {
@@ -203,7 +205,7 @@ func (a *lifetime) Event(ctx *Context, r *format.Row) {
 		cp.startStk = s
 		cp.lastSeq, cp.lastRIP, cp.lastOp = r.Seq, r.RIP, r.Op
 		if int(r.Op) < len(a.isCall) && a.isCall[r.Op] && s != nil {
-			s.addCode(ltCode{at: r.RSP - 8, val: r.RIP + uint64(r.Len), seq: r.Seq, vector: -1, cpu: r.CPU, task: r.Task, depth: r.Depth})
+			s.addCode(ltCode{at: r.RSP - 8, val: r.RIP + uint64(r.Len), seq: r.Seq, rip: r.RIP, op: r.Op, vector: -1, cpu: r.CPU, task: r.Task, depth: r.Depth})
 		}
 		if sp, ok := r.Reg(ltRegRSP); ok {
 			a.move(cp, r, sp, ltSeg{seq: r.Seq, rip: r.RIP, kind: format.KindInsn, op: r.Op})
@@ -232,7 +234,7 @@ func (a *lifetime) Event(ctx *Context, r *format.Row) {
 			if vectorHasErrorCode(r.Vector) {
 				at += 8
 			}
-			s.addCode(ltCode{at: at, val: r.RIP, seq: r.Seq, vector: int(r.Vector), cpu: r.CPU, task: r.Task, depth: r.Depth})
+			s.addCode(ltCode{at: at, val: r.RIP, seq: r.Seq, rip: r.Handler, vector: int(r.Vector), cpu: r.CPU, task: r.Task, depth: r.Depth})
 		}
 		if r.Vector == 14 && r.HasAddr {
 			what := "access"
@@ -270,7 +272,7 @@ func (a *lifetime) Event(ctx *Context, r *format.Row) {
 		a.perm(ctx, r)
 	case format.KindSwitch:
 		if len(a.switched) < maxSwitched {
-			a.switched[uint32(r.Old)] = r.Seq
+			a.switched[uint32(r.Old)] = format.Row{Seq: r.Seq, Kind: r.Kind, CPU: r.CPU, Task: r.Task, Depth: r.Depth, RIP: r.RIP, Old: r.Old, New: r.New}
 		}
 		delete(a.switched, uint32(r.New))
 	}
@@ -545,12 +547,16 @@ func (a *lifetime) judgeFreed(ctx *Context, r *format.Row, addr, n uint64, what 
 		return
 	}
 	access := *r
+	by := " by " + placeLine(ctx, r.RIP)
+	if r.RIP == addr {
+		by = "" // fetched where a return or jump took the CPU
+	}
 	ctx.Report(Finding{
 		CPU: int(r.CPU), Task: r.Task, SeqFirst: f.free.seq, SeqLast: r.Seq, RIP: r.RIP, Evidence: []uint64{f.free.seq, r.Seq},
 		Context: contextName(r),
 		Story:   ctx.story.tellWith(ctx.St, int(r.CPU), []uint64{f.free.seq, r.Seq}, &f.free.row, &access),
-		Message: fmt.Sprintf("%s at %#x by %s (seq %d, cpu%d %s) into memory released at seq %d by %s(%#x) on cpu%d %s, called from %s",
-			what, addr, placeLine(ctx, r.RIP), r.Seq, r.CPU, contextName(r), f.free.seq, f.free.svc, f.free.addr, f.free.cpu,
+		Message: fmt.Sprintf("%s at %#x%s (seq %d, cpu%d %s) in memory released at seq %d by %s(%#x) on cpu%d %s, called from %s",
+			what, addr, by, r.Seq, r.CPU, contextName(r), f.free.seq, f.free.svc, f.free.addr, f.free.cpu,
 			keyName(ctxKey{f.free.cpu, f.free.task, f.free.depth}), placeLine(ctx, f.free.caller)),
 	}, fmt.Sprintf("freed|%#x", r.RIP))
 }
@@ -621,18 +627,28 @@ func (a *lifetime) reportResume(ctx *Context, s *ltStack, c *ltCode, lo, hi uint
 	if c.vector >= 0 {
 		kind = fmt.Sprintf("the RIP a %s interrupted there (its frame pushed at seq %d)", format.VectorName(uint8(c.vector)), c.seq)
 	}
+	// The story tells the push (the call, or the delivery) and the
+	// switch that left the task there.
+	push := format.Row{Seq: c.seq, Kind: format.KindInsn, CPU: c.cpu, Task: c.task, Depth: c.depth, RIP: c.rip, Op: c.op, RSP: c.at + 8}
+	if c.vector >= 0 {
+		push = format.Row{Seq: c.seq, Kind: format.KindTrap, CPU: c.cpu, Task: c.task, Depth: c.depth, RIP: c.val, Vector: uint8(c.vector), Handler: c.rip}
+	}
+	keep := []*format.Row{&push, &f.row}
+	evidence := []uint64{c.seq, f.seq}
 	state := fmt.Sprintf("running on cpu%d", s.cpu)
-	if seq, ok := a.switched[c.task]; ok {
-		state = fmt.Sprintf("switched out (preempted) at seq %d and not run since", seq)
+	if sw, ok := a.switched[c.task]; ok {
+		state = fmt.Sprintf("switched out (preempted) at seq %d and not run since", sw.Seq)
+		keep = append(keep, &sw)
+		evidence = []uint64{c.seq, sw.Seq, f.seq}
 	}
 	what := fmt.Sprintf("%s(%#x)", f.svc, f.addr)
 	if f.svc == format.Service(svcTextPoke) {
 		what = fmt.Sprintf("text_poke(%s, %d bytes)", ctx.Describe(f.addr), hi-lo)
 	}
 	ctx.Report(Finding{
-		CPU: int(f.cpu), Task: f.task, SeqFirst: c.seq, SeqLast: f.seq, RIP: f.caller, Evidence: []uint64{c.seq, f.seq},
+		CPU: int(f.cpu), Task: f.task, SeqFirst: c.seq, SeqLast: f.seq, RIP: f.caller, Evidence: evidence,
 		Context: keyName(ctxKey{f.cpu, f.task, f.depth}),
-		Story:   ctx.story.tellWith(ctx.St, int(f.cpu), []uint64{c.seq, f.seq}, &f.row),
+		Story:   ctx.story.tellWith(ctx.St, int(f.cpu), evidence, keep...),
 		Message: fmt.Sprintf("%s at seq %d on cpu%d %s (called from %s) %s %#x..%#x while task %d (cpu%d, %s) still holds %s: "+
 			"%s at stack word %#x; it will resume there (synchronize_rcu_tasks() waits for every task to pass a voluntary schedule point before such code is freed or rewritten)",
 			what, f.seq, f.cpu, keyName(ctxKey{f.cpu, f.task, f.depth}), placeLine(ctx, f.caller), verb, lo, hi,

@@ -9,6 +9,7 @@ import (
 	"github.com/patchtrace/patchtrace/format"
 	"github.com/patchtrace/patchtrace/internal/memstat"
 	"github.com/patchtrace/patchtrace/internal/slice"
+	"github.com/patchtrace/patchtrace/internal/testkit"
 )
 
 // Stacks of the hand-made streams: far apart, as the slice's are.
@@ -229,9 +230,7 @@ func TestLifetimeResume(t *testing.T) {
 // TestLifetimeWarnsWithoutLoads: a trace without load rows is judged by
 // stores and fetches alone, and the result says so.
 func TestLifetimeWarnsWithoutLoads(t *testing.T) {
-	f := newFeed(t, "text-poke-bp", "lifetime")
-	_ = f
-	md := f.md
+	md := hostileMeta(t) // text-poke-bp's, as a trace without loads says it
 	md.Loads = false
 	live, err := analyze.NewLive(&md, []analyze.Analyzer{mustSelect(t, "lifetime")})
 	if err != nil {
@@ -326,5 +325,48 @@ func TestLifetimeCopiedFrameReturned(t *testing.T) {
 				t.Errorf("message %q", res.Findings[0].Message)
 			}
 		})
+	}
+}
+
+// TestLifetimeCatalog: the catalog's lifetime scenarios report what their
+// mechanism did, with the cause in the story: tramp-free-nowait frees the
+// trampoline under a preempted worker (the finding at the free names the
+// task, and its story the call that pushed the return address and the
+// switch that preempted it) and the worker's fetch in the freed page
+// names the free; tramp-free, which waits in synchronize_rcu_tasks(), is
+// clean.
+func TestLifetimeCatalog(t *testing.T) {
+	spec := testkit.Load(t, "tramp-free-nowait", nil)
+	res := analyzeRun(t, spec, emu.Options{Seed: 1})
+	var atFree, fetch *analyze.Finding
+	for _, f := range res.Findings {
+		if f.Analyzer != "lifetime" {
+			continue
+		}
+		switch {
+		case f.Symbol == "freer_main" && strings.Contains(f.Message, "switched out (preempted)"):
+			atFree = f
+		case strings.Contains(f.Message, "instruction fetch (a #PF)"):
+			fetch = f
+		}
+	}
+	if atFree == nil || fetch == nil {
+		t.Fatalf("want a finding at the free naming the preempted task and one at the fetch:\n%s", summary(res))
+	}
+	story := strings.Join(atFree.Story, "\n")
+	for _, want := range []string{"executes call at 0xffffffffa000", "switches task", "calls module_memfree(0xffffffffa0000000"} {
+		if !strings.Contains(story, want) {
+			t.Errorf("the free's story lacks %q:\n%s", want, story)
+		}
+	}
+	if atFree.CPU != 0 || atFree.Source != "lib/tramp-free/free.c:123" || !strings.Contains(atFree.Message, "released 0xffffffffa0000000..0xffffffffa0001000") {
+		t.Errorf("finding at the free: cpu%d %s %q", atFree.CPU, atFree.Source, atFree.Message)
+	}
+	if fetch.CPU != 1 || !strings.Contains(fetch.Message, "module_memfree(0xffffffffa0000000) on cpu0 task 1, called from freer_main") {
+		t.Errorf("finding at the fetch: cpu%d %q", fetch.CPU, fetch.Message)
+	}
+	clean := analyzeRun(t, testkit.Load(t, "tramp-free", nil), emu.Options{Seed: 1})
+	if clean.Verdict != analyze.VerdictClean {
+		t.Errorf("tramp-free: %s:\n%s", clean.Verdict, summary(clean))
 	}
 }
