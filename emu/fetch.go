@@ -1,5 +1,9 @@
 package emu
 
+import "math/bits"
+
+func tz64(x uint64) int { return bits.TrailingZeros64(x) }
+
 // dcEntries is the size of each CPU's direct-mapped decode-page cache.
 const dcEntries = 64
 
@@ -15,7 +19,20 @@ type decodePage struct {
 	tailGen uint64
 	xgen    uint64 // Machine.xgen when pg was resolved
 	insts   [pageSize]*inst
-	used    []uint16 // offsets of the non-nil insts
+	live    [pageSize / 64]uint64 // bit o: insts[o] is non-nil
+}
+
+// maxInstLen is the longest x86 instruction (SDM Vol. 2 §2.3.11).
+const maxInstLen = 15
+
+func (dp *decodePage) add(off uint64, in *inst) {
+	dp.insts[off] = in
+	dp.live[off/64] |= 1 << (off % 64)
+}
+
+func (dp *decodePage) drop(off int) {
+	dp.insts[off] = nil
+	dp.live[off/64] &^= 1 << (off % 64)
 }
 
 // tailStale is a tailGen no frame reaches: the next check validates.
@@ -32,8 +49,16 @@ func (dp *decodePage) changed() bool {
 // (an instruction is still valid exactly when its bytes are unchanged,
 // including those on the next page, which must still be executable) and
 // marks the page current.
+//
+// Every decode kept matched memory when dp.gen was the frame's codeGen,
+// and a later decode matched it when made, so only the decodes that a
+// store since dp.gen overlaps can differ: when the frame's write log
+// still holds every such store, only those decodes are compared (and the
+// ones running into the next page, whose bytes and permission the log does
+// not cover); otherwise all are. Both drop exactly the decodes whose bytes
+// differ.
 func (dp *decodePage) reset(c *CPU) {
-	data := &dp.pg.f.data
+	f := dp.pg.f
 	var next *page
 	if dp.tail != nil {
 		if p := c.lookup(dp.vpn + 1); p != nil && p.perm&PermX != 0 {
@@ -41,31 +66,66 @@ func (dp *decodePage) reset(c *CPU) {
 		}
 	}
 	crossing := false
-	kept := dp.used[:0]
-	for _, o := range dp.used {
-		in, off := dp.insts[o], int(o)
-		end := off + int(in.len)
-		var same bool
-		if end <= pageSize {
-			same = string(data[off:end]) == string(in.raw[:in.len])
-		} else if next != nil {
-			head := pageSize - off
-			same = string(data[off:]) == string(in.raw[:head]) &&
-				string(next.f.data[:end-pageSize]) == string(in.raw[head:in.len])
-			crossing = crossing || same
+	if d := f.codeGen - dp.gen; d <= wlogLen && f.decoded && !fullReset {
+		for g := dp.gen + 1; g != f.codeGen+1; g++ {
+			w := f.wlog[g%wlogLen]
+			lo := max(int(w.off)-(maxInstLen-1), 0)
+			for o := lo; o < int(w.off)+int(w.n) && o < pageSize; o++ {
+				if in := dp.insts[o]; in != nil && o+int(in.len) > int(w.off) && o+int(in.len) <= pageSize {
+					if !dp.same(o, next) {
+						dp.drop(o)
+					}
+				}
+			}
 		}
-		if !same {
-			dp.insts[off] = nil
-			continue
+		for o := pageSize - (maxInstLen - 1); o < pageSize; o++ {
+			if in := dp.insts[o]; in != nil && o+int(in.len) > pageSize {
+				if dp.same(o, next) {
+					crossing = true
+				} else {
+					dp.drop(o)
+				}
+			}
 		}
-		kept = append(kept, o)
+	} else {
+		for w := range dp.live {
+			for bits := dp.live[w]; bits != 0; bits &= bits - 1 {
+				o := w*64 + tz64(bits)
+				if !dp.same(o, next) {
+					dp.drop(o)
+				} else if o+int(dp.insts[o].len) > pageSize {
+					crossing = true
+				}
+			}
+		}
 	}
-	dp.used = kept
-	dp.gen = dp.pg.f.codeGen
+	dp.gen = f.codeGen
 	dp.tail = nil
 	if crossing {
 		dp.tail, dp.tailGen = next.f, next.f.codeGen
 	}
+}
+
+// fullReset makes reset compare every decode: the reference the tests hold
+// the logged recheck to.
+var fullReset = false
+
+// same reports whether the decode at off still matches memory: its page's
+// bytes and, for one running into the next page, next's (nil: not
+// executable, so it cannot match).
+func (dp *decodePage) same(off int, next *page) bool {
+	in := dp.insts[off]
+	end := off + int(in.len)
+	data := &dp.pg.f.data
+	if end <= pageSize {
+		return string(data[off:end]) == string(in.raw[:in.len])
+	}
+	if next == nil {
+		return false
+	}
+	head := pageSize - off
+	return string(data[off:]) == string(in.raw[:head]) &&
+		string(next.f.data[:end-pageSize]) == string(in.raw[head:in.len])
 }
 
 // addTail notes that a decode on dp runs into the next page, whose frame is
@@ -103,8 +163,7 @@ func (c *CPU) fetch() (in *inst, ok bool, err error) {
 	in, ok, err = c.decodeAt(rip)
 	if ok {
 		off := rip & pageMask
-		dp.insts[off] = in
-		dp.used = append(dp.used, uint16(off))
+		dp.add(off, in)
 		if off+uint64(in.len) > pageSize {
 			dp.addTail(c.lookup(vpn + 1).f)
 		}
@@ -122,6 +181,7 @@ func (c *CPU) decodePageSlow(vpn uint64) *decodePage {
 	dp := c.dmap[vpn]
 	if dp == nil || dp.pg != p {
 		dp = &decodePage{vpn: vpn, pg: p, gen: p.f.codeGen}
+		p.f.decoded = true
 		c.dmap[vpn] = dp
 	} else if dp.tail != nil {
 		// An executable mapping changed: the next page may be gone or

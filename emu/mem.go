@@ -20,6 +20,22 @@ type frame struct {
 	// (set_memory_nx, a store, set_memory_x) are changed code all the same.
 	// Decode caches compare it to find decodes that may be stale.
 	codeGen uint64
+	// decoded: some CPU has a decode page over this frame (set when the
+	// page is made, never cleared); from then on stores are logged in
+	// wlog, store number g at wlog[g%wlogLen], so that a decode page
+	// behind by at most wlogLen stores rechecks only the instructions
+	// those stores overlap (decodePage.reset).
+	decoded bool
+	wlog    [wlogLen]wrec
+}
+
+// wlogLen is how many of a frame's latest stores are logged.
+const wlogLen = 16
+
+// wrec is one logged store: its page offset and size in bytes.
+type wrec struct {
+	off uint16
+	n   uint16
 }
 
 // zeroFrame backs every page nothing has stored to yet (NOBITS sections,
@@ -318,7 +334,11 @@ func (c *CPU) commitWrite(p *page, addr uint64, size int, v uint64) {
 	// Any store may change code (decode pages compare the generation: in
 	// the coherent model every fetch does, in the stale model only
 	// serialization does).
-	p.f.codeGen++
+	f := p.f
+	f.codeGen++
+	if f.decoded {
+		f.wlog[f.codeGen%wlogLen] = wrec{uint16(off), uint16(size)}
+	}
 }
 
 func (c *CPU) writeSplit(addr uint64, size int, v uint64) bool {
