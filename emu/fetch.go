@@ -12,7 +12,8 @@ const dcEntries = 64
 type decodePage struct {
 	vpn  uint64
 	pg   *page
-	gen  uint64 // pg.f.codeGen when insts were last known to match memory
+	f    *frame // pg.f (an executable page's frame stays with it: mem.go)
+	gen  uint64 // f.codeGen when insts were last known to match memory
 	tail *frame // next page's frame, while some inst runs into it
 	// tailGen is tail.codeGen when the insts running into it were last
 	// known to match it (tailStale forces a check).
@@ -42,7 +43,7 @@ const tailStale = ^uint64(0)
 // page's or, for an instruction crossing the page boundary, the next
 // page's (SDM Vol. 3 §8.1.3: the bytes of the whole instruction count).
 func (dp *decodePage) changed() bool {
-	return dp.gen != dp.pg.f.codeGen || dp.tail != nil && dp.tailGen != dp.tail.codeGen
+	return dp.gen != dp.f.codeGen || dp.tail != nil && dp.tailGen != dp.tail.codeGen
 }
 
 // reset drops the decodes whose bytes no longer match memory as c sees it
@@ -58,7 +59,7 @@ func (dp *decodePage) changed() bool {
 // not cover); otherwise all are. Both drop exactly the decodes whose bytes
 // differ.
 func (dp *decodePage) reset(c *CPU) {
-	f := dp.pg.f
+	f := dp.f
 	var next *page
 	if dp.tail != nil {
 		if p := c.lookup(dp.vpn + 1); p != nil && p.perm&PermX != 0 {
@@ -116,7 +117,7 @@ var fullReset = false
 func (dp *decodePage) same(off int, next *page) bool {
 	in := dp.insts[off]
 	end := off + int(in.len)
-	data := &dp.pg.f.data
+	data := &dp.f.data
 	if end <= pageSize {
 		return string(data[off:end]) == string(in.raw[:in.len])
 	}
@@ -180,7 +181,7 @@ func (c *CPU) decodePageSlow(vpn uint64) *decodePage {
 	}
 	dp := c.dmap[vpn]
 	if dp == nil || dp.pg != p {
-		dp = &decodePage{vpn: vpn, pg: p, gen: p.f.codeGen}
+		dp = &decodePage{vpn: vpn, pg: p, f: p.f, gen: p.f.codeGen}
 		p.f.decoded = true
 		c.dmap[vpn] = dp
 	} else if dp.tail != nil {
@@ -224,6 +225,7 @@ func (c *CPU) decodeAt(rip uint64) (*inst, bool, error) {
 	if _, ok := c.m.watches[rip]; ok {
 		in.watch = true
 	}
+	in.special = in.native != 0 || in.watch
 	return in, true, nil
 }
 

@@ -15,6 +15,8 @@ type inst struct {
 	// Machine-owned annotations, set when the inst is put in a cache.
 	native uint16 // 1+index of the native service whose entry is addr; 0 if none
 	watch  bool   // an injection rule watches this address
+	// special: native != 0 || watch (the step loop's one test).
+	special bool
 
 	sem semantics // interpreter-owned pre-decoded operands
 }

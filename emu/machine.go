@@ -179,6 +179,7 @@ type Machine struct {
 	decision  []Decision
 	delivered uint64 // deliveries (exceptions, interrupts, NMIs), for the decision budget
 	budget    Budget
+	insnLimit uint64 // budget.MaxInsns, or no limit (^0) for 0
 	src       DecisionSource
 	boot      []bootWrite
 	taskDepth map[uint32]uint8 // trap depth of each switched-out task
@@ -256,6 +257,10 @@ func New(img *Image, cfg Config) (*Machine, error) {
 		natives: make(map[uint64]ServiceID),
 		watches: make(map[uint64][]int),
 		modNext: moduleBase,
+	}
+	m.insnLimit = m.budget.MaxInsns
+	if m.insnLimit == 0 {
+		m.insnLimit = ^uint64(0)
 	}
 	for i := 0; i < cfg.CPUs; i++ {
 		c := &CPU{ID: i, m: m, SS: selKernelSS, DR6: dr6Init, DR7: dr7Init}

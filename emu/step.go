@@ -10,6 +10,14 @@ import (
 // delivery, or (for a halted CPU) nothing. It returns early when the CPU
 // halts with nothing to wake it or the machine stops.
 func (m *Machine) runCPU(c *CPU, n int) {
+	// Every instruction counted while c runs is c's: its count is added
+	// once here rather than per instruction.
+	start := m.insns
+	m.steps(c, n)
+	c.stats.Insns += m.insns - start
+}
+
+func (m *Machine) steps(c *CPU, n int) {
 	sink := m.sink
 	for ; n > 0; n-- {
 		shadowed := false // this instruction runs in the STI shadow
@@ -32,19 +40,31 @@ func (m *Machine) runCPU(c *CPU, n int) {
 				return
 			}
 		}
-		in, ok, err := c.fetch()
-		if !ok {
-			if err != nil {
-				m.fail(err)
-				return
-			}
-			m.fault(c) // #PF on fetch: delivered with RIP at the instruction
-			if m.stop != StopNone {
-				return
-			}
-			continue
+		// fetch's hit, inline: the page's decode cache is current (its
+		// mapping and bytes unchanged) and holds a decode at RIP.
+		var in *inst
+		rip := c.RIP
+		if dp := c.dc[rip>>pageShift&(dcEntries-1)]; dp != nil && dp.vpn == rip>>pageShift && dp.xgen == m.xgen &&
+			(!dp.changed() || m.cfg.Quirks.StaleFetch) {
+			in = dp.insts[rip&pageMask]
 		}
-		if in.native|uint16(b2u(in.watch)) != 0 {
+		if in == nil {
+			var ok bool
+			var err error
+			in, ok, err = c.fetch()
+			if !ok {
+				if err != nil {
+					m.fail(err)
+					return
+				}
+				m.fault(c) // #PF on fetch: delivered with RIP at the instruction
+				if m.stop != StopNone {
+					return
+				}
+				continue
+			}
+		}
+		if in.special {
 			if in.watch && c.injectedAt != c.RIP && m.watchHit(c) {
 				c.injectedAt = c.RIP
 				continue // deliver before this instruction
@@ -64,7 +84,6 @@ func (m *Machine) runCPU(c *CPU, n int) {
 				} else {
 					m.service(c, ServiceID(in.native))
 				}
-				c.stats.Insns++
 				m.insns++
 				if m.stop != StopNone || m.budgetOut() {
 					return
@@ -74,11 +93,13 @@ func (m *Machine) runCPU(c *CPU, n int) {
 				}
 				continue
 			}
-		}
-		if c.injectedAt == c.RIP {
-			// The instruction a rule fired at runs now; a later arrival
-			// counts again (the handler's IRETQ back to it does not).
-			c.injectedAt = 0
+			if c.injectedAt == c.RIP {
+				// The instruction a rule fired at runs now; a later
+				// arrival counts again (the handler's IRETQ back to it
+				// does not). Only a watched address is ever injectedAt,
+				// and every decode there is special.
+				c.injectedAt = 0
+			}
 		}
 		if shadowed {
 			// The shadow covers exactly this instruction (SDM Vol. 2 STI,
@@ -96,7 +117,6 @@ func (m *Machine) runCPU(c *CPU, n int) {
 		} else {
 			c.exec(in)
 		}
-		c.stats.Insns++
 		m.insns++
 		if c.exit != exitNone {
 			x := c.exit
@@ -158,7 +178,7 @@ func b2u(b bool) uint8 {
 }
 
 func (m *Machine) budgetOut() bool {
-	if m.budget.MaxInsns != 0 && m.insns >= m.budget.MaxInsns {
+	if m.insns >= m.insnLimit {
 		m.halt(StopBudget, "instruction budget exhausted")
 		return true
 	}
