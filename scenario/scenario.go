@@ -14,6 +14,7 @@ import (
 	"math"
 	"path"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -222,6 +223,11 @@ type Contract struct {
 	// ReturnHijacks declare return addresses rewritten on purpose
 	// (kretprobe-style trampolines; the return-slot analyzer).
 	ReturnHijacks []ReturnHijack `toml:"return_hijacks"`
+	// AsmSites are code ranges the compiler treats as no call (an inline
+	// asm statement with its clobber list, a static_call or alternative
+	// site) and the registers it assumes they preserve (the regs
+	// analyzer).
+	AsmSites []AsmSite `toml:"asm_sites"`
 	// Alias says kernel text changes only through text_poke's alias (the wx
 	// analyzer flags any other store to an executable page regardless).
 	Alias bool `toml:"alias"`
@@ -260,7 +266,101 @@ type MustCall struct {
 	UntilMarker uint64   `toml:"until_marker"`
 	Length      uint64   `toml:"length"`
 	Nested      bool     `toml:"nested"`
+	// Preserves are the registers the compiler assumes the site keeps
+	// (the regs analyzer): none unless given.
+	Preserves RegSet `toml:"preserves"`
 }
+
+// AsmSite declares a code range the compiler saw as no call, and the
+// registers it assumes the range preserves: an inline asm statement whose
+// clobber list leaves them out (a static_call or alternative site whose
+// int3 handler may emulate a call). Site is its first byte ("file.c:LINE",
+// a symbol or asm label, "symbol+offset"), Length its size in bytes (the
+// site ends at Site+Length, the first byte after it), Preserves the
+// registers that must hold the same values there as at Site, in the
+// context that passed through it.
+type AsmSite struct {
+	Site      string `toml:"site"`
+	Length    uint64 `toml:"length"`
+	Preserves RegSet `toml:"preserves"`
+}
+
+// RegSet is a preserves value: a list of register names (RegNames) or
+// "all" (the sixteen general registers, RSP included; not RFLAGS, which
+// an x86 asm statement always clobbers).
+type RegSet struct {
+	Names []string // as written; validate checks them
+	All   bool
+}
+
+// RegNames are the registers a preserves list may name: the general
+// registers and RFLAGS, spelled as the trace's register columns
+// (format.RegNames, which analyze's tests check it equals).
+var RegNames = []string{"rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp",
+	"r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rflags"}
+
+// numGPRs is how many of RegNames "all" covers (every one but RFLAGS).
+const numGPRs = 16
+
+// Empty says the set names no register.
+func (r RegSet) Empty() bool { return !r.All && len(r.Names) == 0 }
+
+// Indexes are the set's registers as indexes into RegNames, in that
+// order (a validated set).
+func (r RegSet) Indexes() []int {
+	var out []int
+	for i, n := range RegNames {
+		if (r.All && i < numGPRs) || slices.Contains(r.Names, n) {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// UnmarshalTOML accepts "all" or a list of register names.
+func (r *RegSet) UnmarshalTOML(v any) error {
+	*r = RegSet{}
+	switch x := v.(type) {
+	case string:
+		if x != "all" {
+			return fmt.Errorf("preserves = %q: want \"all\" or a list of register names", x)
+		}
+		r.All = true
+		return nil
+	case []any:
+		if len(x) > len(RegNames) {
+			return fmt.Errorf("preserves: %d names; there are %d registers", len(x), len(RegNames))
+		}
+		for _, it := range x {
+			s, ok := it.(string)
+			if !ok {
+				return fmt.Errorf("preserves: %v is not a register name", it)
+			}
+			r.Names = append(r.Names, s)
+		}
+		return nil
+	}
+	return fmt.Errorf("preserves: want \"all\" or a list of register names, got %T", v)
+}
+
+// check validates the names; key names the entry in errors.
+func (r RegSet) check(key string) error {
+	seen := map[string]bool{}
+	for _, n := range r.Names {
+		if !slices.Contains(RegNames, n) {
+			return fmt.Errorf("%s: preserves: unknown register %q (want \"all\" or names from %s)", key, n, strings.Join(RegNames, ", "))
+		}
+		if seen[n] {
+			return fmt.Errorf("%s: preserves: %q listed twice", key, n)
+		}
+		seen[n] = true
+	}
+	return nil
+}
+
+// MaxAsmSiteLength bounds contract.asm_sites[].length: an asm statement
+// or patch site of a few instructions.
+const MaxAsmSiteLength = 4096
 
 // ReturnHijack declares a legitimate return-address hijack: a store by
 // Handler (a function: the store's RIP lies in it) of Trampoline's address
@@ -759,6 +859,30 @@ func (s *Spec) validate() error {
 		}
 		if mc.Length > MaxSiteLength {
 			return fmt.Errorf("contract.must_call %d: length %d: a site is one instruction, at most %d bytes", i+1, mc.Length, MaxSiteLength)
+		}
+		if err := mc.Preserves.check(fmt.Sprintf("contract.must_call %d", i+1)); err != nil {
+			return err
+		}
+	}
+	if len(s.Contract.AsmSites) > MaxEntries {
+		return fmt.Errorf("%d asm_sites entries: at most %d", len(s.Contract.AsmSites), MaxEntries)
+	}
+	for i, as := range s.Contract.AsmSites {
+		key := fmt.Sprintf("contract.asm_sites %d", i+1)
+		if as.Site == "" {
+			return fmt.Errorf("%s: needs site (\"file.c:LINE\", a symbol or asm label, or \"symbol+offset\")", key)
+		}
+		if err := checkAddrExpr(as.Site); err != nil {
+			return fmt.Errorf("%s: %v", key, err)
+		}
+		if as.Length == 0 || as.Length > MaxAsmSiteLength {
+			return fmt.Errorf("%s: length %d: want the site's size in bytes, 1..%d", key, as.Length, MaxAsmSiteLength)
+		}
+		if as.Preserves.Empty() {
+			return fmt.Errorf("%s: needs preserves (\"all\" or a list of register names): a site that preserves nothing checks nothing", key)
+		}
+		if err := as.Preserves.check(key); err != nil {
+			return err
 		}
 	}
 	for i, h := range s.Contract.ReturnHijacks {

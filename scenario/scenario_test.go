@@ -205,3 +205,49 @@ func TestExpectEntries(t *testing.T) {
 		})
 	}
 }
+
+// TestPreserves: contract.must_call[].preserves and contract.asm_sites
+// parse to register sets; a bad one is an error naming the file, the
+// entry and the key.
+func TestPreserves(t *testing.T) {
+	head := "id = \"t\"\nslice = \"t.elf\"\ncpus = 1\n[contract]\n"
+	s, err := Parse("s.toml", []byte(head+`must_call = [{ site = "f", handlers = ["h"], preserves = ["rdi", "rax"] }, { site = "g", handlers = ["h"] }]
+asm_sites = [{ site = "sel.c:12", length = 5, preserves = "all" }, { site = "lbl+2", length = 1, preserves = ["rflags"] }]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Contract.MustCall[0].Preserves.Indexes(); !reflect.DeepEqual(got, []int{0, 5}) {
+		t.Errorf("must_call 1 preserves %v, want rax, rdi (0, 5)", got)
+	}
+	if !s.Contract.MustCall[1].Preserves.Empty() {
+		t.Errorf("must_call 2 preserves %+v, want none", s.Contract.MustCall[1].Preserves)
+	}
+	as := s.Contract.AsmSites
+	if len(as) != 2 || as[0].Site != "sel.c:12" || as[0].Length != 5 || len(as[0].Preserves.Indexes()) != 16 {
+		t.Errorf("asm_sites %+v", as)
+	}
+	if got := as[1].Preserves.Indexes(); !reflect.DeepEqual(got, []int{16}) || RegNames[16] != "rflags" {
+		t.Errorf("asm_sites 2 preserves %v", got)
+	}
+	for _, tc := range []struct{ name, edit, want string }{
+		{"unknown register", `must_call = [{ site = "f", handlers = ["h"], preserves = ["rax", "eax"] }]`, `contract.must_call 1: preserves: unknown register "eax"`},
+		{"twice", `asm_sites = [{ site = "f", length = 5, preserves = ["rax", "rax"] }]`, `contract.asm_sites 1: preserves: "rax" listed twice`},
+		{"not all", `asm_sites = [{ site = "f", length = 5, preserves = "most" }]`, `preserves = "most": want "all"`},
+		{"not a name", `asm_sites = [{ site = "f", length = 5, preserves = [1] }]`, `preserves: 1 is not a register name`},
+		{"asm unknown register", `asm_sites = [{ site = "f", length = 5, preserves = "all" }, { site = "g", length = 2, preserves = ["xmm0"] }]`, `contract.asm_sites 2: preserves: unknown register "xmm0"`},
+		{"no length", `asm_sites = [{ site = "f", preserves = "all" }]`, "contract.asm_sites 1: length 0"},
+		{"too long", `asm_sites = [{ site = "f", length = 5000, preserves = "all" }]`, "contract.asm_sites 1: length 5000"},
+		{"no preserves", `asm_sites = [{ site = "f", length = 5 }]`, "contract.asm_sites 1: needs preserves"},
+		{"no site", `asm_sites = [{ length = 5, preserves = "all" }]`, "contract.asm_sites 1: needs site"},
+		{"bad site", `asm_sites = [{ site = "f.c:0", length = 5, preserves = "all" }]`, `contract.asm_sites 1: address "f.c:0"`},
+		{"unknown key", `asm_sites = [{ site = "f", length = 5, preserves = "all", clobbers = [] }]`, "unknown key contract.asm_sites.clobbers"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("s.toml", []byte(head+tc.edit+"\n"))
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.HasPrefix(err.Error(), "s.toml: ") {
+				t.Fatalf("error %v, want one naming the file and containing %q", err, tc.want)
+			}
+		})
+	}
+}
