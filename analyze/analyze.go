@@ -118,7 +118,7 @@ type Needer interface{ Needs() Needs }
 
 // Registered analyzers, by id.
 func All() []Analyzer {
-	return []Analyzer{&missedCall{}, &returnSlot{}, &wx{}, &cmc{}, &trapCheck{}, &frame{}, &lifetime{}, &progress{}, &unmatched{}}
+	return []Analyzer{&missedCall{}, &returnSlot{}, &wx{}, &cmc{}, &trapCheck{}, &frame{}, &lifetime{}, &progress{}, &unmatched{}, &regsCheck{}}
 }
 
 // IDs lists the registered analyzer ids.
@@ -167,6 +167,7 @@ type Context struct {
 	byKey         map[string]*Finding
 	story         *storyWindow
 	warnings      []string // what an analyzer could not check (Warn)
+	cannot        []string // what makes the result incomplete (CannotCheck)
 }
 
 // Warn records, once, something the current analyzer could not check (the
@@ -176,6 +177,14 @@ func (ctx *Context) Warn(msg string) {
 	if !slices.Contains(ctx.warnings, msg) {
 		ctx.warnings = append(ctx.warnings, msg)
 	}
+}
+
+// CannotCheck says the current analyzer could not check something it was
+// asked to (the trace lacks what it reads, a bound was reached): the
+// result is incomplete, never clean, and says why. (Warn is for a check
+// done in part.)
+func (ctx *Context) CannotCheck(why string) {
+	ctx.cannot = append(ctx.cannot, ctx.ids[ctx.cur]+" could not check: "+why)
 }
 
 // Report adds a finding for the current analyzer. Findings with the same
@@ -463,6 +472,9 @@ func (l *Live) Finish() *Result {
 	res.Outcome, res.OutcomeDetail, res.Truncated = l.ctx.Outcome, l.ctx.OutcomeDetail, l.ctx.Truncated
 	l.judgeOutcome(res)
 	l.judgeContract(res)
+	if len(l.ctx.cannot) > 0 {
+		res.Incomplete = strings.Join(append(slices.DeleteFunc([]string{res.Incomplete}, func(s string) bool { return s == "" }), l.ctx.cannot...), "; ")
+	}
 	res.judge()
 	return res
 }

@@ -50,6 +50,11 @@ import (
 type frame struct {
 	frames  [][]*liveFrame // by CPU: frames pushed on it, oldest first
 	pending [][]pendingStore
+	// copies: by CPU, owner stores of a frame word's value outside the
+	// frame, noted at the CPU's next row unless that row is a delivery
+	// whose frame holds them (a nested NMI's pushes of SS and CS values
+	// are not the handler's copy).
+	copies  [][]pendingCopy
 	iretRSP []uint64 // by CPU: RSP of the last IRETQ instruction (its frame's RIP word)
 	isIret  []bool   // by op index
 }
@@ -69,6 +74,11 @@ type liveFrame struct {
 	movedSeq uint64
 	copies   [5]uint64  // where the handler last stored each word's value, 0: not seen
 	row      format.Row // the trap row, told in the finding's story
+}
+
+type pendingCopy struct {
+	row format.Row
+	f   *liveFrame
 }
 
 type pendingStore struct {
@@ -106,6 +116,7 @@ func (a *frame) Start(ctx *Context) error {
 	n := len(ctx.St.CPUs)
 	a.frames = make([][]*liveFrame, n)
 	a.pending = make([][]pendingStore, n)
+	a.copies = make([][]pendingCopy, n)
 	a.iretRSP = make([]uint64, n)
 	names := ctx.St.Meta.OpNames
 	a.isIret = make([]bool, len(names))
@@ -138,6 +149,9 @@ func (a *frame) Event(ctx *Context, r *format.Row) {
 	}
 	if r.Kind != format.KindWrite && len(a.pending[c]) > 0 {
 		a.flush(ctx, c, r)
+	}
+	if r.Kind != format.KindWrite && len(a.copies[c]) > 0 {
+		a.flushCopies(ctx, c, r)
 	}
 	switch r.Kind {
 	case format.KindInsn:
@@ -190,7 +204,10 @@ func (a *frame) frameAccess(ctx *Context, r *format.Row) {
 				a.pending[r.CPU] = append(a.pending[r.CPU], pendingStore{row: *r, f: f, word: w})
 			}
 			if !hit && owner && r.Size == 8 {
-				a.noteCopy(ctx, f, r)
+				if len(a.copies[r.CPU]) >= maxPendingStores {
+					a.flushCopies(ctx, int(r.CPU), nil)
+				}
+				a.copies[r.CPU] = append(a.copies[r.CPU], pendingCopy{row: *r, f: f})
 			}
 		}
 	}
@@ -223,6 +240,20 @@ func (a *frame) noteCopy(ctx *Context, f *liveFrame, r *format.Row) {
 	}
 	f.ripAt, f.errAt, f.moved, f.movedSeq = base, 0, true, r.Seq
 	f.copies = [5]uint64{}
+}
+
+// flushCopies notes the copies cpu c made before row r, except those
+// inside the frame a trap row r delivers (that delivery's pushes).
+func (a *frame) flushCopies(ctx *Context, c int, r *format.Row) {
+	ps := a.copies[c]
+	a.copies[c] = nil
+	for i := range ps {
+		p := &ps[i]
+		if r != nil && r.Kind == format.KindTrap && p.row.Addr >= r.RSP && p.row.Addr < r.RSP+uint64(r.Size) {
+			continue
+		}
+		a.noteCopy(ctx, p.f, &p.row)
+	}
 }
 
 // flush judges the stores into live frames that cpu c made before row r:

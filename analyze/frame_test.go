@@ -27,21 +27,26 @@ func TestFrameStores(t *testing.T) {
 		size    uint32
 		iret    bool // the frame's IRETQ ran before the store
 		move    bool // the handler copied the frame below it first
+		nmi     bool // an NMI is delivered in the middle of the copy
 		finding string
 	}{
-		{"handler rewrites RIP", handler, frameAt, 8, false, false, ""},
-		{"handler rewrites RSP", handler, frameAt + 24, 8, false, false, ""},
-		{"handler rewrites RFLAGS", handler, frameAt + 16, 8, false, false, ""},
-		{"handler writes SS", handler, frameAt + 32, 8, false, false, "saved SS word"},
-		{"handler writes one byte of CS", handler, frameAt + 9, 1, false, false, "saved CS word"},
-		{"other CPU writes RIP", ctx{cpu: 2, task: 3}, frameAt, 8, false, false, "saved RIP word"},
-		{"nested NMI writes RIP", ctx{cpu: 1, task: 2, depth: 2}, frameAt, 8, false, false, "saved RIP word"},
-		{"interrupted task writes RSP", task, frameAt + 24, 8, false, false, "saved RSP word"},
-		{"store just above the frame", handler, frameAt + 40, 8, false, false, ""},
-		{"store just below the frame", ctx{cpu: 2, task: 3}, frameAt - 8, 8, false, false, ""},
-		{"SS after the IRETQ", handler, frameAt + 32, 8, true, false, ""},
-		{"old SS after the move", handler, frameAt + 32, 8, false, true, ""},
-		{"moved frame's SS", handler, frameAt - 0x100 + 32, 8, false, true, "saved SS word"},
+		{"handler rewrites RIP", handler, frameAt, 8, false, false, false, ""},
+		{"handler rewrites RSP", handler, frameAt + 24, 8, false, false, false, ""},
+		{"handler rewrites RFLAGS", handler, frameAt + 16, 8, false, false, false, ""},
+		{"handler writes SS", handler, frameAt + 32, 8, false, false, false, "saved SS word"},
+		{"handler writes one byte of CS", handler, frameAt + 9, 1, false, false, false, "saved CS word"},
+		{"other CPU writes RIP", ctx{cpu: 2, task: 3}, frameAt, 8, false, false, false, "saved RIP word"},
+		{"nested NMI writes RIP", ctx{cpu: 1, task: 2, depth: 2}, frameAt, 8, false, false, false, "saved RIP word"},
+		{"interrupted task writes RSP", task, frameAt + 24, 8, false, false, false, "saved RSP word"},
+		{"store just above the frame", handler, frameAt + 40, 8, false, false, false, ""},
+		{"store just below the frame", ctx{cpu: 2, task: 3}, frameAt - 8, 8, false, false, false, ""},
+		{"SS after the IRETQ", handler, frameAt + 32, 8, true, false, false, ""},
+		{"old SS after the move", handler, frameAt + 32, 8, false, true, false, ""},
+		{"moved frame's SS", handler, frameAt - 0x100 + 32, 8, false, true, false, "saved SS word"},
+		// The NMI's delivery pushes the same SS and CS values on its own
+		// stack, in the copying handler's context: not the copy.
+		{"old SS after a move an NMI interrupted", handler, frameAt + 32, 8, false, true, true, ""},
+		{"moved frame's SS after a move an NMI interrupted", handler, frameAt - 0x100 + 32, 8, false, true, true, "saved SS word"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFeed(t, "int3-emulate-call", "frame")
@@ -57,6 +62,16 @@ func TestFrameStores(t *testing.T) {
 			if tc.move {
 				// The gap entry's copy, SS first, 0x100 bytes down.
 				for i, v := range []uint64{0x18, frameAt + 0x48, 0x246, 0x10, site} {
+					if tc.nmi && i == 2 {
+						const nmiAt = uint64(0xffffffff8100cfd8)
+						for j, w := range []uint64{0x18, frameAt - 0x100 + 24, 0x2, 0x10, entry + 8} {
+							f.write(handler, entry+8, nmiAt+32-8*uint64(j), 8, w, false)
+						}
+						f.trap(handler, entry+8, 2, f.sym("asm_exc_nmi", 0), nmiAt)
+						f.insn(ctx{cpu: 1, task: 2, depth: 2}, f.sym("asm_exc_nmi", 0), "PUSH", nmiAt)
+						f.insn(ctx{cpu: 1, task: 2, depth: 2}, f.sym("asm_exc_nmi", 0x10), "IRETQ", nmiAt)
+						f.iret(handler, f.sym("asm_exc_nmi", 0x10), entry+8, frameAt-0x100+24)
+					}
 					f.write(handler, entry, frameAt-0x100+32-8*uint64(i), 8, v, false)
 				}
 			}

@@ -29,7 +29,7 @@ import (
 // "push target; ret"), returns where its own call or trampoline meant. A RET
 // through any other word must land on a return address: right after a CALL
 // instruction (in the code as built or as it is now), right after a
-// must_call site (an emulated call's return), or at a ret_from_* entry (a
+// must_call site or contract.asm_sites site (an emulated call's return), or at a ret_from_* entry (a
 // new task's hand-built first frame, docs/slice-abi.md). Anything else — a
 // function entry a forgotten pop left on the stack — is a finding.
 type returnSlot struct {
@@ -42,7 +42,7 @@ type returnSlot struct {
 	isCall    []bool // by op index
 	isRet     []bool
 	isPush    []bool
-	siteRets  map[uint64]bool // must_call site + its length
+	siteRets  map[uint64]bool // must_call and asm_sites site + its length
 
 	// Declared return hijacks (contract.return_hijacks): the words a
 	// hijack handler rewrote to its trampoline, and per context the
@@ -130,6 +130,11 @@ func (a *returnSlot) Start(ctx *Context) error {
 		for _, mc := range ctx.St.Spec.Contract.MustCall {
 			if site, err := ctx.St.Syms.Resolve(mc.Site); err == nil {
 				a.siteRets[site+siteLength(mc.Length)] = true
+			}
+		}
+		for _, as := range ctx.St.Spec.Contract.AsmSites {
+			if site, err := ctx.St.Syms.Resolve(as.Site); err == nil {
+				a.siteRets[site+as.Length] = true
 			}
 		}
 		for _, h := range ctx.St.Spec.Contract.ReturnHijacks {

@@ -30,6 +30,14 @@ import (
 type unmatched struct {
 	injects []injectRule
 	calls   []windowRule
+	asm     []asmRule
+}
+
+type asmRule struct {
+	n      int // 1-based contract.asm_sites index
+	site   uint64
+	name   string
+	passed bool
 }
 
 type injectRule struct {
@@ -58,11 +66,11 @@ var injectVectors = map[string]uint8{"nmi": 2, "timer": 0xec, "ipi": 0xfb}
 
 func (*unmatched) ID() string { return "unmatched" }
 func (*unmatched) Doc() string {
-	return "A scenario rule never matched in a finished run: an [[inject]] rule never raised its interrupt, or a contract.must_call window never opened (its from_marker never fired) or its site was never passed while open, so the rule checked nothing."
+	return "A scenario rule never matched in a finished run: an [[inject]] rule never raised its interrupt, a contract.must_call window never opened (its from_marker never fired) or its site was never passed while open, or a contract.asm_sites site was never executed, so the rule checked nothing."
 }
 
 func (a *unmatched) Start(ctx *Context) error {
-	a.injects, a.calls = nil, nil
+	a.injects, a.calls, a.asm = nil, nil, nil
 	if ctx.St.Spec == nil {
 		return nil
 	}
@@ -85,6 +93,13 @@ func (a *unmatched) Start(ctx *Context) error {
 		a.calls = append(a.calls, windowRule{n: i + 1, site: site, name: mc.Site, from: mc.FromMarker, until: mc.UntilMarker,
 			open: mc.FromMarker == 0, opened: mc.FromMarker == 0})
 	}
+	for i, as := range ctx.St.Spec.Contract.AsmSites {
+		site, err := ctx.St.Syms.Resolve(as.Site)
+		if err != nil {
+			return fmt.Errorf("contract asm_sites site: %w", err)
+		}
+		a.asm = append(a.asm, asmRule{n: i + 1, site: site, name: as.Site})
+	}
 	return nil
 }
 
@@ -95,6 +110,8 @@ func (a *unmatched) Needs() Needs {
 	}
 	if len(a.calls) > 0 {
 		ks = append(ks, format.KindMarker, format.KindInsn)
+	} else if len(a.asm) > 0 {
+		ks = append(ks, format.KindInsn)
 	}
 	if ks == nil {
 		ks = []format.Kind{}
@@ -125,6 +142,11 @@ func (a *unmatched) Event(ctx *Context, r *format.Row) {
 		for i := range a.calls {
 			if w := &a.calls[i]; w.open && r.RIP == w.site {
 				w.passed++
+			}
+		}
+		for i := range a.asm {
+			if r.RIP == a.asm[i].site {
+				a.asm[i].passed = true
 			}
 		}
 	}
@@ -162,6 +184,13 @@ func (a *unmatched) Finish(ctx *Context) {
 		ctx.Report(Finding{RIP: w.site, SeqLast: ctx.St.Seq,
 			Message: fmt.Sprintf("contract.must_call %d (site = %q) never matched: %s; missed-call checked nothing for it", w.n, w.name, why),
 		}, fmt.Sprintf("must_call|%d", w.n))
+	}
+	for _, as := range a.asm {
+		if !as.passed {
+			ctx.Report(Finding{RIP: as.site, SeqLast: ctx.St.Seq,
+				Message: fmt.Sprintf("contract.asm_sites %d (site = %q) never matched: %s was never executed; regs checked nothing for it", as.n, as.name, ctx.Describe(as.site)),
+			}, fmt.Sprintf("asm_sites|%d", as.n))
+		}
 	}
 }
 

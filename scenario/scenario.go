@@ -278,7 +278,9 @@ type MustCall struct {
 // a symbol or asm label, "symbol+offset"), Length its size in bytes (the
 // site ends at Site+Length, the first byte after it), Preserves the
 // registers that must hold the same values there as at Site, in the
-// context that passed through it.
+// context that passed through it. Site+Length is also where a call an
+// int3 handler emulates at the site returns to (the return-slot analyzer
+// accepts a RET there, as after a must_call site).
 type AsmSite struct {
 	Site      string `toml:"site"`
 	Length    uint64 `toml:"length"`

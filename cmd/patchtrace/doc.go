@@ -5,7 +5,7 @@
 // text_poke_bp, ftrace call-site updates, dynamic trampolines) on real
 // gcc-built kernel slices, records every event into zstd-compressed Arrow
 // IPC trace files, and replays traces through analyzers (missed-call,
-// return-slot, wx, cmc, trap, frame, lifetime, progress, unmatched).
+// return-slot, wx, cmc, trap, frame, lifetime, progress, unmatched, regs).
 //
 // Install it with
 //
@@ -265,7 +265,7 @@
 //	usage: patchtrace analyze FILE... [--format text|json|sarif|junit] [--only IDS] [--allow-truncated] [-o OUT]
 //
 //	Replays each trace (memory, page permissions, per-CPU context) and runs the
-//	analyzers: missed-call, return-slot, wx, cmc, trap, frame, lifetime, progress, unmatched.
+//	analyzers: missed-call, return-slot, wx, cmc, trap, frame, lifetime, progress, unmatched, regs.
 //	Each finding names the analyzer, CPU, task/context (and every other context the
 //	same finding recurred in), sequence range, rip as symbol+offset and as the
 //	file:line it was built from (the DWARF line table of the ELF the trace carries),
@@ -300,7 +300,7 @@
 //	  -o string
 //	    	write the report to this file instead of stdout (written whole or not at all)
 //	  -only string
-//	    	comma-separated analyzer ids to run (default all: missed-call,return-slot,wx,cmc,trap,frame,lifetime,progress,unmatched)
+//	    	comma-separated analyzer ids to run (default all: missed-call,return-slot,wx,cmc,trap,frame,lifetime,progress,unmatched,regs)
 //
 // # patchtrace report
 //
@@ -451,7 +451,7 @@
 //	  -o string
 //	    	output directory (default "explore-out")
 //	  -only string
-//	    	comma-separated analyzer ids (default all but unmatched, which judges the scenario's plan, not the protocol: missed-call,return-slot,wx,cmc,trap,frame,lifetime,progress)
+//	    	comma-separated analyzer ids (default all but unmatched, which judges the scenario's plan, not the protocol: missed-call,return-slot,wx,cmc,trap,frame,lifetime,progress,regs)
 //	  -param value
 //	    	NAME=VALUE: override a scenario param (repeatable; small values make small instances)
 //	  -q	same as --quiet

@@ -37,7 +37,7 @@ SMP x86-64 machine: it runs text-patching protocols (int3-based
 text_poke_bp, ftrace call-site updates, dynamic trampolines) on real
 gcc-built kernel slices, records every event into zstd-compressed Arrow
 IPC trace files, and replays traces through analyzers (missed-call,
-return-slot, wx, cmc, trap, frame, lifetime, progress, unmatched).
+return-slot, wx, cmc, trap, frame, lifetime, progress, unmatched, regs).
 
 Install it with
 

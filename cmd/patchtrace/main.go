@@ -81,7 +81,7 @@ func commands() []command {
 				progressHelp},
 		{"analyze", "FILE... [--format text|json|sarif|junit] [--only IDS] [--allow-truncated] [-o OUT]", "run the analyzers over traces and report findings", cmdAnalyze,
 			"Replays each trace (memory, page permissions, per-CPU context) and runs the\n" +
-				"analyzers: missed-call, return-slot, wx, cmc, trap, frame, lifetime, progress, unmatched.\n" +
+				"analyzers: missed-call, return-slot, wx, cmc, trap, frame, lifetime, progress, unmatched, regs.\n" +
 				"Each finding names the analyzer, CPU, task/context (and every other context the\n" +
 				"same finding recurred in), sequence range, rip as symbol+offset and as the\n" +
 				"file:line it was built from (the DWARF line table of the ELF the trace carries),\n" +
