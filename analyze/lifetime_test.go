@@ -334,7 +334,8 @@ func TestLifetimeCopiedFrameReturned(t *testing.T) {
 // task, and its story the call that pushed the return address and the
 // switch that preempted it) and the worker's fetch in the freed page
 // names the free; tramp-free, which waits in synchronize_rcu_tasks(), is
-// clean.
+// clean. text-poke-bp-desc-stack takes a reference in the patcher's dead
+// frame; text-poke-bp-desc, whose descriptor is a static object, is clean.
 func TestLifetimeCatalog(t *testing.T) {
 	spec := testkit.Load(t, "tramp-free-nowait", nil)
 	res := analyzeRun(t, spec, emu.Options{Seed: 1})
@@ -368,5 +369,36 @@ func TestLifetimeCatalog(t *testing.T) {
 	clean := analyzeRun(t, testkit.Load(t, "tramp-free", nil), emu.Options{Seed: 1})
 	if clean.Verdict != analyze.VerdictClean {
 		t.Errorf("tramp-free: %s:\n%s", clean.Verdict, summary(clean))
+	}
+
+	// text-poke-bp-desc-stack: a CPU takes its reference in the
+	// patcher's returned frame; the finding names the patcher's stack
+	// and the instruction that ended the frame, and the story shows that
+	// instruction and the load.
+	res = analyzeRun(t, testkit.Load(t, "text-poke-bp-desc-stack", nil), emu.Options{Seed: 1})
+	var dead *analyze.Finding
+	for _, f := range res.Findings {
+		if f.Analyzer != "lifetime" {
+			t.Errorf("text-poke-bp-desc-stack: unexpected %s finding: %s", f.Analyzer, f.Message)
+		} else if dead == nil {
+			dead = f
+		}
+	}
+	if dead == nil {
+		t.Fatalf("text-poke-bp-desc-stack: no lifetime finding:\n%s", summary(res))
+	}
+	if dead.CPU == 0 || dead.Symbol != "int3_hook" || !strings.Contains(dead.Message, "into a dead frame of the stack of task 1 (cpu0)") ||
+		!strings.Contains(dead.Message, "when cpu0 task 1 at text_poke_bp_batch") {
+		t.Errorf("text-poke-bp-desc-stack: cpu%d %s %q", dead.CPU, dead.Symbol, dead.Message)
+	}
+	story = strings.Join(dead.Story, "\n")
+	for _, want := range []string{"cpu0 task 1: executes ", "(trap depth 1): int3_hook+", "reads task_stacks+"} {
+		if !strings.Contains(story, want) {
+			t.Errorf("text-poke-bp-desc-stack's story lacks %q:\n%s", want, story)
+		}
+	}
+	clean = analyzeRun(t, testkit.Load(t, "text-poke-bp-desc", nil), emu.Options{Seed: 1})
+	if clean.Verdict != analyze.VerdictClean {
+		t.Errorf("text-poke-bp-desc: %s:\n%s", clean.Verdict, summary(clean))
 	}
 }
