@@ -87,6 +87,32 @@ func TestLifetimeDeadFrame(t *testing.T) {
 	}
 }
 
+// TestLifetimeDeadFrameFetch: executing code in another context's dead
+// frame (a trampoline built on the stack, say) is a finding; in its live
+// part it is not.
+func TestLifetimeDeadFrameFetch(t *testing.T) {
+	for _, tc := range []struct {
+		rip     uint64
+		finding bool
+	}{{ltStackA - 0x40, true}, {ltStackA + 0x10, false}} {
+		f := newFeed(t, "text-poke-bp", "lifetime")
+		owner, other := ctx{cpu: 0, task: 1}, ctx{cpu: 1, task: 2}
+		fn := f.sym("text_poke_bp", 0)
+		f.insn(owner, fn, "SUB", ltStackA)
+		f.insn(owner, fn+1, "ADD", ltStackA-0x100)
+		f.insn(owner, fn+2, "NOP", ltStackA)
+		f.insn(other, f.sym("traced_fn", 0), "CALL", ltStackB)
+		f.insn(other, tc.rip, "NOP", ltStackB-8)
+		res := f.finish()
+		if got := len(res.Findings) > 0; got != tc.finding {
+			t.Fatalf("fetch at %#x: finding %v, want %v:\n%s", tc.rip, got, tc.finding, summary(res))
+		}
+		if tc.finding && !strings.HasPrefix(res.Findings[0].Message, "instruction fetch at ") {
+			t.Errorf("message %q", res.Findings[0].Message)
+		}
+	}
+}
+
 // TestLifetimeDeliveryPushes: the words a delivery pushes onto an IST
 // stack below where its last handler left RSP are the CPU's own; the same
 // store by the CPU not followed by that delivery is a finding (another
