@@ -36,9 +36,21 @@ const (
 
 // zencColumns are the columns compressed with zenc; the others (and every
 // validity bitmap, offsets and dictionary) with klauspost's default level.
-var zencColumns = []int{
+// old, new and the register columns joined when loads and register deltas
+// made them most of a trace (format/RATIONALE.md "Compression").
+var zencColumns = append([]int{
 	ColRIP, ColRSP, ColRFlags, ColAddr, ColSize, ColAliasAddr, ColHandler, ColErrCode,
 	ColArg0, ColArg1, ColArg2, ColArg3, ColRet, ColKind, ColPercpuOff, ColPercpuVar, ColBytes,
+	ColOld, ColNew,
+}, regColumnIndexes()...)
+
+// regColumnIndexes lists the reg_ columns.
+func regColumnIndexes() []int {
+	var c []int
+	for i := range NumRegs {
+		c = append(c, ColRegRAX+i)
+	}
+	return c
 }
 
 // columnCodec is the codec for each column's values. (seq without gaps
@@ -206,6 +218,9 @@ func (e *colEncoder) encodeColumn(b *batch, i int) {
 			vals = binary.LittleEndian.AppendUint64(vals, uint64(size))
 			vals = e.counter.frame(vals, b.firstSeq, n)
 		default:
+			if o.nulls > 0 && fillColumns[i] {
+				fillNulls(c.fixed[:size], c.width, e.valid)
+			}
 			vals = e.compress(vals, c.fixed[:size], columnCodec[i], columnWidth[i])
 		}
 		o.bufs[1] = vals
@@ -251,6 +266,31 @@ func kindValidity(dst []byte, kindMap *[numKinds - 1][]uint64, mask uint16, cond
 		}
 		for k := 8 * w; k < n; k++ {
 			dst[k] = byte(x>>(8*(k-8*w))) | cond[k]
+		}
+	}
+}
+
+// fillColumns are the columns whose null slots the encoder fills with the
+// previous row's value (Arrow readers ignore the values under null bits):
+// those whose values are few and repeat (size: 8 for most loads and
+// stores), where a column of runs compresses better than values
+// interleaved with zeros. For the others (addresses, old/new values,
+// registers) zeros measured better: see RATIONALE.md "Encodings and size".
+var fillColumns = [NumColumns]bool{ColSize: true}
+
+// fillNulls sets each null slot of vals (rows of width bytes; valid is
+// the validity bitmap) to the previous row's value (the first rows, if
+// null, stay zero).
+func fillNulls(vals []byte, width int, valid []byte) {
+	n := len(vals) / width
+	for w := 0; w*8 < n; w++ {
+		if valid[w] == 0xFF {
+			continue
+		}
+		for r := max(w*8, 1); r < min(w*8+8, n); r++ {
+			if valid[w]&(1<<(r&7)) == 0 {
+				copy(vals[r*width:(r+1)*width], vals[(r-1)*width:r*width])
+			}
 		}
 	}
 }
