@@ -173,19 +173,22 @@ func (m *Memory) poke(addr uint64, buf []byte) bool {
 const tlbEntries = 64
 
 type tlbEntry struct {
-	vpn uint64
+	tag uint64 // vpn+1 (never 0: vpns are below 2^52); 0: empty
 	p   *page
 }
 
 // lookup translates a virtual page number through the CPU's TLB.
 func (c *CPU) lookup(vpn uint64) *page {
-	e := &c.tlb[vpn&(tlbEntries-1)]
-	if e.p != nil && e.vpn == vpn {
+	if e := &c.tlb[vpn%tlbEntries]; e.tag == vpn+1 {
 		return e.p
 	}
 	return c.lookupSlow(vpn)
 }
 
+// lookupSlow is kept out of line so that lookup, its hit, inlines into
+// every access.
+//
+//go:noinline
 func (c *CPU) lookupSlow(vpn uint64) *page {
 	mem := c.m.mem
 	if c.tlbGen != mem.gen {
@@ -194,7 +197,7 @@ func (c *CPU) lookupSlow(vpn uint64) *page {
 	}
 	p := mem.pages[vpn]
 	if p != nil {
-		c.tlb[vpn&(tlbEntries-1)] = tlbEntry{vpn: vpn, p: p}
+		c.tlb[vpn&(tlbEntries-1)] = tlbEntry{tag: vpn + 1, p: p}
 	}
 	return p
 }
@@ -251,32 +254,35 @@ func (c *CPU) read(addr uint64, size int) (uint64, bool) {
 	if off+uint64(size) > pageSize {
 		return c.readSplit(addr, size)
 	}
-	p := c.lookup(addr >> pageShift)
+	vpn := addr >> pageShift
+	var p *page
+	if e := &c.tlb[vpn%tlbEntries]; e.tag == vpn+1 {
+		p = e.p // lookup's hit, inline
+	} else {
+		p = c.lookupSlow(vpn)
+	}
 	if p == nil || p.perm&PermR == 0 {
 		c.pageFault(addr, AccessRead, p != nil)
 		return 0, false
 	}
+	if m := c.m; m.watchReads || m.loads {
+		return c.readEvents(p, addr, size), true
+	}
+	return loadLE(p.f.data[off:], size), true
+}
+
+// readEvents is a permitted read whose machine is told about reads.
+func (c *CPU) readEvents(p *page, addr uint64, size int) uint64 {
 	if c.m.watchReads && addr-c.m.percpuLo < c.m.percpuSpan {
 		c.m.percpuRead(c, addr, size)
 	}
-	d := p.f.data[off:]
-	var v uint64
-	switch size {
-	case 1:
-		v = uint64(d[0])
-	case 2:
-		v = uint64(binary.LittleEndian.Uint16(d))
-	case 4:
-		v = uint64(binary.LittleEndian.Uint32(d))
-	default:
-		v = binary.LittleEndian.Uint64(d)
-	}
+	v := loadLE(p.f.data[addr&pageMask:], size)
 	if c.m.loads {
 		// Every data read is a load event (a page-crossing one byte by
 		// byte, through readSplit, as stores are).
 		c.m.emitLoad(c, addr, size, v)
 	}
-	return v, true
+	return v
 }
 
 func (c *CPU) readSplit(addr uint64, size int) (uint64, bool) {
@@ -305,10 +311,22 @@ func (c *CPU) write(addr uint64, size int, v uint64) bool {
 	if off+uint64(size) > pageSize {
 		return c.writeSplit(addr, size, v)
 	}
-	p := c.lookup(addr >> pageShift)
+	vpn := addr >> pageShift
+	var p *page
+	if e := &c.tlb[vpn%tlbEntries]; e.tag == vpn+1 {
+		p = e.p // lookup's hit, inline
+	} else {
+		p = c.lookupSlow(vpn)
+	}
 	if p == nil || p.perm&PermW == 0 {
 		c.pageFault(addr, AccessWrite, p != nil)
 		return false
+	}
+	if f := p.f; c.m.sink == nil && f != &zeroFrame {
+		// commitWrite without a sink, for a page with a frame of its own.
+		storeLE(f.data[off:], size, v)
+		f.stored(off, size)
+		return true
 	}
 	c.commitWrite(p, addr, size, v)
 	return true
@@ -321,6 +339,21 @@ func (c *CPU) commitWrite(p *page, addr uint64, size int, v uint64) {
 	if c.m.sink != nil {
 		c.m.emitWrite(c, p, addr, size, loadLE(d, size), v)
 	}
+	storeLE(d, size, v)
+	p.f.stored(off, size)
+}
+
+// stored notes a store of size bytes at off. Any store may change code
+// (decode pages compare the generation: in the coherent model every fetch
+// does, in the stale model only serialization does).
+func (f *frame) stored(off uint64, size int) {
+	f.codeGen++
+	if f.decoded {
+		f.wlog[f.codeGen%wlogLen] = wrec{uint16(off), uint16(size)}
+	}
+}
+
+func storeLE(d []byte, size int, v uint64) {
 	switch size {
 	case 1:
 		d[0] = byte(v)
@@ -330,14 +363,6 @@ func (c *CPU) commitWrite(p *page, addr uint64, size int, v uint64) {
 		binary.LittleEndian.PutUint32(d, uint32(v))
 	default:
 		binary.LittleEndian.PutUint64(d, v)
-	}
-	// Any store may change code (decode pages compare the generation: in
-	// the coherent model every fetch does, in the stale model only
-	// serialization does).
-	f := p.f
-	f.codeGen++
-	if f.decoded {
-		f.wlog[f.codeGen%wlogLen] = wrec{uint16(off), uint16(size)}
 	}
 }
 
