@@ -195,7 +195,9 @@ func (c *CPU) decodePageSlow(vpn uint64) *decodePage {
 }
 
 // decodeAt reads up to 15 bytes at rip (stopping at the first byte that is
-// not executable) and decodes them.
+// not executable) and decodes them, or takes another CPU's decode of the
+// same bytes at the same address (an inst depends on nothing else, and is
+// immutable: the machine's CPUs share it rather than each decoding it).
 func (c *CPU) decodeAt(rip uint64) (*inst, bool, error) {
 	var buf [15]byte
 	n := 0
@@ -206,6 +208,9 @@ func (c *CPU) decodeAt(rip uint64) (*inst, bool, error) {
 			break
 		}
 		buf[n] = p.f.data[a&pageMask]
+	}
+	if s, ok := c.m.decodes[rip]; ok && int(s.n) == n && s.code == buf {
+		return s.in, true, nil
 	}
 	in, err := decodeInst(buf[:n], rip)
 	if err != nil {
@@ -226,7 +231,16 @@ func (c *CPU) decodeAt(rip uint64) (*inst, bool, error) {
 		in.watch = true
 	}
 	in.special = in.native != 0 || in.watch
+	c.m.decodes[rip] = sharedDecode{in: in, code: buf, n: uint8(n)}
 	return in, true, nil
+}
+
+// sharedDecode is the machine's latest decode at an address: the bytes it
+// was decoded from (n of them fetchable, the rest zero) and the inst.
+type sharedDecode struct {
+	in   *inst
+	code [15]byte
+	n    uint8
 }
 
 // serialize drops this CPU's decodes of bytes that changed since it last

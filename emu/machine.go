@@ -149,6 +149,9 @@ type Machine struct {
 	img *Image
 
 	natives map[uint64]ServiceID
+	// decodes: the latest decode at each address, which any CPU fetching
+	// the same bytes there takes (decodeAt)
+	decodes map[uint64]sharedDecode
 	watches map[uint64][]int // rip -> indexes into cfg.Inject
 	hits    []uint64         // per inject rule: arrivals counted
 
@@ -255,6 +258,7 @@ func New(img *Image, cfg Config) (*Machine, error) {
 		cfg:     cfg,
 		img:     img,
 		natives: make(map[uint64]ServiceID),
+		decodes: make(map[uint64]sharedDecode),
 		watches: make(map[uint64][]int),
 		modNext: moduleBase,
 	}

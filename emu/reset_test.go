@@ -80,3 +80,35 @@ func TestLoggedResetMatchesFull(t *testing.T) {
 		}
 	}
 }
+
+// TestDecodeShared: CPUs fetching the same bytes at the same address share
+// one decode; once the bytes change, a CPU that fetches there decodes them
+// anew instead of taking the old decode.
+func TestDecodeShared(t *testing.T) {
+	img := testImage(t, cat(asmMovEAX(1), asmSelf))
+	m, err := New(img, Config{CPUs: 2, Sink: &recorder{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fetchAt := func(c *CPU) *inst {
+		t.Helper()
+		c.RIP = testText
+		in, ok, err := c.fetch()
+		if !ok || err != nil {
+			t.Fatalf("cpu%d: fetch: %v", c.ID, err)
+		}
+		return in
+	}
+	a, b := fetchAt(m.cpus[0]), fetchAt(m.cpus[1])
+	if a != b {
+		t.Errorf("cpu1 decoded the bytes cpu0 had decoded at the same address again")
+	}
+	c := m.cpus[0]
+	c.commitWrite(c.lookup(testText>>pageShift), testText+1, 1, 2) // mov $2, %eax
+	for _, cpu := range m.cpus {
+		in := fetchAt(cpu)
+		if in == a || in.sem.imm != 2 {
+			t.Errorf("cpu%d: after the bytes changed, fetch gave the old decode (imm %d)", cpu.ID, in.sem.imm)
+		}
+	}
+}
