@@ -23,7 +23,11 @@ import (
 //     efd608fa7403, "x86/alternative: Fix race in try_get_desc()", which
 //     moved the descriptor off the stack). The finding names the access,
 //     the stack's owner and the seq (and instruction) at which the owner's
-//     RSP rose above the address.
+//     RSP rose above the address, and, when the accessing context had
+//     loaded a pointer to it from memory that is no stack (a descriptor's
+//     address published in a global), that load: whether it came before
+//     the frame died (a stale pointer kept too long) or after (a pointer
+//     published too long).
 //   - freed memory: a load, store or fetch in memory released by vfree or
 //     module_memfree is a finding naming the free; the machine unmaps it,
 //     so the access is the #PF (trap row with CR2) the kernel would take.
@@ -144,7 +148,17 @@ type ltCPU struct {
 	lastRIP  uint64
 	lastOp   uint16
 	pending  []format.Row
+	ptrs     [ltPtrs]format.Row // the last loads of a value pointing into a stack (ring)
+	nptrs    int
 }
+
+// ltPtrs is how many stack pointers a CPU loaded the analyzer remembers,
+// to tell where a dead-frame access got its address.
+const ltPtrs = 8
+
+// ltPtrSpan is how far past a loaded pointer an access still counts as
+// through it (a member of the structure it points at).
+const ltPtrSpan = 512
 
 type ltFree struct {
 	seq    uint64
@@ -224,6 +238,13 @@ func (a *lifetime) Event(ctx *Context, r *format.Row) {
 		}
 	case format.KindLoad:
 		a.judge(ctx, r, r.Addr, uint64(r.Size), fmt.Sprintf("%d-byte load", r.Size))
+		// A pointer into a stack read from memory that is no stack (a
+		// descriptor's address published in a global, not a spill
+		// reloaded or a register an entry restores).
+		if r.Size == 8 && a.find(r.New) != nil && a.find(r.Addr) == nil {
+			cp.ptrs[cp.nptrs%ltPtrs] = *r
+			cp.nptrs++
+		}
 	case format.KindTrap:
 		s := a.move(cp, r, r.RSP, ltSeg{seq: r.Seq, rip: r.RIP, kind: format.KindTrap})
 		if s != nil {
@@ -504,14 +525,47 @@ func (a *lifetime) reportDead(ctx *Context, r *format.Row, addr uint64, what str
 	rise := format.Row{Seq: d.seq, Kind: d.kind, CPU: d.cpu, Task: d.task, Depth: d.depth, RIP: d.rip, Op: d.op, Handler: d.to, RSP: d.lo}
 	access := *r
 	by := fmt.Sprintf("%s (seq %d, cpu%d %s)", placeLine(ctx, r.RIP), r.Seq, r.CPU, contextName(r))
+	evidence := []uint64{d.seq, r.Seq}
+	keep := []*format.Row{&rise, &access}
+	how := ""
+	if p := a.pointerTo(r, addr); p != nil {
+		// Where the address came from: the accessing CPU loaded a
+		// pointer to it (a descriptor published by the owner).
+		when := "after"
+		if p.Seq < d.seq {
+			when = "before"
+		}
+		how = fmt.Sprintf("; cpu%d had loaded the pointer %#x from %s at seq %d (%s), %s the frame died",
+			p.CPU, p.New, ctx.Describe(p.Addr), p.Seq, placeLine(ctx, p.RIP), when)
+		pr := *p
+		keep = append(keep, &pr)
+		evidence = []uint64{p.Seq, d.seq, r.Seq}
+		if p.Seq > d.seq {
+			evidence = []uint64{d.seq, p.Seq, r.Seq}
+		}
+	}
 	ctx.Report(Finding{
-		CPU: int(r.CPU), Task: r.Task, SeqFirst: d.seq, SeqLast: r.Seq, RIP: r.RIP, Evidence: []uint64{d.seq, r.Seq},
+		CPU: int(r.CPU), Task: r.Task, SeqFirst: evidence[0], SeqLast: r.Seq, RIP: r.RIP, Evidence: evidence,
 		Context: contextName(r),
-		Story:   ctx.story.tellWith(ctx.St, int(r.CPU), []uint64{d.seq, r.Seq}, &rise, &access),
+		Story:   ctx.story.tellWith(ctx.St, int(r.CPU), evidence, keep...),
 		Message: fmt.Sprintf("%s at %#x by %s into a dead frame of %s: the address is below that stack's RSP (%#x), "+
-			"which rose above it at seq %d when cpu%d %s at %s left the frame; the frame's scope had ended",
-			what, addr, by, s.owner(), s.cur, d.seq, d.cpu, keyName(ctxKey{d.cpu, d.task, d.depth}), placeLine(ctx, d.rip)),
+			"which rose above it at seq %d when cpu%d %s at %s left the frame; the frame's scope had ended%s",
+			what, addr, by, s.owner(), s.cur, d.seq, d.cpu, keyName(ctxKey{d.cpu, d.task, d.depth}), placeLine(ctx, d.rip), how),
 	}, fmt.Sprintf("dead|%#x", r.RIP))
+}
+
+// pointerTo returns the newest pointer load of r's context (CPU, task,
+// depth), before r, whose value addr lies at or just past (nil: none
+// remembered).
+func (a *lifetime) pointerTo(r *format.Row, addr uint64) *format.Row {
+	cp := &a.cpus[r.CPU]
+	for i := 1; i <= min(cp.nptrs, ltPtrs); i++ {
+		p := &cp.ptrs[(cp.nptrs-i)%ltPtrs]
+		if p.Seq < r.Seq && p.Task == r.Task && p.Depth == r.Depth && p.New <= addr && addr-p.New < ltPtrSpan {
+			return p
+		}
+	}
+	return nil
 }
 
 // owner names whose stack s is.

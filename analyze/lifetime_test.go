@@ -398,9 +398,10 @@ func TestLifetimeCatalog(t *testing.T) {
 	}
 
 	// text-poke-bp-desc-stack: a CPU takes its reference in the
-	// patcher's returned frame; the finding names the patcher's stack
-	// and the instruction that ended the frame, and the story shows that
-	// instruction and the load.
+	// patcher's returned frame; the finding names the patcher's stack,
+	// the instruction that ended the frame and the load of bp_desc that
+	// gave the CPU the address while the frame was live, and the story
+	// shows all three and the late load.
 	res = analyzeRun(t, testkit.Load(t, "text-poke-bp-desc-stack", nil), emu.Options{Seed: 1})
 	var dead *analyze.Finding
 	for _, f := range res.Findings {
@@ -414,11 +415,12 @@ func TestLifetimeCatalog(t *testing.T) {
 		t.Fatalf("text-poke-bp-desc-stack: no lifetime finding:\n%s", summary(res))
 	}
 	if dead.CPU == 0 || dead.Symbol != "int3_hook" || !strings.Contains(dead.Message, "into a dead frame of the stack of task 1 (cpu0)") ||
-		!strings.Contains(dead.Message, "when cpu0 task 1 at text_poke_bp_batch") {
+		!strings.Contains(dead.Message, "when cpu0 task 1 at text_poke_bp_batch") ||
+		!strings.Contains(dead.Message, "from bp_desc at seq") || !strings.Contains(dead.Message, "before the frame died") {
 		t.Errorf("text-poke-bp-desc-stack: cpu%d %s %q", dead.CPU, dead.Symbol, dead.Message)
 	}
 	story = strings.Join(dead.Story, "\n")
-	for _, want := range []string{"cpu0 task 1: executes ", "(trap depth 1): int3_hook+", "reads task_stacks+"} {
+	for _, want := range []string{"reads bp_desc = task_stacks+", "cpu0 task 1: executes ", "(trap depth 1): int3_hook+", "reads task_stacks+"} {
 		if !strings.Contains(story, want) {
 			t.Errorf("text-poke-bp-desc-stack's story lacks %q:\n%s", want, story)
 		}
