@@ -87,6 +87,9 @@ type lifetime struct {
 	switched map[uint32]format.Row // the switch row that last switched each task out
 	isCall   []bool                // by op index
 	clock    uint64
+	// What a bound made the analyzer forget (hostile streams only):
+	// stacks evicted, resume addresses not kept, freed ranges dropped.
+	lostStacks, lostCodes, lostFreed uint64
 }
 
 // Bounds for hostile streams (real runs have a few dozen stacks, call
@@ -219,7 +222,9 @@ func (a *lifetime) Event(ctx *Context, r *format.Row) {
 		cp.startStk = s
 		cp.lastSeq, cp.lastRIP, cp.lastOp = r.Seq, r.RIP, r.Op
 		if int(r.Op) < len(a.isCall) && a.isCall[r.Op] && s != nil {
-			s.addCode(ltCode{at: r.RSP - 8, val: r.RIP + uint64(r.Len), seq: r.Seq, rip: r.RIP, op: r.Op, vector: -1, cpu: r.CPU, task: r.Task, depth: r.Depth})
+			if !s.addCode(ltCode{at: r.RSP - 8, val: r.RIP + uint64(r.Len), seq: r.Seq, rip: r.RIP, op: r.Op, vector: -1, cpu: r.CPU, task: r.Task, depth: r.Depth}) {
+				a.lostCodes++
+			}
 		}
 		if sp, ok := r.Reg(ltRegRSP); ok {
 			a.move(cp, r, sp, ltSeg{seq: r.Seq, rip: r.RIP, kind: format.KindInsn, op: r.Op})
@@ -255,7 +260,9 @@ func (a *lifetime) Event(ctx *Context, r *format.Row) {
 			if vectorHasErrorCode(r.Vector) {
 				at += 8
 			}
-			s.addCode(ltCode{at: at, val: r.RIP, seq: r.Seq, rip: r.Handler, vector: int(r.Vector), cpu: r.CPU, task: r.Task, depth: r.Depth})
+			if !s.addCode(ltCode{at: at, val: r.RIP, seq: r.Seq, rip: r.Handler, vector: int(r.Vector), cpu: r.CPU, task: r.Task, depth: r.Depth}) {
+				a.lostCodes++
+			}
 		}
 		if r.Vector == 14 && r.HasAddr {
 			what := "access"
@@ -378,6 +385,7 @@ func (a *lifetime) newStack(r *format.Row, sp uint64) *ltStack {
 			}
 		}
 		gone := a.stacks[old]
+		a.lostStacks++
 		a.stacks = append(a.stacks[:old], a.stacks[old+1:]...)
 		for i := range a.cpus {
 			if a.cpus[i].stk == gone {
@@ -441,19 +449,21 @@ func (s *ltStack) setRSP(sp uint64, seg ltSeg) {
 	s.cur = sp
 }
 
-// addCode records a resume address pushed at c.at (kept by address).
-func (s *ltStack) addCode(c ltCode) {
+// addCode records a resume address pushed at c.at (kept by address); false:
+// the stack holds as many as the bound allows and this one is not kept.
+func (s *ltStack) addCode(c ltCode) bool {
 	i := sort.Search(len(s.codes), func(i int) bool { return s.codes[i].at >= c.at })
 	if i < len(s.codes) && s.codes[i].at == c.at {
 		s.codes[i] = c
-		return
+		return true
 	}
 	if len(s.codes) >= maxCodeSlots {
-		return
+		return false
 	}
 	s.codes = append(s.codes, ltCode{})
 	copy(s.codes[i+1:], s.codes[i:])
 	s.codes[i] = c
+	return true
 }
 
 // noteStore follows a store over a pushed resume address (a kretprobe
@@ -636,6 +646,7 @@ func (a *lifetime) perm(ctx *Context, r *format.Row) {
 	a.unfree(lo, hi)
 	if len(a.freed) >= maxFreed {
 		a.freed = a.freed[1:]
+		a.lostFreed++
 	}
 	i := sort.Search(len(a.freed), func(i int) bool { return a.freed[i].lo >= lo })
 	a.freed = append(a.freed, ltFreed{})
@@ -715,5 +726,16 @@ func (a *lifetime) Finish(ctx *Context) {
 		if len(a.cpus[i].pending) > 0 {
 			a.flush(ctx, &a.cpus[i], nil)
 		}
+	}
+	// A bound reached means something was not judged: the result must not
+	// be clean because of it.
+	if a.lostStacks > 0 {
+		ctx.CannotCheck(fmt.Sprintf("%d stacks were forgotten (more than %d at once): accesses to their dead frames were not judged", a.lostStacks, maxStacks))
+	}
+	if a.lostCodes > 0 {
+		ctx.CannotCheck(fmt.Sprintf("%d return addresses or interrupted RIPs were not kept (more than %d live on one stack): frees and rewrites under them were not judged", a.lostCodes, maxCodeSlots))
+	}
+	if a.lostFreed > 0 {
+		ctx.CannotCheck(fmt.Sprintf("%d freed ranges were forgotten (more than %d): accesses to them were not judged", a.lostFreed, maxFreed))
 	}
 }

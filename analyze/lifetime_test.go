@@ -284,7 +284,8 @@ func itoa(v uint64) string {
 // TestLifetimeHostileBounded: a stream built to grow the analyzer's state
 // without end (a new stack at every row, a stack whose RSP rises a word
 // at a time, calls that never return, thousands of freed pages) keeps it
-// bounded, and the analyzer still reports.
+// bounded, the analyzer still reports, and the result says what the
+// bounds made it forget (incomplete, never clean).
 func TestLifetimeHostileBounded(t *testing.T) {
 	f := newFeed(t, "text-poke-bp", "lifetime")
 	c0, c1 := ctx{cpu: 0, task: 1}, ctx{cpu: 1, task: 2}
@@ -313,6 +314,12 @@ func TestLifetimeHostileBounded(t *testing.T) {
 	}
 	if len(res.Findings) == 0 {
 		t.Errorf("no finding for the load from the dead part of a bounded stack")
+	}
+	// What the bounds made it forget is said, and the result is not clean.
+	if res.Verdict != analyze.VerdictIncomplete || !strings.Contains(res.Incomplete, "lifetime could not check: ") ||
+		!strings.Contains(res.Incomplete, "stacks were forgotten") || !strings.Contains(res.Incomplete, "return addresses or interrupted RIPs were not kept") ||
+		!strings.Contains(res.Incomplete, "freed ranges were forgotten") {
+		t.Errorf("verdict %s, incomplete %q", res.Verdict, res.Incomplete)
 	}
 }
 
