@@ -229,7 +229,7 @@ func (a *lifetime) Event(ctx *Context, r *format.Row) {
 		if sp, ok := r.Reg(ltRegRSP); ok {
 			a.move(cp, r, sp, ltSeg{seq: r.Seq, rip: r.RIP, kind: format.KindInsn, op: r.Op})
 		}
-		a.judge(ctx, r, r.RIP, 1, "instruction fetch")
+		a.judge(ctx, r, r.RIP, 1, "")
 	case format.KindWrite:
 		if r.Alias || r.Size == 0 {
 			return
@@ -242,7 +242,7 @@ func (a *lifetime) Event(ctx *Context, r *format.Row) {
 			cp.pending = append(cp.pending, *r)
 		}
 	case format.KindLoad:
-		a.judge(ctx, r, r.Addr, uint64(r.Size), fmt.Sprintf("%d-byte load", r.Size))
+		a.judge(ctx, r, r.Addr, uint64(r.Size), "")
 		// A pointer into a stack read from memory that is no stack (a
 		// descriptor's address published in a global, not a spill
 		// reloaded or a register an entry restores).
@@ -517,12 +517,12 @@ func (a *lifetime) flush(ctx *Context, cp *ltCPU, r *format.Row) {
 		if r != nil && r.Kind == format.KindTrap && p.Addr >= r.RSP && p.Addr < r.RSP+uint64(r.Size) {
 			continue
 		}
-		a.judge(ctx, p, p.Addr, uint64(p.Size), fmt.Sprintf("%d-byte store", p.Size))
+		a.judge(ctx, p, p.Addr, uint64(p.Size), "")
 	}
 }
 
 // judge reports an access by row r to addr..addr+n in a dead frame or
-// freed memory.
+// freed memory (what names the access; "": from r's kind).
 func (a *lifetime) judge(ctx *Context, r *format.Row, addr, n uint64, what string) {
 	if s, d := a.dead(r, addr, n); s != nil {
 		a.reportDead(ctx, r, addr, what, s, d)
@@ -531,7 +531,22 @@ func (a *lifetime) judge(ctx *Context, r *format.Row, addr, n uint64, what strin
 	a.judgeFreed(ctx, r, addr, n, what)
 }
 
+// accessWhat names row r's access for a message ("8-byte load"); what,
+// when not "", already does.
+func accessWhat(r *format.Row, what string) string {
+	switch {
+	case what != "":
+		return what
+	case r.Kind == format.KindLoad:
+		return fmt.Sprintf("%d-byte load", r.Size)
+	case r.Kind == format.KindWrite:
+		return fmt.Sprintf("%d-byte store", r.Size)
+	}
+	return "instruction fetch"
+}
+
 func (a *lifetime) reportDead(ctx *Context, r *format.Row, addr uint64, what string, s *ltStack, d *ltSeg) {
+	what = accessWhat(r, what)
 	rise := format.Row{Seq: d.seq, Kind: d.kind, CPU: d.cpu, Task: d.task, Depth: d.depth, RIP: d.rip, Op: d.op, Handler: d.to, RSP: d.lo}
 	access := *r
 	by := fmt.Sprintf("%s (seq %d, cpu%d %s)", placeLine(ctx, r.RIP), r.Seq, r.CPU, contextName(r))
@@ -610,6 +625,7 @@ func (a *lifetime) judgeFreed(ctx *Context, r *format.Row, addr, n uint64, what 
 	if f == nil {
 		return
 	}
+	what = accessWhat(r, what)
 	access := *r
 	by := " by " + placeLine(ctx, r.RIP)
 	if r.RIP == addr {
