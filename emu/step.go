@@ -20,6 +20,30 @@ func (m *Machine) runCPU(c *CPU, n int) {
 func (m *Machine) steps(c *CPU, n int) {
 	sink := m.sink
 	for ; n > 0; n-- {
+		if sink == nil && !c.attention && c.RFLAGS&FlagTF == 0 {
+			// The common step, alone: nothing to deliver, no STI shadow,
+			// no single-step, no recording, and fetch hits a decode that
+			// is not special. Exactly what the general step below does
+			// then; anything else goes there.
+			rip := c.RIP
+			if dp := c.dc[rip>>pageShift&(dcEntries-1)]; dp != nil && dp.vpn == rip>>pageShift && dp.xgen == m.xgen &&
+				(!dp.changed() || m.cfg.Quirks.StaleFetch) {
+				if in := dp.insts[rip&pageMask]; in != nil && !in.special {
+					c.exec(in)
+					m.insns++
+					if c.exit != exitNone {
+						m.afterExit(c, in)
+						if m.stop != StopNone {
+							return
+						}
+					}
+					if m.budgetOut() {
+						return
+					}
+					continue
+				}
+			}
+		}
 		shadowed := false // this instruction runs in the STI shadow
 		if c.attention {
 			switch m.boundary(c) {
