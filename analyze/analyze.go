@@ -168,6 +168,7 @@ type Context struct {
 	story         *storyWindow
 	warnings      []string // what an analyzer could not check (Warn)
 	cannot        []string // what makes the result incomplete (CannotCheck)
+	causes        *causeTracker
 }
 
 // Warn records, once, something the current analyzer could not check (the
@@ -227,6 +228,12 @@ func (ctx *Context) Report(f Finding, key string) {
 	f.key = k
 	ctx.byKey[k] = &f
 	ctx.findings = append(ctx.findings, &f)
+	if len(f.Story) > 0 && ctx.causes != nil {
+		// Its causes join the story once the loads of the finding's
+		// instruction are in (an empty story, not nil, is a finding
+		// about no one context: a whole run's hang).
+		ctx.causes.pend(ctx.St, &f)
+	}
 }
 
 // Describe renders an address as symbol+offset.
@@ -335,7 +342,7 @@ func NewLiveFrom(t *replay.Template, as []Analyzer) (*Live, error) {
 }
 
 func newLive(st *replay.State, as []Analyzer) (*Live, error) {
-	ctx := &Context{St: st, byKey: map[string]*Finding{}, story: newStoryWindow(len(st.CPUs))}
+	ctx := &Context{St: st, byKey: map[string]*Finding{}, story: newStoryWindow(len(st.CPUs)), causes: newCauseTracker(st)}
 	res := &Result{Scenario: st.Meta.Scenario, Warnings: append([]string{}, st.Warnings...)}
 	l := &Live{ctx: ctx, as: as, res: res, start: time.Now(), spent: make([]time.Duration, len(as))}
 	for _, a := range as {
@@ -368,7 +375,7 @@ var stateNeeds = Needs{Kinds: []format.Kind{format.KindWrite, format.KindPerm, f
 // the story window read of a trace: a reader decodes no more
 // (format.Reader.Scan).
 func (l *Live) Projection() format.Projection {
-	needs := []Needs{stateNeeds, storyNeeds}
+	needs := []Needs{stateNeeds, storyNeeds, causeNeeds}
 	for _, a := range l.as {
 		n, ok := a.(Needer)
 		if !ok {
@@ -421,6 +428,7 @@ func (l *Live) appendChecked(r *format.Row) error {
 		return fmt.Errorf("analyze: row seq %d: %w", r.Seq, st.Err())
 	}
 	l.ctx.story.add(st, r)
+	l.ctx.causes.add(st, r)
 	l.rows++
 	as := l.byKind[r.Kind&(numKinds-1)]
 	if l.rows%timeEvery == 1 {
@@ -461,6 +469,7 @@ func (l *Live) Finish() *Result {
 		l.spent[i] += time.Since(t0)
 		res.AnalyzerSeconds[a.ID()] = l.spent[i].Seconds()
 	}
+	l.ctx.causes.flush(l.ctx.St, -1)
 	res.Warnings = append(res.Warnings, l.ctx.warnings...)
 	res.Seconds = time.Since(l.start).Seconds()
 	res.Events = l.ctx.St.Applied

@@ -1,0 +1,660 @@
+package analyze
+
+import (
+	"encoding/binary"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/patchtrace/patchtrace/format"
+	"github.com/patchtrace/patchtrace/replay"
+)
+
+// The causes of a finding: what, across CPUs, produced the values and the
+// code the failing context ran on its way to the failure, chosen by
+// causality rather than by a window of time. Kept in one pass, in memory
+// that grows with the pages the run writes, never with its events:
+//
+//   - the last store to every byte written (a shadow of memory: per byte
+//     the store's seq, per 8-byte word the last store's row), so that each
+//     load names the store it read from when it is made;
+//   - per CPU, its last causeRing instructions and loads (the loads with
+//     the store each read from);
+//   - the stores to code (through the text_poke alias, or to a page that
+//     was executable or is in the slice image), in order, so that an
+//     instruction names the store that put its bytes there even after
+//     they were rewritten again;
+//   - per task, the switches that took it off a CPU and back.
+//
+// When a finding is reported, causesOf walks back from its events through
+// the failing context's recent instructions: the loads of the finding's
+// own instructions (a ret's return word, a fault's operand) name their
+// store whoever made it; the other loads name theirs when another CPU or
+// task made it; an instruction whose bytes a text_poke (or another
+// context) wrote names that write and the call that made it; and a task
+// that was switched out while a cause happened, or came back within the
+// window, names both switches.
+
+const (
+	causeRing       = 256  // instructions and loads kept per CPU
+	causeMinInsns   = 48   // the window reaches at least this many instructions back
+	causeMaxText    = 4096 // stores to code kept (the oldest half is let go when full)
+	maxLoadCauses   = 4    // loads from another context told per finding
+	maxDirectCauses = 6    // loads of the finding's own instructions told
+	maxTextCauses   = 3    // code writes told per finding
+)
+
+// storeRec is a store, as a cause is told.
+type storeRec struct {
+	seq, rip, addr, val, old, aliasAddr uint64
+	// caller is, for a store in a service (text_poke's alias writes),
+	// the call that reached the service.
+	caller    uint64
+	size      uint32
+	task      uint32
+	cpu       uint16
+	percpuCPU uint16
+	depth     uint8
+	alias     bool
+	percpuVar uint16 // 1 + its index in the trace's percpu_var dictionary (0: not per-CPU)
+}
+
+// shadowPage is the last store to each byte of one page.
+type shadowPage struct {
+	seq [1 << 12]uint64 // seq+1 of the last store to the byte (0: none)
+	rec [1 << 9]storeRec
+}
+
+// step is an instruction, a load or a trap of one CPU (no pointers: the
+// rings are not scanned by the collector, and copying one needs no write
+// barrier).
+type step struct {
+	seq, rip, addr, val uint64
+	bytes               uint64 // an instruction: its first 8 bytes, as executed (little-endian)
+	size                uint32
+	task                uint32
+	kind                format.Kind
+	depth               uint8
+	len                 uint8
+	vector              uint8 // a trap: its vector
+	hasW                bool  // a load: w holds the store it read from
+	percpuCPU           uint16
+	percpuVar           uint16 // as storeRec's
+}
+
+// switchRec is a task switch on a CPU.
+type switchRec struct {
+	seq, rip uint64
+	cpu      uint16
+	depth    uint8
+	from, to uint32
+	valid    bool
+}
+
+// taskSwitches is a task's last switch off a CPU and back, and the seq
+// of its first switch in (0: none seen, it ran from the start).
+type taskSwitches struct {
+	out, in switchRec
+	first   uint64
+}
+
+type causeTracker struct {
+	shadow   map[uint64]*shadowPage
+	cacheVPN uint64
+	cacheP   *shadowPage
+	ring     [][causeRing]step
+	w        [][causeRing]storeRec // for each load in ring, the store it read from
+	n        []int
+	vars     []string // the trace's percpu_var dictionary
+	text     []storeRec
+	switches map[uint32]*taskSwitches
+	lastInsn []uint64 // per CPU, the rip of its last instruction
+	caller   []uint64 // per CPU, the call that reached its last service
+	loads    bool     // the trace records loads
+	pending  []pendingCause
+}
+
+// pendingCause is a finding whose causes are told when its CPU's next
+// instruction comes (the loads of the instruction it was reported at
+// follow that instruction's row), or at the end.
+type pendingCause struct {
+	f      *Finding
+	anchor uint64
+}
+
+// pend queues f's causes, anchored at the last of its evidence (or the
+// event being analyzed).
+func (t *causeTracker) pend(st *replay.State, f *Finding) {
+	anchor := st.Seq
+	if len(f.Evidence) > 0 {
+		anchor = min(anchor, slices.Max(f.Evidence))
+	}
+	t.pending = append(t.pending, pendingCause{f, anchor})
+}
+
+// flush tells the causes of the pending findings of CPU cpu (-1: all).
+func (t *causeTracker) flush(st *replay.State, cpu int) {
+	kept := t.pending[:0]
+	for _, p := range t.pending {
+		if cpu >= 0 && p.f.CPU != cpu {
+			kept = append(kept, p)
+			continue
+		}
+		lines, notes := t.causesOf(st, p.f, p.anchor)
+		p.f.Story = withCauses(p.f.Story, lines, notes)
+	}
+	clear(t.pending[len(kept):])
+	t.pending = kept
+}
+
+func newCauseTracker(st *replay.State) *causeTracker {
+	cpus := len(st.CPUs)
+	return &causeTracker{shadow: map[uint64]*shadowPage{}, ring: make([][causeRing]step, cpus), w: make([][causeRing]storeRec, cpus), n: make([]int, cpus), vars: st.Meta.PercpuVars,
+		switches: map[uint32]*taskSwitches{}, lastInsn: make([]uint64, cpus), caller: make([]uint64, cpus),
+		loads: st.Meta.Loads}
+}
+
+// causeNeeds is what the cause tracker reads of the rows.
+var causeNeeds = Needs{
+	Kinds: []format.Kind{format.KindInsn, format.KindWrite, format.KindLoad, format.KindPercpuRead, format.KindService, format.KindSwitch, format.KindTrap},
+	Columns: []int{format.ColLen, format.ColBytes, format.ColVector, format.ColAddr, format.ColSize, format.ColOld, format.ColNew, format.ColAlias, format.ColAliasAddr,
+		format.ColPercpuCPU, format.ColPercpuVar},
+}
+
+func (t *causeTracker) page(vpn uint64, create bool) *shadowPage {
+	if t.cacheP != nil && t.cacheVPN == vpn {
+		return t.cacheP
+	}
+	p := t.shadow[vpn]
+	if p == nil {
+		if !create {
+			return nil
+		}
+		p = &shadowPage{}
+		t.shadow[vpn] = p
+	}
+	t.cacheVPN, t.cacheP = vpn, p
+	return p
+}
+
+// varIndex is a per-CPU variable's storeRec.percpuVar.
+func (t *causeTracker) varIndex(v string) uint16 {
+	if v == "" {
+		return 0
+	}
+	return uint16(slices.Index(t.vars, v) + 1)
+}
+
+// writer sets *w to the last store to any byte of [addr, addr+size) so
+// far, and reports whether there is one.
+func (t *causeTracker) writer(w *storeRec, addr uint64, size uint32) bool {
+	n := uint64(min(max(size, 1), 8))
+	var best, bestAddr uint64
+	if addr&0xfff+n <= 1<<12 {
+		// Within one page (nearly every load).
+		p := t.page(addr>>12, false)
+		if p == nil {
+			return false
+		}
+		for i, s := range p.seq[addr&0xfff : addr&0xfff+n] {
+			if s > best {
+				best, bestAddr = s, addr+uint64(i)
+			}
+		}
+	} else {
+		for i := uint64(0); i < n; i++ {
+			a := addr + i
+			if p := t.page(a>>12, false); p != nil && p.seq[a&0xfff] > best {
+				best, bestAddr = p.seq[a&0xfff], a
+			}
+		}
+	}
+	if best == 0 {
+		return false
+	}
+	*w = t.page(bestAddr>>12, false).rec[(bestAddr&0xfff)>>3]
+	if w.seq != best-1 {
+		// The word's record is a later store to its other bytes: the
+		// store to these bytes is known by its seq alone.
+		*w = storeRec{seq: best - 1}
+	}
+	return true
+}
+
+func (t *causeTracker) add(st *replay.State, r *format.Row) {
+	c := int(r.CPU)
+	if c >= len(t.ring) {
+		return
+	}
+	switch r.Kind {
+	case format.KindInsn:
+		if len(t.pending) > 0 {
+			t.flush(st, c)
+		}
+		t.lastInsn[c] = r.RIP
+		s := &t.ring[c][t.n[c]%causeRing]
+		s.seq, s.rip, s.task, s.depth, s.kind, s.len, s.hasW = r.Seq, r.RIP, r.Task, r.Depth, r.Kind, r.Len, false
+		s.bytes = binary.LittleEndian.Uint64(r.Bytes[:8])
+		t.n[c]++
+	case format.KindLoad, format.KindPercpuRead:
+		if !r.HasAddr && r.Kind == format.KindPercpuRead {
+			return
+		}
+		i := t.n[c] % causeRing
+		s := &t.ring[c][i]
+		*s = step{seq: r.Seq, rip: r.RIP, addr: r.Addr, val: r.New, size: r.Size, task: r.Task, depth: r.Depth, kind: r.Kind,
+			percpuCPU: r.PercpuCPU, percpuVar: t.varIndex(r.PercpuVar)}
+		s.hasW = t.writer(&t.w[c][i], r.Addr, r.Size)
+		t.n[c]++
+	case format.KindTrap:
+		t.push(c, step{seq: r.Seq, rip: r.RIP, task: r.Task, depth: r.Depth, kind: r.Kind, vector: r.Vector})
+	case format.KindService:
+		t.caller[c] = t.lastInsn[c]
+	case format.KindSwitch:
+		sw := switchRec{seq: r.Seq, rip: r.RIP, cpu: r.CPU, depth: r.Depth, from: uint32(r.Old), to: uint32(r.New), valid: true}
+		for _, task := range []uint32{sw.from, sw.to} {
+			ts := t.switches[task]
+			if ts == nil {
+				ts = &taskSwitches{}
+				t.switches[task] = ts
+			}
+			if task == sw.from {
+				ts.out = sw
+			} else {
+				ts.in = sw
+				if ts.first == 0 {
+					ts.first = sw.seq
+				}
+			}
+		}
+	case format.KindWrite:
+		t.noteWrite(r, r.Alias || st.Mem.Perm(r.Addr)&replay.PermX != 0)
+	}
+}
+
+// noteWrite records store r as the last to its bytes, and among the
+// stores to code when text says r wrote code.
+func (t *causeTracker) noteWrite(r *format.Row, text bool) {
+	c := int(r.CPU)
+	rec := storeRec{seq: r.Seq, rip: r.RIP, addr: r.Addr, val: r.New, old: r.Old, size: r.Size, task: r.Task, cpu: r.CPU,
+		depth: r.Depth, alias: r.Alias, aliasAddr: r.AliasAddr, percpuCPU: r.PercpuCPU, percpuVar: t.varIndex(r.PercpuVar)}
+	if r.Alias && c < len(t.caller) {
+		rec.caller = t.caller[c]
+	}
+	n := uint64(min(max(r.Size, 1), 8))
+	if a := r.Addr; a&0xfff+n <= 1<<12 {
+		p := t.page(a>>12, true)
+		for i := a & 0xfff; i < a&0xfff+n; i++ {
+			p.seq[i] = r.Seq + 1
+		}
+		p.rec[(a&0xfff)>>3] = rec
+		if e := (a + n - 1) & 0xfff; e>>3 != (a&0xfff)>>3 {
+			p.rec[e>>3] = rec
+		}
+	} else {
+		for i := uint64(0); i < n; i++ {
+			a := r.Addr + i
+			p := t.page(a>>12, true)
+			p.seq[a&0xfff] = r.Seq + 1
+			p.rec[(a&0xfff)>>3] = rec
+		}
+	}
+	if text {
+		if len(t.text) == causeMaxText {
+			t.text = append(t.text[:0], t.text[causeMaxText/2:]...)
+		}
+		t.text = append(t.text, rec)
+	}
+}
+
+func (t *causeTracker) push(c int, s step) {
+	t.ring[c][t.n[c]%causeRing] = s
+	t.n[c]++
+}
+
+// textWriter returns the last store to code that wrote a byte of
+// [addr, addr+n) before seq.
+func (t *causeTracker) textWriter(addr uint64, n uint8, seq uint64) (storeRec, bool) {
+	for i := len(t.text) - 1; i >= 0; i-- {
+		w := &t.text[i]
+		if w.seq >= seq {
+			continue
+		}
+		if w.addr < addr+uint64(max(n, 1)) && addr < w.addr+uint64(max(w.size, 1)) {
+			return *w, true
+		}
+	}
+	return storeRec{}, false
+}
+
+// codeWriter returns the store that wrote the bytes an instruction at
+// addr (n bytes) executed at seq, if any store did: the shadow when
+// nothing wrote them since, else the stores to code.
+func (t *causeTracker) codeWriter(addr uint64, n uint8, seq uint64) (storeRec, bool) {
+	var w storeRec
+	if !t.writer(&w, addr, uint32(max(n, 1))) {
+		return storeRec{}, false
+	}
+	if w.seq < seq && w.size != 0 {
+		return w, true
+	}
+	return t.textWriter(addr, n, seq)
+}
+
+// causeLine is a story line with the seq it tells, and what it adds to
+// the window's line for the same event when the story has one.
+type causeLine struct {
+	seq        uint64
+	text, note string
+}
+
+// causesOf returns the story lines that tell a finding's causes (in no
+// particular order), and notes (lines without a seq) on what could not
+// be told.
+func (t *causeTracker) causesOf(st *replay.State, f *Finding, anchor uint64) (lines []causeLine, notes []string) {
+	c := f.CPU
+	if c < 0 || c >= len(t.ring) || t.n[c] == 0 {
+		return nil, nil
+	}
+	lo := anchor
+	for _, e := range f.Evidence {
+		lo = min(lo, e)
+	}
+	// The failing context's steps up to the anchor (and the loads of the
+	// anchor's instruction, which follow it), newest first.
+	cnt := min(t.n[c], causeRing)
+	after := ^uint64(0) // the first instruction after the anchor
+	for j := 0; j < cnt; j++ {
+		if s := &t.ring[c][(t.n[c]-1-j)%causeRing]; s.seq > anchor && s.kind == format.KindInsn {
+			after = s.seq
+		}
+	}
+	var win []*step
+	var winIdx []int // each step's index in the ring
+	insns := 0
+	clipped := true
+	for j := 0; j < cnt; j++ {
+		i := (t.n[c] - 1 - j) % causeRing
+		s := &t.ring[c][i]
+		if s.seq >= after || (s.seq > anchor && s.kind == format.KindTrap) {
+			continue
+		}
+		if s.seq < lo && insns >= causeMinInsns {
+			clipped = false
+			break
+		}
+		if s.task != f.Task {
+			continue
+		}
+		win = append(win, s)
+		winIdx = append(winIdx, i)
+		if s.kind == format.KindInsn {
+			insns++
+		}
+	}
+	if len(win) == 0 {
+		return nil, nil
+	}
+	if cnt < causeRing {
+		clipped = false
+	}
+	from := win[len(win)-1].seq
+	if last := win[0].seq; last > anchor {
+		anchor = last
+	}
+	where := fmt.Sprintf("cpu%d task %d", c, f.Task)
+	if clipped && from > lo {
+		notes = append(notes, fmt.Sprintf("cause: %s's events before seq %d are beyond the story's reach (its last %d instructions and loads)", where, from, causeRing))
+	}
+	told := map[uint64]bool{}
+	add := func(seq uint64, text, note string) {
+		if !told[seq] {
+			told[seq] = true
+			if note != "" {
+				text += " " + note
+			}
+			lines = append(lines, causeLine{seq, text, note})
+		}
+	}
+	// Loads: those of the finding's own instructions (evidence, and the
+	// context's last instruction) name their store whoever made it; the
+	// others when another CPU or task made it, newest first. A load
+	// belongs to the instruction before it: walk oldest first.
+	// An instruction is the finding's own when it is evidence, the
+	// context's last, or the one an exception (a fault: not #DB, NMI,
+	// #BP or an interrupt) was raised at.
+	ownInsn := map[uint64]bool{}
+	var prevInsn uint64
+	for i := len(win) - 1; i >= 0; i-- {
+		switch s := win[i]; s.kind {
+		case format.KindInsn:
+			prevInsn = s.seq
+			if slices.Contains(f.Evidence, s.seq) || i == lastInsnIndex(win) {
+				ownInsn[s.seq] = true
+			}
+		case format.KindTrap:
+			if s.vector < 32 && s.vector != 1 && s.vector != 2 && s.vector != 3 && prevInsn != 0 {
+				ownInsn[prevInsn] = true
+			}
+		}
+	}
+	direct := map[uint64]bool{}
+	var insnOf uint64
+	for i := len(win) - 1; i >= 0; i-- {
+		switch s := win[i]; s.kind {
+		case format.KindInsn:
+			insnOf = s.seq
+		case format.KindLoad, format.KindPercpuRead:
+			if ownInsn[insnOf] {
+				direct[s.seq] = true
+			}
+		}
+	}
+	// A store by another context is a cause when it was made while the
+	// loading task lived (after its first switch in): what set the
+	// machine up before it ran is not.
+	var born uint64
+	if ts := t.switches[f.Task]; ts != nil {
+		born = ts.first
+	}
+	nLoads, nCross, nDirect := 0, 0, 0
+	var causeSeqs []uint64
+	for k, s := range win {
+		if s.kind != format.KindLoad && s.kind != format.KindPercpuRead {
+			continue
+		}
+		nLoads++
+		if !s.hasW {
+			continue
+		}
+		w := &t.w[c][winIdx[k]]
+		cross := (w.cpu != uint16(c) || w.task != s.task) && w.seq > born && w.size != 0
+		switch {
+		case direct[s.seq] && nDirect < maxDirectCauses:
+			nDirect++
+		case cross && nCross < maxLoadCauses:
+			nCross++
+		default:
+			continue
+		}
+		add(w.seq, t.tellStore(st, w), fmt.Sprintf("[cause: read by cpu%d task %d at seq %d, %s]", c, s.task, s.seq, placeOf(st, s.rip)))
+		add(s.seq, t.tellLoad(st, c, s, w), "")
+		causeSeqs = append(causeSeqs, w.seq)
+	}
+	if !t.loads {
+		notes = append(notes, fmt.Sprintf("cause: loads not recorded (the trace was recorded with --no-loads): the stores %s read on its way here cannot be named", where))
+	} else if nCross == 0 {
+		notes = append(notes, fmt.Sprintf("cause: none of the %d loads of %s in seq %d..%d read a value another CPU or task stored", nLoads, where, from, anchor))
+	}
+	// Code: the instructions whose bytes a store wrote after the slice
+	// image was loaded, through text_poke or by another context.
+	nText := 0
+	seenW := map[uint64]bool{}
+	for _, s := range win {
+		if s.kind != format.KindInsn || nText >= maxTextCauses {
+			continue
+		}
+		w, ok := t.codeWriter(s.rip, s.len, s.seq)
+		if !ok || seenW[w.seq] || w.size == 0 || w.seq <= born {
+			continue
+		}
+		if !w.alias && w.cpu == uint16(c) && w.task == s.task {
+			continue
+		}
+		seenW[w.seq] = true
+		nText++
+		ran := "executed these bytes"
+		if !sameBytes(&w, s) {
+			ran = "ran a stale decode instead of these bytes"
+		}
+		add(w.seq, t.tellStore(st, &w), fmt.Sprintf("[cause: cpu%d task %d %s at seq %d, %s]", c, s.task, ran, s.seq, placeOf(st, s.rip)))
+		causeSeqs = append(causeSeqs, w.seq)
+	}
+	// The task's last trip off the CPU, when a cause happened while it
+	// was away or it came back within the window.
+	if ts := t.switches[f.Task]; ts != nil && ts.out.valid && ts.in.valid && ts.in.seq > ts.out.seq && ts.in.seq <= anchor {
+		away := ts.in.seq >= from
+		for _, cs := range causeSeqs {
+			if cs > ts.out.seq && cs < ts.in.seq {
+				away = true
+			}
+		}
+		if away {
+			add(ts.out.seq, tellSwitch(st, ts.out), fmt.Sprintf("[task %d switched out]", f.Task))
+			add(ts.in.seq, tellSwitch(st, ts.in), fmt.Sprintf("[task %d switched back in]", f.Task))
+		}
+	}
+	return lines, notes
+}
+
+// sameBytes reports whether instruction s executed the bytes store w
+// wrote (those of them within its first 8 bytes): a CPU that kept a stale
+// decode executed others.
+func sameBytes(w *storeRec, s *step) bool {
+	for j := max(w.addr, s.rip); j < min(w.addr+uint64(min(w.size, 8)), s.rip+uint64(min(s.len, 8))); j++ {
+		if byte(w.val>>(8*(j-w.addr))) != byte(s.bytes>>(8*(j-s.rip))) {
+			return false
+		}
+	}
+	return true
+}
+
+// lastInsnIndex is the index in win (newest first) of the newest
+// instruction.
+func lastInsnIndex(win []*step) int {
+	for i, s := range win {
+		if s.kind == format.KindInsn {
+			return i
+		}
+	}
+	return -1
+}
+
+// placeOf is an instruction's place: symbol+off (file:line).
+func placeOf(st *replay.State, rip uint64) string {
+	if fl := st.Syms.Line(rip); fl != "" {
+		return st.Syms.Describe(rip) + " (" + fl + ")"
+	}
+	return st.Syms.Describe(rip)
+}
+
+func ctxHead(seq uint64, cpu uint16, task uint32, depth uint8) string {
+	h := fmt.Sprintf("seq %d cpu%d task %d", seq, cpu, task)
+	if depth > 0 {
+		h += fmt.Sprintf(" (trap depth %d)", depth)
+	}
+	return h
+}
+
+// memName names the bytes a load or store touched.
+func (t *causeTracker) memName(st *replay.State, addr uint64, v, cpu uint16) string {
+	if v > 0 && int(v) <= len(t.vars) {
+		return fmt.Sprintf("per-CPU %s[cpu%d]", t.vars[v-1], cpu)
+	}
+	return st.Syms.Describe(addr)
+}
+
+// tellStore tells a store that caused something.
+func (t *causeTracker) tellStore(st *replay.State, w *storeRec) string {
+	d := st.Syms.Describe
+	head := ctxHead(w.seq, w.cpu, w.task, w.depth)
+	if w.alias {
+		s := fmt.Sprintf("%s: text_poke writes %s (%d bytes, %#x -> %#x) through the alias %#x", head, d(w.addr), w.size, w.old, w.val, w.aliasAddr)
+		if w.caller != 0 {
+			s += " from " + placeOf(st, w.caller)
+		}
+		return s
+	}
+	return fmt.Sprintf("%s: %s stores %s at %s (%d bytes, was %s)", head, placeOf(st, w.rip), d(w.val), t.memName(st, w.addr, w.percpuVar, w.percpuCPU), w.size, d(w.old))
+}
+
+// tellLoad tells a load with the store it read from.
+func (t *causeTracker) tellLoad(st *replay.State, c int, s *step, w *storeRec) string {
+	by := fmt.Sprintf("stored at seq %d by cpu%d task %d", w.seq, w.cpu, w.task)
+	if w.size == 0 {
+		by = fmt.Sprintf("stored at seq %d", w.seq)
+	}
+	return fmt.Sprintf("%s: %s reads %s = %s (%d bytes), %s", ctxHead(s.seq, uint16(c), s.task, s.depth), placeOf(st, s.rip),
+		t.memName(st, s.addr, s.percpuVar, s.percpuCPU), st.Syms.Describe(s.val), s.size, by)
+}
+
+func tellSwitch(st *replay.State, sw switchRec) string {
+	return fmt.Sprintf("%s: switches task %d -> %d at %s", ctxHead(sw.seq, sw.cpu, sw.from, sw.depth), sw.from, sw.to, placeOf(st, sw.rip))
+}
+
+// withCauses merges a finding's cause lines into its story: in seq order,
+// the window's line for an event a cause line tells keeping its text with
+// the cause's note added, the notes last.
+func withCauses(story []string, causes []causeLine, notes []string) []string {
+	if len(causes) == 0 && len(notes) == 0 {
+		return story
+	}
+	bySeq := map[uint64]string{}
+	for _, c := range causes {
+		bySeq[c.seq] = c.note
+	}
+	var lines []causeLine
+	var rest []string
+	for _, l := range story {
+		seq, ok := storyLineSeq(l)
+		if !ok {
+			rest = append(rest, l)
+			continue
+		}
+		if note, ok := bySeq[seq]; ok {
+			if note != "" {
+				l += " " + note
+			}
+			delete(bySeq, seq)
+		}
+		lines = append(lines, causeLine{seq: seq, text: l})
+	}
+	for _, c := range causes {
+		if _, ok := bySeq[c.seq]; ok {
+			lines = append(lines, c)
+		}
+	}
+	sort.SliceStable(lines, func(i, j int) bool { return lines[i].seq < lines[j].seq })
+	out := make([]string, 0, len(lines)+len(rest)+len(notes))
+	for _, l := range lines {
+		out = append(out, l.text)
+	}
+	out = append(out, rest...)
+	return append(out, notes...)
+}
+
+// storyLineSeq reads the seq a story line tells ("seq N cpuM ...").
+func storyLineSeq(l string) (uint64, bool) {
+	rest, ok := strings.CutPrefix(l, "seq ")
+	if !ok {
+		return 0, false
+	}
+	var seq uint64
+	n := 0
+	for n < len(rest) && rest[n] >= '0' && rest[n] <= '9' {
+		seq = seq*10 + uint64(rest[n]-'0')
+		n++
+	}
+	return seq, n > 0
+}

@@ -1,0 +1,240 @@
+package analyze_test
+
+import (
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/patchtrace/patchtrace/analyze"
+	"github.com/patchtrace/patchtrace/emu"
+	"github.com/patchtrace/patchtrace/format"
+	"github.com/patchtrace/patchtrace/internal/check"
+	"github.com/patchtrace/patchtrace/internal/testkit"
+	"github.com/patchtrace/patchtrace/replay"
+)
+
+// A cause a story line claims: the store at seq w on CPU wcpu produced
+// what the event at seq at (on CPU cpu) loaded (load) or executed (insn).
+type causeClaim struct {
+	w, at     uint64
+	wcpu, cpu int
+	insn      bool
+	stale     bool // insn: it says the CPU ran a stale decode
+	line      string
+}
+
+var (
+	loadCause = regexp.MustCompile(`^seq (\d+) cpu(\d+) task \d+.*\[cause: read by cpu(\d+) task \d+ at seq (\d+), `)
+	codeCause = regexp.MustCompile(`^seq (\d+) cpu(\d+) task \d+.*\[cause: cpu(\d+) task \d+ (executed these bytes|ran a stale decode instead of these bytes) at seq (\d+), `)
+)
+
+// claims reads the causes a finding's story names.
+func claims(f *analyze.Finding) []causeClaim {
+	var out []causeClaim
+	for _, l := range f.Story {
+		for _, re := range []*regexp.Regexp{loadCause, codeCause} {
+			if m := re.FindStringSubmatch(l); m != nil {
+				w, _ := strconv.ParseUint(m[1], 10, 64)
+				at, _ := strconv.ParseUint(m[len(m)-1], 10, 64)
+				wcpu, _ := strconv.Atoi(m[2])
+				cpu, _ := strconv.Atoi(m[3])
+				out = append(out, causeClaim{w: w, at: at, wcpu: wcpu, cpu: cpu, insn: re == codeCause, stale: strings.Contains(l, "stale decode"), line: l})
+			}
+		}
+	}
+	return out
+}
+
+// verifyClaims checks every claim against the trace file, with the
+// replay package's own record of the last store to each byte (what
+// `patchtrace events` prints as "stored at seq N by cpuM"): the event
+// claimed is a load (or an instruction) of the CPU claimed, and the last
+// store to its bytes before it is the store claimed; an instruction said
+// to run a stale decode executed bytes other than memory's, and one said to
+// execute the bytes executed memory's (the replayed state's).
+func verifyClaims(t *testing.T, path string, cs []causeClaim) {
+	t.Helper()
+	if len(cs) == 0 {
+		return
+	}
+	byAt := map[uint64][]causeClaim{}
+	for _, c := range cs {
+		byAt[c.at] = append(byAt[c.at], c)
+	}
+	r, err := format.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	md := r.Meta()
+	e := replay.NewEventText(replay.MetaSymbols(md), r.OpName, md.CPUs)
+	e.FromStart()
+	st, err := replay.NewState(md)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checked := 0
+	for row, err := range r.Events() {
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range byAt[row.Seq] {
+			addr, size := row.Addr, row.Size
+			if c.insn {
+				addr, size = row.RIP, uint32(row.Len)
+			}
+			wantKind := format.KindLoad
+			if c.insn {
+				wantKind = format.KindInsn
+			}
+			if row.Kind != wantKind || int(row.CPU) != c.cpu {
+				t.Errorf("%s\n  seq %d is a %s on cpu%d, not a %s on cpu%d", c.line, c.at, row.Kind, row.CPU, wantKind, c.cpu)
+				continue
+			}
+			seq, cpu, ok := e.Writer(addr, size)
+			if !ok || seq != c.w || int(cpu) != c.wcpu {
+				t.Errorf("%s\n  the last store to %#x (%d bytes) before seq %d is seq %d on cpu%d (found %v), not seq %d on cpu%d", c.line, addr, size, c.at, seq, cpu, ok, c.w, c.wcpu)
+			}
+			if c.insn {
+				mem := make([]byte, row.Len)
+				st.Mem.Read(row.RIP, mem)
+				if stale := string(mem) != string(row.Instruction()); stale != c.stale {
+					t.Errorf("%s\n  cpu%d executed % x, memory held % x", c.line, row.CPU, row.Instruction(), mem)
+				}
+			}
+			checked++
+		}
+		e.Observe(row)
+		st.Apply(row)
+	}
+	if checked != len(cs) {
+		t.Errorf("%d of %d claims checked (an event claimed is not in the trace)", checked, len(cs))
+	}
+}
+
+// storyCase is a catalog scenario whose finding's story must name a cause:
+// kinds lists what the finding of the analyzer must show ("cross-load": a
+// load whose store another CPU made; "cross-code": an instruction whose
+// bytes another CPU wrote; "evidence-load": a load whose store is the
+// finding's own evidence; "frame-store": a load whose store is the
+// frame finding's store).
+type storyCase struct {
+	id       string
+	analyzer string
+	kinds    []string
+}
+
+var storyCases = []storyCase{
+	{"ftrace-int3-skip", "missed-call", []string{"cross-load", "cross-code"}},
+	{"text-poke-bp-early-clear", "trap", []string{"cross-load"}},
+	{"text-poke-bp-nosync", "cmc", []string{"cross-code"}},
+	{"int3-emulate-call-nogap", "frame", []string{"cross-load"}},
+	{"int3-emulate-call-nogap", "trap", []string{"frame-store"}},
+	{"exc-tramp-nopop", "return-slot", []string{"evidence-load"}},
+	{"kretprobe-wrongframe", "return-slot", []string{"evidence-load"}},
+}
+
+// TestStoryCauses: the story of each catalog finding names, across CPUs,
+// the store that produced what the failing context loaded (the other
+// CPU's store that set a flag or cleared a handler), or the text_poke that
+// wrote the bytes it executed (the int3), and every cause named is the
+// last store to those bytes before the event, as the replay package
+// computes it from the trace file.
+func TestStoryCauses(t *testing.T) {
+	runs := map[string]*analyze.Result{}
+	paths := map[string]string{}
+	for _, c := range storyCases {
+		t.Run(c.id+"/"+c.analyzer, func(t *testing.T) {
+			res, path := runs[c.id], paths[c.id]
+			if res == nil {
+				path = filepath.Join(t.TempDir(), c.id+".arrow")
+				r, err := check.Run(testkit.Load(t, c.id, nil), check.Options{Options: emu.Options{Seed: 1}, Path: path})
+				if err == nil {
+					err = r.Run.Err
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				res = r.Analysis
+				var all []causeClaim
+				for _, f := range res.Findings {
+					all = append(all, claims(f)...)
+				}
+				verifyClaims(t, path, all)
+				runs[c.id], paths[c.id] = res, path
+			}
+			var f *analyze.Finding
+			for _, g := range res.Findings {
+				if g.Analyzer == c.analyzer {
+					f = g
+					break
+				}
+			}
+			if f == nil {
+				t.Fatalf("no %s finding:\n%s", c.analyzer, summary(res))
+			}
+			cs := claims(f)
+			for _, k := range c.kinds {
+				if !slices.ContainsFunc(cs, func(cl causeClaim) bool { return claimIs(k, cl, f, res) }) {
+					t.Errorf("the %s finding's story names no %s cause:\n%s", c.analyzer, k, strings.Join(f.Story, "\n"))
+				}
+			}
+		})
+	}
+}
+
+func claimIs(kind string, c causeClaim, f *analyze.Finding, res *analyze.Result) bool {
+	switch kind {
+	case "cross-load":
+		return !c.insn && c.cpu == f.CPU && c.wcpu != f.CPU
+	case "cross-code":
+		return c.insn && c.cpu == f.CPU && c.wcpu != f.CPU
+	case "evidence-load":
+		return !c.insn && slices.Contains(f.Evidence, c.w)
+	case "frame-store":
+		for _, g := range res.Findings {
+			if g.Analyzer == "frame" && !c.insn && slices.Contains(g.Evidence, c.w) && c.w == slices.Max(g.Evidence) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// TestStoryCausesNoLoads: a trace recorded without load rows cannot name
+// the stores a context read: its stories say so and name none, and still
+// name the text_poke that wrote the bytes executed (stores are recorded).
+func TestStoryCausesNoLoads(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "noloads.arrow")
+	r, err := check.Run(testkit.Load(t, "ftrace-int3-skip", nil), check.Options{Options: emu.Options{Seed: 1, NoLoads: true}, Path: path})
+	if err == nil {
+		err = r.Run.Err
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all []causeClaim
+	for _, f := range r.Analysis.Findings {
+		story := strings.Join(f.Story, "\n")
+		if !strings.Contains(story, "cause: loads not recorded") {
+			t.Errorf("%s finding at seq %d: the story does not say loads were not recorded:\n%s", f.Analyzer, f.SeqFirst, story)
+		}
+		cs := claims(f)
+		for _, c := range cs {
+			if !c.insn {
+				t.Errorf("a load cause in a trace without loads: %s", c.line)
+			}
+		}
+		if !slices.ContainsFunc(cs, func(c causeClaim) bool { return c.insn && c.wcpu != f.CPU }) {
+			t.Errorf("%s finding at seq %d: no text_poke by another CPU named:\n%s", f.Analyzer, f.SeqFirst, story)
+		}
+		all = append(all, cs...)
+	}
+	if len(r.Analysis.Findings) == 0 {
+		t.Fatal("no finding")
+	}
+	verifyClaims(t, path, all)
+}
