@@ -1,6 +1,7 @@
 package analyze
 
 import (
+	"cmp"
 	"encoding/binary"
 	"fmt"
 	"slices"
@@ -40,8 +41,10 @@ const (
 	causeRing       = 256  // instructions and loads kept per CPU
 	causeMinInsns   = 48   // the window reaches at least this many instructions back
 	causeMaxText    = 4096 // stores to code kept (the oldest half is let go when full)
-	maxLoadCauses   = 4    // loads from another context told per finding
+	maxLoadCauses   = 4    // loads from another CPU told per finding
 	maxDirectCauses = 6    // loads of the finding's own instructions told
+	maxTaskCauses   = 2    // loads from another task on the same CPU told
+	maxAwayTasks    = 2    // other tasks told switched out across the finding
 	maxTextCauses   = 3    // code writes told per finding
 )
 
@@ -92,11 +95,29 @@ type switchRec struct {
 	valid    bool
 }
 
-// taskSwitches is a task's last switch off a CPU and back, and the seq
-// of its first switch in (0: none seen, it ran from the start).
+// taskSwitches is a task's last switches off a CPU and back (a ring, the
+// newest at n-1), and the seq of its first switch in (0: none seen, it ran
+// from the start).
 type taskSwitches struct {
-	out, in switchRec
-	first   uint64
+	ring  [8]switchRec // from == the task: a switch out; else in
+	n     int
+	first uint64
+}
+
+// trip returns the task's last switch out at or before seq hi, and the
+// switch back in that followed it at or before hi (in.valid false: none).
+func (ts *taskSwitches) trip(task uint32, hi uint64) (out, in switchRec) {
+	for k := 1; k <= min(ts.n, len(ts.ring)); k++ {
+		sw := ts.ring[(ts.n-k)%len(ts.ring)]
+		if sw.seq > hi {
+			continue
+		}
+		if sw.from == task {
+			return sw, in
+		}
+		in = sw
+	}
+	return switchRec{}, switchRec{}
 }
 
 type causeTracker struct {
@@ -259,13 +280,10 @@ func (t *causeTracker) add(st *replay.State, r *format.Row) {
 				ts = &taskSwitches{}
 				t.switches[task] = ts
 			}
-			if task == sw.from {
-				ts.out = sw
-			} else {
-				ts.in = sw
-				if ts.first == 0 {
-					ts.first = sw.seq
-				}
+			ts.ring[ts.n%len(ts.ring)] = sw
+			ts.n++
+			if task == sw.to && ts.first == 0 {
+				ts.first = sw.seq
 			}
 		}
 	case format.KindWrite:
@@ -400,6 +418,7 @@ func (t *causeTracker) causesOf(st *replay.State, f *Finding, anchor uint64) (li
 		clipped = false
 	}
 	from := win[len(win)-1].seq
+	evHi := anchor
 	if last := win[0].seq; last > anchor {
 		anchor = last
 	}
@@ -421,8 +440,8 @@ func (t *causeTracker) causesOf(st *replay.State, f *Finding, anchor uint64) (li
 	// context's last instruction) name their store whoever made it; the
 	// others when another CPU or task made it, newest first. A load
 	// belongs to the instruction before it: walk oldest first.
-	// An instruction is the finding's own when it is evidence, the
-	// context's last, or the one an exception (a fault: not #DB, NMI,
+	// An instruction is the finding's own when it is evidence (the
+	// context's last, for a finding without evidence), or the one an exception (a fault: not #DB, NMI,
 	// #BP or an interrupt) was raised at.
 	ownInsn := map[uint64]bool{}
 	var prevInsn uint64
@@ -430,7 +449,7 @@ func (t *causeTracker) causesOf(st *replay.State, f *Finding, anchor uint64) (li
 		switch s := win[i]; s.kind {
 		case format.KindInsn:
 			prevInsn = s.seq
-			if slices.Contains(f.Evidence, s.seq) || i == lastInsnIndex(win) {
+			if slices.Contains(f.Evidence, s.seq) || (len(f.Evidence) == 0 && i == lastInsnIndex(win)) {
 				ownInsn[s.seq] = true
 			}
 		case format.KindTrap:
@@ -458,7 +477,7 @@ func (t *causeTracker) causesOf(st *replay.State, f *Finding, anchor uint64) (li
 	if ts := t.switches[f.Task]; ts != nil {
 		born = ts.first
 	}
-	nLoads, nCross, nDirect := 0, 0, 0
+	nLoads, nCross, nTask, nDirect := 0, 0, 0, 0
 	var causeSeqs []uint64
 	for k, s := range win {
 		if s.kind != format.KindLoad && s.kind != format.KindPercpuRead {
@@ -469,12 +488,15 @@ func (t *causeTracker) causesOf(st *replay.State, f *Finding, anchor uint64) (li
 			continue
 		}
 		w := &t.w[c][winIdx[k]]
-		cross := (w.cpu != uint16(c) || w.task != s.task) && w.seq > born && w.size != 0
+		cross := w.cpu != uint16(c) && w.seq > born && w.size != 0
+		otherTask := w.cpu == uint16(c) && w.task != s.task && w.seq > born && w.size != 0
 		switch {
 		case direct[s.seq] && nDirect < maxDirectCauses:
 			nDirect++
 		case cross && nCross < maxLoadCauses:
 			nCross++
+		case otherTask && nTask < maxTaskCauses:
+			nTask++
 		default:
 			continue
 		}
@@ -484,7 +506,7 @@ func (t *causeTracker) causesOf(st *replay.State, f *Finding, anchor uint64) (li
 	}
 	if !t.loads {
 		notes = append(notes, fmt.Sprintf("cause: loads not recorded (the trace was recorded with --no-loads): the stores %s read on its way here cannot be named", where))
-	} else if nCross == 0 {
+	} else if nCross+nTask == 0 {
 		notes = append(notes, fmt.Sprintf("cause: none of the %d loads of %s in seq %d..%d read a value another CPU or task stored", nLoads, where, from, anchor))
 	}
 	// Code: the instructions whose bytes a store wrote after the slice
@@ -513,16 +535,34 @@ func (t *causeTracker) causesOf(st *replay.State, f *Finding, anchor uint64) (li
 	}
 	// The task's last trip off the CPU, when a cause happened while it
 	// was away or it came back within the window.
-	if ts := t.switches[f.Task]; ts != nil && ts.out.valid && ts.in.valid && ts.in.seq > ts.out.seq && ts.in.seq <= anchor {
-		away := ts.in.seq >= from
-		for _, cs := range causeSeqs {
-			if cs > ts.out.seq && cs < ts.in.seq {
-				away = true
+	if ts := t.switches[f.Task]; ts != nil {
+		if out, in := ts.trip(f.Task, anchor); out.valid && in.valid {
+			away := in.seq >= from
+			for _, cs := range causeSeqs {
+				if cs > out.seq && cs < in.seq {
+					away = true
+				}
+			}
+			if away {
+				add(out.seq, tellSwitch(st, out), fmt.Sprintf("[task %d switched out]", f.Task))
+				add(in.seq, tellSwitch(st, in), fmt.Sprintf("[task %d switched back in]", f.Task))
 			}
 		}
-		if away {
-			add(ts.out.seq, tellSwitch(st, ts.out), fmt.Sprintf("[task %d switched out]", f.Task))
-			add(ts.in.seq, tellSwitch(st, ts.in), fmt.Sprintf("[task %d switched back in]", f.Task))
+	}
+	// Other tasks switched out within the finding's span (its first to
+	// its last evidence) and not run again by its end, the first first:
+	// left wherever they were, which a finding about a region they may
+	// still be in is about.
+	if len(f.Evidence) > 1 {
+		var away []switchRec
+		for task, ts := range t.switches {
+			if out, in := ts.trip(task, evHi); task != f.Task && out.valid && out.seq >= lo && !in.valid {
+				away = append(away, out)
+			}
+		}
+		slices.SortFunc(away, func(a, b switchRec) int { return cmp.Compare(a.seq, b.seq) })
+		for _, out := range away[:min(len(away), maxAwayTasks)] {
+			add(out.seq, tellSwitch(st, out), fmt.Sprintf("[task %d switched out, not run again by seq %d]", out.from, evHi))
 		}
 	}
 	return lines, notes

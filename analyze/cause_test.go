@@ -1,6 +1,7 @@
 package analyze_test
 
 import (
+	"fmt"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -120,7 +121,8 @@ func verifyClaims(t *testing.T, path string, cs []causeClaim) {
 // load whose store another CPU made; "cross-code": an instruction whose
 // bytes another CPU wrote; "evidence-load": a load whose store is the
 // finding's own evidence; "frame-store": a load whose store is the
-// frame finding's store).
+// frame finding's store; "preempted-task": the switch that took off its
+// CPU the task the finding's message names as preempted).
 type storyCase struct {
 	id       string
 	analyzer string
@@ -135,7 +137,13 @@ var storyCases = []storyCase{
 	{"int3-emulate-call-nogap", "trap", []string{"frame-store"}},
 	{"exc-tramp-nopop", "return-slot", []string{"evidence-load"}},
 	{"kretprobe-wrongframe", "return-slot", []string{"evidence-load"}},
+	{"bpf-dispatcher-nosync", "cmc", []string{"cross-code"}},
+	{"bpf-dispatcher-nosync", "lifetime", []string{"preempted-task"}},
 }
+
+// preempted reads the task a lifetime finding names as preempted: its id,
+// CPU and the seq of the switch.
+var preempted = regexp.MustCompile(`task (\d+) \(cpu(\d+), switched out \(preempted\) at seq (\d+)`)
 
 // TestStoryCauses: the story of each catalog finding names, across CPUs,
 // the store that produced what the failing context loaded (the other
@@ -178,12 +186,29 @@ func TestStoryCauses(t *testing.T) {
 			}
 			cs := claims(f)
 			for _, k := range c.kinds {
-				if !slices.ContainsFunc(cs, func(cl causeClaim) bool { return claimIs(k, cl, f, res) }) {
+				ok := slices.ContainsFunc(cs, func(cl causeClaim) bool { return claimIs(k, cl, f, res) })
+				if k == "preempted-task" {
+					ok = namesPreempted(f)
+				}
+				if !ok {
 					t.Errorf("the %s finding's story names no %s cause:\n%s", c.analyzer, k, strings.Join(f.Story, "\n"))
 				}
 			}
 		})
 	}
+}
+
+// namesPreempted reports whether f's story tells the switch that took the
+// task its message names as preempted off its CPU.
+func namesPreempted(f *analyze.Finding) bool {
+	m := preempted.FindStringSubmatch(f.Message)
+	if m == nil {
+		return false
+	}
+	head := fmt.Sprintf("seq %s cpu%s task %s ", m[3], m[2], m[1])
+	return slices.ContainsFunc(f.Story, func(l string) bool {
+		return strings.HasPrefix(l, head) && strings.Contains(l, "switches task "+m[1]+" -> ") && strings.Contains(l, "[task "+m[1]+" switched out")
+	})
 }
 
 func claimIs(kind string, c causeClaim, f *analyze.Finding, res *analyze.Result) bool {
