@@ -43,8 +43,12 @@ type Finding struct {
 	Symbol   string   `json:"symbol"`
 	Message  string   `json:"message"`
 	Evidence []uint64 `json:"evidence"` // event sequence numbers
-	Story    []string `json:"story"`    // the interleaving around it, in order
-	Count    int      `json:"count"`    // occurrences folded into this finding (same analyzer, rule and place)
+	// Story is the interleaving around it and its causes (lines marked
+	// "[cause: ...]": the stores the failing context read, the writes of
+	// the code it ran, the switches that took a task away), in sequence
+	// order, then notes on what could not be told ("cause: ...").
+	Story []string `json:"story"`
+	Count int      `json:"count"` // occurrences folded into this finding (same analyzer, rule and place)
 	// Contexts lists every CPU and task ("cpu2 task 4") the folded
 	// occurrences happened on, the first's first, in first-seen order, so
 	// that a finding does not name one context for hits spread over
