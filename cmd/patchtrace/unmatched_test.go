@@ -44,17 +44,15 @@ func TestUnmatchedRules(t *testing.T) {
 		{
 			name: "must_call-window-never-opened",
 			edit: func(s string) string {
-				return strings.Replace(s, `handlers = ["lp_handler", "ftrace_list_caller"], from_marker = 1 },`,
-					`handlers = ["lp_handler", "ftrace_list_caller"], from_marker = 77 },`, 1)
+				return strings.Replace(s, `{ site = "lp_fn1", handlers = ["lp_handler", "ftrace_list_caller"], from_marker = 1,`,
+					`{ site = "lp_fn1", handlers = ["lp_handler", "ftrace_list_caller"], from_marker = 77,`, 1)
 			},
 			want: `contract.must_call 1 (site = "lp_fn1") never matched: its window never opened: no pt_marker(77, ...) ran`,
 		},
 		{
 			name: "must_call-site-never-passed",
 			edit: func(s string) string {
-				return strings.Replace(s, `{ site = "lp_fn2", handlers = ["lp_handler", "ftrace_list_caller"], from_marker = 1 },`,
-					`{ site = "lp_fn2", handlers = ["lp_handler", "ftrace_list_caller"], from_marker = 1 },
-	{ site = "patcher_main", handlers = ["lp_handler"], from_marker = 1 },`, 1)
+				return strings.Replace(s, "\n]\nreturn_slots", "\n\t{ site = \"patcher_main\", handlers = [\"lp_handler\"], from_marker = 1 },\n]\nreturn_slots", 1)
 			},
 			want: `contract.must_call 3 (site = "patcher_main") never matched`,
 		},
