@@ -29,6 +29,35 @@ type trapCheck struct {
 	// same place over the same bytes decodes nothing again.
 	bounds map[uint64]*boundSeen
 	code   []byte
+	// Branches: each CPU's last instruction, the seq of the last
+	// text-poke store to each code page and to each function (by its
+	// start), and boundary's answer for a branch target as of its
+	// function's last store.
+	last     []trapInsn
+	written  map[uint64]uint64
+	funcSeq  map[uint64]uint64
+	branchOK map[uint64]branchSeen
+}
+
+// trapInsn is a CPU's last instruction (ok: the next instruction row of the
+// same context follows it with nothing delivered or returned between).
+type trapInsn struct {
+	rip   uint64
+	seq   uint64
+	task  uint32
+	n     uint8
+	depth uint8
+	ok    bool
+}
+
+// branchSeen is boundary's answer for a branch target while the last
+// text-poke store to its function (starting at fn) was at seq.
+type branchSeen struct {
+	fn    uint64
+	seq   uint64
+	start uint64
+	insn  []byte
+	ok    bool
 }
 
 // boundSeen is boundary's answer for an address over code (the bytes of
@@ -57,18 +86,23 @@ const markerOopsIP = 0xffff
 
 func (*trapCheck) ID() string { return "trap" }
 func (*trapCheck) Doc() string {
-	return "An int3 or fault that no handler claimed (an oops, panic or BUG), or a handler that returned to a non-instruction boundary."
+	return "An int3 or fault that no handler claimed (an oops, panic or BUG), or a handler return or branch into the middle of an instruction of patched code."
 }
 func (a *trapCheck) Start(ctx *Context) error {
 	a.oopsIP = make([]uint64, len(ctx.St.CPUs))
 	a.lastTrap = make([]trapSeen, len(ctx.St.CPUs))
 	a.bounds = map[uint64]*boundSeen{}
+	a.last = make([]trapInsn, len(ctx.St.CPUs))
+	a.written = map[uint64]uint64{}
+	a.funcSeq = map[uint64]uint64{}
+	a.branchOK = map[uint64]branchSeen{}
 	return nil
 }
 
 func (*trapCheck) Needs() Needs {
-	return Needs{Kinds: []format.Kind{format.KindTrap, format.KindMarker, format.KindFault, format.KindIret},
-		Columns: []int{format.ColVector, format.ColErrCode, format.ColAddr, format.ColArg0, format.ColArg1, format.ColMsg, format.ColService, format.ColHandler}}
+	return Needs{Kinds: []format.Kind{format.KindTrap, format.KindMarker, format.KindFault, format.KindIret, format.KindInsn, format.KindWrite},
+		Columns: []int{format.ColVector, format.ColErrCode, format.ColAddr, format.ColArg0, format.ColArg1, format.ColMsg, format.ColService, format.ColHandler,
+			format.ColLen, format.ColSize, format.ColAlias}}
 }
 
 // boundary is boundary over the state's memory, cached.
@@ -92,7 +126,21 @@ func (a *trapCheck) boundary(st *replay.State, addr uint64) (uint64, []byte, boo
 
 func (a *trapCheck) Event(ctx *Context, r *format.Row) {
 	switch r.Kind {
+	case format.KindInsn:
+		a.branch(ctx, r)
+	case format.KindWrite:
+		if r.Alias {
+			end := r.Addr + uint64(max(r.Size, 1)) - 1
+			a.written[r.Addr>>12] = r.Seq
+			a.written[end>>12] = r.Seq
+			for _, addr := range [2]uint64{r.Addr, end} {
+				if sym, ok := ctx.St.Syms.At(addr); ok {
+					a.funcSeq[sym.Addr] = r.Seq
+				}
+			}
+		}
 	case format.KindTrap:
+		a.last[r.CPU].ok = false
 		a.lastTrap[r.CPU] = trapSeen{r.Vector, r.RIP, r.Seq, r.ErrCode, r.Addr}
 	case format.KindMarker:
 		if r.Args[0] == markerOopsIP {
@@ -141,6 +189,7 @@ func (a *trapCheck) Event(ctx *Context, r *format.Row) {
 		}
 		ctx.Report(f, fmt.Sprintf("fault|%#x", rip))
 	case format.KindIret:
+		a.last[r.CPU].ok = false
 		start, insn, ok := a.boundary(ctx.St, r.Handler)
 		if ok {
 			return
@@ -151,6 +200,45 @@ func (a *trapCheck) Event(ctx *Context, r *format.Row) {
 				ctx.Describe(r.RIP), ctx.Describe(r.Handler), len(insn), ctx.Describe(start), hexBytes(insn)),
 		}, fmt.Sprintf("iret|%#x", r.Handler))
 	}
+}
+
+// branch judges an instruction that another of its context's instructions
+// branched to (it does not follow the previous one, and no delivery or
+// IRETQ came between): its address must start an instruction of the code
+// as it is now, as an IRETQ's must. Only targets in pages text_poke has
+// written are decoded (code as built is the compiler's); a jump into the
+// middle of a patched instruction - a task that resumes a jump back into a
+// range an optprobe's jump now covers (optprobe-nowait) - runs the
+// instruction's tail bytes as code.
+func (a *trapCheck) branch(ctx *Context, r *format.Row) {
+	l := &a.last[r.CPU]
+	from := *l
+	*l = trapInsn{rip: r.RIP, seq: r.Seq, task: r.Task, n: r.Len, depth: r.Depth, ok: true}
+	if !from.ok || from.task != r.Task || from.depth != r.Depth || r.RIP == from.rip+uint64(from.n) {
+		return
+	}
+	if _, ok := a.written[r.RIP>>12]; !ok {
+		return
+	}
+	b, ok := a.branchOK[r.RIP]
+	if !ok || b.seq != a.funcSeq[b.fn] {
+		var fn uint64
+		if sym, found := ctx.St.Syms.At(r.RIP); found {
+			fn = sym.Addr
+		}
+		start, insn, good := boundary(ctx.St.Syms, ctx.St.Image, ctx.St.Mem, r.RIP)
+		b = branchSeen{fn: fn, seq: a.funcSeq[fn], start: start, insn: insn, ok: good}
+		a.branchOK[r.RIP] = b
+	}
+	if b.ok {
+		return
+	}
+	seq := b.seq
+	ctx.Report(Finding{
+		CPU: int(r.CPU), Task: r.Task, SeqFirst: from.seq, SeqLast: r.Seq, RIP: r.RIP, Evidence: []uint64{from.seq, r.Seq, seq},
+		Message: fmt.Sprintf("%s branched to %s, inside the %d-byte instruction at %s (%s) as the code is now (last rewritten at seq %d): the CPU runs the instruction's tail bytes as code",
+			ctx.Describe(from.rip), ctx.Describe(r.RIP), len(b.insn), ctx.Describe(b.start), hexBytes(b.insn), seq),
+	}, fmt.Sprintf("branch|%#x", r.RIP))
 }
 
 // Finish reports a run whose outcome is an oops, panic or BUG but whose

@@ -146,3 +146,48 @@ func TestTrapFindingNamesWhatTheFaultCarries(t *testing.T) {
 		})
 	}
 }
+
+// TestTrapBranchIntoInstruction: a branch (an instruction of a context
+// that does not follow its previous one, with no delivery or IRETQ
+// between) to the middle of an instruction of patched code is a finding;
+// to an instruction start, or after a delivery, or into a page no
+// text_poke wrote, it is not.
+func TestTrapBranchIntoInstruction(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		target  uint64 // offset in traced_fn
+		written bool   // the site was rewritten through the alias
+		trapped bool   // a delivery came between
+		finding bool
+	}{
+		{"into the new call's displacement", 1, true, false, true},
+		{"to the new call", 0, true, false, false},
+		{"to the instruction after it", 5, true, false, false},
+		{"after a delivery", 1, true, true, false},
+		{"into code as built", 1, false, false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFeed(t, "text-poke-bp", "trap")
+			c0, c1 := ctx{cpu: 0, task: 1}, ctx{cpu: 1, task: 2}
+			site := f.sym("traced_fn", 0)
+			f.insn(c0, f.sym("patcher_main", 0), "NOP", ltStackA)
+			if tc.written {
+				// nop5 -> call rel32 (e8 11 22 33 44), through the alias.
+				f.write(c0, f.sym("text_poke", 0), site, 4, 0x332211e8, true)
+				f.write(c0, f.sym("text_poke", 0), site+4, 1, 0x44, true)
+			}
+			f.insn(c1, f.sym("caller_main", 0), "JMP", ltStackB)
+			if tc.trapped {
+				f.trap(c1, f.sym("caller_main", 0), 0xec, f.sym("asm_sysvec_apic_timer_interrupt", 0), ltStackB-48)
+			}
+			f.insn(c1, site+tc.target, "NOP", ltStackB)
+			res := f.finish()
+			if got := len(res.Findings) > 0; got != tc.finding {
+				t.Fatalf("finding %v, want %v:\n%s", got, tc.finding, summary(res))
+			}
+			if tc.finding && !strings.Contains(res.Findings[0].Message, "branched to traced_fn+0x1, inside the 5-byte instruction at traced_fn (e8 11 22 33 44)") {
+				t.Errorf("message %q", res.Findings[0].Message)
+			}
+		})
+	}
+}
