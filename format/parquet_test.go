@@ -81,7 +81,7 @@ func TestExportParquetLargeBatches(t *testing.T) {
 	for i := range rows {
 		rows[i].Seq = uint64(i)
 	}
-	data := writeTrace(t, rows)
+	data := writeTrace(t, rows, WithBatchRows(1<<16)) // two batches, each more than a row group
 	r, err := NewReader(bytes.NewReader(data), int64(len(data)))
 	if err != nil {
 		t.Fatal(err)
