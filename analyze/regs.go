@@ -2,6 +2,7 @@ package analyze
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -78,11 +79,22 @@ type regPass struct {
 	known  uint32
 	// view is what the context last saw of each register; changed says
 	// which registers a row of the context changed, and at which row.
-	view       [format.NumRegs]uint64
-	changeSeq  [format.NumRegs]uint64
-	changeRIP  [format.NumRegs]uint64
-	changeKind [format.NumRegs]format.Kind
-	changed    uint32
+	view    [format.NumRegs]uint64
+	change  [format.NumRegs]regChange
+	changed uint32
+	row     format.Row // the insn row at the site, told in the story
+}
+
+// regChange is the row that last changed a register in a pass's context
+// (what the story tells of it).
+type regChange struct {
+	seq, rip, rsp, handler uint64
+	op                     uint16
+	kind                   format.Kind
+}
+
+func (c *regChange) row(k ctxKey) *format.Row {
+	return &format.Row{Seq: c.seq, Kind: c.kind, CPU: k.cpu, Task: k.task, Depth: k.depth, RIP: c.rip, RSP: c.rsp, Op: c.op, Handler: c.handler}
 }
 
 // maxRegPasses bounds the passes pending at once over all contexts (a
@@ -235,7 +247,7 @@ func (a *regsCheck) sitesAt(ctx *Context, k ctxKey, r *format.Row, rf *replay.Re
 			a.dropped++
 			continue
 		}
-		p := &regPass{site: i, seq: r.Seq, rsp: r.RSP, known: rf.Known}
+		p := &regPass{site: i, seq: r.Seq, rsp: r.RSP, known: rf.Known, row: *r}
 		p.before = rf.Vals
 		p.view = rf.Vals
 		a.passes[k] = append(a.passes[k], p)
@@ -251,7 +263,7 @@ func (a *regsCheck) see(p *regPass, r *format.Row) {
 		m &^= 1 << i
 		if v := r.Regs[i]; v != p.view[i] || p.known&(1<<i) == 0 {
 			p.view[i] = v
-			p.changeSeq[i], p.changeRIP[i], p.changeKind[i] = r.Seq, r.RIP, r.Kind
+			p.change[i] = regChange{seq: r.Seq, rip: r.RIP, rsp: r.RSP, handler: r.Handler, op: r.Op, kind: r.Kind}
 			p.changed |= 1 << i
 		}
 	}
@@ -278,6 +290,7 @@ func (a *regsCheck) judge(ctx *Context, k ctxKey, p *regPass, r *format.Row, rf 
 	var bad []string
 	var names []string
 	ev := []uint64{p.seq}
+	keep := []*format.Row{&p.row}
 	for _, i := range s.regs {
 		before, after := p.before[i], rf.Vals[i]
 		if before == after {
@@ -286,16 +299,20 @@ func (a *regsCheck) judge(ctx *Context, k ctxKey, p *regPass, r *format.Row, rf 
 		names = append(names, format.RegNames[i])
 		what := fmt.Sprintf("%s %#x -> %#x", format.RegNames[i], before, after)
 		if p.changed&(1<<i) != 0 {
-			by := ctx.Describe(p.changeRIP[i])
-			if line := ctx.St.Syms.Line(p.changeRIP[i]); line != "" {
+			c := &p.change[i]
+			by := ctx.Describe(c.rip)
+			if line := ctx.St.Syms.Line(c.rip); line != "" {
 				by += " (" + line + ")"
 			}
 			kind := "by"
-			if p.changeKind[i] == format.KindIret {
+			if c.kind == format.KindIret {
 				kind = "restored from the interrupt frame by the IRETQ at"
 			}
-			what += fmt.Sprintf(" (changed at seq %d %s %s)", p.changeSeq[i], kind, by)
-			ev = append(ev, p.changeSeq[i])
+			what += fmt.Sprintf(" (changed at seq %d %s %s)", c.seq, kind, by)
+			if !slices.Contains(ev, c.seq) {
+				ev = append(ev, c.seq)
+				keep = append(keep, c.row(k))
+			}
 		}
 		bad = append(bad, what)
 	}
@@ -303,13 +320,19 @@ func (a *regsCheck) judge(ctx *Context, k ctxKey, p *regPass, r *format.Row, rf 
 		return
 	}
 	ev = append(ev, r.Seq)
+	keep = append(keep, r)
 	sort.Slice(ev, func(i, j int) bool { return ev[i] < ev[j] })
 	ev = uniq(ev)
+	key := fmt.Sprintf("%d|%s", p.site, strings.Join(names, ","))
+	var story []string
+	if ctx.byKey[ctx.ids[ctx.cur]+"|"+key] == nil { // told once: repeats fold into the first
+		story = ctx.story.tellWith(ctx.St, int(k.cpu), ev, keep...)
+	}
 	ctx.Report(Finding{
-		CPU: int(k.cpu), Task: k.task, Context: keyName(k), SeqFirst: p.seq, SeqLast: r.Seq, RIP: s.start, Evidence: ev,
+		CPU: int(k.cpu), Task: k.task, Context: keyName(k), SeqFirst: p.seq, SeqLast: r.Seq, RIP: s.start, Evidence: ev, Story: story,
 		Message: fmt.Sprintf("pass through %s, %s (seq %d..%d), reached %s with %s: registers the compiler assumes the site preserves were clobbered",
 			ctx.Describe(s.start), s.name, p.seq, r.Seq, ctx.Describe(s.end), strings.Join(bad, ", ")),
-	}, fmt.Sprintf("%d|%s", p.site, strings.Join(names, ",")))
+	}, key)
 }
 
 func uniq(s []uint64) []uint64 {

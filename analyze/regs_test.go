@@ -301,7 +301,8 @@ func TestRegNamesTwin(t *testing.T) {
 // TestRegsCatalog: int3-selftest-kasan (the int3 selftest whose emulated
 // call goes into a KASAN-instrumented C function) is a regs finding at the
 // asm site naming the clobbered registers and the instructions that
-// changed them, with a story that shows the emulated call; its twin, whose
+// changed them, with a story that shows the emulated call and those
+// instructions; its twin, whose
 // call goes through a register-preserving thunk, is clean. (Both stay so
 // over seeds: the catalog's check and TestCleanRowsStayClean.)
 func TestRegsCatalog(t *testing.T) {
@@ -320,7 +321,10 @@ func TestRegsCatalog(t *testing.T) {
 		}
 	}
 	story := strings.Join(fd.Story, "\n")
-	for _, s := range []string{"hits int3 at int3_selftest_ip", "int3_magic"} {
+	// The pass's own int3, the IRETQ into the emulated callee and the
+	// instructions that changed the registers, told whatever the other
+	// CPUs did meanwhile.
+	for _, s := range []string{"executes int at int3_selftest_ip", "back to int3_magic", "executes shr at kasan_check_range", "executes mov at int3_selftest_ip+0x5"} {
 		if !strings.Contains(story, s) {
 			t.Errorf("story does not show %q:\n%s", s, story)
 		}
