@@ -21,6 +21,7 @@ type decodePage struct {
 	xgen    uint64 // Machine.xgen when pg was resolved
 	insts   [pageSize]*inst
 	live    [pageSize / 64]uint64 // bit o: insts[o] is non-nil
+	idx     int                   // in the CPU's dlist
 }
 
 // maxInstLen is the longest x86 instruction (SDM Vol. 2 §2.3.11).
@@ -181,9 +182,17 @@ func (c *CPU) decodePageSlow(vpn uint64) *decodePage {
 	}
 	dp := c.dmap[vpn]
 	if dp == nil || dp.pg != p {
+		old := dp
 		dp = &decodePage{vpn: vpn, pg: p, f: p.f, gen: p.f.codeGen}
 		p.f.decoded = true
 		c.dmap[vpn] = dp
+		if old != nil {
+			dp.idx = old.idx
+			c.dlist[dp.idx] = dp
+		} else {
+			dp.idx = len(c.dlist)
+			c.dlist = append(c.dlist, dp)
+		}
 	} else if dp.tail != nil {
 		// An executable mapping changed: the next page may be gone or
 		// no longer executable.
@@ -246,7 +255,7 @@ type sharedDecode struct {
 // serialize drops this CPU's decodes of bytes that changed since it last
 // serialized (they were only kept in the stale-fetch model).
 func (c *CPU) serialize(cause SerializeCause) {
-	for _, dp := range c.dmap {
+	for _, dp := range c.dlist {
 		if dp.changed() {
 			dp.reset(c)
 		}

@@ -86,6 +86,7 @@ type cpuState struct {
 
 	dc     [dcEntries]*decodePage // direct-mapped decode-page cache
 	dmap   map[uint64]*decodePage // all decode pages of this CPU
+	dlist  []*decodePage          // the same, as a list (serialize walks it)
 	dcxGen uint64                 // Machine.xgen the dc array was filled under
 
 	// attention is non-zero when the step loop must look at interrupts,
