@@ -2,6 +2,7 @@ package analyze
 
 import (
 	"fmt"
+	"math/bits"
 	"slices"
 	"sort"
 	"strings"
@@ -58,6 +59,11 @@ type regsCheck struct {
 	passes map[ctxKey][]*regPass
 	npass  int
 	isRet  []bool // by op index
+	// cache is passes[cacheKey] while cached (consecutive rows are mostly
+	// one context's); any change to passes clears cached.
+	cached   bool
+	cacheKey ctxKey
+	cache    []*regPass
 	// What could not be checked: passes dropped for maxRegPasses, passes
 	// with registers of unknown value.
 	dropped, unknown uint64
@@ -188,7 +194,7 @@ func (a *regsCheck) Event(ctx *Context, r *format.Row) {
 		return
 	}
 	k := ctxKey{cpu: r.CPU, task: r.Task, depth: r.Depth}
-	rf := &a.regs[r.CPU]
+	rf := &a.regs[r.CPU] // the CPU's registers before r (folded below, as replay.RegFile.Apply does)
 	switch r.Kind {
 	case format.KindInsn:
 		if a.watch.has(r.RIP) {
@@ -214,11 +220,20 @@ func (a *regsCheck) Event(ctx *Context, r *format.Row) {
 	// row's: it carries the interrupted context's depth, its deltas are
 	// the handler's stack pointer and flags.
 	if a.npass > 0 && r.RegMask != 0 && r.Kind != format.KindTrap {
-		for _, p := range a.passes[k] {
+		if !a.cached || a.cacheKey != k {
+			a.cached, a.cacheKey, a.cache = true, k, a.passes[k]
+		}
+		for _, p := range a.cache {
 			a.see(p, r)
 		}
 	}
-	rf.Apply(r)
+	if m := r.RegMask & (1<<format.NumRegs - 1); m != 0 {
+		rf.Known |= m
+		for ; m != 0; m &= m - 1 {
+			i := bits.TrailingZeros32(m)
+			rf.Vals[i] = r.Regs[i]
+		}
+	}
 }
 
 // sitesAt handles an insn row at a watched address: passes in context k
@@ -251,31 +266,21 @@ func (a *regsCheck) sitesAt(ctx *Context, k ctxKey, r *format.Row, rf *replay.Re
 		p.before = rf.Vals
 		p.view = rf.Vals
 		a.passes[k] = append(a.passes[k], p)
+		a.cached = false
 		a.npass++
 	}
 }
 
 // see records r's changes to p's registers, as p's context sees them.
 func (a *regsCheck) see(p *regPass, r *format.Row) {
-	m := r.RegMask & a.sites[p.site].mask
-	for m != 0 {
-		i := lowBit(m)
-		m &^= 1 << i
+	for m := r.RegMask & a.sites[p.site].mask; m != 0; m &= m - 1 {
+		i := bits.TrailingZeros32(m)
 		if v := r.Regs[i]; v != p.view[i] || p.known&(1<<i) == 0 {
 			p.view[i] = v
 			p.change[i] = regChange{seq: r.Seq, rip: r.RIP, rsp: r.RSP, handler: r.Handler, op: r.Op, kind: r.Kind}
 			p.changed |= 1 << i
 		}
 	}
-}
-
-func lowBit(m uint32) int {
-	for i := 0; i < 32; i++ {
-		if m&(1<<i) != 0 {
-			return i
-		}
-	}
-	return 32
 }
 
 // judge compares pass p's registers at its site's end (rf, before row r)
@@ -358,6 +363,7 @@ func (a *regsCheck) innermost(k ctxKey, i int, rsp uint64) *regPass {
 }
 
 func (a *regsCheck) remove(k ctxKey, p *regPass) {
+	a.cached = false
 	ps := a.passes[k]
 	for j := range ps {
 		if ps[j] == p {
@@ -378,6 +384,7 @@ func (a *regsCheck) drop(k ctxKey, rsp uint64) {
 	if len(ps) == 0 {
 		return
 	}
+	a.cached = false
 	keep := ps[:0]
 	for _, p := range ps {
 		if rsp != 0 && p.rsp >= rsp {
