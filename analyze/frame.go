@@ -254,6 +254,13 @@ func (a *frame) flushCopies(ctx *Context, c int, r *format.Row) {
 		}
 		a.noteCopy(ctx, p.f, &p.row)
 	}
+	// Keep the slice for the next stores (noteCopy keeps no row): a new
+	// one for every instruction's stores was most of what a schedule
+	// allocated in explore.
+	if a.copies[c] == nil {
+		clear(ps)
+		a.copies[c] = ps[:0]
+	}
 }
 
 // flush judges the stores into live frames that cpu c made before row r:

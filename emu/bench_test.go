@@ -103,8 +103,9 @@ func BenchmarkDecode(b *testing.B) {
 }
 
 // BenchmarkSetup measures per-run setup: SetupImage (the machine with the
-// slice loaded, per-CPU areas, boot stacks and params), nothing run. This
-// is what exploration and shrinking pay before each schedule.
+// slice loaded, per-CPU areas, boot stacks and params), nothing run, and
+// (/snapshot) a machine from a Snapshot of it, which is what exploration
+// and shrinking pay before each schedule.
 func BenchmarkSetup(b *testing.B) {
 	for _, id := range []string{"ftrace-int3-skip", "text-poke-bp", "bench-fentry"} {
 		b.Run(id, func(b *testing.B) {
@@ -120,6 +121,30 @@ func BenchmarkSetup(b *testing.B) {
 				}
 			}
 			// Setup time per run in microseconds.
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N), "µs/setup")
+		})
+		// From a snapshot of the set-up machine, as explore starts each
+		// schedule: memory shared copy on write.
+		b.Run(id+"/snapshot", func(b *testing.B) {
+			spec := loadBuiltin(b, id)
+			img, err := LoadImage(spec.ID, spec.ELF)
+			if err != nil {
+				b.Fatal(err)
+			}
+			m, _, err := SetupImage(spec, img, Options{Seed: 1})
+			if err != nil {
+				b.Fatal(err)
+			}
+			snap, err := m.Snapshot()
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := snap.Machine(nil); err != nil {
+					b.Fatal(err)
+				}
+			}
 			b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N), "µs/setup")
 		})
 	}

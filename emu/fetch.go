@@ -1,6 +1,10 @@
 package emu
 
-import "math/bits"
+import (
+	"math/bits"
+	"sync"
+	"sync/atomic"
+)
 
 func tz64(x uint64) int { return bits.TrailingZeros64(x) }
 
@@ -221,6 +225,15 @@ func (c *CPU) decodeAt(rip uint64) (*inst, bool, error) {
 	if s, ok := c.m.decodes[rip]; ok && int(s.n) == n && s.code == buf {
 		return s.in, true, nil
 	}
+	var key decodeKey
+	if c.m.memo != nil {
+		key = decodeKey{rip: rip, n: uint8(n), b: buf}
+		if v, ok := c.m.memo.m.Load(key); ok {
+			in := v.(*inst)
+			c.m.decodes[rip] = sharedDecode{in: in, code: buf, n: uint8(n)}
+			return in, true, nil
+		}
+	}
 	in, err := decodeInst(buf[:n], rip)
 	if err != nil {
 		if n < len(buf) && n < 15 {
@@ -241,7 +254,41 @@ func (c *CPU) decodeAt(rip uint64) (*inst, bool, error) {
 	}
 	in.special = in.native != 0 || in.watch
 	c.m.decodes[rip] = sharedDecode{in: in, code: buf, n: uint8(n)}
+	if c.m.memo != nil {
+		c.m.memo.store(key, in)
+	}
 	return in, true, nil
+}
+
+// decodeMemo holds the instructions decoded by the runs of one Snapshot,
+// by address and the bytes fetched there, for the runs after them: a run
+// from a snapshot decodes the slice's code again on every CPU (decode
+// caches belong to a machine), and in exploration's short shrinking runs
+// decoding was a fifth of the CPU. A decode is a function of the address,
+// the bytes and the snapshot's native services and watched addresses (the
+// annotations), and an inst is never changed once made, so runs, also
+// concurrent ones, share them; a changed byte is another key.
+type decodeMemo struct {
+	m sync.Map // decodeKey -> *inst
+	n atomic.Int64
+}
+
+// maxDecodeMemo bounds a memo's instructions (code rewritten at random
+// could otherwise make new keys run after run).
+const maxDecodeMemo = 1 << 16
+
+type decodeKey struct {
+	rip uint64
+	n   uint8 // bytes fetched (fewer than 15 before a page it may not fetch)
+	b   [15]byte
+}
+
+func (d *decodeMemo) store(k decodeKey, in *inst) {
+	if d.n.Load() < maxDecodeMemo {
+		if _, loaded := d.m.LoadOrStore(k, in); !loaded {
+			d.n.Add(1)
+		}
+	}
 }
 
 // sharedDecode is the machine's latest decode at an address: the bytes it

@@ -195,7 +195,7 @@ func (m *Machine) load() error {
 					ps = make([]page, last-vpn+1)
 				}
 				p := &ps[vpn-(last+1-uint64(len(ps)))]
-				*p = page{f: &zeroFrame, vpn: vpn, perm: s.Perm}
+				*p = page{f: &zeroFrame, vpn: vpn, perm: s.Perm, cow: true}
 				if s.Perm&PermX != 0 {
 					p.own()
 				}

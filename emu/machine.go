@@ -188,6 +188,7 @@ type Machine struct {
 	boot      []bootWrite
 	taskDepth map[uint32]uint8 // trap depth of each switched-out task
 	bootMaps  []bootMapping
+	memo      *decodeMemo // shared by the runs of a Snapshot; nil otherwise
 }
 
 // Config describes one run.

@@ -54,6 +54,10 @@ type page struct {
 	vpn   uint64
 	perm  Perm
 	alias bool // a text-poke alias: stores here are "through the alias"
+	// cow: f is shared and never written (zeroFrame, or a frame of the
+	// Snapshot this machine started from): the first store gives the
+	// page a copy of its own (own).
+	cow bool
 }
 
 // Memory is the machine's sparse virtual address space. It is shared by all
@@ -88,7 +92,7 @@ func (m *Memory) mapNew(addr uint64, n int, perm Perm) {
 	for i := range ps {
 		vpn := addr>>pageShift + uint64(i)
 		m.unmap(vpn)
-		ps[i] = page{f: &zeroFrame, vpn: vpn, perm: perm}
+		ps[i] = page{f: &zeroFrame, vpn: vpn, perm: perm, cow: true}
 		if perm&PermX != 0 {
 			ps[i].own()
 		}
@@ -97,12 +101,18 @@ func (m *Memory) mapNew(addr uint64, n int, perm Perm) {
 	m.gen++
 }
 
-// own gives p a frame of its own if it still reads zeroFrame, and returns
-// it. The new frame is all zeros like zeroFrame, and its codeGen is 0 like
-// zeroFrame's (which no store reaches).
+// own gives p a frame of its own if it still reads a shared one (cow), and
+// returns it. The new frame is a copy of the shared one, codeGen included:
+// all zeros with codeGen 0 for zeroFrame (which no store reaches), the
+// snapshot's bytes and generation for a snapshot's frame, so the run sees
+// exactly what a machine set up from scratch would.
 func (p *page) own() *frame {
-	if p.f == &zeroFrame {
-		p.f = new(frame)
+	if p.cow {
+		nf := new(frame)
+		if p.f != &zeroFrame {
+			*nf = *p.f
+		}
+		p.f, p.cow = nf, false
 	}
 	return p.f
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"slices"
+	"sync"
 
 	"github.com/patchtrace/patchtrace/analyze"
 	"github.com/patchtrace/patchtrace/emu"
@@ -26,7 +27,39 @@ type Machine struct {
 	// strategy's schedule hands over to a fair round robin (fairTail);
 	// fairTick is that round robin's clock.
 	fairAt, fairTick uint64
+
+	// snap is the machine set up once (on the first run), which every
+	// run starts from, copy on write (emu.Snapshot).
+	snapOnce sync.Once
+	snap     *emu.Snapshot
+	snapErr  error
 }
+
+// machine returns a machine ready to run, its events going to sink: a run
+// from the scenario's snapshot, taken on the first call.
+func (pm *Machine) machine(sink emu.Sink) (*emu.Machine, error) {
+	pm.snapOnce.Do(func() {
+		cfg := pm.cfg
+		// The snapshot's machine has a sink (which events a machine
+		// makes depends on it) but never runs.
+		cfg.Sink = discard{}
+		cfg.Inject = slices.Clone(cfg.Inject)
+		m, err := emu.New(pm.Img, cfg)
+		if err == nil {
+			pm.snap, err = m.Snapshot()
+		}
+		pm.snapErr = err
+	})
+	if pm.snapErr != nil {
+		return nil, pm.snapErr
+	}
+	return pm.snap.Machine(sink)
+}
+
+// discard is a sink that drops events.
+type discard struct{}
+
+func (discard) Event(*emu.Event) {}
 
 // NewMachine prepares spec (as returned by Prepare) for repeated runs.
 func NewMachine(spec *scenario.Spec) (*Machine, error) {
@@ -86,10 +119,7 @@ func (pm *Machine) Run(src emu.DecisionSource, ids []string) (*Outcome, error) {
 		return nil, err
 	}
 	t := &tap{rec: record.NewRecorder(j, pm.Img)}
-	cfg := pm.cfg
-	cfg.Sink = t
-	cfg.Inject = slices.Clone(cfg.Inject)
-	m, err := emu.New(pm.Img, cfg)
+	m, err := pm.machine(t)
 	if err != nil {
 		return nil, fmt.Errorf("scenario %s: %w", pm.Spec.ID, err)
 	}
