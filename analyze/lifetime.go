@@ -3,6 +3,9 @@ package analyze
 import (
 	"fmt"
 	"sort"
+	"strings"
+
+	"golang.org/x/arch/x86/x86asm"
 
 	"github.com/patchtrace/patchtrace/format"
 )
@@ -42,7 +45,15 @@ import (
 //     address at a itself resumes at an instruction start, which is what
 //     text_poke_bp's int3 protocol makes safe; a #BP frame's saved RIP is
 //     taken one byte back, at the int3, since its handler decides where
-//     it resumes). Linux's dynamic ftrace trampolines are freed only after
+//     it resumes). A poke that writes the rest of an instruction whose
+//     int3 the same CPU poked just before (text_poke_bp's second step)
+//     covers the instruction from the int3 on. An interrupted task whose
+//     straight-line path (fall-through and direct JMPs from its RIP, in
+//     the code as it is now) jumps strictly inside that range is a
+//     finding too: a kprobe's boost slot jumping back behind the probed
+//     instruction that an optprobe's jump now covers (Linux commit
+//     a30b85df7d59, "kprobes: Use synchronize_rcu_tasks() for optprobe
+//     with CONFIG_PREEMPT=y"). Linux's dynamic ftrace trampolines are freed only after
 //     synchronize_rcu_tasks() for this reason (commit 0598e4f08e3d,
 //     "ftrace: Add use of synchronize_rcu_tasks() with dynamic
 //     trampolines": a task can be preempted indefinitely on one).
@@ -150,6 +161,8 @@ type ltCPU struct {
 	lastSeq  uint64
 	lastRIP  uint64
 	lastOp   uint16
+	int3At   uint64 // where this CPU last text_poked a lone int3 (int3Set)
+	int3Set  bool
 	pending  []format.Row
 	ptrs     [ltPtrs]format.Row // the last loads of a value pointing into a stack (ring)
 	nptrs    int
@@ -167,6 +180,7 @@ type ltFree struct {
 	seq    uint64
 	svc    format.Service
 	addr   uint64
+	n      uint64 // text_poke: its length
 	caller uint64 // the call that reached the service
 	cpu    uint16
 	task   uint32
@@ -286,10 +300,21 @@ func (a *lifetime) Event(ctx *Context, r *format.Row) {
 			a.frees = append(a.frees[:0], ltFree{seq: r.Seq, svc: r.Service, addr: r.Args[0], caller: cp.lastRIP,
 				cpu: r.CPU, task: r.Task, depth: r.Depth, row: kept})
 		case format.Service(svcTextPoke):
-			if n := r.Args[2]; n > 1 && n <= 1<<16 {
+			n := r.Args[2]
+			var b [1]byte
+			if n == 1 && ctx.St.Mem.Read(r.Args[1], b[:]) && b[0] == 0xcc {
+				// text_poke_bp's first step: the int3 that guards the
+				// instruction whose rest the next poke writes.
+				cp.int3At, cp.int3Set = r.Args[0], true
+			}
+			lo := r.Args[0]
+			if cp.int3Set && lo == cp.int3At+1 {
+				lo = cp.int3At // the rest of the instruction the int3 starts
+			}
+			if hi := r.Args[0] + n; n > 0 && n <= 1<<16 && hi-lo > 1 {
 				kept := *r
 				kept.Handler = cp.lastRIP
-				a.resumeIn(ctx, r.Args[0], r.Args[0]+n, true, ltFree{seq: r.Seq, svc: r.Service, addr: r.Args[0], caller: cp.lastRIP,
+				a.resumeIn(ctx, lo, hi, true, ltFree{seq: r.Seq, svc: r.Service, addr: r.Args[0], n: n, caller: cp.lastRIP,
 					cpu: r.CPU, task: r.Task, depth: r.Depth, row: kept}, "rewrote")
 			}
 		}
@@ -695,18 +720,80 @@ func (a *lifetime) resumeIn(ctx *Context, lo, hi uint64, strict bool, f ltFree, 
 			if c.vector == 3 {
 				at-- // the int3 itself: its handler decides where the CPU resumes
 			}
-			if at < lo || at >= hi || (strict && at == lo) {
+			if at >= lo && at < hi && !(strict && at == lo) {
+				a.reportResume(ctx, s, c, lo, hi, f, verb, "")
 				continue
 			}
-			a.reportResume(ctx, s, c, lo, hi, f, verb)
+			if strict && c.vector >= 0 && c.vector != 3 {
+				// Where an interrupted task goes next without a
+				// decision of its own: a rewrite that lands its
+				// straight-line path inside the new bytes (a kprobe's
+				// boost slot jumping back behind the probed
+				// instruction) resumes it mid-instruction too.
+				if jmp, to, ok := a.pathInto(ctx, c.val, lo, hi); ok {
+					a.reportResume(ctx, s, c, lo, hi, f, verb,
+						fmt.Sprintf(", whose straight-line path jumps at %s to %s, inside the rewritten bytes", placeLine(ctx, jmp), ctx.Describe(to)))
+				}
+			}
 		}
 	}
 }
 
-func (a *lifetime) reportResume(ctx *Context, s *ltStack, c *ltCode, lo, hi uint64, f ltFree, verb string) {
+// pathMax bounds the instructions pathInto follows.
+const pathMax = 8
+
+// pathInto follows the straight-line code from rip in memory as it is now
+// (fall-through and direct JMPs, up to pathMax instructions, stopping at
+// any other transfer of control) and reports a JMP whose target lies
+// strictly inside [lo, hi), with the target.
+func (a *lifetime) pathInto(ctx *Context, rip, lo, hi uint64) (jmp, to uint64, ok bool) {
+	var buf [15]byte
+	for i := 0; i < pathMax; i++ {
+		if !ctx.St.Mem.Read(rip, buf[:]) {
+			return 0, 0, false
+		}
+		in, err := x86asm.Decode(buf[:], 64)
+		if err != nil || in.Len == 0 {
+			return 0, 0, false
+		}
+		next := rip + uint64(in.Len)
+		switch {
+		case in.Op == x86asm.JMP:
+			rel, direct := in.Args[0].(x86asm.Rel)
+			if !direct {
+				return 0, 0, false
+			}
+			next += uint64(int64(rel))
+			if next > lo && next < hi {
+				return rip, next, true
+			}
+		case transfersControl(in.Op):
+			return 0, 0, false
+		}
+		rip = next
+	}
+	return 0, 0, false
+}
+
+// transfersControl reports whether op may go anywhere but the next
+// instruction (a JMP is followed by pathInto itself).
+func transfersControl(op x86asm.Op) bool {
+	switch op {
+	case x86asm.CALL, x86asm.RET, x86asm.LRET, x86asm.IRET, x86asm.IRETD, x86asm.IRETQ, x86asm.INT, x86asm.INTO,
+		x86asm.UD1, x86asm.UD2, x86asm.HLT, x86asm.LOOP, x86asm.LOOPE, x86asm.LOOPNE, x86asm.SYSCALL, x86asm.SYSRET,
+		x86asm.LJMP, x86asm.LCALL:
+		return true
+	}
+	return strings.HasPrefix(op.String(), "J")
+}
+
+func (a *lifetime) reportResume(ctx *Context, s *ltStack, c *ltCode, lo, hi uint64, f ltFree, verb, path string) {
 	kind := fmt.Sprintf("a return address into it (pushed by a call at seq %d)", c.seq)
 	if c.vector >= 0 {
 		kind = fmt.Sprintf("the RIP a %s interrupted there (its frame pushed at seq %d)", format.VectorName(uint8(c.vector)), c.seq)
+	}
+	if path != "" {
+		kind = fmt.Sprintf("the RIP a %s interrupted (its frame pushed at seq %d)%s", format.VectorName(uint8(c.vector)), c.seq, path)
 	}
 	// The story tells the push (the call, or the delivery) and the
 	// switch that left the task there.
@@ -724,7 +811,7 @@ func (a *lifetime) reportResume(ctx *Context, s *ltStack, c *ltCode, lo, hi uint
 	}
 	what := fmt.Sprintf("%s(%#x)", f.svc, f.addr)
 	if f.svc == format.Service(svcTextPoke) {
-		what = fmt.Sprintf("text_poke(%s, %d bytes)", ctx.Describe(f.addr), hi-lo)
+		what = fmt.Sprintf("text_poke(%s, %d bytes)", ctx.Describe(f.addr), f.n)
 	}
 	ctx.Report(Finding{
 		CPU: int(f.cpu), Task: f.task, SeqFirst: c.seq, SeqLast: f.seq, RIP: f.caller, Evidence: evidence,

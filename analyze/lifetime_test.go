@@ -437,3 +437,52 @@ func TestLifetimeCatalog(t *testing.T) {
 		t.Errorf("text-poke-bp-desc: %s:\n%s", clean.Verdict, summary(clean))
 	}
 }
+
+// TestLifetimeResumePath: a task interrupted where its straight-line code
+// jumps into the instruction text_poke_bp is writing (a kprobe's boost
+// slot jumping back behind the probed instruction, as optprobe-nowait) is
+// a finding at the poke of the instruction's rest, which with the int3
+// poked just before covers it from the int3 on; a jump to the
+// instruction's first byte, or the same poke not preceded by the int3 (no
+// instruction known to start before it), is not.
+func TestLifetimeResumePath(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		toOff   uint64 // the slot's jmp target: site + toOff
+		int3    bool   // the int3 poke comes first
+		finding bool
+	}{
+		{"into the instruction", 1, true, true},
+		{"to its first byte", 0, true, false},
+		{"no int3 poke first", 1, false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFeed(t, "text-poke-bp", "lifetime")
+			c0, c1 := ctx{cpu: 0, task: 1}, ctx{cpu: 1, task: 3}
+			site := f.sym("traced_fn", 0)
+			slot := f.sym("patcher_main", 0x40) // scratch text: nop; jmp site+toOff
+			src := f.sym("patcher_main", 0x80)  // the int3 byte text_poke copies
+			rel := uint32(site + tc.toOff - (slot + 1 + 5))
+			f.write(c0, 0, slot, 1, 0x90, true)
+			f.write(c0, 0, slot+1, 1, 0xe9, true)
+			f.write(c0, 0, slot+2, 4, uint64(rel), true)
+			f.write(c0, 0, src, 1, 0xcc, true)
+			f.insn(c0, f.sym("patcher_main", 0), "NOP", ltStackA)
+			f.insn(c1, slot, "NOP", ltStackB)
+			f.trap(c1, slot, 0xec, f.sym("handler", 0), ltStackB-48) // interrupted at the slot
+			f.switchTo(ctx{cpu: 1, task: 3, depth: 1}, 4)
+			if tc.int3 {
+				f.service(c0, emu.SvcTextPoke, site, src, 1)
+			}
+			f.insn(c0, f.sym("patcher_main", 5), "CALL", ltStackA)
+			f.service(c0, emu.SvcTextPoke, site+1, src, 4)
+			res := f.finish()
+			if got := len(res.Findings) > 0; got != tc.finding {
+				t.Fatalf("finding %v, want %v:\n%s", got, tc.finding, summary(res))
+			}
+			if tc.finding && !strings.Contains(res.Findings[0].Message, "whose straight-line path jumps at patcher_main+0x41") {
+				t.Errorf("message %q", res.Findings[0].Message)
+			}
+		})
+	}
+}
