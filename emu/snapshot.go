@@ -73,6 +73,7 @@ func (s *Snapshot) Machine(sink Sink) (*Machine, error) {
 		c.tlb = [tlbEntries]tlbEntry{}
 		c.dc = [dcEntries]*decodePage{}
 		c.dmap = make(map[uint64]*decodePage)
+		c.dlist = nil
 		c.pend = nil
 		c.poke = nil
 		m.cpus[i] = c
