@@ -129,6 +129,7 @@ type causeTracker struct {
 	n        []int
 	vars     []string // the trace's percpu_var dictionary
 	text     []storeRec
+	perms    []format.Row // permission changes of pages (not the alias's), in order
 	switches map[uint32]*taskSwitches
 	lastInsn []uint64 // per CPU, the rip of its last instruction
 	caller   []uint64 // per CPU, the call that reached its last service
@@ -178,7 +179,7 @@ func newCauseTracker(st *replay.State) *causeTracker {
 
 // causeNeeds is what the cause tracker reads of the rows.
 var causeNeeds = Needs{
-	Kinds: []format.Kind{format.KindInsn, format.KindWrite, format.KindLoad, format.KindPercpuRead, format.KindService, format.KindSwitch, format.KindTrap},
+	Kinds: []format.Kind{format.KindInsn, format.KindWrite, format.KindLoad, format.KindPercpuRead, format.KindService, format.KindSwitch, format.KindTrap, format.KindPerm},
 	Columns: []int{format.ColLen, format.ColBytes, format.ColVector, format.ColAddr, format.ColSize, format.ColOld, format.ColNew, format.ColAlias, format.ColAliasAddr,
 		format.ColPercpuCPU, format.ColPercpuVar},
 }
@@ -269,7 +270,14 @@ func (t *causeTracker) add(st *replay.State, r *format.Row) {
 		s.hasW = t.writer(&t.w[c][i], r.Addr, r.Size)
 		t.n[c]++
 	case format.KindTrap:
-		t.push(c, step{seq: r.Seq, rip: r.RIP, task: r.Task, depth: r.Depth, kind: r.Kind, vector: r.Vector})
+		t.push(c, step{seq: r.Seq, rip: r.RIP, task: r.Task, depth: r.Depth, kind: r.Kind, vector: r.Vector, addr: r.Addr, hasW: r.HasAddr})
+	case format.KindPerm:
+		if !r.Alias {
+			if len(t.perms) == causeMaxText {
+				t.perms = append(t.perms[:0], t.perms[causeMaxText/2:]...)
+			}
+			t.perms = append(t.perms, *r)
+		}
 	case format.KindService:
 		t.caller[c] = t.lastInsn[c]
 	case format.KindSwitch:
@@ -344,6 +352,19 @@ func (t *causeTracker) textWriter(addr uint64, n uint8, seq uint64) (storeRec, b
 		}
 	}
 	return storeRec{}, false
+}
+
+// permWriter returns the last permission change of the page holding
+// addr before seq.
+func (t *causeTracker) permWriter(addr, seq uint64) (*format.Row, bool) {
+	vpn := addr >> 12
+	for i := len(t.perms) - 1; i >= 0; i-- {
+		p := &t.perms[i]
+		if p.Seq < seq && vpn >= p.Addr>>12 && vpn < p.Addr>>12+uint64(max(p.Size, 1)) {
+			return p, true
+		}
+	}
+	return nil, false
 }
 
 // codeWriter returns the store that wrote the bytes an instruction at
@@ -501,7 +522,7 @@ func (t *causeTracker) causesOf(st *replay.State, f *Finding, anchor uint64) (li
 			continue
 		}
 		add(w.seq, t.tellStore(st, w), fmt.Sprintf("[cause: read by cpu%d task %d at seq %d, %s]", c, s.task, s.seq, placeOf(st, s.rip)))
-		add(s.seq, t.tellLoad(st, c, s, w), "")
+		add(s.seq, t.tellLoad(st, c, s), storedBy(w))
 		causeSeqs = append(causeSeqs, w.seq)
 	}
 	if !t.loads {
@@ -547,6 +568,19 @@ func (t *causeTracker) causesOf(st *replay.State, f *Finding, anchor uint64) (li
 				add(out.seq, tellSwitch(st, out), fmt.Sprintf("[task %d switched out]", f.Task))
 				add(in.seq, tellSwitch(st, in), fmt.Sprintf("[task %d switched back in]", f.Task))
 			}
+		}
+	}
+	// Page faults: the permission change that left the page as the
+	// fault found it (a free that unmapped it, a protect), whoever made
+	// it.
+	nPerm := 0
+	for _, s := range win {
+		if s.kind != format.KindTrap || s.vector != 14 || !s.hasW || nPerm >= maxTextCauses {
+			continue
+		}
+		if p, ok := t.permWriter(s.addr, s.seq); ok && !(p.CPU == uint16(c) && p.Task == s.task && p.Seq >= from) {
+			nPerm++
+			add(p.Seq, tellRow(st, p), fmt.Sprintf("[cause: cpu%d task %d faulted on this page at seq %d, address %#x]", c, s.task, s.seq, s.addr))
 		}
 	}
 	// Other tasks switched out within the finding's span (its first to
@@ -629,14 +663,18 @@ func (t *causeTracker) tellStore(st *replay.State, w *storeRec) string {
 	return fmt.Sprintf("%s: %s stores %s at %s (%d bytes, was %s)", head, placeOf(st, w.rip), d(w.val), t.memName(st, w.addr, w.percpuVar, w.percpuCPU), w.size, d(w.old))
 }
 
-// tellLoad tells a load with the store it read from.
-func (t *causeTracker) tellLoad(st *replay.State, c int, s *step, w *storeRec) string {
-	by := fmt.Sprintf("stored at seq %d by cpu%d task %d", w.seq, w.cpu, w.task)
+// tellLoad tells a load.
+func (t *causeTracker) tellLoad(st *replay.State, c int, s *step) string {
+	return fmt.Sprintf("%s: %s reads %s = %s (%d bytes)", ctxHead(s.seq, uint16(c), s.task, s.depth), placeOf(st, s.rip),
+		t.memName(st, s.addr, s.percpuVar, s.percpuCPU), st.Syms.Describe(s.val), s.size)
+}
+
+// storedBy is the note a load's line gets: the store it read from.
+func storedBy(w *storeRec) string {
 	if w.size == 0 {
-		by = fmt.Sprintf("stored at seq %d", w.seq)
+		return fmt.Sprintf("[stored at seq %d]", w.seq)
 	}
-	return fmt.Sprintf("%s: %s reads %s = %s (%d bytes), %s", ctxHead(s.seq, uint16(c), s.task, s.depth), placeOf(st, s.rip),
-		t.memName(st, s.addr, s.percpuVar, s.percpuCPU), st.Syms.Describe(s.val), s.size, by)
+	return fmt.Sprintf("[stored at seq %d by cpu%d task %d]", w.seq, w.cpu, w.task)
 }
 
 func tellSwitch(st *replay.State, sw switchRec) string {

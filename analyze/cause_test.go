@@ -23,11 +23,14 @@ type causeClaim struct {
 	w, at     uint64
 	wcpu, cpu int
 	insn      bool
-	stale     bool // insn: it says the CPU ran a stale decode
+	stale     bool   // insn: it says the CPU ran a stale decode
+	perm      bool   // the event is a page fault, w the permission change of its page
+	addr      uint64 // perm: the fault address
 	line      string
 }
 
 var (
+	permCause = regexp.MustCompile(`^seq (\d+) cpu(\d+) task \d+: .*\[cause: cpu(\d+) task \d+ faulted on this page at seq (\d+), address (0x[0-9a-f]+)\]`)
 	loadCause = regexp.MustCompile(`^seq (\d+) cpu(\d+) task \d+.*\[cause: read by cpu(\d+) task \d+ at seq (\d+), `)
 	codeCause = regexp.MustCompile(`^seq (\d+) cpu(\d+) task \d+.*\[cause: cpu(\d+) task \d+ (executed these bytes|ran a stale decode instead of these bytes) at seq (\d+), `)
 )
@@ -36,6 +39,15 @@ var (
 func claims(f *analyze.Finding) []causeClaim {
 	var out []causeClaim
 	for _, l := range f.Story {
+		if m := permCause.FindStringSubmatch(l); m != nil {
+			w, _ := strconv.ParseUint(m[1], 10, 64)
+			at, _ := strconv.ParseUint(m[4], 10, 64)
+			addr, _ := strconv.ParseUint(m[5], 0, 64)
+			wcpu, _ := strconv.Atoi(m[2])
+			cpu, _ := strconv.Atoi(m[3])
+			out = append(out, causeClaim{w: w, at: at, wcpu: wcpu, cpu: cpu, perm: true, addr: addr, line: l})
+			continue
+		}
 		for _, re := range []*regexp.Regexp{loadCause, codeCause} {
 			if m := re.FindStringSubmatch(l); m != nil {
 				w, _ := strconv.ParseUint(m[1], 10, 64)
@@ -78,11 +90,22 @@ func verifyClaims(t *testing.T, path string, cs []causeClaim) {
 		t.Fatal(err)
 	}
 	checked := 0
+	lastPerm := map[uint64][2]uint64{} // page -> seq, cpu of its last permission change
 	for row, err := range r.Events() {
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, c := range byAt[row.Seq] {
+			if c.perm {
+				p, ok := lastPerm[c.addr>>12]
+				if row.Kind != format.KindTrap || row.Vector != 14 || int(row.CPU) != c.cpu || row.Addr != c.addr {
+					t.Errorf("%s\n  seq %d is not a #PF at %#x on cpu%d", c.line, c.at, c.addr, c.cpu)
+				} else if !ok || p[0] != c.w || int(p[1]) != c.wcpu {
+					t.Errorf("%s\n  the last permission change of page %#x before seq %d is seq %d on cpu%d (found %v)", c.line, c.addr>>12<<12, c.at, p[0], p[1], ok)
+				}
+				checked++
+				continue
+			}
 			addr, size := row.Addr, row.Size
 			if c.insn {
 				addr, size = row.RIP, uint32(row.Len)
@@ -110,6 +133,11 @@ func verifyClaims(t *testing.T, path string, cs []causeClaim) {
 		}
 		e.Observe(row)
 		st.Apply(row)
+		if row.Kind == format.KindPerm && !row.Alias {
+			for pg := row.Addr >> 12; pg < row.Addr>>12+uint64(max(row.Size, 1)); pg++ {
+				lastPerm[pg] = [2]uint64{row.Seq, uint64(row.CPU)}
+			}
+		}
 	}
 	if checked != len(cs) {
 		t.Errorf("%d of %d claims checked (an event claimed is not in the trace)", checked, len(cs))
@@ -122,7 +150,9 @@ func verifyClaims(t *testing.T, path string, cs []causeClaim) {
 // bytes another CPU wrote; "evidence-load": a load whose store is the
 // finding's own evidence; "frame-store": a load whose store is the
 // frame finding's store; "preempted-task": the switch that took off its
-// CPU the task the finding's message names as preempted).
+// CPU the task the finding's message names as preempted; "free": the
+// permission change, by another CPU, of the page the failing context
+// faulted on).
 type storyCase struct {
 	id       string
 	analyzer string
@@ -139,6 +169,8 @@ var storyCases = []storyCase{
 	{"kretprobe-wrongframe", "return-slot", []string{"evidence-load"}},
 	{"bpf-dispatcher-nosync", "cmc", []string{"cross-code"}},
 	{"bpf-dispatcher-nosync", "lifetime", []string{"preempted-task"}},
+	{"text-poke-bp-desc-stack", "lifetime", []string{"cross-load"}},
+	{"tramp-free-nowait", "trap", []string{"free"}},
 }
 
 // preempted reads the task a lifetime finding names as preempted: its id,
@@ -213,6 +245,8 @@ func namesPreempted(f *analyze.Finding) bool {
 
 func claimIs(kind string, c causeClaim, f *analyze.Finding, res *analyze.Result) bool {
 	switch kind {
+	case "free":
+		return c.perm && c.cpu == f.CPU && c.wcpu != f.CPU
 	case "cross-load":
 		return !c.insn && c.cpu == f.CPU && c.wcpu != f.CPU
 	case "cross-code":

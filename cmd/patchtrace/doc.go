@@ -271,9 +271,10 @@
 //	file:line it was built from (the DWARF line table of the ELF the trace carries),
 //	a message, the evidence events and the cross-CPU story around it, with its
 //	causes marked [cause: ...]: the store (any CPU's) each value the failing context
-//	read came from, the text_poke that wrote the bytes it executed, the switches that
-//	took a task away (a trace recorded with --no-loads says the stores read are
-//	unknown). --format sarif writes SARIF 2.1.0 (one rule per analyzer; every result has a region: the
+//	read came from, the text_poke that wrote the bytes it executed, the free or
+//	protect of a page it faulted on, the switches that took a task away (a trace
+//	recorded with --no-loads says the stores read are unknown). --format sarif
+//	writes SARIF 2.1.0 (one rule per analyzer; every result has a region: the
 //	rip's file:line, else the symbol's line in the slice source, else the slice line
 //	of the built-in scenario's scenario.toml, else line 1 of the trace); --format
 //	junit writes per trace a testcase "run" (the whole pass) and one per analyzer,
