@@ -46,6 +46,10 @@ const (
 	maxTaskCauses   = 2    // loads from another task on the same CPU told
 	maxAwayTasks    = 2    // other tasks told switched out across the finding
 	maxTextCauses   = 3    // code writes told per finding
+	// causeMaxPages bounds the pages the last-store shadow covers (68 KiB
+	// each): past it the shadow starts over, and stories say that stores
+	// before then cannot be named. A slice's run writes tens of pages.
+	causeMaxPages = 1024
 )
 
 // storeRec is a store, as a cause is told.
@@ -122,6 +126,7 @@ func (ts *taskSwitches) trip(task uint32, hi uint64) (out, in switchRec) {
 
 type causeTracker struct {
 	shadow   map[uint64]*shadowPage
+	reset    uint64 // seq of the last store before the shadow last started over (0: never)
 	cacheVPN uint64
 	cacheP   *shadowPage
 	ring     [][causeRing]step
@@ -135,6 +140,7 @@ type causeTracker struct {
 	caller   []uint64 // per CPU, the call that reached its last service
 	loads    bool     // the trace records loads
 	pending  []pendingCause
+	curSeq   uint64 // the seq of the store being recorded
 }
 
 // pendingCause is a finding whose causes are told when its CPU's next
@@ -192,6 +198,12 @@ func (t *causeTracker) page(vpn uint64, create bool) *shadowPage {
 	if p == nil {
 		if !create {
 			return nil
+		}
+		if len(t.shadow) >= causeMaxPages {
+			// Forget every page, keeping the bound (a hostile stream
+			// writes everywhere; a run writes a few pages).
+			clear(t.shadow)
+			t.reset = t.curSeq
 		}
 		p = &shadowPage{}
 		t.shadow[vpn] = p
@@ -303,6 +315,7 @@ func (t *causeTracker) add(st *replay.State, r *format.Row) {
 // stores to code when text says r wrote code.
 func (t *causeTracker) noteWrite(r *format.Row, text bool) {
 	c := int(r.CPU)
+	t.curSeq = r.Seq
 	rec := storeRec{seq: r.Seq, rip: r.RIP, addr: r.Addr, val: r.New, old: r.Old, size: r.Size, task: r.Task, cpu: r.CPU,
 		depth: r.Depth, alias: r.Alias, aliasAddr: r.AliasAddr, percpuCPU: r.PercpuCPU, percpuVar: t.varIndex(r.PercpuVar)}
 	if r.Alias && c < len(t.caller) {
@@ -524,6 +537,9 @@ func (t *causeTracker) causesOf(st *replay.State, f *Finding, anchor uint64) (li
 		add(w.seq, t.tellStore(st, w), fmt.Sprintf("[cause: read by cpu%d task %d at seq %d, %s]", c, s.task, s.seq, placeOf(st, s.rip)))
 		add(s.seq, t.tellLoad(st, c, s), storedBy(w))
 		causeSeqs = append(causeSeqs, w.seq)
+	}
+	if t.reset != 0 && t.reset >= from-min(from, 1) {
+		notes = append(notes, fmt.Sprintf("cause: the record of the last store to each byte started over at seq %d (more than %d pages written): the stores read before it cannot be named", t.reset, causeMaxPages))
 	}
 	if !t.loads {
 		notes = append(notes, fmt.Sprintf("cause: loads not recorded (the trace was recorded with --no-loads): the stores %s read on its way here cannot be named", where))
