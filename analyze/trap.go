@@ -37,6 +37,7 @@ type trapCheck struct {
 	written  map[uint64]uint64
 	funcSeq  map[uint64]uint64
 	branchOK map[uint64]branchSeen
+	byteSeq  map[uint64]uint64 // code byte -> seq of its last text-poke store
 }
 
 // trapInsn is a CPU's last instruction (ok: the next instruction row of the
@@ -58,6 +59,7 @@ type branchSeen struct {
 	start uint64
 	insn  []byte
 	ok    bool
+	guard bool // start is a text_poke_bp guard whose pending instruction covers the target
 }
 
 // boundSeen is boundary's answer for an address over code (the bytes of
@@ -95,6 +97,7 @@ func (a *trapCheck) Start(ctx *Context) error {
 	a.last = make([]trapInsn, len(ctx.St.CPUs))
 	a.written = map[uint64]uint64{}
 	a.funcSeq = map[uint64]uint64{}
+	a.byteSeq = map[uint64]uint64{}
 	a.branchOK = map[uint64]branchSeen{}
 	return nil
 }
@@ -136,6 +139,11 @@ func (a *trapCheck) Event(ctx *Context, r *format.Row) {
 			for _, addr := range [2]uint64{r.Addr, end} {
 				if sym, ok := ctx.St.Syms.At(addr); ok {
 					a.funcSeq[sym.Addr] = r.Seq
+				}
+			}
+			for i := uint64(0); i < uint64(min(r.Size, 8)); i++ {
+				if byte(r.New>>(8*i)) != byte(r.Old>>(8*i)) {
+					a.byteSeq[r.Addr+i] = r.Seq
 				}
 			}
 		}
@@ -228,17 +236,68 @@ func (a *trapCheck) branch(ctx *Context, r *format.Row) {
 		}
 		start, insn, good := boundary(ctx.St.Syms, ctx.St.Image, ctx.St.Mem, r.RIP)
 		b = branchSeen{fn: fn, seq: a.funcSeq[fn], start: start, insn: insn, ok: good}
+		if good {
+			if g, ok := a.pendingGuard(ctx.St, r.RIP); ok {
+				b.start, b.ok, b.guard = g, false, true
+			}
+		}
 		a.branchOK[r.RIP] = b
 	}
 	if b.ok {
 		return
 	}
 	seq := b.seq
+	msg := fmt.Sprintf("%s branched to %s, inside the %d-byte instruction at %s (%s) as the code is now (last rewritten at seq %d): the CPU runs the instruction's tail bytes as code",
+		ctx.Describe(from.rip), ctx.Describe(r.RIP), len(b.insn), ctx.Describe(b.start), hexBytes(b.insn), seq)
+	if b.guard {
+		msg = fmt.Sprintf("%s branched to %s, into the bytes text_poke_bp() wrote after its int3 at %s (seq %d and %d): the target is inside the instruction being installed there, whose tail the CPU runs as code",
+			ctx.Describe(from.rip), ctx.Describe(r.RIP), ctx.Describe(b.start), a.byteSeq[b.start], a.byteSeq[r.RIP])
+	}
 	ctx.Report(Finding{
 		CPU: int(r.CPU), Task: r.Task, SeqFirst: from.seq, SeqLast: r.Seq, RIP: r.RIP, Evidence: []uint64{from.seq, r.Seq, seq},
-		Message: fmt.Sprintf("%s branched to %s, inside the %d-byte instruction at %s (%s) as the code is now (last rewritten at seq %d): the CPU runs the instruction's tail bytes as code",
-			ctx.Describe(from.rip), ctx.Describe(r.RIP), len(b.insn), ctx.Describe(b.start), hexBytes(b.insn), seq),
+		Message: msg,
 	}, fmt.Sprintf("branch|%#x", r.RIP))
+}
+
+// pendingGuard reports a text_poke_bp() guard that target lies in the
+// pending instruction of: an int3 the alias stored at g < target (g within
+// an instruction's length, no other guard between, target itself no
+// guard, and not the byte of the code as built there) that is still
+// there, with target's byte stored through the alias after it. The decode
+// reads a guard as the instruction it replaced, so a target right after
+// that (shorter) instruction looks like a boundary while the tail written
+// behind the guard belongs to the new one. (A kprobe's int3 over code as
+// built is followed by that code: not pending.)
+func (a *trapCheck) pendingGuard(st *replay.State, target uint64) (uint64, bool) {
+	var cur [1]byte
+	tSeq, ok := a.byteSeq[target]
+	if !ok {
+		return 0, false
+	}
+	if !st.Mem.Read(target, cur[:]) || cur[0] == 0xcc {
+		return 0, false
+	}
+	if st.Image != nil {
+		var built [1]byte
+		if st.Image.Read(target, built[:]) && built[0] == cur[0] {
+			return 0, false // the code as built there: what the guard stands for is followed by it
+		}
+	}
+	for g := target - 1; g+15 > target && g < target; g-- {
+		gSeq, ok := a.byteSeq[g]
+		if !ok {
+			continue
+		}
+		var b, orig [1]byte
+		if !st.Mem.Read(g, b[:]) || b[0] != 0xcc {
+			continue
+		}
+		if st.Image != nil && st.Image.Read(g, orig[:]) && orig[0] == 0xcc {
+			continue // an int3 of the code as built, no guard
+		}
+		return g, gSeq < tSeq
+	}
+	return 0, false
 }
 
 // Finish reports a run whose outcome is an oops, panic or BUG but whose

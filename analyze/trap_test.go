@@ -191,3 +191,51 @@ func TestTrapBranchIntoInstruction(t *testing.T) {
 		})
 	}
 }
+
+// TestTrapBranchBehindGuard: optprobe's probed_fn starts with a one-byte
+// push; while text_poke_bp() installs a 5-byte jump there, its int3 reads
+// as that push, so probed_fn+1 decodes as a boundary. A branch to it once
+// the jump's tail is written behind the int3 is a finding all the same;
+// with the original bytes behind the int3 (a kprobe), or once the jump is
+// complete (a plain mid-instruction finding), the message says which.
+func TestTrapBranchBehindGuard(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		tail  uint32 // bytes +1..+4 written behind the int3
+		first byte   // the first byte at the end (0xcc: still guarded)
+		want  string // "" no finding
+	}{
+		{"jump's tail behind the guard", 0x44332211, 0xcc, "into the bytes text_poke_bp() wrote after its int3 at probed_fn"},
+		{"original bytes behind a kprobe's int3", 0, 0xcc, ""},
+		{"jump complete", 0x44332211, 0xe9, "inside the 5-byte instruction at probed_fn (e9 11 22 33 44)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFeed(t, "optprobe", "trap")
+			c0, c1 := ctx{cpu: 0, task: 1}, ctx{cpu: 1, task: 2}
+			fn := f.sym("probed_fn", 0)
+			tail := tc.tail
+			if tail == 0 {
+				b := f.img.Bytes(fn+1, 4)
+				tail = uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
+			}
+			f.insn(c0, f.sym("patcher_main", 0), "NOP", ltStackA)
+			f.write(c0, f.sym("text_poke", 0), fn, 1, 0xcc, true)
+			f.write(c0, f.sym("text_poke", 0), fn+1, 4, uint64(tail), true)
+			if tc.first != 0xcc {
+				f.write(c0, f.sym("text_poke", 0), fn, 1, uint64(tc.first), true)
+			}
+			f.insn(c1, f.sym("kprobe_boost_slot", 1), "JMP", ltStackB)
+			f.insn(c1, fn+1, "NOP", ltStackB)
+			res := f.finish()
+			if tc.want == "" {
+				if len(res.Findings) > 0 {
+					t.Fatalf("unexpected findings:\n%s", summary(res))
+				}
+				return
+			}
+			if len(res.Findings) != 1 || !strings.Contains(res.Findings[0].Message, tc.want) {
+				t.Fatalf("want one finding saying %q, got:\n%s", tc.want, summary(res))
+			}
+		})
+	}
+}
