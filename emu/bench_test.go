@@ -62,8 +62,8 @@ func BenchmarkFentryLoop(b *testing.B) {
 }
 
 // BenchmarkDecode decodes every instruction of text-poke-bp's and
-// bench-fentry's code once per iteration (decode runs once per CPU and
-// address, on a decode-cache miss; see fetch.go).
+// bench-fentry's code once per iteration (decode runs on a decode-cache
+// miss no other CPU's decode of the same bytes serves; see fetch.go).
 func BenchmarkDecode(b *testing.B) {
 	var code [][]byte
 	for _, id := range []string{"text-poke-bp", "bench-fentry"} {

@@ -8,7 +8,7 @@ import (
 )
 
 // This file turns x86asm's decode of one instruction into the interpreter's
-// pre-decoded form (semantics), once per CPU and address: the instruction's
+// pre-decoded form (semantics), once per address and bytes: the instruction's
 // entry in isa (isa.go) names the op, and its form's decoder below reads
 // the operands. Everything that
 // can be settled from the bytes alone is settled here: which of our ops runs,

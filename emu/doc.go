@@ -8,8 +8,9 @@
 //   - 64-bit mode at CPL 0 with flat segments (gdt.go; SDM Vol. 3 §3.2.4,
 //     §5.2.1); the general-purpose registers, RFLAGS (flags computed
 //     eagerly and checked against the host CPU, flags.go) and GS base.
-//   - The integer instruction set the slices use, decoded once per CPU and
-//     address with golang.org/x/arch/x86/x86asm (decode*.go) and executed
+//   - The integer instruction set the slices use, decoded once per address
+//     and bytes (the machine's CPUs share decodes, each keeps its own
+//     decode cache) with golang.org/x/arch/x86/x86asm (decode*.go) and executed
 //     by family (exec_*.go). Each behaviour cites its SDM Vol. 2 entry and
 //     is differential-tested against the host CPU (internal/hostexec,
 //     hostdiff_isa_test.go, the goldens in testdata/insn).

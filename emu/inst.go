@@ -2,7 +2,8 @@ package emu
 
 import "golang.org/x/arch/x86/x86asm"
 
-// inst is one decoded instruction, cached per CPU per address. The machine
+// inst is one decoded instruction, cached per CPU per address and shared
+// by the machine's CPUs (decodeAt). The machine
 // owns the header fields; the interpreter owns sem (see decode.go/exec*.go).
 // An inst is immutable once built and may be shared by CPUs that fetched the
 // same bytes at the same address.
