@@ -50,6 +50,8 @@ const (
 	// each): past it the shadow starts over, and stories say that stores
 	// before then cannot be named. A slice's run writes tens of pages.
 	causeMaxPages = 1024
+	causeXRing    = 16 // loads of another CPU's store kept per CPU
+	maxDeepCauses = 2  // causes of causes told per finding
 )
 
 // storeRec is a store, as a cause is told.
@@ -71,6 +73,12 @@ type storeRec struct {
 type shadowPage struct {
 	seq [1 << 12]uint64 // seq+1 of the last store to the byte (0: none)
 	rec [1 << 9]storeRec
+}
+
+// xload is a load of what another CPU stored, with that store.
+type xload struct {
+	s step
+	w storeRec
 }
 
 // step is an instruction, a load or a trap of one CPU (no pointers: the
@@ -131,6 +139,11 @@ type causeTracker struct {
 	cacheP   *shadowPage
 	ring     [][causeRing]step
 	w        [][causeRing]storeRec // for each load in ring, the store it read from
+	// x is, per CPU, its last loads of what another CPU stored (a ring
+	// of causeXRing, the newest at xn-1): what happened before its own
+	// stores, for a cause's cause.
+	x        [][causeXRing]xload
+	xn       []int
 	n        []int
 	vars     []string // the trace's percpu_var dictionary
 	text     []storeRec
@@ -178,7 +191,8 @@ func (t *causeTracker) flush(st *replay.State, cpu int) {
 
 func newCauseTracker(st *replay.State) *causeTracker {
 	cpus := len(st.CPUs)
-	return &causeTracker{shadow: map[uint64]*shadowPage{}, ring: make([][causeRing]step, cpus), w: make([][causeRing]storeRec, cpus), n: make([]int, cpus), vars: st.Meta.PercpuVars,
+	return &causeTracker{shadow: map[uint64]*shadowPage{}, ring: make([][causeRing]step, cpus), w: make([][causeRing]storeRec, cpus), n: make([]int, cpus),
+		x: make([][causeXRing]xload, cpus), xn: make([]int, cpus), vars: st.Meta.PercpuVars,
 		switches: map[uint32]*taskSwitches{}, lastInsn: make([]uint64, cpus), caller: make([]uint64, cpus),
 		loads: st.Meta.Loads}
 }
@@ -280,6 +294,10 @@ func (t *causeTracker) add(st *replay.State, r *format.Row) {
 		*s = step{seq: r.Seq, rip: r.RIP, addr: r.Addr, val: r.New, size: r.Size, task: r.Task, depth: r.Depth, kind: r.Kind,
 			percpuCPU: r.PercpuCPU, percpuVar: t.varIndex(r.PercpuVar)}
 		s.hasW = t.writer(&t.w[c][i], r.Addr, r.Size)
+		if w := &t.w[c][i]; s.hasW && w.cpu != uint16(c) && w.size != 0 {
+			t.x[c][t.xn[c]%causeXRing] = xload{*s, *w}
+			t.xn[c]++
+		}
 		t.n[c]++
 	case format.KindTrap:
 		t.push(c, step{seq: r.Seq, rip: r.RIP, task: r.Task, depth: r.Depth, kind: r.Kind, vector: r.Vector, addr: r.Addr, hasW: r.HasAddr})
@@ -365,6 +383,22 @@ func (t *causeTracker) textWriter(addr uint64, n uint8, seq uint64) (storeRec, b
 		}
 	}
 	return storeRec{}, false
+}
+
+// before returns the last load, by the context that made store w, of
+// what another CPU stored, before w (false: none kept).
+func (t *causeTracker) before(w *storeRec) (*xload, bool) {
+	c := int(w.cpu)
+	if c >= len(t.x) {
+		return nil, false
+	}
+	for k := 1; k <= min(t.xn[c], causeXRing); k++ {
+		x := &t.x[c][(t.xn[c]-k)%causeXRing]
+		if x.s.seq < w.seq && x.s.task == w.task {
+			return x, true
+		}
+	}
+	return nil, false
 }
 
 // permWriter returns the last permission change of the page holding
@@ -513,6 +547,7 @@ func (t *causeTracker) causesOf(st *replay.State, f *Finding, anchor uint64) (li
 	}
 	nLoads, nCross, nTask, nDirect := 0, 0, 0, 0
 	var causeSeqs []uint64
+	nDeep := 0
 	for k, s := range win {
 		if s.kind != format.KindLoad && s.kind != format.KindPercpuRead {
 			continue
@@ -537,6 +572,16 @@ func (t *causeTracker) causesOf(st *replay.State, f *Finding, anchor uint64) (li
 		add(w.seq, t.tellStore(st, w), fmt.Sprintf("[cause: read by cpu%d task %d at seq %d, %s]", c, s.task, s.seq, placeOf(st, s.rip)))
 		add(s.seq, t.tellLoad(st, c, s), storedBy(w))
 		causeSeqs = append(causeSeqs, w.seq)
+		if (cross || otherTask) && nDeep < maxDeepCauses {
+			// The cause's cause: what the storing context had read of
+			// another CPU's stores just before it stored (it happened
+			// before, and the store may have waited for it).
+			if x, ok := t.before(w); ok && !told[x.w.seq] {
+				nDeep++
+				add(x.w.seq, t.tellStore(st, &x.w), fmt.Sprintf("[cause: read by cpu%d task %d at seq %d, %s, before its store at seq %d]", w.cpu, x.s.task, x.s.seq, placeOf(st, x.s.rip), w.seq))
+				add(x.s.seq, t.tellLoad(st, int(w.cpu), &x.s), storedBy(&x.w))
+			}
+		}
 	}
 	if t.reset != 0 && t.reset >= from-min(from, 1) {
 		notes = append(notes, fmt.Sprintf("cause: the record of the last store to each byte started over at seq %d (more than %d pages written): the stores read before it cannot be named", t.reset, causeMaxPages))

@@ -35,6 +35,26 @@ var (
 	codeCause = regexp.MustCompile(`^seq (\d+) cpu(\d+) task \d+.*\[cause: cpu(\d+) task \d+ (executed these bytes|ran a stale decode instead of these bytes) at seq (\d+), `)
 )
 
+var beforeStore = regexp.MustCompile(`, before its store at seq (\d+)\]`)
+
+// checkDeep checks a story's causes of causes: each load said to come
+// before a store that caused the failure is on the storing CPU, before
+// that store, which the story names as a cause.
+func checkDeep(t *testing.T, f *analyze.Finding) {
+	t.Helper()
+	cs := claims(f)
+	for _, c := range cs {
+		m := beforeStore.FindStringSubmatch(c.line)
+		if m == nil {
+			continue
+		}
+		s, _ := strconv.ParseUint(m[1], 10, 64)
+		if c.at >= s || !slices.ContainsFunc(cs, func(o causeClaim) bool { return o.w == s && o.wcpu == c.cpu && !o.insn && !o.perm }) {
+			t.Errorf("%s\n  the load at seq %d on cpu%d is not before a store at seq %d the story names as cpu%d's cause", c.line, c.at, c.cpu, s, c.cpu)
+		}
+	}
+}
+
 // claims reads the causes a finding's story names.
 func claims(f *analyze.Finding) []causeClaim {
 	var out []causeClaim
@@ -152,7 +172,8 @@ func verifyClaims(t *testing.T, path string, cs []causeClaim) {
 // frame finding's store; "preempted-task": the switch that took off its
 // CPU the task the finding's message names as preempted; "free": the
 // permission change, by another CPU, of the page the failing context
-// faulted on).
+// faulted on; "deep": a cause's cause, the load the storing CPU made of
+// another CPU's store before its own).
 type storyCase struct {
 	id       string
 	analyzer string
@@ -160,7 +181,7 @@ type storyCase struct {
 }
 
 var storyCases = []storyCase{
-	{"ftrace-int3-skip", "missed-call", []string{"cross-load", "cross-code"}},
+	{"ftrace-int3-skip", "missed-call", []string{"cross-load", "cross-code", "deep"}},
 	{"text-poke-bp-early-clear", "trap", []string{"cross-load"}},
 	{"text-poke-bp-nosync", "cmc", []string{"cross-code"}},
 	{"int3-emulate-call-nogap", "frame", []string{"cross-load"}},
@@ -202,6 +223,7 @@ func TestStoryCauses(t *testing.T) {
 				var all []causeClaim
 				for _, f := range res.Findings {
 					all = append(all, claims(f)...)
+					checkDeep(t, f)
 				}
 				verifyClaims(t, path, all)
 				runs[c.id], paths[c.id] = res, path
@@ -245,6 +267,8 @@ func namesPreempted(f *analyze.Finding) bool {
 
 func claimIs(kind string, c causeClaim, f *analyze.Finding, res *analyze.Result) bool {
 	switch kind {
+	case "deep":
+		return beforeStore.MatchString(c.line) && c.cpu != f.CPU
 	case "free":
 		return c.perm && c.cpu == f.CPU && c.wcpu != f.CPU
 	case "cross-load":
