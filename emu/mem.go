@@ -332,8 +332,9 @@ func (c *CPU) write(addr uint64, size int, v uint64) bool {
 		c.pageFault(addr, AccessWrite, p != nil)
 		return false
 	}
-	if f := p.f; c.m.sink == nil && f != &zeroFrame {
-		// commitWrite without a sink, for a page with a frame of its own.
+	if f := p.f; c.m.sink == nil && !p.cow {
+		// commitWrite without a sink, for a page with a frame of its own
+		// (not a shared one: zeroFrame, or a snapshot's).
 		storeLE(f.data[off:], size, v)
 		f.stored(off, size)
 		return true
