@@ -12,8 +12,9 @@ import (
 // width, where the useful matches start at row boundaries and repeat at a
 // few distances (the period of a loop, the interleaving of CPUs). Its
 // match finder only looks at row starts, first at the three repeat offsets
-// and then in a hash table of the rows seen, and extends matches 8 bytes
-// at a time; that is several times faster than a general-purpose match
+// and then in a hash table of the rows seen (and, for a row that matches
+// nowhere, at the row's second byte: a row that differs from an earlier one
+// only in its low byte), and extends matches 8 bytes at a time; that is several times faster than a general-purpose match
 // finder on this data, for the same or a better ratio.
 //
 // Literals are Huffman-coded with klauspost/compress/huff0 (whose output is
@@ -229,7 +230,26 @@ func (z *zenc) block(dst, src []byte, start, end, width int, rep *[3]uint32, las
 		if ml < 64 && cs >= 0 && p-cs <= zencMaxWin && binary.LittleEndian.Uint64(src[cs:]) == v {
 			consider(p - cs)
 		}
-		if ml < zencMinMatch {
+		shifted := false
+		if ml < zencMinMatch && width >= 4 && p+8 < end {
+			// A row equal to an earlier one but in its low byte (a
+			// counter, a stack pointer or address moved by less than
+			// 256): a match from the next byte, at a repeat offset or
+			// the previous row.
+			for _, o32 := range [4]uint32{reps[0], reps[1], reps[2], uint32(width)} {
+				o := int(o32)
+				if o <= p && o <= zencMaxWin && aligned(o) && (binary.LittleEndian.Uint64(src[p-o:])^v)>>8 == 0 {
+					if l := 7 + matchLen(src, p+8, p+8-o, end); l > ml {
+						off, ml = o, l
+					}
+				}
+			}
+			if ml >= 7 {
+				p++ // the low byte is a literal
+				shifted = true
+			}
+		}
+		if ml < zencMinMatch && !shifted {
 			misses++
 			p += width * (1 + misses>>6) // skip faster through data without matches
 			continue
