@@ -172,7 +172,8 @@ func verifyClaims(t *testing.T, path string, cs []causeClaim) {
 // frame finding's store; "preempted-task": the switch that took off its
 // CPU the task the finding's message names as preempted; "free": the
 // permission change, by another CPU, of the page the failing context
-// faulted on; "deep": a cause's cause, the load the storing CPU made of
+// faulted on; "trip": the switches that took the finding's task off its
+// CPU and back while a cause happened; "deep": a cause's cause, the load the storing CPU made of
 // another CPU's store before its own).
 type storyCase struct {
 	id       string
@@ -181,7 +182,7 @@ type storyCase struct {
 }
 
 var storyCases = []storyCase{
-	{"ftrace-int3-skip", "missed-call", []string{"cross-load", "cross-code", "deep"}},
+	{"ftrace-int3-skip", "missed-call", []string{"cross-load", "cross-code", "deep", "trip"}},
 	{"text-poke-bp-early-clear", "trap", []string{"cross-load"}},
 	{"text-poke-bp-nosync", "cmc", []string{"cross-code"}},
 	{"int3-emulate-call-nogap", "frame", []string{"cross-load"}},
@@ -241,8 +242,11 @@ func TestStoryCauses(t *testing.T) {
 			cs := claims(f)
 			for _, k := range c.kinds {
 				ok := slices.ContainsFunc(cs, func(cl causeClaim) bool { return claimIs(k, cl, f, res) })
-				if k == "preempted-task" {
+				switch k {
+				case "preempted-task":
 					ok = namesPreempted(f)
+				case "trip":
+					ok = checkTrip(t, path, f, cs)
 				}
 				if !ok {
 					t.Errorf("the %s finding's story names no %s cause:\n%s", c.analyzer, k, strings.Join(f.Story, "\n"))
@@ -250,6 +254,52 @@ func TestStoryCauses(t *testing.T) {
 			}
 		})
 	}
+}
+
+var (
+	tripOut = regexp.MustCompile(`^seq (\d+) cpu\d+ task \d+.* switches task (\d+) -> \d+.*\[task (\d+) switched out\]`)
+	tripIn  = regexp.MustCompile(`^seq (\d+) cpu\d+ task \d+.* switches task \d+ -> (\d+).*\[task (\d+) switched back in\]`)
+)
+
+// checkTrip reports whether f's story tells its task's trip off the CPU
+// (a switch out, then in) during which a cause it names happened, and
+// checks the trip against the trace: the switch out took the task off,
+// the switch in is the first that brought it back.
+func checkTrip(t *testing.T, path string, f *analyze.Finding, cs []causeClaim) bool {
+	t.Helper()
+	var out, in uint64
+	for _, l := range f.Story {
+		if m := tripOut.FindStringSubmatch(l); m != nil && m[2] == m[3] && m[3] == strconv.Itoa(int(f.Task)) {
+			out, _ = strconv.ParseUint(m[1], 10, 64)
+		}
+		if m := tripIn.FindStringSubmatch(l); m != nil && m[2] == m[3] && m[3] == strconv.Itoa(int(f.Task)) {
+			in, _ = strconv.ParseUint(m[1], 10, 64)
+		}
+	}
+	if out == 0 || in <= out || !slices.ContainsFunc(cs, func(c causeClaim) bool { return c.w > out && c.w < in }) {
+		return false
+	}
+	r, err := format.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	back := uint64(0)
+	for row, err := range r.Scan(format.Projection{Kinds: []format.Kind{format.KindSwitch}, Columns: []int{format.ColOld, format.ColNew}}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if row.Seq == out && uint32(row.Old) != f.Task {
+			t.Errorf("seq %d does not switch task %d out", out, f.Task)
+		}
+		if row.Seq > out && uint32(row.New) == f.Task && back == 0 {
+			back = row.Seq
+		}
+	}
+	if back != in {
+		t.Errorf("task %d came back at seq %d after its switch out at seq %d, the story says %d", f.Task, back, out, in)
+	}
+	return true
 }
 
 // namesPreempted reports whether f's story tells the switch that took the
