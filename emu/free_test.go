@@ -113,3 +113,41 @@ func TestModuleFree(t *testing.T) {
 		}
 	})
 }
+
+// TestFreeShootsDownTLBs: a CPU that used a page before it was freed
+// faults on it afterwards, like the kernel's CPUs after vfree's TLB flush:
+// the free drops the translation from every CPU's TLB (a TLB hit does not
+// revalidate it). Reads are made right after the free, with no other access
+// between that could evict the entry by chance.
+func TestFreeShootsDownTLBs(t *testing.T) {
+	m, err := New(freeImage(t, "vfree", []byte{0x48, 0x89, 0xc7}), Config{CPUs: 2, Sink: &recorder{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := m.cpus[0] // runs the code; cpu1 only reads (its TLB keeps what it read: it fetches nothing)
+	c.booted = true
+	for i := 0; i < 12 && c.RIP != testText+16; i++ { // through the store to the allocation
+		step(m)
+	}
+	if c.RIP != testText+16 {
+		t.Fatalf("rip %#x, want pt_start+16 (after the store)", c.RIP)
+	}
+	for _, o := range m.cpus { // both CPUs have the page in their TLB
+		if _, ok := o.read(moduleBase, 8); !ok {
+			t.Fatalf("cpu%d: read of the live allocation faulted", o.ID)
+		}
+	}
+	for i := 0; i < 4 && c.RIP != testText+24; i++ { // the argument, the call, the free, its return
+		step(m)
+	}
+	if c.RIP != testText+24 {
+		t.Fatalf("rip %#x, want pt_start+24 (after the free)", c.RIP)
+	}
+	for _, o := range m.cpus {
+		o.exit = exitNone
+		if v, ok := o.read(moduleBase, 8); ok {
+			t.Errorf("cpu%d read %#x from the freed page through its TLB, want a not-present #PF", o.ID, v)
+		}
+		o.exit = exitNone
+	}
+}

@@ -195,6 +195,22 @@ func (c *CPU) lookup(vpn uint64) *page {
 	return c.lookupSlow(vpn)
 }
 
+// shootdown drops vpn's translation from every CPU's TLB: the machine's
+// part of a TLB shootdown after an unmap or remap (the kernel's
+// flush_tlb_kernel_range() in vfree/module_memfree, text_poke's flush of
+// its temporary mapping). Without it a CPU that had used the page would
+// keep reaching the old mapping through its TLB, where the kernel's CPUs
+// fault (SDM Vol. 3 §4.10.4: software must invalidate TLB entries of
+// translations it changes). A TLB hit does not check Memory.gen, so
+// every runtime unmap and remap must come through here.
+func (m *Machine) shootdown(vpn uint64) {
+	for _, c := range m.cpus {
+		if e := &c.tlb[vpn%tlbEntries]; e.tag == vpn+1 {
+			*e = tlbEntry{}
+		}
+	}
+}
+
 // lookupSlow is kept out of line so that lookup, its hit, inlines into
 // every access.
 //

@@ -217,6 +217,7 @@ func (m *Machine) textPokeMap(c *CPU, addr, src, n uint64) ([]byte, bool) {
 	}
 	for vpn := first; vpn <= last; vpn++ {
 		av := aliasBase>>pageShift + (vpn - first)
+		m.shootdown(av)
 		m.mem.mapFrame(av, m.mem.page(vpn).own(), PermRW, true)
 		m.aliasTo[vpn-first] = vpn << pageShift
 		m.permEvent(c, av<<pageShift, 0, PermRW, SvcTextPoke, true, vpn<<pageShift)
@@ -240,6 +241,7 @@ func (m *Machine) textPokeUnmap(c *CPU, addr, n uint64) {
 	for vpn := first; vpn <= last; vpn++ {
 		av := aliasBase>>pageShift + (vpn - first)
 		m.mem.unmap(av)
+		m.shootdown(av)
 		m.permEvent(c, av<<pageShift, PermRW, 0, SvcTextPoke, true, vpn<<pageShift)
 	}
 }
@@ -396,6 +398,7 @@ func (m *Machine) moduleFree(c *CPU, sv ServiceID, addr uint64) bool {
 			m.xgen++ // executable mappings changed: decode caches re-resolve
 		}
 		m.mem.unmap(vpn)
+		m.shootdown(vpn)
 		m.permEvent(c, vpn<<pageShift, old, 0, sv, false, 0)
 	}
 	return true
