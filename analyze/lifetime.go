@@ -101,6 +101,7 @@ type lifetime struct {
 	// What a bound made the analyzer forget (hostile streams only):
 	// stacks evicted, resume addresses not kept, freed ranges dropped.
 	lostStacks, lostCodes, lostFreed uint64
+	nended                           int // pointers in the CPUs' rings whose frame instance has ended
 }
 
 // Bounds for hostile streams (real runs have a few dozen stacks, call
@@ -129,6 +130,7 @@ type ltStack struct {
 	dead     []ltSeg  // parts of [lo, cur), by address, with when each died
 	codes    []ltCode // live resume addresses on it, by address
 	used     uint64   // clock of the last use (eviction)
+	nwatch   int      // pointers in the CPUs' rings into it
 }
 
 type ltSeg struct {
@@ -164,8 +166,20 @@ type ltCPU struct {
 	int3At   uint64 // where this CPU last text_poked a lone int3 (int3Set)
 	int3Set  bool
 	pending  []format.Row
-	ptrs     [ltPtrs]format.Row // the last loads of a value pointing into a stack (ring)
+	ptrs     [ltPtrs]ltPtr // the last loads of a value pointing into a stack (ring)
 	nptrs    int
+}
+
+// ltPtr is a pointer into a stack that a context loaded from memory that
+// is no stack, with the fate of the frame instance it pointed into.
+type ltPtr struct {
+	row    format.Row // the load
+	stk    *ltStack   // the stack its value points into (nil: forgotten)
+	hi     uint64     // the object's bound: the next return address above it on the stack, or ltPtrSpan
+	ended  bool       // the owner's RSP rose above the value since the load (or before it)
+	end    ltSeg      // the rise that ended that frame instance
+	reused bool       // when ended: the owner's RSP went below the value again since (a new frame instance)
+	reuse  ltSeg      // the row at which it did
 }
 
 // ltPtrs is how many stack pointers a CPU loaded the analyzer remembers,
@@ -260,9 +274,10 @@ func (a *lifetime) Event(ctx *Context, r *format.Row) {
 		// A pointer into a stack read from memory that is no stack (a
 		// descriptor's address published in a global, not a spill
 		// reloaded or a register an entry restores).
-		if r.Size == 8 && a.find(r.New) != nil && a.find(r.Addr) == nil {
-			cp.ptrs[cp.nptrs%ltPtrs] = *r
-			cp.nptrs++
+		if r.Size == 8 && a.find(r.Addr) == nil {
+			if s := a.find(r.New); s != nil {
+				a.notePointer(cp, r, s)
+			}
 		}
 	case format.KindTrap:
 		s := a.move(cp, r, r.RSP, ltSeg{seq: r.Seq, rip: r.RIP, kind: format.KindTrap})
@@ -292,6 +307,7 @@ func (a *lifetime) Event(ctx *Context, r *format.Row) {
 	case format.KindIret:
 		a.move(cp, r, r.RSP, ltSeg{seq: r.Seq, rip: r.RIP, kind: format.KindIret, to: r.Handler})
 		a.endDeliveries(r)
+		a.endHandlerPointers(cp, r)
 	case format.KindService:
 		switch r.Service {
 		case format.Service(svcVfree), format.Service(svcModuleFree):
@@ -369,7 +385,11 @@ func (a *lifetime) move(cp *ltCPU, r *format.Row, sp uint64, seg ltSeg) *ltStack
 	}
 	s.used = a.clock
 	seg.cpu, seg.task, seg.depth = r.CPU, r.Task, r.Depth
+	old := s.cur
 	s.setRSP(sp, seg)
+	if s.nwatch > 0 && sp != old {
+		a.scopes(s, old, sp, seg)
+	}
 	s.cpu, s.task, s.depth = r.CPU, r.Task, r.Depth
 	cp.stk = s
 	return s
@@ -418,6 +438,11 @@ func (a *lifetime) newStack(r *format.Row, sp uint64) *ltStack {
 			}
 			if a.cpus[i].startStk == gone {
 				a.cpus[i].startStk = nil
+			}
+			for j := range a.cpus[i].ptrs {
+				if a.cpus[i].ptrs[j].stk == gone {
+					a.dropPointer(&a.cpus[i].ptrs[j])
+				}
 			}
 		}
 	}
@@ -529,7 +554,7 @@ func (a *lifetime) dead(r *format.Row, addr, n uint64) (*ltStack, *ltSeg) {
 // CPU's next row: a delivery's pushes are not).
 func (a *lifetime) judgeable(r *format.Row, addr, n uint64) bool {
 	s, _ := a.dead(r, addr, n)
-	return s != nil || a.freedAt(addr, n) != nil
+	return s != nil || a.stale(r, addr, n) != nil || a.freedAt(addr, n) != nil
 }
 
 // flush judges the stores cp held; those inside the frame a trap row r
@@ -551,6 +576,10 @@ func (a *lifetime) flush(ctx *Context, cp *ltCPU, r *format.Row) {
 func (a *lifetime) judge(ctx *Context, r *format.Row, addr, n uint64, what string) {
 	if s, d := a.dead(r, addr, n); s != nil {
 		a.reportDead(ctx, r, addr, what, s, d)
+		return
+	}
+	if p := a.stale(r, addr, n); p != nil {
+		a.reportStale(ctx, r, addr, what, p)
 		return
 	}
 	a.judgeFreed(ctx, r, addr, n, what)
@@ -578,7 +607,8 @@ func (a *lifetime) reportDead(ctx *Context, r *format.Row, addr uint64, what str
 	evidence := []uint64{d.seq, r.Seq}
 	keep := []*format.Row{&rise, &access}
 	how := ""
-	if p := a.pointerTo(r, addr); p != nil {
+	if pp := a.pointerTo(r, addr); pp != nil {
+		p := &pp.row
 		// Where the address came from: the accessing CPU loaded a
 		// pointer to it (a descriptor published by the owner).
 		when := "after"
@@ -607,15 +637,154 @@ func (a *lifetime) reportDead(ctx *Context, r *format.Row, addr uint64, what str
 // pointerTo returns the newest pointer load of r's context (CPU, task,
 // depth), before r, whose value addr lies at or just past (nil: none
 // remembered).
-func (a *lifetime) pointerTo(r *format.Row, addr uint64) *format.Row {
+func (a *lifetime) pointerTo(r *format.Row, addr uint64) *ltPtr {
 	cp := &a.cpus[r.CPU]
 	for i := 1; i <= min(cp.nptrs, ltPtrs); i++ {
 		p := &cp.ptrs[(cp.nptrs-i)%ltPtrs]
-		if p.Seq < r.Seq && p.Task == r.Task && p.Depth == r.Depth && p.New <= addr && addr-p.New < ltPtrSpan {
+		if p.stk != nil && p.row.Seq < r.Seq && p.row.Task == r.Task && p.row.Depth == r.Depth && p.row.New <= addr && addr-p.row.New < ltPtrSpan {
 			return p
 		}
 	}
 	return nil
+}
+
+// notePointer remembers the load r of a pointer into stack s (from memory
+// that is no stack) by cp's context, with the frame instance it points
+// into: live, or already ended at the rise that killed it.
+func (a *lifetime) notePointer(cp *ltCPU, r *format.Row, s *ltStack) {
+	if s == cp.stk || s == cp.startStk || (s.cpu == r.CPU && s.task == r.Task) {
+		return // its own stack: never judged
+	}
+	v := r.New
+	p := &cp.ptrs[cp.nptrs%ltPtrs]
+	a.dropPointer(p)
+	cp.nptrs++
+	*p = ltPtr{row: *r, stk: s, hi: v + ltPtrSpan}
+	s.nwatch++
+	// The object ends below the next return address above it: a frame
+	// holds its locals below the address its call pushed.
+	i := sort.Search(len(s.codes), func(i int) bool { return s.codes[i].at >= v })
+	for ; i < len(s.codes); i++ {
+		if c := &s.codes[i]; c.vector < 0 {
+			p.hi = min(p.hi, c.at)
+			break
+		}
+	}
+	if v < s.cur {
+		for j := len(s.dead) - 1; j >= 0; j-- {
+			if d := &s.dead[j]; v >= d.lo && v < d.hi {
+				p.ended, p.end = true, *d
+				a.nended++
+				break
+			}
+		}
+	}
+}
+
+// dropPointer forgets a remembered pointer.
+func (a *lifetime) dropPointer(p *ltPtr) {
+	if p.stk != nil {
+		p.stk.nwatch--
+		if p.ended {
+			a.nended--
+		}
+	}
+	*p = ltPtr{}
+}
+
+// scopes follows, at a move of s's RSP from old to sp (seg: the rise's
+// row, or the fall's), the frame instances remembered pointers point into:
+// a rise over a pointer's value ends its instance, a fall below it after
+// that starts a new one (the owner reuses the words).
+func (a *lifetime) scopes(s *ltStack, old, sp uint64, seg ltSeg) {
+	for c := range a.cpus {
+		for j := range a.cpus[c].ptrs {
+			p := &a.cpus[c].ptrs[j]
+			if p.stk != s {
+				continue
+			}
+			v := p.row.New
+			switch {
+			case sp > old && !p.ended && v >= old && v < sp:
+				p.ended, p.end = true, seg
+				p.end.lo, p.end.hi = old, sp
+				a.nended++
+			case sp < old && p.ended && !p.reused && v >= sp && v < old:
+				p.reused = true
+				p.reuse = seg // the instruction (or delivery) that lowered RSP
+				p.reuse.lo, p.reuse.hi = sp, old
+			}
+		}
+	}
+}
+
+// endHandlerPointers forgets, at an IRETQ r that resumes cp's context, the
+// pointers its handlers (deeper contexts of the task) loaded: they have
+// returned, and a later handler at that depth loads its own.
+func (a *lifetime) endHandlerPointers(cp *ltCPU, r *format.Row) {
+	for j := range cp.ptrs {
+		if p := &cp.ptrs[j]; p.stk != nil && p.row.Task == r.Task && p.row.Depth > r.Depth {
+			a.dropPointer(p)
+		}
+	}
+}
+
+// stale returns the pointer through which row r's access to addr..addr+n,
+// in a live part of another context's stack, uses a frame instance that
+// has ended and been reused since r's context loaded it: the newest
+// pointer of the context whose object bound holds addr, when its instance
+// ended and the owner's RSP went below it again (nil otherwise, and when
+// the context loaded a pointer to the new instance since).
+func (a *lifetime) stale(r *format.Row, addr, n uint64) *ltPtr {
+	if a.nended == 0 {
+		return nil
+	}
+	s := a.find(addr)
+	if s == nil || addr < s.cur {
+		return nil // no stack, or its dead part (the dead-frame rule's)
+	}
+	cp := &a.cpus[r.CPU]
+	if s == cp.stk || s == cp.startStk || (s.cpu == r.CPU && s.task == r.Task) {
+		return nil
+	}
+	for i := 1; i <= min(cp.nptrs, ltPtrs); i++ {
+		p := &cp.ptrs[(cp.nptrs-i)%ltPtrs]
+		if p.stk != s || p.row.Seq >= r.Seq || p.row.Task != r.Task || p.row.Depth != r.Depth || addr < p.row.New || addr+n > p.hi {
+			continue
+		}
+		if p.ended && p.reused {
+			return p
+		}
+		return nil
+	}
+	return nil
+}
+
+// reportStale reports row r's access at addr through the stale pointer p.
+func (a *lifetime) reportStale(ctx *Context, r *format.Row, addr uint64, what string, p *ltPtr) {
+	what = accessWhat(r, what)
+	s, d, u := p.stk, &p.end, &p.reuse
+	load := p.row
+	rise := format.Row{Seq: d.seq, Kind: d.kind, CPU: d.cpu, Task: d.task, Depth: d.depth, RIP: d.rip, Op: d.op, Handler: d.to, RSP: d.lo}
+	reuse := format.Row{Seq: u.seq, Kind: u.kind, CPU: u.cpu, Task: u.task, Depth: u.depth, RIP: u.rip, Op: u.op, RSP: u.lo}
+	access := *r
+	evidence := []uint64{load.Seq, d.seq, u.seq, r.Seq}
+	sort.Slice(evidence, func(i, j int) bool { return evidence[i] < evidence[j] })
+	when := "while that frame was live"
+	if load.Seq > d.seq {
+		when = "after that frame had died"
+	}
+	ctx.Report(Finding{
+		CPU: int(r.CPU), Task: r.Task, SeqFirst: evidence[0], SeqLast: r.Seq, RIP: r.RIP, Evidence: evidence,
+		Context: contextName(r),
+		Story:   ctx.story.tellWith(ctx.St, int(r.CPU), evidence, &load, &rise, &reuse, &access),
+		Message: fmt.Sprintf("%s at %#x by %s (seq %d, cpu%d %s) through a stale pointer into %s: cpu%d had loaded the pointer %#x from %s at seq %d (%s) %s; "+
+			"its scope ended at seq %d when cpu%d %s at %s raised RSP above it, and the owner reused the words from seq %d (cpu%d %s at %s took RSP to %#x), "+
+			"so the access lands in a newer frame than the one the pointer was taken from (use after scope)",
+			what, addr, placeLine(ctx, r.RIP), r.Seq, r.CPU, contextName(r), s.owner(), load.CPU, load.New, ctx.Describe(load.Addr), load.Seq, placeLine(ctx, load.RIP), when,
+			d.seq, d.cpu, keyName(ctxKey{d.cpu, d.task, d.depth}), placeLine(ctx, d.rip),
+			u.seq, u.cpu, keyName(ctxKey{u.cpu, u.task, u.depth}), placeLine(ctx, u.rip), u.lo),
+	}, fmt.Sprintf("stale|%#x", r.RIP))
 }
 
 // owner names whose stack s is.

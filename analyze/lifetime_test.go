@@ -2,6 +2,7 @@ package analyze_test
 
 import (
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -498,3 +499,85 @@ func TestLifetimeResumePath(t *testing.T) {
 		})
 	}
 }
+
+// TestLifetimeStalePointer: a context that loaded a pointer into another
+// stack's frame from memory that is no stack (a published descriptor),
+// and accesses through it after the owner left that frame and called
+// deeper again (the words are a newer frame's now, live), uses the frame
+// after its scope: a finding naming the load, the scope's end and the
+// reuse. The same access while the owner is still in the frame (a patcher
+// that waits for the references to drop), through a pointer loaded again
+// after the reuse (the new frame's object, published anew), past the
+// return address above the object, or by a later handler invocation that
+// loaded no pointer is not.
+func TestLifetimeStalePointer(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		ended   bool // the owner returns from the frame
+		reload  bool // the handler loads the pointer again after the reuse
+		off     uint64
+		newInv  bool // the access is by a later handler invocation
+		finding bool
+	}{
+		{"reused frame", true, false, 8, false, true},
+		{"frame still live", false, false, 8, false, false},
+		{"pointer loaded again", true, true, 8, false, false},
+		{"past the return address", true, false, 0x80, false, false},
+		{"a later handler", true, false, 8, true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFeed(t, "text-poke-bp", "lifetime")
+			owner, c1 := ctx{cpu: 0, task: 1}, ctx{cpu: 1, task: 2}
+			h := ctx{cpu: 1, task: 2, depth: 1}
+			fn, hook := f.sym("text_poke_bp", 0), f.sym("poke_int3_handler", 0)
+			global := f.sym("traced_fn", 0x10) // where the pointer is published: no stack
+			desc := ltStackA - 0x80            // the descriptor in text_poke_bp's frame
+			f.insn(owner, f.sym("patcher_main", 0), "CALL", ltStackA)
+			f.insn(owner, fn, "SUB", ltStackA-8)
+			f.insn(owner, fn+1, "NOP", ltStackA-0x100) // the frame [-0x100, -8)
+			f.insn(c1, f.sym("traced_fn", 0), "NOP", ltStackB)
+			f.trap(c1, f.sym("traced_fn", 1), 3, hook, ltStackB-40)
+			f.insn(h, hook, "MOV", ltStackB-40)
+			ptr := f.load(h, hook, global, desc)
+			f.load(h, hook+1, desc, 1) // while live: fine
+			var rise, reuse uint64
+			if tc.ended {
+				rise = f.insn(owner, fn+2, "ADD", ltStackA-0x100)
+				f.insn(owner, fn+3, "RET", ltStackA-8)
+				f.insn(owner, f.sym("patcher_main", 5), "CALL", ltStackA) // the frame is gone
+				reuse = f.insn(owner, fn, "SUB", ltStackA-8)
+				f.insn(owner, fn+1, "NOP", ltStackA-0x100) // a new frame over the same words
+			}
+			if tc.reload {
+				f.load(h, hook+2, global, desc)
+			}
+			if tc.newInv {
+				f.iret(c1, f.sym("traced_fn", 0), f.sym("traced_fn", 1), ltStackB)
+				f.insn(c1, f.sym("traced_fn", 1), "NOP", ltStackB)
+				f.trap(c1, f.sym("traced_fn", 2), 3, hook, ltStackB-40)
+				f.insn(h, hook, "MOV", ltStackB-40)
+			}
+			acc := f.load(h, hook+3, desc+tc.off, 1)
+			res := f.finish()
+			if got := len(res.Findings) > 0; got != tc.finding {
+				t.Fatalf("finding %v, want %v:\n%s", got, tc.finding, summary(res))
+			}
+			if !tc.finding {
+				return
+			}
+			fd := res.Findings[0]
+			for _, want := range []string{"8-byte load at " + hex(desc+8), "through a stale pointer into the stack of task 1 (cpu0)",
+				"loaded the pointer " + hex(desc) + " from traced_fn+0x10 at seq " + itoa(ptr), "while that frame was live",
+				"scope ended at seq " + itoa(rise), "at text_poke_bp+0x2", "at text_poke_bp (", "reused the words from seq " + itoa(reuse), "use after scope"} {
+				if !strings.Contains(fd.Message, want) {
+					t.Errorf("message %q lacks %q", fd.Message, want)
+				}
+			}
+			if fd.CPU != 1 || fd.SeqFirst != ptr || fd.SeqLast != acc {
+				t.Errorf("cpu%d seqs %d..%d, want cpu1 %d..%d", fd.CPU, fd.SeqFirst, fd.SeqLast, ptr, acc)
+			}
+		})
+	}
+}
+
+func hex(v uint64) string { return "0x" + strconv.FormatUint(v, 16) }
