@@ -31,6 +31,20 @@ import (
 //     address published in a global), that load: whether it came before
 //     the frame died (a stale pointer kept too long) or after (a pointer
 //     published too long).
+//   - stale pointer (use after scope in a reused frame): when a context
+//     loaded a pointer into another context's stack from memory that is no
+//     stack, the analyzer follows the frame instance it points into: the
+//     owner's RSP rising above the value ends it, falling below it again
+//     starts a new one over the same words. An access by that context
+//     (same CPU, task and depth) in [pointer, bound) - bound: the next
+//     return address above the pointer on the stack (a frame's locals lie
+//     below its return address), at most ltPtrSpan - after both is a
+//     finding naming the load, the scope's end and the reuse, even though
+//     the words are live again: the 2022 race's dangerous form, the
+//     handler incrementing a refcount inside the patcher's next frame.
+//     The context's newest pointer covering the address decides (one
+//     loaded after the reuse points into the new frame, no finding), and
+//     a handler's pointers are forgotten when it returns (IRETQ).
 //   - freed memory: a load, store or fetch in memory released by vfree or
 //     module_memfree is a finding naming the free; the machine unmaps it,
 //     so the access is the #PF (trap row with CR2) the kernel would take.
@@ -86,10 +100,10 @@ import (
 // record --no-loads) only stores and fetches are judged and the result
 // says so.
 //
-// Not judged: a dead frame the owner has since reused (its RSP went below
-// the address again) - the access then lands in a live frame, and which
-// frame a pointer meant is not in the trace; stack scanning (our slices
-// do none).
+// Not judged: an access to a reused frame with an address the context did
+// not load from memory that is no stack (computed, or read from a stack:
+// an on-stack list's next entry), or through a pointer the per-CPU ring of
+// ltPtrs loads no longer holds; stack scanning (our slices do none).
 type lifetime struct {
 	stacks   []*ltStack // by lo (extents never overlap)
 	cpus     []ltCPU
