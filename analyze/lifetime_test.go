@@ -381,7 +381,9 @@ func TestLifetimeCopiedFrameReturned(t *testing.T) {
 // switch that preempted it) and the worker's fetch in the freed page
 // names the free; tramp-free, which waits in synchronize_rcu_tasks(), is
 // clean. text-poke-bp-desc-stack takes a reference in the patcher's dead
-// frame; text-poke-bp-desc, whose descriptor is a static object, is clean.
+// frame; text-poke-bp-desc, whose descriptor is a static object, is clean;
+// text-poke-bp-desc-reuse takes it through the stale pointer in the
+// patcher's next frame.
 func TestLifetimeCatalog(t *testing.T) {
 	spec := testkit.Load(t, "tramp-free-nowait", nil)
 	res := analyzeRun(t, spec, emu.Options{Seed: 1})
@@ -448,6 +450,33 @@ func TestLifetimeCatalog(t *testing.T) {
 	clean = analyzeRun(t, testkit.Load(t, "text-poke-bp-desc", nil), emu.Options{Seed: 1})
 	if clean.Verdict != analyze.VerdictClean {
 		t.Errorf("text-poke-bp-desc: %s:\n%s", clean.Verdict, summary(clean))
+	}
+
+	// text-poke-bp-desc-reuse: the patcher's next batch covers the old
+	// descriptor's words before the late handler reads through its
+	// pointer; the access is in a live frame, and the finding is the
+	// stale pointer's: its load, the frame's end and the reuse.
+	res = analyzeRun(t, testkit.Load(t, "text-poke-bp-desc-reuse", nil), emu.Options{Seed: 1})
+	var stale *analyze.Finding
+	for _, f := range res.Findings {
+		if f.Analyzer == "lifetime" && strings.Contains(f.Message, "through a stale pointer") {
+			stale = f
+			break
+		}
+	}
+	if stale == nil {
+		t.Fatalf("text-poke-bp-desc-reuse: no stale-pointer finding:\n%s", summary(res))
+	}
+	if stale.CPU == 0 || stale.Symbol != "int3_hook" || !strings.Contains(stale.Message, "into the stack of task 1 (cpu0)") ||
+		!strings.Contains(stale.Message, "from bp_desc at seq") || !strings.Contains(stale.Message, "while that frame was live") ||
+		!strings.Contains(stale.Message, "at text_poke_bp_batch") || !strings.Contains(stale.Message, "reused the words from seq") {
+		t.Errorf("text-poke-bp-desc-reuse: cpu%d %s %q", stale.CPU, stale.Symbol, stale.Message)
+	}
+	story = strings.Join(stale.Story, "\n")
+	for _, want := range []string{"reads bp_desc = ", "cpu0 task 1: executes ", "(trap depth 1): int3_hook+"} {
+		if !strings.Contains(story, want) {
+			t.Errorf("text-poke-bp-desc-reuse's story lacks %q:\n%s", want, story)
+		}
 	}
 }
 
