@@ -103,7 +103,9 @@ import (
 // Not judged: an access to a reused frame with an address the context did
 // not load from memory that is no stack (computed, or read from a stack:
 // an on-stack list's next entry), or through a pointer the per-CPU ring of
-// ltPtrs loads no longer holds; stack scanning (our slices do none).
+// ltPtrs loads no longer holds (when it pointed into an ended frame the
+// result says so: incomplete, never clean); stack scanning (our slices do
+// none).
 type lifetime struct {
 	stacks   []*ltStack // by lo (extents never overlap)
 	cpus     []ltCPU
@@ -113,9 +115,11 @@ type lifetime struct {
 	isCall   []bool                // by op index
 	clock    uint64
 	// What a bound made the analyzer forget (hostile streams only):
-	// stacks evicted, resume addresses not kept, freed ranges dropped.
+	// stacks evicted, resume addresses not kept, freed ranges dropped,
+	// pointers into ended frames pushed out of a ring.
 	lostStacks, lostCodes, lostFreed uint64
-	nended                           int // pointers in the CPUs' rings whose frame instance has ended
+	lostPtrs                         uint64 // stale pointers pushed out of a CPU's ring
+	nended                           int    // pointers in the CPUs' rings whose frame instance has ended
 }
 
 // Bounds for hostile streams (real runs have a few dozen stacks, call
@@ -671,6 +675,11 @@ func (a *lifetime) notePointer(cp *ltCPU, r *format.Row, s *ltStack) {
 	}
 	v := r.New
 	p := &cp.ptrs[cp.nptrs%ltPtrs]
+	if p.stk != nil && p.ended {
+		// A pointer to a frame instance that has ended, still held:
+		// an access through it after a reuse would go unjudged.
+		a.lostPtrs++
+	}
 	a.dropPointer(p)
 	cp.nptrs++
 	*p = ltPtr{row: *r, stk: s, hi: v + ltPtrSpan}
@@ -1020,6 +1029,9 @@ func (a *lifetime) Finish(ctx *Context) {
 	}
 	if a.lostCodes > 0 {
 		ctx.CannotCheck(fmt.Sprintf("%d return addresses or interrupted RIPs were not kept (more than %d live on one stack): frees and rewrites under them were not judged", a.lostCodes, maxCodeSlots))
+	}
+	if a.lostPtrs > 0 {
+		ctx.CannotCheck(fmt.Sprintf("%d pointers into ended frames were forgotten (more than %d stack pointers loaded on one CPU): accesses through them to the reused frames were not judged", a.lostPtrs, ltPtrs))
 	}
 	if a.lostFreed > 0 {
 		ctx.CannotCheck(fmt.Sprintf("%d freed ranges were forgotten (more than %d): accesses to them were not judged", a.lostFreed, maxFreed))

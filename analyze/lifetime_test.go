@@ -284,7 +284,8 @@ func itoa(v uint64) string {
 
 // TestLifetimeHostileBounded: a stream built to grow the analyzer's state
 // without end (a new stack at every row, a stack whose RSP rises a word
-// at a time, calls that never return, thousands of freed pages) keeps it
+// at a time, calls that never return, thousands of freed pages, more
+// pointers into a dead frame than a CPU's ring holds) keeps it
 // bounded, the analyzer still reports, and the result says what the
 // bounds made it forget (incomplete, never clean).
 func TestLifetimeHostileBounded(t *testing.T) {
@@ -311,6 +312,9 @@ func TestLifetimeHostileBounded(t *testing.T) {
 	after := liveHeap()
 	kept := after - min(base, after)
 	f.insn(c1, fn, "NOP", ltStackB)
+	for i := 0; i < 3*8; i++ { // pointers into a dead frame, more than a CPU's ring holds
+		f.load(c1, fn, fn+8, low(ltStackA))
+	}
 	f.load(c1, fn, low(ltStackA), 0)
 	res := f.finish()
 	t.Logf("%.1f MiB live after the stream over the %.1f MiB before", float64(kept)/(1<<20), float64(base)/(1<<20))
@@ -323,7 +327,7 @@ func TestLifetimeHostileBounded(t *testing.T) {
 	// What the bounds made it forget is said, and the result is not clean.
 	if res.Verdict != analyze.VerdictIncomplete || !strings.Contains(res.Incomplete, "lifetime could not check: ") ||
 		!strings.Contains(res.Incomplete, "stacks were forgotten") || !strings.Contains(res.Incomplete, "return addresses or interrupted RIPs were not kept") ||
-		!strings.Contains(res.Incomplete, "freed ranges were forgotten") {
+		!strings.Contains(res.Incomplete, "freed ranges were forgotten") || !strings.Contains(res.Incomplete, "pointers into ended frames were forgotten") {
 		t.Errorf("verdict %s, incomplete %q", res.Verdict, res.Incomplete)
 	}
 }
