@@ -227,7 +227,7 @@ type ltFreed struct {
 
 func (*lifetime) ID() string { return "lifetime" }
 func (*lifetime) Doc() string {
-	return "Memory used after its scope ended: an access into another context's stack below its RSP (a dead frame), an access to memory released by vfree/module_memfree, or a free or text_poke of code that a preempted or interrupted task will still resume into (a live return address or interrupted RIP in the range)."
+	return "Memory used after its scope ended: an access into another context's stack below its RSP (a dead frame) or, through a pointer loaded while the frame was live, after the frame ended and its words were reused by a newer one, an access to memory released by vfree/module_memfree, or a free or text_poke of code that a preempted or interrupted task will still resume into (a live return address or interrupted RIP in the range)."
 }
 
 func (*lifetime) Needs() Needs {
