@@ -48,6 +48,9 @@ import (
 //   - freed memory: a load, store or fetch in memory released by vfree or
 //     module_memfree is a finding naming the free; the machine unmaps it,
 //     so the access is the #PF (trap row with CR2) the kernel would take.
+//     A text_poke whose target or source lies in released memory is one
+//     too, at the call of text_poke (the machine oopses in the service,
+//     recording no access row).
 //   - freed or rewritten under a task (the rule synchronize_rcu_tasks()
 //     enforces for trampolines): at a vfree/module_memfree, every live
 //     resume address into the freed range - a return address a CALL pushed
@@ -350,6 +353,18 @@ func (a *lifetime) Event(ctx *Context, r *format.Row) {
 				kept.Handler = cp.lastRIP
 				a.resumeIn(ctx, lo, hi, true, ltFree{seq: r.Seq, svc: r.Service, addr: r.Args[0], n: n, caller: cp.lastRIP,
 					cpu: r.CPU, task: r.Task, depth: r.Depth, row: kept}, "rewrote")
+			}
+			if n > 0 && n <= 1<<16 {
+				// A poke into (or from) released memory: patching code
+				// whose text was freed (a jump entry in a module's init
+				// text after do_init_module() freed it). The machine
+				// oopses in the service, before any row of the write, so
+				// the service row is the access; it is placed at the
+				// call of text_poke, the row's own RIP being its stub.
+				at := *r
+				at.RIP = cp.lastRIP
+				a.judgeFreed(ctx, &at, r.Args[0], n, fmt.Sprintf("text_poke of %d byte(s)", n))
+				a.judgeFreed(ctx, &at, r.Args[1], n, fmt.Sprintf("text_poke's read of its %d-byte source", n))
 			}
 		}
 		if sp, ok := r.Reg(ltRegRSP); ok {

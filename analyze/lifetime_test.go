@@ -194,6 +194,56 @@ func TestLifetimeFreed(t *testing.T) {
 	}
 }
 
+// TestLifetimePokeFreed: a text_poke whose target or source lies in a
+// page module_memfree released is a finding naming the free, placed at the
+// call of text_poke (the machine oopses in the service: no access row
+// follows); one into the guard page after it, or into the page mapped
+// again, is not.
+// f0text is a target in the slice's text (the linked text base).
+const f0text = 0xffffffff81000000
+
+func TestLifetimePokeFreed(t *testing.T) {
+	const page = slice.ModuleBase
+	for _, tc := range []struct {
+		name     string
+		dst, src uint64
+		remap    bool
+		finding  string
+	}{
+		{"target freed", page + 0x10, 0, false, "text_poke of 5 byte(s) at 0xffffffffa0000010 by text_poke_bp"},
+		{"source freed", f0text, page + 0x10, false, "text_poke's read of its 5-byte source at 0xffffffffa0000010"},
+		{"straddles into freed", page - 2, 0, false, "text_poke of 5 byte(s) at 0xffffffff9ffffffe by text_poke_bp (base/alternative.c:102)"},
+		{"the guard page", page + 0x1000, 0, false, ""},
+		{"mapped again", page + 0x10, 0, true, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFeed(t, "text-poke-bp", "lifetime")
+			c0 := ctx{cpu: 0, task: 1}
+			f.insn(c0, f.sym("patcher_main", 0), "CALL", ltStackA)
+			f.free(c0, emu.SvcModuleFree, page)
+			if tc.remap {
+				f.perm(c0, page, 1, 0, 3)
+			}
+			f.insn(c0, f.sym("text_poke_bp", 0), "CALL", ltStackA-8)
+			f.service(c0, emu.SvcTextPoke, tc.dst, tc.src, 5)
+			res := f.finish()
+			if got := len(res.Findings) > 0; got != (tc.finding != "") {
+				t.Fatalf("finding %v, want %v:\n%s", got, tc.finding != "", summary(res))
+			}
+			if tc.finding == "" {
+				return
+			}
+			fd := res.Findings[0]
+			if !strings.Contains(fd.Message, tc.finding) {
+				t.Errorf("message %q lacks %q", fd.Message, tc.finding)
+			}
+			if fd.RIP != f.sym("text_poke_bp", 0) {
+				t.Errorf("finding at %#x, want the call of text_poke at %#x", fd.RIP, f.sym("text_poke_bp", 0))
+			}
+		})
+	}
+}
+
 // TestLifetimeResume: freeing code a switched-out task holds a return
 // address into is a finding at the free naming the task; once the task
 // has returned (its RSP rose over the word) it is not. A text_poke over a

@@ -28,7 +28,9 @@
  * Without the invalidation the first static_key_enable() after the free
  * walks the init entry too: its check reads the freed init text, a
  * not-present #PF (in Linux a fault on the vfree()d page, or a write
- * into a page that is someone else's by then).
+ * into a page that is someone else's by then). With pt_jl_nocheck.h as
+ * well, the transform skips that check and text_poke_bp()'s first
+ * text_poke() writes into the freed page.
  *
  * Markers: 1 the module is live (value: its init text), 2 the init text
  * is freed, 3 the key changed (value: round).
@@ -40,6 +42,13 @@
 #define JL_NO_INVALIDATE 1
 #else
 #define JL_NO_INVALIDATE 0
+#endif
+
+/* pt_jl_nocheck.h: the transform writes without reading the site first. */
+#if __has_include("pt_jl_nocheck.h")
+#define JL_CHECK 0
+#else
+#define JL_CHECK 1
 #endif
 
 #define MARKER_LIVE	1
@@ -111,7 +120,7 @@ static void jump_label_transform(const struct jump_entry *e, bool enable)
 	expect = enable ? nop5 : jmp;
 	code = enable ? jmp : nop5;
 	/* What is there must be what the key's old state put there. */
-	for (i = 0; i < JUMP_LABEL_NOP_SIZE; i++)
+	for (i = 0; i < JUMP_LABEL_NOP_SIZE && JL_CHECK; i++)
 		if (site[i] != expect[i])
 			pt_bug(2);
 	/* A CPU that hits the int3 goes where the new instruction would. */
