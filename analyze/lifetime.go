@@ -507,7 +507,9 @@ func (s *ltStack) setRSP(sp uint64, seg ltSeg) {
 				if s.dead[0].seq > s.dead[1].seq {
 					s.dead[1].seq, s.dead[1].rip = s.dead[0].seq, s.dead[0].rip
 				}
-				s.dead = s.dead[1:]
+				// Shift down in place: reslicing the front away would
+				// make every later append reallocate.
+				s.dead = s.dead[:copy(s.dead, s.dead[1:])]
 			}
 			s.dead = append(s.dead, seg)
 		}
@@ -515,7 +517,11 @@ func (s *ltStack) setRSP(sp uint64, seg ltSeg) {
 		for k < len(s.codes) && s.codes[k].at < sp {
 			k++
 		}
-		s.codes = s.codes[k:]
+		if k > 0 {
+			// In place, keeping the capacity (each call pushes one,
+			// each return pops one: no allocation per call).
+			s.codes = s.codes[:copy(s.codes, s.codes[k:])]
+		}
 	case sp < s.cur:
 		for n := len(s.dead); n > 0; n = len(s.dead) {
 			d := &s.dead[n-1]

@@ -2,6 +2,7 @@ package replay
 
 import (
 	"fmt"
+	"math/bits"
 	"strings"
 
 	"github.com/patchtrace/patchtrace/format"
@@ -23,12 +24,12 @@ func (f *RegFile) Apply(r *format.Row) {
 	if m == 0 {
 		return
 	}
-	for i := 0; i < format.NumRegs; i++ {
-		if m&(1<<i) != 0 {
-			f.Vals[i] = r.Regs[i]
-		}
+	m &= 1<<format.NumRegs - 1
+	for b := m; b != 0; b &= b - 1 {
+		i := bits.TrailingZeros32(b)
+		f.Vals[i] = r.Regs[i]
 	}
-	f.Known |= m & (1<<format.NumRegs - 1)
+	f.Known |= m
 }
 
 // Get returns register i (an index into format.RegNames) and whether its
