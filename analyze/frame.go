@@ -2,6 +2,7 @@ package analyze
 
 import (
 	"fmt"
+	"math"
 	"sort"
 
 	"github.com/patchtrace/patchtrace/format"
@@ -186,6 +187,16 @@ func (a *frame) frameAccess(ctx *Context, r *format.Row) {
 		for _, f := range fs {
 			owner := r.CPU == f.cpu && r.Task == f.task && r.Depth == f.depth
 			hit := false
+			if f.clear(lo, hi) {
+				// No word of the frame is in the store (most stores).
+				if owner && r.Size == 8 {
+					if len(a.copies[r.CPU]) >= maxPendingStores {
+						a.flushCopies(ctx, int(r.CPU), nil)
+					}
+					a.copies[r.CPU] = append(a.copies[r.CPU], pendingCopy{row: *r, f: f})
+				}
+				continue
+			}
 			for w := frameRIP; w <= frameErr; w++ {
 				at := f.wordAt(w)
 				if at == 0 || at >= hi || at+8 <= lo {
@@ -211,6 +222,20 @@ func (a *frame) frameAccess(ctx *Context, r *format.Row) {
 			}
 		}
 	}
+}
+
+// clear reports that no word of the frame (the loop in frameAccess would
+// find none) is in [lo, hi): RIP to SS are [ripAt, ripAt+40), the error
+// code [errAt, errAt+8). (False when unsure: a frame whose words wrap
+// around the address space is left to the loop.)
+func (f *liveFrame) clear(lo, hi uint64) bool {
+	if f.ripAt > math.MaxUint64-40 || f.errAt > math.MaxUint64-8 {
+		return false
+	}
+	if f.ripAt < hi && f.ripAt+40 > lo {
+		return false
+	}
+	return f.errAt == 0 || f.errAt >= hi || f.errAt+8 <= lo
 }
 
 // wordAt is the address of frame word w (0: the frame has no such word).

@@ -74,7 +74,14 @@ func (w *storyWindow) add(st *replay.State, r *format.Row) {
 		return
 	}
 	if r.Kind == format.KindInsn {
-		defer func() { w.lastInsn[c] = r.RIP }()
+		// Kept only at a function's entry; either way the CPU's last
+		// instruction from now on.
+		if st.Syms.IsEntry(r.RIP) {
+			w.ring[c][w.n[c]%storyDepth] = *r
+			w.n[c]++
+		}
+		w.lastInsn[c] = r.RIP
+		return
 	}
 	if !notable(st, r) {
 		return
