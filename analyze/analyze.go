@@ -316,9 +316,15 @@ type Live struct {
 	start time.Time
 	spent []time.Duration // per analyzer: Start, sampled Event calls (scaled), Finish
 	rows  uint64
-	// byKind lists, for each row kind, the analyzers (indexes into as)
-	// whose Needs ask for it, in selection order.
-	byKind [numKinds][]int
+	// byKind lists, for each row kind, the analyzers whose Needs ask for
+	// it, in selection order (each with its index into as).
+	byKind [numKinds][]kindAnalyzer
+}
+
+// kindAnalyzer is an analyzer byKind hands a row to, and its index.
+type kindAnalyzer struct {
+	a Analyzer
+	i int
 }
 
 // numKinds bounds the row kinds (format.Kind values) byKind indexes.
@@ -363,7 +369,7 @@ func newLive(st *replay.State, as []Analyzer) (*Live, error) {
 		l.spent[i] += time.Since(t0)
 		for k := range l.byKind {
 			if wants(a, format.Kind(k)) {
-				l.byKind[k] = append(l.byKind[k], i)
+				l.byKind[k] = append(l.byKind[k], kindAnalyzer{a, i})
 			}
 		}
 	}
@@ -435,18 +441,19 @@ func (l *Live) appendChecked(r *format.Row) error {
 	l.ctx.causes.add(st, r)
 	l.rows++
 	as := l.byKind[r.Kind&(numKinds-1)]
+	ctx := l.ctx
 	if l.rows%timeEvery == 1 {
-		for _, i := range as {
-			l.ctx.cur = i
+		for _, ka := range as {
+			ctx.cur = ka.i
 			t0 := time.Now()
-			l.as[i].Event(l.ctx, r)
-			l.spent[i] += time.Since(t0) * timeEvery
+			ka.a.Event(ctx, r)
+			l.spent[ka.i] += time.Since(t0) * timeEvery
 		}
 		return nil
 	}
-	for _, i := range as {
-		l.ctx.cur = i
-		l.as[i].Event(l.ctx, r)
+	for _, ka := range as {
+		ctx.cur = ka.i
+		ka.a.Event(ctx, r)
 	}
 	return nil
 }
