@@ -396,6 +396,14 @@ func (l *Live) Projection() format.Projection {
 	var p format.Projection
 	p.Kinds, p.Columns = []format.Kind{}, []int{}
 	for _, n := range needs {
+		if n.Kinds != nil && len(n.Kinds) == 0 {
+			// Passed no row (an analyzer with nothing to check in
+			// this trace: missed-call without must_call sites, regs
+			// without register rules): it reads no column, whatever
+			// Columns says (nil there is "all", which made every
+			// column be decompressed for nothing).
+			continue
+		}
 		if n.Kinds == nil {
 			p.Kinds = nil
 		} else if p.Kinds != nil {

@@ -3,10 +3,12 @@ package analyze_test
 import (
 	"encoding/json"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/patchtrace/patchtrace/analyze"
 	"github.com/patchtrace/patchtrace/emu"
+	"github.com/patchtrace/patchtrace/format"
 	"github.com/patchtrace/patchtrace/internal/testkit"
 	"github.com/patchtrace/patchtrace/record"
 )
@@ -51,5 +53,44 @@ func TestNeedsComplete(t *testing.T) {
 				t.Fatalf("with the analyzers' Needs:\n%s\nwith every row and column:\n%s", g, w)
 			}
 		})
+	}
+}
+
+// TestIdleAnalyzerReadsNoColumn: an analyzer passed no row in a trace
+// (missed-call without must_call sites, regs without register rules, as
+// on bench-fentry) adds no column to what a reader decodes: every
+// analyzer together decodes what the busy ones alone decode.
+func TestIdleAnalyzerReadsNoColumn(t *testing.T) {
+	path, _ := recordFentry(t, t.TempDir(), 100)
+	r, err := format.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	all, err := analyze.NewLive(r.Meta(), analyze.All())
+	if err != nil {
+		t.Fatal(err)
+	}
+	busy, err := analyze.Select([]string{"return-slot", "wx", "cmc", "trap", "frame", "lifetime", "progress", "unmatched"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	some, err := analyze.NewLive(r.Meta(), busy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cols := func(p format.Projection) []int {
+		if p.Columns == nil {
+			t.Fatal("every column decoded")
+		}
+		s := slices.Clone(p.Columns)
+		slices.Sort(s)
+		return slices.Compact(s)
+	}
+	if got, want := cols(all.Projection()), cols(some.Projection()); !slices.Equal(got, want) {
+		t.Errorf("every analyzer decodes columns %v, the busy ones %v", got, want)
+	}
+	if slices.Contains(cols(all.Projection()), format.ColRegRAX) {
+		t.Errorf("rax decoded for no analyzer")
 	}
 }
