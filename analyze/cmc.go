@@ -156,12 +156,12 @@ func (a *cmc) Event(ctx *Context, r *format.Row) {
 			rec.valid = false
 		}
 	case format.KindInsn:
-		a.streamStep(ctx, r)
-		c := st.CPUs[r.CPU]
 		vpn := r.RIP >> 12
 		if !a.haveLast || a.lastVPN != vpn {
 			a.lastVPN, a.lastSeq, a.haveLast = vpn, a.pageLast[vpn], true
 		}
+		a.streamStep(ctx, r, a.lastSeq)
+		c := st.CPUs[r.CPU]
 		last := a.lastSeq
 		if end := (r.RIP + uint64(max(r.Len, 1)) - 1) >> 12; end != vpn {
 			// The instruction runs into the next page: its changes count.
@@ -265,10 +265,10 @@ func (a *cmc) stream(r *format.Row) *streamInsn {
 }
 
 // streamStep applies the second rule to the instruction r and makes it its
-// context's last one.
-func (a *cmc) streamStep(ctx *Context, r *format.Row) {
+// context's last one (pageSeq: the last write to r.RIP's page, pageLast).
+func (a *cmc) streamStep(ctx *Context, r *format.Row, pageSeq uint64) {
 	rec := a.stream(r)
-	if rec.valid && r.RIP == rec.rip+uint64(rec.n) && a.pageLast[r.RIP>>12] > rec.seq {
+	if rec.valid && r.RIP == rec.rip+uint64(rec.n) && pageSeq > rec.seq {
 		a.checkStream(ctx, r, rec)
 	}
 	n := min(int(r.Len), len(rec.bytes))
