@@ -443,7 +443,19 @@ func (a *lifetime) between(s *ltStack, sp uint64) bool {
 
 // find returns the stack whose extent holds addr.
 func (a *lifetime) find(addr uint64) *ltStack {
-	i := sort.Search(len(a.stacks), func(i int) bool { return a.stacks[i].lo > addr })
+	n := len(a.stacks)
+	if n == 0 {
+		return nil
+	}
+	if last := a.stacks[n-1]; addr >= last.lo {
+		// At or above the highest stack (every instruction fetch of
+		// text above the stacks): the search would end at it.
+		if addr <= last.hi {
+			return last
+		}
+		return nil
+	}
+	i := sort.Search(n, func(i int) bool { return a.stacks[i].lo > addr })
 	if i == 0 {
 		return nil
 	}
