@@ -638,6 +638,9 @@ func AnalyzeFile(path string, as []Analyzer, opts ...Option) (*Result, error) {
 	}
 	res := l.Finish()
 	res.File = path
+	if err := fileReach(r, l.ctx.St, l.ctx.causes); err != nil {
+		return nil, fmt.Errorf("%s: naming causes beyond the story's ring: %w", path, err)
+	}
 	if !r.Truncated() && !r.Verified() {
 		res.Warnings = append(res.Warnings, r.Unverified())
 	}

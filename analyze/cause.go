@@ -153,7 +153,8 @@ type causeTracker struct {
 	caller   []uint64 // per CPU, the call that reached its last service
 	loads    bool     // the trace records loads
 	pending  []pendingCause
-	curSeq   uint64 // the seq of the store being recorded
+	gaps     []*reachGap // findings whose walk ran out of ring before their first evidence
+	curSeq   uint64      // the seq of the store being recorded
 }
 
 // pendingCause is a finding whose causes are told when its CPU's next
@@ -491,8 +492,12 @@ func (t *causeTracker) causesOf(st *replay.State, f *Finding, anchor uint64) (li
 		anchor = last
 	}
 	where := fmt.Sprintf("cpu%d task %d", c, f.Task)
+	var gap *reachGap
 	if clipped && from > lo {
-		notes = append(notes, fmt.Sprintf("cause: %s's events before seq %d are beyond the story's reach (its last %d instructions and loads)", where, from, causeRing))
+		note := fmt.Sprintf("cause: %s's events before seq %d are beyond the story's reach (its last %d instructions and loads)", where, from, causeRing)
+		notes = append(notes, note)
+		gap = &reachGap{f: f, cpu: c, lo: lo, from: from, reachNote: note}
+		t.gaps = append(t.gaps, gap)
 	}
 	told := map[uint64]bool{}
 	add := func(seq uint64, text, note string) {
@@ -589,7 +594,14 @@ func (t *causeTracker) causesOf(st *replay.State, f *Finding, anchor uint64) (li
 	if !t.loads {
 		notes = append(notes, fmt.Sprintf("cause: loads not recorded (the trace was recorded with --no-loads): the stores %s read on its way here cannot be named", where))
 	} else if nCross+nTask == 0 {
-		notes = append(notes, fmt.Sprintf("cause: none of the %d loads of %s in seq %d..%d read a value another CPU or task stored", nLoads, where, from, anchor))
+		note := fmt.Sprintf("cause: none of the %d loads of %s in seq %d..%d read a value another CPU or task stored", nLoads, where, from, anchor)
+		notes = append(notes, note)
+		if gap != nil {
+			gap.noneNote = note
+		}
+	}
+	if gap != nil {
+		gap.born, gap.cross, gap.task = born, maxLoadCauses-nCross, maxTaskCauses-nTask
 	}
 	// Code: the instructions whose bytes a store wrote after the slice
 	// image was loaded, through text_poke or by another context.
