@@ -35,7 +35,9 @@ import (
 // task made it; an instruction whose bytes a text_poke (or another
 // context) wrote names that write and the call that made it; and a task
 // that was switched out while a cause happened, or came back within the
-// window, names both switches.
+// window, names both switches. When the walk runs out of ring before the
+// finding's first evidence, the analysis of a file names the causes
+// before it in a second pass (reach.go).
 
 const (
 	causeRing       = 256  // instructions and loads kept per CPU
