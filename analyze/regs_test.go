@@ -324,7 +324,7 @@ func TestRegsCatalog(t *testing.T) {
 	// The pass's own int3, the IRETQ into the emulated callee and the
 	// instructions that changed the registers, told whatever the other
 	// CPUs did meanwhile.
-	for _, s := range []string{"executes int at int3_selftest_ip", "back to int3_magic", "executes shr at kasan_check_range", "executes mov at int3_selftest_ip+0x5"} {
+	for _, s := range []string{"executes int3 at int3_selftest_ip", "back to int3_magic", "executes shr at kasan_check_range", "executes mov at int3_selftest_ip+0x5"} {
 		if !strings.Contains(story, s) {
 			t.Errorf("story does not show %q:\n%s", s, story)
 		}

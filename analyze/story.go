@@ -198,7 +198,11 @@ func tellRow(st *replay.State, r *format.Row) string {
 		what = fmt.Sprintf("enters %s", d(r.RIP))
 		if !st.Syms.IsEntry(r.RIP) && int(r.Op) < len(st.Meta.OpNames) {
 			// An analyzer's evidence (tellWith), not a function entry.
-			what = fmt.Sprintf("executes %s at %s (rsp %#x)", strings.ToLower(st.Meta.OpNames[r.Op]), d(r.RIP), r.RSP)
+			op := strings.ToLower(st.Meta.OpNames[r.Op])
+			if op == "int" && r.Len >= 1 && r.Bytes[0] == 0xcc {
+				op = "int3" // x86asm names CC and CD 03 alike; objdump and events say int3
+			}
+			what = fmt.Sprintf("executes %s at %s (rsp %#x)", op, d(r.RIP), r.RSP)
 		}
 	case format.KindWrite:
 		switch {
