@@ -25,23 +25,19 @@ func (m *Machine) steps(c *CPU, n int) {
 			// no single-step, no recording, and fetch hits a decode that
 			// is not special. Exactly what the general step below does
 			// then; anything else goes there.
-			rip := c.RIP
-			if dp := c.dc[rip>>pageShift&(dcEntries-1)]; dp != nil && dp.vpn == rip>>pageShift && dp.xgen == m.xgen &&
-				(!dp.changed() || m.cfg.Quirks.StaleFetch) {
-				if in := dp.insts[rip&pageMask]; in != nil && !in.special {
-					c.exec(in)
-					m.insns++
-					if c.exit != exitNone {
-						m.afterExit(c, in)
-						if m.stop != StopNone {
-							return
-						}
-					}
-					if m.budgetOut() {
+			if in := c.decoded(); in != nil && !in.special {
+				c.exec(in)
+				m.insns++
+				if c.exit != exitNone {
+					m.afterExit(c, in)
+					if m.stop != StopNone {
 						return
 					}
-					continue
 				}
+				if m.budgetOut() {
+					return
+				}
+				continue
 			}
 		}
 		shadowed := false // this instruction runs in the STI shadow
@@ -64,14 +60,7 @@ func (m *Machine) steps(c *CPU, n int) {
 				return
 			}
 		}
-		// fetch's hit, inline: the page's decode cache is current (its
-		// mapping and bytes unchanged) and holds a decode at RIP.
-		var in *inst
-		rip := c.RIP
-		if dp := c.dc[rip>>pageShift&(dcEntries-1)]; dp != nil && dp.vpn == rip>>pageShift && dp.xgen == m.xgen &&
-			(!dp.changed() || m.cfg.Quirks.StaleFetch) {
-			in = dp.insts[rip&pageMask]
-		}
+		in := c.decoded() // fetch's hit, inline
 		if in == nil {
 			var ok bool
 			var err error
