@@ -189,10 +189,20 @@ type tlbEntry struct {
 
 // lookup translates a virtual page number through the CPU's TLB.
 func (c *CPU) lookup(vpn uint64) *page {
+	if p := c.tlbHit(vpn); p != nil {
+		return p
+	}
+	return c.lookupSlow(vpn)
+}
+
+// tlbHit is the TLB's answer for vpn, nil on a miss (an entry never holds a
+// nil page). It inlines into read and write, where lookup as a whole is
+// over the inliner's budget.
+func (c *CPU) tlbHit(vpn uint64) *page {
 	if e := &c.tlb[vpn%tlbEntries]; e.tag == vpn+1 {
 		return e.p
 	}
-	return c.lookupSlow(vpn)
+	return nil
 }
 
 // shootdown drops vpn's translation from every CPU's TLB: the machine's
@@ -281,10 +291,8 @@ func (c *CPU) read(addr uint64, size int) (uint64, bool) {
 		return c.readSplit(addr, size)
 	}
 	vpn := addr >> pageShift
-	var p *page
-	if e := &c.tlb[vpn%tlbEntries]; e.tag == vpn+1 {
-		p = e.p // lookup's hit, inline
-	} else {
+	p := c.tlbHit(vpn)
+	if p == nil {
 		p = c.lookupSlow(vpn)
 	}
 	if p == nil || p.perm&PermR == 0 {
@@ -338,10 +346,8 @@ func (c *CPU) write(addr uint64, size int, v uint64) bool {
 		return c.writeSplit(addr, size, v)
 	}
 	vpn := addr >> pageShift
-	var p *page
-	if e := &c.tlb[vpn%tlbEntries]; e.tag == vpn+1 {
-		p = e.p // lookup's hit, inline
-	} else {
+	p := c.tlbHit(vpn)
+	if p == nil {
 		p = c.lookupSlow(vpn)
 	}
 	if p == nil || p.perm&PermW == 0 {
