@@ -128,6 +128,9 @@ func cmdDebug(env *cmdEnv, args []string) int {
 	if err != nil {
 		return errorf(env, "debug: %v", err)
 	}
+	if err := notNewerThan(src, elf); err != nil {
+		return errorf(env, "debug: %v", err)
+	}
 	script := filepath.Join(out, "patchtrace.gdb")
 	if err := writeFileAtomic(script, []byte(gdbScript(elf, src, addr))); err != nil {
 		return errorf(env, "debug: %v", err)
@@ -174,6 +177,27 @@ func cmdDebug(env *cmdEnv, args []string) int {
 			return exitOK
 		}
 	}
+}
+
+// notNewerThan gives every file under dir the modification time of the
+// file ref, so that gdb does not warn "Source file is more recent than
+// executable" for sources staged after the ELF (gdb compares the two in
+// whole seconds, so the warning came and went with the clock).
+func notNewerThan(dir, ref string) error {
+	if dir == "" {
+		return nil
+	}
+	st, err := os.Stat(ref)
+	if err != nil {
+		return err
+	}
+	t := st.ModTime()
+	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		return os.Chtimes(p, t, t)
+	})
 }
 
 // gdbScript attaches gdb to the server with the slice's symbols, and makes

@@ -474,3 +474,37 @@ func TestDebugBadInput(t *testing.T) {
 		t.Fatalf("no warning about the truncated trace: %s", errb.String())
 	}
 }
+
+// TestStagedSourcesNotNewer: the staged sources get the ELF's time, so gdb
+// (which compares whole seconds) never says a source is more recent than
+// the executable, whatever second the staging ended in.
+func TestStagedSourcesNotNewer(t *testing.T) {
+	dir := t.TempDir()
+	elf := filepath.Join(dir, "x.elf")
+	src := filepath.Join(dir, "src", "base", "entry.S")
+	for _, p := range []string{elf, src} {
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := time.Now().Add(-time.Hour).Truncate(time.Second)
+	if err := os.Chtimes(elf, old, old); err != nil {
+		t.Fatal(err)
+	}
+	if err := notNewerThan(filepath.Join(dir, "src"), elf); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st.ModTime().Equal(old) {
+		t.Fatalf("staged source has time %v, the ELF %v", st.ModTime(), old)
+	}
+	if err := notNewerThan("", elf); err != nil {
+		t.Fatalf("no sources staged: %v", err)
+	}
+}
