@@ -320,7 +320,9 @@ func (r *Reader) decodeMessage(i int, m []byte, p *projection) (*Batch, error) {
 				continue // no nulls: the bitmap is not read (as Arrow)
 			}
 			if s := buf(k); compressed && len(s) >= 8 && int64(binary.LittleEndian.Uint64(s)) > 0 {
-				size += int(binary.LittleEndian.Uint64(s))
+				if u := int(binary.LittleEndian.Uint64(s)); !isZeroView(s[8:], u) {
+					size += u
+				}
 			}
 		}
 	}
@@ -355,6 +357,21 @@ func (r *Reader) decodeMessage(i int, m []byte, p *projection) (*Batch, error) {
 				bufs[k] = s[8:]
 				continue
 			}
+			start := len(arena)
+			if size, zero, ok := simpleFrame(s[8:]); ok && (zero && u <= zeroViewLen || cap(arena)-start >= size) {
+				// Raw and RLE blocks only (see zfast.go).
+				if int64(size) < u {
+					putBuf(&arenaPool, arena)
+					return nil, fmt.Errorf("decode: column %s: buffer %d holds %d bytes, its header says %d", Columns[c].Name, k, size, u)
+				}
+				if zero && u <= zeroViewLen {
+					bufs[k] = zeroView()[:u]
+					continue
+				}
+				arena = decodeSimple(arena, s[8:])[:start+int(u)]
+				bufs[k] = arena[start:]
+				continue
+			}
 			if zd == nil {
 				zd = decoderPool.Get().(*zstd.Decoder)
 			}
@@ -362,7 +379,6 @@ func (r *Reader) decodeMessage(i int, m []byte, p *projection) (*Batch, error) {
 			// for every buffer's stated length): the decoder's size limit
 			// (maxAlloc) then bounds this buffer, not the batch so far (a
 			// batch of more than ~200 Ki rows holds more than 64 MiB).
-			start := len(arena)
 			out, err := zd.DecodeAll(s[8:], arena[start:start])
 			if err != nil {
 				putBuf(&arenaPool, arena)
