@@ -190,3 +190,24 @@ func TestEnded(t *testing.T) {
 		}
 	}
 }
+
+// A seed that could not run (a scenario naming a symbol its slice lacks)
+// has no findings: what a failing seed's line says it got must not be
+// "clean" (check printed "expected clean, got clean; error: ...").
+func TestSeedErrorSaidIncomplete(t *testing.T) {
+	for _, s := range []check.Seed{
+		{Seed: 1, Error: `task 2: address "no_such_main": no symbol "no_such_main" in the slice`, Findings: map[string]int{}},
+		{Seed: 2, Error: "writing the report: disk full", Verdict: analyze.VerdictClean, Findings: map[string]int{}},
+	} {
+		if got := s.Said(); got != analyze.VerdictIncomplete {
+			t.Errorf("seed %d with error %q: Said() = %q, want %q", s.Seed, s.Error, got, analyze.VerdictIncomplete)
+		}
+		if got := s.Got(); got != analyze.VerdictIncomplete {
+			t.Errorf("seed %d: Got() = %q, want %q", s.Seed, got, analyze.VerdictIncomplete)
+		}
+	}
+	s := check.Seed{Incomplete: "the run is incomplete", Findings: map[string]int{}}
+	if got := s.Said(); got != "incomplete: the run is incomplete" {
+		t.Errorf("Said() = %q", got)
+	}
+}

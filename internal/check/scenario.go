@@ -68,10 +68,15 @@ func (s *Seed) Got() string {
 }
 
 // Said is the seed's verdict as reported for a seed that failed: why it is
-// incomplete, or Verdict(Findings).
+// incomplete, "incomplete" for a seed that could not run or be analyzed
+// (Error says why), or Verdict(Findings). A seed with an error has no
+// findings: Verdict would call it clean.
 func (s *Seed) Said() string {
 	if s.Incomplete != "" {
 		return "incomplete: " + s.Incomplete
+	}
+	if s.Error != "" {
+		return analyze.VerdictIncomplete
 	}
 	return Verdict(s.Findings)
 }
