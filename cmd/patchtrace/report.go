@@ -52,6 +52,10 @@ func cmdReport(env *cmdEnv, args []string) int {
 		seen := map[string]string{}
 		for _, tr := range pos {
 			base := strings.TrimSuffix(filepath.Base(tr), filepath.Ext(tr))
+			if strings.EqualFold(base, "index") {
+				// Its page would be replaced by the index written last.
+				return usageErr(env, fs, "report: %s would write the page index.html, which is the index of the pages (rename the trace)", tr)
+			}
 			if prev, dup := seen[base]; dup {
 				return usageErr(env, fs, "report: %s and %s would write the same page %s.html", prev, tr, base)
 			}

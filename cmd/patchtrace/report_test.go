@@ -60,6 +60,16 @@ func TestReportCommand(t *testing.T) {
 	if code, _, errs := runCLI(t, "report", "-o", outDir, trace, trace); code != exitUsage || !strings.Contains(errs, "same page") {
 		t.Errorf("report of one trace twice: %d %s", code, errs)
 	}
+	// A trace named index.*: its page would be index.html, which the
+	// index written after it replaced (report said "wrote DIR/index.html"
+	// twice and the trace's page was lost).
+	index := filepath.Join(dir, "index.arrow")
+	if err := os.WriteFile(index, full, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errs := runCLI(t, "report", "-o", outDir, index, trace); code != exitUsage || !strings.Contains(errs, "index.html") || fileExists(outDir) {
+		t.Errorf("report of a trace named index.arrow with another: %d %s", code, errs)
+	}
 	other := filepath.Join(dir, "u.arrow")
 	if code, _, errs := runCLI(t, "record", "text-poke-bp", "-o", other); code != exitOK {
 		t.Fatalf("record: %d %s", code, errs)
