@@ -65,6 +65,21 @@ var columnCodec = func() (l [NumColumns]zstd.EncoderLevel) {
 	return l
 }()
 
+// columnCodecMulti is the codec for each column's values in a batch of
+// several CPUs' rows (cpuRows), chosen by measurement on text-poke-bp
+// (RATIONALE.md "Trace size"): zenc there follows each CPU's rows across
+// the switches; klauspost's better level, which finds matches anywhere in
+// a row, is smaller on a stack pointer delta stepping through pushes and
+// pops, on addresses and on instruction lengths and bytes.
+var columnCodecMulti = func() (l [NumColumns]zstd.EncoderLevel) {
+	l = columnCodec
+	l[ColOp] = codecZenc
+	for _, i := range []int{ColRegRSP, ColAddr, ColLen, ColBytes} {
+		l[i] = zstd.SpeedBetterCompression
+	}
+	return l
+}()
+
 // columnWidth is the bytes per row of each column's values buffer (1 for
 // booleans: zenc then sees bytes).
 var columnWidth = func() (w [NumColumns]int) {
@@ -221,7 +236,13 @@ func (e *colEncoder) encodeColumn(b *batch, i int) {
 			if o.nulls > 0 && fillColumns[i] {
 				fillNulls(c.fixed[:size], c.width, e.valid)
 			}
-			vals = e.compress(vals, c.fixed[:size], columnCodec[i], columnWidth[i])
+			codec := columnCodec[i]
+			if b.multi {
+				codec = columnCodecMulti[i]
+				e.zenc.rows = &b.cpuRows
+			}
+			vals = e.compress(vals, c.fixed[:size], codec, columnWidth[i])
+			e.zenc.rows = nil
 		}
 		o.bufs[1] = vals
 		if dirty && !Columns[i].Common {

@@ -243,6 +243,8 @@ type batch struct {
 	logBase unsafe.Pointer             // &log[0]
 	logN    int                        // records in log
 	kindMap [numKinds - 1][]uint64     // rows of each kind (index kind-1), set by transpose
+	multi   bool                       // rows of several CPUs, set by transpose
+	cpuRows cpuRows                    // how they interleave, when multi
 	base    [NumColumns]unsafe.Pointer // &cols[i].fixed[0]
 	vbase   [NumColumns]unsafe.Pointer // &cols[i].valid[0]
 }
@@ -698,6 +700,7 @@ func (b *batch) transpose() {
 			b.kindMap[k][r>>6] |= 1 << (r & 63)
 		}
 	}
+	b.multi = b.cpuRows.set(b.cols[ColCPU].fixed, b.n)
 }
 
 // writeMask is kindMask[KindWrite]: the columns a write row can fill.

@@ -48,6 +48,67 @@ type zenc struct {
 	}
 	prevCT  [3]fseCTable
 	curMode [3]int // the modes of the block being built
+
+	// rows, when set, says which CPU each row of the buffer being
+	// encoded is from (a batch of several CPUs' interleaved runs); cont
+	// is then, per CPU, the row that would continue its last match, and
+	// swAt the first entry of rows.sw not yet passed.
+	rows *cpuRows
+	cont [cpuRowsMax]int32
+	swAt int
+}
+
+// cpuRowsMax bounds the CPU numbers cpuRows tracks (slice.MaxCPUs).
+const cpuRowsMax = 64
+
+// cpuRows describes how a batch's rows interleave CPUs, for zenc. When a
+// CPU's run resumes after other CPUs' runs, the row that matches its
+// first row is usually the one after the row its last run matched (the
+// next iteration of the same loop on the same CPU), at a distance no
+// repeat offset holds; and a match inside a run ends where its source's
+// run ended, to continue after that CPU's next switch.
+type cpuRows struct {
+	cpu  []uint8 // each row's CPU
+	next []int32 // the next row of the same CPU, or -1
+	sw   []int32 // the rows whose CPU differs from the previous row's
+}
+
+// set computes r from a batch's cpu column (n u16 rows) and reports
+// whether the rows are from more than one CPU (otherwise r is not set).
+func (r *cpuRows) set(col []byte, n int) bool {
+	multi := false
+	for i := 1; i < n; i++ {
+		if binary.LittleEndian.Uint16(col[2*i:]) != binary.LittleEndian.Uint16(col) {
+			multi = true
+			break
+		}
+	}
+	if !multi {
+		return false
+	}
+	r.cpu = resize(r.cpu, n)
+	r.next = resize(r.next, n)
+	r.sw = r.sw[:0]
+	for i := range n {
+		c := binary.LittleEndian.Uint16(col[2*i:])
+		if c >= cpuRowsMax {
+			return false
+		}
+		r.cpu[i] = uint8(c)
+		if i > 0 && r.cpu[i] != r.cpu[i-1] {
+			r.sw = append(r.sw, int32(i))
+		}
+	}
+	var last [cpuRowsMax]int32
+	for i := range last {
+		last[i] = -1
+	}
+	for i := n - 1; i >= 0; i-- {
+		c := r.cpu[i]
+		r.next[i] = last[c]
+		last[c] = int32(i)
+	}
+	return true
 }
 
 // zseqc is a sequence with its codes.
@@ -62,6 +123,7 @@ const (
 	zencHashLog  = 16
 	zencMaxWin   = 1 << 22 // matches reach back at most 4 MiB
 	zencMinMatch = 8
+	zencTrust    = 32 // a match this long tells where a CPU's rows continue
 )
 
 // encode appends to dst a zstd frame holding src, a buffer of rows of
@@ -97,6 +159,10 @@ func (z *zenc) encode(dst, src []byte, width int) []byte {
 	z.last = n
 	rep := [3]uint32{1, 4, 8}
 	z.prevOK = [3]bool{}
+	for i := range z.cont {
+		z.cont[i] = -1
+	}
+	z.swAt = 0
 	for start := 0; start < n; start += zstdMaxBlock {
 		end := min(start+zstdMaxBlock, n)
 		dst = z.block(dst, src, start, end, width, &rep, end == n)
@@ -213,6 +279,16 @@ func (z *zenc) block(dst, src []byte, start, end, width int, rep *[3]uint32, las
 				consider(o)
 			}
 		}
+		// Then the row that continues this CPU's last match.
+		cand := -1
+		if z.rows != nil && ml < 64 {
+			if c := int(z.cont[z.rows.cpu[p/width]]); c >= 0 {
+				cand = p - c*width
+				if cand > 0 && cand <= p && cand <= zencMaxWin && binary.LittleEndian.Uint64(src[p-cand:]) == v {
+					consider(cand)
+				}
+			}
+		}
 		// Then the last row that started with the same 16 bytes, or else
 		// the same 8.
 		base := int(z.base)
@@ -236,9 +312,9 @@ func (z *zenc) block(dst, src []byte, start, end, width int, rep *[3]uint32, las
 			// counter, a stack pointer or address moved by less than
 			// 256): a match from the next byte, at a repeat offset or
 			// the previous row.
-			for _, o32 := range [4]uint32{reps[0], reps[1], reps[2], uint32(width)} {
+			for _, o32 := range [5]uint32{reps[0], reps[1], reps[2], uint32(width), uint32(max(cand, 0))} {
 				o := int(o32)
-				if o <= p && o <= zencMaxWin && aligned(o) && (binary.LittleEndian.Uint64(src[p-o:])^v)>>8 == 0 {
+				if o > 0 && o <= p && o <= zencMaxWin && aligned(o) && (binary.LittleEndian.Uint64(src[p-o:])^v)>>8 == 0 {
 					if l := 7 + matchLen(src, p+8, p+8-o, end); l > ml {
 						off, ml = o, l
 					}
@@ -250,6 +326,13 @@ func (z *zenc) block(dst, src []byte, start, end, width int, rep *[3]uint32, las
 			}
 		}
 		if ml < zencMinMatch && !shifted {
+			if z.rows != nil {
+				// A literal row: its CPU's continuation moves on a row.
+				c := &z.cont[z.rows.cpu[p/width]]
+				if *c >= 0 {
+					*c = z.rows.next[*c]
+				}
+			}
 			misses++
 			p += width * (1 + misses>>6) // skip faster through data without matches
 			continue
@@ -264,6 +347,9 @@ func (z *zenc) block(dst, src []byte, start, end, width int, rep *[3]uint32, las
 		z.lits = append(z.lits, src[lit:p]...)
 		z.seqs = append(z.seqs, zseqc{ll: uint32(ll), ml: uint32(ml), ov: resolveOffset(&reps, uint32(off), ll)})
 		lit = p + ml
+		if z.rows != nil && off%width == 0 {
+			z.follow(p, lit, off, width, off == cand || ml >= zencTrust)
+		}
 		// Remember the row starts of the last few rows of the match.
 		q := rowStart(lit - 1)
 		for k := 0; k < 2 && q > p && q+16 <= end; k++ {
@@ -291,6 +377,37 @@ func (z *zenc) block(dst, src []byte, start, end, width int, rep *[3]uint32, las
 		z.keepTables()
 	}
 	return dst
+}
+
+// follow updates the per-CPU continuations after a match of src[p:end]
+// at offset off (whole rows). A long match (or one at the continuation)
+// is taken as where its rows' CPUs are: each CPU whose run ends inside
+// it, and the CPU of its last row, continue after their rows' sources. A
+// short one (often a few zero rows, nulls, at whatever offset) says
+// nothing about that: the continuation of each row's CPU moves on a row.
+func (z *zenc) follow(p, end, off, width int, trusted bool) {
+	r := z.rows
+	first, last, d := p/width, (end-1)/width, off/width
+	if !trusted {
+		for row := first; row <= last; row++ {
+			if c := &z.cont[r.cpu[row]]; *c >= 0 {
+				*c = r.next[*c]
+			}
+		}
+		for z.swAt < len(r.sw) && int(r.sw[z.swAt]) <= last {
+			z.swAt++
+		}
+		return
+	}
+	for z.swAt < len(r.sw) && int(r.sw[z.swAt]) <= last {
+		if t := int(r.sw[z.swAt]); t > first && t-1-d >= 0 {
+			z.cont[r.cpu[t-1]] = r.next[t-1-d]
+		}
+		z.swAt++
+	}
+	if last-d >= 0 {
+		z.cont[r.cpu[last]] = r.next[last-d]
+	}
 }
 
 // keepTables records the tables of a compressed block with sequences, for

@@ -205,6 +205,24 @@ func FuzzZenc(f *testing.F) {
 		if err != nil || !bytes.Equal(got, data) {
 			t.Fatalf("width %d, %d bytes: %v", width, len(data), err)
 		}
+		// The same rows said to be from CPUs chosen by the seed.
+		n := len(data) / width
+		cpus := make([]byte, 2*n)
+		for r := range n {
+			if len(seed) > 0 {
+				cpus[2*r] = seed[r%len(seed)] & 3
+			}
+		}
+		var rows cpuRows
+		if rows.set(cpus, n) {
+			z.rows = &rows
+			frame = z.encode(nil, data[:n*width], width)
+			z.rows = nil
+			got, err := dec.DecodeAll(frame, nil)
+			if err != nil || !bytes.Equal(got, data[:n*width]) {
+				t.Fatalf("width %d, %d bytes, with CPUs: %v", width, len(data), err)
+			}
+		}
 	})
 }
 
@@ -247,5 +265,86 @@ func TestZencLowByte(t *testing.T) {
 	values := 2 * 60000 * 2 / 59
 	if n := len(z.encode(nil, data, 4)); n > values*7/10 {
 		t.Errorf("sparse counter: %d bytes for %d values, want at most 0.7 a value", n, values)
+	}
+}
+
+// interleavedRuns returns n rows of width w from four CPUs running the
+// same loop (a period of random rows) at different places, one row in
+// four holding the CPU's own value (a stack address, say), in runs of 1
+// to 128 rows, and the cpu column (u16 rows) saying whose each row is.
+func interleavedRuns(w, n int, seed uint64) (data, cpus []byte) {
+	rng := rand.New(rand.NewPCG(seed, 3))
+	loop := make([]byte, 300*w)
+	for i := range loop {
+		loop[i] = byte(rng.Uint32())
+	}
+	loops := [4][]byte{loop, loop, loop, loop}
+	pos := [4]int{0, 70, 140, 210}
+	for len(data) < n*w {
+		k := rng.IntN(4)
+		for range 1 + rng.IntN(128) {
+			if len(data) == n*w {
+				break
+			}
+			period := len(loops[k]) / w
+			data = append(data, loops[k][pos[k]%period*w:(pos[k]%period+1)*w]...)
+			if pos[k]%4 == 0 {
+				data[len(data)-1] = byte(k)
+			}
+			cpus = binary.LittleEndian.AppendUint16(cpus, uint16(k))
+			pos[k]++
+		}
+	}
+	return data, cpus
+}
+
+// TestZencCPURows: with the rows' CPUs, zenc follows each CPU's loop
+// across the switches (a CPU's resumed run matches after the rows its
+// last run matched), and the frames still decode, with klauspost's
+// decoder and the reference zstd.
+func TestZencCPURows(t *testing.T) {
+	dec, err := zstd.NewReader(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dec.Close()
+	zstdCmd, _ := exec.LookPath("zstd")
+	dir := t.TempDir()
+	var z zenc
+	for _, w := range []int{1, 2, 8, 15} {
+		data, cpus := interleavedRuns(w, 90000, uint64(w))
+		plain := len(z.encode(nil, data, w))
+		var rows cpuRows
+		if !rows.set(cpus, len(cpus)/2) {
+			t.Fatal("cpuRows.set: four CPUs' rows seen as one CPU's")
+		}
+		z.rows = &rows
+		frame := z.encode(nil, data, w)
+		z.rows = nil
+		got, err := dec.DecodeAll(frame, nil)
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("width %d: decoded %d bytes (%v), differ from the %d encoded", w, len(got), err, len(data))
+		}
+		if zstdCmd != "" {
+			p := filepath.Join(dir, fmt.Sprintf("w%d.zst", w))
+			if err := os.WriteFile(p, frame, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			out, err := exec.Command(zstdCmd, "-q", "-d", "-c", p).Output()
+			if err != nil || !bytes.Equal(out, data) {
+				t.Fatalf("width %d: zstd -d: %v", w, err)
+			}
+		}
+		t.Logf("width %2d: %d bytes, %d without the rows' CPUs", w, len(frame), plain)
+		// Narrow rows have fewer bytes to tell the CPUs apart: there the
+		// continuation must only not cost.
+		if want := map[bool]int{true: plain * 3 / 4, false: plain}[w >= 8]; len(frame) > want {
+			t.Errorf("width %d: %d bytes with the rows' CPUs, %d without: want at most %d", w, len(frame), plain, want)
+		}
+	}
+	// One CPU: nothing to follow.
+	var rows cpuRows
+	if rows.set(make([]byte, 200), 100) {
+		t.Error("cpuRows.set: one CPU's rows seen as several")
 	}
 }
