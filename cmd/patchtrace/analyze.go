@@ -54,6 +54,11 @@ func cmdAnalyze(env *cmdEnv, args []string) int {
 			return errorf(env, "analyze: %s exists (use --force to replace it)", *out)
 		}
 	}
+	if *out != "" {
+		if err := refuseInput(*out, pos...); err != nil {
+			return errorf(env, "analyze: -o: %v", err)
+		}
+	}
 	var opts []analyze.Option
 	if *allowTrunc {
 		opts = append(opts, analyze.AllowTruncated())
@@ -94,6 +99,24 @@ func cmdAnalyze(env *cmdEnv, args []string) int {
 		return exitFinding
 	}
 	return exitOK
+}
+
+// refuseInput says when out names one of the files a command reads
+// (os.SameFile: the same path, a hard link, another spelling of it):
+// --force replaces an existing output, never the input it was made from
+// (analyze -o run.arrow --force run.arrow replaced the trace with its
+// report).
+func refuseInput(out string, inputs ...string) error {
+	ost, err := os.Stat(out)
+	if err != nil {
+		return nil
+	}
+	for _, in := range inputs {
+		if ist, err := os.Stat(in); err == nil && os.SameFile(ost, ist) {
+			return fmt.Errorf("%s is the input %s: refusing to replace it", out, in)
+		}
+	}
+	return nil
 }
 
 // writeFileAtomic writes data to a temporary file next to path and renames

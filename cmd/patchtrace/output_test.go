@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -44,5 +46,42 @@ func TestOutputsReplaceOnlyRegularFiles(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(reg); string(b) != "new" {
 		t.Fatalf("regular file not replaced: %q", b)
+	}
+}
+
+// TestOutputsNeverReplaceTheInput: -o (and export's and inspect's output
+// flags) naming the trace being read, by the same path or another
+// spelling of it, is refused even with --force, and the trace survives
+// (analyze -o run.arrow --force run.arrow replaced the trace with its
+// text report).
+func TestOutputsNeverReplaceTheInput(t *testing.T) {
+	dir := t.TempDir()
+	trace := filepath.Join(dir, "t.arrow")
+	if code, _, errs := runCLI(t, "record", "--max-insns", "2000", "-o", trace); code != exitFinding {
+		t.Fatalf("record: %d %s", code, errs)
+	}
+	want, err := os.ReadFile(trace)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := filepath.Join(dir, ".", "t.arrow") // the same file, spelled otherwise
+	for _, args := range [][]string{
+		{"analyze", trace, "-o", trace, "--force"},
+		{"analyze", trace, "-o", other, "--force", "--format", "json"},
+		{"report", trace, "-o", other, "--force"},
+		{"export", trace, "--parquet", other, "--force"},
+		{"export", trace, "--perfetto", trace, "--force"},
+		{"inspect", trace, "--extract-elf", other},
+	} {
+		code, _, errs := runCLI(t, args...)
+		if code != exitError || !strings.Contains(errs, "is the input") {
+			t.Errorf("%v: exit %d %q, want exit %d saying the output is the input", args, code, errs, exitError)
+		}
+		if got, err := os.ReadFile(trace); err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("%v replaced the trace (%d bytes, was %d): %v", args, len(got), len(want), err)
+		}
+	}
+	if code, _, errs := runCLI(t, "export", trace, "--parquet", filepath.Join(dir, "x"), "--perfetto", filepath.Join(dir, "x")); code != exitUsage {
+		t.Errorf("export --parquet and --perfetto to one file: exit %d %q", code, errs)
 	}
 }

@@ -62,6 +62,11 @@ func cmdReport(env *cmdEnv, args []string) int {
 			seen[base] = tr
 		}
 	}
+	if *out != "" {
+		if err := refuseInput(*out, pos...); err != nil {
+			return errorf(env, "report: -o: %v", err)
+		}
+	}
 	var opts []analyze.Option
 	if *allowTrunc {
 		opts = append(opts, analyze.AllowTruncated())
@@ -119,11 +124,15 @@ func cmdReport(env *cmdEnv, args []string) int {
 		report.WriteIndex(&b, "patchtrace reports", idx)
 		pages = append(pages, page{path: filepath.Join(*out, "index.html"), data: b.Bytes()})
 	}
-	if !*force {
-		for _, p := range pages {
+	for _, p := range pages {
+		if !*force {
 			if _, err := os.Lstat(p.path); err == nil {
 				return meterErr(env, meter, "report: %s exists (use --force to replace it)", p.path)
 			}
+		}
+		// A trace named x.html (its default page) or kept in -o DIR.
+		if err := refuseInput(p.path, pos...); err != nil {
+			return meterErr(env, meter, "report: %v", err)
 		}
 	}
 	for _, p := range pages {

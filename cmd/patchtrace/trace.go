@@ -124,6 +124,9 @@ func cmdInspect(env *cmdEnv, args []string) int {
 		if len(md.ELF) == 0 {
 			return errorf(env, "inspect: %s carries no slice ELF", pos[0])
 		}
+		if err := refuseInput(*extract, pos[0]); err != nil {
+			return errorf(env, "inspect: --extract-elf: %v", err)
+		}
 		if err := writeFileAtomic(*extract, md.ELF); err != nil {
 			return errorf(env, "inspect: --extract-elf: %v", err)
 		}
@@ -301,6 +304,17 @@ func cmdExport(env *cmdEnv, args []string) int {
 	}
 	if *out == "" && *pf == "" {
 		return usageErr(env, fset, "export: give --parquet OUT, --perfetto OUT or both")
+	}
+	if *out != "" && *out == *pf {
+		return usageErr(env, fset, "export: --parquet and --perfetto name the same file %s", *out)
+	}
+	for _, o := range []struct{ flag, path string }{{"--parquet", *out}, {"--perfetto", *pf}} {
+		if o.path == "" {
+			continue
+		}
+		if err := refuseInput(o.path, pos[0]); err != nil {
+			return errorf(env, "export: %s: %v", o.flag, err)
+		}
 	}
 	if *pf != "" {
 		// Progress: bytes written (the total is not known ahead), and
