@@ -20,6 +20,10 @@ import (
 // A slice's oops path may name the faulting instruction first with
 // pt_marker(0xffff, regs->ip) (scenarios/base's die()); the finding is then
 // placed there rather than at panic(), and an unclaimed int3 is named as such.
+//
+// It also judges out-of-line copies of instructions (ool.go): code run in
+// place of the instructions before the address a context goes on at must
+// address, RIP-relative, what they do.
 type trapCheck struct {
 	oopsIP   []uint64 // per CPU: ip from the last die marker
 	lastTrap []trapSeen
@@ -38,6 +42,10 @@ type trapCheck struct {
 	funcSeq  map[uint64]uint64
 	branchOK map[uint64]branchSeen
 	byteSeq  map[uint64]uint64 // code byte -> seq of its last text-poke store
+	// Out-of-line copies (ool.go): each CPU's recent instructions per
+	// trap depth, and each function's instruction ends as built.
+	rings [][oolDepths]oolRing
+	ends  map[uint64]map[uint64]uint64
 }
 
 // trapInsn is a CPU's last instruction (ok: the next instruction row of the
@@ -88,7 +96,7 @@ const markerOopsIP = 0xffff
 
 func (*trapCheck) ID() string { return "trap" }
 func (*trapCheck) Doc() string {
-	return "An int3 or fault that no handler claimed (an oops, panic or BUG), or a handler return or branch into the middle of an instruction of patched code."
+	return "An int3 or fault that no handler claimed (an oops, panic or BUG), a handler return or branch into the middle of an instruction of patched code, or an out-of-line copy of an instruction (a kprobe's slot, an optprobe's detour) whose RIP-relative operand addresses other memory than the original's."
 }
 func (a *trapCheck) Start(ctx *Context) error {
 	a.oopsIP = make([]uint64, len(ctx.St.CPUs))
@@ -99,6 +107,8 @@ func (a *trapCheck) Start(ctx *Context) error {
 	a.funcSeq = map[uint64]uint64{}
 	a.byteSeq = map[uint64]uint64{}
 	a.branchOK = map[uint64]branchSeen{}
+	a.rings = make([][oolDepths]oolRing, len(ctx.St.CPUs))
+	a.ends = map[uint64]map[uint64]uint64{}
 	return nil
 }
 
@@ -131,6 +141,7 @@ func (a *trapCheck) Event(ctx *Context, r *format.Row) {
 	switch r.Kind {
 	case format.KindInsn:
 		a.branch(ctx, r)
+		a.oolStep(ctx, r)
 	case format.KindWrite:
 		if r.Alias {
 			end := r.Addr + uint64(max(r.Size, 1)) - 1

@@ -239,3 +239,92 @@ func TestTrapBranchBehindGuard(t *testing.T) {
 		})
 	}
 }
+
+// TestTrapOutOfLineCopy feeds hand-made events over kprobe-riprel's slice:
+// a context runs the instruction slot (written through the alias) and then
+// goes on at probed_fn+7, behind the original mov probe_base(%rip), %rax -
+// single-stepped (arriving by the #DB's IRETQ), or boosted (a jump back
+// after the copy). A copy whose displacement reaches probe_base from the
+// slot stands for the original; a byte-for-byte copy reads elsewhere and is
+// a finding; code that is no copy of the original is not judged.
+func TestTrapOutOfLineCopy(t *testing.T) {
+	spec, err := scenario.Load(scenarios.FS, "kprobe-riprel")
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := emu.LoadImage(spec.ID, spec.ELF)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fn, _ := img.Lookup("probed_fn")
+	slot, _ := img.Lookup("kprobe_insn_slot")
+	orig := img.Bytes(fn.Addr, 7)
+	if len(orig) != 7 || orig[0] != 0x48 || orig[1] != 0x8b || orig[2] != 0x05 {
+		t.Fatalf("probed_fn starts % x, not mov disp32(%%rip), %%rax", orig)
+	}
+	md := record.Meta(spec, img, spec.CPUs, 1)
+	disp := func(b []byte) int32 {
+		return int32(uint32(b[3]) | uint32(b[4])<<8 | uint32(b[5])<<16 | uint32(b[6])<<24)
+	}
+	withDisp := func(d int32) []byte {
+		b := append([]byte(nil), orig...)
+		for i := 0; i < 4; i++ {
+			b[3+i] = byte(uint32(d) >> (8 * i))
+		}
+		return b
+	}
+	fixed := withDisp(disp(orig) + int32(int64(fn.Addr)-int64(slot.Addr)))
+	jmpBack := func(copyLen int) []byte {
+		rel := int32(int64(fn.Addr+7) - int64(slot.Addr+uint64(copyLen)+5))
+		return []byte{0xe9, byte(rel), byte(rel >> 8), byte(rel >> 16), byte(rel >> 24)}
+	}
+	for _, tc := range []struct {
+		name    string
+		slot    []byte
+		boost   bool // a jump back after the copy; else single-stepped
+		finding bool
+	}{
+		{"adjusted, single-stepped", fixed, false, false},
+		{"byte for byte, single-stepped", orig, false, true},
+		{"adjusted, boosted", fixed, true, false},
+		{"byte for byte, boosted", orig, true, true},
+		{"adjusted for the wrong address", withDisp(disp(orig) - 0x40), false, true},
+		{"no copy (another load)", []byte{0x48, 0x8b, 0x47, 0x08, 0x90, 0x90, 0x90}, false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			live, err := analyze.NewLive(&md, []analyze.Analyzer{mustSelect(t, "trap")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			code := append([]byte(nil), tc.slot...)
+			if tc.boost {
+				code = append(code, jmpBack(len(tc.slot))...)
+			}
+			seq := uint64(0)
+			for i, b := range code {
+				seq++
+				live.Append(&format.Row{Seq: seq, Kind: format.KindWrite, CPU: 0, RIP: 1, Addr: slot.Addr + uint64(i), HasAddr: true,
+					Size: 1, Old: 0xcc, New: uint64(b), Alias: true, AliasAddr: slice.AliasBase})
+			}
+			insn := func(rip uint64, n uint8, depth uint8) {
+				seq++
+				live.Append(&format.Row{Seq: seq, Kind: format.KindInsn, CPU: 1, Task: 2, Depth: depth, RIP: rip, Len: n})
+			}
+			insn(slot.Addr, 7, 0)
+			if tc.boost {
+				insn(slot.Addr+7, 5, 0)
+			} else {
+				// the single-step #DB's handler, one level deeper
+				insn(slot.Addr-0x100, 1, 1)
+			}
+			insn(fn.Addr+7, 3, 0)
+			res := live.Finish()
+			if got := len(res.Findings) > 0; got != tc.finding {
+				t.Fatalf("finding %v, want %v: %+v", got, tc.finding, res.Findings)
+			}
+			if tc.finding && !strings.Contains(res.Findings[0].Message, "out-of-line copy of the instruction at probed_fn") {
+				t.Errorf("message %q", res.Findings[0].Message)
+			}
+		})
+	}
+}
