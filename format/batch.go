@@ -170,6 +170,67 @@ func (b *Batch) setCol(i int, r *Row, col int) {
 	}
 }
 
+// clearCol zeroes r's field of column col (what setCol sets).
+func clearCol(r *Row, col int) {
+	switch col {
+	case ColLen:
+		r.Len = 0
+	case ColBytes:
+		r.Bytes = [15]byte{}
+	case ColOp:
+		r.Op = 0
+	case ColRSP:
+		r.RSP = 0
+	case ColRFlags:
+		r.RFlags = 0
+	case ColAddr:
+		r.Addr, r.HasAddr = 0, false
+	case ColSize:
+		r.Size = 0
+	case ColOld:
+		r.Old = 0
+	case ColNew:
+		r.New = 0
+	case ColAlias:
+		r.Alias = false
+	case ColAliasAddr:
+		r.AliasAddr = 0
+	case ColPercpuCPU:
+		r.Percpu, r.PercpuCPU = false, 0
+	case ColPercpuOff:
+		r.PercpuOff = 0
+	case ColPercpuVar:
+		r.PercpuVar = ""
+	case ColVector:
+		r.Vector, r.HasVector = 0, false
+	case ColHandler:
+		r.Handler = 0
+	case ColIST:
+		r.IST = 0
+	case ColErrCode:
+		r.ErrCode, r.HasErrCode = 0, false
+	case ColPermOld:
+		r.PermOld = 0
+	case ColPermNew:
+		r.PermNew = 0
+	case ColCause:
+		r.Cause = 0
+	case ColService:
+		r.Service = 0
+	case ColArg0, ColArg1, ColArg2, ColArg3:
+		r.Args[col-ColArg0] = 0
+	case ColRet:
+		r.Ret = 0
+	case ColMsg:
+		r.Msg = ""
+	default:
+		if k := col - ColRegRAX; k >= 0 && k < NumRegs {
+			r.Regs[k] = 0
+			r.RegMask &^= 1 << k
+		}
+	}
+}
+
 // bind validates a decoded record against the schema, so that Row never
 // reads out of bounds, and sets up the column views.
 func (r *Reader) bind(b *Batch) error {
