@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"os/signal"
 	"strconv"
 	"strings"
@@ -213,7 +211,7 @@ func cmdEvents(env *cmdEnv, args []string) int {
 			return usageErr(env, fs, "events: --addr %s: %v", *addr, err)
 		}
 	}
-	if env.stdout == io.Writer(os.Stdout) {
+	if isOSStdout(env.stdout) {
 		// A closed pipe (| head) must end the listing with an error from
 		// Write, not kill the process with SIGPIPE.
 		signal.Ignore(syscall.SIGPIPE)

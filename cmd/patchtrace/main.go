@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"syscall"
 )
 
 // Exit codes (documented in README.md and the usage text).
@@ -165,6 +166,57 @@ func main() {
 }
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	out := &outWriter{w: stdout}
+	return out.judge(runCmd(args, stdin, out, stderr), stderr)
+}
+
+// outWriter is a command's stdout, remembering the first write error: a
+// report printed to a full disk or a closed file is lost, and the command
+// must not exit as if it had been delivered (analyze --format sarif >
+// full-disk/run.sarif exited 1 or 0, by the verdict, with the SARIF lost).
+type outWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (o *outWriter) Write(p []byte) (int, error) {
+	n, err := o.w.Write(p)
+	if err != nil && o.err == nil {
+		o.err = err
+	}
+	return n, err
+}
+
+// Sync syncs the underlying writer when it can (debug flushes the gdb
+// command line it prints).
+func (o *outWriter) Sync() error {
+	if f, ok := o.w.(interface{ Sync() error }); ok {
+		return f.Sync()
+	}
+	return nil
+}
+
+// isOSStdout says whether w writes to the process's stdout.
+func isOSStdout(w io.Writer) bool {
+	if o, ok := w.(*outWriter); ok {
+		w = o.w
+	}
+	return w == io.Writer(os.Stdout)
+}
+
+// judge turns a command's exit code into exitError when its output could
+// not be written. A closed pipe (| head) is the reader's choice, not an
+// error (events ends quietly on it); a command that already failed said
+// why.
+func (o *outWriter) judge(code int, stderr io.Writer) int {
+	if o.err == nil || errors.Is(o.err, syscall.EPIPE) || code == exitError || code == exitUsage {
+		return code
+	}
+	fmt.Fprintf(stderr, "patchtrace: writing the output: %v\n", o.err)
+	return exitError
+}
+
+func runCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	env := &cmdEnv{stdin: stdin, stdout: stdout, stderr: stderr}
 	if len(args) == 0 {
 		usage(stderr)

@@ -85,3 +85,37 @@ func TestOutputsNeverReplaceTheInput(t *testing.T) {
 		t.Errorf("export --parquet and --perfetto to one file: exit %d %q", code, errs)
 	}
 }
+
+// errWriter fails every write with err.
+type errWriter struct{ err error }
+
+func (f errWriter) Write([]byte) (int, error) { return 0, f.err }
+
+// TestStdoutWriteErrorIsAnError: a report printed to stdout that could not
+// be written (a full disk) is lost: the command exits 2 saying so, not 0 or
+// 1 by its verdict (analyze --format sarif > full/run.sarif exited by the
+// verdict with the SARIF lost; check --format json exited 0). A closed
+// pipe (| head) is the reader's choice and changes nothing.
+func TestStdoutWriteErrorIsAnError(t *testing.T) {
+	dir := t.TempDir()
+	trace := filepath.Join(dir, "t.arrow")
+	if code, _, errs := runCLI(t, "record", "--max-insns", "2000", "-o", trace); code != exitFinding {
+		t.Fatalf("record: %d %s", code, errs)
+	}
+	for _, args := range [][]string{
+		{"version"},
+		{"scenarios"},
+		{"analyze", trace, "--format", "sarif"},
+		{"analyze", trace, "--only", "progress", "--format", "json"},
+	} {
+		var errb bytes.Buffer
+		code := run(args, nil, errWriter{syscall.ENOSPC}, &errb)
+		if code != exitError || !strings.Contains(errb.String(), "no space left") {
+			t.Errorf("%v to a full disk: exit %d %q, want %d naming the write error", args, code, errb.String(), exitError)
+		}
+		errb.Reset()
+		if code := run(args, nil, errWriter{syscall.EPIPE}, &errb); code == exitError {
+			t.Errorf("%v to a closed pipe: exit %d %q", args, code, errb.String())
+		}
+	}
+}
