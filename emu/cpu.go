@@ -108,7 +108,15 @@ type CPU struct {
 	m  *Machine
 
 	// Set by exec when the instruction needs the step loop; see exitKind.
-	exit  exitKind
+	exit exitKind
+	// brk tells the step loop's run of common steps (fastSteps) to look
+	// again at what it otherwise assumes unchanged between instructions:
+	// set by every instruction exec leaves to execCold (any of which may
+	// change RFLAGS.TF or IF), by a store to a frame some CPU decoded from
+	// (the decodes on it may have changed) and by every store or read the
+	// machine is told about (commitWrite, readEvents: a watched read may
+	// raise an event).
+	brk   bool
 	fault faultInfo
 	unsup string // for exitUnsupported
 

@@ -11,123 +11,146 @@ package emu
 // The one exception is a REP string instruction, which, like hardware,
 // keeps the iterations completed before the faulting one (SDM Vol. 2 REP:
 // the instruction is restartable).
+func (c *CPU) exec(in *inst) { c.run(nil, in, 1) }
+
+// run executes in and, when dp is not nil, the decodes that follow it on
+// dp: up to k instructions in all, stopping after one that exits or sets
+// c.brk, when RIP leaves dp's page, or before a missing or special decode
+// (the step loop's fastSteps decides what comes next). It returns how
+// many it executed and the last of them. Each executes as exec says.
 //
-// The hot forms are handled here without calls; the rest in execCold. exec
+// The hot forms are handled here without calls; the rest in execCold. run
 // allocates nothing and does no map lookups or interface dispatch.
-func (c *CPU) exec(in *inst) {
-	s := &in.sem
-	next := c.RIP + uint64(in.len)
-	switch s.op {
-	case opNop:
-	case opMovRR: // SDM Vol. 2 MOV
-		c.setReg(s.r, s.rsh, s, c.R[s.rm&15]>>s.rmsh)
-	case opMovRM:
-		v, ok := c.read(c.ea(in), int(s.size))
-		if !ok {
-			return
-		}
-		c.setReg(s.r, s.rsh, s, v)
-	case opMovMR:
-		if !c.write(c.ea(in), int(s.size), c.R[s.r&15]>>s.rsh) {
-			return
-		}
-	case opMovRI:
-		c.setReg(s.r, s.rsh, s, s.imm)
-	case opMovMI:
-		if !c.write(c.ea(in), int(s.size), s.imm) {
-			return
-		}
-	case opLea: // SDM Vol. 2 LEA: the offset, truncated to the operand size
-		c.setReg(s.r, 0, s, c.ea(in))
-	case opAluRR: // SDM Vol. 2 ADD OR ADC SBB AND SUB XOR CMP TEST
-		r, f := alu(s, c.R[s.r&15]>>s.rsh, c.R[s.rm&15]>>s.rmsh, c.RFLAGS)
-		if s.sub < aluCmp {
-			c.setReg(s.r, s.rsh, s, r)
-		}
-		c.RFLAGS = f
-	case opAluRI:
-		r, f := alu(s, c.R[s.r&15]>>s.rsh, s.imm, c.RFLAGS)
-		if s.sub < aluCmp {
-			c.setReg(s.r, s.rsh, s, r)
-		}
-		c.RFLAGS = f
-	case opAluRM:
-		b, ok := c.read(c.ea(in), int(s.size))
-		if !ok {
-			return
-		}
-		r, f := alu(s, c.R[s.r&15]>>s.rsh, b, c.RFLAGS)
-		if s.sub < aluCmp {
-			c.setReg(s.r, s.rsh, s, r)
-		}
-		c.RFLAGS = f
-	case opAluMR:
-		a := c.ea(in)
-		v, ok := c.read(a, int(s.size))
-		if !ok {
-			return
-		}
-		r, f := alu(s, v, c.R[s.r&15]>>s.rsh, c.RFLAGS)
-		if s.sub < aluCmp && !c.write(a, int(s.size), r) {
-			return
-		}
-		c.RFLAGS = f
-	case opAluMI:
-		a := c.ea(in)
-		v, ok := c.read(a, int(s.size))
-		if !ok {
-			return
-		}
-		r, f := alu(s, v, s.imm, c.RFLAGS)
-		if s.sub < aluCmp && !c.write(a, int(s.size), r) {
-			return
-		}
-		c.RFLAGS = f
-	case opJcc: // SDM Vol. 2 Jcc
-		if cond(c.RFLAGS, s.sub) {
+func (c *CPU) run(dp *decodePage, in *inst, k int) (done int, last *inst) {
+	for {
+		s := &in.sem
+		next := c.RIP + uint64(in.len)
+		switch s.op {
+		case opNop:
+		case opMovRR: // SDM Vol. 2 MOV
+			c.setReg(s.r, s.rsh, s, c.R[s.rm&15]>>s.rmsh)
+		case opMovRM:
+			v, ok := c.read(c.ea(in), int(s.size))
+			if !ok {
+				goto step
+			}
+			c.setReg(s.r, s.rsh, s, v)
+		case opMovMR:
+			if !c.write(c.ea(in), int(s.size), c.R[s.r&15]>>s.rsh) {
+				goto step
+			}
+		case opMovRI:
+			c.setReg(s.r, s.rsh, s, s.imm)
+		case opMovMI:
+			if !c.write(c.ea(in), int(s.size), s.imm) {
+				goto step
+			}
+		case opLea: // SDM Vol. 2 LEA: the offset, truncated to the operand size
+			c.setReg(s.r, 0, s, c.ea(in))
+		case opAluRR: // SDM Vol. 2 ADD OR ADC SBB AND SUB XOR CMP TEST
+			r, f := alu(s, c.R[s.r&15]>>s.rsh, c.R[s.rm&15]>>s.rmsh, c.RFLAGS)
+			if s.sub < aluCmp {
+				c.setReg(s.r, s.rsh, s, r)
+			}
+			c.RFLAGS = f
+		case opAluRI:
+			r, f := alu(s, c.R[s.r&15]>>s.rsh, s.imm, c.RFLAGS)
+			if s.sub < aluCmp {
+				c.setReg(s.r, s.rsh, s, r)
+			}
+			c.RFLAGS = f
+		case opAluRM:
+			b, ok := c.read(c.ea(in), int(s.size))
+			if !ok {
+				goto step
+			}
+			r, f := alu(s, c.R[s.r&15]>>s.rsh, b, c.RFLAGS)
+			if s.sub < aluCmp {
+				c.setReg(s.r, s.rsh, s, r)
+			}
+			c.RFLAGS = f
+		case opAluMR:
+			a := c.ea(in)
+			v, ok := c.read(a, int(s.size))
+			if !ok {
+				goto step
+			}
+			r, f := alu(s, v, c.R[s.r&15]>>s.rsh, c.RFLAGS)
+			if s.sub < aluCmp && !c.write(a, int(s.size), r) {
+				goto step
+			}
+			c.RFLAGS = f
+		case opAluMI:
+			a := c.ea(in)
+			v, ok := c.read(a, int(s.size))
+			if !ok {
+				goto step
+			}
+			r, f := alu(s, v, s.imm, c.RFLAGS)
+			if s.sub < aluCmp && !c.write(a, int(s.size), r) {
+				goto step
+			}
+			c.RFLAGS = f
+		case opJcc: // SDM Vol. 2 Jcc
+			if cond(c.RFLAGS, s.sub) {
+				c.RIP = s.target
+				goto step
+			}
+		case opJmp: // SDM Vol. 2 JMP
 			c.RIP = s.target
-			return
+			goto step
+		case opCall: // SDM Vol. 2 CALL
+			if !c.push(next) {
+				goto step
+			}
+			c.RIP = s.target
+			goto step
+		case opRet: // SDM Vol. 2 RET: pop RIP, then release imm16 bytes
+			v, ok := c.pop()
+			if !ok {
+				goto step
+			}
+			if !canonical(v) {
+				// SDM Vol. 2 RET, 64-Bit Mode Exceptions: #GP(0) if the
+				// return address is non-canonical; a fault, so RSP is as
+				// before the RET.
+				c.R[RSP] -= 8
+				c.setFault(VecGP, 0, true)
+				goto step
+			}
+			c.R[RSP] += s.imm
+			c.RIP = v
+			goto step
+		case opPushR: // SDM Vol. 2 PUSH: PUSH RSP pushes the old value
+			if !c.push(c.R[s.r&15]) {
+				goto step
+			}
+		case opPopR: // SDM Vol. 2 POP: POP RSP loads RSP with the popped value
+			v, ok := c.pop()
+			if !ok {
+				goto step
+			}
+			c.R[s.r&15] = v
+		default:
+			c.execCold(in, next)
+			goto step
 		}
-	case opJmp: // SDM Vol. 2 JMP
-		c.RIP = s.target
-		return
-	case opCall: // SDM Vol. 2 CALL
-		if !c.push(next) {
-			return
+		c.RIP = next
+	step:
+		done++
+		if done == k || c.brk || c.exit != exitNone { // exec's k is 1 (its dp is nil)
+			return done, in
 		}
-		c.RIP = s.target
-		return
-	case opRet: // SDM Vol. 2 RET: pop RIP, then release imm16 bytes
-		v, ok := c.pop()
-		if !ok {
-			return
+		rip := c.RIP
+		if rip>>pageShift != dp.vpn {
+			return done, in
 		}
-		if !canonical(v) {
-			// SDM Vol. 2 RET, 64-Bit Mode Exceptions: #GP(0) if the
-			// return address is non-canonical; a fault, so RSP is as
-			// before the RET.
-			c.R[RSP] -= 8
-			c.setFault(VecGP, 0, true)
-			return
+		nx := dp.insts[rip&pageMask]
+		if nx == nil || nx.special {
+			return done, in
 		}
-		c.R[RSP] += s.imm
-		c.RIP = v
-		return
-	case opPushR: // SDM Vol. 2 PUSH: PUSH RSP pushes the old value
-		if !c.push(c.R[s.r&15]) {
-			return
-		}
-	case opPopR: // SDM Vol. 2 POP: POP RSP loads RSP with the popped value
-		v, ok := c.pop()
-		if !ok {
-			return
-		}
-		c.R[s.r&15] = v
-	default:
-		c.execCold(in, next)
-		return
+		in = nx
 	}
-	c.RIP = next
 }
 
 // execCold executes the less frequent forms. Each family function returns
@@ -136,6 +159,7 @@ func (c *CPU) exec(in *inst) {
 func (c *CPU) execCold(in *inst, next uint64) {
 	s := &in.sem
 	var ok bool
+	c.brk = true // see CPU.brk
 	switch s.op {
 	case opUD: // SDM Vol. 3 §6.15 "Interrupt 6—Invalid Opcode Exception (#UD)": a fault, no error code
 		c.setFault(VecUD, 0, false)

@@ -138,6 +138,9 @@ func (dp *decodePage) same(off int, next *page) bool {
 // f. The oldest generation is kept, so a decode made before a later change
 // of f is still checked.
 func (dp *decodePage) addTail(f *frame) {
+	// A store to f may now change a decode: it must tell the step loop
+	// (CPU.brk), and its write log serves reset as for a decoded page.
+	f.decoded = true
 	switch {
 	case dp.tail == nil:
 		dp.tail, dp.tailGen = f, f.codeGen

@@ -307,6 +307,7 @@ func (c *CPU) read(addr uint64, size int) (uint64, bool) {
 
 // readEvents is a permitted read whose machine is told about reads.
 func (c *CPU) readEvents(p *page, addr uint64, size int) uint64 {
+	c.brk = true // see CPU.brk
 	if c.m.watchReads && addr-c.m.percpuLo < c.m.percpuSpan {
 		c.m.percpuRead(c, addr, size)
 	}
@@ -359,6 +360,9 @@ func (c *CPU) write(addr uint64, size int, v uint64) bool {
 		// (not a shared one: zeroFrame, or a snapshot's).
 		storeLE(f.data[off:], size, v)
 		f.stored(off, size)
+		if f.decoded {
+			c.brk = true // code may have changed: see CPU.brk
+		}
 		return true
 	}
 	c.commitWrite(p, addr, size, v)
@@ -367,6 +371,7 @@ func (c *CPU) write(addr uint64, size int, v uint64) bool {
 
 // commitWrite performs a permitted store and tells the machine about it.
 func (c *CPU) commitWrite(p *page, addr uint64, size int, v uint64) {
+	c.brk = true // see CPU.brk
 	off := addr & pageMask
 	d := p.own().data[off:]
 	if c.m.sink != nil {

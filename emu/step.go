@@ -21,23 +21,13 @@ func (m *Machine) steps(c *CPU, n int) {
 	sink := m.sink
 	for ; n > 0; n-- {
 		if sink == nil && !c.attention && c.RFLAGS&FlagTF == 0 {
-			// The common step, alone: nothing to deliver, no STI shadow,
-			// no single-step, no recording, and fetch hits a decode that
-			// is not special. Exactly what the general step below does
-			// then; anything else goes there.
-			if in := c.decoded(); in != nil && !in.special {
-				c.exec(in)
-				m.insns++
-				if c.exit != exitNone {
-					m.afterExit(c, in)
-					if m.stop != StopNone {
-						return
-					}
-				}
-				if m.budgetOut() {
-					return
-				}
-				continue
+			// The common steps, alone: nothing to deliver, no STI shadow,
+			// no single-step, no recording, and fetch hits decodes that
+			// are not special. Exactly what the general step below does
+			// then; the first step that is anything else comes here.
+			var stop bool
+			if n, stop = m.fastSteps(c, n); stop || n == 0 {
+				return
 			}
 		}
 		shadowed := false // this instruction runs in the STI shadow
@@ -154,6 +144,56 @@ func (m *Machine) steps(c *CPU, n int) {
 			return
 		}
 	}
+}
+
+// fastSteps runs common steps on c while there are any of the n left,
+// and returns how many are left and whether the run must stop. A common
+// step is one the general step in steps would take as: nothing to deliver
+// (no attention), no single-step (TF clear), no sink, and fetch's hit on a
+// decode that is not special. It executes exactly the instructions the
+// general step would, but takes as unchanged between two instructions
+// what only an exit or c.brk can change (attention, TF, the decode page's
+// bytes), validating the decode page once while RIP stays on it, and
+// counts the instructions and the budget once per run of them.
+func (m *Machine) fastSteps(c *CPU, n int) (int, bool) {
+	stale := m.cfg.Quirks.StaleFetch
+	for n > 0 && !c.attention && c.RFLAGS&FlagTF == 0 {
+		// decoded's checks, once per page.
+		rip := c.RIP
+		vpn := rip >> pageShift
+		dp := c.dc[vpn&(dcEntries-1)]
+		if dp == nil || dp.vpn != vpn || dp.xgen != m.xgen || !stale && dp.changed() {
+			return n, false
+		}
+		if m.insns >= m.insnLimit {
+			return n, false // the general step runs it and stops on the budget
+		}
+		// Run at most k instructions: the steps left, within the budget.
+		k := n
+		if left := m.insnLimit - m.insns; uint64(k) > left {
+			k = int(left)
+		}
+		in := dp.insts[rip&pageMask]
+		if in == nil || in.special {
+			return n, false
+		}
+		c.brk = false
+		done, last := c.run(dp, in, k)
+		m.insns += uint64(done)
+		n -= done
+		if c.exit != exitNone {
+			m.afterExit(c, last)
+			if m.stop != StopNone {
+				return n, true
+			}
+		}
+		if m.budgetOut() {
+			return n, true
+		}
+		// Validate again: the exit, brk or a new page may have changed
+		// anything.
+	}
+	return n, false
 }
 
 // execRecorded executes in on c with a sink: the insn event (with the
