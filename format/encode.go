@@ -70,11 +70,11 @@ var columnCodec = func() (l [NumColumns]zstd.EncoderLevel) {
 // (RATIONALE.md "Trace size"): zenc there follows each CPU's rows across
 // the switches; klauspost's better level, which finds matches anywhere in
 // a row, is smaller on a stack pointer delta stepping through pushes and
-// pops, on addresses and on instruction lengths and bytes.
+// pops, on addresses and on instruction lengths.
 var columnCodecMulti = func() (l [NumColumns]zstd.EncoderLevel) {
 	l = columnCodec
 	l[ColOp] = codecZenc
-	for _, i := range []int{ColRegRSP, ColAddr, ColLen, ColBytes} {
+	for _, i := range []int{ColRegRSP, ColAddr, ColLen} {
 		l[i] = zstd.SpeedBetterCompression
 	}
 	return l

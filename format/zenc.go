@@ -250,6 +250,13 @@ func (z *zenc) block(dst, src []byte, start, end, width int, rep *[3]uint32, las
 		}
 		return o%width == 0
 	}
+	shift := bits.TrailingZeros(uint(width))
+	rowOf := func(x int) int {
+		if pow2 {
+			return x >> shift
+		}
+		return x / width
+	}
 	p := rowStart(start + width - 1)
 	misses := 0
 	for p+zencMinMatch <= end {
@@ -282,7 +289,7 @@ func (z *zenc) block(dst, src []byte, start, end, width int, rep *[3]uint32, las
 		// Then the row that continues this CPU's last match.
 		cand := -1
 		if z.rows != nil && ml < 64 {
-			if c := int(z.cont[z.rows.cpu[p/width]]); c >= 0 {
+			if c := int(z.cont[z.rows.cpu[rowOf(p)]]); c >= 0 {
 				cand = p - c*width
 				if cand > 0 && cand <= p && cand <= zencMaxWin && binary.LittleEndian.Uint64(src[p-cand:]) == v {
 					consider(cand)
@@ -328,7 +335,7 @@ func (z *zenc) block(dst, src []byte, start, end, width int, rep *[3]uint32, las
 		if ml < zencMinMatch && !shifted {
 			if z.rows != nil {
 				// A literal row: its CPU's continuation moves on a row.
-				c := &z.cont[z.rows.cpu[p/width]]
+				c := &z.cont[z.rows.cpu[rowOf(p)]]
 				if *c >= 0 {
 					*c = z.rows.next[*c]
 				}
@@ -347,8 +354,8 @@ func (z *zenc) block(dst, src []byte, start, end, width int, rep *[3]uint32, las
 		z.lits = append(z.lits, src[lit:p]...)
 		z.seqs = append(z.seqs, zseqc{ll: uint32(ll), ml: uint32(ml), ov: resolveOffset(&reps, uint32(off), ll)})
 		lit = p + ml
-		if z.rows != nil && off%width == 0 {
-			z.follow(p, lit, off, width, off == cand || ml >= zencTrust)
+		if z.rows != nil && aligned(off) {
+			z.follow(rowOf(p), rowOf(lit-1), rowOf(off), off == cand || ml >= zencTrust)
 		}
 		// Remember the row starts of the last few rows of the match.
 		q := rowStart(lit - 1)
@@ -379,15 +386,14 @@ func (z *zenc) block(dst, src []byte, start, end, width int, rep *[3]uint32, las
 	return dst
 }
 
-// follow updates the per-CPU continuations after a match of src[p:end]
-// at offset off (whole rows). A long match (or one at the continuation)
+// follow updates the per-CPU continuations after a match of rows first
+// to last at an offset of d rows. A long match (or one at the continuation)
 // is taken as where its rows' CPUs are: each CPU whose run ends inside
 // it, and the CPU of its last row, continue after their rows' sources. A
 // short one (often a few zero rows, nulls, at whatever offset) says
 // nothing about that: the continuation of each row's CPU moves on a row.
-func (z *zenc) follow(p, end, off, width int, trusted bool) {
+func (z *zenc) follow(first, last, d int, trusted bool) {
 	r := z.rows
-	first, last, d := p/width, (end-1)/width, off/width
 	if !trusted {
 		for row := first; row <= last; row++ {
 			if c := &z.cont[r.cpu[row]]; *c >= 0 {
