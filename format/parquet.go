@@ -1,169 +1,559 @@
 package format
 
 import (
+	"bufio"
+	"encoding/binary"
 	"fmt"
 	"io"
-	"unsafe"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
 
 	"github.com/apache/arrow/go/v15/arrow"
-	"github.com/apache/arrow/go/v15/arrow/array"
-	"github.com/apache/arrow/go/v15/arrow/memory"
 	"github.com/apache/arrow/go/v15/parquet"
 	"github.com/apache/arrow/go/v15/parquet/compress"
+	"github.com/apache/arrow/go/v15/parquet/metadata"
 	"github.com/apache/arrow/go/v15/parquet/pqarrow"
+	"github.com/klauspost/compress/zstd"
 )
 
-// ParquetRowGroupRows is the number of rows per Parquet row group of an
-// export: trace batches are buffered into row groups of this size (the
-// unit a reader such as DuckDB reads in parallel), whatever the trace's
-// batch size. Larger groups mean fewer pages, and arrow/go v15 builds a
-// zstd encoder per page; one buffered group is what the export holds in
-// memory (see RATIONALE.md).
+// ParquetRowGroupRows bounds the rows of a Parquet row group of an
+// export: whole trace batches are grouped up to this many rows (a group
+// holds at least one batch), the unit a reader such as DuckDB reads in
+// parallel. The export holds one group's gathered values at a time.
 const ParquetRowGroupRows = 1 << 18
 
 // parquetRowGroupRows is ParquetRowGroupRows (tests lower it).
 var parquetRowGroupRows = ParquetRowGroupRows
 
-// parquetPageBytes is the data page size of an export. arrow/go v15 builds
-// a new zstd encoder for every page it compresses, so small pages cost more
-// in encoder setup than in compression (see RATIONALE.md).
-const parquetPageBytes = 4 << 20
-
 // ExportParquet writes every readable row of r to w as a zstd-compressed
-// Parquet file: the same rows and columns, in row groups of
-// ParquetRowGroupRows rows, with the trace's schema metadata as Parquet
-// key-value metadata (once: the Arrow schema is not stored). Batches stream
-// from the reader (checksums and shape checked as for any read, one batch
-// decoded ahead of the writer) into pqarrow's buffered row groups, column by
-// column: dictionary columns (kind, op, percpu_var, cause, service) are
-// written as their indices into the trace's dictionaries, which become the
-// Parquet dictionary pages (every Parquet reader sees VARCHAR/utf8); the
-// bytes column holds only the len bytes (binary), and seq is
-// delta-encoded. Memory is bounded by one row group, whatever the trace's
-// length.
+// Parquet file: the same rows and columns, in row groups of up to
+// ParquetRowGroupRows rows (whole trace batches), with the trace's schema
+// metadata as Parquet key-value metadata (once: the Arrow schema is not
+// stored). Batches are decoded and checked as for any read (the reader's
+// own decoder, workers ahead of the writer), and the column chunks are
+// encoded straight from the batches' buffers, one version 1 data page
+// each: definition levels from the validity bitmaps, PLAIN values, seq as
+// DELTA_BINARY_PACKED, the dictionary columns (kind, op, percpu_var,
+// cause, service) as RLE_DICTIONARY indices into a dictionary page of the
+// names the chunk uses (every Parquet reader sees VARCHAR/utf8), the bytes
+// column as the len bytes of each instruction (binary). The columns are
+// gathered and compressed in parallel (GOMAXPROCS encoders); arrow's
+// parquet package supplies the schema and the footer. Memory is bounded by
+// the batches in flight and one row group, whatever the trace's length;
+// the output depends only on the trace.
 func ExportParquet(r *Reader, w io.Writer) error { return ExportParquetProgress(r, w, nil) }
 
 // ExportParquetProgress is ExportParquet calling done (when not nil) with
 // the row count of each batch once the writer has taken it, so a caller
 // can show progress against r.NumEvents().
 func ExportParquetProgress(r *Reader, w io.Writer, done func(rows int)) error {
-	md := r.schema.Metadata()
-	schema := parquetWriteSchema(md)
-	popts := []parquet.WriterProperty{
-		parquet.WithCompression(compress.Codecs.Zstd),
-		// The v15 delta encoder does not free all its buffers: keep
-		// them off the caller's (possibly checked) allocator.
-		parquet.WithAllocator(memory.DefaultAllocator),
-		// Row groups are started here (below), at batch boundaries,
-		// so pqarrow never slices a batch.
-		parquet.WithMaxRowGroupLength(MaxBatchRows),
-		parquet.WithDataPageSize(parquetPageBytes),
-		// Version 1 data pages: polars cannot read v15's version 2 pages
-		// (a row group's column decodes short). Version 1 levels cost
-		// time quadratic in a page's rows in v15 unless the default
-		// allocator grows geometrically (growAllocator).
-		parquet.WithDataPageVersion(parquet.DataPageV1),
-		parquet.WithCreatedBy(fmt.Sprintf("patchtrace format v%d", FormatVersion)),
-		parquet.WithDictionaryFor("seq", false),
-		parquet.WithEncodingFor("seq", parquet.Encodings.DeltaBinaryPacked),
-		// Min/max statistics only for the columns every row has (seq,
-		// kind, cpu, task, depth, rip: what queries prune row groups
-		// by). On a nullable column v15 computes them run by run of
-		// non-null values, ~7 ns a value on a real trace's short runs:
-		// 15-30% of the export's CPU (see RATIONALE.md).
-		parquet.WithStats(false),
-	}
-	for _, c := range Columns {
-		if c.Common {
-			popts = append(popts, parquet.WithStatsFor(c.Name, true))
-		}
-		switch c.Type.ID() {
-		case arrow.UINT8, arrow.UINT16, arrow.UINT32, arrow.UINT64:
-			// Numbers go PLAIN: zstd finds their repeats as well as a
-			// dictionary does (the file is smaller), without hashing
-			// every value.
-			popts = append(popts, parquet.WithDictionaryFor(c.Name, false))
-		}
-	}
-	props := parquet.NewWriterProperties(popts...)
-	fw, err := pqarrow.NewFileWriter(schema, w, props, pqarrow.NewArrowWriterProperties(pqarrow.WithAllocator(memory.DefaultAllocator)))
+	pw, err := newParquetWriter(r, w)
 	if err != nil {
 		return fmt.Errorf("format: parquet: %w", err)
 	}
-	dicts := exportDicts(r)
-	defer func() {
-		for _, d := range dicts {
-			if d != nil {
-				d.Release()
-			}
+	next := r.decodeAhead(0, AllColumns.compile())
+	defer next(false)
+	workers := runtime.GOMAXPROCS(0)
+	encs := make([]*pageEncoder, workers)
+	for i := range encs {
+		if encs[i], err = newPageEncoder(); err != nil {
+			return fmt.Errorf("format: parquet: %w", err)
 		}
-	}()
-	// One goroutine reads and checks batches ahead of the writer; it is
-	// the only user of r while the export runs.
-	type item struct {
-		b   *Batch
-		err error
+		defer encs[i].close()
 	}
-	ch := make(chan item, 1)
-	stop := make(chan struct{})
-	go func() {
-		defer close(ch)
-		for i := 0; i < r.NumBatches(); i++ {
-			b, err := r.Batch(i)
-			select {
-			case ch <- item{b, err}:
-			case <-stop:
-				if b != nil {
-					b.Release()
-				}
-				return
-			}
-			if err != nil {
-				return
-			}
+	for i := 0; i < r.NumBatches(); i++ {
+		b, err := next(true)
+		if err == nil {
+			err = r.checkInfo(i, b)
 		}
-	}()
-	fail := func(err error) error {
-		close(stop)
-		for it := range ch {
-			if it.b != nil {
-				it.b.Release()
+		if err != nil {
+			b.Release()
+			return err
+		}
+		n := b.n
+		if n > 0 {
+			if pw.rows > 0 && pw.rows+n > parquetRowGroupRows {
+				err = pw.flushGroup(encs)
+			}
+			if err == nil {
+				err = pw.addBatch(b, encs)
 			}
 		}
-		fw.Close()
-		return err
-	}
-	groupRows := 0
-	for it := range ch {
-		if it.err != nil {
-			return fail(it.err)
-		}
-		b := it.b
-		if b.Len() > 0 {
-			if groupRows > 0 && groupRows+b.Len() > parquetRowGroupRows {
-				fw.NewBufferedRowGroup()
-				groupRows = 0
-			}
-			groupRows += b.Len()
-			err = safely(func() error {
-				rec := exportRecord(b, schema, dicts)
-				defer rec.Release()
-				return fw.WriteBuffered(rec)
-			})
-		}
-		i, n := b.Index(), b.Len()
 		b.Release()
 		if err != nil {
-			return fail(fmt.Errorf("format: parquet: batch %d: %w", i, err))
+			return fmt.Errorf("format: parquet: batch %d: %w", i, err)
 		}
 		if done != nil {
 			done(n)
 		}
 	}
-	if err := fw.Close(); err != nil {
+	if err := pw.close(encs); err != nil {
 		return fmt.Errorf("format: parquet: %w", err)
 	}
 	return nil
+}
+
+// parquetZstdLevel is the zstd level of the export's pages: klauspost's
+// "better" level (about zstd 7) makes a bench-fentry export a third
+// smaller than its default level, for about 5 % more CPU; its fastest
+// level was no faster there and 15 % larger (RATIONALE.md).
+const parquetZstdLevel = zstd.SpeedBetterCompression
+
+// pqKind is how a column's values are encoded.
+type pqKind uint8
+
+const (
+	pqInt64  pqKind = iota // PLAIN 8-byte values
+	pqInt32                // PLAIN 4-byte values, from 1, 2, 4 (or rflags: 8) bytes
+	pqDelta                // seq: DELTA_BINARY_PACKED
+	pqBool                 // PLAIN bit-packed booleans
+	pqBinary               // bytes: PLAIN byte arrays of len bytes
+	pqString               // msg: PLAIN byte arrays
+	pqDict                 // RLE_DICTIONARY indices into the trace's dictionary
+)
+
+// pqColumn is how the export writes one column.
+type pqColumn struct {
+	kind     pqKind
+	width    int      // source value (or dictionary index) width in bytes
+	required bool     // a common column: no definition levels
+	names    []string // pqDict: the trace's dictionary
+}
+
+// pqChunk is a column chunk of the row group being written: its values
+// as gathered from the batches, then its pages, and what its metadata
+// needs.
+type pqChunk struct {
+	// The rows gathered, their definition level runs and values
+	// (dictionary indices as stored, booleans one byte each, seq as
+	// stored: encoded when the chunk is finished).
+	rows         int
+	levels, vals []byte
+	// The finished chunk: its dictionary page (pqDict) and data page,
+	// compressed with their headers, and their uncompressed size.
+	dict, page   []byte
+	uncompressed int64
+	// Statistics (common columns): min and max as unsigned values, or
+	// for kind the dictionary indices seen.
+	hasStats bool
+	min, max uint64
+	kinds    uint64
+}
+
+// parquetWriter writes a Parquet file column chunk by column chunk.
+type parquetWriter struct {
+	w      *posWriter
+	props  *parquet.WriterProperties
+	fmb    *metadata.FileMetaDataBuilder
+	cols   [NumColumns]pqColumn
+	chunks [NumColumns]pqChunk
+	rows   int // rows of the row group being written
+	groups int
+}
+
+// posWriter counts the bytes written through it (file offsets).
+type posWriter struct {
+	w   *bufio.Writer
+	pos int64
+}
+
+func (p *posWriter) Write(b []byte) (int, error) {
+	n, err := p.w.Write(b)
+	p.pos += int64(n)
+	return n, err
+}
+
+func newParquetWriter(r *Reader, w io.Writer) (*parquetWriter, error) {
+	md := r.schema.Metadata()
+	popts := []parquet.WriterProperty{
+		parquet.WithCompression(compress.Codecs.Zstd),
+		parquet.WithCreatedBy(fmt.Sprintf("patchtrace format v%d", FormatVersion)),
+		parquet.WithDataPageVersion(parquet.DataPageV1),
+		parquet.WithDictionaryDefault(false),
+		parquet.WithEncodingFor("seq", parquet.Encodings.DeltaBinaryPacked),
+	}
+	for i, c := range Columns {
+		if _, ok := c.Type.(*arrow.DictionaryType); ok {
+			popts = append(popts, parquet.WithDictionaryFor(Columns[i].Name, true))
+		}
+	}
+	props := parquet.NewWriterProperties(popts...)
+	sc, err := pqarrow.ToParquet(ParquetSchema(md), props, pqarrow.DefaultWriterProps())
+	if err != nil {
+		return nil, err
+	}
+	kv := metadata.NewKeyValueMetadata()
+	for i, k := range md.Keys() {
+		kv.Append(k, md.Values()[i])
+	}
+	pw := &parquetWriter{w: &posWriter{w: bufio.NewWriterSize(w, 1<<20)}, props: props, fmb: metadata.NewFileMetadataBuilder(sc, props, kv)}
+	for i, c := range Columns {
+		pc := &pw.cols[i]
+		pc.required = c.Common
+		switch t := c.Type.(type) {
+		case *arrow.DictionaryType:
+			pc.kind = pqDict
+			pc.width = t.IndexType.(arrow.FixedWidthDataType).BitWidth() / 8
+			pc.names = r.names[i]
+		case *arrow.BooleanType:
+			pc.kind = pqBool
+		case *arrow.FixedSizeBinaryType:
+			pc.kind = pqBinary
+		case *arrow.StringType:
+			pc.kind = pqString
+		case arrow.FixedWidthDataType:
+			pc.width = t.BitWidth() / 8
+			pc.kind = pqInt32
+			if pc.width == 8 {
+				pc.kind = pqInt64
+			}
+		default:
+			return nil, fmt.Errorf("column %s: type %s", c.Name, c.Type)
+		}
+	}
+	pw.cols[ColSeq].kind = pqDelta // (width 8)
+	if r.rflags64 {
+		pw.cols[ColRFlags].width = 8
+	}
+	if _, err := pw.w.Write([]byte("PAR1")); err != nil {
+		return nil, err
+	}
+	return pw, nil
+}
+
+// pageEncoder encodes and compresses pages (one goroutine each).
+type pageEncoder struct {
+	zw                *zstd.Encoder
+	body, comp, plain []byte
+	scratch           []uint64
+	remap             []uint32
+}
+
+func newPageEncoder() (*pageEncoder, error) {
+	zw, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithEncoderLevel(parquetZstdLevel), zstd.WithEncoderCRC(false), zstd.WithZeroFrames(true))
+	if err != nil {
+		return nil, err
+	}
+	return &pageEncoder{zw: zw}, nil
+}
+
+func (e *pageEncoder) close() { e.zw.Close() }
+
+// forColumns runs f on every column, shared out among the encoders, and
+// returns the first column's error.
+func forColumns(encs []*pageEncoder, f func(e *pageEncoder, c int) error) error {
+	var next atomic.Int32
+	var errs [NumColumns]error
+	work := func(e *pageEncoder) {
+		for {
+			c := int(next.Add(1)) - 1
+			if c >= NumColumns {
+				return
+			}
+			errs[c] = e.safely(func() error { return f(e, c) })
+		}
+	}
+	var wg sync.WaitGroup
+	for _, e := range encs[1:] {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			work(e)
+		}()
+	}
+	work(encs[0])
+	wg.Wait()
+	for c, err := range errs {
+		if err != nil {
+			return fmt.Errorf("column %s: %w", Columns[c].Name, err)
+		}
+	}
+	return nil
+}
+
+// safely runs f, turning a panic into an error.
+func (e *pageEncoder) safely(f func() error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("encode: %v", p)
+		}
+	}()
+	return f()
+}
+
+// addBatch adds batch b's rows to the row group. The definition levels
+// of a chunk are the runs of its batches one after the other, so a batch
+// whose rows are not a multiple of 8 (its level runs end padded) ends the
+// row group.
+func (pw *parquetWriter) addBatch(b *Batch, encs []*pageEncoder) error {
+	err := forColumns(encs, func(e *pageEncoder, c int) error {
+		e.gather(b, c, &pw.cols[c], &pw.chunks[c])
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	pw.rows += b.n
+	if b.n%8 != 0 {
+		return pw.flushGroup(encs)
+	}
+	return nil
+}
+
+// gather appends column c of b to the page being gathered.
+func (e *pageEncoder) gather(b *Batch, c int, pc *pqColumn, ch *pqChunk) {
+	n := b.n
+	cv := &b.cols[c]
+	if !pc.required {
+		ch.levels = appendLevelRuns(ch.levels, cv.valid, n)
+	}
+	switch pc.kind {
+	case pqDelta, pqInt64, pqDict:
+		ch.vals = gatherFixed(ch.vals, cv.vals, cv.valid, n, pc.width)
+	case pqInt32:
+		ch.vals = gather32(ch.vals, cv.vals, cv.valid, n, pc.width)
+	case pqBool:
+		ch.vals = gatherBools(ch.vals, cv.vals, cv.valid, n)
+	case pqBinary:
+		ch.vals = gatherInsnBytes(ch.vals, cv, &b.cols[ColLen], n)
+	case pqString:
+		ch.vals = gatherStrings(ch.vals, cv, n)
+	}
+	if pc.required {
+		ch.stats(cv, pc, n)
+	}
+	ch.rows += n
+}
+
+// finish encodes the chunk gathered as one version 1 data page (and,
+// for a dictionary column, the dictionary page of the names it uses),
+// compressed.
+func (e *pageEncoder) finish(pc *pqColumn, ch *pqChunk) {
+	body := e.body[:0]
+	if !pc.required {
+		body = binary.LittleEndian.AppendUint32(body, uint32(len(ch.levels)))
+		body = append(body, ch.levels...)
+	}
+	enc := pqEncPlain
+	switch pc.kind {
+	case pqDelta:
+		enc = pqEncDelta
+		body, e.scratch = appendDelta(body, ch.vals, ch.rows, e.scratch)
+	case pqDict:
+		enc = pqEncRLEDict
+		body = e.dictionary(body, pc, ch)
+	case pqBool:
+		body = packBools(body, ch.vals)
+	default:
+		body = append(body, ch.vals...)
+	}
+	e.body = body
+	e.comp = e.zw.EncodeAll(body, e.comp[:0])
+	ch.page = appendPageHeader(ch.page[:0], false, ch.rows, enc, len(body), len(e.comp))
+	ch.uncompressed += int64(len(ch.page)) + int64(len(body))
+	ch.page = append(ch.page, e.comp...)
+}
+
+// dictionary builds ch's dictionary page from the names its indices use
+// (in the trace dictionary's order) and appends the data page's values:
+// the indices into it, bit-packed at the smallest of 1, 2, 4, 8 or 16 bits
+// that holds them (whole bytes or fractions: zstd still sees repeats).
+func (e *pageEncoder) dictionary(dst []byte, pc *pqColumn, ch *pqChunk) []byte {
+	remap := e.remap[:0]
+	for range pc.names {
+		remap = append(remap, 0)
+	}
+	e.remap = remap
+	w := pc.width
+	count := len(ch.vals) / w
+	idx := func(j int) int {
+		if w == 1 {
+			return int(ch.vals[j])
+		}
+		return int(binary.LittleEndian.Uint16(ch.vals[2*j:]))
+	}
+	for j := range count {
+		remap[idx(j)] = 1
+	}
+	plain := e.plain[:0]
+	used := 0
+	for k, u := range remap {
+		if u != 0 {
+			remap[k] = uint32(used)
+			used++
+			plain = binary.LittleEndian.AppendUint32(plain, uint32(len(pc.names[k])))
+			plain = append(plain, pc.names[k]...)
+		}
+	}
+	e.plain = plain
+	e.comp = e.zw.EncodeAll(plain, e.comp[:0])
+	ch.dict = appendPageHeader(ch.dict[:0], true, used, pqEncPlain, len(plain), len(e.comp))
+	ch.uncompressed += int64(len(ch.dict) + len(plain))
+	ch.dict = append(ch.dict, e.comp...)
+
+	bw := 1
+	for used > 1<<bw {
+		bw *= 2
+	}
+	dst = append(dst, byte(bw))
+	if count == 0 {
+		return dst
+	}
+	groups := (count + 7) / 8
+	dst = binary.AppendUvarint(dst, uint64(groups)<<1|1)
+	vals := e.scratch[:0]
+	for j := range count {
+		vals = append(vals, uint64(remap[idx(j)]))
+	}
+	for len(vals) < 8*groups {
+		vals = append(vals, 0)
+	}
+	e.scratch = vals
+	return packBits(dst, vals, bw)
+}
+
+// stats merges a common column's page into the chunk's statistics.
+func (ch *pqChunk) stats(cv *colView, pc *pqColumn, n int) {
+	if !ch.hasStats {
+		ch.hasStats, ch.min, ch.max, ch.kinds = true, ^uint64(0), 0, 0
+	}
+	if pc.kind == pqDict {
+		for j := 0; j < n; j++ {
+			ch.kinds |= 1 << (cv.vals[j] & 63)
+		}
+		return
+	}
+	lo, hi := ch.min, ch.max
+	for j := 0; j < n; j++ {
+		var v uint64
+		switch pc.width {
+		case 1:
+			v = uint64(cv.vals[j])
+		case 2:
+			v = uint64(binary.LittleEndian.Uint16(cv.vals[2*j:]))
+		case 4:
+			v = uint64(binary.LittleEndian.Uint32(cv.vals[4*j:]))
+		default:
+			v = binary.LittleEndian.Uint64(cv.vals[8*j:])
+		}
+		lo, hi = min(lo, v), max(hi, v)
+	}
+	ch.min, ch.max = lo, hi
+}
+
+// encodedStats returns a common column chunk's statistics as Parquet
+// stores them: min and max in the physical type's plain encoding
+// (unsigned order), no nulls.
+func (ch *pqChunk) encodedStats(pc *pqColumn) metadata.EncodedStatistics {
+	st := metadata.EncodedStatistics{HasNullCount: true, HasMin: true, HasMax: true}
+	switch pc.kind {
+	case pqDict:
+		var names []string
+		for k := range pc.names {
+			if k < 64 && ch.kinds&(1<<k) != 0 {
+				names = append(names, pc.names[k])
+			}
+		}
+		if len(names) == 0 {
+			return metadata.EncodedStatistics{HasNullCount: true}
+		}
+		st.Min, st.Max = []byte(slices.Min(names)), []byte(slices.Max(names))
+	case pqInt32:
+		st.Min = binary.LittleEndian.AppendUint32(nil, uint32(ch.min))
+		st.Max = binary.LittleEndian.AppendUint32(nil, uint32(ch.max))
+	default:
+		st.Min = binary.LittleEndian.AppendUint64(nil, ch.min)
+		st.Max = binary.LittleEndian.AppendUint64(nil, ch.max)
+	}
+	return st
+}
+
+// flushGroup writes the row group's column chunks, each with its
+// metadata after it (as arrow's writer does), and starts the next.
+func (pw *parquetWriter) flushGroup(encs []*pageEncoder) error {
+	if pw.rows == 0 {
+		return nil
+	}
+	err := forColumns(encs, func(e *pageEncoder, c int) error {
+		e.finish(&pw.cols[c], &pw.chunks[c])
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	rg := pw.fmb.AppendRowGroup()
+	var total int64
+	for c := range NumColumns {
+		pc, ch := &pw.cols[c], &pw.chunks[c]
+		cc := rg.NextColumnChunk()
+		start := pw.w.pos
+		var dictOff int64
+		if pc.kind == pqDict {
+			dictOff = start
+			if _, err := pw.w.Write(ch.dict); err != nil {
+				return err
+			}
+		}
+		dataOff := pw.w.pos
+		if _, err := pw.w.Write(ch.page); err != nil {
+			return err
+		}
+		if pc.required {
+			cc.SetStats(ch.encodedStats(pc))
+		}
+		enc := parquet.Encodings.Plain
+		switch pc.kind {
+		case pqDelta:
+			enc = parquet.Encodings.DeltaBinaryPacked
+		case pqDict:
+			enc = parquet.Encodings.RLEDict
+		}
+		es := metadata.EncodingStats{DataEncodingStats: map[parquet.Encoding]int32{enc: 1}}
+		if pc.kind == pqDict {
+			es.DictEncodingStats = map[parquet.Encoding]int32{parquet.Encodings.Plain: 1}
+		}
+		info := metadata.ChunkMetaInfo{NumValues: int64(pw.rows), DictPageOffset: dictOff, IndexPageOffset: -1,
+			DataPageOffset: dataOff, CompressedSize: pw.w.pos - start, UncompressedSize: ch.uncompressed}
+		if err := cc.Finish(info, pc.kind == pqDict, false, es, nil); err != nil {
+			return err
+		}
+		if _, err := cc.WriteTo(pw.w); err != nil {
+			return err
+		}
+		total += ch.uncompressed
+		*ch = pqChunk{levels: ch.levels[:0], vals: ch.vals[:0], dict: ch.dict[:0], page: ch.page[:0]}
+	}
+	rg.SetNumRows(pw.rows)
+	if err := rg.Finish(total, int16(pw.groups)); err != nil {
+		return err
+	}
+	pw.rows = 0
+	pw.groups++
+	return nil
+}
+
+// close writes the last row group and the footer.
+func (pw *parquetWriter) close(encs []*pageEncoder) error {
+	if err := pw.flushGroup(encs); err != nil {
+		return err
+	}
+	fmd, err := pw.fmb.Finish()
+	if err != nil {
+		return err
+	}
+	n, err := fmd.WriteTo(pw.w, nil)
+	if err != nil {
+		return err
+	}
+	var tail [8]byte
+	binary.LittleEndian.PutUint32(tail[:], uint32(n))
+	copy(tail[4:], "PAR1")
+	if _, err := pw.w.Write(tail[:]); err != nil {
+		return err
+	}
+	return pw.w.w.Flush()
 }
 
 // ParquetSchema is the schema of a Parquet export as readers see it: the
@@ -178,158 +568,4 @@ func ParquetSchema(md arrow.Metadata) *arrow.Schema {
 	}
 	fs[ColBytes].Type = arrow.BinaryTypes.Binary
 	return arrow.NewSchema(fs, &md)
-}
-
-// parquetWriteSchema is the schema handed to pqarrow: the trace schema
-// with bytes as binary and the nullable dictionary columns as utf8 (see
-// exportRecord). Kind stays a dictionary column: Parquet UTF8,
-// dictionary-encoded from the array's own dictionary.
-func parquetWriteSchema(md arrow.Metadata) *arrow.Schema {
-	fs := baseSchema.Fields()
-	for i, c := range Columns {
-		if _, ok := c.Type.(*arrow.DictionaryType); ok && !c.Common {
-			fs[i].Type = arrow.BinaryTypes.String
-		}
-	}
-	fs[ColBytes].Type = arrow.BinaryTypes.Binary
-	return arrow.NewSchema(fs, &md)
-}
-
-// exportDicts returns the dictionary of each dictionary column: the
-// reader's (first batch's) names, which every row of the trace is decoded
-// with, so the export shows what the reader shows.
-func exportDicts(r *Reader) [NumColumns]arrow.Array {
-	var dicts [NumColumns]arrow.Array
-	for i, c := range Columns {
-		if _, ok := c.Type.(*arrow.DictionaryType); !ok {
-			continue
-		}
-		sb := array.NewStringBuilder(memory.DefaultAllocator)
-		sb.AppendValues(r.names[i], nil)
-		dicts[i] = sb.NewArray()
-		sb.Release()
-	}
-	return dicts
-}
-
-// exportRecord returns b's record as the export writes it: dictionary
-// columns keep their indices with the reader's dictionary, bytes is cut to
-// len bytes and a version 1 rflags becomes uint32. Only bytes and a
-// version 1 rflags are rebuilt, buffer to buffer.
-func exportRecord(b *Batch, schema *arrow.Schema, dicts [NumColumns]arrow.Array) arrow.Record {
-	mem := memory.DefaultAllocator
-	cols := make([]arrow.Array, NumColumns)
-	for i, c := range Columns {
-		switch {
-		case i >= int(b.rec.NumCols()):
-			// A column an older version's file does not have: null.
-			cols[i] = array.MakeArrayOfNull(mem, c.Type, b.n)
-		case i == ColBytes:
-			cols[i] = exportBytes(b)
-		case i == ColRFlags && b.rflags64:
-			// A version 1 file: export as the current format's uint32.
-			ub := array.NewUint32Builder(mem)
-			ub.Reserve(b.n)
-			cv := &b.cols[i]
-			for j := 0; j < b.n; j++ {
-				if cv.ok(j) {
-					ub.Append(uint32(le64(cv.vals, j)))
-				} else {
-					ub.AppendNull()
-				}
-			}
-			cols[i] = ub.NewArray()
-			ub.Release()
-		case dicts[i] != nil && !c.Common:
-			// pqarrow v15 writes a nullable dictionary array wrongly
-			// past its first write batch (1024 rows):
-			// columnWriter.maybeReplaceValidity reslices the indices
-			// of the sliced array as int32 from the wrong end. These
-			// columns go as strings (Parquet dictionary-encodes them).
-			cols[i] = exportStrings(b, i)
-		case dicts[i] != nil:
-			idx := b.rec.Column(i).(*array.Dictionary).Indices()
-			cols[i] = array.NewDictionaryArray(c.Type, idx, dicts[i])
-		default:
-			cols[i] = b.rec.Column(i)
-			cols[i].Retain()
-		}
-	}
-	rec := array.NewRecord(schema, cols, int64(b.n))
-	for _, a := range cols {
-		a.Release()
-	}
-	return rec
-}
-
-// exportStrings builds dictionary column i as strings, buffer to buffer.
-func exportStrings(b *Batch, i int) arrow.Array {
-	names := (*b.names)[i]
-	cv := &b.cols[i]
-	wide := Columns[i].Type.(*arrow.DictionaryType).IndexType.(arrow.FixedWidthDataType).BitWidth() == 16
-	n := b.n
-	offs := make([]int32, n+1)
-	data := make([]byte, 0, 8*n)
-	for j := 0; j < n; j++ {
-		offs[j] = int32(len(data))
-		if !cv.ok(j) {
-			continue
-		}
-		k := int(int8(cv.vals[j]))
-		if wide {
-			k = int(int16(le16(cv.vals, j)))
-		}
-		data = append(data, names[k]...)
-	}
-	offs[n] = int32(len(data))
-	nulls := b.rec.Column(i).NullN()
-	var valid *memory.Buffer
-	if nulls > 0 && cv.valid != nil {
-		valid = memory.NewBufferBytes(append([]byte(nil), cv.valid[:(n+7)/8]...))
-	} else {
-		nulls = 0
-	}
-	ob := unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(offs))), 4*len(offs))
-	d := array.NewData(arrow.BinaryTypes.String, n,
-		[]*memory.Buffer{valid, memory.NewBufferBytes(ob), memory.NewBufferBytes(data)}, nil, nulls, 0)
-	defer d.Release()
-	return array.NewStringData(d)
-}
-
-// exportBytes builds the binary bytes column (each row's first len bytes,
-// at most 15) directly as offsets and data buffers.
-func exportBytes(b *Batch) arrow.Array {
-	cv, lens := &b.cols[ColBytes], &b.cols[ColLen]
-	n := b.n
-	offs := make([]int32, n+1)
-	data := make([]byte, 0, 15*n)
-	nulls := 0
-	for j := 0; j < n; j++ {
-		offs[j] = int32(len(data))
-		if !cv.ok(j) {
-			nulls++
-			continue
-		}
-		k := 15
-		if lens.ok(j) {
-			k = min(k, int(lens.vals[j]))
-		}
-		data = append(data, cv.vals[15*j:15*j+k]...)
-	}
-	offs[n] = int32(len(data))
-	var valid *memory.Buffer
-	if nulls > 0 {
-		vb := make([]byte, (n+7)/8)
-		for j := 0; j < n; j++ {
-			if cv.ok(j) {
-				vb[j>>3] |= 1 << (j & 7)
-			}
-		}
-		valid = memory.NewBufferBytes(vb)
-	}
-	ob := unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(offs))), 4*len(offs))
-	d := array.NewData(arrow.BinaryTypes.Binary, n,
-		[]*memory.Buffer{valid, memory.NewBufferBytes(ob), memory.NewBufferBytes(data)}, nil, nulls, 0)
-	defer d.Release()
-	return array.NewBinaryData(d)
 }

@@ -235,8 +235,8 @@
 //
 //	usage: patchtrace export FILE [--parquet OUT] [--perfetto OUT] [--force]
 //
-//	--parquet writes the same rows and columns as zstd-compressed Parquet (via
-//	pqarrow), for DuckDB, Spark, polars and pandas; the trace metadata is carried over.
+//	--parquet writes the same rows and columns as zstd-compressed Parquet, for
+//	DuckDB, Spark, polars and pandas; the trace metadata is carried over.
 //	--perfetto analyzes the trace and writes Perfetto's protobuf trace format
 //	(TrackEvent) for ui.perfetto.dev and Perfetto's trace processor: a track per CPU
 //	with a child track per task, timestamps = sequence numbers (1 ns each); slices for

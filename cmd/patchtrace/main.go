@@ -70,8 +70,8 @@ func commands() []command {
 		{"debug", "TRACE [--listen ADDR] [--dir DIR] [--once] [-q]", "serve a recorded run to gdb, with reverse execution (gdb remote protocol)", cmdDebug, debugAbout},
 		{"events", "FILE [--cpu LIST] [--task LIST] [--kind LIST] [--sym NAMES] [--from SEQ] [--to SEQ] [--addr ADDR[:LEN]] [--around SEQ[:N]] [--regs] [--src] [--json]", "list a trace's events one per line: instruction, registers, loads and stores (perf script)", cmdEvents, eventsAbout},
 		{"export", "FILE [--parquet OUT] [--perfetto OUT] [--force]", "export a trace as zstd Parquet or as a Perfetto trace", cmdExport,
-			"--parquet writes the same rows and columns as zstd-compressed Parquet (via\n" +
-				"pqarrow), for DuckDB, Spark, polars and pandas; the trace metadata is carried over.\n" +
+			"--parquet writes the same rows and columns as zstd-compressed Parquet, for\n" +
+				"DuckDB, Spark, polars and pandas; the trace metadata is carried over.\n" +
 				"--perfetto analyzes the trace and writes Perfetto's protobuf trace format\n" +
 				"(TrackEvent) for ui.perfetto.dev and Perfetto's trace processor: a track per CPU\n" +
 				"with a child track per task, timestamps = sequence numbers (1 ns each); slices for\n" +

@@ -1,0 +1,385 @@
+package format
+
+import (
+	"encoding/binary"
+	"math/bits"
+)
+
+// This file encodes the pages of a Parquet export from a batch's column
+// buffers: definition levels from the validity bitmap, PLAIN values
+// gathered from the value buffer, dictionary indices and delta-encoded seq
+// bit-packed, and the Thrift compact page headers. The encodings are the
+// Parquet format's (github.com/apache/parquet-format, Encodings.md):
+// nothing here is specific to one reader.
+
+// Parquet enum values (parquet.thrift).
+const (
+	pqPageData = 0
+	pqPageDict = 2
+
+	pqEncPlain    = 0
+	pqEncRLE      = 3
+	pqEncDelta    = 5 // DELTA_BINARY_PACKED
+	pqEncRLEDict  = 8 // RLE_DICTIONARY
+	pqThriftI32   = 5
+	pqThriftBoolT = 1
+	pqThriftBoolF = 2
+	pqThriftStrct = 12
+)
+
+// appendLevelRuns appends the definition levels of n rows (1 = set, 0 =
+// null) in the RLE/bit-packed hybrid at bit width 1. A run of 16 or more
+// equal rows (two or more all-0 or all-1 bitmap bytes) is an RLE run; the
+// rest is copied from the bitmap as bit-packed groups (bit width 1 packs 8
+// levels a byte, least significant bit first: the Arrow validity layout),
+// the last one padded to 8 levels. valid nil means every row is set. Runs
+// of pages whose row counts are multiples of 8 can be concatenated.
+func appendLevelRuns(dst, valid []byte, n int) []byte {
+	if valid == nil {
+		return appendRLERun(dst, n, 1)
+	}
+	full := n / 8
+	lit := 0 // first bitmap byte not yet emitted
+	for i := 0; i < full; {
+		b := valid[i]
+		if b != 0 && b != 0xFF {
+			i++
+			continue
+		}
+		j := i + 1
+		word := uint64(0)
+		if b == 0xFF {
+			word = ^uint64(0)
+		}
+		for j+8 <= full && binary.LittleEndian.Uint64(valid[j:]) == word {
+			j += 8
+		}
+		for j < full && valid[j] == b {
+			j++
+		}
+		if j-i < 2 {
+			i = j
+			continue
+		}
+		dst = appendBitPacked(dst, valid[lit:i], 0, 0)
+		dst = appendRLERun(dst, 8*(j-i), int(b&1))
+		i, lit = j, j
+	}
+	tailBits := n % 8
+	var tail byte
+	if tailBits != 0 {
+		tail = valid[full] & (1<<tailBits - 1)
+	}
+	return appendBitPacked(dst, valid[lit:full], tail, tailBits)
+}
+
+// appendBitPacked appends lit (whole bitmap bytes) followed, when
+// tailBits > 0, by tail (the bitmap's last, partial byte, masked to
+// tailBits bits) as one bit-packed run at bit width 1.
+func appendBitPacked(dst, lit []byte, tail byte, tailBits int) []byte {
+	groups := len(lit)
+	if tailBits > 0 {
+		groups++
+	}
+	if groups == 0 {
+		return dst
+	}
+	dst = binary.AppendUvarint(dst, uint64(groups)<<1|1)
+	dst = append(dst, lit...)
+	if tailBits > 0 {
+		dst = append(dst, tail)
+	}
+	return dst
+}
+
+// appendRLERun appends an RLE run of n copies of v (bit width 1: one byte).
+func appendRLERun(dst []byte, n, v int) []byte {
+	if n == 0 {
+		return dst
+	}
+	dst = binary.AppendUvarint(dst, uint64(n)<<1)
+	return append(dst, byte(v))
+}
+
+// gatherFixed appends the w-byte values of the set rows.
+func gatherFixed(dst, vals, valid []byte, n, w int) []byte {
+	if valid == nil {
+		return append(dst, vals[:w*n]...)
+	}
+	for i := 0; i < n; i += 8 {
+		v := valid[i>>3]
+		if v == 0 {
+			continue
+		}
+		if v == 0xFF && i+8 <= n {
+			dst = append(dst, vals[w*i:w*i+8*w]...)
+			continue
+		}
+		for j := i; j < min(i+8, n); j++ {
+			if v&(1<<(j-i)) != 0 {
+				dst = append(dst, vals[w*j:w*j+w]...)
+			}
+		}
+	}
+	return dst
+}
+
+// gather32 appends the values of the set rows, each w bytes wide (1, 2, 4
+// or 8: a version 1 rflags keeps its low half), as 4-byte INT32 values.
+func gather32(dst, vals, valid []byte, n, w int) []byte {
+	if valid == nil && w == 4 {
+		return append(dst, vals[:4*n]...)
+	}
+	at := func(j int) uint32 {
+		switch w {
+		case 1:
+			return uint32(vals[j])
+		case 2:
+			return uint32(binary.LittleEndian.Uint16(vals[2*j:]))
+		case 4:
+			return binary.LittleEndian.Uint32(vals[4*j:])
+		}
+		return uint32(binary.LittleEndian.Uint64(vals[8*j:]))
+	}
+	if valid == nil {
+		for j := 0; j < n; j++ {
+			dst = binary.LittleEndian.AppendUint32(dst, at(j))
+		}
+		return dst
+	}
+	for i := 0; i < n; i += 8 {
+		v := valid[i>>3]
+		if v == 0 {
+			continue
+		}
+		for j := i; j < min(i+8, n); j++ {
+			if v&(1<<(j-i)) != 0 {
+				dst = binary.LittleEndian.AppendUint32(dst, at(j))
+			}
+		}
+	}
+	return dst
+}
+
+// gatherBools appends the set rows' bits of the value bitmap vals, one
+// byte (0 or 1) each; packBools packs them at the page's end.
+func gatherBools(dst, vals, valid []byte, n int) []byte {
+	for j := 0; j < n; j++ {
+		if valid == nil || valid[j>>3]&(1<<(j&7)) != 0 {
+			dst = append(dst, vals[j>>3]>>(j&7)&1)
+		}
+	}
+	return dst
+}
+
+// packBools appends bools (one 0 or 1 byte each) as PLAIN booleans: 8 a
+// byte, least significant bit first.
+func packBools(dst, bools []byte) []byte {
+	for i := 0; i < len(bools); i += 8 {
+		var acc byte
+		for k, v := range bools[i:min(i+8, len(bools))] {
+			acc |= v << k
+		}
+		dst = append(dst, acc)
+	}
+	return dst
+}
+
+// gatherInsnBytes appends the bytes column of the set rows as PLAIN
+// byte arrays: each row's first len bytes (at most 15; all 15 when len
+// is null).
+func gatherInsnBytes(dst []byte, cv, lens *colView, n int) []byte {
+	for j := 0; j < n; j++ {
+		if !cv.ok(j) {
+			continue
+		}
+		k := 15
+		if lens.ok(j) && lens.vals != nil {
+			k = min(k, int(lens.vals[j]))
+		}
+		dst = binary.LittleEndian.AppendUint32(dst, uint32(k))
+		dst = append(dst, cv.vals[15*j:15*j+k]...)
+	}
+	return dst
+}
+
+// gatherStrings appends a string column's set rows as PLAIN byte arrays.
+func gatherStrings(dst []byte, cv *colView, n int) []byte {
+	for j := 0; j < n; j++ {
+		if !cv.ok(j) {
+			continue
+		}
+		s := cv.varAt(j)
+		dst = binary.LittleEndian.AppendUint32(dst, uint32(len(s)))
+		dst = append(dst, s...)
+	}
+	return dst
+}
+
+// appendDictIndices appends the RLE_DICTIONARY values of a page whose
+// dictionary indices are idx, w bytes each (little-endian): the bit width
+// (8w: byte-aligned, so zstd sees the indices' repeats), then one
+// bit-packed run, which at that width is the indices as they are, padded
+// to a multiple of 8.
+func appendDictIndices(dst, idx []byte, w int) []byte {
+	dst = append(dst, byte(8*w))
+	count := len(idx) / w
+	if count == 0 {
+		return dst
+	}
+	groups := (count + 7) / 8
+	dst = binary.AppendUvarint(dst, uint64(groups)<<1|1)
+	dst = append(dst, idx...)
+	return append(dst, make([]byte, (8*groups-count)*w)...)
+}
+
+// packBits appends vals at bw bits each, least significant bit first
+// (Parquet's bit packing). len(vals)*bw must be a multiple of 8, and every
+// value must fit in bw bits.
+func packBits(dst []byte, vals []uint64, bw int) []byte {
+	if bw == 0 {
+		return dst
+	}
+	var acc uint64
+	nb := 0
+	for _, v := range vals {
+		acc |= v << nb
+		if nb+bw >= 64 {
+			dst = binary.LittleEndian.AppendUint64(dst, acc)
+			acc = 0
+			if nb > 0 {
+				acc = v >> (64 - nb)
+			}
+			nb += bw - 64
+		} else {
+			nb += bw
+		}
+	}
+	for ; nb > 0; nb -= 8 {
+		dst = append(dst, byte(acc))
+		acc >>= 8
+	}
+	return dst
+}
+
+// deltaBlock and deltaMini are the DELTA_BINARY_PACKED block shape: 128
+// values a block in 4 miniblocks of 32 (what parquet-mr and Arrow write).
+const (
+	deltaBlock = 128
+	deltaMini  = 4
+)
+
+// appendDelta appends n little-endian 8-byte values as
+// DELTA_BINARY_PACKED (differences and arithmetic wrap, as readers undo
+// them). scratch is reused.
+func appendDelta(dst, vals []byte, n int, scratch []uint64) ([]byte, []uint64) {
+	dst = binary.AppendUvarint(dst, deltaBlock)
+	dst = binary.AppendUvarint(dst, deltaMini)
+	dst = binary.AppendUvarint(dst, uint64(n))
+	if n == 0 {
+		return binary.AppendVarint(dst, 0), scratch
+	}
+	dst = binary.AppendVarint(dst, int64(binary.LittleEndian.Uint64(vals)))
+	d := append(scratch[:0], make([]uint64, deltaBlock)...)
+	const per = deltaBlock / deltaMini
+	for i := 1; i < n; i += deltaBlock {
+		m := min(deltaBlock, n-i)
+		minD := int64(1<<63 - 1)
+		prev := binary.LittleEndian.Uint64(vals[8*(i-1):])
+		for k := 0; k < m; k++ {
+			v := binary.LittleEndian.Uint64(vals[8*(i+k):])
+			d[k] = v - prev
+			prev = v
+			minD = min(minD, int64(d[k]))
+		}
+		dst = binary.AppendVarint(dst, minD)
+		wpos := len(dst)
+		dst = append(dst, 0, 0, 0, 0)
+		for mb := 0; mb*per < m; mb++ {
+			var or uint64
+			blk := d[mb*per : mb*per+per]
+			for k := range blk {
+				if mb*per+k < m {
+					blk[k] -= uint64(minD)
+				} else {
+					blk[k] = 0 // padding
+				}
+				or |= blk[k]
+			}
+			bw := bits.Len64(or)
+			dst[wpos+mb] = byte(bw)
+			dst = packBits(dst, blk, bw)
+		}
+	}
+	return dst, d
+}
+
+// thrift writes Thrift compact protocol structs (the page headers).
+type thrift struct {
+	b    []byte
+	last []int16 // the last field id of each open struct
+}
+
+func (t *thrift) field(id int16, typ byte) {
+	last := t.last[len(t.last)-1]
+	if d := id - last; d > 0 && d <= 15 {
+		t.b = append(t.b, byte(d)<<4|typ)
+	} else {
+		t.b = append(t.b, typ)
+		t.b = binary.AppendVarint(t.b, int64(id))
+	}
+	t.last[len(t.last)-1] = id
+}
+
+func (t *thrift) i32(id int16, v int32) {
+	t.field(id, pqThriftI32)
+	t.b = binary.AppendVarint(t.b, int64(v))
+}
+
+func (t *thrift) boolean(id int16, v bool) {
+	typ := byte(pqThriftBoolF)
+	if v {
+		typ = pqThriftBoolT
+	}
+	t.field(id, typ)
+}
+
+func (t *thrift) begin(id int16) {
+	t.field(id, pqThriftStrct)
+	t.last = append(t.last, 0)
+}
+
+func (t *thrift) end() {
+	t.b = append(t.b, 0)
+	t.last = t.last[:len(t.last)-1]
+}
+
+// appendPageHeader appends a PageHeader: a version 1 data page of
+// numValues levels in encoding enc (levels RLE), or (dict) a PLAIN
+// dictionary page of numValues entries.
+func appendPageHeader(dst []byte, dict bool, numValues, enc, uncompressed, compressed int) []byte {
+	t := thrift{b: dst, last: make([]int16, 1, 2)}
+	typ := pqPageData
+	if dict {
+		typ = pqPageDict
+	}
+	t.i32(1, int32(typ))
+	t.i32(2, int32(uncompressed))
+	t.i32(3, int32(compressed))
+	if dict {
+		t.begin(7) // DictionaryPageHeader
+		t.i32(1, int32(numValues))
+		t.i32(2, pqEncPlain)
+		t.boolean(3, false) // is_sorted
+		t.end()
+	} else {
+		t.begin(5) // DataPageHeader
+		t.i32(1, int32(numValues))
+		t.i32(2, int32(enc))
+		t.i32(3, pqEncRLE) // definition levels
+		t.i32(4, pqEncRLE) // repetition levels
+		t.end()
+	}
+	t.b = append(t.b, 0)
+	return t.b
+}
