@@ -195,6 +195,13 @@ func cmdEvents(env *cmdEnv, args []string) int {
 		return errorf(env, "events: %v", err)
 	}
 	defer r.Close()
+	for c := range f.cpus {
+		if n := r.Meta().CPUs; c >= uint64(n) {
+			// An empty listing would read as "no such events" (CPUs
+			// count from 0: a trace of 4 CPUs has cpu0..cpu3).
+			return usageErr(env, fs, "events: --cpu %d: the trace has %d CPUs (cpu0..cpu%d)", c, n, n-1)
+		}
+	}
 	table := replay.MetaSymbols(r.Meta())
 	if *syms != "" {
 		f.syms = []format.Symbol{}

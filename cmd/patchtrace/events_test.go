@@ -232,6 +232,9 @@ func TestEventsFilters(t *testing.T) {
 	for _, bad := range [][]string{
 		{"--kind", "nosuch"}, {"--cpu", "x"}, {"--around", "x"}, {"--addr", "no_such_symbol"},
 		{"--from", "10", "--to", "5"}, {"--sym", "no_such_symbol"},
+		// A CPU the trace does not have listed nothing, exit 0: "no such
+		// events" (the trace's CPUs are cpu0..cpuN-1).
+		{"--cpu", "0,64"},
 	} {
 		if code, _, errs := runCLI(t, append([]string{"events", trace}, bad...)...); code != exitUsage || errs == "" {
 			t.Errorf("%v: exit %d, %q", bad, code, errs)
