@@ -17,6 +17,13 @@ import (
 // start over the code bytes at the time reaches it, reading a temporary int3
 // guard as the instruction it stands for (see boundary).
 //
+// A third rule needs no patching at all: the image's executable text
+// between two functions that no symbol covers (the assembler's alignment
+// fill after a function's last instruction, up to the next one) is no
+// function's code, so an instruction executed there - a return to the
+// bytes after a tail call's jmp, a fall-through past a function's end - is
+// a finding, unless the alias wrote its bytes (code installed there).
+//
 // A slice's oops path may name the faulting instruction first with
 // pt_marker(0xffff, regs->ip) (scenarios/base's die()); the finding is then
 // placed there rather than at panic(), and an unclaimed int3 is named as such.
@@ -46,6 +53,18 @@ type trapCheck struct {
 	// trap depth, and each function's instruction ends as built.
 	rings [][oolDepths]oolRing
 	ends  map[uint64]map[uint64]uint64
+	// pad is a bit per byte of the image's text over [padLo, ...): set
+	// for the padding between functions (paddingOf); gaps names them.
+	pad   []uint64
+	padLo uint64
+	gaps  []padGap
+}
+
+// padGap is one run of padding: [lo, hi) between the functions before and
+// after it.
+type padGap struct {
+	lo, hi       uint64
+	before, next string
 }
 
 // trapInsn is a CPU's last instruction (ok: the next instruction row of the
@@ -96,7 +115,7 @@ const markerOopsIP = 0xffff
 
 func (*trapCheck) ID() string { return "trap" }
 func (*trapCheck) Doc() string {
-	return "An int3 or fault that no handler claimed (an oops, panic or BUG), a handler return or branch into the middle of an instruction of patched code, or an out-of-line copy of an instruction (a kprobe's slot, an optprobe's detour) whose RIP-relative operand addresses other memory than the original's."
+	return "An int3 or fault that no handler claimed (an oops, panic or BUG), a handler return or branch into the middle of an instruction of patched code, an out-of-line copy of an instruction (a kprobe's slot, an optprobe's detour) whose RIP-relative operand addresses other memory than the original's, or an instruction run in the padding between two functions."
 }
 func (a *trapCheck) Start(ctx *Context) error {
 	a.oopsIP = make([]uint64, len(ctx.St.CPUs))
@@ -109,7 +128,131 @@ func (a *trapCheck) Start(ctx *Context) error {
 	a.branchOK = map[uint64]branchSeen{}
 	a.rings = make([][oolDepths]oolRing, len(ctx.St.CPUs))
 	a.ends = map[uint64]map[uint64]uint64{}
+	a.padLo, a.pad, a.gaps = paddingOf(ctx.St)
 	return nil
+}
+
+// maxPadGap bounds a gap between two functions that counts as padding: an
+// alignment fill is shorter than the largest function alignment (64); a
+// longer stretch without symbols may be code the symbol table does not
+// describe (an assembly block without labels), which is not judged.
+const maxPadGap = 64
+
+// paddingOf finds the padding of the image's executable text: the bytes
+// between the end of a sized symbol and the next symbol of the same
+// section, when no symbol covers them. A sizeless label outside every
+// sized symbol (assembly code without .size) is code up to the next
+// symbol, so no gap is taken from it. It returns the bitmap's base, the
+// bitmap, and the gaps in address order (nil when the image has none, or
+// its text spans more than the bitmap is built for).
+func paddingOf(st *replay.State) (uint64, []uint64, []padGap) {
+	if st == nil || st.Meta == nil || st.Image == nil {
+		return 0, nil, nil
+	}
+	var code []format.Symbol
+	for _, s := range st.Meta.Symbols {
+		if s.Section == "" || s.Section == slice.PercpuSection || st.Image.Perm(s.Addr)&replay.PermX == 0 {
+			continue
+		}
+		code = append(code, s)
+	}
+	slices.SortStableFunc(code, func(x, y format.Symbol) int {
+		if x.Addr != y.Addr {
+			if x.Addr < y.Addr {
+				return -1
+			}
+			return 1
+		}
+		return int(min(y.Size, 1)) - int(min(x.Size, 1)) // sized first
+	})
+	var gaps []padGap
+	var end uint64 // end of the sized symbols seen, 0: none or unknown
+	var endSec, endName string
+	for _, s := range code {
+		if end != 0 && s.Addr > end && s.Section == endSec && s.Addr-end < maxPadGap {
+			gaps = append(gaps, padGap{lo: end, hi: s.Addr, before: endName, next: s.Name})
+		}
+		switch {
+		case s.Size > 0 && (end == 0 || s.Addr >= end || s.Section != endSec):
+			end, endSec, endName = s.Addr+s.Size, s.Section, s.Name
+		case s.Size > 0 && s.Addr+s.Size > end:
+			end = s.Addr + s.Size
+		case s.Size == 0 && (end == 0 || s.Addr >= end):
+			end = 0 // a label's code runs to the next symbol
+		}
+	}
+	if len(gaps) == 0 || gaps[len(gaps)-1].hi-gaps[0].lo > maxPadSpan {
+		return 0, nil, nil
+	}
+	lo := gaps[0].lo
+	bits := make([]uint64, (gaps[len(gaps)-1].hi-lo+63)/64)
+	for _, g := range gaps {
+		for a := g.lo; a < g.hi; a++ {
+			bits[(a-lo)>>6] |= 1 << ((a - lo) & 63)
+		}
+	}
+	return lo, bits, gaps
+}
+
+// maxPadSpan bounds the text span the padding bitmap covers (a slice's
+// image is a few MiB).
+const maxPadSpan = 64 << 20
+
+// inPadding reports whether addr is padding between two functions.
+func (a *trapCheck) inPadding(addr uint64) bool {
+	if addr < a.padLo {
+		return false
+	}
+	off := addr - a.padLo
+	return off>>6 < uint64(len(a.pad)) && a.pad[off>>6]&(1<<(off&63)) != 0
+}
+
+// padding reports an instruction executed in the padding after a
+// function (from: the context's previous instruction, when it followed
+// one with nothing delivered between), unless text_poke wrote its bytes.
+func (a *trapCheck) padding(ctx *Context, r *format.Row, from trapInsn) {
+	for i := uint64(0); i < uint64(max(r.Len, 1)); i++ {
+		if _, ok := a.byteSeq[r.RIP+i]; ok {
+			return
+		}
+	}
+	i, _ := slices.BinarySearchFunc(a.gaps, r.RIP, func(g padGap, addr uint64) int {
+		if g.hi <= addr {
+			return -1
+		}
+		if g.lo > addr {
+			return 1
+		}
+		return 0
+	})
+	if i >= len(a.gaps) {
+		return
+	}
+	g := a.gaps[i]
+	how := "resumed there"
+	ev, first := []uint64{r.Seq}, r.Seq
+	if from.ok && from.task == r.Task && from.depth == r.Depth {
+		ev, first = []uint64{from.seq, r.Seq}, from.seq
+		how = fmt.Sprintf("came there from %s", ctx.Describe(from.rip))
+		if r.RIP == from.rip+uint64(from.n) {
+			how = fmt.Sprintf("fell through from %s past the end of %s", ctx.Describe(from.rip), g.before)
+		} else if a.isRet(ctx, from) {
+			how = fmt.Sprintf("the ret at %s returned there", ctx.Describe(from.rip))
+		}
+	}
+	ctx.Report(Finding{
+		CPU: int(r.CPU), Task: r.Task, SeqFirst: first, SeqLast: r.Seq, RIP: r.RIP, Evidence: ev,
+		Context: contextName(r),
+		Message: fmt.Sprintf("cpu%d executed %s (%#x), in the %d bytes of padding between %s and %s that no function's code covers (%s): no instruction stream of the code as built leads there",
+			r.CPU, ctx.Describe(r.RIP), r.RIP, g.hi-g.lo, g.before, g.next, how),
+	}, fmt.Sprintf("pad|%#x", r.RIP))
+}
+
+// isRet reports whether the instruction in's row named was a RET (by the
+// code as it is now at its address).
+func (a *trapCheck) isRet(ctx *Context, in trapInsn) bool {
+	var b [1]byte
+	return ctx.St.Mem.Read(in.rip, b[:]) && (b[0] == 0xc3 || b[0] == 0xc2)
 }
 
 func (*trapCheck) Needs() Needs {
@@ -233,6 +376,9 @@ func (a *trapCheck) branch(ctx *Context, r *format.Row) {
 	l := &a.last[r.CPU]
 	from := *l
 	*l = trapInsn{rip: r.RIP, seq: r.Seq, task: r.Task, n: r.Len, depth: r.Depth, ok: true}
+	if a.pad != nil && a.inPadding(r.RIP) {
+		a.padding(ctx, r, from)
+	}
 	if !from.ok || from.task != r.Task || from.depth != r.Depth || r.RIP == from.rip+uint64(from.n) {
 		return
 	}

@@ -328,3 +328,65 @@ func TestTrapOutOfLineCopy(t *testing.T) {
 		})
 	}
 }
+
+// TestTrapPadding feeds hand-made events over sc-tail's slice, where
+// mod_tail_fn ends in a tail call's 5-byte jmp and 7 bytes of alignment
+// padding come before mod_next_fn: an instruction there is a finding,
+// however the context got there (a RET returning to the bytes after the
+// jmp, a fall-through past the function's end, a resumption), unless the
+// alias wrote its bytes; the next function's entry is not padding.
+func TestTrapPadding(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		how     string // ret, fall, trap
+		next    bool   // to mod_next_fn's entry instead
+		written bool   // the padding byte was written through the alias
+		want    string // in the message; "" for no finding
+	}{
+		{"ret to after the tail call", "ret", false, false, "the ret at sc_func_a+0x4 returned there"},
+		{"fall-through past the end", "fall", false, false, "fell through from mod_tail_site+0x4 past the end of mod_tail_fn"},
+		{"resumed after a delivery", "trap", false, false, "resumed there"},
+		{"the next function's entry", "ret", true, false, ""},
+		{"code text_poke installed", "ret", false, true, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFeed(t, "sc-tail", "trap")
+			c0, c1 := ctx{cpu: 0, task: 1}, ctx{cpu: 1, task: 2}
+			end := f.sym("mod_tail_site", 5)
+			if end >= f.sym("mod_next_fn", 0) {
+				t.Fatalf("no padding after mod_tail_fn: ends %#x, mod_next_fn %#x", end, f.sym("mod_next_fn", 0))
+			}
+			to := end
+			if tc.next {
+				to = f.sym("mod_next_fn", 0)
+			}
+			if tc.written {
+				f.write(c0, f.sym("text_poke", 0), to, 1, 0x90, true)
+			}
+			switch tc.how {
+			case "ret":
+				f.insn(c1, f.sym("sc_func_a", 4), "RET", ltStackB)
+			case "fall":
+				f.insn(c1, end-1, "NOP", ltStackB)
+			case "trap":
+				f.insn(c1, f.sym("caller_main", 0), "NOP", ltStackB)
+				f.trap(c1, f.sym("caller_main", 0), 0xec, f.sym("asm_sysvec_apic_timer_interrupt", 0), ltStackB-48)
+			}
+			f.insn(c1, to, "NOP", ltStackB)
+			res := f.finish()
+			if tc.want == "" {
+				if len(res.Findings) > 0 {
+					t.Fatalf("want no finding, got:\n%s", summary(res))
+				}
+				return
+			}
+			if len(res.Findings) != 1 {
+				t.Fatalf("want one finding, got:\n%s", summary(res))
+			}
+			msg := res.Findings[0].Message
+			if !strings.Contains(msg, "padding between mod_tail_fn and mod_next_fn") || !strings.Contains(msg, tc.want) {
+				t.Errorf("message %q, want it to name the padding and %q", msg, tc.want)
+			}
+		})
+	}
+}
