@@ -93,7 +93,9 @@ func cmdBuild(env *cmdEnv, args []string) int {
 }
 
 // writeAtomic writes b to name through a temporary file in its directory,
-// so a reader never sees half a slice.
+// so a reader never sees half a slice. The slice is 0644 like every other
+// output (os.CreateTemp makes 0600: a slice built by one user could not
+// be loaded by another, CI's check running as a different user included).
 func writeAtomic(name string, b []byte) error {
 	if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
 		return err
@@ -103,10 +105,7 @@ func writeAtomic(name string, b []byte) error {
 		return err
 	}
 	_, werr := f.Write(b)
-	cerr := f.Close()
-	if werr == nil {
-		werr = cerr
-	}
+	werr = errors.Join(werr, f.Chmod(0o644), f.Sync(), f.Close())
 	if werr == nil {
 		werr = os.Rename(f.Name(), name)
 	}

@@ -124,6 +124,10 @@ func TestBuildOutsideTree(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Readable by all, like every output (it was 0600, os.CreateTemp's).
+	if st, err := os.Stat(elfPath); err != nil || st.Mode().Perm() != 0o644 {
+		t.Errorf("built slice's mode: %v %v, want 0644", st.Mode().Perm(), err)
+	}
 	syms := elfSymbols(t, elfPath)
 	for _, s := range []string{"author_own_fn", "author_lib_fn", "author_traps_mark", "traced_fn", "do_int3"} {
 		if !syms[s] {
