@@ -107,6 +107,10 @@ type trapSeen struct {
 	addr    uint64
 }
 
+// pokeMax is the most bytes text_poke_bp() writes at one site (Linux's
+// POKE_MAX_OPCODE_SIZE: a jump or call with a 32-bit displacement).
+const pokeMax = 5
+
 // vecPF is the page-fault vector (SDM Vol. 3 Table 6-1).
 const vecPF = 14
 
@@ -393,10 +397,8 @@ func (a *trapCheck) branch(ctx *Context, r *format.Row) {
 		}
 		start, insn, good := boundary(ctx.St.Syms, ctx.St.Image, ctx.St.Mem, r.RIP)
 		b = branchSeen{fn: fn, seq: a.funcSeq[fn], start: start, insn: insn, ok: good}
-		if good {
-			if g, ok := a.pendingGuard(ctx.St, r.RIP); ok {
-				b.start, b.ok, b.guard = g, false, true
-			}
+		if g, ok := a.pendingGuard(ctx.St, r.RIP); ok {
+			b.start, b.ok, b.guard = g, false, true
 		}
 		a.branchOK[r.RIP] = b
 	}
@@ -523,7 +525,12 @@ func pfBits(ec uint64) string {
 // returns the instruction that covers it. An int3 that is not in the image
 // as built is a text_poke_bp guard: it stands for the instruction under it,
 // so decoding skips the image instruction's length there (the bytes after a
-// guard are a half-written instruction, not code). Addresses outside any
+// guard are a half-written instruction, not code) - unless they differ from
+// the code as built: then the guard stands for the instruction being
+// installed or removed there, which covers them. Such an instruction, and a
+// jump that is not the code as built there, ends where the code as built
+// next starts an instruction (what it leaves of the instructions it covers
+// is dead: an optprobe's jump over several). Addresses outside any
 // sized function symbol, or code that does not decode, get the benefit of
 // the doubt.
 func boundary(syms *replay.Symbols, image, mem *replay.Memory, addr uint64) (start uint64, insn []byte, ok bool) {
@@ -537,13 +544,65 @@ func boundary(syms *replay.Symbols, image, mem *replay.Memory, addr uint64) (sta
 		return 0, nil, true
 	}
 	haveOrig := image != nil && image.Read(sym.Addr, orig[:sym.Size])
+	var built []bool // instruction starts of the image as built, by offset
+	decoded := 0     // the length decoded at the last offset (what length returned may add dead bytes)
 	length := func(off int) (int, error) {
+		decoded = 0
 		b := code[off:]
-		if code[off] == 0xcc && haveOrig && orig[off] != 0xcc {
+		guard := code[off] == 0xcc && haveOrig && orig[off] != 0xcc
+		if guard {
 			b = orig[off:] // a guard: the instruction under it
 		}
 		in, err := x86asm.Decode(b, 64)
-		return in.Len, err
+		decoded = in.Len
+		if err != nil || !haveOrig {
+			return in.Len, err
+		}
+		// end: where the instruction at off ends in the code as it is.
+		end := off + in.Len
+		switch {
+		case guard:
+			// The guard stands for an instruction whose tail is what
+			// follows it: the one as built when that is as built, else
+			// the one being installed (text_poke_bp() writes its tail
+			// byte by byte) or removed (an earlier patch's), which
+			// covers the bytes that differ from the code as built - as
+			// far as text_poke_bp() writes (pokeMax).
+			t := 0
+			for i := off + 1; i < off+pokeMax && i < int(sym.Size); i++ {
+				if code[i] != orig[i] {
+					t = i + 1
+				}
+			}
+			if t == 0 {
+				return in.Len, nil
+			}
+			end = max(end, t)
+		case !guard && in.Op == x86asm.JMP && string(code[off:off+in.Len]) != string(orig[off:off+in.Len]):
+			// A jump written over the code as built (an optprobe's jump
+			// over several instructions) leaves the rest of the last one
+			// it covers behind it: bytes nothing falls through to.
+		default:
+			return in.Len, nil
+		}
+		// The code goes on where the code as built has its next
+		// instruction; the bytes up to there count as the new one's
+		// (what it leaves of the instructions it covers is dead).
+		if built == nil {
+			built = make([]bool, sym.Size+1)
+			slice.Walk(int(sym.Size), func(o int) (int, error) {
+				in, err := x86asm.Decode(orig[o:], 64)
+				return in.Len, err
+			}, func(o, _ int) bool {
+				built[o] = true
+				return true
+			})
+			built[sym.Size] = true
+		}
+		for end < int(sym.Size) && !built[end] {
+			end++
+		}
+		return end - off, nil
 	}
 	ok = true
 	err := slice.Walk(int(sym.Size), length, func(off, n int) bool {
@@ -552,7 +611,7 @@ func boundary(syms *replay.Symbols, image, mem *replay.Memory, addr uint64) (sta
 			return true
 		}
 		if a != addr {
-			start, insn, ok = a, code[off:off+n], false
+			start, insn, ok = a, code[off:off+max(decoded, min(n, int(addr-a)+1))], false
 		}
 		return false
 	})

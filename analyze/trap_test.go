@@ -390,3 +390,48 @@ func TestTrapPadding(t *testing.T) {
 		})
 	}
 }
+
+// TestTrapBranchBehindOptimizedRegion: an optprobe's 5-byte jump over
+// optprobe-riprel's first eight bytes (push, then a 7-byte mov) leaves three
+// bytes of the mov behind it that nothing runs; the detour's jump back to
+// probed_fn+8 lands on an instruction however those bytes decode, whether
+// the jump is complete, guarded by text_poke_bp()'s int3 while it is being
+// removed, or half restored. A branch into the jump or into the bytes it
+// left dead is a finding.
+func TestTrapBranchBehindOptimizedRegion(t *testing.T) {
+	f0 := newFeed(t, "optprobe-riprel", "trap")
+	fn := f0.sym("probed_fn", 0)
+	orig := f0.img.Bytes(fn, 8)
+	le := func(b []byte) uint64 {
+		return uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24
+	}
+	const rel = 0x00000123 // jmp optprobe_detour's displacement, as far as this test cares
+	for _, tc := range []struct {
+		name    string
+		writes  [][3]uint64 // offset, size, value, in order
+		target  uint64
+		finding bool
+	}{
+		{"jump complete, back behind the region", [][3]uint64{{0, 1, 0xcc}, {1, 4, rel}, {0, 1, 0xe9}}, 8, false},
+		{"jump complete, into the dead bytes", [][3]uint64{{0, 1, 0xcc}, {1, 4, rel}, {0, 1, 0xe9}}, 6, true},
+		{"jump complete, into its displacement", [][3]uint64{{0, 1, 0xcc}, {1, 4, rel}, {0, 1, 0xe9}}, 1, true},
+		{"jump being removed, guarded", [][3]uint64{{0, 1, 0xcc}, {1, 4, rel}, {0, 1, 0xe9}, {0, 1, 0xcc}}, 8, false},
+		{"jump half restored", [][3]uint64{{0, 1, 0xcc}, {1, 4, rel}, {0, 1, 0xe9}, {0, 1, 0xcc}, {1, 1, uint64(orig[1])}}, 8, false},
+		{"kprobe's int3 over the code as built", [][3]uint64{{0, 1, 0xcc}}, 8, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFeed(t, "optprobe-riprel", "trap")
+			c0, c1 := ctx{cpu: 0, task: 1}, ctx{cpu: 1, task: 2}
+			f.insn(c0, f.sym("patcher_main", 0), "NOP", ltStackA)
+			for _, w := range tc.writes {
+				f.write(c0, f.sym("text_poke", 0), fn+w[0], uint32(w[1]), w[2], true)
+			}
+			f.insn(c1, f.sym("optprobe_detour", 13), "JMP", ltStackB)
+			f.insn(c1, fn+tc.target, "NOP", ltStackB)
+			res := f.finish()
+			if got := len(res.Findings) > 0; got != tc.finding {
+				t.Fatalf("finding %v, want %v (code as built % x, %#x):\n%s", got, tc.finding, orig, le(orig[1:5]), summary(res))
+			}
+		})
+	}
+}
