@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"debug/elf"
 	"encoding/json"
 	"encoding/xml"
 	"fmt"
@@ -221,4 +223,58 @@ func TestCheckEverySeed(t *testing.T) {
 	if strings.Join(got, " ") != "1:done:true 2:error:false 3:done:true" {
 		t.Errorf("seeds %v", got)
 	}
+}
+
+// TestReplayUnsupportedAsRecorded: a run that really stopped on an
+// instruction the emulator does not implement (text-poke-bp with xgetbv
+// after traced_fn's fentry nop, which the patcher checks) replays to the same stop: replay --verify
+// compares every event and says verified, replay says how it stopped;
+// both exited 2 with the instruction's error before. The run itself is
+// still incomplete for analyze.
+func TestReplayUnsupportedAsRecorded(t *testing.T) {
+	spec, err := loadScenario("text-poke-bp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec.ELF = patchSymbol(t, spec.ELF, "traced_fn", 5, []byte{0x0f, 0x01, 0xd0}) // xgetbv
+	path := filepath.Join(t.TempDir(), "unsupported.arrow")
+	res, err := record.Run(spec, path, record.Options{Options: emu.Options{Seed: 1}})
+	if res == nil || res.Stop != emu.StopUnsupported {
+		t.Fatalf("record: %v %v", res, err)
+	}
+	if code, out, errs := runCLI(t, "replay", "--verify", path); code != exitOK || !strings.Contains(out, "verified:") {
+		t.Errorf("replay --verify: exit %d %q %q, want verified", code, out, errs)
+	}
+	if code, out, errs := runCLI(t, "replay", path); code != exitOK || !strings.Contains(out, "stopped: unsupported") {
+		t.Errorf("replay: exit %d %q %q", code, out, errs)
+	}
+	if code, _, errs := runCLI(t, "analyze", path); code != exitError || !strings.Contains(errs, "incomplete") {
+		t.Errorf("analyze: exit %d %q, want incomplete", code, errs)
+	}
+}
+
+// patchSymbol returns a copy of an ELF with the bytes at sym+off replaced
+// by b.
+func patchSymbol(t *testing.T, img []byte, sym string, off uint64, b []byte) []byte {
+	t.Helper()
+	f, err := elf.NewFile(bytes.NewReader(img))
+	if err != nil {
+		t.Fatal(err)
+	}
+	syms, err := f.Symbols()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range syms {
+		if s.Name != sym || int(s.Section) >= len(f.Sections) {
+			continue
+		}
+		sec := f.Sections[s.Section]
+		at := sec.Offset + (s.Value - sec.Addr) + off
+		out := bytes.Clone(img)
+		copy(out[at:], b)
+		return out
+	}
+	t.Fatalf("no symbol %s", sym)
+	return nil
 }

@@ -102,10 +102,19 @@ func (r *Run) Execute(sink emu.Sink, until int64) (*emu.Machine, emu.Result, err
 		src = &stepper{log: r.Decisions, until: uint64(until)}
 	}
 	res := m.Run(src)
-	if res.Err != nil {
+	if res.Err != nil && !(until < 0 && r.stoppedAsRecorded(res)) {
 		return m, res, fmt.Errorf("rerun: %w", res.Err)
 	}
 	return m, res, nil
+}
+
+// stoppedAsRecorded says whether a re-execution the machine stopped
+// (unsupported instruction, emulator error: Result.Err) stopped as the
+// recorded run did: that is the run reproduced, not a failure to replay
+// it (replay --verify of a run that ended on an unsupported instruction
+// exited 2 with the instruction's error and never compared its events).
+func (r *Run) stoppedAsRecorded(res emu.Result) bool {
+	return res.Err != nil && r.Meta.Outcome != "" && sameOutcome(r.Meta.Outcome, res.Stop.String())
 }
 
 // Until re-executes the run up to the step that emits event seq and
@@ -258,7 +267,7 @@ func (r *Run) Verify(rows iter.Seq2[*format.Row, error]) (uint64, *Divergence, e
 	if v.div != nil {
 		return v.n, v.div, nil
 	}
-	if res.Err != nil {
+	if res.Err != nil && !r.stoppedAsRecorded(res) {
 		return v.n, nil, fmt.Errorf("rerun: %w", res.Err)
 	}
 	// The trace must have ended too.
