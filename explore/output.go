@@ -244,14 +244,16 @@ func writeFindingsParquet(w *bytes.Buffer, res *Result, rows []findingRow) error
 }
 
 // writeFileAtomic writes data to a temporary file next to path and renames
-// it into place.
+// it into place, 0644 like the traces next to it (os.CreateTemp makes
+// 0600: a CI job uploading the results as another user could not read
+// findings.parquet and summary.json).
 func writeFileAtomic(path string, data []byte) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*.partial")
 	if err != nil {
 		return err
 	}
 	_, werr := tmp.Write(data)
-	err = errors.Join(werr, tmp.Close())
+	err = errors.Join(werr, tmp.Chmod(0o644), tmp.Sync(), tmp.Close())
 	if err == nil {
 		err = os.Rename(tmp.Name(), path)
 	}

@@ -60,6 +60,14 @@ func TestExploreThenReplay(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "scenario=ftrace-int3-skip", "shard=0", "findings.parquet")); err != nil {
 		t.Fatal(err)
 	}
+	// Every output is readable by all, like the trace (the JSON and
+	// Parquet files were os.CreateTemp's 0600).
+	outs, _ := filepath.Glob(filepath.Join(dir, "scenario=ftrace-int3-skip", "shard=0", "*"))
+	for _, p := range outs {
+		if st, err := os.Stat(p); err != nil || st.Mode().Perm() != 0o644 {
+			t.Errorf("%s: mode %v %v, want 0644", p, st.Mode().Perm(), err)
+		}
+	}
 }
 
 func TestExploreBoundedClean(t *testing.T) {
