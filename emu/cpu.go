@@ -118,7 +118,8 @@ type CPU struct {
 	// raise an event).
 	brk   bool
 	fault faultInfo
-	unsup string // for exitUnsupported
+	lf    lazyFlags // CPU.run's lazy arithmetic flags (flags.go)
+	unsup string    // for exitUnsupported
 
 	cpuState // machine-owned state (interrupts, caches, scheduling): machine.go
 }

@@ -20,7 +20,12 @@ func (c *CPU) exec(in *inst) { c.run(nil, in, 1) }
 // many it executed and the last of them. Each executes as exec says.
 //
 // The hot forms are handled here without calls; the rest in execCold. run
-// allocates nothing and does no map lookups or interface dispatch.
+// allocates nothing and does no map lookups or interface dispatch. The
+// arithmetic flags of ADD, OR, ADC, SBB, AND, SUB, XOR, CMP and TEST are
+// lazy within it (c.lf: computed when read, by Jcc or an instruction
+// execCold runs, or when exec returns; fastSteps keeps them lazy from one
+// run to the next and materializes them before anything else sees them):
+// outside exec and fastSteps RFLAGS is always whole.
 func (c *CPU) run(dp *decodePage, in *inst, k int) (done int, last *inst) {
 	for {
 		s := &in.sem
@@ -47,52 +52,72 @@ func (c *CPU) run(dp *decodePage, in *inst, k int) (done int, last *inst) {
 			}
 		case opLea: // SDM Vol. 2 LEA: the offset, truncated to the operand size
 			c.setReg(s.r, 0, s, c.ea(in))
-		case opAluRR: // SDM Vol. 2 ADD OR ADC SBB AND SUB XOR CMP TEST
-			r, f := alu(s, c.R[s.r&15]>>s.rsh, c.R[s.rm&15]>>s.rmsh, c.RFLAGS)
+		case opAluRR, opAluRI: // SDM Vol. 2 ADD OR ADC SBB AND SUB XOR CMP TEST
+			a, b := c.R[s.r&15]>>s.rsh, s.imm
+			if s.op == opAluRR {
+				b = c.R[s.rm&15] >> s.rmsh
+			}
+			var r uint64
+			switch s.sub { // aluResult, inline
+			case aluAdd:
+				r = a + b
+			case aluSub, aluCmp:
+				r = a - b
+			case aluAnd, aluTest:
+				r = a & b
+			case aluXor:
+				r = a ^ b
+			default:
+				r = c.aluRare(s, a, b)
+			}
+			r &= s.mask
 			if s.sub < aluCmp {
 				c.setReg(s.r, s.rsh, s, r)
 			}
-			c.RFLAGS = f
-		case opAluRI:
-			r, f := alu(s, c.R[s.r&15]>>s.rsh, s.imm, c.RFLAGS)
-			if s.sub < aluCmp {
-				c.setReg(s.r, s.rsh, s, r)
-			}
-			c.RFLAGS = f
+			c.setLazy(s, a, b, r)
 		case opAluRM:
 			b, ok := c.read(c.ea(in), int(s.size))
 			if !ok {
 				goto step
 			}
-			r, f := alu(s, c.R[s.r&15]>>s.rsh, b, c.RFLAGS)
+			a := c.R[s.r&15] >> s.rsh
+			r := c.aluResult(s, a, b)
 			if s.sub < aluCmp {
 				c.setReg(s.r, s.rsh, s, r)
 			}
-			c.RFLAGS = f
+			c.setLazy(s, a, b, r)
 		case opAluMR:
 			a := c.ea(in)
 			v, ok := c.read(a, int(s.size))
 			if !ok {
 				goto step
 			}
-			r, f := alu(s, v, c.R[s.r&15]>>s.rsh, c.RFLAGS)
+			b := c.R[s.r&15] >> s.rsh
+			r := c.aluResult(s, v, b)
 			if s.sub < aluCmp && !c.write(a, int(s.size), r) {
 				goto step
 			}
-			c.RFLAGS = f
+			c.setLazy(s, v, b, r)
 		case opAluMI:
 			a := c.ea(in)
 			v, ok := c.read(a, int(s.size))
 			if !ok {
 				goto step
 			}
-			r, f := alu(s, v, s.imm, c.RFLAGS)
+			r := c.aluResult(s, v, s.imm)
 			if s.sub < aluCmp && !c.write(a, int(s.size), r) {
 				goto step
 			}
-			c.RFLAGS = f
+			c.setLazy(s, v, s.imm, r)
 		case opJcc: // SDM Vol. 2 Jcc
-			if cond(c.RFLAGS, s.sub) {
+			// c.cond, inline: E and NE from lazy flags.
+			var taken bool
+			if s.sub&^1 == 4 && c.lf.kind != 0 {
+				taken = (c.lf.r == 0) == (s.sub == 4)
+			} else {
+				taken = c.condSlow(s.sub)
+			}
+			if taken {
 				c.RIP = s.target
 				goto step
 			}
@@ -132,6 +157,9 @@ func (c *CPU) run(dp *decodePage, in *inst, k int) (done int, last *inst) {
 			}
 			c.R[s.r&15] = v
 		default:
+			if c.lf.kind != 0 && !coldPlain[s.op] {
+				c.materialize() // execCold may read or write RFLAGS
+			}
 			c.execCold(in, next)
 			goto step
 		}
@@ -139,19 +167,37 @@ func (c *CPU) run(dp *decodePage, in *inst, k int) (done int, last *inst) {
 	step:
 		done++
 		if done == k || c.brk || c.exit != exitNone { // exec's k is 1 (its dp is nil)
-			return done, in
+			break
 		}
 		rip := c.RIP
 		if rip>>pageShift != dp.vpn {
-			return done, in
+			break
 		}
 		nx := dp.insts[rip&pageMask]
 		if nx == nil || nx.special {
-			return done, in
+			break
 		}
 		in = nx
 	}
+	if dp == nil && c.lf.kind != 0 {
+		c.materialize() // exec's caller sees RFLAGS whole; fastSteps materializes itself
+	}
+	return done, in
 }
+
+// coldPlain marks the forms execCold runs that neither read nor write
+// RFLAGS and change nothing else the step loop watches (CPU.brk): moves,
+// exchanges, sign extensions, indirect jumps and calls, pushes and pops
+// of values, LEAVE, MOVS, STOS and LODS. Lazy flags stay lazy across them
+// and a run of common steps goes on after them.
+var coldPlain = func() (t [256]bool) {
+	for _, op := range []semOp{opMovzx, opMovsx, opXchg, opBswap, opCbw, opCwd,
+		opJmpR, opJmpM, opCallR, opCallM, opPushI, opPushM, opPopM, opLeave,
+		opMovs, opStos, opLods} {
+		t[op] = true
+	}
+	return t
+}()
 
 // execCold executes the less frequent forms. Each family function returns
 // true when the instruction completed and RIP should move to next; false
@@ -159,7 +205,9 @@ func (c *CPU) run(dp *decodePage, in *inst, k int) (done int, last *inst) {
 func (c *CPU) execCold(in *inst, next uint64) {
 	s := &in.sem
 	var ok bool
-	c.brk = true // see CPU.brk
+	if !coldPlain[s.op] {
+		c.brk = true // see CPU.brk
+	}
 	switch s.op {
 	case opUD: // SDM Vol. 3 §6.15 "Interrupt 6—Invalid Opcode Exception (#UD)": a fault, no error code
 		c.setFault(VecUD, 0, false)

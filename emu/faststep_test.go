@@ -1,6 +1,9 @@
 package emu
 
-import "testing"
+import (
+	"math/rand/v2"
+	"testing"
+)
 
 // newQuietMachine is a one-CPU machine with no sink, so the step loop runs
 // its common steps through fastSteps; the rw- data page is made rwx so
@@ -125,6 +128,83 @@ func TestFastStepsSeePopfTF(t *testing.T) {
 		}
 		if c.RIP != testHandler || c.stats.Traps[VecDB] != uint64(pass) {
 			t.Errorf("pass %d: rip = %#x, #DB delivered %d times; want the #DB handler at %#x after the first nop", pass, c.RIP, c.stats.Traps[VecDB], testHandler)
+		}
+	}
+}
+
+// TestLazyFlagsMatchEager runs random straight-line code of ALU
+// instructions (all eight kinds and TEST, 8-, 32- and 64-bit, register and
+// immediate forms) mixed with readers of the flags (Jcc over an
+// instruction, SETcc, PUSHF, ADC and SBB) twice: through the general step
+// with a sink, which materializes the flags after every instruction, and
+// as one run of common steps without one, where they stay lazy until
+// read. Registers and RFLAGS must agree after every program.
+func TestLazyFlagsMatchEager(t *testing.T) {
+	rng := rand.New(rand.NewPCG(16, 2))
+	for prog := 0; prog < 300; prog++ {
+		var code []byte
+		n := 0
+		for len(code) < 200 {
+			r1, r2 := byte(rng.IntN(4)), byte(rng.IntN(4)) // rax..rbx
+			switch rng.IntN(7) {
+			case 0, 1: // op r/m, r at 64, 32 or 8 bits
+				op := byte(rng.IntN(8))<<3 | 1
+				switch rng.IntN(3) {
+				case 0:
+					code = append(code, 0x48, op, 0xc0|r2<<3|r1)
+				case 1:
+					code = append(code, op, 0xc0|r2<<3|r1)
+				default:
+					code = append(code, op-1, 0xc0|r2<<3|r1)
+				}
+			case 2: // op r/m64, imm8 (sign-extended)
+				code = append(code, 0x48, 0x83, 0xc0|byte(rng.IntN(8))<<3|r1, byte(rng.IntN(256)))
+			case 3: // test r/m64, r64
+				code = append(code, 0x48, 0x85, 0xc0|r2<<3|r1)
+			case 4: // jcc +4 over add $1, %rsi
+				code = append(code, 0x70|byte(rng.IntN(16)), 4, 0x48, 0x83, 0xc6, 0x01)
+				n++
+			case 5: // setcc %dil (40 0f 9x c7)
+				code = append(code, 0x40, 0x0f, 0x90|byte(rng.IntN(16)), 0xc7)
+			case 6: // pushf; pop %rbp
+				code = append(code, 0x9c, 0x5d)
+				n++
+			}
+			n++
+		}
+		// The Jcc's skipped add is counted as run; stop on the jmp . at
+		// the end whatever was taken.
+		code = append(code, asmSelf...)
+		init := [4]uint64{rng.Uint64(), rng.Uint64(), uint64(rng.IntN(3)), rng.Uint64() & 0xff}
+		setup := func(c *CPU) {
+			c.R = [16]uint64{}
+			copy(c.R[:4], init[:])
+			c.R[RSP] = testData + pageSize
+			c.RIP = testText
+			c.RFLAGS = flagRes1 | FlagIF | rng.Uint64()&FlagsArith
+		}
+		img := testImage(t, code)
+		eager, _ := newTestMachine(t, img, Quirks{})
+		quiet, err := New(img, Config{CPUs: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ce, cq := eager.cpus[0], quiet.cpus[0]
+		cq.booted = true
+		setup(cq)
+		quiet.runCPU(cq, n+1) // decodes everything (a miss is a general step)
+		fl := cq.RFLAGS
+		setup(ce)
+		ce.RFLAGS = fl
+		setup(cq)
+		cq.RFLAGS = fl
+		eager.runCPU(ce, n+1)
+		quiet.runCPU(cq, n+1)
+		if eager.stop != StopNone || quiet.stop != StopNone {
+			t.Fatalf("program %d stopped: %v %s / %v %s", prog, eager.stop, eager.stopMsg, quiet.stop, quiet.stopMsg)
+		}
+		if ce.R != cq.R || ce.RFLAGS != cq.RFLAGS || ce.RIP != cq.RIP {
+			t.Fatalf("program %d (% x):\neager regs %x flags %#x rip %#x\nlazy  regs %x flags %#x rip %#x", prog, code, ce.R, ce.RFLAGS, ce.RIP, cq.R, cq.RFLAGS, cq.RIP)
 		}
 	}
 }

@@ -2,9 +2,10 @@ package emu
 
 // Arithmetic flags (SDM Vol. 1 §3.4.3.1, Appendix A "EFLAGS Cross-Reference").
 //
-// The interpreter computes flags eagerly: every instruction that writes
-// status flags computes all six from its operands and result with a few bit
-// operations, and PF from a 256-entry table of the result's low byte. What
+// The interpreter computes flags from an instruction's operands and result
+// with a few bit operations, and PF from a 256-entry table of the result's
+// low byte: eagerly, except for the ALU forms CPU.run executes, whose flags
+// wait in CPU.lf until something reads them (lazyFlags). What
 // each instruction writes, and what it leaves undefined, is tabled here by
 // flag class; tests mask undefined flags with undefinedFlags.
 
@@ -200,4 +201,142 @@ func undefinedFlagsCount(in *inst, count uint64) uint64 {
 		}
 	}
 	return u
+}
+
+// lazyFlags holds the arithmetic flags of the last ALU instruction
+// (ADD OR ADC SBB AND SUB XOR CMP TEST) as what alu computes them from:
+// the operands a and b, the masked result r, and kind: lazyOn | the
+// aluOp<<8 | the sign bit's index (0: none pending). While one is
+// pending, RFLAGS's six arithmetic bits are stale; only CPU.run sets one,
+// and it materializes it before it returns, so every other reader of
+// RFLAGS sees them whole.
+type lazyFlags struct {
+	a, b, r uint64
+	kind    uint16
+}
+
+const lazyOn = 1 << 15
+
+// setLazy makes r = a op b the pending flags.
+func (c *CPU) setLazy(s *semantics, a, b, r uint64) {
+	c.lf.a, c.lf.b, c.lf.r = a, b, r
+	c.lf.kind = lazyOn | uint16(s.sub)<<8 | uint16(s.top)
+}
+
+// aluResult is alu's result r (masked) without the flags.
+func (c *CPU) aluResult(s *semantics, a, b uint64) uint64 {
+	switch s.sub {
+	case aluAdd:
+		return (a + b) & s.mask
+	case aluSub, aluCmp:
+		return (a - b) & s.mask
+	case aluAnd, aluTest:
+		return a & b & s.mask
+	case aluXor:
+		return (a ^ b) & s.mask
+	}
+	return c.aluRare(s, a, b)
+}
+
+// aluRare is aluResult for OR, ADC and SBB (the last two read CF).
+//
+//go:noinline
+func (c *CPU) aluRare(s *semantics, a, b uint64) uint64 {
+	switch s.sub {
+	case aluOr:
+		return (a | b) & s.mask
+	case aluAdc:
+		return (a + b + c.flags()&FlagCF) & s.mask
+	}
+	return (a - b - c.flags()&FlagCF) & s.mask
+}
+
+// flags returns RFLAGS, materializing lazy arithmetic flags.
+func (c *CPU) flags() uint64 {
+	if c.lf.kind != 0 {
+		c.materialize()
+	}
+	return c.RFLAGS
+}
+
+// materialize writes the lazy arithmetic flags into RFLAGS: what alu
+// returns for the same operands (ADC and SBB as ADD and SUB of a result
+// that includes the carry; the logical forms CF=OF=AF=0).
+//
+//go:noinline
+func (c *CPU) materialize() {
+	l := &c.lf
+	top := uint8(l.kind)
+	var f uint64
+	switch uint8(l.kind>>8) &^ (lazyOn >> 8) {
+	case aluAdd, aluAdc:
+		f = addFlags(l.a, l.b, l.r, top)
+	case aluSub, aluCmp, aluSbb:
+		f = subFlags(l.a, l.b, l.r, top)
+	}
+	c.RFLAGS = c.RFLAGS&^FlagsArith | f | szp(l.r, top)
+	l.kind = 0
+}
+
+// condSlow evaluates condition code cc against c's flags. CPU.run reads
+// E and NE from lazy flags itself; the other conditions after SUB, CMP and
+// the logical forms are read from the lazy operands too (lazyCond), and
+// the rest from materialized flags.
+//
+//go:noinline
+func (c *CPU) condSlow(cc uint8) bool {
+	if c.lf.kind != 0 {
+		if t, ok := c.lf.cond(cc); ok {
+			return t
+		}
+	}
+	return cond(c.flags(), cc)
+}
+
+// cond evaluates condition code cc (SDM Vol. 1 Appendix B, Table B-1)
+// from the lazy flags of SUB or CMP (an unsigned or signed comparison of
+// the operands at the operand size) or of AND, OR, XOR and TEST (CF = OF
+// = 0), without materializing them; ok is false for the others and for
+// O, NO, P and NP after SUB or CMP, P and NP after a logical form.
+func (l *lazyFlags) cond(cc uint8) (t, ok bool) {
+	top := uint8(l.kind) & 63
+	zf, sf := l.r == 0, l.r>>top&1 != 0
+	switch uint8(l.kind>>8) &^ (lazyOn >> 8) {
+	case aluSub, aluCmp:
+		sh := 63 - top
+		ua, ub := l.a<<sh>>sh, l.b<<sh>>sh
+		sa, sb := int64(l.a<<sh)>>sh, int64(l.b<<sh)>>sh
+		switch cc >> 1 {
+		case 1: // B: CF
+			t = ua < ub
+		case 2: // E: ZF
+			t = zf
+		case 3: // BE: CF or ZF
+			t = ua <= ub
+		case 4: // S: SF
+			t = sf
+		case 6: // L: SF != OF
+			t = sa < sb
+		case 7: // LE: ZF or SF != OF
+			t = sa <= sb
+		default: // O, P
+			return false, false
+		}
+	case aluAnd, aluTest, aluOr, aluXor:
+		switch cc >> 1 {
+		case 0, 1: // O, B: OF = CF = 0
+			t = false
+		case 2, 3: // E, BE: ZF (CF = 0)
+			t = zf
+		case 4, 6: // S, L: SF (OF = 0)
+			t = sf
+		case 7: // LE: ZF or SF
+			t = zf || sf
+		default: // P
+			return false, false
+		}
+	default:
+		return false, false
+	}
+	return t != (cc&1 != 0), true
 }

@@ -155,7 +155,19 @@ func (m *Machine) steps(c *CPU, n int) {
 // what only an exit or c.brk can change (attention, TF, the decode page's
 // bytes), validating the decode page once while RIP stays on it, and
 // counts the instructions and the budget once per run of them.
+//
+// The arithmetic flags stay lazy (CPU.lf) from one run to the next; they
+// are materialized before an exit is handled and before fastSteps
+// returns.
 func (m *Machine) fastSteps(c *CPU, n int) (int, bool) {
+	n, stop := m.fastRuns(c, n)
+	if c.lf.kind != 0 {
+		c.materialize()
+	}
+	return n, stop
+}
+
+func (m *Machine) fastRuns(c *CPU, n int) (int, bool) {
 	stale := m.cfg.Quirks.StaleFetch
 	for n > 0 && !c.attention && c.RFLAGS&FlagTF == 0 {
 		// decoded's checks, once per page.
@@ -182,6 +194,9 @@ func (m *Machine) fastSteps(c *CPU, n int) (int, bool) {
 		m.insns += uint64(done)
 		n -= done
 		if c.exit != exitNone {
+			if c.lf.kind != 0 {
+				c.materialize() // afterExit may deliver: the frame holds RFLAGS
+			}
 			m.afterExit(c, last)
 			if m.stop != StopNone {
 				return n, true
