@@ -1,6 +1,7 @@
 package emu
 
 import (
+	"encoding/binary"
 	"math/rand/v2"
 	"testing"
 )
@@ -206,5 +207,38 @@ func TestLazyFlagsMatchEager(t *testing.T) {
 		if ce.R != cq.R || ce.RFLAGS != cq.RFLAGS || ce.RIP != cq.RIP {
 			t.Fatalf("program %d (% x):\neager regs %x flags %#x rip %#x\nlazy  regs %x flags %#x rip %#x", prog, code, ce.R, ce.RFLAGS, ce.RIP, cq.R, cq.RFLAGS, cq.RIP)
 		}
+	}
+}
+
+// TestFastStepsSeePushOverCode: PUSH's fast path leaves a store to a
+// decoded frame to write (which tells the step loop): a push over the next
+// instruction's bytes is seen by it in the coherent model.
+func TestFastStepsSeePushOverCode(t *testing.T) {
+	// push %rbx, then the 8 bytes it overwrites: mov $imm32, %eax; jmp .
+	code := cat([]byte{0x53}, asmMovEAX(0), asmSelf, []byte{0})
+	for _, fm := range fetchModels {
+		t.Run(fm.name, func(t *testing.T) {
+			m, c := newQuietMachine(t, code, fm.q)
+			pass := func(imm byte) uint32 {
+				c.RIP = testData
+				c.R[RSP] = testData + 9
+				c.R[RBX] = binary.LittleEndian.Uint64(cat(asmMovEAX(uint32(imm)), asmSelf, []byte{0}))
+				m.runCPU(c, 2)
+				if m.stop != StopNone {
+					t.Fatalf("stopped: %v %s", m.stop, m.stopMsg)
+				}
+				return uint32(c.R[RAX])
+			}
+			if got := pass(5); got != 5 {
+				t.Fatalf("first pass: eax = %d, want 5", got)
+			}
+			want := uint32(7)
+			if fm.q.StaleFetch {
+				want = 5
+			}
+			if got := pass(7); got != want {
+				t.Errorf("second pass: eax = %d, want %d", got, want)
+			}
+		})
 	}
 }

@@ -426,8 +426,23 @@ func (c *CPU) writeSplit(addr uint64, size int, v uint64) bool {
 }
 
 // push decrements RSP by 8 and stores v there. On a fault RSP is unchanged.
+//
+// Its common case is write's, spelled out: within one page, a TLB hit on
+// a writable page with a frame of its own that no CPU has decoded from,
+// and no sink (so no event and no c.brk to raise).
 func (c *CPU) push(v uint64) bool {
 	sp := c.R[RSP] - 8
+	if p := c.tlbHit(sp >> pageShift); p != nil && sp&pageMask <= pageSize-8 && p.perm&PermW != 0 && !p.cow && !p.f.decoded && c.m.sink == nil {
+		f := p.f
+		binary.LittleEndian.PutUint64(f.data[sp&pageMask:], v)
+		f.codeGen++ // f.stored: no write log for a frame not decoded
+		c.R[RSP] = sp
+		return true
+	}
+	return c.pushSlow(sp, v)
+}
+
+func (c *CPU) pushSlow(sp, v uint64) bool {
 	if !c.write(sp, 8, v) {
 		c.stackFault()
 		return false
@@ -437,7 +452,18 @@ func (c *CPU) push(v uint64) bool {
 }
 
 // pop loads 8 bytes at RSP and increments RSP. On a fault RSP is unchanged.
+// Its common case is read's, spelled out: within one page, a TLB hit on a
+// readable page, and the machine told about no read.
 func (c *CPU) pop() (uint64, bool) {
+	sp := c.R[RSP]
+	if p := c.tlbHit(sp >> pageShift); p != nil && sp&pageMask <= pageSize-8 && p.perm&PermR != 0 && !c.m.watchReads && !c.m.loads {
+		c.R[RSP] = sp + 8
+		return binary.LittleEndian.Uint64(p.f.data[sp&pageMask:]), true
+	}
+	return c.popSlow()
+}
+
+func (c *CPU) popSlow() (uint64, bool) {
 	v, ok := c.read(c.R[RSP], 8)
 	if !ok {
 		c.stackFault()
