@@ -246,9 +246,12 @@ type semantics struct {
 	index uint8 // memory index register (mIndex)
 	scale uint8 // log2 of the index scale
 	fc    flagClass
-	disp  int64  // memory displacement (RIP-relative: from the next instruction)
-	imm   uint64 // immediate, sign-extended to 64 bits where the SDM says so
-	mask  uint64 // 1<<(8*size) - 1
+	// lazy is lazyFlags.kind for this instruction's flags (an ALU form's
+	// aluOp and sign bit), made once here rather than per execution.
+	lazy uint16
+	disp int64  // memory displacement (RIP-relative: from the next instruction)
+	imm  uint64 // immediate, sign-extended to 64 bits where the SDM says so
+	mask uint64 // 1<<(8*size) - 1
 	// target is the absolute branch target of a direct JMP/Jcc/CALL/JRCXZ
 	// (the next instruction's address plus the displacement).
 	target uint64
@@ -357,6 +360,7 @@ func decodeInst(code []byte, addr uint64) (*inst, error) {
 	}
 	s.top = s.size*8 - 1
 	s.mask = ^uint64(0) >> (64 - 8*uint(s.size))
+	s.lazy = lazyOn | uint16(s.sub)<<8 | uint16(s.top)
 	return in, nil
 }
 

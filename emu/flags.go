@@ -220,7 +220,7 @@ const lazyOn = 1 << 15
 // setLazy makes r = a op b the pending flags.
 func (c *CPU) setLazy(s *semantics, a, b, r uint64) {
 	c.lf.a, c.lf.b, c.lf.r = a, b, r
-	c.lf.kind = lazyOn | uint16(s.sub)<<8 | uint16(s.top)
+	c.lf.kind = s.lazy // lazyOn | s.sub<<8 | s.top
 }
 
 // aluResult is alu's result r (masked) without the flags.
