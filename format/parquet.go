@@ -309,6 +309,9 @@ func (e *pageEncoder) gather(b *Batch, c int, pc *pqColumn, ch *pqChunk) {
 	if !pc.required {
 		ch.levels = appendLevelRuns(ch.levels, cv.valid, n)
 	}
+	if room := pqHeadroom(); len(ch.vals) < room {
+		ch.vals = slices.Grow(ch.vals[:0], room)[:room]
+	}
 	switch pc.kind {
 	case pqDelta, pqInt64, pqDict:
 		ch.vals = gatherFixed(ch.vals, cv.vals, cv.valid, n, pc.width)
@@ -327,29 +330,56 @@ func (e *pageEncoder) gather(b *Batch, c int, pc *pqColumn, ch *pqChunk) {
 	ch.rows += n
 }
 
+// pqHeadroom is the room kept in front of a chunk's gathered values for
+// its definition levels (with their 4-byte length): a PLAIN page is then
+// the levels moved in front of the values, not both copied. It holds the
+// levels of a full row group (at most 1.5 bytes for 8 rows); larger
+// levels (a batch larger than a row group) are copied.
+func pqHeadroom() int { return 4 + parquetRowGroupRows/4 + 64 }
+
 // finish encodes the chunk gathered as one version 1 data page (and,
 // for a dictionary column, the dictionary page of the names it uses),
 // compressed.
 func (e *pageEncoder) finish(pc *pqColumn, ch *pqChunk) {
-	body := e.body[:0]
-	if !pc.required {
-		body = binary.LittleEndian.AppendUint32(body, uint32(len(ch.levels)))
-		body = append(body, ch.levels...)
+	room := pqHeadroom()
+	data := ch.vals[min(len(ch.vals), room):]
+	lv := 4 + len(ch.levels)
+	if pc.required {
+		lv = 0
 	}
+	var body []byte
 	enc := pqEncPlain
 	switch pc.kind {
-	case pqDelta:
-		enc = pqEncDelta
-		body, e.scratch = appendDelta(body, ch.vals, ch.rows, e.scratch)
-	case pqDict:
-		enc = pqEncRLEDict
-		body = e.dictionary(body, pc, ch)
-	case pqBool:
-		body = packBools(body, ch.vals)
+	case pqDelta, pqDict, pqBool:
+		body = e.body[:0]
+		if lv > 0 {
+			body = binary.LittleEndian.AppendUint32(body, uint32(len(ch.levels)))
+			body = append(body, ch.levels...)
+		}
+		switch pc.kind {
+		case pqDelta:
+			enc = pqEncDelta
+			body, e.scratch = appendDelta(body, data, ch.rows, e.scratch)
+		case pqDict:
+			enc = pqEncRLEDict
+			body = e.dictionary(body, pc, ch, data)
+		case pqBool:
+			body = packBools(body, data)
+		}
+		e.body = body
 	default:
-		body = append(body, ch.vals...)
+		if lv <= room && len(ch.vals) >= room {
+			body = ch.vals[room-lv:]
+		} else {
+			body = append(e.body[:0], make([]byte, lv)...)
+			body = append(body, data...)
+			e.body = body
+		}
+		if lv > 0 {
+			binary.LittleEndian.PutUint32(body, uint32(len(ch.levels)))
+			copy(body[4:], ch.levels)
+		}
 	}
-	e.body = body
 	e.comp = e.zw.EncodeAll(body, e.comp[:0])
 	ch.page = appendPageHeader(ch.page[:0], false, ch.rows, enc, len(body), len(e.comp))
 	ch.uncompressed += int64(len(ch.page)) + int64(len(body))
@@ -360,19 +390,19 @@ func (e *pageEncoder) finish(pc *pqColumn, ch *pqChunk) {
 // (in the trace dictionary's order) and appends the data page's values:
 // the indices into it, bit-packed at the smallest of 1, 2, 4, 8 or 16 bits
 // that holds them (whole bytes or fractions: zstd still sees repeats).
-func (e *pageEncoder) dictionary(dst []byte, pc *pqColumn, ch *pqChunk) []byte {
+func (e *pageEncoder) dictionary(dst []byte, pc *pqColumn, ch *pqChunk, vals []byte) []byte {
 	remap := e.remap[:0]
 	for range pc.names {
 		remap = append(remap, 0)
 	}
 	e.remap = remap
 	w := pc.width
-	count := len(ch.vals) / w
+	count := len(vals) / w
 	idx := func(j int) int {
 		if w == 1 {
-			return int(ch.vals[j])
+			return int(vals[j])
 		}
-		return int(binary.LittleEndian.Uint16(ch.vals[2*j:]))
+		return int(binary.LittleEndian.Uint16(vals[2*j:]))
 	}
 	for j := range count {
 		remap[idx(j)] = 1
@@ -403,15 +433,15 @@ func (e *pageEncoder) dictionary(dst []byte, pc *pqColumn, ch *pqChunk) []byte {
 	}
 	groups := (count + 7) / 8
 	dst = binary.AppendUvarint(dst, uint64(groups)<<1|1)
-	vals := e.scratch[:0]
+	packed := e.scratch[:0]
 	for j := range count {
-		vals = append(vals, uint64(remap[idx(j)]))
+		packed = append(packed, uint64(remap[idx(j)]))
 	}
-	for len(vals) < 8*groups {
-		vals = append(vals, 0)
+	for len(packed) < 8*groups {
+		packed = append(packed, 0)
 	}
-	e.scratch = vals
-	return packBits(dst, vals, bw)
+	e.scratch = packed
+	return packBits(dst, packed, bw)
 }
 
 // stats merges a common column's page into the chunk's statistics.

@@ -3,6 +3,7 @@ package format
 import (
 	"encoding/binary"
 	"math/bits"
+	"slices"
 )
 
 // This file encodes the pages of a Parquet export from a batch's column
@@ -44,6 +45,10 @@ func appendLevelRuns(dst, valid []byte, n int) []byte {
 		b := valid[i]
 		if b != 0 && b != 0xFF {
 			i++
+			// Skip 8 bytes at a time while none is 0x00 or 0xFF.
+			for i+8 <= full && !hasZeroByte(binary.LittleEndian.Uint64(valid[i:])) && !hasZeroByte(^binary.LittleEndian.Uint64(valid[i:])) {
+				i += 8
+			}
 			continue
 		}
 		j := i + 1
@@ -71,6 +76,11 @@ func appendLevelRuns(dst, valid []byte, n int) []byte {
 		tail = valid[full] & (1<<tailBits - 1)
 	}
 	return appendBitPacked(dst, valid[lit:full], tail, tailBits)
+}
+
+// hasZeroByte reports whether one of x's bytes is zero.
+func hasZeroByte(x uint64) bool {
+	return (x-0x0101010101010101)&^x&0x8080808080808080 != 0
 }
 
 // appendBitPacked appends lit (whole bitmap bytes) followed, when
@@ -101,24 +111,40 @@ func appendRLERun(dst []byte, n, v int) []byte {
 	return append(dst, byte(v))
 }
 
-// gatherFixed appends the w-byte values of the set rows.
+// gatherFixed appends the w-byte values of the set rows: runs of set
+// bitmap bytes are copied at once, mixed bytes value by value.
 func gatherFixed(dst, vals, valid []byte, n, w int) []byte {
 	if valid == nil {
 		return append(dst, vals[:w*n]...)
 	}
-	for i := 0; i < n; i += 8 {
-		v := valid[i>>3]
-		if v == 0 {
+	full := n / 8
+	for i := 0; i < full; {
+		v := valid[i]
+		switch v {
+		case 0:
+			i++
 			continue
-		}
-		if v == 0xFF && i+8 <= n {
-			dst = append(dst, vals[w*i:w*i+8*w]...)
-			continue
-		}
-		for j := i; j < min(i+8, n); j++ {
-			if v&(1<<(j-i)) != 0 {
-				dst = append(dst, vals[w*j:w*j+w]...)
+		case 0xFF:
+			j := i + 1
+			for j < full && valid[j] == 0xFF {
+				j++
 			}
+			dst = append(dst, vals[8*w*i:8*w*j]...)
+			i = j
+			continue
+		}
+		base := 8 * w * i
+		for ; v != 0; v &= v - 1 {
+			k := base + w*bits.TrailingZeros8(v)
+			dst = append(dst, vals[k:k+w]...)
+		}
+		i++
+	}
+	if r := n % 8; r != 0 {
+		base := 8 * w * full
+		for v := valid[full] & (1<<r - 1); v != 0; v &= v - 1 {
+			k := base + w*bits.TrailingZeros8(v)
+			dst = append(dst, vals[k:k+w]...)
 		}
 	}
 	return dst
@@ -130,35 +156,61 @@ func gather32(dst, vals, valid []byte, n, w int) []byte {
 	if valid == nil && w == 4 {
 		return append(dst, vals[:4*n]...)
 	}
-	at := func(j int) uint32 {
+	count := n
+	if valid != nil {
+		count = setBits(valid, n)
+	}
+	at := len(dst)
+	dst = slices.Grow(dst, 4*count)[:at+4*count]
+	out := dst[at:]
+	k := 0
+	put := func(j int) {
+		var v uint32
 		switch w {
 		case 1:
-			return uint32(vals[j])
+			v = uint32(vals[j])
 		case 2:
-			return uint32(binary.LittleEndian.Uint16(vals[2*j:]))
+			v = uint32(binary.LittleEndian.Uint16(vals[2*j:]))
 		case 4:
-			return binary.LittleEndian.Uint32(vals[4*j:])
+			v = binary.LittleEndian.Uint32(vals[4*j:])
+		default:
+			v = uint32(binary.LittleEndian.Uint64(vals[8*j:]))
 		}
-		return uint32(binary.LittleEndian.Uint64(vals[8*j:]))
+		binary.LittleEndian.PutUint32(out[k:], v)
+		k += 4
 	}
 	if valid == nil {
 		for j := 0; j < n; j++ {
-			dst = binary.LittleEndian.AppendUint32(dst, at(j))
+			put(j)
 		}
 		return dst
 	}
-	for i := 0; i < n; i += 8 {
-		v := valid[i>>3]
-		if v == 0 {
-			continue
+	for i := 0; i < (n+7)/8; i++ {
+		v := valid[i]
+		if r := n - 8*i; r < 8 {
+			v &= 1<<r - 1
 		}
-		for j := i; j < min(i+8, n); j++ {
-			if v&(1<<(j-i)) != 0 {
-				dst = binary.LittleEndian.AppendUint32(dst, at(j))
-			}
+		for ; v != 0; v &= v - 1 {
+			put(8*i + bits.TrailingZeros8(v))
 		}
 	}
 	return dst
+}
+
+// setBits counts the set bits of the first n bits of bitmap.
+func setBits(bitmap []byte, n int) int {
+	c := 0
+	i := 0
+	for ; i+8 <= n/8; i += 8 {
+		c += bits.OnesCount64(binary.LittleEndian.Uint64(bitmap[i:]))
+	}
+	for ; i < n/8; i++ {
+		c += bits.OnesCount8(bitmap[i])
+	}
+	if r := n % 8; r != 0 {
+		c += bits.OnesCount8(bitmap[n/8] & (1<<r - 1))
+	}
+	return c
 }
 
 // gatherBools appends the set rows' bits of the value bitmap vals, one

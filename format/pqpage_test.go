@@ -224,3 +224,27 @@ func TestExportParquetDeterministic(t *testing.T) {
 		}
 	}
 }
+
+// TestExportParquetSmallGroups exports row groups smaller than a batch,
+// so that the definition levels do not fit the room kept for them in
+// front of the values (they are copied instead), and row groups of
+// several batches.
+func TestExportParquetSmallGroups(t *testing.T) {
+	defer func(n int) { parquetRowGroupRows = n }(parquetRowGroupRows)
+	rows := mixedRows(20000)
+	data := writeTrace(t, rows, WithBatchRows(4096))
+	for _, groupRows := range []int{64, 9000} {
+		parquetRowGroupRows = groupRows
+		r, err := NewReader(bytes.NewReader(data), int64(len(data)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var pq bytes.Buffer
+		if err := ExportParquet(r, &pq); err != nil {
+			t.Fatal(err)
+		}
+		got, _ := readParquet(t, pq.Bytes(), r)
+		compareRows(t, got, rows)
+		r.Close()
+	}
+}
