@@ -73,6 +73,17 @@ type cpuRows struct {
 	sw   []int32 // the rows whose CPU differs from the previous row's
 }
 
+// after returns the row of row s's CPU after s, or -1. Within a run it is
+// s+1, read from the one-byte cpu column (cache-friendly); only at the end
+// of a run does it read next, four bytes a row, far back from the rows
+// being encoded.
+func (r *cpuRows) after(s int) int32 {
+	if s+1 < len(r.cpu) && r.cpu[s+1] == r.cpu[s] {
+		return int32(s + 1)
+	}
+	return r.next[s]
+}
+
 // set computes r from a batch's cpu column (n u16 rows) and reports
 // whether the rows are from more than one CPU (otherwise r is not set).
 func (r *cpuRows) set(col []byte, n int) bool {
@@ -337,7 +348,7 @@ func (z *zenc) block(dst, src []byte, start, end, width int, rep *[3]uint32, las
 				// A literal row: its CPU's continuation moves on a row.
 				c := &z.cont[z.rows.cpu[rowOf(p)]]
 				if *c >= 0 {
-					*c = z.rows.next[*c]
+					*c = z.rows.after(int(*c))
 				}
 			}
 			misses++
@@ -397,7 +408,7 @@ func (z *zenc) follow(first, last, d int, trusted bool) {
 	if !trusted {
 		for row := first; row <= last; row++ {
 			if c := &z.cont[r.cpu[row]]; *c >= 0 {
-				*c = r.next[*c]
+				*c = r.after(int(*c))
 			}
 		}
 		for z.swAt < len(r.sw) && int(r.sw[z.swAt]) <= last {
@@ -407,12 +418,12 @@ func (z *zenc) follow(first, last, d int, trusted bool) {
 	}
 	for z.swAt < len(r.sw) && int(r.sw[z.swAt]) <= last {
 		if t := int(r.sw[z.swAt]); t > first && t-1-d >= 0 {
-			z.cont[r.cpu[t-1]] = r.next[t-1-d]
+			z.cont[r.cpu[t-1]] = r.after(t - 1 - d)
 		}
 		z.swAt++
 	}
 	if last-d >= 0 {
-		z.cont[r.cpu[last]] = r.next[last-d]
+		z.cont[r.cpu[last]] = r.after(last - d)
 	}
 }
 
