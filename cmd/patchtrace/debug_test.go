@@ -334,6 +334,21 @@ func TestInspectExtractELF(t *testing.T) {
 	if !bytes.Equal(got, r.Meta().ELF) || len(got) == 0 {
 		t.Fatalf("extracted %d bytes, the trace carries %d", len(got), len(r.Meta().ELF))
 	}
+	// An existing file is replaced only with --force (it was replaced
+	// silently: a scenario's own slice ELF included).
+	os.WriteFile(out, []byte("keep"), 0o644)
+	if code, _, errs := runCLI(t, "inspect", trace, "--extract-elf", out); code != exitError || !strings.Contains(errs, "--force") {
+		t.Errorf("--extract-elf onto an existing file: exit %d: %s", code, errs)
+	}
+	if b, _ := os.ReadFile(out); string(b) != "keep" {
+		t.Errorf("--extract-elf replaced an existing file without --force")
+	}
+	if code, _, errs := runCLI(t, "inspect", trace, "--extract-elf", out, "--force"); code != exitOK {
+		t.Errorf("--extract-elf --force: exit %d: %s", code, errs)
+	}
+	if b, _ := os.ReadFile(out); !bytes.Equal(b, r.Meta().ELF) {
+		t.Errorf("--extract-elf --force did not replace the file")
+	}
 	if code, _, errs := runCLI(t, "inspect", trace, "--extract-elf", filepath.Join(dir, "no", "such", "dir", "x.elf")); code != exitError || !strings.Contains(errs, "--extract-elf") {
 		t.Fatalf("unwritable --extract-elf: exit %d: %s", code, errs)
 	}

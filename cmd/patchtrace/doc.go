@@ -105,7 +105,7 @@
 //
 // # patchtrace inspect
 //
-//	usage: patchtrace inspect FILE [--json] [--symbols] [--columns] [--extract-elf FILE]
+//	usage: patchtrace inspect FILE [--json] [--symbols] [--columns] [--extract-elf FILE [--force]]
 //
 //	Prints a trace's metadata (scenario, CPUs, seed, quirks, tool version), the run's
 //	outcome and what ended it, the number of events per kind and per CPU, the
@@ -113,13 +113,16 @@
 //	truncated (a killed run: every complete batch is still read, and a warning says
 //	where it ends). Files of format versions 1 and 2 have no outcome: a warning says
 //	it is not recorded. --extract-elf FILE also writes the slice ELF the trace carries
-//	(symbols and DWARF line table: for gdb, objdump -d, addr2line).
+//	(symbols and DWARF line table: for gdb, objdump -d, addr2line); an existing FILE
+//	is replaced only with --force.
 //
 //	flags:
 //	  -columns
 //	    	also list each column's stored size (compressed bytes, per event, share of the file)
 //	  -extract-elf FILE
 //	    	also write the slice ELF the trace carries to FILE (for gdb, objdump, addr2line)
+//	  -force
+//	    	replace an existing --extract-elf FILE
 //	  -json
 //	    	print JSON
 //	  -symbols

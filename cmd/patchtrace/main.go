@@ -59,14 +59,15 @@ func commands() []command {
 				"under a temporary name and renamed when complete; an existing file is only\n" +
 				"replaced with --force. See docs/trace-format.md. Exit status as for run; a run\n" +
 				"that stopped on an emulator error keeps its trace."},
-		{"inspect", "FILE [--json] [--symbols] [--columns] [--extract-elf FILE]", "describe a trace: metadata, events per kind and CPU, completeness", cmdInspect,
+		{"inspect", "FILE [--json] [--symbols] [--columns] [--extract-elf FILE [--force]]", "describe a trace: metadata, events per kind and CPU, completeness", cmdInspect,
 			"Prints a trace's metadata (scenario, CPUs, seed, quirks, tool version), the run's\n" +
 				"outcome and what ended it, the number of events per kind and per CPU, the\n" +
 				"decision-log length, the symbol count and whether the file is complete or\n" +
 				"truncated (a killed run: every complete batch is still read, and a warning says\n" +
 				"where it ends). Files of format versions 1 and 2 have no outcome: a warning says\n" +
 				"it is not recorded. --extract-elf FILE also writes the slice ELF the trace carries\n" +
-				"(symbols and DWARF line table: for gdb, objdump -d, addr2line)."},
+				"(symbols and DWARF line table: for gdb, objdump -d, addr2line); an existing FILE\n" +
+				"is replaced only with --force."},
 		{"debug", "TRACE [--listen ADDR] [--dir DIR] [--once] [-q]", "serve a recorded run to gdb, with reverse execution (gdb remote protocol)", cmdDebug, debugAbout},
 		{"events", "FILE [--cpu LIST] [--task LIST] [--kind LIST] [--sym NAMES] [--from SEQ] [--to SEQ] [--addr ADDR[:LEN]] [--around SEQ[:N]] [--regs] [--src] [--json]", "list a trace's events one per line: instruction, registers, loads and stores (perf script)", cmdEvents, eventsAbout},
 		{"export", "FILE [--parquet OUT] [--perfetto OUT] [--force]", "export a trace as zstd Parquet or as a Perfetto trace", cmdExport,

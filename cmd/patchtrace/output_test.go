@@ -71,7 +71,7 @@ func TestOutputsNeverReplaceTheInput(t *testing.T) {
 		{"report", trace, "-o", other, "--force"},
 		{"export", trace, "--parquet", other, "--force"},
 		{"export", trace, "--perfetto", trace, "--force"},
-		{"inspect", trace, "--extract-elf", other},
+		{"inspect", trace, "--extract-elf", other, "--force"},
 	} {
 		code, _, errs := runCLI(t, args...)
 		if code != exitError || !strings.Contains(errs, "is the input") {

@@ -107,6 +107,7 @@ func cmdInspect(env *cmdEnv, args []string) int {
 	syms := fs.Bool("symbols", false, "also list the symbol table")
 	cols := fs.Bool("columns", false, "also list each column's stored size (compressed bytes, per event, share of the file)")
 	extract := fs.String("extract-elf", "", "also write the slice ELF the trace carries to `FILE` (for gdb, objdump, addr2line)")
+	force := fs.Bool("force", false, "replace an existing --extract-elf FILE")
 	pos, code, done := parseFlags(env, fs, args)
 	if done {
 		return code
@@ -123,6 +124,11 @@ func cmdInspect(env *cmdEnv, args []string) int {
 	if *extract != "" {
 		if len(md.ELF) == 0 {
 			return errorf(env, "inspect: %s carries no slice ELF", pos[0])
+		}
+		if _, err := os.Lstat(*extract); err == nil && !*force {
+			// Never a file replaced without --force, as every other
+			// output (it replaced a scenario's slice ELF silently).
+			return errorf(env, "inspect: --extract-elf: %s exists (use --force to replace it)", *extract)
 		}
 		if err := refuseInput(*extract, pos[0]); err != nil {
 			return errorf(env, "inspect: --extract-elf: %v", err)
