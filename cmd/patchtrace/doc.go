@@ -236,10 +236,12 @@
 //
 // # patchtrace export
 //
-//	usage: patchtrace export FILE [--parquet OUT] [--perfetto OUT] [--force]
+//	usage: patchtrace export FILE [--parquet OUT] [--perfetto OUT] [--force] [--allow-truncated]
 //
 //	--parquet writes the same rows and columns as zstd-compressed Parquet, for
-//	DuckDB, Spark, polars and pandas; the trace metadata is carried over.
+//	DuckDB, Spark, polars and pandas; the trace metadata is carried over. A truncated
+//	trace (cut short, no footer) is refused with exit status 2: --allow-truncated
+//	exports the events of its complete batches, with a warning.
 //	--perfetto analyzes the trace and writes Perfetto's protobuf trace format
 //	(TrackEvent) for ui.perfetto.dev and Perfetto's trace processor: a track per CPU
 //	with a child track per task, timestamps = sequence numbers (1 ns each); slices for
@@ -253,6 +255,8 @@
 //
 //
 //	flags:
+//	  -allow-truncated
+//	    	export the complete batches of a truncated trace (default: --parquet refuses it, exit status 2)
 //	  -force
 //	    	replace an existing output file
 //	  -parquet string

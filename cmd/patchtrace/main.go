@@ -70,9 +70,11 @@ func commands() []command {
 				"is replaced only with --force."},
 		{"debug", "TRACE [--listen ADDR] [--dir DIR] [--once] [-q]", "serve a recorded run to gdb, with reverse execution (gdb remote protocol)", cmdDebug, debugAbout},
 		{"events", "FILE [--cpu LIST] [--task LIST] [--kind LIST] [--sym NAMES] [--from SEQ] [--to SEQ] [--addr ADDR[:LEN]] [--around SEQ[:N]] [--regs] [--src] [--json]", "list a trace's events one per line: instruction, registers, loads and stores (perf script)", cmdEvents, eventsAbout},
-		{"export", "FILE [--parquet OUT] [--perfetto OUT] [--force]", "export a trace as zstd Parquet or as a Perfetto trace", cmdExport,
+		{"export", "FILE [--parquet OUT] [--perfetto OUT] [--force] [--allow-truncated]", "export a trace as zstd Parquet or as a Perfetto trace", cmdExport,
 			"--parquet writes the same rows and columns as zstd-compressed Parquet, for\n" +
-				"DuckDB, Spark, polars and pandas; the trace metadata is carried over.\n" +
+				"DuckDB, Spark, polars and pandas; the trace metadata is carried over. A truncated\n" +
+				"trace (cut short, no footer) is refused with exit status 2: --allow-truncated\n" +
+				"exports the events of its complete batches, with a warning.\n" +
 				"--perfetto analyzes the trace and writes Perfetto's protobuf trace format\n" +
 				"(TrackEvent) for ui.perfetto.dev and Perfetto's trace processor: a track per CPU\n" +
 				"with a child track per task, timestamps = sequence numbers (1 ns each); slices for\n" +

@@ -300,6 +300,7 @@ func cmdExport(env *cmdEnv, args []string) int {
 	out := fset.String("parquet", "", "write the events as zstd Parquet to this file")
 	pf := fset.String("perfetto", "", "write a Perfetto trace (protobuf TrackEvent) to this file, for ui.perfetto.dev")
 	force := fset.Bool("force", false, "replace an existing output file")
+	allowTrunc := fset.Bool("allow-truncated", false, "export the complete batches of a truncated trace (default: --parquet refuses it, exit status 2)")
 	quiet := quietFlag(fset)
 	pos, code, done := parseFlags(env, fset, args)
 	if done {
@@ -347,6 +348,11 @@ func cmdExport(env *cmdEnv, args []string) int {
 	meter := startProgress(env, *quiet, progress.Config{Label: "export", Unit: "events", Total: int64(r.NumEvents())})
 	defer meter.Done()
 	if r.Truncated() {
+		// A Parquet file of part of a run reads like a whole one: it
+		// is written only when asked for.
+		if !*allowTrunc {
+			return meterErr(env, meter, "export: %v; the Parquet file would hold only the %d events of its complete batches: --allow-truncated exports them", r.TruncatedError(), r.NumEvents())
+		}
 		meter.Above(func() {
 			fmt.Fprintf(env.stderr, "patchtrace: warning: %v; exporting the complete batches\n", r.TruncatedError())
 		})
