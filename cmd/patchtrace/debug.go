@@ -115,10 +115,7 @@ func cmdDebug(env *cmdEnv, args []string) int {
 	} else if err := os.MkdirAll(out, 0o755); err != nil {
 		return errorf(env, "debug: %v", err)
 	}
-	name := strings.ReplaceAll(md.Scenario, "/", "_")
-	if name == "" {
-		name = "slice"
-	}
+	name := fileName(md.Scenario)
 	elf := filepath.Join(out, name+".elf")
 	if err := writeFileAtomic(elf, md.ELF); err != nil {
 		return errorf(env, "debug: %v", err)
@@ -216,6 +213,25 @@ file %s
 end
 target remote %s
 `, gdbQuote(elf), dir, addr)
+}
+
+// fileName is the trace's scenario id as a file name: characters a
+// scenario id may not hold are replaced by "_" ("slice" when none is
+// left). The id comes from the trace, which may be hostile: a newline in
+// it ended the gdb script's file line, and the next line ran as a gdb
+// command (shell ...) when the user ran gdb -x.
+func fileName(id string) string {
+	name := strings.Map(func(r rune) rune {
+		if r < 0x80 && (r == '.' || r == '_' || r == '-' || '0' <= r && r <= '9' || 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z') {
+			return r
+		}
+		return '_'
+	}, id)
+	name = strings.TrimLeft(name[:min(len(name), 64)], ".")
+	if name == "" {
+		return "slice"
+	}
+	return name
 }
 
 // gdbQuote quotes a file name for gdb's file command.

@@ -523,3 +523,78 @@ func TestStagedSourcesNotNewer(t *testing.T) {
 		t.Fatalf("no sources staged: %v", err)
 	}
 }
+
+// TestDebugHostileScenarioID: the scenario id a trace carries names the
+// ELF debug writes, and that name goes into the gdb script; an id holding
+// a newline (a hostile trace) ended the script's file line and made the
+// next line a gdb command, "shell ..." run by gdb -x. The name keeps only
+// what a scenario id may hold.
+func TestDebugHostileScenarioID(t *testing.T) {
+	dir := t.TempDir()
+	trace := filepath.Join(dir, "t.arrow")
+	if code, _, errs := runCLI(t, "record", "--max-insns", "2000", "-o", trace); code != exitFinding {
+		t.Fatalf("record: %d %s", code, errs)
+	}
+	r, err := format.Open(trace)
+	if err != nil {
+		t.Fatal(err)
+	}
+	md := *r.Meta()
+	md.Scenario = "x\nshell touch pwned\necho "
+	evil := filepath.Join(dir, "evil.arrow")
+	f, err := format.CreateFile(evil, md, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for row, err := range r.Scan(format.AllColumns) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Append(row); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.Close()
+	f.SetFinal(md.Final)
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "d")
+	pr, pw := io.Pipe()
+	errb := &lockedWriter{w: &strings.Builder{}}
+	done := make(chan int, 1)
+	go func() {
+		code := run([]string{"debug", evil, "--listen", "127.0.0.1:0", "--once", "-q", "--dir", out}, nil, pw, errb)
+		pw.Close()
+		done <- code
+	}()
+	sc := bufio.NewScanner(pr)
+	addr := ""
+	for sc.Scan() {
+		if a, ok := strings.CutPrefix(sc.Text(), "listening on "); ok {
+			addr, _, _ = strings.Cut(a, ";")
+			break
+		}
+	}
+	go io.Copy(io.Discard, pr)
+	if addr == "" {
+		t.Fatalf("no listening line: %s", errb.String())
+	}
+	script, err := os.ReadFile(filepath.Join(out, "patchtrace.gdb"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(script), "\n") {
+		if strings.HasPrefix(strings.TrimSpace(l), "shell") || strings.HasPrefix(strings.TrimSpace(l), "echo") {
+			t.Errorf("the gdb script runs a line from the trace: %q\n%s", l, script)
+		}
+	}
+	if nc, err := net.Dial("tcp", addr); err == nil {
+		nc.Close()
+	}
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("debug --once did not end when its client went away")
+	}
+}
