@@ -32,7 +32,11 @@ import (
 // #BP the pass's own int3 at the site raised (a kprobe pre-handler: the
 // trap row's saved RIP is site+1 and its context the pass's). (A
 // livepatch handler that redirects regs->ip to a new function abandons the
-// old function's pass with the handler entered, which is what it is for.)
+// old function's pass with the handler entered, which is what it is for;
+// it does so at the function's entry. A site inside a function is a call
+// the function goes on from: a pass there that leaves the frame by a RET or
+// IRETQ skipped the rest of the function, a finding with the handler
+// entered too.)
 //
 // A pass interrupted by an interrupt, or whose task is preempted, is only
 // paused: the interrupt's IRETQ resumes the context at or below the site's
@@ -89,7 +93,7 @@ type pass struct {
 
 func (*missedCall) ID() string { return "missed-call" }
 func (*missedCall) Doc() string {
-	return "A must-call site (scenario contract) was passed through, or left without reaching its end (a handler that skipped the function, a context that ended mid-pass), with none of its allowed handlers entered in between."
+	return "A must-call site (scenario contract) was passed through, or left without reaching its end (a handler that skipped the function, a context that ended mid-pass), with none of its allowed handlers entered in between; or a site inside a function was left by a return before its end (the rest of the function skipped: a call that ran as a jmp)."
 }
 
 func (a *missedCall) Start(ctx *Context) error {
@@ -193,10 +197,10 @@ func (a *missedCall) Event(ctx *Context, r *format.Row) {
 		}
 		for key, ps := range a.passes {
 			if key.cpu == r.CPU && key.task == r.Task && key.depth > r.Depth && len(ps) > 0 {
-				a.abandon(ctx, key, 0, r, func() string { return fmt.Sprintf("the IRETQ at %s ended that context", ctx.Describe(r.RIP)) })
+				a.abandon(ctx, key, 0, r, false, func() string { return fmt.Sprintf("the IRETQ at %s ended that context", ctx.Describe(r.RIP)) })
 			}
 		}
-		a.abandon(ctx, k, r.RSP, r, func() string {
+		a.abandon(ctx, k, r.RSP, r, true, func() string {
 			return fmt.Sprintf("the IRETQ at %s resumed it at %s with its stack above the site's frame", ctx.Describe(r.RIP), ctx.Describe(r.Handler))
 		})
 	case format.KindService:
@@ -206,14 +210,14 @@ func (a *missedCall) Event(ctx *Context, r *format.Row) {
 			// the reporting one can never end.
 			for key, ps := range a.passes {
 				if key.cpu == r.CPU && key.task != r.Task && len(ps) > 0 {
-					a.abandon(ctx, key, 0, r, func() string { return fmt.Sprintf("task %d exited (cpu%d reported pt_cpu_done)", key.task, r.CPU) })
+					a.abandon(ctx, key, 0, r, false, func() string { return fmt.Sprintf("task %d exited (cpu%d reported pt_cpu_done)", key.task, r.CPU) })
 				}
 			}
 		}
 	case format.KindInsn:
 		if int(r.Op) < len(a.isRet) && a.isRet[r.Op] {
 			// The RET pops the word at r.RSP: frames at or below it are gone.
-			a.abandon(ctx, k, r.RSP+1, r, func() string { return fmt.Sprintf("the RET at %s returned from the site's frame", ctx.Describe(r.RIP)) })
+			a.abandon(ctx, k, r.RSP+1, r, true, func() string { return fmt.Sprintf("the RET at %s returned from the site's frame", ctx.Describe(r.RIP)) })
 		}
 		if !a.watched(r.RIP) {
 			return // no site, body or handler here
@@ -230,7 +234,7 @@ func (a *missedCall) Event(ctx *Context, r *format.Row) {
 			}
 			switch r.RIP {
 			case ru.site:
-				a.abandon(ctx, k, r.RSP, r, func() string {
+				a.abandon(ctx, k, r.RSP, r, false, func() string {
 					return fmt.Sprintf("the context came back to %s from a shallower frame", ctx.Describe(ru.site))
 				})
 				if p := a.innermost(k, i); p != nil && p.rsp == r.RSP {
@@ -240,7 +244,7 @@ func (a *missedCall) Event(ctx *Context, r *format.Row) {
 					a.passes[k] = append(a.passes[k], &pass{rule: i, seq: r.Seq, rsp: r.RSP})
 				}
 			case ru.body:
-				a.abandon(ctx, k, r.RSP, r, func() string {
+				a.abandon(ctx, k, r.RSP, r, false, func() string {
 					return fmt.Sprintf("the context reached %s in a shallower frame", ctx.Describe(ru.body))
 				})
 				p := a.innermost(k, i)
@@ -291,7 +295,10 @@ func (a *missedCall) remove(k ctxKey, p *pass) {
 // abandon judges and drops context k's passes whose site stack pointer is
 // below rsp (rsp 0: all of them): they ended, at row r, without reaching
 // the site's end, for the reason how.
-func (a *missedCall) abandon(ctx *Context, k ctxKey, rsp uint64, r *format.Row, how func() string) {
+// abandon ends the passes of context k whose frame lies below rsp (all of
+// them for rsp 0); exit says the context left their frames by a RET or an
+// IRETQ that resumed it above them (not by ending).
+func (a *missedCall) abandon(ctx *Context, k ctxKey, rsp uint64, r *format.Row, exit bool, how func() string) {
 	if len(a.passes) == 0 {
 		return
 	}
@@ -303,6 +310,12 @@ func (a *missedCall) abandon(ctx *Context, k ctxKey, rsp uint64, r *format.Row, 
 	var gone []*pass
 	for _, p := range ps {
 		if rsp == 0 || p.rsp < rsp {
+			if exit && r.Kind == format.KindInsn && r.RIP == a.rules[p.rule].body {
+				// A RET at the site's end (call f; ret) reaches the body
+				// first: the pass is complete, judged below.
+				keep = append(keep, p)
+				continue
+			}
 			gone = append(gone, p)
 		} else {
 			keep = append(keep, p)
@@ -314,14 +327,29 @@ func (a *missedCall) abandon(ctx *Context, k ctxKey, rsp uint64, r *format.Row, 
 		a.passes[k] = keep
 	}
 	for _, p := range gone {
-		a.judgeAbandoned(ctx, k, p, r.Seq, how())
+		a.judgeAbandoned(ctx, k, p, r.Seq, exit, how())
 	}
 }
 
-func (a *missedCall) judgeAbandoned(ctx *Context, k ctxKey, p *pass, last uint64, how string) {
+func (a *missedCall) judgeAbandoned(ctx *Context, k ctxKey, p *pass, last uint64, exit bool, how string) {
 	ru := &a.rules[p.rule]
 	ru.checked++
 	if p.entered {
+		// A handler that takes the context elsewhere for good (livepatch
+		// redirecting a function) does so at the function's entry; a site
+		// inside a function is a call the function's own code goes on
+		// from, and leaving its frame before site+length skipped that code:
+		// a call written as a jmp returns from the callee to the caller's
+		// caller.
+		if exit && !ctx.St.Syms.IsEntry(ru.site) {
+			ru.bad++
+			ctx.Report(Finding{
+				CPU: int(k.cpu), Task: k.task, SeqFirst: p.seq, SeqLast: last, RIP: ru.site, Evidence: []uint64{p.seq, last},
+				Context: keyName(k),
+				Message: fmt.Sprintf("pass through %s (seq %d..%d) entered %s but never came back to %s: %s, skipping the rest of the function after a site inside it: a call that did not return (a call written as a jmp?)",
+					ctx.Describe(ru.site), p.seq, last, p.via, ctx.Describe(ru.body), how),
+			}, fmt.Sprintf("skipped|%d", p.rule))
+		}
 		return
 	}
 	ru.bad++
@@ -347,7 +375,7 @@ func (a *missedCall) Finish(ctx *Context) {
 	sort.Slice(keys, func(i, j int) bool { return a.passes[keys[i]][0].seq < a.passes[keys[j]][0].seq })
 	for _, k := range keys {
 		r := &format.Row{Seq: ctx.St.Seq}
-		a.abandon(ctx, k, 0, r, func() string { return fmt.Sprintf("the run ended with cpu%d finished and idle", k.cpu) })
+		a.abandon(ctx, k, 0, r, false, func() string { return fmt.Sprintf("the run ended with cpu%d finished and idle", k.cpu) })
 	}
 }
 

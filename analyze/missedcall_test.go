@@ -199,3 +199,46 @@ func (f *feed) int3(c ctx, rsp uint64, to string, back uint64) {
 	f.insn(h, f.sym("asm_exc_int3", 0x59), "IRETQ", rsp-0x98)
 	f.iret(c, f.sym("asm_exc_int3", 0x59), target, back)
 }
+
+// TestMissedCallSkippedRest feeds hand-made events over sc-call's slice,
+// whose must_call site is a call inside mod_call_fn: a pass that enters
+// the handler and comes back to the instruction after the call is fine;
+// one whose handler returns from mod_call_fn's frame (the site written as
+// a jmp) entered the handler but skipped the rest of the function, and is
+// a finding all the same.
+func TestMissedCallSkippedRest(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		jmp     bool // the site ran as a jmp: the handler returns from the site's frame
+		finding bool
+	}{
+		{"call returns after the site", false, false},
+		{"jmp returns from the function", true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFeed(t, "sc-call", "missed-call")
+			c := ctx{cpu: 1, task: 2}
+			site, body := f.sym("mod_call_site", 0), f.sym("mod_call_site", 5)
+			f.marker(c, 1, 0)
+			sp := uint64(ltStackB)
+			if tc.jmp {
+				f.insn(c, site, "JMP", sp)
+				f.insn(c, f.sym("sc_func_a", 0), "LEA", sp)
+				f.insn(c, f.sym("sc_func_a", 4), "RET", sp)
+				f.insn(c, f.sym("caller_main", 0), "NOP", sp+8)
+			} else {
+				f.insn(c, site, "CALL", sp)
+				f.insn(c, f.sym("sc_func_a", 0), "LEA", sp-8)
+				f.insn(c, f.sym("sc_func_a", 4), "RET", sp-8)
+				f.insn(c, body, "ADD", sp)
+			}
+			res := f.finish()
+			if got := len(res.Findings) > 0; got != tc.finding {
+				t.Fatalf("finding %v, want %v:\n%s", got, tc.finding, summary(res))
+			}
+			if tc.finding && !strings.Contains(res.Findings[0].Message, "entered sc_func_a but never came back to mod_call_site+0x5") {
+				t.Errorf("message %q", res.Findings[0].Message)
+			}
+		})
+	}
+}

@@ -17,9 +17,11 @@
  * it need not be, and the site's flags come out changed: here the tail
  * call loses STATIC_CALL_SITE_TAIL and is patched into "call func", which
  * returns to the bytes after the site, the end of mod_tail_fn: its padding
- * and the next function. The fix moves the bits in the absolute form. A
- * scenario that ships pt_key_fixup_rel.h builds the version before the
- * fix.
+ * and the next function; 3 bytes off, the plain call gains it as well and
+ * is patched into "jmp func", which returns from mod_call_fn's callee
+ * straight to its caller, skipping the rest of mod_call_fn. The fix moves
+ * the bits in the absolute form. A scenario that ships pt_key_fixup_rel.h
+ * builds the version before the fix.
  *
  * CPU 0 loads the module (relocates its site entries, fixes up their key,
  * writes each site for the key's current target), then flips the key
@@ -68,9 +70,17 @@ struct static_call_site {
 	s32 key;
 } __attribute__((packed));
 
-/* The module's .static_call_sites: its entries are not 4-byte aligned. */
+/*
+ * The module's .static_call_sites: its entries are not 4-byte aligned (2
+ * bytes off; 3 in a scenario that ships pt_sites_off3.h).
+ */
+#if __has_include("pt_sites_off3.h")
+#define SITES_OFF		3
+#else
+#define SITES_OFF		2
+#endif
 static struct {
-	u16 hdr;
+	u8 hdr[SITES_OFF];
 	struct static_call_site s[2];
 } __attribute__((packed, aligned(8))) mod_sites;
 
