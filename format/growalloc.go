@@ -25,7 +25,9 @@ import (
 // outside. With this allocator the same requests reslice: a run costs
 // O(1) instead of O(the page's levels), which made the export of a trace
 // with nullable per-kind columns (every real trace) spend 60-70 % of its
-// CPU in memmove and memclr (RATIONALE.md, Parquet export).
+// CPU in memmove and memclr (RATIONALE.md, Parquet export). The export
+// now writes its pages itself; the allocator stays for the pqarrow
+// writers that remain (explore's findings.parquet).
 type growAllocator struct{}
 
 // Allocate returns size zeroed bytes aligned to 64 bytes.
