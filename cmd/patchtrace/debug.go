@@ -44,7 +44,8 @@ const debugAbout = "Serves the recorded run in TRACE to gdb over the remote seri
 	"of a built-in scenario whose ELF is the embedded one: for list and source lines)\n" +
 	"and a gdb script (attach, symbols, sources, a hook that refreshes gdb's registers\n" +
 	"after monitor commands) into --dir (default: a temporary directory, removed on\n" +
-	"exit) and prints the gdb command line. Reading the trace through once first (the\n" +
+	"exit; an ELF there that is not the trace's is never replaced) and prints the gdb\n" +
+	"command line. Reading the trace through once first (the\n" +
 	"snapshots that make any later seek cheap) shows progress on stderr.\n" + progressHelp +
 	"It serves one gdb at a time, one after another, until interrupted (--once: until the\n" +
 	"first session ends); a client that disconnects mid-session is dropped. The trace is\n" +
@@ -117,6 +118,11 @@ func cmdDebug(env *cmdEnv, args []string) int {
 	}
 	name := fileName(md.Scenario)
 	elf := filepath.Join(out, name+".elf")
+	if old, err := os.ReadFile(elf); err == nil && !bytes.Equal(old, md.ELF) {
+		// A slice of the user's (say, rebuilt since the trace was
+		// recorded) is never replaced: it was, silently.
+		return errorf(env, "debug: %s exists and is not the ELF the trace carries: give another --dir", elf)
+	}
 	if err := writeFileAtomic(elf, md.ELF); err != nil {
 		return errorf(env, "debug: %v", err)
 	}

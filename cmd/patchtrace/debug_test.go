@@ -598,3 +598,54 @@ func TestDebugHostileScenarioID(t *testing.T) {
 		t.Fatal("debug --once did not end when its client went away")
 	}
 }
+
+// TestDebugKeepsAnotherELF: debug --dir never replaces an ELF there that
+// is not the one the trace carries (it replaced the file silently, a
+// slice rebuilt since the trace was recorded included); the same ELF is
+// written again as before.
+func TestDebugKeepsAnotherELF(t *testing.T) {
+	dir := t.TempDir()
+	trace := filepath.Join(dir, "t.arrow")
+	if code, _, errs := runCLI(t, "record", "--max-insns", "2000", "-o", trace); code != exitFinding {
+		t.Fatalf("record: %d %s", code, errs)
+	}
+	out := filepath.Join(dir, "d")
+	os.MkdirAll(out, 0o755)
+	elf := filepath.Join(out, "text-poke-bp.elf")
+	os.WriteFile(elf, []byte("my own slice"), 0o644)
+	pr, pw := io.Pipe()
+	errb := &lockedWriter{w: &strings.Builder{}}
+	done := make(chan int, 1)
+	go func() {
+		code := run([]string{"debug", trace, "--listen", "127.0.0.1:0", "--once", "-q", "--dir", out}, nil, pw, errb)
+		pw.Close()
+		done <- code
+	}()
+	listening := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			if a, ok := strings.CutPrefix(sc.Text(), "listening on "); ok {
+				a, _, _ = strings.Cut(a, ";")
+				listening <- a
+			}
+		}
+	}()
+	select {
+	case code := <-done:
+		if code != exitError || !strings.Contains(errb.String(), "--dir") {
+			t.Errorf("debug --dir with another ELF there: exit %d %q", code, errb.String())
+		}
+	case addr := <-listening:
+		t.Errorf("debug wrote its files and serves")
+		if nc, err := net.Dial("tcp", addr); err == nil {
+			nc.Close() // end the session
+		}
+		<-done
+	case <-time.After(30 * time.Second):
+		t.Fatal("debug neither failed nor served")
+	}
+	if b, _ := os.ReadFile(elf); string(b) != "my own slice" {
+		t.Errorf("debug replaced %s", elf)
+	}
+}

@@ -156,7 +156,8 @@
 //	of a built-in scenario whose ELF is the embedded one: for list and source lines)
 //	and a gdb script (attach, symbols, sources, a hook that refreshes gdb's registers
 //	after monitor commands) into --dir (default: a temporary directory, removed on
-//	exit) and prints the gdb command line. Reading the trace through once first (the
+//	exit; an ELF there that is not the trace's is never replaced) and prints the gdb
+//	command line. Reading the trace through once first (the
 //	snapshots that make any later seek cheap) shows progress on stderr.
 //	Progress goes to stderr, never stdout: a bar with counts, elapsed time and ETA
 //	on a terminal; a plain line every 5s otherwise (a pipe, a file, or CI set in the
