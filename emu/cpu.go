@@ -111,11 +111,13 @@ type CPU struct {
 	exit exitKind
 	// brk tells the step loop's run of common steps (fastSteps) to look
 	// again at what it otherwise assumes unchanged between instructions:
-	// set by every instruction exec leaves to execCold (any of which may
-	// change RFLAGS.TF or IF), by a store to a frame some CPU decoded from
-	// (the decodes on it may have changed) and by every store or read the
-	// machine is told about (commitWrite, readEvents: a watched read may
-	// raise an event).
+	// set by every fault (setFault, pageFault: an exit, which CPU.run
+	// sees as brk alone, since every other exit comes from an instruction
+	// execCold runs), by every instruction execCold runs but the plain
+	// ones (coldPlain; the others may change RFLAGS.TF or IF or exit), by
+	// a store to a frame some CPU decoded from (the decodes on it may have
+	// changed) and by every store or read the machine is told about
+	// (commitWrite, readEvents: a watched read may raise an event).
 	brk   bool
 	fault faultInfo
 	lf    lazyFlags // CPU.run's lazy arithmetic flags (flags.go)
@@ -126,6 +128,6 @@ type CPU struct {
 
 // setFault records an exception raised by the current instruction.
 func (c *CPU) setFault(v Vector, errCode uint64, hasErr bool) {
-	c.exit = exitFault
+	c.exit, c.brk = exitFault, true
 	c.fault = faultInfo{vector: v, errCode: errCode, hasErr: hasErr}
 }

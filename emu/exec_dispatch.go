@@ -166,14 +166,15 @@ func (c *CPU) run(dp *decodePage, in *inst, k int) (done int, last *inst) {
 		c.RIP = next
 	step:
 		done++
-		if done == k || c.brk || c.exit != exitNone { // exec's k is 1 (its dp is nil)
+		// An exit sets c.brk too (CPU.brk). exec's k is 1 (its dp is nil).
+		if done == k || c.brk {
 			break
 		}
-		rip := c.RIP
-		if rip>>pageShift != dp.vpn {
-			break
+		off := c.RIP - dp.vpn<<pageShift
+		if off >= pageSize {
+			break // RIP left the page
 		}
-		nx := dp.insts[rip&pageMask]
+		nx := dp.insts[off]
 		if nx == nil || nx.special {
 			break
 		}

@@ -242,3 +242,29 @@ func TestFastStepsSeePushOverCode(t *testing.T) {
 		})
 	}
 }
+
+// TestFastStepsStopAtFault: a load that faults in a run of common steps
+// ends the run there: the #PF is delivered before anything else runs (the
+// handler's first instruction is the step after it), as the general step
+// does.
+func TestFastStepsStopAtFault(t *testing.T) {
+	// nop; mov (%rax), %rbx (unmapped); jmp . -- the #PF handler: inc %rcx; jmp .
+	code := cat(asmNop, []byte{0x48, 0x8b, 0x18}, asmSelf)
+	img := testImage(t, code, testGate{v: VecPF, typ: GateInterrupt, code: cat([]byte{0x48, 0xff, 0xc1}, asmSelf)})
+	m, err := New(img, Config{CPUs: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := m.cpus[0]
+	c.booted = true
+	for pass := 1; pass <= 2; pass++ { // the second runs from the decode cache
+		c.RIP, c.R[RSP], c.R[RAX], c.R[RCX] = testText, testData+pageSize, 0x1000, 0
+		m.runCPU(c, 3) // nop, the faulting mov (#PF delivered), inc
+		if m.stop != StopNone {
+			t.Fatalf("pass %d: stopped: %v %s", pass, m.stop, m.stopMsg)
+		}
+		if c.R[RCX] != 1 || c.stats.Traps[VecPF] != uint64(pass) {
+			t.Errorf("pass %d: rcx = %d, #PF delivered %d times; want the handler's inc run once after one #PF", pass, c.R[RCX], c.stats.Traps[VecPF])
+		}
+	}
+}

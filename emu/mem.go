@@ -250,7 +250,7 @@ func (c *CPU) lookupSlow(vpn uint64) *page {
 // SS and SGX are 0 because the machine has no reserved-bit, protection-key,
 // shadow-stack or enclave checks.
 func (c *CPU) pageFault(addr uint64, acc Access, present bool) {
-	c.exit = exitFault
+	c.exit, c.brk = exitFault, true // see CPU.brk
 	if !canonical(addr) {
 		c.fault = faultInfo{vector: VecGP, hasErr: true, access: acc, noncanon: true}
 		return
