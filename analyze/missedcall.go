@@ -33,10 +33,10 @@ import (
 // trap row's saved RIP is site+1 and its context the pass's). (A
 // livepatch handler that redirects regs->ip to a new function abandons the
 // old function's pass with the handler entered, which is what it is for;
-// it does so at the function's entry. A site inside a function is a call
-// the function goes on from: a pass there that leaves the frame by a RET or
-// IRETQ skipped the rest of the function, a finding with the handler
-// entered too.)
+// it does so at the function's entry. A site inside a function that is a
+// call as built is one the function goes on from: a pass there that leaves
+// the frame by a RET or IRETQ skipped the rest of the function, a finding
+// with the handler entered too.)
 //
 // A pass interrupted by an interrupt, or whose task is preempted, is only
 // paused: the interrupt's IRETQ resumes the context at or below the site's
@@ -67,13 +67,16 @@ type missedCall struct {
 }
 
 type callRule struct {
-	site, body   uint64
-	name         string
-	handlers     map[uint64]string
-	names        []string
-	from, until  uint64
-	open         bool
-	nested       bool // handlers in the #BP taken at the site count
+	site, body  uint64
+	name        string
+	handlers    map[uint64]string
+	names       []string
+	from, until uint64
+	open        bool
+	nested      bool // handlers in the #BP taken at the site count
+	// goesOn: the site is a call (e8 rel32, as built) inside a function,
+	// which the function's own code goes on from.
+	goesOn       bool
 	checked, bad uint64
 }
 
@@ -125,6 +128,8 @@ func (a *missedCall) Start(ctx *Context) error {
 			rule.handlers[addr] = h
 			a.watchAddr(addr)
 		}
+		var op [1]byte
+		rule.goesOn = !ctx.St.Syms.IsEntry(rule.site) && ctx.St.Image.Read(rule.site, op[:]) && op[0] == 0xe8
 		a.watchAddr(rule.site)
 		a.watchAddr(rule.body)
 		a.rules = append(a.rules, rule)
@@ -336,12 +341,13 @@ func (a *missedCall) judgeAbandoned(ctx *Context, k ctxKey, p *pass, last uint64
 	ru.checked++
 	if p.entered {
 		// A handler that takes the context elsewhere for good (livepatch
-		// redirecting a function) does so at the function's entry; a site
-		// inside a function is a call the function's own code goes on
-		// from, and leaving its frame before site+length skipped that code:
-		// a call written as a jmp returns from the callee to the caller's
+		// redirecting a function) does so at the function's entry; a call
+		// inside a function (as built: not a jump label's nop or jmp, not a
+		// tail call's jmp) is one the function's own code goes on from,
+		// and leaving its frame before site+length skipped that code: a
+		// call written as a jmp returns from the callee to the caller's
 		// caller.
-		if exit && !ctx.St.Syms.IsEntry(ru.site) {
+		if exit && ru.goesOn {
 			ru.bad++
 			ctx.Report(Finding{
 				CPU: int(k.cpu), Task: k.task, SeqFirst: p.seq, SeqLast: last, RIP: ru.site, Evidence: []uint64{p.seq, last},

@@ -146,7 +146,8 @@ const maxPadGap = 64
 // between the end of a sized symbol and the next symbol of the same
 // section, when no symbol covers them. A sizeless label outside every
 // sized symbol (assembly code without .size) is code up to the next
-// symbol, so no gap is taken from it. It returns the bitmap's base, the
+// symbol, so no gap is taken from it; neither is one whose bytes as built
+// are not an alignment fill (isFill). It returns the bitmap's base, the
 // bitmap, and the gaps in address order (nil when the image has none, or
 // its text spans more than the bitmap is built for).
 func paddingOf(st *replay.State) (uint64, []uint64, []padGap) {
@@ -173,7 +174,7 @@ func paddingOf(st *replay.State) (uint64, []uint64, []padGap) {
 	var end uint64 // end of the sized symbols seen, 0: none or unknown
 	var endSec, endName string
 	for _, s := range code {
-		if end != 0 && s.Addr > end && s.Section == endSec && s.Addr-end < maxPadGap {
+		if end != 0 && s.Addr > end && s.Section == endSec && s.Addr-end < maxPadGap && isFill(st.Image, end, s.Addr) {
 			gaps = append(gaps, padGap{lo: end, hi: s.Addr, before: endName, next: s.Name})
 		}
 		switch {
@@ -196,6 +197,28 @@ func paddingOf(st *replay.State) (uint64, []uint64, []padGap) {
 		}
 	}
 	return lo, bits, gaps
+}
+
+// isFill reports whether the image's bytes over [lo, hi) are an alignment
+// fill: nops (gas fills code alignment with them) or int3s (the kernel's
+// function padding), one after another to hi. Anything else there is code
+// the symbol table leaves out, and is not taken for padding.
+func isFill(image *replay.Memory, lo, hi uint64) bool {
+	buf := make([]byte, hi-lo)
+	if !image.Read(lo, buf) {
+		return false
+	}
+	for len(buf) > 0 {
+		in, err := x86asm.Decode(buf, 64)
+		if err != nil || in.Len == 0 || in.Len > len(buf) {
+			return false
+		}
+		if in.Op != x86asm.NOP && !(in.Len == 1 && buf[0] == 0xcc) {
+			return false
+		}
+		buf = buf[in.Len:]
+	}
+	return true
 }
 
 // maxPadSpan bounds the text span the padding bitmap covers (a slice's
