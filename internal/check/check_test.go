@@ -211,3 +211,15 @@ func TestSeedErrorSaidIncomplete(t *testing.T) {
 		t.Errorf("Said() = %q", got)
 	}
 }
+
+// TestScenarioRowBadSlice: a scenario whose slice the machine cannot load
+// runs no seed: the row fails, says why, and got is "incomplete" (it was
+// empty: "got": "" in JSON, "got ;" in KTAP).
+func TestScenarioRowBadSlice(t *testing.T) {
+	spec := load(t, "text-poke-bp")
+	spec.ELF = []byte("not an ELF")
+	row := check.Scenario(spec, check.ScenarioOptions{Seeds: 2})
+	if row.OK || row.Error == "" || len(row.Seeds) != 0 || row.Got != analyze.VerdictIncomplete {
+		t.Errorf("row: ok %v, error %q, %d seeds, got %q; want a failed row, incomplete", row.OK, row.Error, len(row.Seeds), row.Got)
+	}
+}

@@ -115,7 +115,9 @@ func Scenario(spec *scenario.Spec, opt ScenarioOptions) (row Row) {
 	start := time.Now()
 	defer func() { row.Seconds = time.Since(start).Seconds() }()
 	if _, err := emu.LoadImage(spec.ID, spec.ELF); err != nil {
-		row.Error = err.Error()
+		// No seed ran: the row is incomplete (Got was empty, which the
+		// JSON and KTAP gave as "got": "" and "got ;").
+		row.Error, row.Got = err.Error(), analyze.VerdictIncomplete
 		return row
 	}
 	rec := opt.Record
