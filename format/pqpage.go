@@ -10,7 +10,7 @@ import (
 // buffers: definition levels from the validity bitmap, PLAIN values
 // gathered from the value buffer, dictionary indices and delta-encoded seq
 // bit-packed, and the Thrift compact page headers. The encodings are the
-// Parquet format's (github.com/apache/parquet-format, Encodings.md):
+// Parquet format's (https://github.com/apache/parquet-format/blob/master/Encodings.md):
 // nothing here is specific to one reader.
 
 // Parquet enum values (parquet.thrift).
