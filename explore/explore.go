@@ -154,8 +154,12 @@ type Result struct {
 	Hashes     []uint64 // with Options.KeepHashes
 	Violations []*Violation
 	Findings   int // findings over all schedules
-	Dir        string
-	Spec       *scenario.Spec // the scenario as explored (see Prepare)
+	// Unfired lists the rules of the injection plan (Options.KeepInject;
+	// 0-based, in the scenario's [[inject]] order) that fired in none of
+	// this shard's schedules: they tested nothing.
+	Unfired []int
+	Dir     string
+	Spec    *scenario.Spec // the scenario as explored (see Prepare)
 }
 
 // Summary is the one-line verdict: "exhausted: 18,432 schedules, no
@@ -270,6 +274,7 @@ type sched struct {
 	log      []emu.Decision // kept when there are findings
 	seqs     []uint64
 	at       time.Duration
+	fired    []bool // per injection rule (Outcome.Fired)
 }
 
 type jobOut struct {
@@ -306,7 +311,7 @@ func (e *engine) runOne(idx int64, desc string, src emu.DecisionSource) (sched, 
 	if out.FairFrom >= 0 {
 		desc += fmt.Sprintf("; round robin from decision %d (instruction budget of the schedule used)", out.FairFrom)
 	}
-	s := sched{index: idx, hash: out.Hash, desc: desc, findings: out.Findings, at: time.Since(e.start)}
+	s := sched{index: idx, hash: out.Hash, desc: desc, findings: out.Findings, at: time.Since(e.start), fired: out.Fired}
 	if len(out.Findings) > 0 {
 		s.log, s.seqs = out.Result.Decisions, out.Seqs
 	}
@@ -383,9 +388,15 @@ func Explore(ctx context.Context, spec *scenario.Spec, opt Options) (*Result, er
 	defer stopProgress()
 	seen := map[Target]bool{}
 	processed := int64(0)
+	fired := make([]bool, len(prepared.Inject))
 	stopped, err := e.runJobs(st, func(jo jobOut) bool {
 		for _, s := range jo.scheds {
 			res.Schedules++
+			for i, f := range s.fired {
+				if i < len(fired) {
+					fired[i] = fired[i] || f
+				}
+			}
 			res.Digest += s.hash
 			if opt.KeepHashes {
 				res.Hashes = append(res.Hashes, s.hash)
@@ -417,6 +428,11 @@ func Explore(ctx context.Context, spec *scenario.Spec, opt Options) (*Result, er
 	}
 	res.Stopped = stopped
 	res.Exhausted = stopped == "exhausted"
+	for i, f := range fired {
+		if !f && res.Schedules > 0 {
+			res.Unfired = append(res.Unfired, i)
+		}
+	}
 	res.Explored = time.Since(start)
 	// The bounded strategy's root belongs to shard 0 only; others ran it
 	// just to enumerate.

@@ -513,3 +513,24 @@ func TestScheduleHash(t *testing.T) {
 		}
 	}
 }
+
+// TestUnfiredInjectRules: with the scenario's injection plan kept, a rule
+// that fires in no schedule is listed in Result.Unfired (explore warns: it
+// tested nothing), and one that fires is not.
+func TestUnfiredInjectRules(t *testing.T) {
+	spec := load(t, "text-poke-bp")
+	// Prepare re-reads the text (params): the rules go there. CPU 1 only
+	// calls traced_fn.
+	never := len(spec.Inject)
+	spec.Text += "\n[[inject]]\nkind = \"nmi\"\ncpu = 1\nat = \"patcher_main\"\nhit = 1\n" +
+		"\n[[inject]]\nkind = \"nmi\"\ncpu = 1\nat = \"traced_fn\"\nhit = 1\n"
+	res, err := explore.Explore(context.Background(), spec, explore.Options{
+		Budget: 3, NoShrink: true, KeepInject: true, Params: map[string]uint64{"patch_rounds": 1, "calls": 20, "dwell": 2},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Schedules == 0 || !slices.Equal(res.Unfired, []int{never}) {
+		t.Errorf("%d schedules, unfired rules %v, want [%d]", res.Schedules, res.Unfired, never)
+	}
+}

@@ -88,6 +88,10 @@ type Outcome struct {
 	// Syncs counts synchronisation events: service calls, markers, trap
 	// deliveries, locked and serialising instructions, STI/CLI/POPF/IRETQ.
 	Syncs uint64
+	// Fired says, per rule of the injection plan the run kept
+	// (Options.KeepInject), whether it raised its interrupt
+	// (emu.Machine.InjectFired).
+	Fired []bool
 }
 
 // ScheduleHash identifies a schedule: FNV-1a (64 bit) of its encoded
@@ -136,7 +140,8 @@ func (pm *Machine) Run(src emu.DecisionSource, ids []string) (*Outcome, error) {
 	if err, seq, _ := t.rec.Err(); err != nil {
 		return nil, fmt.Errorf("scenario %s: event %d: %w", pm.Spec.ID, seq, err)
 	}
-	out := &Outcome{Result: res, Findings: j.Finish(res).Findings, Seqs: p.seqs, Hash: ScheduleHash(res.Decisions), Syncs: t.syncs, FairFrom: -1}
+	out := &Outcome{Result: res, Findings: j.Finish(res).Findings, Seqs: p.seqs, Hash: ScheduleHash(res.Decisions), Syncs: t.syncs, FairFrom: -1,
+		Fired: m.InjectFired()}
 	if tail != nil {
 		out.FairFrom = tail.from
 	}

@@ -415,7 +415,8 @@
 //	Runs many schedules of SCENARIO with recording off, each checked by the analyzers in
 //	process (the same code as `analyze`), varying CPU interleavings and where NMIs and
 //	timer interrupts arrive. The scenario's injection plan is ignored unless --inject-plan:
-//	a finding must come from the schedule alone. A run that does not finish (an oops,
+//	a finding must come from the schedule alone (with it, a rule of the plan that fires in
+//	no schedule is a warning: it tested nothing). A run that does not finish (an oops,
 //	panic or BUG, the instruction budget, a hang, or the emulator stopping on an
 //	instruction it does not implement or an error) is a violation like any finding (the
 //	trap and progress analyzers always run, whatever --only says; an open-ended scenario,

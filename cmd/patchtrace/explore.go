@@ -20,7 +20,8 @@ import (
 const exploreAbout = "Runs many schedules of SCENARIO with recording off, each checked by the analyzers in\n" +
 	"process (the same code as `analyze`), varying CPU interleavings and where NMIs and\n" +
 	"timer interrupts arrive. The scenario's injection plan is ignored unless --inject-plan:\n" +
-	"a finding must come from the schedule alone. A run that does not finish (an oops,\n" +
+	"a finding must come from the schedule alone (with it, a rule of the plan that fires in\n" +
+	"no schedule is a warning: it tested nothing). A run that does not finish (an oops,\n" +
 	"panic or BUG, the instruction budget, a hang, or the emulator stopping on an\n" +
 	"instruction it does not implement or an error) is a violation like any finding (the\n" +
 	"trap and progress analyzers always run, whatever --only says; an open-ended scenario,\n" +
@@ -186,6 +187,20 @@ func cmdExplore(env *cmdEnv, args []string) int {
 		return errorf(env, "explore %s: %v", spec.ID, err)
 	}
 	printExplore(env.stdout, res, &opt)
+	// A rule of the kept plan that fired in no schedule tested nothing:
+	// said, as run says it (check fails it), never silently.
+	for _, i := range res.Unfired {
+		if res.Spec == nil || i >= len(res.Spec.Inject) {
+			continue
+		}
+		in := res.Spec.Inject[i]
+		hit := ""
+		if in.Hit != 0 {
+			hit = fmt.Sprintf(", hit = %d", in.Hit)
+		}
+		fmt.Fprintf(env.stderr, "patchtrace: warning: explore %s: [[inject]] %d (kind = %q, cpu = %d, at = %q%s) never fired in any of the %d schedules\n",
+			res.Scenario, i+1, in.Kind, in.CPU, in.At, hit, res.Schedules)
+	}
 	return exploreExit(env, res)
 }
 

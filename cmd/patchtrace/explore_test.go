@@ -178,3 +178,25 @@ func TestExploreExit(t *testing.T) {
 		})
 	}
 }
+
+// TestExploreWarnsUnfiredRule: explore --inject-plan says which rule of the
+// plan fired in no schedule (it tested nothing), as run does.
+func TestExploreWarnsUnfiredRule(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "my-tpb")
+	if code, _, errs := runCLI(t, "new", dir, "--from", "text-poke-bp"); code != exitOK {
+		t.Fatalf("new: %s", errs)
+	}
+	toml := filepath.Join(dir, "scenario.toml")
+	b, err := os.ReadFile(toml)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = append(b, "\n[[inject]]\nkind = \"nmi\"\ncpu = 1\nat = \"patcher_main\"\nhit = 1\n"...) // CPU 1 only calls traced_fn
+	if err := os.WriteFile(toml, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := runCLI(t, "explore", dir, "--inject-plan", "--budget", "2", "--param", "patch_rounds=1,calls=20,dwell=2", "-o", t.TempDir(), "-q")
+	if code != exitOK || !strings.Contains(errs, `[[inject]] 1 (kind = "nmi", cpu = 1, at = "patcher_main", hit = 1) never fired in any of the 2 schedules`) {
+		t.Errorf("explore: exit %d\n%s\n%s", code, out, errs)
+	}
+}
