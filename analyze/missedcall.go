@@ -173,6 +173,7 @@ func (a *missedCall) Event(ctx *Context, r *format.Row) {
 			}
 			if ru.until != 0 && r.Args[0] == ru.until {
 				ru.open = false
+				a.excuse(i)
 			}
 		}
 	case format.KindTrap:
@@ -269,6 +270,29 @@ func (a *missedCall) Event(ctx *Context, r *format.Row) {
 						ctx.Describe(ru.site), p.seq, r.Seq, ctx.Describe(ru.body), strings.Join(ru.names, " or ")),
 				}, fmt.Sprintf("%d", i))
 			}
+		}
+	}
+}
+
+// excuse drops rule i's pending passes that have entered none of its
+// handlers when its window closes: the rule says the call is in place only
+// until then, and a pass still short of it (preempted between the site and
+// the callback, say) would make its call after the window, where the rule
+// promises nothing (an ftrace update that skips the callback while it
+// rewrites the call). A pass that entered a handler stays, for the check
+// that it comes back to the site's end.
+func (a *missedCall) excuse(i int) {
+	for k, ps := range a.passes {
+		keep := ps[:0]
+		for _, p := range ps {
+			if p.rule != i || p.entered {
+				keep = append(keep, p)
+			}
+		}
+		if len(keep) == 0 {
+			delete(a.passes, k)
+		} else {
+			a.passes[k] = keep
 		}
 	}
 }

@@ -242,3 +242,61 @@ func TestMissedCallSkippedRest(t *testing.T) {
 		})
 	}
 }
+
+// TestMissedCallWindowCloses feeds passes over dyn-tramp-func's must_call
+// rules (traced_fn must enter tracer_func or other_func from marker 1, or
+// 3, until marker 2, when an update of the trampoline's call begins): a
+// pass that has entered no handler when the window closes is not judged
+// (its call would come after the window, where the int3 of the update may
+// skip it), one that reached the site's end inside the window without a
+// handler is, and the window opens again at marker 3.
+func TestMissedCallWindowCloses(t *testing.T) {
+	const S = uint64(0xffffffff81111f00)
+	c, patcher := ctx{cpu: 1, task: 2}, ctx{cpu: 0, task: 1}
+	for _, tc := range []struct {
+		name string
+		run  func(f *feed)
+		want string // "" clean, else a substring of the one finding's message
+	}{
+		{"a pass still short of the callback when the window closes", func(f *feed) {
+			f.insn(c, f.site(), "CALL", S)
+			f.marker(patcher, 2, 0)
+			f.insn(c, f.body(), "PUSH", S)
+		}, ""},
+		{"a pass that missed the callback inside the window", func(f *feed) {
+			f.insn(c, f.site(), "CALL", S)
+			f.insn(c, f.body(), "PUSH", S)
+			f.marker(patcher, 2, 0)
+		}, "reached traced_fn+0x5 without entering tracer_func or other_func"},
+		{"a pass that entered the callback before the window closed", func(f *feed) {
+			f.insn(c, f.site(), "CALL", S)
+			f.handlerRuns(c, "other_func", S-16)
+			f.marker(patcher, 2, 0)
+			f.insn(c, f.body(), "PUSH", S)
+		}, ""},
+		{"the window open again after the update", func(f *feed) {
+			f.marker(patcher, 2, 0)
+			f.insn(c, f.site(), "CALL", S)
+			f.insn(c, f.body(), "PUSH", S)
+			f.marker(patcher, 3, 0)
+			f.insn(c, f.site(), "CALL", S)
+			f.insn(c, f.body(), "PUSH", S)
+		}, "reached traced_fn+0x5 without entering"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFeed(t, "dyn-tramp-func", "missed-call")
+			f.marker(patcher, 1, 0)
+			tc.run(f)
+			res := f.finish()
+			if tc.want == "" {
+				if len(res.Findings) != 0 {
+					t.Fatalf("want clean, got:\n%s", summary(res))
+				}
+				return
+			}
+			if len(res.Findings) != 1 || !strings.Contains(res.Findings[0].Message, tc.want) {
+				t.Fatalf("want one finding saying %q, got:\n%s", tc.want, summary(res))
+			}
+		})
+	}
+}

@@ -249,7 +249,9 @@ func (s *Spec) OpenEnded() bool {
 // some handler's entry must have run in that context. FromMarker and
 // UntilMarker, when non-zero, limit the rule to passes that start after a
 // pt_marker(FromMarker, ...) and before the next pt_marker(UntilMarker, ...)
-// (the window in which the call is meant to be in place). A rule whose
+// (the window in which the call is meant to be in place); a pass that has
+// entered none of the handlers when the window closes is not judged (its
+// call would come after the window). A rule whose
 // window never opens, or whose site is never passed while it is open, in
 // a finished run is a finding of the unmatched analyzer: it checked
 // nothing.
