@@ -506,6 +506,8 @@
 //	record --no-regs) is re-executed up to the step that emits event SEQ instead.
 //	Without --verify or --until it re-executes the run and says how it stopped, a
 //	divergence when the trace's footer records another outcome.
+//	Every mode reads the trace's batches: a damaged batch is an error naming it (exit
+//	status 2), after the --until state; a cut file is read up to its last complete batch.
 //	Exit status: 0 replayed (and verified), 1 divergence, 2 error.
 //
 //	flags:

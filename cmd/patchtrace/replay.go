@@ -26,6 +26,8 @@ const replayAbout = "Re-executes the run recorded in FILE from the trace alone: 
 	"record --no-regs) is re-executed up to the step that emits event SEQ instead.\n" +
 	"Without --verify or --until it re-executes the run and says how it stopped, a\n" +
 	"divergence when the trace's footer records another outcome.\n" +
+	"Every mode reads the trace's batches: a damaged batch is an error naming it (exit\n" +
+	"status 2), after the --until state; a cut file is read up to its last complete batch.\n" +
 	"Exit status: 0 replayed (and verified), 1 divergence, 2 error."
 
 func cmdReplay(env *cmdEnv, args []string) int {
@@ -53,7 +55,18 @@ func cmdReplay(env *cmdEnv, args []string) int {
 	defer r.Close()
 	if *until >= 0 && !*verify && r.Meta().Regs {
 		// The trace records registers: the state is read from it.
-		return replayUntil(env, r, path, uint64(*until), *asJSON)
+		if code := replayUntil(env, r, path, uint64(*until), *asJSON); code != exitOK {
+			return code
+		}
+		return checkBatches(env, r, path)
+	}
+	if !*verify && *until < 0 {
+		// The re-execution reads only the footer's decision log: a
+		// damaged batch would go unseen, and "replayed" would vouch for
+		// a file that is not whole.
+		if code := checkBatches(env, r, path); code != exitOK {
+			return code
+		}
 	}
 	run, err := rerun.FromMeta(r.Meta())
 	if err != nil {
@@ -99,8 +112,29 @@ func cmdReplay(env *cmdEnv, args []string) int {
 		if code := printUntil(env, st, *asJSON); code != exitOK {
 			return code
 		}
+		if code := checkBatches(env, r, path); code != exitOK {
+			return code
+		}
 	}
 	return status
+}
+
+// checkBatches reads every batch of r (their checksums, shapes and
+// sequence numbers; every column when the file has no checksums to cover
+// the ones not decoded) and reports the first damage, naming the batch:
+// exit 2. A cut file is read up to its last complete batch (the cut is
+// not damage: what replay reports does not depend on what is past it).
+func checkBatches(env *cmdEnv, r *format.Reader, path string) int {
+	proj := format.Projection{Columns: []int{}}
+	if !r.Verified() {
+		proj = format.AllColumns
+	}
+	for _, err := range r.Scan(proj) {
+		if err != nil {
+			return errorf(env, "replay %s: %v", path, err)
+		}
+	}
+	return exitOK
 }
 
 // replayUntil prints the state after event seq, reconstructed from the
