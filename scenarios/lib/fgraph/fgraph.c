@@ -39,6 +39,23 @@
 #define FGRAPH_NOPOP 0
 #endif
 
+/*
+ * pt_fgraph_irq.h in the scenario makes the timer interrupt call a traced
+ * function (inner_fn) on the interrupted task's return stack, as any
+ * traced interrupt handler does; pt_fgraph_early_pop.h makes the return
+ * path give its entry back before it has read it (fgraph-irq-early-pop).
+ */
+#if __has_include("pt_fgraph_irq.h")
+#define FGRAPH_IRQ 1
+#else
+#define FGRAPH_IRQ 0
+#endif
+#if __has_include("pt_fgraph_early_pop.h")
+#define FGRAPH_EARLY_POP 1
+#else
+#define FGRAPH_EARLY_POP 0
+#endif
+
 #define MARKER_ON	1
 #define MARKER_OFF	2
 #define MARKER_WRONG	4
@@ -68,6 +85,7 @@ struct ftrace_ret_stack {
 
 struct graph_task {
 	long curr;		/* index of the newest entry, -1: empty */
+	long live;		/* curr is set up: the task runs caller_main */
 	struct ftrace_ret_stack stack[FTRACE_RETFUNC_DEPTH];
 };
 
@@ -85,7 +103,16 @@ static int graph_entry(unsigned long func, long depth)
 	return 1;
 }
 
-/* Push an entry; its depth, or -1 when the stack is full (-EBUSY). */
+/*
+ * Push an entry; its depth, or -1 when the stack is full (-EBUSY). The
+ * index is taken before the entry is written, as Linux's push has done
+ * since upstream 62d59d17a5f9 ("tracing/function-return-tracer: make the
+ * function return tracer lockless") made the return stack lockless: "If
+ * an interrupt is raised, it will increase the index of the return stack
+ * storage and then execute until the end of the tracing to finally free
+ * the index it used." A traced interrupt handler pushes above every entry
+ * the interrupted context owns, and frees its own before it returns.
+ */
 static long push_return_trace(struct graph_task *gt, unsigned long ret,
 			      unsigned long func)
 {
@@ -93,10 +120,10 @@ static long push_return_trace(struct graph_task *gt, unsigned long ret,
 
 	if (i >= FTRACE_RETFUNC_DEPTH)
 		return -1;
+	gt->curr = i;
+	barrier();
 	gt->stack[i].ret = ret;
 	gt->stack[i].func = func;
-	barrier();
-	gt->curr = i;
 	return i;
 }
 
@@ -126,12 +153,36 @@ unsigned long ftrace_return_to_handler(void)
 
 	if (i < 0)
 		pt_bug(3);	/* a hijacked return with nothing pushed */
+#if FGRAPH_EARLY_POP
+	/*
+	 * The bug: the entry is given back before it is read. A traced
+	 * interrupt that comes in between pushes its own entry in that slot.
+	 */
+	gt->curr = i - 1;
+	barrier();
+	ret = gt->stack[i].ret;
+#else
+	/* Read the entry, then give it back (Linux's ftrace_pop_return_trace()). */
 	ret = gt->stack[i].ret;
 	barrier();
 	gt->curr = i - 1;
+#endif
 	this_cpu_inc(graph_returns);
 	return ret;
 }
+
+#if FGRAPH_IRQ
+DEFINE_PER_CPU(u64, irq_sum);
+u64 inner_fn(u64 x);
+
+/* The timer interrupt's handler calls a traced function. */
+void timer_hook(struct pt_regs *regs)
+{
+	if (!READ_ONCE(graph_tasks[current->id].live))
+		return;
+	this_cpu_add(irq_sum, inner_fn(regs->ip));
+}
+#endif
 
 static void make_call(u8 *insn, const u8 *site)
 {
@@ -177,6 +228,8 @@ void caller_main(unsigned long arg)
 	u64 x = 0;
 
 	gt->curr = -1;
+	barrier();
+	WRITE_ONCE(gt->live, 1);
 	while (!READ_ONCE(workers_stop)) {
 		u64 v = outer_fn(x);
 
