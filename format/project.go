@@ -272,7 +272,38 @@ func (r *Reader) checkInfo(i int, b *Batch) error {
 		if info.Rows != r.infos[i].Rows {
 			return corruptErr(r.name, i, fmt.Errorf("has %d rows, its header says %d", info.Rows, r.infos[i].Rows))
 		}
+		if err := r.checkOrder(i, info); err != nil {
+			return err
+		}
 		r.infos[i], r.known[i] = info, true
+	}
+	return nil
+}
+
+// checkOrder checks batch i's sequence range, read from the batch (a file
+// with no index), against the nearest non-empty batches before and after
+// it whose ranges are known: each batch's rows come after the previous
+// batch's (a complete file's index is checked when it is opened; within a
+// batch, checkValues checks the rows).
+func (r *Reader) checkOrder(i int, info BatchInfo) error {
+	if info.Rows == 0 {
+		return nil
+	}
+	for j := i - 1; j >= 0 && (r.known[j] || r.infos[j].Rows == 0); j-- {
+		if p := r.infos[j]; p.Rows > 0 {
+			if info.FirstSeq <= p.LastSeq {
+				return corruptErr(r.name, i, fmt.Errorf("its first seq %d is not after seq %d, the last of batch %d: batches out of order", info.FirstSeq, p.LastSeq, j))
+			}
+			break
+		}
+	}
+	for j := i + 1; j < len(r.infos) && (r.known[j] || r.infos[j].Rows == 0); j++ {
+		if n := r.infos[j]; n.Rows > 0 {
+			if n.FirstSeq <= info.LastSeq {
+				return corruptErr(r.name, j, fmt.Errorf("its first seq %d is not after seq %d, the last of batch %d: batches out of order", n.FirstSeq, info.LastSeq, i))
+			}
+			break
+		}
 	}
 	return nil
 }

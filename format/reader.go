@@ -645,21 +645,9 @@ func (r *Reader) Batch(i int) (*Batch, error) {
 		rec.Release()
 		return nil, corruptErr(r.name, i, err)
 	}
-	info := BatchInfo{Rows: b.n}
-	if b.n > 0 {
-		info.FirstSeq, info.LastSeq = b.Seq(0), b.Seq(b.n-1)
-	}
-	if r.known[i] && r.infos[i] != info {
+	if err := r.checkInfo(i, b); err != nil {
 		rec.Release()
-		return nil, corruptErr(r.name, i, fmt.Errorf("holds seq %d..%d (%d rows), the index says %d..%d (%d rows)",
-			info.FirstSeq, info.LastSeq, info.Rows, r.infos[i].FirstSeq, r.infos[i].LastSeq, r.infos[i].Rows))
-	}
-	if !r.known[i] {
-		if info.Rows != r.infos[i].Rows {
-			rec.Release()
-			return nil, corruptErr(r.name, i, fmt.Errorf("has %d rows, its header says %d", info.Rows, r.infos[i].Rows))
-		}
-		r.infos[i], r.known[i] = info, true
+		return nil, err
 	}
 	return b, nil
 }
