@@ -20,7 +20,7 @@ func TestBatchOrderTruncated(t *testing.T) {
 		t.Fatalf("%d batches ending at %v, footer at %d", len(ends), ends, len(data))
 	}
 	var swapped []byte
-	swapped = append(swapped, data[:ends[1]]...)       // header, batches 0 and 1: seq 0..7
+	swapped = append(swapped, data[:ends[1]]...)        // header, batches 0 and 1: seq 0..7
 	swapped = append(swapped, data[ends[2]:ends[3]]...) // batch 3: seq 12..15
 	swapped = append(swapped, data[ends[1]:ends[2]]...) // batch 2: seq 8..11
 	open := func() *Reader {
