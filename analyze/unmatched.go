@@ -31,6 +31,10 @@ type unmatched struct {
 	injects []injectRule
 	calls   []windowRule
 	asm     []asmRule
+	// boot is contract.boot_until_marker (0: none); bootEnded: its
+	// marker ran. Until it does, wx holds the run to early boot's rules.
+	boot      uint64
+	bootEnded bool
 }
 
 type asmRule struct {
@@ -66,14 +70,16 @@ var injectVectors = map[string]uint8{"nmi": 2, "timer": 0xec, "ipi": 0xfb}
 
 func (*unmatched) ID() string { return "unmatched" }
 func (*unmatched) Doc() string {
-	return "A scenario rule never matched in a finished run: an [[inject]] rule never raised its interrupt, a contract.must_call window never opened (its from_marker never fired) or its site was never passed while open, or a contract.asm_sites site was never executed, so the rule checked nothing."
+	return "A scenario rule never matched in a finished run: an [[inject]] rule never raised its interrupt, a contract.must_call window never opened (its from_marker never fired) or its site was never passed while open, a contract.asm_sites site was never executed, or the contract.boot_until_marker never ran, so the rule checked nothing."
 }
 
 func (a *unmatched) Start(ctx *Context) error {
 	a.injects, a.calls, a.asm = nil, nil, nil
+	a.boot, a.bootEnded = 0, false
 	if ctx.St.Spec == nil {
 		return nil
 	}
+	a.boot = ctx.St.Spec.Contract.BootUntilMarker
 	for i, in := range ctx.St.Spec.Inject {
 		at, err := ctx.St.Syms.Resolve(in.At)
 		if err != nil {
@@ -110,8 +116,13 @@ func (a *unmatched) Needs() Needs {
 	}
 	if len(a.calls) > 0 {
 		ks = append(ks, format.KindMarker, format.KindInsn)
-	} else if len(a.asm) > 0 {
-		ks = append(ks, format.KindInsn)
+	} else {
+		if len(a.asm) > 0 {
+			ks = append(ks, format.KindInsn)
+		}
+		if a.boot != 0 {
+			ks = append(ks, format.KindMarker)
+		}
 	}
 	if ks == nil {
 		ks = []format.Kind{}
@@ -129,6 +140,9 @@ func (a *unmatched) Event(ctx *Context, r *format.Row) {
 			}
 		}
 	case format.KindMarker:
+		if a.boot != 0 && r.Args[0] == a.boot {
+			a.bootEnded = true
+		}
 		for i := range a.calls {
 			w := &a.calls[i]
 			if w.from != 0 && r.Args[0] == w.from {
@@ -184,6 +198,11 @@ func (a *unmatched) Finish(ctx *Context) {
 		ctx.Report(Finding{RIP: w.site, SeqLast: ctx.St.Seq,
 			Message: fmt.Sprintf("contract.must_call %d (site = %q) never matched: %s; missed-call checked nothing for it", w.n, w.name, why),
 		}, fmt.Sprintf("must_call|%d", w.n))
+	}
+	if a.boot != 0 && !a.bootEnded {
+		ctx.Report(Finding{SeqLast: ctx.St.Seq,
+			Message: fmt.Sprintf("contract.boot_until_marker = %d never matched: no pt_marker(%d, ...) ran, so boot never ended; wx checked nothing in this run", a.boot, a.boot),
+		}, "boot_until_marker")
 	}
 	for _, as := range a.asm {
 		if !as.passed {

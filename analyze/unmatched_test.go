@@ -68,3 +68,29 @@ func TestUnmatched(t *testing.T) {
 		})
 	}
 }
+
+// TestUnmatchedBoot: a finished run that never reached
+// contract.boot_until_marker is a finding (wx held it to early boot's
+// rules throughout: it checked nothing); one that reached it is not.
+func TestUnmatchedBoot(t *testing.T) {
+	for _, reach := range []bool{false, true} {
+		f := newFeed(t, "dyn-tramp-boot", "unmatched")
+		c := ctx{cpu: 0, task: 1}
+		f.insn(c, f.sym("patcher_main", 0), "NOP", 0xffffffff81111f00)
+		if reach {
+			f.marker(c, 3, 0)
+		}
+		var got []string
+		for _, fd := range f.finish().Findings {
+			if strings.Contains(fd.Message, "boot_until_marker") {
+				got = append(got, fd.Message)
+			}
+		}
+		if reach && len(got) != 0 {
+			t.Errorf("marker reached: %q", got)
+		}
+		if !reach && (len(got) != 1 || !strings.Contains(got[0], "no pt_marker(3, ...) ran")) {
+			t.Errorf("marker never reached: %q, want one finding naming pt_marker(3, ...)", got)
+		}
+	}
+}

@@ -72,3 +72,54 @@ func TestWXExecution(t *testing.T) {
 		})
 	}
 }
+
+// TestWXBoot: with contract.boot_until_marker (dyn-tramp-boot: marker 3),
+// what early boot does before the marker is not a finding (a page made
+// rwx, a direct store to it, execution from it); a page still writable
+// and executable at the marker is, once, as the kernel's W+X check at
+// mark_rodata_ro() reports it; after the marker all three rules hold
+// again.
+func TestWXBoot(t *testing.T) {
+	const page = slice.ModuleBase // a module_alloc page
+	rw, rwx, rx := replay.PermR|replay.PermW, replay.PermR|replay.PermW|replay.PermX, replay.PermR|replay.PermX
+	for _, tc := range []struct {
+		name     string
+		roAtBoot bool   // set_memory_ro before the marker
+		after    string // what happens after the marker
+		want     []string
+	}{
+		{"made read-only before the end of boot", true, "", nil},
+		{"still rwx at the end of boot", false, "", []string{"still rwx at the end of boot"}},
+		{"a direct store after boot", true, "store", []string{"not through the text-poke alias"}},
+		{"made rwx after boot", true, "rwx", []string{"writable and executable at once", "(writable)"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFeed(t, "dyn-tramp-boot", "wx")
+			c := ctx{cpu: 0, task: 1}
+			f.perm(c, page, 1, 0, rw)
+			f.perm(c, page, 1, rw, rwx)
+			f.insn(c, page+0x10, "NOP", 0xffffffff81111f00)
+			f.write(c, f.sym("memcpy", 6), page+0x30, 1, 0x30, false)
+			if tc.roAtBoot {
+				f.perm(c, page, 1, rwx, rx)
+			}
+			f.marker(c, 3, 0)
+			switch tc.after {
+			case "store":
+				f.write(c, f.sym("memcpy", 6), page+0x30, 1, 0x30, false)
+			case "rwx":
+				f.perm(c, page, 1, rx, rwx)
+				f.insn(c, page+0x10, "NOP", 0xffffffff81111f00)
+			}
+			res := f.finish()
+			if len(res.Findings) != len(tc.want) {
+				t.Fatalf("%d findings, want %d %q:\n%s", len(res.Findings), len(tc.want), tc.want, summary(res))
+			}
+			for i, w := range tc.want {
+				if !strings.Contains(res.Findings[i].Message, w) {
+					t.Errorf("finding %d: %q, want it to say %q", i, res.Findings[i].Message, w)
+				}
+			}
+		})
+	}
+}

@@ -231,6 +231,16 @@ type Contract struct {
 	// Alias says kernel text changes only through text_poke's alias (the wx
 	// analyzer flags any other store to an executable page regardless).
 	Alias bool `toml:"alias"`
+	// BootUntilMarker, when non-zero, says the run starts in early boot
+	// and the first pt_marker(BootUntilMarker, ...) is the end of boot
+	// (the kernel's mark_rodata_ro()). Before it the wx analyzer allows
+	// what early boot does (text_poke_early() stores to text directly,
+	// text and boot-time trampolines are writable and executable); at it,
+	// any page still writable and executable is a finding, as
+	// CONFIG_DEBUG_WX's check there reports one; after it, W^X holds in
+	// full. A run that never reaches the marker is a wx finding: nothing
+	// was checked.
+	BootUntilMarker uint64 `toml:"boot_until_marker"`
 	// Terminates, when set false, declares the scenario open-ended: its
 	// CPUs are not meant to finish, so a run that ends on the instruction
 	// budget is not a finding of the progress analyzer. Unset means true:
