@@ -74,6 +74,7 @@ type callRule struct {
 	from, until uint64
 	open        bool
 	nested      bool // handlers in the #BP taken at the site count
+	forbid      bool // the handlers must not be entered (must_call forbid)
 	// goesOn: the site is a call (e8 rel32, as built) inside a function,
 	// which the function's own code goes on from.
 	goesOn       bool
@@ -96,7 +97,7 @@ type pass struct {
 
 func (*missedCall) ID() string { return "missed-call" }
 func (*missedCall) Doc() string {
-	return "A must-call site (scenario contract) was passed through, or left without reaching its end (a handler that skipped the function, a context that ended mid-pass), with none of its allowed handlers entered in between; or a site inside a function was left by a return before its end (the rest of the function skipped: a call that ran as a jmp)."
+	return "A must-call site (scenario contract) was passed through, or left without reaching its end (a handler that skipped the function, a context that ended mid-pass), with none of its allowed handlers entered in between; or a site inside a function was left by a return before its end (the rest of the function skipped: a call that ran as a jmp); or a pass through a forbid rule's site entered one of the handlers it forbids there."
 }
 
 func (a *missedCall) Start(ctx *Context) error {
@@ -118,7 +119,7 @@ func (a *missedCall) Start(ctx *Context) error {
 			return fmt.Errorf("contract must_call site: %w", err)
 		}
 		rule := callRule{site: site, body: site + siteLength(mc.Length), name: mc.Site, handlers: map[uint64]string{}, names: mc.Handlers,
-			from: mc.FromMarker, until: mc.UntilMarker, open: mc.FromMarker == 0, nested: mc.Nested}
+			from: mc.FromMarker, until: mc.UntilMarker, open: mc.FromMarker == 0, nested: mc.Nested, forbid: mc.Forbid}
 		a.nested = a.nested || mc.Nested
 		for _, h := range mc.Handlers {
 			addr, err := ctx.St.Syms.Resolve(h)
@@ -233,9 +234,11 @@ func (a *missedCall) Event(ctx *Context, r *format.Row) {
 			if name, ok := ru.handlers[r.RIP]; ok {
 				if p := a.innermost(k, i); p != nil && !p.entered {
 					p.entered, p.via = true, name
+					a.forbidden(ctx, r, k, p)
 				}
 				if p := a.siteTraps[k]; ru.nested && p != nil && p.rule == i && !p.entered {
 					p.entered, p.via = true, name+" (in the #BP at the site)"
+					a.forbidden(ctx, r, ctxKey{k.cpu, k.task, k.depth - 1}, p)
 				}
 			}
 			switch r.RIP {
@@ -259,8 +262,8 @@ func (a *missedCall) Event(ctx *Context, r *format.Row) {
 				}
 				a.remove(k, p)
 				ru.checked++
-				if p.entered {
-					continue
+				if p.entered || ru.forbid {
+					continue // a forbidden entry was reported as it happened
 				}
 				ru.bad++
 				ctx.Report(Finding{
@@ -295,6 +298,22 @@ func (a *missedCall) excuse(i int) {
 			a.passes[k] = keep
 		}
 	}
+}
+
+// forbidden reports pass p of a forbid rule, which has just entered one of
+// the handlers the rule forbids at its site (row r).
+func (a *missedCall) forbidden(ctx *Context, r *format.Row, k ctxKey, p *pass) {
+	ru := &a.rules[p.rule]
+	if !ru.forbid {
+		return
+	}
+	ru.bad++
+	ctx.Report(Finding{
+		CPU: int(k.cpu), Task: k.task, SeqFirst: p.seq, SeqLast: r.Seq, RIP: ru.site, Evidence: []uint64{p.seq, r.Seq},
+		Context: keyName(k),
+		Message: fmt.Sprintf("pass through %s (seq %d..%d) entered %s, which the contract forbids at that site: a callback called for a function it must not be (a trampoline or call that still leads there from this site)",
+			ctx.Describe(ru.site), p.seq, r.Seq, p.via),
+	}, fmt.Sprintf("forbid|%d", p.rule))
 }
 
 // innermost is context k's innermost pending pass through rule i's site.
@@ -363,6 +382,9 @@ func (a *missedCall) abandon(ctx *Context, k ctxKey, rsp uint64, r *format.Row, 
 func (a *missedCall) judgeAbandoned(ctx *Context, k ctxKey, p *pass, last uint64, exit bool, how string) {
 	ru := &a.rules[p.rule]
 	ru.checked++
+	if ru.forbid {
+		return // reported when it entered a handler, if it did
+	}
 	if p.entered {
 		// A handler that takes the context elsewhere for good (livepatch
 		// redirecting a function) does so at the function's entry; a call

@@ -300,3 +300,42 @@ func TestMissedCallWindowCloses(t *testing.T) {
 		})
 	}
 }
+
+// TestMissedCallForbid feeds passes over ftrace-ops's forbid rules
+// (tracer_a must never be entered from fn_b's site, from marker 1): a pass
+// through fn_b that enters tracer_b, or no handler, is fine; one that
+// enters tracer_a is a finding as it enters it.
+func TestMissedCallForbid(t *testing.T) {
+	const S = uint64(0xffffffff81111f00)
+	c, patcher := ctx{cpu: 1, task: 2}, ctx{cpu: 0, task: 1}
+	for _, tc := range []struct {
+		name    string
+		handler string // entered in the pass through fn_b, "" none
+		want    string
+	}{
+		{"the list function calls fn_b's own tracer", "tracer_b", ""},
+		{"the site is a nop", "", ""},
+		{"the trampoline calls tracer_a for fn_b", "tracer_a", "entered tracer_a, which the contract forbids"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFeed(t, "ftrace-ops", "missed-call")
+			f.marker(patcher, 1, 0)
+			site := f.sym("fn_b", 0)
+			f.insn(c, site, "CALL", S)
+			if tc.handler != "" {
+				f.handlerRuns(c, tc.handler, S-0x50)
+			}
+			f.insn(c, site+5, "PUSH", S)
+			res := f.finish()
+			if tc.want == "" {
+				if len(res.Findings) != 0 {
+					t.Fatalf("want clean, got:\n%s", summary(res))
+				}
+				return
+			}
+			if len(res.Findings) != 1 || !strings.Contains(res.Findings[0].Message, tc.want) || res.Findings[0].Symbol != "fn_b" {
+				t.Fatalf("want one finding at fn_b saying %q, got:\n%s", tc.want, summary(res))
+			}
+		})
+	}
+}

@@ -266,6 +266,11 @@ func (s *Spec) OpenEnded() bool {
 // a finished run is a finding of the unmatched analyzer: it checked
 // nothing.
 //
+// Forbid turns the rule around: no pass through Site in the window may
+// enter any of Handlers (a callback called for a function it does not
+// trace, or after it was unregistered: a trampoline updated to call one
+// ops' func directly while a site of another ops still calls it).
+//
 // Length is the site's length in bytes (default 5, a call rel32): the pass
 // ends at Site+Length. Nested, when set, lets a handler entered in a trap
 // the pass's own context took at the site (a kprobe pre-handler run by the
@@ -278,6 +283,7 @@ type MustCall struct {
 	UntilMarker uint64   `toml:"until_marker"`
 	Length      uint64   `toml:"length"`
 	Nested      bool     `toml:"nested"`
+	Forbid      bool     `toml:"forbid"`
 	// Preserves are the registers the compiler assumes the site keeps
 	// (the regs analyzer): none unless given.
 	Preserves RegSet `toml:"preserves"`
