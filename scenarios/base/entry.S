@@ -73,11 +73,23 @@ PT_VECTOR RESCHEDULE_VECTOR, asm_sysvec_reschedule_ipi
  *    Linux turning the outer NMI's return into repeat_nmi. NMI handlers
  *    therefore never nest: the outer NMI runs do_nmi() once more for it
  *    before returning.
- *  - Between the outer NMI clearing nmi_state and its IRETQ, an NMI may
- *    arrive with nmi_state == 0. Its interrupted RSP is then inside the NMI
- *    stack, below the outer's frame: that one builds its frame below the
- *    interrupted RSP and runs as an ordinary NMI. The outer handler has
- *    already finished, so handlers still do not overlap.
+ *  - Between the outer NMI clearing nmi_state and its IRETQ (its exit
+ *    window), an NMI may arrive with nmi_state == 0. nmi_state cannot tell
+ *    it from an outermost NMI, but its interrupted RSP can: it lies inside
+ *    this CPU's NMI stack, which only an NMI (or a trap it takes) runs on.
+ *    That NMI is nested too: it sets nmi_state back to 1 and returns into
+ *    the outer NMI at .Lnmi_rerun, which moves back onto its pt_regs (still
+ *    intact: popping does not erase them) and runs do_nmi() once more, like
+ *    Linux's nested NMI sending the outer one to repeat_nmi. Since nmi_state
+ *    is 1 again before the outer NMI resumes, an NMI arriving in
+ *    .Lnmi_rerun latches, and no window like Linux's repeat_nmi ..
+ *    end_repeat_nmi is needed. Running the exit-window NMI as an ordinary
+ *    one below the interrupted RSP instead would nest without bound (each
+ *    one's handler may IRETQ from a #BP or #DB and open its own exit
+ *    window) until the NMI stack overflows into its neighbour.
+ *
+ * Every NMI handler therefore runs on the one frame and pt_regs at the top
+ * of the NMI stack (NMI_REGS below the top), whatever the nesting.
  */
 #if __has_include("pt_no_nested_nmi.h")
 /*
@@ -108,15 +120,19 @@ SYM_FUNC_START(asm_exc_nmi)
 	subq	$IST_STACK_SIZE, %rax
 	cmpq	%rax, %rdx
 	jbe	.Lnmi_outermost
-	/* In an outer NMI's exit path: stack below it. */
-	andq	$-16, %rdx
-	jmp	.Lnmi_copy_frame
+	/*
+	 * In an outer NMI's exit window: its frame and pt_regs are live. Make
+	 * it run its handler again rather than building a frame of our own.
+	 */
+	movq	$1, %gs:nmi_state
+	movq	$.Lnmi_rerun, 16+0*8(%rsp)	/* our return RIP */
+	popq	%rax
+	popq	%rdx
+	iretq
 
 .Lnmi_outermost:
 	movq	%gs:nmi_stack_top, %rdx
 	subq	$NMI_HEADER, %rdx
-
-.Lnmi_copy_frame:
 	/* %rdx: where the copied frame ends (its SS slot is at -8). */
 	movq	16+4*8(%rsp), %rax		/* ss */
 	movq	%rax, -1*8(%rdx)
@@ -168,6 +184,15 @@ SYM_FUNC_START(asm_exc_nmi)
 .Lnmi_return:
 	POP_REGS_AND_ORIG_AX
 	iretq
+
+.Lnmi_rerun:
+	/*
+	 * Back from an NMI that hit the exit window above, with nmi_state
+	 * already 1 and RSP anywhere between our pt_regs and our IRETQ frame.
+	 */
+	movq	%gs:nmi_stack_top, %rax
+	leaq	-NMI_REGS(%rax), %rsp
+	jmp	.Lnmi_repeat
 
 .Lnmi_latch:
 	/* An NMI handler is running on this CPU: let it run do_nmi() again. */

@@ -38,6 +38,8 @@
  * keeps its own frame below this.
  */
 #define NMI_HEADER		64
+/* Where the outermost NMI's pt_regs start: its frame copy, then 16 words. */
+#define NMI_REGS		(NMI_HEADER + 5 * 8 + 16 * 8)
 
 #define X86_EFLAGS_IF		0x200
 
