@@ -3,7 +3,9 @@ package emu
 import (
 	"bytes"
 	"debug/elf"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // BenchmarkTextPokeBP runs the text-poke-bp workload with recording off.
@@ -148,4 +150,51 @@ func BenchmarkSetup(b *testing.B) {
 			b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N), "µs/setup")
 		})
 	}
+}
+
+// nullSink counts events and keeps nothing.
+type nullSink struct{ n uint64 }
+
+func (s *nullSink) Event(e *Event) { s.n++ }
+
+// BenchmarkFentryLoopEvents runs BenchmarkFentryLoop's loop with a sink
+// that keeps nothing, loads and register deltas on: the emulator's share
+// of recording (events, deferral, register deltas) without the recorder
+// and the trace writer.
+func BenchmarkFentryLoopEvents(b *testing.B) {
+	spec := loadBuiltin(b, "bench-fentry")
+	spec.Params = map[string]uint64{"bench_iters": 1_000_000}
+	img, err := LoadImage(spec.ID, spec.ELF)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	var insns, events uint64
+	cpu0 := cpuTime()
+	for b.Loop() {
+		sink := &nullSink{}
+		m, src, err := SetupImage(spec, img, Options{Seed: 1, Sink: sink})
+		if err != nil {
+			b.Fatal(err)
+		}
+		res := m.Run(src)
+		if res.Stop != StopDone {
+			b.Fatalf("stop %v: %v %s", res.Stop, res.Err, res.Msg)
+		}
+		insns += res.Insns
+		events += sink.n
+	}
+	// CPU time (user + system) per guest instruction: the figure that
+	// holds on a machine shared with other work.
+	b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(insns), "cpu-ns/insn")
+	b.ReportMetric(float64(events)/float64(insns), "events/insn")
+}
+
+// cpuTime returns the process's user + system CPU time.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -2,6 +2,7 @@ package emu
 
 import (
 	"fmt"
+	"math/bits"
 
 	"github.com/patchtrace/patchtrace/internal/slice"
 )
@@ -343,13 +344,20 @@ func (c *CPU) beginDefer() {
 // regDelta sets e's register deltas: the registers that differ from r0
 // and f0 (what c.R and c.RFLAGS were), with their values now.
 func (c *CPU) regDelta(e *Event) {
-	var mask uint32
+	// Which registers changed, without a branch per register (which
+	// ones an instruction changes is hard to predict: a mispredicted
+	// branch per instruction cost more than the compares), then the
+	// values of those only.
+	var hw uint32
 	for i := range c.R {
-		if v := c.R[i]; v != c.r0[i] {
-			b := regBit[i]
-			mask |= 1 << b
-			e.Regs[b] = v
-		}
+		hw |= uint32(b2u(c.R[i] != c.r0[i])) << i
+	}
+	var mask uint32
+	for m := hw; m != 0; m &= m - 1 {
+		i := bits.TrailingZeros32(m) & 15
+		b := regBit[i]
+		mask |= 1 << b
+		e.Regs[b] = c.R[i]
 	}
 	if c.RFLAGS != c.f0 {
 		mask |= 1 << RegFlags
