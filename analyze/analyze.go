@@ -475,8 +475,10 @@ func (l *Live) appendChecked(r *format.Row) error {
 // SetOutcome tells the analyzers how the run ended (record.Outcome of the
 // machine's result); call it before Finish. Without it the outcome is
 // not recorded and the analyzers judge by the events alone.
+// The detail comes from the trace: it is kept printable (format.Printable)
+// for the findings and reports that quote it.
 func (l *Live) SetOutcome(outcome, detail string) {
-	l.ctx.Outcome, l.ctx.OutcomeDetail = outcome, detail
+	l.ctx.Outcome, l.ctx.OutcomeDetail = outcome, format.Printable(detail)
 }
 
 // SetTruncated says the rows stop before the run's end (a file cut

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/crc32"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -308,6 +309,9 @@ func decodeMeta(md arrow.Metadata) (*Meta, error) {
 		return nil, fmt.Errorf("footer metadata without %s: %w", KeyMetaChecksum, ErrCorrupt)
 	}
 	m.Scenario, _ = get(KeyScenario)
+	if err := checkScenarioID(m.Scenario); err != nil {
+		return nil, err
+	}
 	m.ScenarioText, _ = get(KeyScenarioText)
 	m.ToolVersion, _ = get(KeyToolVersion)
 	s, _ := get(KeyELF)
@@ -426,4 +430,31 @@ func parseRecorded(s string) (loads, regs bool, err error) {
 		}
 	}
 	return loads, regs, nil
+}
+
+// scenarioID is what a scenario id may look like (scenario.IDPattern, at
+// most scenarioIDMax bytes: the scenario package's rule, which the tests
+// hold equal): an id names files, and commands print it raw.
+var scenarioID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+
+const scenarioIDMax = 64
+
+// checkScenarioID rejects a scenario id the scenario package would not
+// accept (a trace could otherwise carry terminal escapes, newlines or a
+// path into every report that names its scenario). An empty id (no
+// scenario recorded) is let through.
+func checkScenarioID(id string) error {
+	if id == "" || (len(id) <= scenarioIDMax && scenarioID.MatchString(id)) {
+		return nil
+	}
+	return fmt.Errorf("metadata %s: bad value %s: a scenario id is at most %d letters, digits, '.', '_' and '-', not starting with '.', '_' or '-'",
+		KeyScenario, strconv.QuoteToASCII(truncID(id)), scenarioIDMax)
+}
+
+// truncID shortens a hostile id for an error message.
+func truncID(id string) string {
+	if len(id) > 2*scenarioIDMax {
+		return id[:2*scenarioIDMax] + "..."
+	}
+	return id
 }

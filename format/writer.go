@@ -117,6 +117,9 @@ func NewWriter(w io.Writer, meta Meta, opts ...Option) (*Writer, error) {
 	if len(meta.PercpuVars) > 1<<15 {
 		return nil, fmt.Errorf("format: %d per-CPU variables, at most %d", len(meta.PercpuVars), 1<<15)
 	}
+	if err := checkScenarioID(meta.Scenario); err != nil {
+		return nil, fmt.Errorf("format: %w", err)
+	}
 	vals, err := meta.headerValues()
 	if err != nil {
 		return nil, err

@@ -74,7 +74,7 @@ func (s *Symbols) IsEntry(addr uint64) bool { return s.t.IsEntry(addr) }
 func NewSymbols(syms []format.Symbol) *Symbols {
 	ss := make([]slice.Symbol, len(syms))
 	for i, sym := range syms {
-		ss[i] = slice.Symbol{Name: sym.Name, Addr: sym.Addr, Size: sym.Size, Section: sym.Section, PerCPU: sym.Section == slice.PercpuSection}
+		ss[i] = slice.Symbol{Name: format.Printable(sym.Name), Addr: sym.Addr, Size: sym.Size, Section: sym.Section, PerCPU: sym.Section == slice.PercpuSection}
 	}
 	return &Symbols{t: slice.NewTable(ss)}
 }

@@ -80,7 +80,12 @@ const (
 // validID is what a scenario id may look like: it names files and
 // directories (check --out DIR/ID/, record's default ID-seedN.arrow), so no
 // path separators and no leading dot.
-var validID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+var validID = regexp.MustCompile(IDPattern)
+
+// IDPattern is validID's regular expression (up to MaxIDLen bytes). The
+// format package, which imports nothing of ours, checks a trace's scenario
+// id against the same pattern; its tests hold the two equal.
+const IDPattern = `^[A-Za-z0-9][A-Za-z0-9._-]*$`
 
 // Quirks are the CPU behaviours a run chooses (see emu.Quirks).
 type Quirks struct {

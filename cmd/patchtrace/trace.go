@@ -140,7 +140,7 @@ func cmdInspect(env *cmdEnv, args []string) int {
 	rep := inspectReport{
 		File: pos[0], Version: md.Version, Scenario: md.Scenario, CPUs: md.CPUs, Seed: md.Seed,
 		Quirks: md.Quirks, Tool: md.ToolVersion, Status: md.Status, Truncated: r.Truncated(),
-		Outcome: md.Outcome, Detail: md.OutcomeDetail, Loads: md.Loads, Regs: md.Regs,
+		Outcome: md.Outcome, Detail: format.Printable(md.OutcomeDetail), Loads: md.Loads, Regs: md.Regs,
 		Batches: r.NumBatches(), Decisions: md.DecisionCount, Dropped: md.Dropped,
 		ByKind: map[string]uint64{}, ByCPU: map[string]uint64{}, Symbols: len(md.Symbols), ELFBytes: len(md.ELF),
 	}
@@ -227,7 +227,7 @@ func cmdInspect(env *cmdEnv, args []string) int {
 	if *syms {
 		fmt.Fprintln(w, "\nsymbols:")
 		for _, s := range md.Symbols {
-			fmt.Fprintf(w, "  0x%016x %6d %-16s %s\n", s.Addr, s.Size, s.Section, s.Name)
+			fmt.Fprintf(w, "  0x%016x %6d %-16s %s\n", s.Addr, s.Size, format.Printable(s.Section), format.Printable(s.Name))
 		}
 	}
 	return exitOK

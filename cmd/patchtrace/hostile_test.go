@@ -1,0 +1,70 @@
+package main
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/patchtrace/patchtrace/emu"
+	"github.com/patchtrace/patchtrace/format"
+	"github.com/patchtrace/patchtrace/record"
+)
+
+// TestHostileStrings: a trace whose symbol names and outcome detail carry
+// a terminal escape and a newline (a forged report line) has them printed
+// escaped by inspect, events and analyze, never raw.
+func TestHostileStrings(t *testing.T) {
+	spec, err := loadScenario("text-poke-bp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := emu.LoadImage(spec.ID, spec.ELF)
+	if err != nil {
+		t.Fatal(err)
+	}
+	md := record.Meta(spec, img, spec.CPUs, 1)
+	const evilSym = "start_cpu\x1b[2J\nFORGED: no findings"
+	renamed := false
+	for i := range md.Symbols {
+		if md.Symbols[i].Name == "start_cpu" {
+			md.Symbols[i].Name, renamed = evilSym, true
+		}
+	}
+	if !renamed {
+		t.Fatal("no start_cpu symbol to rename")
+	}
+	path := filepath.Join(t.TempDir(), "hostile.arrow")
+	f, err := format.CreateFile(path, md, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, src, err := emu.SetupImage(spec, img, emu.Options{Seed: 1, MaxInsns: 500, Sink: record.NewRecorder(f, img)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := m.Run(src)
+	f.SetFinal(format.Final{Decisions: emu.EncodeDecisions(res.Decisions), DecisionsFormat: emu.DecisionsFormat, DecisionCount: len(res.Decisions),
+		Outcome: format.OutcomeUnsupported, OutcomeDetail: "cpu1: stop\x1b]0;pwned\x07\nverdict: clean"})
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"inspect", path, "--symbols"},
+		{"events", path, "--to", "400"},
+		{"analyze", path},
+	} {
+		_, out, errs := runCLI(t, args...)
+		all := out + errs
+		if strings.ContainsAny(all, "\x1b\x07") || strings.Contains(all, "\nFORGED") || strings.Contains(all, "\nverdict: clean") {
+			t.Errorf("%s prints the trace's strings raw:\n%s", args[0], all)
+		}
+	}
+	_, out, _ := runCLI(t, "events", path, "--to", "400")
+	if !strings.Contains(out, `"start_cpu\x1b[2J\nFORGED: no findings"`) {
+		t.Errorf("events does not name the symbol escaped:\n%s", out)
+	}
+	_, out, _ = runCLI(t, "analyze", path)
+	if !strings.Contains(out, `\x1b]0;pwned\a\nverdict: clean`) {
+		t.Errorf("analyze does not quote the outcome's detail escaped:\n%s", out)
+	}
+}
