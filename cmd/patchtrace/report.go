@@ -48,6 +48,14 @@ func cmdReport(env *cmdEnv, args []string) int {
 	if len(pos) > 1 && *out == "" {
 		return usageErr(env, fs, "report: %d traces need -o DIR", len(pos))
 	}
+	if len(pos) == 1 && *out != "" {
+		// One trace's page is a file: an existing directory there was
+		// refused after the analysis, with "exists (use --force)", which
+		// --force did not get past.
+		if st, err := os.Stat(*out); err == nil && st.IsDir() {
+			return usageErr(env, fs, "report: -o %s is a directory: one trace's page is -o FILE (-o DIR is for several traces)", *out)
+		}
+	}
 	if len(pos) > 1 {
 		seen := map[string]string{}
 		for _, tr := range pos {

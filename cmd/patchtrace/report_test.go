@@ -112,3 +112,24 @@ func TestCheckOutPages(t *testing.T) {
 		t.Errorf("index: %v %s", err, idx)
 	}
 }
+
+// TestReportOutputDir: one trace with -o naming an existing directory is
+// a usage error that says what -o wants, before any analysis; it said
+// "exists (use --force to replace it)", then refused with --force too.
+func TestReportOutputDir(t *testing.T) {
+	dir := t.TempDir()
+	trace := filepath.Join(dir, "t.arrow")
+	if code, _, errs := runCLI(t, "record", "text-poke-bp", "--max-insns", "2000", "-o", trace); code != exitOK && code != exitFinding {
+		t.Fatalf("record: %s", errs)
+	}
+	for _, force := range []bool{false, true} {
+		args := []string{"report", trace, "-o", dir}
+		if force {
+			args = append(args, "--force")
+		}
+		code, out, errs := runCLI(t, args...)
+		if code != exitUsage || !strings.Contains(errs, "is a directory") || strings.Contains(errs, "--force to") || strings.Contains(out, "wrote") {
+			t.Errorf("report -o DIR (force %v): exit %d, stdout %q, stderr %q", force, code, out, errs)
+		}
+	}
+}
