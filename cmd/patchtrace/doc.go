@@ -437,8 +437,9 @@
 //	Progress goes to stderr, never stdout: a bar with counts, elapsed time and ETA
 //	on a terminal; a plain line every 5s otherwise (a pipe, a file, or CI set in the
 //	environment); none with --quiet (-q).
-//	Exit status: 0 no violation, 1 violation found, 2 error, or a search interrupted
-//	(Ctrl-C) before its budget or time that found no violation.
+//	Exit status: 0 no violation, 1 violation found, 2 error, a search interrupted
+//	(Ctrl-C) before its budget or time that found no violation, or one that ran no
+//	schedule (a shard whose part of the search is empty).
 //
 //	flags:
 //	  -all

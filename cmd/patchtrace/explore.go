@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -39,8 +40,9 @@ const exploreAbout = "Runs many schedules of SCENARIO with recording off, each c
 	"--shard i/n runs the i-th of n disjoint parts of the same search. Without --budget\n" +
 	"and --time, random and pct run 1000 schedules. See the explore package doc for the\n" +
 	"choice-point model.\n" + progressHelp +
-	"Exit status: 0 no violation, 1 violation found, 2 error, or a search interrupted\n" +
-	"(Ctrl-C) before its budget or time that found no violation."
+	"Exit status: 0 no violation, 1 violation found, 2 error, a search interrupted\n" +
+	"(Ctrl-C) before its budget or time that found no violation, or one that ran no\n" +
+	"schedule (a shard whose part of the search is empty)."
 
 // paramFlag collects repeated NAME=VALUE flags.
 type paramFlag map[string]uint64
@@ -115,6 +117,12 @@ func cmdExplore(env *cmdEnv, args []string) int {
 		return usageErr(env, fs, "explore: --depth, --bound and --shrink-runs must not be negative")
 	case *shrinkTime < 0 || *dur < 0:
 		return usageErr(env, fs, "explore: --time and --shrink-time must not be negative")
+	}
+	boundSet := false
+	fs.Visit(func(f *flag.Flag) { boundSet = boundSet || f.Name == "bound" })
+	if boundSet && *bound == 0 {
+		// 0 is the flag's "not given" (k = 1): given, it read as 1.
+		return usageErr(env, fs, "explore: --bound 0: k must be at least 1 (round robin alone is one schedule: patchtrace run)")
 	}
 	switch *strategy {
 	case explore.Random, explore.PCT, explore.Bounded:
@@ -213,6 +221,10 @@ func exploreExit(env *cmdEnv, res *explore.Result) int {
 		return exitFinding
 	case res.Stopped == "canceled":
 		fmt.Fprintf(env.stderr, "patchtrace: explore %s: interrupted after %d schedules, before its budget or time: the search is incomplete\n", res.Scenario, res.Schedules)
+		return exitError
+	case res.Schedules == 0:
+		// "0 schedules, no violation" is no verdict.
+		fmt.Fprintf(env.stderr, "patchtrace: explore %s: no schedule was run (a shard whose part of the search is empty, or a budget or time that ran none): nothing was explored\n", res.Scenario)
 		return exitError
 	}
 	return exitOK

@@ -200,3 +200,19 @@ func TestExploreWarnsUnfiredRule(t *testing.T) {
 		t.Errorf("explore: exit %d\n%s\n%s", code, out, errs)
 	}
 }
+
+// TestExploreNothingExplored: a shard whose part of the search is empty
+// ran no schedule: that is no verdict, so it says so and exits 2 (it said
+// "0 schedules, no violation", status 0); --bound 0, which read as 1, is a
+// usage error.
+func TestExploreNothingExplored(t *testing.T) {
+	out := t.TempDir()
+	code, stdout, errs := runCLI(t, "explore", "text-poke-bp", "--budget", "3", "--shard", "5/10", "-q", "-o", out)
+	if code != exitError || !strings.Contains(errs, "nothing was explored") {
+		t.Errorf("an empty shard: exit %d, stdout %q, stderr %q", code, stdout, errs)
+	}
+	code, _, errs = runCLI(t, "explore", "text-poke-bp", "--strategy", "bounded", "--bound", "0", "--budget", "1", "-q", "-o", out)
+	if code != exitUsage || !strings.Contains(errs, "--bound 0") {
+		t.Errorf("--bound 0: exit %d, stderr %q", code, errs)
+	}
+}
