@@ -10,7 +10,8 @@ import (
 	"github.com/patchtrace/patchtrace/record"
 )
 
-// TestHostileStrings: a trace whose symbol names and outcome detail carry
+// TestHostileStrings: a trace whose symbol names, outcome detail, tool
+// version and quirks carry
 // a terminal escape and a newline (a forged report line) has them printed
 // escaped by inspect, events and analyze, never raw.
 func TestHostileStrings(t *testing.T) {
@@ -23,6 +24,8 @@ func TestHostileStrings(t *testing.T) {
 		t.Fatal(err)
 	}
 	md := record.Meta(spec, img, spec.CPUs, 1)
+	md.ToolVersion = "v1\x1b[2J\nFORGED tool"
+	md.Quirks["fetch\x1b[31m"] = "x\nFORGED quirk"
 	const evilSym = "start_cpu\x1b[2J\nFORGED: no findings"
 	renamed := false
 	for i := range md.Symbols {

@@ -187,7 +187,7 @@ func cmdInspect(env *cmdEnv, args []string) int {
 		return exitOK
 	}
 	w := env.stdout
-	fmt.Fprintf(w, "%s: patchtrace trace, format version %d, written by %s\n", rep.File, rep.Version, rep.Tool)
+	fmt.Fprintf(w, "%s: patchtrace trace, format version %d, written by %s\n", rep.File, rep.Version, format.Printable(rep.Tool))
 	fmt.Fprintf(w, "scenario %s on %d CPUs, seed %d, quirks %s\n", rep.Scenario, rep.CPUs, rep.Seed, quirkString(rep.Quirks))
 	state := "complete"
 	if rep.Truncated {
@@ -262,7 +262,7 @@ func recordedString(rep inspectReport) string {
 func quirkString(q map[string]string) string {
 	var parts []string
 	for _, k := range sortedKeys(q) {
-		parts = append(parts, k+"="+q[k])
+		parts = append(parts, format.Printable(k)+"="+format.Printable(q[k]))
 	}
 	if len(parts) == 0 {
 		return "none"
