@@ -474,7 +474,7 @@ const (
 // MetaKeys is the metadata table, in the order the keys are written.
 var MetaKeys = []MetaKey{
 	{KeyFormatVersion, "Format version, decimal (`5`). Readers refuse a newer version.", false, 0},
-	{KeyScenario, "Scenario name.", false, 0},
+	{KeyScenario, "Scenario id: a letter or digit, then letters, digits, `.`, `_` or `-`, at most 64 bytes, or empty (a reader refuses any other value).", false, 0},
 	{KeyScenarioText, "The scenario file's full text.", false, 0},
 	{KeyELF, "The kernel slice ELF, standard base64, with its symbols and DWARF line table (file:line of every instruction): the trace is self-contained.", false, 0},
 	{KeyCPUs, "Number of CPUs, decimal.", false, 0},
