@@ -1,16 +1,38 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * dyn.c - dyn-tramp-boot before upstream commit 59566b0b622e ("x86/ftrace:
- * Have ftrace trampolines turn read-only at the end of system boot up"):
- * create_trampoline() makes every trampoline read-only, then executable,
- * even while the system is booting, and ftrace still writes code during
- * boot with text_poke_early(), a memcpy() into the page. The boot CPU's
- * memcpy() that switches the boot-time trampoline to tracer_ops faults
- * (#PF: a write to a present, read-only page) and the boot dies there,
- * the crash the commit's RFC reports. Everything else is dyn-tramp-boot.
+ * dyn.c - a dynamic ftrace trampoline created during boot, kept writable
+ * (and updated with plain stores, as text_poke_early() does) until the end
+ * of boot, and only then made read-only.
+ *
+ * Boot-time tracing (ftrace=function on the command line) creates its
+ * trampolines before the kernel's text is read-only, and ftrace updates
+ * code then with text_poke_early(): a memcpy() into the text. A trampoline
+ * made read-only at creation faults on that memcpy() (the crash upstream
+ * commit 59566b0b622e, "x86/ftrace: Have ftrace trampolines turn read-only
+ * at the end of system boot up", fixes; dyn-tramp-boot-ro is that crash).
+ * The fix, modelled here: while the system is booting, create_trampoline()
+ * only makes the page executable (rwx, like the rest of the text at that
+ * point); mark_rodata_ro() at the end of boot makes every boot-time
+ * trampoline read-only (set_ftrace_ops_ro()), and from then on only
+ * text_poke() changes it, through its writable alias. A scenario that
+ * ships pt_dyn_tramp_boot_ro.h builds create_trampoline() as it was before
+ * that commit, read-only at creation, booting or not (dyn-tramp-boot-ro):
+ * the boot CPU's memcpy() that switches the trampoline to tracer_ops takes
+ * a #PF (a write to a present, read-only page) and the boot dies there.
+ *
+ * CPU 0 is the boot CPU: it creates the trampoline for other_ops, points
+ * traced_fn's fentry site at it with text_poke_bp(), calls traced_fn
+ * itself, switches the trampoline to tracer_ops with a plain memcpy()
+ * (text_poke_early()), lets CPUs 1-3 come up and call traced_fn through
+ * it, ends boot (set_ftrace_ops_ro(), marker 3), and later switches the
+ * trampoline back to other_ops with text_poke(). The wx analyzer holds the
+ * run to the kernel's boot-time rule until marker 3
+ * (contract.boot_until_marker): nothing may be writable and executable
+ * after it, and nothing is at it.
  *
  * Markers: 1 = the call to the trampoline is in place on every CPU,
- * 3 = the end of boot (never reached), 2 = the ops switch back.
+ * 3 = the end of boot (mark_rodata_ro()), 2 = the trampoline's ops pointer
+ * was switched back to other_ops with text_poke().
  */
 #include "slice.h"
 #include "percpu.h"
@@ -98,8 +120,18 @@ static void *create_trampoline(struct ftrace_ops *ops)
 	ops->trampoline = tramp;
 	ops->trampoline_size = size;
 
+#if __has_include("pt_dyn_tramp_boot_ro.h")
 	/* Read-only first, then executable: booting or not. */
 	set_memory_ro((unsigned long)tramp, npages);
+#else
+	/*
+	 * While booting, ftrace still writes code with text_poke_early():
+	 * leave the page writable, set_ftrace_ops_ro() makes it read-only at
+	 * the end of boot. Afterwards, read-only first, then executable.
+	 */
+	if (!READ_ONCE(system_booting))
+		set_memory_ro((unsigned long)tramp, npages);
+#endif
 	set_memory_x((unsigned long)tramp, npages);
 
 	return tramp;
