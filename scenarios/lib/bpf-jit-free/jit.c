@@ -1,14 +1,24 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * jit.c - bpf-jit-free as it was before upstream commit d53d2f78cead ("bpf:
- * Use vmalloc special flag"): bpf_jit_free() first undoes the image's
- * protection with bpf_jit_binary_unlock_ro(), a set_memory_rw(), and only
- * then frees it. set_memory_rw() adds the write bit and leaves the
- * executable one: from there to module_memfree() the image is writable
- * and executable, the W+X window the VM_FLUSH_RESET_PERMS series
- * ("vmalloc: Add flag for free of special permsissions") closed by having
- * vfree() reset the permissions as it unmaps. Everything else is
- * bpf-jit-free.
+ * jit.c - a JIT image (a dynamic trampoline, as a BPF program's) retired
+ * and freed the way Linux does since upstream commit d53d2f78cead ("bpf:
+ * Use vmalloc special flag"): module_memfree() of the read-only,
+ * executable image, whose permissions vmalloc resets as it unmaps the
+ * pages (VM_FLUSH_RESET_PERMS), with no set_memory_rw() before it.
+ *
+ * Before that commit bpf_jit_binary_unlock_ro() made the image writable
+ * with set_memory_rw() and only then freed it: set_memory_rw() leaves the
+ * executable bit alone, so between the two the image was writable and
+ * executable (bpf-jit-free-rw: a scenario that ships pt_bpf_jit_free_rw.h
+ * builds free_image() that way). The machine's module_memfree() unmaps the
+ * pages and shoots their translations down from every CPU's TLB at once,
+ * which is what VM_FLUSH_RESET_PERMS gives the kernel.
+ *
+ * CPU 0 builds the image (rw-, filled with ordinary stores, then r-- and
+ * r-x), points traced_fn's fentry site at it with text_poke_bp(), lets
+ * CPUs 1-3 call traced_fn through it, turns the site back into a nop with
+ * text_poke_bp(), waits until CPUs 1-3 have stopped calling (no CPU can
+ * be inside the image then), and frees it.
  *
  * Markers: 1 = the call to the image is in place on every CPU, 4 = its
  * removal starts, 2 = the site is a nop again on every CPU, 3 = the image
@@ -100,6 +110,7 @@ static void *create_image(struct ftrace_ops *ops)
 	return image;
 }
 
+#if __has_include("pt_bpf_jit_free_rw.h")
 /* bpf_jit_free(): bpf_jit_binary_unlock_ro(), then the free. */
 static void free_image(struct ftrace_ops *ops)
 {
@@ -109,6 +120,14 @@ static void free_image(struct ftrace_ops *ops)
 	module_memfree(ops->trampoline);
 	ops->trampoline = NULL;
 }
+#else
+/* bpf_jit_free(): vfree() resets the permissions as it unmaps. */
+static void free_image(struct ftrace_ops *ops)
+{
+	module_memfree(ops->trampoline);
+	ops->trampoline = NULL;
+}
+#endif
 
 static void spin(u64 n)
 {
