@@ -16,18 +16,18 @@
 
 	.text
 
-/*
- * #BP: on the interrupted stack, with the call-emulation gap. A scenario
- * that ships a header named pt_no_int3_gap.h gets the entry as it was
- * before the gap (before Linux commit 2700fefdb2d9, "x86_64: Add gap to
- * int3 to allow for call emulation"): pt_regs built on the hardware frame.
- */
+/* #BP: call-emulation gap, interrupt gate; the knobs: end of this file. */
+#if __has_include("pt_int3_trap_gate.h")
+#define PT_INT3_GATE	GATE_TRAP
+#else
+#define PT_INT3_GATE	GATE_INTERRUPT
+#endif
 #if __has_include("pt_no_int3_gap.h")
 IDTENTRY asm_exc_int3, do_int3, create_gap=0
 #else
 IDTENTRY asm_exc_int3, do_int3, create_gap=1
 #endif
-PT_VECTOR X86_TRAP_BP, asm_exc_int3
+PT_VECTOR X86_TRAP_BP, asm_exc_int3, PT_INT3_GATE
 
 /* Faults no scenario expects: they all end in die(), an oops. */
 IDTENTRY asm_exc_invalid_op, do_invalid_op
@@ -237,3 +237,18 @@ SYM_FUNC_START(ret_from_fork)
 	call	*%rbx
 	call	task_exit			/* does not return */
 SYM_FUNC_END(ret_from_fork)
+
+/*
+ * The #BP entry's knobs (kept down here so that the lines above, and the
+ * line tables of every slice, stay where they were):
+ *
+ *  - A scenario that ships a header named pt_no_int3_gap.h gets the entry
+ *    as it was before the gap (before Linux commit 2700fefdb2d9, "x86_64:
+ *    Add gap to int3 to allow for call emulation"): pt_regs built on the
+ *    hardware frame.
+ *  - One that ships pt_int3_trap_gate.h gets #BP through a trap gate, which
+ *    leaves IF as it was (SDM Vol. 3 §6.12.1.3), as i386's int3 gate was
+ *    before kprobes made it an interrupt gate: an interrupt, or the
+ *    patcher's sync IPI, can then be taken in do_int3() before it has
+ *    looked at the patch state.
+ */
