@@ -7,10 +7,10 @@
  * modified) frame: a handler redirects the interrupted context by writing
  * regs->ip, regs->flags or regs->sp, exactly as in the kernel.
  *
- * All gates are interrupt gates: IF is clear from delivery to IRETQ, so an
- * IPI can never land in the middle of a handler. text_poke_bp() depends on
- * that: a CPU in do_int3() cannot acknowledge the patcher's sync IPI until it
- * has finished looking at bp_int3_addr.
+ * All gates are interrupt gates (bar the #BP knob at the end): IF is clear
+ * from delivery to IRETQ, so an IPI never lands in a handler. text_poke_bp()
+ * depends on that: a CPU in do_int3() cannot acknowledge the patcher's sync
+ * IPI until it has finished looking at bp_int3_addr.
  */
 #include "entry.h"
 
