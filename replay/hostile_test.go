@@ -149,3 +149,39 @@ func TestReplayMemoryBounded(t *testing.T) {
 		t.Fatalf("allocated %d MiB", a>>20)
 	}
 }
+
+// TestHostileSourceFileName: a file name in the line table of the ELF a
+// trace carries comes from whoever wrote the file; Line prints it escaped
+// (as symbol names are), so a terminal escape or a newline in it cannot
+// forge the lines of events --src, a finding's source or a story.
+func TestHostileSourceFileName(t *testing.T) {
+	spec, err := scenario.Load(scenarios.FS, "text-poke-bp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := emu.LoadImage(spec.ID, spec.ELF)
+	if err != nil {
+		t.Fatal(err)
+	}
+	md := record.Meta(spec, img, spec.CPUs, 1)
+	target, ok := replay.NewSymbols(md.Symbols).Lookup("traced_fn")
+	if !ok {
+		t.Fatal("text-poke-bp has no traced_fn")
+	}
+	if got := replay.MetaSymbols(&md).Line(target.Addr); !strings.HasPrefix(got, "text-poke-bp/traced.fentry.c:") {
+		t.Fatalf("traced_fn's line %q, want text-poke-bp/traced.fentry.c:N", got)
+	}
+	// Same length, so the DWARF stays well formed: only the name changes.
+	const name, evil = "traced.fentry.c", "t\x1b[2J\nFAKE.c:99"
+	if len(name) != len(evil) || bytes.Count(spec.ELF, []byte(name)) == 0 {
+		t.Fatalf("test setup: %q not in the ELF or lengths differ", name)
+	}
+	md.ELF = bytes.ReplaceAll(bytes.Clone(spec.ELF), []byte(name), []byte(evil))
+	got := replay.MetaSymbols(&md).Line(target.Addr)
+	if got == "" || strings.ContainsAny(got, "\x1b\n") {
+		t.Fatalf("line of traced_fn from a hostile line table: %q (want it escaped)", got)
+	}
+	if !strings.Contains(got, `\x1b`) || !strings.Contains(got, `\n`) {
+		t.Fatalf("line %q does not show the escaped bytes", got)
+	}
+}

@@ -129,8 +129,10 @@ func (s *Symbols) PercpuAt(off uint64) (format.Symbol, bool) {
 func (s *Symbols) Describe(addr uint64) string { return s.t.Describe(addr) }
 
 // Line names addr as "file:line" from the line table of the trace's slice
-// ELF, or "" when it does not cover addr (or the slice has none).
-func (s *Symbols) Line(addr uint64) string { return s.t.Line(addr) }
+// ELF, or "" when it does not cover addr (or the slice has none). The file
+// name comes from the trace: it is kept printable (format.Printable), as
+// symbol names are.
+func (s *Symbols) Line(addr uint64) string { return format.Printable(s.t.Line(addr)) }
 
 // Page is one page of reconstructed memory.
 type Page struct {
