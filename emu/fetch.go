@@ -151,17 +151,18 @@ func (dp *decodePage) addTail(f *frame) {
 
 // fetch returns the decoded instruction at c.RIP. ok=false means the fetch
 // faulted (c.exit is set) or the emulator cannot go on (err != nil).
-// decoded is fetch's hit: the decode at RIP when the CPU's decode cache
-// for its page is current (same mapping generation, and bytes unchanged
-// or the stale fetch model) and holds one; nil otherwise (fetch then
-// does the rest). Small enough to inline into the step loop.
-func (c *CPU) decoded() *inst {
-	rip := c.RIP
-	dp := c.dc[rip>>pageShift&(dcEntries-1)]
-	if dp == nil || dp.vpn != rip>>pageShift || dp.xgen != c.m.xgen || dp.changed() && !c.m.cfg.Quirks.StaleFetch {
+// currentPage is fetch's hit: the CPU's decode cache for RIP's page when
+// it is current (same mapping generation, and bytes unchanged or the stale
+// fetch model), nil otherwise (fetch then does the rest). Small enough to
+// inline into the step loop, which takes the decode at RIP from it (the
+// runs of common steps, fastRuns, check it once per page).
+func (c *CPU) currentPage() *decodePage {
+	vpn := c.RIP >> pageShift
+	dp := c.dc[vpn&(dcEntries-1)]
+	if dp == nil || dp.vpn != vpn || dp.xgen != c.m.xgen || dp.changed() && !c.m.cfg.Quirks.StaleFetch {
 		return nil
 	}
-	return dp.insts[rip&pageMask]
+	return dp
 }
 
 func (c *CPU) fetch() (in *inst, ok bool, err error) {

@@ -50,7 +50,10 @@ func (m *Machine) steps(c *CPU, n int) {
 				return
 			}
 		}
-		in := c.decoded() // fetch's hit, inline
+		var in *inst
+		if dp := c.currentPage(); dp != nil { // fetch's hit, inline
+			in = dp.insts[c.RIP&pageMask]
+		}
 		if in == nil {
 			var ok bool
 			var err error
@@ -168,13 +171,10 @@ func (m *Machine) fastSteps(c *CPU, n int) (int, bool) {
 }
 
 func (m *Machine) fastRuns(c *CPU, n int) (int, bool) {
-	stale := m.cfg.Quirks.StaleFetch
 	for n > 0 && !c.attention && c.RFLAGS&FlagTF == 0 {
-		// decoded's checks, once per page.
-		rip := c.RIP
-		vpn := rip >> pageShift
-		dp := c.dc[vpn&(dcEntries-1)]
-		if dp == nil || dp.vpn != vpn || dp.xgen != m.xgen || !stale && dp.changed() {
+		// fetch's hit (currentPage), checked once per page.
+		dp := c.currentPage()
+		if dp == nil {
 			return n, false
 		}
 		if m.insns >= m.insnLimit {
@@ -185,7 +185,7 @@ func (m *Machine) fastRuns(c *CPU, n int) (int, bool) {
 		if left := m.insnLimit - m.insns; uint64(k) > left {
 			k = int(left)
 		}
-		in := dp.insts[rip&pageMask]
+		in := dp.insts[c.RIP&pageMask]
 		if in == nil || in.special {
 			return n, false
 		}
