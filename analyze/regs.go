@@ -40,6 +40,17 @@ import (
 // the emulated callee, or the IRETQ that resumed it with a value a
 // handler wrote into its frame).
 //
+// A site declared returns (contract.asm_sites returns = true) is a return
+// as its author wrote it, a RET or the jmp to a return thunk that stands
+// for one: its pass ends at the RET, in the same context, that pops the
+// word at the site's stack pointer (the return address the site returns
+// through), and the registers before that RET must be those at the site.
+// A return thunk is a RET that also does other work (srso_safe_ret()'s
+// stack adjustment, call depth tracking's counter): code that relies on a
+// RET keeping what a C return need not keep (KVM's fastops return flags)
+// breaks when the thunk changes it (commit ba5ca5e5e6a1, "x86/retpoline:
+// Don't clobber RFLAGS during srso_safe_ret()").
+//
 // A pass whose frame is left without reaching the site's end (a RET that
 // pops at or above the site's stack pointer, an IRETQ that resumes the
 // context above it or ends the context) is dropped unjudged: whether the
@@ -59,6 +70,7 @@ type regsCheck struct {
 	passes map[ctxKey][]*regPass
 	npass  int
 	isRet  []bool // by op index
+	nret   int    // pending passes through returns sites
 	// cache is passes[cacheKey] while cached (consecutive rows are mostly
 	// one context's); any change to passes clears cached.
 	cached   bool
@@ -74,6 +86,7 @@ type regSite struct {
 	name       string // "contract.asm_sites 1 (site = \"...\")"
 	regs       []int  // indexes into format.RegNames
 	mask       uint32
+	returns    bool   // a return: the pass ends at the RET through its word
 	passed     uint64 // passes judged
 }
 
@@ -110,7 +123,7 @@ const maxRegPasses = 4096
 
 func (*regsCheck) ID() string { return "regs" }
 func (*regsCheck) Doc() string {
-	return "A register the scenario's contract says a site preserves (contract.asm_sites, contract.must_call preserves) held another value when the context that entered the site reached its end (an emulated call into a function that clobbers caller-saved registers the compiler kept live)."
+	return "A register the scenario's contract says a site preserves (contract.asm_sites, contract.must_call preserves) held another value when the context that entered the site reached its end (an emulated call into a function that clobbers caller-saved registers the compiler kept live), or, for a site declared a return, at the RET through its return address (a return thunk that changes what a RET keeps)."
 }
 
 func (a *regsCheck) Start(ctx *Context) error {
@@ -122,18 +135,20 @@ func (a *regsCheck) Start(ctx *Context) error {
 	if ctx.St.Spec == nil {
 		return nil
 	}
-	add := func(name, where string, length uint64, regs []int) error {
+	add := func(name, where string, length uint64, regs []int, returns bool) error {
 		start, err := ctx.St.Syms.Resolve(where)
 		if err != nil {
 			return fmt.Errorf("%s site: %w", name, err)
 		}
-		s := regSite{start: start, end: start + length, name: fmt.Sprintf("%s (site = %q)", name, where), regs: regs}
+		s := regSite{start: start, end: start + length, name: fmt.Sprintf("%s (site = %q)", name, where), regs: regs, returns: returns}
 		for _, i := range regs {
 			s.mask |= 1 << i
 		}
 		a.sites = append(a.sites, s)
 		a.watch.add(s.start)
-		a.watch.add(s.end)
+		if !returns {
+			a.watch.add(s.end)
+		}
 		return nil
 	}
 	c := ctx.St.Spec.Contract
@@ -141,12 +156,12 @@ func (a *regsCheck) Start(ctx *Context) error {
 		if mc.Preserves.Empty() {
 			continue
 		}
-		if err := add(fmt.Sprintf("contract.must_call %d", i+1), mc.Site, siteLength(mc.Length), mc.Preserves.Indexes()); err != nil {
+		if err := add(fmt.Sprintf("contract.must_call %d", i+1), mc.Site, siteLength(mc.Length), mc.Preserves.Indexes(), false); err != nil {
 			return err
 		}
 	}
 	for i, as := range c.AsmSites {
-		if err := add(fmt.Sprintf("contract.asm_sites %d", i+1), as.Site, as.Length, as.Preserves.Indexes()); err != nil {
+		if err := add(fmt.Sprintf("contract.asm_sites %d", i+1), as.Site, as.Length, as.Preserves.Indexes(), as.Returns); err != nil {
 			return err
 		}
 	}
@@ -201,6 +216,9 @@ func (a *regsCheck) Event(ctx *Context, r *format.Row) {
 			a.sitesAt(ctx, k, r, rf)
 		}
 		if a.npass > 0 && int(r.Op) < len(a.isRet) && a.isRet[r.Op] {
+			if a.nret > 0 {
+				a.returned(ctx, k, r, rf)
+			}
 			// The RET pops the word at r.RSP: frames at or below it are gone.
 			a.drop(k, r.RSP+1)
 		}
@@ -242,7 +260,7 @@ func (a *regsCheck) Event(ctx *Context, r *format.Row) {
 func (a *regsCheck) sitesAt(ctx *Context, k ctxKey, r *format.Row, rf *replay.RegFile) {
 	for i := range a.sites {
 		s := &a.sites[i]
-		if r.RIP != s.end {
+		if r.RIP != s.end || s.returns {
 			continue
 		}
 		if p := a.innermost(k, i, r.RSP); p != nil {
@@ -268,6 +286,28 @@ func (a *regsCheck) sitesAt(ctx *Context, k ctxKey, r *format.Row, rf *replay.Re
 		a.passes[k] = append(a.passes[k], p)
 		a.cached = false
 		a.npass++
+		if s.returns {
+			a.nret++
+		}
+	}
+}
+
+// returned handles a RET row r of context k: the passes through returns
+// sites whose return address it pops (the word at the site's stack
+// pointer) end here, and are judged with the registers before it (rf).
+func (a *regsCheck) returned(ctx *Context, k ctxKey, r *format.Row, rf *replay.RegFile) {
+	for {
+		var end *regPass
+		for _, p := range a.passes[k] {
+			if a.sites[p.site].returns && p.rsp == r.RSP {
+				end = p
+			}
+		}
+		if end == nil {
+			return
+		}
+		a.remove(k, end)
+		a.judge(ctx, k, end, r, rf)
 	}
 }
 
@@ -326,6 +366,13 @@ func (a *regsCheck) judge(ctx *Context, k ctxKey, p *regPass, r *format.Row, rf 
 	}
 	ev = append(ev, r.Seq)
 	keep = append(keep, r)
+	reached := "reached " + ctx.Describe(s.end)
+	if s.returns {
+		reached = fmt.Sprintf("returned through the word at %#x by the RET at %s", p.rsp, ctx.Describe(r.RIP))
+		if line := ctx.St.Syms.Line(r.RIP); line != "" {
+			reached += " (" + line + ")"
+		}
+	}
 	sort.Slice(ev, func(i, j int) bool { return ev[i] < ev[j] })
 	ev = uniq(ev)
 	key := fmt.Sprintf("%d|%s", p.site, strings.Join(names, ","))
@@ -335,8 +382,8 @@ func (a *regsCheck) judge(ctx *Context, k ctxKey, p *regPass, r *format.Row, rf 
 	}
 	ctx.Report(Finding{
 		CPU: int(k.cpu), Task: k.task, Context: keyName(k), SeqFirst: p.seq, SeqLast: r.Seq, RIP: s.start, Evidence: ev, Story: story,
-		Message: fmt.Sprintf("pass through %s, %s (seq %d..%d), reached %s with %s: registers the compiler assumes the site preserves were clobbered",
-			ctx.Describe(s.start), s.name, p.seq, r.Seq, ctx.Describe(s.end), strings.Join(bad, ", ")),
+		Message: fmt.Sprintf("pass through %s, %s (seq %d..%d), %s with %s: registers the compiler assumes the site preserves were clobbered",
+			ctx.Describe(s.start), s.name, p.seq, r.Seq, reached, strings.Join(bad, ", ")),
 	}, key)
 }
 
@@ -369,6 +416,9 @@ func (a *regsCheck) remove(k ctxKey, p *regPass) {
 		if ps[j] == p {
 			a.passes[k] = append(ps[:j], ps[j+1:]...)
 			a.npass--
+			if a.sites[p.site].returns {
+				a.nret--
+			}
 			break
 		}
 	}
@@ -389,6 +439,8 @@ func (a *regsCheck) drop(k ctxKey, rsp uint64) {
 	for _, p := range ps {
 		if rsp != 0 && p.rsp >= rsp {
 			keep = append(keep, p)
+		} else if a.sites[p.site].returns {
+			a.nret--
 		}
 	}
 	a.npass -= len(ps) - len(keep)

@@ -28,6 +28,12 @@ asm_sites = [{ site = "caller_main+0x10", length = 5, preserves = ["rax", "rdx"]
 // register deltas (record --no-regs).
 func newRegsFeed(t *testing.T, regs bool) *feed {
 	t.Helper()
+	return newRegsFeedWith(t, regs, regsContract)
+}
+
+// newRegsFeedWith is newRegsFeed with another [contract].
+func newRegsFeedWith(t *testing.T, regs bool, contract string) *feed {
+	t.Helper()
 	spec, err := scenario.Load(scenarios.FS, "int3-emulate-call")
 	if err != nil {
 		t.Fatal(err)
@@ -41,7 +47,7 @@ func newRegsFeed(t *testing.T, regs bool) *feed {
 	if i < 0 {
 		t.Fatal("int3-emulate-call has no [contract]")
 	}
-	f.md.ScenarioText = f.md.ScenarioText[:i] + regsContract
+	f.md.ScenarioText = f.md.ScenarioText[:i] + contract
 	f.md.Regs = regs
 	for i, n := range f.md.OpNames {
 		f.ops[n] = uint16(i)
@@ -242,6 +248,103 @@ func TestRegsPasses(t *testing.T) {
 			}
 			if fd.Analyzer != "regs" || fd.Symbol != tc.want.site || fd.CPU != 1 || fd.Task != 2 || len(fd.Evidence) != tc.want.ev {
 				t.Errorf("finding %s at %s cpu%d task %d evidence %v: want regs at %s on cpu1 task 2 with %d events", fd.Analyzer, fd.Where, fd.CPU, fd.Task, fd.Evidence, tc.want.site, tc.want.ev)
+			}
+		})
+	}
+}
+
+// regsReturnContract declares func_a+0x20 a return that keeps rax and
+// rflags (a fastop's RET, through whatever thunk apply_returns() chose).
+const regsReturnContract = `[contract]
+must_call = []
+asm_sites = [{ site = "func_a+0x20", length = 5, returns = true, preserves = ["rax", "rflags"] }]
+`
+
+// TestRegsReturnSite feeds hand-made passes through a site declared a
+// return: the pass ends at the RET that pops the word at the site's stack
+// pointer, through a thunk that calls another function first (as
+// srso_return_thunk does), and is judged there, not at site + length.
+func TestRegsReturnSite(t *testing.T) {
+	const S = uint64(0xffffc90000013f00) // task 2's stack at the site: the return address
+	task2, irq2 := ctx{cpu: 1, task: 2}, ctx{cpu: 1, task: 2, depth: 1}
+	thunk := func(f *feed, adjust rs) uint64 {
+		// jmp thunk; thunk: call safe_ret; safe_ret: add/lea $8,%rsp; ret
+		site := f.sym("func_a", 0x20)
+		f.rinsn(task2, site, "JMP", S, nil)
+		f.rinsn(task2, f.sym("func_b", 0), "CALL", S, rs{"rsp": S - 8})
+		ch := f.rinsn(task2, f.sym("func_b", 0x10), "ADD", S-8, adjust)
+		f.rinsn(task2, f.sym("func_b", 0x14), "RET", S, rs{"rsp": S + 8})
+		f.insn(task2, f.sym("caller_main", 0x15), "MOV", S+8)
+		return ch
+	}
+	for _, tc := range []struct {
+		name string
+		run  func(f *feed) (changed uint64)
+		msg  []string // nil: clean
+	}{
+		{"a thunk that adjusts the stack with add clobbers rflags", func(f *feed) uint64 {
+			return thunk(f, rs{"rsp": S, "rflags": 0x86})
+		}, []string{"func_a+0x20, contract.asm_sites 1", "returned through the word at 0xffffc90000013f00 by the RET at func_b+0x14",
+			"rflags 0x100 -> 0x86 (changed at seq"}},
+		{"a thunk that adjusts the stack with lea keeps them", func(f *feed) uint64 {
+			thunk(f, rs{"rsp": S})
+			return 0
+		}, nil},
+		{"a plain ret is its own end", func(f *feed) uint64 {
+			f.rinsn(task2, f.sym("func_a", 0x20), "RET", S, rs{"rsp": S + 8})
+			f.insn(task2, f.sym("caller_main", 0x15), "MOV", S+8)
+			return 0
+		}, nil},
+		{"an interrupt in the thunk that gives rflags back", func(f *feed) uint64 {
+			site := f.sym("func_a", 0x20)
+			f.rinsn(task2, site, "JMP", S, nil)
+			f.rinsn(task2, f.sym("func_b", 0), "CALL", S, rs{"rsp": S - 8})
+			f.add(task2, regRow(&format.Row{Kind: format.KindTrap, RIP: f.sym("func_b", 0x10), Vector: 0xec, Handler: f.sym("asm_sysvec_apic_timer_interrupt", 0), RSP: S - 0x48, Size: 40},
+				rs{"rsp": S - 0x48, "rflags": 2}))
+			f.rinsn(irq2, f.sym("asm_sysvec_apic_timer_interrupt", 0), "ADD", S-0x48, rs{"rax": 0x1111, "rflags": 0x97})
+			// The handler's own RET at the pass's stack pointer is another context's.
+			f.rinsn(irq2, f.sym("asm_sysvec_apic_timer_interrupt", 0x20), "RET", S, rs{"rsp": S + 8})
+			f.add(task2, regRow(&format.Row{Kind: format.KindIret, RIP: f.sym("asm_sysvec_apic_timer_interrupt", 0x47), Handler: f.sym("func_b", 0x10), RSP: S - 8},
+				rs{"rax": 0xa0, "rflags": 0x100, "rsp": S - 8}))
+			f.rinsn(task2, f.sym("func_b", 0x10), "LEA", S-8, rs{"rsp": S})
+			f.rinsn(task2, f.sym("func_b", 0x14), "RET", S, rs{"rsp": S + 8})
+			return 0
+		}, nil},
+		{"site + length is not its end", func(f *feed) uint64 {
+			// Through site + length with rflags changed, and back before the RET.
+			f.rinsn(task2, f.sym("func_a", 0x20), "JMP", S, nil)
+			f.rinsn(task2, f.sym("func_a_c", 0), "ADD", S, rs{"rflags": 0x86})
+			f.rinsn(task2, f.sym("func_a", 0x25), "POPF", S, rs{"rflags": 0x100})
+			f.rinsn(task2, f.sym("func_a_c", 1), "RET", S, rs{"rsp": S + 8})
+			return 0
+		}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newRegsFeedWith(t, true, regsReturnContract)
+			f.start(task2, S)
+			f.add(task2, regRow(&format.Row{Kind: format.KindInsn, RIP: f.sym("caller_main", 0x20), Op: f.ops["MOV"], Len: 1, RSP: S}, rs{"rflags": 0x100}))
+			changed := tc.run(f)
+			res := f.finish()
+			if tc.msg == nil {
+				if len(res.Findings) != 0 || res.Incomplete != "" {
+					t.Fatalf("want clean, got incomplete %q:\n%s", res.Incomplete, summary(res))
+				}
+				return
+			}
+			if len(res.Findings) != 1 {
+				t.Fatalf("want one finding, got:\n%s", summary(res))
+			}
+			fd := res.Findings[0]
+			for _, m := range tc.msg {
+				if !strings.Contains(fd.Message, m) {
+					t.Errorf("finding %q does not say %q", fd.Message, m)
+				}
+			}
+			if !strings.Contains(fd.Message, fmt.Sprintf("changed at seq %d ", changed)) {
+				t.Errorf("finding %q does not name seq %d as the change", fd.Message, changed)
+			}
+			if fd.Analyzer != "regs" || fd.Symbol != "func_a" || fd.CPU != 1 || fd.Task != 2 {
+				t.Errorf("finding %s at %s cpu%d task %d: want regs at func_a on cpu1 task 2", fd.Analyzer, fd.Where, fd.CPU, fd.Task)
 			}
 		})
 	}

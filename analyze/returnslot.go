@@ -133,6 +133,9 @@ func (a *returnSlot) Start(ctx *Context) error {
 			}
 		}
 		for _, as := range ctx.St.Spec.Contract.AsmSites {
+			if as.Returns {
+				continue // a return: no call comes back after it
+			}
 			if site, err := ctx.St.Syms.Resolve(as.Site); err == nil {
 				a.siteRets[site+as.Length] = true
 			}

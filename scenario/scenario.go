@@ -304,10 +304,22 @@ type MustCall struct {
 // context that passed through it. Site+Length is also where a call an
 // int3 handler emulates at the site returns to (the return-slot analyzer
 // accepts a RET there, as after a must_call site).
+//
+// Returns, when set, says the site is a return as its author wrote it (a
+// RET, or the jmp to a return thunk the compiler emits for one, which
+// apply_returns() may point at another thunk): the pass does not end at
+// Site+Length but at the RET that pops the return address the context's
+// stack held at the site, and the preserved registers must hold there
+// what they held at the site. Code that relies on a RET keeping registers
+// a C return need not (KVM's fastops return their result in RFLAGS) is
+// broken by a thunk that changes them (commit ba5ca5e5e6a1,
+// "x86/retpoline: Don't clobber RFLAGS during srso_safe_ret()"). No call
+// returns to Site+Length of such a site.
 type AsmSite struct {
 	Site      string `toml:"site"`
 	Length    uint64 `toml:"length"`
 	Preserves RegSet `toml:"preserves"`
+	Returns   bool   `toml:"returns"`
 }
 
 // RegSet is a preserves value: a list of register names (RegNames) or

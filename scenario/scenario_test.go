@@ -212,7 +212,7 @@ func TestExpectEntries(t *testing.T) {
 func TestPreserves(t *testing.T) {
 	head := "id = \"t\"\nslice = \"t.elf\"\ncpus = 1\n[contract]\n"
 	s, err := Parse("s.toml", []byte(head+`must_call = [{ site = "f", handlers = ["h"], preserves = ["rdi", "rax"] }, { site = "g", handlers = ["h"] }]
-asm_sites = [{ site = "sel.c:12", length = 5, preserves = "all" }, { site = "lbl+2", length = 1, preserves = ["rflags"] }]
+asm_sites = [{ site = "sel.c:12", length = 5, preserves = "all" }, { site = "lbl+2", length = 1, preserves = ["rflags"], returns = true }]
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -229,6 +229,9 @@ asm_sites = [{ site = "sel.c:12", length = 5, preserves = "all" }, { site = "lbl
 	}
 	if got := as[1].Preserves.Indexes(); !reflect.DeepEqual(got, []int{16}) || RegNames[16] != "rflags" {
 		t.Errorf("asm_sites 2 preserves %v", got)
+	}
+	if as[0].Returns || !as[1].Returns {
+		t.Errorf("asm_sites returns %v, %v: want false, true", as[0].Returns, as[1].Returns)
 	}
 	for _, tc := range []struct{ name, edit, want string }{
 		{"unknown register", `must_call = [{ site = "f", handlers = ["h"], preserves = ["rax", "eax"] }]`, `contract.must_call 1: preserves: unknown register "eax"`},
