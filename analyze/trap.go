@@ -30,7 +30,9 @@ import (
 //
 // It also judges out-of-line copies of instructions (ool.go): code run in
 // place of the instructions before the address a context goes on at must
-// address, RIP-relative, what they do.
+// address, RIP-relative, what they do; and int3 handlers' emulations of a
+// conditional branch under their int3 (emulate.go): the IRETQ must resume
+// the context where the flags it was interrupted with send the branch.
 type trapCheck struct {
 	oopsIP   []uint64 // per CPU: ip from the last die marker
 	lastTrap []trapSeen
@@ -58,6 +60,9 @@ type trapCheck struct {
 	pad   []uint64
 	padLo uint64
 	gaps  []padGap
+	// Emulated branches (emulate.go): each context's #BP over a
+	// conditional branch as built, until the IRETQ that resumes it.
+	emu map[ctxKey]emuPending
 }
 
 // padGap is one run of padding: [lo, hi) between the functions before and
@@ -119,7 +124,7 @@ const markerOopsIP = 0xffff
 
 func (*trapCheck) ID() string { return "trap" }
 func (*trapCheck) Doc() string {
-	return "An int3 or fault that no handler claimed (an oops, panic or BUG), a handler return or branch into the middle of an instruction of patched code, an out-of-line copy of an instruction (a kprobe's slot, an optprobe's detour) whose RIP-relative operand addresses other memory than the original's, or an instruction run in the padding between two functions."
+	return "An int3 or fault that no handler claimed (an oops, panic or BUG), a handler return or branch into the middle of an instruction of patched code, an out-of-line copy of an instruction (a kprobe's slot, an optprobe's detour) whose RIP-relative operand addresses other memory than the original's, an int3 handler's emulation of a conditional branch that went the other way than the interrupted flags select, or an instruction run in the padding between two functions."
 }
 func (a *trapCheck) Start(ctx *Context) error {
 	a.oopsIP = make([]uint64, len(ctx.St.CPUs))
@@ -133,6 +138,7 @@ func (a *trapCheck) Start(ctx *Context) error {
 	a.rings = make([][oolDepths]oolRing, len(ctx.St.CPUs))
 	a.ends = map[uint64]map[uint64]uint64{}
 	a.padLo, a.pad, a.gaps = paddingOf(ctx.St)
+	a.emu = map[ctxKey]emuPending{}
 	return nil
 }
 
@@ -285,7 +291,7 @@ func (a *trapCheck) isRet(ctx *Context, in trapInsn) bool {
 func (*trapCheck) Needs() Needs {
 	return Needs{Kinds: []format.Kind{format.KindTrap, format.KindMarker, format.KindFault, format.KindIret, format.KindInsn, format.KindWrite},
 		Columns: []int{format.ColVector, format.ColErrCode, format.ColAddr, format.ColArg0, format.ColArg1, format.ColMsg, format.ColService, format.ColHandler,
-			format.ColLen, format.ColSize, format.ColAlias}}
+			format.ColLen, format.ColSize, format.ColAlias, format.ColRSP}}
 }
 
 // boundary is boundary over the state's memory, cached.
@@ -331,6 +337,7 @@ func (a *trapCheck) Event(ctx *Context, r *format.Row) {
 	case format.KindTrap:
 		a.last[r.CPU].ok = false
 		a.lastTrap[r.CPU] = trapSeen{r.Vector, r.RIP, r.Seq, r.ErrCode, r.Addr}
+		a.emuTrap(ctx, r)
 	case format.KindMarker:
 		if r.Args[0] == markerOopsIP {
 			a.oopsIP[r.CPU] = r.Args[1]
@@ -379,6 +386,7 @@ func (a *trapCheck) Event(ctx *Context, r *format.Row) {
 		ctx.Report(f, fmt.Sprintf("fault|%#x", rip))
 	case format.KindIret:
 		a.last[r.CPU].ok = false
+		a.emuIret(ctx, r)
 		start, insn, ok := a.boundary(ctx.St, r.Handler)
 		if ok {
 			return
