@@ -114,7 +114,8 @@ type CPU struct {
 	// set by every fault (setFault, pageFault: an exit, which CPU.run
 	// sees as brk alone, since every other exit comes from an instruction
 	// execCold runs), by every instruction execCold runs but the plain
-	// ones (coldPlain; the others may change RFLAGS.TF or IF or exit), by
+	// ones and those that change only the arithmetic flags (coldGoesOn;
+	// the others may change RFLAGS.TF or IF or exit), by
 	// a store to a frame some CPU decoded from (the decodes on it may have
 	// changed) and by every store or read the machine is told about
 	// (commitWrite, readEvents: a watched read may raise an event).

@@ -200,13 +200,34 @@ var coldPlain = func() (t [256]bool) {
 	return t
 }()
 
+// coldGoesOn marks the forms execCold runs after which a run of common
+// steps goes on: the plain ones (coldPlain) and the ones whose only other
+// effect is on the arithmetic flags of RFLAGS (and DF), computed eagerly
+// after materializing the lazy ones: XADD CMPXCHG CMOVcc SETcc, INC DEC
+// NEG NOT, MUL IMUL DIV IDIV, the shifts and rotates, SHLD SHRD, BT*,
+// BSF BSR TZCNT LZCNT POPCNT. None of them changes TF, IF or anything else
+// the step loop looks at between instructions, and none exits but by a
+// fault (setFault, pageFault: brk); their loads and stores go through read
+// and write, which set brk as for any other instruction (CPU.brk). What
+// ends a run is unchanged; only where it ends moved: traced_fn's
+// shifts, multiplies and per-CPU INC no longer return to fastRuns after
+// each one.
+var coldGoesOn = func() (t [256]bool) {
+	t = coldPlain
+	for _, op := range []semOp{opXadd, opCmpxchg, opCmov, opSetcc, opUnary,
+		opMulDiv, opImul, opShift, opShxd, opBt, opBscan} {
+		t[op] = true
+	}
+	return t
+}()
+
 // execCold executes the less frequent forms. Each family function returns
 // true when the instruction completed and RIP should move to next; false
 // when it faulted or set RIP itself.
 func (c *CPU) execCold(in *inst, next uint64) {
 	s := &in.sem
 	var ok bool
-	if !coldPlain[s.op] {
+	if !coldGoesOn[s.op] {
 		c.brk = true // see CPU.brk
 	}
 	switch s.op {

@@ -136,7 +136,9 @@ func TestFastStepsSeePopfTF(t *testing.T) {
 // TestLazyFlagsMatchEager runs random straight-line code of ALU
 // instructions (all eight kinds and TEST, 8-, 32- and 64-bit, register and
 // immediate forms) mixed with readers of the flags (Jcc over an
-// instruction, SETcc, PUSHF, ADC and SBB) twice: through the general step
+// instruction, SETcc, PUSHF, ADC and SBB) and the cold forms that write
+// the flags eagerly and let the run go on (coldGoesOn: INC DEC NOT NEG,
+// shifts and rotates, IMUL, MUL, BT*, CMOVcc, BSF BSR, XADD) twice: through the general step
 // with a sink, which materializes the flags after every instruction, and
 // as one run of common steps without one, where they stay lazy until
 // read. Registers and RFLAGS must agree after every program.
@@ -147,7 +149,7 @@ func TestLazyFlagsMatchEager(t *testing.T) {
 		n := 0
 		for len(code) < 200 {
 			r1, r2 := byte(rng.IntN(4)), byte(rng.IntN(4)) // rax..rbx
-			switch rng.IntN(7) {
+			switch rng.IntN(8) {
 			case 0, 1: // op r/m, r at 64, 32 or 8 bits
 				op := byte(rng.IntN(8))<<3 | 1
 				switch rng.IntN(3) {
@@ -170,6 +172,26 @@ func TestLazyFlagsMatchEager(t *testing.T) {
 			case 6: // pushf; pop %rbp
 				code = append(code, 0x9c, 0x5d)
 				n++
+			case 7: // a cold form that writes the flags eagerly, run on (coldGoesOn)
+				switch rng.IntN(8) {
+				case 0: // inc, dec, not, neg r64
+					k := byte(rng.IntN(4)) // ff /0 INC, ff /1 DEC, f7 /2 NOT, f7 /3 NEG
+					code = append(code, 0x48, []byte{0xff, 0xff, 0xf7, 0xf7}[k], 0xc0|k<<3|r1)
+				case 1: // shl shr sar rol ror rcl rcr r64, imm8
+					code = append(code, 0x48, 0xc1, 0xc0|byte(rng.IntN(8))<<3|r1, byte(rng.IntN(70)))
+				case 2: // imul r64, r/m64
+					code = append(code, 0x48, 0x0f, 0xaf, 0xc0|r2<<3|r1)
+				case 3: // bt bts btr btc r64, imm8
+					code = append(code, 0x48, 0x0f, 0xba, 0xc0|byte(4+rng.IntN(4))<<3|r1, byte(rng.IntN(64)))
+				case 4: // cmovcc r64, r/m64
+					code = append(code, 0x48, 0x0f, 0x40|byte(rng.IntN(16)), 0xc0|r2<<3|r1)
+				case 5: // bsf bsr r64, r/m64
+					code = append(code, 0x48, 0x0f, 0xbc|byte(rng.IntN(2)), 0xc0|r2<<3|r1)
+				case 6: // xadd r/m64, r64
+					code = append(code, 0x48, 0x0f, 0xc1, 0xc0|r2<<3|r1)
+				case 7: // mul r/m64 (rdx:rax)
+					code = append(code, 0x48, 0xf7, 0xe0|r1)
+				}
 			}
 			n++
 		}
@@ -265,6 +287,57 @@ func TestFastStepsStopAtFault(t *testing.T) {
 		}
 		if c.R[RCX] != 1 || c.stats.Traps[VecPF] != uint64(pass) {
 			t.Errorf("pass %d: rcx = %d, #PF delivered %d times; want the handler's inc run once after one #PF", pass, c.R[RCX], c.stats.Traps[VecPF])
+		}
+	}
+}
+
+// TestFastStepsSeeIncOverCode: an INC of a byte of the next instruction
+// among common steps (a cold form after which the run goes on, coldGoesOn)
+// is a store to a decoded frame, which tells the step loop: the next
+// instruction is seen changed in the coherent model, as the general step
+// sees it, and stale in the stale model.
+func TestFastStepsSeeIncOverCode(t *testing.T) {
+	// incb 1(%rip): the imm32's low byte of the mov that follows.
+	code := cat([]byte{0xfe, 0x05, 0x01, 0, 0, 0}, asmMovEAX(0), asmSelf)
+	for _, fm := range fetchModels {
+		t.Run(fm.name, func(t *testing.T) {
+			m, _ := newQuietMachine(t, code, fm.q)
+			if got := runFrom(t, m, testData, 0, 2); got != 1 {
+				t.Fatalf("first pass: eax = %d, want 1", got)
+			}
+			got := runFrom(t, m, testData, 0, 2)
+			want := uint32(2)
+			if fm.q.StaleFetch {
+				want = 1
+			}
+			if got != want {
+				t.Errorf("second pass: eax = %d, want %d", got, want)
+			}
+		})
+	}
+}
+
+// TestFastStepsStopAtDivideError: a DIV by zero in a run of common steps
+// (a form after which the run otherwise goes on) ends it there: the #DE is
+// delivered before anything else runs, as the general step does.
+func TestFastStepsStopAtDivideError(t *testing.T) {
+	// nop; div %rcx (rcx = 0); inc %rdx; jmp . -- the #DE handler: inc %rsi; jmp .
+	code := cat(asmNop, []byte{0x48, 0xf7, 0xf1, 0x48, 0xff, 0xc2}, asmSelf)
+	img := testImage(t, code, testGate{v: VecDE, typ: GateInterrupt, code: cat([]byte{0x48, 0xff, 0xc6}, asmSelf)})
+	m, err := New(img, Config{CPUs: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := m.cpus[0]
+	c.booted = true
+	for pass := 1; pass <= 2; pass++ { // the second runs from the decode cache
+		c.RIP, c.R[RSP], c.R[RCX], c.R[RDX], c.R[RSI] = testText, testData+pageSize, 0, 0, 0
+		m.runCPU(c, 3) // nop, the div (#DE delivered), the handler's inc
+		if m.stop != StopNone {
+			t.Fatalf("pass %d: stopped: %v %s", pass, m.stop, m.stopMsg)
+		}
+		if c.R[RSI] != 1 || c.R[RDX] != 0 || c.stats.Traps[VecDE] != uint64(pass) {
+			t.Errorf("pass %d: rsi = %d, rdx = %d, #DE delivered %d times; want the handler's inc run once after one #DE, and not the inc after the div", pass, c.R[RSI], c.R[RDX], c.stats.Traps[VecDE])
 		}
 	}
 }
