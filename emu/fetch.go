@@ -242,14 +242,19 @@ func (c *CPU) decodeAt(rip uint64) (*inst, bool, error) {
 	if s, ok := c.m.decodes[rip]; ok && int(s.n) == n && s.code == buf {
 		return s.in, true, nil
 	}
-	var key decodeKey
-	if c.m.memo != nil {
-		key = decodeKey{rip: rip, n: uint8(n), b: buf}
-		if v, ok := c.m.memo.m.Load(key); ok {
-			in := v.(*inst)
-			c.m.decodes[rip] = sharedDecode{in: in, code: buf, n: uint8(n)}
-			return in, true, nil
-		}
+	// The machine's annotations of the address (natives, watches) are
+	// part of the memo's key: runs of other machines share the memo.
+	key := decodeKey{rip: rip, n: uint8(n), b: buf}
+	if sv, ok := c.m.natives[rip]; ok {
+		key.native = uint16(sv)
+	}
+	if _, ok := c.m.watches[rip]; ok {
+		key.watch = true
+	}
+	if v, ok := c.m.memo.m.Load(key); ok {
+		in := v.(*inst)
+		c.m.decodes[rip] = sharedDecode{in: in, code: buf, n: uint8(n)}
+		return in, true, nil
 	}
 	in, err := decodeInst(buf[:n], rip)
 	if err != nil {
@@ -263,28 +268,24 @@ func (c *CPU) decodeAt(rip uint64) (*inst, bool, error) {
 		}
 		return nil, false, c.m.wrapErr(c, err)
 	}
-	if sv, ok := c.m.natives[rip]; ok {
-		in.native = uint16(sv)
-	}
-	if _, ok := c.m.watches[rip]; ok {
-		in.watch = true
-	}
+	in.native, in.watch = key.native, key.watch
 	in.special = in.native != 0 || in.watch
 	c.m.decodes[rip] = sharedDecode{in: in, code: buf, n: uint8(n)}
-	if c.m.memo != nil {
-		c.m.memo.store(key, in)
-	}
+	c.m.memo.store(key, in)
 	return in, true, nil
 }
 
-// decodeMemo holds the instructions decoded by the runs of one Snapshot,
-// by address and the bytes fetched there, for the runs after them: a run
-// from a snapshot decodes the slice's code again on every CPU (decode
-// caches belong to a machine), and in exploration's short shrinking runs
-// decoding was a fifth of the CPU. A decode is a function of the address,
-// the bytes and the snapshot's native services and watched addresses (the
-// annotations), and an inst is never changed once made, so runs, also
-// concurrent ones, share them; a changed byte is another key.
+// decodeMemo holds decoded instructions by address, the bytes fetched
+// there and the machine's annotations of the address (its native service,
+// whether an injection rule watches it), for the machines after the one
+// that decoded them: each machine's CPUs decode the slice's code again
+// (decode caches belong to a machine), and in exploration's short
+// shrinking runs decoding was a fifth of the CPU, in the 10 runs of
+// text-poke-bp that `patchtrace bench` times about 5 %. An inst is a
+// function of exactly the key and is never changed once made, so
+// machines, also concurrent ones, share them; a changed byte is another
+// key. The runs of one Snapshot share its memo; every other machine
+// shares processMemo.
 type decodeMemo struct {
 	m sync.Map // decodeKey -> *inst
 	n atomic.Int64
@@ -295,10 +296,17 @@ type decodeMemo struct {
 const maxDecodeMemo = 1 << 16
 
 type decodeKey struct {
-	rip uint64
-	n   uint8 // bytes fetched (fewer than 15 before a page it may not fetch)
-	b   [15]byte
+	rip    uint64
+	n      uint8 // bytes fetched (fewer than 15 before a page it may not fetch)
+	b      [15]byte
+	native uint16 // inst.native: the machine's native service at rip
+	watch  bool   // inst.watch: an injection rule watches rip
 }
+
+// processMemo is the decode memo of the machines that do not run from a
+// Snapshot: a process that runs many (check over seeds, bench, tests)
+// decodes each instruction once. Bounded as any memo (maxDecodeMemo).
+var processMemo = &decodeMemo{}
 
 func (d *decodeMemo) store(k decodeKey, in *inst) {
 	if d.n.Load() < maxDecodeMemo {

@@ -323,3 +323,51 @@ func (s *splitSource) Next(m *Machine) (Decision, bool) {
 	}
 	return Decision{}, false
 }
+
+// TestDecodeMemoKeepsAnnotations: machines share decodes through a memo
+// (processMemo), and the same bytes at the same address are a different
+// inst where one machine watches the address (an injection rule) and the
+// other does not: each gets its own annotation whichever decoded first.
+func TestDecodeMemoKeepsAnnotations(t *testing.T) {
+	// Code no other test runs, so that the memo holds none of it yet.
+	code := cat([]byte{0x48, 0x8d, 0x05, 0x75, 0x19, 0x00, 0x00}, asmSelf) // lea 0x1975(%rip), %rax
+	img := testImage(t, code)
+	fetchAt := func(watch bool) *inst {
+		t.Helper()
+		cfg := Config{CPUs: 1}
+		if watch {
+			cfg.Inject = []InjectRule{{Vector: VecNMI, CPU: 0, At: "pt_start", Hit: 1}}
+		}
+		m, err := New(img, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := m.cpus[0]
+		c.RIP = testText
+		in, ok, err := c.fetch()
+		if !ok || err != nil {
+			t.Fatalf("fetch: %v %v", ok, err)
+		}
+		return in
+	}
+	for _, order := range [][]bool{{false, true, false}, {true, false, true}} {
+		var first *inst
+		for i, watch := range order {
+			in := fetchAt(watch)
+			if in.watch != watch || in.special != watch {
+				t.Fatalf("order %v, machine %d: watch %v special %v, want %v", order, i, in.watch, in.special, watch)
+			}
+			switch i {
+			case 0:
+				first = in
+			case 2:
+				if in != first {
+					t.Errorf("order %v: the third machine decoded again instead of taking the first one's decode from the memo", order)
+				}
+			}
+		}
+		// The next order starts on other bytes: a new key.
+		code[3]++
+		img = testImage(t, code)
+	}
+}

@@ -189,7 +189,7 @@ type Machine struct {
 	boot      []bootWrite
 	taskDepth map[uint32]uint8 // trap depth of each switched-out task
 	bootMaps  []bootMapping
-	memo      *decodeMemo // shared by the runs of a Snapshot; nil otherwise
+	memo      *decodeMemo // the Snapshot's, shared by its runs; processMemo otherwise
 }
 
 // Config describes one run.
@@ -262,6 +262,7 @@ func New(img *Image, cfg Config) (*Machine, error) {
 		img:     img,
 		natives: make(map[uint64]ServiceID),
 		decodes: make(map[uint64]sharedDecode),
+		memo:    processMemo,
 		watches: make(map[uint64][]int),
 		modNext: moduleBase,
 	}
