@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"math/bits"
 	"runtime"
 	"slices"
 	"sync"
@@ -49,6 +50,62 @@ type projection struct {
 	// clear lists, for a row of kind k after one of kind prev, the
 	// columns of fill[prev] not in fill[k] (what rowProjected clears).
 	clear [numKinds][numKinds][]int
+	// fast[k]: the decoded columns of fill[k] as flags, for the kinds
+	// most rows are of (insn, load, write), whose rows rowProjected
+	// fills in straight-line code (fillFast) rather than a switch per
+	// column.
+	fast [numKinds]*fastFill
+}
+
+// fastFill is fill[k] of an insn, load or write row as flags, in the
+// order of Row's fields.
+type fastFill struct {
+	len, bytes, op, rsp, rflags            bool
+	addr, size, old, new, alias, aliasAddr bool
+	percpuCPU, percpuOff, percpuVar        bool
+	regs                                   uint32 // bit i: column ColRegRAX+i
+	other                                  []int  // any other column (none today): setCol
+}
+
+func newFastFill(cols []int) *fastFill {
+	f := &fastFill{}
+	for _, col := range cols {
+		switch col {
+		case ColLen:
+			f.len = true
+		case ColBytes:
+			f.bytes = true
+		case ColOp:
+			f.op = true
+		case ColRSP:
+			f.rsp = true
+		case ColAddr:
+			f.addr = true
+		case ColSize:
+			f.size = true
+		case ColOld:
+			f.old = true
+		case ColNew:
+			f.new = true
+		case ColAlias:
+			f.alias = true
+		case ColAliasAddr:
+			f.aliasAddr = true
+		case ColPercpuCPU:
+			f.percpuCPU = true
+		case ColPercpuOff:
+			f.percpuOff = true
+		case ColPercpuVar:
+			f.percpuVar = true
+		default:
+			if k := col - ColRegRAX; k >= 0 && k < NumRegs {
+				f.regs |= 1 << k
+			} else {
+				f.other = append(f.other, col) // rflags (its width depends on the file)
+			}
+		}
+	}
+	return f
 }
 
 // AllColumns is the projection of every column of every kind.
@@ -81,6 +138,11 @@ func (p Projection) compile() *projection {
 			if c.cols[col] {
 				c.fill[k] = append(c.fill[k], col)
 			}
+		}
+	}
+	for _, k := range []Kind{KindInsn, KindLoad, KindWrite} {
+		if c.kinds[k] {
+			c.fast[k] = newFastFill(c.fill[k])
 		}
 	}
 	for prev := range c.fill {
@@ -610,8 +672,14 @@ func (b *Batch) rowProjected(i int, r *Row, p *projection) {
 		}
 		return
 	}
-	for _, col := range p.clear[prev][r.Kind] {
-		clearCol(r, col)
+	if prev != r.Kind {
+		for _, col := range p.clear[prev][r.Kind] {
+			clearCol(r, col)
+		}
+	}
+	if f := p.fast[r.Kind]; f != nil {
+		b.fillFast(i, r, f)
+		return
 	}
 	for _, col := range p.fill[r.Kind] {
 		if b.cols[col].ok(i) {
@@ -626,4 +694,104 @@ func (b *Batch) rowProjected(i int, r *Row, p *projection) {
 // row's batch by the batch index instead of reading from the start.
 func (r *Reader) ScanFrom(seq uint64, p Projection) iter.Seq2[*Row, error] {
 	return r.scanFrom(seq, p.compile())
+}
+
+// fillFast sets (or clears, where null) the columns f lists of row i: what
+// the loop over fill[k] in rowProjected does, without a switch per column.
+func (b *Batch) fillFast(i int, r *Row, f *fastFill) {
+	c := &b.cols
+	if f.len {
+		r.Len = 0
+		if c[ColLen].ok(i) {
+			r.Len = c[ColLen].vals[i]
+		}
+	}
+	if f.bytes {
+		if c[ColBytes].ok(i) {
+			copy(r.Bytes[:], c[ColBytes].vals[15*i:15*i+15])
+		} else {
+			r.Bytes = [15]byte{}
+		}
+	}
+	if f.op {
+		r.Op = 0
+		if c[ColOp].ok(i) {
+			r.Op = le16(c[ColOp].vals, i)
+		}
+	}
+	if f.rsp {
+		r.RSP = 0
+		if c[ColRSP].ok(i) {
+			r.RSP = le64(c[ColRSP].vals, i)
+		}
+	}
+	if f.addr {
+		r.Addr, r.HasAddr = 0, false
+		if c[ColAddr].ok(i) {
+			r.Addr, r.HasAddr = le64(c[ColAddr].vals, i), true
+		}
+	}
+	if f.size {
+		r.Size = 0
+		if c[ColSize].ok(i) {
+			r.Size = le32(c[ColSize].vals, i)
+		}
+	}
+	if f.old {
+		r.Old = 0
+		if c[ColOld].ok(i) {
+			r.Old = le64(c[ColOld].vals, i)
+		}
+	}
+	if f.new {
+		r.New = 0
+		if c[ColNew].ok(i) {
+			r.New = le64(c[ColNew].vals, i)
+		}
+	}
+	if f.alias {
+		r.Alias = c[ColAlias].ok(i) && c[ColAlias].vals[i>>3]&(1<<(i&7)) != 0
+	}
+	if f.aliasAddr {
+		r.AliasAddr = 0
+		if c[ColAliasAddr].ok(i) {
+			r.AliasAddr = le64(c[ColAliasAddr].vals, i)
+		}
+	}
+	if f.percpuCPU {
+		r.Percpu, r.PercpuCPU = false, 0
+		if c[ColPercpuCPU].ok(i) {
+			r.Percpu, r.PercpuCPU = true, le16(c[ColPercpuCPU].vals, i)
+		}
+	}
+	if f.percpuOff {
+		r.PercpuOff = 0
+		if c[ColPercpuOff].ok(i) {
+			r.PercpuOff = le32(c[ColPercpuOff].vals, i)
+		}
+	}
+	if f.percpuVar {
+		r.PercpuVar = ""
+		if c[ColPercpuVar].ok(i) {
+			r.PercpuVar = b.names[ColPercpuVar][le16(c[ColPercpuVar].vals, i)]
+		}
+	}
+	for m := f.regs; m != 0; m &= m - 1 {
+		k := bits.TrailingZeros32(m)
+		col := ColRegRAX + k
+		if c[col].ok(i) {
+			r.Regs[k] = le64(c[col].vals, i)
+			r.RegMask |= 1 << k
+		} else {
+			r.Regs[k] = 0
+			r.RegMask &^= 1 << k
+		}
+	}
+	for _, col := range f.other {
+		if c[col].ok(i) {
+			b.setCol(i, r, col)
+		} else {
+			clearCol(r, col)
+		}
+	}
 }
