@@ -1,6 +1,7 @@
 package analyze
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strings"
@@ -63,7 +64,24 @@ type trapCheck struct {
 	// Emulated branches (emulate.go): each context's #BP over a
 	// conditional branch as built, until the IRETQ that resumes it.
 	emu map[ctxKey]emuPending
+	// allocs are the live module_alloc() allocations, by lo (the machine
+	// leaves an unmapped guard page behind each, as vmalloc does), so
+	// that a #PF in a guard page names the allocation it ran past.
+	allocs []trapAlloc
 }
+
+// trapAlloc is a live module_alloc() allocation [lo, hi), mapped at seq.
+type trapAlloc struct {
+	lo, hi, seq uint64
+}
+
+// maxTrapAllocs bounds the allocations followed (a hostile stream of
+// module_alloc rows); beyond it the oldest are forgotten, which only
+// loses the naming of a guard-page fault, never a finding.
+const maxTrapAllocs = 4096
+
+// Service ids (format.Services) trapCheck reads.
+const svcModuleAlloc = 6
 
 // padGap is one run of padding: [lo, hi) between the functions before and
 // after it.
@@ -289,9 +307,9 @@ func (a *trapCheck) isRet(ctx *Context, in trapInsn) bool {
 }
 
 func (*trapCheck) Needs() Needs {
-	return Needs{Kinds: []format.Kind{format.KindTrap, format.KindMarker, format.KindFault, format.KindIret, format.KindInsn, format.KindWrite},
+	return Needs{Kinds: []format.Kind{format.KindTrap, format.KindMarker, format.KindFault, format.KindIret, format.KindInsn, format.KindWrite, format.KindPerm},
 		Columns: []int{format.ColVector, format.ColErrCode, format.ColAddr, format.ColArg0, format.ColArg1, format.ColMsg, format.ColService, format.ColHandler,
-			format.ColLen, format.ColSize, format.ColAlias, format.ColRSP}}
+			format.ColLen, format.ColSize, format.ColAlias, format.ColRSP, format.ColPermOld, format.ColPermNew}}
 }
 
 // boundary is boundary over the state's memory, cached.
@@ -334,6 +352,8 @@ func (a *trapCheck) Event(ctx *Context, r *format.Row) {
 				}
 			}
 		}
+	case format.KindPerm:
+		a.perm(r)
 	case format.KindTrap:
 		a.last[r.CPU].ok = false
 		a.lastTrap[r.CPU] = trapSeen{r.Vector, r.RIP, r.Seq, r.ErrCode, r.Addr}
@@ -382,6 +402,16 @@ func (a *trapCheck) Event(ctx *Context, r *format.Row) {
 		}
 		if pf != nil {
 			f.FaultAddr, f.HasFaultAddr = *pf, true
+			if al := a.guardOf(*pf); al != nil {
+				past := fmt.Sprintf("%d bytes past", *pf-al.hi)
+				if *pf == al.hi {
+					past = "the first byte past"
+				}
+				f.Message += fmt.Sprintf("; %#x is %s the end of the module_alloc() allocation %#x..%#x (%d page(s), mapped at seq %d), in the unmapped guard page behind it: an access ran past the allocation",
+					*pf, past, al.lo, al.hi, (al.hi-al.lo)>>12, al.seq)
+				f.Evidence = append([]uint64{al.seq}, f.Evidence...)
+				f.SeqFirst = al.seq
+			}
 		}
 		ctx.Report(f, fmt.Sprintf("fault|%#x", rip))
 	case format.KindIret:
@@ -397,6 +427,56 @@ func (a *trapCheck) Event(ctx *Context, r *format.Row) {
 				ctx.Describe(r.RIP), ctx.Describe(r.Handler), len(insn), ctx.Describe(start), hexBytes(insn)),
 		}, fmt.Sprintf("iret|%#x", r.Handler))
 	}
+}
+
+// perm follows module_alloc() allocations: pages a module_alloc maps
+// (fresh, from no permission) start or extend one; pages vfree or
+// module_memfree unmaps end the allocations they overlap.
+func (a *trapCheck) perm(r *format.Row) {
+	if r.Alias || r.Size == 0 {
+		return
+	}
+	lo := r.Addr
+	hi := lo + uint64(r.Size)<<12
+	if hi <= lo {
+		return
+	}
+	switch {
+	case r.Service == format.Service(svcModuleAlloc) && r.PermOld == 0 && r.PermNew != 0:
+		i, _ := slices.BinarySearchFunc(a.allocs, lo, func(al trapAlloc, addr uint64) int { return cmp.Compare(al.lo, addr) })
+		if i > 0 && a.allocs[i-1].hi == lo && a.allocs[i-1].seq+1 >= r.Seq {
+			a.allocs[i-1].hi = hi // the next page of the same allocation
+			return
+		}
+		if len(a.allocs) >= maxTrapAllocs {
+			a.allocs = a.allocs[1:]
+			i = max(i-1, 0)
+		}
+		a.allocs = slices.Insert(a.allocs, i, trapAlloc{lo: lo, hi: hi, seq: r.Seq})
+	case r.PermNew == 0:
+		a.allocs = slices.DeleteFunc(a.allocs, func(al trapAlloc) bool { return al.lo < hi && lo < al.hi })
+	}
+}
+
+// guardOf is the live allocation whose guard page (the page right after
+// its end) holds addr, when no allocation covers addr.
+func (a *trapCheck) guardOf(addr uint64) *trapAlloc {
+	i, _ := slices.BinarySearchFunc(a.allocs, addr, func(al trapAlloc, x uint64) int {
+		if al.hi <= x {
+			return -1
+		}
+		if al.lo > x {
+			return 1
+		}
+		return 0
+	})
+	if i < len(a.allocs) && a.allocs[i].lo <= addr {
+		return nil // inside an allocation
+	}
+	if i > 0 && addr-a.allocs[i-1].hi < 1<<12 {
+		return &a.allocs[i-1]
+	}
+	return nil
 }
 
 // branch judges an instruction that another of its context's instructions

@@ -435,3 +435,83 @@ func TestTrapBranchBehindOptimizedRegion(t *testing.T) {
 		})
 	}
 }
+
+// TestTrapGuardPage: a #PF in the unmapped page right after a live
+// module_alloc() allocation (the guard page the machine leaves, as
+// vmalloc does) names the allocation it ran past and its mapping; one
+// past an allocation since freed, or in no allocation's guard page, names
+// none.
+func TestTrapGuardPage(t *testing.T) {
+	spec, err := scenario.Load(scenarios.FS, "text-poke-bp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := emu.LoadImage(spec.ID, spec.ELF)
+	if err != nil {
+		t.Fatal(err)
+	}
+	site, _ := img.Lookup("traced_fn")
+	md := record.Meta(spec, img, spec.CPUs, 1)
+	const mod = 0xffffffffa0000000
+	alloc := func(page uint64) format.Row {
+		return format.Row{Kind: format.KindPerm, Addr: page, HasAddr: true, Size: 1, PermNew: 3, Service: format.Service(emu.SvcModuleAlloc)}
+	}
+	pf := func(cr2 uint64) []format.Row {
+		return []format.Row{
+			{Kind: format.KindTrap, RIP: site.Addr, Vector: 14, HasVector: true, ErrCode: 0, HasErrCode: true, Addr: cr2, HasAddr: true},
+			{Kind: format.KindMarker, Args: [4]uint64{0xffff, site.Addr}},
+			{Kind: format.KindFault, Msg: "panic: Oops", Service: format.Service(emu.SvcPanic), HasVector: true, HasErrCode: true, HasAddr: true},
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		rows []format.Row
+		want string // "": the message names no allocation
+		ev   uint64 // the allocation's seq in the evidence
+	}{
+		{"three bytes into the guard page of a two-page allocation",
+			append([]format.Row{alloc(mod), alloc(mod + 0x1000)}, pf(mod+0x2003)...),
+			"0xffffffffa0002003 is 3 bytes past the end of the module_alloc() allocation 0xffffffffa0000000..0xffffffffa0002000 (2 page(s), mapped at seq 1), in the unmapped guard page behind it", 1},
+		{"the first byte past the second of two allocations",
+			append([]format.Row{alloc(mod), alloc(mod + 0x2000)}, pf(mod+0x3000)...),
+			"0xffffffffa0003000 is the first byte past the end of the module_alloc() allocation 0xffffffffa0002000..0xffffffffa0003000 (1 page(s), mapped at seq 2)", 2},
+		{"past an allocation since freed",
+			append([]format.Row{alloc(mod), {Kind: format.KindPerm, Addr: mod, HasAddr: true, Size: 1, PermOld: 3, Service: format.Service(emu.SvcModuleFree)}}, pf(mod+0x1000)...),
+			"", 0},
+		{"two pages past",
+			append([]format.Row{alloc(mod)}, pf(mod+0x2000)...),
+			"", 0},
+		{"inside a live allocation (a protection fault's page)",
+			append([]format.Row{alloc(mod)}, pf(mod+0x800)...),
+			"", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			live, err := analyze.NewLive(&md, []analyze.Analyzer{mustSelect(t, "trap")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range tc.rows {
+				r := tc.rows[i]
+				r.Seq, r.CPU = uint64(i)+1, 1
+				live.Append(&r)
+			}
+			res := live.Finish()
+			if len(res.Findings) != 1 {
+				t.Fatalf("findings %+v", res.Findings)
+			}
+			f := res.Findings[0]
+			if tc.want == "" {
+				if strings.Contains(f.Message, "module_alloc") {
+					t.Errorf("message %q names an allocation", f.Message)
+				}
+				return
+			}
+			if !strings.Contains(f.Message, tc.want) {
+				t.Errorf("message %q does not say %q", f.Message, tc.want)
+			}
+			if len(f.Evidence) == 0 || f.Evidence[0] != tc.ev {
+				t.Errorf("evidence %v: want the allocation's seq %d first", f.Evidence, tc.ev)
+			}
+		})
+	}
+}
