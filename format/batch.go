@@ -397,33 +397,112 @@ func checkValueRows(c *[NumColumns]colView, n, cpus int) error {
 // checks them, cost several times as much). false: there may be an error
 // (checkValues then finds the first).
 func valuesFine(c *[NumColumns]colView, n, cpus int) bool {
-	if cv := c[ColCPU].vals; cpus <= 0xFFFF && maxU16(cv[:2*n]) >= cpus {
+	if cv := c[ColCPU].vals; !u16sBelow(cv[:2*n], cpus) {
 		return false
 	}
 	// Null slots are read too: a value there out of range sends the batch
 	// to the row loop, which does not read it.
-	if cv := c[ColPercpuCPU].vals; cv != nil && cpus <= 0xFFFF && maxU16(cv[:2*n]) >= cpus {
+	if cv := c[ColPercpuCPU].vals; cv != nil && !u16sBelow(cv[:2*n], cpus) {
 		return false
 	}
 	kinds := c[ColKind].vals[:n]
-	if lens := c[ColLen]; lens.vals != nil {
-		lv := lens.vals[:n]
-		for j, k := range kinds {
-			if Kind(k+1) == KindInsn && (lv[j]-1 > 14 || !lens.ok(j)) {
-				return false
-			}
-		}
+	if lens := c[ColLen]; lens.vals != nil && !insnLensFine(kinds, lens.vals[:n], lens.valid) {
+		return false
 	}
 	if sizes := c[ColSize]; sizes.vals != nil {
 		sv := sizes.vals[:4*n]
-		for j, k := range kinds {
-			// Every kind takes an access of 1 to 8 bytes.
-			if sz := binary.LittleEndian.Uint32(sv[4*j:]); sz-1 > 7 && sizes.ok(j) && checkSize(Kind(k+1), sz) != nil {
-				return false
+		// Every kind takes an access of 1 to 8 bytes; the rows of a size
+		// outside that, not null, are looked at one by one.
+		var out uint32
+		for j := range n {
+			v := uint32(1)
+			if sizes.valid != nil {
+				v = uint32(sizes.valid[j>>3]>>(j&7)) & 1
+			}
+			out |= b2u32(binary.LittleEndian.Uint32(sv[4*j:])-1 > 7) & v
+		}
+		if out != 0 {
+			for j, k := range kinds {
+				if sz := binary.LittleEndian.Uint32(sv[4*j:]); sz-1 > 7 && sizes.ok(j) && checkSize(Kind(k+1), sz) != nil {
+					return false
+				}
 			}
 		}
 	}
 	return true
+}
+
+func b2u32(b bool) uint32 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// SWAR constants: one bit in each byte of a word.
+const (
+	swarLow  = 0x0101010101010101
+	swarHigh = 0x8080808080808080
+	swar7F   = 0x7F7F7F7F7F7F7F7F
+)
+
+// zeroBytes has the high bit of each byte of x that is zero set, and no
+// other bit.
+func zeroBytes(x uint64) uint64 { return ^((x & swar7F) + swar7F | x | swar7F) }
+
+// nonzeroBytes has the high bit of each byte of x that is not zero set,
+// and no other bit.
+func nonzeroBytes(x uint64) uint64 { return ((x & swar7F) + swar7F | x) & swarHigh }
+
+// highBits packs the high bits of x's bytes into a byte (byte i's to bit
+// i).
+func highBits(x uint64) uint8 { return uint8(((x >> 7) * 0x0102040810204080) >> 56) }
+
+// insnLensFine reports whether every insn row of kinds has a length of 1
+// to 15 that is not null (valid: the length column's bitmap, nil when
+// none is null), eight rows to a word.
+func insnLensFine(kinds, lens, valid []byte) bool {
+	n := len(kinds)
+	j := 0
+	for ; j+8 <= n; j += 8 {
+		insn := zeroBytes(binary.LittleEndian.Uint64(kinds[j:]) ^ swarLow*uint64(KindInsn-1))
+		l := binary.LittleEndian.Uint64(lens[j:])
+		if insn&(zeroBytes(l)|nonzeroBytes(l&0xF0F0F0F0F0F0F0F0)) != 0 {
+			return false
+		}
+		if valid != nil && highBits(insn)&^valid[j>>3] != 0 {
+			return false
+		}
+	}
+	for ; j < n; j++ {
+		if Kind(kinds[j]+1) == KindInsn && (lens[j]-1 > 14 || valid != nil && valid[j>>3]&(1<<(j&7)) == 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// u16sBelow reports whether every little-endian uint16 in b is below
+// limit: when the OR of them all is (every value then is), else by the
+// largest.
+func u16sBelow(b []byte, limit int) bool {
+	if limit > 0xFFFF {
+		return true
+	}
+	var or uint64
+	j := 0
+	for ; j+32 <= len(b); j += 32 {
+		or |= binary.LittleEndian.Uint64(b[j:]) | binary.LittleEndian.Uint64(b[j+8:]) |
+			binary.LittleEndian.Uint64(b[j+16:]) | binary.LittleEndian.Uint64(b[j+24:])
+	}
+	for ; j+8 <= len(b); j += 8 {
+		or |= binary.LittleEndian.Uint64(b[j:])
+	}
+	m := uint16(or | or>>16 | or>>32 | or>>48)
+	for ; j+1 < len(b); j += 2 {
+		m |= uint16(b[j]) | uint16(b[j+1])<<8
+	}
+	return int(m) < limit || maxU16(b) < limit
 }
 
 // maxU16 returns the largest little-endian uint16 in b.

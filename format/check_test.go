@@ -117,3 +117,66 @@ func TestColumnChecksAgreeWithRows(t *testing.T) {
 		t.Fatalf("%d clean batches, %d caught", clean, caught)
 	}
 }
+
+// TestWordChecksAgreeWithLoops holds the word-at-a-time checks of
+// valuesFine (insnLensFine, u16sBelow) to the plain loops they stand for,
+// on random columns whose values sit near the limits.
+func TestWordChecksAgreeWithLoops(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 11))
+	lensFine := func(kinds, lens, valid []byte) bool {
+		for j := range kinds {
+			if Kind(kinds[j]+1) == KindInsn && (lens[j]-1 > 14 || valid != nil && valid[j>>3]&(1<<(j&7)) == 0) {
+				return false
+			}
+		}
+		return true
+	}
+	agreeLens, agreeU16 := [2]int{}, [2]int{}
+	for trial := range 20000 {
+		n := rng.IntN(70)
+		kinds, lens := make([]byte, n), make([]byte, n)
+		var valid []byte
+		if trial%2 == 0 {
+			valid = make([]byte, (n+7)/8)
+		}
+		for j := range n {
+			kinds[j] = byte(KindInsn - 1)
+			if rng.IntN(3) == 0 {
+				kinds[j] = byte(rng.IntN(256))
+			}
+			lens[j] = byte(1 + rng.IntN(15))
+			if rng.IntN(40) == 0 {
+				lens[j] = []byte{0, 16, 17, 0x80, 0xFF, 0x10, 0x20, 0x40}[rng.IntN(8)]
+			}
+			if valid != nil && rng.IntN(60) != 0 {
+				valid[j>>3] |= 1 << (j & 7)
+			}
+		}
+		want := lensFine(kinds, lens, valid)
+		if got := insnLensFine(kinds, lens, valid); got != want {
+			t.Fatalf("insnLensFine(%x, %x, %x) = %v, the loop says %v", kinds, lens, valid, got, want)
+		}
+		agreeLens[b2u32(want)]++
+
+		b := make([]byte, 2*n+rng.IntN(2))
+		limit := 1 + rng.IntN(5)
+		if rng.IntN(4) == 0 {
+			limit = rng.IntN(0x10002)
+		}
+		for j := 0; j+1 < len(b); j += 2 {
+			v := rng.IntN(limit + 1)
+			if rng.IntN(8) != 0 {
+				v = rng.IntN(max(limit, 1))
+			}
+			b[j], b[j+1] = byte(v), byte(v>>8)
+		}
+		wantU := limit > 0xFFFF || maxU16(b) < limit
+		if got := u16sBelow(b, limit); got != wantU {
+			t.Fatalf("u16sBelow(%x, %d) = %v, want %v", b, limit, got, wantU)
+		}
+		agreeU16[b2u32(wantU)]++
+	}
+	if min(agreeLens[0], agreeLens[1], agreeU16[0], agreeU16[1]) < 1000 {
+		t.Fatalf("too few of each answer: lens %v, u16 %v", agreeLens, agreeU16)
+	}
+}

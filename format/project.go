@@ -631,19 +631,26 @@ func (r *Reader) checkBatch(b *Batch, p *projection) error {
 func dictFine(vals []byte, w, names int) bool {
 	switch w {
 	case 1:
-		limit := uint8(min(names, 128)) // int8 indexes: 128 and up are negative
-		m := uint8(0)
+		limit := min(names, 128) // int8 indexes: 128 and up are negative
+		var or uint64
+		j := 0
+		for ; j+8 <= len(vals); j += 8 {
+			or |= binary.LittleEndian.Uint64(vals[j:])
+		}
+		m := uint8(or | or>>8 | or>>16 | or>>24 | or>>32 | or>>40 | or>>48 | or>>56)
+		for ; j < len(vals); j++ {
+			m |= vals[j]
+		}
+		if int(m) < limit || len(vals) == 0 {
+			return true // (the OR is at least the largest)
+		}
+		m = 0
 		for _, v := range vals {
 			m = max(m, v)
 		}
-		return m < limit || len(vals) == 0
+		return int(m) < limit
 	case 2:
-		limit := uint16(min(names, 1<<15))
-		m := uint16(0)
-		for j := 0; j+1 < len(vals); j += 2 {
-			m = max(m, uint16(vals[j])|uint16(vals[j+1])<<8)
-		}
-		return m < limit || len(vals) == 0
+		return len(vals) == 0 || u16sBelow(vals, min(names, 1<<15))
 	}
 	return false
 }
