@@ -66,8 +66,16 @@ func (r *Rand) Uint64() uint64 {
 	return z ^ z>>31
 }
 
-// Intn returns a value in [0, n).
-func (r *Rand) Intn(n int) int { return int(r.Uint64() % uint64(n)) }
+// Intn returns a value in [0, n): the next value modulo n. A power of two
+// (a quantum span of 64, 4 runnable CPUs) takes the low bits, the same
+// value without the division.
+func (r *Rand) Intn(n int) int {
+	u, x := uint64(n), r.Uint64()
+	if u&(u-1) == 0 && u != 0 {
+		return int(x & (u - 1))
+	}
+	return int(x % u)
+}
 
 // Float returns a value in [0, 1).
 func (r *Rand) Float() float64 { return float64(r.Uint64()>>11) / (1 << 53) }
@@ -76,7 +84,7 @@ func (r *Rand) Float() float64 { return float64(r.Uint64()>>11) / (1 << 53) }
 type RandomSource struct {
 	Sched Schedule
 	rnd   *Rand
-	run   []int // scratch: runnable CPUs
+	run   [MaxCPUs]uint16 // scratch: runnable CPUs
 }
 
 // NewRandomSource returns a seeded source.
@@ -98,19 +106,21 @@ func (r *RandomSource) Next(m *Machine) (Decision, bool) {
 	if r.Sched.NMIRate > 0 && r.rnd.Float() < r.Sched.NMIRate {
 		return Decision{Kind: DecNMI, CPU: uint16(r.rnd.Intn(len(m.cpus)))}, true
 	}
-	r.run = r.run[:0]
+	// The runnable CPUs, in ID order, without appending to a slice.
+	k := 0
 	for _, c := range m.cpus {
 		if c.runnable() {
-			r.run = append(r.run, c.ID)
+			r.run[k&(MaxCPUs-1)] = uint16(c.ID)
+			k++
 		}
 	}
-	if len(r.run) == 0 {
+	if k == 0 {
 		return Decision{}, false
 	}
-	cpu := r.run[r.rnd.Intn(len(r.run))]
+	cpu := r.run[r.rnd.Intn(k)&(MaxCPUs-1)]
 	span := r.Sched.QuantumMax - r.Sched.QuantumMin + 1
 	n := r.Sched.QuantumMin + uint32(r.rnd.Intn(int(span)))
-	return Decision{Kind: DecStep, CPU: uint16(cpu), N: n}, true
+	return Decision{Kind: DecStep, CPU: cpu, N: n}, true
 }
 
 // LogSource replays a recorded decision log. When the log runs out it hands
