@@ -341,3 +341,52 @@ func TestFastStepsStopAtDivideError(t *testing.T) {
 		}
 	}
 }
+
+// TestFastStepsHeldInterrupts: with a timer interrupt pending and IF
+// clear, a CPU without a sink runs its instructions as common steps (the
+// interrupt is held: CPU.held), and the POPF or STI that sets IF ends the
+// run, so the interrupt is delivered where the general step (with a sink)
+// delivers it: after the POPF, or after the instruction in STI's shadow.
+func TestFastStepsHeldInterrupts(t *testing.T) {
+	// nop; nop; push $0x202; popf (IF=1); nop; nop; jmp .  (popf variant)
+	// nop; nop; nop; sti; nop; nop; jmp .                  (sti variant)
+	// The timer handler: inc %rcx; jmp .
+	for _, tc := range []struct {
+		name string
+		code []byte
+		want uint64 // RIP the interrupt frame holds: where it was taken
+	}{
+		{"popf", cat(asmNop, asmNop, []byte{0x68, 0x02, 0x02, 0, 0, 0x9d}, asmNop, asmNop, asmSelf), testText + 8},
+		{"sti", cat(asmNop, asmNop, asmNop, asmSti, asmNop, asmNop, asmSelf), testText + 5},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			img := testImage(t, tc.code, testGate{v: VecTimer, typ: GateInterrupt, code: cat([]byte{0x48, 0xff, 0xc1}, asmSelf)})
+			var got [2][3]uint64
+			for i, sink := range []Sink{&recorder{}, nil} {
+				m, err := New(img, Config{CPUs: 1, Sink: sink})
+				if err != nil {
+					t.Fatal(err)
+				}
+				c := m.cpus[0]
+				c.booted = true
+				// A first pass with nothing pending decodes the code, so
+				// that the passes after it run from the decode cache.
+				c.RIP, c.R[RSP], c.RFLAGS = testText, testData+pageSize, flagRes1
+				m.runCPU(c, 12)
+				for pass := 0; pass < 2; pass++ {
+					c.RIP, c.R[RSP], c.R[RCX], c.RFLAGS = testText, testData+pageSize, 0, flagRes1
+					m.raise(c, VecTimer, nil)
+					m.runCPU(c, 12)
+					if m.stop != StopNone {
+						t.Fatalf("stopped: %v %s", m.stop, m.stopMsg)
+					}
+					frameRIP, _ := c.read(c.R[RSP], 8)
+					got[i] = [3]uint64{c.R[RCX], frameRIP, c.stats.Traps[VecTimer]}
+					if got[i] != [3]uint64{1, tc.want, uint64(pass + 1)} {
+						t.Errorf("sink %v, pass %d: rcx %d, frame rip %#x, timer delivered %d times; want the handler run once, taken at %#x", sink != nil, pass, got[i][0], got[i][1], got[i][2], tc.want)
+					}
+				}
+			}
+		})
+	}
+}

@@ -20,7 +20,7 @@ func (m *Machine) runCPU(c *CPU, n int) {
 func (m *Machine) steps(c *CPU, n int) {
 	sink := m.sink
 	for ; n > 0; n-- {
-		if sink == nil && !c.attention && c.RFLAGS&FlagTF == 0 {
+		if sink == nil && (!c.attention || c.held()) && c.RFLAGS&FlagTF == 0 {
 			// The common steps, alone: nothing to deliver, no STI shadow,
 			// no single-step, no recording, and fetch hits decodes that
 			// are not special. Exactly what the general step below does
@@ -149,10 +149,27 @@ func (m *Machine) steps(c *CPU, n int) {
 	}
 }
 
+// held reports whether boundary, looking at c (whose attention is set),
+// would deliver nothing and change nothing: no text_poke byte, STI or MOV
+// SS shadow, halt or single-step is pending, and the pending NMI and
+// maskable interrupts are held (NMIs blocked or not yet enabled, IF
+// clear). The general step then only runs the instruction, as a common
+// step does: a CPU with interrupts off and a timer or IPI pending (4.8 %
+// of text-poke-bp's instructions, in the int3 and IPI handlers and the
+// patcher's critical sections) runs them as common steps. What could
+// release them (STI, POPF, IRETQ, a delivery, a raise by a service or a
+// watched address) ends a run of common steps (CPU.brk, special decodes),
+// after which fastRuns looks again.
+func (c *CPU) held() bool {
+	return !c.shadow && !c.halted && !c.dbPend && c.poke == nil &&
+		(!c.nmiPend || c.nmiBlock || !c.booted) &&
+		(c.irqs == 0 || c.RFLAGS&FlagIF == 0)
+}
+
 // fastSteps runs common steps on c while there are any of the n left,
 // and returns how many are left and whether the run must stop. A common
 // step is one the general step in steps would take as: nothing to deliver
-// (no attention), no single-step (TF clear), no sink, and fetch's hit on a
+// (no attention, or all of it held), no single-step (TF clear), no sink, and fetch's hit on a
 // decode that is not special. It executes exactly the instructions the
 // general step would, but takes as unchanged between two instructions
 // what only an exit or c.brk can change (attention, TF, the decode page's
@@ -171,7 +188,7 @@ func (m *Machine) fastSteps(c *CPU, n int) (int, bool) {
 }
 
 func (m *Machine) fastRuns(c *CPU, n int) (int, bool) {
-	for n > 0 && !c.attention && c.RFLAGS&FlagTF == 0 {
+	for n > 0 && (!c.attention || c.held()) && c.RFLAGS&FlagTF == 0 {
 		// fetch's hit (currentPage), checked once per page.
 		dp := c.currentPage()
 		if dp == nil {
