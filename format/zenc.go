@@ -201,14 +201,16 @@ func hash16(a, b uint64) uint32 {
 // matchLen returns how many bytes a[i:] and a[j:] (i > j) have in common,
 // up to end.
 func matchLen(a []byte, i, j, end int) int {
-	x, y := a[i:end], a[j:j+end-i]
+	x := a[i:end]
+	y := a[j:]
+	y = y[:len(x)] // one bounds check: the loops below index within len(x)
 	n := 0
-	for len(x)-n >= 32 {
-		x4, y4 := x[n:n+32], y[n:n+32]
-		d0 := binary.LittleEndian.Uint64(x4[0:]) ^ binary.LittleEndian.Uint64(y4[0:])
-		d1 := binary.LittleEndian.Uint64(x4[8:]) ^ binary.LittleEndian.Uint64(y4[8:])
-		d2 := binary.LittleEndian.Uint64(x4[16:]) ^ binary.LittleEndian.Uint64(y4[16:])
-		d3 := binary.LittleEndian.Uint64(x4[24:]) ^ binary.LittleEndian.Uint64(y4[24:])
+	for len(x) >= 32 {
+		y = y[:len(x)]
+		d0 := binary.LittleEndian.Uint64(x[0:8]) ^ binary.LittleEndian.Uint64(y[0:8])
+		d1 := binary.LittleEndian.Uint64(x[8:16]) ^ binary.LittleEndian.Uint64(y[8:16])
+		d2 := binary.LittleEndian.Uint64(x[16:24]) ^ binary.LittleEndian.Uint64(y[16:24])
+		d3 := binary.LittleEndian.Uint64(x[24:32]) ^ binary.LittleEndian.Uint64(y[24:32])
 		if d0|d1|d2|d3 != 0 {
 			switch {
 			case d0 != 0:
@@ -221,19 +223,24 @@ func matchLen(a []byte, i, j, end int) int {
 				return n + 24 + bits.TrailingZeros64(d3)>>3
 			}
 		}
+		x, y = x[32:], y[32:]
 		n += 32
 	}
-	for len(x)-n >= 8 {
-		d := binary.LittleEndian.Uint64(x[n:]) ^ binary.LittleEndian.Uint64(y[n:])
-		if d != 0 {
+	for len(x) >= 8 {
+		y = y[:len(x)]
+		if d := binary.LittleEndian.Uint64(x) ^ binary.LittleEndian.Uint64(y); d != 0 {
 			return n + bits.TrailingZeros64(d)>>3
 		}
+		x, y = x[8:], y[8:]
 		n += 8
 	}
-	for n < len(x) && x[n] == y[n] {
-		n++
+	y = y[:len(x)]
+	for k := range x {
+		if x[k] != y[k] {
+			return n + k
+		}
 	}
-	return n
+	return n + len(x)
 }
 
 // block appends one compressed block (or a raw one when that is smaller)

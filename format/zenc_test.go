@@ -348,3 +348,33 @@ func TestZencCPURows(t *testing.T) {
 		t.Error("cpuRows.set: one CPU's rows seen as several")
 	}
 }
+
+// TestMatchLen holds matchLen to a byte-by-byte count on buffers that
+// agree for every length from 0 to 100 and then differ, at every end
+// (one that cuts the match first, and one past where it ends).
+func TestMatchLen(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 7))
+	for l := 0; l <= 100; l++ {
+		for _, d := range []int{1, 8, 13, 40} {
+			a := make([]byte, d+l+20)
+			for i := range a {
+				a[i] = byte(rng.Uint32())
+			}
+			j, i := 3, 3+d
+			// a[i:] copies a[j:] for l bytes: copy forwards, byte by byte,
+			// so overlapping offsets repeat as a match would.
+			for k := 0; k < l && i+k < len(a); k++ {
+				a[i+k] = a[j+k]
+			}
+			for end := i; end <= len(a); end++ {
+				want := 0
+				for i+want < end && a[i+want] == a[j+want] {
+					want++
+				}
+				if got := matchLen(a, i, j, end); got != want {
+					t.Fatalf("len %d distance %d end %d: matchLen %d, want %d", l, d, end, got, want)
+				}
+			}
+		}
+	}
+}
