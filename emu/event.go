@@ -143,3 +143,18 @@ func (s SerializeCause) String() string {
 type Sink interface {
 	Event(e *Event)
 }
+
+// An InsnSink is a Sink that takes insn events, the most frequent, as a
+// call with their fields instead of an Event (the recorder's path to the
+// trace writer: no Event is filled and read back per instruction). The
+// machine calls Insn exactly where it would call Event with the insn
+// event, in the same sequence order; every other event still goes
+// through Event.
+type InsnSink interface {
+	Sink
+	// Insn is an EvInsn event: bytes holds the instruction in its first
+	// n bytes (the rest is not meaningful), regs the registers in regMask
+	// (Event.Regs order; the others are not meaningful).
+	Insn(seq uint64, cpu uint16, task uint32, depth uint8, rip uint64, n uint8, bytes *[15]byte, op uint16, rsp, flags uint64,
+		regMask uint32, regs *[NumRegs]uint64)
+}

@@ -146,6 +146,7 @@ type Machine struct {
 	mem  *Memory
 	cpus []*CPU
 	sink Sink
+	insn InsnSink // sink, when it is one
 	cfg  Config
 
 	img *Image
@@ -266,6 +267,7 @@ func New(img *Image, cfg Config) (*Machine, error) {
 		watches: make(map[uint64][]int),
 		modNext: moduleBase,
 	}
+	m.insn, _ = cfg.Sink.(InsnSink)
 	m.insnLimit = m.budget.MaxInsns
 	if m.insnLimit == 0 {
 		m.insnLimit = ^uint64(0)

@@ -54,6 +54,7 @@ func (s *Snapshot) Machine(sink Sink) (*Machine, error) {
 	m := new(Machine)
 	*m = *t
 	m.sink = sink
+	m.insn, _ = sink.(InsnSink)
 	m.cfg.Sink = sink
 	m.cfg.Inject = slices.Clone(t.cfg.Inject)
 	m.hits = slices.Clone(t.hits)

@@ -232,6 +232,10 @@ func (m *Machine) fastRuns(c *CPU, n int) (int, bool) {
 // registers the instruction changed, when recording them), then its loads
 // and stores in the order it made them.
 func (m *Machine) execRecorded(c *CPU, in *inst) {
+	if m.insn != nil {
+		m.execInsnSink(c, in)
+		return
+	}
 	// A record only insn events use: only its insn fields are ever
 	// written, so the rest stay zero without clearing the whole event
 	// per instruction.
@@ -252,6 +256,29 @@ func (m *Machine) execRecorded(c *CPU, in *inst) {
 	c.deferring = false
 	c.regDelta(e)
 	m.emit(c, e)
+	m.flush(c)
+}
+
+// execInsnSink is execRecorded for an InsnSink: the same events, the insn
+// event as a call (what emit would stamp it with: the next sequence
+// number, the CPU's task and depth as they are then).
+func (m *Machine) execInsnSink(c *CPU, in *inst) {
+	rip, rsp, flags := c.RIP, c.R[RSP], c.RFLAGS
+	if !m.regs {
+		seq := m.seq
+		m.seq++
+		m.insn.Insn(seq, uint16(c.ID), c.task, c.depth, rip, in.len, &in.raw, uint16(in.op), rsp, flags, 0, nil)
+		c.exec(in)
+		return
+	}
+	c.beginDefer()
+	c.exec(in)
+	c.deferring = false
+	e := &c.insnEv
+	c.regDelta(e)
+	seq := m.seq
+	m.seq++
+	m.insn.Insn(seq, uint16(c.ID), c.task, c.depth, rip, in.len, &in.raw, uint16(in.op), rsp, flags, e.RegMask, &e.Regs)
 	m.flush(c)
 }
 

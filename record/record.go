@@ -58,7 +58,7 @@ type Recorder struct {
 	dropped    uint64
 }
 
-var _ emu.Sink = (*Recorder)(nil)
+var _ emu.InsnSink = (*Recorder)(nil)
 
 // NewRecorder returns a recorder for img's events appending to w.
 func NewRecorder(w Appender, img *emu.Image) *Recorder {
@@ -165,6 +165,24 @@ func (r *Recorder) Event(e *emu.Event) {
 	}
 	if err := r.w.Append(row); err != nil {
 		r.err, r.errSeq = err, e.Seq
+	}
+}
+
+// Insn implements emu.InsnSink: an insn event, as Event would take it.
+func (r *Recorder) Insn(seq uint64, cpu uint16, task uint32, depth uint8, rip uint64, n uint8, bytes *[15]byte, op uint16, rsp, flags uint64,
+	regMask uint32, regs *[emu.NumRegs]uint64) {
+	if r.err != nil || r.fw == nil {
+		e := emu.Event{Seq: seq, Kind: emu.EvInsn, CPU: cpu, Task: task, Depth: depth, RIP: rip, Len: n, Bytes: *bytes, Op: op, RSP: rsp, Flags: flags, RegMask: regMask}
+		for m := regMask; m != 0; m &= m - 1 {
+			i := bits.TrailingZeros32(m)
+			e.Regs[i] = regs[i]
+		}
+		r.Event(&e)
+		return
+	}
+	r.kinds[emu.EvInsn]++
+	if err := r.fw.AppendInsn(seq, cpu, task, depth, rip, n, bytes, op, rsp, flags, regMask, regs); err != nil {
+		r.err, r.errSeq = err, seq
 	}
 }
 
