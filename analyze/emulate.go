@@ -33,7 +33,11 @@ import (
 // changes no arithmetic flag). A resumption anywhere else is not judged: an
 // out-of-line copy (judged by the copy rule), a pre-handler that
 // redirects the context on purpose, or the int3 found gone. LOOP, LOOPcc
-// and JrCXZ, which test RCX, are not judged.
+// and JrCXZ, which test RCX, are not judged. An int3 in text_poke_bp()'s
+// first step looks like a probe too, and its handler emulates the
+// instruction going in: Linux replaces a Jcc only by a Jcc with the same
+// condition (a static call's conditional tail call, retargeted), whose
+// other target is neither place, so the rule holds there as well.
 
 // emuPending is a #BP over a conditional branch as built, waiting for the
 // IRETQ that resumes its context.
