@@ -1043,7 +1043,7 @@ func (a *lifetime) reportResume(ctx *Context, s *ltStack, c *ltCode, lo, hi uint
 		Context: keyName(ctxKey{f.cpu, f.task, f.depth}),
 		Story:   ctx.story.tellWith(ctx.St, int(f.cpu), evidence, keep...),
 		Message: fmt.Sprintf("%s at seq %d on cpu%d %s (called from %s) %s %#x..%#x while task %d (cpu%d, %s) still holds %s: "+
-			"%s at stack word %#x; it will resume there (synchronize_rcu_tasks() waits for every task to pass a voluntary schedule point before such code is freed or rewritten)",
+			"%s at stack word %#x; it will resume there (code may be freed or rewritten only once no task can resume in it: synchronize_rcu_tasks() waits out a task preempted there, not one asleep in a function it called, which has passed a voluntary switch; that needs a count of the tasks inside, as BPF trampolines keep since commit e21aa341785c)",
 			what, f.seq, f.cpu, keyName(ctxKey{f.cpu, f.task, f.depth}), placeLine(ctx, f.caller), verb, lo, hi,
 			c.task, c.cpu, state, kind, ctx.Describe(c.val), c.at),
 	}, fmt.Sprintf("resume|%#x|%d|%#x", f.caller, c.task, c.val))
