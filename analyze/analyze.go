@@ -508,6 +508,7 @@ func (l *Live) Finish() *Result {
 	res.Outcome, res.OutcomeDetail, res.Truncated = l.ctx.Outcome, l.ctx.OutcomeDetail, l.ctx.Truncated
 	l.judgeOutcome(res)
 	l.judgeContract(res)
+	l.judgeVacuous(res)
 	if len(l.ctx.cannot) > 0 {
 		res.Incomplete = strings.Join(append(slices.DeleteFunc([]string{res.Incomplete}, func(s string) bool { return s == "" }), l.ctx.cannot...), "; ")
 	}
@@ -543,6 +544,39 @@ func (l *Live) judgeContract(res *Result) {
 		}
 	}
 	res.Incomplete = fmt.Sprintf("the trace's scenario text does not parse (%s): %s had no contract to check", why, strings.Join(ids, " and "))
+}
+
+// judgeVacuous marks a result incomplete when nothing was judged, so its
+// silence says nothing: no event reached the analyzers (a trace cut
+// before its first complete batch, analyzed with AllowTruncated), or
+// every selected analyzer had nothing to check in this trace (Needs with
+// no kind after Start: missed-call in a scenario without
+// contract.must_call, unmatched without rules, regs without preserving
+// sites, as `analyze --only` can select them).
+func (l *Live) judgeVacuous(res *Result) {
+	if res.Incomplete != "" || len(res.Findings) > 0 || len(l.ctx.cannot) > 0 {
+		return
+	}
+	if res.Events == 0 {
+		res.Incomplete = "no event was analyzed (the trace holds none): nothing was checked"
+		return
+	}
+	var idle []string
+	for _, a := range l.as {
+		n, ok := a.(Needer)
+		if !ok {
+			return
+		}
+		if k := n.Needs().Kinds; k == nil || len(k) > 0 {
+			return
+		}
+		idle = append(idle, a.ID())
+	}
+	if len(idle) == 0 {
+		return
+	}
+	res.Incomplete = fmt.Sprintf("nothing was checked: %s had no rule of this scenario to judge (contract.must_call, contract.asm_sites, [[inject]]); run the other analyzers (analyze without --only) for a verdict",
+		strings.Join(idle, ", "))
 }
 
 // judgeOutcome marks a result whose run did not end in a way the selected

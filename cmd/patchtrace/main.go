@@ -111,7 +111,10 @@ func commands() []command {
 				"finish, analyzed with --only leaving out the analyzer that judges its outcome and\n" +
 				"with no other finding, is incomplete too; so is a trace whose footer records lost\n" +
 				"events or (format version 3) no outcome, or whose scenario text does not parse\n" +
-				"(missed-call and return-slot would have no contract to check).\n" +
+				"(missed-call and return-slot would have no contract to check). So is a result in\n" +
+				"which nothing was checked: no event (a trace cut inside its first batch), or\n" +
+				"--only naming only analyzers with no rule of the scenario to judge (missed-call\n" +
+				"without contract.must_call, unmatched, regs without preserving sites).\n" +
 				"Exit status: 0 clean, 1 findings, 2 error or incomplete."},
 		{"report", "TRACE... [-o FILE|DIR] [--force] [--allow-truncated]", "write a self-contained HTML timeline of traces and their findings", cmdReport, reportAbout},
 		{"check", "[IDS...] [--seeds N] [--format table|json|ktap] [--out DIR [--force]]", "record and analyze built-in scenarios and compare with their expected verdicts", cmdCheck,
