@@ -371,3 +371,36 @@ func TestDecodeMemoKeepsAnnotations(t *testing.T) {
 		img = testImage(t, code)
 	}
 }
+
+// TestTextPokeKeepsOtherTLBEntries: text_poke's alias map and unmap shoot
+// down the alias page alone: the other CPUs keep the rest of their TLBs
+// (their next access to another page is a hit, not a walk of the page
+// map), while the alias is gone from every TLB, so an access through it
+// after the unmap faults.
+func TestTextPokeKeepsOtherTLBEntries(t *testing.T) {
+	img := testImage(t, cat(asmNop, asmSelf))
+	m, err := New(img, Config{CPUs: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c0, c1 := m.cpus[0], m.cpus[1]
+	m.mem.poke(testData, []byte{0x90, 0x90})
+	if _, ok := c1.read(testData, 8); !ok {
+		t.Fatal("read of the data page faulted")
+	}
+	if !m.textPoke(c0, testText, testData, 2) {
+		t.Fatalf("text_poke failed: %s", m.stopMsg)
+	}
+	if c1.tlbHit(testData>>pageShift) == nil || c1.tlbGen != m.mem.gen {
+		t.Errorf("cpu1's TLB lost the data page's entry (or was marked stale: tlbGen %d, memory %d) though only the alias changed", c1.tlbGen, m.mem.gen)
+	}
+	for _, c := range m.cpus {
+		if c.tlbHit(aliasBase>>pageShift) != nil {
+			t.Errorf("cpu%d's TLB still maps the alias after text_poke unmapped it", c.ID)
+		}
+		if _, ok := c.read(aliasBase, 1); ok {
+			t.Errorf("cpu%d read through the alias after text_poke unmapped it", c.ID)
+		}
+		c.exit = exitNone
+	}
+}

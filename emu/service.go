@@ -217,8 +217,9 @@ func (m *Machine) textPokeMap(c *CPU, addr, src, n uint64) ([]byte, bool) {
 	}
 	for vpn := first; vpn <= last; vpn++ {
 		av := aliasBase>>pageShift + (vpn - first)
-		m.shootdown(av)
+		gen0 := m.mem.gen
 		m.mem.mapFrame(av, m.mem.page(vpn).own(), PermRW, true)
+		m.shootdown(av, gen0)
 		m.aliasTo[vpn-first] = vpn << pageShift
 		m.permEvent(c, av<<pageShift, 0, PermRW, SvcTextPoke, true, vpn<<pageShift)
 	}
@@ -240,8 +241,9 @@ func (m *Machine) textPokeUnmap(c *CPU, addr, n uint64) {
 	first, last := addr>>pageShift, (addr+n-1)>>pageShift
 	for vpn := first; vpn <= last; vpn++ {
 		av := aliasBase>>pageShift + (vpn - first)
+		gen0 := m.mem.gen
 		m.mem.unmap(av)
-		m.shootdown(av)
+		m.shootdown(av, gen0)
 		m.permEvent(c, av<<pageShift, PermRW, 0, SvcTextPoke, true, vpn<<pageShift)
 	}
 }
@@ -397,8 +399,9 @@ func (m *Machine) moduleFree(c *CPU, sv ServiceID, addr uint64) bool {
 		if old&PermX != 0 {
 			m.xgen++ // executable mappings changed: decode caches re-resolve
 		}
+		gen0 := m.mem.gen
 		m.mem.unmap(vpn)
-		m.shootdown(vpn)
+		m.shootdown(vpn, gen0)
 		m.permEvent(c, vpn<<pageShift, old, 0, sv, false, 0)
 	}
 	return true
