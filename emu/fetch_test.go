@@ -404,3 +404,43 @@ func TestTextPokeKeepsOtherTLBEntries(t *testing.T) {
 		c.exit = exitNone
 	}
 }
+
+// TestTLBVictimKeepsRegions: pages of the direct map, the kernel text,
+// the text_poke alias and modules at the same offset in their regions
+// share a TLB slot; a CPU that alternates between two of them (a per-CPU
+// variable and the code using it) finds the other in the slot's victim
+// entry, not in the page map, and a shootdown drops both entries.
+func TestTLBVictimKeepsRegions(t *testing.T) {
+	m, err := New(testImage(t, cat(asmNop, asmSelf)), Config{CPUs: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := m.cpus[0]
+	off := uint64(4) << pageShift
+	a, b := uint64(0xffff888000000000)+off, uint64(0xffffffffa0000000)+off
+	m.mem.mapNew(a, 1, PermRW)
+	m.mem.mapNew(b, 1, PermRW)
+	for i := 0; i < 4; i++ {
+		for _, addr := range []uint64{a, b} {
+			if _, ok := c.read(addr, 8); !ok {
+				t.Fatalf("read %#x faulted", addr)
+			}
+		}
+	}
+	// Make the page map unable to answer: only the TLB can.
+	pages := m.mem.pages
+	m.mem.pages = map[uint64]*page{}
+	for _, addr := range []uint64{a, b, a} {
+		if _, ok := c.read(addr, 8); !ok {
+			t.Errorf("read %#x went to the page map: the slot's other page was not kept", addr)
+		}
+		c.exit = exitNone
+	}
+	m.mem.pages = pages
+	gen0 := m.mem.gen
+	m.mem.unmap(b >> pageShift)
+	m.shootdown(b>>pageShift, gen0)
+	if _, ok := c.read(b, 8); ok {
+		t.Errorf("read %#x after its unmap and shootdown hit a TLB entry", b)
+	}
+}

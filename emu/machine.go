@@ -82,8 +82,9 @@ func irqBit(v Vector) uint8 {
 
 // cpuState is the machine-owned part of a CPU.
 type cpuState struct {
-	tlb    [tlbEntries]tlbEntry
-	tlbGen uint64
+	tlb       [tlbEntries]tlbEntry
+	tlbVictim [tlbEntries]tlbEntry // each slot's last evicted entry (lookupSlow)
+	tlbGen    uint64
 
 	dc     [dcEntries]*decodePage // direct-mapped decode-page cache
 	dmap   map[uint64]*decodePage // all decode pages of this CPU

@@ -225,6 +225,9 @@ func (m *Machine) shootdown(vpn, gen0 uint64) {
 		if e := &c.tlb[vpn%tlbEntries]; e.tag == vpn+1 {
 			*e = tlbEntry{}
 		}
+		if e := &c.tlbVictim[vpn%tlbEntries]; e.tag == vpn+1 {
+			*e = tlbEntry{}
+		}
 		if c.tlbGen == gen0 {
 			c.tlbGen = m.mem.gen
 		}
@@ -235,15 +238,29 @@ func (m *Machine) shootdown(vpn, gen0 uint64) {
 // every access.
 //
 //go:noinline
+//
+// An entry evicted by a fill goes to the slot's victim (tlbVictim), where
+// a miss looks before the page map and swaps it back: the direct map's
+// per-CPU and stack pages share their slots with the kernel text pages at
+// the same offset (text-poke-bp: 12k page-map lookups a run, mostly those
+// pairs, where a victim swap is a few loads), and a slot computed from
+// more bits than the low ones would cost every access, hits included.
 func (c *CPU) lookupSlow(vpn uint64) *page {
 	mem := c.m.mem
 	if c.tlbGen != mem.gen {
 		c.tlb = [tlbEntries]tlbEntry{}
+		c.tlbVictim = [tlbEntries]tlbEntry{}
 		c.tlbGen = mem.gen
+	}
+	i := vpn & (tlbEntries - 1)
+	if v := c.tlbVictim[i]; v.tag == vpn+1 {
+		c.tlbVictim[i], c.tlb[i] = c.tlb[i], v
+		return v.p
 	}
 	p := mem.pages[vpn]
 	if p != nil {
-		c.tlb[vpn&(tlbEntries-1)] = tlbEntry{tag: vpn + 1, p: p}
+		c.tlbVictim[i] = c.tlb[i]
+		c.tlb[i] = tlbEntry{tag: vpn + 1, p: p}
 	}
 	return p
 }

@@ -72,6 +72,7 @@ func (s *Snapshot) Machine(sink Sink) (*Machine, error) {
 		*c = *tc
 		c.m = m
 		c.tlb = [tlbEntries]tlbEntry{}
+		c.tlbVictim = [tlbEntries]tlbEntry{}
 		c.dc = [dcEntries]*decodePage{}
 		c.dmap = make(map[uint64]*decodePage)
 		c.dlist = nil
