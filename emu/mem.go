@@ -237,14 +237,14 @@ func (m *Machine) shootdown(vpn, gen0 uint64) {
 // lookupSlow is kept out of line so that lookup, its hit, inlines into
 // every access.
 //
-//go:noinline
-//
 // An entry evicted by a fill goes to the slot's victim (tlbVictim), where
 // a miss looks before the page map and swaps it back: the direct map's
 // per-CPU and stack pages share their slots with the kernel text pages at
 // the same offset (text-poke-bp: 12k page-map lookups a run, mostly those
 // pairs, where a victim swap is a few loads), and a slot computed from
 // more bits than the low ones would cost every access, hits included.
+//
+//go:noinline
 func (c *CPU) lookupSlow(vpn uint64) *page {
 	mem := c.m.mem
 	if c.tlbGen != mem.gen {
