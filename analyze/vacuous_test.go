@@ -77,3 +77,63 @@ func TestNothingCheckedIncomplete(t *testing.T) {
 		t.Errorf("cut trace with AllowTruncated: verdict %q (incomplete %q), want incomplete: no event was analyzed", res.Verdict, res.Incomplete)
 	}
 }
+
+// TestSeqGapsIncomplete: sequence numbers count every event of a run, so
+// a trace whose numbers skip events its footer does not declare lost
+// (patchtrace.dropped) is incomplete: a tool that filtered a trace's
+// rows (here every write, which the analyzers and the replayed memory
+// need) through the format's own writer, checksums and all, left the
+// analyzers a part of the run. The same rewrite keeping every row is
+// clean.
+func TestSeqGapsIncomplete(t *testing.T) {
+	dir := t.TempDir()
+	path, _ := recordFentry(t, dir, 100)
+	rewrite := func(name string, keep func(*format.Row) bool) string {
+		r, err := format.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		md := *r.Meta()
+		out := filepath.Join(dir, name)
+		w, err := format.CreateFile(out, md, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for row, err := range r.Events() {
+			if err != nil {
+				t.Fatal(err)
+			}
+			if keep(row) {
+				if err := w.Append(row); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		w.SetFinal(md.Final)
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name    string
+		keep    func(*format.Row) bool
+		verdict string
+	}{
+		{"all", func(*format.Row) bool { return true }, analyze.VerdictClean},
+		{"no writes", func(r *format.Row) bool { return r.Kind != format.KindWrite }, analyze.VerdictIncomplete},
+		{"no first event", func(r *format.Row) bool { return r.Seq != 0 }, analyze.VerdictIncomplete},
+	} {
+		res, err := analyze.AnalyzeFile(rewrite(strings.ReplaceAll(tc.name, " ", "-")+".arrow", tc.keep), analyze.All())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Verdict != tc.verdict {
+			t.Errorf("%s: verdict %q (incomplete %q), want %q", tc.name, res.Verdict, res.Incomplete, tc.verdict)
+		}
+		if tc.verdict == analyze.VerdictIncomplete && !strings.Contains(res.Incomplete, "patchtrace.dropped does not declare") {
+			t.Errorf("%s: incomplete %q does not name the undeclared gap", tc.name, res.Incomplete)
+		}
+	}
+}
