@@ -1035,17 +1035,19 @@ func (a *lifetime) reportResume(ctx *Context, s *ltStack, c *ltCode, lo, hi uint
 		evidence = []uint64{c.seq, sw.Seq, f.seq}
 	}
 	what := fmt.Sprintf("%s(%#x)", f.svc, f.addr)
+	why := "code may be freed only once no task can resume in it: synchronize_rcu_tasks() waits out a task preempted there, not one asleep in a function it called, which has passed a voluntary switch; that needs a count of the tasks inside, as BPF trampolines keep since commit e21aa341785c"
 	if f.svc == format.Service(svcTextPoke) {
 		what = fmt.Sprintf("text_poke(%s, %d bytes)", ctx.Describe(f.addr), f.n)
+		why = "a rewrite must leave every address a task can resume at an instruction boundary: text_poke_bp()'s int3 guards only an instruction's first byte, so what it replaces must be one instruction, and code spanning several must first be left by every task (synchronize_rcu_tasks())"
 	}
 	ctx.Report(Finding{
 		CPU: int(f.cpu), Task: f.task, SeqFirst: c.seq, SeqLast: f.seq, RIP: f.caller, Evidence: evidence,
 		Context: keyName(ctxKey{f.cpu, f.task, f.depth}),
 		Story:   ctx.story.tellWith(ctx.St, int(f.cpu), evidence, keep...),
 		Message: fmt.Sprintf("%s at seq %d on cpu%d %s (called from %s) %s %#x..%#x while task %d (cpu%d, %s) still holds %s: "+
-			"%s at stack word %#x; it will resume there (code may be freed or rewritten only once no task can resume in it: synchronize_rcu_tasks() waits out a task preempted there, not one asleep in a function it called, which has passed a voluntary switch; that needs a count of the tasks inside, as BPF trampolines keep since commit e21aa341785c)",
+			"%s at stack word %#x; it will resume there (%s)",
 			what, f.seq, f.cpu, keyName(ctxKey{f.cpu, f.task, f.depth}), placeLine(ctx, f.caller), verb, lo, hi,
-			c.task, c.cpu, state, kind, ctx.Describe(c.val), c.at),
+			c.task, c.cpu, state, kind, ctx.Describe(c.val), c.at, why),
 	}, fmt.Sprintf("resume|%#x|%d|%#x", f.caller, c.task, c.val))
 }
 
