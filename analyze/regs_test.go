@@ -34,6 +34,13 @@ func newRegsFeed(t *testing.T, regs bool) *feed {
 // newRegsFeedWith is newRegsFeed with another [contract].
 func newRegsFeedWith(t *testing.T, regs bool, contract string) *feed {
 	t.Helper()
+	return newContractFeed(t, regs, contract, "regs")
+}
+
+// newContractFeed is a feed over int3-emulate-call with the given
+// [contract], for analyzer id.
+func newContractFeed(t *testing.T, regs bool, contract, id string) *feed {
+	t.Helper()
 	spec, err := scenario.Load(scenarios.FS, "int3-emulate-call")
 	if err != nil {
 		t.Fatal(err)
@@ -52,7 +59,7 @@ func newRegsFeedWith(t *testing.T, regs bool, contract string) *feed {
 	for i, n := range f.md.OpNames {
 		f.ops[n] = uint16(i)
 	}
-	f.live, err = analyze.NewLive(&f.md, []analyze.Analyzer{mustSelect(t, "regs")})
+	f.live, err = analyze.NewLive(&f.md, []analyze.Analyzer{mustSelect(t, id)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -345,6 +352,34 @@ func TestRegsReturnSite(t *testing.T) {
 			}
 			if fd.Analyzer != "regs" || fd.Symbol != "func_a" || fd.CPU != 1 || fd.Task != 2 {
 				t.Errorf("finding %s at %s cpu%d task %d: want regs at func_a on cpu1 task 2", fd.Analyzer, fd.Where, fd.CPU, fd.Task)
+			}
+		})
+	}
+}
+
+// TestAsmSiteReturnAddress: the word after an asm site (site + length) is
+// a return address the return-slot analyzer accepts, as an int3 handler
+// may emulate a call there; after a site declared a return it is not (no
+// call comes back after a return).
+func TestAsmSiteReturnAddress(t *testing.T) {
+	const slot = uint64(0xffffffff81111f00)
+	for _, tc := range []struct {
+		returns bool
+		finding bool
+	}{{false, false}, {true, true}} {
+		t.Run(fmt.Sprintf("returns=%v", tc.returns), func(t *testing.T) {
+			f := newContractFeed(t, true, fmt.Sprintf(`[contract]
+must_call = []
+asm_sites = [{ site = "caller_main+0x10", length = 5, returns = %v, preserves = ["rax"] }]
+`, tc.returns), "return-slot")
+			c := ctx{cpu: 1, task: 2}
+			// A handler's plain store of site + 5 (an emulated call's push),
+			// and a RET through it.
+			f.write(c, f.sym("func_a", 0), slot, 8, f.sym("caller_main", 0x15), false)
+			f.insn(c, f.sym("func_a", 0x10), "RET", slot)
+			res := f.finish()
+			if got := len(res.Findings) > 0; got != tc.finding {
+				t.Fatalf("finding %v, want %v:\n%s", got, tc.finding, summary(res))
 			}
 		})
 	}
