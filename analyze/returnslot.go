@@ -32,6 +32,17 @@ import (
 // must_call site or contract.asm_sites site (an emulated call's return), or at a ret_from_* entry (a
 // new task's hand-built first frame, docs/slice-abi.md). Anything else — a
 // function entry a forgotten pop left on the stack — is a finding.
+//
+// One rewrite is a return on purpose: a store over a live return address
+// (a word a CALL pushed that no RET has popped yet, untouched since) of
+// a function's entry, popped by a RET of the callee side (code outside
+// the function that made the CALL). That is how ftrace_regs_caller
+// returns to a regs->ip its callbacks changed (a livepatch sending the
+// CPU to the new function): the callee's RET goes to the function instead
+// of back into the caller, and the function returns for it. The same word
+// popped by the caller's own RET is a stack off by one word (the callee
+// left it behind: a forgotten pop, exc-tramp-nopop), and is judged as
+// before, as is a function entry stored over a word no live CALL holds.
 type returnSlot struct {
 	slots map[string]bool
 	state map[slotKey]*slotFill
@@ -72,6 +83,10 @@ const (
 	provStore uint8 = iota
 	provCall
 	provPush
+	// provRedirect: a plain store of a function's entry over a live
+	// return address (provCall, not popped): a return sent to that
+	// function on purpose.
+	provRedirect
 )
 
 type stackWord struct {
@@ -83,6 +98,12 @@ type stackWord struct {
 	partial bool
 	at      uint64
 	size    uint8
+	// popped: a RET has popped the word since the CALL stored it (its
+	// frame is gone).
+	popped bool
+	// callRIP: for provRedirect, the CALL that pushed the return address
+	// the store replaced.
+	callRIP uint64
 }
 
 // cpuTrack is what the previous events on one CPU tell about the next write.
@@ -180,7 +201,7 @@ func (a *returnSlot) Event(ctx *Context, r *format.Row) {
 		t.pending = int(r.Op) < len(a.isCall) && (a.isCall[r.Op] || a.isPush[r.Op])
 		return
 	case format.KindWrite:
-		a.trackStore(r)
+		a.trackStore(ctx.St, r)
 		if len(a.slots) == 0 || !a.slots[r.PercpuVar] {
 			return
 		}
@@ -232,7 +253,7 @@ func (*returnSlot) Finish(*Context) {}
 // word (1, 2 or 4 bytes into it, or an unaligned 8-byte store straddling
 // it) makes the word a plain store too: the bytes a RET pops are no longer
 // the ones the CALL pushed.
-func (a *returnSlot) trackStore(r *format.Row) {
+func (a *returnSlot) trackStore(st *replay.State, r *format.Row) {
 	if r.Alias || r.Size == 0 {
 		return
 	}
@@ -249,6 +270,8 @@ func (a *returnSlot) trackStore(r *format.Row) {
 			w.kind = provPush
 		}
 		t.pending = false
+	} else if old := a.prov.get(r.Addr); old != nil && old.kind == provCall && !old.popped && isEntry(st, r.New) {
+		w.kind, w.callRIP = provRedirect, old.rip
 	}
 	a.clobber(r)
 	a.set(r.Addr, w)
@@ -356,8 +379,14 @@ func (a *returnSlot) checkRet(ctx *Context, r *format.Row) {
 	known := pw != nil
 	if known {
 		w = *pw
+		if pw.kind == provCall {
+			pw.popped = true
+		}
 	}
-	if known && w.kind != provStore {
+	if known && w.kind == provRedirect && !sameFunction(st, w.callRIP, r.RIP) {
+		return // the callee side returns to the function it was sent to
+	}
+	if known && w.kind != provStore && w.kind != provRedirect {
 		return
 	}
 	if a.siteRets[target] || isReturnAddress(st.Mem, target) || isReturnAddress(st.Image, target) {
@@ -385,6 +414,20 @@ func (a *returnSlot) checkRet(ctx *Context, r *format.Row) {
 		Message: fmt.Sprintf("ret at %s returns to %s through %s (stack %#x): no call produced that return address",
 			ctx.Describe(r.RIP), ctx.Describe(target), by, r.RSP),
 	}, fmt.Sprintf("ret|%#x|%#x", r.RIP, target))
+}
+
+// sameFunction reports whether x and y lie in one function (symbol).
+func sameFunction(st *replay.State, x, y uint64) bool {
+	fx, okx := st.Syms.At(x)
+	fy, oky := st.Syms.At(y)
+	return okx && oky && fx.Addr == fy.Addr
+}
+
+// isEntry reports whether addr is the first byte of a function (a symbol
+// with a size).
+func isEntry(st *replay.State, addr uint64) bool {
+	sym, ok := st.Syms.At(addr)
+	return ok && sym.Addr == addr && sym.Size > 0
 }
 
 // isReturnAddress reports whether the bytes before addr in mem decode as a

@@ -138,3 +138,58 @@ func TestReturnSlotConsumedByAnotherTask(t *testing.T) {
 		})
 	}
 }
+
+// TestReturnSlotRedirectedReturn feeds hand-made events over
+// ftrace-ipmodify's slice: traced_fn's fentry site calls
+// ftrace_regs_caller, which stores regs->ip over the return address its
+// CALL pushed and returns through it. A function's entry stored over that
+// live word and popped by the callee side is a return sent there on
+// purpose (a livepatch's redirect to new_fn); popped by the caller's own
+// RET (a stack one word off, exc-tramp-nopop's forgotten pop), stored
+// after a RET already popped the word, stored as anything but an entry,
+// or over a word a narrower store had touched, it is a finding.
+func TestReturnSlotRedirectedReturn(t *testing.T) {
+	const slot = uint64(0xffffffff81111f00) // a task stack word
+	for _, tc := range []struct {
+		name     string
+		to       string // the function whose entry (plus off) is stored
+		off      uint64
+		popFirst bool // a RET popped the CALL's word before the store
+		partial  bool // a 4-byte store touched the word before
+		byCaller bool // the RET through it is traced_fn's, not the callee's
+		finding  bool
+	}{
+		{"redirect to new_fn, callee returns", "new_fn", 0, false, false, false, false},
+		{"redirect, the caller's RET pops it", "new_fn", 0, false, false, true, true},
+		{"not an entry", "new_fn", 1, false, false, false, true},
+		{"the word was popped before", "new_fn", 0, true, false, false, true},
+		{"the word was touched in part", "new_fn", 0, false, true, false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFeed(t, "ftrace-ipmodify", "return-slot")
+			c := ctx{cpu: 1, task: 2}
+			site := f.sym("traced_fn", 0)
+			callee := f.sym("ftrace_regs_caller", 0)
+			f.insn(c, site, "CALL", slot+8)
+			f.write(c, site, slot, 8, site+5, false)
+			f.insn(c, callee, "MOV", slot)
+			if tc.popFirst {
+				f.insn(c, callee+1, "RET", slot)
+				f.insn(c, site+5, "MOV", slot+8)
+			}
+			if tc.partial {
+				f.write(c, callee, slot, 4, uint64(uint32(site+5)), false)
+			}
+			f.write(c, callee+2, slot, 8, f.sym(tc.to, tc.off), false)
+			at := callee + 3
+			if tc.byCaller {
+				at = site + 9
+			}
+			f.insn(c, at, "RET", slot)
+			res := f.finish()
+			if got := len(res.Findings) > 0; got != tc.finding {
+				t.Fatalf("finding %v, want %v:\n%s", got, tc.finding, summary(res))
+			}
+		})
+	}
+}
