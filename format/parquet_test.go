@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -16,6 +17,7 @@ import (
 	"github.com/apache/arrow/go/v15/arrow"
 	"github.com/apache/arrow/go/v15/arrow/array"
 	"github.com/apache/arrow/go/v15/arrow/memory"
+	"github.com/apache/arrow/go/v15/parquet"
 	"github.com/apache/arrow/go/v15/parquet/file"
 	"github.com/apache/arrow/go/v15/parquet/pqarrow"
 	"github.com/patchtrace/patchtrace/internal/memstat"
@@ -349,4 +351,72 @@ func TestExportMetadataOnce(t *testing.T) {
 	if len(md[KeyScenarioText]) != 4<<20 {
 		t.Fatalf("scenario text of %d bytes in the export", len(md[KeyScenarioText]))
 	}
+}
+
+// TestExportParquetDeltaChoice exports row groups whose rip column packs
+// small as differences (DELTA_BINARY_PACKED), does not (PLAIN), packs
+// small but compresses better as values (PLAIN), or changes its nature
+// after the first pqDeltaSample values either way, with an
+// INT32 column (task) of differences, and checks each chunk's encoding in
+// the footer and every value read back.
+func TestExportParquetDeltaChoice(t *testing.T) {
+	defer func(n int) { parquetRowGroupRows = n }(parquetRowGroupRows)
+	const group = 8 * pqDeltaSample
+	parquetRowGroupRows = group
+	rng := rand.New(rand.NewPCG(5, 6))
+	rows := loopRows(5 * group)
+	for i := range rows {
+		g, j := i/group, i%group
+		random := g == 0 || g == 2 && j < pqDeltaSample || g == 3 && j >= pqDeltaSample
+		switch {
+		case random:
+			rows[i].RIP = rng.Uint64()
+		case g == 1 || g == 3:
+			rows[i].RIP = 0xffffffff81000000 + uint64(3*j)
+		case g == 4:
+			// Differences that pack small (14 bits) but repeat
+			// less plainly than the values (period 3).
+			rows[i].RIP = 0xffffffff81000000 + 0x1000*uint64(j%3)
+		default:
+			rows[i].RIP = 0xffffffff81000000
+		}
+		// INT32 differences, the values crossing 2^31.
+		rows[i].Task = 0x7fff0000 + uint32(5*i)
+	}
+	data := writeTrace(t, rows, WithBatchRows(group))
+	r, err := NewReader(bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var pq bytes.Buffer
+	if err := ExportParquet(r, &pq); err != nil {
+		t.Fatal(err)
+	}
+	pf, err := file.NewParquetReader(bytes.NewReader(pq.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []parquet.Encoding{parquet.Encodings.Plain, parquet.Encodings.DeltaBinaryPacked, parquet.Encodings.Plain, parquet.Encodings.Plain, parquet.Encodings.Plain}
+	if n := pf.NumRowGroups(); n != len(want) {
+		t.Fatalf("%d row groups, want %d", n, len(want))
+	}
+	for g, enc := range want {
+		for _, col := range []struct {
+			c   int
+			enc parquet.Encoding
+		}{{ColRIP, enc}, {ColTask, parquet.Encodings.DeltaBinaryPacked}, {ColSeq, parquet.Encodings.DeltaBinaryPacked}} {
+			cc, err := pf.MetaData().RowGroup(g).ColumnChunk(col.c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			es := cc.EncodingStats()
+			if got := cc.Encodings(); len(got) == 0 || got[0] != col.enc || len(es) != 1 || es[0].Encoding != col.enc {
+				t.Errorf("row group %d, %s: encodings %v (pages %v), want %v", g, Columns[col.c].Name, got, es, col.enc)
+			}
+		}
+	}
+	pf.Close()
+	got, _ := readParquet(t, pq.Bytes(), r)
+	compareRows(t, got, rows)
 }

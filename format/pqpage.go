@@ -321,49 +321,158 @@ const (
 	deltaMini  = 4
 )
 
-// appendDelta appends n little-endian 8-byte values as
-// DELTA_BINARY_PACKED (differences and arithmetic wrap, as readers undo
-// them). scratch is reused.
-func appendDelta(dst, vals []byte, n int, scratch []uint64) ([]byte, []uint64) {
+// appendDelta appends n little-endian w-byte values (w 8: INT64, or 4:
+// INT32) as DELTA_BINARY_PACKED. Differences and arithmetic wrap at the
+// physical type's width, as readers undo them: an INT32 difference is a
+// 32-bit one, so no miniblock is wider than 32 bits (readers refuse wider
+// ones for INT32). scratch is reused.
+func appendDelta(dst, vals []byte, n, w int, scratch []uint64) ([]byte, []uint64) {
 	dst = binary.AppendUvarint(dst, deltaBlock)
 	dst = binary.AppendUvarint(dst, deltaMini)
 	dst = binary.AppendUvarint(dst, uint64(n))
 	if n == 0 {
 		return binary.AppendVarint(dst, 0), scratch
 	}
-	dst = binary.AppendVarint(dst, int64(binary.LittleEndian.Uint64(vals)))
-	d := append(scratch[:0], make([]uint64, deltaBlock)...)
+	if cap(scratch) < deltaBlock {
+		scratch = make([]uint64, deltaBlock)
+	}
+	d := (*[deltaBlock]uint64)(scratch[:deltaBlock])
+	var prev uint64
+	if w == 8 {
+		vals = vals[:8*n]
+		prev = binary.LittleEndian.Uint64(vals)
+	} else {
+		vals = vals[:4*n]
+		// Sign-extended, so that a 32-bit difference is an int64 in the
+		// int32 range.
+		prev = uint64(int64(int32(binary.LittleEndian.Uint32(vals))))
+	}
+	dst = binary.AppendVarint(dst, int64(prev))
 	const per = deltaBlock / deltaMini
+	var lo, hi [deltaMini]int64 // each miniblock's least and greatest difference
 	for i := 1; i < n; i += deltaBlock {
 		m := min(deltaBlock, n-i)
-		minD := int64(1<<63 - 1)
-		prev := binary.LittleEndian.Uint64(vals[8*(i-1):])
-		for k := 0; k < m; k++ {
-			v := binary.LittleEndian.Uint64(vals[8*(i+k):])
-			d[k] = v - prev
-			prev = v
-			minD = min(minD, int64(d[k]))
+		if m == deltaBlock {
+			if w == 8 {
+				prev = deltas64(d, (*[8 * deltaBlock]byte)(vals[8*i:]), prev, &lo, &hi)
+			} else {
+				prev = deltas32(d, (*[4 * deltaBlock]byte)(vals[4*i:]), prev, &lo, &hi)
+			}
+		} else {
+			// The last block: differences, then padding that packs as 0.
+			for k := range m {
+				var v uint64
+				if w == 8 {
+					v = binary.LittleEndian.Uint64(vals[8*(i+k):])
+					d[k] = v - prev
+				} else {
+					v = uint64(binary.LittleEndian.Uint32(vals[4*(i+k):]))
+					d[k] = uint64(int64(int32(uint32(v) - uint32(prev))))
+				}
+				prev = v
+			}
+			for mb := range deltaMini {
+				lo[mb], hi[mb] = 1<<63-1, -1<<63
+				for k := mb * per; k < min(m, mb*per+per); k++ {
+					lo[mb], hi[mb] = min(lo[mb], int64(d[k])), max(hi[mb], int64(d[k]))
+				}
+			}
+		}
+		minD := min(lo[0], lo[1], lo[2], lo[3])
+		for k := m; k < deltaBlock; k++ {
+			d[k] = uint64(minD)
 		}
 		dst = binary.AppendVarint(dst, minD)
 		wpos := len(dst)
 		dst = append(dst, 0, 0, 0, 0)
 		for mb := 0; mb*per < m; mb++ {
-			var or uint64
-			blk := d[mb*per : mb*per+per]
-			for k := range blk {
-				if mb*per+k < m {
-					blk[k] -= uint64(minD)
-				} else {
-					blk[k] = 0 // padding
-				}
-				or |= blk[k]
+			if hi[mb] == minD {
+				continue // width 0
 			}
-			bw := bits.Len64(or)
+			bw := bits.Len64(uint64(hi[mb]) - uint64(minD))
 			dst[wpos+mb] = byte(bw)
-			dst = packBits(dst, blk, bw)
+			dst = packDeltas(dst, (*[per]uint64)(d[mb*per:]), uint64(minD), bw)
 		}
 	}
-	return dst, d
+	return dst, scratch
+}
+
+// deltas64 stores the differences of a block of 8-byte values from its
+// predecessor prev in d, and each miniblock's least and greatest in lo and
+// hi; it returns the block's last value.
+func deltas64(d *[deltaBlock]uint64, src *[8 * deltaBlock]byte, prev uint64, lo, hi *[deltaMini]int64) uint64 {
+	const per = deltaBlock / deltaMini
+	for mb := range deltaMini {
+		m := (*[per]uint64)(d[mb*per:])
+		s := (*[8 * per]byte)(src[8*per*mb:])
+		v := binary.LittleEndian.Uint64(s[:])
+		m[0] = v - prev
+		prev = v
+		l, h := int64(m[0]), int64(m[0])
+		for k := 1; k < per; k++ {
+			v := binary.LittleEndian.Uint64(s[8*k:])
+			x := int64(v - prev)
+			m[k] = uint64(x)
+			prev = v
+			l, h = min(l, x), max(h, x)
+		}
+		lo[mb], hi[mb] = l, h
+	}
+	return prev
+}
+
+// deltas32 is deltas64 for 4-byte values: 32-bit differences,
+// sign-extended; the last value is returned zero-extended.
+func deltas32(d *[deltaBlock]uint64, src *[4 * deltaBlock]byte, prev uint64, lo, hi *[deltaMini]int64) uint64 {
+	const per = deltaBlock / deltaMini
+	p := uint32(prev)
+	for mb := range deltaMini {
+		m := (*[per]uint64)(d[mb*per:])
+		s := (*[4 * per]byte)(src[4*per*mb:])
+		v := binary.LittleEndian.Uint32(s[:])
+		x := int64(int32(v - p))
+		m[0] = uint64(x)
+		p = v
+		l, h := x, x
+		for k := 1; k < per; k++ {
+			v := binary.LittleEndian.Uint32(s[4*k:])
+			x := int64(int32(v - p))
+			m[k] = uint64(x)
+			p = v
+			l, h = min(l, x), max(h, x)
+		}
+		lo[mb], hi[mb] = l, h
+	}
+	return uint64(p)
+}
+
+// packDeltas appends a miniblock's differences less minD, packed at bw
+// bits each (Parquet's bit packing, least significant bit first).
+func packDeltas(dst []byte, blk *[deltaBlock / deltaMini]uint64, minD uint64, bw int) []byte {
+	if bw == 0 {
+		return dst
+	}
+	var acc uint64
+	nb := 0
+	for _, x := range blk {
+		v := x - minD
+		acc |= v << nb
+		nb += bw
+		if nb >= 64 {
+			dst = binary.LittleEndian.AppendUint64(dst, acc)
+			nb -= 64
+			acc = 0
+			if nb > 0 {
+				acc = v >> (bw - nb)
+			}
+		}
+	}
+	// 32 values of bw bits: a whole number of bytes.
+	for ; nb > 0; nb -= 8 {
+		dst = append(dst, byte(acc))
+		acc >>= 8
+	}
+	return dst
 }
 
 // thrift writes Thrift compact protocol structs (the page headers).

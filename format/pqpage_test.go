@@ -54,8 +54,9 @@ func decodeHybrid(t *testing.T, data []byte, bw, n int) []uint64 {
 	return out[:n]
 }
 
-// decodeDelta decodes DELTA_BINARY_PACKED values (reference).
-func decodeDelta(t *testing.T, data []byte) []uint64 {
+// decodeDelta decodes DELTA_BINARY_PACKED values (reference) and returns
+// the widest miniblock's bit width.
+func decodeDelta(t *testing.T, data []byte) ([]uint64, int) {
 	t.Helper()
 	uv := func() uint64 {
 		v, k := binary.Uvarint(data)
@@ -76,16 +77,18 @@ func decodeDelta(t *testing.T, data []byte) []uint64 {
 	block, minis, total := int(uv()), int(uv()), int(uv())
 	first := uint64(zz())
 	if total == 0 {
-		return nil
+		return nil, 0
 	}
 	out := []uint64{first}
 	per := block / minis
+	widest := 0
 	for len(out) < total {
 		minD := uint64(zz())
 		widths := data[:minis]
 		data = data[minis:]
 		for mb := 0; mb < minis && len(out) < total; mb++ {
 			bw := int(widths[mb])
+			widest = max(widest, bw)
 			for i := 0; i < per; i++ {
 				var v uint64
 				for b := 0; b < bw; b++ {
@@ -102,7 +105,7 @@ func decodeDelta(t *testing.T, data []byte) []uint64 {
 	if len(data) != 0 {
 		t.Fatalf("%d bytes after the values", len(data))
 	}
-	return out
+	return out, widest
 }
 
 // TestLevelRuns encodes validity bitmaps of every shape (sparse, dense,
@@ -167,32 +170,55 @@ func b2u(b bool) uint64 {
 }
 
 // TestDeltaBinaryPacked encodes increasing sequences with gaps, values
-// that wrap (the maximum u64 next to 0), random values and every length
-// around the block and miniblock sizes, and decodes them.
+// that wrap (the maximum u64 next to 0, or u32 for INT32), random values,
+// constant runs and every length around the block and miniblock sizes, at
+// both widths, and decodes them; no INT32 miniblock is wider than 32 bits.
 func TestDeltaBinaryPacked(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
-	for _, n := range []int{0, 1, 2, 31, 32, 33, 127, 128, 129, 130, 257, 1000} {
-		for shape := range 4 {
-			vals := make([]uint64, n)
-			for i := range vals {
-				switch shape {
-				case 0:
-					vals[i] = uint64(i) + 100
-				case 1:
-					vals[i] = uint64(i) * uint64(1+rng.IntN(3))
-				case 2:
-					vals[i] = rng.Uint64()
-				case 3:
-					vals[i] = math.MaxUint64 - uint64(n/2) + uint64(i) // wraps to 0
+	for _, w := range []int{8, 4} {
+		for _, n := range []int{0, 1, 2, 31, 32, 33, 127, 128, 129, 130, 257, 1000} {
+			for shape := range 6 {
+				vals := make([]uint64, n)
+				for i := range vals {
+					switch shape {
+					case 0:
+						vals[i] = uint64(i) + 100
+					case 1:
+						vals[i] = uint64(i) * uint64(1+rng.IntN(3))
+					case 2:
+						vals[i] = rng.Uint64()
+					case 3:
+						vals[i] = math.MaxUint64 - uint64(n/2) + uint64(i) // wraps to 0
+					case 4:
+						vals[i] = 7 // every difference 0
+					case 5:
+						vals[i] = uint64(i/40) * 0x80000000 // runs of 0, jumps of 2^31
+					}
+					if w == 4 {
+						vals[i] = uint64(uint32(vals[i]))
+					}
 				}
-			}
-			var raw []byte
-			for _, v := range vals {
-				raw = binary.LittleEndian.AppendUint64(raw, v)
-			}
-			enc, _ := appendDelta(nil, raw, n, nil)
-			if got := decodeDelta(t, enc); fmt.Sprint(got) != fmt.Sprint(vals[:len(got)]) || len(got) != n {
-				t.Fatalf("n %d shape %d: decoded %v, want %v", n, shape, got, vals)
+				var raw []byte
+				for _, v := range vals {
+					if w == 8 {
+						raw = binary.LittleEndian.AppendUint64(raw, v)
+					} else {
+						raw = binary.LittleEndian.AppendUint32(raw, uint32(v))
+					}
+				}
+				enc, _ := appendDelta(nil, raw, n, w, make([]uint64, 3))
+				got, widest := decodeDelta(t, enc)
+				if w == 4 {
+					for i := range got {
+						got[i] = uint64(uint32(got[i]))
+					}
+					if widest > 32 {
+						t.Errorf("n %d shape %d: INT32 miniblock %d bits wide", n, shape, widest)
+					}
+				}
+				if fmt.Sprint(got) != fmt.Sprint(vals[:len(got)]) || len(got) != n {
+					t.Fatalf("w %d n %d shape %d: decoded %v, want %v", w, n, shape, got, vals)
+				}
 			}
 		}
 	}
