@@ -316,6 +316,10 @@ var fillColumns = [NumColumns]bool{ColSize: true}
 // the validity bitmap) to the previous row's value (the first rows, if
 // null, stay zero).
 func fillNulls(vals []byte, width int, valid []byte) {
+	if width == 4 {
+		fillNulls32(vals, valid)
+		return
+	}
 	n := len(vals) / width
 	for w := 0; w*8 < n; w++ {
 		if valid[w] == 0xFF {
@@ -326,5 +330,24 @@ func fillNulls(vals []byte, width int, valid []byte) {
 				copy(vals[r*width:(r+1)*width], vals[(r-1)*width:r*width])
 			}
 		}
+	}
+}
+
+// fillNulls32 is fillNulls for 4-byte rows (size, the one filled column),
+// without a branch or a copy call per row: every row after the first is
+// stored again, its own value if valid, else the value carried from the
+// row before.
+func fillNulls32(vals []byte, valid []byte) {
+	n := len(vals) / 4
+	if n == 0 {
+		return
+	}
+	valid = valid[:(n+7)/8]
+	prev := binary.LittleEndian.Uint32(vals)
+	for r := 1; r < n; r++ {
+		keep := -uint32(valid[r>>3] >> (r & 7) & 1) // all ones for a valid row
+		x := vals[4*r : 4*r+4]
+		prev = prev&^keep | binary.LittleEndian.Uint32(x)&keep
+		binary.LittleEndian.PutUint32(x, prev)
 	}
 }

@@ -3,6 +3,7 @@ package format
 import (
 	"bytes"
 	"encoding/binary"
+	"math/rand/v2"
 	"testing"
 
 	"github.com/apache/arrow/go/v15/arrow/array"
@@ -19,6 +20,30 @@ func TestFillNulls(t *testing.T) {
 	for r, w := range want {
 		if got := binary.LittleEndian.Uint32(vals[4*r:]); got != w {
 			t.Errorf("row %d: %d, want %d", r, got, w)
+		}
+	}
+
+	// fillNulls32 (4-byte rows) against a row-by-row fill, on random
+	// values and validity.
+	for _, n := range []int{0, 1, 7, 8, 9, 64, 1000} {
+		rng := rand.New(rand.NewPCG(uint64(n), 1))
+		vals := make([]byte, 4*n)
+		valid := make([]byte, (n+7)/8)
+		for i := range vals {
+			vals[i] = byte(rng.Uint32())
+		}
+		for i := range valid {
+			valid[i] = byte(rng.Uint32() & rng.Uint32()) // a quarter of the rows valid
+		}
+		want := append([]byte(nil), vals...)
+		for r := 1; r < n; r++ {
+			if valid[r/8]&(1<<(r%8)) == 0 {
+				copy(want[4*r:4*r+4], want[4*r-4:4*r])
+			}
+		}
+		fillNulls(vals, 4, valid)
+		if !bytes.Equal(vals, want) {
+			t.Errorf("%d rows: fillNulls differs from the row-by-row fill", n)
 		}
 	}
 
