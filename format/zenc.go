@@ -87,12 +87,16 @@ func (r *cpuRows) after(s int) int32 {
 // set computes r from a batch's cpu column (n u16 rows) and reports
 // whether the rows are from more than one CPU (otherwise r is not set).
 func (r *cpuRows) set(col []byte, n int) bool {
+	// Any row whose CPU is not row 0's, four rows (8 bytes) at a time.
 	multi := false
-	for i := 1; i < n; i++ {
-		if binary.LittleEndian.Uint16(col[2*i:]) != binary.LittleEndian.Uint16(col) {
-			multi = true
-			break
-		}
+	first := binary.LittleEndian.Uint16(col)
+	four := uint64(first) * 0x0001_0001_0001_0001
+	i := 0
+	for ; i+4 <= n && !multi; i += 4 {
+		multi = binary.LittleEndian.Uint64(col[2*i:]) != four
+	}
+	for ; i < n && !multi; i++ {
+		multi = binary.LittleEndian.Uint16(col[2*i:]) != first
 	}
 	if !multi {
 		return false

@@ -347,6 +347,17 @@ func TestZencCPURows(t *testing.T) {
 	if rows.set(make([]byte, 200), 100) {
 		t.Error("cpuRows.set: one CPU's rows seen as several")
 	}
+	// Two CPUs, the other one's row anywhere (first, inside a group of
+	// four rows, last of a count that is not a multiple of four).
+	for _, n := range []int{1, 2, 5, 8, 103} {
+		for at := range n {
+			col := make([]byte, 2*n)
+			binary.LittleEndian.PutUint16(col[2*at:], 3)
+			if got := rows.set(col, n); got != (n > 1) {
+				t.Errorf("cpuRows.set: %d rows, CPU 3 at row %d: several CPUs %v, want %v", n, at, got, n > 1)
+			}
+		}
+	}
 }
 
 // TestMatchLen holds matchLen to a byte-by-byte count on buffers that
