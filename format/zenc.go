@@ -209,12 +209,12 @@ func matchLen(a []byte, i, j, end int) int {
 	y := a[j:]
 	y = y[:len(x)] // one bounds check: the loops below index within len(x)
 	n := 0
-	for len(x) >= 32 {
-		y = y[:len(x)]
-		d0 := binary.LittleEndian.Uint64(x[0:8]) ^ binary.LittleEndian.Uint64(y[0:8])
-		d1 := binary.LittleEndian.Uint64(x[8:16]) ^ binary.LittleEndian.Uint64(y[8:16])
-		d2 := binary.LittleEndian.Uint64(x[16:24]) ^ binary.LittleEndian.Uint64(y[16:24])
-		d3 := binary.LittleEndian.Uint64(x[24:32]) ^ binary.LittleEndian.Uint64(y[24:32])
+	for ; n+32 <= len(x); n += 32 {
+		x4, y4 := (*[32]byte)(x[n:n+32]), (*[32]byte)(y[n:n+32])
+		d0 := binary.LittleEndian.Uint64(x4[0:8]) ^ binary.LittleEndian.Uint64(y4[0:8])
+		d1 := binary.LittleEndian.Uint64(x4[8:16]) ^ binary.LittleEndian.Uint64(y4[8:16])
+		d2 := binary.LittleEndian.Uint64(x4[16:24]) ^ binary.LittleEndian.Uint64(y4[16:24])
+		d3 := binary.LittleEndian.Uint64(x4[24:32]) ^ binary.LittleEndian.Uint64(y4[24:32])
 		if d0|d1|d2|d3 != 0 {
 			switch {
 			case d0 != 0:
@@ -227,24 +227,18 @@ func matchLen(a []byte, i, j, end int) int {
 				return n + 24 + bits.TrailingZeros64(d3)>>3
 			}
 		}
-		x, y = x[32:], y[32:]
-		n += 32
 	}
-	for len(x) >= 8 {
-		y = y[:len(x)]
-		if d := binary.LittleEndian.Uint64(x) ^ binary.LittleEndian.Uint64(y); d != 0 {
+	for ; n+8 <= len(x); n += 8 {
+		if d := binary.LittleEndian.Uint64(x[n:n+8]) ^ binary.LittleEndian.Uint64(y[n:n+8]); d != 0 {
 			return n + bits.TrailingZeros64(d)>>3
 		}
-		x, y = x[8:], y[8:]
-		n += 8
 	}
-	y = y[:len(x)]
-	for k := range x {
-		if x[k] != y[k] {
-			return n + k
+	for ; n < len(x); n++ {
+		if x[n] != y[n] {
+			return n
 		}
 	}
-	return n + len(x)
+	return n
 }
 
 // block appends one compressed block (or a raw one when that is smaller)
