@@ -2,12 +2,16 @@ package format
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
@@ -387,5 +391,33 @@ func TestMatchLen(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestZencPinned pins zenc's output, byte for byte, on zencInputs and on
+// interleaved runs with their rows' CPUs: zenc's frames are the bytes of
+// most of a trace, and traces must stay byte-identical for the same run
+// unless the format says otherwise. A speed change to the match search
+// must keep this hash; a deliberate change of the encoding updates it
+// (and says so, with the size it buys).
+func TestZencPinned(t *testing.T) {
+	const want = "37078d49a056f7e5f577d9e71b375abb50de15cc7ed3834378dfaca90cbbfb9f"
+	in := zencInputs()
+	names := slices.Sorted(maps.Keys(in))
+	h := sha256.New()
+	var z zenc
+	for _, name := range names {
+		h.Write(z.encode(nil, in[name].data, in[name].width))
+	}
+	for _, w := range []int{1, 8, 15} {
+		data, cpus := interleavedRuns(w, 30000, uint64(w))
+		var rows cpuRows
+		rows.set(cpus, len(cpus)/2)
+		z.rows = &rows
+		h.Write(z.encode(nil, data, w))
+		z.rows = nil
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != want {
+		t.Errorf("zenc's frames changed: sha256 %s, pinned %s", got, want)
 	}
 }
