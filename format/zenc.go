@@ -292,13 +292,22 @@ func (z *zenc) block(dst, src []byte, start, end, width int, rep *[3]uint32, las
 		// Repeat offsets first (row-aligned ones), then their sums: a
 		// loop whose iterations alternate between two paths repeats
 		// exactly only at the sum of the two lengths.
-		cands := [5]uint32{reps[0], reps[1], reps[2], reps[0] + reps[1], 2 * reps[0]}
-		for k, o32 := range cands {
-			if k == 3 && ml == 0 {
-				break // the sums only when a repeat offset matched
+		// (Written out: a loop over an array of the five cost a third
+		// of the time of the search.)
+		if o := int(reps[0]); o <= p && o <= zencMaxWin && aligned(o) && binary.LittleEndian.Uint64(src[p-o:]) == v {
+			consider(o)
+		}
+		if o := int(reps[1]); o <= p && o <= zencMaxWin && aligned(o) && binary.LittleEndian.Uint64(src[p-o:]) == v {
+			consider(o)
+		}
+		if o := int(reps[2]); o <= p && o <= zencMaxWin && aligned(o) && binary.LittleEndian.Uint64(src[p-o:]) == v {
+			consider(o)
+		}
+		if ml > 0 { // the sums only when a repeat offset matched
+			if o := int(reps[0] + reps[1]); o <= p && o <= zencMaxWin && aligned(o) && binary.LittleEndian.Uint64(src[p-o:]) == v {
+				consider(o)
 			}
-			o := int(o32)
-			if o <= p && o <= zencMaxWin && aligned(o) && binary.LittleEndian.Uint64(src[p-o:]) == v {
+			if o := int(2 * reps[0]); o <= p && o <= zencMaxWin && aligned(o) && binary.LittleEndian.Uint64(src[p-o:]) == v {
 				consider(o)
 			}
 		}
@@ -335,14 +344,18 @@ func (z *zenc) block(dst, src []byte, start, end, width int, rep *[3]uint32, las
 			// counter, a stack pointer or address moved by less than
 			// 256): a match from the next byte, at a repeat offset or
 			// the previous row.
-			for _, o32 := range [5]uint32{reps[0], reps[1], reps[2], uint32(width), uint32(max(cand, 0))} {
-				o := int(o32)
+			low := func(o int) {
 				if o > 0 && o <= p && o <= zencMaxWin && aligned(o) && (binary.LittleEndian.Uint64(src[p-o:])^v)>>8 == 0 {
 					if l := 7 + matchLen(src, p+8, p+8-o, end); l > ml {
 						off, ml = o, l
 					}
 				}
 			}
+			low(int(reps[0]))
+			low(int(reps[1]))
+			low(int(reps[2]))
+			low(width)
+			low(int(uint32(max(cand, 0))))
 			if ml >= 7 {
 				p++ // the low byte is a literal
 				shifted = true
