@@ -522,10 +522,14 @@ func (s *Server) monitor(cmd string) (string, error) {
 	return "OK", nil
 }
 
+// MaxMonitorEvents bounds monitor events N: the events on each side of
+// the position it formats and sends in one reply.
+const MaxMonitorEvents = 1000
+
 const monitorHelp = `monitor commands (patchtrace debug):
   monitor seq [N]      go to just before event N (its CPU's thread stops there); without N, print the position
   monitor finding [K]  go to finding K's first event (1-based); without K, list the findings
-  monitor events [N]   list the events around the position (patchtrace events --around SEQ:N, N defaults to 10)
+  monitor events [N]   list the events around the position (patchtrace events --around SEQ:N, N defaults to 10, at most 1000)
   monitor help         this text
 After seq and finding, gdb's cached registers are stale: the gdb script
 patchtrace debug writes flushes them after every monitor command
@@ -589,6 +593,11 @@ func (s *Server) runMonitor(out *strings.Builder, f []string) error {
 		}
 		if !ok {
 			n = 10
+		}
+		if n > MaxMonitorEvents {
+			// One short packet must not make the server format (and
+			// send gdb) a whole trace: 10M events are GBs of text.
+			return fmt.Errorf("monitor events %d: at most %d on each side of the position (patchtrace events --around SEQ:N lists more)", n, MaxMonitorEvents)
 		}
 		return s.events(out, n)
 	}

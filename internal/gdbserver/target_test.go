@@ -364,6 +364,14 @@ func TestThreadsAndMonitor(t *testing.T) {
 	if len(lines) != 6 || lines[2] != "--- position ---" || !strings.Contains(lines[3], fmt.Sprint(poke)) || !strings.Contains(lines[3], "store via alias") {
 		t.Fatalf("monitor events 2:\n%s", ev)
 	}
+	// A count that would format the whole trace (GBs for 10M events)
+	// is refused, naming the bound; the bound itself is served.
+	if out := c.monitor("events 1000000000"); !strings.Contains(out, "error: monitor events 1000000000: at most 1000") || strings.Contains(out, "--- position ---") {
+		t.Fatalf("monitor events 1000000000: %.300q", out)
+	}
+	if out := c.monitor(fmt.Sprintf("events %d", MaxMonitorEvents)); !strings.Contains(out, "--- position ---") {
+		t.Fatalf("monitor events %d: %.300q", MaxMonitorEvents, out)
+	}
 	if out := c.monitor("seq 99999999"); !strings.Contains(out, "error: the trace has no event") {
 		t.Fatalf("monitor seq beyond the end: %q", out)
 	}
