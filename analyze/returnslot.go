@@ -33,16 +33,18 @@ import (
 // new task's hand-built first frame, docs/slice-abi.md). Anything else — a
 // function entry a forgotten pop left on the stack — is a finding.
 //
-// One rewrite is a return on purpose: a store over a live return address
-// (a word a CALL pushed that no RET has popped yet, untouched since) of
-// a function's entry, popped by a RET of the callee side (code outside
-// the function that made the CALL). That is how ftrace_regs_caller
-// returns to a regs->ip its callbacks changed (a livepatch sending the
-// CPU to the new function): the callee's RET goes to the function instead
-// of back into the caller, and the function returns for it. The same word
-// popped by the caller's own RET is a stack off by one word (the callee
-// left it behind: a forgotten pop, exc-tramp-nopop), and is judged as
-// before, as is a function entry stored over a word no live CALL holds.
+// One rewrite is a return on purpose: a function that stores a
+// function's entry over a live return address (a word a CALL pushed that
+// no RET has popped yet, untouched since) and then returns through it
+// itself. That is how ftrace_regs_caller returns to a regs->ip its
+// callbacks changed (a livepatch sending the CPU to the new function):
+// its RET goes to the function instead of back into the traced one, and
+// the function returns for it. The same word popped by another
+// function's RET is judged as before: the traced function's own RET
+// there is a stack one word off (a forgotten pop, exc-tramp-nopop), and a
+// return address another function rewrote is a hijack, which the
+// contract declares (return_hijacks); so is a function entry stored over
+// a word no live CALL holds.
 type returnSlot struct {
 	slots map[string]bool
 	state map[slotKey]*slotFill
@@ -101,9 +103,6 @@ type stackWord struct {
 	// popped: a RET has popped the word since the CALL stored it (its
 	// frame is gone).
 	popped bool
-	// callRIP: for provRedirect, the CALL that pushed the return address
-	// the store replaced.
-	callRIP uint64
 }
 
 // cpuTrack is what the previous events on one CPU tell about the next write.
@@ -271,7 +270,7 @@ func (a *returnSlot) trackStore(st *replay.State, r *format.Row) {
 		}
 		t.pending = false
 	} else if old := a.prov.get(r.Addr); old != nil && old.kind == provCall && !old.popped && isEntry(st, r.New) {
-		w.kind, w.callRIP = provRedirect, old.rip
+		w.kind = provRedirect
 	}
 	a.clobber(r)
 	a.set(r.Addr, w)
@@ -383,8 +382,8 @@ func (a *returnSlot) checkRet(ctx *Context, r *format.Row) {
 			pw.popped = true
 		}
 	}
-	if known && w.kind == provRedirect && !sameFunction(st, w.callRIP, r.RIP) {
-		return // the callee side returns to the function it was sent to
+	if known && w.kind == provRedirect && sameFunction(st, w.rip, r.RIP) {
+		return // a function returns where it sent its own return
 	}
 	if known && w.kind != provStore && w.kind != provRedirect {
 		return

@@ -143,11 +143,12 @@ func TestReturnSlotConsumedByAnotherTask(t *testing.T) {
 // ftrace-ipmodify's slice: traced_fn's fentry site calls
 // ftrace_regs_caller, which stores regs->ip over the return address its
 // CALL pushed and returns through it. A function's entry stored over that
-// live word and popped by the callee side is a return sent there on
-// purpose (a livepatch's redirect to new_fn); popped by the caller's own
-// RET (a stack one word off, exc-tramp-nopop's forgotten pop), stored
-// after a RET already popped the word, stored as anything but an entry,
-// or over a word a narrower store had touched, it is a finding.
+// live word by the function that then returns through it is a return
+// sent there on purpose (a livepatch's redirect to new_fn); popped by the
+// traced function's own RET (a stack one word off, exc-tramp-nopop's
+// forgotten pop), stored by another function (an undeclared hijack),
+// stored after a RET already popped the word, stored as anything but an
+// entry, or over a word a narrower store had touched, it is a finding.
 func TestReturnSlotRedirectedReturn(t *testing.T) {
 	const slot = uint64(0xffffffff81111f00) // a task stack word
 	for _, tc := range []struct {
@@ -157,13 +158,15 @@ func TestReturnSlotRedirectedReturn(t *testing.T) {
 		popFirst bool // a RET popped the CALL's word before the store
 		partial  bool // a 4-byte store touched the word before
 		byCaller bool // the RET through it is traced_fn's, not the callee's
+		byOther  bool // another function stores the entry
 		finding  bool
 	}{
-		{"redirect to new_fn, callee returns", "new_fn", 0, false, false, false, false},
-		{"redirect, the caller's RET pops it", "new_fn", 0, false, false, true, true},
-		{"not an entry", "new_fn", 1, false, false, false, true},
-		{"the word was popped before", "new_fn", 0, true, false, false, true},
-		{"the word was touched in part", "new_fn", 0, false, true, false, true},
+		{"redirect to new_fn, callee returns", "new_fn", 0, false, false, false, false, false},
+		{"redirect, the caller's RET pops it", "new_fn", 0, false, false, true, false, true},
+		{"stored by another function", "new_fn", 0, false, false, false, true, true},
+		{"not an entry", "new_fn", 1, false, false, false, false, true},
+		{"the word was popped before", "new_fn", 0, true, false, false, false, true},
+		{"the word was touched in part", "new_fn", 0, false, true, false, false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFeed(t, "ftrace-ipmodify", "return-slot")
@@ -180,7 +183,11 @@ func TestReturnSlotRedirectedReturn(t *testing.T) {
 			if tc.partial {
 				f.write(c, callee, slot, 4, uint64(uint32(site+5)), false)
 			}
-			f.write(c, callee+2, slot, 8, f.sym(tc.to, tc.off), false)
+			by := callee + 2
+			if tc.byOther {
+				by = f.sym("ftrace_ops_list_func", 4)
+			}
+			f.write(c, by, slot, 8, f.sym(tc.to, tc.off), false)
 			at := callee + 3
 			if tc.byCaller {
 				at = site + 9
