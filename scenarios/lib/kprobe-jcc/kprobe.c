@@ -15,15 +15,17 @@
  * "ZF = 1 or SF != OF", which the emulation tested with "and": a probed
  * jle was never taken (ZF = 1 means a zero result, so SF = OF = 0), and
  * the probed function silently took the other path. A scenario that
- * ships pt_kprobe_jcc_and.h builds the condition with "and".
+ * ships pt_kprobe_jcc_and.h builds the condition with "and", which makes
+ * a probed jle never taken and a probed jg (its inverse) always.
  *
- * CPU 0 prepares the probe on probed_fn's jle (its condition type, length
- * and target), then arms and disarms it (one int3 byte, then a sync) for
- * a number of rounds while CPUs 1 and 2 call probed_fn with a below, equal
- * to and above b. Each caller compares the result with what the jle
- * means and counts the wrong ones (wrong_results).
+ * CPU 0 prepares a probe on probed_fn's jle and one on probed_gt's jg (the
+ * condition type, length and target of each), then arms and disarms both
+ * (one int3 byte each, then a sync) for a number of rounds while CPUs 1
+ * and 2 call both functions with a below, equal to and above b. Each
+ * caller compares the results with what the branches mean and counts the
+ * wrong ones (wrong_results).
  *
- * Markers: 1 = the probe is prepared, 2 = armed (value: the round),
+ * Markers: 1 = the probes are prepared, 2 = armed (value: the round),
  * 3 = disarmed (value: the round).
  */
 #include "slice.h"
@@ -49,14 +51,18 @@ DEFINE_PER_CPU(u64, jcc_taken);		/* emulated branches taken */
 DEFINE_PER_CPU(u64, wrong_results);	/* probed_fn said the other thing */
 
 u64 probed_fn(long a, long b);		/* probe.S */
+u64 probed_gt(long a, long b);
 
-/* What prepare_emulation() keeps of the probed Jcc. */
-static struct {
+/* What prepare_emulation() keeps of a probed Jcc. */
+struct jcc_probe {
 	unsigned long addr;	/* the probed instruction */
 	unsigned long len;	/* its length */
 	long rel;		/* its displacement */
 	unsigned int type;	/* the condition: the opcode's low nibble */
-} probe;
+};
+
+#define NR_PROBES	2
+static struct jcc_probe probes[NR_PROBES];
 
 static bool flag(unsigned long flags, unsigned long bit)
 {
@@ -111,37 +117,42 @@ static bool jcc_condition(unsigned int type, unsigned long flags)
  * with an 8-bit (0x7?) or a 32-bit (0x0f 0x8?) displacement. Returns 0 for
  * anything else (this slice emulates nothing but a Jcc).
  */
-static int prepare_emulation(const u8 *insn)
+static int prepare_emulation(struct jcc_probe *p, const u8 *insn)
 {
 	if ((insn[0] & 0xf0) == 0x70) {
-		probe.type = insn[0] & 0xf;
-		probe.rel = (s8)insn[1];
-		probe.len = 2;
+		p->type = insn[0] & 0xf;
+		p->rel = (s8)insn[1];
+		p->len = 2;
 	} else if (insn[0] == 0x0f && (insn[1] & 0xf0) == 0x80) {
-		probe.type = insn[1] & 0xf;
-		probe.rel = (int)(insn[2] | insn[3] << 8 | insn[4] << 16 | (u32)insn[5] << 24);
-		probe.len = 6;
+		p->type = insn[1] & 0xf;
+		p->rel = (int)(insn[2] | insn[3] << 8 | insn[4] << 16 | (u32)insn[5] << 24);
+		p->len = 6;
 	} else {
 		return 0;
 	}
-	probe.addr = (unsigned long)insn;
+	WRITE_ONCE(p->addr, (unsigned long)insn);
 	return 1;
 }
 
 int int3_hook(struct pt_regs *regs)
 {
-	unsigned long addr = READ_ONCE(probe.addr);
+	struct jcc_probe *p;
 
-	if (!addr || regs->ip - INT3_INSN_SIZE != addr)
-		return 0;
-	this_cpu_inc(kprobe_hits);	/* the pre-handler */
-	/* the emulation: the target or the next instruction */
-	regs->ip = addr + probe.len;
-	if (jcc_condition(probe.type, regs->flags)) {
-		regs->ip += probe.rel;
-		this_cpu_inc(jcc_taken);
+	for (p = probes; p < probes + NR_PROBES; p++) {
+		unsigned long addr = READ_ONCE(p->addr);
+
+		if (!addr || regs->ip - INT3_INSN_SIZE != addr)
+			continue;
+		this_cpu_inc(kprobe_hits);	/* the pre-handler */
+		/* the emulation: the target or the next instruction */
+		regs->ip = addr + p->len;
+		if (jcc_condition(p->type, regs->flags)) {
+			regs->ip += p->rel;
+			this_cpu_inc(jcc_taken);
+		}
+		return 1;
 	}
-	return 1;
+	return 0;
 }
 
 static void spin(u64 n)
@@ -152,22 +163,28 @@ static void spin(u64 n)
 
 void patcher_main(unsigned long arg)
 {
-	/* probed_fn's jle, right after its 3-byte cmp */
-	u8 *site = (u8 *)probed_fn + 3;
+	/* each function's Jcc, right after its 3-byte cmp */
+	u8 *sites[NR_PROBES] = { (u8 *)probed_fn + 3, (u8 *)probed_gt + 3 };
+	u8 orig[NR_PROBES];
 	u8 int3 = INT3_INSN_OPCODE;
-	u8 orig = *(volatile u8 *)site;
 	u64 round;
+	int i;
 
-	if (!prepare_emulation(site))
-		return;		/* register_kprobe() refuses */
+	for (i = 0; i < NR_PROBES; i++) {
+		orig[i] = *(volatile u8 *)sites[i];
+		if (!prepare_emulation(&probes[i], sites[i]))
+			return;		/* register_kprobe() refuses */
+	}
 	pt_marker(MARKER_PREPARED, 0);
 
 	for (round = 0; round < READ_ONCE(rounds); round++) {
-		text_poke(site, &int3, 1);
+		for (i = 0; i < NR_PROBES; i++)
+			text_poke(sites[i], &int3, 1);
 		sync_core_all();
 		pt_marker(MARKER_ARMED, round);
 		spin(READ_ONCE(dwell));
-		text_poke(site, &orig, 1);
+		for (i = 0; i < NR_PROBES; i++)
+			text_poke(sites[i], &orig[i], 1);
 		sync_core_all();
 		pt_marker(MARKER_DISARMED, round);
 		spin(READ_ONCE(dwell));
@@ -182,6 +199,8 @@ void caller_main(unsigned long arg)
 		long a = (long)(n % 3) - 1;	/* -1, 0, 1 against 0 */
 
 		if (probed_fn(a, 0) != (a <= 0 ? 1 : 2))
+			this_cpu_inc(wrong_results);
+		if (probed_gt(a, 0) != (a > 0 ? 1 : 2))
 			this_cpu_inc(wrong_results);
 	}
 }
