@@ -64,6 +64,14 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"explore", "--injections", "-5", "text-poke-bp"}, exitUsage, "--injections -5"},
 		{[]string{"explore", "--depth", "-1", "text-poke-bp"}, exitUsage, "--depth"},
 		{[]string{"explore", "--shrink-runs", "-1", "text-poke-bp"}, exitUsage, "--shrink-runs"},
+		// 0 is these flags' "not given": given, it silently meant the
+		// default (--budget 0 ran 1000 schedules, --time 0s no limit).
+		{[]string{"explore", "--budget", "0", "text-poke-bp"}, exitUsage, "--budget 0: must be positive"},
+		{[]string{"explore", "--time", "0s", "text-poke-bp"}, exitUsage, "--time 0: must be positive"},
+		{[]string{"explore", "--depth", "0", "text-poke-bp"}, exitUsage, "--depth 0: must be positive"},
+		{[]string{"explore", "--shrink-time", "0s", "text-poke-bp"}, exitUsage, "--shrink-time 0: must be positive"},
+		{[]string{"explore", "--max-insns", "0", "text-poke-bp"}, exitUsage, "--max-insns 0: must be positive"},
+		{[]string{"explore", "--bound", "0", "--strategy", "bounded", "text-poke-bp"}, exitUsage, "--bound 0: k must be at least 1"},
 		{[]string{"record", "--batch-rows", "-5", "-o", "/nonexistent/x.arrow"}, exitUsage, "--batch-rows -5"},
 		{[]string{"run", "--cpus", "65"}, exitUsage, "--cpus 65"},
 		{[]string{"run", "--cpus", "-1"}, exitUsage, "--cpus -1"},
