@@ -75,6 +75,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"record", "--batch-rows", "-5", "-o", "/nonexistent/x.arrow"}, exitUsage, "--batch-rows -5"},
 		{[]string{"run", "--cpus", "65"}, exitUsage, "--cpus 65"},
 		{[]string{"run", "--cpus", "-1"}, exitUsage, "--cpus -1"},
+		{[]string{"run", "--cpus", "0"}, exitUsage, "--cpus 0: must be positive"},
+		{[]string{"record", "--max-insns", "0", "-o", "/nonexistent/x.arrow"}, exitUsage, "--max-insns 0: must be positive"},
 		{[]string{"run", "--no-budget", "--max-insns", "5"}, exitUsage, "contradict"},
 		{[]string{"explore", "--rate", "NaN", "text-poke-bp"}, exitUsage, "--rate NaN"},
 		{[]string{"explore", "--shard", "3/2", "text-poke-bp"}, exitUsage, "--shard"},

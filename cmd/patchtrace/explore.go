@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -12,7 +11,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/patchtrace/patchtrace/analyze"
 	"github.com/patchtrace/patchtrace/explore"
@@ -122,19 +120,11 @@ func cmdExplore(env *cmdEnv, args []string) int {
 	// 0 is these flags' "not given" (their default): given, 0 silently
 	// meant the default (--budget 0 ran 1000 schedules, --time 0s ran
 	// until the budget, --bound 0 was k = 1).
-	var zero []string
-	fs.Visit(func(f *flag.Flag) {
-		switch f.Name {
-		case "budget", "time", "bound", "depth", "quantum", "max-insns", "shrink-runs", "shrink-time":
-			if v, ok := f.Value.(flag.Getter); ok && isZero(v.Get()) {
-				zero = append(zero, f.Name)
-			}
-		}
-	})
-	for _, name := range zero {
-		if name == "bound" {
-			return usageErr(env, fs, "explore: --bound 0: k must be at least 1 (round robin alone is one schedule: patchtrace run)")
-		}
+	switch name := zeroGiven(fs, "budget", "time", "bound", "depth", "quantum", "max-insns", "shrink-runs", "shrink-time"); name {
+	case "":
+	case "bound":
+		return usageErr(env, fs, "explore: --bound 0: k must be at least 1 (round robin alone is one schedule: patchtrace run)")
+	default:
 		return usageErr(env, fs, "explore: --%s 0: must be positive (leave the flag out for its default)", name)
 	}
 	switch *strategy {
@@ -303,21 +293,4 @@ func exploreProgress(m *progress.Meter) func(explore.Progress) {
 		m.Set(s.Schedules)
 		m.Note(fmt.Sprintf("%s, best: %s", s.Phase, best))
 	}
-}
-
-// isZero reports whether a flag's value is its type's zero.
-func isZero(v any) bool {
-	switch x := v.(type) {
-	case int:
-		return x == 0
-	case int64:
-		return x == 0
-	case uint:
-		return x == 0
-	case uint64:
-		return x == 0
-	case time.Duration:
-		return x == 0
-	}
-	return false
 }

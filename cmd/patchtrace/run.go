@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -157,7 +158,25 @@ func (rf *runFlags) check(env *cmdEnv, fs *flag.FlagSet) (int, bool) {
 	case rf.opt.NoBudget && rf.opt.MaxInsns != 0:
 		return usageErr(env, fs, "%s: --no-budget and --max-insns contradict each other", fs.Name()), true
 	}
+	if name := zeroGiven(fs, "cpus", "max-insns"); name != "" {
+		// 0 is "the scenario's": given, it silently ran the scenario's
+		// CPUs or budget (--max-insns 0 is no unbounded run: --no-budget).
+		return usageErr(env, fs, "%s: --%s 0: must be positive (leave the flag out for the scenario's; --no-budget runs unbounded)", fs.Name(), name), true
+	}
 	return 0, false
+}
+
+// zeroGiven returns the first of the named flags that was given with its
+// type's zero value, which for these flags means "not given" (their
+// default), or "".
+func zeroGiven(fs *flag.FlagSet, names ...string) string {
+	given := ""
+	fs.Visit(func(f *flag.Flag) {
+		if v := f.Value.String(); given == "" && slices.Contains(names, f.Name) && (v == "0" || v == "0s") {
+			given = f.Name
+		}
+	})
+	return given
 }
 
 // parseScenarioArgs parses flags and the optional SCENARIO argument and
