@@ -1,6 +1,7 @@
 package format
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"math/bits"
@@ -210,6 +211,18 @@ func matchLen(a []byte, i, j, end int) int {
 	y = y[:len(x)] // one bounds check: the loops below index within len(x)
 	n := 0
 	for ; n+32 <= len(x); n += 32 {
+		if n == 256 {
+			// A long match (a loop's rows repeating at its period, over
+			// a whole block): compare in stretches with bytes.Equal
+			// (vector compares) until one differs, and find where in it
+			// below.
+			for n+1024 <= len(x) && bytes.Equal(x[n:n+1024], y[n:n+1024]) {
+				n += 1024
+			}
+			if n+32 > len(x) {
+				break
+			}
+		}
 		x4, y4 := (*[32]byte)(x[n:n+32]), (*[32]byte)(y[n:n+32])
 		d0 := binary.LittleEndian.Uint64(x4[0:8]) ^ binary.LittleEndian.Uint64(y4[0:8])
 		d1 := binary.LittleEndian.Uint64(x4[8:16]) ^ binary.LittleEndian.Uint64(y4[8:16])

@@ -365,11 +365,17 @@ func TestZencCPURows(t *testing.T) {
 }
 
 // TestMatchLen holds matchLen to a byte-by-byte count on buffers that
-// agree for every length from 0 to 100 and then differ, at every end
-// (one that cuts the match first, and one past where it ends).
+// agree for every length from 0 to 100 (at every end: one that cuts the
+// match first, and one past where it ends) and for lengths around
+// matchLen's steps (32 bytes, 256, 256+1024k) up to 5000, and then
+// differ.
 func TestMatchLen(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 7))
+	lens := []int{250, 255, 256, 257, 287, 288, 300, 1279, 1280, 1281, 1300, 2330, 5000}
 	for l := 0; l <= 100; l++ {
+		lens = append(lens, l)
+	}
+	for _, l := range lens {
 		for _, d := range []int{1, 8, 13, 40} {
 			a := make([]byte, d+l+20)
 			for i := range a {
@@ -381,7 +387,17 @@ func TestMatchLen(t *testing.T) {
 			for k := 0; k < l && i+k < len(a); k++ {
 				a[i+k] = a[j+k]
 			}
-			for end := i; end <= len(a); end++ {
+			ends := []int{i, i + l/2, i + l - 1, i + l, i + l + 1, i + l + 9, len(a)}
+			if l <= 100 {
+				ends = ends[:0]
+				for end := i; end <= len(a); end++ {
+					ends = append(ends, end)
+				}
+			}
+			for _, end := range ends {
+				if end < i || end > len(a) {
+					continue
+				}
 				want := 0
 				for i+want < end && a[i+want] == a[j+want] {
 					want++
