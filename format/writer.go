@@ -419,7 +419,7 @@ func (b *batch) reset() {
 func (w *Writer) Append(r *Row) error {
 	if r.Kind == KindInsn && littleEndian && w.err == nil && !w.closed && (r.Seq > w.lastSeq || w.events == 0) &&
 		r.Len-1 < 15 && int(r.Op) < w.nOps && r.RFlags>>32 == 0 && (w.regs || r.RegMask == 0) && r.RegMask < 1<<NumRegs {
-		return w.appendInsn(r.Seq, r.CPU, r.Task, r.Depth, r.RIP, r.Len, &r.Bytes, r.Op, r.RSP, r.RFlags, r.RegMask, &r.Regs)
+		return w.AppendInsn(r.Seq, r.CPU, r.Task, r.Depth, r.RIP, r.Len, &r.Bytes, r.Op, r.RSP, r.RFlags, r.RegMask, &r.Regs)
 	}
 	if (r.Kind == KindWrite || r.Kind == KindLoad && w.loads) && littleEndian && w.err == nil && !w.closed && (r.Seq > w.lastSeq || w.events == 0) &&
 		(!r.Percpu || r.PercpuVar == "" || r.PercpuVar == w.lastVar) && (r.Kind == KindLoad || (w.regs || r.RegMask == 0) && r.RegMask < 1<<NumRegs) {
@@ -557,7 +557,10 @@ func (w *Writer) Append(r *Row) error {
 	if mask&regColsMask != 0 {
 		b.putRegs(n, r.RegMask, &r.Regs)
 	}
-	return w.endRow(b, n, r.Seq, mask)
+	if w.endRow(b, n, r.Seq, mask) {
+		return w.flush()
+	}
+	return nil
 }
 
 // regColsMask has the bits of the register-delta columns.
@@ -572,23 +575,21 @@ func (b *batch) putRegs(n int, mask uint32, regs *[NumRegs]uint64) {
 	}
 }
 
-// endRow finishes row n of batch b: the columns it touched (mask), the
-// batch's sequence range, and a flush when the batch is full.
-func (w *Writer) endRow(b *batch, n int, seq uint64, mask uint64) error {
+// endRow finishes row n of batch b: the columns it touched (mask) and
+// the batch's sequence range. It reports whether the batch is full: the
+// caller then flushes it. (No call in it: it inlines into the append
+// paths.)
+func (w *Writer) endRow(b *batch, n int, seq uint64, mask uint64) (full bool) {
 	b.dirty |= mask
 	if n == 0 {
 		b.firstSeq = seq
 	} else if seq != b.lastSeq+1 {
 		b.gap = true
 	}
-	b.lastSeq = seq
-	w.lastSeq = seq
+	b.lastSeq, w.lastSeq = seq, seq
 	w.events++
 	b.n = n + 1
-	if b.n == w.opts.batchRows {
-		return w.flush()
-	}
-	return nil
+	return b.n == w.opts.batchRows
 }
 
 // insnMask is kindMask[KindInsn]: the columns an insn row fills.
@@ -601,24 +602,14 @@ var insnMask = kindMask[KindInsn]
 //
 // regMask and regs are the row's register deltas (Row.RegMask, Row.Regs);
 // regs may be nil when regMask is 0.
-func (w *Writer) AppendInsn(seq uint64, cpu uint16, task uint32, depth uint8, rip uint64, n uint8, bytes *[15]byte, op uint16, rsp, rflags uint64,
+func (w *Writer) AppendInsn(seq uint64, cpu uint16, task uint32, depth uint8, rip uint64, ilen uint8, bytes *[15]byte, op uint16, rsp, rflags uint64,
 	regMask uint32, regs *[NumRegs]uint64) error {
-	if littleEndian && w.err == nil && !w.closed && (seq > w.lastSeq || w.events == 0) && n-1 < 15 && int(op) < w.nOps && rflags>>32 == 0 &&
-		(regMask == 0 || w.regs && regMask < 1<<NumRegs) {
-		return w.appendInsn(seq, cpu, task, depth, rip, n, bytes, op, rsp, rflags, regMask, regs)
+	if !(littleEndian && w.err == nil && !w.closed && (seq > w.lastSeq || w.events == 0) && ilen-1 < 15 && int(op) < w.nOps && rflags>>32 == 0 &&
+		(regMask == 0 || w.regs && regMask < 1<<NumRegs)) {
+		return w.appendInsnRow(seq, cpu, task, depth, rip, ilen, bytes, op, rsp, rflags, regMask, regs)
 	}
-	r := Row{Seq: seq, Kind: KindInsn, CPU: cpu, Task: task, Depth: depth, RIP: rip, Len: n, Op: op, RSP: rsp, RFlags: rflags, RegMask: regMask}
-	if regs != nil {
-		r.Regs = *regs
-	}
-	copy(r.Bytes[:], bytes[:min(int(n), 15)])
-	return w.Append(&r)
-}
-
-// appendInsn stores a valid insn row (the common case, kept short: no
-// per-column calls).
-func (w *Writer) appendInsn(seq uint64, cpu uint16, task uint32, depth uint8, rip uint64, ilen uint8, bytes *[15]byte, op uint16, rsp, rflags uint64,
-	regMask uint32, regs *[NumRegs]uint64) error {
+	// A valid insn row (the common case, kept short: no per-column
+	// calls).
 	b := w.cur
 	n := b.n
 	if uint(n) >= uint(b.rows) {
@@ -647,7 +638,24 @@ func (w *Writer) appendInsn(seq uint64, cpu uint16, task uint32, depth uint8, ri
 	}
 	// Validity: every column an insn row fills is filled by every insn
 	// row (pureKinds); the encoder derives those bits from the kind.
-	return w.endRow(b, n, seq, insnMask)
+	if w.endRow(b, n, seq, insnMask) {
+		return w.flush()
+	}
+	return nil
+}
+
+// appendInsnRow is AppendInsn through Append, for a row it checks and
+// rejects (or a writer that takes no more rows).
+//
+//go:noinline
+func (w *Writer) appendInsnRow(seq uint64, cpu uint16, task uint32, depth uint8, rip uint64, n uint8, bytes *[15]byte, op uint16, rsp, rflags uint64,
+	regMask uint32, regs *[NumRegs]uint64) error {
+	r := Row{Seq: seq, Kind: KindInsn, CPU: cpu, Task: task, Depth: depth, RIP: rip, Len: n, Op: op, RSP: rsp, RFlags: rflags, RegMask: regMask}
+	if regs != nil {
+		r.Regs = *regs
+	}
+	copy(r.Bytes[:], bytes[:min(int(n), 15)])
+	return w.Append(&r)
 }
 
 // insnRecord is the size of an insn log record: seq 0, rip 8, rsp 16,
@@ -750,7 +758,10 @@ func (w *Writer) appendWrite(r *Row) error {
 	if r.RegMask != 0 {
 		b.putRegs(n, r.RegMask, &r.Regs)
 	}
-	return w.endRow(b, n, r.Seq, writeMask)
+	if w.endRow(b, n, r.Seq, writeMask) {
+		return w.flush()
+	}
+	return nil
 }
 
 // loadMask is kindMask[KindLoad]: the columns a load row can fill.
@@ -783,7 +794,10 @@ func (w *Writer) appendLoad(r *Row) error {
 			b.setValid(ColPercpuVar, n)
 		}
 	}
-	return w.endRow(b, n, r.Seq, loadMask)
+	if w.endRow(b, n, r.Seq, loadMask) {
+		return w.flush()
+	}
+	return nil
 }
 
 // check rejects a row the format cannot store.
