@@ -156,7 +156,10 @@
 // finding of each violating schedule and of each minimised run),
 // summary.json, and per violation NN-analyzer-symbol.arrow (the minimised
 // run as a trace) with NN-analyzer-symbol.json (its findings, as
-// `patchtrace analyze --format json` writes them). DuckDB:
+// `patchtrace analyze --format json` writes them); NN-analyzer-symbol files
+// an earlier run left there are removed (they would read as this run's
+// results; `patchtrace explore` refuses such a directory without --force).
+// DuckDB:
 //
 //	SELECT scenario, analyzer, symbol, min(decision_count)
 //	FROM read_parquet('DIR/**/*.parquet', hive_partitioning = true)

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/apache/arrow/go/v15/arrow"
@@ -152,6 +154,9 @@ func writeOutputs(res *Result, pm *Machine, opt *Options) error {
 		}
 		sum.Violations = append(sum.Violations, sv)
 	}
+	if err := removeStale(dir, sum.Violations); err != nil {
+		return fmt.Errorf("explore: %w", err)
+	}
 	var pq bytes.Buffer
 	if err := writeFindingsParquet(&pq, res, rows); err != nil {
 		return err
@@ -167,6 +172,31 @@ func writeOutputs(res *Result, pm *Machine, opt *Options) error {
 }
 
 func mustAll() []analyze.Analyzer { return analyze.All() }
+
+// staleName matches the names writeOutputs gives a violation's files.
+var staleName = regexp.MustCompile(`^[0-9]{2,}-[a-z-]+-.*\.(arrow|json)$`)
+
+// removeStale removes the violation files an earlier run left in the
+// shard's directory that this run did not write: beside this run's
+// summary they would read as its results (a run that found nothing kept
+// the last run's failing trace next to a summary saying no violation).
+func removeStale(dir string, kept []SummaryViolation) error {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		name := e.Name()
+		if !e.Type().IsRegular() || !staleName.MatchString(name) ||
+			slices.ContainsFunc(kept, func(v SummaryViolation) bool { return v.Trace == name || v.Report == name }) {
+			continue
+		}
+		if err := os.Remove(filepath.Join(dir, name)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 // uniqueTargets keeps the first finding of each target.
 func uniqueTargets(fs []*analyze.Finding) []*analyze.Finding {

@@ -436,6 +436,8 @@
 //	by delta debugging and the minimal failing run is written as a trace with its findings
 //	under DIR/scenario=ID/shard=I/, next to findings.parquet and summary.json; DuckDB reads
 //	all shards as one table: read_parquet('DIR/**/*.parquet', hive_partitioning=true).
+//	A shard directory holding a previous run's results is refused before any schedule
+//	runs (its failing traces would read as this run's); --force replaces them.
 //	--shard i/n runs the i-th of n disjoint parts of the same search. Without --budget
 //	and --time, random and pct run 1000 schedules. See the explore package doc for the
 //	choice-point model.
@@ -455,6 +457,8 @@
 //	    	schedules to run, counted over all shards (bounded: a cap on this shard's)
 //	  -depth int
 //	    	pct: d, the bug depth (d-1 priority change points; default 3)
+//	  -force
+//	    	write into a shard directory that holds a previous run's results, replacing them (its violations' traces and reports are removed)
 //	  -inject string
 //	    	what the strategies inject: nmi, timer, nmi,timer or none (default "nmi,timer")
 //	  -inject-plan

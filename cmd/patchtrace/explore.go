@@ -36,6 +36,8 @@ const exploreAbout = "Runs many schedules of SCENARIO with recording off, each c
 	"by delta debugging and the minimal failing run is written as a trace with its findings\n" +
 	"under DIR/scenario=ID/shard=I/, next to findings.parquet and summary.json; DuckDB reads\n" +
 	"all shards as one table: read_parquet('DIR/**/*.parquet', hive_partitioning=true).\n" +
+	"A shard directory holding a previous run's results is refused before any schedule\n" +
+	"runs (its failing traces would read as this run's); --force replaces them.\n" +
 	"--shard i/n runs the i-th of n disjoint parts of the same search. Without --budget\n" +
 	"and --time, random and pct run 1000 schedules. See the explore package doc for the\n" +
 	"choice-point model.\n" + progressHelp +
@@ -94,6 +96,7 @@ func cmdExplore(env *cmdEnv, args []string) int {
 	shrinkRuns := fs.Int("shrink-runs", 0, fmt.Sprintf("candidate runs per minimisation (default %d)", explore.DefaultShrinkRuns))
 	shrinkTime := fs.Duration("shrink-time", explore.DefaultShrinkTime, "time per minimisation")
 	noShrink := fs.Bool("no-shrink", false, "write the failing run as found, without minimising it")
+	force := fs.Bool("force", false, "write into a shard directory that holds a previous run's results, replacing them (its violations' traces and reports are removed)")
 	quiet := quietFlag(fs)
 	pos, code, done := parseFlags(env, fs, args)
 	if done {
@@ -171,6 +174,13 @@ func cmdExplore(env *cmdEnv, args []string) int {
 			return usageErr(env, fs, "explore: --shard %q: want i/n with 0 <= i < n", *shard)
 		}
 		opt.Shard, opt.Shards = si, sn
+	}
+	if dir := explore.ShardDir(*outDir, spec.ID, opt.Shard); !*force {
+		// A previous run's failing traces would stand beside this
+		// run's summary, read as its results (found before any run).
+		if ents, err := os.ReadDir(dir); err == nil && len(ents) > 0 {
+			return errorf(env, "explore: %s holds a previous run's results (%d entries): use another -o, remove it, or --force to replace them", dir, len(ents))
+		}
 	}
 	if opt.Budget == 0 && opt.Time == 0 && opt.Strategy != explore.Bounded {
 		opt.Budget = 1000

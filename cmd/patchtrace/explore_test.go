@@ -216,3 +216,38 @@ func TestExploreNothingExplored(t *testing.T) {
 		t.Errorf("--bound 0: exit %d, stderr %q", code, errs)
 	}
 }
+
+// TestExploreStaleResults: a shard directory holding a previous run's
+// results is refused before any schedule runs (the failing trace of the
+// last run stood beside a new summary saying no violation, and DuckDB's
+// DIR/**/*.parquet glob read on); --force replaces them, removing the
+// violation files this run does not write.
+func TestExploreStaleResults(t *testing.T) {
+	dir := t.TempDir()
+	shard := filepath.Join(dir, "scenario=text-poke-bp", "shard=0")
+	// Too small a budget: every schedule is a progress violation.
+	code, out, errs := runCLI(t, "explore", "text-poke-bp", "--budget", "1", "--max-insns", "50", "--no-shrink", "-o", dir, "-q")
+	if code != exitFinding {
+		t.Fatalf("explore --max-insns 50: exit %d\n%s%s", code, out, errs)
+	}
+	old, _ := filepath.Glob(filepath.Join(shard, "01-*"))
+	if len(old) != 2 {
+		t.Fatalf("violation files: %v", old)
+	}
+	args := []string{"explore", "text-poke-bp", "--budget", "1", "--param", "patch_rounds=1,calls=4,dwell=2", "-o", dir, "-q"}
+	code, out, errs = runCLI(t, args...)
+	if code != exitError || !strings.Contains(errs, "holds a previous run's results") || !strings.Contains(errs, "--force") || out != "" {
+		t.Fatalf("explore into a used shard directory: exit %d, want %d and the directory named:\n%s%s", code, exitError, out, errs)
+	}
+	code, out, errs = runCLI(t, append(args, "--force")...)
+	if code != exitOK || !strings.Contains(out, "no violation") {
+		t.Fatalf("explore --force: exit %d\n%s%s", code, out, errs)
+	}
+	if left, _ := filepath.Glob(filepath.Join(shard, "01-*")); len(left) != 0 {
+		t.Errorf("the previous run's violation files are still there beside a summary of no violation: %v", left)
+	}
+	js, err := os.ReadFile(filepath.Join(shard, "summary.json"))
+	if err != nil || !strings.Contains(string(js), `"violations": []`) {
+		t.Errorf("summary.json: %v\n%s", err, js)
+	}
+}
