@@ -117,6 +117,7 @@ const parquetZstdLevel = zstd.SpeedBetterCompression
 // only on the chunk's values.
 const (
 	pqDeltaGain   = 4
+	pqDeltaSure   = 64
 	pqDeltaSample = 4096
 )
 
@@ -246,6 +247,7 @@ func newParquetWriter(r *Reader, w io.Writer) (*parquetWriter, error) {
 // pageEncoder encodes and compresses pages (one goroutine each).
 type pageEncoder struct {
 	zw                *zstd.Encoder
+	zfast             *zstd.Encoder // deltaPays's
 	body, comp, plain []byte
 	scratch           []uint64
 	remap             []uint32
@@ -256,10 +258,17 @@ func newPageEncoder() (*pageEncoder, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &pageEncoder{zw: zw}, nil
+	zfast, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderCRC(false), zstd.WithWindowSize(1<<16))
+	if err != nil {
+		return nil, err
+	}
+	return &pageEncoder{zw: zw, zfast: zfast}, nil
 }
 
-func (e *pageEncoder) close() { e.zw.Close() }
+func (e *pageEncoder) close() {
+	e.zw.Close()
+	e.zfast.Close()
+}
 
 // forColumns runs f on every column, shared out among the encoders, and
 // returns the first column's error.
@@ -432,11 +441,18 @@ func (e *pageEncoder) finish(pc *pqColumn, ch *pqChunk) {
 }
 
 // deltaPays reports whether a chunk's sample of values, plain, takes
-// no fewer bytes compressed than its differences, delta.
+// no fewer bytes compressed than its differences, delta: at once when
+// the differences are pqDeltaSure times smaller (both compress to almost
+// nothing), else compressed at zstd's fastest level (deciding at the
+// export's level made the bench-fentry and text-poke-bp exports 0.5 %
+// and 0.2 % smaller, for several times this CPU).
 func (e *pageEncoder) deltaPays(plain, delta []byte) bool {
-	e.comp = e.zw.EncodeAll(delta, e.comp[:0])
+	if len(delta)*pqDeltaSure <= len(plain) {
+		return true
+	}
+	e.comp = e.zfast.EncodeAll(delta, e.comp[:0])
 	zd := len(e.comp)
-	e.comp = e.zw.EncodeAll(plain, e.comp[:0])
+	e.comp = e.zfast.EncodeAll(plain, e.comp[:0])
 	return zd <= len(e.comp)
 }
 

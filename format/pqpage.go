@@ -123,6 +123,10 @@ func gatherFixed(dst, vals, valid []byte, n, w int) []byte {
 		switch v {
 		case 0:
 			i++
+			// Skip 8 null bytes (64 rows) at a time.
+			for i+8 <= full && binary.LittleEndian.Uint64(valid[i:]) == 0 {
+				i += 8
+			}
 			continue
 		case 0xFF:
 			j := i + 1
@@ -187,6 +191,13 @@ func gather32(dst, vals, valid []byte, n, w int) []byte {
 	}
 	for i := 0; i < (n+7)/8; i++ {
 		v := valid[i]
+		if v == 0 {
+			// Skip 8 null bytes (64 rows) at a time.
+			for i+9 <= n/8 && binary.LittleEndian.Uint64(valid[i+1:]) == 0 {
+				i += 8
+			}
+			continue
+		}
 		if r := n - 8*i; r < 8 {
 			v &= 1<<r - 1
 		}
@@ -216,12 +227,31 @@ func setBits(bitmap []byte, n int) int {
 // gatherBools appends the set rows' bits of the value bitmap vals, one
 // byte (0 or 1) each; packBools packs them at the page's end.
 func gatherBools(dst, vals, valid []byte, n int) []byte {
-	for j := 0; j < n; j++ {
-		if valid == nil || valid[j>>3]&(1<<(j&7)) != 0 {
-			dst = append(dst, vals[j>>3]>>(j&7)&1)
+	eachSet(valid, n, func(j int) { dst = append(dst, vals[j>>3]>>(j&7)&1) })
+	return dst
+}
+
+// eachSet calls f with each row of the first n whose bit is set in valid
+// (every row when valid is nil), in order, skipping 64 null rows at a
+// time.
+func eachSet(valid []byte, n int, f func(j int)) {
+	if valid == nil {
+		for j := range n {
+			f(j)
+		}
+		return
+	}
+	words := n / 64
+	for w := range words {
+		for x := binary.LittleEndian.Uint64(valid[8*w:]); x != 0; x &= x - 1 {
+			f(64*w + bits.TrailingZeros64(x))
 		}
 	}
-	return dst
+	for j := 64 * words; j < n; j++ {
+		if valid[j>>3]&(1<<(j&7)) != 0 {
+			f(j)
+		}
+	}
 }
 
 // packBools appends bools (one 0 or 1 byte each) as PLAIN booleans: 8 a
@@ -257,14 +287,11 @@ func gatherInsnBytes(dst []byte, cv, lens *colView, n int) []byte {
 
 // gatherStrings appends a string column's set rows as PLAIN byte arrays.
 func gatherStrings(dst []byte, cv *colView, n int) []byte {
-	for j := 0; j < n; j++ {
-		if !cv.ok(j) {
-			continue
-		}
+	eachSet(cv.valid, n, func(j int) {
 		s := cv.varAt(j)
 		dst = binary.LittleEndian.AppendUint32(dst, uint32(len(s)))
 		dst = append(dst, s...)
-	}
+	})
 	return dst
 }
 

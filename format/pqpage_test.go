@@ -274,3 +274,36 @@ func TestExportParquetSmallGroups(t *testing.T) {
 		r.Close()
 	}
 }
+
+// TestEachSet visits the set rows of bitmaps of every density and length
+// (whole words of nulls, a partial last word, garbage past the last row)
+// and of a nil bitmap, against a bit-by-bit reading.
+func TestEachSet(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	for _, n := range []int{0, 1, 7, 63, 64, 65, 127, 128, 129, 1000, 4099} {
+		for _, density := range []float64{0, 0.01, 0.5, 0.99, 1} {
+			valid := make([]byte, (n+7)/8+8)
+			for i := range valid {
+				valid[i] = 0xFF // garbage past the last row
+			}
+			var want []int
+			for j := range n {
+				if rng.Float64() < density {
+					want = append(want, j)
+				} else {
+					valid[j>>3] &^= 1 << (j & 7)
+				}
+			}
+			var got []int
+			eachSet(valid, n, func(j int) { got = append(got, j) })
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Fatalf("n %d density %v: visited %v, want %v", n, density, got, want)
+			}
+		}
+		var got []int
+		eachSet(nil, n, func(j int) { got = append(got, j) })
+		if len(got) != n || n > 0 && got[n-1] != n-1 {
+			t.Fatalf("nil bitmap, n %d: visited %d rows", n, len(got))
+		}
+	}
+}
