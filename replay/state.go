@@ -151,11 +151,12 @@ type Memory struct {
 	perms   []permSpan // sorted, not overlapping; pages outside have no permissions
 	scratch *Page      // where stores go beyond MaxPages (see State.Err)
 	// The last pages looked up (direct-mapped by page number) and the
-	// last permission span hit, so that the run of accesses to one stack
-	// or code page costs no map lookup or search. A Memory shared between
+	// last two permission spans hit (the code an instruction runs from
+	// and the data it reads or writes), so that the run of accesses to
+	// one stack or code page costs no map lookup or search. A Memory shared between
 	// goroutines (a Template's Image) keeps none (noCache).
 	cache    [pageCacheN]cachedPage
-	lastSpan int
+	lastSpan [2]int
 	noCache  bool
 	copies   int // pages copied on write so far (Cursor's memory bound)
 }
@@ -210,7 +211,10 @@ func (m *Memory) lookup(vpn uint64) *Page {
 // Perm returns the permission of addr's page (0 if unmapped).
 func (m *Memory) Perm(addr uint64) uint8 {
 	vpn := addr >> pageShift
-	if i := m.lastSpan; i < len(m.perms) && m.perms[i].lo <= vpn && vpn < m.perms[i].hi {
+	if i := m.lastSpan[0]; i < len(m.perms) && m.perms[i].lo <= vpn && vpn < m.perms[i].hi {
+		return m.perms[i].perm
+	}
+	if i := m.lastSpan[1]; i < len(m.perms) && m.perms[i].lo <= vpn && vpn < m.perms[i].hi {
 		return m.perms[i].perm
 	}
 	lo, hi := 0, len(m.perms) // the first span that ends above vpn
@@ -224,7 +228,7 @@ func (m *Memory) Perm(addr uint64) uint8 {
 	}
 	if lo < len(m.perms) && m.perms[lo].lo <= vpn {
 		if !m.noCache {
-			m.lastSpan = lo
+			m.lastSpan[0], m.lastSpan[1] = lo, m.lastSpan[0]
 		}
 		return m.perms[lo].perm
 	}
@@ -261,7 +265,7 @@ func (m *Memory) setPerm(vpn, n uint64, perm uint8) {
 		repl = append(repl, permSpan{hi, m.perms[j-1].hi, m.perms[j-1].perm})
 	}
 	m.perms = append(m.perms[:i], append(repl, m.perms[j:]...)...)
-	m.lastSpan = 0
+	m.lastSpan = [2]int{}
 }
 
 // Read copies memory at addr into buf; unmapped bytes read as zero and ok
