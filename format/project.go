@@ -55,6 +55,9 @@ type projection struct {
 	// fills in straight-line code (fillFast) rather than a switch per
 	// column.
 	fast [numKinds]*fastFill
+	// fastClear[prev][k], when both kinds have fast, is clear[prev][k] as
+	// flags (clearFast).
+	fastClear [numKinds][numKinds]*fastFill
 }
 
 // fastFill is fill[k] of an insn, load or write row as flags, in the
@@ -151,6 +154,9 @@ func (p Projection) compile() *projection {
 				if !slices.Contains(c.fill[k], col) {
 					c.clear[prev][k] = append(c.clear[prev][k], col)
 				}
+			}
+			if c.fast[prev] != nil && c.fast[k] != nil {
+				c.fastClear[prev][k] = newFastFill(c.clear[prev][k])
 			}
 		}
 	}
@@ -680,8 +686,12 @@ func (b *Batch) rowProjected(i int, r *Row, p *projection) {
 		return
 	}
 	if prev != r.Kind {
-		for _, col := range p.clear[prev][r.Kind] {
-			clearCol(r, col)
+		if f := p.fastClear[prev][r.Kind]; f != nil {
+			clearFast(r, f)
+		} else {
+			for _, col := range p.clear[prev][r.Kind] {
+				clearCol(r, col)
+			}
 		}
 	}
 	if f := p.fast[r.Kind]; f != nil {
@@ -703,6 +713,57 @@ func (r *Reader) ScanFrom(seq uint64, p Projection) iter.Seq2[*Row, error] {
 	return r.scanFrom(seq, p.compile())
 }
 
+// clearFast zeroes the fields of the columns f lists (what clearCol does
+// for each).
+func clearFast(r *Row, f *fastFill) {
+	if f.len {
+		r.Len = 0
+	}
+	if f.bytes {
+		r.Bytes = [15]byte{}
+	}
+	if f.op {
+		r.Op = 0
+	}
+	if f.rsp {
+		r.RSP = 0
+	}
+	if f.addr {
+		r.Addr, r.HasAddr = 0, false
+	}
+	if f.size {
+		r.Size = 0
+	}
+	if f.old {
+		r.Old = 0
+	}
+	if f.new {
+		r.New = 0
+	}
+	if f.alias {
+		r.Alias = false
+	}
+	if f.aliasAddr {
+		r.AliasAddr = 0
+	}
+	if f.percpuCPU {
+		r.Percpu, r.PercpuCPU = false, 0
+	}
+	if f.percpuOff {
+		r.PercpuOff = 0
+	}
+	if f.percpuVar {
+		r.PercpuVar = ""
+	}
+	r.RegMask &^= f.regs
+	for m := f.regs; m != 0; m &= m - 1 {
+		r.Regs[bits.TrailingZeros32(m)] = 0
+	}
+	for _, col := range f.other {
+		clearCol(r, col)
+	}
+}
+
 // fillFast sets (or clears, where null) the columns f lists of row i: what
 // the loop over fill[k] in rowProjected does, without a switch per column.
 func (b *Batch) fillFast(i int, r *Row, f *fastFill) {
@@ -715,7 +776,7 @@ func (b *Batch) fillFast(i int, r *Row, f *fastFill) {
 	}
 	if f.bytes {
 		if c[ColBytes].ok(i) {
-			copy(r.Bytes[:], c[ColBytes].vals[15*i:15*i+15])
+			r.Bytes = [15]byte(c[ColBytes].vals[15*i : 15*i+15]) // (copy() calls memmove)
 		} else {
 			r.Bytes = [15]byte{}
 		}
