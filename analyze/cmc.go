@@ -273,7 +273,7 @@ func (a *cmc) streamStep(ctx *Context, r *format.Row, pageSeq uint64) {
 	}
 	n := min(int(r.Len), len(rec.bytes))
 	rec.seq, rec.rip, rec.n, rec.valid = r.Seq, r.RIP, uint8(n), true
-	copy(rec.bytes[:], r.Instruction()[:n])
+	rec.bytes = r.Bytes // (bytes[:n] are read; copy() of n went through memmove)
 }
 
 func (a *cmc) checkStream(ctx *Context, r *format.Row, p *streamInsn) {
