@@ -215,7 +215,7 @@ func (r *Reader) scanFrom(seq uint64, p *projection) iter.Seq2[*Row, error] {
 			return
 		}
 		var row Row
-		next := r.decodeAhead(first, p)
+		next := r.decodeAhead(first, p, readAhead())
 		defer next(false)
 		for i := first; i < len(r.infos); i++ {
 			b, err := next(true)
@@ -244,10 +244,11 @@ func (r *Reader) scanFrom(seq uint64, p *projection) iter.Seq2[*Row, error] {
 }
 
 // decodeAhead decodes the batches from first on, in order, with up to
-// GOMAXPROCS workers and readAhead batches in flight. next(true) returns
+// GOMAXPROCS workers and ahead batches in flight (readAhead, or fewer
+// for a consumer that keeps the workers busy anyway). next(true) returns
 // the next batch (or its error); next(false) stops the workers and
 // releases what they decoded.
-func (r *Reader) decodeAhead(first int, p *projection) func(bool) (*Batch, error) {
+func (r *Reader) decodeAhead(first int, p *projection, ahead int) func(bool) (*Batch, error) {
 	n := len(r.infos) - first
 	workers := min(runtime.GOMAXPROCS(0), n)
 	if workers <= 1 {
@@ -265,7 +266,6 @@ func (r *Reader) decodeAhead(first int, p *projection) func(bool) (*Batch, error
 		b   *Batch
 		err error
 	}
-	ahead := readAhead()
 	slots := make([]chan result, ahead)
 	for k := range slots {
 		slots[k] = make(chan result, 1)
