@@ -372,6 +372,9 @@ func (s *Server) breakpoint(p string) string {
 	switch f[0][0] {
 	case '0', '1':
 		if on {
+			if len(s.t.bps) >= MaxBreakpoints && !s.t.bps[addr] {
+				return "E0c" // ENOMEM: gdb says it could not insert it
+			}
 			s.t.bps[addr] = true
 		} else {
 			delete(s.t.bps, addr)
@@ -386,7 +389,9 @@ func (s *Server) breakpoint(p string) string {
 		if kind == 0 {
 			return "E01"
 		}
-		s.t.setWatch(watch{kind: f[0][0], addr: addr, n: kind}, on)
+		if !s.t.setWatch(watch{kind: f[0][0], addr: addr, n: kind}, on) {
+			return "E0c" // ENOMEM: gdb says it could not insert it
+		}
 		return "OK"
 	}
 	return ""

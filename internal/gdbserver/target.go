@@ -54,7 +54,11 @@ type watch struct {
 }
 
 func (w watch) hits(addr, n uint64) bool {
-	return n > 0 && addr < w.addr+w.n && addr+n > w.addr
+	end := w.addr + w.n
+	if end < w.addr {
+		end = ^uint64(0) // a range to the top of the address space
+	}
+	return n > 0 && addr < end && addr+n > w.addr
 }
 
 // stop is where a resume ended and why.
@@ -584,18 +588,32 @@ func (t *target) gotoEvent(seq uint64) (int, error) {
 	return cpu, nil
 }
 
-// setWatch adds or removes a watchpoint.
-func (t *target) setWatch(w watch, on bool) {
+// MaxWatchpoints and MaxBreakpoints bound what one client can set: every
+// store and load of a resume is checked against each watchpoint, so a
+// client adding them by the thousand made continue cost events times
+// watchpoints (x86 has 4 debug registers; gdb asks for one per watch).
+const (
+	MaxWatchpoints = 64
+	MaxBreakpoints = 1 << 16
+)
+
+// setWatch adds or removes a watchpoint; false: adding one past
+// MaxWatchpoints.
+func (t *target) setWatch(w watch, on bool) bool {
 	for i, x := range t.watches {
 		if x == w {
 			if !on {
 				t.watches = append(t.watches[:i], t.watches[i+1:]...)
 			}
-			return
+			return true
 		}
+	}
+	if on && len(t.watches) >= MaxWatchpoints {
+		return false
 	}
 	if on {
 		t.watches = append(t.watches, w)
 		sort.Slice(t.watches, func(i, j int) bool { return t.watches[i].addr < t.watches[j].addr })
 	}
+	return true
 }

@@ -538,3 +538,41 @@ func TestReadWatch(t *testing.T) {
 		t.Fatalf("access watch: after seq %d reason %q; first access %d", seq, reason, first)
 	}
 }
+
+// TestWatchAndBreakBounds: a client cannot set watchpoints or breakpoints
+// without bound (each resume checks every store against every watchpoint:
+// thousands made continue cost events times watchpoints); past the bound
+// the server answers an error, as a target out of debug registers does,
+// and removing one frees its place. A watched range that runs to the top
+// of the address space still catches accesses (its end wrapped to 0 and
+// matched nothing).
+func TestWatchAndBreakBounds(t *testing.T) {
+	s, _ := newServer(t)
+	c := dial(t, s)
+	for i := range MaxWatchpoints {
+		if got := c.ask(fmt.Sprintf("Z2,%x,8", 0x1000+8*i)); got != "OK" {
+			t.Fatalf("watchpoint %d: %q", i, got)
+		}
+	}
+	if got := c.ask(fmt.Sprintf("Z2,%x,8", 0x1000+8*MaxWatchpoints)); !strings.HasPrefix(got, "E") {
+		t.Fatalf("watchpoint %d: %q, want an error", MaxWatchpoints+1, got)
+	}
+	if got := c.ask("z2,1000,8"); got != "OK" {
+		t.Fatalf("remove a watchpoint: %q", got)
+	}
+	if got := c.ask(fmt.Sprintf("Z2,%x,8", 0x1000+8*MaxWatchpoints)); got != "OK" {
+		t.Fatalf("a watchpoint in the freed place: %q", got)
+	}
+	for i := range MaxBreakpoints {
+		s.t.bps[uint64(i)] = true
+	}
+	if got := c.ask("Z0,ffffffff81000000,1"); !strings.HasPrefix(got, "E") {
+		t.Fatalf("breakpoint %d: %q, want an error", MaxBreakpoints+1, got)
+	}
+	if got := c.ask("Z0,0,1"); got != "OK" {
+		t.Fatalf("a breakpoint already set: %q", got)
+	}
+	if w := (watch{kind: '2', addr: 0xffffffffffffff00, n: 0x200}); !w.hits(0xffffffffffffff10, 8) {
+		t.Error("a watch running past the top of the address space misses an access inside it")
+	}
+}
