@@ -62,6 +62,9 @@ func (c *CPU) execBranch(in *inst, next uint64) bool {
 		return false
 	}
 	c.RIP = t
+	if c.ibt != 0 && s.op != opJrcxz && s.op != opLoop {
+		c.ibtBranch(in)
+	}
 	return false
 }
 

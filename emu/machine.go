@@ -27,6 +27,18 @@ type Quirks struct {
 	// Vol. 3 §8.1.1 guarantees no more than the single-byte store atomic).
 	// Stores by instructions stay whole.
 	TornWrites bool
+	// IBT turns on supervisor Indirect Branch Tracking (SDM Vol. 1
+	// "Control-flow Enforcement Technology", IA32_S_CET.ENDBR_EN): after
+	// an indirect near CALL or JMP, and after every delivery through the
+	// vector table, the next instruction must be ENDBR64 or the CPU
+	// raises #CP(ENDBRANCH) at it (cpu.ibtWait). Off, ENDBR64 is a NOP
+	// and nothing is tracked.
+	IBT bool
+	// IBTNoTrack honours the NOTRACK prefix (3E) on an indirect CALL or
+	// JMP (IA32_S_CET.NO_TRACK_EN): such a branch is not tracked. Without
+	// it the prefix is ignored and every indirect branch is tracked.
+	// Meaningless without IBT.
+	IBTNoTrack bool
 }
 
 // StopReason says why a run ended.
@@ -104,6 +116,13 @@ type cpuState struct {
 	halted    bool
 	done      bool       // called pt_cpu_done
 	poke      *pokeState // a byte-granular text_poke in progress (TornWrites)
+	// ibt is Quirks.IBT (ibtOn) and IBTNoTrack (ibtNoTrack), copied here
+	// so that an indirect branch reads it without the machine; ibtWait
+	// is the supervisor IBT tracker in WAIT_FOR_ENDBRANCH: the next
+	// instruction fetched must be ENDBR64 (steps checks it, as a fault
+	// of fetching that instruction).
+	ibt     uint8
+	ibtWait bool
 
 	task  uint32
 	depth uint8
@@ -137,7 +156,7 @@ type CPUStats struct {
 }
 
 func (c *CPU) updateAttention() {
-	c.attention = c.nmiPend || c.irqs != 0 || c.shadow || c.halted || c.dbPend || c.poke != nil
+	c.attention = c.nmiPend || c.irqs != 0 || c.shadow || c.halted || c.dbPend || c.poke != nil || c.ibtWait
 }
 
 // Machine is the emulated SMP machine: memory, CPUs, the loaded slice and
@@ -277,6 +296,12 @@ func New(img *Image, cfg Config) (*Machine, error) {
 		c := &CPU{ID: i, m: m, SS: selKernelSS, DR6: dr6Init, DR7: dr7Init}
 		c.dmap = make(map[uint64]*decodePage)
 		c.ev.CPU = uint16(i)
+		if cfg.Quirks.IBT {
+			c.ibt = ibtOn
+			if cfg.Quirks.IBTNoTrack {
+				c.ibt |= ibtNoTrack
+			}
+		}
 		m.cpus = append(m.cpus, c)
 	}
 	if err := m.load(); err != nil {

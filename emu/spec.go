@@ -60,7 +60,8 @@ func ConfigFor(spec *scenario.Spec, opt Options) (Config, Schedule, error) {
 	}
 	cfg.Quirks = Quirks{NMIInSTIShadow: spec.Quirks.NMIInSTIShadow,
 		StaleFetch: spec.Quirks.Fetch == "stale" || spec.Quirks.Fetch == "torn",
-		TornWrites: spec.Quirks.Fetch == "torn"}
+		TornWrites: spec.Quirks.Fetch == "torn",
+		IBT:        spec.Quirks.IBT, IBTNoTrack: spec.Quirks.IBTNoTrack}
 	id := uint64(1)
 	for i, t := range spec.Tasks {
 		for _, c := range t.CPUs.Resolve(cfg.CPUs) {

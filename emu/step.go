@@ -31,6 +31,7 @@ func (m *Machine) steps(c *CPU, n int) {
 			}
 		}
 		shadowed := false // this instruction runs in the STI shadow
+		ibt := false      // the IBT tracker waits for ENDBR64 (cpu.ibtWait)
 		if c.attention {
 			switch m.boundary(c) {
 			case bdDelivered:
@@ -49,6 +50,7 @@ func (m *Machine) steps(c *CPU, n int) {
 			if m.stop != StopNone {
 				return
 			}
+			ibt = c.ibtWait // nothing was delivered before the next fetch
 		}
 		var in *inst
 		if dp := c.currentPage(); dp != nil { // fetch's hit, inline
@@ -70,11 +72,17 @@ func (m *Machine) steps(c *CPU, n int) {
 				continue
 			}
 		}
-		if in.special {
-			if in.watch && c.injectedAt != c.RIP && m.watchHit(c) {
-				c.injectedAt = c.RIP
-				continue // deliver before this instruction
+		if in.special && in.watch && c.injectedAt != c.RIP && m.watchHit(c) {
+			c.injectedAt = c.RIP
+			continue // deliver before this instruction
+		}
+		if ibt && m.ibtCheck(c, in) {
+			if m.stop != StopNone {
+				return
 			}
+			continue // #CP delivered at this instruction
+		}
+		if in.special {
 			if in.native != 0 {
 				if shadowed {
 					c.shadow, c.ssShadow = false, false
@@ -161,7 +169,7 @@ func (m *Machine) steps(c *CPU, n int) {
 // watched address) ends a run of common steps (CPU.brk, special decodes),
 // after which fastRuns looks again.
 func (c *CPU) held() bool {
-	return !c.shadow && !c.halted && !c.dbPend && c.poke == nil &&
+	return !c.shadow && !c.halted && !c.dbPend && c.poke == nil && !c.ibtWait &&
 		(!c.nmiPend || c.nmiBlock || !c.booted) &&
 		(c.irqs == 0 || c.RFLAGS&FlagIF == 0)
 }
@@ -475,7 +483,7 @@ func (m *Machine) deliver(c *CPU, v Vector, hasErr bool, errCode, cr2 uint64) {
 	m.delivered++
 	g := m.img.gates[v]
 	if g == nil {
-		m.oops(c, v, errCode, cr2, "no handler for "+v.Name())
+		m.oops(c, v, errCode, cr2, "no handler for "+v.gateName())
 		return
 	}
 	sp := c.R[RSP]
@@ -541,6 +549,11 @@ func (m *Machine) deliver(c *CPU, v Vector, hasErr bool, errCode, cr2 uint64) {
 	c.RFLAGS = flags
 	if v == VecNMI {
 		c.nmiBlock = true
+	}
+	if c.ibt != 0 {
+		// Delivery through the vector table is an indirect branch to the
+		// handler, which must begin with ENDBR64 (ibt.go).
+		c.ibtWait = true
 	}
 	if c.depth < 255 {
 		c.depth++

@@ -222,6 +222,11 @@ func Meta(spec *scenario.Spec, img *emu.Image, cpus int, seed uint64) format.Met
 		},
 		OpNames: OpNames(),
 	}
+	if spec.Quirks.IBT {
+		// Only when on, so that traces of runs without IBT keep their bytes.
+		md.Quirks["ibt"] = "true"
+		md.Quirks["ibt_notrack"] = strconv.FormatBool(spec.Quirks.IBTNoTrack)
+	}
 	seen := map[string]bool{}
 	for _, s := range img.Symbols {
 		sec := s.Section

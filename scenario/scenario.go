@@ -94,6 +94,13 @@ type Quirks struct {
 	// stale decodes and byte-granular text_poke), "stale" or "coherent";
 	// see emu.Quirks.
 	Fetch string `toml:"fetch"`
+	// IBT turns on supervisor indirect branch tracking (CET-IBT): an
+	// indirect CALL or JMP, or a delivery, must land on ENDBR64, else #CP
+	// (see emu.Quirks.IBT). Off by default.
+	IBT bool `toml:"ibt"`
+	// IBTNoTrack honours the NOTRACK (3E) prefix on indirect branches
+	// (IA32_S_CET.NO_TRACK_EN); it needs ibt.
+	IBTNoTrack bool `toml:"ibt_notrack"`
 }
 
 // Schedule parameterises the random scheduler.
@@ -842,6 +849,9 @@ func (s *Spec) validate() error {
 	case "coherent", "stale", "torn":
 	default:
 		return fmt.Errorf("quirks.fetch = %q: want \"coherent\", \"stale\" or \"torn\"", s.Quirks.Fetch)
+	}
+	if s.Quirks.IBTNoTrack && !s.Quirks.IBT {
+		return fmt.Errorf("quirks.ibt_notrack = true needs quirks.ibt = true (NO_TRACK_EN means nothing without ENDBR_EN)")
 	}
 	switch len(s.Schedule.Quantum) {
 	case 0:

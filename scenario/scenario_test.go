@@ -88,6 +88,7 @@ func TestParseErrors(t *testing.T) {
 		{"bad expect", `expect = "dirty"`, `expect = "dirty"`},
 		{"cpu out of range", "[[task]]\nentry = \"x\"\ncpus = [9]", "cpu 9: the scenario has 4 CPUs"},
 		{"bad fetch", "[quirks]\nfetch = \"maybe\"", `quirks.fetch = "maybe"`},
+		{"notrack without ibt", "[quirks]\nibt_notrack = true", `quirks.ibt_notrack = true needs quirks.ibt = true`},
 		{"bad inject kind", "[[inject]]\nkind = \"smi\"\ncpu = 0\nat = \"x\"", `kind "smi"`},
 		{"syntax", `cpus = = 4`, "line 1"},
 		{"site too long", "[contract]\nmust_call = [{ site = \"f\", handlers = [\"h\"], length = 16 }]", "length 16: a site is one instruction, at most 15 bytes"},

@@ -163,8 +163,15 @@ func scenariosMarkdown(env *cmdEnv) int {
 	}
 	for _, s := range specs {
 		fmt.Fprintf(w, "\n## %s\n\n", s.ID)
-		fmt.Fprintf(w, "Mail %s; expected: **%s**; %d CPUs; fetch model %s; NMI in STI shadow: %v.\n\n",
-			mailLink(s.SeedMail), s.Expect, s.CPUs, s.Quirks.Fetch, s.Quirks.NMIInSTIShadow)
+		ibt := ""
+		if s.Quirks.IBT {
+			ibt = "; indirect branch tracking (CET-IBT) on"
+			if s.Quirks.IBTNoTrack {
+				ibt += ", NOTRACK honoured"
+			}
+		}
+		fmt.Fprintf(w, "Mail %s; expected: **%s**; %d CPUs; fetch model %s; NMI in STI shadow: %v%s.\n\n",
+			mailLink(s.SeedMail), s.Expect, s.CPUs, s.Quirks.Fetch, s.Quirks.NMIInSTIShadow, ibt)
 		fmt.Fprintln(w, strings.TrimSpace(s.Description))
 		if s.Expect.Strict {
 			fmt.Fprintln(w, "\nExpected findings (every finding must match one):")
