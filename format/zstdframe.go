@@ -97,23 +97,48 @@ var (
 		1, 1, 1, 1, 2, 2, 3, 3, 4, 4, 5, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}
 )
 
+// llCode and mlCode are the literal-length and match-length codes: the
+// last code whose base is at most the length. Short lengths read a table
+// built from the bases; long ones (each code from 25 (LL) or 43 (ML) on
+// covers a power of two) are the length's top bit, as in zstd's
+// ZSTD_LLcode and ZSTD_MLcode.
 func llCode(ll int) int {
 	if ll < 16 {
 		return ll
 	}
-	c := 16
-	for c+1 < len(llBase) && llBase[c+1] <= uint32(ll) {
-		c++
+	if ll < len(llCodes) {
+		return int(llCodes[ll])
 	}
-	return c
+	return min(bits.Len(uint(ll))-1+19, len(llBase)-1)
 }
 
 func mlCode(ml int) int {
 	if ml < 35 {
 		return ml - 3
 	}
-	c := 32
-	for c+1 < len(mlBase) && mlBase[c+1] <= uint32(ml) {
+	if ml < len(mlCodes) {
+		return int(mlCodes[ml])
+	}
+	return min(bits.Len(uint(ml-3))-1+36, len(mlBase)-1)
+}
+
+// llCodes and mlCodes are the codes of short lengths, by search of the
+// bases (lengths whose code the top bit does not give).
+var llCodes, mlCodes = func() (ll [64]uint8, ml [131]uint8) {
+	for n := range ll {
+		ll[n] = uint8(codeSearch(llBase[:], n))
+	}
+	for n := range ml {
+		ml[n] = uint8(codeSearch(mlBase[:], n))
+	}
+	return
+}()
+
+// codeSearch returns the last code whose base is at most n (0 when n is
+// below every base).
+func codeSearch(base []uint32, n int) int {
+	c := 0
+	for c+1 < len(base) && base[c+1] <= uint32(n) {
 		c++
 	}
 	return c

@@ -119,3 +119,18 @@ func BenchmarkCounterFrame(b *testing.B) {
 	// ns/value: time per counter value encoded.
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*DefaultBatchRows), "ns/value")
 }
+
+// TestLengthCodes holds llCode and mlCode (a table, then the top bit) to
+// the search of RFC 8878's bases for every length up to twice a block.
+func TestLengthCodes(t *testing.T) {
+	for n := range 2 * zstdMaxBlock {
+		if want := codeSearch(llBase[:], n); llCode(n) != want {
+			t.Fatalf("llCode(%d) = %d, want %d", n, llCode(n), want)
+		}
+		if n >= 3 {
+			if want := codeSearch(mlBase[:], n); mlCode(n) != want {
+				t.Fatalf("mlCode(%d) = %d, want %d", n, mlCode(n), want)
+			}
+		}
+	}
+}
