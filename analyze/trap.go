@@ -656,7 +656,45 @@ func boundary(syms *replay.Symbols, image, mem *replay.Memory, addr uint64) (sta
 	}
 	haveOrig := image != nil && image.Read(sym.Addr, orig[:sym.Size])
 	var built []bool // instruction starts of the image as built, by offset
-	decoded := 0     // the length decoded at the last offset (what length returned may add dead bytes)
+	isBuilt := func(o int) bool {
+		if built == nil {
+			built = make([]bool, sym.Size+1)
+			slice.Walk(int(sym.Size), func(o int) (int, error) {
+				in, err := x86asm.Decode(orig[o:], 64)
+				return in.Len, err
+			}, func(o, _ int) bool {
+				built[o] = true
+				return true
+			})
+			built[sym.Size] = true
+		}
+		return o >= 0 && o <= int(sym.Size) && built[o]
+	}
+	// ownSite reports whether the changed code at i, an instruction start
+	// as built behind a guard at off, is a patch site of its own rather
+	// than the tail of what the guard stands for: an int3 (a kprobe's, or
+	// another text_poke_bp()'s guard), or an instruction that reaches past
+	// the bytes text_poke_bp() at off can write, changed there too (another
+	// probe's jump over its own instructions).
+	ownSite := func(off, i int) bool {
+		if !isBuilt(i) {
+			return false
+		}
+		if code[i] == 0xcc {
+			return true
+		}
+		in, err := x86asm.Decode(code[i:], 64)
+		if err != nil {
+			return false
+		}
+		for j := off + pokeMax; j < i+in.Len && j < int(sym.Size); j++ {
+			if code[j] != orig[j] {
+				return true
+			}
+		}
+		return false
+	}
+	decoded := 0 // the length decoded at the last offset (what length returned may add dead bytes)
 	length := func(off int) (int, error) {
 		decoded = 0
 		b := code[off:]
@@ -678,12 +716,17 @@ func boundary(syms *replay.Symbols, image, mem *replay.Memory, addr uint64) (sta
 			// the one being installed (text_poke_bp() writes its tail
 			// byte by byte) or removed (an earlier patch's), which
 			// covers the bytes that differ from the code as built - as
-			// far as text_poke_bp() writes (pokeMax).
+			// far as text_poke_bp() writes (pokeMax), and not into a
+			// site of its own behind it (ownSite).
 			t := 0
 			for i := off + 1; i < off+pokeMax && i < int(sym.Size); i++ {
-				if code[i] != orig[i] {
-					t = i + 1
+				if code[i] == orig[i] {
+					continue
 				}
+				if ownSite(off, i) {
+					break
+				}
+				t = i + 1
 			}
 			if t == 0 {
 				return in.Len, nil
@@ -699,18 +742,7 @@ func boundary(syms *replay.Symbols, image, mem *replay.Memory, addr uint64) (sta
 		// The code goes on where the code as built has its next
 		// instruction; the bytes up to there count as the new one's
 		// (what it leaves of the instructions it covers is dead).
-		if built == nil {
-			built = make([]bool, sym.Size+1)
-			slice.Walk(int(sym.Size), func(o int) (int, error) {
-				in, err := x86asm.Decode(orig[o:], 64)
-				return in.Len, err
-			}, func(o, _ int) bool {
-				built[o] = true
-				return true
-			})
-			built[sym.Size] = true
-		}
-		for end < int(sym.Size) && !built[end] {
+		for end < int(sym.Size) && !isBuilt(end) {
 			end++
 		}
 		return end - off, nil

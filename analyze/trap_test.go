@@ -436,6 +436,57 @@ func TestTrapBranchBehindOptimizedRegion(t *testing.T) {
 	}
 }
 
+// TestTrapBranchBesideNeighbourSite: optprobe-range's probed_fn has a
+// kprobe's int3 on +0 (the one-byte push under it) and another probe at +4,
+// the next instruction but one: its int3, text_poke_bp()'s guard while its
+// jump goes in or out, or its complete 5-byte jump. That change is a site of
+// its own, not the tail of an instruction the int3 at +0 stands for: the
+// kprobe's boost slot jumps back to +1 as to a boundary, and the entry
+// probe's detour jumping back to +7 lands inside the jump at +4 (commit
+// f1c97a1b4ef7's bug), while a half-written jump behind a guard at +0 is
+// still the guard's.
+func TestTrapBranchBesideNeighbourSite(t *testing.T) {
+	f0 := newFeed(t, "optprobe-range", "trap")
+	fn := f0.sym("probed_fn", 0)
+	rel := (f0.sym("detour_in", 0) - (fn + 9)) & 0xffffffff
+	for _, tc := range []struct {
+		name   string
+		writes [][3]uint64 // offset, size, value, in order
+		from   string
+		target uint64
+		want   string // "" no finding
+	}{
+		{"int3 at +0, jump at +4: slot back to +1", [][3]uint64{{4, 1, 0xcc}, {5, 4, rel}, {4, 1, 0xe9}, {0, 1, 0xcc}}, "slot_entry", 1, ""},
+		{"int3 at +0, jump at +4: detour back to +7", [][3]uint64{{4, 1, 0xcc}, {5, 4, rel}, {4, 1, 0xe9}, {0, 1, 0xcc}}, "detour_entry", 7,
+			"inside the 5-byte instruction at probed_fn+0x4 (e9"},
+		{"int3 at +0, int3 at +4: slot back to +1", [][3]uint64{{4, 1, 0xcc}, {0, 1, 0xcc}}, "slot_entry", 1, ""},
+		{"int3 at +0, guard at +4 over a jump going in: slot back to +1", [][3]uint64{{0, 1, 0xcc}, {4, 1, 0xcc}, {5, 4, rel}}, "slot_entry", 1, ""},
+		{"jump going in at +0, tail half written behind its guard", [][3]uint64{{0, 1, 0xcc}, {1, 1, 0x11}, {2, 1, 0x22}, {3, 1, 0x33}, {4, 1, 0x44}}, "slot_entry", 1,
+			"into the bytes text_poke_bp() wrote after its int3 at probed_fn"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFeed(t, "optprobe-range", "trap")
+			c0, c1 := ctx{cpu: 0, task: 1}, ctx{cpu: 1, task: 2}
+			f.insn(c0, f.sym("patcher_main", 0), "NOP", ltStackA)
+			for _, w := range tc.writes {
+				f.write(c0, f.sym("text_poke", 0), fn+w[0], uint32(w[1]), w[2], true)
+			}
+			f.insn(c1, f.sym(tc.from, 1), "JMP", ltStackB)
+			f.insn(c1, fn+tc.target, "NOP", ltStackB)
+			res := f.finish()
+			if tc.want == "" {
+				if len(res.Findings) > 0 {
+					t.Fatalf("unexpected findings:\n%s", summary(res))
+				}
+				return
+			}
+			if len(res.Findings) != 1 || !strings.Contains(res.Findings[0].Message, tc.want) {
+				t.Fatalf("want one finding saying %q, got:\n%s", tc.want, summary(res))
+			}
+		})
+	}
+}
+
 // TestTrapGuardPage: a #PF in the unmapped page right after a live
 // module_alloc() allocation (the guard page the machine leaves, as
 // vmalloc does) names the allocation it ran past and its mapping; one
