@@ -641,36 +641,6 @@ func Run(st *replay.State, rows iter.Seq2[*format.Row, error], as []Analyzer) (*
 	return l.Finish(), nil
 }
 
-// seqGaps counts the sequence numbers missing from r's readable batches
-// (from seq 0 to the last batch's end) and says where the first gap is.
-// The reader checks each batch's rows against its index entry (first and
-// last seq, row count, strictly increasing, batches in order), so the
-// index alone gives the gaps.
-func seqGaps(r *format.Reader) (missing uint64, first string, err error) {
-	var next uint64
-	for i := range r.NumBatches() {
-		b, err := r.BatchInfo(i)
-		if err != nil {
-			return 0, "", err
-		}
-		if b.Rows == 0 || b.FirstSeq < next || b.LastSeq < b.FirstSeq || b.LastSeq-b.FirstSeq >= 1<<62 {
-			continue // the reader refuses these; nothing to count
-		}
-		before := b.FirstSeq - next
-		inside := b.LastSeq - b.FirstSeq + 1 - min(uint64(b.Rows), b.LastSeq-b.FirstSeq+1)
-		switch {
-		case first != "":
-		case before > 0:
-			first = fmt.Sprintf("seq %d..%d, before batch %d", next, b.FirstSeq-1, i)
-		case inside > 0:
-			first = fmt.Sprintf("inside batch %d, seq %d..%d", i, b.FirstSeq, b.LastSeq)
-		}
-		missing += before + inside
-		next = b.LastSeq + 1
-	}
-	return missing, first, nil
-}
-
 // AnalyzeFile opens a trace and runs the analyzers over it. A truncated
 // trace is analyzed up to its last complete batch, with a warning, and is
 // incomplete unless AllowTruncated is given. A trace whose footer records
@@ -737,7 +707,7 @@ func AnalyzeFile(path string, as []Analyzer, opts ...Option) (*Result, error) {
 		// gap no patchtrace.dropped entry declares is events missing
 		// (a trace filtered or rewritten by another tool), which the
 		// analyzers never saw.
-		missing, first, err := seqGaps(r)
+		missing, first, err := r.SeqGaps()
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}

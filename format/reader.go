@@ -561,6 +561,39 @@ func (r *Reader) BatchInfo(i int) (BatchInfo, error) {
 	return r.infos[i], nil
 }
 
+// SeqGaps counts the sequence numbers missing from the readable batches
+// (from seq 0 to the last batch's end: sequence numbers count every
+// event of a run) and says where the first gap is. The reader checks
+// each batch's rows against its index entry (first and last seq, row
+// count, strictly increasing, batches in order), so the index alone
+// gives the gaps. A file whose footer declares lost events
+// (Meta.Dropped) may have gaps that many; any more are events missing
+// (rows filtered out of the trace by another tool).
+func (r *Reader) SeqGaps() (missing uint64, first string, err error) {
+	var next uint64
+	for i := range r.NumBatches() {
+		b, err := r.BatchInfo(i)
+		if err != nil {
+			return 0, "", err
+		}
+		if b.Rows == 0 || b.FirstSeq < next || b.LastSeq < b.FirstSeq {
+			continue // refused by the reader; nothing to count
+		}
+		span := b.LastSeq - b.FirstSeq + 1
+		before, inside := b.FirstSeq-next, span-min(uint64(b.Rows), span)
+		switch {
+		case first != "":
+		case before > 0:
+			first = fmt.Sprintf("seq %d..%d, before batch %d", next, b.FirstSeq-1, i)
+		case inside > 0:
+			first = fmt.Sprintf("inside batch %d, seq %d..%d", i, b.FirstSeq, b.LastSeq)
+		}
+		missing += before + inside
+		next = b.LastSeq + 1
+	}
+	return missing, first, nil
+}
+
 // Seek returns the index of the first batch holding an event with
 // sequence number >= seq (NumBatches if there is none).
 func (r *Reader) Seek(seq uint64) (int, error) {

@@ -82,6 +82,7 @@ type inspectReport struct {
 	Batches    int               `json:"batches"`
 	Decisions  int               `json:"decisions"`
 	Dropped    []format.Drop     `json:"dropped"`
+	Missing    uint64            `json:"missing_events"` // sequence numbers skipped beyond the dropped ones (rows filtered out)
 	ByKind     map[string]uint64 `json:"events_by_kind"`
 	ByCPU      map[string]uint64 `json:"events_by_cpu"`
 	Symbols    int               `json:"symbols"`
@@ -171,8 +172,22 @@ func cmdInspect(env *cmdEnv, args []string) int {
 				NonNull: c.NonNull, PerEvent: float64(c.Stored()) / float64(max(rep.Events, 1))})
 		}
 	}
+	missing, first, err := r.SeqGaps()
+	if err != nil {
+		return errorf(env, "inspect: %v", err)
+	}
+	var declared uint64
+	for _, d := range md.Dropped {
+		declared += d.Count
+	}
+	if missing > declared {
+		rep.Missing = missing - declared
+	}
 	if r.Truncated() {
 		rep.Warning = r.TruncatedError().Error()
+		fmt.Fprintf(env.stderr, "patchtrace: warning: %s\n", rep.Warning)
+	} else if rep.Missing > 0 {
+		rep.Warning = fmt.Sprintf("its sequence numbers skip %d events that patchtrace.dropped does not declare (the first %s): analyze judges it incomplete", rep.Missing, first)
 		fmt.Fprintf(env.stderr, "patchtrace: warning: %s\n", rep.Warning)
 	} else if rep.Outcome == "" {
 		rep.Warning = fmt.Sprintf("outcome not recorded (format version %d)", rep.Version)
@@ -190,8 +205,11 @@ func cmdInspect(env *cmdEnv, args []string) int {
 	fmt.Fprintf(w, "%s: patchtrace trace, format version %d, written by %s\n", rep.File, rep.Version, format.Printable(rep.Tool))
 	fmt.Fprintf(w, "scenario %s on %d CPUs, seed %d, quirks %s\n", rep.Scenario, rep.CPUs, rep.Seed, quirkString(rep.Quirks))
 	state := "complete"
-	if rep.Truncated {
+	switch {
+	case rep.Truncated:
 		state = "TRUNCATED: " + rep.Warning
+	case rep.Missing > 0:
+		state = "INCOMPLETE: " + rep.Warning
 	}
 	fmt.Fprintf(w, "%d events in %d batches, %s; %d decisions; %d symbols; slice ELF %d bytes; dropped events: %s\n",
 		rep.Events, rep.Batches, state, rep.Decisions, rep.Symbols, rep.ELFBytes, dropString(rep.Dropped))
