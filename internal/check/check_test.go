@@ -223,3 +223,33 @@ func TestScenarioRowBadSlice(t *testing.T) {
 		t.Errorf("row: ok %v, error %q, %d seeds, got %q; want a failed row, incomplete", row.OK, row.Error, len(row.Seeds), row.Got)
 	}
 }
+
+// TestBugExpectedRunEndedEarly: a scenario that expects a bug (here
+// missed-call) fails its seed when the run ends before it could show it:
+// on its instruction budget (a progress finding is not the expected
+// one), on a decision log that runs out, or on an emulator error.
+func TestBugExpectedRunEndedEarly(t *testing.T) {
+	spec := load(t, "ftrace-int3-skip")
+	for _, c := range []struct {
+		name    string
+		opt     check.Options
+		outcome string
+	}{
+		{"budget", check.Options{Options: emu.Options{Seed: 1, MaxInsns: 5_000}}, "budget"},
+		{"decisions exhausted", check.Options{Options: emu.Options{Seed: 1}, Source: &emu.LogSource{Log: []emu.Decision{{Kind: emu.DecStep, CPU: 0, N: 30}}}}, "decisions-exhausted"},
+		{"emulator error", check.Options{Options: emu.Options{Seed: 1}, Source: &emu.LogSource{Log: []emu.Decision{{Kind: emu.DecStep, CPU: 0, N: 30}, {Kind: emu.DecStep, CPU: 99, N: 1}}}}, "error"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r, err := check.Run(spec, c.opt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Outcome != c.outcome {
+				t.Fatalf("outcome %s (%s), want %s", r.Outcome, r.Detail, c.outcome)
+			}
+			if r.Matches(spec.Expect) {
+				t.Errorf("a run that ended %s (verdict %s, findings %v) matches expect %s", r.Outcome, r.Verdict(), r.Analysis.Findings, spec.Expect)
+			}
+		})
+	}
+}
