@@ -267,7 +267,10 @@ func (a *lifetime) Event(ctx *Context, r *format.Row) {
 	}
 	switch r.Kind {
 	case format.KindInsn:
-		s := a.move(cp, r, r.RSP, ltSeg{seq: cp.lastSeq, rip: cp.lastRIP, kind: format.KindInsn, op: cp.lastOp})
+		s := a.stay(cp, r, r.RSP)
+		if s == nil {
+			s = a.move(cp, r, r.RSP, ltSeg{seq: cp.lastSeq, rip: cp.lastRIP, kind: format.KindInsn, op: cp.lastOp})
+		}
 		cp.startStk = s
 		cp.lastSeq, cp.lastRIP, cp.lastOp = r.Seq, r.RIP, r.Op
 		if int(r.Op) < len(a.isCall) && a.isCall[r.Op] && s != nil {
@@ -404,6 +407,19 @@ const (
 	svcVfree      = 13
 	svcModuleFree = 14
 )
+
+// stay is move for an sp that is where cp's stack's RSP already is (most
+// instructions): nothing rises or falls, the stack is only marked used by
+// r's context. nil: sp is elsewhere (call move).
+func (a *lifetime) stay(cp *ltCPU, r *format.Row, sp uint64) *ltStack {
+	s := cp.stk
+	if s == nil || sp != s.cur || sp < s.lo || sp > s.hi {
+		return nil
+	}
+	s.used = a.clock
+	s.cpu, s.task, s.depth = r.CPU, r.Task, r.Depth
+	return s
+}
 
 // move sets cp's RSP to sp (at row r; a rise is attributed to seg's
 // row) and returns the stack it is on.
@@ -863,6 +879,9 @@ func placeLine(ctx *Context, rip uint64) string {
 }
 
 func (a *lifetime) freedAt(addr, n uint64) *ltFreed {
+	if len(a.freed) == 0 {
+		return nil // (every fetch, load and store asks)
+	}
 	i := sort.Search(len(a.freed), func(i int) bool { return a.freed[i].hi > addr })
 	if i < len(a.freed) && a.freed[i].lo < addr+n {
 		return &a.freed[i]
