@@ -137,19 +137,34 @@ func gatherFixed(dst, vals, valid []byte, n, w int) []byte {
 			i = j
 			continue
 		}
-		base := 8 * w * i
-		for ; v != 0; v &= v - 1 {
-			k := base + w*bits.TrailingZeros8(v)
-			dst = append(dst, vals[k:k+w]...)
-		}
+		dst = gatherByte(dst, vals[8*w*i:8*w*(i+1)], v, w)
 		i++
 	}
 	if r := n % 8; r != 0 {
-		base := 8 * w * full
-		for v := valid[full] & (1<<r - 1); v != 0; v &= v - 1 {
-			k := base + w*bits.TrailingZeros8(v)
-			dst = append(dst, vals[k:k+w]...)
+		dst = gatherByte(dst, vals[8*w*full:], valid[full]&(1<<r-1), w)
+	}
+	return dst
+}
+
+// gatherByte appends the w-byte values of vals (8 rows') whose bits are
+// set in v, each copied as a word, not through memmove.
+func gatherByte(dst, vals []byte, v byte, w int) []byte {
+	at := len(dst)
+	dst = slices.Grow(dst, w*bits.OnesCount8(v))
+	dst = dst[:at+w*bits.OnesCount8(v)]
+	for ; v != 0; v &= v - 1 {
+		k := w * bits.TrailingZeros8(v)
+		switch w {
+		case 8:
+			binary.LittleEndian.PutUint64(dst[at:], binary.LittleEndian.Uint64(vals[k:]))
+		case 2:
+			binary.LittleEndian.PutUint16(dst[at:], binary.LittleEndian.Uint16(vals[k:]))
+		case 1:
+			dst[at] = vals[k]
+		default:
+			copy(dst[at:at+w], vals[k:])
 		}
+		at += w
 	}
 	return dst
 }
