@@ -50,6 +50,21 @@ var CFlags = []string{
 // and the bytes do not depend on where the build ran.
 var DebugFlags = []string{"-g1", "-gno-record-gcc-switches"}
 
+// ibtFlags turns CFlags into an IBT kernel's (CONFIG_X86_KERNEL_IBT)
+// for a scenario with quirks.ibt: -fcf-protection=branch, so that gcc
+// starts every function that may be called indirectly with ENDBR64 and
+// defines __CET__, by which base/entry.h puts ENDBR64 at every entry
+// stub. Without quirks.ibt nothing changes, so the other slices keep
+// their bytes.
+func ibtFlags(args []string) []string {
+	for i, a := range args {
+		if a == "-fcf-protection=none" {
+			args[i] = "-fcf-protection=branch"
+		}
+	}
+	return args
+}
+
 // FentryCFlags are added for *.fentry.c files: each function starts with a
 // 5-byte nop listed in __mcount_loc (an ftrace site).
 var FentryCFlags = []string{"-pg", "-mfentry", "-mnop-mcount", "-mrecord-mcount"}
@@ -257,6 +272,9 @@ func Build(dir string, opt Options) (*Result, error) {
 	for _, src := range srcs {
 		obj := filepath.Join(objdir, strings.ReplaceAll(src, "/", "__")+".o")
 		args := append(append(append([]string{}, CFlags...), DebugFlags...), incs...)
+		if spec.Quirks.IBT {
+			args = ibtFlags(args)
+		}
 		args = append(args, "-ffile-prefix-map="+stage+"=.", "-fdebug-prefix-map="+stage+"=.")
 		switch {
 		case strings.HasSuffix(src, ".S"):

@@ -101,7 +101,7 @@ PT_VECTOR RESCHEDULE_VECTOR, asm_sysvec_reschedule_ipi
 IDTENTRY asm_exc_nmi, do_nmi
 PT_VECTOR X86_TRAP_NMI, asm_exc_nmi, GATE_INTERRUPT, IST_NMI
 #else
-SYM_FUNC_START(asm_exc_nmi)
+SYM_FUNC_START(asm_exc_nmi); ENDBR
 	/*
 	 * NMIs are blocked until our own IRETQ, so scratch space just under
 	 * the hardware frame is ours: 16(%rsp) is the frame from here on.
@@ -252,3 +252,13 @@ SYM_FUNC_END(ret_from_fork)
  *    patcher's sync IPI, can then be taken in do_int3() before it has
  *    looked at the patch state.
  */
+
+#ifdef __CET__
+/*
+ * #CP (an IBT kernel only, quirks.ibt): exc_control_protection(), here for
+ * the missing ENDBR64 of error code 3 (ENDBRANCH).
+ */
+	.text
+IDTENTRY asm_exc_control_protection, do_control_protection, has_error_code=1
+PT_VECTOR 21, asm_exc_control_protection	/* X86_TRAP_CP */
+#endif

@@ -196,7 +196,7 @@ SYM_FUNC_END(\name)
  * without hitting the frame.
  */
 .macro IDTENTRY name:req, handler:req, has_error_code=0, create_gap=0
-SYM_FUNC_START(\name)
+SYM_FUNC_START(\name); ENDBR
 	.if \has_error_code == 0
 	pushq	$-1			/* orig_ax: no error code */
 	.endif
@@ -220,7 +220,7 @@ SYM_FUNC_END(\name)
  * task's state stays in this frame on its own stack until it runs again.
  */
 .macro IRQENTRY name:req, vector:req, handler:req
-SYM_FUNC_START(\name)
+SYM_FUNC_START(\name); ENDBR
 	pushq	$~\vector
 	PUSH_REGS
 	movq	%rsp, %rdi
@@ -230,6 +230,20 @@ SYM_FUNC_START(\name)
 	POP_REGS_AND_ORIG_AX
 	iretq
 SYM_FUNC_END(\name)
+.endm
+
+/*
+ * ENDBR (an assembler macro, defined down here so that the lines above,
+ * and the line tables of every slice, stay where they were): an IBT
+ * kernel (quirks.ibt: built with -fcf-protection=branch, which defines
+ * __CET__) starts every entry stub with ENDBR64, as Linux's IDT entries
+ * do, since delivery through the vector table is an indirect branch.
+ * Otherwise it is nothing.
+ */
+.macro ENDBR
+#ifdef __CET__
+	endbr64
+#endif
 .endm
 
 #endif /* __ASSEMBLY__ */

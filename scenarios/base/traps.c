@@ -95,3 +95,17 @@ void do_reschedule_ipi(struct pt_regs *regs)
 {
 	resched_curr();
 }
+
+#ifdef __CET__
+/*
+ * #CP (an IBT kernel only, quirks.ibt; kept down here so that the lines
+ * above stay where they were). Error code 3 (ENDBRANCH): an indirect
+ * branch or a delivery landed on no ENDBR64. Linux's
+ * exc_control_protection() prints "Missing ENDBR" and BUG()s (IBT is
+ * fatal by default).
+ */
+void do_control_protection(struct pt_regs *regs, unsigned long error_code)
+{
+	die(error_code == 3 ? "Missing ENDBR (#CP ENDBRANCH)" : "control protection fault", regs);
+}
+#endif
