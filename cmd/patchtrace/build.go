@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -31,7 +32,8 @@ const buildAbout = "Builds the kernel slice of each scenario directory DIR (in t
 	"decode, or a ud2 outside a native service's body fail the build, each named by\n" +
 	"file:line when the slice has line info, else by symbol+offset. The ELF is\n" +
 	"written only when the build and the check pass, under a temporary name renamed\n" +
-	"into place.\n" +
+	"into place, and never over a file that is not an ELF (a slice key naming a\n" +
+	"source or scenario.toml is an error).\n" +
 	"Exit status: 0 built, 2 a tool is missing (the message names it and the Debian\n" +
 	"package that provides it), a source does not compile or the check failed."
 
@@ -82,6 +84,11 @@ func cmdBuild(env *cmdEnv, args []string) int {
 		if *out != "" {
 			dst = filepath.Join(*out, res.Spec.ID, filepath.FromSlash(res.Spec.Slice))
 		}
+		if err := notAnInput(dst); err != nil {
+			errorf(env, "build: %s: slice = %q: %v", dir, res.Spec.Slice, err)
+			status = exitError
+			continue
+		}
 		if err := writeAtomic(dst, res.ELF); err != nil {
 			errorf(env, "build: %s: %v", dir, err)
 			status = exitError
@@ -90,6 +97,27 @@ func cmdBuild(env *cmdEnv, args []string) int {
 		fmt.Fprintf(env.stdout, "built %s (%d bytes, %d sources)\n", dst, len(res.ELF), len(res.Sources))
 	}
 	return status
+}
+
+// notAnInput refuses to replace a file that is not a slice ELF: the
+// slice key naming one of the scenario's sources or its scenario.toml
+// (slice = "patch.c") had the build replace it with the ELF it had just
+// been built from.
+func notAnInput(name string) error {
+	f, err := os.Open(name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var magic [4]byte
+	_, err = io.ReadFull(f, magic[:])
+	if err == nil && string(magic[:]) == "\x7fELF" {
+		return nil
+	}
+	return fmt.Errorf("%s exists and is not an ELF file (a source, or the scenario file?): refusing to replace it with the slice; name the slice ELF", name)
 }
 
 // writeAtomic writes b to name through a temporary file in its directory,

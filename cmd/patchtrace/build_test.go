@@ -468,3 +468,43 @@ void peer_main(unsigned long arg)
 		}
 	}
 }
+
+// TestBuildNeverReplacesAnInput: a slice key naming one of the
+// scenario's sources or its scenario.toml is refused, the file left as it
+// was (the build wrote the ELF over the file it had just compiled);
+// rebuilding over a slice ELF still replaces it.
+func TestBuildNeverReplacesAnInput(t *testing.T) {
+	needCC(t)
+	for _, slice := range []string{"patch.c", "scenario.toml", "text-poke-bp.elf"} {
+		t.Run(slice, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "s")
+			if code, _, errs := runCLI(t, "new", dir, "--from", "text-poke-bp"); code != exitOK {
+				t.Fatal(errs)
+			}
+			toml, err := os.ReadFile(filepath.Join(dir, "scenario.toml"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			text := strings.Replace(string(toml), `slice = "text-poke-bp.elf"`, `slice = "`+slice+`"`, 1)
+			writeFiles(t, dir, map[string]string{"scenario.toml": text})
+			before, err := os.ReadFile(filepath.Join(dir, slice))
+			if err != nil {
+				t.Fatal(err)
+			}
+			code, _, errs := runCLI(t, "build", dir)
+			after, _ := os.ReadFile(filepath.Join(dir, slice))
+			if slice == "text-poke-bp.elf" {
+				if code != exitOK {
+					t.Fatalf("rebuild over the slice: exit %d: %s", code, errs)
+				}
+				return
+			}
+			if code != exitError || !strings.Contains(errs, "is not an ELF file") || !strings.Contains(errs, `slice = "`+slice+`"`) {
+				t.Errorf("build with slice = %q: exit %d, stderr %q", slice, code, errs)
+			}
+			if !bytes.Equal(before, after) {
+				t.Errorf("%s was replaced by the build", slice)
+			}
+		})
+	}
+}

@@ -581,7 +581,8 @@
 //	decode, or a ud2 outside a native service's body fail the build, each named by
 //	file:line when the slice has line info, else by symbol+offset. The ELF is
 //	written only when the build and the check pass, under a temporary name renamed
-//	into place.
+//	into place, and never over a file that is not an ELF (a slice key naming a
+//	source or scenario.toml is an error).
 //	Exit status: 0 built, 2 a tool is missing (the message names it and the Debian
 //	package that provides it), a source does not compile or the check failed.
 //
