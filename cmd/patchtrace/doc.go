@@ -80,7 +80,8 @@
 //	self-contained: it carries the scenario text, the slice ELF, the symbols and the
 //	decision log, and its footer the run's outcome (patchtrace.outcome). It is written
 //	under a temporary name and renamed when complete; an existing file is only
-//	replaced with --force. See docs/trace-format.md. Exit status as for run; a run
+//	replaced with --force, and never the scenario's own file or slice ELF. See
+//	docs/trace-format.md. Exit status as for run; a run
 //	that stopped on an emulator error keeps its trace.
 //
 //	flags:

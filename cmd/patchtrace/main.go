@@ -57,7 +57,8 @@ func commands() []command {
 				"self-contained: it carries the scenario text, the slice ELF, the symbols and the\n" +
 				"decision log, and its footer the run's outcome (patchtrace.outcome). It is written\n" +
 				"under a temporary name and renamed when complete; an existing file is only\n" +
-				"replaced with --force. See docs/trace-format.md. Exit status as for run; a run\n" +
+				"replaced with --force, and never the scenario's own file or slice ELF. See\n" +
+				"docs/trace-format.md. Exit status as for run; a run\n" +
 				"that stopped on an emulator error keeps its trace."},
 		{"inspect", "FILE [--json] [--symbols] [--columns] [--extract-elf FILE [--force]]", "describe a trace: metadata, events per kind and CPU, completeness", cmdInspect,
 			"Prints a trace's metadata (scenario, CPUs, seed, quirks, tool version), the run's\n" +

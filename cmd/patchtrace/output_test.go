@@ -84,6 +84,30 @@ func TestOutputsNeverReplaceTheInput(t *testing.T) {
 	if code, _, errs := runCLI(t, "export", trace, "--parquet", filepath.Join(dir, "x"), "--perfetto", filepath.Join(dir, "x")); code != exitUsage {
 		t.Errorf("export --parquet and --perfetto to one file: exit %d %q", code, errs)
 	}
+	// record's inputs are the scenario's file and its slice ELF (a
+	// trace written over the ELF it was recorded from, --force).
+	scen := filepath.Join(dir, "mine")
+	if code, _, errs := runCLI(t, "new", scen, "--from", "text-poke-bp"); code != exitOK {
+		t.Fatal(errs)
+	}
+	for _, args := range [][]string{
+		{"record", scen, "-o", filepath.Join(scen, "text-poke-bp.elf"), "--force"},
+		{"record", filepath.Join(scen, "scenario.toml"), "-o", filepath.Join(scen, ".", "scenario.toml"), "--force"},
+	} {
+		files := map[string][]byte{}
+		for _, f := range []string{"scenario.toml", "text-poke-bp.elf"} {
+			files[f], _ = os.ReadFile(filepath.Join(scen, f))
+		}
+		code, _, errs := runCLI(t, append(args, "--max-insns", "2000")...)
+		if code != exitError || !strings.Contains(errs, "is the input") {
+			t.Errorf("%v: exit %d %q, want exit %d saying the output is the input", args, code, errs, exitError)
+		}
+		for f, want := range files {
+			if got, _ := os.ReadFile(filepath.Join(scen, f)); !bytes.Equal(got, want) {
+				t.Errorf("%v replaced %s", args, f)
+			}
+		}
+	}
 }
 
 // errWriter fails every write with err.

@@ -3,6 +3,8 @@ package main
 import (
 	"flag"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -17,7 +19,7 @@ import (
 func cmdRun(env *cmdEnv, args []string) int {
 	fs := newFlags(env, "run")
 	rf := addRunFlags(fs)
-	spec, code, done := parseScenarioArgs(env, fs, args)
+	spec, _, code, done := parseScenarioArgs(env, fs, args)
 	if done {
 		return code
 	}
@@ -180,14 +182,14 @@ func zeroGiven(fs *flag.FlagSet, names ...string) string {
 }
 
 // parseScenarioArgs parses flags and the optional SCENARIO argument and
-// loads it (default text-poke-bp).
-func parseScenarioArgs(env *cmdEnv, fs *flag.FlagSet, args []string) (*scenario.Spec, int, bool) {
+// loads it (default text-poke-bp); it returns the argument too.
+func parseScenarioArgs(env *cmdEnv, fs *flag.FlagSet, args []string) (*scenario.Spec, string, int, bool) {
 	pos, code, done := parseFlags(env, fs, args)
 	if done {
-		return nil, code, true
+		return nil, "", code, true
 	}
 	if len(pos) > 1 {
-		return nil, usageErr(env, fs, "%s: one SCENARIO at a time (got %s)", fs.Name(), strings.Join(pos, " ")), true
+		return nil, "", usageErr(env, fs, "%s: one SCENARIO at a time (got %s)", fs.Name(), strings.Join(pos, " ")), true
 	}
 	arg := ""
 	if len(pos) == 1 {
@@ -195,7 +197,22 @@ func parseScenarioArgs(env *cmdEnv, fs *flag.FlagSet, args []string) (*scenario.
 	}
 	spec, err := loadScenario(arg)
 	if err != nil {
-		return nil, errorf(env, "%v", err), true
+		return nil, "", errorf(env, "%v", err), true
 	}
-	return spec, 0, false
+	return spec, arg, 0, false
+}
+
+// scenarioFiles returns the files a scenario argument (a directory or a
+// scenario file; none for a built-in) was read from: the scenario file
+// and the slice ELF it names.
+func scenarioFiles(arg string, spec *scenario.Spec) []string {
+	st, err := os.Stat(arg)
+	if arg == "" || slices.Contains(builtinIDs(), arg) || err != nil {
+		return nil
+	}
+	dir, file := arg, "scenario.toml"
+	if !st.IsDir() {
+		dir, file = filepath.Dir(arg), filepath.Base(arg)
+	}
+	return []string{filepath.Join(dir, file), filepath.Join(dir, filepath.FromSlash(spec.Slice))}
 }

@@ -27,7 +27,7 @@ func cmdRecord(env *cmdEnv, args []string) int {
 	addTraceFlags(fs, &rf.opt)
 	force := fs.Bool("force", false, "replace an existing output file")
 	batch := fs.Int("batch-rows", 0, "rows per record batch (default: the format's)")
-	spec, code, done := parseScenarioArgs(env, fs, args)
+	spec, arg, code, done := parseScenarioArgs(env, fs, args)
 	if done {
 		return code
 	}
@@ -41,6 +41,11 @@ func cmdRecord(env *cmdEnv, args []string) int {
 	path := *out
 	if path == "" {
 		path = fmt.Sprintf("%s-seed%d.arrow", spec.ID, *seed)
+	}
+	if err := refuseInput(path, scenarioFiles(arg, spec)...); err != nil {
+		// --force or not: the trace would replace the scenario it
+		// records (its slice ELF, or its scenario file).
+		return errorf(env, "record: -o: %v", err)
 	}
 	start := time.Now()
 	res, err := record.Run(spec, path, record.Options{
