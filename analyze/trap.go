@@ -607,6 +607,14 @@ func faultDetail(vector uint8, errCode, addr uint64) string {
 		}
 	case 8, 10, 11, 12, 13, 17:
 		return fmt.Sprintf(" (error code %#x)", errCode)
+	case 21:
+		// #CP, which the trace format's vector enum does not name (SDM
+		// Vol. 3 "Interrupt 21—Control Protection Exception"); error code 3
+		// is indirect branch tracking's (quirks.ibt).
+		if errCode == 3 {
+			return " (#CP, error code 0x3: ENDBRANCH, an indirect branch or a delivery landed on no ENDBR64)"
+		}
+		return fmt.Sprintf(" (#CP, error code %#x)", errCode)
 	}
 	return ""
 }

@@ -103,6 +103,11 @@ func TestTrapFindingNamesWhatTheFaultCarries(t *testing.T) {
 			{Kind: format.KindMarker, Args: [4]uint64{0xffff, site.Addr}},
 			{Kind: format.KindFault, Msg: "panic: Oops", Service: format.Service(emu.SvcPanic), HasVector: true, HasErrCode: true, HasAddr: true},
 		}, []string{"#GP", "error code 0x4564"}},
+		{"#CP ENDBRANCH through die()", []format.Row{
+			{Kind: format.KindTrap, RIP: site.Addr, Vector: 21, HasVector: true, ErrCode: 3, HasErrCode: true, HasAddr: true},
+			{Kind: format.KindMarker, Args: [4]uint64{0xffff, site.Addr}},
+			{Kind: format.KindFault, Msg: "panic: Missing ENDBR", Service: format.Service(emu.SvcPanic), HasVector: true, HasErrCode: true, HasAddr: true},
+		}, []string{"#CP", "error code 0x3: ENDBRANCH", "no ENDBR64"}},
 		{"#PF with no handler", []format.Row{
 			{Kind: format.KindFault, RIP: site.Addr, Msg: "oops: no handler for #PF at traced_fn", Vector: 14, HasVector: true, ErrCode: 0x11, HasErrCode: true, Addr: cr2, HasAddr: true},
 		}, []string{"no handler for #PF", "address 0xffffffff81f00008", "error code 0x11", "protection, fetch"}},
@@ -122,7 +127,7 @@ func TestTrapFindingNamesWhatTheFaultCarries(t *testing.T) {
 				t.Fatalf("findings %+v", res.Findings)
 			}
 			// A page fault's finding carries its address as a field.
-			if f := res.Findings[0]; f.HasFaultAddr != (tc.wants[0] != "#GP") || (f.HasFaultAddr && f.FaultAddr != cr2) {
+			if f := res.Findings[0]; f.HasFaultAddr != (tc.wants[0] != "#GP" && tc.wants[0] != "#CP") || (f.HasFaultAddr && f.FaultAddr != cr2) {
 				t.Errorf("fault address %v %#x, want it set to %#x for a #PF only", f.HasFaultAddr, f.FaultAddr, uint64(cr2))
 			}
 			for _, w := range tc.wants {
