@@ -3,6 +3,7 @@ package format
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"io"
 	"math"
@@ -20,6 +21,7 @@ import (
 	"github.com/apache/arrow/go/v15/parquet"
 	"github.com/apache/arrow/go/v15/parquet/file"
 	"github.com/apache/arrow/go/v15/parquet/pqarrow"
+	"github.com/klauspost/compress/zstd"
 	"github.com/patchtrace/patchtrace/internal/memstat"
 )
 
@@ -419,4 +421,61 @@ func TestExportParquetDeltaChoice(t *testing.T) {
 	pf.Close()
 	got, _ := readParquet(t, pq.Bytes(), r)
 	compareRows(t, got, rows)
+}
+
+// TestExportParquetLevelChoice compresses a probe row group's pages of
+// values of several shapes and checks the column's zstd level against
+// the rule (the fastest level when its page is at most pqLevelSlack % of
+// the export level's), with each outcome seen, and that a later group's
+// page goes at the level chosen.
+func TestExportParquetLevelChoice(t *testing.T) {
+	e, err := newPageEncoder()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.close()
+	rng := rand.New(rand.NewPCG(9, 10))
+	words := make([]string, 3000)
+	for i := range words {
+		w := make([]byte, 3+rng.IntN(8))
+		for k := range w {
+			w[k] = 'a' + byte(rng.IntN(26))
+		}
+		words[i] = string(w) + " "
+	}
+	shapes := map[string]func(i int) uint64{
+		"random": func(int) uint64 { return rng.Uint64() },
+		"words": func(int) uint64 { // text-like bytes
+			var b [8]byte
+			copy(b[:], words[rng.IntN(len(words))]+words[rng.IntN(len(words))])
+			return binary.LittleEndian.Uint64(b[:])
+		},
+	}
+	seen := map[bool]bool{}
+	for name, f := range shapes {
+		var data []byte
+		for i := range 1 << 16 {
+			data = binary.LittleEndian.AppendUint64(data, f(i))
+		}
+		fast, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderCRC(false))
+		best, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(parquetZstdLevel), zstd.WithEncoderCRC(false))
+		want := len(fast.EncodeAll(data, nil))*100 <= len(best.EncodeAll(data, nil))*pqLevelSlack
+		pc := &pqColumn{kind: pqInt64, width: 8, required: true}
+		var pages []string
+		for _, group := range []int{0, 1} {
+			ch := &pqChunk{vals: append(make([]byte, pqHeadroom()), data...), rows: len(data) / 8}
+			e.finish(pc, ch, group)
+			if pc.fast != want {
+				t.Errorf("%s, group %d: fastest level %v, want %v", name, group, pc.fast, want)
+			}
+			pages = append(pages, string(ch.page))
+		}
+		if pages[0] != pages[1] {
+			t.Errorf("%s: the group after the probe was compressed at another level", name)
+		}
+		seen[want] = true
+	}
+	if !seen[true] || !seen[false] {
+		t.Errorf("the shapes chose only fastest=%v", seen)
+	}
 }
