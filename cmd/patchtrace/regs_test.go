@@ -32,3 +32,16 @@ func TestRegsNotCheckedWithoutDeltas(t *testing.T) {
 		t.Fatalf("analyze the same run with deltas: exit %d, want %d and the regs finding:\n%s%s", code, exitFinding, out, errs)
 	}
 }
+
+// TestCheckNoLoadsSaysLifetimeIsPartial: without load rows lifetime
+// judges only stores and fetches; each result warns, and check's table,
+// which shows no warnings, says so under a pass (it printed a bare ok).
+func TestCheckNoLoadsSaysLifetimeIsPartial(t *testing.T) {
+	code, out, errs := runCLI(t, "check", "jl-modinit", "--no-loads", "-q")
+	if code != exitOK || !strings.Contains(out, "note: --no-loads: lifetime judged only stores and instruction fetches") {
+		t.Fatalf("check --no-loads: exit %d\n%s%s", code, out, errs)
+	}
+	if code, out, errs := runCLI(t, "check", "jl-modinit", "-q"); code != exitOK || strings.Contains(out, "note: --no-loads") {
+		t.Fatalf("check: exit %d\n%s%s", code, out, errs)
+	}
+}
