@@ -189,7 +189,7 @@ func genISADoc(t *testing.T) []byte {
 		b.WriteString(r.line)
 	}
 	p("\n## Decoded without x86asm\n\n")
-	p("- ENDBR64 (F3 0F 1E FA) and ENDBR32 (F3 0F 1E FB): NOPs, CET being off (SDM Vol. 2 ENDBR64).\n")
+	p("- ENDBR64 (F3 0F 1E FA) and ENDBR32 (F3 0F 1E FB): NOPs (SDM Vol. 2 ENDBR64); with `quirks.ibt` (supervisor indirect branch tracking) ENDBR64 is also the one instruction an indirect CALL or JMP, or a delivery, may land on, else #CP(3) (emu/ibt.go).\n")
 	p("- The hint NOPs x86asm does not know (0F 19, 0F 1C-0F 1F): NOPs (emu/decode_invalid.go).\n")
 	p("- A REX prefix not directly before the opcode is ignored (SDM Vol. 2 §2.2.1); group 2 /6 is\n")
 	p("  SHL /4 and F6/F7 /1 is TEST /0, as every Intel and AMD CPU executes them (rewriteAlias).\n")
