@@ -270,3 +270,25 @@ func TestIBTWarmJmp(t *testing.T) {
 		}
 	}
 }
+
+// TestIBTFetchFaultFirst: a target the CPU cannot fetch raises the #PF of
+// fetching it, not #CP: the machine must read the bytes to see whether
+// they are ENDBR64 (both rank with the fetch faults, SDM Vol. 3 Table
+// 6-2, and the #PF is the one that leaves nothing to look at).
+func TestIBTFetchFaultFirst(t *testing.T) {
+	const unmapped = testText + 0x8000
+	code := cat(movRAX(unmapped), asmJmpRAX, asmSelf)
+	img := testImage(t, code, append(ibtGates(), testGate{v: VecPF, code: cat(asmEndbr64, asmSelf)})...)
+	m, rec := newTestMachine(t, img, ibtOnQ)
+	m.cpus[0].R[RSP] = testData + 0x800
+	for i := 0; i < 6; i++ {
+		step(m)
+	}
+	tr := rec.kinds(EvTrap)
+	if len(tr) != 1 || tr[0].Vector != VecPF || tr[0].RIP != unmapped || tr[0].Addr != unmapped {
+		t.Fatalf("traps %+v, want one #PF fetching %#x", tr, unmapped)
+	}
+	if c := m.cpus[0]; c.RIP != testHandler+0x300+4 {
+		t.Fatalf("RIP %#x, want past the #PF handler's ENDBR64", c.RIP)
+	}
+}
