@@ -516,9 +516,11 @@ func (l *Live) Finish() *Result {
 	return res
 }
 
-// contractAnalyzers are the analyzers that check the scenario's contract
-// (must_call sites, return slots), read from the trace's scenario text.
-var contractAnalyzers = []string{"missed-call", "return-slot"}
+// contractAnalyzers are the analyzers that check the scenario's rules,
+// read from the trace's scenario text: must_call sites and return slots,
+// the registers sites preserve (regs), the [[inject]] and must_call rules
+// that must match (unmatched).
+var contractAnalyzers = []string{"missed-call", "return-slot", "regs", "unmatched"}
 
 // judgeContract marks a result incomplete when a selected analyzer had no
 // contract to check: the trace's scenario text did not parse (a key this

@@ -37,6 +37,11 @@ func TestContractUnreadable(t *testing.T) {
 		{"unknown key", func(s string) string { return s + "\nfuture_key = 1\n" }, "", analyze.VerdictIncomplete},
 		{"unknown key, return-slot only", func(s string) string { return s + "\nfuture_key = 1\n" }, "return-slot", analyze.VerdictIncomplete},
 		{"unknown key, wx only", func(s string) string { return s + "\nfuture_key = 1\n" }, "wx", analyze.VerdictClean},
+		// regs and unmatched read the contract too (preserving sites,
+		// [[inject]] and must_call rules): with wx, which judges every
+		// trace, their silence was counted clean.
+		{"unknown key, regs and wx", func(s string) string { return s + "\nfuture_key = 1\n" }, "regs,wx", analyze.VerdictIncomplete},
+		{"unknown key, unmatched and wx", func(s string) string { return s + "\nfuture_key = 1\n" }, "unmatched,wx", analyze.VerdictIncomplete},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			md := record.Meta(spec, img, spec.CPUs, 1)
@@ -59,7 +64,7 @@ func TestContractUnreadable(t *testing.T) {
 			}
 			as := analyze.All()
 			if tc.only != "" {
-				if as, err = analyze.Select([]string{tc.only}); err != nil {
+				if as, err = analyze.Select(strings.Split(tc.only, ",")); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -301,8 +301,8 @@
 //	with no other finding, is incomplete too; so is a trace whose footer records lost
 //	events or (format version 3) no outcome, whose sequence numbers skip events its
 //	footer does not declare lost (rows filtered out by another tool), or whose
-//	scenario text does not parse (missed-call and return-slot would have no
-//	contract to check). So is a result in
+//	scenario text does not parse (missed-call, return-slot, regs and unmatched
+//	would have no contract to check). So is a result in
 //	which nothing was checked: no event (a trace cut inside its first batch), or
 //	--only naming only analyzers with no rule of the scenario to judge (missed-call
 //	without contract.must_call, unmatched, regs without preserving sites).

@@ -113,8 +113,8 @@ func commands() []command {
 				"with no other finding, is incomplete too; so is a trace whose footer records lost\n" +
 				"events or (format version 3) no outcome, whose sequence numbers skip events its\n" +
 				"footer does not declare lost (rows filtered out by another tool), or whose\n" +
-				"scenario text does not parse (missed-call and return-slot would have no\n" +
-				"contract to check). So is a result in\n" +
+				"scenario text does not parse (missed-call, return-slot, regs and unmatched\n" +
+				"would have no contract to check). So is a result in\n" +
 				"which nothing was checked: no event (a trace cut inside its first batch), or\n" +
 				"--only naming only analyzers with no rule of the scenario to judge (missed-call\n" +
 				"without contract.must_call, unmatched, regs without preserving sites).\n" +
