@@ -57,7 +57,7 @@ func ExportParquetProgress(r *Reader, w io.Writer, done func(rows int)) error {
 	// GOMAXPROCS+1 batches decoded ahead, not readAhead's 2×GOMAXPROCS+1:
 	// the encoders below use every core themselves, so batches decoded
 	// further ahead only wait, each holding all its columns' buffers
-	// (bench-fentry: 230-255 -> 204-206 MB RSS, the same CPU).
+	// (bench-fentry: 222-255 -> 200-229 MB RSS, the same CPU).
 	next := r.decodeAhead(0, AllColumns.compile(), runtime.GOMAXPROCS(0)+1)
 	defer next(false)
 	workers := runtime.GOMAXPROCS(0)
