@@ -670,3 +670,53 @@ func TestLifetimeStalePointer(t *testing.T) {
 }
 
 func hex(v uint64) string { return "0x" + strconv.FormatUint(v, 16) }
+
+// TestLifetimeSwitchedInOnOldStack: between pt_switch and switch_to the
+// CPU runs as the next task on the previous task's stack, at the RSP the
+// previous task left (the rows change task, RSP does not). An int3
+// delivered there on an IST stack whose handler emulates a push onto the
+// interrupted stack (int3_emulate_push, below the interrupted RSP, over
+// the slot pt_switch's return address died in) is the interrupted
+// context's own doing, not a finding: the stack's last user is the task
+// the rows name now. The same store by another CPU is one (the slot is a
+// dead frame), so the quiet case is the exemption, not a blind spot.
+func TestLifetimeSwitchedInOnOldStack(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		by      ctx
+		finding bool
+	}{
+		{"the interrupted next task's int3 handler", ctx{cpu: 1, task: 3, depth: 1}, false},
+		{"another CPU", ctx{cpu: 0, task: 1}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFeed(t, "text-poke-bp", "lifetime")
+			prev, next := ctx{cpu: 1, task: 2}, ctx{cpu: 1, task: 3}
+			sched := f.sym("schedule", 0)
+			f.insn(prev, sched, "CALL", ltStackB)                          // call pt_switch: its return address at ltStackB-8
+			rise := f.insn(prev, f.sym("pt_switch", 0), "RET", ltStackB-8) // the native stub returns
+			f.insn(prev, sched+5, "MOV", ltStackB)                         // [ltStackB-8, ltStackB) is dead
+			f.switchTo(prev, 3)
+			f.insn(next, sched+8, "MOV", ltStackB) // the next task, still on the previous task's stack
+			f.insn(ctx{cpu: 0, task: 1}, f.sym("patcher_main", 0), "NOP", ltStackA)
+			h := f.sym("asm_exc_int3", 0)
+			f.trap(next, sched+11, 3, h, ltIST-40) // #BP on cpu1's IST stack
+			in := ctx{cpu: 1, task: 3, depth: 1}
+			f.insn(in, h, "MOV", ltIST-40)
+			if tc.by == in {
+				f.write(in, h+1, ltStackB-8, 8, sched+16, false) // int3_emulate_push onto the interrupted stack
+				f.insn(in, h+4, "NOP", ltIST-40)
+			} else {
+				f.write(tc.by, f.sym("patcher_main", 1), ltStackB-8, 8, 0, false)
+				f.insn(tc.by, f.sym("patcher_main", 4), "NOP", ltStackA)
+			}
+			res := f.finish()
+			if got := len(res.Findings) > 0; got != tc.finding {
+				t.Fatalf("finding %v, want %v:\n%s", got, tc.finding, summary(res))
+			}
+			if tc.finding && !strings.Contains(res.Findings[0].Message, "at seq "+itoa(rise)) {
+				t.Errorf("message %q lacks the rise at seq %d", res.Findings[0].Message, rise)
+			}
+		})
+	}
+}
