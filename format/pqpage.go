@@ -199,8 +199,20 @@ func gather32(dst, vals, valid []byte, n, w int) []byte {
 		k += 4
 	}
 	if valid == nil {
-		for j := 0; j < n; j++ {
-			put(j)
+		// Every row (cpu, depth): a loop per width.
+		switch w {
+		case 1:
+			for j, b := range vals[:n] {
+				binary.LittleEndian.PutUint32(out[4*j:], uint32(b))
+			}
+		case 2:
+			for j := range n {
+				binary.LittleEndian.PutUint32(out[4*j:], uint32(binary.LittleEndian.Uint16(vals[2*j:])))
+			}
+		default:
+			for j := 0; j < n; j++ {
+				put(j)
+			}
 		}
 		return dst
 	}
