@@ -292,3 +292,32 @@ func TestIBTFetchFaultFirst(t *testing.T) {
 		t.Fatalf("RIP %#x, want past the #PF handler's ENDBR64", c.RIP)
 	}
 }
+
+// TestIBTFastJmpNoStore: an indirect JMP that runs inside a run of common
+// steps (itself decoded by an earlier pass, no sink), with no store or
+// exit before it in the run, to a target already decoded: only the run's
+// end at the branch (ibtBranch's brk) sends the target to the general
+// step that judges it. The JMP first lands on an ENDBR64 (decoding it and
+// passing the check there), whose code points RAX at a NOP that a direct
+// call decoded at the start and jumps back to the JMP; that second pass
+// runs in a common run and must raise #CP at the NOP.
+func TestIBTFastJmpNoStore(t *testing.T) {
+	const landing = testText + 0x20
+	code := cat(warmCall, movRAX(landing), asmJmpRAX, asmSelf) // 0x00 call ibtTarget; 0x05 mov; 0x0c jmp *%rax; 0x0e jmp .
+	code = append(code, make([]byte, landing-testText-uint64(len(code)))...)
+	back := []byte{0xeb, 0xdf} // at landing+0x0b: jmp back to the JMP at 0x0c (-0x21)
+	code = cat(code, asmEndbr64, movRAX(ibtTarget), back)
+	code = append(code, make([]byte, ibtTarget-testText-uint64(len(code)))...)
+	code = cat(code, asmNop, asmRet)
+	m, tr := ibtRun(t, code, ibtOnQ, 40, true)
+	c := m.cpus[0]
+	if len(tr) != 1 || tr[0].Vector != VecCP {
+		t.Fatalf("traps %+v (RIP %#x), want one #CP at the NOP the second pass of the JMP reaches", tr, c.RIP)
+	}
+	if sp := c.R[RSP]; peek64(m, sp) != CPEndbranch || peek64(m, sp+8) != ibtTarget {
+		t.Fatalf("#CP frame: error code %d, RIP %#x; want 3, %#x", peek64(m, sp), peek64(m, sp+8), ibtTarget)
+	}
+	if c.RIP != testHandler+4 || c.ibtWait {
+		t.Fatalf("RIP %#x (wait %v), want spinning in the #CP handler after its ENDBR64", c.RIP, c.ibtWait)
+	}
+}
