@@ -253,9 +253,10 @@ func TestIBTEventBeforeCP(t *testing.T) {
 	}
 }
 
-// TestIBTWarmJmp: an indirect JMP to a target already decoded, in a run
-// of common steps (no sink): the run must stop after the JMP so that the
-// target is judged (ibtBranch's brk), as after a CALL.
+// TestIBTWarmJmp: an indirect JMP to a target already decoded (no sink):
+// the JMP itself runs for the first time, so the general step judges the
+// target; TestIBTFastJmpNoStore covers the same branch inside a run of
+// common steps, where only ibtBranch's end of the run gets it judged.
 func TestIBTWarmJmp(t *testing.T) {
 	ret := testText + uint64(len(warmCall)+7+5+2) // the jmp . after the branch
 	push := []byte{0x68, 0, 0, 0, 0}              // push $ret
