@@ -266,7 +266,7 @@ func printExplore(w io.Writer, res *explore.Result, opt *explore.Options) {
 			log = v.Minimized
 			complete := "a fixpoint"
 			if !v.Shrink.Complete {
-				complete = "the run budget, not a fixpoint"
+				complete = "its budget (--shrink-runs, --shrink-time), not a fixpoint"
 			}
 			fmt.Fprintf(w, "  minimised in %d runs (%s): %d -> %d decisions, %d -> %d injections, %d -> %d steps\n", v.Shrink.Runs, complete,
 				v.Shrink.DecisionsFrom, v.Shrink.DecisionsTo, v.Shrink.InjectionsFrom, v.Shrink.InjectionsTo, v.Shrink.StepsFrom, v.Shrink.StepsTo)
