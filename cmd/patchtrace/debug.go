@@ -76,12 +76,17 @@ func cmdDebug(env *cmdEnv, args []string) int {
 	if r.Truncated() {
 		fmt.Fprintf(env.stderr, "patchtrace: warning: debug: %v: serving the events before the cut\n", r.TruncatedError())
 	}
+	var incomplete string // set by Findings: why the analysis is incomplete
 	cfg := gdbserver.Config{
 		Reader: r,
 		Findings: func() ([]gdbserver.Finding, error) {
 			res, err := analyze.AnalyzeFile(path, analyze.All(), analyze.AllowTruncated())
 			if err != nil {
 				return nil, err
+			}
+			incomplete = res.Incomplete
+			if res.Truncated && incomplete == "" {
+				incomplete = "the trace is truncated: findings up to the cut"
 			}
 			var fs []gdbserver.Finding
 			for _, f := range res.Findings {
@@ -90,6 +95,7 @@ func cmdDebug(env *cmdEnv, args []string) int {
 			}
 			return fs, nil
 		},
+		FindingsNote: func() string { return incomplete },
 	}
 	if *verbose {
 		cfg.Log = env.stderr

@@ -28,6 +28,11 @@ type Config struct {
 	// (nil: the command says findings are not available). Called at most
 	// once, when first needed.
 	Findings func() ([]Finding, error)
+	// FindingsNote, when not nil, is asked after Findings: why the
+	// analysis is incomplete ("" when it is not: a run stopped on an
+	// unsupported instruction, a truncated trace, events missing).
+	// monitor finding prints it, so no finding is not read as clean.
+	FindingsNote func() string
 	// Progress, when not nil, is called as New reads the trace through.
 	Progress func(batch, batches int)
 	// Log, when not nil, receives one line per protocol problem
@@ -577,7 +582,17 @@ func (s *Server) runMonitor(out *strings.Builder, f []string) error {
 			return err
 		}
 		if !ok {
-			if len(fs) == 0 {
+			note := ""
+			if s.cfg.FindingsNote != nil {
+				note = s.cfg.FindingsNote()
+			}
+			switch {
+			case note != "":
+				fmt.Fprintf(out, "the analysis is INCOMPLETE (not clean): %s\n", note)
+				if len(fs) == 0 {
+					out.WriteString("no findings up to there\n")
+				}
+			case len(fs) == 0:
 				out.WriteString("no findings\n")
 			}
 			for i, fd := range fs {

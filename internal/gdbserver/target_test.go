@@ -576,3 +576,21 @@ func TestWatchAndBreakBounds(t *testing.T) {
 		t.Error("a watch running past the top of the address space misses an access inside it")
 	}
 }
+
+// TestMonitorFindingIncomplete: monitor finding over an analysis that is
+// incomplete (a run stopped on an unsupported instruction, a cut trace)
+// says so, never a bare "no findings" a user reads as clean.
+func TestMonitorFindingIncomplete(t *testing.T) {
+	s, _ := newServer(t)
+	s.cfg.Findings = func() ([]Finding, error) { return nil, nil }
+	s.cfg.FindingsNote = func() string { return "the run is incomplete: it stopped on an instruction the emulator does not implement" }
+	c := dial(t, s)
+	out := c.monitor("finding")
+	if !strings.Contains(out, "INCOMPLETE (not clean): the run is incomplete") || !strings.Contains(out, "no findings up to there") {
+		t.Fatalf("monitor finding: %q", out)
+	}
+	s.cfg.FindingsNote = func() string { return "" }
+	if out := c.monitor("finding"); out != "no findings\n" {
+		t.Fatalf("monitor finding, complete: %q", out)
+	}
+}
