@@ -583,7 +583,9 @@ func TestWatchAndBreakBounds(t *testing.T) {
 func TestMonitorFindingIncomplete(t *testing.T) {
 	s, _ := newServer(t)
 	s.cfg.Findings = func() ([]Finding, error) { return nil, nil }
-	s.cfg.FindingsNote = func() string { return "the run is incomplete: it stopped on an instruction the emulator does not implement" }
+	s.cfg.FindingsNote = func() string {
+		return "the run is incomplete: it stopped on an instruction the emulator does not implement"
+	}
 	c := dial(t, s)
 	out := c.monitor("finding")
 	if !strings.Contains(out, "INCOMPLETE (not clean): the run is incomplete") || !strings.Contains(out, "no findings up to there") {
