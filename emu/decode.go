@@ -104,6 +104,8 @@ const (
 	opCli
 	opHlt
 	opCpuid
+	opRdmsr // RDMSR: only IA32_S_CET, with Quirks.IBT (ibt.go)
+	opWrmsr // WRMSR: only IA32_S_CET, with Quirks.IBT (ibt.go)
 	opClc
 	opStc
 	opCmc

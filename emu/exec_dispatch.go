@@ -282,7 +282,7 @@ func (c *CPU) execCold(in *inst, next uint64) {
 		ok = c.execStack(in)
 	case opMovs, opStos, opLods, opCmps, opScas, opIns, opOuts:
 		ok = c.execString(in)
-	case opInt3, opIretq, opSti, opCli, opHlt, opCpuid,
+	case opInt3, opIretq, opSti, opCli, opHlt, opCpuid, opRdmsr, opWrmsr,
 		opClc, opStc, opCmc, opCld, opStd, opSahf, opLahf,
 		opMovToSS, opMovFromSS, opMovToDR, opMovFromDR, opInt1:
 		ok = c.execSystem(in, next)

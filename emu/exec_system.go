@@ -128,6 +128,10 @@ func (c *CPU) execSystem(in *inst, next uint64) bool {
 	case opCpuid:
 		c.cpuid()
 		c.exit = exitSerialize // SDM Vol. 3 §10.3 (§8.3): CPUID is serializing
+	case opRdmsr:
+		return c.rdmsr()
+	case opWrmsr:
+		return c.wrmsr()
 	case opClc:
 		c.RFLAGS &^= FlagCF
 	case opStc:
@@ -156,7 +160,7 @@ func (c *CPU) execSystem(in *inst, next uint64) bool {
 //	leaf        EAX         EBX            ECX                  EDX
 //	0           7 (max)     "Patc"         "ceVM"               "hTra"   vendor "PatchTraceVM"
 //	1           0x00000600  APIC ID<<24    POPCNT (23), CMPXCHG16B (13)  CMOV (15), CX8 (8)
-//	7, ECX=0    0           BMI1 (bit 3: TZCNT)  0              0
+//	7, ECX=0    0           BMI1 (bit 3: TZCNT)  0              CET_IBT (20), with Quirks.IBT only
 //	0x80000000  0x80000001  0              0                    0
 //	0x80000001  0           0              LAHF-SAHF (0), LZCNT (5)  NX (20), LM (29)
 //
@@ -179,6 +183,9 @@ func (c *CPU) cpuid() {
 	case 7:
 		if sub == 0 {
 			b = 1 << 3
+			if c.cet {
+				d = 1 << 20 // CET_IBT (ibt.go): only with Quirks.IBT
+			}
 		}
 	case 0x80000000:
 		a = 0x80000001

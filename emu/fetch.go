@@ -327,11 +327,7 @@ type sharedDecode struct {
 // serialize drops this CPU's decodes of bytes that changed since it last
 // serialized (they were only kept in the stale-fetch model).
 func (c *CPU) serialize(cause SerializeCause) {
-	for _, dp := range c.dlist {
-		if dp.changed() {
-			dp.reset(c)
-		}
-	}
+	c.resync()
 	if c.m.sink != nil {
 		e := c.event(EvSerialize)
 		e.Cause = cause
@@ -344,5 +340,15 @@ func (c *CPU) serialize(cause SerializeCause) {
 			e.Regs[RegFlags] = c.RFLAGS
 		}
 		c.m.emit(c, e)
+	}
+}
+
+// resync drops this CPU's decodes of bytes that changed since it last
+// serialized: a serializing instruction's effect on fetch.
+func (c *CPU) resync() {
+	for _, dp := range c.dlist {
+		if dp.changed() {
+			dp.reset(c)
+		}
 	}
 }

@@ -27,6 +27,9 @@ package emu
 //     between a branch and its target ends that branch's wait (FRED's
 //     frames save it; the legacy IDT frame has no place for it).
 //
+// IA32_S_CET itself is modelled below (RDMSR, WRMSR): tracking can be
+// switched off and on per CPU.
+//
 // Not modelled: user mode and IA32_U_CET, the legacy code-page bitmap
 // (LEG_IW_EN), SUPPRESS/SUPPRESS_DIS, far CALL/JMP (the machine decodes
 // no far indirect branch), shadow stacks. A native service's entry is a
@@ -34,8 +37,8 @@ package emu
 // ENDBR64.
 
 const (
-	ibtOn      uint8 = 1 // IA32_S_CET.ENDBR_EN
-	ibtNoTrack uint8 = 2 // IA32_S_CET.NO_TRACK_EN
+	ibtOn      uint8 = 1 // IA32_S_CET.ENDBR_EN (setSCET)
+	ibtNoTrack uint8 = 2 // IA32_S_CET.NO_TRACK_EN, with ENDBR_EN only
 
 	// CPEndbranch is #CP's error code for a missing ENDBRANCH (SDM Vol. 3
 	// "Interrupt 21—Control Protection Exception (#CP)").
@@ -87,5 +90,104 @@ func (m *Machine) ibtCheck(c *CPU, in *inst) bool {
 		return false
 	}
 	m.deliver(c, VecCP, true, CPEndbranch, 0)
+	return true
+}
+
+// IA32_S_CET (MSR 6A2H), SDM Vol. 4 Table 2-2 and Vol. 1 "CET": with
+// Quirks.IBT the CPU enumerates CET_IBT (CPUID.(EAX=7,ECX=0):EDX[20]) and
+// has the MSR, per CPU, starting as the quirks say (ENDBR_EN, NO_TRACK_EN
+// if IBTNoTrack). RDMSR and WRMSR of it switch tracking off and on, as
+// Linux's ibt_save()/ibt_restore() do around boot-time patching (commit
+// ebebe30794d3, "x86/ibt: Keep IBT disabled during alternative
+// patching"). Without Quirks.IBT, RDMSR and WRMSR stay unimplemented (the
+// run stops on them), as before.
+const (
+	msrSCET = 0x6a2
+
+	sCETShStkEn   = 1 << 0         // SH_STK_EN: CET_SS is not enumerated, #GP
+	sCETWrShStkEn = 1 << 1         // WR_SHSTK_EN: likewise
+	sCETEndbrEn   = 1 << 2         // ENDBR_EN
+	sCETLegIwEn   = 1 << 3         // LEG_IW_EN: not modelled
+	sCETNoTrackEn = 1 << 4         // NO_TRACK_EN
+	sCETSupprDis  = 1 << 5         // SUPPRESS_DIS: not modelled
+	sCETReserved  = 0xf << 6       // bits 9:6, #GP
+	sCETSuppress  = 1 << 10        // SUPPRESS: not modelled
+	sCETTracker   = 1 << 11        // TRACKER: 1 is WAIT_FOR_ENDBRANCH
+	sCETLegBitmap = ^uint64(0xfff) // EB_LEG_BITMAP_BASE: not modelled
+)
+
+// setSCET makes v IA32_S_CET's value. The tracker is the MSR's TRACKER
+// bit: while ENDBR_EN is set it is the live one (ibtWait; EndbranchEnabled
+// in the SDM's pseudocode gates both moving it on a branch and checking
+// it), so a WRMSR of TRACKER = 1 with ENDBR_EN makes the next instruction
+// need ENDBR64, as the XRSTORS of a saved tracker does; while ENDBR_EN is
+// clear it is only stored, and indirect branches and deliveries leave it
+// alone (c.ibt is 0, so nothing waits).
+func (c *CPU) setSCET(v uint64) {
+	c.sCET = v
+	c.ibt, c.ibtWait = 0, false
+	if v&sCETEndbrEn != 0 {
+		c.ibt = ibtOn
+		if v&sCETNoTrackEn != 0 {
+			c.ibt |= ibtNoTrack
+		}
+		if v&sCETTracker != 0 {
+			c.ibtWait, c.brk = true, true
+		}
+		c.sCET &^= sCETTracker // live in ibtWait
+	}
+	c.updateAttention()
+}
+
+// msrIndex returns ECX (RDMSR and WRMSR ignore RCX's upper half) and ""
+// if the machine models that MSR, else why not (the run stops on it).
+func (c *CPU) msrIndex() (uint32, string) {
+	if !c.cet {
+		return 0, "not implemented"
+	}
+	if i := uint32(c.R[RCX]); i != msrSCET {
+		return i, "only MSR IA32_S_CET (6A2H) is modelled"
+	}
+	return msrSCET, ""
+}
+
+// rdmsr: SDM Vol. 2 RDMSR, EDX:EAX := IA32_S_CET (upper halves of RAX and
+// RDX cleared). RDMSR runs with the tracker IDLE (it is not ENDBR64), so
+// TRACKER reads 0 while ENDBR_EN is set.
+func (c *CPU) rdmsr() bool {
+	if _, why := c.msrIndex(); why != "" {
+		c.exit, c.unsup = exitUnsupported, why
+		return false
+	}
+	v := c.sCET
+	if c.ibtWait {
+		v |= sCETTracker
+	}
+	c.R[RAX], c.R[RDX] = v&0xffffffff, v>>32
+	return true
+}
+
+// wrmsr: SDM Vol. 2 WRMSR, IA32_S_CET := EDX:EAX, serializing (Vol. 3
+// §10.3). #GP(0) for a reserved bit (9:6), a shadow-stack enable (CET_SS
+// is not enumerated) or SUPPRESS with TRACKER (Vol. 1 CET: the two
+// together are invalid); the bits of what the machine does not model
+// (legacy bitmap, suppression) stop the run.
+func (c *CPU) wrmsr() bool {
+	if _, why := c.msrIndex(); why != "" {
+		c.exit, c.unsup = exitUnsupported, why
+		return false
+	}
+	v := c.R[RDX]<<32 | c.R[RAX]&0xffffffff
+	switch {
+	case v&(sCETReserved|sCETShStkEn|sCETWrShStkEn) != 0,
+		v&(sCETSuppress|sCETTracker) == sCETSuppress|sCETTracker:
+		c.setFault(VecGP, 0, true)
+		return false
+	case v&(sCETLegIwEn|sCETSupprDis|sCETSuppress|sCETLegBitmap) != 0:
+		c.exit, c.unsup = exitUnsupported, "IA32_S_CET legacy bitmap and suppression (LEG_IW_EN, SUPPRESS_DIS, SUPPRESS, EB_LEG_BITMAP_BASE) are not modelled"
+		return false
+	}
+	c.setSCET(v)
+	c.exit = exitSerialize
 	return true
 }

@@ -311,6 +311,8 @@ var isa = [...]isaEntry{
 	x86asm.CLI:   {formFixed, opCli, 0, 0, fcNone, "CLI"},
 	x86asm.HLT:   {formFixed, opHlt, 0, 0, fcNone, "HLT"},
 	x86asm.CPUID: {formFixed, opCpuid, 0, 0, fcNone, "CPUID"},
+	x86asm.RDMSR: {formFixed, opRdmsr, 0, 0, fcNone, "RDMSR"},
+	x86asm.WRMSR: {formFixed, opWrmsr, 0, 0, fcNone, "WRMSR"},
 	x86asm.CLC:   {formFixed, opClc, 0, 0, fcCF, "CLC"},
 	x86asm.STC:   {formFixed, opStc, 0, 0, fcCF, "STC"},
 	x86asm.CMC:   {formFixed, opCmc, 0, 0, fcCF, "CMC"},

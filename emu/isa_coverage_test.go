@@ -125,4 +125,6 @@ var hostUncheckable = map[x86asm.Op]string{
 	x86asm.INT:   "INT n raises an exception the Go runtime does not survive in-process (#GP at CPL 3 through a DPL 0 gate, or SIGTRAP)",
 	x86asm.ICEBP: "INT1 is a #DB trap (SIGTRAP) the in-process harness does not survive",
 	x86asm.CPUID: "the host's CPUID describes the host; the emulator's is its own (TestCPUID)",
+	x86asm.RDMSR: "privileged: #GP(0) at CPL 3 (SDM Vol. 2 RDMSR); IA32_S_CET only, with Quirks.IBT (TestIBTMSR*)",
+	x86asm.WRMSR: "privileged: #GP(0) at CPL 3 (SDM Vol. 2 WRMSR); IA32_S_CET only, with Quirks.IBT (TestIBTMSR*)",
 }

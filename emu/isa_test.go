@@ -24,6 +24,7 @@ import (
 //
 //	rax=V ... r15=V   a register (64-bit value)
 //	gs=V              in only: the GS base
+//	cet=V             in only: the CPU has IA32_S_CET (Quirks.IBT), = V
 //	fl=V              RFLAGS (in: default 0x2; out: compared with the
 //	                  flags the snippet's instructions leave undefined masked)
 //	m8@OFF=V m16@ m32@ m64@   scratch memory at byte offset OFF
@@ -52,6 +53,7 @@ type goldenCase struct {
 type goldenState struct {
 	regs   map[int]string
 	gs     string
+	cet    string
 	fl     string
 	mem    []goldenMem
 	rip    string
@@ -92,6 +94,8 @@ func parseGoldenState(s string, out bool) (goldenState, error) {
 			g.fl, g.hasFl = v, true
 		case !out && k == "gs":
 			g.gs = v
+		case !out && k == "cet":
+			g.cet = v
 		case strings.HasPrefix(k, "m") && strings.Contains(k, "@"):
 			sz, off, _ := strings.Cut(k[1:], "@")
 			n, err := strconv.Atoi(sz)
@@ -272,7 +276,12 @@ func (gc *goldenCase) runEmu(t *testing.T, env goldenEnv, in ArchState, scratch 
 	if gc.in.gs != "" {
 		gs = env.must(t, gc.in.gs)
 	}
-	res, err := runSnippet(t, gc.code, in, env.scratch, mem, gs)
+	var cet *uint64
+	if gc.in.cet != "" {
+		v := env.must(t, gc.in.cet)
+		cet = &v
+	}
+	res, err := runSnippetCET(t, gc.code, in, env.scratch, mem, gs, cet)
 	return res.State, mem, res, err
 }
 

@@ -123,6 +123,11 @@ type cpuState struct {
 	// of fetching that instruction).
 	ibt     uint8
 	ibtWait bool
+	// cet is Quirks.IBT: the CPU enumerates CET_IBT and has IA32_S_CET,
+	// whose value is sCET (ibt.go: ENDBR_EN and NO_TRACK_EN mirror ibt;
+	// TRACKER is ibtWait while ENDBR_EN is set).
+	cet  bool
+	sCET uint64
 
 	task  uint32
 	depth uint8
@@ -297,10 +302,11 @@ func New(img *Image, cfg Config) (*Machine, error) {
 		c.dmap = make(map[uint64]*decodePage)
 		c.ev.CPU = uint16(i)
 		if cfg.Quirks.IBT {
-			c.ibt = ibtOn
+			c.cet, c.sCET = true, sCETEndbrEn
 			if cfg.Quirks.IBTNoTrack {
-				c.ibt |= ibtNoTrack
+				c.sCET |= sCETNoTrackEn
 			}
+			c.setSCET(c.sCET)
 		}
 		m.cpus = append(m.cpus, c)
 	}

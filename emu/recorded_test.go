@@ -24,9 +24,13 @@ type recordedStep struct {
 // recordSnippet runs code as runSnippet does, but through the recording
 // path (execRecorded) with loads and register deltas on, and returns each
 // instruction's events with the machine's registers around it.
-func recordSnippet(t *testing.T, code []byte, in ArchState, scratchAddr uint64, scratch []byte, gsBase uint64) ([]recordedStep, error) {
+func recordSnippet(t *testing.T, code []byte, in ArchState, scratchAddr uint64, scratch []byte, gsBase uint64, cet *uint64) ([]recordedStep, error) {
 	t.Helper()
 	m, c := newSnippetMachine(t, code, scratchAddr, scratch)
+	if cet != nil {
+		c.cet = true
+		c.setSCET(*cet)
+	}
 	log := &eventLog{}
 	m.sink, m.loads, m.regs = log, true, true
 	c.GSBase = gsBase
@@ -54,6 +58,10 @@ func recordSnippet(t *testing.T, code []byte, in ArchState, scratchAddr uint64, 
 		steps = append(steps, st)
 		if c.exit == exitFault {
 			err = &snippetFault{RIP: c.RIP, Info: c.fault}
+			break
+		}
+		if c.exit == exitUnsupported {
+			err = &UnsupportedError{Addr: x.addr, Bytes: append([]byte(nil), x.raw[:x.len]...), Reason: c.unsup}
 			break
 		}
 	}
@@ -89,7 +97,12 @@ func TestRecordedLoadsAndRegs(t *testing.T) {
 				gs = env.must(t, gc.in.gs)
 			}
 			mem := append([]byte(nil), scratch...)
-			steps, err := recordSnippet(t, gc.code, in, env.scratch, mem, gs)
+			var cet *uint64
+			if gc.in.cet != "" {
+				v := env.must(t, gc.in.cet)
+				cet = &v
+			}
+			steps, err := recordSnippet(t, gc.code, in, env.scratch, mem, gs, cet)
 			var u *UnsupportedError
 			if errors.As(err, &u) {
 				t.Skip("unsupported")
@@ -176,7 +189,7 @@ func TestRecordedLoadsAndRegs(t *testing.T) {
 				}
 			}
 			// A declared input no load covers must not be read.
-			base, baseErr := runSnippet(t, gc.code, in, env.scratch, append([]byte(nil), scratch...), gs)
+			base, baseErr := runSnippetCET(t, gc.code, in, env.scratch, append([]byte(nil), scratch...), gs, cet)
 			for _, gm := range gc.in.mem {
 				a := env.scratch + gm.off
 				covered := false
@@ -192,7 +205,7 @@ func TestRecordedLoadsAndRegs(t *testing.T) {
 				for i := 0; i < gm.size; i++ {
 					alt[gm.off+uint64(i)] ^= 0xa5
 				}
-				res, altErr := runSnippet(t, gc.code, in, env.scratch, alt, gs)
+				res, altErr := runSnippetCET(t, gc.code, in, env.scratch, alt, gs, cet)
 				// The input's own bytes may be overwritten; the rest of
 				// memory must come out the same.
 				end := gm.off + uint64(gm.size)

@@ -57,7 +57,18 @@ const maxSnippetInsns = 1 << 16
 // RIP too.
 func runSnippet(t testing.TB, code []byte, in ArchState, scratchAddr uint64, scratch []byte, gsBase uint64) (snippetResult, error) {
 	t.Helper()
+	return runSnippetCET(t, code, in, scratchAddr, scratch, gsBase, nil)
+}
+
+// runSnippetCET is runSnippet on a CPU with IA32_S_CET = *cet (as
+// Quirks.IBT gives it) if cet is not nil.
+func runSnippetCET(t testing.TB, code []byte, in ArchState, scratchAddr uint64, scratch []byte, gsBase uint64, cet *uint64) (snippetResult, error) {
+	t.Helper()
 	m, c := newSnippetMachine(t, code, scratchAddr, scratch)
+	if cet != nil {
+		c.cet = true
+		c.setSCET(*cet)
+	}
 	c.GSBase = gsBase
 	c.R = in.R
 	c.RFLAGS = in.RFLAGS | flagRes1
@@ -83,6 +94,10 @@ func runSnippet(t testing.TB, code []byte, in ArchState, scratchAddr uint64, scr
 		res.Insns++
 		if c.exit == exitFault {
 			err = &snippetFault{RIP: c.RIP, Info: c.fault}
+			break
+		}
+		if c.exit == exitUnsupported {
+			err = &UnsupportedError{Addr: x.addr, Bytes: append([]byte(nil), x.raw[:x.len]...), Reason: c.unsup}
 			break
 		}
 		if c.exit != exitNone {

@@ -461,6 +461,13 @@ func (m *Machine) afterExit(c *CPU, in *inst) {
 			m.emit(c, c.event(EvHalt))
 		}
 	case exitSerialize:
+		if in.sem.op == opWrmsr {
+			// WRMSR serializes too (SDM Vol. 3 §10.3), but the trace's
+			// causes name none for it (format.Causes): the stale decodes
+			// go without an event.
+			c.resync()
+			break
+		}
 		c.serialize(SerCPUID)
 	}
 	c.updateAttention()
