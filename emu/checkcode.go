@@ -28,6 +28,10 @@ type CodeInsn struct {
 	Class  CodeClass // implemented, fault or unsupported
 	Text   string    // GNU (AT&T) syntax, e.g. "ud2", "lock orl $0x0,(%rsp)"; "(bad)" when undecodable
 	Reason string    // for CodeUnsupported: why
+	// NeedsIBT: CodeOK only on a machine with quirks.ibt (RDMSR, WRMSR:
+	// the one MSR is IA32_S_CET, ibt.go); without it a run reaching the
+	// instruction stops "unsupported".
+	NeedsIBT bool
 }
 
 // CheckCode decodes the instruction at the start of code, fetched from
@@ -60,6 +64,9 @@ func CheckCode(code []byte, addr uint64) CodeInsn {
 		if xlen > 0 {
 			ci.Len = xlen
 		}
+	}
+	if in.sem.op == opRdmsr || in.sem.op == opWrmsr {
+		ci.NeedsIBT = true
 	}
 	if xlen != ci.Len && ci.Class == CodeOK {
 		// endbr64, a hint NOP or an alias x86asm does not know.

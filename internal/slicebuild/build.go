@@ -296,7 +296,7 @@ func Build(dir string, opt Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := CheckInsns(spec.ID, raw); err != nil {
+	if err := CheckInsns(spec.ID, raw, spec.Quirks.IBT); err != nil {
 		// The line table has the staged names: say the author's.
 		var ie *InsnError
 		if errors.As(err, &ie) {
@@ -466,8 +466,10 @@ func copyFile(from, to string) error {
 // emulator's decoder, sweeping linearly from each symbol, and returns an
 // *InsnError naming each instruction the machine would not run: one it
 // does not implement, bytes it cannot decode, or a fault (#UD, #GP)
-// outside a native service's body. id names the slice in the error.
-func CheckInsns(id string, raw []byte) error {
+// outside a native service's body, or RDMSR/WRMSR unless ibt (the
+// scenario's quirks.ibt: the machine's one MSR is IA32_S_CET). id names
+// the slice in the error.
+func CheckInsns(id string, raw []byte, ibt bool) error {
 	img, err := emu.LoadImage(id, raw)
 	if err != nil {
 		return err
@@ -509,6 +511,10 @@ func CheckInsns(id string, raw []byte) error {
 			judge := func(at uint64, ci emu.CodeInsn) {
 				reason := ""
 				switch ci.Class {
+				case emu.CodeOK:
+					if ci.NeedsIBT && !ibt {
+						reason = "not implemented by the emulator without quirks.ibt (its one MSR is CET-IBT's IA32_S_CET)"
+					}
 				case emu.CodeUnsupported:
 					reason = "not implemented by the emulator"
 					if ci.Reason != "" && ci.Reason != "not implemented" {
