@@ -78,10 +78,15 @@ func (a *trapCheck) oolStep(ctx *Context, r *format.Row) {
 		return
 	}
 	g := &a.rings[r.CPU][r.Depth]
+	d := &a.deps[r.CPU][r.Depth]
+	if d.on {
+		a.oolCopy(ctx, d, r)
+	}
 	if g.n > 0 {
 		if p := g.at(0); p.task == r.Task && p.rip+uint64(p.n) != r.RIP {
 			if _, ok := a.written[p.rip>>12]; ok {
 				a.oolArrive(ctx, g, r)
+				a.oolDepart(ctx, d, p, r)
 			}
 		}
 	}
@@ -218,4 +223,140 @@ func sameModDisp(x, y x86asm.Inst) bool {
 		}
 	}
 	return true
+}
+
+// A context that leaves a function from a site whose instruction is no
+// longer the one built there (an int3 or a jump written over it) may run
+// copies of the instructions from that site on, out of line, before it
+// comes back (an optprobe's detour, a boosted kprobe's slot). Once at
+// least two copies in one straight line have matched the code as built,
+// instruction for instruction from the site, the next instruction in that
+// line must be the copy of the next instruction as built, or a direct jump
+// back to it: anything else is a copy made from bytes that were not the
+// instruction (a jump or int3 of another probe read back as the original;
+// upstream commit 868a6fc0ca24, "x86/kprobes: Fix __recover_optprobed_insn
+// check optimizing logic"). Copies of relative branches are not judged
+// (they are rewritten, or emulated, legitimately).
+
+// oolMinCopies is how many matched copies make a line of copies.
+const oolMinCopies = 2
+
+// oolMaxBefore is how many instructions a departed context may run
+// before its first copy (a detour's call to the probe handler).
+const oolMaxBefore = 256
+
+// oolDep is a context's departure from fn at site, and the copies of the
+// instructions from site on it has run since.
+type oolDep struct {
+	on   bool
+	task uint32
+	fn   format.Symbol
+	site uint64
+	next uint64  // the built instruction the next copy stands for
+	n    int     // copies matched
+	seen int     // instructions run before the first copy
+	last oolInsn // the newest copy
+}
+
+// builtAt decodes the instruction of fn as built that starts at addr.
+func (a *trapCheck) builtAt(st *replay.State, fn format.Symbol, addr uint64) (x86asm.Inst, [16]byte, bool) {
+	var b [16]byte
+	ends := a.builtEnds(st, fn)
+	if ends == nil || addr < fn.Addr || addr >= fn.Addr+fn.Size || st.Image == nil {
+		return x86asm.Inst{}, b, false
+	}
+	n := min(uint64(15), fn.Addr+fn.Size-addr)
+	if !st.Image.Read(addr, b[:n]) {
+		return x86asm.Inst{}, b, false
+	}
+	in, err := x86asm.Decode(b[:n], 64)
+	if err != nil || ends[addr+uint64(in.Len)] != addr {
+		return x86asm.Inst{}, b, false
+	}
+	return in, b, true
+}
+
+// oolDepart starts following a context that went from p, in a function,
+// to r outside it, when the instruction at p is not the one built there.
+func (a *trapCheck) oolDepart(ctx *Context, d *oolDep, p oolInsn, r *format.Row) {
+	if d.on {
+		return // already following this context (calls out of its copies' buffer)
+	}
+	st := ctx.St
+	fn, ok := st.Syms.At(p.rip)
+	if !ok || fn.Size == 0 || (r.RIP >= fn.Addr && r.RIP < fn.Addr+fn.Size) {
+		return
+	}
+	built, bb, ok := a.builtAt(st, fn, p.rip)
+	if !ok {
+		return
+	}
+	var now [16]byte
+	if !st.Mem.Read(p.rip, now[:built.Len]) || string(now[:built.Len]) == string(bb[:built.Len]) {
+		return
+	}
+	*d = oolDep{on: true, task: r.Task, fn: fn, site: p.rip, next: p.rip}
+}
+
+// isRelBranch reports whether in branches relative to its own end.
+func isRelBranch(in x86asm.Inst) bool {
+	for _, arg := range in.Args {
+		if _, ok := arg.(x86asm.Rel); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// oolCopy judges instruction r of a context followed by d.
+func (a *trapCheck) oolCopy(ctx *Context, d *oolDep, r *format.Row) {
+	st := ctx.St
+	if r.Task != d.task || (r.RIP >= d.fn.Addr && r.RIP < d.fn.Addr+d.fn.Size) {
+		d.on = false
+		return
+	}
+	if d.n > 0 && d.last.rip+uint64(d.last.n) != r.RIP {
+		d.on = false // the line of copies ended with a branch
+		return
+	}
+	built, bb, ok := a.builtAt(st, d.fn, d.next)
+	if !ok || isRelBranch(built) {
+		d.on = false
+		return
+	}
+	cp, cb, ok := decodeAt(st.Mem, r.RIP)
+	if ok && cp.Len == int(r.Len) && sameModDisp(built, cp) {
+		d.n++
+		d.next += uint64(built.Len)
+		d.last = oolInsn{rip: r.RIP, seq: r.Seq, task: r.Task, n: r.Len}
+		return
+	}
+	if d.n == 0 {
+		// Not yet at the copies (a handler called before them); a
+		// context that runs this long without one is not running any.
+		if d.seen++; d.seen > oolMaxBefore {
+			d.on = false
+		}
+		return
+	}
+	d.on = false
+	if ok && cp.Op == x86asm.JMP {
+		if rel, isRel := cp.Args[0].(x86asm.Rel); isRel && r.RIP+uint64(cp.Len)+uint64(int64(rel)) == d.next {
+			return // the jump back behind the copies
+		}
+	}
+	if d.n < oolMinCopies {
+		return
+	}
+	what := "does not decode"
+	if ok {
+		what = fmt.Sprintf("is %s", x86asm.GNUSyntax(cp, r.RIP, nil))
+	}
+	n := max(int(r.Len), 1)
+	ctx.Report(Finding{
+		CPU: int(r.CPU), Task: r.Task, SeqFirst: d.last.seq, SeqLast: r.Seq, RIP: r.RIP, Evidence: []uint64{d.last.seq, r.Seq},
+		Message: fmt.Sprintf("cpu%d left %s at %s and ran %d out-of-line copies of the instructions from there, up to %s; the next instruction in that line, at %s (%s), %s: neither the copy of the instruction built at %s (%s: %s) nor a jump back to it (the copy was made from bytes that are not the instruction as built)",
+			r.CPU, d.fn.Name, ctx.Describe(d.site), d.n, ctx.Describe(d.last.rip), ctx.Describe(r.RIP), hexBytes(cb[:n]), what,
+			ctx.Describe(d.next), hexBytes(bb[:built.Len]), x86asm.GNUSyntax(built, d.next, nil)),
+	}, fmt.Sprintf("ool-copy|%#x", r.RIP))
 }

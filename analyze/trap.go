@@ -55,6 +55,7 @@ type trapCheck struct {
 	// Out-of-line copies (ool.go): each CPU's recent instructions per
 	// trap depth, and each function's instruction ends as built.
 	rings [][oolDepths]oolRing
+	deps  [][oolDepths]oolDep
 	ends  map[uint64]map[uint64]uint64
 	// pad is a bit per byte of the image's text over [padLo, ...): set
 	// for the padding between functions (paddingOf); gaps names them.
@@ -154,6 +155,7 @@ func (a *trapCheck) Start(ctx *Context) error {
 	a.byteSeq = map[uint64]uint64{}
 	a.branchOK = map[uint64]branchSeen{}
 	a.rings = make([][oolDepths]oolRing, len(ctx.St.CPUs))
+	a.deps = make([][oolDepths]oolDep, len(ctx.St.CPUs))
 	a.ends = map[uint64]map[uint64]uint64{}
 	a.padLo, a.pad, a.gaps = paddingOf(ctx.St)
 	a.emu = map[ctxKey]emuPending{}

@@ -155,7 +155,10 @@ static void put_rel32(u8 *p, unsigned long from_end, unsigned long to)
  * recover_insn(): the byte at addr as it was before any probe changed it.
  * Where an optprobe's jump is in the text (optimized, or queued for
  * unoptimizing but not yet unoptimized), its saved bytes; where a kprobe's
- * int3 is, the byte under it; elsewhere the text itself.
+ * int3 is, the byte under it; elsewhere the text itself. A scenario that
+ * ships pt_optprobe_range_norecover.h builds it as it was before commit
+ * 868a6fc0ca24: an optprobe queued for unoptimizing is taken for one that
+ * is no longer in the text, and the live bytes of its jump are returned.
  */
 static u8 recover_insn(const u8 *addr)
 {
@@ -165,6 +168,11 @@ static u8 recover_insn(const u8 *addr)
 	for (i = 0; i < 2; i++) {
 		struct oprobe *p = ps[i];
 
+#if __has_include("pt_optprobe_range_norecover.h")
+		/* the bug: an optprobe queued for unoptimizing taken for unoptimized */
+		if (READ_ONCE(p->unopt_queued))
+			continue;
+#endif
 		if (READ_ONCE(p->jump) && addr >= at(p) && addr < at(p) + JMP_LEN)
 			return p->orig[addr - at(p)];
 		if (READ_ONCE(p->armed) && addr == at(p))
@@ -354,6 +362,14 @@ void patcher_main(unsigned long arg)
 		 */
 		WRITE_ONCE(kp_in.unopt_queued, 1);
 		WRITE_ONCE(kp_in.disabled, 1);
+		/*
+		 * register_kprobe() of a second kprobe on probed_fn+0: kp_entry
+		 * becomes an aggregate probe whose optprobe is prepared anew
+		 * (alloc_aggr_kprobe(), arch_prepare_optimized_kprobe()), its
+		 * copies made from the recovered instructions while op_in's
+		 * jump, queued for unoptimizing, is still in the text.
+		 */
+		prepare(&kp_entry, 1);
 		try_optimize(&kp_entry, &kp_in);
 		pt_marker(MARKER_IN_DISABLED, r);
 		spin(READ_ONCE(dwell));	/* the optimizer's delay */
