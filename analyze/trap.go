@@ -31,9 +31,12 @@ import (
 //
 // It also judges out-of-line copies of instructions (ool.go): code run in
 // place of the instructions before the address a context goes on at must
-// address, RIP-relative, what they do; and int3 handlers' emulations of a
-// conditional branch under their int3 (emulate.go): the IRETQ must resume
-// the context where the flags it was interrupted with send the branch.
+// address, RIP-relative, what they do, and a line of copies run after a
+// context left a function from a rewritten site must go on with the copy
+// of the next instruction as built or jump back to it; and int3 handlers'
+// emulations of a conditional branch under their int3 (emulate.go): the
+// IRETQ must resume the context where the flags it was interrupted with
+// send the branch.
 type trapCheck struct {
 	oopsIP   []uint64 // per CPU: ip from the last die marker
 	lastTrap []trapSeen
@@ -143,7 +146,7 @@ const markerOopsIP = 0xffff
 
 func (*trapCheck) ID() string { return "trap" }
 func (*trapCheck) Doc() string {
-	return "An int3 or fault that no handler claimed (an oops, panic or BUG), a handler return or branch into the middle of an instruction of patched code, an out-of-line copy of an instruction (a kprobe's slot, an optprobe's detour) whose RIP-relative operand addresses other memory than the original's, an int3 handler's emulation of a conditional branch that went the other way than the interrupted flags select, or an instruction run in the padding between two functions."
+	return "An int3 or fault that no handler claimed (an oops, panic or BUG), a handler return or branch into the middle of an instruction of patched code, an out-of-line copy of an instruction (a kprobe's slot, an optprobe's detour) whose RIP-relative operand addresses other memory than the original's or that is not the instruction as built at all, an int3 handler's emulation of a conditional branch that went the other way than the interrupted flags select, or an instruction run in the padding between two functions."
 }
 func (a *trapCheck) Start(ctx *Context) error {
 	a.oopsIP = make([]uint64, len(ctx.St.CPUs))

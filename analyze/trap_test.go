@@ -571,3 +571,81 @@ func TestTrapGuardPage(t *testing.T) {
 		})
 	}
 }
+
+// TestTrapOutOfLineCopyNotBuilt: a context leaves optprobe-range's
+// probed_fn from the int3 at +0 for kp_entry's detour (call opt_thunk, the
+// copies of the three instructions at +0..+6, jmp back to +7). The copies
+// made from the instructions as built pass; the detour of commit
+// 868a6fc0ca24's bug, whose copy of incq %rbx at +4 is the live bytes of
+// another optprobe's jump (e9 and two displacement bytes), or one whose copy
+// there is that probe's int3, is reported at that copy, two copies in; a
+// line of one matching copy before something else is not judged.
+func TestTrapOutOfLineCopyNotBuilt(t *testing.T) {
+	f0 := newFeed(t, "optprobe-range", "trap")
+	fn := f0.sym("probed_fn", 0)
+	det := f0.sym("detour_entry", 0)
+	thunk := f0.sym("opt_thunk", 0)
+	le32 := func(v uint64) []byte { return []byte{byte(v), byte(v >> 8), byte(v >> 16), byte(v >> 24)} }
+	call := append([]byte{0xe8}, le32(thunk-(det+5))...)
+	type step struct {
+		off uint64 // in the detour
+		op  string
+		n   uint8
+	}
+	for _, tc := range []struct {
+		name   string
+		copies []byte // the detour's bytes behind the call
+		steps  []step // what the context runs in the detour after opt_thunk returns
+		to     uint64 // where it goes after the last step
+		want   string
+	}{
+		{"copies as built, jump back to +7",
+			append([]byte{0x53, 0x48, 0x89, 0xfb, 0x48, 0xff, 0xc3, 0xe9}, le32(fn+7-(det+17))...),
+			[]step{{5, "PUSH", 1}, {6, "MOV", 3}, {9, "INC", 3}, {12, "JMP", 5}}, fn + 7, ""},
+		{"copy of +4 made from another probe's jump",
+			[]byte{0x53, 0x48, 0x89, 0xfb, 0xe9, 0xb7, 0xff, 0xe9, 0x16},
+			[]step{{5, "PUSH", 1}, {6, "MOV", 3}, {9, "JMP", 5}}, 0xffffffff97ea0be5,
+			"the next instruction in that line, at detour_entry+0x9 (e9 b7 ff e9 16), is jmpq 0xffffffff97ea0be5: neither the copy of the instruction built at probed_fn+0x4 (48 ff c3: inc %rbx)"},
+		{"copy of +4 made from another probe's int3",
+			[]byte{0x53, 0x48, 0x89, 0xfb, 0xcc, 0xff, 0xc3},
+			[]step{{5, "PUSH", 1}, {6, "MOV", 3}, {9, "INT3", 1}}, 0,
+			"is int3: neither the copy of the instruction built at probed_fn+0x4"},
+		{"one copy, then something else",
+			[]byte{0x53, 0xcc},
+			[]step{{5, "PUSH", 1}, {6, "INT3", 1}}, 0, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFeed(t, "optprobe-range", "trap")
+			c0, c1 := ctx{cpu: 0, task: 1}, ctx{cpu: 1, task: 2}
+			f.insn(c0, f.sym("patcher_main", 0), "NOP", ltStackA)
+			for i, b := range append(append([]byte{}, call...), tc.copies...) {
+				f.write(c0, f.sym("text_poke", 0), det+uint64(i), 1, uint64(b), true)
+			}
+			f.write(c0, f.sym("text_poke", 0), fn, 1, 0xcc, true)
+			insn := func(rip uint64, op string, n uint8) {
+				f.add(c1, &format.Row{Kind: format.KindInsn, RIP: rip, Op: f.ops[op], Len: n, RSP: ltStackB})
+			}
+			insn(f.sym("caller_main", 0), "CALL", 5)
+			insn(fn, "INT3", 1)
+			insn(det, "CALL", 5)
+			insn(thunk, "PUSH", 1)
+			insn(thunk+1, "RET", 1)
+			for _, s := range tc.steps {
+				insn(det+s.off, s.op, s.n)
+			}
+			if tc.to != 0 {
+				insn(tc.to, "NOP", 1)
+			}
+			res := f.finish()
+			if tc.want == "" {
+				if len(res.Findings) > 0 {
+					t.Fatalf("unexpected findings:\n%s", summary(res))
+				}
+				return
+			}
+			if len(res.Findings) != 1 || !strings.Contains(res.Findings[0].Message, tc.want) {
+				t.Fatalf("want one finding saying %q, got:\n%s", tc.want, summary(res))
+			}
+		})
+	}
+}
