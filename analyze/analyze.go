@@ -325,6 +325,10 @@ type Live struct {
 	// byKind lists, for each row kind, the analyzers whose Needs ask for
 	// it, in selection order (each with its index into as).
 	byKind [numKinds][]kindAnalyzer
+	// recorded checks the rows against what the metadata says the
+	// trace records (loads, register deltas), which the analyzers
+	// believe.
+	recorded *format.RecordedCheck
 }
 
 // kindAnalyzer is an analyzer byKind hands a row to, and its index.
@@ -360,7 +364,7 @@ func NewLiveFrom(t *replay.Template, as []Analyzer) (*Live, error) {
 func newLive(st *replay.State, as []Analyzer) (*Live, error) {
 	ctx := &Context{St: st, byKey: map[string]*Finding{}, story: newStoryWindow(len(st.CPUs)), causes: newCauseTracker(st)}
 	res := &Result{Scenario: st.Meta.Scenario, Warnings: append([]string{}, st.Warnings...)}
-	l := &Live{ctx: ctx, as: as, res: res, start: time.Now(), spent: make([]time.Duration, len(as))}
+	l := &Live{ctx: ctx, as: as, res: res, start: time.Now(), spent: make([]time.Duration, len(as)), recorded: format.NewRecordedCheck(st.Meta)}
 	for _, a := range as {
 		l.ids = append(l.ids, a.ID())
 	}
@@ -391,7 +395,8 @@ var stateNeeds = Needs{Kinds: []format.Kind{format.KindWrite, format.KindPerm, f
 // the story window read of a trace: a reader decodes no more
 // (format.Reader.Scan).
 func (l *Live) Projection() format.Projection {
-	needs := []Needs{stateNeeds, storyNeeds, causeNeeds}
+	needs := []Needs{stateNeeds, storyNeeds, causeNeeds,
+		{Kinds: []format.Kind{format.KindInsn}, Columns: format.RecordedColumns(l.ctx.St.Meta)}}
 	for _, a := range l.as {
 		n, ok := a.(Needer)
 		if !ok {
@@ -453,6 +458,7 @@ func (l *Live) appendChecked(r *format.Row) error {
 	}
 	l.ctx.story.add(st, r)
 	l.ctx.causes.add(st, r)
+	l.recorded.Add(r)
 	l.rows++
 	as := l.byKind[r.Kind&(numKinds-1)]
 	ctx := l.ctx
@@ -509,6 +515,11 @@ func (l *Live) Finish() *Result {
 	l.judgeOutcome(res)
 	l.judgeContract(res)
 	l.judgeVacuous(res)
+	if p := l.recorded.Problem(); p != "" {
+		// The analyzers believed the metadata: those that read loads
+		// or registers judged what is not there (or missed what is).
+		l.ctx.cannot = append(l.ctx.cannot, "the trace contradicts its metadata: "+p)
+	}
 	if len(l.ctx.cannot) > 0 {
 		res.Incomplete = strings.Join(append(slices.DeleteFunc([]string{res.Incomplete}, func(s string) bool { return s == "" }), l.ctx.cannot...), "; ")
 	}

@@ -123,3 +123,57 @@ func TestInspectSeqGaps(t *testing.T) {
 		t.Errorf("analyze: exit %d, want %d\n%s%s", code, exitError, out, errs)
 	}
 }
+
+// TestRecordedClaimForged: a trace recorded with --no-loads whose
+// metadata was rewritten (through the format's own writer, checksums
+// valid) to say it records a load row for every data read is not
+// "complete" to inspect, and analyze judges it incomplete (exit 2)
+// naming the loads missing: lifetime would have judged reads that are
+// not there. The untouched trace inspects complete.
+func TestRecordedClaimForged(t *testing.T) {
+	dir := t.TempDir()
+	orig, forged := filepath.Join(dir, "no-loads.arrow"), filepath.Join(dir, "forged.arrow")
+	spec, err := loadScenario("text-poke-bp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec.Params["patch_rounds"], spec.Params["calls"] = 1, 4
+	if _, err := record.Run(spec, orig, record.Options{Options: emu.Options{Seed: 1, NoLoads: true}}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := format.Open(orig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	md := *r.Meta()
+	md.Loads = true
+	w, err := format.CreateFile(forged, md, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for row, err := range r.Events() {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Append(row); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.SetFinal(md.Final)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	const want = "RETs that completed have no load row"
+	code, out, errs := runCLI(t, "inspect", forged)
+	if code != exitOK || !strings.Contains(out, "INCOMPLETE: the trace contradicts its metadata") || !strings.Contains(out, want) || strings.Contains(out, ", complete;") {
+		t.Errorf("inspect: exit %d\n%s%s", code, out, errs)
+	}
+	code, out, errs = runCLI(t, "inspect", orig, "--json")
+	if code != exitOK || strings.Contains(out, `"contradiction"`) || !strings.Contains(out, `"loads": false`) {
+		t.Errorf("inspect --json of the recorded trace: exit %d\n%s%s", code, out, errs)
+	}
+	if code, out, errs := runCLI(t, "analyze", forged); code != exitError || !strings.Contains(out+errs, want) {
+		t.Errorf("analyze: exit %d, want %d\n%s%s", code, exitError, out, errs)
+	}
+}

@@ -69,32 +69,35 @@ func cmdRecord(env *cmdEnv, args []string) int {
 }
 
 type inspectReport struct {
-	File       string            `json:"file"`
-	Version    int               `json:"format_version"`
-	Scenario   string            `json:"scenario"`
-	CPUs       int               `json:"cpus"`
-	Seed       uint64            `json:"seed"`
-	Quirks     map[string]string `json:"quirks"`
-	Tool       string            `json:"tool_version"`
-	Status     string            `json:"status"`
-	Outcome    string            `json:"outcome"` // "" when not recorded (format versions 1, 2; truncated files)
-	Detail     string            `json:"outcome_detail"`
-	Truncated  bool              `json:"truncated"`
-	Warning    string            `json:"warning,omitempty"`
-	Events     uint64            `json:"events"`
-	Loads      bool              `json:"loads"` // the trace has a load row for every data read (format version 4, not --no-loads)
-	Regs       bool              `json:"regs"`  // the trace has register deltas (format version 4, not --no-regs)
-	Batches    int               `json:"batches"`
-	Decisions  int               `json:"decisions"`
-	Dropped    []format.Drop     `json:"dropped"`
-	Missing    uint64            `json:"missing_events"` // sequence numbers skipped beyond the dropped ones (rows filtered out)
-	ByKind     map[string]uint64 `json:"events_by_kind"`
-	ByCPU      map[string]uint64 `json:"events_by_cpu"`
-	Symbols    int               `json:"symbols"`
-	ELFBytes   int               `json:"elf_bytes"`
-	SymbolList []format.Symbol   `json:"symbol_table,omitempty"`
-	Columns    []columnSize      `json:"columns,omitempty"`
-	FileBytes  int64             `json:"file_bytes"`
+	File      string            `json:"file"`
+	Version   int               `json:"format_version"`
+	Scenario  string            `json:"scenario"`
+	CPUs      int               `json:"cpus"`
+	Seed      uint64            `json:"seed"`
+	Quirks    map[string]string `json:"quirks"`
+	Tool      string            `json:"tool_version"`
+	Status    string            `json:"status"`
+	Outcome   string            `json:"outcome"` // "" when not recorded (format versions 1, 2; truncated files)
+	Detail    string            `json:"outcome_detail"`
+	Truncated bool              `json:"truncated"`
+	Warning   string            `json:"warning,omitempty"`
+	Events    uint64            `json:"events"`
+	Loads     bool              `json:"loads"` // the trace has a load row for every data read (format version 4, not --no-loads)
+	Regs      bool              `json:"regs"`  // the trace has register deltas (format version 4, not --no-regs)
+	Batches   int               `json:"batches"`
+	Decisions int               `json:"decisions"`
+	Dropped   []format.Drop     `json:"dropped"`
+	Missing   uint64            `json:"missing_events"` // sequence numbers skipped beyond the dropped ones (rows filtered out)
+	// Contradiction says how the rows contradict what the metadata says
+	// the trace records (format.RecordedCheck): a rewritten metadata.
+	Contradiction string            `json:"contradiction,omitempty"`
+	ByKind        map[string]uint64 `json:"events_by_kind"`
+	ByCPU         map[string]uint64 `json:"events_by_cpu"`
+	Symbols       int               `json:"symbols"`
+	ELFBytes      int               `json:"elf_bytes"`
+	SymbolList    []format.Symbol   `json:"symbol_table,omitempty"`
+	Columns       []columnSize      `json:"columns,omitempty"`
+	FileBytes     int64             `json:"file_bytes"`
 }
 
 // columnSize is one column's stored bytes (inspect --columns).
@@ -159,10 +162,12 @@ func cmdInspect(env *cmdEnv, args []string) int {
 	if st, err := os.Stat(pos[0]); err == nil {
 		rep.FileBytes = st.Size()
 	}
+	recorded := format.NewRecordedCheck(md)
 	for row, err := range r.Events() {
 		if err != nil {
 			return errorf(env, "inspect: %v", err)
 		}
+		recorded.Add(row)
 		rep.Events++
 		rep.ByKind[row.Kind.String()]++
 		rep.ByCPU[fmt.Sprintf("cpu%d", row.CPU)]++
@@ -188,8 +193,12 @@ func cmdInspect(env *cmdEnv, args []string) int {
 	if missing > declared {
 		rep.Missing = missing - declared
 	}
+	rep.Contradiction = recorded.Problem()
 	if r.Truncated() {
 		rep.Warning = r.TruncatedError().Error()
+		fmt.Fprintf(env.stderr, "patchtrace: warning: %s\n", rep.Warning)
+	} else if rep.Contradiction != "" {
+		rep.Warning = "the trace contradicts its metadata: " + rep.Contradiction + ": analyze judges it incomplete"
 		fmt.Fprintf(env.stderr, "patchtrace: warning: %s\n", rep.Warning)
 	} else if rep.Missing > 0 {
 		rep.Warning = fmt.Sprintf("its sequence numbers skip %d events that patchtrace.dropped does not declare (the first %s): analyze judges it incomplete", rep.Missing, first)
@@ -213,7 +222,7 @@ func cmdInspect(env *cmdEnv, args []string) int {
 	switch {
 	case rep.Truncated:
 		state = "TRUNCATED: " + rep.Warning
-	case rep.Missing > 0:
+	case rep.Missing > 0 || rep.Contradiction != "":
 		state = "INCOMPLETE: " + rep.Warning
 	}
 	fmt.Fprintf(w, "%d events in %d batches, %s; %d decisions; %d symbols; slice ELF %d bytes; dropped events: %s\n",
