@@ -325,9 +325,11 @@ type Live struct {
 	// byKind lists, for each row kind, the analyzers whose Needs ask for
 	// it, in selection order (each with its index into as).
 	byKind [numKinds][]kindAnalyzer
-	// recorded checks the rows against what the metadata says the
-	// trace records (loads, register deltas), which the analyzers
-	// believe.
+	// recorded checks the rows of a trace file against what its
+	// metadata says it records (loads, register deltas), which the
+	// analyzers believe (nil for rows a caller feeds: a recorder's
+	// rows and metadata agree by construction, a hand-made stream's
+	// need not).
 	recorded *format.RecordedCheck
 }
 
@@ -364,7 +366,7 @@ func NewLiveFrom(t *replay.Template, as []Analyzer) (*Live, error) {
 func newLive(st *replay.State, as []Analyzer) (*Live, error) {
 	ctx := &Context{St: st, byKey: map[string]*Finding{}, story: newStoryWindow(len(st.CPUs)), causes: newCauseTracker(st)}
 	res := &Result{Scenario: st.Meta.Scenario, Warnings: append([]string{}, st.Warnings...)}
-	l := &Live{ctx: ctx, as: as, res: res, start: time.Now(), spent: make([]time.Duration, len(as)), recorded: format.NewRecordedCheck(st.Meta)}
+	l := &Live{ctx: ctx, as: as, res: res, start: time.Now(), spent: make([]time.Duration, len(as))}
 	for _, a := range as {
 		l.ids = append(l.ids, a.ID())
 	}
@@ -395,8 +397,10 @@ var stateNeeds = Needs{Kinds: []format.Kind{format.KindWrite, format.KindPerm, f
 // the story window read of a trace: a reader decodes no more
 // (format.Reader.Scan).
 func (l *Live) Projection() format.Projection {
-	needs := []Needs{stateNeeds, storyNeeds, causeNeeds,
-		{Kinds: []format.Kind{format.KindInsn}, Columns: format.RecordedColumns(l.ctx.St.Meta)}}
+	needs := []Needs{stateNeeds, storyNeeds, causeNeeds}
+	if l.recorded != nil {
+		needs = append(needs, Needs{Kinds: []format.Kind{format.KindInsn}, Columns: format.RecordedColumns()})
+	}
 	for _, a := range l.as {
 		n, ok := a.(Needer)
 		if !ok {
@@ -458,7 +462,9 @@ func (l *Live) appendChecked(r *format.Row) error {
 	}
 	l.ctx.story.add(st, r)
 	l.ctx.causes.add(st, r)
-	l.recorded.Add(r)
+	if l.recorded != nil {
+		l.recorded.Add(r)
+	}
 	l.rows++
 	as := l.byKind[r.Kind&(numKinds-1)]
 	ctx := l.ctx
@@ -515,7 +521,7 @@ func (l *Live) Finish() *Result {
 	l.judgeOutcome(res)
 	l.judgeContract(res)
 	l.judgeVacuous(res)
-	if p := l.recorded.Problem(); p != "" {
+	if p := l.recordedProblem(); p != "" {
 		// The analyzers believed the metadata: those that read loads
 		// or registers judged what is not there (or missed what is).
 		l.ctx.cannot = append(l.ctx.cannot, "the trace contradicts its metadata: "+p)
@@ -525,6 +531,15 @@ func (l *Live) Finish() *Result {
 	}
 	res.judge()
 	return res
+}
+
+// recordedProblem says how a trace file's rows contradict its metadata
+// ("" when they do not, or the rows are not a file's).
+func (l *Live) recordedProblem() string {
+	if l.recorded == nil {
+		return ""
+	}
+	return l.recorded.Problem()
 }
 
 // contractAnalyzers are the analyzers that check the scenario's rules,
@@ -678,6 +693,9 @@ func AnalyzeFile(path string, as []Analyzer, opts ...Option) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
+	// The analyzers believe what the metadata says the trace records:
+	// a rewritten one is caught by the rows.
+	l.recorded = format.NewRecordedCheck(md)
 	if r.Truncated() {
 		l.SetTruncated()
 	} else {

@@ -23,7 +23,7 @@ import (
 // its rsp delta.
 //
 // Feed it every row in order (Add): the kind, cpu and seq of every row,
-// and the op and (when Meta.Regs) the reg_rsp column of insn rows
+// and the op and reg_rsp columns of insn rows
 // ([RecordedColumns]). Then Problem says what is wrong, if anything.
 type RecordedCheck struct {
 	md    *Meta
@@ -45,13 +45,9 @@ type retPending struct {
 }
 
 // RecordedColumns is what [RecordedCheck] reads beyond the common
-// columns (of insn rows): the op, and reg_rsp when md records registers.
-func RecordedColumns(md *Meta) []int {
-	if md.Regs {
-		return []int{ColOp, ColRegRSP}
-	}
-	return []int{ColOp}
-}
+// columns (of insn rows): the op, and reg_rsp (whether the metadata claims
+// register deltas or denies them).
+func RecordedColumns() []int { return []int{ColOp, ColRegRSP} }
 
 // NewRecordedCheck starts a check of a trace described by md.
 func NewRecordedCheck(md *Meta) *RecordedCheck {
