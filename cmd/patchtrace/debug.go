@@ -31,7 +31,8 @@ const debugAbout = "Serves the recorded run in TRACE to gdb over the remote seri
 	"stop before the instruction; watch ADDR (a store to it, through the text_poke\n" +
 	"alias too) stops after the storing instruction forwards and before it backwards:\n" +
 	"reverse-continue finds the store that put an int3 at a patch site. rwatch and\n" +
-	"awatch need load events (format version 4). Memory reads show memory as it was at\n" +
+	"awatch need load events (format version 4; refused when the trace's rows contradict\n" +
+	"its claim of them, monitor finding says why). Memory reads show memory as it was at\n" +
 	"the position, text as patched. Registers: rax..r15, rsp and eflags from the\n" +
 	"trace's register deltas (format version 4; an older trace, or one recorded with\n" +
 	"--no-regs, shows them <unavailable>, never invented), rip as the CPU's next\n" +

@@ -144,7 +144,8 @@
 //	stop before the instruction; watch ADDR (a store to it, through the text_poke
 //	alias too) stops after the storing instruction forwards and before it backwards:
 //	reverse-continue finds the store that put an int3 at a patch site. rwatch and
-//	awatch need load events (format version 4). Memory reads show memory as it was at
+//	awatch need load events (format version 4; refused when the trace's rows contradict
+//	its claim of them, monitor finding says why). Memory reads show memory as it was at
 //	the position, text as patched. Registers: rax..r15, rsp and eflags from the
 //	trace's register deltas (format version 4; an older trace, or one recorded with
 //	--no-regs, shows them <unavailable>, never invented), rip as the CPU's next

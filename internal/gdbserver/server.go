@@ -391,6 +391,17 @@ func (s *Server) breakpoint(p string) string {
 			// never fire, which would say nothing read the memory.
 			return ""
 		}
+		if f[0][0] != '2' {
+			// Nor are they believed when the rows contradict the
+			// claim (loads missing): refused the same way.
+			if p, err := s.t.recordedProblem(); err != nil || p != "" {
+				if err == nil {
+					err = fmt.Errorf("the trace contradicts its metadata: %s", p)
+				}
+				s.logf("read and access watchpoints refused: %v", err)
+				return ""
+			}
+		}
 		if kind == 0 {
 			return "E01"
 		}
@@ -594,6 +605,15 @@ func (s *Server) runMonitor(out *strings.Builder, f []string) error {
 				}
 			case len(fs) == 0:
 				out.WriteString("no findings\n")
+			}
+			if s.t.hasLoads {
+				p, err := s.t.recordedProblem()
+				switch {
+				case err != nil:
+					fmt.Fprintf(out, "read and access watchpoints are refused: %v\n", err)
+				case p != "":
+					fmt.Fprintf(out, "read and access watchpoints are refused (they could miss reads): the trace contradicts its metadata: %s\n", p)
+				}
 			}
 			for i, fd := range fs {
 				fmt.Fprintf(out, "%d: seq %d: %s\n", i+1, fd.Seq, fd.Summary)

@@ -39,6 +39,12 @@ type target struct {
 	// 0 when the slice has no per-CPU section.
 	gsBase   []uint64
 	hasLoads bool // the trace has a load row for every data read (format version 4)
+	// recorded is how the trace's rows contradict what its metadata says
+	// it records (format.RecordedCheck; "" when they do not), checked
+	// once when first needed (recordedChecked).
+	recorded        string
+	recordedErr     error
+	recordedChecked bool
 
 	batches batchCache
 
@@ -144,6 +150,31 @@ func (t *target) isInsnTail(r *format.Row) bool {
 		return true
 	}
 	return t.hasLoads && r.Kind == format.KindLoad
+}
+
+// recordedProblem says how the trace's rows contradict its metadata's
+// patchtrace.recorded ("" when they do not): when loads are claimed but
+// missing, a read watchpoint would never fire and say nothing read the
+// memory. It reads the trace through once, on first use, with only the
+// columns the check needs (the index's fold does not decode the op
+// column nor keep load rows, and widening it would slow every seek).
+func (t *target) recordedProblem() (string, error) {
+	if !t.recordedChecked {
+		t.recordedChecked = true
+		c := format.NewRecordedCheck(t.md)
+		for row, err := range t.r.ScanFrom(0, format.Projection{Columns: format.RecordedColumns()}) {
+			if err != nil {
+				if errors.Is(err, format.ErrTruncated) {
+					break // the events before the cut are what is served
+				}
+				t.recordedErr = fmt.Errorf("checking the trace against its metadata: %w", err)
+				return "", t.recordedErr
+			}
+			c.Add(row)
+		}
+		t.recorded = c.Problem()
+	}
+	return t.recorded, t.recordedErr
 }
 
 // pos returns the position: after event seq (at), or before the first.

@@ -596,3 +596,65 @@ func TestMonitorFindingIncomplete(t *testing.T) {
 		t.Fatalf("monitor finding, complete: %q", out)
 	}
 }
+
+// TestRecordedClaimForged: a trace recorded without loads whose metadata
+// was rewritten to claim them (patchtrace.recorded) is not believed: read
+// and access watchpoints are refused as on a trace without loads (they
+// would never fire: a false "nothing read here"), and monitor finding
+// says why. The trace as recorded says the same by having no loads.
+func TestRecordedClaimForged(t *testing.T) {
+	orig := testTrace(t, true)
+	forged := filepath.Join(t.TempDir(), "forged.arrow")
+	r, err := format.Open(orig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	md := *r.Meta()
+	md.Loads = true
+	w, err := format.CreateFile(forged, md, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for row, err := range r.Events() {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Append(row); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.SetFinal(md.Final)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+
+	fr, err := format.Open(forged)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fr.Close() })
+	var log strings.Builder
+	s, err := New(Config{Reader: fr, Findings: func() ([]Finding, error) { return nil, nil }, Log: &log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	c := dial(t, s)
+	site := siteHex(t, s)
+	for _, z := range []string{"Z3," + site + ",1", "Z4," + site + ",1"} {
+		if got := c.ask(z); got != "" {
+			t.Errorf("%s on a trace whose loads are claimed but missing: %q, want the empty reply (unsupported)", z, got)
+		}
+	}
+	if got := c.ask("Z2," + site + ",1"); got != "OK" {
+		t.Errorf("Z2: %q", got)
+	}
+	const want = "RETs that completed have no load row"
+	if !strings.Contains(log.String(), "read and access watchpoints refused") || !strings.Contains(log.String(), want) {
+		t.Errorf("log: %q", log.String())
+	}
+	if out := c.monitor("finding"); !strings.Contains(out, "read and access watchpoints are refused") || !strings.Contains(out, want) {
+		t.Errorf("monitor finding: %q", out)
+	}
+}
