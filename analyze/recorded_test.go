@@ -8,6 +8,7 @@ import (
 	"github.com/patchtrace/patchtrace/analyze"
 	"github.com/patchtrace/patchtrace/emu"
 	"github.com/patchtrace/patchtrace/format"
+	"github.com/patchtrace/patchtrace/internal/testkit"
 	"github.com/patchtrace/patchtrace/record"
 	"github.com/patchtrace/patchtrace/scenario"
 	"github.com/patchtrace/patchtrace/scenarios"
@@ -33,29 +34,7 @@ func recordWith(t *testing.T, dir, name string, iters uint64, opt emu.Options) s
 // by edit.
 func rewriteMeta(t *testing.T, path, out string, edit func(*format.Meta)) string {
 	t.Helper()
-	r, err := format.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	md := *r.Meta()
-	edit(&md)
-	w, err := format.CreateFile(out, md, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for row, err := range r.Events() {
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := w.Append(row); err != nil {
-			t.Fatal(err)
-		}
-	}
-	w.SetFinal(md.Final)
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
+	testkit.RewriteTrace(t, path, out, edit, nil)
 	return out
 }
 

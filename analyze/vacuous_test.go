@@ -8,6 +8,7 @@ import (
 
 	"github.com/patchtrace/patchtrace/analyze"
 	"github.com/patchtrace/patchtrace/format"
+	"github.com/patchtrace/patchtrace/internal/testkit"
 )
 
 // TestNothingCheckedIncomplete: a result in which nothing was judged is
@@ -89,31 +90,8 @@ func TestSeqGapsIncomplete(t *testing.T) {
 	dir := t.TempDir()
 	path, _ := recordFentry(t, dir, 100)
 	rewrite := func(name string, keep func(*format.Row) bool) string {
-		r, err := format.Open(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer r.Close()
-		md := *r.Meta()
 		out := filepath.Join(dir, name)
-		w, err := format.CreateFile(out, md, false)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for row, err := range r.Events() {
-			if err != nil {
-				t.Fatal(err)
-			}
-			if keep(row) {
-				if err := w.Append(row); err != nil {
-					t.Fatal(err)
-				}
-			}
-		}
-		w.SetFinal(md.Final)
-		if err := w.Close(); err != nil {
-			t.Fatal(err)
-		}
+		testkit.RewriteTrace(t, path, out, nil, keep)
 		return out
 	}
 	for _, tc := range []struct {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/patchtrace/patchtrace/emu"
 	"github.com/patchtrace/patchtrace/format"
+	"github.com/patchtrace/patchtrace/internal/testkit"
 	"github.com/patchtrace/patchtrace/record"
 )
 
@@ -87,30 +88,7 @@ func TestInspectSeqGaps(t *testing.T) {
 	if _, err := record.Run(spec, full, record.Options{Options: emu.Options{Seed: 1}}); err != nil {
 		t.Fatal(err)
 	}
-	r, err := format.Open(full)
-	if err != nil {
-		t.Fatal(err)
-	}
-	md := *r.Meta()
-	w, err := format.CreateFile(cut, md, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for row, err := range r.Events() {
-		if err != nil {
-			t.Fatal(err)
-		}
-		if row.Seq != 0 {
-			if err := w.Append(row); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	w.SetFinal(md.Final)
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	r.Close()
+	testkit.RewriteTrace(t, full, cut, nil, func(row *format.Row) bool { return row.Seq != 0 })
 	code, out, errs := runCLI(t, "inspect", cut)
 	if code != exitOK || !strings.Contains(out, "INCOMPLETE: its sequence numbers skip 1 events") || strings.Contains(out, ", complete;") {
 		t.Errorf("inspect: exit %d\n%s%s", code, out, errs)
@@ -141,29 +119,7 @@ func TestRecordedClaimForged(t *testing.T) {
 	if _, err := record.Run(spec, orig, record.Options{Options: emu.Options{Seed: 1, NoLoads: true}}); err != nil {
 		t.Fatal(err)
 	}
-	r, err := format.Open(orig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	md := *r.Meta()
-	md.Loads = true
-	w, err := format.CreateFile(forged, md, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for row, err := range r.Events() {
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := w.Append(row); err != nil {
-			t.Fatal(err)
-		}
-	}
-	w.SetFinal(md.Final)
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	r.Close()
+	testkit.RewriteTrace(t, orig, forged, func(md *format.Meta) { md.Loads = true }, nil)
 	const want = "RETs that completed have no load row"
 	code, out, errs := runCLI(t, "inspect", forged)
 	if code != exitOK || !strings.Contains(out, "INCOMPLETE: the trace contradicts its metadata") || !strings.Contains(out, want) || strings.Contains(out, ", complete;") {

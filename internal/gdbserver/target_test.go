@@ -12,6 +12,7 @@ import (
 
 	"github.com/patchtrace/patchtrace/emu"
 	"github.com/patchtrace/patchtrace/format"
+	"github.com/patchtrace/patchtrace/internal/testkit"
 	"github.com/patchtrace/patchtrace/record"
 	"github.com/patchtrace/patchtrace/scenario"
 	"github.com/patchtrace/patchtrace/scenarios"
@@ -605,29 +606,7 @@ func TestMonitorFindingIncomplete(t *testing.T) {
 func TestRecordedClaimForged(t *testing.T) {
 	orig := testTrace(t, true)
 	forged := filepath.Join(t.TempDir(), "forged.arrow")
-	r, err := format.Open(orig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	md := *r.Meta()
-	md.Loads = true
-	w, err := format.CreateFile(forged, md, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for row, err := range r.Events() {
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := w.Append(row); err != nil {
-			t.Fatal(err)
-		}
-	}
-	w.SetFinal(md.Final)
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	r.Close()
+	testkit.RewriteTrace(t, orig, forged, func(md *format.Meta) { md.Loads = true }, nil)
 
 	fr, err := format.Open(forged)
 	if err != nil {

@@ -2,7 +2,8 @@
 // is written once: a built-in scenario loaded with its parameters changed,
 // the seed of a randomized test from TEST_SEED, injection rules moved
 // across a window seed by seed, and loop counts shrunk for sweeps over many
-// seeds. It imports no machine (emu's own tests use it).
+// seeds, a trace rewritten through the format's writer. It imports no
+// machine (emu's own tests use it).
 package testkit
 
 import (
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/patchtrace/patchtrace/format"
 	"github.com/patchtrace/patchtrace/scenario"
 	"github.com/patchtrace/patchtrace/scenarios"
 )
@@ -90,5 +92,42 @@ func MoveInjections(spec *scenario.Spec, base []scenario.Inject, points []string
 	for k := range spec.Inject {
 		spec.Inject[k].At = points[(i*(2*k+1)+k*len(points)/2)%len(points)]
 		spec.Inject[k].Hit = uint64(1 + (i+k)%4)
+	}
+}
+
+// RewriteTrace copies the trace at in to out through the format's own
+// writer (checksums and footer as a recording writes them), its metadata
+// changed by edit (nil: kept) and only the rows keep accepts (nil: all):
+// the way a test forges a well-formed trace that says something its rows
+// do not, or leaves out rows no footer declares lost.
+func RewriteTrace(t testing.TB, in, out string, edit func(*format.Meta), keep func(*format.Row) bool) {
+	t.Helper()
+	r, err := format.Open(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	md := *r.Meta()
+	if edit != nil {
+		edit(&md)
+	}
+	w, err := format.CreateFile(out, md, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for row, err := range r.Events() {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if keep != nil && !keep(row) {
+			continue
+		}
+		if err := w.Append(row); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.SetFinal(md.Final)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
 	}
 }
