@@ -41,12 +41,13 @@ var depsPolicy = []struct {
 	{"scenarios", nil},                                   // the embedded built-in scenarios (embed only)
 	{"emu/internal/hostexec", []string{"unsafe"}},        // runs snippets on the host CPU
 	{"scenario", []string{"github.com/BurntSushi/toml"}}, // scenario.toml
-	// Helpers shared by the tests (no machine: emu's tests use it too).
-	{"internal/testkit", []string{"scenario", "scenarios"}},
 	// The trace format: the schema, Arrow IPC + zstd reader/writer and
 	// Parquet export. It imports nothing of ours, so any tool can take it
 	// alone.
 	{"format", []string{"unsafe", "github.com/apache/arrow/go/v15", "github.com/google/flatbuffers/go", "github.com/klauspost/compress"}},
+	// Helpers shared by the tests (no machine: emu's tests use it too;
+	// format imports nothing of ours, for RewriteTrace).
+	{"internal/testkit", []string{"scenario", "scenarios", "format"}},
 	// The machine.
 	{"emu", []string{"internal/slice", "scenario", "golang.org/x/arch/x86/x86asm"}},
 	// Builds a scenario's slice from source and vets it with the decoder.
